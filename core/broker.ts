@@ -1,0 +1,241 @@
+import { randomBytes } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import { parseConfig, type Config, type ConfigInput } from './config.js'
+import { Connection, type ListenerInfo } from './connection.js'
+import { ReasonCode } from './errors.js'
+import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
+import { isPromise, passThroughHooks, type HookRunner } from './hooks.js'
+import { startListeners, type Listener } from './listeners/index.js'
+import { createLogger, type Logger } from './logger.js'
+import { Router } from './router.js'
+import type { Session } from './session.js'
+import { SessionManager } from './sessions.js'
+import { memoryStores, type Stores } from './stores.js'
+import { SysPublisher } from './sys.js'
+import type { ClientInfo, Message, MessageProperties, QoS, Subscription } from './types.js'
+
+export interface BrokerOptions extends ConfigInput {
+  /** persistence and message bus; in memory when omitted */
+  stores?: Stores
+  /** the hook runner the core calls; allow-all when omitted */
+  hookRunner?: HookRunner
+  logger?: Logger
+}
+
+export interface PublishOptions {
+  topic: string
+  payload?: Buffer | string
+  qos?: QoS
+  retain?: boolean
+  properties?: MessageProperties
+}
+
+export interface BrokerStats {
+  received: number
+  sent: number
+  dropped: number
+  connectionsTotal: number
+}
+
+export class Broker {
+  readonly config: Config
+  readonly log: Logger
+  readonly emitter: BrokerEmitter
+  readonly stores: Stores
+  readonly router = new Router()
+  readonly sessions: SessionManager
+  readonly stats: BrokerStats = { received: 0, sent: 0, dropped: 0, connectionsTotal: 0 }
+  readonly id: string
+  readonly startedAt = Date.now()
+  hooks: HookRunner
+  private readonly connections = new Set<Connection>()
+  private listeners: Listener[] = []
+  private sweepTimer: NodeJS.Timeout | undefined
+  private sys: SysPublisher | undefined
+  private state: 'new' | 'listening' | 'closing' | 'closed' = 'new'
+
+  constructor(options: BrokerOptions = {}) {
+    const { stores, hookRunner, logger, ...config } = options
+    this.config = parseConfig(config)
+    this.log = logger ?? createLogger(this.config.log.level)
+    this.emitter = new BrokerEmitter(this.log)
+    this.stores = stores ?? memoryStores()
+    this.hooks = hookRunner ?? passThroughHooks
+    this.id = this.config.id ?? randomBytes(6).toString('hex')
+    this.sessions = new SessionManager(this)
+    this.stores.bus.subscribe((message) => {
+      if (message.node !== this.id) this.routeLocal(message)
+    })
+  }
+
+  on<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): this {
+    this.emitter.on(event, fn)
+    return this
+  }
+
+  off<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): this {
+    this.emitter.off(event, fn)
+    return this
+  }
+
+  get connectionCount(): number {
+    return this.connections.size
+  }
+
+  get addresses(): Array<{ name: string; host: string; port: number; url: string }> {
+    return this.listeners.map((l) => l.address())
+  }
+
+  async listen(): Promise<this> {
+    if (this.state !== 'new') throw new Error('broker.listen() was already called')
+    this.state = 'listening'
+    await this.sessions.restore()
+    this.listeners = await startListeners(this)
+    this.sweepTimer = setInterval(() => this.sweep(), 500)
+    this.sweepTimer.unref()
+    if (this.config.sys.enabled) this.sys = new SysPublisher(this)
+    for (const l of this.listeners) this.log.info({ listener: l.name, url: l.address().url }, 'listening')
+    this.emitter.emit('ready')
+    return this
+  }
+
+  /** Accepts a new transport connection from a listener. */
+  accept(socket: Duplex, listener: ListenerInfo, remoteAddress: string): void {
+    if (this.state !== 'listening') {
+      socket.destroy()
+      return
+    }
+    const conn = new Connection(socket, this, listener, remoteAddress)
+    this.connections.add(conn)
+    this.stats.connectionsTotal++
+  }
+
+  anonymousAllowed(listener: ListenerInfo): boolean {
+    return this.config.allowAnonymous ?? listener.loopback
+  }
+
+  /** Publishes from code (not from a client): no authorization, transforms apply. */
+  publish(options: PublishOptions): Promise<void> {
+    const payload = options.payload === undefined ? Buffer.alloc(0) : typeof options.payload === 'string' ? Buffer.from(options.payload) : options.payload
+    const message: Message = { topic: options.topic, payload, qos: options.qos ?? 0, retain: options.retain ?? false }
+    if (options.properties) {
+      message.properties = options.properties
+      if (options.properties.messageExpiryInterval !== undefined) message.expiresAt = Date.now() + options.properties.messageExpiryInterval * 1000
+    }
+    return Promise.resolve(this.transformAndRoute(undefined, message)).then(noop)
+  }
+
+  /**
+   * The publish pipeline for client messages (and wills): built-in rules, then
+   * authorizePublish, then transform, then routing. Answers the reason code for
+   * the PUBACK/PUBREC, synchronously when nothing had to wait.
+   */
+  ingest(client: ClientInfo, message: Message): number | Promise<number> {
+    if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
+    if (!this.hooks.appliesToPublish(message.topic)) return this.route(message, client)
+    const d = this.hooks.authorizePublish(client, message)
+    if (isPromise(d)) {
+      return d.then((r) => (r.result === 'deny' ? r.reasonCode ?? ReasonCode.NotAuthorized : this.transformAndRoute(client, message)),
+        () => ReasonCode.NotAuthorized)
+    }
+    if (d.result === 'deny') return d.reasonCode ?? ReasonCode.NotAuthorized
+    return this.transformAndRoute(client, message)
+  }
+
+  private transformAndRoute(client: ClientInfo | undefined, message: Message): number | Promise<number> {
+    const t = this.hooks.transform(client, message)
+    if (isPromise(t)) return t.then((m) => (m === null ? ReasonCode.Success : this.route(m, client)), () => this.route(message, client))
+    return t === null ? ReasonCode.Success : this.route(t, client)
+  }
+
+  /** Stores a retained message, tells listeners and other nodes, routes locally. */
+  private route(message: Message, client: ClientInfo | undefined): number | Promise<number> {
+    message.node = this.id
+    let retained: Promise<void> | undefined
+    if (message.retain) retained = this.stores.retained.set(message)
+    if (this.emitter.has('published')) this.emitter.emit('published', message, client)
+    const bus = this.stores.bus.publish(message)
+    const routed = this.routeLocal(message)
+    if (retained === undefined && bus === undefined && typeof routed === 'number') return routed
+    return Promise.all([retained, bus, routed]).then(([, , n]) => n as number)
+  }
+
+  private routeLocal(message: Message): number | Promise<number> {
+    const pending: Array<Promise<void>> = []
+    const count = this.router.route(message, pending)
+    const code = count === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success
+    if (pending.length === 0) return code
+    return Promise.all(pending).then(() => code)
+  }
+
+  /** Sends the retained messages matching a new subscription. */
+  sendRetained(session: Session, sub: Subscription): void {
+    this.stores.retained.match(sub.filter).then((messages) => {
+      for (const m of messages) {
+        // [MQTT-3.3.1-9] retained messages sent on subscribe keep the retain flag
+        const p = session.deliver(m, m.qos < sub.qos ? m.qos : sub.qos, true, sub.id === undefined ? undefined : [sub.id])
+        if (p !== undefined) session.track(p)
+      }
+    }, (err: unknown) => this.log.error({ err }, 'retained lookup failed'))
+  }
+
+  openSession(conn: Connection, clientId: string, cleanStart: boolean, expiryInterval: number): { session: Session; present: boolean } {
+    return this.sessions.open(conn, clientId, cleanStart, expiryInterval)
+  }
+
+  connectionClosed(conn: Connection, session: Session | undefined): void {
+    this.connections.delete(conn)
+    if (session === undefined) return
+    this.sessions.detach(conn, session)
+    this.emitter.emit('clientDisconnected', conn.client, { reasonCode: conn.closeReason })
+  }
+
+  clientError(conn: Connection, err: Error): void {
+    this.log.debug({ err, clientId: conn.client.id, remoteAddress: conn.client.remoteAddress }, 'client error')
+    this.emitter.emit('clientError', conn.client.id === '' ? undefined : conn.client, err)
+  }
+
+  /** One check for every connection's keep-alive and connect deadline. */
+  private sweep(): void {
+    const now = Date.now()
+    const connectDeadline = this.config.limits.connectTimeoutMs
+    for (const conn of this.connections) {
+      if (conn.state.kind === 'awaitingConnect' && now - conn.openedAt > connectDeadline) {
+        conn.socket.destroy()
+      } else if (conn.state.kind === 'connected' && conn.keepaliveMs > 0 && now - conn.lastSeen > conn.keepaliveMs) {
+        this.emitter.emit('keepaliveTimeout', conn.client)
+        conn.closeWith(ReasonCode.KeepAliveTimeout, 'keep-alive timeout') // [MQTT-3.1.2-22]
+      }
+    }
+  }
+
+  /** Resolves when every connection has closed, or after `ms`. */
+  private async drained(ms: number): Promise<void> {
+    const until = Date.now() + ms
+    while (this.connections.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed' || this.state === 'closing') return
+    this.state = 'closing'
+    clearInterval(this.sweepTimer)
+    this.sys?.stop()
+    for (const conn of this.connections) {
+      conn.cleanDisconnect = true // the broker is going away, not the client: no will
+      conn.closeWith(ReasonCode.ServerShuttingDown, 'server shutting down')
+    }
+    await this.drained(1000)
+    for (const conn of this.connections) conn.socket.destroy()
+    await Promise.all(this.listeners.map((l) => l.close()))
+    this.sessions.close()
+    await Promise.all([this.stores.bus.close(), this.stores.sessions.close(), this.stores.retained.close()])
+    this.state = 'closed'
+    this.emitter.emit('closed')
+  }
+}
+
+function noop(): void {}
+
+export function createBroker(options: BrokerOptions = {}): Broker {
+  return new Broker(options)
+}

@@ -1,0 +1,125 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
+import { createBroker, type Broker } from './broker.js'
+import { parseConfig, type ConfigInput } from './config.js'
+import { HookmqError } from './errors.js'
+import { version } from './version.js'
+
+const USAGE = `usage: hookmq [options]
+  --config FILE     config file (.json, .js or .mjs); default ./hookmq.config.json if present
+  --host ADDR       bind address of the listeners (default 127.0.0.1)
+  --port N          MQTT TCP port (default 1883)
+  --ws-port N       WebSocket port (default 8083)
+  --no-ws           do not open the WebSocket listener
+  --hooks DIR       hooks folder (default ./hooks)
+  --log-level LVL   fatal|error|warn|info|debug|trace|silent
+  --help, --version`
+
+/** Thrown for bad usage: the CLI prints its message on one line. */
+class UsageError extends Error {}
+
+export async function main(argv: string[]): Promise<void> {
+  let broker: Broker
+  try {
+    const config = await resolveConfig(argv)
+    if (config === undefined) return
+    broker = createBroker(config)
+    await broker.listen()
+  } catch (err) {
+    const message = err instanceof HookmqError || err instanceof UsageError ? err.message : `start-up failed: ${(err as Error).message}`
+    process.stderr.write(`hookmq: ${message}\n`)
+    process.exitCode = 1
+    return
+  }
+  const rule = broker.config.allowAnonymous === undefined
+    ? 'anonymous clients allowed on loopback listeners only'
+    : broker.config.allowAnonymous ? 'anonymous clients allowed (allowAnonymous: true)' : 'anonymous clients refused (allowAnonymous: false)'
+  broker.log.info({ rule }, 'authentication')
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    broker.log.info({ signal }, 'shutting down')
+    broker.close().then(() => process.exit(0), (err: unknown) => {
+      broker.log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
+}
+
+/** Config file, then CLI flags over it; validated by the one schema. Undefined for --help/--version. */
+export async function resolveConfig(argv: string[]): Promise<ConfigInput | undefined> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'ws-port': { type: 'string' },
+        'no-ws': { type: 'boolean' },
+        hooks: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean' },
+        version: { type: 'boolean' },
+      },
+    })
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see --help)`)
+  }
+  const flags = parsed.values
+  if (flags.help) {
+    process.stdout.write(USAGE + '\n')
+    return undefined
+  }
+  if (flags.version) {
+    process.stdout.write(version + '\n')
+    return undefined
+  }
+  const config = await loadConfigFile(flags.config) as Record<string, unknown>
+  if (flags.host !== undefined) config.host = flags.host
+  if (flags.port !== undefined) config.port = toPort('--port', flags.port)
+  if (flags['ws-port'] !== undefined) config.ws = { ...(typeof config.ws === 'object' ? config.ws : {}), port: toPort('--ws-port', flags['ws-port']) }
+  if (flags['no-ws']) config.ws = false
+  if (flags.hooks !== undefined) config.hooksDir = flags.hooks
+  if (flags['log-level'] !== undefined) config.log = { ...(typeof config.log === 'object' ? config.log : {}), level: flags['log-level'] }
+  parseConfig(config) // fail here, before anything starts
+  return config as ConfigInput
+}
+
+function toPort(flag: string, value: string): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value) || n > 65535) throw new UsageError(`${flag} ${JSON.stringify(value)}: expected a port number 0..65535`)
+  return n
+}
+
+async function loadConfigFile(file: string | undefined): Promise<object> {
+  const path = resolve(file ?? 'hookmq.config.json')
+  if (!existsSync(path)) {
+    if (file !== undefined) throw new UsageError(`--config ${file}: no such file`)
+    return {}
+  }
+  if (path.endsWith('.json')) {
+    try {
+      return JSON.parse(readFileSync(path, 'utf8')) as object
+    } catch (err) {
+      throw new UsageError(`${file}: ${(err as Error).message}`)
+    }
+  }
+  if (/\.(m?js)$/.test(path)) {
+    const mod = await import(pathToFileURL(path).href) as { default?: object }
+    return { ...(mod.default ?? {}) }
+  }
+  throw new UsageError(`--config ${file}: expected a .json, .js or .mjs file`)
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  void main(process.argv.slice(2))
+}

@@ -1,0 +1,142 @@
+import { z } from 'zod'
+import { HookmqError } from './errors.js'
+
+// One schema for every option: config file, CLI flags and createBroker(options)
+// all go through parseConfig(). Defaults live here and nowhere else.
+
+const port = z.int().min(0).max(65535)
+const seconds = z.int().min(0).max(0xffffffff)
+
+const tlsFiles = {
+  key: z.string().min(1).describe('path to the PEM private key'),
+  cert: z.string().min(1).describe('path to the PEM certificate chain'),
+  ca: z.string().min(1).optional().describe('path to PEM CA certificates used to verify client certificates'),
+  requestCert: z.boolean().default(false).describe('ask clients for a certificate'),
+  rejectUnauthorized: z.boolean().default(true).describe('refuse clients whose certificate does not verify (with requestCert)'),
+}
+
+const wsSchema = z.strictObject({
+  port: port.default(8083).describe('WebSocket port'),
+  host: z.string().optional().describe('bind address; defaults to `host`'),
+  path: z.string().startsWith('/').default('/mqtt').describe('HTTP path of the WebSocket endpoint'),
+})
+
+export const configSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1').describe('bind address of every listener without its own host'),
+  port: port.default(1883).describe('MQTT over TCP port (0 picks a free port)'),
+  tcp: z.boolean().default(true).describe('open the plain TCP listener'),
+  ws: z.union([z.literal(false), wsSchema]).default({ port: 8083, path: '/mqtt' }).describe('WebSocket listener, or false'),
+  tls: z.strictObject({
+    port: port.default(8883).describe('MQTT over TLS port'),
+    host: z.string().optional().describe('bind address; defaults to `host`'),
+    ...tlsFiles,
+  }).optional().describe('TLS listener (off unless configured)'),
+  wss: z.strictObject({
+    port: port.default(8084).describe('secure WebSocket port'),
+    host: z.string().optional().describe('bind address; defaults to `host`'),
+    path: z.string().startsWith('/').default('/mqtt').describe('HTTP path of the WebSocket endpoint'),
+    ...tlsFiles,
+  }).optional().describe('secure WebSocket listener (off unless configured)'),
+  hooksDir: z.string().min(1).default('./hooks').describe('folder of hook files'),
+  allowAnonymous: z.boolean().optional().describe('accept clients no authenticate hook accepted; default: only on loopback listeners'),
+  limits: z.strictObject({
+    maxPacketSize: z.int().min(64).max(268435455).default(1048576).describe('largest packet accepted, in bytes (MQTT 5 Maximum Packet Size)'),
+    maxInflightMessages: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages sent to one client'),
+    receiveMaximum: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages a client may send (advertised to MQTT 5 clients)'),
+    maxQueuedMessages: z.int().min(0).default(1000).describe('offline / pending messages kept per session'),
+    queueOverflow: z.enum(['dropOldest', 'dropNewest']).default('dropOldest').describe('which message goes when a session queue is full'),
+    maxConnections: z.int().min(1).default(100000).describe('concurrent client connections'),
+    maxTopicLength: z.int().min(1).max(65535).default(65535).describe('longest topic name or filter, in bytes'),
+    maxTopicLevels: z.int().min(1).default(128).describe('most `/`-separated levels in a topic'),
+    topicAliasMaximum: z.int().min(0).max(65535).default(100).describe('topic aliases an MQTT 5 client may set'),
+    maxKeepalive: z.int().min(1).max(65535).default(65535).describe('longest keep-alive granted, in seconds (MQTT 5 Server Keep Alive)'),
+    maxSessionExpiryInterval: seconds.default(0xffffffff).describe('longest session expiry granted, in seconds'),
+    connectTimeoutMs: z.int().min(100).default(10000).describe('time a new socket has to send CONNECT'),
+  }).prefault({}).describe('protocol limits'),
+  sys: z.strictObject({
+    enabled: z.boolean().default(true).describe('publish $SYS/broker/... topics'),
+    intervalMs: z.int().min(100).default(10000).describe('how often $SYS topics are published'),
+  }).prefault({}).describe('$SYS topics'),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
+  }).prefault({}).describe('logging'),
+  id: z.string().min(1).optional().describe('node id (defaults to a random one)'),
+})
+
+export type ConfigInput = z.input<typeof configSchema>
+export type Config = z.output<typeof configSchema>
+
+/** Identity helper so a `hookmq.config.ts` gets typing. */
+export function defineConfig(config: ConfigInput): ConfigInput {
+  return config
+}
+
+/** Parse options; a bad key or value throws one line naming key, value and why. */
+export function parseConfig(input: unknown): Config {
+  const result = configSchema.safeParse(input ?? {})
+  if (result.success) return result.data
+  throw new HookmqError('CONFIG_INVALID', describeIssue(result.error.issues[0]!, input))
+}
+
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
+  const path = issue.path.map(String)
+  if (issue.code === 'unrecognized_keys') {
+    const key = [...path, issue.keys[0]!].join('.')
+    return `config error: unknown key "${key}"`
+  }
+  const key = path.join('.') || '(root)'
+  const value = valueAt(input, issue.path)
+  return `config error: ${key} = ${showValue(value)}: ${issue.message}`
+}
+
+function valueAt(input: unknown, path: PropertyKey[]): unknown {
+  let cur: unknown = input
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = (cur as Record<PropertyKey, unknown>)[p]
+  }
+  return cur
+}
+
+function showValue(v: unknown): string {
+  if (v === undefined) return '(missing)'
+  const s = JSON.stringify(v)
+  return s.length > 60 ? s.slice(0, 57) + '...' : s
+}
+
+/** Rows of the config reference: key, type, default, description. */
+export function configReference(): Array<{ key: string; default: string; description: string }> {
+  const rows: Array<{ key: string; default: string; description: string }> = []
+  walk(configSchema, '', rows)
+  return rows
+}
+
+function walk(schema: z.ZodType, prefix: string, rows: Array<{ key: string; default: string; description: string }>): void {
+  const shape = (schema as unknown as { shape?: Record<string, z.ZodType> }).shape
+  if (!shape) return
+  for (const [name, field] of Object.entries(shape)) {
+    const key = prefix ? `${prefix}.${name}` : name
+    const def = defaultOf(field)
+    rows.push({ key, default: def === undefined ? '' : JSON.stringify(def), description: field.description ?? '' })
+    const inner = unwrapObject(field)
+    if (inner) walk(inner, key, rows)
+  }
+}
+
+function defaultOf(field: z.ZodType): unknown {
+  const def = (field as unknown as { _zod: { def: { type: string; defaultValue?: unknown; innerType?: z.ZodType } } })._zod.def
+  if (def.type === 'default') return def.defaultValue
+  if (def.type === 'prefault') return undefined
+  return undefined
+}
+
+function unwrapObject(field: z.ZodType): z.ZodType | undefined {
+  let cur: z.ZodType | undefined = field
+  for (let i = 0; i < 5 && cur; i++) {
+    const def: { type: string; innerType?: z.ZodType; options?: z.ZodType[] } = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; options?: z.ZodType[] } } })._zod.def
+    if (def.type === 'object') return cur
+    if (def.type === 'union') cur = def.options?.find((o: z.ZodType) => (o as unknown as { shape?: unknown }).shape !== undefined)
+    else cur = def.innerType
+  }
+  return undefined
+}

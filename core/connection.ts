@@ -1,0 +1,258 @@
+import mqtt from 'mqtt-packet'
+import type { Packet, IPublishPacket } from 'mqtt-packet'
+import type { Duplex } from 'node:stream'
+import type { Broker } from './broker.js'
+import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
+import { dispatch } from './handlers/index.js'
+import type { Outlet, Session } from './session.js'
+import type { Will } from './stores.js'
+import type { ClientInfo, Message, QoS } from './types.js'
+
+export type ConnectionState =
+  | { kind: 'awaitingConnect' }
+  | { kind: 'authenticating' }
+  | { kind: 'connected'; session: Session }
+  | { kind: 'closing'; session: Session | undefined }
+  | { kind: 'closed' }
+
+/** Bytes buffered on a socket beyond which QoS 0 messages to it are dropped. */
+const QOS0_DROP_THRESHOLD = 4 * 1024 * 1024
+const MAX_BACKLOG = 1000
+
+export interface ListenerInfo {
+  name: string
+  /** true when bound to a loopback address (anonymous clients allowed by default) */
+  loopback: boolean
+  certificate?: () => object | undefined
+}
+
+/** One network connection, whatever the transport, speaking MQTT to one client. */
+export class Connection implements Outlet {
+  state: ConnectionState = { kind: 'awaitingConnect' }
+  protocolVersion: 3 | 4 | 5 = 4
+  readonly client: ClientInfo
+  keepaliveMs = 0
+  lastSeen = Date.now()
+  readonly openedAt = Date.now()
+  will: Will | undefined = undefined
+  /** set by a DISCONNECT packet: a normal close, no will unless reason 0x04 */
+  cleanDisconnect = false
+  /** client limits from CONNECT (MQTT 5) */
+  sendWindow = 65535
+  maxOutgoingPacket = 268435455
+  topicAliasMaxOut = 0
+  aliasesIn: Map<number, string> | null = null
+  private aliasesOut: Map<string, number> | null = null
+  /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
+  incomingUnacked = 0
+  private readonly parser: ReturnType<typeof mqtt.parser>
+  private backlog: Packet[] | null = null
+  private genOpts = { protocolVersion: 4 as 3 | 4 | 5 }
+
+  constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
+    this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
+    this.parser = mqtt.parser({ protocolVersion: 4 })
+    this.parser.on('packet', (p: Packet) => this.onPacket(p))
+    this.parser.on('error', (err: Error) => this.onParseError(err))
+    socket.on('data', (buf: Buffer) => this.onData(buf))
+    socket.on('error', (err: Error) => this.broker.clientError(this, err))
+    socket.on('close', () => this.onClose())
+    socket.on('end', () => socket.end())
+  }
+
+  get session(): Session | undefined {
+    return this.state.kind === 'connected' ? this.state.session : undefined
+  }
+
+  get isOpen(): boolean {
+    return this.state.kind !== 'closing' && this.state.kind !== 'closed'
+  }
+
+  setProtocolVersion(v: 3 | 4 | 5): void {
+    this.protocolVersion = v
+    this.client.protocolVersion = v
+    this.genOpts = { protocolVersion: v }
+    ;(this.parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = v
+  }
+
+  private onData(buf: Buffer): void {
+    this.lastSeen = Date.now()
+    if (!this.isOpen) return
+    this.parser.parse(buf)
+    // a packet still being received that already exceeds the limit [MQTT-3.2.2-15]
+    const partial = (this.parser as unknown as { packet: { length: number } }).packet.length
+    if (partial > this.broker.config.limits.maxPacketSize && this.isOpen) {
+      this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${partial} bytes exceeds the maximum of ${this.broker.config.limits.maxPacketSize}`))
+    }
+  }
+
+  private onParseError(err: Error): void {
+    if (!this.isOpen) return
+    const code = /protocol version/i.test(err.message) ? 'UNSUPPORTED_PROTOCOL' : 'MALFORMED_PACKET'
+    this.closeWith(new HookmqError(code, err.message))
+  }
+
+  private onPacket(packet: Packet): void {
+    if (!this.isOpen) return
+    if ((packet.length ?? 0) > this.broker.config.limits.maxPacketSize) {
+      this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${packet.length} bytes exceeds the maximum`))
+      return
+    }
+    if (this.backlog !== null) {
+      this.backlog.push(packet)
+      if (this.backlog.length === MAX_BACKLOG) this.socket.pause()
+      return
+    }
+    this.run(packet)
+  }
+
+  /** Runs one packet's handler; an async handler holds later packets back so order is kept. */
+  private run(packet: Packet): boolean {
+    let result: Promise<void> | void
+    try {
+      result = dispatch(this, packet)
+    } catch (err) {
+      this.fail(err)
+      return false
+    }
+    if (result === undefined) return true
+    this.backlog ??= []
+    result.then(() => this.drain(), (err: unknown) => this.fail(err))
+    return false
+  }
+
+  private drain(): void {
+    const backlog = this.backlog
+    this.backlog = null
+    if (backlog === null) return
+    for (let i = 0; i < backlog.length; i++) {
+      if (!this.isOpen) return
+      if (!this.run(backlog[i]!)) {
+        this.backlog!.push(...backlog.slice(i + 1))
+        return
+      }
+    }
+    if (this.socket.isPaused()) this.socket.resume()
+  }
+
+  private fail(err: unknown): void {
+    if (err instanceof HookmqError) this.closeWith(err)
+    else {
+      this.broker.log.error({ err, clientId: this.client.id }, 'packet handler failed')
+      this.closeWith(new HookmqError('UNSPECIFIED', err instanceof Error ? err.message : String(err)))
+    }
+  }
+
+  write(packet: Packet): void {
+    if (!this.isOpen && packet.cmd !== 'disconnect' && packet.cmd !== 'connack') return
+    this.socket.write(mqtt.generate(packet, this.genOpts))
+  }
+
+  /** Encodes a routed PUBLISH; a message the codec refuses is dropped for this client only. */
+  private encode(packet: IPublishPacket): Buffer | undefined {
+    try {
+      return mqtt.generate(packet, this.genOpts)
+    } catch (err) {
+      this.broker.log.warn({ err, clientId: this.client.id, topic: packet.topic }, 'message could not be encoded for this client')
+      return undefined
+    }
+  }
+
+  sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): boolean {
+    if (!this.isOpen) return true
+    if (qos === 0 && this.socket.writableLength > QOS0_DROP_THRESHOLD) {
+      this.broker.stats.dropped++
+      return true
+    }
+    const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup, messageId: packetId }
+    let newAlias = ''
+    if (this.protocolVersion === 5) newAlias = this.v5Properties(packet, message, ids)
+    const buf = this.encode(packet)
+    if (buf === undefined || buf.length > this.maxOutgoingPacket) {
+      if (newAlias !== '') this.aliasesOut!.delete(newAlias)
+      this.broker.stats.dropped++
+      return false
+    }
+    this.socket.write(buf)
+    this.broker.stats.sent++
+    return true
+  }
+
+  /** Adds MQTT 5 properties; returns the topic when a new outbound alias was assigned. */
+  private v5Properties(packet: IPublishPacket, message: Message, ids: number[] | undefined): string {
+    const p = message.properties
+    let props: NonNullable<IPublishPacket['properties']> | undefined
+    if (p !== undefined) {
+      props = { ...p }
+      if (message.expiresAt !== undefined) props.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAt - Date.now()) / 1000)) // [MQTT-3.3.2-6]
+    }
+    if (ids !== undefined) (props ??= {}).subscriptionIdentifier = ids.length === 1 ? ids[0]! : ids
+    let newAlias = ''
+    if (this.topicAliasMaxOut > 0) {
+      const map = (this.aliasesOut ??= new Map())
+      const alias = map.get(message.topic)
+      if (alias !== undefined) {
+        (props ??= {}).topicAlias = alias
+        packet.topic = ''
+      } else if (map.size < this.topicAliasMaxOut) {
+        const next = map.size + 1
+        map.set(message.topic, next)
+        ;(props ??= {}).topicAlias = next
+        newAlias = message.topic
+      }
+    }
+    if (props !== undefined) packet.properties = props
+    return newAlias
+  }
+
+  sendPubrel(packetId: number): void {
+    this.write({ cmd: 'pubrel', messageId: packetId })
+  }
+
+  /**
+   * The one place an error becomes an MQTT answer: CONNACK before the session
+   * exists, DISCONNECT (MQTT 5) after, then the socket is closed.
+   */
+  closeWith(err: HookmqError | number, reasonString?: string): void {
+    if (!this.isOpen) return
+    const code = typeof err === 'number' ? err : err.reasonCode
+    const text = reasonString ?? (typeof err === 'number' ? undefined : err.message)
+    if (typeof err !== 'number' && code !== ReasonCode.SessionTakenOver) {
+      this.broker.clientError(this, err)
+    }
+    const wasConnected = this.state.kind === 'connected'
+    if (this.state.kind === 'awaitingConnect' || this.state.kind === 'authenticating') {
+      if (this.protocolVersion === 5) {
+        this.write({ cmd: 'connack', sessionPresent: false, reasonCode: code, properties: text ? { reasonString: text } : undefined })
+      } else if (this.state.kind === 'authenticating' || code === ReasonCode.UnsupportedProtocolVersion) {
+        this.write({ cmd: 'connack', sessionPresent: false, returnCode: v3ConnackCode(code) })
+      }
+    } else if (wasConnected && this.protocolVersion === 5) {
+      this.write({ cmd: 'disconnect', reasonCode: code, properties: text ? { reasonString: text } : undefined })
+    }
+    this.beginClose(code)
+  }
+
+  /** Moves to `closing`, lets queued bytes flush, then closes the socket. */
+  beginClose(reasonCode: number): void {
+    if (!this.isOpen) return
+    const session = this.session
+    if (session !== undefined) this.broker.emitter.emit('clientDisconnecting', this.client, { reasonCode })
+    this.state = { kind: 'closing', session }
+    this.closeReason = reasonCode
+    this.socket.end()
+    const t = setTimeout(() => this.socket.destroy(), 2000)
+    t.unref()
+  }
+
+  closeReason = 0
+
+  private onClose(): void {
+    if (this.state.kind === 'closed') return
+    const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
+    if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
+    this.state = { kind: 'closed' }
+    this.broker.connectionClosed(this, session)
+  }
+
+}

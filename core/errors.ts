@@ -1,0 +1,100 @@
+// The one catalogue of coded errors. Every error that ends a connection carries
+// an MQTT 5 reason code; `closeWith()` in connection.ts is the only place that
+// turns one into a DISCONNECT / CONNACK and a socket close.
+
+export const ReasonCode = {
+  Success: 0x00,
+  GrantedQoS1: 0x01,
+  GrantedQoS2: 0x02,
+  DisconnectWithWill: 0x04,
+  NoMatchingSubscribers: 0x10,
+  NoSubscriptionExisted: 0x11,
+  UnspecifiedError: 0x80,
+  MalformedPacket: 0x81,
+  ProtocolError: 0x82,
+  ImplementationSpecificError: 0x83,
+  UnsupportedProtocolVersion: 0x84,
+  ClientIdentifierNotValid: 0x85,
+  BadUserNameOrPassword: 0x86,
+  NotAuthorized: 0x87,
+  ServerUnavailable: 0x88,
+  ServerBusy: 0x89,
+  ServerShuttingDown: 0x8b,
+  KeepAliveTimeout: 0x8d,
+  SessionTakenOver: 0x8e,
+  TopicFilterInvalid: 0x8f,
+  TopicNameInvalid: 0x90,
+  PacketIdentifierInUse: 0x91,
+  PacketIdentifierNotFound: 0x92,
+  ReceiveMaximumExceeded: 0x93,
+  TopicAliasInvalid: 0x94,
+  PacketTooLarge: 0x95,
+  QuotaExceeded: 0x97,
+  PayloadFormatInvalid: 0x99,
+  RetainNotSupported: 0x9a,
+  QoSNotSupported: 0x9b,
+  SharedSubscriptionsNotSupported: 0x9e,
+  SubscriptionIdentifiersNotSupported: 0xa1,
+  WildcardSubscriptionsNotSupported: 0xa2,
+} as const
+
+export type ReasonCodeValue = (typeof ReasonCode)[keyof typeof ReasonCode]
+
+export const ErrorCode = {
+  MALFORMED_PACKET: ReasonCode.MalformedPacket,
+  PROTOCOL_ERROR: ReasonCode.ProtocolError,
+  UNSUPPORTED_PROTOCOL: ReasonCode.UnsupportedProtocolVersion,
+  CLIENT_ID_INVALID: ReasonCode.ClientIdentifierNotValid,
+  NOT_AUTHORIZED: ReasonCode.NotAuthorized,
+  BAD_CREDENTIALS: ReasonCode.BadUserNameOrPassword,
+  SERVER_BUSY: ReasonCode.ServerBusy,
+  SHUTTING_DOWN: ReasonCode.ServerShuttingDown,
+  KEEPALIVE_TIMEOUT: ReasonCode.KeepAliveTimeout,
+  SESSION_TAKEN_OVER: ReasonCode.SessionTakenOver,
+  TOPIC_FILTER_INVALID: ReasonCode.TopicFilterInvalid,
+  TOPIC_NAME_INVALID: ReasonCode.TopicNameInvalid,
+  RECEIVE_MAXIMUM_EXCEEDED: ReasonCode.ReceiveMaximumExceeded,
+  TOPIC_ALIAS_INVALID: ReasonCode.TopicAliasInvalid,
+  PACKET_TOO_LARGE: ReasonCode.PacketTooLarge,
+  QUOTA_EXCEEDED: ReasonCode.QuotaExceeded,
+  QOS_NOT_SUPPORTED: ReasonCode.QoSNotSupported,
+  CONFIG_INVALID: ReasonCode.UnspecifiedError,
+  UNSPECIFIED: ReasonCode.UnspecifiedError,
+} as const
+
+export type ErrorCodeName = keyof typeof ErrorCode
+
+export class HookmqError extends Error {
+  readonly code: `HOOKMQ_ERR_${ErrorCodeName}`
+  readonly reasonCode: number
+
+  constructor(name: ErrorCodeName, message: string) {
+    super(message)
+    this.name = 'HookmqError'
+    this.code = `HOOKMQ_ERR_${name}`
+    this.reasonCode = ErrorCode[name]
+  }
+}
+
+export function protocolError(message: string): HookmqError {
+  return new HookmqError('PROTOCOL_ERROR', message)
+}
+
+export function malformed(message: string): HookmqError {
+  return new HookmqError('MALFORMED_PACKET', message)
+}
+
+/** MQTT 3.1.1 CONNACK return codes for the reason codes a v3 client can be told. */
+export function v3ConnackCode(reasonCode: number): number {
+  switch (reasonCode) {
+    case 0: return 0
+    case ReasonCode.UnsupportedProtocolVersion: return 1
+    case ReasonCode.ClientIdentifierNotValid: return 2
+    case ReasonCode.ServerUnavailable:
+    case ReasonCode.ServerBusy:
+    case ReasonCode.QuotaExceeded:
+    case ReasonCode.ServerShuttingDown: return 3
+    case ReasonCode.BadUserNameOrPassword: return 4
+    default: return 5
+  }
+}

@@ -1,0 +1,156 @@
+import type { IConnectPacket, IConnackPacket } from 'mqtt-packet'
+import { randomBytes } from 'node:crypto'
+import type { Connection } from '../connection.js'
+import { HookmqError, ReasonCode, protocolError } from '../errors.js'
+import { isPromise, type AuthenticateDecision } from '../hooks.js'
+import { NEVER_EXPIRES } from '../session.js'
+import { checkTopicName } from '../topic.js'
+
+// CONNECT, as a list of steps: check the packet, settle limits, authenticate,
+// open or resume the session, answer with CONNACK.
+
+interface ConnectPlan {
+  clientId: string
+  assigned: boolean
+  cleanStart: boolean
+  expiryInterval: number
+  keepalive: number
+  keepaliveChanged: boolean
+  expiryChanged: boolean
+}
+
+export function handleConnect(conn: Connection, packet: IConnectPacket): void | Promise<void> {
+  conn.setProtocolVersion(packet.protocolVersion ?? 4)
+  const plan = checkConnect(conn, packet)
+  if (plan === undefined) return
+  readClientLimits(conn, packet)
+  conn.will = readWill(conn, packet)
+  conn.client.id = plan.clientId
+  conn.client.username = packet.username
+  conn.keepaliveMs = plan.keepalive * 1500 // [MQTT-3.1.2-22] 1.5 times the keep alive
+  if (conn.broker.connectionCount > conn.broker.config.limits.maxConnections) {
+    conn.closeWith(new HookmqError('QUOTA_EXCEEDED', 'too many connections'))
+    return
+  }
+  conn.state = { kind: 'authenticating' }
+  const decision = conn.broker.hooks.authenticate({
+    clientId: plan.clientId,
+    username: packet.username,
+    password: packet.password,
+    remoteAddress: conn.client.remoteAddress,
+    protocolVersion: conn.protocolVersion,
+    listener: conn.listener.name,
+    certificate: conn.listener.certificate?.(),
+  })
+  if (isPromise(decision)) {
+    return decision.then((d) => finishConnect(conn, plan, d), () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }))
+  }
+  finishConnect(conn, plan, decision)
+}
+
+function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | undefined {
+  const limits = conn.broker.config.limits
+  const v5 = conn.protocolVersion === 5
+  let clientId = packet.clientId
+  let assigned = false
+  if (clientId.length === 0) {
+    if (!v5 && (conn.protocolVersion === 3 || !packet.clean)) { // [MQTT-3.1.3-8]
+      conn.closeWith(new HookmqError('CLIENT_ID_INVALID', 'an empty client id needs clean session'))
+      return undefined
+    }
+    clientId = 'hookmq-' + randomBytes(9).toString('base64url') // [MQTT-3.1.3-6]
+    assigned = v5
+  }
+  if (clientId.includes('\ufffd') || clientId.includes('\u0000')) {
+    conn.closeWith(new HookmqError('CLIENT_ID_INVALID', 'client id is not valid UTF-8'))
+    return undefined
+  }
+  let keepalive = packet.keepalive ?? 0
+  let keepaliveChanged = false
+  if (keepalive > limits.maxKeepalive || (keepalive === 0 && limits.maxKeepalive < 65535)) {
+    if (!v5) { // a v3 client cannot be told another keep-alive
+      conn.closeWith(new HookmqError('CLIENT_ID_INVALID', `keep-alive must be 1..${limits.maxKeepalive} s`))
+      return undefined
+    }
+    keepalive = limits.maxKeepalive
+    keepaliveChanged = true
+  }
+  const cleanStart = packet.clean ?? true
+  let expiryInterval: number
+  let expiryChanged = false
+  if (v5) {
+    expiryInterval = packet.properties?.sessionExpiryInterval ?? 0
+  } else {
+    expiryInterval = cleanStart ? 0 : NEVER_EXPIRES // 3.1.1 sessions last until clean session
+  }
+  if (expiryInterval > limits.maxSessionExpiryInterval) {
+    expiryInterval = limits.maxSessionExpiryInterval
+    expiryChanged = v5
+  }
+  return { clientId, assigned, cleanStart, expiryInterval, keepalive, keepaliveChanged, expiryChanged }
+}
+
+function readClientLimits(conn: Connection, packet: IConnectPacket): void {
+  const p = packet.properties
+  if (conn.protocolVersion !== 5 || p === undefined) {
+    conn.sendWindow = conn.broker.config.limits.maxInflightMessages
+    return
+  }
+  if (p.receiveMaximum === 0) throw protocolError('Receive Maximum of 0') // [MQTT-3.1.2-?] protocol error
+  if (p.maximumPacketSize === 0) throw protocolError('Maximum Packet Size of 0')
+  conn.sendWindow = Math.min(conn.broker.config.limits.maxInflightMessages, p.receiveMaximum ?? 65535)
+  if (p.maximumPacketSize !== undefined) conn.maxOutgoingPacket = p.maximumPacketSize
+  conn.topicAliasMaxOut = p.topicAliasMaximum ?? 0
+}
+
+function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] {
+  const w = packet.will
+  if (!w) return undefined
+  const problem = checkTopicName(w.topic, conn.broker.config.limits)
+  if (problem !== undefined) throw new HookmqError('TOPIC_NAME_INVALID', `will topic: ${problem}`)
+  const { willDelayInterval, ...properties } = w.properties ?? {}
+  return {
+    topic: w.topic,
+    payload: typeof w.payload === 'string' ? Buffer.from(w.payload) : w.payload,
+    qos: w.qos ?? 0,
+    retain: w.retain ?? false,
+    properties: Object.keys(properties).length > 0 ? properties : undefined,
+    delay: willDelayInterval ?? 0,
+  }
+}
+
+function finishConnect(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): void {
+  if (conn.state.kind !== 'authenticating') return // closed while authenticating
+  const broker = conn.broker
+  if (decision.result === 'deny' || (decision.result === 'pass' && !broker.anonymousAllowed(conn.listener))) {
+    const code = decision.result === 'deny' ? decision.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
+    const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 'anonymous clients are not allowed on this listener'
+    broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
+    conn.closeWith(code, reason)
+    return
+  }
+  if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
+  const { session, present } = broker.openSession(conn, plan.clientId, plan.cleanStart, plan.expiryInterval)
+  conn.state = { kind: 'connected', session }
+  conn.write(connack(conn, plan, present))
+  session.attach(conn, present)
+  broker.emitter.emit('clientConnected', conn.client, { sessionPresent: present })
+}
+
+function connack(conn: Connection, plan: ConnectPlan, present: boolean): IConnackPacket {
+  if (conn.protocolVersion !== 5) return { cmd: 'connack', sessionPresent: present, returnCode: 0 }
+  const limits = conn.broker.config.limits
+  const properties: NonNullable<IConnackPacket['properties']> = {
+    receiveMaximum: limits.receiveMaximum,
+    maximumPacketSize: limits.maxPacketSize,
+    topicAliasMaximum: limits.topicAliasMaximum,
+    retainAvailable: true,
+    wildcardSubscriptionAvailable: true,
+    subscriptionIdentifiersAvailable: true,
+    sharedSubscriptionAvailable: true,
+  }
+  if (plan.assigned) properties.assignedClientIdentifier = plan.clientId // [MQTT-3.2.2-16]
+  if (plan.keepaliveChanged) properties.serverKeepAlive = plan.keepalive // [MQTT-3.2.2-21]
+  if (plan.expiryChanged) properties.sessionExpiryInterval = plan.expiryInterval
+  return { cmd: 'connack', sessionPresent: present, reasonCode: 0, properties }
+}

@@ -1,0 +1,98 @@
+import type { IPublishPacket } from 'mqtt-packet'
+import type { Connection } from '../connection.js'
+import { HookmqError, protocolError } from '../errors.js'
+import { isPromise } from '../hooks.js'
+import { checkTopicName } from '../topic.js'
+import type { Message, MessageProperties } from '../types.js'
+
+// Inbound PUBLISH: resolve the topic alias, check the topic, enforce Receive
+// Maximum, then hand the message to the broker's publish pipeline and answer
+// with PUBACK / PUBREC when it has been routed.
+
+export function handlePublish(conn: Connection, packet: IPublishPacket): void | Promise<void> {
+  const topic = resolveTopic(conn, packet)
+  const problem = checkTopicName(topic, conn.broker.config.limits)
+  if (problem !== undefined) {
+    // ill-formed UTF-8 is a malformed packet [MQTT-1.5.4-1]; a wildcard is an invalid name [MQTT-3.3.2-2]
+    throw new HookmqError(problem.startsWith('invalid UTF-8') ? 'MALFORMED_PACKET' : 'TOPIC_NAME_INVALID', problem)
+  }
+  const qos = packet.qos
+  const session = conn.session!
+  const messageId = packet.messageId ?? 0
+  if (qos === 2 && session.incoming.has(messageId)) {
+    conn.write({ cmd: 'pubrec', messageId }) // a resent QoS 2 message is not routed twice [MQTT-4.3.3-?]
+    return
+  }
+  if (qos > 0) {
+    if (conn.incomingUnacked + session.incoming.size >= conn.broker.config.limits.receiveMaximum) {
+      throw new HookmqError('RECEIVE_MAXIMUM_EXCEEDED', 'more unacknowledged QoS 1/2 messages than Receive Maximum') // [MQTT-3.3.4-9]
+    }
+  }
+  conn.broker.stats.received++
+  const message = toMessage(conn, packet, topic)
+  if (qos === 0) {
+    const r = conn.broker.ingest(conn.client, message)
+    return isPromise(r) ? r.then(noop) : undefined
+  }
+  conn.incomingUnacked++
+  const r = conn.broker.ingest(conn.client, message)
+  if (isPromise(r)) return r.then((code) => acknowledge(conn, qos, messageId, code))
+  acknowledge(conn, qos, messageId, r)
+}
+
+function noop(): void {}
+
+function acknowledge(conn: Connection, qos: 1 | 2, messageId: number, code: number): void {
+  conn.incomingUnacked--
+  const session = conn.session
+  if (session === undefined) return
+  const v5 = conn.protocolVersion === 5
+  if (qos === 1) {
+    conn.write(v5 && code !== 0 ? { cmd: 'puback', messageId, reasonCode: code } : { cmd: 'puback', messageId })
+    return
+  }
+  if (code < 0x80) {
+    session.incoming.add(messageId)
+    if (session.persistent) session.track(conn.broker.stores.sessions.addIncoming(session.clientId, messageId))
+  }
+  conn.write(v5 && code !== 0 ? { cmd: 'pubrec', messageId, reasonCode: code } : { cmd: 'pubrec', messageId })
+}
+
+function resolveTopic(conn: Connection, packet: IPublishPacket): string {
+  const alias = packet.properties?.topicAlias
+  if (alias === undefined) return packet.topic
+  const max = conn.broker.config.limits.topicAliasMaximum
+  if (alias === 0 || alias > max) throw new HookmqError('TOPIC_ALIAS_INVALID', `topic alias ${alias} outside 1..${max}`) // [MQTT-3.3.2-9]
+  const map = (conn.aliasesIn ??= new Map())
+  if (packet.topic.length > 0) {
+    map.set(alias, packet.topic)
+    return packet.topic
+  }
+  const topic = map.get(alias)
+  if (topic === undefined) throw protocolError(`topic alias ${alias} was never set`)
+  return topic
+}
+
+function toMessage(conn: Connection, packet: IPublishPacket, topic: string): Message {
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+  const message: Message = { topic, payload, qos: packet.qos, retain: packet.retain, origin: conn.client.id }
+  const p = packet.properties
+  if (p !== undefined && conn.protocolVersion === 5) {
+    const properties: MessageProperties = {}
+    let any = false
+    if (p.payloadFormatIndicator !== undefined) { properties.payloadFormatIndicator = p.payloadFormatIndicator; any = true }
+    if (p.contentType !== undefined) { properties.contentType = p.contentType; any = true }
+    if (p.responseTopic !== undefined) { properties.responseTopic = p.responseTopic; any = true }
+    if (p.correlationData !== undefined) { properties.correlationData = p.correlationData; any = true }
+    if (p.userProperties !== undefined) { properties.userProperties = p.userProperties; any = true }
+    if (p.messageExpiryInterval !== undefined) {
+      properties.messageExpiryInterval = p.messageExpiryInterval
+      message.expiresAt = Date.now() + p.messageExpiryInterval * 1000
+      any = true
+    }
+    if (p.subscriptionIdentifier !== undefined) throw protocolError('PUBLISH from a client must not carry a Subscription Identifier') // [MQTT-3.3.4-6]
+    if (any) message.properties = properties
+  }
+  return message
+}
+

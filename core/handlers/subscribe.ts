@@ -1,0 +1,65 @@
+import type { ISubscribePacket, ISubscription } from 'mqtt-packet'
+import type { Connection } from '../connection.js'
+import { ReasonCode, protocolError } from '../errors.js'
+import { isPromise, type SubscribeDecision } from '../hooks.js'
+import { checkTopicFilter, parseShared } from '../topic.js'
+import type { QoS, Subscription } from '../types.js'
+
+// SUBSCRIBE: check each filter, ask the authorizeSubscribe hooks, record the
+// granted subscriptions, answer SUBACK, then send matching retained messages.
+
+export function handleSubscribe(conn: Connection, packet: ISubscribePacket): void | Promise<void> {
+  const id = packet.properties?.subscriptionIdentifier
+  if (id === 0) throw protocolError('Subscription Identifier of 0') // [MQTT-3.8.2-?]
+  const decisions: Array<SubscribeDecision | Promise<SubscribeDecision> | number> = packet.subscriptions.map((s) => check(conn, s))
+  if (decisions.some((d) => typeof d === 'object' && isPromise(d))) {
+    return Promise.all(decisions.map((d) => (typeof d === 'number' ? d : Promise.resolve(d).catch(() => deny))))
+      .then((settled) => apply(conn, packet, settled, id))
+  }
+  apply(conn, packet, decisions as Array<SubscribeDecision | number>, id)
+}
+
+const deny: SubscribeDecision = { result: 'deny', reasonCode: ReasonCode.NotAuthorized }
+
+/** A reason code when the filter fails the built-in rules, else the hooks' decision. */
+function check(conn: Connection, s: ISubscription): SubscribeDecision | Promise<SubscribeDecision> | number {
+  const shared = parseShared(s.topic)
+  if (typeof shared === 'string') return ReasonCode.TopicFilterInvalid
+  const filter = shared === null ? s.topic : shared.filter
+  if (checkTopicFilter(filter, conn.broker.config.limits) !== undefined) return ReasonCode.TopicFilterInvalid // [MQTT-4.7.1-1]
+  if (shared !== null && s.nl) throw protocolError('No Local on a shared subscription') // [MQTT-3.8.3-4]
+  return conn.broker.hooks.authorizeSubscribe(conn.client, { filter: s.topic, qos: s.qos })
+}
+
+function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<SubscribeDecision | number>, id: number | undefined): void {
+  const session = conn.session
+  if (session === undefined || !conn.isOpen) return
+  const broker = conn.broker
+  const granted: number[] = []
+  const added: Array<{ sub: Subscription; isNew: boolean }> = []
+  for (let i = 0; i < packet.subscriptions.length; i++) {
+    const s = packet.subscriptions[i]!
+    const d = decisions[i]!
+    if (typeof d === 'number' || d.result === 'deny') {
+      const code = typeof d === 'number' ? d : d.reasonCode ?? ReasonCode.NotAuthorized
+      granted.push(conn.protocolVersion === 5 ? code : 0x80)
+      continue
+    }
+    const qos = (d.result === 'allow' && d.qos !== undefined && d.qos < s.qos ? d.qos : s.qos) as QoS
+    const sub: Subscription = { filter: s.topic, qos, nl: s.nl ?? false, rap: s.rap ?? false, rh: (s.rh ?? 0) as 0 | 1 | 2 }
+    if (id !== undefined) sub.id = id
+    const isNew = !session.subscriptions.has(s.topic)
+    session.subscriptions.set(s.topic, sub) // [MQTT-3.8.4-3] replaces an existing one
+    broker.router.add(session, sub)
+    added.push({ sub, isNew })
+    granted.push(qos)
+  }
+  if (session.persistent && added.length > 0) session.track(broker.stores.sessions.save(session.toStored()))
+  conn.write({ cmd: 'suback', messageId: packet.messageId ?? 0, granted })
+  for (const { sub, isNew } of added) {
+    broker.emitter.emit('subscribed', sub, conn.client)
+    // [MQTT-3.3.1-9..11] retained messages per Retain Handling; none for shared subscriptions
+    if (sub.rh === 2 || (sub.rh === 1 && !isNew) || sub.filter.startsWith('$share/')) continue
+    broker.sendRetained(session, sub)
+  }
+}

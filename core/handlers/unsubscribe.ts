@@ -1,0 +1,19 @@
+import type { IUnsubscribePacket } from 'mqtt-packet'
+import type { Connection } from '../connection.js'
+import { ReasonCode } from '../errors.js'
+
+export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket): void {
+  const session = conn.session!
+  const broker = conn.broker
+  const granted: number[] = []
+  for (const filter of packet.unsubscriptions) {
+    const existed = session.subscriptions.delete(filter)
+    if (existed) {
+      broker.router.remove(session, filter)
+      broker.emitter.emit('unsubscribed', filter, conn.client)
+    }
+    granted.push(existed ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted)
+  }
+  if (session.persistent) session.track(broker.stores.sessions.save(session.toStored()))
+  conn.write({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted }) // reason codes only go to MQTT 5 clients
+}

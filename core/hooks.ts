@@ -1,0 +1,66 @@
+import type { ClientInfo, Message, QoS } from './types.js'
+
+// The typed hook catalogue the core calls through. The plugin host implements
+// HookRunner; the default below allows everything and changes nothing. Every
+// method may answer synchronously (no extra tick) or with a promise.
+
+export interface AuthenticateInput {
+  clientId: string
+  username?: string
+  password?: Buffer
+  remoteAddress: string
+  protocolVersion: 3 | 4 | 5
+  listener: string
+  /** the peer certificate on TLS listeners with requestCert */
+  certificate?: object
+}
+
+export type Decision<Allow extends object = object> =
+  | ({ result: 'allow' } & Allow)
+  | { result: 'deny'; reasonCode?: number; reason?: string }
+  | { result: 'pass' }
+
+export type AuthenticateDecision = Decision<{ user?: unknown }>
+export type PublishDecision = Decision
+export type SubscribeDecision = Decision<{ qos?: QoS }>
+
+export interface SubscribeInput {
+  filter: string
+  qos: QoS
+}
+
+/** hook name → input and answer; the kind says how several hooks compose. */
+export interface HookCatalogue {
+  authenticate: { kind: 'decision'; input: AuthenticateInput; output: AuthenticateDecision }
+  authorizePublish: { kind: 'decision'; input: { client: ClientInfo; message: Message }; output: PublishDecision }
+  authorizeSubscribe: { kind: 'decision'; input: { client: ClientInfo; subscription: SubscribeInput }; output: SubscribeDecision }
+  transform: { kind: 'transform'; input: { client: ClientInfo | undefined; message: Message }; output: Message | null }
+}
+
+export type HookName = keyof HookCatalogue
+type Answer<T> = T | Promise<T>
+
+export interface HookRunner {
+  authenticate(input: AuthenticateInput): Answer<AuthenticateDecision>
+  authorizePublish(client: ClientInfo, message: Message): Answer<PublishDecision>
+  authorizeSubscribe(client: ClientInfo, subscription: SubscribeInput): Answer<SubscribeDecision>
+  /** the message to route (the same object when unchanged), or null to drop it */
+  transform(client: ClientInfo | undefined, message: Message): Answer<Message | null>
+  /** false when no publish-path hook (authorizePublish/transform) can apply to `topic` */
+  appliesToPublish(topic: string): boolean
+}
+
+const PASS = Object.freeze({ result: 'pass' as const })
+
+/** Allow everything, change nothing: the core's behaviour with no plugin host. */
+export const passThroughHooks: HookRunner = {
+  authenticate: () => PASS,
+  authorizePublish: () => PASS,
+  authorizeSubscribe: () => PASS,
+  transform: (_client, message) => message,
+  appliesToPublish: () => false,
+}
+
+export function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return v !== null && typeof v === 'object' && typeof (v as Promise<T>).then === 'function'
+}

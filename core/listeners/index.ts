@@ -1,0 +1,36 @@
+import type { Broker } from '../broker.js'
+import { startTcp } from './tcp.js'
+import { startTls } from './tls.js'
+import { startWs } from './ws.js'
+
+export interface Listener {
+  name: string
+  address(): { name: string; host: string; port: number; url: string }
+  close(): Promise<void>
+}
+
+/** Starts every configured listener; if one fails to bind, the others are closed. */
+export async function startListeners(broker: Broker): Promise<Listener[]> {
+  const c = broker.config
+  const starting: Array<Promise<Listener>> = []
+  if (c.tcp) starting.push(startTcp(broker, c.host, c.port))
+  if (c.tls) starting.push(startTls(broker, c.tls.host ?? c.host, c.tls.port, c.tls))
+  if (c.ws) starting.push(startWs(broker, 'ws', c.ws.host ?? c.host, c.ws.port, c.ws.path))
+  if (c.wss) starting.push(startWs(broker, 'wss', c.wss.host ?? c.host, c.wss.port, c.wss.path, c.wss))
+  const results = await Promise.allSettled(starting)
+  const failed = results.find((r) => r.status === 'rejected')
+  const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+  if (failed) {
+    await Promise.all(started.map((l) => l.close()))
+    throw (failed as PromiseRejectedResult).reason
+  }
+  return started
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.') || host === '::ffff:127.0.0.1'
+}
+
+export function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host
+}

@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs'
+import tls from 'node:tls'
+import type { Broker } from '../broker.js'
+import { HookmqError } from '../errors.js'
+import { isLoopback, type Listener } from './index.js'
+import { listenServer } from './tcp.js'
+
+export interface TlsFiles {
+  key: string
+  cert: string
+  ca?: string | undefined
+  requestCert: boolean
+  rejectUnauthorized: boolean
+}
+
+export function tlsOptions(files: TlsFiles, key: string): tls.TlsOptions {
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw new HookmqError('CONFIG_INVALID', `config error: ${key}.${what} = ${JSON.stringify(file)}: ${(err as Error).message}`)
+    }
+  }
+  return {
+    key: read(files.key, 'key'),
+    cert: read(files.cert, 'cert'),
+    ca: files.ca ? read(files.ca, 'ca') : undefined,
+    requestCert: files.requestCert,
+    rejectUnauthorized: files.requestCert ? files.rejectUnauthorized : false,
+  }
+}
+
+export async function startTls(broker: Broker, host: string, port: number, files: TlsFiles): Promise<Listener> {
+  const server = tls.createServer(tlsOptions(files, 'tls'), (socket) => {
+    socket.setNoDelay(true)
+    const info = { name: 'tls', loopback: isLoopback(host), certificate: () => peerCertificate(socket) }
+    broker.accept(socket, info, socket.remoteAddress ?? '')
+  })
+  server.on('tlsClientError', (err) => broker.log.debug({ err }, 'TLS handshake failed'))
+  return listenServer(server, 'tls', 'mqtts', host, port)
+}
+
+export function peerCertificate(socket: tls.TLSSocket): object | undefined {
+  const cert = socket.getPeerCertificate()
+  return cert && Object.keys(cert).length > 0 ? cert : undefined
+}

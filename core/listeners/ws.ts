@@ -1,0 +1,41 @@
+import http from 'node:http'
+import https from 'node:https'
+import type tls from 'node:tls'
+import { WebSocketServer, createWebSocketStream } from 'ws'
+import type { Broker } from '../broker.js'
+import { isLoopback, type Listener } from './index.js'
+import { listenServer } from './tcp.js'
+import { peerCertificate, tlsOptions, type TlsFiles } from './tls.js'
+
+const SUBPROTOCOLS = ['mqtt', 'mqttv3.1']
+
+/** WebSocket (and, with TLS files, secure WebSocket) listener; frames feed the same connection code. */
+export async function startWs(broker: Broker, name: 'ws' | 'wss', host: string, port: number, path: string, files?: TlsFiles): Promise<Listener> {
+  const server = files ? https.createServer(tlsOptions(files, 'wss')) : http.createServer()
+  server.on('request', (_req, res) => {
+    res.writeHead(426, { 'content-type': 'text/plain' }).end(`MQTT over WebSocket: connect to ${path} with subprotocol "mqtt"\n`)
+  })
+  const wss = new WebSocketServer({
+    server,
+    path,
+    maxPayload: broker.config.limits.maxPacketSize + 5,
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => SUBPROTOCOLS.find((p) => protocols.has(p)) ?? false,
+  })
+  wss.on('connection', (ws, req) => {
+    const socket = req.socket as tls.TLSSocket
+    const info = { name, loopback: isLoopback(host), certificate: files ? () => peerCertificate(socket) : undefined }
+    const stream = createWebSocketStream(ws)
+    broker.accept(stream, info, req.socket.remoteAddress ?? '')
+  })
+  wss.on('error', (err) => broker.log.error({ err }, 'WebSocket server error'))
+  const listener = await listenServer(server, name, name, host, port, path)
+  return {
+    ...listener,
+    close: async () => {
+      for (const ws of wss.clients) ws.terminate()
+      await new Promise<void>((done) => wss.close(() => done()))
+      await listener.close()
+    },
+  }
+}

@@ -1,0 +1,92 @@
+import type { Message } from './types.js'
+
+// Retained messages in a trie of topic levels, so a wildcard subscribe visits
+// only the branches its filter can match.
+
+class Level {
+  children = new Map<string, Level>()
+  message: Message | undefined = undefined
+}
+
+export class RetainedTree {
+  private readonly root = new Level()
+  private count = 0
+
+  get size(): number {
+    return this.count
+  }
+
+  set(topic: string, message: Message): void {
+    let node = this.root
+    for (const part of topic.split('/')) {
+      let next = node.children.get(part)
+      if (next === undefined) {
+        next = new Level()
+        node.children.set(part, next)
+      }
+      node = next
+    }
+    if (node.message === undefined) this.count++
+    node.message = message
+  }
+
+  delete(topic: string): void {
+    const parts = topic.split('/')
+    const path: Level[] = [this.root]
+    let node: Level | undefined = this.root
+    for (const part of parts) {
+      node = node.children.get(part)
+      if (node === undefined) return
+      path.push(node)
+    }
+    if (node.message === undefined) return
+    node.message = undefined
+    this.count--
+    for (let i = parts.length; i > 0; i--) {
+      const n = path[i]!
+      if (n.message !== undefined || n.children.size > 0) break
+      path[i - 1]!.children.delete(parts[i - 1]!)
+    }
+  }
+
+  match(filter: string): Message[] {
+    const out: Message[] = []
+    const now = Date.now()
+    collect(this.root, filter.split('/'), 0, out, now)
+    return out
+  }
+}
+
+function collect(node: Level, parts: string[], i: number, out: Message[], now: number): void {
+  if (i === parts.length) {
+    push(node.message, out, now)
+    return
+  }
+  const part = parts[i]!
+  if (part === '#') {
+    if (i > 0) push(node.message, out, now) // "a/#" matches "a" too
+    all(node, out, now, i === 0)
+    return
+  }
+  if (part === '+') {
+    for (const [name, child] of node.children) {
+      if (i === 0 && name.startsWith('$')) continue // [MQTT-4.7.2-1]
+      collect(child, parts, i + 1, out, now)
+    }
+    return
+  }
+  const child = node.children.get(part)
+  if (child !== undefined) collect(child, parts, i + 1, out, now)
+}
+
+function all(node: Level, out: Message[], now: number, skipDollar: boolean): void {
+  for (const [name, child] of node.children) {
+    if (skipDollar && name.startsWith('$')) continue
+    push(child.message, out, now)
+    all(child, out, now, false)
+  }
+}
+
+function push(message: Message | undefined, out: Message[], now: number): void {
+  if (message !== undefined && (message.expiresAt === undefined || message.expiresAt > now)) out.push(message)
+}

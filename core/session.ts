@@ -1,0 +1,185 @@
+import type { Message, QoS, Subscription, ClientInfo } from './types.js'
+import type { OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will } from './stores.js'
+
+/** What a session needs of the connection currently serving it. */
+export interface Outlet {
+  /** writes a PUBLISH; false when the client's maximum packet size forbade it */
+  sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): boolean
+  sendPubrel(packetId: number): void
+  /** the most unacknowledged QoS 1/2 messages this client accepts */
+  readonly sendWindow: number
+  readonly client: ClientInfo
+}
+
+export interface SessionContext {
+  store: SessionStore
+  maxQueued: number
+  dropNewest: boolean
+  onDelivered(message: Message, client: ClientInfo): void
+  onDropped(): void
+  onStoreError(err: unknown): void
+}
+
+export const NEVER_EXPIRES = 0xffffffff
+
+/** The broker's live state of one MQTT session, connected or not. */
+export class Session {
+  expiryInterval = 0
+  readonly subscriptions = new Map<string, Subscription>()
+  outlet: Outlet | null = null
+  readonly inflight = new Map<number, OutgoingEntry>()
+  private queue: QueuedEntry[] = []
+  readonly incoming = new Set<number>()
+  private nextId = 1
+  will: Will | undefined = undefined
+  willTimer: NodeJS.Timeout | undefined = undefined
+  expiryTimer: NodeJS.Timeout | undefined = undefined
+  disconnectedAt: number | undefined = undefined
+  lastClient: ClientInfo | undefined = undefined
+  /** scratch fields used by the router while it merges overlapping subscriptions */
+  routeMark = 0
+  routeQos: QoS = 0
+  routeRetain = false
+  routeIds: number[] | undefined = undefined
+
+  constructor(readonly clientId: string, private readonly ctx: SessionContext) {}
+
+  get persistent(): boolean {
+    return this.expiryInterval > 0
+  }
+
+  get queued(): number {
+    return this.queue.length
+  }
+
+  /** Hand `message` to this session at the QoS and retain flag its subscription gives it. */
+  deliver(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined): Promise<void> | undefined {
+    const outlet = this.outlet
+    if (qos === 0) {
+      if (outlet !== null && !expired(message)) outlet.sendPublish(message, 0, retain, ids, 0, false)
+      return undefined // QoS 0 is not queued for offline sessions
+    }
+    if (outlet !== null && this.queue.length === 0 && this.inflight.size < outlet.sendWindow) {
+      return this.send({ message, qos, retain, subscriptionIds: ids }, outlet)
+    }
+    return this.enqueue({ message, qos, retain, subscriptionIds: ids })
+  }
+
+  private enqueue(entry: QueuedEntry): Promise<void> | undefined {
+    const max = this.ctx.maxQueued
+    if (this.queue.length >= max) {
+      this.ctx.onDropped()
+      if (this.ctx.dropNewest || max === 0) return undefined
+      this.queue.shift()
+    }
+    this.queue.push(entry)
+    return this.persistent ? this.ctx.store.enqueue(this.clientId, entry, max) : undefined
+  }
+
+  private send(q: QueuedEntry, outlet: Outlet): Promise<void> | undefined {
+    const packetId = this.allocateId()
+    const entry: OutgoingEntry = { message: q.message, qos: q.qos, retain: q.retain, subscriptionIds: q.subscriptionIds, packetId, state: 'publish' }
+    this.inflight.set(packetId, entry)
+    const stored = this.persistent ? this.ctx.store.putInflight(this.clientId, entry) : undefined
+    if (!outlet.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, packetId, false)) {
+      this.complete(packetId) // [MQTT-3.1.2-25] too large for this client: act as if delivered
+    }
+    return stored
+  }
+
+  private allocateId(): number {
+    for (;;) {
+      const id = this.nextId
+      this.nextId = id === 65535 ? 1 : id + 1
+      if (!this.inflight.has(id)) return id
+    }
+  }
+
+  /** PUBACK for QoS 1, PUBCOMP for QoS 2: the message is delivered. */
+  complete(packetId: number): boolean {
+    const entry = this.inflight.get(packetId)
+    if (entry === undefined) return false
+    this.inflight.delete(packetId)
+    if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, packetId))
+    if (this.outlet !== null) this.ctx.onDelivered(entry.message, this.outlet.client)
+    this.pump()
+    return true
+  }
+
+  /** PUBREC: QoS 2 delivery moves to its second phase. */
+  received(packetId: number, failed: boolean): boolean {
+    const entry = this.inflight.get(packetId)
+    if (entry === undefined || entry.qos !== 2) return false
+    if (failed) { // reason code >= 0x80 ends the exchange [MQTT-4.3.3-?]
+      this.inflight.delete(packetId)
+      if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, packetId))
+      this.pump()
+      return true
+    }
+    entry.state = 'pubrel'
+    if (this.persistent) this.track(this.ctx.store.putInflight(this.clientId, entry))
+    this.outlet?.sendPubrel(packetId)
+    return true
+  }
+
+  /** A connection takes over this session: resend what was unacknowledged, then the queue. */
+  attach(outlet: Outlet, resume: boolean): void {
+    this.outlet = outlet
+    this.disconnectedAt = undefined
+    if (resume) {
+      for (const entry of this.inflight.values()) { // [MQTT-4.4.0-1]
+        if (entry.state === 'pubrel') outlet.sendPubrel(entry.packetId)
+        else if (!outlet.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, entry.packetId, true)) this.complete(entry.packetId)
+      }
+    }
+    this.pump()
+  }
+
+  detach(): void {
+    this.outlet = null
+    this.disconnectedAt = Date.now()
+  }
+
+  /** Send queued messages while the client's window allows. */
+  pump(): void {
+    const outlet = this.outlet
+    if (outlet === null) return
+    while (this.queue.length > 0 && this.inflight.size < outlet.sendWindow) {
+      const q = this.queue.shift()!
+      if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
+      if (expired(q.message)) continue
+      const p = this.send(q, outlet)
+      if (p !== undefined) this.track(p)
+    }
+  }
+
+  /** Discard all message state (clean start). */
+  reset(): void {
+    this.inflight.clear()
+    this.queue = []
+    this.incoming.clear()
+    this.subscriptions.clear()
+  }
+
+  toStored(): StoredSession {
+    return { clientId: this.clientId, expiryInterval: this.expiryInterval, subscriptions: [...this.subscriptions.values()], disconnectedAt: this.disconnectedAt, will: this.will }
+  }
+
+  restore(state: SessionState): void {
+    this.expiryInterval = state.expiryInterval
+    for (const s of state.subscriptions) this.subscriptions.set(s.filter, s)
+    for (const e of state.inflight) this.inflight.set(e.packetId, { ...e })
+    this.queue = [...state.queue]
+    for (const id of state.incoming) this.incoming.add(id)
+    this.disconnectedAt = state.disconnectedAt
+    this.will = state.will
+  }
+
+  track(p: Promise<void>): void {
+    p.then(undefined, this.ctx.onStoreError)
+  }
+}
+
+function expired(message: Message): boolean {
+  return message.expiresAt !== undefined && message.expiresAt <= Date.now()
+}

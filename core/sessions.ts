@@ -1,0 +1,157 @@
+import type { Broker } from './broker.js'
+import type { Connection } from './connection.js'
+import { ReasonCode } from './errors.js'
+import { NEVER_EXPIRES, Session, type SessionContext } from './session.js'
+import type { Will } from './stores.js'
+import type { Message } from './types.js'
+
+const MAX_TIMER_MS = 0x7fffffff
+
+/**
+ * Opens, resumes, takes over and ends sessions; owns the will and expiry timers.
+ */
+export class SessionManager {
+  readonly sessions = new Map<string, Session>()
+  private readonly ctx: SessionContext
+
+  constructor(private readonly broker: Broker) {
+    const limits = broker.config.limits
+    this.ctx = {
+      store: broker.stores.sessions,
+      maxQueued: limits.maxQueuedMessages,
+      dropNewest: limits.queueOverflow === 'dropNewest',
+      onDelivered: (message, client) => { if (broker.emitter.has('delivered')) broker.emitter.emit('delivered', message, client) },
+      onDropped: () => { broker.stats.dropped++ },
+      onStoreError: (err) => broker.log.error({ err }, 'session store write failed'),
+    }
+  }
+
+  /** Rebuilds stored persistent sessions and their routes (start-up). */
+  async restore(): Promise<void> {
+    const store = this.broker.stores.sessions
+    for (const stored of await store.list()) {
+      const state = await store.load(stored.clientId)
+      if (state === undefined || this.sessions.has(stored.clientId)) continue
+      const session = new Session(stored.clientId, this.ctx)
+      session.restore(state)
+      this.sessions.set(session.clientId, session)
+      for (const sub of session.subscriptions.values()) this.broker.router.add(session, sub)
+      session.disconnectedAt ??= Date.now()
+      this.scheduleExpiry(session)
+      if (session.will !== undefined) this.scheduleWill(session)
+    }
+  }
+
+  open(conn: Connection, clientId: string, cleanStart: boolean, expiryInterval: number): { session: Session; present: boolean } {
+    let session = this.sessions.get(clientId)
+    if (session?.outlet) {
+      const old = session.outlet as Connection
+      old.closeWith(ReasonCode.SessionTakenOver, 'another connection took over this client id') // [MQTT-3.1.4-3]
+      this.detach(old, session)
+    }
+    let present = false
+    if (session !== undefined && cleanStart) {
+      this.end(session) // [MQTT-3.1.2-4] Clean Start discards the old session
+      session = undefined
+    }
+    if (session === undefined) {
+      session = new Session(clientId, this.ctx)
+      this.sessions.set(clientId, session)
+    } else {
+      present = true // [MQTT-3.2.2-2]
+      clearTimeout(session.expiryTimer)
+      clearTimeout(session.willTimer) // [MQTT-3.1.3-9] a resumed session does not send its delayed will
+      session.willTimer = undefined
+    }
+    const wasPersistent = session.persistent
+    session.expiryInterval = expiryInterval
+    session.will = conn.will
+    session.lastClient = conn.client
+    if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
+    else if (wasPersistent) session.track(this.broker.stores.sessions.delete(clientId))
+    return { session, present }
+  }
+
+  /** The connection serving `session` has gone (or been replaced). */
+  detach(conn: Connection, session: Session): void {
+    if (session.outlet !== conn) return
+    session.detach()
+    if (!conn.cleanDisconnect && session.will !== undefined) {
+      if (session.will.delay === 0 || session.expiryInterval === 0) this.publishWill(session)
+      else this.scheduleWill(session)
+    } else {
+      session.will = undefined
+    }
+    if (session.expiryInterval === 0) this.end(session)
+    else {
+      if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
+      this.scheduleExpiry(session)
+    }
+  }
+
+  /** Ends a session: publishes a pending will, drops routes and stored state. */
+  end(session: Session): void {
+    clearTimeout(session.expiryTimer)
+    if (session.willTimer !== undefined) this.publishWill(session) // [MQTT-3.1.2-8] will goes when the session ends
+    for (const filter of session.subscriptions.keys()) this.broker.router.remove(session, filter)
+    if (session.persistent || session.disconnectedAt !== undefined) session.track(this.broker.stores.sessions.delete(session.clientId))
+    session.reset()
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
+  }
+
+  private scheduleExpiry(session: Session): void {
+    if (session.expiryInterval === NEVER_EXPIRES) return
+    const due = (session.disconnectedAt ?? Date.now()) + session.expiryInterval * 1000
+    setLongTimeout(session, 'expiryTimer', due, () => {
+      if (session.outlet === null) this.end(session)
+    })
+  }
+
+  private scheduleWill(session: Session): void {
+    const will = session.will!
+    const due = (session.disconnectedAt ?? Date.now()) + will.delay * 1000
+    setLongTimeout(session, 'willTimer', due, () => this.publishWill(session))
+  }
+
+  private publishWill(session: Session): void {
+    clearTimeout(session.willTimer)
+    session.willTimer = undefined
+    const will = session.will
+    session.will = undefined
+    if (will === undefined) return
+    if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
+    const message = willMessage(will, session.clientId)
+    const client = session.lastClient ?? { id: session.clientId, remoteAddress: '', protocolVersion: 4 as const, listener: '' }
+    const r = this.broker.ingest(client, message)
+    if (typeof r !== 'number') r.then(undefined, (err: unknown) => this.broker.log.error({ err }, 'will publish failed'))
+  }
+
+  close(): void {
+    for (const s of this.sessions.values()) {
+      clearTimeout(s.expiryTimer)
+      clearTimeout(s.willTimer)
+    }
+  }
+}
+
+function willMessage(will: Will, clientId: string): Message {
+  const message: Message = { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, origin: clientId }
+  if (will.properties !== undefined) {
+    message.properties = will.properties
+    const exp = will.properties.messageExpiryInterval
+    if (exp !== undefined) message.expiresAt = Date.now() + exp * 1000
+  }
+  return message
+}
+
+/** setTimeout for due times beyond the 24.8-day timer limit. */
+function setLongTimeout(session: Session, field: 'expiryTimer' | 'willTimer', due: number, fn: () => void): void {
+  clearTimeout(session[field])
+  const wait = due - Date.now()
+  const t = setTimeout(() => {
+    if (Date.now() >= due) fn()
+    else setLongTimeout(session, field, due, fn)
+  }, Math.max(0, Math.min(wait, MAX_TIMER_MS)))
+  t.unref()
+  session[field] = t
+}

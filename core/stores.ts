@@ -1,0 +1,205 @@
+import type { Message, Subscription } from './types.js'
+import { RetainedTree } from './retained.js'
+
+// The narrow persistence interfaces the core needs, all asynchronous, with the
+// in-memory implementations used by default. The core keeps a live copy of the
+// sessions it serves; these stores hold what must survive the connection (and,
+// with a durable backend, the process). Only persistent sessions are written.
+
+export interface Will {
+  topic: string
+  payload: Buffer
+  qos: 0 | 1 | 2
+  retain: boolean
+  properties?: Message['properties']
+  /** seconds (MQTT 5 Will Delay Interval) */
+  delay: number
+}
+
+export interface StoredSession {
+  clientId: string
+  /** seconds; 0xFFFFFFFF never expires */
+  expiryInterval: number
+  subscriptions: Subscription[]
+  /** epoch ms the last connection ended; undefined while connected */
+  disconnectedAt?: number
+  will?: Will
+}
+
+/** A message on its way to one client: queued, or sent and awaiting acknowledgement. */
+export interface OutgoingEntry {
+  message: Message
+  /** QoS granted for this client */
+  qos: 0 | 1 | 2
+  retain: boolean
+  subscriptionIds?: number[]
+  packetId: number
+  /** 'publish' = PUBLISH sent, awaiting PUBACK/PUBREC; 'pubrel' = PUBREL sent, awaiting PUBCOMP */
+  state: 'publish' | 'pubrel'
+}
+
+export interface SessionState extends StoredSession {
+  /** sent, unacknowledged, in packet-id order of sending */
+  inflight: OutgoingEntry[]
+  /** waiting to be sent, oldest first */
+  queue: Array<Omit<OutgoingEntry, 'packetId' | 'state'>>
+  /** QoS 2 packet ids received and PUBREC'd, awaiting PUBREL */
+  incoming: number[]
+}
+
+export type QueuedEntry = SessionState['queue'][number]
+
+export interface SessionStore {
+  load(clientId: string): Promise<SessionState | undefined>
+  /** every stored session (for restoring routes at start-up) */
+  list(): Promise<StoredSession[]>
+  save(session: StoredSession): Promise<void>
+  /** forget the session with its queue, in-flight and incoming state */
+  delete(clientId: string): Promise<void>
+  /** append to the queue; when it then holds more than `max`, the oldest go */
+  enqueue(clientId: string, entry: QueuedEntry, max: number): Promise<void>
+  /** remove the oldest queued entry (it is being sent) */
+  dequeue(clientId: string): Promise<void>
+  putInflight(clientId: string, entry: OutgoingEntry): Promise<void>
+  deleteInflight(clientId: string, packetId: number): Promise<void>
+  addIncoming(clientId: string, packetId: number): Promise<void>
+  deleteIncoming(clientId: string, packetId: number): Promise<void>
+  close(): Promise<void>
+}
+
+export interface RetainedStore {
+  /** store `message` as the retained one for its topic; an empty payload clears it */
+  set(message: Message): Promise<void>
+  /** retained messages whose topic matches `filter` */
+  match(filter: string): Promise<Message[]>
+  count(): Promise<number>
+  close(): Promise<void>
+}
+
+/** Carries routed messages between broker nodes; in memory, straight back to this node. */
+export interface MessageBus {
+  publish(message: Message): Promise<void> | void
+  subscribe(handler: (message: Message) => void): void
+  close(): Promise<void>
+}
+
+export interface Stores {
+  sessions: SessionStore
+  retained: RetainedStore
+  bus: MessageBus
+}
+
+const done = Promise.resolve()
+
+export class MemorySessionStore implements SessionStore {
+  private readonly sessions = new Map<string, SessionState>()
+
+  async load(clientId: string): Promise<SessionState | undefined> {
+    const s = this.sessions.get(clientId)
+    if (!s) return undefined
+    return { ...s, subscriptions: [...s.subscriptions], inflight: s.inflight.map((e) => ({ ...e })), queue: [...s.queue], incoming: [...s.incoming] }
+  }
+
+  async list(): Promise<StoredSession[]> {
+    return [...this.sessions.values()].map((s) => ({ clientId: s.clientId, expiryInterval: s.expiryInterval, subscriptions: [...s.subscriptions], disconnectedAt: s.disconnectedAt, will: s.will }))
+  }
+
+  save(session: StoredSession): Promise<void> {
+    const cur = this.sessions.get(session.clientId)
+    if (cur) Object.assign(cur, session, { subscriptions: [...session.subscriptions] })
+    else this.sessions.set(session.clientId, { ...session, subscriptions: [...session.subscriptions], inflight: [], queue: [], incoming: [] })
+    return done
+  }
+
+  delete(clientId: string): Promise<void> {
+    this.sessions.delete(clientId)
+    return done
+  }
+
+  enqueue(clientId: string, entry: QueuedEntry, max: number): Promise<void> {
+    const s = this.sessions.get(clientId)
+    if (s) {
+      s.queue.push(entry)
+      while (s.queue.length > max) s.queue.shift()
+    }
+    return done
+  }
+
+  dequeue(clientId: string): Promise<void> {
+    this.sessions.get(clientId)?.queue.shift()
+    return done
+  }
+
+  putInflight(clientId: string, entry: OutgoingEntry): Promise<void> {
+    const s = this.sessions.get(clientId)
+    if (s) {
+      const i = s.inflight.findIndex((e) => e.packetId === entry.packetId)
+      if (i >= 0) s.inflight[i] = { ...entry }
+      else s.inflight.push({ ...entry })
+    }
+    return done
+  }
+
+  deleteInflight(clientId: string, packetId: number): Promise<void> {
+    const s = this.sessions.get(clientId)
+    if (s) {
+      const i = s.inflight.findIndex((e) => e.packetId === packetId)
+      if (i >= 0) s.inflight.splice(i, 1)
+    }
+    return done
+  }
+
+  addIncoming(clientId: string, packetId: number): Promise<void> {
+    const s = this.sessions.get(clientId)
+    if (s && !s.incoming.includes(packetId)) s.incoming.push(packetId)
+    return done
+  }
+
+  deleteIncoming(clientId: string, packetId: number): Promise<void> {
+    const s = this.sessions.get(clientId)
+    if (s) s.incoming = s.incoming.filter((id) => id !== packetId)
+    return done
+  }
+
+  async close(): Promise<void> {}
+}
+
+export class MemoryRetainedStore implements RetainedStore {
+  private readonly tree = new RetainedTree()
+
+  set(message: Message): Promise<void> {
+    if (message.payload.length === 0) this.tree.delete(message.topic) // [MQTT-3.3.1-6]
+    else this.tree.set(message.topic, message)
+    return done
+  }
+
+  async match(filter: string): Promise<Message[]> {
+    return this.tree.match(filter)
+  }
+
+  async count(): Promise<number> {
+    return this.tree.size
+  }
+
+  async close(): Promise<void> {}
+}
+
+export class MemoryBus implements MessageBus {
+  private handler: ((message: Message) => void) | null = null
+
+  publish(message: Message): void {
+    if (this.handler !== null) this.handler(message)
+  }
+
+  subscribe(handler: (message: Message) => void): void {
+    this.handler = handler
+  }
+
+  async close(): Promise<void> {
+    this.handler = null
+  }
+}
+
+export function memoryStores(): Stores {
+  return { sessions: new MemorySessionStore(), retained: new MemoryRetainedStore(), bus: new MemoryBus() }
+}

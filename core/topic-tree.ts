@@ -1,0 +1,130 @@
+// A trie of topic filters. Matching walks at most the levels of the topic plus
+// the `+`/`#` branches, never every subscription.
+
+export interface SharedGroup<T> {
+  group: string
+  filter: string
+  members: Map<string, T>
+  /** round-robin cursor */
+  next: number
+}
+
+class Node<T> {
+  children: Map<string, Node<T>> | null = null
+  subs: Map<string, T> | null = null
+  shared: Map<string, SharedGroup<T>> | null = null
+
+  child(level: string): Node<T> | undefined {
+    return this.children === null ? undefined : this.children.get(level)
+  }
+
+  isEmpty(): boolean {
+    return (this.children === null || this.children.size === 0) &&
+      (this.subs === null || this.subs.size === 0) &&
+      (this.shared === null || this.shared.size === 0)
+  }
+}
+
+export class TopicTree<T> {
+  private readonly root = new Node<T>()
+  private count = 0
+
+  /** Number of (client, filter) subscriptions, shared ones included. */
+  get size(): number {
+    return this.count
+  }
+
+  /** Adds or replaces `key`'s subscription to `filter`. Returns true when new. */
+  add(filter: string, key: string, value: T, group?: string): boolean {
+    let node = this.root
+    for (const level of filter.split('/')) {
+      if (node.children === null) node.children = new Map()
+      let next = node.children.get(level)
+      if (next === undefined) {
+        next = new Node<T>()
+        node.children.set(level, next)
+      }
+      node = next
+    }
+    let map: Map<string, T>
+    if (group === undefined) {
+      if (node.subs === null) node.subs = new Map()
+      map = node.subs
+    } else {
+      if (node.shared === null) node.shared = new Map()
+      let g = node.shared.get(group)
+      if (g === undefined) {
+        g = { group, filter, members: new Map(), next: 0 }
+        node.shared.set(group, g)
+      }
+      map = g.members
+    }
+    const isNew = !map.has(key)
+    map.set(key, value)
+    if (isNew) this.count++
+    return isNew
+  }
+
+  /** Removes `key`'s subscription to `filter`. Returns true when it existed. */
+  remove(filter: string, key: string, group?: string): boolean {
+    const path: Node<T>[] = [this.root]
+    const levels = filter.split('/')
+    let node: Node<T> | undefined = this.root
+    for (const level of levels) {
+      node = node.child(level)
+      if (node === undefined) return false
+      path.push(node)
+    }
+    let removed = false
+    if (group === undefined) {
+      removed = node.subs !== null && node.subs.delete(key)
+    } else if (node.shared !== null) {
+      const g = node.shared.get(group)
+      if (g !== undefined) {
+        removed = g.members.delete(key)
+        if (g.members.size === 0) node.shared.delete(group)
+      }
+    }
+    if (removed) this.count--
+    for (let i = levels.length; i > 0; i--) {
+      if (!path[i]!.isEmpty()) break
+      path[i - 1]!.children!.delete(levels[i - 1]!)
+    }
+    return removed
+  }
+
+  /** Collects subscriptions matching `topic` into `out` and shared groups into `sharedOut`. */
+  match(topic: string, out: T[], sharedOut: SharedGroup<T>[]): void {
+    const levels = topic.split('/')
+    // [MQTT-4.7.2-1] topics beginning with $ are not matched by a leading wildcard
+    const dollar = topic.charCodeAt(0) === 0x24
+    this.walk(this.root, levels, 0, out, sharedOut, dollar)
+  }
+
+  private walk(node: Node<T>, levels: string[], i: number, out: T[], sharedOut: SharedGroup<T>[], dollar: boolean): void {
+    const children = node.children
+    if (children === null) return
+    const wild = !(dollar && i === 0)
+    if (wild) {
+      const hash = children.get('#')
+      if (hash !== undefined) collect(hash, out, sharedOut)
+    }
+    if (i === levels.length) return
+    const exact = children.get(levels[i]!)
+    if (exact !== undefined) this.visit(exact, levels, i + 1, out, sharedOut, dollar)
+    if (wild) {
+      const plus = children.get('+')
+      if (plus !== undefined) this.visit(plus, levels, i + 1, out, sharedOut, dollar)
+    }
+  }
+
+  private visit(node: Node<T>, levels: string[], i: number, out: T[], sharedOut: SharedGroup<T>[], dollar: boolean): void {
+    if (i === levels.length) collect(node, out, sharedOut)
+    this.walk(node, levels, i, out, sharedOut, dollar)
+  }
+}
+
+function collect<T>(node: Node<T>, out: T[], sharedOut: SharedGroup<T>[]): void {
+  if (node.subs !== null) for (const v of node.subs.values()) out.push(v)
+  if (node.shared !== null) for (const g of node.shared.values()) sharedOut.push(g)
+}

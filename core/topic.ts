@@ -1,0 +1,77 @@
+// Topic name and filter rules of MQTT 5 section 4.7 (same in 3.1.1).
+
+export interface TopicLimits {
+  maxTopicLength: number
+  maxTopicLevels: number
+}
+
+/** Returns a reason the topic name is invalid, or undefined when it is fine. */
+export function checkTopicName(topic: string, limits: TopicLimits): string | undefined {
+  if (topic.length === 0) return 'empty topic' // [MQTT-4.7.3-1]
+  if (Buffer.byteLength(topic) > limits.maxTopicLength) return 'topic too long'
+  for (let i = 0; i < topic.length; i++) {
+    const c = topic.charCodeAt(i)
+    if (c === 0x23 || c === 0x2b) return 'wildcard in topic name' // [MQTT-3.3.2-2]
+    if (c === 0) return 'null character in topic' // [MQTT-4.7.3-2]
+    if (c === 0xfffd) return 'invalid UTF-8 in topic' // [MQTT-1.5.4-1] decoder substitutes U+FFFD
+  }
+  if (countLevels(topic) > limits.maxTopicLevels) return 'too many topic levels'
+  return undefined
+}
+
+/** Returns a reason the filter is invalid, or undefined when it is fine. */
+export function checkTopicFilter(filter: string, limits: TopicLimits): string | undefined {
+  if (filter.length === 0) return 'empty filter' // [MQTT-4.7.3-1]
+  if (Buffer.byteLength(filter) > limits.maxTopicLength) return 'filter too long'
+  const levels = filter.split('/')
+  if (levels.length > limits.maxTopicLevels) return 'too many topic levels'
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i]!
+    if (level.includes('\u0000')) return 'null character in filter' // [MQTT-4.7.3-2]
+    if (level.includes('\ufffd')) return 'invalid UTF-8 in filter'
+    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return '"#" must be the last level on its own' // [MQTT-4.7.1-1]
+    if (level.includes('+') && level !== '+') return '"+" must occupy a whole level' // [MQTT-4.7.1-2]
+  }
+  return undefined
+}
+
+function countLevels(topic: string): number {
+  let n = 1
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) n++
+  return n
+}
+
+export interface SharedFilter {
+  group: string
+  filter: string
+}
+
+/**
+ * Splits `$share/group/filter`. Returns null for a plain filter and a string
+ * (the reason) for a malformed share.
+ */
+export function parseShared(filter: string): SharedFilter | null | string {
+  if (!filter.startsWith('$share/')) return null
+  const rest = filter.slice(7)
+  const slash = rest.indexOf('/')
+  if (slash <= 0) return 'shared subscription needs a group and a filter' // [MQTT-4.8.2-1]
+  const group = rest.slice(0, slash)
+  if (group.includes('+') || group.includes('#')) return 'share name must not contain wildcards' // [MQTT-4.8.2-2]
+  const inner = rest.slice(slash + 1)
+  if (inner.length === 0) return 'shared subscription needs a filter'
+  return { group, filter: inner }
+}
+
+/** True when `filter` matches `topic` (used off the hot path, e.g. retained). */
+export function matchesFilter(filter: string, topic: string): boolean {
+  if (topic.charCodeAt(0) === 0x24 && (filter.charCodeAt(0) === 0x2b || filter.charCodeAt(0) === 0x23)) return false // [MQTT-4.7.2-1]
+  const f = filter.split('/')
+  const t = topic.split('/')
+  for (let i = 0; i < f.length; i++) {
+    const level = f[i]!
+    if (level === '#') return true
+    if (i >= t.length) return false
+    if (level !== '+' && level !== t[i]) return false
+  }
+  return f.length === t.length
+}

@@ -1,0 +1,56 @@
+import type { UserProperties } from 'mqtt-packet'
+
+export type QoS = 0 | 1 | 2
+
+/** MQTT 5 PUBLISH properties that travel with a message from publisher to subscribers. */
+export interface MessageProperties {
+  payloadFormatIndicator?: boolean
+  messageExpiryInterval?: number
+  contentType?: string
+  responseTopic?: string
+  correlationData?: Buffer
+  userProperties?: UserProperties
+}
+
+/** A message as the broker routes it. */
+export interface Message {
+  topic: string
+  payload: Buffer
+  qos: QoS
+  retain: boolean
+  properties?: MessageProperties
+  /** epoch ms after which the message is not delivered (from Message Expiry Interval) */
+  expiresAt?: number
+  /** client id of the publisher (for No Local); undefined for broker-originated messages */
+  origin?: string
+  /** id of the node that accepted it (for clustering) */
+  node?: string
+}
+
+export interface SubscriptionOptions {
+  qos: QoS
+  /** No Local */
+  nl: boolean
+  /** Retain As Published */
+  rap: boolean
+  /** Retain Handling */
+  rh: 0 | 1 | 2
+  /** Subscription Identifier */
+  id?: number
+}
+
+export interface Subscription extends SubscriptionOptions {
+  /** the filter as the client sent it, `$share/...` included */
+  filter: string
+}
+
+/** What hooks and events see of a client. */
+export interface ClientInfo {
+  id: string
+  username?: string
+  remoteAddress: string
+  protocolVersion: 3 | 4 | 5
+  /** record attached by an authenticate hook */
+  user?: unknown
+  listener: string
+}
