@@ -37,7 +37,7 @@ export const configSchema = z.strictObject({
     path: z.string().startsWith('/').default('/mqtt').describe('HTTP path of the WebSocket endpoint'),
     ...tlsFiles,
   }).optional().describe('secure WebSocket listener (off unless configured)'),
-  hooksDir: z.string().min(1).default('./hooks').describe('folder of hook files'),
+  hooksDir: z.string().min(1).default('./hooks').describe('folder of hook files (read by the plugin host, which is not built yet)'),
   allowAnonymous: z.boolean().optional().describe('accept clients no authenticate hook accepted; default: only on loopback listeners'),
   limits: z.strictObject({
     maxPacketSize: z.int().min(64).max(268435455).default(1048576).describe('largest packet accepted, in bytes (MQTT 5 Maximum Packet Size)'),

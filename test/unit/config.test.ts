@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import { configReference, parseConfig } from '../../core/config.js'
+import { HookmqError } from '../../core/errors.js'
+
+test('defaults: TCP 1883 and WebSocket 8083 on loopback', () => {
+  const c = parseConfig({})
+  assert.equal(c.host, '127.0.0.1')
+  assert.equal(c.port, 1883)
+  assert.deepEqual(c.ws, { port: 8083, path: '/mqtt' })
+  assert.equal(c.limits.maxInflightMessages, 100)
+})
+
+test('a bad value is named with key, value and reason on one line', () => {
+  assert.throws(() => parseConfig({ limits: { maxPacketSize: -1 } }), (err: HookmqError) => {
+    assert.equal(err.code, 'HOOKMQ_ERR_CONFIG_INVALID')
+    assert.match(err.message, /^config error: limits\.maxPacketSize = -1: /)
+    assert.ok(!err.message.includes('\n'))
+    return true
+  })
+})
+
+test('an unknown key is refused by name', () => {
+  assert.throws(() => parseConfig({ limits: { maxPacketSzie: 10 } }), /unknown key "limits\.maxPacketSzie"/)
+  assert.throws(() => parseConfig({ prot: 1 }), /unknown key "prot"/)
+})
+
+test('README config reference matches the schema', () => {
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+  for (const row of configReference()) {
+    assert.ok(readme.includes(`| \`${row.key}\` |`), `README lacks config key ${row.key}`)
+  }
+  const documented = [...readme.matchAll(/^\| `([a-zA-Z.]+)` \|/gm)].map((m) => m[1])
+  const keys = new Set(configReference().map((r) => r.key))
+  for (const k of documented) assert.ok(keys.has(k!), `README documents unknown key ${k}`)
+})
