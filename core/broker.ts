@@ -73,6 +73,11 @@ export class Broker {
     return this
   }
 
+  once<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): this {
+    this.emitter.once(event, fn)
+    return this
+  }
+
   off<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): this {
     this.emitter.off(event, fn)
     return this

@@ -35,6 +35,8 @@ export class Connection implements Outlet {
   lastSeen = Date.now()
   readonly openedAt = Date.now()
   will: Will | undefined = undefined
+  /** a CONNECT packet was parsed (its refusal gets a CONNACK) */
+  connectSeen = false
   /** set by a DISCONNECT packet: a normal close, no will unless reason 0x04 */
   cleanDisconnect = false
   /** client limits from CONNECT (MQTT 5) */
@@ -222,9 +224,10 @@ export class Connection implements Outlet {
     }
     const wasConnected = this.state.kind === 'connected'
     if (this.state.kind === 'awaitingConnect' || this.state.kind === 'authenticating') {
-      if (this.protocolVersion === 5) {
+      // a refused CONNECT is answered with CONNACK [MQTT-3.2.2-6]; an unparseable one only when it named an unknown version
+      if (this.connectSeen && this.protocolVersion === 5) {
         this.write({ cmd: 'connack', sessionPresent: false, reasonCode: code, properties: text ? { reasonString: text } : undefined })
-      } else if (this.state.kind === 'authenticating' || code === ReasonCode.UnsupportedProtocolVersion) {
+      } else if (this.connectSeen || code === ReasonCode.UnsupportedProtocolVersion) {
         this.write({ cmd: 'connack', sessionPresent: false, returnCode: v3ConnackCode(code) })
       }
     } else if (wasConnected && this.protocolVersion === 5) {

@@ -47,6 +47,14 @@ export class BrokerEmitter {
     this.ee.on(event, safe)
   }
 
+  once<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): void {
+    const wrapper = ((...args: BrokerEvents[E]) => {
+      this.off(event, wrapper)
+      fn(...args)
+    }) as BrokerListener<E>
+    this.on(event, wrapper)
+  }
+
   off<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): void {
     const safe = this.wrapped.get(fn)
     if (safe) this.ee.off(event, safe)

@@ -25,10 +25,21 @@ export function portOf(broker: Broker, listener = 'tcp'): number {
   return broker.addresses.find((l) => l.name === listener)!.port
 }
 
-/** An MQTT.js client, connected, ended after the test. */
+const inboxes = new WeakMap<MqttClient, Inbox>()
+
+/**
+ * An MQTT.js client, connected, ended after the test. Its inbox collects from the
+ * first packet on, so messages sent right after CONNACK are not missed.
+ */
 export async function connect(t: TestContext, broker: Broker, options: IClientOptions = {}, listener = 'tcp'): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(urlOf(broker, listener), { reconnectPeriod: 0, connectTimeout: 5000, ...options })
+  const client = mqtt.connect(urlOf(broker, listener), { reconnectPeriod: 0, connectTimeout: 5000, ...options })
+  inboxes.set(client, makeInbox(client))
   t.after(() => client.endAsync(true).catch(() => {}))
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve())
+    client.once('error', reject)
+    client.once('close', () => reject(new Error('closed before CONNACK')))
+  })
   return client
 }
 
@@ -38,8 +49,23 @@ export interface Received {
   packet: mqttPacket.IPublishPacket
 }
 
-/** Collects messages arriving on `client`; `next()` waits for the next one. */
-export function collect(client: MqttClient): { messages: Received[]; next(timeoutMs?: number): Promise<Received>; count(n: number, timeoutMs?: number): Promise<Received[]> } {
+export interface Inbox {
+  messages: Received[]
+  next(timeoutMs?: number): Promise<Received>
+  count(n: number, timeoutMs?: number): Promise<Received[]>
+}
+
+/** The messages arriving on `client`; `next()` waits for the next one. */
+export function collect(client: MqttClient): Inbox {
+  let inbox = inboxes.get(client)
+  if (!inbox) {
+    inbox = makeInbox(client)
+    inboxes.set(client, inbox)
+  }
+  return inbox
+}
+
+function makeInbox(client: MqttClient): Inbox {
   const messages: Received[] = []
   let waiters: Array<() => void> = []
   let read = 0

@@ -21,6 +21,7 @@ interface ConnectPlan {
 
 export function handleConnect(conn: Connection, packet: IConnectPacket): void | Promise<void> {
   conn.setProtocolVersion(packet.protocolVersion ?? 4)
+  conn.connectSeen = true
   const plan = checkConnect(conn, packet)
   if (plan === undefined) return
   readClientLimits(conn, packet)
