@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import mqtt from 'mqtt'
+
+const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
+
+function start(args: string[], cwd?: string): { done: Promise<{ code: number | null; stdout: string; stderr: string }>; child: ReturnType<typeof spawn>; stdout(): string } {
+  const child = spawn(process.execPath, [bin, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (b: Buffer) => { stdout += b.toString() })
+  child.stderr!.on('data', (b: Buffer) => { stderr += b.toString() })
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })))
+  return { done, child, stdout: () => stdout }
+}
+
+test('a bad CLI flag value gives one line and a non-zero exit', async () => {
+  const { code, stderr } = await start(['--port', 'abc']).done
+  assert.notEqual(code, 0)
+  assert.equal(stderr.trim().split('\n').length, 1)
+  assert.match(stderr, /--port "abc"/)
+})
+
+test('an unknown CLI flag gives one line and a non-zero exit', async () => {
+  const { code, stderr } = await start(['--prot', '1']).done
+  assert.notEqual(code, 0)
+  assert.equal(stderr.trim().split('\n').length, 1)
+  assert.match(stderr, /--prot/)
+})
+
+test('a bad config file value names the key and value on one line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, limits: { maxInflightMessages: 0 } }))
+  const { code, stderr } = await start([], dir).done
+  assert.notEqual(code, 0)
+  assert.equal(stderr.trim().split('\n').length, 1)
+  assert.match(stderr, /limits\.maxInflightMessages = 0/)
+})
+
+test('an unknown config file key is named', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  writeFileSync(join(dir, 'bad.json'), JSON.stringify({ portt: 1 }))
+  const { code, stderr } = await start(['--config', 'bad.json'], dir).done
+  assert.notEqual(code, 0)
+  assert.match(stderr, /unknown key "portt"/)
+})
+
+test('the CLI logs its listeners, serves clients, and SIGTERM closes gracefully (v5: DISCONNECT 0x8B), exit 0', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  const proc = start(['--port', '0', '--no-ws'], dir)
+  t.after(() => proc.child.kill('SIGKILL'))
+  let url = ''
+  while (!url) {
+    await new Promise<void>((resolve) => proc.child.stdout!.once('data', () => resolve()))
+    url = /"url":"(mqtt:\/\/[^"]+)"/.exec(proc.stdout())?.[1] ?? ''
+  }
+  const client = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 })
+  const reason = new Promise<number | undefined>((resolve) => client.on('disconnect', (p) => resolve(p.reasonCode)))
+  proc.child.kill('SIGTERM')
+  assert.equal(await reason, 0x8b)
+  const { code } = await proc.done
+  assert.equal(code, 0)
+  await client.endAsync(true)
+})
