@@ -190,6 +190,7 @@ export class Broker {
 
   connectionClosed(conn: Connection, session: Session | undefined): void {
     this.connections.delete(conn)
+    if (this.connections.size === 0) this.onDrained?.()
     if (session === undefined) return
     this.sessions.detach(conn, session)
     this.emitter.emit('clientDisconnected', conn.client, { reasonCode: conn.closeReason })
@@ -206,7 +207,7 @@ export class Broker {
     const connectDeadline = this.config.limits.connectTimeoutMs
     for (const conn of this.connections) {
       if (conn.state.kind === 'awaitingConnect' && now - conn.openedAt > connectDeadline) {
-        conn.socket.destroy()
+        conn.closeWith(ReasonCode.MaximumConnectTime, 'no CONNECT in time')
       } else if (conn.state.kind === 'connected' && conn.keepaliveMs > 0 && now - conn.lastSeen > conn.keepaliveMs) {
         this.emitter.emit('keepaliveTimeout', conn.client)
         conn.closeWith(ReasonCode.KeepAliveTimeout, 'keep-alive timeout') // [MQTT-3.1.2-22]
@@ -215,10 +216,21 @@ export class Broker {
   }
 
   /** Resolves when every connection has closed, or after `ms`. */
-  private async drained(ms: number): Promise<void> {
-    const until = Date.now() + ms
-    while (this.connections.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+  private drained(ms: number): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms)
+      const self = this
+      function done(): void {
+        clearTimeout(timer)
+        self.onDrained = undefined
+        resolve()
+      }
+      this.onDrained = done
+    })
   }
+
+  private onDrained: (() => void) | undefined
 
   async close(): Promise<void> {
     if (this.state === 'closed' || this.state === 'closing') return

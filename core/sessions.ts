@@ -94,7 +94,7 @@ export class SessionManager {
     clearTimeout(session.expiryTimer)
     if (session.willTimer !== undefined) this.publishWill(session) // [MQTT-3.1.2-8] will goes when the session ends
     for (const filter of session.subscriptions.keys()) this.broker.router.remove(session, filter)
-    if (session.persistent || session.disconnectedAt !== undefined) session.track(this.broker.stores.sessions.delete(session.clientId))
+    if (session.persistent) session.track(this.broker.stores.sessions.delete(session.clientId))
     session.reset()
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
   }

@@ -211,3 +211,24 @@ test('will delay longer than the session: the will goes when the session ends', 
   const m = await inbox.next(4000)
   assert.equal(m.payload.toString(), 'end')
 })
+
+test('[MQTT-3.14.4-3] DISCONNECT with reason 0x04 sends the will; DISCONNECT may shorten the session expiry', async (t) => {
+  const broker = await startBroker(t)
+  const watcher = await connect(t, broker)
+  await watcher.subscribeAsync('w4/#')
+  const raw = await RawClient.open(t, broker, 5)
+  await raw.connect({ clientId: 'w4', properties: { sessionExpiryInterval: 600 }, will: { topic: 'w4/will', payload: Buffer.from('asked'), qos: 0, retain: false } }, 5)
+  const gone = once(broker, 'clientDisconnected')
+  raw.send({ cmd: 'disconnect', reasonCode: 0x04, properties: { sessionExpiryInterval: 0 } }, 5)
+  assert.equal((await collect(watcher).next()).payload.toString(), 'asked')
+  await gone
+  assert.equal(broker.sessions.sessions.has('w4'), false)
+})
+
+test('[MQTT-3.14.2-2] DISCONNECT may not set a session expiry when CONNECT had 0 (0x82)', async (t) => {
+  const broker = await startBroker(t)
+  const raw = await RawClient.open(t, broker, 5)
+  await raw.connect({ clientId: 'se0' }, 5)
+  raw.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 60 } }, 5)
+  assert.equal((await raw.expect('disconnect')).reasonCode, 0x82)
+})
