@@ -48,6 +48,8 @@ export class Broker {
   readonly id: string
   readonly startedAt = Date.now()
   hooks: HookRunner
+  /** the connection whose PUBLISH is being routed right now (for flow control) */
+  publishing: Connection | null = null
   private readonly connections = new Set<Connection>()
   private listeners: Listener[] = []
   private sweepTimer: NodeJS.Timeout | undefined

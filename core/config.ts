@@ -45,6 +45,7 @@ export const configSchema = z.strictObject({
     receiveMaximum: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages a client may send (advertised to MQTT 5 clients)'),
     maxQueuedMessages: z.int().min(0).default(1000).describe('offline / pending messages kept per session'),
     queueOverflow: z.enum(['dropOldest', 'dropNewest']).default('dropOldest').describe('which message goes when a session queue is full'),
+    maxClientBufferBytes: z.int().min(65536).default(1048576).describe('bytes waiting on one client socket beyond which QoS 0 messages to it are dropped'),
     maxConnections: z.int().min(1).default(100000).describe('concurrent client connections'),
     maxTopicLength: z.int().min(1).max(65535).default(65535).describe('longest topic name or filter, in bytes'),
     maxTopicLevels: z.int().min(1).default(128).describe('most `/`-separated levels in a topic'),

@@ -15,9 +15,9 @@ export type ConnectionState =
   | { kind: 'closing'; session: Session | undefined }
   | { kind: 'closed' }
 
-/** Bytes buffered on a socket beyond which QoS 0 messages to it are dropped. */
-const QOS0_DROP_THRESHOLD = 4 * 1024 * 1024
 const MAX_BACKLOG = 1000
+/** Longest a congested subscriber holds its publishers before it is treated as slow. */
+const THROTTLE_MS = 1000
 
 export interface ListenerInfo {
   name: string
@@ -60,6 +60,7 @@ export class Connection implements Outlet {
     socket.on('error', (err: Error) => this.broker.clientError(this, err))
     socket.on('close', () => this.onClose())
     socket.on('end', () => socket.end())
+    socket.on('drain', () => this.caughtUp())
   }
 
   get session(): Session | undefined {
@@ -102,7 +103,7 @@ export class Connection implements Outlet {
     }
     if (this.backlog !== null) {
       this.backlog.push(packet)
-      if (this.backlog.length === MAX_BACKLOG) this.socket.pause()
+      if (this.backlog.length === MAX_BACKLOG) this.hold()
       return
     }
     this.run(packet)
@@ -134,7 +135,7 @@ export class Connection implements Outlet {
         return
       }
     }
-    if (this.socket.isPaused()) this.socket.resume()
+    if (backlog.length >= MAX_BACKLOG) this.release()
   }
 
   private fail(err: unknown): void {
@@ -147,7 +148,66 @@ export class Connection implements Outlet {
 
   write(packet: Packet): void {
     if (!this.isOpen && packet.cmd !== 'disconnect' && packet.cmd !== 'connack') return
-    this.socket.write(mqtt.generate(packet, this.genOpts))
+    this.writeBytes(mqtt.generate(packet, this.genOpts))
+  }
+
+  /** Writes within one tick leave in one batch (cork until the next tick). False when the socket wants a drain. */
+  private writeBytes(buf: Buffer): boolean {
+    if (!this.corked) {
+      this.corked = true
+      this.socket.cork()
+      process.nextTick(uncork, this)
+    }
+    return this.socket.write(buf)
+  }
+
+  private corked = false
+
+  // Flow control. A connection stops reading while anything holds it: a full
+  // backlog, or a subscriber it just published to that could not take the
+  // message at once (socket buffer full, or in-flight window full). Holding is
+  // bounded: a subscriber that has not caught up within THROTTLE_MS is marked
+  // slow and stops holding anyone; from then on its QoS 0 messages beyond
+  // maxClientBufferBytes are dropped and its QoS 1/2 queue follows queueOverflow.
+  private holds = 0
+  private throttled: Connection[] | null = null
+  private throttleTimer: NodeJS.Timeout | undefined = undefined
+  slow = false
+
+  hold(): void {
+    if (this.holds++ === 0) this.socket.pause()
+  }
+
+  release(): void {
+    if (--this.holds === 0 && this.isOpen) this.socket.resume()
+  }
+
+  /** A message to this client could not go out at once: hold the publisher back. */
+  congested(): void {
+    const publisher = this.broker.publishing
+    if (publisher === null || publisher === this || this.slow) return
+    if (this.throttled === null) {
+      this.throttled = [publisher]
+      this.throttleTimer = setTimeout(markSlow, THROTTLE_MS, this)
+    } else if (!this.throttled.includes(publisher)) {
+      this.throttled.push(publisher)
+    } else return
+    publisher.hold()
+  }
+
+  /** The socket drained or the session queue emptied: release publishers once both hold. */
+  caughtUp(): void {
+    if (this.socket.writableNeedDrain || (this.session?.queued ?? 0) > 0) return
+    this.slow = false
+    this.releaseThrottled()
+  }
+
+  releaseThrottled(): void {
+    const list = this.throttled
+    if (list === null) return
+    this.throttled = null
+    clearTimeout(this.throttleTimer)
+    for (const p of list) p.release()
   }
 
   /** Encodes a routed PUBLISH; a message the codec refuses is dropped for this client only. */
@@ -162,7 +222,7 @@ export class Connection implements Outlet {
 
   sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): boolean {
     if (!this.isOpen) return true
-    if (qos === 0 && this.socket.writableLength > QOS0_DROP_THRESHOLD) {
+    if (qos === 0 && this.socket.writableLength > this.broker.config.limits.maxClientBufferBytes) {
       this.broker.stats.dropped++
       return true
     }
@@ -175,8 +235,8 @@ export class Connection implements Outlet {
       this.broker.stats.dropped++
       return false
     }
-    this.socket.write(buf)
     this.broker.stats.sent++
+    if (!this.writeBytes(buf)) this.congested()
     return true
   }
 
@@ -255,7 +315,18 @@ export class Connection implements Outlet {
     const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
     if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
     this.state = { kind: 'closed' }
+    this.releaseThrottled()
     this.broker.connectionClosed(this, session)
   }
 
+}
+
+function uncork(conn: Connection): void {
+  (conn as unknown as { corked: boolean }).corked = false
+  conn.socket.uncork()
+}
+
+function markSlow(conn: Connection): void {
+  conn.slow = true
+  conn.releaseThrottled()
 }

@@ -9,6 +9,10 @@ export interface Outlet {
   /** the most unacknowledged QoS 1/2 messages this client accepts */
   readonly sendWindow: number
   readonly client: ClientInfo
+  /** a message had to wait: hold back whoever is publishing right now */
+  congested(): void
+  /** the queue is empty again */
+  caughtUp(): void
 }
 
 export interface SessionContext {
@@ -62,6 +66,7 @@ export class Session {
     if (outlet !== null && this.queue.length === 0 && this.inflight.size < outlet.sendWindow) {
       return this.send({ message, qos, retain, subscriptionIds: ids }, outlet)
     }
+    if (outlet !== null) outlet.congested()
     return this.enqueue({ message, qos, retain, subscriptionIds: ids })
   }
 
@@ -151,6 +156,7 @@ export class Session {
       const p = this.send(q, outlet)
       if (p !== undefined) this.track(p)
     }
+    if (this.queue.length === 0) outlet.caughtUp()
   }
 
   /** Discard all message state (clean start). */

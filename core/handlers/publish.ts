@@ -30,12 +30,16 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   }
   conn.broker.stats.received++
   const message = toMessage(conn, packet, topic)
+  const broker = conn.broker
+  broker.publishing = conn // lets a congested subscriber pause this publisher
   if (qos === 0) {
-    const r = conn.broker.ingest(conn.client, message)
+    const r = broker.ingest(conn.client, message)
+    broker.publishing = null
     return isPromise(r) ? r.then(noop) : undefined
   }
   conn.incomingUnacked++
-  const r = conn.broker.ingest(conn.client, message)
+  const r = broker.ingest(conn.client, message)
+  broker.publishing = null
   if (isPromise(r)) return r.then((code) => acknowledge(conn, qos, messageId, code))
   acknowledge(conn, qos, messageId, r)
 }

@@ -144,3 +144,20 @@ test('authenticate deny: CONNACK with the reason code (v5) or "not authorized" (
   await connect(t, broker, { username: 'ok' })
   assert.deepEqual(user, { role: 'admin' })
 })
+
+test('a subscriber that stops reading holds publishers back only briefly, then its QoS 0 messages are dropped; others get everything', async (t) => {
+  const broker = await startBroker(t, { limits: { maxClientBufferBytes: 256 * 1024 } })
+  const stuck = await RawClient.open(t, broker, 4)
+  await stuck.connect({}, 4)
+  stuck.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood', qos: 0 }] })
+  await stuck.expect('suback')
+  stuck.socket.pause() // never reads again
+  const healthy = await connect(t, broker)
+  await healthy.subscribeAsync('flood')
+  const pub = await connect(t, broker)
+  const payload = Buffer.alloc(64 * 1024, 7)
+  for (let i = 0; i < 300; i++) await pub.publishAsync('flood', payload, { qos: 0 })
+  const got = await collect(healthy).count(300, 20000)
+  assert.equal(got.length, 300)
+  assert.ok(broker.stats.dropped > 0, 'nothing was dropped for the stuck subscriber')
+})

@@ -1,0 +1,14 @@
+// Rewrites the configuration table in README.md from the zod schema (run: npm run docs).
+import { readFileSync, writeFileSync } from 'node:fs'
+import { configReference } from '../dist/core/config.js'
+
+const readme = new URL('../README.md', import.meta.url)
+const rows = configReference().map((r) => `| \`${r.key}\` | ${r.default ? '`' + r.default + '`' : ''} | ${r.description.replace(/\|/g, '\\|')} |`)
+const table = ['| key | default | meaning |', '| --- | --- | --- |', ...rows].join('\n')
+const text = readFileSync(readme, 'utf8')
+const start = '<!-- config:start -->'
+const end = '<!-- config:end -->'
+const a = text.indexOf(start)
+const b = text.indexOf(end)
+if (a < 0 || b < a) throw new Error('README.md lacks the config markers')
+writeFileSync(readme, text.slice(0, a + start.length) + '\n' + table + '\n' + text.slice(b))
