@@ -55,6 +55,7 @@ export class Broker {
   private sweepTimer: NodeJS.Timeout | undefined
   private sys: SysPublisher | undefined
   private state: 'new' | 'listening' | 'closing' | 'closed' = 'new'
+  private readonly leaveBus: () => void
 
   constructor(options: BrokerOptions = {}) {
     const { stores, hookRunner, logger, ...config } = options
@@ -65,7 +66,7 @@ export class Broker {
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')
     this.sessions = new SessionManager(this)
-    this.stores.bus.subscribe((message) => {
+    this.leaveBus = this.stores.bus.subscribe((message) => {
       if (message.node !== this.id) this.routeLocal(message)
     })
   }
@@ -247,6 +248,7 @@ export class Broker {
     for (const conn of this.connections) conn.socket.destroy()
     await Promise.all(this.listeners.map((l) => l.close()))
     this.sessions.close()
+    this.leaveBus()
     await Promise.all([this.stores.bus.close(), this.stores.sessions.close(), this.stores.retained.close()])
     this.state = 'closed'
     this.emitter.emit('closed')

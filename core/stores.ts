@@ -76,10 +76,15 @@ export interface RetainedStore {
   close(): Promise<void>
 }
 
-/** Carries routed messages between broker nodes; in memory, straight back to this node. */
+/**
+ * Carries routed messages between broker nodes. A node routes its own messages
+ * locally and hands them to the bus for the others; what arrives from the bus
+ * (`message.node` set to another node's id) is routed locally only.
+ */
 export interface MessageBus {
   publish(message: Message): Promise<void> | void
-  subscribe(handler: (message: Message) => void): void
+  /** returns a function that stops the subscription */
+  subscribe(handler: (message: Message) => void): () => void
   close(): Promise<void>
 }
 
@@ -184,20 +189,23 @@ export class MemoryRetainedStore implements RetainedStore {
   async close(): Promise<void> {}
 }
 
+/** An in-process bus: brokers in one process that share it behave as one cluster. */
 export class MemoryBus implements MessageBus {
-  private handler: ((message: Message) => void) | null = null
+  private handlers: Array<(message: Message) => void> = []
 
   publish(message: Message): void {
-    if (this.handler !== null) this.handler(message)
+    const hs = this.handlers
+    for (let i = 0; i < hs.length; i++) hs[i]!(message)
   }
 
-  subscribe(handler: (message: Message) => void): void {
-    this.handler = handler
+  subscribe(handler: (message: Message) => void): () => void {
+    this.handlers = [...this.handlers, handler]
+    return () => {
+      this.handlers = this.handlers.filter((h) => h !== handler)
+    }
   }
 
-  async close(): Promise<void> {
-    this.handler = null
-  }
+  async close(): Promise<void> {}
 }
 
 export function memoryStores(): Stores {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import type { Broker } from '../../core/index.js'
-import { collect, connect, RawClient, startBroker } from '../helpers.js'
+import { collect, connect, once, RawClient, startBroker } from '../helpers.js'
 
 /** A subscriber and publisher pair whose traffic must survive another client's bad input. */
 async function bystanders(t: TestContext, broker: Broker): Promise<() => Promise<void>> {
@@ -68,8 +68,12 @@ test('[MQTT-1.5.5-1] a malformed remaining length closes the connection (0x81)',
   const broker = await startBroker(t)
   const check = await bystanders(t, broker)
   const raw = await v5(t, broker)
+  const errored = once(broker, 'clientError')
   raw.sendBytes([0x30, 0xff, 0xff, 0xff, 0xff, 0x7f])
   assert.equal((await raw.expect('disconnect')).reasonCode, 0x81)
+  const [client, err] = await errored as [{ id: string } | undefined, Error & { code?: string }]
+  assert.ok(client?.id.startsWith('raw-'))
+  assert.equal(err.code, 'HOOKMQ_ERR_MALFORMED_PACKET')
   await raw.expectClosed()
   await check()
 })
