@@ -1,4 +1,4 @@
 #!/usr/bin/env node
-import { main } from '../dist/core/cli.js'
+import { main } from '../dist/plugins/cli.js'
 
 main(process.argv.slice(2))

@@ -4,7 +4,7 @@ import { parseConfig, type Config, type ConfigInput } from './config.js'
 import { Connection, type ListenerInfo } from './connection.js'
 import { ReasonCode } from './errors.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
-import { isPromise, passThroughHooks, type HookRunner } from './hooks.js'
+import { isPromise, passThroughHooks, type HookRunner, type PublishDecision } from './hooks.js'
 import { startListeners, type Listener } from './listeners/index.js'
 import { createLogger, type Logger } from './logger.js'
 import { Router } from './router.js'
@@ -28,6 +28,17 @@ export interface PublishOptions {
   qos?: QoS
   retain?: boolean
   properties?: MessageProperties
+}
+
+/** What a plugin (hook host, webhook forwarder, Redis, HTTP) gives the broker. */
+export interface BrokerPlugin {
+  name: string
+  /** runs in listen(), before any listener opens */
+  start?(broker: Broker): Promise<void> | void
+  /** runs in close(), after the listeners have closed */
+  stop?(): Promise<void> | void
+  /** extra $SYS/broker/... topics (key relative to $SYS/broker/) */
+  sys?(): Record<string, string | number>
 }
 
 export interface BrokerStats {
@@ -55,6 +66,8 @@ export class Broker {
   private sweepTimer: NodeJS.Timeout | undefined
   private sys: SysPublisher | undefined
   private state: 'new' | 'listening' | 'closing' | 'closed' = 'new'
+  private readonly plugins: BrokerPlugin[] = []
+  private readonly publishAllowedByDefault: boolean
   private readonly leaveBus: () => void
 
   constructor(options: BrokerOptions = {}) {
@@ -66,6 +79,7 @@ export class Broker {
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')
     this.sessions = new SessionManager(this)
+    this.publishAllowedByDefault = this.config.defaults.publish === 'allow'
     this.leaveBus = this.stores.bus.subscribe((message) => {
       if (message.node !== this.id) this.routeLocal(message)
     })
@@ -86,6 +100,43 @@ export class Broker {
     return this
   }
 
+  /** Adds a plugin: started before the listeners open, stopped after they close. */
+  use(plugin: BrokerPlugin): this {
+    if (this.state !== 'new') throw new Error('broker.use() must come before listen()')
+    this.plugins.push(plugin)
+    return this
+  }
+
+  /** Extra $SYS/broker/... values from plugins. */
+  sysValues(): Record<string, string | number> {
+    const out: Record<string, string | number> = {}
+    for (const p of this.plugins) if (p.sys) Object.assign(out, p.sys())
+    return out
+  }
+
+  /** Every subscription of every session, connected or not. */
+  subscriptions(): Array<{ clientId: string; client: ClientInfo | undefined; connected: boolean; subscription: Subscription }> {
+    const out: Array<{ clientId: string; client: ClientInfo | undefined; connected: boolean; subscription: Subscription }> = []
+    for (const s of this.sessions.sessions.values()) {
+      for (const sub of s.subscriptions.values()) out.push({ clientId: s.clientId, client: s.outlet?.client ?? s.lastClient, connected: s.outlet !== null, subscription: sub })
+    }
+    return out
+  }
+
+  /** Removes a subscription (e.g. no longer authorized); `disconnect` also closes an MQTT 5 client with 0x87. */
+  revokeSubscription(clientId: string, filter: string, disconnect = false): boolean {
+    const session = this.sessions.sessions.get(clientId)
+    if (session === undefined || !session.subscriptions.delete(filter)) return false
+    this.router.remove(session, filter)
+    if (session.persistent) session.track(this.stores.sessions.save(session.toStored()))
+    const conn = session.outlet as Connection | null
+    if (conn !== null) {
+      this.emitter.emit('unsubscribed', filter, conn.client)
+      if (disconnect) conn.closeWith(ReasonCode.NotAuthorized, `subscription ${filter} is no longer authorized`)
+    }
+    return true
+  }
+
   get connectionCount(): number {
     return this.connections.size
   }
@@ -98,6 +149,7 @@ export class Broker {
     if (this.state !== 'new') throw new Error('broker.listen() was already called')
     this.state = 'listening'
     await this.sessions.restore()
+    for (const p of this.plugins) await p.start?.(this)
     this.listeners = await startListeners(this)
     this.sweepTimer = setInterval(() => this.sweep(), 500)
     this.sweepTimer.unref()
@@ -119,7 +171,9 @@ export class Broker {
   }
 
   anonymousAllowed(listener: ListenerInfo): boolean {
-    return this.config.allowAnonymous ?? listener.loopback
+    if (this.config.allowAnonymous !== undefined) return this.config.allowAnonymous
+    const rule = this.config.defaults.authenticate
+    return rule === 'loopback' ? listener.loopback : rule === 'allow'
   }
 
   /** Publishes from code (not from a client): no authorization, transforms apply. */
@@ -140,13 +194,14 @@ export class Broker {
    */
   ingest(client: ClientInfo, message: Message): number | Promise<number> {
     if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
-    if (!this.hooks.appliesToPublish(message.topic)) return this.route(message, client)
+    if (this.publishAllowedByDefault && !this.hooks.appliesToPublish(message.topic)) return this.route(message, client)
     const d = this.hooks.authorizePublish(client, message)
-    if (isPromise(d)) {
-      return d.then((r) => (r.result === 'deny' ? r.reasonCode ?? ReasonCode.NotAuthorized : this.transformAndRoute(client, message)),
-        () => ReasonCode.NotAuthorized)
-    }
-    if (d.result === 'deny') return d.reasonCode ?? ReasonCode.NotAuthorized
+    if (isPromise(d)) return d.then((r) => this.afterAuthorize(r, client, message), () => ReasonCode.NotAuthorized)
+    return this.afterAuthorize(d, client, message)
+  }
+
+  private afterAuthorize(d: PublishDecision, client: ClientInfo, message: Message): number | Promise<number> {
+    if (d.result === 'deny' || (d.result === 'pass' && !this.publishAllowedByDefault)) return d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
     return this.transformAndRoute(client, message)
   }
 
@@ -247,6 +302,13 @@ export class Broker {
     await this.drained(1000)
     for (const conn of this.connections) conn.socket.destroy()
     await Promise.all(this.listeners.map((l) => l.close()))
+    for (const p of [...this.plugins].reverse()) {
+      try {
+        await p.stop?.()
+      } catch (err) {
+        this.log.error({ err, plugin: p.name }, 'plugin stop failed')
+      }
+    }
     this.sessions.close()
     this.leaveBus()
     await Promise.all([this.stores.bus.close(), this.stores.sessions.close(), this.stores.retained.close()])

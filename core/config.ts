@@ -37,8 +37,16 @@ export const configSchema = z.strictObject({
     path: z.string().startsWith('/').default('/mqtt').describe('HTTP path of the WebSocket endpoint'),
     ...tlsFiles,
   }).optional().describe('secure WebSocket listener (off unless configured)'),
-  hooksDir: z.string().min(1).default('./hooks').describe('folder of hook files (read by the plugin host, which is not built yet)'),
-  allowAnonymous: z.boolean().optional().describe('accept clients no authenticate hook accepted; default: only on loopback listeners'),
+  hooksDir: z.string().min(1).default('./hooks').describe('folder of hook files, watched and hot-reloaded (created if missing)'),
+  hooks: z.record(z.string(), z.unknown()).default({}).describe('per-hook config values: `hooks.<name>` is parsed by that hook\'s `config` schema'),
+  hookTimeoutMs: z.int().min(1).default(1000).describe('deadline of one hook call unless the hook sets `timeoutMs`'),
+  allowAnonymous: z.boolean().optional().describe('accept clients no authenticate hook accepted (shorthand for defaults.authenticate allow/deny)'),
+  defaults: z.strictObject({
+    authenticate: z.enum(['loopback', 'allow', 'deny']).default('loopback').describe('when every authenticate hook passes: allow only on loopback listeners, allow, or deny'),
+    publish: z.enum(['allow', 'deny']).default('allow').describe('when every authorizePublish hook passes'),
+    subscribe: z.enum(['allow', 'deny']).default('allow').describe('when every authorizeSubscribe hook passes'),
+  }).prefault({}).describe('answers when every hook passes'),
+  revokedSubscriptions: z.enum(['remove', 'disconnect']).default('remove').describe('when a hook reload denies an existing subscription: remove it, or also disconnect the client (MQTT 5: 0x87)'),
   limits: z.strictObject({
     maxPacketSize: z.int().min(64).max(268435455).default(1048576).describe('largest packet accepted, in bytes (MQTT 5 Maximum Packet Size)'),
     maxInflightMessages: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages sent to one client'),
@@ -65,6 +73,7 @@ export const configSchema = z.strictObject({
 })
 
 export type ConfigInput = z.input<typeof configSchema>
+
 export type Config = z.output<typeof configSchema>
 
 /** Identity helper so a `hookmq.config.ts` gets typing. */

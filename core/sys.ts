@@ -27,6 +27,7 @@ export class SysPublisher {
         'messages/dropped': b.stats.dropped,
         'subscriptions/count': b.router.tree.size,
         'retained messages/count': retained,
+        ...b.sysValues(),
       }
       for (const [key, value] of Object.entries(values)) {
         b.publish({ topic: this.prefix + key, payload: String(value), retain: true }).catch((err: unknown) => b.log.error({ err }, '$SYS publish failed'))

@@ -40,8 +40,8 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
   for (let i = 0; i < packet.subscriptions.length; i++) {
     const s = packet.subscriptions[i]!
     const d = decisions[i]!
-    if (typeof d === 'number' || d.result === 'deny') {
-      const code = typeof d === 'number' ? d : d.reasonCode ?? ReasonCode.NotAuthorized
+    if (typeof d === 'number' || d.result === 'deny' || (d.result === 'pass' && broker.config.defaults.subscribe === 'deny')) {
+      const code = typeof d === 'number' ? d : d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
       granted.push(conn.protocolVersion === 5 ? code : 0x80)
       continue
     }

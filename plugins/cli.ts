@@ -2,12 +2,14 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { createBroker, type Broker } from './broker.js'
-import { parseConfig, type ConfigInput } from './config.js'
-import { HookmqError } from './errors.js'
-import { version } from './version.js'
+import { HookmqError, parseConfig, version, type Broker, type ConfigInput } from '../core/index.js'
+import { createBroker, hookModules } from './index.js'
+import { listHookFiles, loadHookModule } from './loader.js'
+import { parseHookConfig } from './lifecycle.js'
+import { HookLoadError } from './compile.js'
 
 const USAGE = `usage: hookmq [options]
+       hookmq check [DIR]   compile and validate a hooks folder (default ./hooks), exit 1 on any error
   --config FILE     config file (.json, .js or .mjs); default ./hookmq.config.json if present
   --host ADDR       bind address of the listeners (default 127.0.0.1)
   --port N          MQTT TCP port (default 1883)
@@ -21,11 +23,16 @@ const USAGE = `usage: hookmq [options]
 class UsageError extends Error {}
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'check') {
+    process.exitCode = await check(argv.slice(1))
+    return
+  }
   let broker: Broker
   try {
     const config = await resolveConfig(argv)
     if (config === undefined) return
-    broker = createBroker(config)
+    const { hooks, ...rest } = config
+    broker = createBroker({ ...rest, hooks: hooks as Record<string, unknown> | undefined, hooksDir: config.hooksDir ?? './hooks' })
     await broker.listen()
   } catch (err) {
     const message = err instanceof HookmqError || err instanceof UsageError ? err.message : `start-up failed: ${(err as Error).message}`
@@ -122,4 +129,42 @@ async function loadConfigFile(file: string | undefined): Promise<object> {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   void main(process.argv.slice(2))
+}
+
+/** `hookmq check [DIR] [--config FILE]`: compile and validate every hook file; 0 when all are good. */
+async function check(argv: string[]): Promise<number> {
+  const dirArg = argv.find((a, i) => !a.startsWith('-') && argv[i - 1] !== '--config')
+  const configIndex = argv.indexOf('--config')
+  let hookConfig: Record<string, unknown> = {}
+  try {
+    const config = parseConfig(await loadConfigFile(configIndex >= 0 ? argv[configIndex + 1] : undefined))
+    hookConfig = config.hooks
+  } catch (err) {
+    process.stderr.write(`hookmq: ${(err as Error).message}\n`)
+    return 1
+  }
+  const dir = resolve(dirArg ?? './hooks')
+  if (!existsSync(dir)) {
+    process.stderr.write(`hookmq check: ${dir}: no such folder\n`)
+    return 1
+  }
+  let failures = 0
+  const names = new Map<string, string>()
+  for (const file of listHookFiles(dir)) {
+    try {
+      const { def } = await loadHookModule(file, hookModules)
+      parseHookConfig(def, hookConfig[def.name])
+      const other = names.get(def.name)
+      if (other) throw new HookLoadError(`hook name "${def.name}" is already used by ${other}`, file)
+      names.set(def.name, file)
+      process.stdout.write(`ok    ${file} (${def.name})\n`)
+    } catch (err) {
+      failures++
+      const e = err instanceof HookLoadError ? err : new HookLoadError((err as Error).message, file)
+      const where = `${e.file ?? file}${e.line ? `:${e.line}:${e.column ?? 0}` : ''}`
+      process.stdout.write(`error ${where}: ${e.message}\n`)
+    }
+  }
+  process.stdout.write(`${names.size} hook(s) ok, ${failures} failed\n`)
+  return failures > 0 ? 1 : 0
 }

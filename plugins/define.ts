@@ -1,0 +1,116 @@
+import type { z } from 'zod'
+import type { BrokerEvents, BrokerEventName, ClientInfo, Logger, MessageProperties, PublishOptions, QoS } from '../core/index.js'
+
+// The types a hook author writes against. `defineHook` only returns its
+// argument: its value is that an editor autocompletes every input and answer.
+
+export type Awaitable<T> = T | Promise<T>
+
+/** What every hook call gets besides its input. */
+export interface CallContext<C> {
+  /** the hook's parsed config (`hooks.<name>` in the main config) */
+  readonly config: C
+  readonly log: Logger
+  /** aborted when the call's deadline passes */
+  readonly signal: AbortSignal
+}
+
+/** What `setup` gets. */
+export interface HookContext<C> {
+  readonly name: string
+  readonly config: C
+  readonly log: Logger
+  /** publish a message from the hook (not authorized; transforms apply) */
+  publish(message: PublishOptions): Promise<void>
+  /** aborted when this version of the hook is replaced, removed or the broker stops */
+  readonly signal: AbortSignal
+}
+
+export interface AuthenticateInput {
+  clientId: string
+  username?: string
+  password?: Buffer
+  remoteAddress: string
+  protocolVersion: 3 | 4 | 5
+  /** listener name: tcp, tls, ws, wss */
+  listener: string
+  /** peer certificate (TLS listeners with requestCert) */
+  certificate?: object
+}
+
+/** `undefined` passes to the next hook; `false` = bad credentials (0x86); `{ deny }` = not authorized (0x87). */
+export type AuthenticateAnswer = boolean | undefined | void | { allow: true; user?: unknown } | DenyAnswer
+
+export interface DenyAnswer {
+  deny: string
+  /** an MQTT 5 reason code >= 0x80 (default 0x87 Not authorized) */
+  reasonCode?: number
+}
+
+export interface PublishInput {
+  client: ClientInfo
+  topic: string
+  payload: Buffer
+  qos: QoS
+  retain: boolean
+  properties: MessageProperties | undefined
+}
+
+export type PublishAnswer = boolean | undefined | void | { allow: true } | DenyAnswer
+
+export interface SubscribeInput {
+  client: ClientInfo
+  filter: string
+  qos: QoS
+}
+
+/** `{ qos }` grants the subscription at a lower QoS. */
+export type SubscribeAnswer = PublishAnswer | { qos: QoS }
+
+export interface TransformInput {
+  /** undefined for messages published by the broker or from code */
+  client: ClientInfo | undefined
+  topic: string
+  payload: Buffer
+  qos: QoS
+  retain: boolean
+  properties: MessageProperties | undefined
+}
+
+/** A partial message changes those fields; `null` drops the message; `undefined` leaves it. */
+export type TransformAnswer = null | undefined | void | {
+  topic?: string
+  payload?: Buffer | Uint8Array | string
+  qos?: QoS
+  retain?: boolean
+  properties?: MessageProperties
+}
+
+export type EventHandlers = { [E in BrokerEventName]?: (...args: BrokerEvents[E]) => Awaitable<void> }
+
+export interface HookDefinition<S extends z.ZodType = z.ZodType<unknown>> {
+  /** unique name; also the key of this hook's config: `hooks.<name>` */
+  name: string
+  /** lower runs first (default 0); ties by file name */
+  order?: number
+  /** deadline of one call in ms (default: `hookTimeoutMs`, 1000) */
+  timeoutMs?: number
+  /** zod schema of this hook's config values */
+  config?: S
+  /** limit authorizePublish and transform to these topic filters */
+  filter?: { topics: string[] }
+  /** runs once per loaded version; may return a teardown function */
+  setup?(ctx: HookContext<z.output<S>>): Awaitable<void | (() => Awaitable<void>)>
+  /** runs when this version is replaced or removed, after its running calls finish */
+  teardown?(ctx: HookContext<z.output<S>>): Awaitable<void>
+  authenticate?(input: AuthenticateInput, ctx: CallContext<z.output<S>>): Awaitable<AuthenticateAnswer>
+  authorizePublish?(input: PublishInput, ctx: CallContext<z.output<S>>): Awaitable<PublishAnswer>
+  authorizeSubscribe?(input: SubscribeInput, ctx: CallContext<z.output<S>>): Awaitable<SubscribeAnswer>
+  transform?(input: TransformInput, ctx: CallContext<z.output<S>>): Awaitable<TransformAnswer>
+  on?: EventHandlers
+}
+
+/** Declares a hook. Default-export it from a file in the hooks folder, or pass it to createBroker({ hooks }). */
+export function defineHook<S extends z.ZodType = z.ZodType<unknown>>(hook: HookDefinition<S>): HookDefinition<S> {
+  return hook
+}

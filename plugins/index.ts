@@ -1,0 +1,72 @@
+import * as zod from 'zod'
+import { createBroker as createCoreBroker, type Broker, type BrokerOptions } from '../core/index.js'
+import type { HookDefinition } from './define.js'
+import { HookHost, type HookStatus } from './host.js'
+import { HookFolderLoader } from './loader.js'
+import { checkHookModule } from './schemas.js'
+import * as self from './index.js'
+
+// The package entry: the core plus the plugin host. `createBroker` here is the
+// one embedders use; it wires hook objects and a hooks folder into the core.
+
+export * from '../core/index.js'
+export { defineHook } from './define.js'
+export type {
+  AuthenticateAnswer, Awaitable, CallContext, DenyAnswer, EventHandlers, HookContext, HookDefinition, PublishAnswer, PublishInput,
+  SubscribeAnswer, SubscribeInput as HookSubscribeInput, TransformAnswer, TransformInput,
+} from './define.js'
+export type { HookStatus, LoadFailure } from './host.js'
+export { HookHost } from './host.js'
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyHook = HookDefinition<any>
+
+export interface HookmqOptions extends Omit<BrokerOptions, 'hooks' | 'hooksDir'> {
+  /**
+   * Per-hook config values (`{ acl: {...} }`), or hook objects to run:
+   * `[defineHook(...), { hook, config }]`.
+   */
+  hooks?: Record<string, unknown> | Array<AnyHook | { hook: AnyHook; config?: unknown }>
+  /** a folder of hook files to load and watch (embedders: none unless given) */
+  hooksDir?: string
+}
+
+export type HookmqBroker = Broker & {
+  readonly hookHost: HookHost
+  /** every hook's state: loaded/failed, version, load time, calls, denies, errors, p99 */
+  hookStatus(): HookStatus[]
+}
+
+/** The modules a hook file's `import ... from 'hookmq' | 'zod'` resolve to. */
+export const hookModules: Record<string, unknown> = { hookmq: self, zod, 'zod/v4': zod }
+
+export function createBroker(options: HookmqOptions = {}): HookmqBroker {
+  const { hooks, hooksDir, ...rest } = options
+  const objects = Array.isArray(hooks) ? hooks.map((h) => ('hook' in h && typeof h.hook === 'object' ? h : { hook: h as AnyHook, config: undefined })) : []
+  const hookConfig = Array.isArray(hooks)
+    ? Object.fromEntries(objects.filter((o) => o.config !== undefined).map((o) => [o.hook.name, o.config]))
+    : hooks ?? {}
+  const broker = createCoreBroker({ ...rest, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
+  const host = new HookHost({
+    log: broker.log.child({ plugin: 'hooks' }),
+    hookConfig: broker.config.hooks,
+    defaultTimeoutMs: broker.config.hookTimeoutMs,
+    revokedSubscriptions: broker.config.revokedSubscriptions,
+  })
+  host.attach(async (h) => {
+    for (const { hook } of objects) {
+      try {
+        await h.install(checkHookModule(hook), `embedded:${String((hook as { name?: unknown }).name)}`, undefined)
+      } catch (err) {
+        h.failed(`embedded:${String((hook as { name?: unknown }).name)}`, { message: (err as Error).message }, (hook as { name?: string }).name)
+      }
+    }
+  }, async () => {})
+  if (hooksDir !== undefined) {
+    const loader = new HookFolderLoader(broker.config.hooksDir, host, hookModules, host.options.log)
+    host.attach(() => loader.start(), () => loader.stop())
+  }
+  broker.hooks = host
+  broker.use(host)
+  return Object.assign(broker, { hookHost: host, hookStatus: () => host.status() })
+}

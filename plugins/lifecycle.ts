@@ -1,0 +1,76 @@
+import type { z } from 'zod'
+import type { Logger, Message, PublishOptions } from '../core/index.js'
+import type { HookContext, HookDefinition } from './define.js'
+import type { Registration } from './invoke.js'
+import type { TransformPatch } from './schemas.js'
+
+// A hook version's life: config parsed, setup run, teardown run once its
+// calls have finished. And the one way a transform answer changes a message.
+
+const SETUP_DEADLINE_MS = 10000
+
+export interface SetupResult {
+  ctx: HookContext<unknown>
+  teardown: (() => unknown) | undefined
+  abort(): void
+}
+
+/** Parses `hooks.<name>` with the hook's schema; the error names the key. */
+export function parseHookConfig(def: HookDefinition, value: unknown): unknown {
+  if (!def.config) return value
+  const r = (def.config as z.ZodType).safeParse(value ?? {})
+  if (r.success) return r.data
+  const issue = r.error.issues[0]!
+  const key = ['hooks', def.name, ...issue.path.map(String)].join('.')
+  const extra = issue.code === 'unrecognized_keys' ? `unknown key "${issue.keys[0]}"` : issue.message
+  throw new Error(`config ${key}: ${extra}`)
+}
+
+export async function runSetup(def: HookDefinition, base: { name: string; config: unknown; log: Logger; publish(m: PublishOptions): Promise<void> }): Promise<SetupResult> {
+  const ctrl = new AbortController()
+  const ctx: HookContext<unknown> = { ...base, signal: ctrl.signal }
+  let teardown: (() => unknown) | undefined
+  if (def.setup) {
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`setup did not finish within ${SETUP_DEADLINE_MS} ms`)), SETUP_DEADLINE_MS)
+    })
+    try {
+      const r = await Promise.race([Promise.resolve(def.setup(ctx)), deadline])
+      if (typeof r === 'function') teardown = r
+    } catch (err) {
+      ctrl.abort()
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  return { ctx, teardown, abort: () => ctrl.abort() }
+}
+
+/** Runs the version's teardown(s); errors are logged, never thrown. */
+export async function runTeardown(entry: Registration & { setup: SetupResult }): Promise<void> {
+  for (const fn of [entry.setup.teardown, entry.def.teardown ? () => entry.def.teardown!(entry.setup.ctx) : undefined]) {
+    if (!fn) continue
+    try {
+      await fn()
+    } catch (err) {
+      entry.log.error({ err, hook: entry.name }, 'hook teardown failed')
+    }
+  }
+}
+
+/** A new message with the transform's changes; the original is never mutated. */
+export function applyPatch(message: Message, patch: TransformPatch): Message {
+  const next: Message = { ...message }
+  if (patch.topic !== undefined) next.topic = patch.topic
+  if (patch.payload !== undefined) next.payload = typeof patch.payload === 'string' ? Buffer.from(patch.payload) : Buffer.isBuffer(patch.payload) ? patch.payload : Buffer.from(patch.payload)
+  if (patch.qos !== undefined) next.qos = patch.qos
+  if (patch.retain !== undefined) next.retain = patch.retain
+  if (patch.properties !== undefined) {
+    next.properties = patch.properties as Message['properties']
+    const exp = next.properties?.messageExpiryInterval
+    next.expiresAt = exp === undefined ? undefined : Date.now() + exp * 1000
+  }
+  return next
+}

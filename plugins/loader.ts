@@ -1,0 +1,121 @@
+import { watch, type FSWatcher } from 'chokidar'
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { basename, join, relative, resolve } from 'node:path'
+import type { Logger } from '../core/index.js'
+import { compile, evaluate, HookLoadError, located, type Compiled } from './compile.js'
+import type { HookHost } from './host.js'
+import { checkHookModule } from './schemas.js'
+
+// Watch → compile → evaluate → validate → install. Each file's loads run one
+// after another; a burst of saves is debounced so the last content wins.
+
+const DEBOUNCE_MS = 25
+
+/** A hook file: .ts .mts .js .mjs, not a helper (_x, .x), declaration or test. */
+export function isHookFile(path: string): boolean {
+  const name = basename(path)
+  if (name.startsWith('_') || name.startsWith('.')) return false
+  if (/\.d\.[cm]?ts$/.test(name) || /\.test\.[cm]?[jt]s$/.test(name)) return false
+  return /\.(ts|mts|js|mjs)$/.test(name)
+}
+
+/** Every hook file below `dir` (node_modules and dot-folders skipped). */
+export function listHookFiles(dir: string): string[] {
+  const out: string[] = []
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules' || name.startsWith('.')) continue
+    const path = join(dir, name)
+    if (statSync(path).isDirectory()) out.push(...listHookFiles(path))
+    else if (isHookFile(path)) out.push(path)
+  }
+  return out.sort()
+}
+
+/** Compiles, evaluates and checks one hook file (no setup): what `hookmq check` and the loader share. */
+export async function loadHookModule(file: string, modules: Record<string, unknown>): Promise<{ def: ReturnType<typeof checkHookModule>; compiled: Compiled }> {
+  const compiled = await compile(file)
+  const exported = evaluate(compiled, modules)
+  try {
+    return { def: checkHookModule(exported), compiled }
+  } catch (err) {
+    throw new HookLoadError((err as Error).message, file)
+  }
+}
+
+export class HookFolderLoader {
+  readonly dir: string
+  private watcher: FSWatcher | undefined
+  private readonly timers = new Map<string, NodeJS.Timeout>()
+  private readonly chains = new Map<string, Promise<void>>()
+  /** hook file → the source files bundled into its loaded version */
+  private readonly inputs = new Map<string, string[]>()
+  private stopped = false
+
+  constructor(dir: string, private readonly host: HookHost, private readonly modules: Record<string, unknown>, private readonly log: Logger) {
+    this.dir = resolve(dir)
+  }
+
+  async start(): Promise<void> {
+    if (!existsSync(this.dir)) mkdirSync(this.dir, { recursive: true })
+    await Promise.all(listHookFiles(this.dir).map((f) => this.load(f)))
+    this.watcher = watch(this.dir, {
+      ignoreInitial: true,
+      ignored: (path: string) => /(^|[/\\])(node_modules|\.[^/\\]+)([/\\]|$)/.test(relative(this.dir, path)),
+    })
+    this.watcher.on('all', (_event, path) => this.changed(resolve(path)))
+    this.watcher.on('error', (err) => this.log.error({ err }, 'hooks folder watcher error'))
+    await new Promise<void>((r) => this.watcher!.once('ready', () => r()))
+    this.log.info({ dir: this.dir, hooks: this.host.keys().length }, 'watching hooks folder')
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const t of this.timers.values()) clearTimeout(t)
+    await this.watcher?.close()
+    await Promise.all(this.chains.values())
+  }
+
+  /** A path changed: reload it if it is a hook, and every hook that bundles it. */
+  private changed(path: string): void {
+    if (isHookFile(path) && path.startsWith(this.dir)) this.schedule(path)
+    for (const [hook, inputs] of this.inputs) if (hook !== path && inputs.includes(path)) this.schedule(hook)
+  }
+
+  private schedule(file: string): void {
+    clearTimeout(this.timers.get(file))
+    this.timers.set(file, setTimeout(() => {
+      this.timers.delete(file)
+      void this.load(file)
+    }, DEBOUNCE_MS))
+  }
+
+  /** Loads (or unloads, when gone) one file, after any load of it still running. */
+  load(file: string): Promise<void> {
+    const prev = this.chains.get(file) ?? Promise.resolve()
+    const next = prev.then(() => (this.stopped ? undefined : this.loadNow(file)))
+    this.chains.set(file, next)
+    void next.finally(() => { if (this.chains.get(file) === next) this.chains.delete(file) })
+    return next
+  }
+
+  private async loadNow(file: string): Promise<void> {
+    if (!existsSync(file)) {
+      this.inputs.delete(file)
+      await this.host.remove(file)
+      return
+    }
+    let compiled: Compiled | undefined
+    let name: string | undefined
+    try {
+      const loaded = await loadHookModule(file, this.modules)
+      compiled = loaded.compiled
+      name = loaded.def.name
+      this.inputs.set(file, compiled.inputs)
+      await this.host.install(loaded.def, file, file)
+    } catch (err) {
+      const e = err instanceof HookLoadError ? err : compiled ? located(err, compiled) : new HookLoadError((err as Error).message ?? String(err), file)
+      if (compiled && !this.inputs.has(file)) this.inputs.set(file, compiled.inputs)
+      this.host.failed(file, { message: e.message, file: e.file ?? file, line: e.line, column: e.column }, name)
+    }
+  }
+}

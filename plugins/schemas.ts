@@ -1,0 +1,106 @@
+import { z } from 'zod'
+import type { AuthenticateDecision, PublishDecision, SubscribeDecision, QoS } from '../core/index.js'
+import { ReasonCode } from '../core/index.js'
+import type { HookDefinition } from './define.js'
+
+// zod schemas for what a hook file exports and for every answer a hook gives.
+// Answers are normalised here into the core's explicit decisions.
+
+export const EVENT_NAMES = ['ready', 'closed', 'clientConnected', 'clientDisconnecting', 'clientDisconnected', 'clientError',
+  'keepaliveTimeout', 'published', 'delivered', 'subscribed', 'unsubscribed'] as const
+
+const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'expected a function' })
+
+export const hookModuleSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only'),
+  order: z.number().finite().optional(),
+  timeoutMs: z.int().min(1).max(600000).optional(),
+  config: z.custom<z.ZodType>((v) => v instanceof z.ZodType, { message: 'expected a zod schema (import { z } from "zod")' }).optional(),
+  filter: z.strictObject({ topics: z.array(z.string().min(1)).min(1) }).optional(),
+  setup: fn.optional(),
+  teardown: fn.optional(),
+  authenticate: fn.optional(),
+  authorizePublish: fn.optional(),
+  authorizeSubscribe: fn.optional(),
+  transform: fn.optional(),
+  on: z.partialRecord(z.enum(EVENT_NAMES), fn).optional(),
+})
+
+/** Checks a module's default export; returns it typed or throws a one-line reason. */
+export function checkHookModule(value: unknown): HookDefinition {
+  if (value === undefined) throw new Error('no default export: `export default defineHook({ ... })`')
+  const r = hookModuleSchema.safeParse(value)
+  if (!r.success) {
+    const issue = r.error.issues[0]!
+    const where = issue.path.join('.')
+    const what = issue.code === 'unrecognized_keys' ? `unknown key "${issue.keys[0]}"` : issue.message
+    throw new Error(`invalid hook${where ? ` (${where})` : ''}: ${what}`)
+  }
+  return value as HookDefinition
+}
+
+const denySchema = z.strictObject({ deny: z.string(), reasonCode: z.int().min(0x80).max(0xff).optional() })
+const authSchema = z.union([z.strictObject({ allow: z.literal(true), user: z.unknown().optional() }), denySchema])
+const publishSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema])
+const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)])
+const subscribeSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema, z.strictObject({ qos: qosSchema })])
+const bytes = z.union([z.instanceof(Uint8Array), z.string()])
+export const transformSchema = z.strictObject({
+  topic: z.string().min(1).refine((t) => !/[+#\u0000]/.test(t) && !t.startsWith('$SYS'), 'not a topic name a message may be published to').optional(),
+  payload: bytes.optional(),
+  qos: qosSchema.optional(),
+  retain: z.boolean().optional(),
+  properties: z.record(z.string(), z.unknown()).optional(),
+})
+
+export const PASS = Object.freeze({ result: 'pass' as const })
+const ALLOW = Object.freeze({ result: 'allow' as const })
+
+/** Thrown for an answer that fails its schema: counted as the hook's error. */
+export class InvalidAnswer extends Error {}
+
+function invalid(kind: string, issue: z.core.$ZodIssue | undefined): InvalidAnswer {
+  return new InvalidAnswer(`invalid ${kind} answer${issue?.path.length ? ` at ${issue.path.join('.')}` : ''}: ${issue?.message ?? 'unexpected value'}`)
+}
+
+function denial(d: { deny: string; reasonCode?: number }): { result: 'deny'; reasonCode: number; reason: string } {
+  return { result: 'deny', reasonCode: d.reasonCode ?? ReasonCode.NotAuthorized, reason: d.deny }
+}
+
+export function toAuthDecision(v: unknown): AuthenticateDecision {
+  if (v === undefined) return PASS
+  if (v === true) return ALLOW
+  if (v === false) return { result: 'deny', reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'bad user name or password' }
+  const r = authSchema.safeParse(v)
+  if (!r.success) throw invalid('authenticate', r.error.issues[0])
+  return 'allow' in r.data ? { result: 'allow', user: r.data.user } : denial(r.data)
+}
+
+export function toPublishDecision(v: unknown): PublishDecision {
+  if (v === undefined) return PASS
+  if (v === true) return ALLOW
+  if (v === false) return { result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' }
+  const r = publishSchema.safeParse(v)
+  if (!r.success) throw invalid('authorizePublish', r.error.issues[0])
+  return 'allow' in r.data ? ALLOW : denial(r.data)
+}
+
+export function toSubscribeDecision(v: unknown): SubscribeDecision {
+  if (v === undefined) return PASS
+  if (v === true) return ALLOW
+  if (v === false) return { result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' }
+  const r = subscribeSchema.safeParse(v)
+  if (!r.success) throw invalid('authorizeSubscribe', r.error.issues[0])
+  if ('qos' in r.data) return { result: 'allow', qos: r.data.qos as QoS }
+  return 'allow' in r.data ? ALLOW : denial(r.data)
+}
+
+export type TransformPatch = z.output<typeof transformSchema>
+
+/** null = drop, undefined = unchanged, else the fields to change. */
+export function toTransform(v: unknown): TransformPatch | null | undefined {
+  if (v === undefined || v === null) return v
+  const r = transformSchema.safeParse(v)
+  if (!r.success) throw invalid('transform', r.error.issues[0])
+  return r.data
+}
