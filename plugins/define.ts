@@ -86,7 +86,13 @@ export type TransformAnswer = null | undefined | void | {
   properties?: MessageProperties
 }
 
-export type EventHandlers = { [E in BrokerEventName]?: (...args: BrokerEvents[E]) => Awaitable<void> }
+/** What event handlers get after the event's own arguments. */
+export interface EventContext<C> {
+  readonly config: C
+  readonly log: Logger
+}
+
+export type EventHandlers<C = unknown> = { [E in BrokerEventName]?: (...args: [...BrokerEvents[E], EventContext<C>]) => Awaitable<void> }
 
 export interface HookDefinition<S extends z.ZodType = z.ZodType<unknown>> {
   /** unique name; also the key of this hook's config: `hooks.<name>` */
@@ -107,7 +113,8 @@ export interface HookDefinition<S extends z.ZodType = z.ZodType<unknown>> {
   authorizePublish?(input: PublishInput, ctx: CallContext<z.output<S>>): Awaitable<PublishAnswer>
   authorizeSubscribe?(input: SubscribeInput, ctx: CallContext<z.output<S>>): Awaitable<SubscribeAnswer>
   transform?(input: TransformInput, ctx: CallContext<z.output<S>>): Awaitable<TransformAnswer>
-  on?: EventHandlers
+  /** lifecycle events; each handler gets the event's arguments, then { config, log } */
+  on?: EventHandlers<z.output<S>>
 }
 
 /** Declares a hook. Default-export it from a file in the hooks folder, or pass it to createBroker({ hooks }). */

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import type { Broker, BrokerPlugin, ClientInfo, HookRunner, Logger, Message, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
 import { isPromise, matchesFilter, ReasonCode } from '../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, Decision, PublishDecision, SubscribeDecision } from '../core/index.js'
@@ -64,6 +65,9 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private rechecking: Promise<void> = Promise.resolve()
   private readonly starters: Array<(host: HookHost) => Promise<void>> = []
   private readonly stoppers: Array<() => Promise<void>> = []
+
+  /** 'change' ({ key, kind: 'loaded' | 'failed' | 'removed', name?, version? }) after every load attempt */
+  readonly events = new EventEmitter()
 
   constructor(readonly options: HostOptions) {}
 
@@ -185,6 +189,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       timeoutMs: def.timeoutMs ?? this.options.defaultTimeoutMs,
       filter: compileFilter(def.filter?.topics),
       stats: new HookStats(),
+      eventContext: { config, log },
       active: 0,
       retired: false,
       onIdle: undefined,
@@ -193,6 +198,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.failures.delete(key)
     this.rebuild()
     log.info({ version: entry.version, file }, old ? 'hook reloaded' : 'hook loaded')
+    this.events.emit('change', { key, kind: 'loaded', name: def.name, version: entry.version })
     if (old) void this.retire(old)
     if (def.authorizeSubscribe || old?.def.authorizeSubscribe) this.recheck()
   }
@@ -201,10 +207,14 @@ export class HookHost implements HookRunner, BrokerPlugin {
   async remove(key: string): Promise<void> {
     this.failures.delete(key)
     const old = this.entries.find((e) => e.key === key)
-    if (!old) return
+    if (!old) {
+      this.events.emit('change', { key, kind: 'removed' })
+      return
+    }
     this.entries = this.entries.filter((e) => e !== old)
     this.rebuild()
     old.log.info({ file: old.file }, 'hook removed')
+    this.events.emit('change', { key, kind: 'removed', name: old.name })
     if (old.def.authorizeSubscribe) this.recheck()
     await this.retire(old)
   }
@@ -217,6 +227,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const serving = this.entries.find((e) => e.key === key)
     this.options.log.error({ file: failure.file, line: failure.line, column: failure.column, serving: serving?.version ?? null },
       `hook load failed: ${where}: ${failure.message}${serving ? ` (version ${serving.version} keeps serving)` : ''}`)
+    this.events.emit('change', { key, kind: 'failed', name, error: f })
   }
 
   keys(): string[] {

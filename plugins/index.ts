@@ -12,7 +12,7 @@ import * as self from './index.js'
 export * from '../core/index.js'
 export { defineHook } from './define.js'
 export type {
-  AuthenticateAnswer, Awaitable, CallContext, DenyAnswer, EventHandlers, HookContext, HookDefinition, PublishAnswer, PublishInput,
+  AuthenticateAnswer, Awaitable, CallContext, DenyAnswer, EventContext, EventHandlers, HookContext, HookDefinition, PublishAnswer, PublishInput,
   SubscribeAnswer, SubscribeInput as HookSubscribeInput, TransformAnswer, TransformInput,
 } from './define.js'
 export type { HookStatus, LoadFailure } from './host.js'
@@ -66,7 +66,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     const loader = new HookFolderLoader(broker.config.hooksDir, host, hookModules, host.options.log)
     host.attach(() => loader.start(), () => loader.stop())
   }
-  broker.hooks = host
+  if (rest.hookRunner === undefined) broker.hooks = host // an embedder's own runner replaces the host's decisions
   broker.use(host)
   return Object.assign(broker, { hookHost: host, hookStatus: () => host.status() })
 }

@@ -41,6 +41,8 @@ export interface Registration {
   readonly timeoutMs: number
   readonly log: Logger
   readonly stats: HookStats
+  /** the last argument of event handlers */
+  readonly eventContext: { config: unknown; log: Logger }
   /** calls running now; a retired version tears down when this reaches 0 */
   active: number
   retired: boolean
@@ -139,7 +141,7 @@ function finish(reg: Registration, started: number): void {
 export function notify(reg: Registration, event: string, handler: (...args: unknown[]) => unknown, args: unknown[]): void {
   reg.stats.calls++
   try {
-    const r = handler(...args)
+    const r = handler(...args, reg.eventContext)
     if (isPromise(r)) r.then(undefined, (err: unknown) => eventFailed(reg, event, err))
   } catch (err) {
     eventFailed(reg, event, err)

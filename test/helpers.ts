@@ -2,13 +2,18 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import net from 'node:net'
 import type { TestContext } from 'node:test'
-import { createBroker, type Broker, type BrokerOptions } from '../core/index.js'
 import { createLogger } from '../core/logger.js'
+import { createBroker, type HookmqBroker, type HookmqOptions } from '../plugins/index.js'
+import { mkdtempSync, rmSync, writeFileSync, renameSync, unlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import type { Broker } from '../core/index.js'
 
 export const silent = createLogger('silent')
 
 /** A broker on free ports (TCP and WebSocket), closed after the test. */
-export async function startBroker(t: TestContext, options: BrokerOptions = {}): Promise<Broker> {
+export async function startBroker(t: TestContext, options: HookmqOptions = {}): Promise<HookmqBroker> {
   const broker = createBroker({ port: 0, ws: { port: 0, path: '/mqtt' }, logger: silent, ...options })
   await broker.listen()
   t.after(() => broker.close())
@@ -199,4 +204,56 @@ export class RawClient {
     this.send({ cmd: 'connect', protocolId: protocolVersion === 3 ? 'MQIsdp' : 'MQTT', protocolVersion, clientId: 'raw-' + Math.random().toString(36).slice(2), clean: true, keepalive: 30, ...options }, protocolVersion)
     return this.expect('connack')
   }
+}
+
+/** A temporary hooks folder, removed after the test. */
+export function hooksFolder(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-hooks-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+export interface HookChange {
+  key: string
+  kind: 'loaded' | 'failed' | 'removed'
+  name?: string
+  version?: number
+  error?: { message: string; file?: string; line?: number; column?: number }
+}
+
+/** Resolves with the next change of hook file `file` (a path in the folder). */
+export function nextChange(broker: HookmqBroker, file: string, ms = 5000): Promise<HookChange> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      broker.hookHost.events.off('change', on)
+      reject(new Error(`no hook change for ${file} within ${ms} ms`))
+    }, ms)
+    const on = (c: HookChange): void => {
+      if (c.key !== file) return
+      clearTimeout(timer)
+      broker.hookHost.events.off('change', on)
+      resolve(c)
+    }
+    broker.hookHost.events.on('change', on)
+  })
+}
+
+/** Writes `content` to `file` as an editor's atomic save does (temp file, then rename). */
+export function atomicWrite(file: string, content: string): void {
+  const tmp = `${file}.${process.pid}.tmp~`
+  writeFileSync(tmp, content)
+  renameSync(tmp, file)
+}
+
+/** Writes a file and waits until the host has (re)loaded or rejected it. */
+export async function writeHook(broker: HookmqBroker, file: string, content: string): Promise<HookChange> {
+  const change = nextChange(broker, file)
+  writeFileSync(file, content)
+  return change
+}
+
+export async function deleteHook(broker: HookmqBroker, file: string): Promise<HookChange> {
+  const change = nextChange(broker, file)
+  unlinkSync(file)
+  return change
 }
