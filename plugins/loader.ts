@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'chokidar'
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, statSync, type Stats } from 'node:fs'
 import { basename, join, relative, resolve } from 'node:path'
 import type { Logger } from '../core/index.js'
 import { compile, evaluate, HookLoadError, located, type Compiled } from './compile.js'
@@ -8,8 +8,11 @@ import { checkHookModule } from './schemas.js'
 
 // Watch → compile → evaluate → validate → install. Each file's loads run one
 // after another; a burst of saves is debounced so the last content wins.
+// chokidar swallows a second change of one path within 50 ms, so the debounce
+// is longer than that, and a load that finds the file changed under it (by
+// mtime, size or inode) runs again.
 
-const DEBOUNCE_MS = 25
+const DEBOUNCE_MS = 60
 
 /** A hook file: .ts .mts .js .mjs, not a helper (_x, .x), declaration or test. */
 export function isHookFile(path: string): boolean {
@@ -104,6 +107,7 @@ export class HookFolderLoader {
       await this.host.remove(file)
       return
     }
+    const before = fingerprint(file)
     let compiled: Compiled | undefined
     let name: string | undefined
     try {
@@ -117,5 +121,16 @@ export class HookFolderLoader {
       if (compiled && !this.inputs.has(file)) this.inputs.set(file, compiled.inputs)
       this.host.failed(file, { message: e.message, file: e.file ?? file, line: e.line, column: e.column }, name)
     }
+    if (fingerprint(file) !== before) this.schedule(file) // written again while loading
   }
+}
+
+function fingerprint(file: string): string {
+  let st: Stats
+  try {
+    st = statSync(file)
+  } catch {
+    return 'gone'
+  }
+  return `${st.ino}:${st.size}:${st.mtimeMs}`
 }

@@ -1,0 +1,292 @@
+import assert from 'node:assert/strict'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { defineHook } from '../../plugins/index.js'
+import { atomicWrite, collect, connect, deleteHook, hooksFolder, nextChange, once, pingRoundTrip, RawClient, startBroker, writeHook } from '../helpers.js'
+
+const aclHook = (prefix: string): string => `
+import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'acl',
+  authorizePublish({ topic }) {
+    return topic.startsWith('${prefix}') ? true : { deny: 'only ${prefix}' }
+  },
+})
+`
+
+/** Publishes at QoS 1 and answers the PUBACK reason code (one publish in flight at a time). */
+function publishCode(client: Awaited<ReturnType<typeof connect>>, topic: string, payload = 'x'): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (p: { cmd: string; reasonCode?: number }): void => {
+      if (p.cmd !== 'puback') return
+      client.off('packetreceive', on)
+      resolve(p.reasonCode ?? 0)
+    }
+    client.on('packetreceive', on)
+    client.publish(topic, payload, { qos: 1 }, () => {})
+  })
+}
+
+test('a hook dropped in takes effect at once, without dropping connections; an edit changes the rule; deleting removes it', async (t) => {
+  const dir = hooksFolder(t)
+  const broker = await startBroker(t, { hooksDir: dir })
+  let disconnects = 0
+  broker.on('clientDisconnected', () => disconnects++)
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'b/1'), 0x10) // allowed (no subscribers)
+  const file = join(dir, 'acl.ts')
+  assert.equal((await writeHook(broker, file, aclHook('a/'))).kind, 'loaded')
+  assert.equal(await publishCode(c, 'b/1'), 0x87)
+  assert.equal(await publishCode(c, 'a/1'), 0x10)
+  assert.equal((await writeHook(broker, file, aclHook('b/'))).version, 2)
+  assert.equal(await publishCode(c, 'a/1'), 0x87)
+  assert.equal(await publishCode(c, 'b/1'), 0x10)
+  assert.equal((await deleteHook(broker, file)).kind, 'removed')
+  assert.equal(await publishCode(c, 'a/1'), 0x10)
+  assert.equal(disconnects, 0)
+  assert.equal(c.connected, true)
+})
+
+test('a syntax error or a throw in setup keeps the old version serving and reports file:line', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'acl.ts')
+  writeFileSync(file, aclHook('a/'))
+  const broker = await startBroker(t, { hooksDir: dir })
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'b/1'), 0x87)
+  const broken = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({\n  name: 'acl',\n  authorizePublish() { return true \n})\n`)
+  assert.equal(broken.kind, 'failed')
+  assert.equal(broken.error?.file, file)
+  assert.equal(broken.error?.line, 5)
+  assert.equal(await publishCode(c, 'b/1'), 0x87) // version 1 still serving
+  const throwing = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({\n  name: 'acl',\n  setup() {\n    throw new Error('database unreachable')\n  },\n  authorizePublish() { return true },\n})\n`)
+  assert.equal(throwing.kind, 'failed')
+  assert.match(throwing.error!.message, /database unreachable/)
+  assert.equal(throwing.error?.file, file)
+  assert.equal(throwing.error?.line, 5)
+  assert.equal(await publishCode(c, 'b/1'), 0x87)
+  const status = broker.hookStatus().find((s) => s.name === 'acl')!
+  assert.equal(status.state, 'failed')
+  assert.equal(status.version, 1)
+  assert.equal(status.error?.line, 5)
+  const wrongShape = await writeHook(broker, file, `export default { name: 'acl', authorisePublish() { return true } }\n`)
+  assert.match(wrongShape.error!.message, /unknown key "authorisePublish"/)
+})
+
+test('editors\' atomic saves and bursts of saves: the last content wins', async (t) => {
+  const dir = hooksFolder(t)
+  const broker = await startBroker(t, { hooksDir: dir })
+  const file = join(dir, 'acl.ts')
+  const loaded = nextChange(broker, file)
+  for (const p of ['x/', 'y/', 'z/']) atomicWrite(file, aclHook(p))
+  assert.equal((await loaded).kind, 'loaded')
+  await broker.hookHost.settled()
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'z/1'), 0x10)
+  assert.equal(await publishCode(c, 'x/1'), 0x87)
+})
+
+test('editing a helper module reloads the hook that imports it; helpers and subfolders are not loaded as hooks', async (t) => {
+  const dir = hooksFolder(t)
+  mkdirSync(join(dir, 'lib'))
+  writeFileSync(join(dir, '_prefix.ts'), `export const prefix = 'a/'\n`)
+  writeFileSync(join(dir, 'lib', 'acl.ts'), `import { defineHook } from 'hookmq'\nimport { prefix } from '../_prefix'\nexport default defineHook({ name: 'acl', authorizePublish: ({ topic }) => topic.startsWith(prefix) ? undefined : false })\n`)
+  writeFileSync(join(dir, 'acl.test.ts'), `throw new Error('not a hook')\n`)
+  writeFileSync(join(dir, 'types.d.ts'), `export type X = 1\n`)
+  const broker = await startBroker(t, { hooksDir: dir })
+  assert.deepEqual(broker.hookStatus().map((s) => `${s.name}:${s.state}`), ['acl:loaded'])
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'b/1'), 0x87)
+  const change = nextChange(broker, join(dir, 'lib', 'acl.ts'))
+  writeFileSync(join(dir, '_prefix.ts'), `export const prefix = 'b/'\n`)
+  assert.equal((await change).version, 2)
+  assert.equal(await publishCode(c, 'b/1'), 0x10)
+  assert.equal(await publishCode(c, 'a/1'), 0x87)
+})
+
+test('authenticate: deny gives CONNACK 5 (3.1.1) and 0x87 / 0x86 (5); user is attached for later hooks', async (t) => {
+  const seen: unknown[] = []
+  const broker = await startBroker(t, {
+    hooks: [defineHook({
+      name: 'auth',
+      authenticate: ({ username, password }) => {
+        if (username === 'banned') return { deny: 'banned user' }
+        if (username === 'alice') return password?.toString() === 'secret' ? { allow: true, user: { name: 'alice', role: 'ops' } } : false
+        return undefined
+      },
+      authorizeSubscribe: ({ client }) => { seen.push(client.user) },
+    })],
+  })
+  const v4 = await RawClient.open(t, broker, 4)
+  assert.equal((await v4.connect({ username: 'banned' }, 4)).returnCode, 5)
+  const v5 = await RawClient.open(t, broker, 5)
+  const ack = await v5.connect({ username: 'banned' }, 5)
+  assert.equal(ack.reasonCode, 0x87)
+  assert.equal(ack.properties?.reasonString, 'banned user')
+  const bad = await RawClient.open(t, broker, 5)
+  assert.equal((await bad.connect({ username: 'alice', password: Buffer.from('wrong') }, 5)).reasonCode, 0x86)
+  const ok = await connect(t, broker, { username: 'alice', password: 'secret' })
+  await ok.subscribeAsync('x')
+  assert.deepEqual(seen, [{ name: 'alice', role: 'ops' }])
+})
+
+test('a throwing or hanging authenticate hook denies within its deadline while other clients keep working', async (t) => {
+  const broker = await startBroker(t, {
+    hooks: [defineHook({
+      name: 'flaky',
+      timeoutMs: 300,
+      authenticate: ({ username }, { signal }) => {
+        if (username === 'throws') throw new Error('boom')
+        if (username === 'hangs') return new Promise((resolve) => signal.addEventListener('abort', () => setTimeout(() => resolve(true), 50)))
+        return undefined
+      },
+    })],
+  })
+  const other = await connect(t, broker, { protocolVersion: 5 })
+  await other.subscribeAsync('alive')
+  const thrower = await RawClient.open(t, broker, 5)
+  assert.equal((await thrower.connect({ username: 'throws' }, 5)).reasonCode, 0x87)
+  const started = Date.now()
+  const hanger = await RawClient.open(t, broker, 5)
+  const hanging = hanger.connect({ username: 'hangs' }, 5)
+  await broker.publish({ topic: 'alive', payload: 'yes' }) // others carry on meanwhile
+  assert.equal((await collect(other).next()).payload.toString(), 'yes')
+  assert.equal((await hanging).reasonCode, 0x87) // fail closed; the late "true" is ignored
+  const took = Date.now() - started
+  assert.ok(took >= 250 && took < 2000, `deadline not applied (${took} ms)`)
+  const status = broker.hookStatus().find((s) => s.name === 'flaky')!
+  assert.equal(status.errors, 2)
+  assert.equal(status.timeouts, 1)
+})
+
+test('ACL: publish and subscribe denied with MQTT 5 reason codes; QoS downgrade', async (t) => {
+  const broker = await startBroker(t, {
+    hooks: [defineHook({
+      name: 'acl',
+      authorizePublish: ({ topic }) => (topic.startsWith('ro/') ? { deny: 'read only' } : undefined),
+      authorizeSubscribe: ({ filter }) => (filter.startsWith('secret/') ? false : filter.startsWith('slow/') ? { qos: 0 } : undefined),
+    })],
+  })
+  const raw = await RawClient.open(t, broker, 5)
+  await raw.connect({}, 5)
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'secret/#', qos: 1 }, { topic: 'slow/#', qos: 2 }, { topic: 'ok/#', qos: 2 }] }, 5)
+  assert.deepEqual((await raw.expect('suback')).granted, [0x87, 0, 2])
+  raw.send({ cmd: 'publish', topic: 'ro/x', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, messageId: 2 }, 5)
+  const ack = await raw.expect('puback')
+  assert.equal(ack.reasonCode, 0x87)
+  assert.equal(ack.properties?.reasonString, undefined) // reason strings on PUBACK are not sent (no leak of rules)
+  raw.send({ cmd: 'publish', topic: 'slow/x', payload: Buffer.from('y'), qos: 2, retain: false, dup: false, messageId: 3 }, 5)
+  const p = await raw.expect('publish')
+  assert.equal(p.qos, 0)
+})
+
+test('transform: changes topic and payload, drops, and a failing transform lets the original through', async (t) => {
+  const broker = await startBroker(t, {
+    hooks: [defineHook({
+      name: 't',
+      filter: { topics: ['in/#'] },
+      transform: ({ topic, payload }) => {
+        const s = payload.toString()
+        if (s === 'drop') return null
+        if (s === 'fail') throw new Error('transform bug')
+        if (s === 'bad') return { topic: 'out/#' } as never // invalid answer: counts as an error, fails open
+        return { topic: topic.replace('in/', 'out/'), payload: s.toUpperCase() }
+      },
+    })],
+  })
+  const sub = await connect(t, broker)
+  await sub.subscribeAsync(['out/#', 'in/#', 'other'])
+  const pub = await connect(t, broker)
+  for (const m of ['hello', 'drop', 'fail', 'bad']) await pub.publishAsync('in/a', m, { qos: 1 })
+  await pub.publishAsync('other', 'untouched', { qos: 1 })
+  const got = (await collect(sub).count(4)).map((m) => `${m.topic}=${m.payload}`)
+  assert.deepEqual(got, ['out/a=HELLO', 'in/a=fail', 'in/a=bad', 'other=untouched'])
+  const s = broker.hookStatus()[0]!
+  assert.equal(s.errors, 2)
+  assert.equal(s.calls, 4) // the filter kept it off "other"
+})
+
+test('live re-check: a reload that denies an existing subscription removes it (disconnect mode: 0x87)', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'subs.ts')
+  const rule = (denied: string): string => `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'subs', authorizeSubscribe: ({ filter }) => filter.startsWith('${denied}') ? false : undefined })\n`
+  writeFileSync(file, rule('none/'))
+  const broker = await startBroker(t, { hooksDir: dir })
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  await c.subscribeAsync(['news/#', 'chat/#'])
+  await writeHook(broker, file, rule('news/'))
+  await broker.hookHost.settled()
+  await broker.publish({ topic: 'news/1', payload: 'gone' })
+  await broker.publish({ topic: 'chat/1', payload: 'kept' })
+  assert.equal((await collect(c).next()).topic, 'chat/1')
+  await pingRoundTrip(c)
+  assert.equal(collect(c).messages.length, 1)
+
+  const dir2 = hooksFolder(t)
+  const file2 = join(dir2, 'subs.ts')
+  writeFileSync(file2, rule('none/'))
+  const strict = await startBroker(t, { hooksDir: dir2, revokedSubscriptions: 'disconnect' })
+  const d = await connect(t, strict, { protocolVersion: 5 })
+  await d.subscribeAsync('news/#')
+  const reason = new Promise<number | undefined>((resolve) => d.on('disconnect', (p) => resolve(p.reasonCode)))
+  await writeHook(strict, file2, rule('news/'))
+  assert.equal(await reason, 0x87)
+})
+
+test('hooks run in order, then file name; the first non-pass answer decides; defaults apply when all pass', async (t) => {
+  const calls: string[] = []
+  const mk = (name: string, order: number, answer: boolean | undefined) => defineHook({ name, order, authorizePublish: () => { calls.push(name); return answer } })
+  const broker = await startBroker(t, { defaults: { publish: 'deny' }, hooks: [mk('c', 5, undefined), mk('a', 1, undefined), mk('b', 5, true)] })
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'x'), 0x10)
+  assert.deepEqual(calls, ['a', 'b'])
+  const none = await startBroker(t, { defaults: { publish: 'deny', subscribe: 'deny' }, hooks: [mk('p', 0, undefined)] })
+  const d = await connect(t, none, { protocolVersion: 5 })
+  assert.equal(await publishCode(d, 'x'), 0x87)
+  await assert.rejects(d.subscribeAsync('x'), /Not authorized/)
+})
+
+test('hook config comes from hooks.<name>; a bad value fails the load naming the key; $SYS shows hook status', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'limit.ts')
+  writeFileSync(file, `import { defineHook } from 'hookmq'\nimport { z } from 'zod'\nexport default defineHook({ name: 'limit', config: z.object({ max: z.number().int().positive() }),\n  authorizePublish: ({ payload }, { config }) => payload.length <= config.max ? undefined : { deny: 'too big' } })\n`)
+  const failing = await startBroker(t, { hooksDir: dir, hooks: { limit: { max: -1 } } })
+  const st = failing.hookStatus()[0]!
+  assert.equal(st.state, 'failed')
+  assert.match(st.error!.message, /config hooks\.limit\.max/)
+  const broker = await startBroker(t, { hooksDir: dir, hooks: { limit: { max: 3 } }, sys: { intervalMs: 100 } })
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'small'), 0x10)
+  assert.equal(await publishCode(c, 'big', 'too long'), 0x87)
+  await c.subscribeAsync('$SYS/broker/hooks/limit/+')
+  const seen = new Map<string, string>()
+  while (seen.get('$SYS/broker/hooks/limit/denies') !== '1' || !seen.has('$SYS/broker/hooks/limit/state')) {
+    const m = await collect(c).next()
+    seen.set(m.topic, m.payload.toString())
+  }
+  assert.equal(seen.get('$SYS/broker/hooks/limit/state'), 'loaded')
+})
+
+test('setup gets config, logger, publish and a signal aborted when the version is replaced; teardown runs after', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'life.ts')
+  const src = (v: number): string => `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'life',
+  async setup(ctx) {
+    ctx.signal.addEventListener('abort', () => void ctx.publish({ topic: 'life/aborted', payload: 'v${v}' }))
+    await ctx.publish({ topic: 'life/setup', payload: 'v${v}' })
+    return () => ctx.publish({ topic: 'life/teardown', payload: 'v${v}' })
+  },
+})
+`
+  const broker = await startBroker(t, { hooksDir: dir })
+  const c = await connect(t, broker)
+  await c.subscribeAsync('life/#')
+  await writeHook(broker, file, src(1))
+  await writeHook(broker, file, src(2))
+  const got = (await collect(c).count(4)).map((m) => `${m.topic}=${m.payload}`)
+  assert.deepEqual(got, ['life/setup=v1', 'life/setup=v2', 'life/aborted=v1', 'life/teardown=v1'])
+  void once
+})
