@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { randomBytes, scryptSync } from 'node:crypto'
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { pino } from 'pino'
+import { collect, connect, hooksFolder, pingRoundTrip, RawClient, startBroker } from '../helpers.js'
+
+// Every file in hooks.example/ loaded from a real folder, doing what its comments say.
+
+const examples = fileURLToPath(new URL('../../../hooks.example/', import.meta.url))
+const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
+const run = promisify(execFile)
+
+function hash(password: string): string {
+  const salt = randomBytes(16)
+  return `scrypt:${salt.toString('hex')}:${scryptSync(password, salt, 32).toString('hex')}`
+}
+
+const config = {
+  auth: { users: { alice: { password: hash('wonderland') }, admin: { password: hash('root-pw') } } },
+  acl: {
+    superusers: ['admin'],
+    rules: [
+      { user: '*', allow: 'both', topics: ['public/#', 'clients/%c/#', 'sensors/#'] },
+      { user: '*', allow: 'subscribe', topics: ['users/%u/#'] },
+      { user: 'alice', deny: 'publish', topics: ['public/announcements'] },
+    ],
+  },
+}
+
+function logCapture(): { lines: Array<Record<string, unknown>>; text: () => string; logger: pino.Logger } {
+  const lines: Array<Record<string, unknown>> = []
+  let raw = ''
+  const stream = new Writable({ write(chunk: Buffer, _enc, cb) { raw += chunk.toString(); for (const l of chunk.toString().trim().split('\n')) lines.push(JSON.parse(l)); cb() } })
+  return { lines, text: () => raw, logger: pino({ level: 'info' }, stream) }
+}
+
+function code(client: Awaited<ReturnType<typeof connect>>, topic: string, payload = 'x'): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (p: { cmd: string; reasonCode?: number }): void => {
+      if (p.cmd !== 'puback') return
+      client.off('packetreceive', on)
+      resolve(p.reasonCode ?? 0)
+    }
+    client.on('packetreceive', on)
+    client.publish(topic, payload, { qos: 1 }, () => {})
+  })
+}
+
+test('hooks.example: auth, acl, transform and events working together from a hooks folder', async (t) => {
+  const dir = hooksFolder(t)
+  for (const f of readdirSync(examples).filter((f) => f.endsWith('.ts'))) copyFileSync(join(examples, f), join(dir, f))
+  const logs = logCapture()
+  const broker = await startBroker(t, { hooksDir: dir, hooks: config, logger: logs.logger })
+  assert.deepEqual(broker.hookStatus().map((s) => `${s.name}:${s.state}`).sort(), ['acl:loaded', 'auth:loaded', 'events:loaded', 'transform:loaded'])
+
+  // auth.ts: wrong password → "bad user name or password"
+  const bad5 = await RawClient.open(t, broker, 5)
+  assert.equal((await bad5.connect({ username: 'alice', password: Buffer.from('nope') }, 5)).reasonCode, 0x86)
+  const bad4 = await RawClient.open(t, broker, 4)
+  assert.equal((await bad4.connect({ username: 'mallory', password: Buffer.from('x') }, 4)).returnCode, 4)
+
+  // acl.ts: rules with %u and %c, a deny rule, a superuser
+  const alice = await connect(t, broker, { protocolVersion: 5, clientId: 'alice-phone', username: 'alice', password: 'wonderland' })
+  assert.equal(await code(alice, 'public/chat'), 0x10)
+  assert.equal(await code(alice, 'public/announcements'), 0x87)
+  assert.equal(await code(alice, 'clients/alice-phone/status'), 0x10)
+  assert.equal(await code(alice, 'clients/someone-else/status'), 0x87)
+  assert.deepEqual((await alice.subscribeAsync('users/alice/#')).map((g) => g.qos), [0])
+  await assert.rejects(alice.subscribeAsync('users/bob/#'), /Not authorized/)
+  await assert.rejects(alice.subscribeAsync('#'), /Not authorized/)
+  const admin = await connect(t, broker, { protocolVersion: 5, username: 'admin', password: 'root-pw' })
+  assert.equal(await code(admin, 'public/announcements'), 0x10)
+  await admin.subscribeAsync('#')
+
+  // transform.ts: JSON on sensors/# gets receivedAt and clientId; other payloads are dropped
+  await alice.subscribeAsync('sensors/#')
+  await code(alice, 'sensors/t1', 'not json')
+  await code(alice, 'sensors/t1', JSON.stringify({ celsius: 21.5 }))
+  const m = await collect(alice).next()
+  const body = JSON.parse(m.payload.toString()) as { celsius: number; receivedAt: string; clientId: string }
+  assert.equal(body.celsius, 21.5)
+  assert.equal(body.clientId, 'alice-phone')
+  assert.ok(!Number.isNaN(Date.parse(body.receivedAt)))
+  await pingRoundTrip(alice)
+  assert.equal(collect(alice).messages.length, 1)
+
+  // events.ts: connects and disconnects are logged by hook "events"; passwords never are
+  await alice.endAsync()
+  await new Promise<void>((resolve) => {
+    const check = (): void => { if (logs.lines.some((l) => l.msg === 'client disconnected' && l.clientId === 'alice-phone')) resolve(); else setImmediate(check) }
+    check()
+  })
+  assert.ok(logs.lines.some((l) => l.hook === 'events' && l.msg === 'client connected' && l.clientId === 'alice-phone'))
+  assert.ok(!logs.text().includes('wonderland') && !logs.text().includes('root-pw'), 'a password reached the log')
+})
+
+test('hookmq check: a good folder passes; a bad one fails naming the file', async (t) => {
+  const good = hooksFolder(t)
+  for (const f of readdirSync(examples).filter((f) => f.endsWith('.ts'))) copyFileSync(join(examples, f), join(good, f))
+  const ok = await run(process.execPath, [bin, 'check', good])
+  assert.match(ok.stdout, /4 hook\(s\) ok, 0 failed/)
+  const bad = hooksFolder(t)
+  copyFileSync(join(examples, 'acl.ts'), join(bad, 'acl.ts'))
+  writeFileSync(join(bad, 'broken.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'broken', authorizePublish() { return true }\n`)
+  mkdirSync(join(bad, 'more'))
+  writeFileSync(join(bad, 'more', 'dup.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'acl' })\n`)
+  const failed = await run(process.execPath, [bin, 'check', bad]).then(() => undefined, (err: { code: number; stdout: string }) => err)
+  assert.ok(failed, 'check passed a bad folder')
+  assert.equal(failed.code, 1)
+  assert.match(failed.stdout, new RegExp(`error ${join(bad, 'broken.ts')}:3:\\d+: `))
+  assert.match(failed.stdout, /already used/)
+})
