@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { Broker, BrokerPlugin, ClientInfo, HookRunner, Logger, Message, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
+import type { Broker, BrokerPlugin, ClientInfo, HookRunner, Logger, Message, PublishOptions, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
 import { isPromise, matchesFilter, ReasonCode } from '../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, Decision, PublishDecision, SubscribeDecision } from '../core/index.js'
 import type { HookDefinition, PublishInput, TransformInput } from './define.js'
@@ -70,6 +70,9 @@ export class HookHost implements HookRunner, BrokerPlugin {
   readonly events = new EventEmitter()
 
   constructor(readonly options: HostOptions) {}
+
+  /** `ctx.publish` of every hook */
+  private readonly publish = (m: PublishOptions): Promise<void> => (this.broker ? this.broker.publish(m) : Promise.reject(new Error('broker not started')))
 
   /** Something to run at start (the folder loader), with its stop. */
   attach(start: (host: HookHost) => Promise<void>, stop: () => Promise<void>): void {
@@ -179,8 +182,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const old = this.entries.find((e) => e.key === key)
     const config = parseHookConfig(def, this.options.hookConfig[def.name])
     const log = this.options.log.child({ hook: def.name })
-    const broker = this.broker
-    const setup = await runSetup(def, { name: def.name, config, log, publish: (m) => (broker ? broker.publish(m) : Promise.reject(new Error('broker not started'))) })
+    // no closure made in this scope may outlive it: it would keep `old` (and so every version) alive
+    const setup = await runSetup(def, { name: def.name, config, log, publish: this.publish })
     const entry: Entry = {
       key, name: def.name, file, def, config, log, setup,
       version: (old?.version ?? 0) + 1,

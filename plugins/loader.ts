@@ -7,12 +7,14 @@ import type { HookHost } from './host.js'
 import { checkHookModule } from './schemas.js'
 
 // Watch → compile → evaluate → validate → install. Each file's loads run one
-// after another; a burst of saves is debounced so the last content wins.
-// chokidar swallows a second change of one path within 50 ms, so the debounce
-// is longer than that, and a load that finds the file changed under it (by
-// mtime, size or inode) runs again.
+// after another. A change loads at once (leading edge); then, for a quiet
+// window, further events only mark the file, and at the window's end it is
+// loaded again if it changed since (chokidar swallows a second change of one
+// path within 50 ms, so the window is longer and compares mtime, size and
+// inode). A deletion waits for the window: an editor's atomic save may be an
+// unlink followed by an add, and a rule must not vanish in between.
 
-const DEBOUNCE_MS = 60
+const QUIET_MS = 60
 
 /** A hook file: .ts .mts .js .mjs, not a helper (_x, .x), declaration or test. */
 export function isHookFile(path: string): boolean {
@@ -49,6 +51,9 @@ export class HookFolderLoader {
   readonly dir: string
   private watcher: FSWatcher | undefined
   private readonly timers = new Map<string, NodeJS.Timeout>()
+  private readonly dirty = new Set<string>()
+  /** fingerprint of each file when its last load started */
+  private readonly prints = new Map<string, string>()
   private readonly chains = new Map<string, Promise<void>>()
   /** hook file → the source files bundled into its loaded version */
   private readonly inputs = new Map<string, string[]>()
@@ -65,7 +70,7 @@ export class HookFolderLoader {
       ignoreInitial: true,
       ignored: (path: string) => /(^|[/\\])(node_modules|\.[^/\\]+)([/\\]|$)/.test(relative(this.dir, path)),
     })
-    this.watcher.on('all', (_event, path) => this.changed(resolve(path)))
+    this.watcher.on('all', (event, path) => this.changed(resolve(path), event === 'unlink'))
     this.watcher.on('error', (err) => this.log.error({ err }, 'hooks folder watcher error'))
     await new Promise<void>((r) => this.watcher!.once('ready', () => r()))
     this.log.info({ dir: this.dir, hooks: this.host.keys().length }, 'watching hooks folder')
@@ -79,17 +84,29 @@ export class HookFolderLoader {
   }
 
   /** A path changed: reload it if it is a hook, and every hook that bundles it. */
-  private changed(path: string): void {
-    if (isHookFile(path) && path.startsWith(this.dir)) this.schedule(path)
-    for (const [hook, inputs] of this.inputs) if (hook !== path && inputs.includes(path)) this.schedule(hook)
+  private changed(path: string, removed = false): void {
+    if (isHookFile(path) && path.startsWith(this.dir)) this.schedule(path, removed)
+    for (const [hook, inputs] of this.inputs) if (hook !== path && inputs.includes(path)) this.schedule(hook, false)
   }
 
-  private schedule(file: string): void {
-    clearTimeout(this.timers.get(file))
-    this.timers.set(file, setTimeout(() => {
-      this.timers.delete(file)
-      void this.load(file)
-    }, DEBOUNCE_MS))
+  private schedule(file: string, removed: boolean): void {
+    if (this.timers.has(file) || removed) {
+      this.dirty.add(file)
+      if (!this.timers.has(file)) this.timers.set(file, setTimeout(() => this.settle(file), QUIET_MS))
+      return
+    }
+    void this.load(file)
+    this.timers.set(file, setTimeout(() => this.settle(file), QUIET_MS))
+  }
+
+  /** End of a quiet window: load again if anything happened or the file differs from what was loaded. */
+  private settle(file: string): void {
+    this.timers.delete(file)
+    if (this.stopped) return
+    const dirty = this.dirty.delete(file)
+    void (this.chains.get(file) ?? Promise.resolve()).then(() => {
+      if (dirty || fingerprint(file) !== this.prints.get(file)) this.schedule(file, false)
+    })
   }
 
   /** Loads (or unloads, when gone) one file, after any load of it still running. */
@@ -103,11 +120,12 @@ export class HookFolderLoader {
 
   private async loadNow(file: string): Promise<void> {
     if (!existsSync(file)) {
+      this.prints.delete(file)
       this.inputs.delete(file)
       await this.host.remove(file)
       return
     }
-    const before = fingerprint(file)
+    this.prints.set(file, fingerprint(file))
     let compiled: Compiled | undefined
     let name: string | undefined
     try {
@@ -121,7 +139,6 @@ export class HookFolderLoader {
       if (compiled && !this.inputs.has(file)) this.inputs.set(file, compiled.inputs)
       this.host.failed(file, { message: e.message, file: e.file ?? file, line: e.line, column: e.column }, name)
     }
-    if (fingerprint(file) !== before) this.schedule(file) // written again while loading
   }
 }
 

@@ -290,3 +290,45 @@ export default defineHook({
   assert.deepEqual(got, ['life/setup=v1', 'life/setup=v2', 'life/aborted=v1', 'life/teardown=v1'])
   void once
 })
+
+test('a call running when a new version arrives finishes on the old version; the old teardown runs after it', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'slow.ts')
+  const src = (v: number, wait: boolean): string => `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'slow',
+  timeoutMs: 5000,
+  setup: (ctx) => () => ctx.publish({ topic: 'slow/teardown', payload: 'v${v}' }),
+  authorizePublish: ({ topic }) => topic === 'gate/go' ? ${wait ? `new Promise((r) => setTimeout(() => r({ deny: 'v${v}' }), 300))` : `{ deny: 'v${v}' }`} : undefined,
+})
+`
+  writeFileSync(file, src(1, true))
+  const broker = await startBroker(t, { hooksDir: dir })
+  const watcher = await connect(t, broker)
+  await watcher.subscribeAsync('slow/teardown')
+  const raw = await RawClient.open(t, broker, 5)
+  await raw.connect({}, 5)
+  raw.send({ cmd: 'publish', topic: 'gate/go', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, messageId: 1 }, 5)
+  const swapped = writeHook(broker, file, src(2, false)) // arrives while v1 is still deciding
+  assert.equal((await swapped).version, 2)
+  assert.equal(collect(watcher).messages.length, 0) // v1 still busy: no teardown yet
+  const ack = await raw.expect('puback')
+  assert.equal(ack.reasonCode, 0x87)
+  assert.equal((await collect(watcher).next()).payload.toString(), 'v1')
+})
+
+test('the hooks folder is created if missing; packages resolve from its own node_modules', async (t) => {
+  const parent = hooksFolder(t)
+  const dir = join(parent, 'not-yet')
+  const broker = await startBroker(t, { hooksDir: dir })
+  mkdirSync(join(dir, 'node_modules', 'shout'), { recursive: true })
+  writeFileSync(join(dir, 'node_modules', 'shout', 'package.json'), JSON.stringify({ name: 'shout', version: '1.0.0', main: 'index.js' }))
+  writeFileSync(join(dir, 'node_modules', 'shout', 'index.js'), `exports.shout = (s) => s.toUpperCase() + '!'\n`)
+  const file = join(dir, 'loud.ts')
+  const change = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nimport { shout } from 'shout'\nexport default defineHook({ name: 'loud', transform: ({ payload }) => ({ payload: shout(payload.toString()) }) })\n`)
+  assert.equal(change.kind, 'loaded', change.error?.message)
+  const c = await connect(t, broker)
+  await c.subscribeAsync('l')
+  await broker.publish({ topic: 'l', payload: 'hi' })
+  assert.equal((await collect(c).next()).payload.toString(), 'HI!')
+})
