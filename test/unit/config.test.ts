@@ -27,7 +27,9 @@ test('an unknown key is refused by name', () => {
 })
 
 test('README config reference matches the schema', () => {
-  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+  const full = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+  const readme = full.slice(full.indexOf('<!-- config:start -->'), full.indexOf('<!-- config:end -->'))
+  assert.ok(readme.length > 0, 'README lacks the config reference markers')
   for (const row of configReference()) {
     assert.ok(readme.includes(`| \`${row.key}\` |`), `README lacks config key ${row.key}`)
   }
