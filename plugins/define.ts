@@ -1,5 +1,5 @@
 import type { z } from 'zod'
-import type { BrokerEvents, BrokerEventName, ClientInfo, Logger, MessageProperties, PublishOptions, QoS } from '../core/index.js'
+import type { AuthenticateInput, BrokerEvents, BrokerEventName, ClientInfo, Logger, MessageProperties, PublishOptions, QoS } from '../core/index.js'
 
 // The types a hook author writes against. `defineHook` only returns its
 // argument: its value is that an editor autocompletes every input and answer.
@@ -26,17 +26,8 @@ export interface HookContext<C> {
   readonly signal: AbortSignal
 }
 
-export interface AuthenticateInput {
-  clientId: string
-  username?: string
-  password?: Buffer
-  remoteAddress: string
-  protocolVersion: 3 | 4 | 5
-  /** listener name: tcp, tls, ws, wss */
-  listener: string
-  /** peer certificate (TLS listeners with requestCert) */
-  certificate?: object
-}
+/** What authenticate gets (the core's own type). */
+export type { AuthenticateInput } from '../core/index.js'
 
 /** `undefined` passes to the next hook; `false` = bad credentials (0x86); `{ deny }` = not authorized (0x87). */
 export type AuthenticateAnswer = boolean | undefined | void | { allow: true; user?: unknown } | DenyAnswer

@@ -257,3 +257,16 @@ export async function deleteHook(broker: HookmqBroker, file: string): Promise<Ho
   unlinkSync(file)
   return change
 }
+
+/** Publishes at QoS 1 and answers the PUBACK reason code (one publish in flight at a time). */
+export function publishCode(client: MqttClient, topic: string, payload = 'x'): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (p: { cmd: string; reasonCode?: number }): void => {
+      if (p.cmd !== 'puback') return
+      client.off('packetreceive', on)
+      resolve(p.reasonCode ?? 0)
+    }
+    client.on('packetreceive', on)
+    client.publish(topic, payload, { qos: 1 }, () => {})
+  })
+}

@@ -8,7 +8,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { pino } from 'pino'
-import { collect, connect, hooksFolder, pingRoundTrip, RawClient, startBroker } from '../helpers.js'
+import { collect, connect, hooksFolder, pingRoundTrip, publishCode, RawClient, startBroker } from '../helpers.js'
 
 // Every file in hooks.example/ loaded from a real folder, doing what its comments say.
 
@@ -40,18 +40,6 @@ function logCapture(): { lines: Array<Record<string, unknown>>; text: () => stri
   return { lines, text: () => raw, logger: pino({ level: 'info' }, stream) }
 }
 
-function code(client: Awaited<ReturnType<typeof connect>>, topic: string, payload = 'x'): Promise<number> {
-  return new Promise((resolve) => {
-    const on = (p: { cmd: string; reasonCode?: number }): void => {
-      if (p.cmd !== 'puback') return
-      client.off('packetreceive', on)
-      resolve(p.reasonCode ?? 0)
-    }
-    client.on('packetreceive', on)
-    client.publish(topic, payload, { qos: 1 }, () => {})
-  })
-}
-
 test('hooks.example: auth, acl, transform and events working together from a hooks folder', async (t) => {
   const dir = hooksFolder(t)
   for (const f of readdirSync(examples).filter((f) => f.endsWith('.ts'))) copyFileSync(join(examples, f), join(dir, f))
@@ -67,21 +55,21 @@ test('hooks.example: auth, acl, transform and events working together from a hoo
 
   // acl.ts: rules with %u and %c, a deny rule, a superuser
   const alice = await connect(t, broker, { protocolVersion: 5, clientId: 'alice-phone', username: 'alice', password: 'wonderland' })
-  assert.equal(await code(alice, 'public/chat'), 0x10)
-  assert.equal(await code(alice, 'public/announcements'), 0x87)
-  assert.equal(await code(alice, 'clients/alice-phone/status'), 0x10)
-  assert.equal(await code(alice, 'clients/someone-else/status'), 0x87)
+  assert.equal(await publishCode(alice, 'public/chat'), 0x10)
+  assert.equal(await publishCode(alice, 'public/announcements'), 0x87)
+  assert.equal(await publishCode(alice, 'clients/alice-phone/status'), 0x10)
+  assert.equal(await publishCode(alice, 'clients/someone-else/status'), 0x87)
   assert.deepEqual((await alice.subscribeAsync('users/alice/#')).map((g) => g.qos), [0])
   await assert.rejects(alice.subscribeAsync('users/bob/#'), /Not authorized/)
   await assert.rejects(alice.subscribeAsync('#'), /Not authorized/)
   const admin = await connect(t, broker, { protocolVersion: 5, username: 'admin', password: 'root-pw' })
-  assert.equal(await code(admin, 'public/announcements'), 0x10)
+  assert.equal(await publishCode(admin, 'public/announcements'), 0x10)
   await admin.subscribeAsync('#')
 
   // transform.ts: JSON on sensors/# gets receivedAt and clientId; other payloads are dropped
   await alice.subscribeAsync('sensors/#')
-  await code(alice, 'sensors/t1', 'not json')
-  await code(alice, 'sensors/t1', JSON.stringify({ celsius: 21.5 }))
+  await publishCode(alice, 'sensors/t1', 'not json')
+  await publishCode(alice, 'sensors/t1', JSON.stringify({ celsius: 21.5 }))
   const m = await collect(alice).next()
   const body = JSON.parse(m.payload.toString()) as { celsius: number; receivedAt: string; clientId: string }
   assert.equal(body.celsius, 21.5)

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { defineHook } from '../../plugins/index.js'
-import { atomicWrite, collect, connect, deleteHook, hooksFolder, nextChange, once, pingRoundTrip, RawClient, startBroker, writeHook } from '../helpers.js'
+import { atomicWrite, collect, connect, deleteHook, hooksFolder, nextChange, pingRoundTrip, publishCode, RawClient, startBroker, writeHook } from '../helpers.js'
 
 const aclHook = (prefix: string): string => `
 import { defineHook } from 'hookmq'
@@ -14,19 +14,6 @@ export default defineHook({
   },
 })
 `
-
-/** Publishes at QoS 1 and answers the PUBACK reason code (one publish in flight at a time). */
-function publishCode(client: Awaited<ReturnType<typeof connect>>, topic: string, payload = 'x'): Promise<number> {
-  return new Promise((resolve) => {
-    const on = (p: { cmd: string; reasonCode?: number }): void => {
-      if (p.cmd !== 'puback') return
-      client.off('packetreceive', on)
-      resolve(p.reasonCode ?? 0)
-    }
-    client.on('packetreceive', on)
-    client.publish(topic, payload, { qos: 1 }, () => {})
-  })
-}
 
 test('a hook dropped in takes effect at once, without dropping connections; an edit changes the rule; deleting removes it', async (t) => {
   const dir = hooksFolder(t)
@@ -288,7 +275,6 @@ export default defineHook({
   await writeHook(broker, file, src(2))
   const got = (await collect(c).count(4)).map((m) => `${m.topic}=${m.payload}`)
   assert.deepEqual(got, ['life/setup=v1', 'life/setup=v2', 'life/aborted=v1', 'life/teardown=v1'])
-  void once
 })
 
 test('a call running when a new version arrives finishes on the old version; the old teardown runs after it', async (t) => {
