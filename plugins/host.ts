@@ -233,6 +233,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.events.emit('change', { key, kind: 'failed', name, error: f })
   }
 
+  /** The key (file) a hook name is loaded under, if any. */
+  keyOf(name: string): string | undefined {
+    return this.entries.find((e) => e.name === name)?.key
+  }
+
   keys(): string[] {
     return this.entries.map((e) => e.key)
   }

@@ -133,6 +133,10 @@ export class HookFolderLoader {
       compiled = loaded.compiled
       name = loaded.def.name
       this.inputs.set(file, compiled.inputs)
+      const holder = this.host.keyOf(name)
+      if (holder !== undefined && holder !== file && holder.startsWith(this.dir) && !existsSync(holder)) {
+        await this.host.remove(holder) // renamed: the old path's deletion has not settled yet
+      }
       await this.host.install(loaded.def, file, file)
     } catch (err) {
       const e = err instanceof HookLoadError ? err : compiled ? located(err, compiled) : new HookLoadError((err as Error).message ?? String(err), file)

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { defineHook } from '../../plugins/index.js'
@@ -317,4 +317,20 @@ test('the hooks folder is created if missing; packages resolve from its own node
   await c.subscribeAsync('l')
   await broker.publish({ topic: 'l', payload: 'hi' })
   assert.equal((await collect(c).next()).payload.toString(), 'HI!')
+})
+
+test('renaming a hook file keeps it loaded under its new name', async (t) => {
+  const dir = hooksFolder(t)
+  const before = join(dir, 'acl.ts')
+  writeFileSync(before, aclHook('a/'))
+  const broker = await startBroker(t, { hooksDir: dir })
+  const after = join(dir, 'rules.ts')
+  const loaded = nextChange(broker, after)
+  renameSync(before, after)
+  assert.equal((await loaded).kind, 'loaded')
+  const removed = nextChange(broker, before)
+  await removed.catch(() => undefined) // the old path's removal may already have happened
+  assert.deepEqual(broker.hookStatus().map((s) => `${s.name}:${s.state}:${s.file}`), [`acl:loaded:${after}`])
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'b/1'), 0x87)
 })
