@@ -1,9 +1,10 @@
 // Rewrites the configuration table in README.md from the zod schema (run: npm run docs).
 import { readFileSync, writeFileSync } from 'node:fs'
 import { configReference } from '../dist/core/config.js'
+import { hookmqConfigSchema } from '../dist/plugins/config.js'
 
 const readme = new URL('../README.md', import.meta.url)
-const rows = configReference().map((r) => `| \`${r.key}\` | ${r.default ? '`' + r.default + '`' : ''} | ${r.description.replace(/\|/g, '\\|')} |`)
+const rows = configReference(hookmqConfigSchema).map((r) => `| \`${r.key}\` | ${r.default ? '`' + r.default + '`' : ''} | ${r.description.replace(/\|/g, '\\|')} |`)
 const table = ['| key | default | meaning |', '| --- | --- | --- |', ...rows].join('\n')
 const text = readFileSync(readme, 'utf8')
 const start = '<!-- config:start -->'

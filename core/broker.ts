@@ -39,6 +39,12 @@ export interface BrokerPlugin {
   stop?(): Promise<void> | void
   /** extra $SYS/broker/... topics (key relative to $SYS/broker/) */
   sys?(): Record<string, string | number>
+  /**
+   * Sees every message the broker routes, on the publish path: keep it cheap.
+   * A returned promise is waited for before the publisher is acknowledged
+   * (a rejection refuses the message).
+   */
+  onPublish?(message: Message, client: ClientInfo | undefined): Promise<void> | void
 }
 
 export interface BrokerStats {
@@ -67,6 +73,7 @@ export class Broker {
   private sys: SysPublisher | undefined
   private state: 'new' | 'listening' | 'closing' | 'closed' = 'new'
   private readonly plugins: BrokerPlugin[] = []
+  private taps: BrokerPlugin[] = []
   private readonly publishAllowedByDefault: boolean
   private readonly leaveBus: () => void
 
@@ -104,6 +111,7 @@ export class Broker {
   use(plugin: BrokerPlugin): this {
     if (this.state !== 'new') throw new Error('broker.use() must come before listen()')
     this.plugins.push(plugin)
+    if (plugin.onPublish) this.taps = [...this.taps, plugin]
     return this
   }
 
@@ -217,10 +225,18 @@ export class Broker {
     let retained: Promise<void> | undefined
     if (message.retain) retained = this.stores.retained.set(message)
     if (this.emitter.has('published')) this.emitter.emit('published', message, client)
+    let tapped: Promise<void> | undefined
+    for (let i = 0; i < this.taps.length; i++) {
+      const r = this.taps[i]!.onPublish!(message, client)
+      if (r !== undefined) tapped = tapped === undefined ? r : Promise.all([tapped, r]).then(noop)
+    }
     const bus = this.stores.bus.publish(message)
     const routed = this.routeLocal(message)
-    if (retained === undefined && bus === undefined && typeof routed === 'number') return routed
-    return Promise.all([retained, bus, routed]).then(([, , n]) => n as number)
+    if (retained === undefined && bus === undefined && tapped === undefined && typeof routed === 'number') return routed
+    return Promise.all([retained, bus, tapped, routed]).then(([, , , n]) => n as number, (err: unknown) => {
+      this.log.error({ err, topic: message.topic }, 'message could not be stored; refused')
+      return ReasonCode.UnspecifiedError
+    })
   }
 
   private routeLocal(message: Message): number | Promise<number> {

@@ -83,7 +83,12 @@ export function defineConfig(config: ConfigInput): ConfigInput {
 
 /** Parse options; a bad key or value throws one line naming key, value and why. */
 export function parseConfig(input: unknown): Config {
-  const result = configSchema.safeParse(input ?? {})
+  return parseConfigWith(configSchema, input)
+}
+
+/** The same, against a schema that extends the core's (plugins add their keys). */
+export function parseConfigWith<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input ?? {})
   if (result.success) return result.data
   throw new HookmqError('CONFIG_INVALID', describeIssue(result.error.issues[0]!, input))
 }
@@ -115,9 +120,9 @@ function showValue(v: unknown): string {
 }
 
 /** Rows of the config reference: key, type, default, description. */
-export function configReference(): Array<{ key: string; default: string; description: string }> {
+export function configReference(schema: z.ZodType = configSchema): Array<{ key: string; default: string; description: string }> {
   const rows: Array<{ key: string; default: string; description: string }> = []
-  walk(configSchema, '', rows)
+  walk(schema, '', rows)
   return rows
 }
 
@@ -130,6 +135,8 @@ function walk(schema: z.ZodType, prefix: string, rows: Array<{ key: string; defa
     rows.push({ key, default: def === undefined ? '' : JSON.stringify(def), description: field.description ?? '' })
     const inner = unwrapObject(field)
     if (inner) walk(inner, key, rows)
+    const element = unwrapArrayElement(field)
+    if (element) walk(element, `${key}[]`, rows)
   }
 }
 
@@ -147,6 +154,16 @@ function unwrapObject(field: z.ZodType): z.ZodType | undefined {
     if (def.type === 'object') return cur
     if (def.type === 'union') cur = def.options?.find((o: z.ZodType) => (o as unknown as { shape?: unknown }).shape !== undefined)
     else cur = def.innerType
+  }
+  return undefined
+}
+
+function unwrapArrayElement(field: z.ZodType): z.ZodType | undefined {
+  let cur: z.ZodType | undefined = field
+  for (let i = 0; i < 5 && cur; i++) {
+    const def: { type: string; innerType?: z.ZodType; element?: z.ZodType } = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; element?: z.ZodType } } })._zod.def
+    if (def.type === 'array') return def.element ? unwrapObject(def.element) : undefined
+    cur = def.innerType
   }
   return undefined
 }

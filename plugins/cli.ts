@@ -2,20 +2,23 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { HookmqError, parseConfig, version, type Broker, type ConfigInput } from '../core/index.js'
-import { createBroker, hookModules } from './index.js'
+import { HookmqError, parseConfigWith, version, type Broker } from '../core/index.js'
+import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
+import { createBroker, hookModules, type HookmqOptions } from './index.js'
 import { listHookFiles, loadHookModule } from './loader.js'
 import { parseHookConfig } from './lifecycle.js'
 import { HookLoadError } from './compile.js'
 
 const USAGE = `usage: hookmq [options]
        hookmq check [DIR]   compile and validate a hooks folder (default ./hooks), exit 1 on any error
+       hookmq webhooks dead-letters [--replay] [--config FILE]   list (or queue again) dead letters in Redis
   --config FILE     config file (.json, .js or .mjs); default ./hookmq.config.json if present
   --host ADDR       bind address of the listeners (default 127.0.0.1)
   --port N          MQTT TCP port (default 1883)
   --ws-port N       WebSocket port (default 8083)
   --no-ws           do not open the WebSocket listener
   --hooks DIR       hooks folder (default ./hooks)
+  --redis URL       Redis for the durable webhook outbox (redis://host:port/db)
   --log-level LVL   fatal|error|warn|info|debug|trace|silent
   --help, --version`
 
@@ -27,12 +30,16 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = await check(argv.slice(1))
     return
   }
+  if (argv[0] === 'webhooks') {
+    process.exitCode = await deadLetters(argv.slice(1))
+    return
+  }
   let broker: Broker
   try {
     const config = await resolveConfig(argv)
     if (config === undefined) return
     const { hooks, ...rest } = config
-    broker = createBroker({ ...rest, hooks: hooks as Record<string, unknown> | undefined, hooksDir: config.hooksDir ?? './hooks' })
+    broker = createBroker({ ...rest, hooks: hooks as Record<string, unknown> | undefined, hooksDir: config.hooksDir ?? './hooks' } as HookmqOptions)
     await broker.listen()
   } catch (err) {
     const message = err instanceof HookmqError || err instanceof UsageError ? err.message : `start-up failed: ${(err as Error).message}`
@@ -59,7 +66,7 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 /** Config file, then CLI flags over it; validated by the one schema. Undefined for --help/--version. */
-export async function resolveConfig(argv: string[]): Promise<ConfigInput | undefined> {
+export async function resolveConfig(argv: string[]): Promise<HookmqConfigInput | undefined> {
   let parsed
   try {
     parsed = parseArgs({
@@ -73,6 +80,7 @@ export async function resolveConfig(argv: string[]): Promise<ConfigInput | undef
         'ws-port': { type: 'string' },
         'no-ws': { type: 'boolean' },
         hooks: { type: 'string' },
+        redis: { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean' },
         version: { type: 'boolean' },
@@ -96,9 +104,10 @@ export async function resolveConfig(argv: string[]): Promise<ConfigInput | undef
   if (flags['ws-port'] !== undefined) config.ws = { ...(typeof config.ws === 'object' ? config.ws : {}), port: toPort('--ws-port', flags['ws-port']) }
   if (flags['no-ws']) config.ws = false
   if (flags.hooks !== undefined) config.hooksDir = flags.hooks
+  if (flags.redis !== undefined) config.redis = { ...(typeof config.redis === 'object' ? config.redis : {}), url: flags.redis }
   if (flags['log-level'] !== undefined) config.log = { ...(typeof config.log === 'object' ? config.log : {}), level: flags['log-level'] }
-  parseConfig(config) // fail here, before anything starts
-  return config as ConfigInput
+  parseConfigWith(hookmqConfigSchema, config) // fail here, before anything starts
+  return config as HookmqConfigInput
 }
 
 function toPort(flag: string, value: string): number {
@@ -137,7 +146,7 @@ async function check(argv: string[]): Promise<number> {
   const configIndex = argv.indexOf('--config')
   let hookConfig: Record<string, unknown> = {}
   try {
-    const config = parseConfig(await loadConfigFile(configIndex >= 0 ? argv[configIndex + 1] : undefined))
+    const config = parseConfigWith(hookmqConfigSchema, await loadConfigFile(configIndex >= 0 ? argv[configIndex + 1] : undefined))
     hookConfig = config.hooks
   } catch (err) {
     process.stderr.write(`hookmq: ${(err as Error).message}\n`)
@@ -167,4 +176,46 @@ async function check(argv: string[]): Promise<number> {
   }
   process.stdout.write(`${names.size} hook(s) ok, ${failures} failed\n`)
   return failures > 0 ? 1 : 0
+}
+
+/** `hookmq webhooks dead-letters [--replay] [--config FILE]`: the dead letters kept in Redis. */
+async function deadLetters(argv: string[]): Promise<number> {
+  if (argv[0] !== 'dead-letters') {
+    process.stderr.write('usage: hookmq webhooks dead-letters [--replay] [--config FILE] [--redis URL]\n')
+    return 1
+  }
+  let config
+  try {
+    config = await resolveConfig(argv.slice(1).filter((a) => a !== '--replay'))
+  } catch (err) {
+    process.stderr.write(`hookmq: ${(err as Error).message}\n`)
+    return 1
+  }
+  if (!config) return 0
+  const parsed = parseConfigWith(hookmqConfigSchema, config)
+  if (!parsed.redis) {
+    process.stderr.write('hookmq: dead letters outlive the broker only in Redis; without redis they are in the running broker (broker.webhooks.deadLetters())\n')
+    return 1
+  }
+  const { Redis } = await import('ioredis')
+  const { RedisOutbox } = await import('./webhook/redis-outbox.js')
+  const { createLogger } = await import('../core/index.js')
+  const redis = new Redis(parsed.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    const outbox = new RedisOutbox(redis, parsed.redis.keyPrefix, 'cli', createLogger('silent'))
+    ;(outbox as unknown as { webhooks: string[] }).webhooks = parsed.webhooks.map((w) => w.name)
+    const dead = await outbox.deadLetters()
+    for (const b of dead) process.stdout.write(`${b.webhook}\t${b.id}\t${b.deliveries.length} deliveries\t${b.attempts} attempts\t${b.at}\t${b.reason}\n`)
+    if (argv.includes('--replay')) {
+      const n = await outbox.replay()
+      process.stdout.write(`queued ${n} deliveries again; a running broker sends them\n`)
+    } else process.stdout.write(`${dead.length} dead batch(es)\n`)
+    return 0
+  } catch (err) {
+    process.stderr.write(`hookmq: ${(err as Error).message}\n`)
+    return 1
+  } finally {
+    redis.disconnect()
+  }
 }

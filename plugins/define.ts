@@ -13,6 +13,8 @@ export interface CallContext<C> {
   readonly log: Logger
   /** aborted when the call's deadline passes */
   readonly signal: AbortSignal
+  /** queue a delivery to the named webhook (same outbox, retries and signing as forwarded messages) */
+  forward(webhook: string, body: unknown): Promise<void>
 }
 
 /** What `setup` gets. */
@@ -24,6 +26,8 @@ export interface HookContext<C> {
   publish(message: PublishOptions): Promise<void>
   /** aborted when this version of the hook is replaced, removed or the broker stops */
   readonly signal: AbortSignal
+  /** queue a delivery to the named webhook */
+  forward(webhook: string, body: unknown): Promise<void>
 }
 
 /** What authenticate gets (the core's own type). */
@@ -81,6 +85,8 @@ export type TransformAnswer = null | undefined | void | {
 export interface EventContext<C> {
   readonly config: C
   readonly log: Logger
+  /** queue a delivery to the named webhook */
+  forward(webhook: string, body: unknown): Promise<void>
 }
 
 export type EventHandlers<C = unknown> = { [E in BrokerEventName]?: (...args: [...BrokerEvents[E], EventContext<C>]) => Awaitable<void> }

@@ -17,6 +17,8 @@ export interface HostOptions {
   hookConfig: Record<string, unknown>
   defaultTimeoutMs: number
   revokedSubscriptions: 'remove' | 'disconnect'
+  /** what ctx.forward does (the webhook plugin's outbox) */
+  forward?: (webhook: string, body: unknown, hook: string) => Promise<void>
 }
 
 export interface LoadFailure {
@@ -183,7 +185,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const config = parseHookConfig(def, this.options.hookConfig[def.name])
     const log = this.options.log.child({ hook: def.name })
     // no closure made in this scope may outlive it: it would keep `old` (and so every version) alive
-    const setup = await runSetup(def, { name: def.name, config, log, publish: this.publish })
+    const forward = makeForward(this.options.forward, def.name)
+    const setup = await runSetup(def, { name: def.name, config, log, publish: this.publish, forward })
     const entry: Entry = {
       key, name: def.name, file, def, config, log, setup,
       version: (old?.version ?? 0) + 1,
@@ -192,7 +195,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
       timeoutMs: def.timeoutMs ?? this.options.defaultTimeoutMs,
       filter: compileFilter(def.filter?.topics),
       stats: new HookStats(),
-      eventContext: { config, log },
+      eventContext: { config, log, forward },
+      forward,
       active: 0,
       retired: false,
       onIdle: undefined,
@@ -328,4 +332,8 @@ function compileFilter(topics: string[] | undefined): ((topic: string) => boolea
     for (const f of topics) if (matchesFilter(f, topic)) return true
     return false
   }
+}
+
+function makeForward(forward: HostOptions['forward'], hook: string): (webhook: string, body: unknown) => Promise<void> {
+  return (webhook, body) => (forward ? forward(webhook, body, hook) : Promise.reject(new Error('no webhooks are configured')))
 }

@@ -1,5 +1,9 @@
+import { Redis } from 'ioredis'
 import * as zod from 'zod'
-import { createBroker as createCoreBroker, type Broker, type BrokerOptions } from '../core/index.js'
+import { createBroker as createCoreBroker, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
+import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
+import { WebhookPlugin, type WebhookStatus } from './webhook/index.js'
+import type { DeadBatch } from './webhook/delivery.js'
 import type { HookDefinition } from './define.js'
 import { HookHost, type HookStatus } from './host.js'
 import { HookFolderLoader } from './loader.js'
@@ -17,11 +21,15 @@ export type {
 } from './define.js'
 export type { HookStatus, LoadFailure } from './host.js'
 export { HookHost } from './host.js'
+export { hookmqConfigSchema } from './config.js'
+export type { HookmqConfigInput, WebhookConfig, RedisConfig } from './config.js'
+export type { WebhookStatus } from './webhook/index.js'
+export type { DeadBatch, Delivery } from './webhook/delivery.js'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyHook = HookDefinition<any>
 
-export interface HookmqOptions extends Omit<BrokerOptions, 'hooks' | 'hooksDir'> {
+export interface HookmqOptions extends Omit<BrokerOptions, 'hooks' | 'hooksDir'>, Pick<HookmqConfigInput, 'webhooks' | 'redis'> {
   /**
    * Per-hook config values (`{ acl: {...} }`), or hook objects to run:
    * `[defineHook(...), { hook, config }]`.
@@ -35,23 +43,42 @@ export type HookmqBroker = Broker & {
   readonly hookHost: HookHost
   /** every hook's state: loaded/failed, version, load time, calls, denies, errors, p99 */
   hookStatus(): HookStatus[]
+  readonly webhooks: {
+    status(): WebhookStatus[]
+    deadLetters(webhook?: string): Promise<DeadBatch[]>
+    /** queues dead letters again; answers how many deliveries */
+    replay(webhook?: string): Promise<number>
+  }
 }
 
 /** The modules a hook file's `import ... from 'hookmq' | 'zod'` resolve to. */
 export const hookModules: Record<string, unknown> = { hookmq: self, zod, 'zod/v4': zod }
 
 export function createBroker(options: HookmqOptions = {}): HookmqBroker {
-  const { hooks, hooksDir, ...rest } = options
+  const { hooks, hooksDir, webhooks: webhookInput, redis: redisInput, ...rest } = options
   const objects = Array.isArray(hooks) ? hooks.map((h) => ('hook' in h && typeof h.hook === 'object' ? h : { hook: h as AnyHook, config: undefined })) : []
   const hookConfig = Array.isArray(hooks)
     ? Object.fromEntries(objects.filter((o) => o.config !== undefined).map((o) => [o.hook.name, o.config]))
     : hooks ?? {}
+  const plain: Record<string, unknown> = { ...rest }
+  for (const k of ['stores', 'hookRunner', 'logger']) delete plain[k]
+  const full = parseConfigWith(hookmqConfigSchema, { ...plain, hooks: hookConfig, webhooks: webhookInput, redis: redisInput, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   const broker = createCoreBroker({ ...rest, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
+  const redis = full.redis ? new Redis(full.redis.url, { enableAutoPipelining: true, lazyConnect: true }) : undefined
+  if (redis) {
+    redis.on('error', (err: Error) => broker.log.warn({ err: err.message }, 'redis connection error'))
+    broker.use({ name: 'redis', start: () => redis.connect(), stop: () => redis.quit().then(() => undefined, () => redis.disconnect()) })
+  }
+  const webhooks = full.webhooks.length > 0
+    ? new WebhookPlugin(full.webhooks, broker.log.child({ plugin: 'webhooks' }), redis ? { client: redis, keyPrefix: full.redis!.keyPrefix, node: broker.id } : undefined)
+    : undefined
+  if (webhooks) broker.use(webhooks)
   const host = new HookHost({
     log: broker.log.child({ plugin: 'hooks' }),
     hookConfig: broker.config.hooks,
     defaultTimeoutMs: broker.config.hookTimeoutMs,
     revokedSubscriptions: broker.config.revokedSubscriptions,
+    forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new Error('no webhooks are configured'))),
   })
   host.attach(async (h) => {
     for (const { hook } of objects) {
@@ -68,5 +95,10 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   }
   if (rest.hookRunner === undefined) broker.hooks = host // an embedder's own runner replaces the host's decisions
   broker.use(host)
-  return Object.assign(broker, { hookHost: host, hookStatus: () => host.status() })
+  const webhookApi = {
+    status: () => webhooks?.status() ?? [],
+    deadLetters: (name?: string) => webhooks?.deadLetters(name) ?? Promise.resolve([]),
+    replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
+  }
+  return Object.assign(broker, { hookHost: host, hookStatus: () => host.status(), webhooks: webhookApi })
 }

@@ -42,7 +42,8 @@ export interface Registration {
   readonly log: Logger
   readonly stats: HookStats
   /** the last argument of event handlers */
-  readonly eventContext: { config: unknown; log: Logger }
+  readonly eventContext: { config: unknown; log: Logger; forward(webhook: string, body: unknown): Promise<void> }
+  readonly forward: (webhook: string, body: unknown) => Promise<void>
   /** calls running now; a retired version tears down when this reaches 0 */
   active: number
   retired: boolean
@@ -54,7 +55,19 @@ export type HookMethod = 'authenticate' | 'authorizePublish' | 'authorizeSubscri
 class Call implements CallContext<unknown> {
   private ctrl: AbortController | undefined = undefined
 
-  constructor(readonly config: unknown, readonly log: Logger) {}
+  constructor(private readonly reg: Registration) {}
+
+  get config(): unknown {
+    return this.reg.config
+  }
+
+  get log(): Logger {
+    return this.reg.log
+  }
+
+  forward(webhook: string, body: unknown): Promise<void> {
+    return this.reg.forward(webhook, body)
+  }
 
   get signal(): AbortSignal {
     return (this.ctrl ??= new AbortController()).signal
@@ -77,7 +90,7 @@ export class HookTimeout extends Error {
  */
 export function invoke<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): T | Promise<T> {
   const fn = reg.def[method] as (input: unknown, ctx: CallContext<unknown>) => unknown
-  const call = new Call(reg.config, reg.log)
+  const call = new Call(reg)
   const started = performance.now()
   reg.active++
   reg.stats.calls++

@@ -26,7 +26,7 @@ export function parseHookConfig(def: HookDefinition, value: unknown): unknown {
   throw new Error(`config ${key}: ${extra}`)
 }
 
-export async function runSetup(def: HookDefinition, base: { name: string; config: unknown; log: Logger; publish(m: PublishOptions): Promise<void> }): Promise<SetupResult> {
+export async function runSetup(def: HookDefinition, base: { name: string; config: unknown; log: Logger; publish(m: PublishOptions): Promise<void>; forward(webhook: string, body: unknown): Promise<void> }): Promise<SetupResult> {
   const ctrl = new AbortController()
   const ctx: HookContext<unknown> = { ...base, signal: ctrl.signal }
   let teardown: (() => unknown) | undefined

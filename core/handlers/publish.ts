@@ -51,6 +51,11 @@ function acknowledge(conn: Connection, qos: 1 | 2, messageId: number, code: numb
   const session = conn.session
   if (session === undefined) return
   const v5 = conn.protocolVersion === 5
+  if (code >= 0x80 && code !== 0x87 && !v5) {
+    // a v3 client cannot be told the message was refused: close without acknowledging, so it sends it again
+    conn.closeWith(code, 'message could not be accepted')
+    return
+  }
   if (qos === 1) {
     conn.write(v5 && code !== 0 ? { cmd: 'puback', messageId, reasonCode: code } : { cmd: 'puback', messageId })
     return

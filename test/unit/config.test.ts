@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { configReference, parseConfig } from '../../core/config.js'
 import { HookmqError } from '../../core/errors.js'
+import { hookmqConfigSchema } from '../../plugins/config.js'
 
 test('defaults: TCP 1883 and WebSocket 8083 on loopback', () => {
   const c = parseConfig({})
@@ -30,10 +31,10 @@ test('README config reference matches the schema', () => {
   const full = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
   const readme = full.slice(full.indexOf('<!-- config:start -->'), full.indexOf('<!-- config:end -->'))
   assert.ok(readme.length > 0, 'README lacks the config reference markers')
-  for (const row of configReference()) {
+  for (const row of configReference(hookmqConfigSchema)) {
     assert.ok(readme.includes(`| \`${row.key}\` |`), `README lacks config key ${row.key}`)
   }
-  const documented = [...readme.matchAll(/^\| `([a-zA-Z.]+)` \|/gm)].map((m) => m[1])
-  const keys = new Set(configReference().map((r) => r.key))
+  const documented = [...readme.matchAll(/^\| `([a-zA-Z.[\]]+)` \|/gm)].map((m) => m[1])
+  const keys = new Set(configReference(hookmqConfigSchema).map((r) => r.key))
   for (const k of documented) assert.ok(keys.has(k!), `README documents unknown key ${k}`)
 })

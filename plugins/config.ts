@@ -1,0 +1,47 @@
+import { z } from 'zod'
+import { checkTopicFilter, configSchema } from '../core/index.js'
+
+// The whole configuration: the core's schema extended with the first-party
+// plugins' keys. The CLI, the config file and createBroker all go through it.
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
+export const WEBHOOK_EVENTS = ['clientConnected', 'clientDisconnected', 'clientError', 'keepaliveTimeout', 'subscribed', 'unsubscribed', 'delivered'] as const
+
+const topicFilter = z.string().refine((f) => checkTopicFilter(f, { maxTopicLength: 65535, maxTopicLevels: 1024 }) === undefined, 'not a valid topic filter')
+
+export const webhookSchema = z.strictObject({
+  name: z.string().regex(NAME, 'letters, digits, "_", "-" and "." only').describe('name of the webhook (in payloads, metrics and ctx.forward)'),
+  url: z.url({ protocol: /^https?$/ }).describe('where deliveries are POSTed'),
+  topics: z.array(topicFilter).default([]).describe('topic filters of published messages to forward'),
+  events: z.array(z.enum(WEBHOOK_EVENTS)).default([]).describe('lifecycle events to forward'),
+  headers: z.record(z.string(), z.string()).default({}).describe('extra HTTP headers'),
+  secret: z.string().min(1).optional().describe('HMAC-SHA256 key for the X-Hookmq-Signature header'),
+  batch: z.strictObject({
+    maxSize: z.int().min(1).max(10000).default(100).describe('deliveries per request at most'),
+    maxWaitMs: z.int().min(0).max(60000).default(50).describe('longest a delivery waits for its batch to fill'),
+  }).prefault({}).describe('batching'),
+  retry: z.strictObject({
+    maxAttempts: z.int().min(1).max(100).default(12).describe('attempts before a batch goes to the dead letters'),
+    minDelayMs: z.int().min(1).default(200).describe('first backoff (full jitter, doubling)'),
+    maxDelayMs: z.int().min(1).default(60000).describe('longest backoff'),
+  }).prefault({}).describe('retries'),
+  timeoutMs: z.int().min(1).default(5000).describe('timeout of one request'),
+  concurrency: z.int().min(1).max(64).default(4).describe('requests in flight at once (1: strictly ordered)'),
+  maxQueue: z.int().min(1).default(100000).describe('in-memory outbox bound; the oldest deliveries go first'),
+})
+
+export const redisSchema = z.strictObject({
+  url: z.string().min(1).default('redis://127.0.0.1:6379').describe('Redis URL (redis://, rediss://)'),
+  keyPrefix: z.string().default('hookmq:').describe('prefix of every key hookmq writes'),
+})
+
+export const hookmqConfigSchema = configSchema.extend({
+  webhooks: z.array(webhookSchema).default([])
+    .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'webhook names must be unique')
+    .describe('webhook forwarding rules'),
+  redis: redisSchema.optional().describe('Redis (durable webhook outbox)'),
+})
+
+export type WebhookConfig = z.output<typeof webhookSchema>
+export type RedisConfig = z.output<typeof redisSchema>
+export type HookmqConfigInput = z.input<typeof hookmqConfigSchema>

@@ -1,0 +1,160 @@
+import type { Redis } from 'ioredis'
+import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
+import { TopicTree, version } from '../../core/index.js'
+import type { WebhookConfig } from '../config.js'
+import { deliveryId, fromEvent, fromMessage, type DeadBatch, type Delivery } from './delivery.js'
+import { MemoryOutbox, type Outbox } from './outbox.js'
+import { RedisOutbox } from './redis-outbox.js'
+import { Dispatcher } from './sender.js'
+
+// Webhook forwarding: rules match published messages (a topic tree compiled
+// once) and lifecycle events; matches are enqueued in the outbox on the
+// publish path and sent by one dispatcher per webhook, off that path.
+
+export interface WebhookStatus {
+  name: string
+  url: string
+  queued: number
+  inFlight: number
+  delivered: number
+  retried: number
+  failed: number
+  deadLettered: number
+  dropped: number
+  p99LatencyMs: number
+}
+
+export class WebhookPlugin implements BrokerPlugin {
+  readonly name = 'webhooks'
+  readonly outbox: Outbox
+  private readonly dispatchers = new Map<string, Dispatcher>()
+  private readonly tree = new TopicTree<WebhookConfig>()
+  private readonly matchCache = new Map<string, WebhookConfig[]>()
+  private readonly anyTopics: boolean
+  private broker: Broker | undefined
+  private nodeId = 'node'
+  private lastDropLog = 0
+  private readonly listeners: Array<[string, (...args: unknown[]) => void]> = []
+
+  constructor(private readonly configs: WebhookConfig[], private readonly log: Logger, redis?: { client: Redis; keyPrefix: string; node: string }) {
+    this.outbox = redis
+      ? new RedisOutbox(redis.client, redis.keyPrefix, redis.node, log)
+      : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total))
+    for (const c of configs) {
+      this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, log, `hookmq/${version}`))
+      for (const f of c.topics) this.tree.add(f, c.name, c)
+    }
+    this.anyTopics = configs.some((c) => c.topics.length > 0)
+    this.outbox.onWaiting((w) => this.dispatchers.get(w)?.kick())
+  }
+
+  async start(broker: Broker): Promise<void> {
+    this.broker = broker
+    this.nodeId = broker.id
+    await this.outbox.start(this.configs.map((c) => c.name))
+    const events = new Set(this.configs.flatMap((c) => c.events))
+    for (const event of events) {
+      const fn = (...args: unknown[]): void => this.onEvent(event, args)
+      this.listeners.push([event, fn])
+      broker.on(event as 'clientConnected', fn as never)
+    }
+    for (const d of this.dispatchers.values()) d.kick()
+  }
+
+  async stop(): Promise<void> {
+    for (const [event, fn] of this.listeners) this.broker?.off(event as 'clientConnected', fn as never)
+    for (const d of this.dispatchers.values()) d.stop()
+    await this.outbox.close()
+  }
+
+  /** On the publish path: find matching rules (cached per topic) and enqueue. */
+  onPublish(message: Message, client: ClientInfo | undefined): Promise<void> | undefined {
+    if (!this.anyTopics) return undefined
+    let rules = this.matchCache.get(message.topic)
+    if (rules === undefined) {
+      rules = []
+      const groups: never[] = []
+      this.tree.match(message.topic, rules, groups)
+      if (this.matchCache.size >= 10000) this.matchCache.clear()
+      this.matchCache.set(message.topic, rules)
+    }
+    if (rules.length === 0) return undefined
+    let pending: Promise<void> | undefined
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i]!
+      const p = this.enqueue(rule.name, fromMessage(deliveryId(this.nodeId), message, client))
+      // QoS 0 is not waited for: at most once, and the publisher is never held by the outbox
+      if (p !== undefined && message.qos > 0) pending = pending === undefined ? p : pending.then(() => p)
+      else if (p !== undefined) p.catch((err: unknown) => this.log.error({ err, webhook: rule.name }, 'webhook enqueue failed'))
+    }
+    return pending
+  }
+
+  private onEvent(event: string, args: unknown[]): void {
+    for (const c of this.configs) {
+      if (!c.events.includes(event as never)) continue
+      const p = this.enqueue(c.name, fromEvent(deliveryId(this.nodeId), event, args))
+      if (p !== undefined) p.catch((err: unknown) => this.log.error({ err, webhook: c.name, event }, 'webhook enqueue failed'))
+    }
+  }
+
+  private enqueue(webhook: string, delivery: Delivery): Promise<void> | undefined {
+    const p = this.outbox.push(webhook, delivery)
+    const d = this.dispatchers.get(webhook)!
+    if (p === undefined) {
+      d.kick()
+      return undefined
+    }
+    return p.then(() => d.kick())
+  }
+
+  /** `ctx.forward(name, body)` from a hook: same outbox, retries and signing. */
+  forward(webhook: string, body: unknown, hook?: string): Promise<void> {
+    if (!this.dispatchers.has(webhook)) return Promise.reject(new Error(`no webhook named "${webhook}"`))
+    const delivery: Delivery = { id: deliveryId(this.nodeId), event: 'custom', timestamp: new Date().toISOString(), hook, body }
+    return Promise.resolve(this.enqueue(webhook, delivery))
+  }
+
+  deadLetters(webhook?: string): Promise<DeadBatch[]> {
+    return this.outbox.deadLetters(webhook)
+  }
+
+  async replay(webhook?: string): Promise<number> {
+    const n = await this.outbox.replay(webhook)
+    for (const [name, d] of this.dispatchers) if (webhook === undefined || webhook === name) d.kick()
+    return n
+  }
+
+  status(): WebhookStatus[] {
+    return this.configs.map((c) => {
+      const d = this.dispatchers.get(c.name)!
+      const lat = [...d.stats.latency].sort((a, b) => a - b)
+      return {
+        name: c.name, url: redactUrl(c.url), queued: this.outbox.waiting(c.name), inFlight: d.inFlight, delivered: d.stats.delivered, retried: d.stats.retried,
+        failed: d.stats.failed, deadLettered: d.stats.deadLettered, dropped: this.outbox.dropped(c.name),
+        p99LatencyMs: lat.length ? Number(lat[Math.min(lat.length - 1, Math.ceil(lat.length * 0.99) - 1)]!.toFixed(3)) : 0,
+      }
+    })
+  }
+
+  sys(): Record<string, string | number> {
+    const out: Record<string, string | number> = {}
+    for (const s of this.status()) {
+      for (const k of ['queued', 'inFlight', 'delivered', 'retried', 'failed', 'deadLettered', 'dropped', 'p99LatencyMs'] as const) out[`webhooks/${s.name}/${k}`] = s[k]
+    }
+    return out
+  }
+
+  private dropped(webhook: string, total: number): void {
+    const now = Date.now()
+    if (now - this.lastDropLog < 1000) return
+    this.lastDropLog = now
+    this.log.warn({ webhook, dropped: total }, 'webhook outbox full: oldest deliveries dropped')
+  }
+}
+
+function redactUrl(url: string): string {
+  const u = new URL(url)
+  if (u.password) u.password = '***'
+  return u.toString()
+}

@@ -1,0 +1,190 @@
+import type { Redis } from 'ioredis'
+import type { Logger } from '../../core/index.js'
+import type { DeadBatch, Delivery } from './delivery.js'
+import type { Outbox, Taken } from './outbox.js'
+
+// The durable outbox: one Redis Stream per webhook, read through a consumer
+// group whose consumer is this node. A delivery is in the stream once push()
+// resolves; it leaves only when delivered (XACK + XDEL) or moved to the dead
+// letters (a list per webhook). Entries a previous run of this node took but
+// never acknowledged are read again at start-up; entries of nodes whose
+// heartbeat has lapsed are claimed.
+
+const GROUP = 'hookmq'
+
+export class RedisOutbox implements Outbox {
+  private readonly counts = new Map<string, number>()
+  private readonly recovering = new Map<string, string>()
+  private notify: (webhook: string) => void = () => {}
+  private heartbeat: NodeJS.Timeout | undefined
+  private webhooks: string[] = []
+
+  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly node: string, private readonly log: Logger) {}
+
+  private stream(webhook: string): string {
+    return `${this.prefix}webhook:${webhook}`
+  }
+
+  private deadKey(webhook: string): string {
+    return `${this.prefix}webhook:${webhook}:dead`
+  }
+
+  private aliveKey(node: string): string {
+    return `${this.prefix}node:${node}:alive`
+  }
+
+  async start(webhooks: string[]): Promise<void> {
+    this.webhooks = webhooks
+    await this.beat()
+    this.heartbeat = setInterval(() => void this.beat().then(() => this.claimOrphans()).then(() => this.recount())
+      .catch((err: unknown) => this.log.warn({ err }, 'webhook outbox upkeep failed')), 3000)
+    this.heartbeat.unref()
+    for (const w of webhooks) {
+      await this.redis.xgroup('CREATE', this.stream(w), GROUP, '0', 'MKSTREAM').catch((err: Error) => {
+        if (!err.message.includes('BUSYGROUP')) throw err
+      })
+      const [len, pending] = await Promise.all([this.redis.xlen(this.stream(w)), this.pendingCount(w)])
+      this.counts.set(w, Math.max(0, len - pending))
+      this.recovering.set(w, '0') // first read our own unacknowledged entries
+    }
+    await this.claimOrphans()
+  }
+
+  /** Entries added by others (a replay from the CLI, another node) are noticed here. */
+  private async recount(): Promise<void> {
+    for (const w of this.webhooks) {
+      const [len, pending] = await Promise.all([this.redis.xlen(this.stream(w)), this.pendingCount(w)])
+      const waiting = Math.max(0, len - pending)
+      this.counts.set(w, waiting)
+      if (waiting > 0) this.notify(w)
+    }
+  }
+
+  private async beat(): Promise<void> {
+    await this.redis.set(this.aliveKey(this.node), String(Date.now()), 'PX', 10000)
+  }
+
+  private async pendingCount(webhook: string): Promise<number> {
+    const summary = await this.redis.xpending(this.stream(webhook), GROUP) as [number, ...unknown[]]
+    return Number(summary[0] ?? 0)
+  }
+
+  /** Takes over entries held by consumers (nodes) whose heartbeat has lapsed. */
+  private async claimOrphans(): Promise<void> {
+    for (const w of this.webhooks) {
+      const consumers = await this.redis.xinfo('CONSUMERS', this.stream(w), GROUP) as unknown[][]
+      for (const c of consumers) {
+        const fields = toObject(c)
+        const name = String(fields.name)
+        if (name === this.node || Number(fields.pending) === 0) continue
+        if (await this.redis.exists(this.aliveKey(name))) continue
+        const claimed = await this.claimFrom(w, name)
+        await this.redis.xgroup('DELCONSUMER', this.stream(w), GROUP, name)
+        if (claimed > 0) {
+          this.log.info({ webhook: w, from: name, deliveries: claimed }, 'claimed deliveries of a node that is gone')
+          this.recovering.set(w, '0')
+          this.notify(w)
+        }
+      }
+    }
+  }
+
+  private async claimFrom(webhook: string, consumer: string): Promise<number> {
+    let claimed = 0
+    for (;;) {
+      const pending = await this.redis.xpending(this.stream(webhook), GROUP, '-', '+', 500, consumer) as Array<[string, ...unknown[]]>
+      if (pending.length === 0) return claimed
+      const ids = pending.map((p) => p[0])
+      await this.redis.xclaim(this.stream(webhook), GROUP, this.node, 0, ...ids, 'JUSTID')
+      claimed += ids.length
+    }
+  }
+
+  push(webhook: string, delivery: Delivery): Promise<void> {
+    this.counts.set(webhook, (this.counts.get(webhook) ?? 0) + 1)
+    return this.redis.xadd(this.stream(webhook), '*', 'd', JSON.stringify(delivery)).then(() => undefined, (err: unknown) => {
+      this.counts.set(webhook, (this.counts.get(webhook) ?? 1) - 1)
+      throw err
+    })
+  }
+
+  async take(webhook: string, max: number): Promise<Taken[]> {
+    const from = this.recovering.get(webhook)
+    const res = await this.redis.xreadgroup('GROUP', GROUP, this.node, 'COUNT', max, 'STREAMS', this.stream(webhook), from ?? '>') as
+      Array<[string, Array<[string, string[] | null]>]> | null
+    const entries = res?.[0]?.[1] ?? []
+    if (from !== undefined) {
+      if (entries.length === 0) this.recovering.delete(webhook)
+      else this.recovering.set(webhook, entries[entries.length - 1]![0])
+      if (entries.length === 0) return this.take(webhook, max)
+    } else {
+      this.counts.set(webhook, Math.max(0, (this.counts.get(webhook) ?? 0) - entries.length))
+    }
+    const out: Taken[] = []
+    for (const [ref, fields] of entries) {
+      if (!fields) { // deleted meanwhile
+        await this.redis.xack(this.stream(webhook), GROUP, ref)
+        continue
+      }
+      out.push({ ref, delivery: JSON.parse(fields[1]!) as Delivery })
+    }
+    return out
+  }
+
+  waiting(webhook: string): number {
+    return (this.counts.get(webhook) ?? 0) + (this.recovering.has(webhook) ? 1 : 0)
+  }
+
+  dropped(): number {
+    return 0 // a Redis outbox is bounded by Redis memory, not by count
+  }
+
+  async done(webhook: string, taken: Taken[]): Promise<void> {
+    if (taken.length === 0) return
+    const refs = taken.map((t) => t.ref)
+    await this.redis.multi().xack(this.stream(webhook), GROUP, ...refs).xdel(this.stream(webhook), ...refs).exec()
+  }
+
+  async dead(batch: DeadBatch, taken: Taken[]): Promise<void> {
+    const refs = taken.map((t) => t.ref)
+    await this.redis.multi().rpush(this.deadKey(batch.webhook), JSON.stringify(batch))
+      .xack(this.stream(batch.webhook), GROUP, ...refs).xdel(this.stream(batch.webhook), ...refs).exec()
+  }
+
+  async deadLetters(webhook?: string): Promise<DeadBatch[]> {
+    const names = webhook === undefined ? this.webhooks : [webhook]
+    const out: DeadBatch[] = []
+    for (const w of names) for (const s of await this.redis.lrange(this.deadKey(w), 0, -1)) out.push(JSON.parse(s) as DeadBatch)
+    return out
+  }
+
+  async replay(webhook?: string): Promise<number> {
+    let n = 0
+    for (const w of webhook === undefined ? this.webhooks : [webhook]) {
+      for (;;) {
+        const s = await this.redis.lpop(this.deadKey(w))
+        if (s === null) break
+        const batch = JSON.parse(s) as DeadBatch
+        for (const d of batch.deliveries) await this.push(w, d)
+        n += batch.deliveries.length
+      }
+      this.notify(w)
+    }
+    return n
+  }
+
+  onWaiting(fn: (webhook: string) => void): void {
+    this.notify = fn
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat)
+    await this.redis.del(this.aliveKey(this.node)).catch(() => undefined)
+  }
+}
+
+function toObject(flat: unknown[]): Record<string, unknown> {
+  const o: Record<string, unknown> = {}
+  for (let i = 0; i + 1 < flat.length; i += 2) o[String(flat[i])] = flat[i + 1]
+  return o
+}

@@ -1,0 +1,159 @@
+import { createHmac, randomUUID } from 'node:crypto'
+import type { Logger } from '../../core/index.js'
+import type { WebhookConfig } from '../config.js'
+import type { DeadBatch } from './delivery.js'
+import type { Outbox, Taken } from './outbox.js'
+
+// One webhook's dispatcher: forms batches by count and wait time, keeps at
+// most `concurrency` requests in flight, retries with exponential backoff and
+// full jitter (or the Retry-After the endpoint asked for), and sends what
+// cannot be delivered to the dead letters.
+
+export interface WebhookStats {
+  delivered: number
+  retried: number
+  failed: number
+  deadLettered: number
+  batches: number
+  latency: number[]
+}
+
+type Outcome = { kind: 'ok' } | { kind: 'retry'; reason: string; after?: number } | { kind: 'dead'; reason: string }
+
+export class Dispatcher {
+  inFlight = 0
+  readonly stats: WebhookStats = { delivered: 0, retried: 0, failed: 0, deadLettered: 0, batches: 0, latency: [] }
+  private timer: NodeJS.Timeout | undefined
+  private taking = false
+  private stopped = false
+  private readonly sleeping = new Set<{ timer: NodeJS.Timeout; wake: () => void }>()
+
+  constructor(readonly config: WebhookConfig, private readonly outbox: Outbox, private readonly log: Logger, private readonly userAgent: string) {}
+
+  /** Deliveries were added: send at once when a batch is full, else after maxWaitMs. */
+  kick(): void {
+    if (this.stopped) return
+    const waiting = this.outbox.waiting(this.config.name)
+    if (waiting === 0) return
+    if (waiting >= this.config.batch.maxSize || this.config.batch.maxWaitMs === 0) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+      this.flush()
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined
+        this.flush()
+      }, this.config.batch.maxWaitMs)
+    }
+  }
+
+  private flush(): void {
+    if (this.stopped || this.taking || this.inFlight >= this.config.concurrency) return
+    if (this.outbox.waiting(this.config.name) === 0) return
+    this.taking = true
+    this.outbox.take(this.config.name, this.config.batch.maxSize).then((taken) => {
+      this.taking = false
+      if (taken.length > 0) {
+        this.inFlight++
+        void this.send(taken).finally(() => {
+          this.inFlight--
+          this.kick()
+        })
+      }
+      this.kick()
+    }, (err: unknown) => {
+      this.taking = false
+      this.log.error({ err, webhook: this.config.name }, 'webhook outbox read failed')
+      this.sleep(1000).then(() => this.kick(), () => {})
+    })
+  }
+
+  /** Sends one batch until it is delivered or dead. */
+  private async send(taken: Taken[]): Promise<void> {
+    const batchId = randomUUID()
+    const body = JSON.stringify({ webhook: this.config.name, deliveries: taken.map((t) => t.delivery) })
+    const { maxAttempts, minDelayMs, maxDelayMs } = this.config.retry
+    let last = ''
+    let attempts = 0
+    for (let attempt = 1; attempt <= maxAttempts && !this.stopped; attempt++) {
+      attempts = attempt
+      const started = performance.now()
+      const outcome = await this.post(body, batchId)
+      this.stats.batches++
+      if (outcome.kind === 'ok') {
+        this.stats.delivered += taken.length
+        this.recordLatency(performance.now() - started)
+        await this.outbox.done(this.config.name, taken).catch((err: unknown) => this.log.error({ err }, 'webhook outbox ack failed'))
+        return
+      }
+      this.stats.failed++
+      last = outcome.reason
+      if (outcome.kind === 'dead') break
+      if (attempt === maxAttempts) break
+      this.stats.retried++
+      const backoff = Math.random() * Math.min(maxDelayMs, minDelayMs * 2 ** (attempt - 1)) // full jitter
+      const wait = outcome.after !== undefined ? Math.min(Math.max(outcome.after, 0), maxDelayMs * 10) : backoff
+      this.log.warn({ webhook: this.config.name, batch: batchId, attempt, reason: outcome.reason, retryInMs: Math.round(wait) }, 'webhook delivery failed; will retry')
+      await this.sleep(wait)
+    }
+    if (this.stopped) return // not acknowledged: a durable outbox sends it again after restart
+    const dead: DeadBatch = { id: batchId, webhook: this.config.name, deliveries: taken.map((t) => t.delivery), reason: last, attempts, at: new Date().toISOString() }
+    this.stats.deadLettered += taken.length
+    this.log.error({ webhook: this.config.name, batch: batchId, deliveries: taken.length, reason: last }, 'webhook batch moved to dead letters')
+    await this.outbox.dead(dead, taken).catch((err: unknown) => this.log.error({ err }, 'webhook dead-letter write failed'))
+  }
+
+  private async post(body: string, batchId: string): Promise<Outcome> {
+    const headers: Record<string, string> = {
+      ...this.config.headers,
+      'content-type': 'application/json',
+      'user-agent': this.userAgent,
+      'x-hookmq-delivery': batchId,
+    }
+    if (this.config.secret) headers['x-hookmq-signature'] = 'sha256=' + createHmac('sha256', this.config.secret).update(body).digest('hex')
+    let res: Response
+    try {
+      res = await fetch(this.config.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.config.timeoutMs) })
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string } }
+      return { kind: 'retry', reason: e.name === 'TimeoutError' ? `timeout after ${this.config.timeoutMs} ms` : `${e.cause?.code ?? e.name}: ${e.message}` }
+    }
+    await res.arrayBuffer().catch(() => undefined) // drain so the connection is reused
+    if (res.ok) return { kind: 'ok' }
+    const reason = `HTTP ${res.status}`
+    if (res.status === 408 || res.status === 429 || res.status >= 500) return { kind: 'retry', reason, after: retryAfter(res.headers.get('retry-after')) }
+    return { kind: 'dead', reason }
+  }
+
+  private recordLatency(ms: number): void {
+    const l = this.stats.latency
+    if (l.length >= 512) l.shift()
+    l.push(ms)
+  }
+
+  /** A wait that stop() cuts short. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const entry = { timer: setTimeout(() => { this.sleeping.delete(entry); resolve() }, ms), wake: resolve }
+      this.sleeping.add(entry)
+    })
+  }
+
+  stop(): void {
+    this.stopped = true
+    clearTimeout(this.timer)
+    for (const s of this.sleeping) {
+      clearTimeout(s.timer)
+      s.wake()
+    }
+    this.sleeping.clear()
+  }
+}
+
+/** Retry-After: seconds or an HTTP date; answers ms. */
+export function retryAfter(value: string | null): number | undefined {
+  if (value === null) return undefined
+  if (/^\d+$/.test(value.trim())) return Number(value) * 1000
+  const at = Date.parse(value)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now())
+}
