@@ -67,7 +67,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   const redis = full.redis ? new Redis(full.redis.url, { enableAutoPipelining: true, lazyConnect: true }) : undefined
   if (redis) {
     redis.on('error', (err: Error) => broker.log.warn({ err: err.message }, 'redis connection error'))
-    broker.use({ name: 'redis', start: () => redis.connect(), stop: () => redis.quit().then(() => undefined, () => redis.disconnect()) })
+    broker.use({ name: 'redis', start: () => redis.connect(), stop: () => quitRedis(redis) })
   }
   const webhooks = full.webhooks.length > 0
     ? new WebhookPlugin(full.webhooks, broker.log.child({ plugin: 'webhooks' }), redis ? { client: redis, keyPrefix: full.redis!.keyPrefix, node: broker.id } : undefined)
@@ -101,4 +101,12 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
   }
   return Object.assign(broker, { hookHost: host, hookStatus: () => host.status(), webhooks: webhookApi })
+}
+
+/** QUIT, or drop the connection when Redis does not answer within a second. */
+function quitRedis(redis: Redis): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => { redis.disconnect(); resolve() }, 1000)
+    redis.quit().then(() => { clearTimeout(timer); resolve() }, () => { clearTimeout(timer); redis.disconnect(); resolve() })
+  })
 }

@@ -12,11 +12,37 @@ import type { Broker } from '../core/index.js'
 
 export const silent = createLogger('silent')
 
+const stacks = new WeakMap<TestContext, Array<() => unknown>>()
+
+/**
+ * Registers a clean-up that runs after the test, last registered first (node:test
+ * runs t.after hooks first registered first, which would stop a server before
+ * the clients that use it).
+ */
+export function defer(t: TestContext, fn: () => unknown): void {
+  let stack = stacks.get(t)
+  if (!stack) {
+    const list: Array<() => unknown> = []
+    stack = list
+    stacks.set(t, list)
+    t.after(async () => {
+      while (list.length > 0) {
+        try {
+          await list.pop()!()
+        } catch {
+          // clean-up goes on
+        }
+      }
+    })
+  }
+  stack.push(fn)
+}
+
 /** A broker on free ports (TCP and WebSocket), closed after the test. */
 export async function startBroker(t: TestContext, options: HookmqOptions = {}): Promise<HookmqBroker> {
   const broker = createBroker({ port: 0, ws: { port: 0, path: '/mqtt' }, logger: silent, ...options })
   await broker.listen()
-  t.after(() => broker.close())
+  defer(t, () => broker.close())
   return broker
 }
 
@@ -39,7 +65,7 @@ const inboxes = new WeakMap<MqttClient, Inbox>()
 export async function connect(t: TestContext, broker: Broker, options: IClientOptions = {}, listener = 'tcp'): Promise<MqttClient> {
   const client = mqtt.connect(urlOf(broker, listener), { reconnectPeriod: 0, connectTimeout: 5000, ...options })
   inboxes.set(client, makeInbox(client))
-  t.after(() => client.endAsync(true).catch(() => {}))
+  defer(t, () => client.endAsync(true).catch(() => {}))
   await new Promise<void>((resolve, reject) => {
     client.once('connect', () => resolve())
     client.once('error', reject)
@@ -157,7 +183,7 @@ export class RawClient {
     const socket = net.connect(portOf(broker), '127.0.0.1')
     await once(socket, 'connect')
     const raw = new RawClient(socket, protocolVersion)
-    t.after(() => socket.destroy())
+    defer(t, () => socket.destroy())
     return raw
   }
 
@@ -209,7 +235,7 @@ export class RawClient {
 /** A temporary hooks folder, removed after the test. */
 export function hooksFolder(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-hooks-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  defer(t, () => rmSync(dir, { recursive: true, force: true }))
   return dir
 }
 
@@ -269,4 +295,120 @@ export function publishCode(client: MqttClient, topic: string, payload = 'x'): P
     client.on('packetreceive', on)
     client.publish(topic, payload, { qos: 1 }, () => {})
   })
+}
+
+/** A real redis-server on a free port with its own data folder, stopped after the test. */
+export async function startRedis(t: TestContext): Promise<{ url: string; port: number; stop(): Promise<void>; start(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-redis-'))
+  const port = await freePort()
+  let child: import('node:child_process').ChildProcess | undefined
+  const start = async (): Promise<void> => {
+    const { spawn } = await import('node:child_process')
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child = proc
+    await new Promise<void>((resolve, reject) => {
+      let out = ''
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10000)
+      proc.stdout!.on('data', (b: Buffer) => {
+        out += b.toString()
+        if (out.includes('Ready to accept connections')) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      proc.on('error', (err) => { clearTimeout(timer); reject(err) })
+      proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`redis-server exited with ${code}: ${out}`)) })
+    })
+  }
+  const stop = async (): Promise<void> => {
+    const c = child
+    child = undefined
+    if (!c || c.exitCode !== null) return
+    const exited = new Promise((r) => c.once('exit', r))
+    c.kill('SIGTERM')
+    await exited
+  }
+  await start()
+  defer(t, async () => {
+    await stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return { url: `redis://127.0.0.1:${port}`, port, stop, start }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+export interface SinkRequest {
+  headers: Record<string, string | string[] | undefined>
+  raw: string
+  body: { webhook: string; deliveries: Array<Record<string, unknown> & { id: string }> }
+  at: number
+}
+
+/**
+ * A real HTTP server standing in for a webhook endpoint. `respond` decides each
+ * answer (default 204); it can be changed while running.
+ */
+export async function startSink(t: TestContext, port = 0): Promise<{
+  url: string
+  port: number
+  requests: SinkRequest[]
+  /** every request, answered 2xx or not */
+  all: SinkRequest[]
+  respond: (req: SinkRequest, res: import('node:http').ServerResponse) => void
+  ids(): string[]
+  waitForIds(n: number, ms?: number): Promise<void>
+  close(): Promise<void>
+}> {
+  const http = await import('node:http')
+  const requests: SinkRequest[] = []
+  const all: SinkRequest[] = []
+  let waiters: Array<() => void> = []
+  const sink = {
+    url: '',
+    port: 0,
+    requests,
+    all,
+    respond: (_req: SinkRequest, res: import('node:http').ServerResponse): void => { res.writeHead(204).end() },
+    ids: () => [...new Set(requests.flatMap((r) => r.body.deliveries.map((d) => d.id)))],
+    waitForIds: (n: number, ms = 20000) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`sink got ${sink.ids().length} of ${n} ids`)), ms)
+      const check = (): void => {
+        if (sink.ids().length >= n) { clearTimeout(timer); resolve() } else waiters.push(check)
+      }
+      check()
+    }),
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
+  }
+  const server = http.createServer((req, res) => {
+    let raw = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => { raw += c })
+    req.on('end', () => {
+      const entry: SinkRequest = { headers: req.headers, raw, body: JSON.parse(raw) as SinkRequest['body'], at: Date.now() }
+      all.push(entry)
+      res.on('finish', () => {
+        if (res.statusCode < 200 || res.statusCode >= 300) return
+        requests.push(entry)
+        const w = waiters
+        waiters = []
+        for (const fn of w) fn()
+      })
+      sink.respond(entry, res)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()))
+  sink.port = (server.address() as net.AddressInfo).port
+  sink.url = `http://127.0.0.1:${sink.port}/in`
+  defer(t, () => sink.close())
+  return sink
 }

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test, type TestContext } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import mqtt from 'mqtt'
+import { Redis } from 'ioredis'
+import { defer, freePort, startBroker, startRedis, startSink } from '../helpers.js'
+
+const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
+
+/** The broker as its own process (so it can really be killed), started from a config file. */
+async function brokerProcess(t: TestContext, config: object): Promise<{ url: string; kill(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-proc-'))
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify(config))
+  const child = spawn(process.execPath, [bin], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  defer(t, async () => { child.kill('SIGKILL'); await exited })
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 10000)
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString()
+      const m = /"url":"(mqtt:\/\/[^"]+)"/.exec(out)
+      if (m) { clearTimeout(timer); resolve(m[1]!) }
+    })
+    child.stderr!.on('data', (b: Buffer) => { out += b.toString() })
+    child.once('exit', () => { clearTimeout(timer); reject(new Error(`broker exited: ${out}`)) })
+  })
+  return { url, kill: async () => { child.kill('SIGKILL'); await exited } }
+}
+
+test('with Redis: killed with SIGKILL while messages wait for a dead sink, the restarted broker delivers every accepted message', async (t) => {
+  const redis = await startRedis(t)
+  const sinkPort = await freePort()
+  const config = {
+    port: 0, ws: false, sys: { enabled: false }, id: 'node-a', hooksDir: './hooks',
+    redis: { url: redis.url },
+    webhooks: [{ name: 'durable', url: `http://127.0.0.1:${sinkPort}/in`, topics: ['d/#'], batch: { maxSize: 50, maxWaitMs: 10 }, retry: { maxAttempts: 50, minDelayMs: 20, maxDelayMs: 300 } }],
+  }
+  const first = await brokerProcess(t, config)
+  const pub = await mqtt.connectAsync(first.url, { reconnectPeriod: 0 })
+  const acked: Promise<unknown>[] = []
+  for (let i = 0; i < 1000; i++) acked.push(pub.publishAsync('d/x', String(i), { qos: 1 }))
+  await Promise.all(acked) // every one acknowledged: each is in the Redis outbox
+  await first.kill()
+  pub.end(true)
+  const sink = await startSink(t, sinkPort)
+  await brokerProcess(t, config)
+  await sink.waitForIds(1000, 30000)
+  const payloads = new Set(sink.requests.flatMap((r) => r.body.deliveries.map((d) => Buffer.from(String(d.payload), 'base64').toString())))
+  assert.equal(payloads.size, 1000)
+  const deliveries = sink.requests.flatMap((r) => r.body.deliveries).length
+  t.diagnostic(`deliveries ${deliveries} for 1000 messages (${deliveries - 1000} duplicates)`)
+})
+
+test('with Redis: delivered entries leave the stream; dead letters live in Redis and replay from there', async (t) => {
+  const redis = await startRedis(t)
+  const sink = await startSink(t)
+  sink.respond = (req, res) => res.writeHead(req.body.deliveries.some((d) => Buffer.from(String(d.payload), 'base64').toString() === 'poison') ? 422 : 204).end()
+  const broker = await startBroker(t, {
+    redis: { url: redis.url, keyPrefix: 'test:' },
+    webhooks: [{ name: 'r', url: sink.url, topics: ['r/#'], batch: { maxSize: 1, maxWaitMs: 0 }, retry: { minDelayMs: 10, maxDelayMs: 50 } }],
+  })
+  const pub = await mqtt.connectAsync(broker.addresses[0]!.url, { reconnectPeriod: 0 })
+  defer(t, () => pub.endAsync(true))
+  for (const m of ['a', 'b', 'poison', 'c']) await pub.publishAsync('r/x', m, { qos: 1 })
+  await sink.waitForIds(3)
+  let dead = await broker.webhooks.deadLetters('r')
+  while (dead.length === 0) { await new Promise((r) => setTimeout(r, 20)); dead = await broker.webhooks.deadLetters('r') }
+  const client = new Redis(redis.url)
+  client.on('error', () => {})
+  defer(t, () => client.quit())
+  assert.equal(await client.llen('test:webhook:r:dead'), 1)
+  let len = await client.xlen('test:webhook:r')
+  for (let i = 0; i < 100 && len > 0; i++) { await new Promise((r) => setTimeout(r, 20)); len = await client.xlen('test:webhook:r') }
+  assert.equal(len, 0)
+  sink.respond = (_req, res) => res.writeHead(204).end()
+  assert.equal(await broker.webhooks.replay('r'), 1)
+  await sink.waitForIds(4)
+  assert.equal(await client.llen('test:webhook:r:dead'), 0)
+})
