@@ -65,8 +65,9 @@ class Call implements CallContext<unknown> {
     return this.reg.log
   }
 
-  forward(webhook: string, body: unknown): Promise<void> {
-    return this.reg.forward(webhook, body)
+  /** a getter, so `({ forward }) =>` destructuring works */
+  get forward(): (webhook: string, body: unknown) => Promise<void> {
+    return this.reg.forward
   }
 
   get signal(): AbortSignal {

@@ -8,7 +8,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { pino } from 'pino'
-import { collect, connect, hooksFolder, pingRoundTrip, publishCode, RawClient, startBroker } from '../helpers.js'
+import { collect, connect, hooksFolder, pingRoundTrip, publishCode, RawClient, startBroker, startSink } from '../helpers.js'
 
 // Every file in hooks.example/ loaded from a real folder, doing what its comments say.
 
@@ -44,8 +44,14 @@ test('hooks.example: auth, acl, transform and events working together from a hoo
   const dir = hooksFolder(t)
   for (const f of readdirSync(examples).filter((f) => f.endsWith('.ts'))) copyFileSync(join(examples, f), join(dir, f))
   const logs = logCapture()
-  const broker = await startBroker(t, { hooksDir: dir, hooks: config, logger: logs.logger })
-  assert.deepEqual(broker.hookStatus().map((s) => `${s.name}:${s.state}`).sort(), ['acl:loaded', 'auth:loaded', 'events:loaded', 'transform:loaded'])
+  const sink = await startSink(t)
+  const broker = await startBroker(t, {
+    hooksDir: dir,
+    hooks: { ...config, webhook: { webhook: 'alerts', thresholdCelsius: 30 } },
+    webhooks: [{ name: 'alerts', url: sink.url, batch: { maxSize: 1, maxWaitMs: 0 } }],
+    logger: logs.logger,
+  })
+  assert.deepEqual(broker.hookStatus().map((s) => `${s.name}:${s.state}`).sort(), ['acl:loaded', 'auth:loaded', 'events:loaded', 'transform:loaded', 'webhook:loaded'])
 
   // auth.ts: wrong password → "bad user name or password"
   const bad5 = await RawClient.open(t, broker, 5)
@@ -78,6 +84,16 @@ test('hooks.example: auth, acl, transform and events working together from a hoo
   await pingRoundTrip(alice)
   assert.equal(collect(alice).messages.length, 1)
 
+  // webhook.ts: a reading over the threshold queues an alert to the "alerts" webhook
+  await publishCode(alice, 'sensors/lab/temperature', JSON.stringify({ celsius: 25 }))
+  await publishCode(alice, 'sensors/lab/temperature', JSON.stringify({ celsius: 41.5 }))
+  await sink.waitForIds(1)
+  const alert = sink.requests[0]!.body.deliveries[0]!
+  assert.equal(alert.event, 'custom')
+  assert.equal(alert.hook, 'webhook')
+  assert.deepEqual(alert.body, { alert: 'temperature', room: 'lab', celsius: 41.5, threshold: 30, clientId: 'alice-phone' })
+  assert.equal(sink.ids().length, 1)
+
   // events.ts: connects and disconnects are logged by hook "events"; passwords never are
   await alice.endAsync()
   await new Promise<void>((resolve) => {
@@ -92,7 +108,7 @@ test('hookmq check: a good folder passes; a bad one fails naming the file', asyn
   const good = hooksFolder(t)
   for (const f of readdirSync(examples).filter((f) => f.endsWith('.ts'))) copyFileSync(join(examples, f), join(good, f))
   const ok = await run(process.execPath, [bin, 'check', good])
-  assert.match(ok.stdout, /4 hook\(s\) ok, 0 failed/)
+  assert.match(ok.stdout, /5 hook\(s\) ok, 0 failed/)
   const bad = hooksFolder(t)
   copyFileSync(join(examples, 'acl.ts'), join(bad, 'acl.ts'))
   writeFileSync(join(bad, 'broken.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'broken', authorizePublish() { return true }\n`)

@@ -82,3 +82,30 @@ test('with Redis: delivered entries leave the stream; dead letters live in Redis
   await sink.waitForIds(4)
   assert.equal(await client.llen('test:webhook:r:dead'), 0)
 })
+
+test('hookmq webhooks dead-letters lists the dead letters in Redis; --replay queues them again', async (t) => {
+  const redis = await startRedis(t)
+  const sink = await startSink(t)
+  sink.respond = (_req, res) => res.writeHead(410).end()
+  const webhooks = [{ name: 'gone', url: sink.url, topics: ['g/#'], batch: { maxSize: 2, maxWaitMs: 0 } }]
+  const broker = await startBroker(t, { redis: { url: redis.url }, webhooks })
+  const pub = await mqtt.connectAsync(broker.addresses[0]!.url, { reconnectPeriod: 0 })
+  defer(t, () => pub.endAsync(true))
+  await pub.publishAsync('g/1', 'one', { qos: 1 })
+  while ((await broker.webhooks.deadLetters()).length === 0) await new Promise((r) => setTimeout(r, 20))
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ redis: { url: redis.url }, webhooks }))
+  const run = (args: string[]): Promise<{ code: number | null; stdout: string }> => new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, 'webhooks', 'dead-letters', ...args], { cwd: dir })
+    let stdout = ''
+    child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
+    child.on('exit', (code) => resolve({ code, stdout }))
+  })
+  const listed = await run([])
+  assert.equal(listed.code, 0)
+  assert.match(listed.stdout, /^gone\t[0-9a-f-]{36}\t1 deliveries\t1 attempts\t.*\tHTTP 410$/m)
+  sink.respond = (_req, res) => res.writeHead(204).end()
+  const replayed = await run(['--replay'])
+  assert.match(replayed.stdout, /queued 1 deliveries again/)
+  await sink.waitForIds(1, 10000) // the running broker notices the replayed entry
+})
