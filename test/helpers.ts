@@ -412,3 +412,12 @@ export async function startSink(t: TestContext, port = 0): Promise<{
   defer(t, () => sink.close())
   return sink
 }
+
+/** Waits until `cond()` holds, checking on every turn of the event loop (no fixed sleep), or fails after `ms`. */
+export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}

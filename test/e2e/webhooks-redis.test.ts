@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
 import { Redis } from 'ioredis'
-import { defer, freePort, startBroker, startRedis, startSink } from '../helpers.js'
+import { defer, freePort, startBroker, startRedis, startSink, until } from '../helpers.js'
 
 const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
 
@@ -68,15 +68,12 @@ test('with Redis: delivered entries leave the stream; dead letters live in Redis
   defer(t, () => pub.endAsync(true))
   for (const m of ['a', 'b', 'poison', 'c']) await pub.publishAsync('r/x', m, { qos: 1 })
   await sink.waitForIds(3)
-  let dead = await broker.webhooks.deadLetters('r')
-  while (dead.length === 0) { await new Promise((r) => setTimeout(r, 20)); dead = await broker.webhooks.deadLetters('r') }
+  await until(async () => (await broker.webhooks.deadLetters('r')).length > 0, 5000, 'a dead letter')
   const client = new Redis(redis.url)
   client.on('error', () => {})
   defer(t, () => client.quit())
   assert.equal(await client.llen('test:webhook:r:dead'), 1)
-  let len = await client.xlen('test:webhook:r')
-  for (let i = 0; i < 100 && len > 0; i++) { await new Promise((r) => setTimeout(r, 20)); len = await client.xlen('test:webhook:r') }
-  assert.equal(len, 0)
+  await until(async () => (await client.xlen('test:webhook:r')) === 0, 5000, 'the stream to empty')
   sink.respond = (_req, res) => res.writeHead(204).end()
   assert.equal(await broker.webhooks.replay('r'), 1)
   await sink.waitForIds(4)
@@ -92,7 +89,7 @@ test('hookmq webhooks dead-letters lists the dead letters in Redis; --replay que
   const pub = await mqtt.connectAsync(broker.addresses[0]!.url, { reconnectPeriod: 0 })
   defer(t, () => pub.endAsync(true))
   await pub.publishAsync('g/1', 'one', { qos: 1 })
-  while ((await broker.webhooks.deadLetters()).length === 0) await new Promise((r) => setTimeout(r, 20))
+  await until(async () => (await broker.webhooks.deadLetters()).length > 0, 5000, 'a dead letter')
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
   writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ redis: { url: redis.url }, webhooks }))
   const run = (args: string[]): Promise<{ code: number | null; stdout: string }> => new Promise((resolve) => {
