@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+// Starting the brokers under test as their own processes, pinned to core 0
+// (the load generator runs on core 1), and reading their CPU time and memory.
+
+export type BrokerName = 'hookmq' | 'aedes' | 'mosquitto'
+
+export interface RunningBroker {
+  name: BrokerName
+  port: number
+  pid: number
+  stop(): Promise<void>
+}
+
+const here = fileURLToPath(new URL('.', import.meta.url))
+const pin = existsSync('/usr/bin/taskset') ? ['taskset', '-c', '0'] : []
+
+export function hasMosquitto(): boolean {
+  return ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'].some((p) => existsSync(p))
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/** Options for hookmq: passed to createBroker as JSON. */
+export type HookmqBenchOptions = Record<string, unknown>
+
+export async function startBroker(name: BrokerName, options: HookmqBenchOptions = {}): Promise<RunningBroker> {
+  const port = await freePort()
+  let cmd: string[]
+  if (name === 'hookmq') cmd = [process.execPath, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
+  else if (name === 'aedes') cmd = [process.execPath, join(here, 'serve-aedes.js'), String(port)]
+  else {
+    const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-mosq-'))
+    const conf = join(dir, 'mosquitto.conf')
+    writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\npersistence false\nlog_dest none\n`)
+    const bin = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'].find((p) => existsSync(p))!
+    cmd = [bin, '-c', conf]
+  }
+  const full = [...pin, ...cmd]
+  const child: ChildProcess = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] })
+  await waitListening(port, child)
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  return {
+    name,
+    port,
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
+async function waitListening(port: number, child: ChildProcess): Promise<void> {
+  const end = Date.now() + 10000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`broker exited with ${child.exitCode}`)
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return
+    if (Date.now() > end) throw new Error('broker did not start listening')
+    await new Promise((r) => setTimeout(r, 30))
+  }
+}
+
+/** CPU seconds (user + system) a process has used. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks
+}
+
+/** Resident set size in bytes. */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = /VmRSS:\s+(\d+)/.exec(status)
+  return kb ? Number(kb[1]) * 1024 : 0
+}

@@ -1,0 +1,153 @@
+// npm run bench [-- --quick] [-- --only fan-in-qos0,latency] [-- --reps 3]
+//
+// Runs each scenario on hookmq, Aedes and (when installed) Mosquitto, each broker
+// fresh per run, in alternating order, several repetitions; prints medians,
+// ratios and the CPU time of broker and generator (to show who was saturated).
+import { copyFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { cpuSeconds, hasMosquitto, rssBytes, startBroker, type BrokerName, type HookmqBenchOptions } from './brokers.js'
+import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',')
+const reps = Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? (quick ? 1 : 3))
+const brokers: BrokerName[] = ['hookmq', 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])]
+const scale = quick ? 0.1 : 1
+
+interface Row {
+  value: number
+  unit: string
+  brokerCpu: number
+  genCpu: number
+  note?: string
+}
+
+type Scenario = {
+  name: string
+  unit: string
+  higherIsBetter: boolean
+  brokers?: BrokerName[]
+  options?: (b: BrokerName) => HookmqBenchOptions
+  run: (port: number, pid: number) => Promise<{ value: number; note?: string }>
+}
+
+const examples = fileURLToPath(new URL('../../hooks.example/', import.meta.url))
+function exampleHooks(): HookmqBenchOptions {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-hooks-'))
+  for (const f of ['acl.ts', 'transform.ts']) copyFileSync(join(examples, f), join(dir, f))
+  return { hooksDir: dir, hooks: { acl: { rules: [{ user: '*', allow: 'both', topics: ['sensors/#'] }] } } }
+}
+
+const json64 = Buffer.from(JSON.stringify({ celsius: 21.5, humidity: 40, device: 'bench-sensor-01' }).padEnd(64, ' '))
+const per = (n: number): number => Math.max(100, Math.round(n * scale))
+const lossNote = (r: { received: number; expected: number }): string | undefined => (r.received < r.expected ? `LOST ${r.expected - r.received}` : undefined)
+
+const scenarios: Scenario[] = [
+  { name: 'fan-in-qos0', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'fan-in-qos1', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 1, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'fan-in-qos2', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 2, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'fan-out-qos0', unit: 'deliveries/s', higherIsBetter: true, run: async (port) => { const r = await fanOut(port, 100, per(20000), 64); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'latency-p99@2000', unit: 'ms', higherIsBetter: false, run: async (port) => { const r = await latency(port, 2000, quick ? 2 : 5); return { value: r.p99, note: `p50 ${r.p50.toFixed(3)} max ${r.max.toFixed(2)}${r.received < r.expected ? ' LOST' : ''}` } } },
+  { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, run: async (port, pid) => {
+    const n = quick ? 1000 : 5000
+    const before = rssBytes(pid)
+    const sockets = await idleClients(port, n)
+    await new Promise((r) => setTimeout(r, 500))
+    const after = rssBytes(pid)
+    for (const s of sockets) s.destroy()
+    return { value: (after - before) / n / 1024, note: `${n} clients` }
+  } },
+  { name: 'fan-in-qos0-json (hooks off)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'fan-in-qos0-json (acl+transform on)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
+  ...[1024, 65536].map((size): Scenario => ({ name: `fan-in-qos0-${size / 1024}KB`, unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(size > 4096 ? 2000 : 20000), qos: 0, payload: size }); return { value: r.rate, note: lossNote(r) } } })),
+  { name: 'fan-in-qos0 (webhook rule off)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  ...webhookScenarios(),
+]
+
+/** The local webhook endpoint, started once for the run. */
+let sink: Awaited<ReturnType<typeof startSink>> | undefined
+
+function webhookOptions(): HookmqBenchOptions {
+  return { webhooks: [{ name: 'bench', url: sink!.url, topics: ['bench/#'], maxQueue: 10000000, batch: { maxSize: 500, maxWaitMs: 20 } }] }
+}
+
+function webhookScenarios(): Scenario[] {
+  return [
+    { name: 'fan-in-qos0 (webhook rule on)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: webhookOptions, run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 0, payload: 64 })
+      return { value: r.rate, note: lossNote(r) }
+    } },
+    { name: 'webhook forwarding', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: webhookOptions, run: async (port) => {
+      const before = sink!.count()
+      const started = performance.now()
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 0, payload: 64 })
+      const end = Date.now() + 60000
+      while (sink!.count() - before < r.expected && Date.now() < end) await new Promise((res) => setTimeout(res, 5))
+      const forwarded = sink!.count() - before
+      return { value: forwarded / ((sink!.lastAt() - started) / 1000), note: forwarded < r.expected ? `LOST ${r.expected - forwarded}` : undefined }
+    } },
+  ]
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+
+async function main(): Promise<void> {
+  sink = await startSink()
+  const results = new Map<string, Map<BrokerName, Row[]>>()
+  const t0 = Date.now()
+  for (const sc of scenarios) {
+    if (only && !only.some((o) => sc.name.startsWith(o))) continue
+    const list = sc.brokers ?? brokers
+    const rows = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
+    results.set(sc.name, rows)
+    for (let rep = 0; rep < reps; rep++) {
+      const order = rep % 2 === 0 ? list : [...list].reverse()
+      for (const b of order) {
+        const broker = await startBroker(b, sc.options?.(b) ?? {})
+        try {
+          const cpu0 = cpuSeconds(broker.pid)
+          const gen0 = process.cpuUsage()
+          const w0 = performance.now()
+          const { value, note } = await sc.run(broker.port, broker.pid)
+          const wall = (performance.now() - w0) / 1000
+          const gen = process.cpuUsage(gen0)
+          rows.get(b)!.push({ value, unit: sc.unit, brokerCpu: (cpuSeconds(broker.pid) - cpu0) / wall, genCpu: (gen.user + gen.system) / 1e6 / wall, note })
+        } catch (err) {
+          rows.get(b)!.push({ value: NaN, unit: sc.unit, brokerCpu: NaN, genCpu: NaN, note: `failed: ${(err as Error).message}` })
+        } finally {
+          await broker.stop()
+        }
+      }
+    }
+    print(sc, rows)
+  }
+  console.log(`\n${reps} repetition(s), ${quick ? 'quick' : 'full'} mode, ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+  process.exit(0)
+}
+
+function fmt(v: number, unit: string): string {
+  if (Number.isNaN(v)) return 'n/a'
+  if (unit === 'ms' || unit === 'KB') return v.toFixed(unit === 'ms' ? 3 : 1)
+  return Math.round(v).toLocaleString('en-US')
+}
+
+function print(sc: Scenario, rows: Map<BrokerName, Row[]>): void {
+  const med = new Map([...rows].map(([b, rs]) => [b, median(rs.map((r) => r.value))]))
+  const h = med.get('hookmq')
+  const parts = [...rows].map(([b, rs]) => {
+    const m = med.get(b)!
+    const cpu = `cpu broker ${median(rs.map((r) => r.brokerCpu)).toFixed(2)} gen ${median(rs.map((r) => r.genCpu)).toFixed(2)}`
+    const notes = rs.map((r) => r.note).filter(Boolean)
+    return `  ${b.padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}  (${cpu})${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
+  })
+  const ratios = h === undefined ? [] : [...med].filter(([b]) => b !== 'hookmq').map(([b, m]) => `hookmq/${b} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
+  console.log(`\n${sc.name}\n${parts.join('\n')}${ratios.length ? '\n  ' + ratios.join(', ') : ''}`)
+}
+
+await main()

@@ -1,0 +1,219 @@
+import http from 'node:http'
+import type net from 'node:net'
+import { connectClient, encode, packetIdOffset, pump, waitFor, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK } from './wire.js'
+
+// The scenarios. Each takes a broker's port and answers what it measured; the
+// runner adds CPU figures and repeats them.
+
+export interface FanInOptions {
+  publishers: number
+  perPublisher: number
+  qos: 0 | 1 | 2
+  payload: number
+  /** topic of publisher i: `${prefix}${i}` */
+  prefix?: string
+  body?: Buffer
+  window?: number
+}
+
+export interface Measured {
+  /** messages (or deliveries) per second */
+  rate: number
+  expected: number
+  received: number
+  seconds: number
+}
+
+let run = 0
+
+async function subscribe(port: number, filter: string, qos: 0 | 1 | 2, onPublish: (buf: Buffer, start: number, length: number, flags: number, socket: net.Socket) => void): Promise<net.Socket> {
+  let socket!: net.Socket
+  const subacked = waitFor(() => gotSuback, 10000, 'SUBACK')
+  let gotSuback = false
+  socket = await connectClient(port, `sub-${process.pid}-${++run}`, (type, flags, buf, start, length) => {
+    if (type === PUBLISH) onPublish(buf, start, length, flags, socket)
+    else if (type === PUBREL) socket.write(Buffer.from([0x70, 2, buf[start + 2]!, buf[start + 3]!])) // PUBCOMP
+    else if (type === SUBACK) { gotSuback = true; subacked.check() }
+  })
+  socket.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }))
+  await subacked.promise
+  return socket
+}
+
+/** n publishers → one subscriber on `${prefix}#`. */
+export async function fanIn(port: number, o: FanInOptions): Promise<Measured> {
+  const prefix = o.prefix ?? 'bench/'
+  const expected = o.publishers * o.perPublisher
+  let received = 0
+  let last = 0
+  const done = waitFor(() => received >= expected, 120000, `fan-in: ${received}/${expected}`)
+  const sub = await subscribe(port, `${prefix}#`, o.qos, (buf, start, length, flags, socket) => {
+    received++
+    last = performance.now()
+    const qos = (flags >> 1) & 3
+    if (qos > 0) {
+      const at = packetIdOffset(buf, start)
+      socket.write(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, buf[at]!, buf[at + 1]!])) // PUBACK / PUBREC
+    }
+    if (received >= expected) done.check()
+  })
+  const payload = o.body ?? Buffer.alloc(o.payload, 0x61)
+  const pubs: net.Socket[] = []
+  for (let i = 0; i < o.publishers; i++) pubs.push(await connectClient(port, `pub-${process.pid}-${++run}-${i}`, o.qos > 0 ? acker(i) : undefined))
+  const windows: Array<() => void> = []
+  function acker(i: number) {
+    return (type: number, _flags: number, buf: Buffer, start: number): void => {
+      if (type === PUBREC) pubs[i]!.write(Buffer.from([0x62, 2, buf[start + 2]!, buf[start + 3]!])) // PUBREL
+      else if (type === PUBACK || type === PUBCOMP) windows[i]?.()
+    }
+  }
+  const started = performance.now()
+  await Promise.all(pubs.map((socket, i) => {
+    const template = encode({ cmd: 'publish', topic: `${prefix}${i}`, payload, qos: o.qos, retain: false, dup: false, messageId: o.qos > 0 ? 1 : undefined })
+    if (o.qos === 0) return pump(socket, o.perPublisher, Math.max(1, Math.floor(65536 / template.length)), (chunk, _index, count) => {
+      for (let k = 0; k < count; k++) template.copy(chunk, k * template.length)
+    }, template.length)
+    return windowed(socket, template, o.perPublisher, o.window ?? 100, (fn) => { windows[i] = fn })
+  }))
+  await done.promise
+  const seconds = (last - started) / 1000
+  sub.destroy()
+  for (const p of pubs) p.destroy()
+  return { rate: expected / seconds, expected, received, seconds }
+}
+
+/** Sends `total` QoS 1/2 messages keeping at most `window` unacknowledged. */
+function windowed(socket: net.Socket, template: Buffer, total: number, window: number, onAck: (fn: () => void) => void): Promise<void> {
+  const idAt = packetIdOffset(template, 0)
+  let sent = 0
+  let acked = 0
+  let id = 0
+  return new Promise((resolve) => {
+    const send = (): void => {
+      const n = Math.min(window - (sent - acked), total - sent)
+      if (n <= 0) return
+      const chunk = Buffer.allocUnsafe(n * template.length)
+      for (let k = 0; k < n; k++) {
+        template.copy(chunk, k * template.length)
+        id = id === 65535 ? 1 : id + 1
+        chunk.writeUInt16BE(id, k * template.length + idAt)
+      }
+      sent += n
+      socket.write(chunk)
+    }
+    let pendingAcks = 0
+    onAck(() => {
+      acked++
+      pendingAcks++
+      if (acked >= total) return resolve()
+      if (pendingAcks >= 10 || sent - acked < window / 2) { // refill in batches
+        pendingAcks = 0
+        send()
+      }
+    })
+    send()
+  })
+}
+
+/** One publisher → `subscribers` subscribers on one topic; answers deliveries per second. */
+export async function fanOut(port: number, subscribers: number, messages: number, payloadSize: number): Promise<Measured> {
+  const expected = subscribers * messages
+  let received = 0
+  let last = 0
+  const done = waitFor(() => received >= expected, 120000, `fan-out: ${received}/${expected}`)
+  const subs: net.Socket[] = []
+  for (let i = 0; i < subscribers; i++) {
+    subs.push(await subscribe(port, 'fan/out', 0, () => {
+      received++
+      last = performance.now()
+      if (received >= expected) done.check()
+    }))
+  }
+  const pub = await connectClient(port, `fanout-pub-${process.pid}-${++run}`)
+  const template = encode({ cmd: 'publish', topic: 'fan/out', payload: Buffer.alloc(payloadSize, 0x62), qos: 0, retain: false, dup: false })
+  const started = performance.now()
+  await pump(pub, messages, 256, (chunk, _i, count) => { for (let k = 0; k < count; k++) template.copy(chunk, k * template.length) }, template.length)
+  await done.promise
+  const seconds = (last - started) / 1000
+  for (const s of subs) s.destroy()
+  pub.destroy()
+  return { rate: expected / seconds, expected, received, seconds }
+}
+
+/** QoS 0 at `rate` msg/s for `seconds`; answers latency percentiles in ms. */
+export async function latency(port: number, rate: number, seconds: number): Promise<{ p50: number; p99: number; max: number; received: number; expected: number }> {
+  const samples: number[] = []
+  const expected = rate * seconds
+  const done = waitFor(() => samples.length >= expected, seconds * 1000 + 10000, `latency: ${samples.length}/${expected}`)
+  const sub = await subscribe(port, 'lat/t', 0, (buf, start, length) => {
+    const sentAt = buf.readBigUInt64BE(start + length - 64)
+    samples.push(Number(process.hrtime.bigint() - sentAt) / 1e6)
+    done.check()
+  })
+  const pub = await connectClient(port, `lat-pub-${process.pid}-${++run}`)
+  const template = encode({ cmd: 'publish', topic: 'lat/t', payload: Buffer.alloc(64), qos: 0, retain: false, dup: false })
+  const stampAt = template.length - 64
+  const started = process.hrtime.bigint()
+  const interval = 1e9 / rate
+  let sent = 0
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const now = process.hrtime.bigint()
+      const due = Math.min(expected, Math.floor(Number(now - started) / interval) + 1)
+      while (sent < due) {
+        const b = Buffer.from(template)
+        b.writeBigUInt64BE(process.hrtime.bigint(), stampAt)
+        pub.write(b)
+        sent++
+      }
+      if (sent >= expected) resolve()
+      else setImmediate(tick)
+    }
+    tick()
+  })
+  await done.promise
+  sub.destroy()
+  pub.destroy()
+  samples.sort((a, b) => a - b)
+  const q = (p: number): number => samples[Math.min(samples.length - 1, Math.ceil(samples.length * p) - 1)]!
+  return { p50: q(0.5), p99: q(0.99), max: samples[samples.length - 1]!, received: samples.length, expected }
+}
+
+/** Opens `n` clients that each CONNECT and SUBSCRIBE a unique topic; answers the sockets (to close). */
+export async function idleClients(port: number, n: number): Promise<net.Socket[]> {
+  const sockets: net.Socket[] = []
+  const batch = 200
+  for (let i = 0; i < n; i += batch) {
+    const opened = await Promise.all(Array.from({ length: Math.min(batch, n - i) }, async (_, k) => {
+      const id = `idle-${process.pid}-${++run}-${i + k}`
+      let acked!: () => void
+      const suback = new Promise<void>((r) => { acked = r })
+      const s = await connectClient(port, id, (type) => { if (type === SUBACK) acked() })
+      s.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `idle/${id}`, qos: 1 }] }))
+      await suback
+      return s
+    }))
+    sockets.push(...opened)
+  }
+  return sockets
+}
+
+/** A local webhook endpoint counting deliveries. */
+export async function startSink(): Promise<{ url: string; count: () => number; lastAt: () => number; close(): Promise<void> }> {
+  let count = 0
+  let lastAt = 0
+  const server = http.createServer((req, res) => {
+    let n = 0
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      n = (JSON.parse(Buffer.concat(chunks).toString()) as { deliveries: unknown[] }).deliveries.length
+      count += n
+      lastAt = performance.now()
+      res.writeHead(204).end()
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  const port = (server.address() as net.AddressInfo).port
+  return { url: `http://127.0.0.1:${port}/in`, count: () => count, lastAt: () => lastAt, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()) }) }
+}
