@@ -63,7 +63,7 @@ const scenarios: Scenario[] = [
   { name: 'fan-in-qos0-json (hooks off)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'fan-in-qos0-json (acl+transform on)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
   ...[1024, 65536].map((size): Scenario => ({ name: `fan-in-qos0-${size / 1024}KB`, unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(size > 4096 ? 2000 : 20000), qos: 0, payload: size }); return { value: r.rate, note: lossNote(r) } } })),
-  { name: 'fan-in-qos0 (webhook rule off)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'fan-in-qos0 (webhook rule off)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   ...webhookScenarios(),
 ]
 
@@ -77,13 +77,13 @@ function webhookOptions(): HookmqBenchOptions {
 function webhookScenarios(): Scenario[] {
   return [
     { name: 'fan-in-qos0 (webhook rule on)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: webhookOptions, run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 0, payload: 64 })
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
       return { value: r.rate, note: lossNote(r) }
     } },
     { name: 'webhook forwarding', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: webhookOptions, run: async (port) => {
       const before = sink!.count()
       const started = performance.now()
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 0, payload: 64 })
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
       const end = Date.now() + 60000
       while (sink!.count() - before < r.expected && Date.now() < end) await new Promise((res) => setTimeout(res, 5))
       const forwarded = sink!.count() - before

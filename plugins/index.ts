@@ -70,7 +70,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     broker.use({ name: 'redis', start: () => redis.connect(), stop: () => quitRedis(redis) })
   }
   const webhooks = full.webhooks.length > 0
-    ? new WebhookPlugin(full.webhooks, broker.log.child({ plugin: 'webhooks' }), redis ? { client: redis, keyPrefix: full.redis!.keyPrefix, node: broker.id } : undefined)
+    ? new WebhookPlugin(full.webhooks, broker.log.child({ plugin: 'webhooks' }), broker.id, redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined)
     : undefined
   if (webhooks) broker.use(webhooks)
   const host = new HookHost({

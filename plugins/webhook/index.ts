@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
 import { TopicTree, version } from '../../core/index.js'
 import type { WebhookConfig } from '../config.js'
-import { deliveryId, fromEvent, fromMessage, type DeadBatch, type Delivery } from './delivery.js'
+import { deliveryId, fromEvent, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
 import { MemoryOutbox, type Outbox } from './outbox.js'
 import { RedisOutbox } from './redis-outbox.js'
 import { Dispatcher } from './sender.js'
@@ -36,10 +36,11 @@ export class WebhookPlugin implements BrokerPlugin {
   private lastDropLog = 0
   private readonly listeners: Array<[string, (...args: unknown[]) => void]> = []
 
-  constructor(private readonly configs: WebhookConfig[], private readonly log: Logger, redis?: { client: Redis; keyPrefix: string; node: string }) {
+  constructor(private readonly configs: WebhookConfig[], private readonly log: Logger, node: string, redis?: { client: Redis; keyPrefix: string }) {
+    this.nodeId = node
     this.outbox = redis
-      ? new RedisOutbox(redis.client, redis.keyPrefix, redis.node, log)
-      : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total))
+      ? new RedisOutbox(redis.client, redis.keyPrefix, node, log)
+      : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total), node)
     for (const c of configs) {
       this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, log, `hookmq/${version}`))
       for (const f of c.topics) this.tree.add(f, c.name, c)
@@ -50,7 +51,6 @@ export class WebhookPlugin implements BrokerPlugin {
 
   async start(broker: Broker): Promise<void> {
     this.broker = broker
-    this.nodeId = broker.id
     await this.outbox.start(this.configs.map((c) => c.name))
     const events = new Set(this.configs.flatMap((c) => c.events))
     for (const event of events) {
@@ -80,9 +80,10 @@ export class WebhookPlugin implements BrokerPlugin {
     }
     if (rules.length === 0) return undefined
     let pending: Promise<void> | undefined
+    const item = new PendingMessage(message, client?.id ?? null, Date.now())
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]!
-      const p = this.enqueue(rule.name, fromMessage(deliveryId(this.nodeId), message, client))
+      const p = this.enqueue(rule.name, item)
       // QoS 0 is not waited for: at most once, and the publisher is never held by the outbox
       if (p !== undefined && message.qos > 0) pending = pending === undefined ? p : pending.then(() => p)
       else if (p !== undefined) p.catch((err: unknown) => this.log.error({ err, webhook: rule.name }, 'webhook enqueue failed'))
@@ -98,11 +99,11 @@ export class WebhookPlugin implements BrokerPlugin {
     }
   }
 
-  private enqueue(webhook: string, delivery: Delivery): Promise<void> | undefined {
+  private enqueue(webhook: string, delivery: Queued): Promise<void> | undefined {
     const p = this.outbox.push(webhook, delivery)
     const d = this.dispatchers.get(webhook)!
     if (p === undefined) {
-      d.kick()
+      d.added()
       return undefined
     }
     return p.then(() => d.kick())

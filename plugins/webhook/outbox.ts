@@ -1,4 +1,5 @@
-import type { DeadBatch, Delivery } from './delivery.js'
+import { ByteQueue } from './byte-queue.js'
+import { deliveryId, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
 
 // Where deliveries wait for their webhook. In memory by default (bounded: the
 // oldest go first, counted); in a Redis Stream when Redis is configured.
@@ -6,12 +7,17 @@ import type { DeadBatch, Delivery } from './delivery.js'
 export interface Taken {
   /** the outbox's own handle (a stream entry id in Redis) */
   ref: string
-  delivery: Delivery
+  /** the delivery as JSON text */
+  json: string
+}
+
+export function parseTaken(taken: Taken[]): Delivery[] {
+  return taken.map((t) => JSON.parse(t.json) as Delivery)
 }
 
 export interface Outbox {
   /** adds a delivery; a promise when the write must be waited for (it is durable once resolved) */
-  push(webhook: string, delivery: Delivery): Promise<void> | undefined
+  push(webhook: string, item: Queued): Promise<void> | undefined
   /** up to `max` deliveries not yet taken, oldest first */
   take(webhook: string, max: number): Promise<Taken[]>
   /** deliveries waiting (not taken) */
@@ -32,49 +38,47 @@ export interface Outbox {
 }
 
 export class MemoryOutbox implements Outbox {
-  private readonly queues = new Map<string, { items: Delivery[]; head: number; dropped: number }>()
+  private readonly queues = new Map<string, { items: ByteQueue; dropped: number }>()
   private readonly deadList: DeadBatch[] = []
   private notify: (webhook: string) => void = () => {}
   private seq = 0
+  private readonly makeId: () => string
 
-  constructor(private readonly limits: Map<string, number>, private readonly onDrop: (webhook: string, total: number) => void) {}
+  constructor(private readonly limits: Map<string, number>, private readonly onDrop: (webhook: string, total: number) => void, node: string) {
+    this.makeId = () => deliveryId(node)
+  }
 
-  private queue(webhook: string): { items: Delivery[]; head: number; dropped: number } {
+  private queue(webhook: string): { items: ByteQueue; dropped: number } {
     let q = this.queues.get(webhook)
     if (!q) {
-      q = { items: [], head: 0, dropped: 0 }
+      q = { items: new ByteQueue(), dropped: 0 }
       this.queues.set(webhook, q)
     }
     return q
   }
 
-  push(webhook: string, delivery: Delivery): undefined {
+  push(webhook: string, item: Queued): undefined {
     const q = this.queue(webhook)
-    if (q.items.length - q.head >= (this.limits.get(webhook) ?? Infinity)) {
-      q.head++ // the oldest goes
+    if (q.items.length >= (this.limits.get(webhook) ?? Infinity)) {
+      q.items.drop() // the oldest goes
       q.dropped++
       this.onDrop(webhook, q.dropped)
     }
-    q.items.push(delivery)
+    if (item instanceof PendingMessage) q.items.pushMessage(item.message, item.clientId, item.at)
+    else q.items.pushJson(JSON.stringify(item))
     return undefined
   }
 
   async take(webhook: string, max: number): Promise<Taken[]> {
     const q = this.queue(webhook)
-    const n = Math.min(max, q.items.length - q.head)
+    const n = Math.min(max, q.items.length)
     const out: Taken[] = new Array(n)
-    for (let i = 0; i < n; i++) out[i] = { ref: String(++this.seq), delivery: q.items[q.head + i]! }
-    q.head += n
-    if (q.head > 1024 && q.head * 2 > q.items.length) {
-      q.items = q.items.slice(q.head)
-      q.head = 0
-    }
+    for (let i = 0; i < n; i++) out[i] = { ref: String(++this.seq), json: q.items.shift(this.makeId)! }
     return out
   }
 
   waiting(webhook: string): number {
-    const q = this.queues.get(webhook)
-    return q ? q.items.length - q.head : 0
+    return this.queues.get(webhook)?.items.length ?? 0
   }
 
   dropped(webhook: string): number {
@@ -97,7 +101,7 @@ export class MemoryOutbox implements Outbox {
       const b = this.deadList[i]!
       if (webhook !== undefined && b.webhook !== webhook) { i++; continue }
       this.deadList.splice(i, 1)
-      for (const d of b.deliveries) this.push(b.webhook, d)
+      for (const d of b.deliveries) this.push(b.webhook, d as Delivery)
       n += b.deliveries.length
       this.notify(b.webhook)
     }

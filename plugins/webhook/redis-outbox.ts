@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from '../../core/index.js'
-import type { DeadBatch, Delivery } from './delivery.js'
+import { toJson, type DeadBatch, type Delivery, type Queued } from './delivery.js'
 import type { Outbox, Taken } from './outbox.js'
 
 // The durable outbox: one Redis Stream per webhook, read through a consumer
@@ -100,9 +100,9 @@ export class RedisOutbox implements Outbox {
     }
   }
 
-  push(webhook: string, delivery: Delivery): Promise<void> {
+  push(webhook: string, item: Queued): Promise<void> {
     this.counts.set(webhook, (this.counts.get(webhook) ?? 0) + 1)
-    return this.redis.xadd(this.stream(webhook), '*', 'd', JSON.stringify(delivery)).then(() => undefined, (err: unknown) => {
+    return this.redis.xadd(this.stream(webhook), '*', 'd', toJson(item, this.node)).then(() => undefined, (err: unknown) => {
       this.counts.set(webhook, (this.counts.get(webhook) ?? 1) - 1)
       throw err
     })
@@ -126,7 +126,7 @@ export class RedisOutbox implements Outbox {
         await this.redis.xack(this.stream(webhook), GROUP, ref)
         continue
       }
-      out.push({ ref, delivery: JSON.parse(fields[1]!) as Delivery })
+      out.push({ ref, json: fields[1]! })
     }
     return out
   }
@@ -165,7 +165,7 @@ export class RedisOutbox implements Outbox {
         const s = await this.redis.lpop(this.deadKey(w))
         if (s === null) break
         const batch = JSON.parse(s) as DeadBatch
-        for (const d of batch.deliveries) await this.push(w, d)
+        for (const d of batch.deliveries) await this.push(w, d as Delivery)
         n += batch.deliveries.length
       }
       this.notify(w)

@@ -1,8 +1,10 @@
 import { createHmac, randomUUID } from 'node:crypto'
+import http from 'node:http'
+import https from 'node:https'
 import type { Logger } from '../../core/index.js'
 import type { WebhookConfig } from '../config.js'
 import type { DeadBatch } from './delivery.js'
-import type { Outbox, Taken } from './outbox.js'
+import { parseTaken, type Outbox, type Taken } from './outbox.js'
 
 // One webhook's dispatcher: forms batches by count and wait time, keeps at
 // most `concurrency` requests in flight, retries with exponential backoff and
@@ -28,7 +30,22 @@ export class Dispatcher {
   private stopped = false
   private readonly sleeping = new Set<{ timer: NodeJS.Timeout; wake: () => void }>()
 
-  constructor(readonly config: WebhookConfig, private readonly outbox: Outbox, private readonly log: Logger, private readonly userAgent: string) {}
+  private readonly bodyStart: string
+  private readonly url: URL
+  private readonly agent: http.Agent
+
+  constructor(readonly config: WebhookConfig, private readonly outbox: Outbox, private readonly log: Logger, private readonly userAgent: string) {
+    this.bodyStart = `{"webhook":${JSON.stringify(config.name)},"deliveries":[`
+    this.url = new URL(config.url)
+    const options = { keepAlive: true, maxSockets: config.concurrency }
+    this.agent = this.url.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options)
+  }
+
+  /** One delivery was added (the common case, kept cheap): act only when a batch fills or a timer is needed. */
+  added(): void {
+    if (this.timer !== undefined && this.outbox.waiting(this.config.name) < this.config.batch.maxSize) return
+    this.kick()
+  }
 
   /** Deliveries were added: send at once when a batch is full, else after maxWaitMs. */
   kick(): void {
@@ -71,7 +88,9 @@ export class Dispatcher {
   /** Sends one batch until it is delivered or dead. */
   private async send(taken: Taken[]): Promise<void> {
     const batchId = randomUUID()
-    const body = JSON.stringify({ webhook: this.config.name, deliveries: taken.map((t) => t.delivery) })
+    let body = this.bodyStart
+    for (let i = 0; i < taken.length; i++) body += (i === 0 ? '' : ',') + taken[i]!.json
+    body += ']}'
     const { maxAttempts, minDelayMs, maxDelayMs } = this.config.retry
     let last = ''
     let attempts = 0
@@ -97,32 +116,48 @@ export class Dispatcher {
       await this.sleep(wait)
     }
     if (this.stopped) return // not acknowledged: a durable outbox sends it again after restart
-    const dead: DeadBatch = { id: batchId, webhook: this.config.name, deliveries: taken.map((t) => t.delivery), reason: last, attempts, at: new Date().toISOString() }
+    const dead: DeadBatch = { id: batchId, webhook: this.config.name, deliveries: parseTaken(taken), reason: last, attempts, at: new Date().toISOString() }
     this.stats.deadLettered += taken.length
     this.log.error({ webhook: this.config.name, batch: batchId, deliveries: taken.length, reason: last }, 'webhook batch moved to dead letters')
     await this.outbox.dead(dead, taken).catch((err: unknown) => this.log.error({ err }, 'webhook dead-letter write failed'))
   }
 
-  private async post(body: string, batchId: string): Promise<Outcome> {
-    const headers: Record<string, string> = {
+  private post(body: string, batchId: string): Promise<Outcome> {
+    const headers: Record<string, string | number> = {
       ...this.config.headers,
       'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
       'user-agent': this.userAgent,
       'x-hookmq-delivery': batchId,
     }
     if (this.config.secret) headers['x-hookmq-signature'] = 'sha256=' + createHmac('sha256', this.config.secret).update(body).digest('hex')
-    let res: Response
-    try {
-      res = await fetch(this.config.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.config.timeoutMs) })
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string } }
-      return { kind: 'retry', reason: e.name === 'TimeoutError' ? `timeout after ${this.config.timeoutMs} ms` : `${e.cause?.code ?? e.name}: ${e.message}` }
-    }
-    await res.arrayBuffer().catch(() => undefined) // drain so the connection is reused
-    if (res.ok) return { kind: 'ok' }
-    const reason = `HTTP ${res.status}`
-    if (res.status === 408 || res.status === 429 || res.status >= 500) return { kind: 'retry', reason, after: retryAfter(res.headers.get('retry-after')) }
-    return { kind: 'dead', reason }
+    const client = this.url.protocol === 'https:' ? https : http
+    return new Promise((resolve) => {
+      let settled = false
+      const done = (o: Outcome): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        resolve(o)
+      }
+      const req = client.request(this.url, { method: 'POST', headers, agent: this.agent }, (res) => {
+        res.resume() // drain so the connection is reused
+        res.on('error', (err: Error) => done({ kind: 'retry', reason: err.message }))
+        res.on('end', () => {
+          const status = res.statusCode ?? 0
+          const reason = `HTTP ${status}`
+          if (status >= 200 && status < 300) done({ kind: 'ok' })
+          else if (status === 408 || status === 429 || status >= 500) done({ kind: 'retry', reason, after: retryAfter(header(res.headers['retry-after'])) })
+          else done({ kind: 'dead', reason })
+        })
+      })
+      const timer = setTimeout(() => {
+        done({ kind: 'retry', reason: `timeout after ${this.config.timeoutMs} ms` })
+        req.destroy()
+      }, this.config.timeoutMs)
+      req.on('error', (err: Error & { code?: string }) => done({ kind: 'retry', reason: `${err.code ?? err.name}: ${err.message}` }))
+      req.end(body)
+    })
   }
 
   private recordLatency(ms: number): void {
@@ -141,6 +176,7 @@ export class Dispatcher {
 
   stop(): void {
     this.stopped = true
+    this.agent.destroy()
     clearTimeout(this.timer)
     for (const s of this.sleeping) {
       clearTimeout(s.timer)
@@ -156,4 +192,8 @@ export function retryAfter(value: string | null): number | undefined {
   if (/^\d+$/.test(value.trim())) return Number(value) * 1000
   const at = Date.parse(value)
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now())
+}
+
+function header(v: string | string[] | undefined): string | null {
+  return v === undefined ? null : Array.isArray(v) ? v[0] ?? null : v
 }

@@ -1,0 +1,104 @@
+import type { Message } from '../../core/index.js'
+import { jsonProperties, messageJson } from './delivery.js'
+
+// A FIFO of delivery records kept as bytes in large buffers, outside the
+// JavaScript heap the garbage collector walks. A queue of a million waiting
+// messages then costs the collector nothing, where a million small objects
+// would be copied and promoted on every scavenge while the endpoint is slow.
+
+const CHUNK = 1 << 20
+const KIND_MESSAGE = 1
+const KIND_JSON = 2
+
+export class ByteQueue {
+  private chunks: Buffer[] = []
+  private readChunk = 0
+  private readPos = 0
+  private writePos = CHUNK // forces a first chunk
+  length = 0
+
+  /** Appends a published message (fields copied: the message itself is not retained). */
+  pushMessage(m: Message, clientId: string | null, at: number): void {
+    const props = m.properties === undefined ? '' : JSON.stringify(jsonProperties(m.properties as Record<string, unknown>))
+    const topicLen = Buffer.byteLength(m.topic)
+    const clientLen = clientId === null ? 0 : Buffer.byteLength(clientId)
+    const propsLen = props.length === 0 ? 0 : Buffer.byteLength(props)
+    const size = 4 + 1 + 8 + 1 + 2 + topicLen + 2 + clientLen + 4 + m.payload.length + 4 + propsLen
+    const buf = this.reserve(size)
+    let p = this.writePos
+    buf.writeUInt32LE(size, p); p += 4
+    buf[p++] = KIND_MESSAGE
+    buf.writeDoubleLE(at, p); p += 8
+    buf[p++] = m.qos | (m.retain ? 4 : 0) | (clientId === null ? 8 : 0)
+    buf.writeUInt16LE(topicLen, p); p += 2
+    p += buf.write(m.topic, p, 'utf8')
+    buf.writeUInt16LE(clientLen, p); p += 2
+    if (clientLen > 0) p += buf.write(clientId!, p, 'utf8')
+    buf.writeUInt32LE(m.payload.length, p); p += 4
+    p += m.payload.copy(buf, p)
+    buf.writeUInt32LE(propsLen, p); p += 4
+    if (propsLen > 0) p += buf.write(props, p, 'utf8')
+    this.writePos = p
+    this.length++
+  }
+
+  /** Appends a delivery that is already JSON (events, custom deliveries, replays). */
+  pushJson(json: string): void {
+    const len = Buffer.byteLength(json)
+    const size = 4 + 1 + len
+    const buf = this.reserve(size)
+    buf.writeUInt32LE(size, this.writePos)
+    buf[this.writePos + 4] = KIND_JSON
+    buf.write(json, this.writePos + 5, 'utf8')
+    this.writePos += size
+    this.length++
+  }
+
+  /** Removes the oldest record and answers its delivery JSON (the id is made now). */
+  shift(makeId: () => string): string | undefined {
+    if (this.length === 0) return undefined
+    let buf = this.chunks[this.readChunk]!
+    if (this.readPos + 4 > buf.length || buf.readUInt32LE(this.readPos) === 0) { // rest of this chunk unused
+      this.readChunk++
+      this.readPos = 0
+      buf = this.chunks[this.readChunk]!
+    }
+    const start = this.readPos
+    const size = buf.readUInt32LE(start)
+    this.readPos += size
+    this.length--
+    if (this.readChunk > 0 && this.readChunk * 2 >= this.chunks.length) { // let read chunks go
+      this.chunks = this.chunks.slice(this.readChunk)
+      this.readChunk = 0
+    }
+    if (buf[start + 4] === KIND_JSON) return buf.toString('utf8', start + 5, start + size)
+    let p = start + 5
+    const at = buf.readDoubleLE(p); p += 8
+    const flags = buf[p++]!
+    const topicLen = buf.readUInt16LE(p); p += 2
+    const topic = buf.toString('utf8', p, p + topicLen); p += topicLen
+    const clientLen = buf.readUInt16LE(p); p += 2
+    const clientId = flags & 8 ? null : buf.toString('utf8', p, p + clientLen); p += clientLen
+    const payloadLen = buf.readUInt32LE(p); p += 4
+    const payload = buf.toString('base64', p, p + payloadLen); p += payloadLen
+    const propsLen = buf.readUInt32LE(p); p += 4
+    return messageJson(makeId(), at, clientId, topic, flags & 3, (flags & 4) !== 0, payload, propsLen > 0 ? buf.toString('utf8', p, p + propsLen) : undefined)
+  }
+
+  /** Drops the oldest record. */
+  drop(): void {
+    this.shift(() => '')
+  }
+
+  private reserve(size: number): Buffer {
+    let buf = this.chunks[this.chunks.length - 1]
+    if (buf === undefined || this.writePos + size > buf.length) {
+      if (buf !== undefined && this.writePos + 4 <= buf.length) buf.writeUInt32LE(0, this.writePos) // end marker
+      buf = Buffer.allocUnsafe(Math.max(CHUNK, size))
+      this.chunks.push(buf)
+      this.writePos = 0
+    }
+    return buf
+  }
+}
+
