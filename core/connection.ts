@@ -1,4 +1,4 @@
-import mqtt from 'mqtt-packet'
+import { encodePacket, mqtt } from './codec.js'
 import type { Packet, IPublishPacket } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
 import type { Broker } from './broker.js'
@@ -148,7 +148,7 @@ export class Connection implements Outlet {
 
   write(packet: Packet): void {
     if (!this.isOpen && packet.cmd !== 'disconnect' && packet.cmd !== 'connack') return
-    this.writeBytes(mqtt.generate(packet, this.genOpts))
+    this.writeBytes(encodePacket(packet, this.genOpts))
   }
 
   /** Writes within one tick leave in one batch (cork until the next tick). False when the socket wants a drain. */
@@ -213,7 +213,7 @@ export class Connection implements Outlet {
   /** Encodes a routed PUBLISH; a message the codec refuses is dropped for this client only. */
   private encode(packet: IPublishPacket): Buffer | undefined {
     try {
-      return mqtt.generate(packet, this.genOpts)
+      return encodePacket(packet, this.genOpts)
     } catch (err) {
       this.broker.log.warn({ err, clientId: this.client.id, topic: packet.topic }, 'message could not be encoded for this client')
       return undefined
@@ -226,10 +226,22 @@ export class Connection implements Outlet {
       this.broker.stats.dropped++
       return true
     }
-    const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup, messageId: packetId }
+    let buf: Buffer | undefined
     let newAlias = ''
-    if (this.protocolVersion === 5) newAlias = this.v5Properties(packet, message, ids)
-    const buf = this.encode(packet)
+    const v5 = this.protocolVersion === 5
+    if (qos === 0 && ids === undefined && (!v5 || (message.properties === undefined && this.topicAliasMaxOut === 0))) {
+      // the same bytes for every such subscriber: encoded once per message
+      const slot = (v5 ? 2 : 0) + (retain ? 1 : 0)
+      buf = message.encoded?.[slot]
+      if (buf === undefined) {
+        buf = this.encode({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 0, retain, dup: false })
+        if (buf !== undefined) (message.encoded ??= [])[slot] = buf
+      }
+    } else {
+      const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup, messageId: packetId }
+      if (v5) newAlias = this.v5Properties(packet, message, ids)
+      buf = this.encode(packet)
+    }
     if (buf === undefined || buf.length > this.maxOutgoingPacket) {
       if (newAlias !== '') this.aliasesOut!.delete(newAlias)
       this.broker.stats.dropped++

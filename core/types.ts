@@ -25,6 +25,12 @@ export interface Message {
   origin?: string
   /** id of the node that accepted it (for clustering) */
   node?: string
+  /**
+   * Encoded QoS 0 PUBLISH bytes shared by every subscriber that gets the same
+   * bytes (index: MQTT 5 ? 2 : 0, plus 1 when retained). A cache: never stored,
+   * and dropped by anything that copies the message to change it.
+   */
+  encoded?: Buffer[]
 }
 
 export interface SubscriptionOptions {

@@ -62,7 +62,7 @@ export async function runTeardown(entry: Registration & { setup: SetupResult }):
 
 /** A new message with the transform's changes; the original is never mutated. */
 export function applyPatch(message: Message, patch: TransformPatch): Message {
-  const next: Message = { ...message }
+  const next: Message = { ...message, encoded: undefined }
   if (patch.topic !== undefined) next.topic = patch.topic
   if (patch.payload !== undefined) next.payload = typeof patch.payload === 'string' ? Buffer.from(patch.payload) : Buffer.isBuffer(patch.payload) ? patch.payload : Buffer.from(patch.payload)
   if (patch.qos !== undefined) next.qos = patch.qos
