@@ -12,7 +12,7 @@ import type { Session } from './session.js'
 import { SessionManager } from './sessions.js'
 import { memoryStores, type Stores } from './stores.js'
 import { SysPublisher } from './sys.js'
-import type { ClientInfo, Message, MessageProperties, QoS, Subscription } from './types.js'
+import { newMessage, type ClientInfo, type Message, type MessageProperties, type QoS, type Subscription } from './types.js'
 
 export interface BrokerOptions extends ConfigInput {
   /** persistence and message bus; in memory when omitted */
@@ -187,11 +187,7 @@ export class Broker {
   /** Publishes from code (not from a client): no authorization, transforms apply. */
   publish(options: PublishOptions): Promise<void> {
     const payload = options.payload === undefined ? Buffer.alloc(0) : typeof options.payload === 'string' ? Buffer.from(options.payload) : options.payload
-    const message: Message = { topic: options.topic, payload, qos: options.qos ?? 0, retain: options.retain ?? false }
-    if (options.properties) {
-      message.properties = options.properties
-      if (options.properties.messageExpiryInterval !== undefined) message.expiresAt = Date.now() + options.properties.messageExpiryInterval * 1000
-    }
+    const message = newMessage(options.topic, payload, options.qos ?? 0, options.retain ?? false, undefined, options.properties)
     return Promise.resolve(this.transformAndRoute(undefined, message)).then(noop)
   }
 

@@ -14,4 +14,5 @@ export type { HookRunner, HookCatalogue, HookName, Decision, AuthenticateInput, 
 export { MemoryBus, MemoryRetainedStore, MemorySessionStore, memoryStores } from './stores.js'
 export type { MessageBus, RetainedStore, SessionStore, SessionState, StoredSession, OutgoingEntry, QueuedEntry, Stores, Will } from './stores.js'
 export type { ClientInfo, Message, MessageProperties, QoS, Subscription, SubscriptionOptions } from './types.js'
+export { newMessage } from './types.js'
 export { version } from './version.js'

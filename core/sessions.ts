@@ -3,7 +3,7 @@ import type { Connection } from './connection.js'
 import { ReasonCode } from './errors.js'
 import { NEVER_EXPIRES, Session, type SessionContext } from './session.js'
 import type { Will } from './stores.js'
-import type { Message } from './types.js'
+import { newMessage, type Message } from './types.js'
 
 const MAX_TIMER_MS = 0x7fffffff
 
@@ -135,13 +135,7 @@ export class SessionManager {
 }
 
 function willMessage(will: Will, clientId: string): Message {
-  const message: Message = { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, origin: clientId }
-  if (will.properties !== undefined) {
-    message.properties = will.properties
-    const exp = will.properties.messageExpiryInterval
-    if (exp !== undefined) message.expiresAt = Date.now() + exp * 1000
-  }
-  return message
+  return newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties)
 }
 
 /** setTimeout for due times beyond the 24.8-day timer limit. */

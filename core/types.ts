@@ -60,3 +60,13 @@ export interface ClientInfo {
   user?: unknown
   listener: string
 }
+
+/**
+ * A message with every field present, so all messages share one shape (V8
+ * hidden class): adding `node` or `encoded` later would change it on the
+ * publish path.
+ */
+export function newMessage(topic: string, payload: Buffer, qos: QoS, retain: boolean, origin: string | undefined, properties?: MessageProperties): Message {
+  const exp = properties?.messageExpiryInterval
+  return { topic, payload, qos, retain, properties, expiresAt: exp === undefined ? undefined : Date.now() + exp * 1000, origin, node: undefined, encoded: undefined }
+}

@@ -32,28 +32,46 @@ export default defineHook({
   config: z.object({ superusers: z.array(z.string()).default([]), rules: z.array(rule).default([]) }),
 
   authorizePublish({ client, topic }, { config }) {
-    return decide(config, client, 'publish', topic)
+    return decide(compiled(config), client, 'publish', topic)
   },
 
   authorizeSubscribe({ client, filter }, { config }) {
-    return decide(config, client, 'subscribe', filter)
+    return decide(compiled(config), client, 'subscribe', filter)
   },
 })
 
-function decide(config: Config, client: ClientInfo, what: 'publish' | 'subscribe', topic: string) {
-  const user = userName(client)
-  if (user !== undefined && config.superusers.includes(user)) return true
-  const applies = (r: Config['rules'][number], kind: 'allow' | 'deny'): boolean => {
-    const act = kind === 'allow' ? ('allow' in r ? r.allow : undefined) : ('deny' in r ? r.deny : undefined)
-    if (act !== what && act !== 'both') return false
-    if (r.user !== '*' && r.user !== user) return false
-    return r.topics.some((pattern) => {
-      const p = expand(pattern, user, client.id)
-      return p !== undefined && covers(p, topic)
-    })
+// Rules are split into levels once per config (this runs for every message).
+interface Compiled {
+  superusers: Set<string>
+  deny: Array<{ user: string; what: string; patterns: string[][] }>
+  allow: Array<{ user: string; what: string; patterns: string[][] }>
+}
+
+const cache = new WeakMap<Config, Compiled>()
+
+function compiled(config: Config): Compiled {
+  let c = cache.get(config)
+  if (!c) {
+    const split = (r: Config['rules'][number], what: string) => ({ user: r.user, what, patterns: r.topics.map((t) => t.split('/')) })
+    c = {
+      superusers: new Set(config.superusers),
+      deny: config.rules.flatMap((r) => ('deny' in r ? [split(r, r.deny)] : [])),
+      allow: config.rules.flatMap((r) => ('allow' in r ? [split(r, r.allow)] : [])),
+    }
+    cache.set(config, c)
   }
-  if (config.rules.some((r) => applies(r, 'deny'))) return { deny: `${what} to ${topic} is denied` }
-  if (config.rules.some((r) => applies(r, 'allow'))) return true
+  return c
+}
+
+function decide(c: Compiled, client: ClientInfo, what: 'publish' | 'subscribe', topic: string) {
+  const user = userName(client)
+  if (user !== undefined && c.superusers.has(user)) return true
+  const levels = topic.split('/')
+  const matches = (rules: Compiled['deny']): boolean => rules.some((r) =>
+    (r.what === what || r.what === 'both') && (r.user === '*' || r.user === user) &&
+    r.patterns.some((p) => covers(p, levels, user, client.id)))
+  if (matches(c.deny)) return { deny: `${what} to ${topic} is denied` }
+  if (matches(c.allow)) return true
   return { deny: `no rule allows ${what} to ${topic}` }
 }
 
@@ -62,25 +80,27 @@ function userName(client: ClientInfo): string | undefined {
   return attached?.name ?? client.username
 }
 
-/** Fills in %u and %c; a pattern needing a user name does not apply without one. */
-function expand(pattern: string, user: string | undefined, clientId: string): string | undefined {
-  if (pattern.includes('%u') && user === undefined) return undefined
-  return pattern.replaceAll('%u', user ?? '').replaceAll('%c', clientId)
-}
-
-/** True when every topic matched by `filter` is also matched by `pattern`. */
-function covers(pattern: string, filter: string): boolean {
-  const p = pattern.split('/')
-  const f = filter.split('/')
+/**
+ * True when every topic matched by the filter `f` is also matched by the pattern
+ * `p` (levels; "%u" is the user name, "%c" the client id; a pattern needing a user
+ * name does not apply without one).
+ */
+function covers(p: string[], f: string[], user: string | undefined, clientId: string): boolean {
   for (let i = 0; i < p.length; i++) {
-    if (p[i] === '#') return !(i === 0 && f[0]!.startsWith('$'))
-    if (i >= f.length) return false
-    if (f[i] === '#') return false
-    if (p[i] === '+') {
+    const level = p[i]!
+    if (level === '#') return !(i === 0 && f[0]!.startsWith('$'))
+    if (i >= f.length || f[i] === '#') return false
+    if (level === '+') {
       if (i === 0 && f[0]!.startsWith('$')) return false
       continue
     }
-    if (p[i] !== f[i]) return false
+    const want = level.includes('%') ? expand(level, user, clientId) : level
+    if (want === undefined || want !== f[i]) return false
   }
   return p.length === f.length
+}
+
+function expand(level: string, user: string | undefined, clientId: string): string | undefined {
+  if (level.includes('%u') && user === undefined) return undefined
+  return level.replaceAll('%u', user ?? '').replaceAll('%c', clientId)
 }

@@ -198,6 +198,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       eventContext: { config, log, forward },
       forward,
       active: 0,
+      spare: undefined,
       retired: false,
       onIdle: undefined,
     }
@@ -326,11 +327,18 @@ function byOrder(a: Entry, b: Entry): number {
   return a.order - b.order || (a.file ?? a.name).localeCompare(b.file ?? b.name)
 }
 
+/** A hook's `filter.topics` as one test, its answers cached per topic (bounded). */
 function compileFilter(topics: string[] | undefined): ((topic: string) => boolean) | null {
   if (!topics) return null
+  const cache = new Map<string, boolean>()
   return (topic) => {
-    for (const f of topics) if (matchesFilter(f, topic)) return true
-    return false
+    let hit = cache.get(topic)
+    if (hit === undefined) {
+      hit = topics.some((f) => matchesFilter(f, topic))
+      if (cache.size >= 10000) cache.clear()
+      cache.set(topic, hit)
+    }
+    return hit
   }
 }
 

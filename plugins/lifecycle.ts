@@ -1,5 +1,5 @@
 import type { z } from 'zod'
-import type { Logger, Message, PublishOptions } from '../core/index.js'
+import { newMessage, type Logger, type Message, type PublishOptions } from '../core/index.js'
 import type { HookContext, HookDefinition } from './define.js'
 import type { Registration } from './invoke.js'
 import type { TransformPatch } from './schemas.js'
@@ -62,15 +62,11 @@ export async function runTeardown(entry: Registration & { setup: SetupResult }):
 
 /** A new message with the transform's changes; the original is never mutated. */
 export function applyPatch(message: Message, patch: TransformPatch): Message {
-  const next: Message = { ...message, encoded: undefined }
-  if (patch.topic !== undefined) next.topic = patch.topic
-  if (patch.payload !== undefined) next.payload = typeof patch.payload === 'string' ? Buffer.from(patch.payload) : Buffer.isBuffer(patch.payload) ? patch.payload : Buffer.from(patch.payload)
-  if (patch.qos !== undefined) next.qos = patch.qos
-  if (patch.retain !== undefined) next.retain = patch.retain
-  if (patch.properties !== undefined) {
-    next.properties = patch.properties as Message['properties']
-    const exp = next.properties?.messageExpiryInterval
-    next.expiresAt = exp === undefined ? undefined : Date.now() + exp * 1000
-  }
+  const payload = patch.payload === undefined ? message.payload
+    : typeof patch.payload === 'string' ? Buffer.from(patch.payload)
+      : Buffer.isBuffer(patch.payload) ? patch.payload : Buffer.from(patch.payload)
+  const next = newMessage(patch.topic ?? message.topic, payload, patch.qos ?? message.qos, patch.retain ?? message.retain, message.origin,
+    patch.properties !== undefined ? patch.properties as Message['properties'] : message.properties)
+  if (patch.properties === undefined) next.expiresAt = message.expiresAt // the original deadline stands
   return next
 }

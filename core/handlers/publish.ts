@@ -3,7 +3,7 @@ import type { Connection } from '../connection.js'
 import { HookmqError, protocolError } from '../errors.js'
 import { isPromise } from '../hooks.js'
 import { checkTopicName } from '../topic.js'
-import type { Message, MessageProperties } from '../types.js'
+import { newMessage, type Message, type MessageProperties } from '../types.js'
 
 // Inbound PUBLISH: resolve the topic alias, check the topic, enforce Receive
 // Maximum, then hand the message to the broker's publish pipeline and answer
@@ -84,24 +84,16 @@ function resolveTopic(conn: Connection, packet: IPublishPacket): string {
 
 function toMessage(conn: Connection, packet: IPublishPacket, topic: string): Message {
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-  const message: Message = { topic, payload, qos: packet.qos, retain: packet.retain, origin: conn.client.id }
   const p = packet.properties
-  if (p !== undefined && conn.protocolVersion === 5) {
-    const properties: MessageProperties = {}
-    let any = false
-    if (p.payloadFormatIndicator !== undefined) { properties.payloadFormatIndicator = p.payloadFormatIndicator; any = true }
-    if (p.contentType !== undefined) { properties.contentType = p.contentType; any = true }
-    if (p.responseTopic !== undefined) { properties.responseTopic = p.responseTopic; any = true }
-    if (p.correlationData !== undefined) { properties.correlationData = p.correlationData; any = true }
-    if (p.userProperties !== undefined) { properties.userProperties = p.userProperties; any = true }
-    if (p.messageExpiryInterval !== undefined) {
-      properties.messageExpiryInterval = p.messageExpiryInterval
-      message.expiresAt = Date.now() + p.messageExpiryInterval * 1000
-      any = true
-    }
-    if (p.subscriptionIdentifier !== undefined) throw protocolError('PUBLISH from a client must not carry a Subscription Identifier') // [MQTT-3.3.4-6]
-    if (any) message.properties = properties
-  }
-  return message
+  if (p === undefined || conn.protocolVersion !== 5) return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id)
+  if (p.subscriptionIdentifier !== undefined) throw protocolError('PUBLISH from a client must not carry a Subscription Identifier') // [MQTT-3.3.4-6]
+  const properties: MessageProperties = {}
+  let any = false
+  if (p.payloadFormatIndicator !== undefined) { properties.payloadFormatIndicator = p.payloadFormatIndicator; any = true }
+  if (p.contentType !== undefined) { properties.contentType = p.contentType; any = true }
+  if (p.responseTopic !== undefined) { properties.responseTopic = p.responseTopic; any = true }
+  if (p.correlationData !== undefined) { properties.correlationData = p.correlationData; any = true }
+  if (p.userProperties !== undefined) { properties.userProperties = p.userProperties; any = true }
+  if (p.messageExpiryInterval !== undefined) { properties.messageExpiryInterval = p.messageExpiryInterval; any = true }
+  return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id, any ? properties : undefined)
 }
-
