@@ -140,14 +140,20 @@ export async function fanOut(port: number, subscribers: number, messages: number
   return { rate: expected / seconds, expected, received, seconds }
 }
 
-/** QoS 0 at `rate` msg/s for `seconds`; answers latency percentiles in ms. */
-export async function latency(port: number, rate: number, seconds: number): Promise<{ p50: number; p99: number; max: number; received: number; expected: number }> {
+/**
+ * QoS 0 at `rate` msg/s for `seconds`, after `warmup` seconds at the same rate
+ * that are not counted (JIT compilation and first heap growth, for every broker
+ * alike); answers latency percentiles in ms.
+ */
+export async function latency(port: number, rate: number, seconds: number, warmup = 1): Promise<{ p50: number; p99: number; max: number; received: number; expected: number }> {
   const samples: number[] = []
+  const skip = rate * warmup
+  let seen = 0
   const expected = rate * seconds
-  const done = waitFor(() => samples.length >= expected, seconds * 1000 + 10000, `latency: ${samples.length}/${expected}`)
+  const done = waitFor(() => samples.length >= expected, (seconds + warmup) * 1000 + 10000, `latency: ${samples.length}/${expected}`)
   const sub = await subscribe(port, 'lat/t', 0, (buf, start, length) => {
     const sentAt = buf.readBigUInt64BE(start + length - 64)
-    samples.push(Number(process.hrtime.bigint() - sentAt) / 1e6)
+    if (++seen > skip) samples.push(Number(process.hrtime.bigint() - sentAt) / 1e6)
     done.check()
   })
   const pub = await connectClient(port, `lat-pub-${process.pid}-${++run}`)
@@ -155,18 +161,19 @@ export async function latency(port: number, rate: number, seconds: number): Prom
   const stampAt = template.length - 64
   const started = process.hrtime.bigint()
   const interval = 1e9 / rate
+  const total = expected + skip
   let sent = 0
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const now = process.hrtime.bigint()
-      const due = Math.min(expected, Math.floor(Number(now - started) / interval) + 1)
+      const due = Math.min(total, Math.floor(Number(now - started) / interval) + 1)
       while (sent < due) {
         const b = Buffer.from(template)
         b.writeBigUInt64BE(process.hrtime.bigint(), stampAt)
         pub.write(b)
         sent++
       }
-      if (sent >= expected) resolve()
+      if (sent >= total) resolve()
       else setImmediate(tick)
     }
     tick()

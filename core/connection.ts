@@ -1,4 +1,5 @@
-import { encodePacket, mqtt } from './codec.js'
+import { encodePacket } from './codec.js'
+import { PacketReader } from './packet-reader.js'
 import type { Packet, IPublishPacket } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
 import type { Broker } from './broker.js'
@@ -47,15 +48,13 @@ export class Connection implements Outlet {
   private aliasesOut: Map<string, number> | null = null
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
-  private readonly parser: ReturnType<typeof mqtt.parser>
+  private readonly reader: PacketReader
   private backlog: Packet[] | null = null
   private genOpts = { protocolVersion: 4 as 3 | 4 | 5 }
 
   constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
-    this.parser = mqtt.parser({ protocolVersion: 4 })
-    this.parser.on('packet', (p: Packet) => this.onPacket(p))
-    this.parser.on('error', (err: Error) => this.onParseError(err))
+    this.reader = new PacketReader(this)
     socket.on('data', (buf: Buffer) => this.onData(buf))
     socket.on('error', (err: Error) => this.broker.clientError(this, err))
     socket.on('close', () => this.onClose())
@@ -75,27 +74,26 @@ export class Connection implements Outlet {
     this.protocolVersion = v
     this.client.protocolVersion = v
     this.genOpts = { protocolVersion: v }
-    ;(this.parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = v
+    this.reader.setVersion(v)
   }
 
   private onData(buf: Buffer): void {
     this.lastSeen = Date.now()
     if (!this.isOpen) return
-    this.parser.parse(buf)
     // a packet still being received that already exceeds the limit [MQTT-3.2.2-15]
-    const partial = (this.parser as unknown as { packet: { length: number } }).packet.length
+    const partial = this.reader.read(buf)
     if (partial > this.broker.config.limits.maxPacketSize && this.isOpen) {
       this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${partial} bytes exceeds the maximum of ${this.broker.config.limits.maxPacketSize}`))
     }
   }
 
-  private onParseError(err: Error): void {
+  onParseError(err: Error): void {
     if (!this.isOpen) return
     const code = /protocol version/i.test(err.message) ? 'UNSUPPORTED_PROTOCOL' : 'MALFORMED_PACKET'
     this.closeWith(new HookmqError(code, err.message))
   }
 
-  private onPacket(packet: Packet): void {
+  onPacket(packet: Packet): void {
     if (!this.isOpen) return
     if ((packet.length ?? 0) > this.broker.config.limits.maxPacketSize) {
       this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${packet.length} bytes exceeds the maximum`))
