@@ -55,11 +55,12 @@ export class Connection implements Outlet {
   constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
     this.reader = new PacketReader(this)
-    socket.on('data', (buf: Buffer) => this.onData(buf))
-    socket.on('error', (err: Error) => this.broker.clientError(this, err))
-    socket.on('close', () => this.onClose())
-    socket.on('end', () => socket.end())
-    socket.on('drain', () => this.caughtUp())
+    ;(socket as Duplex & { [CONN]?: Connection })[CONN] = this
+    socket.on('data', onSocketData)
+    socket.on('error', onSocketError)
+    socket.on('close', onSocketClose)
+    socket.on('end', onSocketEnd)
+    socket.on('drain', onSocketDrain)
   }
 
   get session(): Session | undefined {
@@ -77,7 +78,7 @@ export class Connection implements Outlet {
     this.reader.setVersion(v)
   }
 
-  private onData(buf: Buffer): void {
+  onData(buf: Buffer): void {
     this.lastSeen = Date.now()
     if (!this.isOpen) return
     // a packet still being received that already exceeds the limit [MQTT-3.2.2-15]
@@ -320,7 +321,7 @@ export class Connection implements Outlet {
 
   closeReason = 0
 
-  private onClose(): void {
+  onClose(): void {
     if (this.state.kind === 'closed') return
     const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
     if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
@@ -339,4 +340,29 @@ function uncork(conn: Connection): void {
 function markSlow(conn: Connection): void {
   conn.slow = true
   conn.releaseThrottled()
+}
+
+// Socket listeners shared by every connection (no closures per connection):
+// the socket carries its Connection.
+const CONN = Symbol('hookmq.connection')
+type ConnSocket = Duplex & { [CONN]: Connection }
+
+function onSocketData(this: ConnSocket, buf: Buffer): void {
+  this[CONN].onData(buf)
+}
+
+function onSocketError(this: ConnSocket, err: Error): void {
+  this[CONN].broker.clientError(this[CONN], err)
+}
+
+function onSocketClose(this: ConnSocket): void {
+  this[CONN].onClose()
+}
+
+function onSocketEnd(this: ConnSocket): void {
+  this.end()
+}
+
+function onSocketDrain(this: ConnSocket): void {
+  this[CONN].caughtUp()
 }

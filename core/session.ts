@@ -31,9 +31,9 @@ export class Session {
   expiryInterval = 0
   readonly subscriptions = new Map<string, Subscription>()
   outlet: Outlet | null = null
-  readonly inflight = new Map<number, OutgoingEntry>()
+  private inflightMap: Map<number, OutgoingEntry> | null = null
   private queue: QueuedEntry[] = []
-  readonly incoming = new Set<number>()
+  private incomingSet: Set<number> | null = null
   private nextId = 1
   will: Will | undefined = undefined
   willTimer: NodeJS.Timeout | undefined = undefined
@@ -47,6 +47,16 @@ export class Session {
   routeIds: number[] | undefined = undefined
 
   constructor(readonly clientId: string, private readonly ctx: SessionContext) {}
+
+  /** sent and unacknowledged, by packet id (made on first use: idle sessions stay small) */
+  get inflight(): Map<number, OutgoingEntry> {
+    return (this.inflightMap ??= new Map())
+  }
+
+  /** QoS 2 packet ids received and not yet released */
+  get incoming(): Set<number> {
+    return (this.incomingSet ??= new Set())
+  }
 
   get persistent(): boolean {
     return this.expiryInterval > 0
@@ -161,9 +171,9 @@ export class Session {
 
   /** Discard all message state (clean start). */
   reset(): void {
-    this.inflight.clear()
+    this.inflightMap = null
     this.queue = []
-    this.incoming.clear()
+    this.incomingSet = null
     this.subscriptions.clear()
   }
 

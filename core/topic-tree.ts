@@ -11,6 +11,9 @@ export interface SharedGroup<T> {
 
 class Node<T> {
   children: Map<string, Node<T>> | null = null
+  /** the only subscriber, kept without a Map (most filters have one) */
+  soloKey: string | null = null
+  solo: T | undefined = undefined
   subs: Map<string, T> | null = null
   shared: Map<string, SharedGroup<T>> | null = null
 
@@ -19,7 +22,7 @@ class Node<T> {
   }
 
   isEmpty(): boolean {
-    return (this.children === null || this.children.size === 0) &&
+    return this.soloKey === null && (this.children === null || this.children.size === 0) &&
       (this.subs === null || this.subs.size === 0) &&
       (this.shared === null || this.shared.size === 0)
   }
@@ -48,7 +51,19 @@ export class TopicTree<T> {
     }
     let map: Map<string, T>
     if (group === undefined) {
+      if (node.soloKey === key || (node.soloKey === null && node.subs === null)) {
+        const isNew = node.soloKey === null
+        node.soloKey = key
+        node.solo = value
+        if (isNew) this.count++
+        return isNew
+      }
       if (node.subs === null) node.subs = new Map()
+      if (node.soloKey !== null) { // a second subscriber: both go to the Map
+        node.subs.set(node.soloKey, node.solo!)
+        node.soloKey = null
+        node.solo = undefined
+      }
       map = node.subs
     } else {
       if (node.shared === null) node.shared = new Map()
@@ -77,7 +92,11 @@ export class TopicTree<T> {
     }
     let removed = false
     if (group === undefined) {
-      removed = node.subs !== null && node.subs.delete(key)
+      if (node.soloKey === key) {
+        node.soloKey = null
+        node.solo = undefined
+        removed = true
+      } else removed = node.subs !== null && node.subs.delete(key)
     } else if (node.shared !== null) {
       const g = node.shared.get(group)
       if (g !== undefined) {
@@ -125,6 +144,7 @@ export class TopicTree<T> {
 }
 
 function collect<T>(node: Node<T>, out: T[], sharedOut: SharedGroup<T>[]): void {
+  if (node.soloKey !== null) out.push(node.solo!)
   if (node.subs !== null) for (const v of node.subs.values()) out.push(v)
   if (node.shared !== null) for (const g of node.shared.values()) sharedOut.push(g)
 }

@@ -105,3 +105,19 @@ test('retained tree matches filters and skips $ topics for leading wildcards', (
   tree.set('e', { ...msg('e'), expiresAt: Date.now() - 1 })
   assert.deepEqual(topics('e'), [])
 })
+
+test('topic tree keeps one subscriber inline and moves to a map for more, both ways', () => {
+  const tree = new TopicTree<string>()
+  assert.equal(tree.add('x/y', 'c1', 'v1'), true)
+  assert.equal(tree.add('x/y', 'c1', 'v1b'), false) // replaced
+  assert.deepEqual(matches(tree, 'x/y'), ['v1b'])
+  assert.equal(tree.add('x/y', 'c2', 'v2'), true)
+  assert.equal(tree.add('x/y', 'c3', 'v3'), true)
+  assert.deepEqual(matches(tree, 'x/y'), ['v1b', 'v2', 'v3'])
+  assert.equal(tree.remove('x/y', 'c1'), true)
+  assert.equal(tree.remove('x/y', 'c2'), true)
+  assert.deepEqual(matches(tree, 'x/y'), ['v3'])
+  assert.equal(tree.remove('x/y', 'c3'), true)
+  assert.equal(tree.size, 0)
+  assert.deepEqual(matches(tree, 'x/y'), [])
+})
