@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 // Starting the brokers under test as their own processes, pinned to core 0
 // (the load generator runs on core 1), and reading their CPU time and memory.
 
-export type BrokerName = 'hookmq' | 'aedes' | 'mosquitto'
+export type BrokerName = 'hookmq' | 'aedes' | 'mosquitto' | 'relay'
 
 export interface RunningBroker {
   name: BrokerName
@@ -41,6 +41,7 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
   let cmd: string[]
   if (name === 'hookmq') cmd = [process.execPath, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
   else if (name === 'aedes') cmd = [process.execPath, join(here, 'serve-aedes.js'), String(port)]
+  else if (name === 'relay') cmd = [process.execPath, join(here, 'serve-relay.js'), String(port)]
   else {
     const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-mosq-'))
     const conf = join(dir, 'mosquitto.conf')

@@ -3,7 +3,8 @@
 // Runs each scenario on hookmq, Aedes and (when installed) Mosquitto, each broker
 // fresh per run, in alternating order, several repetitions; prints medians,
 // ratios and the CPU time of broker and generator (to show who was saturated).
-import { copyFileSync, mkdtempSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -47,6 +48,7 @@ const per = (n: number): number => Math.max(100, Math.round(n * scale))
 const lossNote = (r: { received: number; expected: number }): string | undefined => (r.received < r.expected ? `LOST ${r.expected - r.received}` : undefined)
 
 const scenarios: Scenario[] = [
+  { name: 'generator ceiling (fan-in QoS 0 through a framing-only relay)', unit: 'msg/s', higherIsBetter: true, brokers: ['relay'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'fan-in-qos0', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'fan-in-qos1', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 1, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'fan-in-qos2', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 2, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
@@ -102,6 +104,8 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  // the generator on core 1, the brokers on core 0 (see brokers.ts)
+  if (existsSync('/usr/bin/taskset')) execFileSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
   sink = await startSink()
   const results = new Map<string, Map<BrokerName, Row[]>>()
   const t0 = Date.now()

@@ -3,7 +3,7 @@ import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../co
 import { TopicTree, version } from '../../core/index.js'
 import type { WebhookConfig } from '../config.js'
 import { deliveryId, fromEvent, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
-import { MemoryOutbox, type Outbox } from './outbox.js'
+import { MemoryOutbox, type MemoryQueueHandle, type Outbox } from './outbox.js'
 import { RedisOutbox } from './redis-outbox.js'
 import { Dispatcher } from './sender.js'
 
@@ -24,26 +24,36 @@ export interface WebhookStatus {
   p99LatencyMs: number
 }
 
+/** A rule as the publish path sees it: resolved once, no lookups per message. */
+interface Target {
+  name: string
+  dispatcher: Dispatcher
+  memory: MemoryQueueHandle | undefined
+}
+
 export class WebhookPlugin implements BrokerPlugin {
   readonly name = 'webhooks'
   readonly outbox: Outbox
   private readonly dispatchers = new Map<string, Dispatcher>()
-  private readonly tree = new TopicTree<WebhookConfig>()
-  private readonly matchCache = new Map<string, WebhookConfig[]>()
+  private readonly tree = new TopicTree<Target>()
+  private readonly matchCache = new Map<string, Target[]>()
   private readonly anyTopics: boolean
   private broker: Broker | undefined
   private nodeId = 'node'
   private lastDropLog = 0
   private readonly listeners: Array<[string, (...args: unknown[]) => void]> = []
 
+  private readonly memory: MemoryOutbox | undefined
+
   constructor(private readonly configs: WebhookConfig[], private readonly log: Logger, node: string, redis?: { client: Redis; keyPrefix: string }) {
     this.nodeId = node
-    this.outbox = redis
-      ? new RedisOutbox(redis.client, redis.keyPrefix, node, log)
-      : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total), node)
+    this.memory = redis ? undefined : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total), node)
+    this.outbox = this.memory ?? new RedisOutbox(redis!.client, redis!.keyPrefix, node, log)
     for (const c of configs) {
-      this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, log, `hookmq/${version}`))
-      for (const f of c.topics) this.tree.add(f, c.name, c)
+      const dispatcher = new Dispatcher(c, this.outbox, log, `hookmq/${version}`)
+      this.dispatchers.set(c.name, dispatcher)
+      const target: Target = { name: c.name, dispatcher, memory: this.memory?.handle(c.name) }
+      for (const f of c.topics) this.tree.add(f, c.name, target)
     }
     this.anyTopics = configs.some((c) => c.topics.length > 0)
     this.outbox.onWaiting((w) => this.dispatchers.get(w)?.kick())
@@ -79,6 +89,17 @@ export class WebhookPlugin implements BrokerPlugin {
       this.matchCache.set(message.topic, rules)
     }
     if (rules.length === 0) return undefined
+    const memory = this.memory
+    if (memory !== undefined) { // the common case, kept to a few copies into the queue's buffer
+      const at = Date.now()
+      const clientId = client === undefined ? null : client.id
+      for (let i = 0; i < rules.length; i++) {
+        const target = rules[i]!
+        const waiting = memory.pushMessageTo(target.memory!, message, clientId, at)
+        target.dispatcher.added(waiting)
+      }
+      return undefined
+    }
     let pending: Promise<void> | undefined
     const item = new PendingMessage(message, client?.id ?? null, Date.now())
     for (let i = 0; i < rules.length; i++) {
@@ -103,7 +124,7 @@ export class WebhookPlugin implements BrokerPlugin {
     const p = this.outbox.push(webhook, delivery)
     const d = this.dispatchers.get(webhook)!
     if (p === undefined) {
-      d.added()
+      d.kick()
       return undefined
     }
     return p.then(() => d.kick())

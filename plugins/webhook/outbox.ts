@@ -1,3 +1,4 @@
+import type { Message } from '../../core/index.js'
 import { ByteQueue } from './byte-queue.js'
 import { deliveryId, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
 
@@ -37,8 +38,15 @@ export interface Outbox {
   close(): Promise<void>
 }
 
+export interface MemoryQueueHandle {
+  name: string
+  items: ByteQueue
+  dropped: number
+  limit: number
+}
+
 export class MemoryOutbox implements Outbox {
-  private readonly queues = new Map<string, { items: ByteQueue; dropped: number }>()
+  private readonly queues = new Map<string, MemoryQueueHandle>()
   private readonly deadList: DeadBatch[] = []
   private notify: (webhook: string) => void = () => {}
   private seq = 0
@@ -48,25 +56,45 @@ export class MemoryOutbox implements Outbox {
     this.makeId = () => deliveryId(node)
   }
 
-  private queue(webhook: string): { items: ByteQueue; dropped: number } {
+  private queue(webhook: string): MemoryQueueHandle {
     let q = this.queues.get(webhook)
     if (!q) {
-      q = { items: new ByteQueue(), dropped: 0 }
+      q = { name: webhook, items: new ByteQueue(), dropped: 0, limit: this.limits.get(webhook) ?? Infinity }
       this.queues.set(webhook, q)
     }
     return q
   }
 
   push(webhook: string, item: Queued): undefined {
-    const q = this.queue(webhook)
-    if (q.items.length >= (this.limits.get(webhook) ?? Infinity)) {
-      q.items.drop() // the oldest goes
-      q.dropped++
-      this.onDrop(webhook, q.dropped)
-    }
-    if (item instanceof PendingMessage) q.items.pushMessage(item.message, item.clientId, item.at)
-    else q.items.pushJson(JSON.stringify(item))
+    if (item instanceof PendingMessage) return this.pushMessage(webhook, item.message, item.clientId, item.at)
+    this.room(this.queue(webhook)).items.pushJson(JSON.stringify(item))
     return undefined
+  }
+
+  /** push() for a published message without wrapping it first. */
+  pushMessage(webhook: string, message: Message, clientId: string | null, at: number): undefined {
+    this.pushMessageTo(this.queue(webhook), message, clientId, at)
+    return undefined
+  }
+
+  /** The queue of one webhook, to push to without looking it up (the publish path). */
+  handle(webhook: string): MemoryQueueHandle {
+    return this.queue(webhook)
+  }
+
+  /** Appends to a queue (the oldest goes when full); answers how many wait. */
+  pushMessageTo(q: MemoryQueueHandle, message: Message, clientId: string | null, at: number): number {
+    this.room(q).items.pushMessage(message, clientId, at)
+    return q.items.length
+  }
+
+  private room(q: MemoryQueueHandle): MemoryQueueHandle {
+    if (q.items.length >= q.limit) {
+      q.items.drop()
+      q.dropped++
+      this.onDrop(q.name, q.dropped)
+    }
+    return q
   }
 
   async take(webhook: string, max: number): Promise<Taken[]> {

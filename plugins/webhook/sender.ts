@@ -41,9 +41,9 @@ export class Dispatcher {
     this.agent = this.url.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options)
   }
 
-  /** One delivery was added (the common case, kept cheap): act only when a batch fills or a timer is needed. */
-  added(): void {
-    if (this.timer !== undefined && this.outbox.waiting(this.config.name) < this.config.batch.maxSize) return
+  /** One delivery was added, `waiting` now wait (the publish path): act only when a batch fills or a timer is needed. */
+  added(waiting: number): void {
+    if (this.timer !== undefined && waiting < this.config.batch.maxSize) return
     this.kick()
   }
 
