@@ -20,24 +20,23 @@ export class ByteQueue {
   /** Appends a published message (fields copied: the message itself is not retained). */
   pushMessage(m: Message, clientId: string | null, at: number): void {
     const props = m.properties === undefined ? '' : JSON.stringify(jsonProperties(m.properties as Record<string, unknown>))
-    const topicLen = Buffer.byteLength(m.topic)
-    const clientLen = clientId === null ? 0 : Buffer.byteLength(clientId)
-    const propsLen = props.length === 0 ? 0 : Buffer.byteLength(props)
-    const size = 4 + 1 + 8 + 1 + 2 + topicLen + 2 + clientLen + 4 + m.payload.length + 4 + propsLen
-    const buf = this.reserve(size)
-    let p = this.writePos
-    buf.writeUInt32LE(size, p); p += 4
+    // room for the worst case (3 bytes per UTF-16 unit); the real size is known after writing
+    const most = 4 + 1 + 8 + 1 + 2 + m.topic.length * 3 + 2 + (clientId === null ? 0 : clientId.length * 3) + 4 + m.payload.length + 4 + props.length * 3
+    const buf = this.reserve(most)
+    const start = this.writePos
+    let p = start + 4
     buf[p++] = KIND_MESSAGE
     buf.writeDoubleLE(at, p); p += 8
     buf[p++] = m.qos | (m.retain ? 4 : 0) | (clientId === null ? 8 : 0)
-    buf.writeUInt16LE(topicLen, p); p += 2
-    p += buf.write(m.topic, p, 'utf8')
-    buf.writeUInt16LE(clientLen, p); p += 2
-    if (clientLen > 0) p += buf.write(clientId!, p, 'utf8')
+    const topicLen = buf.write(m.topic, p + 2, 'utf8')
+    buf.writeUInt16LE(topicLen, p); p += 2 + topicLen
+    const clientLen = clientId === null ? 0 : buf.write(clientId, p + 2, 'utf8')
+    buf.writeUInt16LE(clientLen, p); p += 2 + clientLen
     buf.writeUInt32LE(m.payload.length, p); p += 4
     p += m.payload.copy(buf, p)
-    buf.writeUInt32LE(propsLen, p); p += 4
-    if (propsLen > 0) p += buf.write(props, p, 'utf8')
+    const propsLen = props.length === 0 ? 0 : buf.write(props, p + 4, 'utf8')
+    buf.writeUInt32LE(propsLen, p); p += 4 + propsLen
+    buf.writeUInt32LE(p - start, start)
     this.writePos = p
     this.length++
   }
