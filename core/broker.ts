@@ -156,8 +156,8 @@ export class Broker {
   async listen(): Promise<this> {
     if (this.state !== 'new') throw new Error('broker.listen() was already called')
     this.state = 'listening'
+    for (const p of this.plugins) await p.start?.(this) // a store's connection may be one of them
     await this.sessions.restore()
-    for (const p of this.plugins) await p.start?.(this)
     this.listeners = await startListeners(this)
     this.sweepTimer = setInterval(() => this.sweep(), 500)
     this.sweepTimer.unref()

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis'
 import * as zod from 'zod'
-import { createBroker as createCoreBroker, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
+import { createBroker as createCoreBroker, MemoryBus, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
+import { RedisRetainedStore, RedisSessionStore } from './redis/stores.js'
 import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
 import { WebhookPlugin, type WebhookStatus } from './webhook/index.js'
 import type { DeadBatch } from './webhook/delivery.js'
@@ -63,8 +64,14 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   const plain: Record<string, unknown> = { ...rest }
   for (const k of ['stores', 'hookRunner', 'logger']) delete plain[k]
   const full = parseConfigWith(hookmqConfigSchema, { ...plain, hooks: hookConfig, webhooks: webhookInput, redis: redisInput, ...(hooksDir !== undefined ? { hooksDir } : {}) })
-  const broker = createCoreBroker({ ...rest, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   const redis = full.redis ? new Redis(full.redis.url, { enableAutoPipelining: true, lazyConnect: true }) : undefined
+  // with Redis configured, sessions and retained messages persist there (unless the embedder brought its own stores)
+  const stores = rest.stores ?? (redis ? {
+    sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
+    retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
+    bus: new MemoryBus(),
+  } : undefined)
+  const broker = createCoreBroker({ ...rest, stores, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   if (redis) {
     redis.on('error', (err: Error) => broker.log.warn({ err: err.message }, 'redis connection error'))
     broker.use({ name: 'redis', start: () => redis.connect(), stop: () => quitRedis(redis) })

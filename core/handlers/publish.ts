@@ -23,7 +23,8 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
     conn.write({ cmd: 'pubrec', messageId }) // a resent QoS 2 message is not routed twice [MQTT-4.3.3-?]
     return
   }
-  if (qos > 0) {
+  // MQTT 5 clients were told the Receive Maximum; 3.1.1 has none (its packet ids bound what a client can leave open)
+  if (qos > 0 && conn.protocolVersion === 5) {
     if (conn.incomingUnacked + session.incoming.size >= conn.broker.config.limits.receiveMaximum) {
       throw new HookmqError('RECEIVE_MAXIMUM_EXCEEDED', 'more unacknowledged QoS 1/2 messages than Receive Maximum') // [MQTT-3.3.4-9]
     }

@@ -106,3 +106,35 @@ test('hookmq webhooks dead-letters lists the dead letters in Redis; --replay que
   assert.match(replayed.stdout, /queued 1 deliveries again/)
   await sink.waitForIds(1, 10000) // the running broker notices the replayed entry
 })
+
+test('with Redis: a persistent session and retained messages survive SIGKILL; QoS 1 and 2 sent while it was away arrive, QoS 2 once', async (t) => {
+  const redis = await startRedis(t)
+  const config = { port: 0, ws: false, sys: { enabled: false }, id: 'node-p', redis: { url: redis.url } }
+  const first = await brokerProcess(t, config)
+  const sub = await mqtt.connectAsync(first.url, { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 })
+  await sub.subscribeAsync('p/#', { qos: 2 })
+  await sub.endAsync()
+  const pub = await mqtt.connectAsync(first.url, { reconnectPeriod: 0 })
+  const acks: Promise<unknown>[] = []
+  for (let i = 0; i < 200; i++) acks.push(pub.publishAsync('p/one', `q1-${i}`, { qos: 1 }), pub.publishAsync('p/two', `q2-${i}`, { qos: 2 }))
+  acks.push(pub.publishAsync('p/kept', 'retained', { qos: 1, retain: true }))
+  await Promise.all(acks) // acknowledged: stored for the offline session
+  await first.kill()
+  pub.end(true)
+  const second = await brokerProcess(t, config)
+  const got: string[] = []
+  const back = mqtt.connect(second.url, { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 })
+  defer(t, () => back.endAsync(true))
+  back.on('message', (_topic, payload) => got.push(payload.toString()))
+  await until(() => got.length >= 401, 20000, `401 messages (have ${got.length})`)
+  const q1 = got.filter((m) => m.startsWith('q1-'))
+  const q2 = got.filter((m) => m.startsWith('q2-'))
+  assert.equal(new Set(q1).size, 200) // at least once
+  assert.equal(q2.length, 200) // exactly once
+  assert.equal(new Set(q2).size, 200)
+  const late = await mqtt.connectAsync(second.url, { reconnectPeriod: 0 })
+  defer(t, () => late.endAsync(true))
+  const retained = new Promise<string>((resolve) => late.on('message', (_t, p) => resolve(p.toString())))
+  await late.subscribeAsync('p/kept')
+  assert.equal(await retained, 'retained')
+})

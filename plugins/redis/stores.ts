@@ -1,0 +1,166 @@
+import type { Redis } from 'ioredis'
+import type { Message, OutgoingEntry, QueuedEntry, RetainedStore, SessionState, SessionStore, StoredSession } from '../../core/index.js'
+import { matchesFilter, newMessage } from '../../core/index.js'
+
+// The core's session and retained stores on Redis. Keys (under the prefix):
+//   session:<id>            JSON of the session (expiry, subscriptions, will)
+//   session:<id>:queue      list of queued entries (JSON), oldest first
+//   session:<id>:inflight   hash packet id -> entry (JSON)
+//   session:<id>:incoming   set of QoS 2 packet ids awaiting PUBREL
+//   sessions                set of session ids
+//   retained:<first level>  hash topic -> message (JSON)
+//   retained:levels         set of first levels that have retained messages
+// A wildcard lookup reads only the hashes its first level can match; no KEYS.
+
+/** A message as JSON: payload and correlation data in base64; the encoding cache never stored. */
+export function messageToJson(m: Message): string {
+  const p = m.properties
+  const properties = p === undefined ? undefined : { ...p, correlationData: p.correlationData?.toString('base64') }
+  return JSON.stringify({ t: m.topic, p: m.payload.toString('base64'), q: m.qos, r: m.retain, pr: properties, e: m.expiresAt, o: m.origin })
+}
+
+export function messageFromJson(s: string): Message {
+  const j = JSON.parse(s) as { t: string; p: string; q: 0 | 1 | 2; r: boolean; pr?: Record<string, unknown> & { correlationData?: string }; e?: number; o?: string }
+  const properties = j.pr === undefined ? undefined : { ...j.pr, correlationData: j.pr.correlationData === undefined ? undefined : Buffer.from(j.pr.correlationData, 'base64') }
+  if (properties !== undefined && properties.correlationData === undefined) delete properties.correlationData
+  const m = newMessage(j.t, Buffer.from(j.p, 'base64'), j.q, j.r, j.o, properties as Message['properties'])
+  m.expiresAt = j.e
+  return m
+}
+
+interface EntryJson { m: string; q: 0 | 1 | 2; r: boolean; s?: number[]; id?: number; st?: 'publish' | 'pubrel' }
+
+function entryToJson(e: QueuedEntry | OutgoingEntry): string {
+  const o = e as OutgoingEntry
+  const j: EntryJson = { m: messageToJson(e.message), q: e.qos, r: e.retain, s: e.subscriptionIds, id: o.packetId, st: o.state }
+  return JSON.stringify(j)
+}
+
+function entryFromJson(s: string): OutgoingEntry {
+  const j = JSON.parse(s) as EntryJson
+  return { message: messageFromJson(j.m), qos: j.q, retain: j.r, subscriptionIds: j.s, packetId: j.id ?? 0, state: j.st ?? 'publish' }
+}
+
+export class RedisSessionStore implements SessionStore {
+  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+
+  private key(id: string, part = ''): string {
+    return `${this.prefix}session:${id}${part}`
+  }
+
+  async load(clientId: string): Promise<SessionState | undefined> {
+    const [[, meta], [, queue], [, inflight], [, incoming]] = (await this.redis.multi()
+      .get(this.key(clientId))
+      .lrange(this.key(clientId, ':queue'), 0, -1)
+      .hvals(this.key(clientId, ':inflight'))
+      .smembers(this.key(clientId, ':incoming'))
+      .exec())! as Array<[Error | null, unknown]>
+    if (meta === null || meta === undefined) return undefined
+    const stored = JSON.parse(meta as string) as StoredSession & { will?: StoredSession['will'] & { payload: unknown } }
+    const entries = (inflight as string[]).map(entryFromJson).sort((a, b) => a.packetId - b.packetId)
+    return {
+      ...stored,
+      will: stored.will ? { ...stored.will, payload: Buffer.from(stored.will.payload as unknown as string, 'base64') } : undefined,
+      queue: (queue as string[]).map((s) => {
+        const { packetId: _id, state: _st, ...q } = entryFromJson(s)
+        return q
+      }),
+      inflight: entries,
+      incoming: (incoming as string[]).map(Number),
+    }
+  }
+
+  async list(): Promise<StoredSession[]> {
+    const ids = await this.redis.smembers(`${this.prefix}sessions`)
+    const out: StoredSession[] = []
+    for (const id of ids) {
+      const meta = await this.redis.get(this.key(id))
+      if (meta === null) continue
+      const stored = JSON.parse(meta) as StoredSession & { will?: { payload: unknown } }
+      out.push({ ...stored, will: stored.will ? { ...stored.will, payload: Buffer.from(stored.will.payload as unknown as string, 'base64') } : undefined } as StoredSession)
+    }
+    return out
+  }
+
+  async save(session: StoredSession): Promise<void> {
+    const will = session.will ? { ...session.will, payload: session.will.payload.toString('base64') } : undefined
+    await this.redis.multi().set(this.key(session.clientId), JSON.stringify({ ...session, will })).sadd(`${this.prefix}sessions`, session.clientId).exec()
+  }
+
+  async delete(clientId: string): Promise<void> {
+    await this.redis.multi()
+      .del(this.key(clientId), this.key(clientId, ':queue'), this.key(clientId, ':inflight'), this.key(clientId, ':incoming'))
+      .srem(`${this.prefix}sessions`, clientId)
+      .exec()
+  }
+
+  async enqueue(clientId: string, entry: QueuedEntry, max: number): Promise<void> {
+    await this.redis.multi().rpush(this.key(clientId, ':queue'), entryToJson(entry)).ltrim(this.key(clientId, ':queue'), -Math.max(1, max), -1).exec()
+  }
+
+  async dequeue(clientId: string): Promise<void> {
+    await this.redis.lpop(this.key(clientId, ':queue'))
+  }
+
+  async putInflight(clientId: string, entry: OutgoingEntry): Promise<void> {
+    await this.redis.hset(this.key(clientId, ':inflight'), String(entry.packetId), entryToJson(entry))
+  }
+
+  async deleteInflight(clientId: string, packetId: number): Promise<void> {
+    await this.redis.hdel(this.key(clientId, ':inflight'), String(packetId))
+  }
+
+  async addIncoming(clientId: string, packetId: number): Promise<void> {
+    await this.redis.sadd(this.key(clientId, ':incoming'), String(packetId))
+  }
+
+  async deleteIncoming(clientId: string, packetId: number): Promise<void> {
+    await this.redis.srem(this.key(clientId, ':incoming'), String(packetId))
+  }
+
+  async close(): Promise<void> {}
+}
+
+export class RedisRetainedStore implements RetainedStore {
+  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+
+  private hash(level: string): string {
+    return `${this.prefix}retained:${level}`
+  }
+
+  async set(message: Message): Promise<void> {
+    const level = message.topic.split('/', 1)[0]!
+    if (message.payload.length === 0) { // [MQTT-3.3.1-6] an empty payload clears
+      await this.redis.hdel(this.hash(level), message.topic)
+      return
+    }
+    await this.redis.multi().hset(this.hash(level), message.topic, messageToJson(message)).sadd(`${this.prefix}retained:levels`, level).exec()
+  }
+
+  async match(filter: string): Promise<Message[]> {
+    const first = filter.split('/', 1)[0]!
+    const levels = first === '+' || first === '#'
+      ? (await this.redis.smembers(`${this.prefix}retained:levels`)).filter((l) => !l.startsWith('$')) // [MQTT-4.7.2-1]
+      : [first]
+    const now = Date.now()
+    const out: Message[] = []
+    for (const level of levels) {
+      const all = await this.redis.hgetall(this.hash(level))
+      for (const [topic, json] of Object.entries(all)) {
+        if (!matchesFilter(filter, topic)) continue
+        const m = messageFromJson(json)
+        if (m.expiresAt === undefined || m.expiresAt > now) out.push(m)
+      }
+    }
+    return out
+  }
+
+  async count(): Promise<number> {
+    const levels = await this.redis.smembers(`${this.prefix}retained:levels`)
+    let n = 0
+    for (const level of levels) n += await this.redis.hlen(this.hash(level))
+    return n
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict'
+import { describe, test, type TestContext } from 'node:test'
+import { Redis } from 'ioredis'
+import { MemoryRetainedStore, MemorySessionStore, newMessage, type RetainedStore, type SessionStore } from '../../core/index.js'
+import { RedisRetainedStore, RedisSessionStore } from '../../plugins/redis/stores.js'
+import { defer, startRedis } from '../helpers.js'
+
+// One contract, every backend: the memory stores and the Redis stores must
+// answer the same way.
+
+type Backend = { name: string; make(t: TestContext): Promise<{ sessions: SessionStore; retained: RetainedStore }> }
+
+const backends: Backend[] = [
+  { name: 'memory', make: async () => ({ sessions: new MemorySessionStore(), retained: new MemoryRetainedStore() }) },
+  {
+    name: 'redis',
+    make: async (t) => {
+      const server = await startRedis(t)
+      const redis = new Redis(server.url)
+      redis.on('error', () => {})
+      defer(t, () => redis.quit())
+      return { sessions: new RedisSessionStore(redis, 'c:'), retained: new RedisRetainedStore(redis, 'c:') }
+    },
+  },
+]
+
+const msg = (topic: string, payload: string, qos: 0 | 1 | 2 = 1) => newMessage(topic, Buffer.from(payload), qos, false, 'pub')
+
+for (const b of backends) {
+  describe(`store contract: ${b.name}`, () => {
+    test('sessions: save, list, load with queue, in-flight and incoming; delete forgets all', async (t) => {
+      const { sessions } = await b.make(t)
+      assert.equal(await sessions.load('nobody'), undefined)
+      await sessions.save({ clientId: 'c1', expiryInterval: 60, subscriptions: [{ filter: 'a/#', qos: 1, nl: false, rap: false, rh: 0, id: 7 }],
+        will: { topic: 'w', payload: Buffer.from('bye'), qos: 1, retain: false, delay: 5 } })
+      await sessions.enqueue('c1', { message: msg('a/1', 'one'), qos: 1, retain: false }, 10)
+      await sessions.enqueue('c1', { message: msg('a/2', 'two'), qos: 1, retain: false, subscriptionIds: [7] }, 10)
+      await sessions.putInflight('c1', { message: msg('a/0', 'zero', 2), qos: 2, retain: false, packetId: 3, state: 'publish' })
+      await sessions.putInflight('c1', { message: msg('a/0', 'zero', 2), qos: 2, retain: false, packetId: 3, state: 'pubrel' })
+      await sessions.addIncoming('c1', 9)
+      assert.deepEqual((await sessions.list()).map((s) => s.clientId), ['c1'])
+      const s = (await sessions.load('c1'))!
+      assert.equal(s.expiryInterval, 60)
+      assert.deepEqual(s.subscriptions, [{ filter: 'a/#', qos: 1, nl: false, rap: false, rh: 0, id: 7 }])
+      assert.equal(s.will?.payload.toString(), 'bye')
+      assert.deepEqual(s.queue.map((q) => `${q.message.topic}=${q.message.payload}`), ['a/1=one', 'a/2=two'])
+      assert.deepEqual(s.queue[1]!.subscriptionIds, [7])
+      assert.deepEqual(s.inflight.map((e) => `${e.packetId}:${e.state}:${e.message.payload}`), ['3:pubrel:zero'])
+      assert.deepEqual(s.incoming, [9])
+      await sessions.dequeue('c1')
+      await sessions.deleteInflight('c1', 3)
+      await sessions.deleteIncoming('c1', 9)
+      const after = (await sessions.load('c1'))!
+      assert.deepEqual([after.queue.length, after.inflight.length, after.incoming.length], [1, 0, 0])
+      await sessions.delete('c1')
+      assert.equal(await sessions.load('c1'), undefined)
+      assert.deepEqual(await sessions.list(), [])
+    })
+
+    test('sessions: the queue keeps the newest `max` entries', async (t) => {
+      const { sessions } = await b.make(t)
+      await sessions.save({ clientId: 'q', expiryInterval: 60, subscriptions: [] })
+      for (let i = 0; i < 5; i++) await sessions.enqueue('q', { message: msg('t', String(i)), qos: 1, retain: false }, 3)
+      assert.deepEqual((await sessions.load('q'))!.queue.map((e) => e.message.payload.toString()), ['2', '3', '4'])
+    })
+
+    test('retained: set, replace, clear; wildcard match without $ topics for leading wildcards; expiry; properties', async (t) => {
+      const { retained } = await b.make(t)
+      await retained.set(msg('a/b', 'x'))
+      await retained.set(msg('a/b', 'y'))
+      await retained.set(msg('a/c/d', 'z'))
+      await retained.set(msg('$SYS/up', 's'))
+      const withProps = newMessage('p/q', Buffer.from('p'), 1, true, undefined, { contentType: 'text/plain', correlationData: Buffer.from('cd'), userProperties: { k: 'v' } })
+      await retained.set(withProps)
+      const expired = newMessage('e', Buffer.from('gone'), 0, true, undefined)
+      expired.expiresAt = Date.now() - 1
+      await retained.set(expired)
+      const topics = async (f: string): Promise<string[]> => (await retained.match(f)).map((m) => `${m.topic}=${m.payload}`).sort()
+      assert.deepEqual(await topics('a/#'), ['a/b=y', 'a/c/d=z'])
+      assert.deepEqual(await topics('+/b'), ['a/b=y'])
+      assert.deepEqual(await topics('#'), ['a/b=y', 'a/c/d=z', 'p/q=p'])
+      assert.deepEqual(await topics('$SYS/#'), ['$SYS/up=s'])
+      assert.deepEqual(await topics('e'), [])
+      const p = (await retained.match('p/q'))[0]!
+      assert.equal(p.properties?.correlationData?.toString(), 'cd')
+      assert.equal(p.properties?.contentType, 'text/plain')
+      await retained.set(msg('a/b', ''))
+      assert.deepEqual(await topics('a/#'), ['a/c/d=z'])
+      assert.equal(await retained.count(), 4)
+    })
+  })
+}
