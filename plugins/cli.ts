@@ -18,7 +18,7 @@ const USAGE = `usage: hookmq [options]
   --ws-port N       WebSocket port (default 8083)
   --no-ws           do not open the WebSocket listener
   --hooks DIR       hooks folder (default ./hooks)
-  --redis URL       Redis for the durable webhook outbox (redis://host:port/db)
+  --redis URL       Redis for sessions, retained messages and the webhook outbox (redis://host:port/db)
   --log-level LVL   fatal|error|warn|info|debug|trace|silent
   --help, --version`
 

@@ -39,7 +39,7 @@ export const hookmqConfigSchema = configSchema.extend({
   webhooks: z.array(webhookSchema).default([])
     .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'webhook names must be unique')
     .describe('webhook forwarding rules'),
-  redis: redisSchema.optional().describe('Redis (durable webhook outbox)'),
+  redis: redisSchema.optional().describe('Redis: persistent sessions, retained messages and the durable webhook outbox'),
 })
 
 export type WebhookConfig = z.output<typeof webhookSchema>
