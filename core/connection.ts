@@ -50,7 +50,7 @@ export class Connection implements Outlet {
   incomingUnacked = 0
   private readonly reader: PacketReader
   private backlog: Packet[] | null = null
-  private genOpts = { protocolVersion: 4 as 3 | 4 | 5 }
+  private genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
   constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
@@ -74,7 +74,7 @@ export class Connection implements Outlet {
   setProtocolVersion(v: 3 | 4 | 5): void {
     this.protocolVersion = v
     this.client.protocolVersion = v
-    this.genOpts = { protocolVersion: v }
+    this.genOpts = GEN_OPTS[v]
     this.reader.setVersion(v)
   }
 
@@ -341,6 +341,9 @@ function markSlow(conn: Connection): void {
   conn.slow = true
   conn.releaseThrottled()
 }
+
+/** Encoder options, one object per protocol version for all connections. */
+const GEN_OPTS = { 3: { protocolVersion: 3 as const }, 4: { protocolVersion: 4 as const }, 5: { protocolVersion: 5 as const } }
 
 // Socket listeners shared by every connection (no closures per connection):
 // the socket carries its Connection.
