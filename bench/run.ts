@@ -87,13 +87,13 @@ function webhookScenarios(): Scenario[] {
       return { value: r.rate, note: lossNote(r) }
     } },
     { name: 'webhook forwarding', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: webhookOptions, run: async (port) => {
-      const before = sink!.count()
-      const started = performance.now()
+      const before = await sink!.count()
+      const started = Date.now()
       const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
       const end = Date.now() + 60000
-      while (sink!.count() - before < r.expected && Date.now() < end) await new Promise((res) => setTimeout(res, 5))
-      const forwarded = sink!.count() - before
-      return { value: forwarded / ((sink!.lastAt() - started) / 1000), note: forwarded < r.expected ? `LOST ${r.expected - forwarded}` : undefined }
+      while ((await sink!.count()) - before < r.expected && Date.now() < end) await new Promise((res) => setTimeout(res, 20))
+      const forwarded = (await sink!.count()) - before
+      return { value: forwarded / (((await sink!.lastAt()) - started) / 1000), note: forwarded < r.expected ? `LOST ${r.expected - forwarded}` : undefined }
     } },
   ]
 }
@@ -136,6 +136,7 @@ async function main(): Promise<void> {
     print(sc, rows)
   }
   console.log(`\n${reps} repetition(s), ${quick ? 'quick' : 'full'} mode, ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+  await sink.close()
   process.exit(0)
 }
 

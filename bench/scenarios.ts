@@ -1,4 +1,3 @@
-import http from 'node:http'
 import type net from 'node:net'
 import { connectClient, encode, packetIdOffset, pump, waitFor, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK } from './wire.js'
 
@@ -205,22 +204,19 @@ export async function idleClients(port: number, n: number): Promise<net.Socket[]
   return sockets
 }
 
-/** A local webhook endpoint counting deliveries. */
-export async function startSink(): Promise<{ url: string; count: () => number; lastAt: () => number; close(): Promise<void> }> {
-  let count = 0
-  let lastAt = 0
-  const server = http.createServer((req, res) => {
-    let n = 0
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
-      n = (JSON.parse(Buffer.concat(chunks).toString()) as { deliveries: unknown[] }).deliveries.length
-      count += n
-      lastAt = performance.now()
-      res.writeHead(204).end()
-    })
+/** A local webhook endpoint counting deliveries, in its own process (see serve-sink.ts). */
+export async function startSink(): Promise<{ url: string; count: () => Promise<number>; lastAt: () => Promise<number>; close(): Promise<void> }> {
+  const { fork } = await import('node:child_process')
+  const child = fork(new URL('./serve-sink.js', import.meta.url), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  const { port } = await new Promise<{ port: number }>((resolve) => child.once('message', (m) => resolve(m as { port: number })))
+  const ask = (): Promise<{ count: number; lastAt: number }> => new Promise((resolve) => {
+    child.once('message', (m) => resolve(m as { count: number; lastAt: number }))
+    child.send('stats')
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
-  const port = (server.address() as net.AddressInfo).port
-  return { url: `http://127.0.0.1:${port}/in`, count: () => count, lastAt: () => lastAt, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()) }) }
+  return {
+    url: `http://127.0.0.1:${port}/in`,
+    count: async () => (await ask()).count,
+    lastAt: async () => (await ask()).lastAt,
+    close: async () => { child.kill() },
+  }
 }
