@@ -1,4 +1,5 @@
 import { encodePacket } from './codec.js'
+import { Flow } from './flow.js'
 import { PacketReader } from './packet-reader.js'
 import type { Packet, IPublishPacket } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
@@ -17,8 +18,7 @@ export type ConnectionState =
   | { kind: 'closed' }
 
 const MAX_BACKLOG = 1000
-/** Longest a congested subscriber holds its publishers before it is treated as slow. */
-const THROTTLE_MS = 1000
+
 
 export interface ListenerInfo {
   name: string
@@ -102,7 +102,7 @@ export class Connection implements Outlet {
     }
     if (this.backlog !== null) {
       this.backlog.push(packet)
-      if (this.backlog.length === MAX_BACKLOG) this.hold()
+      if (this.backlog.length === MAX_BACKLOG) this.flow.hold()
       return
     }
     this.run(packet)
@@ -134,7 +134,7 @@ export class Connection implements Outlet {
         return
       }
     }
-    if (backlog.length >= MAX_BACKLOG) this.release()
+    if (backlog.length >= MAX_BACKLOG) this.flow.release()
   }
 
   private fail(err: unknown): void {
@@ -162,51 +162,20 @@ export class Connection implements Outlet {
 
   private corked = false
 
-  // Flow control. A connection stops reading while anything holds it: a full
-  // backlog, or a subscriber it just published to that could not take the
-  // message at once (socket buffer full, or in-flight window full). Holding is
-  // bounded: a subscriber that has not caught up within THROTTLE_MS is marked
-  // slow and stops holding anyone; from then on its QoS 0 messages beyond
-  // maxClientBufferBytes are dropped and its QoS 1/2 queue follows queueOverflow.
-  private holds = 0
-  private throttled: Connection[] | null = null
-  private throttleTimer: NodeJS.Timeout | undefined = undefined
-  slow = false
+  readonly flow: Flow = new Flow(this)
 
-  hold(): void {
-    if (this.holds++ === 0) this.socket.pause()
+  get queued(): number {
+    return this.session?.queued ?? 0
   }
 
-  release(): void {
-    if (--this.holds === 0 && this.isOpen) this.socket.resume()
-  }
-
-  /** A message to this client could not go out at once: hold the publisher back. */
+  /** A message to this client could not go out at once: hold back whoever is publishing. */
   congested(): void {
     const publisher = this.broker.publishing
-    if (publisher === null || publisher === this || this.slow) return
-    if (this.throttled === null) {
-      this.throttled = [publisher]
-      this.throttleTimer = setTimeout(markSlow, THROTTLE_MS, this)
-    } else if (!this.throttled.includes(publisher)) {
-      this.throttled.push(publisher)
-    } else return
-    publisher.hold()
+    if (publisher !== null && publisher !== this) this.flow.throttle(publisher.flow)
   }
 
-  /** The socket drained or the session queue emptied: release publishers once both hold. */
   caughtUp(): void {
-    if (this.socket.writableNeedDrain || (this.session?.queued ?? 0) > 0) return
-    this.slow = false
-    this.releaseThrottled()
-  }
-
-  releaseThrottled(): void {
-    const list = this.throttled
-    if (list === null) return
-    this.throttled = null
-    clearTimeout(this.throttleTimer)
-    for (const p of list) p.release()
+    this.flow.caughtUp()
   }
 
   /** Encodes a routed PUBLISH; a message the codec refuses is dropped for this client only. */
@@ -326,7 +295,7 @@ export class Connection implements Outlet {
     const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
     if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
     this.state = { kind: 'closed' }
-    this.releaseThrottled()
+    this.flow.releaseAll()
     this.broker.connectionClosed(this, session)
   }
 
@@ -337,10 +306,6 @@ function uncork(conn: Connection): void {
   conn.socket.uncork()
 }
 
-function markSlow(conn: Connection): void {
-  conn.slow = true
-  conn.releaseThrottled()
-}
 
 /** Encoder options, one object per protocol version for all connections. */
 const GEN_OPTS = { 3: { protocolVersion: 3 as const }, 4: { protocolVersion: 4 as const }, 5: { protocolVersion: 5 as const } }
