@@ -236,10 +236,10 @@ export class Broker {
   }
 
   private routeLocal(message: Message): number | Promise<number> {
-    const pending: Array<Promise<void>> = []
-    const count = this.router.route(message, pending)
+    const count = this.router.route(message)
+    const pending = this.router.pending
     const code = count === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success
-    if (pending.length === 0) return code
+    if (pending === null) return code
     return Promise.all(pending).then(() => code)
   }
 

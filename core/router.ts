@@ -6,6 +6,8 @@ import { parseShared } from './topic.js'
 export interface SubEntry {
   session: Session
   sub: Subscription
+  /** `[sub.id]`, made once here instead of for every message */
+  ids: number[] | undefined
 }
 
 /**
@@ -16,11 +18,20 @@ export interface SubEntry {
 export class Router {
   readonly tree = new TopicTree<SubEntry>()
   private seq = 0
+  /** store writes the last route() started; null when there were none (read it right after route()) */
+  pending: Array<Promise<void>> | null = null
+  // match results, reused from message to message; a route() inside a route()
+  // (a 'delivered' listener publishing) gets arrays of its own
+  private readonly matches: SubEntry[] = []
+  private readonly groups: SharedGroup<SubEntry>[] = []
+  private depth = 0
+  private merged = 0
 
   add(session: Session, sub: Subscription): boolean {
+    const entry: SubEntry = { session, sub, ids: sub.id === undefined ? undefined : [sub.id] }
     const shared = parseShared(sub.filter)
-    if (shared !== null && typeof shared === 'object') return this.tree.add(shared.filter, session.clientId, { session, sub }, shared.group)
-    return this.tree.add(sub.filter, session.clientId, { session, sub })
+    if (shared !== null && typeof shared === 'object') return this.tree.add(shared.filter, session.clientId, entry, shared.group)
+    return this.tree.add(sub.filter, session.clientId, entry)
   }
 
   remove(session: Session, filter: string): boolean {
@@ -31,33 +42,46 @@ export class Router {
 
   /**
    * Delivers `message` to every matching session. Returns the number of sessions
-   * it went to and, in `pending`, store writes that must finish before the
-   * publisher is acknowledged.
+   * it went to; `pending` then holds the store writes that must finish before
+   * the publisher is acknowledged (null when none).
    */
-  route(message: Message, pending: Array<Promise<void>>): number {
-    const matches: SubEntry[] = []
-    const groups: SharedGroup<SubEntry>[] = []
-    this.tree.match(message.topic, matches, groups)
+  route(message: Message): number {
+    const nested = this.depth++ > 0
+    const matches = nested ? [] : this.matches
+    const groups = nested ? [] : this.groups
+    let pending: Array<Promise<void>> | null = null
     let count = 0
-    if (matches.length === 1) {
-      const { session, sub } = matches[0]!
-      if (!(sub.nl && message.origin === session.clientId)) {
-        count++
-        push(pending, session.deliver(message, minQos(message.qos, sub.qos), sub.rap && message.retain, ids(sub)))
+    try {
+      this.tree.match(message.topic, matches, groups)
+      if (matches.length === 1) {
+        const { session, sub, ids } = matches[0]!
+        if (!(sub.nl && message.origin === session.clientId)) {
+          count++
+          const p = session.deliver(message, minQos(message.qos, sub.qos), sub.rap && message.retain, ids)
+          if (p !== undefined) (pending ??= []).push(p)
+        }
+      } else if (matches.length > 1) {
+        pending = this.merge(message, matches)
+        count += this.merged
       }
-    } else if (matches.length > 1) {
-      count += this.merge(message, matches, pending)
+      for (let i = 0; i < groups.length; i++) {
+        const entry = pickMember(groups[i]!)
+        if (entry === undefined) continue
+        count++
+        const p = entry.session.deliver(message, minQos(message.qos, entry.sub.qos), false, entry.ids)
+        if (p !== undefined) (pending ??= []).push(p)
+      }
+    } finally {
+      this.depth--
+      matches.length = 0 // let the entries go
+      groups.length = 0
     }
-    for (let i = 0; i < groups.length; i++) {
-      const entry = pickMember(groups[i]!)
-      if (entry === undefined) continue
-      count++
-      push(pending, entry.session.deliver(message, minQos(message.qos, entry.sub.qos), false, ids(entry.sub)))
-    }
+    this.pending = pending
     return count
   }
 
-  private merge(message: Message, matches: SubEntry[], pending: Array<Promise<void>>): number {
+  /** One copy per session for overlapping subscriptions; answers the store writes, the count in `merged`. */
+  private merge(message: Message, matches: SubEntry[]): Array<Promise<void>> | null {
     const mark = ++this.seq
     const targets: Session[] = []
     for (let i = 0; i < matches.length; i++) {
@@ -75,29 +99,24 @@ export class Router {
         if (sub.id !== undefined) (session.routeIds ??= []).push(sub.id) // [MQTT-3.3.4-3]
       }
     }
+    let pending: Array<Promise<void>> | null = null
     for (let i = 0; i < targets.length; i++) {
       const s = targets[i]!
-      push(pending, s.deliver(message, minQos(message.qos, s.routeQos), s.routeRetain && message.retain, s.routeIds))
+      const p = s.deliver(message, minQos(message.qos, s.routeQos), s.routeRetain && message.retain, s.routeIds)
+      if (p !== undefined) (pending ??= []).push(p)
     }
-    return targets.length
+    this.merged = targets.length
+    return pending
   }
-}
-
-function push(pending: Array<Promise<void>>, p: Promise<void> | undefined): void {
-  if (p !== undefined) pending.push(p)
 }
 
 function minQos(a: QoS, b: QoS): QoS {
   return a < b ? a : b
 }
 
-function ids(sub: Subscription): number[] | undefined {
-  return sub.id === undefined ? undefined : [sub.id]
-}
-
 /** Round robin over the group, preferring members that are connected. */
 function pickMember(group: SharedGroup<SubEntry>): SubEntry | undefined {
-  const members = [...group.members.values()]
+  const members = group.list
   if (members.length === 0) return undefined
   for (let n = 0; n < members.length; n++) {
     const entry = members[(group.next + n) % members.length]!

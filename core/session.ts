@@ -1,5 +1,5 @@
 import type { Message, QoS, Subscription, ClientInfo } from './types.js'
-import type { OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will } from './stores.js'
+import type { OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will, Written } from './stores.js'
 
 /** What a session needs of the connection currently serving it. */
 export interface Outlet {
@@ -67,20 +67,20 @@ export class Session {
   }
 
   /** Hand `message` to this session at the QoS and retain flag its subscription gives it. */
-  deliver(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined): Promise<void> | undefined {
+  deliver(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined): Written {
     const outlet = this.outlet
     if (qos === 0) {
       if (outlet !== null && !expired(message)) outlet.sendPublish(message, 0, retain, ids, 0, false)
       return undefined // QoS 0 is not queued for offline sessions
     }
     if (outlet !== null && this.queue.length === 0 && this.inflight.size < outlet.sendWindow) {
-      return this.send({ message, qos, retain, subscriptionIds: ids }, outlet)
+      return this.send(message, qos, retain, ids, outlet)
     }
     if (outlet !== null) outlet.congested()
     return this.enqueue({ message, qos, retain, subscriptionIds: ids })
   }
 
-  private enqueue(entry: QueuedEntry): Promise<void> | undefined {
+  private enqueue(entry: QueuedEntry): Written {
     const max = this.ctx.maxQueued
     if (this.queue.length >= max) {
       this.ctx.onDropped()
@@ -91,12 +91,12 @@ export class Session {
     return this.persistent ? this.ctx.store.enqueue(this.clientId, entry, max) : undefined
   }
 
-  private send(q: QueuedEntry, outlet: Outlet): Promise<void> | undefined {
+  private send(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, outlet: Outlet): Written {
     const packetId = this.allocateId()
-    const entry: OutgoingEntry = { message: q.message, qos: q.qos, retain: q.retain, subscriptionIds: q.subscriptionIds, packetId, state: 'publish' }
+    const entry: OutgoingEntry = { message, qos, retain, subscriptionIds: ids, packetId, state: 'publish' }
     this.inflight.set(packetId, entry)
     const stored = this.persistent ? this.ctx.store.putInflight(this.clientId, entry) : undefined
-    if (!outlet.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, packetId, false)) {
+    if (!outlet.sendPublish(message, qos, retain, ids, packetId, false)) {
       this.complete(packetId) // [MQTT-3.1.2-25] too large for this client: act as if delivered
     }
     return stored
@@ -163,8 +163,7 @@ export class Session {
       const q = this.queue.shift()!
       if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
       if (expired(q.message)) continue
-      const p = this.send(q, outlet)
-      if (p !== undefined) this.track(p)
+      this.track(this.send(q.message, q.qos, q.retain, q.subscriptionIds, outlet))
     }
     if (this.queue.length === 0) outlet.caughtUp()
   }
@@ -191,8 +190,8 @@ export class Session {
     this.will = state.will
   }
 
-  track(p: Promise<void>): void {
-    p.then(undefined, this.ctx.onStoreError)
+  track(p: Written): void {
+    if (p !== undefined) p.then(undefined, this.ctx.onStoreError)
   }
 }
 

@@ -49,27 +49,34 @@ export interface SessionState extends StoredSession {
 
 export type QueuedEntry = SessionState['queue'][number]
 
+/**
+ * What a store write answers: a promise to wait for before the write counts as
+ * durable, or undefined when it is already done (the memory stores), so that
+ * nothing on the publish path waits a tick for a write that has happened.
+ */
+export type Written = Promise<void> | undefined
+
 export interface SessionStore {
   load(clientId: string): Promise<SessionState | undefined>
   /** every stored session (for restoring routes at start-up) */
   list(): Promise<StoredSession[]>
-  save(session: StoredSession): Promise<void>
+  save(session: StoredSession): Written
   /** forget the session with its queue, in-flight and incoming state */
-  delete(clientId: string): Promise<void>
+  delete(clientId: string): Written
   /** append to the queue; when it then holds more than `max`, the oldest go */
-  enqueue(clientId: string, entry: QueuedEntry, max: number): Promise<void>
+  enqueue(clientId: string, entry: QueuedEntry, max: number): Written
   /** remove the oldest queued entry (it is being sent) */
-  dequeue(clientId: string): Promise<void>
-  putInflight(clientId: string, entry: OutgoingEntry): Promise<void>
-  deleteInflight(clientId: string, packetId: number): Promise<void>
-  addIncoming(clientId: string, packetId: number): Promise<void>
-  deleteIncoming(clientId: string, packetId: number): Promise<void>
+  dequeue(clientId: string): Written
+  putInflight(clientId: string, entry: OutgoingEntry): Written
+  deleteInflight(clientId: string, packetId: number): Written
+  addIncoming(clientId: string, packetId: number): Written
+  deleteIncoming(clientId: string, packetId: number): Written
   close(): Promise<void>
 }
 
 export interface RetainedStore {
   /** store `message` as the retained one for its topic; an empty payload clears it */
-  set(message: Message): Promise<void>
+  set(message: Message): Written
   /** retained messages whose topic matches `filter` */
   match(filter: string): Promise<Message[]>
   count(): Promise<number>
@@ -94,8 +101,6 @@ export interface Stores {
   bus: MessageBus
 }
 
-const done = Promise.resolve()
-
 export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, SessionState>()
 
@@ -109,61 +114,61 @@ export class MemorySessionStore implements SessionStore {
     return [...this.sessions.values()].map((s) => ({ clientId: s.clientId, expiryInterval: s.expiryInterval, subscriptions: [...s.subscriptions], disconnectedAt: s.disconnectedAt, will: s.will }))
   }
 
-  save(session: StoredSession): Promise<void> {
+  save(session: StoredSession): Written {
     const cur = this.sessions.get(session.clientId)
     if (cur) Object.assign(cur, session, { subscriptions: [...session.subscriptions] })
     else this.sessions.set(session.clientId, { ...session, subscriptions: [...session.subscriptions], inflight: [], queue: [], incoming: [] })
-    return done
+    return undefined
   }
 
-  delete(clientId: string): Promise<void> {
+  delete(clientId: string): Written {
     this.sessions.delete(clientId)
-    return done
+    return undefined
   }
 
-  enqueue(clientId: string, entry: QueuedEntry, max: number): Promise<void> {
+  enqueue(clientId: string, entry: QueuedEntry, max: number): Written {
     const s = this.sessions.get(clientId)
     if (s) {
       s.queue.push(entry)
       while (s.queue.length > max) s.queue.shift()
     }
-    return done
+    return undefined
   }
 
-  dequeue(clientId: string): Promise<void> {
+  dequeue(clientId: string): Written {
     this.sessions.get(clientId)?.queue.shift()
-    return done
+    return undefined
   }
 
-  putInflight(clientId: string, entry: OutgoingEntry): Promise<void> {
+  putInflight(clientId: string, entry: OutgoingEntry): Written {
     const s = this.sessions.get(clientId)
     if (s) {
       const i = s.inflight.findIndex((e) => e.packetId === entry.packetId)
       if (i >= 0) s.inflight[i] = { ...entry }
       else s.inflight.push({ ...entry })
     }
-    return done
+    return undefined
   }
 
-  deleteInflight(clientId: string, packetId: number): Promise<void> {
+  deleteInflight(clientId: string, packetId: number): Written {
     const s = this.sessions.get(clientId)
     if (s) {
       const i = s.inflight.findIndex((e) => e.packetId === packetId)
       if (i >= 0) s.inflight.splice(i, 1)
     }
-    return done
+    return undefined
   }
 
-  addIncoming(clientId: string, packetId: number): Promise<void> {
+  addIncoming(clientId: string, packetId: number): Written {
     const s = this.sessions.get(clientId)
     if (s && !s.incoming.includes(packetId)) s.incoming.push(packetId)
-    return done
+    return undefined
   }
 
-  deleteIncoming(clientId: string, packetId: number): Promise<void> {
+  deleteIncoming(clientId: string, packetId: number): Written {
     const s = this.sessions.get(clientId)
     if (s) s.incoming = s.incoming.filter((id) => id !== packetId)
-    return done
+    return undefined
   }
 
   async close(): Promise<void> {}
@@ -172,10 +177,10 @@ export class MemorySessionStore implements SessionStore {
 export class MemoryRetainedStore implements RetainedStore {
   private readonly tree = new RetainedTree()
 
-  set(message: Message): Promise<void> {
+  set(message: Message): Written {
     if (message.payload.length === 0) this.tree.delete(message.topic) // [MQTT-3.3.1-6]
     else this.tree.set(message.topic, message)
-    return done
+    return undefined
   }
 
   async match(filter: string): Promise<Message[]> {

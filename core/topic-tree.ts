@@ -5,6 +5,8 @@ export interface SharedGroup<T> {
   group: string
   filter: string
   members: Map<string, T>
+  /** the members in order, kept with the map so picking one copies nothing */
+  list: T[]
   /** round-robin cursor */
   next: number
 }
@@ -69,9 +71,12 @@ export class TopicTree<T> {
       if (node.shared === null) node.shared = new Map()
       let g = node.shared.get(group)
       if (g === undefined) {
-        g = { group, filter, members: new Map(), next: 0 }
+        g = { group, filter, members: new Map(), list: [], next: 0 }
         node.shared.set(group, g)
       }
+      const old = g.members.get(key)
+      if (old === undefined) g.list.push(value)
+      else g.list[g.list.indexOf(old)] = value
       map = g.members
     }
     const isNew = !map.has(key)
@@ -100,6 +105,8 @@ export class TopicTree<T> {
     } else if (node.shared !== null) {
       const g = node.shared.get(group)
       if (g !== undefined) {
+        const old = g.members.get(key)
+        if (old !== undefined) g.list.splice(g.list.indexOf(old), 1)
         removed = g.members.delete(key)
         if (g.members.size === 0) node.shared.delete(group)
       }
