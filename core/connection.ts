@@ -222,30 +222,32 @@ export class Connection implements Outlet {
 
   /** Adds MQTT 5 properties; returns the topic when a new outbound alias was assigned. */
   private v5Properties(packet: IPublishPacket, message: Message, ids: number[] | undefined): string {
-    const p = message.properties
-    let props: NonNullable<IPublishPacket['properties']> | undefined
-    if (p !== undefined) {
-      props = { ...p }
-      if (message.expiresAt !== undefined) props.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAt - Date.now()) / 1000)) // [MQTT-3.3.2-6]
+    // the message's own properties are shared by every subscriber: copied only when this one needs changes
+    const p = message.properties as NonNullable<IPublishPacket['properties']> | undefined
+    const adds = message.expiresAt !== undefined || ids !== undefined || this.topicAliasMaxOut > 0
+    const props: NonNullable<IPublishPacket['properties']> | undefined = adds ? { ...p } : p
+    if (props !== undefined && message.expiresAt !== undefined) {
+      props.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAt - Date.now()) / 1000)) // [MQTT-3.3.2-6]
     }
-    if (ids !== undefined) (props ??= {}).subscriptionIdentifier = ids.length === 1 ? ids[0]! : ids
+    if (ids !== undefined) props!.subscriptionIdentifier = ids.length === 1 ? ids[0]! : ids
     let newAlias = ''
     if (this.topicAliasMaxOut > 0) {
       const map = (this.aliasesOut ??= new Map())
       const alias = map.get(message.topic)
       if (alias !== undefined) {
-        (props ??= {}).topicAlias = alias
+        props!.topicAlias = alias
         packet.topic = ''
       } else if (map.size < this.topicAliasMaxOut) {
         const next = map.size + 1
         map.set(message.topic, next)
-        ;(props ??= {}).topicAlias = next
+        props!.topicAlias = next
         newAlias = message.topic
       }
     }
-    if (props !== undefined) packet.properties = props
+    if (props !== undefined && Object.keys(props).length > 0) packet.properties = props
     return newAlias
   }
+
 
   sendPubrel(packetId: number): void {
     this.write({ cmd: 'pubrel', messageId: packetId })

@@ -203,8 +203,7 @@ async function deadLetters(argv: string[]): Promise<number> {
   const redis = new Redis(parsed.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 })
   try {
     await redis.connect()
-    const outbox = new RedisOutbox(redis, parsed.redis.keyPrefix, 'cli', createLogger('silent'))
-    ;(outbox as unknown as { webhooks: string[] }).webhooks = parsed.webhooks.map((w) => w.name)
+    const outbox = new RedisOutbox(redis, parsed.redis.keyPrefix, 'cli', createLogger('silent'), parsed.webhooks.map((w) => w.name))
     const dead = await outbox.deadLetters()
     for (const b of dead) process.stdout.write(`${b.webhook}\t${b.id}\t${b.deliveries.length} deliveries\t${b.attempts} attempts\t${b.at}\t${b.reason}\n`)
     if (argv.includes('--replay')) {

@@ -56,20 +56,9 @@ export class ByteQueue {
   /** Removes the oldest record and answers its delivery JSON (the id is made now). */
   shift(makeId: () => string): string | undefined {
     if (this.length === 0) return undefined
-    let buf = this.chunks[this.readChunk]!
-    if (this.readPos + 4 > buf.length || buf.readUInt32LE(this.readPos) === 0) { // rest of this chunk unused
-      this.readChunk++
-      this.readPos = 0
-      buf = this.chunks[this.readChunk]!
-    }
-    const start = this.readPos
+    const buf = this.advance()
+    const start = this.recordStart
     const size = buf.readUInt32LE(start)
-    this.readPos += size
-    this.length--
-    if (this.readChunk > 0 && this.readChunk * 2 >= this.chunks.length) { // let read chunks go
-      this.chunks = this.chunks.slice(this.readChunk)
-      this.readChunk = 0
-    }
     if (buf[start + 4] === KIND_JSON) return buf.toString('utf8', start + 5, start + size)
     let p = start + 5
     const at = buf.readDoubleLE(p); p += 8
@@ -84,9 +73,29 @@ export class ByteQueue {
     return messageJson(makeId(), at, clientId, topic, flags & 3, (flags & 4) !== 0, payload, propsLen > 0 ? buf.toString('utf8', p, p + propsLen) : undefined)
   }
 
-  /** Drops the oldest record. */
+  /** Drops the oldest record without decoding it. */
   drop(): void {
-    this.shift(() => '')
+    if (this.length > 0) this.advance()
+  }
+
+  private recordStart = 0
+
+  /** Steps past the oldest record; answers its chunk, its offset in `recordStart`. */
+  private advance(): Buffer {
+    let buf = this.chunks[this.readChunk]!
+    if (this.readPos + 4 > buf.length || buf.readUInt32LE(this.readPos) === 0) { // rest of this chunk unused
+      this.readChunk++
+      this.readPos = 0
+      buf = this.chunks[this.readChunk]!
+    }
+    this.recordStart = this.readPos
+    this.readPos += buf.readUInt32LE(this.readPos)
+    this.length--
+    if (this.readChunk > 0 && this.readChunk * 2 >= this.chunks.length) { // let read chunks go
+      this.chunks = this.chunks.slice(this.readChunk)
+      this.readChunk = 0
+    }
+    return buf
   }
 
   private reserve(size: number): Buffer {

@@ -19,7 +19,10 @@ export class RedisOutbox implements Outbox {
   private heartbeat: NodeJS.Timeout | undefined
   private webhooks: string[] = []
 
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly node: string, private readonly log: Logger) {}
+  /** `webhooks`: the names deadLetters() and replay() cover when not given one (start() sets them too) */
+  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly node: string, private readonly log: Logger, webhooks: string[] = []) {
+    this.webhooks = webhooks
+  }
 
   private stream(webhook: string): string {
     return `${this.prefix}webhook:${webhook}`

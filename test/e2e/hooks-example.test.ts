@@ -8,7 +8,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { pino } from 'pino'
-import { collect, connect, hooksFolder, pingRoundTrip, publishCode, RawClient, startBroker, startSink } from '../helpers.js'
+import { collect, connect, hooksFolder, pingRoundTrip, publishCode, RawClient, startBroker, startSink, until } from '../helpers.js'
 
 // Every file in hooks.example/ loaded from a real folder, doing what its comments say.
 
@@ -96,10 +96,7 @@ test('hooks.example: auth, acl, transform and events working together from a hoo
 
   // events.ts: connects and disconnects are logged by hook "events"; passwords never are
   await alice.endAsync()
-  await new Promise<void>((resolve) => {
-    const check = (): void => { if (logs.lines.some((l) => l.msg === 'client disconnected' && l.clientId === 'alice-phone')) resolve(); else setImmediate(check) }
-    check()
-  })
+  await until(() => logs.lines.some((l) => l.msg === 'client disconnected' && l.clientId === 'alice-phone'), 5000, 'the disconnect log line')
   assert.ok(logs.lines.some((l) => l.hook === 'events' && l.msg === 'client connected' && l.clientId === 'alice-phone'))
   assert.ok(!logs.text().includes('wonderland') && !logs.text().includes('root-pw'), 'a password reached the log')
 })
