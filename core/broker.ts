@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { parseConfig, type Config, type ConfigInput } from './config.js'
+import type { Cluster } from './cluster.js'
 import { Connection, type ListenerInfo } from './connection.js'
 import { ReasonCode } from './errors.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
@@ -17,6 +18,8 @@ import { newMessage, type ClientInfo, type Message, type MessageProperties, type
 export interface BrokerOptions extends ConfigInput {
   /** persistence and message bus; in memory when omitted */
   stores?: Stores
+  /** nodes sharing state (the Redis plugin); a single node when omitted */
+  cluster?: Cluster
   /** the hook runner the core calls; allow-all when omitted */
   hookRunner?: HookRunner
   logger?: Logger
@@ -65,6 +68,7 @@ export class Broker {
   readonly id: string
   readonly startedAt = Date.now()
   hooks: HookRunner
+  readonly cluster: Cluster | undefined
   /** the connection whose PUBLISH is being routed right now (for flow control) */
   publishing: Connection | null = null
   private readonly connections = new Set<Connection>()
@@ -78,18 +82,18 @@ export class Broker {
   private readonly leaveBus: () => void
 
   constructor(options: BrokerOptions = {}) {
-    const { stores, hookRunner, logger, ...config } = options
+    const { stores, hookRunner, logger, cluster, ...config } = options
     this.config = parseConfig(config)
     this.log = logger ?? createLogger(this.config.log.level)
     this.emitter = new BrokerEmitter(this.log)
     this.stores = stores ?? memoryStores()
+    this.cluster = cluster
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')
     this.sessions = new SessionManager(this)
     this.publishAllowedByDefault = this.config.defaults.publish === 'allow'
-    this.leaveBus = this.stores.bus.subscribe((message) => {
-      if (message.node !== this.id) this.routeLocal(message)
-    })
+    this.router.nodeId = this.id
+    this.leaveBus = this.stores.bus.subscribe((message) => (message.node !== this.id ? this.routeLocal(message) : undefined))
   }
 
   on<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): this {
@@ -226,8 +230,8 @@ export class Broker {
       const r = this.taps[i]!.onPublish!(message, client)
       if (r !== undefined) tapped = tapped === undefined ? r : Promise.all([tapped, r]).then(noop)
     }
+    const routed = this.routeLocal(message) // first: it decides which node's member of a shared group gets it
     const bus = this.stores.bus.publish(message)
-    const routed = this.routeLocal(message)
     if (retained === undefined && bus === undefined && tapped === undefined && typeof routed === 'number') return routed
     return Promise.all([retained, bus, tapped, routed]).then(([, , , n]) => n as number, (err: unknown) => {
       this.log.error({ err, topic: message.topic }, 'message could not be stored; refused')
@@ -235,7 +239,8 @@ export class Broker {
     })
   }
 
-  private routeLocal(message: Message): number | Promise<number> {
+  /** Routes a message to this node's sessions only (one from another node, or replayed for adopted sessions). */
+  routeLocal(message: Message): number | Promise<number> {
     const count = this.router.route(message)
     const pending = this.router.pending
     const code = count === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success

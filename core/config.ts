@@ -60,6 +60,8 @@ export const configSchema = z.strictObject({
     topicAliasMaximum: z.int().min(0).max(65535).default(100).describe('topic aliases an MQTT 5 client may set'),
     maxKeepalive: z.int().min(1).max(65535).default(65535).describe('longest keep-alive granted, in seconds (MQTT 5 Server Keep Alive)'),
     maxSessionExpiryInterval: seconds.default(0xffffffff).describe('longest session expiry granted, in seconds'),
+    persistentSessionExpiry: z.int().min(1).optional().describe('seconds an offline MQTT 3.1.1 session with clean session false is kept (unset: until the client cleans it); MQTT 5 clients set their own'),
+    queuedMessageExpiry: z.int().min(1).optional().describe('seconds a message waits for an offline client before it is dropped (unset: no limit); a Message Expiry Interval takes precedence'),
     connectTimeoutMs: z.int().min(100).default(10000).describe('time a new socket has to send CONNECT'),
   }).prefault({}).describe('protocol limits'),
   sys: z.strictObject({

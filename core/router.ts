@@ -26,18 +26,55 @@ export class Router {
   private readonly groups: SharedGroup<SubEntry>[] = []
   private depth = 0
   private merged = 0
+  /** this node's id (set by the broker) */
+  nodeId = ''
+  /**
+   * In a cluster: the shared groups with members on other nodes, keyed by node
+   * id. A message published here goes to one member of a group cluster-wide,
+   * round robin over the nodes that have members.
+   */
+  remote: TopicTree<string> | null = null
+  /** a shared group got its first member on this node (true) or lost its last (false) */
+  onGroupChange: ((group: string, filter: string, present: boolean) => void) | null = null
+  private readonly groupCounts = new Map<string, number>()
+  private readonly remoteGroups: SharedGroup<string>[] = []
+  private readonly noMatches: string[] = []
 
   add(session: Session, sub: Subscription): boolean {
     const entry: SubEntry = { session, sub, ids: sub.id === undefined ? undefined : [sub.id] }
     const shared = parseShared(sub.filter)
-    if (shared !== null && typeof shared === 'object') return this.tree.add(shared.filter, session.clientId, entry, shared.group)
+    if (shared !== null && typeof shared === 'object') {
+      const isNew = this.tree.add(shared.filter, session.clientId, entry, shared.group)
+      if (isNew) this.countMember(shared.group, shared.filter, 1)
+      return isNew
+    }
     return this.tree.add(sub.filter, session.clientId, entry)
   }
 
   remove(session: Session, filter: string): boolean {
     const shared = parseShared(filter)
-    if (shared !== null && typeof shared === 'object') return this.tree.remove(shared.filter, session.clientId, shared.group)
+    if (shared !== null && typeof shared === 'object') {
+      const removed = this.tree.remove(shared.filter, session.clientId, shared.group)
+      if (removed) this.countMember(shared.group, shared.filter, -1)
+      return removed
+    }
     return this.tree.remove(filter, session.clientId)
+  }
+
+  /** the shared groups with at least one member on this node */
+  localGroups(): Array<{ group: string; filter: string }> {
+    return [...this.groupCounts.keys()].map((k) => {
+      const i = k.indexOf('/')
+      return { group: k.slice(0, i), filter: k.slice(i + 1) }
+    })
+  }
+
+  private countMember(group: string, filter: string, delta: 1 | -1): void {
+    const key = group + '/' + filter
+    const n = (this.groupCounts.get(key) ?? 0) + delta
+    if (n <= 0) this.groupCounts.delete(key)
+    else this.groupCounts.set(key, n)
+    if (this.onGroupChange !== null && (n === 0 || (n === 1 && delta === 1))) this.onGroupChange(group, filter, n > 0)
   }
 
   /**
@@ -64,8 +101,14 @@ export class Router {
         pending = this.merge(message, matches)
         count += this.merged
       }
+      if (this.remote !== null && message.node === this.nodeId && (groups.length > 0 || this.remote.size > 0)) this.assignShares(message, groups, nested)
       for (let i = 0; i < groups.length; i++) {
-        const entry = pickMember(groups[i]!)
+        const g = groups[i]!
+        if (message.shares !== undefined) { // in a cluster: only the node picked for this group delivers
+          const chosen = message.shares[g.group + '/' + g.filter]
+          if (chosen !== undefined && chosen !== this.nodeId) continue
+        }
+        const entry = pickMember(g)
         if (entry === undefined) continue
         count++
         const p = entry.session.deliver(message, minQos(message.qos, entry.sub.qos), false, entry.ids)
@@ -78,6 +121,37 @@ export class Router {
     }
     this.pending = pending
     return count
+  }
+
+  /**
+   * For a message published on this node, picks the node whose member of each
+   * matching shared group gets it, round robin over the nodes with members (this
+   * one included), and writes the choices into `message.shares` for the others.
+   */
+  private assignShares(message: Message, groups: SharedGroup<SubEntry>[], nested: boolean): void {
+    const remote = nested ? [] : this.remoteGroups
+    try {
+      this.remote!.match(message.topic, this.noMatches, remote)
+      let shares: Record<string, string> | undefined
+      for (let i = 0; i < remote.length; i++) {
+        const r = remote[i]!
+        const key = r.group + '/' + r.filter
+        let local = false
+        for (let j = 0; j < groups.length; j++) if (groups[j]!.group === r.group && groups[j]!.filter === r.filter) local = true
+        const n = r.list.length + (local ? 1 : 0)
+        const pick = r.next % n
+        r.next = (r.next + 1) % n
+        ;(shares ??= {})[key] = pick === r.list.length ? this.nodeId : r.list[pick]!
+      }
+      for (let j = 0; j < groups.length; j++) { // groups only this node has: ours, and said so
+        const key = groups[j]!.group + '/' + groups[j]!.filter
+        if (shares === undefined || shares[key] === undefined) (shares ??= {})[key] = this.nodeId
+      }
+      message.shares = shares
+    } finally {
+      remote.length = 0
+      this.noMatches.length = 0
+    }
   }
 
   /** One copy per session for overlapping subscriptions; answers the store writes, the count in `merged`. */

@@ -22,6 +22,8 @@ export interface SessionContext {
   onDelivered(message: Message, client: ClientInfo): void
   onDropped(): void
   onStoreError(err: unknown): void
+  /** how long a message may wait for an offline client (unset: no limit) */
+  queuedTtlMs: number | undefined
 }
 
 export const NEVER_EXPIRES = 0xffffffff
@@ -77,7 +79,10 @@ export class Session {
       return this.send(message, qos, retain, ids, outlet)
     }
     if (outlet !== null) outlet.congested()
-    return this.enqueue({ message, qos, retain, subscriptionIds: ids })
+    const ttl = this.ctx.queuedTtlMs
+    return this.enqueue(outlet === null && ttl !== undefined && message.expiresAt === undefined
+      ? { message, qos, retain, subscriptionIds: ids, expiresAt: Date.now() + ttl }
+      : { message, qos, retain, subscriptionIds: ids })
   }
 
   private enqueue(entry: QueuedEntry): Written {
@@ -162,7 +167,7 @@ export class Session {
     while (this.queue.length > 0 && this.inflight.size < outlet.sendWindow) {
       const q = this.queue.shift()!
       if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
-      if (expired(q.message)) continue
+      if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) continue
       this.track(this.send(q.message, q.qos, q.retain, q.subscriptionIds, outlet))
     }
     if (this.queue.length === 0) outlet.caughtUp()

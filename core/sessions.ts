@@ -2,7 +2,7 @@ import type { Broker } from './broker.js'
 import type { Connection } from './connection.js'
 import { ReasonCode } from './errors.js'
 import { NEVER_EXPIRES, Session, type SessionContext } from './session.js'
-import type { Will } from './stores.js'
+import type { SessionState, Will } from './stores.js'
 import { newMessage, type Message } from './types.js'
 
 const MAX_TIMER_MS = 0x7fffffff
@@ -23,23 +23,85 @@ export class SessionManager {
       onDelivered: (message, client) => { if (broker.emitter.has('delivered')) broker.emitter.emit('delivered', message, client) },
       onDropped: () => { broker.stats.dropped++ },
       onStoreError: (err) => broker.log.error({ err }, 'session store write failed'),
+      queuedTtlMs: limits.queuedMessageExpiry === undefined ? undefined : limits.queuedMessageExpiry * 1000,
     }
   }
 
-  /** Rebuilds stored persistent sessions and their routes (start-up). */
+  /** Rebuilds stored persistent sessions and their routes (start-up); in a cluster, only this node's. */
   async restore(): Promise<void> {
     const store = this.broker.stores.sessions
+    const mine = this.broker.cluster === undefined ? undefined : await this.broker.cluster.owned()
     for (const stored of await store.list()) {
+      if (mine !== undefined && !mine.has(stored.clientId)) continue
       const state = await store.load(stored.clientId)
-      if (state === undefined || this.sessions.has(stored.clientId)) continue
-      const session = new Session(stored.clientId, this.ctx)
-      session.restore(state)
-      this.sessions.set(session.clientId, session)
-      for (const sub of session.subscriptions.values()) this.broker.router.add(session, sub)
-      session.disconnectedAt ??= Date.now()
-      this.scheduleExpiry(session)
-      if (session.will !== undefined) this.scheduleWill(session)
+      if (state !== undefined) this.adopt(state)
     }
+  }
+
+  /** Serves a stored session here: routes, expiry and a pending will (restart, or taken from another node). */
+  adopt(state: SessionState): Session | undefined {
+    if (this.sessions.has(state.clientId)) return undefined
+    const session = new Session(state.clientId, this.ctx)
+    session.restore(state)
+    this.sessions.set(session.clientId, session)
+    for (const sub of session.subscriptions.values()) this.broker.router.add(session, sub)
+    session.disconnectedAt ??= Date.now()
+    this.scheduleExpiry(session)
+    if (session.will !== undefined) this.scheduleWill(session)
+    return session
+  }
+
+  /**
+   * Before a CONNECT opens its session, in a cluster: take the client id from
+   * whichever node has it, then load what was stored (or, on clean start, drop it).
+   */
+  async prepare(clientId: string, cleanStart: boolean): Promise<void> {
+    const cluster = this.broker.cluster
+    if (cluster === undefined || !cluster.available) return
+    await cluster.claim(clientId)
+    if (this.sessions.has(clientId)) return
+    const store = this.broker.stores.sessions
+    if (cleanStart) {
+      await store.delete(clientId)
+      return
+    }
+    const state = await store.load(clientId)
+    if (state !== undefined) this.adopt(state)
+  }
+
+  /**
+   * Another node takes `clientId` over: close its connection here (0x8E) and let
+   * the session go without deleting what is stored of it.
+   */
+  release(clientId: string): void {
+    const session = this.sessions.get(clientId)
+    if (session === undefined) return
+    const conn = session.outlet as Connection | null
+    if (conn !== null) {
+      conn.closeWith(ReasonCode.SessionTakenOver, 'the client connected to another node') // [MQTT-3.1.4-3]
+      this.detach(conn, session)
+    }
+    if (this.sessions.get(clientId) === session) this.drop(session)
+  }
+
+  /**
+   * Forgets a session this node no longer owns (another node took it while
+   * this one was cut off): closes its connection, writes nothing.
+   */
+  forget(clientId: string): void {
+    const session = this.sessions.get(clientId)
+    if (session === undefined) return
+    const conn = session.outlet as Connection | null
+    session.outlet = null // so that closing the connection does not save the session or publish its will
+    this.drop(session)
+    conn?.closeWith(ReasonCode.SessionTakenOver, 'the session moved to another node')
+  }
+
+  private drop(session: Session): void {
+    clearTimeout(session.expiryTimer)
+    clearTimeout(session.willTimer) // the stored will goes with the session
+    for (const filter of session.subscriptions.keys()) this.broker.router.remove(session, filter)
+    this.sessions.delete(session.clientId)
   }
 
   open(conn: Connection, clientId: string, cleanStart: boolean, expiryInterval: number): { session: Session; present: boolean } {
@@ -67,6 +129,7 @@ export class SessionManager {
     session.expiryInterval = expiryInterval
     session.will = conn.will
     session.lastClient = conn.client
+    if (conn.will !== undefined) this.broker.cluster?.willSet(clientId, conn.will)
     if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
     else if (wasPersistent) session.track(this.broker.stores.sessions.delete(clientId))
     return { session, present }
@@ -76,6 +139,7 @@ export class SessionManager {
   detach(conn: Connection, session: Session): void {
     if (session.outlet !== conn) return
     session.detach()
+    if (conn.will !== undefined) this.broker.cluster?.willCleared(session.clientId)
     if (!conn.cleanDisconnect && session.will !== undefined) {
       if (session.will.delay === 0 || session.expiryInterval === 0) this.publishWill(session)
       else this.scheduleWill(session)
@@ -96,7 +160,10 @@ export class SessionManager {
     for (const filter of session.subscriptions.keys()) this.broker.router.remove(session, filter)
     if (session.persistent) session.track(this.broker.stores.sessions.delete(session.clientId))
     session.reset()
-    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
+    if (this.sessions.get(session.clientId) === session) {
+      this.sessions.delete(session.clientId)
+      this.broker.cluster?.released(session.clientId)
+    }
   }
 
   private scheduleExpiry(session: Session): void {

@@ -42,7 +42,7 @@ export interface SessionState extends StoredSession {
   /** sent, unacknowledged, in packet-id order of sending */
   inflight: OutgoingEntry[]
   /** waiting to be sent, oldest first */
-  queue: Array<Omit<OutgoingEntry, 'packetId' | 'state'>>
+  queue: Array<Omit<OutgoingEntry, 'packetId' | 'state'> & { /** epoch ms it may wait until (queued message expiry) */ expiresAt?: number }>
   /** QoS 2 packet ids received and PUBREC'd, awaiting PUBREL */
   incoming: number[]
 }
@@ -90,8 +90,12 @@ export interface RetainedStore {
  */
 export interface MessageBus {
   publish(message: Message): Promise<void> | void
-  /** returns a function that stops the subscription */
-  subscribe(handler: (message: Message) => void): () => void
+  /**
+   * Returns a function that stops the subscription. The handler answers a
+   * promise when store writes follow from the message (a durable bus waits for
+   * them before it counts the message as handled).
+   */
+  subscribe(handler: (message: Message) => unknown): () => void
   close(): Promise<void>
 }
 
@@ -196,14 +200,14 @@ export class MemoryRetainedStore implements RetainedStore {
 
 /** An in-process bus: brokers in one process that share it behave as one cluster. */
 export class MemoryBus implements MessageBus {
-  private handlers: Array<(message: Message) => void> = []
+  private handlers: Array<(message: Message) => unknown> = []
 
   publish(message: Message): void {
     const hs = this.handlers
     for (let i = 0; i < hs.length; i++) hs[i]!(message)
   }
 
-  subscribe(handler: (message: Message) => void): () => void {
+  subscribe(handler: (message: Message) => unknown): () => void {
     this.handlers = [...this.handlers, handler]
     return () => {
       this.handlers = this.handlers.filter((h) => h !== handler)

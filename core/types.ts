@@ -26,6 +26,11 @@ export interface Message {
   /** id of the node that accepted it (for clustering) */
   node?: string
   /**
+   * In a cluster: for each shared group (`<group>/<filter>`) with members on
+   * other nodes, the node whose member gets this message (decided where it was published).
+   */
+  shares?: Record<string, string>
+  /**
    * Encoded QoS 0 PUBLISH bytes shared by every subscriber that gets the same
    * bytes (index: MQTT 5 ? 2 : 0, plus 1 when retained). A cache: never stored,
    * and dropped by anything that copies the message to change it.
@@ -68,5 +73,5 @@ export interface ClientInfo {
  */
 export function newMessage(topic: string, payload: Buffer, qos: QoS, retain: boolean, origin: string | undefined, properties?: MessageProperties): Message {
   const exp = properties?.messageExpiryInterval
-  return { topic, payload, qos, retain, properties, expiresAt: exp === undefined ? undefined : Date.now() + exp * 1000, origin, node: undefined, encoded: undefined }
+  return { topic, payload, qos, retain, properties, expiresAt: exp === undefined ? undefined : Date.now() + exp * 1000, origin, node: undefined, shares: undefined, encoded: undefined }
 }

@@ -33,6 +33,13 @@ export const webhookSchema = z.strictObject({
 export const redisSchema = z.strictObject({
   url: z.string().min(1).default('redis://127.0.0.1:6379').describe('Redis URL (redis://, rediss://)'),
   keyPrefix: z.string().default('hookmq:').describe('prefix of every key hookmq writes'),
+  ttl: z.strictObject({
+    subscriptions: z.int().min(1).optional().describe('seconds an offline MQTT 3.1.1 persistent session (and its subscriptions) is kept; MQTT 5 clients set their own Session Expiry'),
+    packets: z.int().min(1).optional().describe('seconds a message waits in an offline session\'s queue; a Message Expiry Interval takes precedence'),
+  }).prefault({}).describe('expiry of what offline clients leave in Redis (unset: kept until the session ends)'),
+  heartbeatMs: z.int().min(100).default(1000).describe('how often a node renews its heartbeat'),
+  nodeTimeoutMs: z.int().min(300).default(5000).describe('a node whose heartbeat is older is dead: another takes its sessions and publishes its clients\' wills'),
+  streamMaxLength: z.int().min(1000).default(100000).describe('entries kept in each node\'s cluster stream (a node further behind loses the oldest)'),
 })
 
 export const hookmqConfigSchema = configSchema.extend({

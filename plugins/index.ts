@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis'
 import * as zod from 'zod'
-import { createBroker as createCoreBroker, MemoryBus, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
+import { createBroker as createCoreBroker, createLogger, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
+import { RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore, RedisSessionStore } from './redis/stores.js'
 import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
 import { WebhookPlugin, type WebhookStatus } from './webhook/index.js'
@@ -64,17 +65,37 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   const plain: Record<string, unknown> = { ...rest }
   for (const k of ['stores', 'hookRunner', 'logger']) delete plain[k]
   const full = parseConfigWith(hookmqConfigSchema, { ...plain, hooks: hookConfig, webhooks: webhookInput, redis: redisInput, ...(hooksDir !== undefined ? { hooksDir } : {}) })
-  const redis = full.redis ? new Redis(full.redis.url, { enableAutoPipelining: true, lazyConnect: true }) : undefined
-  // with Redis configured, sessions and retained messages persist there (unless the embedder brought its own stores)
+  // commands fail at once while Redis is away (no offline queue): what needs Redis is refused, not left waiting
+  const redis = full.redis ? new Redis(full.redis.url, { enableAutoPipelining: true, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 }) : undefined
+  const log = rest.logger ?? createLogger(full.log.level)
+  // with Redis configured, sessions and retained messages persist there and the nodes on it form a cluster
+  // (unless the embedder brought its own stores)
+  const cluster = redis && !rest.stores ? new RedisCluster({ redis, prefix: full.redis!.keyPrefix, log: log.child({ plugin: 'cluster' }), ...full.redis! }) : undefined
   const stores = rest.stores ?? (redis ? {
-    sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
+    sessions: new RedisSessionStore(redis, full.redis!.keyPrefix, full.redis!.ttl),
     retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
-    bus: new MemoryBus(),
+    bus: cluster!,
   } : undefined)
-  const broker = createCoreBroker({ ...rest, stores, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
+  // Mosca's Redis TTLs: what offline clients leave behind expires (MQTT 5 expiry intervals take precedence)
+  const ttl = full.redis?.ttl
+  const limits = ttl === undefined ? rest.limits : {
+    ...rest.limits,
+    persistentSessionExpiry: rest.limits?.persistentSessionExpiry ?? ttl.subscriptions,
+    queuedMessageExpiry: rest.limits?.queuedMessageExpiry ?? ttl.packets,
+  }
+  const broker = createCoreBroker({ ...rest, limits, logger: log, stores, cluster, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   if (redis) {
-    redis.on('error', (err: Error) => broker.log.warn({ err: err.message }, 'redis connection error'))
+    let down = false
+    redis.on('error', (err: Error) => {
+      if (!down) broker.log.warn({ err: err.message }, 'redis connection error')
+      down = true
+    })
+    redis.on('ready', () => {
+      if (down) broker.log.info('redis connection back')
+      down = false
+    })
     broker.use({ name: 'redis', start: () => redis.connect(), stop: () => quitRedis(redis) })
+    if (cluster) broker.use(cluster)
   }
   const webhooks = full.webhooks.length > 0
     ? new WebhookPlugin(full.webhooks, broker.log.child({ plugin: 'webhooks' }), broker.id, redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined)

@@ -82,7 +82,7 @@ function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | u
   if (v5) {
     expiryInterval = packet.properties?.sessionExpiryInterval ?? 0
   } else {
-    expiryInterval = cleanStart ? 0 : NEVER_EXPIRES // 3.1.1 sessions last until clean session
+    expiryInterval = cleanStart ? 0 : limits.persistentSessionExpiry ?? NEVER_EXPIRES // 3.1.1 sessions last until clean session (or the configured TTL)
   }
   if (expiryInterval > limits.maxSessionExpiryInterval) {
     expiryInterval = limits.maxSessionExpiryInterval
@@ -120,7 +120,7 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
   }
 }
 
-function finishConnect(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): void {
+function finishConnect(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): void | Promise<void> {
   if (conn.state.kind !== 'authenticating') return // closed while authenticating
   const broker = conn.broker
   if (decision.result === 'deny' || (decision.result === 'pass' && !broker.anonymousAllowed(conn.listener))) {
@@ -131,6 +131,23 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
     return
   }
   if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
+  const cluster = broker.cluster
+  if (cluster === undefined) return openSession(conn, plan)
+  if (!cluster.available && (plan.expiryInterval > 0 || !plan.cleanStart)) {
+    // a persistent session cannot be kept safely now; a clean one still works on this node
+    conn.closeWith(ReasonCode.ServerUnavailable, 'the session store is unavailable')
+    return
+  }
+  return broker.sessions.prepare(plan.clientId, plan.cleanStart).then(() => {
+    if (conn.state.kind === 'authenticating') openSession(conn, plan)
+  }, (err: unknown) => {
+    broker.log.warn({ err, clientId: plan.clientId }, 'session could not be taken over; connection refused')
+    conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be loaded')
+  })
+}
+
+function openSession(conn: Connection, plan: ConnectPlan): void {
+  const broker = conn.broker
   const { session, present } = broker.openSession(conn, plan.clientId, plan.cleanStart, plan.expiryInterval)
   conn.state = { kind: 'connected', session }
   conn.write(connack(conn, plan, present))

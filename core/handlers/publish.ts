@@ -1,6 +1,6 @@
 import type { IPublishPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
-import { HookmqError, protocolError } from '../errors.js'
+import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise } from '../hooks.js'
 import { checkTopicName } from '../topic.js'
 import { newMessage, type Message, type MessageProperties } from '../types.js'
@@ -39,6 +39,11 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
     return isPromise(r) ? r.then(noop) : undefined
   }
   conn.incomingUnacked++
+  if (broker.cluster !== undefined && !broker.cluster.available) {
+    broker.publishing = null
+    acknowledge(conn, qos, messageId, ReasonCode.QuotaExceeded) // refused, not acknowledged and lost: the client may send it again later
+    return
+  }
   const r = broker.ingest(conn.client, message)
   broker.publishing = null
   if (isPromise(r)) return r.then((code) => acknowledge(conn, qos, messageId, code))
@@ -63,7 +68,15 @@ function acknowledge(conn: Connection, qos: 1 | 2, messageId: number, code: numb
   }
   if (code < 0x80) {
     session.incoming.add(messageId)
-    if (session.persistent) session.track(conn.broker.stores.sessions.addIncoming(session.clientId, messageId))
+    const stored = session.persistent ? conn.broker.stores.sessions.addIncoming(session.clientId, messageId) : undefined
+    if (stored !== undefined) { // PUBREC once the id is stored, so a resend after a crash is not routed twice
+      const pubrec = { cmd: 'pubrec' as const, messageId, ...(v5 && code !== 0 ? { reasonCode: code } : {}) }
+      stored.then(() => conn.write(pubrec), (err: unknown) => {
+        conn.broker.log.error({ err }, 'session store write failed')
+        conn.write(pubrec)
+      })
+      return
+    }
   }
   conn.write(v5 && code !== 0 ? { cmd: 'pubrec', messageId, reasonCode: code } : { cmd: 'pubrec', messageId })
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { Message, OutgoingEntry, QueuedEntry, RetainedStore, SessionState, SessionStore, StoredSession } from '../../core/index.js'
+import type { Message, OutgoingEntry, QueuedEntry, RetainedStore, SessionState, SessionStore, StoredSession, Will } from '../../core/index.js'
 import { matchesFilter, newMessage } from '../../core/index.js'
 
 // The core's session and retained stores on Redis. Keys (under the prefix):
@@ -19,8 +19,13 @@ export function messageToJson(m: Message): string {
   return JSON.stringify({ t: m.topic, p: m.payload.toString('base64'), q: m.qos, r: m.retain, pr: properties, e: m.expiresAt, o: m.origin })
 }
 
+export interface MessageJson { t: string; p: string; q: 0 | 1 | 2; r: boolean; pr?: Record<string, unknown> & { correlationData?: string }; e?: number; o?: string }
+
 export function messageFromJson(s: string): Message {
-  const j = JSON.parse(s) as { t: string; p: string; q: 0 | 1 | 2; r: boolean; pr?: Record<string, unknown> & { correlationData?: string }; e?: number; o?: string }
+  return messageFromObject(JSON.parse(s) as MessageJson)
+}
+
+export function messageFromObject(j: MessageJson): Message {
   const properties = j.pr === undefined ? undefined : { ...j.pr, correlationData: j.pr.correlationData === undefined ? undefined : Buffer.from(j.pr.correlationData, 'base64') }
   if (properties !== undefined && properties.correlationData === undefined) delete properties.correlationData
   const m = newMessage(j.t, Buffer.from(j.p, 'base64'), j.q, j.r, j.o, properties as Message['properties'])
@@ -28,21 +33,40 @@ export function messageFromJson(s: string): Message {
   return m
 }
 
-interface EntryJson { m: string; q: 0 | 1 | 2; r: boolean; s?: number[]; id?: number; st?: 'publish' | 'pubrel' }
+export function willToJson(will: Will): string {
+  return JSON.stringify({ ...will, payload: will.payload.toString('base64') })
+}
+
+export function willFromJson(s: string): Will {
+  const j = JSON.parse(s) as Will & { payload: string }
+  return { ...j, payload: Buffer.from(j.payload, 'base64') }
+}
+
+interface EntryJson { m: string; q: 0 | 1 | 2; r: boolean; s?: number[]; id?: number; st?: 'publish' | 'pubrel'; x?: number }
 
 function entryToJson(e: QueuedEntry | OutgoingEntry): string {
-  const o = e as OutgoingEntry
-  const j: EntryJson = { m: messageToJson(e.message), q: e.qos, r: e.retain, s: e.subscriptionIds, id: o.packetId, st: o.state }
+  const o = e as OutgoingEntry & QueuedEntry
+  const j: EntryJson = { m: messageToJson(e.message), q: e.qos, r: e.retain, s: e.subscriptionIds, id: o.packetId, st: o.state, x: o.expiresAt }
   return JSON.stringify(j)
 }
 
-function entryFromJson(s: string): OutgoingEntry {
+function entryFromJson(s: string): OutgoingEntry & { expiresAt?: number } {
   const j = JSON.parse(s) as EntryJson
-  return { message: messageFromJson(j.m), qos: j.q, retain: j.r, subscriptionIds: j.s, packetId: j.id ?? 0, state: j.st ?? 'publish' }
+  const e: OutgoingEntry & { expiresAt?: number } = { message: messageFromJson(j.m), qos: j.q, retain: j.r, subscriptionIds: j.s, packetId: j.id ?? 0, state: j.st ?? 'publish' }
+  if (j.x !== undefined) e.expiresAt = j.x
+  return e
 }
 
+/** Keys outlive the session's expiry by this much, so that a node that is running ends it (and publishes a will) first. */
+const KEY_GRACE_MS = 60_000
+
 export class RedisSessionStore implements SessionStore {
-  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+  /**
+   * `ttl` (seconds): Redis lets an offline session's keys go after its expiry
+   * (plus a minute) and a queue after `packets` without a new message, so that
+   * nothing lingers when no node is running to end it.
+   */
+  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly ttl: { subscriptions?: number; packets?: number } = {}) {}
 
   private key(id: string, part = ''): string {
     return `${this.prefix}session:${id}${part}`
@@ -84,7 +108,16 @@ export class RedisSessionStore implements SessionStore {
 
   async save(session: StoredSession): Promise<void> {
     const will = session.will ? { ...session.will, payload: session.will.payload.toString('base64') } : undefined
-    await this.redis.multi().set(this.key(session.clientId), JSON.stringify({ ...session, will })).sadd(`${this.prefix}sessions`, session.clientId).exec()
+    const id = session.clientId
+    const m = this.redis.multi().set(this.key(id), JSON.stringify({ ...session, will })).sadd(`${this.prefix}sessions`, id)
+    const keys = [this.key(id), this.key(id, ':queue'), this.key(id, ':inflight'), this.key(id, ':incoming')]
+    if (session.disconnectedAt !== undefined && session.expiryInterval !== 0xffffffff) {
+      const left = session.disconnectedAt + session.expiryInterval * 1000 - Date.now() + KEY_GRACE_MS
+      for (const k of keys) m.pexpire(k, Math.max(1, left))
+    } else {
+      for (const k of keys) m.persist(k)
+    }
+    await m.exec()
   }
 
   async delete(clientId: string): Promise<void> {
@@ -95,7 +128,10 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async enqueue(clientId: string, entry: QueuedEntry, max: number): Promise<void> {
-    await this.redis.multi().rpush(this.key(clientId, ':queue'), entryToJson(entry)).ltrim(this.key(clientId, ':queue'), -Math.max(1, max), -1).exec()
+    const key = this.key(clientId, ':queue')
+    const m = this.redis.multi().rpush(key, entryToJson(entry)).ltrim(key, -Math.max(1, max), -1)
+    if (entry.expiresAt !== undefined) m.pexpire(key, Math.max(1, entry.expiresAt - Date.now()) + KEY_GRACE_MS)
+    await m.exec()
   }
 
   async dequeue(clientId: string): Promise<void> {

@@ -1,0 +1,29 @@
+import type { Will } from './stores.js'
+
+/**
+ * What the core asks of a cluster of nodes sharing one state (the Redis plugin
+ * gives one). Without it the broker is a single node and its memory is the
+ * truth; with it, a session lives on one node at a time, which this interface
+ * moves between nodes.
+ */
+export interface Cluster {
+  /**
+   * False while the shared state cannot be written: what would need it (QoS ≥ 1
+   * publishes, persistent sessions) is refused rather than acknowledged and lost.
+   */
+  readonly available: boolean
+  /** client ids of the stored sessions this node serves (read once at start-up) */
+  owned(): Promise<Set<string>>
+  /**
+   * Makes `clientId` this node's: a connection or session of it on another node
+   * is closed (0x8E) and handed over first. Resolves when the stored session,
+   * if any, is ready to load here.
+   */
+  claim(clientId: string): Promise<void>
+  /** the session of `clientId` no longer lives on this node */
+  released(clientId: string): void
+  /** a client with a will is connected here: others publish it should this node die */
+  willSet(clientId: string, will: Will): void
+  /** that client's will is no longer pending on this node */
+  willCleared(clientId: string): void
+}

@@ -1,0 +1,550 @@
+import type { Redis } from 'ioredis'
+import type { Broker, BrokerPlugin, Cluster, Logger, Message, MessageBus, Will } from '../../core/index.js'
+import { newMessage, Router, TopicTree } from '../../core/index.js'
+import { messageFromObject, messageToJson, willFromJson, willToJson, type MessageJson } from './stores.js'
+
+// Several hookmq nodes on one Redis as one broker. What Redis holds (prefix first):
+//   nodes                 set of registered node ids
+//   node:<id>             heartbeat, expires after `nodeTimeoutMs` unless renewed
+//   node:<id>:owned       set of client ids whose session lives on that node
+//   node:<id>:wills       hash client id -> will of a client connected there
+//   node:<id>:cursors     hash node -> id of the last entry of that node's stream it handled
+//   node:<id>:adopted     set (for an hour) when another node took over a dead node
+//   bus:<id>              the node's stream: messages for the others, takeovers, shared-group changes
+//   owners                hash client id -> node serving its session
+//   groups                hash `<node>\n<group>/<filter>` -> 1 for shared groups with members there
+//
+// A node appends a message to its stream only while it has peers, and
+// acknowledges a QoS ≥ 1 message only once it is there: a node that reads it
+// late (after a restart), or the node that adopts a dead one's sessions from
+// its cursors, still delivers it. Each node reads the others' streams from its
+// cursors and routes to its own sessions only.
+
+const CLAIM = `
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', ARGV[3] .. ARGV[2] .. ':owned', ARGV[1])
+if old and old ~= ARGV[2] then
+  redis.call('SREM', ARGV[3] .. old .. ':owned', ARGV[1])
+  if redis.call('EXISTS', ARGV[3] .. old) == 1 then return old end
+end
+return false`
+
+const MOVE_IF_OWNER = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('SREM', ARGV[4] .. ARGV[2] .. ':owned', ARGV[1])
+redis.call('SADD', ARGV[4] .. ARGV[3] .. ':owned', ARGV[1])
+return 1`
+
+const RELEASE = `
+redis.call('SREM', ARGV[3] .. ARGV[2] .. ':owned', ARGV[1])
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`
+
+type ClusterRedis = Redis & {
+  hookmqClaim(owners: string, clientId: string, node: string, nodePrefix: string): Promise<string | null>
+  hookmqMoveIfOwner(owners: string, clientId: string, from: string, to: string, nodePrefix: string): Promise<number>
+  hookmqRelease(owners: string, clientId: string, node: string, nodePrefix: string): Promise<number>
+}
+
+export interface RedisClusterOptions {
+  redis: Redis
+  prefix: string
+  log: Logger
+  heartbeatMs: number
+  /** a node whose heartbeat is older than this is dead */
+  nodeTimeoutMs: number
+  /** entries kept in each node's stream (approximately) */
+  streamMaxLength: number
+}
+
+const READ_BLOCK_MS = 200
+const READ_COUNT = 1000
+const CLAIM_WAIT_MS = 3000
+
+export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
+  readonly name = 'redis-cluster'
+  private readonly redis: ClusterRedis
+  private reader: Redis | undefined
+  private broker!: Broker
+  private me = ''
+  private readonly p: string
+  private readonly log: Logger
+  /** live nodes other than this one whose streams are read */
+  private readonly peers = new Set<string>()
+  private readonly cursors = new Map<string, string>()
+  private readonly dirty = new Set<string>()
+  private readonly handlers: Array<(message: Message) => unknown> = []
+  private readonly claims = new Map<string, () => void>()
+  /** shared groups of each peer, to forget them when it goes */
+  private readonly peerGroups = new Map<string, Set<string>>()
+  private readonly adoptions: string[] = []
+  private running = false
+  private loop: Promise<void> | undefined
+  private timer: NodeJS.Timeout | undefined
+  private readySince = 0
+  private registered = false
+  private wake: (() => void) | undefined
+  private lastBusError = 0
+
+  constructor(private readonly options: RedisClusterOptions) {
+    this.p = options.prefix
+    this.log = options.log
+    const redis = options.redis as ClusterRedis
+    if (typeof redis.hookmqClaim !== 'function') {
+      redis.defineCommand('hookmqClaim', { numberOfKeys: 1, lua: CLAIM })
+      redis.defineCommand('hookmqMoveIfOwner', { numberOfKeys: 1, lua: MOVE_IF_OWNER })
+      redis.defineCommand('hookmqRelease', { numberOfKeys: 1, lua: RELEASE })
+    }
+    this.redis = redis
+    redis.on('ready', () => { this.readySince = Date.now() })
+  }
+
+  get available(): boolean {
+    return this.redis.status === 'ready'
+  }
+
+  /** node ids this node reads from (for status) */
+  get peerIds(): string[] {
+    return [...this.peers]
+  }
+
+  private key(...parts: string[]): string {
+    return this.p + parts.join(':')
+  }
+
+  // ---- BrokerPlugin ----
+
+  async start(broker: Broker): Promise<void> {
+    this.broker = broker
+    this.me = broker.id
+    this.readySince = Date.now()
+    broker.router.remote = new TopicTree<string>()
+    broker.router.onGroupChange = (group, filter, present) => this.groupChanged(group, filter, present)
+    this.reader = this.redis.duplicate({ enableOfflineQueue: true })
+    this.reader.on('error', () => {}) // the main connection reports Redis errors
+    const saved = await this.redis.hgetall(this.key('node', this.me, 'cursors'))
+    for (const [node, id] of Object.entries(saved)) this.cursors.set(node, id)
+    await this.register()
+    await this.loadGroups()
+    await this.tick(true)
+    await this.awaitPeers()
+    this.running = true
+    this.loop = this.readLoop()
+    this.timer = setInterval(() => void this.tick(false), this.options.heartbeatMs)
+    this.timer.unref()
+    broker.once('ready', () => void this.publishLeftWills(this.me).catch((err: unknown) => this.log.error({ err }, 'wills of the last run could not be published')))
+  }
+
+  async stop(): Promise<void> {
+    this.running = false
+    clearInterval(this.timer)
+    this.wake?.()
+    await this.loop
+    if (this.available) {
+      // leave: the others notice the missing heartbeat and take this node's sessions over
+      await this.redis.del(this.key('node', this.me)).catch(() => {})
+      await this.saveCursors().catch(() => {})
+    }
+    this.reader?.disconnect()
+  }
+
+  sys(): Record<string, string | number> {
+    return { 'cluster/nodes': this.peers.size + 1, 'cluster/redis': this.available ? 'up' : 'down' }
+  }
+
+  // ---- MessageBus ----
+
+  publish(message: Message): Promise<void> | undefined {
+    if (this.peers.size === 0) return undefined // nobody reads this node's stream
+    if (!this.available) return message.qos === 0 ? undefined : Promise.reject(new Error('Redis is unavailable'))
+    const p = this.append('m', busMessageToJson(message))
+    if (message.qos > 0) return p
+    p.catch((err: unknown) => {
+      if (Date.now() - this.lastBusError > 10000) {
+        this.lastBusError = Date.now()
+        this.log.warn({ err }, 'QoS 0 message not passed to the other nodes')
+      }
+    })
+    return undefined
+  }
+
+  subscribe(handler: (message: Message) => unknown): () => void {
+    this.handlers.push(handler)
+    return () => { this.handlers.splice(this.handlers.indexOf(handler), 1) }
+  }
+
+  async close(): Promise<void> {}
+
+  // ---- Cluster ----
+
+  async owned(): Promise<Set<string>> {
+    const mine = new Set(await this.redis.smembers(this.key('node', this.me, 'owned')))
+    // sessions stored without an owner (written by a single node before it had peers) are anyone's: first come
+    const all = await this.redis.smembers(this.key('sessions'))
+    const owners = all.length === 0 ? [] : await this.redis.hmget(this.key('owners'), ...all)
+    for (let i = 0; i < all.length; i++) {
+      if (owners[i] !== null) continue
+      if (await this.redis.hsetnx(this.key('owners'), all[i]!, this.me) === 1) {
+        await this.redis.sadd(this.key('node', this.me, 'owned'), all[i]!)
+        mine.add(all[i]!)
+      }
+    }
+    return mine
+  }
+
+  async claim(clientId: string): Promise<void> {
+    const old = await this.redis.hookmqClaim(this.key('owners'), clientId, this.me, this.key('node', ''))
+    if (old === null || old === undefined) return
+    if (!this.peers.has(old)) await this.discover(old)
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, CLAIM_WAIT_MS)
+      const claims = this.claims
+      function done(): void {
+        clearTimeout(timer)
+        if (claims.get(clientId) === done) claims.delete(clientId)
+        resolve()
+      }
+      this.claims.get(clientId)?.()
+      this.claims.set(clientId, done)
+      this.append('t', JSON.stringify({ c: clientId, to: old })).catch(done)
+    })
+  }
+
+  released(clientId: string): void {
+    if (!this.available) return
+    this.redis.hookmqRelease(this.key('owners'), clientId, this.me, this.key('node', '')).catch(noop)
+  }
+
+  willSet(clientId: string, will: Will): void {
+    if (this.available) this.redis.hset(this.key('node', this.me, 'wills'), clientId, willToJson(will)).catch(noop)
+  }
+
+  willCleared(clientId: string): void {
+    if (this.available) this.redis.hdel(this.key('node', this.me, 'wills'), clientId).catch(noop)
+  }
+
+  // ---- membership ----
+
+  private async register(): Promise<void> {
+    await this.redis.multi()
+      .set(this.key('node', this.me), String(Date.now()), 'PX', this.options.nodeTimeoutMs)
+      .sadd(this.key('nodes'), this.me)
+      .del(this.key('node', this.me, 'adopted'))
+      .exec()
+    this.registered = true
+  }
+
+  /** Heartbeat; finds new peers and dead nodes. */
+  private async tick(first: boolean): Promise<void> {
+    if (!this.available) return
+    try {
+      const [[, , ], [, added], [, adopted], [, members]] = (await this.redis.multi()
+        .set(this.key('node', this.me), String(Date.now()), 'PX', this.options.nodeTimeoutMs)
+        .sadd(this.key('nodes'), this.me)
+        .exists(this.key('node', this.me, 'adopted'))
+        .smembers(this.key('nodes'))
+        .exec())! as Array<[Error | null, unknown]>
+      if (!first && this.registered && added === 1) await this.rejoin(adopted === 1)
+      const others = (members as string[]).filter((n) => n !== this.me)
+      const alive = others.length === 0 ? [] : await Promise.all(others.map((n) => this.redis.exists(this.key('node', n))))
+      // after Redis was away every heartbeat lapsed: give the others time to renew theirs before judging
+      const settled = Date.now() - this.readySince > this.options.nodeTimeoutMs + this.options.heartbeatMs
+      for (let i = 0; i < others.length; i++) {
+        const n = others[i]!
+        if (alive[i] === 1) {
+          if (!this.peers.has(n)) await this.discover(n)
+        } else if (settled && await this.redis.srem(this.key('nodes'), n) === 1) {
+          this.adoptions.push(n) // this node won it: take its sessions over between two reads
+          this.wake?.()
+        } else if (settled && this.peers.has(n)) {
+          this.forgetPeer(n)
+        }
+      }
+      for (const n of this.peers) if (!others.includes(n)) this.forgetPeer(n) // taken over by another node
+    } catch (err) {
+      this.log.debug({ err }, 'cluster heartbeat failed')
+    }
+  }
+
+  /** Starts reading a node's stream: from the saved cursor, or from its end now. */
+  private async discover(node: string): Promise<void> {
+    if (this.peers.has(node)) return
+    if (!this.cursors.has(node)) {
+      const last = await this.redis.xrevrange(this.key('bus', node), '+', '-', 'COUNT', 1)
+      this.cursors.set(node, last[0]?.[0] ?? '0-0')
+    }
+    this.peers.add(node)
+    this.dirty.add(node)
+    await this.saveCursors()
+    this.log.info({ node }, 'cluster node joined')
+    this.wake?.()
+  }
+
+  private forgetPeer(node: string): void {
+    this.peers.delete(node)
+    this.cursors.delete(node)
+    this.redis.hdel(this.key('node', this.me, 'cursors'), node).catch(noop)
+    const remote = this.broker.router.remote!
+    for (const key of this.peerGroups.get(node) ?? []) {
+      const { group, filter } = splitGroup(key)
+      remote.remove(filter, node, group)
+    }
+    this.peerGroups.delete(node)
+  }
+
+  /** A new node waits (a little) until the running ones read its stream, so nothing they publish misses its clients. */
+  private async awaitPeers(): Promise<void> {
+    const deadline = Date.now() + this.options.heartbeatMs * 2 + 500
+    while (this.peers.size > 0 && Date.now() < deadline) {
+      const seen = await Promise.all([...this.peers].map((n) => this.redis.hexists(this.key('node', n, 'cursors'), this.me)))
+      if (seen.every((s) => s === 1)) return
+      await sleep(50)
+    }
+  }
+
+  /**
+   * Redis lost this node's registration. If another node took its sessions over
+   * (it was thought dead), everything here is stale: drop it, clients reconnect.
+   * If Redis itself lost its data, write this node's state back.
+   */
+  private async rejoin(adopted: boolean): Promise<void> {
+    const sessions = this.broker.sessions
+    if (adopted) {
+      this.log.warn('this node was taken for dead and its sessions taken over; dropping its connections')
+      for (const id of [...sessions.sessions.keys()]) sessions.forget(id)
+      await this.redis.del(this.key('node', this.me, 'adopted'))
+      return
+    }
+    this.log.warn('Redis lost this node\'s state; writing it back')
+    const m = this.redis.multi()
+    for (const s of sessions.sessions.values()) {
+      m.hset(this.key('owners'), s.clientId, this.me).sadd(this.key('node', this.me, 'owned'), s.clientId)
+      if (s.persistent) this.broker.stores.sessions.save(s.toStored())
+    }
+    for (const g of this.broker.router.localGroups()) m.hset(this.key('groups'), `${this.me}\n${g.group}/${g.filter}`, '1')
+    await m.exec()
+  }
+
+  // ---- shared groups ----
+
+  private groupChanged(group: string, filter: string, present: boolean): void {
+    if (!this.available) return
+    const field = `${this.me}\n${group}/${filter}`
+    const write = present ? this.redis.hset(this.key('groups'), field, '1') : this.redis.hdel(this.key('groups'), field)
+    write.catch(noop)
+    this.append('g', JSON.stringify({ g: group, f: filter, on: present })).catch(noop)
+  }
+
+  private async loadGroups(): Promise<void> {
+    const all = await this.redis.hgetall(this.key('groups'))
+    for (const field of Object.keys(all)) {
+      const nl = field.indexOf('\n')
+      const node = field.slice(0, nl)
+      if (node !== this.me) this.remoteGroup(node, field.slice(nl + 1), true)
+    }
+  }
+
+  private remoteGroup(node: string, key: string, on: boolean): void {
+    const { group, filter } = splitGroup(key)
+    const remote = this.broker.router.remote!
+    let set = this.peerGroups.get(node)
+    if (on) {
+      remote.add(filter, node, node, group)
+      if (set === undefined) this.peerGroups.set(node, (set = new Set()))
+      set.add(key)
+    } else {
+      remote.remove(filter, node, group)
+      set?.delete(key)
+    }
+  }
+
+  // ---- the streams ----
+
+  private append(kind: string, data: string): Promise<void> {
+    return this.redis.xadd(this.key('bus', this.me), 'MAXLEN', '~', String(this.options.streamMaxLength), '*', 'k', kind, 'd', data).then(noop)
+  }
+
+  private async readLoop(): Promise<void> {
+    while (this.running) {
+      while (this.adoptions.length > 0) {
+        const node = this.adoptions.shift()!
+        try {
+          await this.adopt(node)
+        } catch (err) {
+          this.log.error({ err, node }, 'taking over a dead node failed')
+        }
+      }
+      if (this.peers.size === 0 || !this.available) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, READ_BLOCK_MS)
+          this.wake = () => { clearTimeout(t); resolve() }
+        })
+        this.wake = undefined
+        continue
+      }
+      const nodes = [...this.peers]
+      let res: Array<[string, Array<[string, string[]]>]> | null
+      try {
+        res = await this.reader!.xread('COUNT', READ_COUNT, 'BLOCK', READ_BLOCK_MS, 'STREAMS', ...nodes.map((n) => this.key('bus', n)), ...nodes.map((n) => this.cursors.get(n)!)) as typeof res
+      } catch (err) {
+        this.log.debug({ err }, 'reading the cluster streams failed')
+        await sleep(READ_BLOCK_MS)
+        continue
+      }
+      if (res === null) continue
+      const pending: unknown[] = []
+      const busPrefix = this.key('bus', '')
+      for (const [key, entries] of res) {
+        const node = key.slice(busPrefix.length)
+        if (!this.peers.has(node)) continue
+        for (const [id, fields] of entries) {
+          try {
+            this.handle(node, fields, pending)
+          } catch (err) {
+            this.log.error({ err, node, id }, 'cluster stream entry could not be handled')
+          }
+          this.cursors.set(node, id)
+        }
+        this.dirty.add(node)
+      }
+      if (pending.length > 0) await Promise.allSettled(pending)
+      await this.saveCursors().catch(noop)
+    }
+  }
+
+  private saveCursors(): Promise<unknown> {
+    if (this.dirty.size === 0) return Promise.resolve()
+    const flat: string[] = []
+    for (const n of this.dirty) {
+      const c = this.cursors.get(n)
+      if (c !== undefined) flat.push(n, c)
+    }
+    this.dirty.clear()
+    return flat.length === 0 ? Promise.resolve() : this.redis.hset(this.key('node', this.me, 'cursors'), ...flat)
+  }
+
+  private handle(node: string, fields: string[], pending: unknown[]): void {
+    const kind = fields[1]
+    const data = fields[3]!
+    if (kind === 'm') {
+      const message = busMessageFromJson(data)
+      message.node = node
+      for (const h of this.handlers) {
+        const r = h(message)
+        if (r instanceof Promise) pending.push(r)
+      }
+    } else if (kind === 't') {
+      const { c, to } = JSON.parse(data) as { c: string; to: string }
+      if (to !== this.me) return
+      this.broker.sessions.release(c) // writes what it must before the answer below, on the same connection
+      pending.push(this.append('r', JSON.stringify({ c, to: node })).catch(noop))
+    } else if (kind === 'r') {
+      const { c, to } = JSON.parse(data) as { c: string; to: string }
+      if (to === this.me) this.claims.get(c)?.()
+    } else if (kind === 'g') {
+      const { g, f, on } = JSON.parse(data) as { g: string; f: string; on: boolean }
+      this.remoteGroup(node, `${g}/${f}`, on)
+    }
+  }
+
+  // ---- a dead node ----
+
+  /**
+   * Takes over a dead node: its persistent sessions move here, the messages it
+   * had not yet read for them are replayed from its cursors, and the wills of
+   * its connected clients are published.
+   */
+  private async adopt(dead: string): Promise<void> {
+    this.log.warn({ node: dead }, 'cluster node is gone; taking its sessions over')
+    const sessions = this.broker.sessions
+    const ids = await this.redis.smembers(this.key('node', dead, 'owned'))
+    const adopted = []
+    for (const id of ids) {
+      if (await this.redis.hookmqMoveIfOwner(this.key('owners'), id, dead, this.me, this.key('node', '')) !== 1) continue
+      const state = await this.broker.stores.sessions.load(id)
+      const session = state === undefined ? undefined : sessions.adopt(state)
+      if (session !== undefined) adopted.push(session)
+    }
+    // what the dead node had not read yet, for the sessions it had
+    const deadCursors = await this.redis.hgetall(this.key('node', dead, 'cursors'))
+    if (adopted.length > 0) {
+      const replay = new Router()
+      replay.nodeId = dead
+      for (const s of adopted) for (const sub of s.subscriptions.values()) replay.add(s, sub)
+      for (const [source, from] of Object.entries(deadCursors)) {
+        if (source === dead) continue
+        const to = source === this.me
+          ? (await this.redis.xrevrange(this.key('bus', this.me), '+', '-', 'COUNT', 1))[0]?.[0]
+          : this.cursors.get(source)
+        if (to !== undefined) await this.replay(replay, source, from, to)
+      }
+    }
+    await this.publishLeftWills(dead)
+    this.forgetPeer(dead)
+    const groups = await this.redis.hkeys(this.key('groups'))
+    const m = this.redis.multi()
+    for (const f of groups) if (f.startsWith(dead + '\n')) m.hdel(this.key('groups'), f)
+    m.del(this.key('node', dead, 'owned'), this.key('node', dead, 'cursors'), this.key('node', dead, 'wills'))
+      .set(this.key('node', dead, 'adopted'), this.me, 'EX', 3600)
+    await m.exec()
+    this.log.info({ node: dead, sessions: adopted.length }, 'took over the sessions of a dead node')
+  }
+
+  private async replay(router: Router, source: string, from: string, to: string): Promise<void> {
+    let start = from
+    for (;;) {
+      const entries = await this.redis.xrange(this.key('bus', source), '(' + start, to, 'COUNT', READ_COUNT)
+      if (entries.length === 0) return
+      const pending: unknown[] = []
+      for (const [id, fields] of entries) {
+        start = id
+        if (fields[1] !== 'm') continue
+        const message = busMessageFromJson(fields[3]!)
+        message.node = source
+        router.route(message)
+        if (router.pending !== null) pending.push(...router.pending)
+      }
+      await Promise.allSettled(pending)
+    }
+  }
+
+  /** Publishes the wills of clients that were connected to `node` when it went (sessions adopted here keep theirs). */
+  private async publishLeftWills(node: string): Promise<void> {
+    const wills = await this.redis.hgetall(this.key('node', node, 'wills'))
+    for (const [clientId, json] of Object.entries(wills)) {
+      const session = this.broker.sessions.sessions.get(clientId)
+      if (session !== undefined && session.will !== undefined && session.outlet === null) continue // its delay runs here now
+      if (session !== undefined && session.outlet !== null) continue // it is connected again
+      const will = willFromJson(json)
+      const message = newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties)
+      const r = this.broker.ingest({ id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, message)
+      if (typeof r !== 'number') await r
+    }
+    await this.redis.del(this.key('node', node, 'wills'))
+  }
+}
+
+function splitGroup(key: string): { group: string; filter: string } {
+  const i = key.indexOf('/')
+  return { group: key.slice(0, i), filter: key.slice(i + 1) }
+}
+
+function busMessageToJson(m: Message): string {
+  const json = messageToJson(m)
+  return m.shares === undefined ? json : json.slice(0, -1) + ',"s":' + JSON.stringify(m.shares) + '}'
+}
+
+function busMessageFromJson(s: string): Message {
+  const j = JSON.parse(s) as MessageJson & { s?: Record<string, string> }
+  const m = messageFromObject(j)
+  if (j.s !== undefined) m.shares = j.s
+  return m
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+function noop(): void {}
