@@ -49,7 +49,10 @@ export class Connection implements Outlet {
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
   private readonly reader: PacketReader
+  /** packets that arrived while an earlier one's handler was still waiting (from backlogHead on) */
   private backlog: Packet[] | null = null
+  private backlogHead = 0
+  private backlogHeld = false
   private genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
   constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
@@ -102,7 +105,10 @@ export class Connection implements Outlet {
     }
     if (this.backlog !== null) {
       this.backlog.push(packet)
-      if (this.backlog.length === MAX_BACKLOG) this.flow.hold()
+      if (!this.backlogHeld && this.backlog.length - this.backlogHead >= MAX_BACKLOG) {
+        this.backlogHeld = true // stop reading until the backlog has been worked off
+        this.flow.hold()
+      }
       return
     }
     this.run(packet)
@@ -123,18 +129,26 @@ export class Connection implements Outlet {
     return false
   }
 
+  /** Runs the packets that waited, in order, until one has to wait again (its promise calls drain() later). */
   private drain(): void {
     const backlog = this.backlog
-    this.backlog = null
     if (backlog === null) return
-    for (let i = 0; i < backlog.length; i++) {
+    while (this.backlogHead < backlog.length) {
       if (!this.isOpen) return
-      if (!this.run(backlog[i]!)) {
-        this.backlog!.push(...backlog.slice(i + 1))
+      if (!this.run(backlog[this.backlogHead++]!)) {
+        if (this.backlogHead > 1024 && this.backlogHead * 2 > backlog.length) {
+          backlog.splice(0, this.backlogHead) // under steady load it may never run empty
+          this.backlogHead = 0
+        }
         return
       }
     }
-    if (backlog.length >= MAX_BACKLOG) this.flow.release()
+    this.backlog = null
+    this.backlogHead = 0
+    if (this.backlogHeld) {
+      this.backlogHeld = false
+      this.flow.release()
+    }
   }
 
   private fail(err: unknown): void {

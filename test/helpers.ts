@@ -7,6 +7,8 @@ import { createBroker, type HookmqBroker, type HookmqOptions } from '../plugins/
 import { mkdtempSync, rmSync, writeFileSync, renameSync, unlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 
 import type { Broker } from '../core/index.js'
 
@@ -421,3 +423,25 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, w
     await new Promise((r) => setTimeout(r, 5))
   }
 }
+
+/** The broker as its own process (so it can really be killed), started from a config file. */
+export async function brokerProcess(t: TestContext, config: object): Promise<{ url: string; kill(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-proc-'))
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify(config))
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../../bin/hookmq.js', import.meta.url))], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  defer(t, async () => { child.kill('SIGKILL'); await exited })
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 10000)
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString()
+      const m = /"url":"(mqtt:\/\/[^"]+)"/.exec(out)
+      if (m) { clearTimeout(timer); resolve(m[1]!) }
+    })
+    child.stderr!.on('data', (b: Buffer) => { out += b.toString() })
+    child.once('exit', () => { clearTimeout(timer); reject(new Error(`broker exited: ${out}`)) })
+  })
+  return { url, kill: async () => { child.kill('SIGKILL'); await exited } }
+}
+

@@ -334,3 +334,25 @@ test('renaming a hook file keeps it loaded under its new name', async (t) => {
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'b/1'), 0x87)
 })
+
+test('an asynchronous authorizePublish under a burst of 3,000 QoS 2 messages: every one completes, in order (the read backlog pauses and resumes the socket)', async (t) => {
+  const broker = await startBroker(t, {
+    hooks: [defineHook({
+      name: 'slow-acl',
+      authorizePublish: async () => {
+        await new Promise((r) => setImmediate(r))
+        return true
+      },
+    })],
+  })
+  const sub = await connect(t, broker)
+  const inbox = collect(sub)
+  await sub.subscribeAsync('burst/#', { qos: 2 })
+  const pub = await connect(t, broker)
+  const sent: Promise<unknown>[] = []
+  for (let i = 0; i < 3000; i++) sent.push(pub.publishAsync('burst/x', String(i), { qos: 2 }))
+  await Promise.all(sent)
+  await pingRoundTrip(sub)
+  while (inbox.messages.length < 3000) await inbox.next(5000)
+  assert.deepEqual(inbox.messages.map((m) => Number(m.payload.toString())), Array.from({ length: 3000 }, (_, i) => i))
+})

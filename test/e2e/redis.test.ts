@@ -3,34 +3,13 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
 import { Redis } from 'ioredis'
-import { defer, freePort, startBroker, startRedis, startSink, until } from '../helpers.js'
+import { brokerProcess, defer, freePort, startBroker, startRedis, startSink, until } from '../helpers.js'
 
 const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
-
-/** The broker as its own process (so it can really be killed), started from a config file. */
-async function brokerProcess(t: TestContext, config: object): Promise<{ url: string; kill(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'hookmq-proc-'))
-  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify(config))
-  const child = spawn(process.execPath, [bin], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  defer(t, async () => { child.kill('SIGKILL'); await exited })
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 10000)
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString()
-      const m = /"url":"(mqtt:\/\/[^"]+)"/.exec(out)
-      if (m) { clearTimeout(timer); resolve(m[1]!) }
-    })
-    child.stderr!.on('data', (b: Buffer) => { out += b.toString() })
-    child.once('exit', () => { clearTimeout(timer); reject(new Error(`broker exited: ${out}`)) })
-  })
-  return { url, kill: async () => { child.kill('SIGKILL'); await exited } }
-}
 
 test('with Redis: killed with SIGKILL while messages wait for a dead sink, the restarted broker delivers every accepted message', async (t) => {
   const redis = await startRedis(t)
@@ -107,16 +86,16 @@ test('hookmq webhooks dead-letters lists the dead letters in Redis; --replay que
   await sink.waitForIds(1, 10000) // the running broker notices the replayed entry
 })
 
-test('with Redis: a persistent session and retained messages survive SIGKILL; QoS 1 and 2 sent while it was away arrive, QoS 2 once', async (t) => {
+test('with Redis: a persistent session and retained messages survive SIGKILL; 1,000 QoS 1 and 1,000 QoS 2 sent while it was away arrive, QoS 2 once', async (t) => {
   const redis = await startRedis(t)
-  const config = { port: 0, ws: false, sys: { enabled: false }, id: 'node-p', redis: { url: redis.url } }
+  const config = { port: 0, ws: false, sys: { enabled: false }, id: 'node-p', redis: { url: redis.url }, limits: { maxQueuedMessages: 5000 } }
   const first = await brokerProcess(t, config)
   const sub = await mqtt.connectAsync(first.url, { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 })
   await sub.subscribeAsync('p/#', { qos: 2 })
   await sub.endAsync()
   const pub = await mqtt.connectAsync(first.url, { reconnectPeriod: 0 })
   const acks: Promise<unknown>[] = []
-  for (let i = 0; i < 200; i++) acks.push(pub.publishAsync('p/one', `q1-${i}`, { qos: 1 }), pub.publishAsync('p/two', `q2-${i}`, { qos: 2 }))
+  for (let i = 0; i < 1000; i++) acks.push(pub.publishAsync('p/one', `q1-${i}`, { qos: 1 }), pub.publishAsync('p/two', `q2-${i}`, { qos: 2 }))
   acks.push(pub.publishAsync('p/kept', 'retained', { qos: 1, retain: true }))
   await Promise.all(acks) // acknowledged: stored for the offline session
   await first.kill()
@@ -126,12 +105,12 @@ test('with Redis: a persistent session and retained messages survive SIGKILL; Qo
   const back = mqtt.connect(second.url, { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 })
   defer(t, () => back.endAsync(true))
   back.on('message', (_topic, payload) => got.push(payload.toString()))
-  await until(() => got.length >= 401, 20000, `401 messages (have ${got.length})`)
+  await until(() => got.length >= 2001, 30000, `2001 messages (have ${got.length})`)
   const q1 = got.filter((m) => m.startsWith('q1-'))
   const q2 = got.filter((m) => m.startsWith('q2-'))
-  assert.equal(new Set(q1).size, 200) // at least once
-  assert.equal(q2.length, 200) // exactly once
-  assert.equal(new Set(q2).size, 200)
+  assert.equal(new Set(q1).size, 1000) // at least once
+  assert.equal(q2.length, 1000) // exactly once
+  assert.equal(new Set(q2).size, 1000)
   const late = await mqtt.connectAsync(second.url, { reconnectPeriod: 0 })
   defer(t, () => late.endAsync(true))
   const retained = new Promise<string>((resolve) => late.on('message', (_t, p) => resolve(p.toString())))

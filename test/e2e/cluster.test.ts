@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict'
+import { test, type TestContext } from 'node:test'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { Redis } from 'ioredis'
+import type { HookmqBroker } from '../../plugins/index.js'
+import { brokerProcess, connect, defer, startBroker, startRedis, until, urlOf } from '../helpers.js'
+
+// Several nodes on one real redis-server behave as one broker.
+
+const fast = { heartbeatMs: 100, nodeTimeoutMs: 600 }
+
+async function nodes(t: TestContext, url: string, ids: string[], extra: object = {}): Promise<HookmqBroker[]> {
+  const out: HookmqBroker[] = []
+  for (const id of ids) out.push(await startBroker(t, { id, ws: false, sys: { enabled: false }, redis: { url, ...fast }, ...extra }))
+  return out
+}
+
+function received(client: MqttClient): string[] {
+  const got: string[] = []
+  client.on('message', (_topic, payload) => got.push(payload.toString()))
+  return got
+}
+
+async function raw(t: TestContext, url: string, options: IClientOptions): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, ...options })
+  defer(t, () => c.endAsync(true).catch(() => {}))
+  return c
+}
+
+test('three nodes: a message published on A reaches subscribers on A, B and C once each', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b, c] = await nodes(t, redis.url, ['a', 'b', 'c'])
+  const subs = await Promise.all([a!, b!, c!].map((n) => connect(t, n)))
+  const got = subs.map(received)
+  for (const s of subs) await s.subscribeAsync('fan/#', { qos: 1 })
+  const pub = await connect(t, a!)
+  const sent: Promise<unknown>[] = []
+  for (let i = 0; i < 1000; i++) sent.push(pub.publishAsync(`fan/${i % 7}`, `m${i}`, { qos: i % 2 === 0 ? 1 : 0 }))
+  await Promise.all(sent)
+  await until(() => got.every((g) => g.length >= 1000), 10000, 'every subscriber to have 1000 messages')
+  const pub2 = await connect(t, c!) // and from another node too
+  await pub2.publishAsync('fan/x', 'from-c', { qos: 1 })
+  await until(() => got.every((g) => g.includes('from-c')), 5000, 'the message from C everywhere')
+  for (const g of got) {
+    assert.equal(g.length, 1001) // once each: nothing twice
+    assert.equal(new Set(g).size, 1001)
+  }
+})
+
+test('a session moves from A to B with its queued messages; B serves it from then on', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b, c] = await nodes(t, redis.url, ['a', 'b', 'c'])
+  const opts = { clientId: 'mover', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
+  const first = await raw(t, urlOf(a!), opts)
+  await first.subscribeAsync('q/#', { qos: 1 })
+  await first.endAsync()
+  const pub = await connect(t, c!)
+  for (let i = 0; i < 100; i++) await pub.publishAsync('q/x', `queued-${i}`, { qos: 1 }) // acknowledged: queued on A for the offline session
+  const again = mqtt.connect(urlOf(b!), { ...opts, reconnectPeriod: 0 })
+  defer(t, () => again.endAsync(true).catch(() => {}))
+  const got = received(again)
+  const [connack] = await new Promise<[mqtt.IConnackPacket]>((resolve) => again.once('connect', (p) => resolve([p])))
+  assert.equal(connack.sessionPresent, true)
+  await until(() => got.length >= 100, 10000, `100 queued messages (have ${got.length})`)
+  await pub.publishAsync('q/x', 'after-move', { qos: 1 })
+  await until(() => got.includes('after-move'), 5000, 'a message published after the move')
+  assert.equal(got.length, 101)
+  assert.deepEqual(got.slice(0, 100), Array.from({ length: 100 }, (_, i) => `queued-${i}`))
+  assert.equal(a!.sessions.sessions.has('mover'), false) // A let it go
+  assert.equal(b!.sessions.sessions.has('mover'), true)
+})
+
+test('takeover across nodes: the connection on A is closed with 0x8E when the client id connects to B', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b] = await nodes(t, redis.url, ['a', 'b'])
+  const old = await raw(t, urlOf(a!), { clientId: 'twin', protocolVersion: 5 })
+  const kicked = new Promise<number | undefined>((resolve) => old.once('disconnect', (p) => resolve(p.reasonCode)))
+  const fresh = await raw(t, urlOf(b!), { clientId: 'twin', protocolVersion: 5 })
+  assert.equal(await kicked, 0x8e)
+  await fresh.subscribeAsync('tw/1', { qos: 1 })
+  const got = received(fresh)
+  await (await connect(t, a!)).publishAsync('tw/1', 'still here', { qos: 1 })
+  await until(() => got.length === 1, 5000, 'a message on the new connection')
+  assert.equal(a!.connectionCount, 1) // only the publisher
+})
+
+test('a shared group with members on three nodes gets each message once, cluster-wide', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b, c] = await nodes(t, redis.url, ['a', 'b', 'c'])
+  const members = [await connect(t, a!), await connect(t, a!), await connect(t, b!), await connect(t, c!)]
+  const got = members.map(received)
+  for (const m of members) await m.subscribeAsync('$share/workers/job/#', { qos: 1 })
+  await until(() => [a!, b!, c!].every((n) => n.router.remote!.size === 2), 5000, 'every node to know the other nodes\' members')
+  const pubA = await connect(t, a!)
+  const pubB = await connect(t, b!)
+  const sent: Promise<unknown>[] = []
+  for (let i = 0; i < 300; i++) sent.push((i % 2 === 0 ? pubA : pubB).publishAsync(`job/${i}`, `j${i}`, { qos: 1 }))
+  await Promise.all(sent)
+  await until(() => got.flat().length >= 300, 10000, 'all 300 jobs')
+  await new Promise((r) => setTimeout(r, 200)) // a duplicate would arrive now
+  const all = got.flat()
+  assert.equal(all.length, 300)
+  assert.equal(new Set(all).size, 300)
+  assert.ok(got.every((g) => g.length > 0), `every member gets a share: ${got.map((g) => g.length).join(', ')}`)
+})
+
+test('node A killed with SIGKILL: another node publishes its clients\' wills and serves its sessions, with what was published meanwhile', async (t) => {
+  const redis = await startRedis(t)
+  const procA = await brokerProcess(t, { port: 0, ws: false, sys: { enabled: false }, id: 'a', hooksDir: './hooks', redis: { url: redis.url, ...fast } })
+  const [b, c] = await nodes(t, redis.url, ['b', 'c'])
+  const watcher = await connect(t, b!)
+  const wills = received(watcher)
+  await watcher.subscribeAsync('wills/#', { qos: 1 })
+  await raw(t, procA.url, { clientId: 'w1', will: { topic: 'wills/w1', payload: Buffer.from('w1 is gone'), qos: 1, retain: false } })
+  const sessionOpts = { clientId: 'p1', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
+  const p1 = await raw(t, procA.url, sessionOpts)
+  await p1.subscribeAsync('p/#', { qos: 1 })
+  await p1.endAsync()
+  const pub = await connect(t, c!)
+  await pub.publishAsync('p/x', 'before', { qos: 1 })
+  await procA.kill()
+  await pub.publishAsync('p/x', 'while-dead', { qos: 1 }) // A's sessions are nobody's yet: replayed to them from A's cursor
+  await until(() => wills.length > 0, 10000, 'the will of w1')
+  await until(() => b!.sessions.sessions.has('p1') || c!.sessions.sessions.has('p1'), 5000, 'p1 adopted')
+  await pub.publishAsync('p/x', 'after', { qos: 1 })
+  const back = mqtt.connect(urlOf(b!), { ...sessionOpts, reconnectPeriod: 0 })
+  defer(t, () => back.endAsync(true).catch(() => {}))
+  const got = received(back)
+  await until(() => got.length >= 3, 10000, `3 messages for p1 (have ${got.join(',')})`)
+  assert.deepEqual(got, ['before', 'while-dead', 'after'])
+  await new Promise((r) => setTimeout(r, 300))
+  assert.deepEqual(wills, ['w1 is gone']) // once, by one node
+})
+
+test('Redis stopped mid-traffic: no node crashes, QoS >= 1 and persistent sessions are refused while it is down, then all resumes', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b] = await nodes(t, redis.url, ['a', 'b'])
+  const local = await connect(t, a!)
+  const localGot = received(local)
+  await local.subscribeAsync('live/#', { qos: 0 })
+  const pub5 = await raw(t, urlOf(a!), { protocolVersion: 5 })
+  const remoteSub = await connect(t, b!)
+  const remoteGot = received(remoteSub)
+  await remoteSub.subscribeAsync('live/#', { qos: 1 })
+  await pub5.publishAsync('live/1', 'before', { qos: 1 })
+  await until(() => remoteGot.includes('before'), 5000, 'cross-node delivery before the outage')
+  await redis.stop()
+  await until(() => !a!.cluster!.available, 5000, 'node A to notice')
+  // QoS 0 on one node still works
+  await pub5.publishAsync('live/1', 'qos0-during', { qos: 0 })
+  await until(() => localGot.includes('qos0-during'), 5000, 'local QoS 0 during the outage')
+  // QoS 1 is refused (PUBACK 0x97), not acknowledged and lost
+  await assert.rejects(pub5.publishAsync('live/1', 'qos1-during', { qos: 1 }), (err: Error & { code?: number }) => err.code === 0x97)
+  // a persistent session is refused (CONNACK 0x88); a clean one is accepted
+  const refused = mqtt.connect(urlOf(a!), { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 60 }, reconnectPeriod: 0 })
+  defer(t, () => refused.endAsync(true).catch(() => {}))
+  const err = await new Promise<Error & { code?: number }>((resolve) => refused.once('error', resolve))
+  assert.equal(err.code, 0x88)
+  await raw(t, urlOf(a!), { clean: true })
+  await redis.start()
+  await until(() => a!.cluster!.available && b!.cluster!.available, 10000, 'both nodes back on Redis')
+  await until(async () => {
+    try {
+      await pub5.publishAsync('live/2', 'after', { qos: 1 })
+      return true
+    } catch {
+      return false
+    }
+  }, 10000, 'QoS 1 accepted again')
+  await until(() => remoteGot.includes('after'), 10000, 'cross-node delivery after the outage')
+  assert.ok(!remoteGot.includes('qos1-during'))
+  const keeper = await raw(t, urlOf(a!), { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 60 } })
+  assert.ok(keeper.connected)
+})
+
+test('TTLs: an offline 3.1.1 session and its queued messages expire; an MQTT 5 session expiry takes precedence', async (t) => {
+  const redis = await startRedis(t)
+  const broker = await startBroker(t, { ws: false, sys: { enabled: false }, redis: { url: redis.url, keyPrefix: 'ttl:', ttl: { subscriptions: 3, packets: 1 } } })
+  const url = urlOf(broker)
+  const v3 = await raw(t, url, { clientId: 'old', clean: false, protocolVersion: 4 })
+  await v3.subscribeAsync('ttl/#', { qos: 1 })
+  const v5 = await raw(t, url, { clientId: 'new', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
+  await v5.subscribeAsync('ttl/#', { qos: 1 })
+  await v3.endAsync()
+  await v5.endAsync()
+  const pub = await connect(t, broker)
+  await pub.publishAsync('ttl/a', 'stale', { qos: 1 })
+  await new Promise((r) => setTimeout(r, 1200))
+  await pub.publishAsync('ttl/a', 'fresh', { qos: 1 })
+  const again = mqtt.connect(url, { clientId: 'old', clean: false, protocolVersion: 4, reconnectPeriod: 0 })
+  const got = received(again)
+  const [connack] = await new Promise<[mqtt.IConnackPacket]>((resolve) => again.once('connect', (p) => resolve([p])))
+  assert.equal(connack.sessionPresent, true)
+  await until(() => got.length >= 1, 5000, 'the fresh message')
+  await new Promise((r) => setTimeout(r, 200))
+  assert.deepEqual(got, ['fresh']) // the one older than ttl.packets was dropped
+  await again.endAsync()
+  const client = new Redis(redis.url)
+  client.on('error', () => {})
+  defer(t, () => client.quit())
+  assert.equal(await client.exists('ttl:session:old'), 1)
+  await until(async () => (await client.exists('ttl:session:old')) === 0, 6000, 'the 3.1.1 session to expire after ttl.subscriptions')
+  const late = mqtt.connect(url, { clientId: 'old', clean: false, protocolVersion: 4, reconnectPeriod: 0 })
+  defer(t, () => late.endAsync(true).catch(() => {}))
+  const [lateAck] = await new Promise<[mqtt.IConnackPacket]>((resolve) => late.once('connect', (p) => resolve([p])))
+  assert.equal(lateAck.sessionPresent, false)
+  assert.equal(await client.exists('ttl:session:new'), 1) // its own expiry (an hour) wins
+  const v5again = await raw(t, url, { clientId: 'new', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
+  assert.ok(v5again.connected)
+})
