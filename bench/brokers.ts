@@ -40,7 +40,7 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
   const port = await freePort()
   let cmd: string[]
   if (name === 'hookmq') cmd = [process.execPath, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
-  else if (name === 'aedes') cmd = [process.execPath, join(here, 'serve-aedes.js'), String(port)]
+  else if (name === 'aedes') cmd = [process.execPath, join(here, 'serve-aedes.js'), String(port), JSON.stringify(options)]
   else if (name === 'relay') cmd = [process.execPath, join(here, 'serve-relay.js'), String(port)]
   else {
     const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-mosq-'))
@@ -90,4 +90,20 @@ export function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = /VmRSS:\s+(\d+)/.exec(status)
   return kb ? Number(kb[1]) * 1024 : 0
+}
+
+/** A redis-server for the Redis scenarios (AOF, fsync every second), not pinned: both brokers share it alike. */
+export async function startRedisServer(): Promise<{ port: number; flush(): Promise<void>; stop(): Promise<void> } | undefined> {
+  const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p))
+  if (bin === undefined) return undefined
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-redis-'))
+  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'], { stdio: 'ignore' })
+  await waitListening(port, child)
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  const cli = (...args: string[]): Promise<void> => new Promise((resolve) => {
+    const c = spawn('redis-cli', ['-p', String(port), ...args], { stdio: 'ignore' })
+    c.once('exit', () => resolve())
+  })
+  return { port, flush: () => cli('FLUSHALL'), stop: async () => { child.kill('SIGKILL'); await exited } }
 }

@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpuSeconds, hasMosquitto, rssBytes, startBroker, type BrokerName, type HookmqBenchOptions } from './brokers.js'
+import { cpuSeconds, hasMosquitto, rssBytes, startBroker, startRedisServer, type BrokerName, type HookmqBenchOptions, type RunningBroker } from './brokers.js'
 import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
 
 const args = process.argv.slice(2)
@@ -32,7 +32,11 @@ type Scenario = {
   higherIsBetter: boolean
   brokers?: BrokerName[]
   options?: (b: BrokerName) => HookmqBenchOptions
-  run: (port: number, pid: number) => Promise<{ value: number; note?: string }>
+  /** on the run's redis-server (skipped without one) */
+  redis?: boolean
+  /** broker processes on that Redis (a cluster); the generator gets every port */
+  nodes?: number
+  run: (port: number, pid: number, ports: number[]) => Promise<{ value: number; note?: string }>
 }
 
 const examples = fileURLToPath(new URL('../../hooks.example/', import.meta.url))
@@ -71,7 +75,23 @@ const scenarios: Scenario[] = [
   ...[1024, 65536].map((size): Scenario => ({ name: `fan-in-qos0-${size / 1024}KB`, unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(size > 4096 ? 2000 : 20000), qos: 0, payload: size }); return { value: r.rate, note: lossNote(r) } } })),
   { name: 'fan-in-qos0 (webhook rule off)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   ...webhookScenarios(),
+  // Redis: a persistent QoS 1 subscriber, so every message is stored before it is acknowledged
+  { name: 'redis fan-in-qos1 persistent, 1 node', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq', 'aedes'], redis: true, run: async (port) => {
+    const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true })
+    return { value: r.rate, note: lossNote(r) }
+  } },
+  { name: 'redis fan-in-qos1 persistent, 2 nodes (publishers on one, subscriber on the other)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq', 'aedes'], redis: true, nodes: 2, run: async (port, _pid, ports) => {
+    const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true, subPort: ports[1] })
+    return { value: r.rate, note: lossNote(r) }
+  } },
 ]
+
+let redisServer: Awaited<ReturnType<typeof startRedisServer>>
+
+function redisOptions(b: BrokerName, node: number): HookmqBenchOptions {
+  if (redisServer === undefined) return {}
+  return b === 'hookmq' ? { id: `node-${node}`, redis: { url: `redis://127.0.0.1:${redisServer.port}` } } : { redis: { port: redisServer.port } }
+}
 
 /** The local webhook endpoint, started once for the run. */
 let sink: Awaited<ReturnType<typeof startSink>> | undefined
@@ -107,29 +127,35 @@ async function main(): Promise<void> {
   // the generator on core 1, the brokers on core 0 (see brokers.ts)
   if (existsSync('/usr/bin/taskset')) execFileSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
   sink = await startSink()
+  redisServer = await startRedisServer()
+  if (redisServer === undefined) console.log('no redis-server on PATH: the Redis scenarios are skipped')
   const results = new Map<string, Map<BrokerName, Row[]>>()
   const t0 = Date.now()
   for (const sc of scenarios) {
     if (only && !only.some((o) => sc.name.startsWith(o))) continue
+    if (sc.redis && redisServer === undefined) continue
     const list = sc.brokers ?? brokers
     const rows = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
     results.set(sc.name, rows)
     for (let rep = 0; rep < reps; rep++) {
       const order = rep % 2 === 0 ? list : [...list].reverse()
       for (const b of order) {
-        const broker = await startBroker(b, sc.options?.(b) ?? {})
+        if (sc.redis) await redisServer!.flush()
+        const nodes: RunningBroker[] = []
+        for (let k = 0; k < (sc.nodes ?? 1); k++) nodes.push(await startBroker(b, { ...sc.options?.(b), ...(sc.redis ? redisOptions(b, k) : {}) }))
+        const cpuAll = (): number => nodes.reduce((sum, n) => sum + cpuSeconds(n.pid), 0)
         try {
-          const cpu0 = cpuSeconds(broker.pid)
+          const cpu0 = cpuAll()
           const gen0 = process.cpuUsage()
           const w0 = performance.now()
-          const { value, note } = await sc.run(broker.port, broker.pid)
+          const { value, note } = await sc.run(nodes[0]!.port, nodes[0]!.pid, nodes.map((n) => n.port))
           const wall = (performance.now() - w0) / 1000
           const gen = process.cpuUsage(gen0)
-          rows.get(b)!.push({ value, unit: sc.unit, brokerCpu: (cpuSeconds(broker.pid) - cpu0) / wall, genCpu: (gen.user + gen.system) / 1e6 / wall, note })
+          rows.get(b)!.push({ value, unit: sc.unit, brokerCpu: (cpuAll() - cpu0) / wall, genCpu: (gen.user + gen.system) / 1e6 / wall, note })
         } catch (err) {
           rows.get(b)!.push({ value: NaN, unit: sc.unit, brokerCpu: NaN, genCpu: NaN, note: `failed: ${(err as Error).message}` })
         } finally {
-          await broker.stop()
+          for (const n of nodes) await n.stop()
         }
       }
     }
@@ -137,6 +163,7 @@ async function main(): Promise<void> {
   }
   console.log(`\n${reps} repetition(s), ${quick ? 'quick' : 'full'} mode, ${((Date.now() - t0) / 1000).toFixed(0)} s`)
   await sink.close()
+  await redisServer?.stop()
   process.exit(0)
 }
 

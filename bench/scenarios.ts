@@ -13,6 +13,10 @@ export interface FanInOptions {
   prefix?: string
   body?: Buffer
   window?: number
+  /** port of the subscriber's node (another node of a cluster); `port` by default */
+  subPort?: number
+  /** the subscriber keeps a persistent session (clean session false) */
+  persistent?: boolean
 }
 
 export interface Measured {
@@ -25,7 +29,7 @@ export interface Measured {
 
 let run = 0
 
-async function subscribe(port: number, filter: string, qos: 0 | 1 | 2, onPublish: (buf: Buffer, start: number, length: number, flags: number, socket: net.Socket) => void): Promise<net.Socket> {
+async function subscribe(port: number, filter: string, qos: 0 | 1 | 2, onPublish: (buf: Buffer, start: number, length: number, flags: number, socket: net.Socket) => void, clean = true): Promise<net.Socket> {
   let socket!: net.Socket
   const subacked = waitFor(() => gotSuback, 10000, 'SUBACK')
   let gotSuback = false
@@ -33,7 +37,7 @@ async function subscribe(port: number, filter: string, qos: 0 | 1 | 2, onPublish
     if (type === PUBLISH) onPublish(buf, start, length, flags, socket)
     else if (type === PUBREL) socket.write(Buffer.from([0x70, 2, buf[start + 2]!, buf[start + 3]!])) // PUBCOMP
     else if (type === SUBACK) { gotSuback = true; subacked.check() }
-  })
+  }, clean)
   socket.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }))
   await subacked.promise
   return socket
@@ -46,7 +50,7 @@ export async function fanIn(port: number, o: FanInOptions): Promise<Measured> {
   let received = 0
   let last = 0
   const done = waitFor(() => received >= expected, 120000, `fan-in: ${received}/${expected}`)
-  const sub = await subscribe(port, `${prefix}#`, o.qos, (buf, start, length, flags, socket) => {
+  const sub = await subscribe(o.subPort ?? port, `${prefix}#`, o.qos, (buf, start, length, flags, socket) => {
     received++
     last = performance.now()
     const qos = (flags >> 1) & 3
@@ -55,7 +59,7 @@ export async function fanIn(port: number, o: FanInOptions): Promise<Measured> {
       socket.write(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, buf[at]!, buf[at + 1]!])) // PUBACK / PUBREC
     }
     if (received >= expected) done.check()
-  })
+  }, !o.persistent)
   const payload = o.body ?? Buffer.alloc(o.payload, 0x61)
   const pubs: net.Socket[] = []
   for (let i = 0; i < o.publishers; i++) pubs.push(await connectClient(port, `pub-${process.pid}-${++run}-${i}`, o.qos > 0 ? acker(i) : undefined))
