@@ -1,3 +1,4 @@
+import { Fifo } from './fifo.js'
 import type { Message, QoS, Subscription, ClientInfo } from './types.js'
 import type { OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will, Written } from './stores.js'
 
@@ -34,7 +35,7 @@ export class Session {
   readonly subscriptions = new Map<string, Subscription>()
   outlet: Outlet | null = null
   private inflightMap: Map<number, OutgoingEntry> | null = null
-  private queue: QueuedEntry[] = []
+  private queue = new Fifo<QueuedEntry>()
   private incomingSet: Set<number> | null = null
   private nextId = 1
   will: Will | undefined = undefined
@@ -176,7 +177,7 @@ export class Session {
   /** Discard all message state (clean start). */
   reset(): void {
     this.inflightMap = null
-    this.queue = []
+    this.queue = new Fifo()
     this.incomingSet = null
     this.subscriptions.clear()
   }
@@ -189,7 +190,7 @@ export class Session {
     this.expiryInterval = state.expiryInterval
     for (const s of state.subscriptions) this.subscriptions.set(s.filter, s)
     for (const e of state.inflight) this.inflight.set(e.packetId, { ...e })
-    this.queue = [...state.queue]
+    this.queue = Fifo.from(state.queue)
     for (const id of state.incoming) this.incoming.add(id)
     this.disconnectedAt = state.disconnectedAt
     this.will = state.will

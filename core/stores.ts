@@ -1,4 +1,5 @@
 import type { Message, Subscription } from './types.js'
+import { Fifo } from './fifo.js'
 import { RetainedTree } from './retained.js'
 
 // The narrow persistence interfaces the core needs, all asynchronous, with the
@@ -105,13 +106,15 @@ export interface Stores {
   bus: MessageBus
 }
 
+type MemorySession = Omit<SessionState, 'queue'> & { queue: Fifo<QueuedEntry> }
+
 export class MemorySessionStore implements SessionStore {
-  private readonly sessions = new Map<string, SessionState>()
+  private readonly sessions = new Map<string, MemorySession>()
 
   async load(clientId: string): Promise<SessionState | undefined> {
     const s = this.sessions.get(clientId)
     if (!s) return undefined
-    return { ...s, subscriptions: [...s.subscriptions], inflight: s.inflight.map((e) => ({ ...e })), queue: [...s.queue], incoming: [...s.incoming] }
+    return { ...s, subscriptions: [...s.subscriptions], inflight: s.inflight.map((e) => ({ ...e })), queue: s.queue.toArray(), incoming: [...s.incoming] }
   }
 
   async list(): Promise<StoredSession[]> {
@@ -121,7 +124,7 @@ export class MemorySessionStore implements SessionStore {
   save(session: StoredSession): Written {
     const cur = this.sessions.get(session.clientId)
     if (cur) Object.assign(cur, session, { subscriptions: [...session.subscriptions] })
-    else this.sessions.set(session.clientId, { ...session, subscriptions: [...session.subscriptions], inflight: [], queue: [], incoming: [] })
+    else this.sessions.set(session.clientId, { ...session, subscriptions: [...session.subscriptions], inflight: [], queue: new Fifo(), incoming: [] })
     return undefined
   }
 

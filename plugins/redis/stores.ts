@@ -97,8 +97,11 @@ export class RedisSessionStore implements SessionStore {
   async list(): Promise<StoredSession[]> {
     const ids = await this.redis.smembers(`${this.prefix}sessions`)
     const out: StoredSession[] = []
-    for (const id of ids) {
-      const meta = await this.redis.get(this.key(id))
+    const metas: Array<string | null> = []
+    for (let i = 0; i < ids.length; i += 1000) metas.push(...await this.redis.mget(ids.slice(i, i + 1000).map((id) => this.key(id))))
+    const gone = ids.filter((_, i) => metas[i] === null) // expired in Redis (see ttl)
+    if (gone.length > 0) await this.redis.srem(`${this.prefix}sessions`, ...gone)
+    for (const meta of metas) {
       if (meta === null) continue
       const stored = JSON.parse(meta) as StoredSession & { will?: { payload: unknown } }
       out.push({ ...stored, will: stored.will ? { ...stored.will, payload: Buffer.from(stored.will.payload as unknown as string, 'base64') } : undefined } as StoredSession)
