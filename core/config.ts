@@ -152,9 +152,10 @@ function defaultOf(field: z.ZodType): unknown {
 function unwrapObject(field: z.ZodType): z.ZodType | undefined {
   let cur: z.ZodType | undefined = field
   for (let i = 0; i < 5 && cur; i++) {
-    const def: { type: string; innerType?: z.ZodType; options?: z.ZodType[] } = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; options?: z.ZodType[] } } })._zod.def
+    const def: { type: string; innerType?: z.ZodType; options?: z.ZodType[]; in?: z.ZodType } = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; options?: z.ZodType[]; in?: z.ZodType } } })._zod.def
     if (def.type === 'object') return cur
     if (def.type === 'union') cur = def.options?.find((o: z.ZodType) => (o as unknown as { shape?: unknown }).shape !== undefined)
+    else if (def.type === 'pipe') cur = def.in // a transformed object: document its input
     else cur = def.innerType
   }
   return undefined

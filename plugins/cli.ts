@@ -197,10 +197,10 @@ async function deadLetters(argv: string[]): Promise<number> {
     process.stderr.write('hookmq: dead letters outlive the broker only in Redis; without redis they are in the running broker (broker.webhooks.deadLetters())\n')
     return 1
   }
-  const { Redis } = await import('ioredis')
+  const { openRedis } = await import('./redis/connect.js')
   const { RedisOutbox } = await import('./webhook/redis-outbox.js')
   const { createLogger } = await import('../core/index.js')
-  const redis = new Redis(parsed.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  const redis = openRedis(parsed.redis, { maxRetriesPerRequest: 1 })
   try {
     await redis.connect()
     const outbox = new RedisOutbox(redis, parsed.redis.keyPrefix, 'cli', createLogger('silent'), parsed.webhooks.map((w) => w.name))

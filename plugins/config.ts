@@ -30,9 +30,14 @@ export const webhookSchema = z.strictObject({
   maxQueue: z.int().min(1).default(100000).describe('in-memory outbox bound; the oldest deliveries go first'),
 })
 
+const redisUrl = z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
+
 export const redisSchema = z.strictObject({
-  url: z.string().min(1).default('redis://127.0.0.1:6379').describe('Redis URL (redis://, rediss://)'),
-  keyPrefix: z.string().default('hookmq:').describe('prefix of every key hookmq writes'),
+  url: redisUrl.default('redis://127.0.0.1:6379').describe('Redis URL (redis://, rediss://; user, password and db are used with sentinels too)'),
+  sentinels: z.array(redisUrl).min(1).optional().describe('Sentinel addresses (redis://host:port); then `sentinelName` names the master'),
+  sentinelName: z.string().min(1).default('mymaster').describe('master name the sentinels watch'),
+  cluster: z.array(redisUrl).min(1).optional().describe('Redis Cluster seed nodes (redis://host:port); keys then share one hash slot through the `{...}` in keyPrefix'),
+  keyPrefix: z.string().optional().describe('prefix of every key hookmq writes (default `hookmq:`, with Redis Cluster `{hookmq}:`)'),
   ttl: z.strictObject({
     subscriptions: z.int().min(1).optional().describe('seconds an offline MQTT 3.1.1 persistent session (and its subscriptions) is kept; MQTT 5 clients set their own Session Expiry'),
     packets: z.int().min(1).optional().describe('seconds a message waits in an offline session\'s queue; a Message Expiry Interval takes precedence'),
@@ -40,13 +45,16 @@ export const redisSchema = z.strictObject({
   heartbeatMs: z.int().min(100).default(1000).describe('how often a node renews its heartbeat'),
   nodeTimeoutMs: z.int().min(300).default(5000).describe('a node whose heartbeat is older is dead: another takes its sessions and publishes its clients\' wills'),
   streamMaxLength: z.int().min(1000).default(100000).describe('entries kept in each node\'s cluster stream (a node further behind loses the oldest)'),
-})
+}).refine((r) => r.cluster === undefined || r.keyPrefix === undefined || /\{[^}]+\}/.test(r.keyPrefix), {
+  message: 'with Redis Cluster, keyPrefix needs a hash tag such as {hookmq}: (hookmq\'s keys are used together)',
+  path: ['keyPrefix'],
+}).transform((r) => ({ ...r, keyPrefix: r.keyPrefix ?? (r.cluster === undefined ? 'hookmq:' : '{hookmq}:') }))
 
 export const hookmqConfigSchema = configSchema.extend({
   webhooks: z.array(webhookSchema).default([])
     .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'webhook names must be unique')
     .describe('webhook forwarding rules'),
-  redis: redisSchema.optional().describe('Redis: persistent sessions, retained messages and the durable webhook outbox'),
+  redis: redisSchema.optional().describe('Redis: persistent sessions, retained messages and the durable webhook outbox; the nodes on one Redis form one broker'),
 })
 
 export type WebhookConfig = z.output<typeof webhookSchema>

@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
+import { openRedis } from './redis/connect.js'
 import * as zod from 'zod'
 import { createBroker as createCoreBroker, createLogger, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
 import { RedisCluster } from './redis/cluster.js'
@@ -66,7 +67,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   for (const k of ['stores', 'hookRunner', 'logger']) delete plain[k]
   const full = parseConfigWith(hookmqConfigSchema, { ...plain, hooks: hookConfig, webhooks: webhookInput, redis: redisInput, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   // commands fail at once while Redis is away (no offline queue): what needs Redis is refused, not left waiting
-  const redis = full.redis ? new Redis(full.redis.url, { enableAutoPipelining: true, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 }) : undefined
+  const redis = full.redis ? openRedis(full.redis, { enableAutoPipelining: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 }) : undefined
   const log = rest.logger ?? createLogger(full.log.level)
   // with Redis configured, sessions and retained messages persist there and the nodes on it form a cluster
   // (unless the embedder brought its own stores)

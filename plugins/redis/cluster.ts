@@ -122,7 +122,9 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     this.readySince = Date.now()
     broker.router.remote = new TopicTree<string>()
     broker.router.onGroupChange = (group, filter, present) => this.groupChanged(group, filter, present)
-    this.reader = this.redis.duplicate({ enableOfflineQueue: true })
+    // a connection of its own for the blocking reads (Redis Cluster's duplicate() takes its seed nodes first)
+    const r = this.redis as Redis & { isCluster?: boolean; duplicate(a?: unknown, b?: unknown): Redis }
+    this.reader = r.isCluster === true ? r.duplicate(undefined, { enableOfflineQueue: true }) : this.redis.duplicate({ enableOfflineQueue: true })
     this.reader.on('error', () => {}) // the main connection reports Redis errors
     const saved = await this.redis.hgetall(this.key('node', this.me, 'cursors'))
     for (const [node, id] of Object.entries(saved)) this.cursors.set(node, id)
