@@ -212,6 +212,9 @@ export async function idleClients(port: number, n: number): Promise<net.Socket[]
 export async function startSink(): Promise<{ url: string; count: () => Promise<number>; lastAt: () => Promise<number>; close(): Promise<void> }> {
   const { fork } = await import('node:child_process')
   const child = fork(new URL('./serve-sink.js', import.meta.url), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  // the endpoint shares the generator's core: at the lowest priority it takes only what the generator leaves idle
+  const { setPriority } = await import('node:os')
+  setPriority(child.pid!, 19)
   const { port } = await new Promise<{ port: number }>((resolve) => child.once('message', (m) => resolve(m as { port: number })))
   const ask = (): Promise<{ count: number; lastAt: number }> => new Promise((resolve) => {
     child.once('message', (m) => resolve(m as { count: number; lastAt: number }))

@@ -468,6 +468,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
       const state = await this.broker.stores.sessions.load(id)
       const session = state === undefined ? undefined : sessions.adopt(state)
       if (session !== undefined) adopted.push(session)
+      else if (state === undefined) this.released(id) // a clean session: it ended with its node
     }
     // what the dead node had not read yet, for the sessions it had
     const deadCursors = await this.redis.hgetall(this.key('node', dead, 'cursors'))

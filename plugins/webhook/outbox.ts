@@ -1,5 +1,5 @@
 import type { Message } from '../../core/index.js'
-import { ByteQueue } from './byte-queue.js'
+import { ByteQueue, JsonWriter } from './byte-queue.js'
 import { deliveryId, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
 
 // Where deliveries wait for their webhook. In memory by default (bounded: the
@@ -21,6 +21,11 @@ export interface Outbox {
   push(webhook: string, item: Queued): Promise<void> | undefined
   /** up to `max` deliveries not yet taken, oldest first */
   take(webhook: string, max: number): Promise<Taken[]>
+  /**
+   * The same, already written as a request body `prefix` + deliveries joined
+   * by commas + `suffix` (an outbox that keeps bytes can skip the strings).
+   */
+  takeBody?(webhook: string, max: number, prefix: string, suffix: string): { body: Buffer; count: number }
   /** deliveries waiting (not taken) */
   waiting(webhook: string): number
   /** deliveries dropped because the outbox was full */
@@ -104,6 +109,22 @@ export class MemoryOutbox implements Outbox {
     for (let i = 0; i < n; i++) out[i] = { ref: String(++this.seq), json: q.items.shift(this.makeId)! }
     return out
   }
+
+  takeBody(webhook: string, max: number, prefix: string, suffix: string): { body: Buffer; count: number } {
+    const q = this.queue(webhook)
+    const w = this.writer
+    w.ascii(prefix)
+    let count = 0
+    while (count < max && q.items.length > 0) {
+      if (count > 0) w.ascii(',')
+      q.items.shiftInto(w, this.makeId)
+      count++
+    }
+    w.ascii(suffix)
+    return { body: w.take(), count }
+  }
+
+  private readonly writer = new JsonWriter()
 
   waiting(webhook: string): number {
     return this.queues.get(webhook)?.items.length ?? 0

@@ -3,7 +3,7 @@ import http from 'node:http'
 import https from 'node:https'
 import type { Logger } from '../../core/index.js'
 import type { WebhookConfig } from '../config.js'
-import type { DeadBatch } from './delivery.js'
+import type { DeadBatch, Delivery } from './delivery.js'
 import { parseTaken, type Outbox, type Taken } from './outbox.js'
 
 // One webhook's dispatcher: forms batches by count and wait time, keeps at
@@ -43,7 +43,7 @@ export class Dispatcher {
 
   /** One delivery was added, `waiting` now wait (the publish path): act only when a batch fills or a timer is needed. */
   added(waiting: number): void {
-    if (this.timer !== undefined && waiting < this.config.batch.maxSize) return
+    if (waiting < this.config.batch.maxSize ? this.timer !== undefined : this.taking || this.inFlight >= this.config.concurrency) return
     this.kick()
   }
 
@@ -67,12 +67,22 @@ export class Dispatcher {
   private flush(): void {
     if (this.stopped || this.taking || this.inFlight >= this.config.concurrency) return
     if (this.outbox.waiting(this.config.name) === 0) return
+    if (this.outbox.takeBody !== undefined) { // in memory: the body is written straight from the queue's bytes
+      const { body, count } = this.outbox.takeBody(this.config.name, this.config.batch.maxSize, this.bodyStart, ']}')
+      this.inFlight++
+      void this.send(body, count, null).finally(() => {
+        this.inFlight--
+        this.kick()
+      })
+      this.kick()
+      return
+    }
     this.taking = true
     this.outbox.take(this.config.name, this.config.batch.maxSize).then((taken) => {
       this.taking = false
       if (taken.length > 0) {
         this.inFlight++
-        void this.send(taken).finally(() => {
+        void this.send(this.bodyOf(taken), taken.length, taken).finally(() => {
           this.inFlight--
           this.kick()
         })
@@ -85,12 +95,15 @@ export class Dispatcher {
     })
   }
 
-  /** Sends one batch until it is delivered or dead. */
-  private async send(taken: Taken[]): Promise<void> {
-    const batchId = randomUUID()
+  private bodyOf(taken: Taken[]): string {
     let body = this.bodyStart
     for (let i = 0; i < taken.length; i++) body += (i === 0 ? '' : ',') + taken[i]!.json
-    body += ']}'
+    return body + ']}'
+  }
+
+  /** Sends one batch until it is delivered or dead; `taken` is what the outbox must be told about (null: nothing). */
+  private async send(body: string | Buffer, count: number, taken: Taken[] | null): Promise<void> {
+    const batchId = randomUUID()
     const { maxAttempts, minDelayMs, maxDelayMs } = this.config.retry
     let last = ''
     let attempts = 0
@@ -100,9 +113,9 @@ export class Dispatcher {
       const outcome = await this.post(body, batchId)
       this.stats.batches++
       if (outcome.kind === 'ok') {
-        this.stats.delivered += taken.length
+        this.stats.delivered += count
         this.recordLatency(performance.now() - started)
-        await this.outbox.done(this.config.name, taken).catch((err: unknown) => this.log.error({ err }, 'webhook outbox ack failed'))
+        if (taken !== null) await this.outbox.done(this.config.name, taken).catch((err: unknown) => this.log.error({ err }, 'webhook outbox ack failed'))
         return
       }
       this.stats.failed++
@@ -116,13 +129,14 @@ export class Dispatcher {
       await this.sleep(wait)
     }
     if (this.stopped) return // not acknowledged: a durable outbox sends it again after restart
-    const dead: DeadBatch = { id: batchId, webhook: this.config.name, deliveries: parseTaken(taken), reason: last, attempts, at: new Date().toISOString() }
-    this.stats.deadLettered += taken.length
-    this.log.error({ webhook: this.config.name, batch: batchId, deliveries: taken.length, reason: last }, 'webhook batch moved to dead letters')
-    await this.outbox.dead(dead, taken).catch((err: unknown) => this.log.error({ err }, 'webhook dead-letter write failed'))
+    const deliveries = taken !== null ? parseTaken(taken) : (JSON.parse(body.toString()) as { deliveries: Delivery[] }).deliveries
+    const dead: DeadBatch = { id: batchId, webhook: this.config.name, deliveries, reason: last, attempts, at: new Date().toISOString() }
+    this.stats.deadLettered += count
+    this.log.error({ webhook: this.config.name, batch: batchId, deliveries: count, reason: last }, 'webhook batch moved to dead letters')
+    await this.outbox.dead(dead, taken ?? []).catch((err: unknown) => this.log.error({ err }, 'webhook dead-letter write failed'))
   }
 
-  private post(body: string, batchId: string): Promise<Outcome> {
+  private post(body: string | Buffer, batchId: string): Promise<Outcome> {
     const headers: Record<string, string | number> = {
       ...this.config.headers,
       'content-type': 'application/json',
