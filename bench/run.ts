@@ -180,7 +180,8 @@ function print(sc: Scenario, rows: Map<BrokerName, Row[]>): void {
     const m = med.get(b)!
     const cpu = `cpu broker ${median(rs.map((r) => r.brokerCpu)).toFixed(2)} gen ${median(rs.map((r) => r.genCpu)).toFixed(2)}`
     const notes = rs.map((r) => r.note).filter(Boolean)
-    return `  ${b.padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}  (${cpu})${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
+    const each = rs.length > 1 ? `  [${rs.map((r) => fmt(r.value, sc.unit)).join(' ')}]` : ''
+    return `  ${b.padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}  (${cpu})${each}${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
   })
   const ratios = h === undefined ? [] : [...med].filter(([b]) => b !== 'hookmq').map(([b, m]) => `hookmq/${b} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
   console.log(`\n${sc.name}\n${parts.join('\n')}${ratios.length ? '\n  ' + ratios.join(', ') : ''}`)

@@ -29,6 +29,11 @@ function load(): typeof MqttPacket {
 
 export const mqtt = load()
 
+// mqtt-packet would otherwise build, on its first encode, a cache of 65,536
+// two-byte Buffers for 16-bit numbers: 6 MB of heap that every full GC walks.
+// Writing a number allocates a tiny Buffer instead (a few per packet).
+;(mqtt.writeToStream as unknown as { cacheNumbers: boolean }).cacheNumbers = false
+
 /**
  * Collects what writeToStream writes. mqtt.generate() does the same with a new
  * EventEmitter per packet; one reusable collector spares that on every send.

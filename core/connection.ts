@@ -176,7 +176,12 @@ export class Connection implements Outlet {
 
   private corked = false
 
-  readonly flow: Flow = new Flow(this)
+  private flowState: Flow | null = null
+
+  /** flow control state, made on first use */
+  get flow(): Flow {
+    return (this.flowState ??= new Flow(this))
+  }
 
   get queued(): number {
     return this.session?.queued ?? 0
@@ -189,7 +194,7 @@ export class Connection implements Outlet {
   }
 
   caughtUp(): void {
-    this.flow.caughtUp()
+    this.flowState?.caughtUp()
   }
 
   /** Encodes a routed PUBLISH; a message the codec refuses is dropped for this client only. */
@@ -311,7 +316,7 @@ export class Connection implements Outlet {
     const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
     if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
     this.state = { kind: 'closed' }
-    this.flow.releaseAll()
+    this.flowState?.releaseAll()
     this.broker.connectionClosed(this, session)
   }
 

@@ -32,10 +32,11 @@ export const NEVER_EXPIRES = 0xffffffff
 /** The broker's live state of one MQTT session, connected or not. */
 export class Session {
   expiryInterval = 0
-  readonly subscriptions = new Map<string, Subscription>()
+  readonly subscriptions = new Subscriptions()
   outlet: Outlet | null = null
   private inflightMap: Map<number, OutgoingEntry> | null = null
-  private queue = new Fifo<QueuedEntry>()
+  /** waiting to be sent; made on first use (idle sessions stay small) */
+  private queueList: Fifo<QueuedEntry> | null = null
   private incomingSet: Set<number> | null = null
   private nextId = 1
   will: Will | undefined = undefined
@@ -66,7 +67,11 @@ export class Session {
   }
 
   get queued(): number {
-    return this.queue.length
+    return this.queueList === null ? 0 : this.queueList.length
+  }
+
+  private get queue(): Fifo<QueuedEntry> {
+    return (this.queueList ??= new Fifo())
   }
 
   /** Hand `message` to this session at the QoS and retain flag its subscription gives it. */
@@ -76,7 +81,7 @@ export class Session {
       if (outlet !== null && !expired(message)) outlet.sendPublish(message, 0, retain, ids, 0, false)
       return undefined // QoS 0 is not queued for offline sessions
     }
-    if (outlet !== null && this.queue.length === 0 && this.inflight.size < outlet.sendWindow) {
+    if (outlet !== null && this.queued === 0 && this.inflight.size < outlet.sendWindow) {
       return this.send(message, qos, retain, ids, outlet)
     }
     if (outlet !== null) outlet.congested()
@@ -165,19 +170,19 @@ export class Session {
   pump(): void {
     const outlet = this.outlet
     if (outlet === null) return
-    while (this.queue.length > 0 && this.inflight.size < outlet.sendWindow) {
+    while (this.queued > 0 && this.inflight.size < outlet.sendWindow) {
       const q = this.queue.shift()!
       if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
       if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) continue
       this.track(this.send(q.message, q.qos, q.retain, q.subscriptionIds, outlet))
     }
-    if (this.queue.length === 0) outlet.caughtUp()
+    if (this.queued === 0) outlet.caughtUp()
   }
 
   /** Discard all message state (clean start). */
   reset(): void {
     this.inflightMap = null
-    this.queue = new Fifo()
+    this.queueList = null
     this.incomingSet = null
     this.subscriptions.clear()
   }
@@ -190,7 +195,7 @@ export class Session {
     this.expiryInterval = state.expiryInterval
     for (const s of state.subscriptions) this.subscriptions.set(s.filter, s)
     for (const e of state.inflight) this.inflight.set(e.packetId, { ...e })
-    this.queue = Fifo.from(state.queue)
+    this.queueList = state.queue.length === 0 ? null : Fifo.from(state.queue)
     for (const id of state.incoming) this.incoming.add(id)
     this.disconnectedAt = state.disconnectedAt
     this.will = state.will
@@ -203,4 +208,60 @@ export class Session {
 
 function expired(message: Message): boolean {
   return message.expiresAt !== undefined && message.expiresAt <= Date.now()
+}
+
+/**
+ * A session's subscriptions by filter. Most sessions have one: it is kept in a
+ * field, and a Map (about 250 bytes even when small) is made from the second on.
+ */
+export class Subscriptions {
+  private one: Subscription | undefined = undefined
+  private map: Map<string, Subscription> | null = null
+
+  get size(): number {
+    return this.map !== null ? this.map.size : this.one === undefined ? 0 : 1
+  }
+
+  get(filter: string): Subscription | undefined {
+    if (this.map !== null) return this.map.get(filter)
+    return this.one !== undefined && this.one.filter === filter ? this.one : undefined
+  }
+
+  has(filter: string): boolean {
+    return this.get(filter) !== undefined
+  }
+
+  set(filter: string, sub: Subscription): void {
+    if (this.map === null && (this.one === undefined || this.one.filter === filter)) {
+      this.one = sub
+      return
+    }
+    if (this.map === null) {
+      this.map = new Map([[this.one!.filter, this.one!]])
+      this.one = undefined
+    }
+    this.map.set(filter, sub)
+  }
+
+  delete(filter: string): boolean {
+    if (this.map !== null) return this.map.delete(filter)
+    if (this.one === undefined || this.one.filter !== filter) return false
+    this.one = undefined
+    return true
+  }
+
+  clear(): void {
+    this.one = undefined
+    this.map = null
+  }
+
+  /** a copy: safe to change the set while going through it */
+  values(): Subscription[] {
+    if (this.map !== null) return [...this.map.values()]
+    return this.one === undefined ? [] : [this.one]
+  }
+
+  keys(): string[] {
+    return this.values().map((s) => s.filter)
+  }
 }
