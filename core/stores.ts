@@ -185,7 +185,8 @@ export class MemoryRetainedStore implements RetainedStore {
   private readonly tree = new RetainedTree()
 
   set(message: Message): Written {
-    if (message.payload.length === 0) this.tree.delete(message.topic) // [MQTT-3.3.1-6]
+    // [MQTT-3.3.1-6] an empty payload clears; so does a message that has already expired
+    if (message.payload.length === 0 || (message.expiresAt !== undefined && message.expiresAt <= Date.now())) this.tree.delete(message.topic)
     else this.tree.set(message.topic, message)
     return undefined
   }
