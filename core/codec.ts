@@ -83,3 +83,42 @@ export function encodePacket(packet: MqttPacket.Packet, opts: { protocolVersion:
   c.parts.length = 0
   return out
 }
+
+/**
+ * A PUBLISH without MQTT 5 properties, encoded by hand: the packet every
+ * subscriber gets on the hot path. Byte for byte what mqtt-packet writes (a unit
+ * test holds it to that), without its intermediate objects and buffers: about
+ * 600 bytes less garbage per message. `v5` adds the empty property length.
+ */
+export function encodePublish(topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean, dup: boolean, packetId: number, v5: boolean): Buffer {
+  let topicLen = topic.length
+  let ascii = topicLen <= 128
+  if (ascii) {
+    for (let i = 0; i < topicLen; i++) if (topic.charCodeAt(i) >= 0x80) { ascii = false; break }
+  }
+  if (!ascii) topicLen = Buffer.byteLength(topic, 'utf8')
+  const remaining = 2 + topicLen + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + payload.length
+  const lenBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4
+  const buf = Buffer.allocUnsafe(1 + lenBytes + remaining)
+  buf[0] = 0x30 | (dup ? 8 : 0) | (qos << 1) | (retain ? 1 : 0)
+  let p = 1
+  let n = remaining
+  do {
+    let digit = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) digit |= 0x80
+    buf[p++] = digit
+  } while (n > 0)
+  buf[p++] = topicLen >> 8
+  buf[p++] = topicLen & 0xff
+  if (ascii) {
+    for (let i = 0; i < topicLen; i++) buf[p++] = topic.charCodeAt(i)
+  } else p += buf.write(topic, p, 'utf8')
+  if (qos > 0) {
+    buf[p++] = packetId >> 8
+    buf[p++] = packetId & 0xff
+  }
+  if (v5) buf[p++] = 0 // no properties
+  buf.set(payload, p)
+  return buf
+}

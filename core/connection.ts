@@ -1,4 +1,4 @@
-import { encodePacket } from './codec.js'
+import { encodePacket, encodePublish } from './codec.js'
 import { Flow } from './flow.js'
 import { PacketReader } from './packet-reader.js'
 import type { Packet, IPublishPacket } from 'mqtt-packet'
@@ -221,9 +221,11 @@ export class Connection implements Outlet {
       const slot = (v5 ? 2 : 0) + (retain ? 1 : 0)
       buf = message.encoded?.[slot]
       if (buf === undefined) {
-        buf = this.encode({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 0, retain, dup: false })
-        if (buf !== undefined) (message.encoded ??= [])[slot] = buf
+        buf = encodePublish(message.topic, message.payload, 0, retain, false, 0, v5)
+        ;(message.encoded ??= [])[slot] = buf
       }
+    } else if (!v5 || (message.properties === undefined && ids === undefined && this.topicAliasMaxOut === 0)) {
+      buf = encodePublish(message.topic, message.payload, qos, retain, dup, packetId, v5)
     } else {
       const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup, messageId: packetId }
       if (v5) newAlias = this.v5Properties(packet, message, ids)

@@ -4,7 +4,7 @@ export { configSchema, parseConfig, parseConfigWith, defineConfig, configReferen
 export type { Config, ConfigInput } from './config.js'
 export { HookmqError, ReasonCode, ErrorCode } from './errors.js'
 export { checkTopicFilter, checkTopicName, matchesFilter } from './topic.js'
-export { TopicTree } from './topic-tree.js'
+export { Matches, TopicTree } from './topic-tree.js'
 export { Router } from './router.js'
 export type { Cluster } from './cluster.js'
 export type { Logger } from './logger.js'

@@ -1,5 +1,5 @@
 import type { Session } from './session.js'
-import { TopicTree, type SharedGroup } from './topic-tree.js'
+import { Matches, TopicTree, type SharedGroup } from './topic-tree.js'
 import type { Message, QoS, Subscription } from './types.js'
 import { parseShared } from './topic.js'
 
@@ -21,9 +21,8 @@ export class Router {
   /** store writes the last route() started; null when there were none (read it right after route()) */
   pending: Array<Promise<void>> | null = null
   // match results, reused from message to message; a route() inside a route()
-  // (a 'delivered' listener publishing) gets arrays of its own
-  private readonly matches: SubEntry[] = []
-  private readonly groups: SharedGroup<SubEntry>[] = []
+  // (a 'delivered' listener publishing) gets its own
+  private readonly found = new Matches<SubEntry>()
   private depth = 0
   private merged = 0
   /** this node's id (set by the broker) */
@@ -37,8 +36,8 @@ export class Router {
   /** a shared group got its first member on this node (true) or lost its last (false) */
   onGroupChange: ((group: string, filter: string, present: boolean) => void) | null = null
   private readonly groupCounts = new Map<string, number>()
-  private readonly remoteGroups: SharedGroup<string>[] = []
-  private readonly noMatches: string[] = []
+  private readonly remoteFound = new Matches<string>()
+  private readonly targets: Array<Session | undefined> = []
 
   add(session: Session, sub: Subscription): boolean {
     const entry: SubEntry = { session, sub, ids: sub.id === undefined ? undefined : [sub.id] }
@@ -84,26 +83,25 @@ export class Router {
    */
   route(message: Message): number {
     const nested = this.depth++ > 0
-    const matches = nested ? [] : this.matches
-    const groups = nested ? [] : this.groups
+    const found = nested ? new Matches<SubEntry>() : this.found
     let pending: Array<Promise<void>> | null = null
     let count = 0
     try {
-      this.tree.match(message.topic, matches, groups)
-      if (matches.length === 1) {
-        const { session, sub, ids } = matches[0]!
+      this.tree.match(message.topic, found)
+      if (found.subCount === 1) {
+        const { session, sub, ids } = found.sub(0)
         if (!(sub.nl && message.origin === session.clientId)) {
           count++
           const p = session.deliver(message, minQos(message.qos, sub.qos), sub.rap && message.retain, ids)
           if (p !== undefined) (pending ??= []).push(p)
         }
-      } else if (matches.length > 1) {
-        pending = this.merge(message, matches)
+      } else if (found.subCount > 1) {
+        pending = this.merge(message, found, nested)
         count += this.merged
       }
-      if (this.remote !== null && message.node === this.nodeId && (groups.length > 0 || this.remote.size > 0)) this.assignShares(message, groups, nested)
-      for (let i = 0; i < groups.length; i++) {
-        const g = groups[i]!
+      if (this.remote !== null && message.node === this.nodeId && (found.groupCount > 0 || this.remote.size > 0)) this.assignShares(message, found, nested)
+      for (let i = 0; i < found.groupCount; i++) {
+        const g = found.group(i)
         if (message.shares !== undefined) { // in a cluster: only the node picked for this group delivers
           const chosen = message.shares[g.group + '/' + g.filter]
           if (chosen !== undefined && chosen !== this.nodeId) continue
@@ -116,8 +114,7 @@ export class Router {
       }
     } finally {
       this.depth--
-      matches.length = 0 // let the entries go
-      groups.length = 0
+      found.clear() // let the entries go
     }
     this.pending = pending
     return count
@@ -128,45 +125,45 @@ export class Router {
    * matching shared group gets it, round robin over the nodes with members (this
    * one included), and writes the choices into `message.shares` for the others.
    */
-  private assignShares(message: Message, groups: SharedGroup<SubEntry>[], nested: boolean): void {
-    const remote = nested ? [] : this.remoteGroups
+  private assignShares(message: Message, found: Matches<SubEntry>, nested: boolean): void {
+    const remote = nested ? new Matches<string>() : this.remoteFound
     try {
-      this.remote!.match(message.topic, this.noMatches, remote)
+      this.remote!.match(message.topic, remote)
       let shares: Record<string, string> | undefined
-      for (let i = 0; i < remote.length; i++) {
-        const r = remote[i]!
+      for (let i = 0; i < remote.groupCount; i++) {
+        const r = remote.group(i)
         const key = r.group + '/' + r.filter
         let local = false
-        for (let j = 0; j < groups.length; j++) if (groups[j]!.group === r.group && groups[j]!.filter === r.filter) local = true
+        for (let j = 0; j < found.groupCount; j++) if (found.group(j).group === r.group && found.group(j).filter === r.filter) local = true
         const n = r.list.length + (local ? 1 : 0)
         const pick = r.next % n
         r.next = (r.next + 1) % n
         ;(shares ??= {})[key] = pick === r.list.length ? this.nodeId : r.list[pick]!
       }
-      for (let j = 0; j < groups.length; j++) { // groups only this node has: ours, and said so
-        const key = groups[j]!.group + '/' + groups[j]!.filter
+      for (let j = 0; j < found.groupCount; j++) { // groups only this node has: ours, and said so
+        const key = found.group(j).group + '/' + found.group(j).filter
         if (shares === undefined || shares[key] === undefined) (shares ??= {})[key] = this.nodeId
       }
       message.shares = shares
     } finally {
-      remote.length = 0
-      this.noMatches.length = 0
+      remote.clear()
     }
   }
 
   /** One copy per session for overlapping subscriptions; answers the store writes, the count in `merged`. */
-  private merge(message: Message, matches: SubEntry[]): Array<Promise<void>> | null {
+  private merge(message: Message, found: Matches<SubEntry>, nested: boolean): Array<Promise<void>> | null {
     const mark = ++this.seq
-    const targets: Session[] = []
-    for (let i = 0; i < matches.length; i++) {
-      const { session, sub } = matches[i]!
+    const targets: Array<Session | undefined> = nested ? [] : this.targets
+    let t = 0
+    for (let i = 0; i < found.subCount; i++) {
+      const { session, sub } = found.sub(i)
       if (sub.nl && message.origin === session.clientId) continue // [MQTT-3.8.3-3]
       if (session.routeMark !== mark) {
         session.routeMark = mark
         session.routeQos = sub.qos
         session.routeRetain = sub.rap
         session.routeIds = sub.id === undefined ? undefined : [sub.id]
-        targets.push(session)
+        targets[t++] = session
       } else {
         if (sub.qos > session.routeQos) session.routeQos = sub.qos
         if (sub.rap) session.routeRetain = true
@@ -174,12 +171,13 @@ export class Router {
       }
     }
     let pending: Array<Promise<void>> | null = null
-    for (let i = 0; i < targets.length; i++) {
+    for (let i = 0; i < t; i++) {
       const s = targets[i]!
+      targets[i] = undefined
       const p = s.deliver(message, minQos(message.qos, s.routeQos), s.routeRetain && message.retain, s.routeIds)
       if (p !== undefined) (pending ??= []).push(p)
     }
-    this.merged = targets.length
+    this.merged = t
     return pending
   }
 }

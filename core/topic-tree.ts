@@ -11,6 +11,34 @@ export interface SharedGroup<T> {
   next: number
 }
 
+/**
+ * Where a match writes what it found. Reused from message to message: slots are
+ * overwritten and cleared, never dropped, so a match allocates nothing (an array
+ * emptied with `length = 0` gives its storage back and grows it again on the next push).
+ */
+export class Matches<T> {
+  readonly subs: Array<T | undefined> = []
+  subCount = 0
+  readonly groups: Array<SharedGroup<T> | undefined> = []
+  groupCount = 0
+
+  sub(i: number): T {
+    return this.subs[i]!
+  }
+
+  group(i: number): SharedGroup<T> {
+    return this.groups[i]!
+  }
+
+  /** lets go of the entries (so they can be collected), keeps the storage */
+  clear(): void {
+    for (let i = 0; i < this.subCount; i++) this.subs[i] = undefined
+    for (let i = 0; i < this.groupCount; i++) this.groups[i] = undefined
+    this.subCount = 0
+    this.groupCount = 0
+  }
+}
+
 class Node<T> {
   children: Map<string, Node<T>> | null = null
   /** the only subscriber, kept without a Map (most filters have one) */
@@ -119,39 +147,39 @@ export class TopicTree<T> {
     return removed
   }
 
-  /** Collects subscriptions matching `topic` into `out` and shared groups into `sharedOut`. */
-  match(topic: string, out: T[], sharedOut: SharedGroup<T>[]): void {
+  /** Collects the subscriptions and shared groups matching `topic` into `out` (after what it holds). */
+  match(topic: string, out: Matches<T>): void {
     const levels = topic.split('/')
     // [MQTT-4.7.2-1] topics beginning with $ are not matched by a leading wildcard
     const dollar = topic.charCodeAt(0) === 0x24
-    this.walk(this.root, levels, 0, out, sharedOut, dollar)
+    this.walk(this.root, levels, 0, out, dollar)
   }
 
-  private walk(node: Node<T>, levels: string[], i: number, out: T[], sharedOut: SharedGroup<T>[], dollar: boolean): void {
+  private walk(node: Node<T>, levels: string[], i: number, out: Matches<T>, dollar: boolean): void {
     const children = node.children
     if (children === null) return
     const wild = !(dollar && i === 0)
     if (wild) {
       const hash = children.get('#')
-      if (hash !== undefined) collect(hash, out, sharedOut)
+      if (hash !== undefined) collect(hash, out)
     }
     if (i === levels.length) return
     const exact = children.get(levels[i]!)
-    if (exact !== undefined) this.visit(exact, levels, i + 1, out, sharedOut, dollar)
+    if (exact !== undefined) this.visit(exact, levels, i + 1, out, dollar)
     if (wild) {
       const plus = children.get('+')
-      if (plus !== undefined) this.visit(plus, levels, i + 1, out, sharedOut, dollar)
+      if (plus !== undefined) this.visit(plus, levels, i + 1, out, dollar)
     }
   }
 
-  private visit(node: Node<T>, levels: string[], i: number, out: T[], sharedOut: SharedGroup<T>[], dollar: boolean): void {
-    if (i === levels.length) collect(node, out, sharedOut)
-    this.walk(node, levels, i, out, sharedOut, dollar)
+  private visit(node: Node<T>, levels: string[], i: number, out: Matches<T>, dollar: boolean): void {
+    if (i === levels.length) collect(node, out)
+    this.walk(node, levels, i, out, dollar)
   }
 }
 
-function collect<T>(node: Node<T>, out: T[], sharedOut: SharedGroup<T>[]): void {
-  if (node.soloKey !== null) out.push(node.solo!)
-  if (node.subs !== null) for (const v of node.subs.values()) out.push(v)
-  if (node.shared !== null) for (const g of node.shared.values()) sharedOut.push(g)
+function collect<T>(node: Node<T>, out: Matches<T>): void {
+  if (node.soloKey !== null) out.subs[out.subCount++] = node.solo!
+  if (node.subs !== null) for (const v of node.subs.values()) out.subs[out.subCount++] = v
+  if (node.shared !== null) for (const g of node.shared.values()) out.groups[out.groupCount++] = g
 }

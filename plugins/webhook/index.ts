@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
-import { TopicTree, version } from '../../core/index.js'
+import { Matches, TopicTree, version } from '../../core/index.js'
 import type { WebhookConfig } from '../config.js'
 import { deliveryId, fromEvent, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
 import { MemoryOutbox, type MemoryQueueHandle, type Outbox } from './outbox.js'
@@ -82,9 +82,9 @@ export class WebhookPlugin implements BrokerPlugin {
     if (!this.anyTopics) return undefined
     let rules = this.matchCache.get(message.topic)
     if (rules === undefined) {
-      rules = []
-      const groups: never[] = []
-      this.tree.match(message.topic, rules, groups)
+      const found = new Matches<Target>()
+      this.tree.match(message.topic, found)
+      rules = found.subs.slice(0, found.subCount) as Target[]
       if (this.matchCache.size >= 10000) this.matchCache.clear()
       this.matchCache.set(message.topic, rules)
     }

@@ -117,3 +117,33 @@ test('with Redis: a persistent session and retained messages survive SIGKILL; 1,
   await late.subscribeAsync('p/kept')
   assert.equal(await retained, 'retained')
 })
+
+test('with Redis: a will delay and a session expiry running when the broker is killed still run after the restart', async (t) => {
+  const redis = await startRedis(t)
+  const config = { port: 0, ws: false, sys: { enabled: false }, id: 'node-w', redis: { url: redis.url } }
+  const first = await brokerProcess(t, config)
+  // connected when the broker dies: its will (delay 2 s) must still be published, once, about 2 s after
+  await mqtt.connectAsync(first.url, { clientId: 'delayed', protocolVersion: 5, properties: { sessionExpiryInterval: 60 }, reconnectPeriod: 0,
+    will: { topic: 'w/delayed', payload: Buffer.from('late'), qos: 1, retain: false, properties: { willDelayInterval: 2 } } })
+  // offline, expiring 2 s after it left: gone after the restart too
+  const brief = await mqtt.connectAsync(first.url, { clientId: 'brief', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 2 }, reconnectPeriod: 0 })
+  await brief.subscribeAsync('b/#', { qos: 1 })
+  await brief.endAsync()
+  await first.kill()
+  const killedAt = Date.now()
+  const second = await brokerProcess(t, config)
+  const watcher = await mqtt.connectAsync(second.url, { reconnectPeriod: 0 })
+  defer(t, () => watcher.endAsync(true))
+  const wills: Array<{ payload: string; at: number }> = []
+  watcher.on('message', (_t, p) => wills.push({ payload: p.toString(), at: Date.now() }))
+  await watcher.subscribeAsync('w/#', { qos: 1 })
+  await until(() => wills.length > 0, 10000, 'the delayed will')
+  assert.equal(wills[0]!.payload, 'late')
+  assert.ok(wills[0]!.at - killedAt >= 1500, `published after its delay (${wills[0]!.at - killedAt} ms after the kill)`)
+  await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 3000 - Date.now())))
+  assert.equal(wills.length, 1)
+  const back = mqtt.connect(second.url, { clientId: 'brief', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 2 }, reconnectPeriod: 0 })
+  defer(t, () => back.endAsync(true).catch(() => {}))
+  const [ack] = await new Promise<[mqtt.IConnackPacket]>((resolve) => back.once('connect', (p) => resolve([p])))
+  assert.equal(ack.sessionPresent, false) // it expired while the broker was down and restarting
+})

@@ -2,16 +2,18 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { RetainedTree } from '../../core/retained.js'
 import { checkTopicFilter, checkTopicName, matchesFilter, parseShared } from '../../core/topic.js'
-import { TopicTree, type SharedGroup } from '../../core/topic-tree.js'
+import { Matches, TopicTree } from '../../core/topic-tree.js'
 import type { Message } from '../../core/types.js'
 
 const limits = { maxTopicLength: 65535, maxTopicLevels: 128 }
 
+const reused = new Matches<string>() // reused like the router's: what one match leaves must not leak into the next
+
 function matches(tree: TopicTree<string>, topic: string): string[] {
-  const out: string[] = []
-  const groups: SharedGroup<string>[] = []
-  tree.match(topic, out, groups)
-  return [...out, ...groups.map((g) => `share:${g.group}`)].sort()
+  tree.match(topic, reused)
+  const out = [...reused.subs.slice(0, reused.subCount) as string[], ...reused.groups.slice(0, reused.groupCount).map((g) => `share:${g!.group}`)].sort()
+  reused.clear()
+  return out
 }
 
 test('[MQTT-4.7.1-1] "#" must be last and alone in its level', () => {
