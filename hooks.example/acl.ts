@@ -63,16 +63,22 @@ function compiled(config: Config): Compiled {
   return c
 }
 
+// Plain loops, no closures: this runs for every message a client publishes.
 function decide(c: Compiled, client: ClientInfo, what: 'publish' | 'subscribe', topic: string) {
   const user = userName(client)
   if (user !== undefined && c.superusers.has(user)) return true
   const levels = topic.split('/')
-  const matches = (rules: Compiled['deny']): boolean => rules.some((r) =>
-    (r.what === what || r.what === 'both') && (r.user === '*' || r.user === user) &&
-    r.patterns.some((p) => covers(p, levels, user, client.id)))
-  if (matches(c.deny)) return { deny: `${what} to ${topic} is denied` }
-  if (matches(c.allow)) return true
+  if (matches(c.deny, what, levels, user, client.id)) return { deny: `${what} to ${topic} is denied` }
+  if (matches(c.allow, what, levels, user, client.id)) return true
   return { deny: `no rule allows ${what} to ${topic}` }
+}
+
+function matches(rules: Compiled['deny'], what: string, levels: string[], user: string | undefined, clientId: string): boolean {
+  for (const r of rules) {
+    if ((r.what !== what && r.what !== 'both') || (r.user !== '*' && r.user !== user)) continue
+    for (const p of r.patterns) if (covers(p, levels, user, clientId)) return true
+  }
+  return false
 }
 
 function userName(client: ClientInfo): string | undefined {
