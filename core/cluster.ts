@@ -16,10 +16,10 @@ export interface Cluster {
   owned(): Promise<Set<string>>
   /**
    * Makes `clientId` this node's: a connection or session of it on another node
-   * is closed (0x8E) and handed over first. Resolves when the stored session,
-   * if any, is ready to load here.
+   * is closed (0x8E) and handed over first; then `load` reads what is stored of
+   * it, before this node handles anything the old node sent after letting it go.
    */
-  claim(clientId: string): Promise<void>
+  claim(clientId: string, load: () => Promise<void>): Promise<void>
   /** the session of `clientId` no longer lives on this node */
   released(clientId: string): void
   /** a client with a will is connected here: others publish it should this node die */

@@ -58,15 +58,16 @@ export class SessionManager {
   async prepare(clientId: string, cleanStart: boolean): Promise<void> {
     const cluster = this.broker.cluster
     if (cluster === undefined || !cluster.available) return
-    await cluster.claim(clientId)
-    if (this.sessions.has(clientId)) return
-    const store = this.broker.stores.sessions
-    if (cleanStart) {
-      await store.delete(clientId)
-      return
-    }
-    const state = await store.load(clientId)
-    if (state !== undefined) this.adopt(state)
+    await cluster.claim(clientId, async () => {
+      if (this.sessions.has(clientId)) return
+      const store = this.broker.stores.sessions
+      if (cleanStart) {
+        await store.delete(clientId)
+        return
+      }
+      const state = await store.load(clientId)
+      if (state !== undefined) this.adopt(state)
+    })
   }
 
   /**

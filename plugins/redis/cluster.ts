@@ -76,7 +76,8 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   private readonly cursors = new Map<string, string>()
   private readonly dirty = new Set<string>()
   private readonly handlers: Array<(message: Message) => unknown> = []
-  private readonly claims = new Map<string, () => void>()
+  /** client ids being taken over: what to run when the old node says it let go */
+  private readonly claims = new Map<string, (from?: string, cursors?: Record<string, string>) => Promise<void>>()
   /** shared groups of each peer, to forget them when it goes */
   private readonly peerGroups = new Map<string, Set<string>>()
   private readonly adoptions: string[] = []
@@ -196,21 +197,28 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return mine
   }
 
-  async claim(clientId: string): Promise<void> {
+  async claim(clientId: string, load: () => Promise<void>): Promise<void> {
     const old = await this.redis.hookmqClaim(this.key('owners'), clientId, this.me, this.key('node', ''))
-    if (old === null || old === undefined) return
+    if (old === null || old === undefined) return load()
     if (!this.peers.has(old)) await this.discover(old)
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, CLAIM_WAIT_MS)
+    // the old node answers on its stream; the session is loaded while the reader
+    // waits, so what that node publishes after letting go reaches it here
+    await new Promise<void>((resolve, reject) => {
+      let finished = false
       const claims = this.claims
-      function done(): void {
+      const finish = (from?: string, cursors?: Record<string, string>): Promise<void> => {
+        if (finished) return Promise.resolve()
+        finished = true
         clearTimeout(timer)
-        if (claims.get(clientId) === done) claims.delete(clientId)
-        resolve()
+        if (claims.get(clientId) === finish) claims.delete(clientId)
+        const p = load().then(() => (from === undefined ? undefined : this.catchUp(clientId, from, cursors!)))
+        p.then(resolve, reject)
+        return p.catch(() => {})
       }
-      this.claims.get(clientId)?.()
-      this.claims.set(clientId, done)
-      this.append('t', JSON.stringify({ c: clientId, to: old })).catch(done)
+      const timer = setTimeout(finish, CLAIM_WAIT_MS) // the old node did not answer: take what is stored
+      void claims.get(clientId)?.()
+      claims.set(clientId, finish)
+      this.append('t', JSON.stringify({ c: clientId, to: old })).catch(() => finish())
     })
   }
 
@@ -403,7 +411,8 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
         if (!this.peers.has(node)) continue
         for (const [id, fields] of entries) {
           try {
-            this.handle(node, fields, pending)
+            const wait = this.handle(node, fields, pending)
+            if (wait !== undefined) await wait
           } catch (err) {
             this.log.error({ err, node, id }, 'cluster stream entry could not be handled')
           }
@@ -427,7 +436,8 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return flat.length === 0 ? Promise.resolve() : this.redis.hset(this.key('node', this.me, 'cursors'), ...flat)
   }
 
-  private handle(node: string, fields: string[], pending: unknown[]): void {
+  /** Handles one stream entry; a promise it answers must settle before the next entry. */
+  private handle(node: string, fields: string[], pending: unknown[]): Promise<void> | undefined {
     const kind = fields[1]
     const data = fields[3]!
     if (kind === 'm') {
@@ -441,13 +451,38 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
       const { c, to } = JSON.parse(data) as { c: string; to: string }
       if (to !== this.me) return
       this.broker.sessions.release(c) // writes what it must before the answer below, on the same connection
-      pending.push(this.append('r', JSON.stringify({ c, to: node })).catch(noop))
+      // with how far this node had read each stream: the new node delivers to the session what lies beyond
+      pending.push(this.append('r', JSON.stringify({ c, to: node, k: Object.fromEntries(this.cursors) })).catch(noop))
     } else if (kind === 'r') {
-      const { c, to } = JSON.parse(data) as { c: string; to: string }
-      if (to === this.me) this.claims.get(c)?.()
+      const { c, to, k } = JSON.parse(data) as { c: string; to: string; k?: Record<string, string> }
+      if (to === this.me) {
+        const finish = this.claims.get(c)
+        if (finish !== undefined) return finish(node, k ?? {}) // read nothing further until the session is loaded
+      }
     } else if (kind === 'g') {
       const { g, f, on } = JSON.parse(data) as { g: string; f: string; on: boolean }
       this.remoteGroup(node, `${g}/${f}`, on)
+    }
+  }
+
+  /**
+   * A session just taken over from `from`: what that node had not read yet when
+   * it let go (by its cursors) and this node read before the session was here is
+   * delivered to it now, so nothing published meanwhile on a third node (or
+   * here) misses it.
+   */
+  private async catchUp(clientId: string, from: string, theirs: Record<string, string>): Promise<void> {
+    const session = this.broker.sessions.sessions.get(clientId)
+    if (session === undefined || session.subscriptions.size === 0) return
+    const router = new Router()
+    router.nodeId = from
+    for (const sub of session.subscriptions.values()) router.add(session, sub)
+    for (const [source, start] of Object.entries(theirs)) {
+      if (source === from) continue
+      const end = source === this.me
+        ? (await this.redis.xrevrange(this.key('bus', this.me), '+', '-', 'COUNT', 1))[0]?.[0]
+        : this.cursors.get(source)
+      if (end !== undefined && compareIds(start, end) < 0) await this.replay(router, source, start, end)
     }
   }
 
@@ -527,6 +562,13 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     }
     await this.redis.del(this.key('node', node, 'wills'))
   }
+}
+
+/** orders two stream ids (`<ms>-<seq>`) */
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number]
+  const [bm, bs] = b.split('-').map(Number) as [number, number]
+  return am !== bm ? am - bm : as - bs
 }
 
 function splitGroup(key: string): { group: string; filter: string } {

@@ -208,3 +208,37 @@ test('TTLs: an offline 3.1.1 session and its queued messages expire; an MQTT 5 s
   const v5again = await raw(t, url, { clientId: 'new', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
   assert.ok(v5again.connected)
 })
+
+for (const publisherOn of ['a', 'c'] as const) {
+test(`a session moving from A to B while ${publisherOn.toUpperCase()} keeps publishing to it loses nothing that was acknowledged`, async (t) => {
+  const redis = await startRedis(t)
+  const [a, b, c] = await nodes(t, redis.url, ['a', 'b', 'c'])
+  const opts = { clientId: 'moving', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
+  const first = await raw(t, urlOf(a!), opts)
+  const got = new Set<string>()
+  first.on('message', (_t, p) => got.add(p.toString()))
+  await first.subscribeAsync('mv/#', { qos: 1 })
+  const pub = await connect(t, publisherOn === 'a' ? a! : c!)
+  const acked: string[] = []
+  let stop = false
+  const publishing = (async () => {
+    for (let i = 0; !stop; i++) {
+      await pub.publishAsync('mv/x', `m${i}`, { qos: 1 })
+      acked.push(`m${i}`)
+    }
+  })()
+  await until(() => acked.length >= 50, 5000, 'some traffic first')
+  await first.endAsync()
+  await until(() => acked.length >= 100, 5000, 'traffic while it is offline')
+  const second = mqtt.connect(urlOf(b!), { ...opts, reconnectPeriod: 0 })
+  defer(t, () => second.endAsync(true).catch(() => {}))
+  second.on('message', (_t, p) => got.add(p.toString()))
+  await new Promise((resolve) => second.once('connect', resolve))
+  const at = acked.length
+  await until(() => acked.length >= at + 100, 5000, 'traffic after the move')
+  stop = true
+  await publishing
+  await until(() => acked.every((m) => got.has(m)), 10000, `every acknowledged message (missing ${acked.filter((m) => !got.has(m)).slice(0, 5).join(',')})`)
+  assert.equal(a!.sessions.sessions.has('moving'), false)
+})
+}
