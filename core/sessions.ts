@@ -36,6 +36,8 @@ export class SessionManager {
       const state = await store.load(stored.clientId)
       if (state !== undefined) this.adopt(state)
     }
+    // clients whose clean sessions ended with the last run here: no longer this node's
+    if (mine !== undefined) for (const id of mine) if (!this.sessions.has(id)) this.broker.cluster!.released(id)
   }
 
   /** Serves a stored session here: routes, expiry and a pending will (restart, or taken from another node). */
