@@ -44,8 +44,7 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     const message = err instanceof HookmqError || err instanceof UsageError ? err.message : `start-up failed: ${(err as Error).message}`
     process.stderr.write(`hookmq: ${message}\n`)
-    process.exitCode = 1
-    return
+    process.exit(1) // whatever the half-started broker opened must not keep the process alive
   }
   const rule = broker.config.allowAnonymous === undefined
     ? 'anonymous clients allowed on loopback listeners only'

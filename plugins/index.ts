@@ -87,7 +87,9 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   const broker = createCoreBroker({ ...rest, limits, logger: log, stores, cluster, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   if (redis) {
     let down = false
+    let lastError = ''
     redis.on('error', (err: Error) => {
+      lastError = err.message
       if (!down) broker.log.warn({ err: err.message }, 'redis connection error')
       down = true
     })
@@ -95,7 +97,15 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
       if (down) broker.log.info('redis connection back')
       down = false
     })
-    broker.use({ name: 'redis', start: () => redis.connect(), stop: () => quitRedis(redis) })
+    const where = full.redis!.cluster?.join(', ') ?? full.redis!.sentinels?.join(', ') ?? full.redis!.url
+    broker.use({
+      name: 'redis',
+      start: () => redis.connect().catch((err: Error) => {
+        redis.disconnect() // no reconnecting in the background of a broker that did not start
+        throw new Error(`Redis at ${where.replace(/\/\/[^@/]*@/, '//')} is unreachable: ${lastError || err.message}`)
+      }),
+      stop: () => quitRedis(redis),
+    })
     if (cluster) broker.use(cluster)
   }
   const webhooks = full.webhooks.length > 0

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
+import { freePort } from '../helpers.js'
 
 const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
 
@@ -48,6 +49,14 @@ test('an unknown config file key is named', async () => {
   const { code, stderr } = await start(['--config', 'bad.json'], dir).done
   assert.notEqual(code, 0)
   assert.match(stderr, /unknown key "portt"/)
+})
+
+test('Redis unreachable at start-up: one line naming it (without the password), exit 1, nothing left running', async () => {
+  const port = await freePort() // nothing listens there
+  const { code, stderr } = await start(['--port', '0', '--no-ws', '--redis', `redis://user:secret@127.0.0.1:${port}`]).done
+  assert.equal(code, 1)
+  assert.match(stderr, new RegExp(`hookmq: start-up failed: Redis at redis://127\\.0\\.0\\.1:${port} is unreachable: .*ECONNREFUSED`))
+  assert.doesNotMatch(stderr, /secret/)
 })
 
 test('the CLI logs its listeners, serves clients, and SIGTERM closes gracefully (v5: DISCONNECT 0x8B), exit 0', async (t) => {
