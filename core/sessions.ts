@@ -22,9 +22,22 @@ export class SessionManager {
       dropNewest: limits.queueOverflow === 'dropNewest',
       onDelivered: (message, client) => { if (broker.emitter.has('delivered')) broker.emitter.emit('delivered', message, client) },
       onDropped: () => { broker.stats.dropped++ },
-      onStoreError: (err) => broker.log.error({ err }, 'session store write failed'),
+      onStoreError: (err) => this.storeError(err),
       queuedTtlMs: limits.queuedMessageExpiry === undefined ? undefined : limits.queuedMessageExpiry * 1000,
     }
+  }
+
+  private storeErrors = 0
+  private lastStoreErrorLog = 0
+
+  /** Logged at most every 10 s with a count: a store that is away fails every write. */
+  private storeError(err: unknown): void {
+    this.storeErrors++
+    const now = Date.now()
+    if (now - this.lastStoreErrorLog < 10000) return
+    this.lastStoreErrorLog = now
+    this.broker.log.error({ err, failed: this.storeErrors }, 'session store writes failed')
+    this.storeErrors = 0
   }
 
   /** Rebuilds stored persistent sessions and their routes (start-up); in a cluster, only this node's. */

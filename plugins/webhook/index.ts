@@ -107,16 +107,29 @@ export class WebhookPlugin implements BrokerPlugin {
       const p = this.enqueue(rule.name, item)
       // QoS 0 is not waited for: at most once, and the publisher is never held by the outbox
       if (p !== undefined && message.qos > 0) pending = pending === undefined ? p : pending.then(() => p)
-      else if (p !== undefined) p.catch((err: unknown) => this.log.error({ err, webhook: rule.name }, 'webhook enqueue failed'))
+      else if (p !== undefined) p.catch((err: unknown) => this.enqueueFailed(err, rule.name))
     }
     return pending
+  }
+
+  private failedEnqueues = 0
+  private lastFailLog = 0
+
+  /** A QoS 0 message or an event that could not be queued (Redis away): logged at most every 10 s, with a count. */
+  private enqueueFailed(err: unknown, webhook: string): void {
+    this.failedEnqueues++
+    const now = Date.now()
+    if (now - this.lastFailLog < 10000) return
+    this.lastFailLog = now
+    this.log.error({ err, webhook, lost: this.failedEnqueues }, 'webhook deliveries could not be queued (QoS 0 messages and events are not retried)')
+    this.failedEnqueues = 0
   }
 
   private onEvent(event: string, args: unknown[]): void {
     for (const c of this.configs) {
       if (!c.events.includes(event as never)) continue
       const p = this.enqueue(c.name, fromEvent(deliveryId(this.nodeId), event, args))
-      if (p !== undefined) p.catch((err: unknown) => this.log.error({ err, webhook: c.name, event }, 'webhook enqueue failed'))
+      if (p !== undefined) p.catch((err: unknown) => this.enqueueFailed(err, c.name))
     }
   }
 
