@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, Logger, Message, MessageBus, Will } from '../../core/index.js'
-import { newMessage, Router, TopicTree } from '../../core/index.js'
-import { messageFromObject, messageToJson, willFromJson, willToJson, type MessageJson } from './stores.js'
+import { busMessageFromJson, busMessageToJson, clusterRedis, noop, sleep, type ClusterRedis } from './cluster-redis.js'
+import { RemoteGroups } from './groups.js'
+import { Handover } from './handover.js'
+import { willToJson } from './stores.js'
 
 // Several hookmq nodes on one Redis as one broker. What Redis holds (prefix first):
 //   nodes                 set of registered node ids
@@ -18,35 +20,8 @@ import { messageFromObject, messageToJson, willFromJson, willToJson, type Messag
 // acknowledges a QoS ≥ 1 message only once it is there: a node that reads it
 // late (after a restart), or the node that adopts a dead one's sessions from
 // its cursors, still delivers it. Each node reads the others' streams from its
-// cursors and routes to its own sessions only.
-
-const CLAIM = `
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', ARGV[3] .. ARGV[2] .. ':owned', ARGV[1])
-if old and old ~= ARGV[2] then
-  redis.call('SREM', ARGV[3] .. old .. ':owned', ARGV[1])
-  if redis.call('EXISTS', ARGV[3] .. old) == 1 then return old end
-end
-return false`
-
-const MOVE_IF_OWNER = `
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('SREM', ARGV[4] .. ARGV[2] .. ':owned', ARGV[1])
-redis.call('SADD', ARGV[4] .. ARGV[3] .. ':owned', ARGV[1])
-return 1`
-
-const RELEASE = `
-redis.call('SREM', ARGV[3] .. ARGV[2] .. ':owned', ARGV[1])
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0`
-
-type ClusterRedis = Redis & {
-  hookmqClaim(owners: string, clientId: string, node: string, nodePrefix: string): Promise<string | null>
-  hookmqMoveIfOwner(owners: string, clientId: string, from: string, to: string, nodePrefix: string): Promise<number>
-  hookmqRelease(owners: string, clientId: string, node: string, nodePrefix: string): Promise<number>
-}
+// cursors and routes to its own sessions only. Shared groups: groups.ts;
+// sessions changing node: handover.ts; the scripts: cluster-redis.ts.
 
 export interface RedisClusterOptions {
   redis: Redis
@@ -65,12 +40,14 @@ const CLAIM_WAIT_MS = 3000
 
 export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   readonly name = 'redis-cluster'
-  private readonly redis: ClusterRedis
+  readonly redis: ClusterRedis
   private reader: Redis | undefined
-  private broker!: Broker
-  private me = ''
+  broker!: Broker
+  me = ''
+  private handover!: Handover
+  private groups!: RemoteGroups
   private readonly p: string
-  private readonly log: Logger
+  readonly log: Logger
   /** live nodes other than this one whose streams are read */
   private readonly peers = new Set<string>()
   private readonly cursors = new Map<string, string>()
@@ -79,7 +56,6 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   /** client ids being taken over: what to run when the old node says it let go */
   private readonly claims = new Map<string, (from?: string, cursors?: Record<string, string>) => Promise<void>>()
   /** shared groups of each peer, to forget them when it goes */
-  private readonly peerGroups = new Map<string, Set<string>>()
   private readonly adoptions: string[] = []
   private running = false
   private loop: Promise<void> | undefined
@@ -92,12 +68,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   constructor(private readonly options: RedisClusterOptions) {
     this.p = options.prefix
     this.log = options.log
-    const redis = options.redis as ClusterRedis
-    if (typeof redis.hookmqClaim !== 'function') {
-      redis.defineCommand('hookmqClaim', { numberOfKeys: 1, lua: CLAIM })
-      redis.defineCommand('hookmqMoveIfOwner', { numberOfKeys: 1, lua: MOVE_IF_OWNER })
-      redis.defineCommand('hookmqRelease', { numberOfKeys: 1, lua: RELEASE })
-    }
+    const redis = clusterRedis(options.redis)
     this.redis = redis
     redis.on('ready', () => { this.readySince = Date.now() })
   }
@@ -111,18 +82,24 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return [...this.peers]
   }
 
-  private key(...parts: string[]): string {
+  key(...parts: string[]): string {
     return this.p + parts.join(':')
   }
 
   // ---- BrokerPlugin ----
 
+  /** the last entry of `node`'s stream this node handled */
+  cursor(node: string): string | undefined {
+    return this.cursors.get(node)
+  }
+
   async start(broker: Broker): Promise<void> {
     this.broker = broker
     this.me = broker.id
+    this.handover = new Handover(this)
     this.readySince = Date.now()
-    broker.router.remote = new TopicTree<string>()
-    broker.router.onGroupChange = (group, filter, present) => this.groupChanged(group, filter, present)
+    this.groups = new RemoteGroups(this.redis, this.key('groups'), this.me)
+    this.groups.attach(broker.router, (g, f, on) => void this.append('g', JSON.stringify({ g, f, on })).catch(noop), () => this.available)
     // a connection of its own for the blocking reads (Redis Cluster's duplicate() takes its seed nodes first)
     const r = this.redis as Redis & { isCluster?: boolean; duplicate(a?: unknown, b?: unknown): Redis }
     this.reader = r.isCluster === true ? r.duplicate(undefined, { enableOfflineQueue: true }) : this.redis.duplicate({ enableOfflineQueue: true })
@@ -130,14 +107,14 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     const saved = await this.redis.hgetall(this.key('node', this.me, 'cursors'))
     for (const [node, id] of Object.entries(saved)) this.cursors.set(node, id)
     await this.register()
-    await this.loadGroups()
+    await this.groups.load()
     await this.tick(true)
     await this.awaitPeers()
     this.running = true
     this.loop = this.readLoop()
     this.timer = setInterval(() => void this.tick(false), this.options.heartbeatMs)
     this.timer.unref()
-    broker.once('ready', () => void this.publishLeftWills(this.me).catch((err: unknown) => this.log.error({ err }, 'wills of the last run could not be published')))
+    broker.once('ready', () => void this.handover.publishLeftWills(this.me).catch((err: unknown) => this.log.error({ err }, 'wills of the last run could not be published')))
   }
 
   async stop(): Promise<void> {
@@ -211,7 +188,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
         finished = true
         clearTimeout(timer)
         if (claims.get(clientId) === finish) claims.delete(clientId)
-        const p = load().then(() => (from === undefined ? undefined : this.catchUp(clientId, from, cursors!)))
+        const p = load().then(() => (from === undefined ? undefined : this.handover.catchUp(clientId, from, cursors!)))
         p.then(resolve, reject)
         return p.catch(() => {})
       }
@@ -292,16 +269,11 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     this.wake?.()
   }
 
-  private forgetPeer(node: string): void {
+  forgetPeer(node: string): void {
     this.peers.delete(node)
     this.cursors.delete(node)
     this.redis.hdel(this.key('node', this.me, 'cursors'), node).catch(noop)
-    const remote = this.broker.router.remote!
-    for (const key of this.peerGroups.get(node) ?? []) {
-      const { group, filter } = splitGroup(key)
-      remote.remove(filter, node, group)
-    }
-    this.peerGroups.delete(node)
+    this.groups.forget(node)
   }
 
   /** A new node waits (a little) until the running ones read its stream, so nothing they publish misses its clients. */
@@ -337,39 +309,6 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     await m.exec()
   }
 
-  // ---- shared groups ----
-
-  private groupChanged(group: string, filter: string, present: boolean): void {
-    if (!this.available) return
-    const field = `${this.me}\n${group}/${filter}`
-    const write = present ? this.redis.hset(this.key('groups'), field, '1') : this.redis.hdel(this.key('groups'), field)
-    write.catch(noop)
-    this.append('g', JSON.stringify({ g: group, f: filter, on: present })).catch(noop)
-  }
-
-  private async loadGroups(): Promise<void> {
-    const all = await this.redis.hgetall(this.key('groups'))
-    for (const field of Object.keys(all)) {
-      const nl = field.indexOf('\n')
-      const node = field.slice(0, nl)
-      if (node !== this.me) this.remoteGroup(node, field.slice(nl + 1), true)
-    }
-  }
-
-  private remoteGroup(node: string, key: string, on: boolean): void {
-    const { group, filter } = splitGroup(key)
-    const remote = this.broker.router.remote!
-    let set = this.peerGroups.get(node)
-    if (on) {
-      remote.add(filter, node, node, group)
-      if (set === undefined) this.peerGroups.set(node, (set = new Set()))
-      set.add(key)
-    } else {
-      remote.remove(filter, node, group)
-      set?.delete(key)
-    }
-  }
-
   // ---- the streams ----
 
   private append(kind: string, data: string): Promise<void> {
@@ -381,7 +320,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
       while (this.adoptions.length > 0) {
         const node = this.adoptions.shift()!
         try {
-          await this.adopt(node)
+          await this.handover.adoptDead(node)
         } catch (err) {
           this.log.error({ err, node }, 'taking over a dead node failed')
         }
@@ -461,135 +400,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
       }
     } else if (kind === 'g') {
       const { g, f, on } = JSON.parse(data) as { g: string; f: string; on: boolean }
-      this.remoteGroup(node, `${g}/${f}`, on)
+      this.groups.set(node, `${g}/${f}`, on)
     }
   }
-
-  /**
-   * A session just taken over from `from`: what that node had not read yet when
-   * it let go (by its cursors) and this node read before the session was here is
-   * delivered to it now, so nothing published meanwhile on a third node (or
-   * here) misses it.
-   */
-  private async catchUp(clientId: string, from: string, theirs: Record<string, string>): Promise<void> {
-    const session = this.broker.sessions.sessions.get(clientId)
-    if (session === undefined || session.subscriptions.size === 0) return
-    const router = new Router()
-    router.nodeId = from
-    for (const sub of session.subscriptions.values()) router.add(session, sub)
-    for (const [source, start] of Object.entries(theirs)) {
-      if (source === from) continue
-      const end = source === this.me
-        ? (await this.redis.xrevrange(this.key('bus', this.me), '+', '-', 'COUNT', 1))[0]?.[0]
-        : this.cursors.get(source)
-      if (end !== undefined && compareIds(start, end) < 0) await this.replay(router, source, start, end)
-    }
-  }
-
-  // ---- a dead node ----
-
-  /**
-   * Takes over a dead node: its persistent sessions move here, the messages it
-   * had not yet read for them are replayed from its cursors, and the wills of
-   * its connected clients are published.
-   */
-  private async adopt(dead: string): Promise<void> {
-    this.log.warn({ node: dead }, 'cluster node is gone; taking its sessions over')
-    const sessions = this.broker.sessions
-    const ids = await this.redis.smembers(this.key('node', dead, 'owned'))
-    const adopted = []
-    for (const id of ids) {
-      if (await this.redis.hookmqMoveIfOwner(this.key('owners'), id, dead, this.me, this.key('node', '')) !== 1) continue
-      const state = await this.broker.stores.sessions.load(id)
-      const session = state === undefined ? undefined : sessions.adopt(state)
-      if (session !== undefined) adopted.push(session)
-      else if (state === undefined) this.released(id) // a clean session: it ended with its node
-    }
-    // what the dead node had not read yet, for the sessions it had
-    const deadCursors = await this.redis.hgetall(this.key('node', dead, 'cursors'))
-    if (adopted.length > 0) {
-      const replay = new Router()
-      replay.nodeId = dead
-      for (const s of adopted) for (const sub of s.subscriptions.values()) replay.add(s, sub)
-      for (const [source, from] of Object.entries(deadCursors)) {
-        if (source === dead) continue
-        const to = source === this.me
-          ? (await this.redis.xrevrange(this.key('bus', this.me), '+', '-', 'COUNT', 1))[0]?.[0]
-          : this.cursors.get(source)
-        if (to !== undefined) await this.replay(replay, source, from, to)
-      }
-    }
-    await this.publishLeftWills(dead)
-    this.forgetPeer(dead)
-    const groups = await this.redis.hkeys(this.key('groups'))
-    const m = this.redis.multi()
-    for (const f of groups) if (f.startsWith(dead + '\n')) m.hdel(this.key('groups'), f)
-    m.del(this.key('node', dead, 'owned'), this.key('node', dead, 'cursors'), this.key('node', dead, 'wills'))
-      .set(this.key('node', dead, 'adopted'), this.me, 'EX', 3600)
-    await m.exec()
-    this.log.info({ node: dead, sessions: adopted.length }, 'took over the sessions of a dead node')
-  }
-
-  private async replay(router: Router, source: string, from: string, to: string): Promise<void> {
-    let start = from
-    for (;;) {
-      const entries = await this.redis.xrange(this.key('bus', source), '(' + start, to, 'COUNT', READ_COUNT)
-      if (entries.length === 0) return
-      const pending: unknown[] = []
-      for (const [id, fields] of entries) {
-        start = id
-        if (fields[1] !== 'm') continue
-        const message = busMessageFromJson(fields[3]!)
-        message.node = source
-        router.route(message)
-        if (router.pending !== null) pending.push(...router.pending)
-      }
-      await Promise.allSettled(pending)
-    }
-  }
-
-  /** Publishes the wills of clients that were connected to `node` when it went (sessions adopted here keep theirs). */
-  private async publishLeftWills(node: string): Promise<void> {
-    const wills = await this.redis.hgetall(this.key('node', node, 'wills'))
-    for (const [clientId, json] of Object.entries(wills)) {
-      const session = this.broker.sessions.sessions.get(clientId)
-      if (session !== undefined && session.will !== undefined && session.outlet === null) continue // its delay runs here now
-      if (session !== undefined && session.outlet !== null) continue // it is connected again
-      const will = willFromJson(json)
-      const message = newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties)
-      const r = this.broker.ingest({ id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, message)
-      if (typeof r !== 'number') await r
-    }
-    await this.redis.del(this.key('node', node, 'wills'))
-  }
 }
-
-/** orders two stream ids (`<ms>-<seq>`) */
-function compareIds(a: string, b: string): number {
-  const [am, as] = a.split('-').map(Number) as [number, number]
-  const [bm, bs] = b.split('-').map(Number) as [number, number]
-  return am !== bm ? am - bm : as - bs
-}
-
-function splitGroup(key: string): { group: string; filter: string } {
-  const i = key.indexOf('/')
-  return { group: key.slice(0, i), filter: key.slice(i + 1) }
-}
-
-function busMessageToJson(m: Message): string {
-  const json = messageToJson(m)
-  return m.shares === undefined ? json : json.slice(0, -1) + ',"s":' + JSON.stringify(m.shares) + '}'
-}
-
-function busMessageFromJson(s: string): Message {
-  const j = JSON.parse(s) as MessageJson & { s?: Record<string, string> }
-  const m = messageFromObject(j)
-  if (j.s !== undefined) m.shares = j.s
-  return m
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-function noop(): void {}

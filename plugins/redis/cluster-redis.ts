@@ -1,0 +1,76 @@
+import type { Redis } from 'ioredis'
+import type { Message } from '../../core/index.js'
+import { messageFromObject, messageToJson, type MessageJson } from './stores.js'
+
+// The cluster's Redis side: the scripts that move a session's ownership
+// atomically, and how stream entries are written.
+
+// claim: make ARGV[2] the owner of client ARGV[1]; answers the previous owner when it is another live node
+const CLAIM = `
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', ARGV[3] .. ARGV[2] .. ':owned', ARGV[1])
+if old and old ~= ARGV[2] then
+  redis.call('SREM', ARGV[3] .. old .. ':owned', ARGV[1])
+  if redis.call('EXISTS', ARGV[3] .. old) == 1 then return old end
+end
+return false`
+
+const MOVE_IF_OWNER = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('SREM', ARGV[4] .. ARGV[2] .. ':owned', ARGV[1])
+redis.call('SADD', ARGV[4] .. ARGV[3] .. ':owned', ARGV[1])
+return 1`
+
+const RELEASE = `
+redis.call('SREM', ARGV[3] .. ARGV[2] .. ':owned', ARGV[1])
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`
+
+export type ClusterRedis = Redis & {
+  hookmqClaim(owners: string, clientId: string, node: string, nodePrefix: string): Promise<string | null>
+  hookmqMoveIfOwner(owners: string, clientId: string, from: string, to: string, nodePrefix: string): Promise<number>
+  hookmqRelease(owners: string, clientId: string, node: string, nodePrefix: string): Promise<number>
+}
+
+/** The client with the cluster's scripts defined (once per client). */
+export function clusterRedis(redis: Redis): ClusterRedis {
+  const r = redis as ClusterRedis
+  if (typeof r.hookmqClaim !== 'function') {
+    r.defineCommand('hookmqClaim', { numberOfKeys: 1, lua: CLAIM })
+    r.defineCommand('hookmqMoveIfOwner', { numberOfKeys: 1, lua: MOVE_IF_OWNER })
+    r.defineCommand('hookmqRelease', { numberOfKeys: 1, lua: RELEASE })
+  }
+  return r
+}
+
+/** orders two stream ids (`<ms>-<seq>`) */
+export function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number]
+  const [bm, bs] = b.split('-').map(Number) as [number, number]
+  return am !== bm ? am - bm : as - bs
+}
+
+export function splitGroup(key: string): { group: string; filter: string } {
+  const i = key.indexOf('/')
+  return { group: key.slice(0, i), filter: key.slice(i + 1) }
+}
+
+export function busMessageToJson(m: Message): string {
+  const json = messageToJson(m)
+  return m.shares === undefined ? json : json.slice(0, -1) + ',"s":' + JSON.stringify(m.shares) + '}'
+}
+
+export function busMessageFromJson(s: string): Message {
+  const j = JSON.parse(s) as MessageJson & { s?: Record<string, string> }
+  const m = messageFromObject(j)
+  if (j.s !== undefined) m.shares = j.s
+  return m
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+export function noop(): void {}

@@ -1,0 +1,110 @@
+import type { Broker, Logger, Session } from '../../core/index.js'
+import { newMessage, Router } from '../../core/index.js'
+import { busMessageFromJson, compareIds, type ClusterRedis } from './cluster-redis.js'
+import { willFromJson } from './stores.js'
+
+// Sessions changing node: one taken over from a live node (catchUp) or from a
+// dead one (adoptDead). Either way, what the old node had not read of the
+// others' streams when it let go is delivered to the sessions from its cursors,
+// so that nothing acknowledged elsewhere meanwhile misses them.
+
+/** What the handover needs of the cluster node running it. */
+export interface HandoverHost {
+  readonly redis: ClusterRedis
+  readonly broker: Broker
+  readonly me: string
+  readonly log: Logger
+  key(...parts: string[]): string
+  /** the last entry of `node`'s stream this node handled */
+  cursor(node: string): string | undefined
+  forgetPeer(node: string): void
+  released(clientId: string): void
+}
+
+const READ_COUNT = 1000
+
+export class Handover {
+  constructor(private readonly host: HandoverHost) {}
+
+  /** A session just taken over from the live node `from`, which had read each stream up to `theirs`. */
+  async catchUp(clientId: string, from: string, theirs: Record<string, string>): Promise<void> {
+    const session = this.host.broker.sessions.sessions.get(clientId)
+    if (session !== undefined && session.subscriptions.size > 0) await this.replayFor([session], from, theirs)
+  }
+
+  /**
+   * Takes over a dead node: its persistent sessions move here, what it had not
+   * read for them is replayed, and the wills of its connected clients are published.
+   */
+  async adoptDead(dead: string): Promise<void> {
+    const { redis, broker, me, log } = this.host
+    const key = this.host.key.bind(this.host)
+    log.warn({ node: dead }, 'cluster node is gone; taking its sessions over')
+    const adopted: Session[] = []
+    for (const id of await redis.smembers(key('node', dead, 'owned'))) {
+      if (await redis.hookmqMoveIfOwner(key('owners'), id, dead, me, key('node', '')) !== 1) continue
+      const state = await broker.stores.sessions.load(id)
+      const session = state === undefined ? undefined : broker.sessions.adopt(state)
+      if (session !== undefined) adopted.push(session)
+      else if (state === undefined) this.host.released(id) // a clean session: it ended with its node
+    }
+    if (adopted.length > 0) await this.replayFor(adopted, dead, await redis.hgetall(key('node', dead, 'cursors')))
+    await this.publishLeftWills(dead)
+    this.host.forgetPeer(dead)
+    const m = redis.multi()
+    for (const f of await redis.hkeys(key('groups'))) if (f.startsWith(dead + '\n')) m.hdel(key('groups'), f)
+    m.del(key('node', dead, 'owned'), key('node', dead, 'cursors'), key('node', dead, 'wills')).set(key('node', dead, 'adopted'), me, 'EX', 3600)
+    await m.exec()
+    log.info({ node: dead, sessions: adopted.length }, 'took over the sessions of a dead node')
+  }
+
+  /** Publishes the wills of clients that were connected to `node` when it went (sessions adopted here keep theirs). */
+  async publishLeftWills(node: string): Promise<void> {
+    const { redis, broker } = this.host
+    const wills = await redis.hgetall(this.host.key('node', node, 'wills'))
+    for (const [clientId, json] of Object.entries(wills)) {
+      const session = broker.sessions.sessions.get(clientId)
+      if (session !== undefined && (session.will !== undefined || session.outlet !== null)) continue // its delay runs here now, or it is back
+      const will = willFromJson(json)
+      const r = broker.ingest({ id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties))
+      if (typeof r !== 'number') await r
+    }
+    await redis.del(this.host.key('node', node, 'wills'))
+  }
+
+  /**
+   * Routes to `sessions` only, as `asNode` would have (its shared-group picks),
+   * every message of each stream between `cursors` (where `asNode` stopped) and
+   * where this node is (its own stream: its last entry).
+   */
+  private async replayFor(sessions: Session[], asNode: string, cursors: Record<string, string>): Promise<void> {
+    const router = new Router()
+    router.nodeId = asNode
+    for (const s of sessions) for (const sub of s.subscriptions.values()) router.add(s, sub)
+    for (const [source, from] of Object.entries(cursors)) {
+      if (source === asNode) continue
+      const to = source === this.host.me
+        ? (await this.host.redis.xrevrange(this.host.key('bus', source), '+', '-', 'COUNT', 1))[0]?.[0]
+        : this.host.cursor(source)
+      if (to !== undefined && compareIds(from, to) < 0) await this.replay(router, source, from, to)
+    }
+  }
+
+  private async replay(router: Router, source: string, from: string, to: string): Promise<void> {
+    let start = from
+    for (;;) {
+      const entries = await this.host.redis.xrange(this.host.key('bus', source), '(' + start, to, 'COUNT', READ_COUNT)
+      if (entries.length === 0) return
+      const pending: unknown[] = []
+      for (const [id, fields] of entries) {
+        start = id
+        if (fields[1] !== 'm') continue
+        const message = busMessageFromJson(fields[3]!)
+        message.node = source
+        router.route(message)
+        if (router.pending !== null) pending.push(...router.pending)
+      }
+      await Promise.allSettled(pending)
+    }
+  }
+}
