@@ -36,7 +36,6 @@ export interface RedisClusterOptions {
 
 const READ_BLOCK_MS = 200
 const READ_COUNT = 1000
-const CLAIM_WAIT_MS = 3000
 
 export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   readonly name = 'redis-cluster'
@@ -49,12 +48,10 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   private readonly p: string
   readonly log: Logger
   /** live nodes other than this one whose streams are read */
-  private readonly peers = new Set<string>()
+  readonly peers = new Set<string>()
   private readonly cursors = new Map<string, string>()
   private readonly dirty = new Set<string>()
   private readonly handlers: Array<(message: Message) => unknown> = []
-  /** client ids being taken over: what to run when the old node says it let go */
-  private readonly claims = new Map<string, (from?: string, cursors?: Record<string, string>) => Promise<void>>()
   /** shared groups of each peer, to forget them when it goes */
   private readonly adoptions: string[] = []
   private running = false
@@ -174,30 +171,10 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return mine
   }
 
-  async claim(clientId: string, load: () => Promise<void>): Promise<void> {
-    const old = await this.redis.hookmqClaim(this.key('owners'), clientId, this.me, this.key('node', ''))
-    if (old === null || old === undefined) return load()
-    if (!this.peers.has(old)) await this.discover(old)
-    // the old node answers on its stream; the session is loaded while the reader
-    // waits, so what that node publishes after letting go reaches it here
-    await new Promise<void>((resolve, reject) => {
-      let finished = false
-      const claims = this.claims
-      const finish = (from?: string, cursors?: Record<string, string>): Promise<void> => {
-        if (finished) return Promise.resolve()
-        finished = true
-        clearTimeout(timer)
-        if (claims.get(clientId) === finish) claims.delete(clientId)
-        const p = load().then(() => (from === undefined ? undefined : this.handover.catchUp(clientId, from, cursors!)))
-        p.then(resolve, reject)
-        return p.catch(() => {})
-      }
-      const timer = setTimeout(finish, CLAIM_WAIT_MS) // the old node did not answer: take what is stored
-      void claims.get(clientId)?.()
-      claims.set(clientId, finish)
-      this.append('t', JSON.stringify({ c: clientId, to: old })).catch(() => finish())
-    })
+  claim(clientId: string, load: () => Promise<void>): Promise<void> {
+    return this.handover.claim(clientId, load)
   }
+
 
   released(clientId: string): void {
     if (!this.available) return
@@ -256,7 +233,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   }
 
   /** Starts reading a node's stream: from the saved cursor, or from its end now. */
-  private async discover(node: string): Promise<void> {
+  async discover(node: string): Promise<void> {
     if (this.peers.has(node)) return
     if (!this.cursors.has(node)) {
       const last = await this.redis.xrevrange(this.key('bus', node), '+', '-', 'COUNT', 1)
@@ -311,7 +288,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
 
   // ---- the streams ----
 
-  private append(kind: string, data: string): Promise<void> {
+  append(kind: string, data: string): Promise<void> {
     return this.redis.xadd(this.key('bus', this.me), 'MAXLEN', '~', String(this.options.streamMaxLength), '*', 'k', kind, 'd', data).then(noop)
   }
 
@@ -387,17 +364,10 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
         if (r instanceof Promise) pending.push(r)
       }
     } else if (kind === 't') {
-      const { c, to } = JSON.parse(data) as { c: string; to: string }
-      if (to !== this.me) return
-      this.broker.sessions.release(c) // writes what it must before the answer below, on the same connection
-      // with how far this node had read each stream: the new node delivers to the session what lies beyond
-      pending.push(this.append('r', JSON.stringify({ c, to: node, k: Object.fromEntries(this.cursors) })).catch(noop))
+      const p = this.handover.takeover(node, data, this.cursors)
+      if (p !== undefined) pending.push(p)
     } else if (kind === 'r') {
-      const { c, to, k } = JSON.parse(data) as { c: string; to: string; k?: Record<string, string> }
-      if (to === this.me) {
-        const finish = this.claims.get(c)
-        if (finish !== undefined) return finish(node, k ?? {}) // read nothing further until the session is loaded
-      }
+      return this.handover.released(node, data) // read nothing further until the session is loaded
     } else if (kind === 'g') {
       const { g, f, on } = JSON.parse(data) as { g: string; f: string; on: boolean }
       this.groups.set(node, `${g}/${f}`, on)

@@ -19,15 +19,70 @@ export interface HandoverHost {
   cursor(node: string): string | undefined
   forgetPeer(node: string): void
   released(clientId: string): void
+  readonly peers: ReadonlySet<string>
+  discover(node: string): Promise<void>
+  /** appends an entry to this node's stream */
+  append(kind: string, data: string): Promise<void>
 }
 
 const READ_COUNT = 1000
+/** how long a claim waits for the old node's answer before it takes what is stored */
+const CLAIM_WAIT_MS = 3000
 
 export class Handover {
+  /** client ids being taken over: what to run when the old node says it let go */
+  private readonly claims = new Map<string, (from?: string, cursors?: Record<string, string>) => Promise<void>>()
+
   constructor(private readonly host: HandoverHost) {}
 
+  /**
+   * Makes `clientId` this node's. When another live node has it, asks that node
+   * (on this node's stream) to let go; its answer comes on its stream, and the
+   * session is loaded while the reader waits, so what that node publishes after
+   * letting go reaches it here.
+   */
+  async claim(clientId: string, load: () => Promise<void>): Promise<void> {
+    const { redis, me } = this.host
+    const old = await redis.hookmqClaim(this.host.key('owners'), clientId, me, this.host.key('node', ''))
+    if (old === null || old === undefined) return load()
+    if (!this.host.peers.has(old)) await this.host.discover(old)
+    await new Promise<void>((resolve, reject) => {
+      let finished = false
+      const claims = this.claims
+      const finish = (from?: string, cursors?: Record<string, string>): Promise<void> => {
+        if (finished) return Promise.resolve()
+        finished = true
+        clearTimeout(timer)
+        if (claims.get(clientId) === finish) claims.delete(clientId)
+        const p = load().then(() => (from === undefined ? undefined : this.catchUp(clientId, from, cursors!)))
+        p.then(resolve, reject)
+        return p.catch(() => {})
+      }
+      const timer = setTimeout(finish, CLAIM_WAIT_MS) // the old node did not answer: take what is stored
+      void claims.get(clientId)?.()
+      claims.set(clientId, finish)
+      this.host.append('t', JSON.stringify({ c: clientId, to: old })).catch(() => finish())
+    })
+  }
+
+  /** A 't' entry from `node`: if it asks this node to let a session go, do, and answer. */
+  takeover(node: string, data: string, cursors: ReadonlyMap<string, string>): Promise<void> | undefined {
+    const { c, to } = JSON.parse(data) as { c: string; to: string }
+    if (to !== this.host.me) return undefined
+    this.host.broker.sessions.release(c) // writes what it must before the answer below, on the same connection
+    // with how far this node had read each stream: the new node delivers to the session what lies beyond
+    return this.host.append('r', JSON.stringify({ c, to: node, k: Object.fromEntries(cursors) })).catch(() => {})
+  }
+
+  /** An 'r' entry from `node`: a session this node claimed is free; the promise settles once it is loaded. */
+  released(node: string, data: string): Promise<void> | undefined {
+    const { c, to, k } = JSON.parse(data) as { c: string; to: string; k?: Record<string, string> }
+    if (to !== this.host.me) return undefined
+    return this.claims.get(c)?.(node, k ?? {})
+  }
+
   /** A session just taken over from the live node `from`, which had read each stream up to `theirs`. */
-  async catchUp(clientId: string, from: string, theirs: Record<string, string>): Promise<void> {
+  private async catchUp(clientId: string, from: string, theirs: Record<string, string>): Promise<void> {
     const session = this.host.broker.sessions.sessions.get(clientId)
     if (session !== undefined && session.subscriptions.size > 0) await this.replayFor([session], from, theirs)
   }
