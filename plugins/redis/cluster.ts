@@ -52,7 +52,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   private readonly cursors = new Map<string, string>()
   private readonly dirty = new Set<string>()
   private readonly handlers: Array<(message: Message) => unknown> = []
-  /** shared groups of each peer, to forget them when it goes */
+  /** dead nodes this node won, to take over between two reads */
   private readonly adoptions: string[] = []
   private running = false
   private loop: Promise<void> | undefined
@@ -83,12 +83,12 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return this.p + parts.join(':')
   }
 
-  // ---- BrokerPlugin ----
-
   /** the last entry of `node`'s stream this node handled */
   cursor(node: string): string | undefined {
     return this.cursors.get(node)
   }
+
+  // ---- BrokerPlugin ----
 
   async start(broker: Broker): Promise<void> {
     this.broker = broker
