@@ -102,11 +102,13 @@ export class Session {
     return this.persistent ? this.ctx.store.enqueue(this.clientId, entry, max) : undefined
   }
 
-  private send(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, outlet: Outlet): Written {
+  /** `fromQueue`: the message is the oldest queued one, which moves to in flight in the store too. */
+  private send(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, outlet: Outlet, fromQueue = false): Written {
     const packetId = this.allocateId()
     const entry: OutgoingEntry = { message, qos, retain, subscriptionIds: ids, packetId, state: 'publish' }
     this.inflight.set(packetId, entry)
-    const stored = this.persistent ? this.ctx.store.putInflight(this.clientId, entry) : undefined
+    const store = this.ctx.store
+    const stored = !this.persistent ? undefined : fromQueue ? store.dequeueToInflight(this.clientId, entry) : store.putInflight(this.clientId, entry)
     if (!outlet.sendPublish(message, qos, retain, ids, packetId, false)) {
       this.complete(packetId) // [MQTT-3.1.2-25] too large for this client: act as if delivered
     }
@@ -172,9 +174,11 @@ export class Session {
     if (outlet === null) return
     while (this.queued > 0 && this.inflight.size < outlet.sendWindow) {
       const q = this.queue.shift()!
-      if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
-      if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) continue
-      this.track(this.send(q.message, q.qos, q.retain, q.subscriptionIds, outlet))
+      if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) {
+        if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
+        continue
+      }
+      this.track(this.send(q.message, q.qos, q.retain, q.subscriptionIds, outlet, true))
     }
     if (this.queued === 0) outlet.caughtUp()
   }

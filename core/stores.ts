@@ -69,6 +69,8 @@ export interface SessionStore {
   /** remove the oldest queued entry (it is being sent) */
   dequeue(clientId: string): Written
   putInflight(clientId: string, entry: OutgoingEntry): Written
+  /** the oldest queued entry is now in flight as `entry` (dequeue + putInflight in one; a store may move it without rewriting it) */
+  dequeueToInflight(clientId: string, entry: OutgoingEntry): Written
   deleteInflight(clientId: string, packetId: number): Written
   addIncoming(clientId: string, packetId: number): Written
   deleteIncoming(clientId: string, packetId: number): Written
@@ -155,6 +157,11 @@ export class MemorySessionStore implements SessionStore {
       else s.inflight.push({ ...entry })
     }
     return undefined
+  }
+
+  dequeueToInflight(clientId: string, entry: OutgoingEntry): Written {
+    this.dequeue(clientId)
+    return this.putInflight(clientId, entry)
   }
 
   deleteInflight(clientId: string, packetId: number): Written {

@@ -60,13 +60,26 @@ function entryFromJson(s: string): OutgoingEntry & { expiresAt?: number } {
 /** Keys outlive the session's expiry by this much, so that a node that is running ends it (and publishes a will) first. */
 const KEY_GRACE_MS = 60_000
 
+const DEQUEUE_TO_INFLIGHT = `
+local v = redis.call('LPOP', KEYS[1])
+if v then redis.call('HSET', KEYS[2], ARGV[1], v) end
+return 1`
+
+type SessionRedis = Redis & { hookmqDequeueToInflight(queue: string, inflight: string, packetId: string): Promise<number> }
+
 export class RedisSessionStore implements SessionStore {
   /**
    * `ttl` (seconds): Redis lets an offline session's keys go after its expiry
    * (plus a minute) and a queue after `packets` without a new message, so that
    * nothing lingers when no node is running to end it.
    */
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly ttl: { subscriptions?: number; packets?: number } = {}) {}
+  private readonly redis: SessionRedis
+
+  constructor(redis: Redis, private readonly prefix: string, private readonly ttl: { subscriptions?: number; packets?: number } = {}) {
+    const r = redis as SessionRedis
+    if (typeof r.hookmqDequeueToInflight !== 'function') r.defineCommand('hookmqDequeueToInflight', { numberOfKeys: 2, lua: DEQUEUE_TO_INFLIGHT })
+    this.redis = r
+  }
 
   private key(id: string, part = ''): string {
     return `${this.prefix}session:${id}${part}`
@@ -76,12 +89,16 @@ export class RedisSessionStore implements SessionStore {
     const [[, meta], [, queue], [, inflight], [, incoming]] = (await this.redis.multi()
       .get(this.key(clientId))
       .lrange(this.key(clientId, ':queue'), 0, -1)
-      .hvals(this.key(clientId, ':inflight'))
+      .hgetall(this.key(clientId, ':inflight'))
       .smembers(this.key(clientId, ':incoming'))
       .exec())! as Array<[Error | null, unknown]>
     if (meta === null || meta === undefined) return undefined
     const stored = JSON.parse(meta as string) as StoredSession & { will?: StoredSession['will'] & { payload: unknown } }
-    const entries = (inflight as string[]).map(entryFromJson).sort((a, b) => a.packetId - b.packetId)
+    // an entry moved from the queue keeps its queued JSON: its packet id is the field
+    const entries = Object.entries(inflight as Record<string, string>).map(([id, json]) => {
+      const { expiresAt: _x, ...e } = entryFromJson(json)
+      return { ...e, packetId: Number(id) }
+    }).sort((a, b) => a.packetId - b.packetId)
     return {
       ...stored,
       will: stored.will ? { ...stored.will, payload: Buffer.from(stored.will.payload as unknown as string, 'base64') } : undefined,
@@ -143,6 +160,11 @@ export class RedisSessionStore implements SessionStore {
 
   async putInflight(clientId: string, entry: OutgoingEntry): Promise<void> {
     await this.redis.hset(this.key(clientId, ':inflight'), String(entry.packetId), entryToJson(entry))
+  }
+
+  /** moves the queued entry inside Redis (a script): its JSON is not sent again; the hash field is its packet id */
+  async dequeueToInflight(clientId: string, entry: OutgoingEntry): Promise<void> {
+    await this.redis.hookmqDequeueToInflight(this.key(clientId, ':queue'), this.key(clientId, ':inflight'), String(entry.packetId))
   }
 
   async deleteInflight(clientId: string, packetId: number): Promise<void> {

@@ -64,6 +64,21 @@ for (const b of backends) {
       assert.deepEqual((await sessions.load('q'))!.queue.map((e) => e.message.payload.toString()), ['2', '3', '4'])
     })
 
+    test('sessions: the oldest queued entry moves to in flight under its packet id, then moves on to PUBREL', async (t) => {
+      const { sessions } = await b.make(t)
+      await sessions.save({ clientId: 'm', expiryInterval: 60, subscriptions: [] })
+      await sessions.enqueue('m', { message: msg('q/1', 'first', 2), qos: 2, retain: false, subscriptionIds: [4] }, 10)
+      await sessions.enqueue('m', { message: msg('q/2', 'second'), qos: 1, retain: true }, 10)
+      await sessions.dequeueToInflight('m', { message: msg('q/1', 'first', 2), qos: 2, retain: false, subscriptionIds: [4], packetId: 5, state: 'publish' })
+      let s = (await sessions.load('m'))!
+      assert.deepEqual(s.queue.map((e) => e.message.payload.toString()), ['second'])
+      assert.equal(s.inflight.length, 1)
+      assert.deepEqual([s.inflight[0]!.packetId, s.inflight[0]!.state, s.inflight[0]!.qos, s.inflight[0]!.message.topic, s.inflight[0]!.subscriptionIds], [5, 'publish', 2, 'q/1', [4]])
+      await sessions.putInflight('m', { ...s.inflight[0]!, state: 'pubrel' })
+      s = (await sessions.load('m'))!
+      assert.deepEqual([s.inflight[0]!.packetId, s.inflight[0]!.state], [5, 'pubrel'])
+    })
+
     test('retained: set, replace, clear; wildcard match without $ topics for leading wildcards; expiry; properties', async (t) => {
       const { retained } = await b.make(t)
       await retained.set(msg('a/b', 'x'))
