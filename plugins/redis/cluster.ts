@@ -175,7 +175,6 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return this.handover.claim(clientId, load)
   }
 
-
   released(clientId: string): void {
     if (!this.available) return
     this.redis.hookmqRelease(this.key('owners'), clientId, this.me, this.key('node', '')).catch(noop)
