@@ -12,6 +12,7 @@ import { willToJson } from './stores.js'
 //   node:<id>:wills       hash client id -> will of a client connected there
 //   node:<id>:cursors     hash node -> id of the last entry of that node's stream it handled
 //   node:<id>:adopted     set (for an hour) when another node took over a dead node
+//   node:<id>:since       the id its stream had when the node started: others read it from there
 //   bus:<id>              the node's stream: messages for the others, takeovers, shared-group changes
 //   owners                hash client id -> node serving its session
 //   groups                hash `<node>\n<group>/<filter>` -> 1 for shared groups with members there
@@ -191,7 +192,10 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   // ---- membership ----
 
   private async register(): Promise<void> {
+    // where this run's entries start: a node that finds this one later reads from here, so it misses none
+    const last = await this.redis.xrevrange(this.key('bus', this.me), '+', '-', 'COUNT', 1)
     await this.redis.multi()
+      .set(this.key('node', this.me, 'since'), last[0]?.[0] ?? '0-0')
       .set(this.key('node', this.me), String(Date.now()), 'PX', this.options.nodeTimeoutMs)
       .sadd(this.key('nodes'), this.me)
       .del(this.key('node', this.me, 'adopted'))
@@ -231,12 +235,13 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     }
   }
 
-  /** Starts reading a node's stream: from the saved cursor, or from its end now. */
+  /** Starts reading a node's stream: from the saved cursor, or from where that node's run began. */
   async discover(node: string): Promise<void> {
     if (this.peers.has(node)) return
     if (!this.cursors.has(node)) {
-      const last = await this.redis.xrevrange(this.key('bus', node), '+', '-', 'COUNT', 1)
-      this.cursors.set(node, last[0]?.[0] ?? '0-0')
+      const since = await this.redis.get(this.key('node', node, 'since'))
+      const last = since ?? (await this.redis.xrevrange(this.key('bus', node), '+', '-', 'COUNT', 1))[0]?.[0]
+      this.cursors.set(node, last ?? '0-0')
     }
     this.peers.add(node)
     this.dirty.add(node)

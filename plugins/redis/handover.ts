@@ -108,7 +108,7 @@ export class Handover {
     this.host.forgetPeer(dead)
     const m = redis.multi()
     for (const f of await redis.hkeys(key('groups'))) if (f.startsWith(dead + '\n')) m.hdel(key('groups'), f)
-    m.del(key('node', dead, 'owned'), key('node', dead, 'cursors'), key('node', dead, 'wills')).set(key('node', dead, 'adopted'), me, 'EX', 3600)
+    m.del(key('node', dead, 'owned'), key('node', dead, 'cursors'), key('node', dead, 'wills'), key('node', dead, 'since')).set(key('node', dead, 'adopted'), me, 'EX', 3600)
     await m.exec()
     log.info({ node: dead, sessions: adopted.length }, 'took over the sessions of a dead node')
   }

@@ -242,3 +242,22 @@ test(`a session moving from A to B while ${publisherOn.toUpperCase()} keeps publ
   assert.equal(a!.sessions.sessions.has('moving'), false)
 })
 }
+
+test('a node that learns of a new node late still reads everything the new one wrote (a takeover asked before it noticed)', async (t) => {
+  const redis = await startRedis(t)
+  // A looks for new nodes only every 2.5 s; B waits for A less than that before it serves clients
+  const a = await startBroker(t, { id: 'a', ws: false, sys: { enabled: false }, redis: { url: redis.url, heartbeatMs: 2500, nodeTimeoutMs: 10000 } })
+  const opts = { clientId: 'early', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
+  const first = await raw(t, urlOf(a), opts)
+  await first.subscribeAsync('e/#', { qos: 1 })
+  await first.endAsync()
+  const b = await startBroker(t, { id: 'b', ws: false, sys: { enabled: false }, redis: { url: redis.url, heartbeatMs: 100, nodeTimeoutMs: 10000 } })
+  const started = Date.now()
+  const again = mqtt.connect(urlOf(b), { ...opts, reconnectPeriod: 0 })
+  defer(t, () => again.endAsync(true).catch(() => {}))
+  const [ack] = await new Promise<[mqtt.IConnackPacket]>((resolve) => again.once('connect', (p) => resolve([p])))
+  assert.equal(ack.sessionPresent, true)
+  // A answered the takeover it read from B's stream (a claim that times out waits 3 s and leaves A holding the session)
+  assert.equal(a.sessions.sessions.has('early'), false)
+  assert.ok(Date.now() - started < 3000, `handed over in ${Date.now() - started} ms`)
+})
