@@ -216,7 +216,9 @@ export class Connection implements Outlet {
     let buf: Buffer | undefined
     let newAlias = ''
     const v5 = this.protocolVersion === 5
-    if (qos === 0 && ids === undefined && (!v5 || (message.properties === undefined && this.topicAliasMaxOut === 0))) {
+    // no MQTT 5 properties to write (a 3.1.1 client gets none): the plain encoding
+    const plain = !v5 || (message.properties === undefined && ids === undefined && this.topicAliasMaxOut === 0)
+    if (plain && qos === 0) {
       // the same bytes for every such subscriber: encoded once per message
       const slot = (v5 ? 2 : 0) + (retain ? 1 : 0)
       buf = message.encoded?.[slot]
@@ -224,7 +226,7 @@ export class Connection implements Outlet {
         buf = encodePublish(message.topic, message.payload, 0, retain, false, 0, v5)
         ;(message.encoded ??= [])[slot] = buf
       }
-    } else if (!v5 || (message.properties === undefined && ids === undefined && this.topicAliasMaxOut === 0)) {
+    } else if (plain) {
       buf = encodePublish(message.topic, message.payload, qos, retain, dup, packetId, v5)
     } else {
       const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup, messageId: packetId }

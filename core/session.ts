@@ -123,6 +123,12 @@ export class Session {
     }
   }
 
+  /** An inbound QoS 2 message was accepted: its id is held until PUBREL (stored for a persistent session). */
+  receive(packetId: number): Written {
+    this.incoming.add(packetId)
+    return this.persistent ? this.ctx.store.addIncoming(this.clientId, packetId) : undefined
+  }
+
   /** PUBACK for QoS 1, PUBCOMP for QoS 2: the message is delivered. */
   complete(packetId: number): boolean {
     const entry = this.inflight.get(packetId)

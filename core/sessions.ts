@@ -3,7 +3,7 @@ import type { Connection } from './connection.js'
 import { ReasonCode } from './errors.js'
 import { NEVER_EXPIRES, Session, type SessionContext } from './session.js'
 import type { SessionState, Will } from './stores.js'
-import { newMessage, type Message } from './types.js'
+import { newMessage, type ClientInfo } from './types.js'
 
 const MAX_TIMER_MS = 0x7fffffff
 
@@ -97,7 +97,7 @@ export class SessionManager {
       conn.closeWith(ReasonCode.SessionTakenOver, 'the client connected to another node') // [MQTT-3.1.4-3]
       this.detach(conn, session)
     }
-    if (this.sessions.get(clientId) === session) this.drop(session)
+    if (this.sessions.get(clientId) === session) this.drop(session) // a clean one has ended already
   }
 
   /**
@@ -113,11 +113,12 @@ export class SessionManager {
     conn?.closeWith(ReasonCode.SessionTakenOver, 'the session moved to another node')
   }
 
+  /** Takes a session off this node: timers, routes, the map (what is stored is not touched). */
   private drop(session: Session): void {
     clearTimeout(session.expiryTimer)
-    clearTimeout(session.willTimer) // the stored will goes with the session
+    clearTimeout(session.willTimer) // a stored will goes with the session
     for (const filter of session.subscriptions.keys()) this.broker.router.remove(session, filter)
-    this.sessions.delete(session.clientId)
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
   }
 
   open(conn: Connection, clientId: string, cleanStart: boolean, expiryInterval: number): { session: Session; present: boolean } {
@@ -171,15 +172,12 @@ export class SessionManager {
 
   /** Ends a session: publishes a pending will, drops routes and stored state. */
   end(session: Session): void {
-    clearTimeout(session.expiryTimer)
     if (session.willTimer !== undefined) this.publishWill(session) // [MQTT-3.1.2-8] will goes when the session ends
-    for (const filter of session.subscriptions.keys()) this.broker.router.remove(session, filter)
+    const current = this.sessions.get(session.clientId) === session
+    this.drop(session)
     if (session.persistent) session.track(this.broker.stores.sessions.delete(session.clientId))
     session.reset()
-    if (this.sessions.get(session.clientId) === session) {
-      this.sessions.delete(session.clientId)
-      this.broker.cluster?.released(session.clientId)
-    }
+    if (current) this.broker.cluster?.released(session.clientId)
   }
 
   private scheduleExpiry(session: Session): void {
@@ -203,10 +201,17 @@ export class SessionManager {
     session.will = undefined
     if (will === undefined) return
     if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
-    const message = willMessage(will, session.clientId)
-    const client = session.lastClient ?? { id: session.clientId, remoteAddress: '', protocolVersion: 4 as const, listener: '' }
-    const r = this.broker.ingest(client, message)
-    if (typeof r !== 'number') r.then(undefined, (err: unknown) => this.broker.log.error({ err }, 'will publish failed'))
+    void this.sendWill(session.clientId, will, session.lastClient)
+  }
+
+  /**
+   * Publishes a will through the publish pipeline (hooks apply) as the client
+   * that left it; also for clients of another node that died (the cluster).
+   */
+  sendWill(clientId: string, will: Will, client?: ClientInfo): Promise<void> {
+    const message = newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties)
+    const r = this.broker.ingest(client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, message)
+    return typeof r === 'number' ? Promise.resolve() : r.then(noop, (err: unknown) => this.broker.log.error({ err, clientId }, 'will publish failed'))
   }
 
   close(): void {
@@ -217,9 +222,6 @@ export class SessionManager {
   }
 }
 
-function willMessage(will: Will, clientId: string): Message {
-  return newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties)
-}
 
 /** setTimeout for due times beyond the 24.8-day timer limit. */
 function setLongTimeout(session: Session, field: 'expiryTimer' | 'willTimer', due: number, fn: () => void): void {
@@ -232,3 +234,5 @@ function setLongTimeout(session: Session, field: 'expiryTimer' | 'willTimer', du
   t.unref()
   session[field] = t
 }
+
+function noop(): void {}

@@ -67,32 +67,34 @@ function denial(d: { deny: string; reasonCode?: number }): { result: 'deny'; rea
   return { result: 'deny', reasonCode: d.reasonCode ?? ReasonCode.NotAuthorized, reason: d.deny }
 }
 
-export function toAuthDecision(v: unknown): AuthenticateDecision {
+// Answers that need no checking are constants: a decision runs for every message.
+const DENY_LOGIN = Object.freeze({ result: 'deny' as const, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'bad user name or password' })
+const DENY = Object.freeze({ result: 'deny' as const, reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
+
+/** undefined = pass, true = allow, false = `no`; anything else is checked by `schema` and turned into a decision by `from`. */
+function decision<D, T>(v: unknown, kind: string, no: D, schema: z.ZodType<T>, from: (answer: T) => D): D | typeof PASS | typeof ALLOW {
   if (v === undefined) return PASS
   if (v === true) return ALLOW
-  if (v === false) return { result: 'deny', reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'bad user name or password' }
-  const r = authSchema.safeParse(v)
-  if (!r.success) throw invalid('authenticate', r.error.issues[0])
-  return 'allow' in r.data ? { result: 'allow', user: r.data.user } : denial(r.data)
+  if (v === false) return no
+  const r = schema.safeParse(v)
+  if (!r.success) throw invalid(kind, r.error.issues[0])
+  return from(r.data)
+}
+
+const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision => ('allow' in d ? { result: 'allow', user: d.user } : denial(d))
+const fromPublish = (d: z.output<typeof publishSchema>): PublishDecision => ('allow' in d ? ALLOW : denial(d))
+const fromSubscribe = (d: z.output<typeof subscribeSchema>): SubscribeDecision => ('qos' in d ? { result: 'allow', qos: d.qos as QoS } : 'allow' in d ? ALLOW : denial(d))
+
+export function toAuthDecision(v: unknown): AuthenticateDecision {
+  return decision(v, 'authenticate', DENY_LOGIN, authSchema, fromAuth)
 }
 
 export function toPublishDecision(v: unknown): PublishDecision {
-  if (v === undefined) return PASS
-  if (v === true) return ALLOW
-  if (v === false) return { result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' }
-  const r = publishSchema.safeParse(v)
-  if (!r.success) throw invalid('authorizePublish', r.error.issues[0])
-  return 'allow' in r.data ? ALLOW : denial(r.data)
+  return decision(v, 'authorizePublish', DENY, publishSchema, fromPublish)
 }
 
 export function toSubscribeDecision(v: unknown): SubscribeDecision {
-  if (v === undefined) return PASS
-  if (v === true) return ALLOW
-  if (v === false) return { result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' }
-  const r = subscribeSchema.safeParse(v)
-  if (!r.success) throw invalid('authorizeSubscribe', r.error.issues[0])
-  if ('qos' in r.data) return { result: 'allow', qos: r.data.qos as QoS }
-  return 'allow' in r.data ? ALLOW : denial(r.data)
+  return decision(v, 'authorizeSubscribe', DENY, subscribeSchema, fromSubscribe)
 }
 
 export type TransformPatch = z.output<typeof transformSchema>

@@ -1,4 +1,4 @@
-import type { IPublishPacket } from 'mqtt-packet'
+import type { IPubrecPacket, IPublishPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise } from '../hooks.js'
@@ -66,19 +66,16 @@ function acknowledge(conn: Connection, qos: 1 | 2, messageId: number, code: numb
     conn.write(v5 && code !== 0 ? { cmd: 'puback', messageId, reasonCode: code } : { cmd: 'puback', messageId })
     return
   }
-  if (code < 0x80) {
-    session.incoming.add(messageId)
-    const stored = session.persistent ? conn.broker.stores.sessions.addIncoming(session.clientId, messageId) : undefined
-    if (stored !== undefined) { // PUBREC once the id is stored, so a resend after a crash is not routed twice
-      const pubrec = { cmd: 'pubrec' as const, messageId, ...(v5 && code !== 0 ? { reasonCode: code } : {}) }
-      stored.then(() => conn.write(pubrec), (err: unknown) => {
-        conn.broker.log.error({ err }, 'session store write failed')
-        conn.write(pubrec)
-      })
-      return
-    }
+  const pubrec: IPubrecPacket = v5 && code !== 0 ? { cmd: 'pubrec', messageId, reasonCode: code } : { cmd: 'pubrec', messageId }
+  const stored = code < 0x80 ? session.receive(messageId) : undefined
+  if (stored === undefined) {
+    conn.write(pubrec)
+    return
   }
-  conn.write(v5 && code !== 0 ? { cmd: 'pubrec', messageId, reasonCode: code } : { cmd: 'pubrec', messageId })
+  // PUBREC once the id is stored, so a resend after a crash is not routed twice; a failed write is logged by the session
+  const send = (): void => conn.write(pubrec)
+  session.track(stored)
+  stored.then(send, send)
 }
 
 function resolveTopic(conn: Connection, packet: IPublishPacket): string {

@@ -1,5 +1,5 @@
 import type { Broker, Logger, Session } from '../../core/index.js'
-import { newMessage, Router } from '../../core/index.js'
+import { Router } from '../../core/index.js'
 import { busMessageFromJson, compareIds, type ClusterRedis } from './cluster-redis.js'
 import { willFromJson } from './stores.js'
 
@@ -120,9 +120,7 @@ export class Handover {
     for (const [clientId, json] of Object.entries(wills)) {
       const session = broker.sessions.sessions.get(clientId)
       if (session !== undefined && (session.will !== undefined || session.outlet !== null)) continue // its delay runs here now, or it is back
-      const will = willFromJson(json)
-      const r = broker.ingest({ id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties))
-      if (typeof r !== 'number') await r
+      await broker.sessions.sendWill(clientId, willFromJson(json))
     }
     await redis.del(this.host.key('node', node, 'wills'))
   }
