@@ -1,6 +1,7 @@
 import type { Broker } from './broker.js'
 import type { Connection } from './connection.js'
 import { ReasonCode } from './errors.js'
+import { throttled } from './logger.js'
 import { NEVER_EXPIRES, Session, type SessionContext } from './session.js'
 import type { SessionState, Will } from './stores.js'
 import { newMessage, type ClientInfo } from './types.js'
@@ -22,22 +23,10 @@ export class SessionManager {
       dropNewest: limits.queueOverflow === 'dropNewest',
       onDelivered: (message, client) => { if (broker.emitter.has('delivered')) broker.emitter.emit('delivered', message, client) },
       onDropped: () => { broker.stats.dropped++ },
-      onStoreError: (err) => this.storeError(err),
+      // a store that is away fails every write: one line every 10 s, with a count
+      onStoreError: throttled((err, failed) => broker.log.error({ err, failed }, 'session store writes failed')),
       queuedTtlMs: limits.queuedMessageExpiry === undefined ? undefined : limits.queuedMessageExpiry * 1000,
     }
-  }
-
-  private storeErrors = 0
-  private lastStoreErrorLog = 0
-
-  /** Logged at most every 10 s with a count: a store that is away fails every write. */
-  private storeError(err: unknown): void {
-    this.storeErrors++
-    const now = Date.now()
-    if (now - this.lastStoreErrorLog < 10000) return
-    this.lastStoreErrorLog = now
-    this.broker.log.error({ err, failed: this.storeErrors }, 'session store writes failed')
-    this.storeErrors = 0
   }
 
   /** Rebuilds stored persistent sessions and their routes (start-up); in a cluster, only this node's. */

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, Logger, Message, MessageBus, Will } from '../../core/index.js'
+import { throttled } from '../../core/index.js'
 import { busMessageFromJson, busMessageToJson, clusterRedis, noop, sleep, type ClusterRedis } from './cluster-redis.js'
 import { RemoteGroups } from './groups.js'
 import { Handover } from './handover.js'
@@ -61,7 +62,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   private readySince = 0
   private registered = false
   private wake: (() => void) | undefined
-  private lastBusError = 0
+  private readonly busFailed = throttled((err, lost) => this.log.warn({ err, lost }, 'QoS 0 messages not passed to the other nodes'))
 
   constructor(private readonly options: RedisClusterOptions) {
     this.p = options.prefix
@@ -139,12 +140,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     if (!this.available) return message.qos === 0 ? undefined : Promise.reject(new Error('Redis is unavailable'))
     const p = this.append('m', busMessageToJson(message))
     if (message.qos > 0) return p
-    p.catch((err: unknown) => {
-      if (Date.now() - this.lastBusError > 10000) {
-        this.lastBusError = Date.now()
-        this.log.warn({ err }, 'QoS 0 message not passed to the other nodes')
-      }
-    })
+    p.catch(this.busFailed)
     return undefined
   }
 

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
-import { Matches, TopicTree, version } from '../../core/index.js'
+import { Matches, throttled, TopicTree, version } from '../../core/index.js'
 import type { WebhookConfig } from '../config.js'
 import { deliveryId, fromEvent, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
 import { MemoryOutbox, type MemoryQueueHandle, type Outbox } from './outbox.js'
@@ -29,6 +29,8 @@ interface Target {
   name: string
   dispatcher: Dispatcher
   memory: MemoryQueueHandle | undefined
+  /** made once: the durable path's callbacks, so a message costs no closure */
+  kick: () => void
 }
 
 export class WebhookPlugin implements BrokerPlugin {
@@ -52,7 +54,10 @@ export class WebhookPlugin implements BrokerPlugin {
     for (const c of configs) {
       const dispatcher = new Dispatcher(c, this.outbox, log, `hookmq/${version}`)
       this.dispatchers.set(c.name, dispatcher)
-      const target: Target = { name: c.name, dispatcher, memory: this.memory?.handle(c.name) }
+      const target: Target = {
+        name: c.name, dispatcher, memory: this.memory?.handle(c.name),
+        kick: () => dispatcher.kick(),
+      }
       for (const f of c.topics) this.tree.add(f, c.name, target)
     }
     this.anyTopics = configs.some((c) => c.topics.length > 0)
@@ -103,33 +108,28 @@ export class WebhookPlugin implements BrokerPlugin {
     let pending: Promise<void> | undefined
     const item = new PendingMessage(message, client?.id ?? null, Date.now())
     for (let i = 0; i < rules.length; i++) {
-      const rule = rules[i]!
-      const p = this.enqueue(rule.name, item)
+      const target = rules[i]!
+      const written = this.outbox.push(target.name, item)
+      if (written === undefined) {
+        target.kick()
+        continue
+      }
+      const p = written.then(target.kick)
       // QoS 0 is not waited for: at most once, and the publisher is never held by the outbox
-      if (p !== undefined && message.qos > 0) pending = pending === undefined ? p : pending.then(() => p)
-      else if (p !== undefined) p.catch((err: unknown) => this.enqueueFailed(err, rule.name))
+      if (message.qos > 0) pending = pending === undefined ? p : Promise.all([pending, p]).then(noop)
+      else p.catch(this.enqueueFailed)
     }
     return pending
   }
 
-  private failedEnqueues = 0
-  private lastFailLog = 0
-
-  /** A QoS 0 message or an event that could not be queued (Redis away): logged at most every 10 s, with a count. */
-  private enqueueFailed(err: unknown, webhook: string): void {
-    this.failedEnqueues++
-    const now = Date.now()
-    if (now - this.lastFailLog < 10000) return
-    this.lastFailLog = now
-    this.log.error({ err, webhook, lost: this.failedEnqueues }, 'webhook deliveries could not be queued (QoS 0 messages and events are not retried)')
-    this.failedEnqueues = 0
-  }
+  /** A QoS 0 message or an event that could not be queued (Redis away): not retried; logged every 10 s with a count. */
+  private readonly enqueueFailed = throttled((err, lost) => this.log.error({ err, lost }, 'webhook deliveries could not be queued (QoS 0 messages and events are not retried)'))
 
   private onEvent(event: string, args: unknown[]): void {
     for (const c of this.configs) {
       if (!c.events.includes(event as never)) continue
       const p = this.enqueue(c.name, fromEvent(deliveryId(this.nodeId), event, args))
-      if (p !== undefined) p.catch((err: unknown) => this.enqueueFailed(err, c.name))
+      if (p !== undefined) p.catch(this.enqueueFailed)
     }
   }
 
@@ -193,3 +193,5 @@ function redactUrl(url: string): string {
   if (u.password) u.password = '***'
   return u.toString()
 }
+
+function noop(): void {}
