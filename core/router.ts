@@ -1,7 +1,7 @@
 import type { Session } from './session.js'
 import { Matches, TopicTree, type SharedGroup } from './topic-tree.js'
 import type { Message, QoS, Subscription } from './types.js'
-import { parseShared } from './topic.js'
+import { parseShared, sharedKey } from './topic.js'
 
 export interface SubEntry {
   session: Session
@@ -60,16 +60,13 @@ export class Router {
     return this.tree.remove(filter, session.clientId)
   }
 
-  /** the shared groups with at least one member on this node */
-  localGroups(): Array<{ group: string; filter: string }> {
-    return [...this.groupCounts.keys()].map((k) => {
-      const i = k.indexOf('/')
-      return { group: k.slice(0, i), filter: k.slice(i + 1) }
-    })
+  /** the shared groups with at least one member on this node, as `sharedKey`s */
+  localGroups(): string[] {
+    return [...this.groupCounts.keys()]
   }
 
   private countMember(group: string, filter: string, delta: 1 | -1): void {
-    const key = group + '/' + filter
+    const key = sharedKey(group, filter)
     const n = (this.groupCounts.get(key) ?? 0) + delta
     if (n <= 0) this.groupCounts.delete(key)
     else this.groupCounts.set(key, n)
@@ -103,7 +100,7 @@ export class Router {
       for (let i = 0; i < found.groupCount; i++) {
         const g = found.group(i)
         if (message.shares !== undefined) { // in a cluster: only the node picked for this group delivers
-          const chosen = message.shares[g.group + '/' + g.filter]
+          const chosen = message.shares[g.key]
           if (chosen !== undefined && chosen !== this.nodeId) continue
         }
         const entry = pickMember(g)
@@ -132,16 +129,15 @@ export class Router {
       let shares: Record<string, string> | undefined
       for (let i = 0; i < remote.groupCount; i++) {
         const r = remote.group(i)
-        const key = r.group + '/' + r.filter
         let local = false
-        for (let j = 0; j < found.groupCount; j++) if (found.group(j).group === r.group && found.group(j).filter === r.filter) local = true
+        for (let j = 0; j < found.groupCount; j++) if (found.group(j).key === r.key) local = true
         const n = r.list.length + (local ? 1 : 0)
         const pick = r.next % n
         r.next = (r.next + 1) % n
-        ;(shares ??= {})[key] = pick === r.list.length ? this.nodeId : r.list[pick]!
+        ;(shares ??= {})[r.key] = pick === r.list.length ? this.nodeId : r.list[pick]!
       }
       for (let j = 0; j < found.groupCount; j++) { // groups only this node has: ours, and said so
-        const key = found.group(j).group + '/' + found.group(j).filter
+        const key = found.group(j).key
         if (shares === undefined || shares[key] === undefined) (shares ??= {})[key] = this.nodeId
       }
       message.shares = shares

@@ -1,9 +1,13 @@
+import { sharedKey } from './topic.js'
+
 // A trie of topic filters. Matching walks at most the levels of the topic plus
 // the `+`/`#` branches, never every subscription.
 
 export interface SharedGroup<T> {
   group: string
   filter: string
+  /** `sharedKey(group, filter)`, made once */
+  key: string
   members: Map<string, T>
   /** the members in order, kept with the map so picking one copies nothing */
   list: T[]
@@ -99,7 +103,7 @@ export class TopicTree<T> {
       if (node.shared === null) node.shared = new Map()
       let g = node.shared.get(group)
       if (g === undefined) {
-        g = { group, filter, members: new Map(), list: [], next: 0 }
+        g = { group, filter, key: sharedKey(group, filter), members: new Map(), list: [], next: 0 }
         node.shared.set(group, g)
       }
       const old = g.members.get(key)

@@ -75,3 +75,13 @@ export function matchesFilter(filter: string, topic: string): boolean {
   }
   return f.length === t.length
 }
+
+/** A shared group's name across nodes and messages: `<group>/<filter>` (a group name has no '/'). */
+export function sharedKey(group: string, filter: string): string {
+  return group + '/' + filter
+}
+
+export function splitSharedKey(key: string): { group: string; filter: string } {
+  const i = key.indexOf('/')
+  return { group: key.slice(0, i), filter: key.slice(i + 1) }
+}

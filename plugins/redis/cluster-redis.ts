@@ -52,11 +52,6 @@ export function compareIds(a: string, b: string): number {
   return am !== bm ? am - bm : as - bs
 }
 
-export function splitGroup(key: string): { group: string; filter: string } {
-  const i = key.indexOf('/')
-  return { group: key.slice(0, i), filter: key.slice(i + 1) }
-}
-
 export function busMessageToJson(m: Message): string {
   const json = messageToJson(m)
   return m.shares === undefined ? json : json.slice(0, -1) + ',"s":' + JSON.stringify(m.shares) + '}'

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, Logger, Message, MessageBus, Will } from '../../core/index.js'
-import { throttled } from '../../core/index.js'
+import { sharedKey, throttled } from '../../core/index.js'
 import { busMessageFromJson, busMessageToJson, clusterRedis, noop, sleep, type ClusterRedis } from './cluster-redis.js'
 import { RemoteGroups } from './groups.js'
 import { Handover } from './handover.js'
@@ -282,7 +282,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
       m.hset(this.key('owners'), s.clientId, this.me).sadd(this.key('node', this.me, 'owned'), s.clientId)
       if (s.persistent) this.broker.stores.sessions.save(s.toStored())
     }
-    for (const g of this.broker.router.localGroups()) m.hset(this.key('groups'), `${this.me}\n${g.group}/${g.filter}`, '1')
+    for (const key of this.broker.router.localGroups()) m.hset(this.key('groups'), `${this.me}\n${key}`, '1')
     await m.exec()
   }
 
@@ -370,7 +370,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
       return this.handover.released(node, data) // read nothing further until the session is loaded
     } else if (kind === 'g') {
       const { g, f, on } = JSON.parse(data) as { g: string; f: string; on: boolean }
-      this.groups.set(node, `${g}/${f}`, on)
+      this.groups.set(node, sharedKey(g, f), on)
     }
   }
 }

@@ -1,6 +1,6 @@
 import type { Router } from '../../core/index.js'
-import { TopicTree } from '../../core/index.js'
-import { noop, splitGroup, type ClusterRedis } from './cluster-redis.js'
+import { sharedKey, splitSharedKey, TopicTree } from '../../core/index.js'
+import { noop, type ClusterRedis } from './cluster-redis.js'
 
 // Shared subscription groups across nodes. Each node records in Redis (`groups`:
 // `<node>\n<group>/<filter>`) and on its stream which groups have members on it;
@@ -19,7 +19,7 @@ export class RemoteGroups {
     router.remote = this.remote
     router.onGroupChange = (group, filter, present) => {
       if (!available()) return
-      const field = `${this.me}\n${group}/${filter}`
+      const field = `${this.me}\n${sharedKey(group, filter)}`
       const write = present ? this.redis.hset(this.groupsKey, field, '1') : this.redis.hdel(this.groupsKey, field)
       write.catch(noop)
       announce(group, filter, present)
@@ -37,7 +37,7 @@ export class RemoteGroups {
 
   /** `node` gained (on) or lost its members of `key` (`<group>/<filter>`) */
   set(node: string, key: string, on: boolean): void {
-    const { group, filter } = splitGroup(key)
+    const { group, filter } = splitSharedKey(key)
     let keys = this.byNode.get(node)
     if (on) {
       this.remote.add(filter, node, node, group)
