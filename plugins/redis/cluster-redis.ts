@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Message } from '../../core/index.js'
-import { messageFromObject, messageToJson, type MessageJson } from './stores.js'
+import { messageFromObject, messageToObject, type MessageJson } from './stores.js'
 
 // The cluster's Redis side: the scripts that move a session's ownership
 // atomically, and how stream entries are written.
@@ -53,8 +53,9 @@ export function compareIds(a: string, b: string): number {
 }
 
 export function busMessageToJson(m: Message): string {
-  const json = messageToJson(m)
-  return m.shares === undefined ? json : json.slice(0, -1) + ',"s":' + JSON.stringify(m.shares) + '}'
+  const j: MessageJson & { s?: Record<string, string> } = messageToObject(m)
+  if (m.shares !== undefined) j.s = m.shares
+  return JSON.stringify(j)
 }
 
 export function busMessageFromJson(s: string): Message {

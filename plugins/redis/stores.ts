@@ -14,9 +14,14 @@ import { newMessage } from '../../core/index.js'
 
 /** A message as JSON: payload and correlation data in base64; the encoding cache never stored. */
 export function messageToJson(m: Message): string {
+  return JSON.stringify(messageToObject(m))
+}
+
+/** The object messageToJson writes, for records that carry a message inside (encoded once, not as a string in a string). */
+export function messageToObject(m: Message): MessageJson {
   const p = m.properties
   const properties = p === undefined ? undefined : { ...p, correlationData: p.correlationData?.toString('base64') }
-  return JSON.stringify({ t: m.topic, p: m.payload.toString('base64'), q: m.qos, r: m.retain, pr: properties, e: m.expiresAt, o: m.origin })
+  return { t: m.topic, p: m.payload.toString('base64'), q: m.qos, r: m.retain, pr: properties, e: m.expiresAt, o: m.origin }
 }
 
 export interface MessageJson { t: string; p: string; q: 0 | 1 | 2; r: boolean; pr?: Record<string, unknown> & { correlationData?: string }; e?: number; o?: string }
@@ -42,17 +47,19 @@ export function willFromJson(s: string): Will {
   return { ...j, payload: Buffer.from(j.payload, 'base64') }
 }
 
-interface EntryJson { m: string; q: 0 | 1 | 2; r: boolean; s?: number[]; id?: number; st?: 'publish' | 'pubrel'; x?: number }
+/** `m`: the message (as a JSON string in records written before it was embedded) */
+interface EntryJson { m: MessageJson | string; q: 0 | 1 | 2; r: boolean; s?: number[]; id?: number; st?: 'publish' | 'pubrel'; x?: number }
 
 function entryToJson(e: QueuedEntry | OutgoingEntry): string {
   const o = e as OutgoingEntry & QueuedEntry
-  const j: EntryJson = { m: messageToJson(e.message), q: e.qos, r: e.retain, s: e.subscriptionIds, id: o.packetId, st: o.state, x: o.expiresAt }
+  const j: EntryJson = { m: messageToObject(e.message), q: e.qos, r: e.retain, s: e.subscriptionIds, id: o.packetId, st: o.state, x: o.expiresAt }
   return JSON.stringify(j)
 }
 
 function entryFromJson(s: string): OutgoingEntry & { expiresAt?: number } {
   const j = JSON.parse(s) as EntryJson
-  const e: OutgoingEntry & { expiresAt?: number } = { message: messageFromJson(j.m), qos: j.q, retain: j.r, subscriptionIds: j.s, packetId: j.id ?? 0, state: j.st ?? 'publish' }
+  const message = typeof j.m === 'string' ? messageFromJson(j.m) : messageFromObject(j.m)
+  const e: OutgoingEntry & { expiresAt?: number } = { message, qos: j.q, retain: j.r, subscriptionIds: j.s, packetId: j.id ?? 0, state: j.st ?? 'publish' }
   if (j.x !== undefined) e.expiresAt = j.x
   return e
 }
