@@ -99,9 +99,23 @@ export function toSubscribeDecision(v: unknown): SubscribeDecision {
 
 export type TransformPatch = z.output<typeof transformSchema>
 
+/** `{ payload }` with a string or Buffer and nothing else: what transformSchema would accept unchanged. */
+function isPayloadOnly(v: unknown): v is TransformPatch {
+  if (typeof v !== 'object' || Object.getPrototypeOf(v) !== Object.prototype) return false
+  let n = 0
+  for (const k in v) {
+    if (k !== 'payload') return false
+    n++
+  }
+  const p = (v as { payload?: unknown }).payload
+  return n === 1 && (typeof p === 'string' || Buffer.isBuffer(p))
+}
+
 /** null = drop, undefined = unchanged, else the fields to change. */
 export function toTransform(v: unknown): TransformPatch | null | undefined {
   if (v === undefined || v === null) return v
+  if (isPayloadOnly(v)) return v // the common answer, checked without a schema run per message
+
   const r = transformSchema.safeParse(v)
   if (!r.success) throw invalid('transform', r.error.issues[0])
   return r.data
