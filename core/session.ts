@@ -86,9 +86,8 @@ export class Session {
     }
     if (outlet !== null) outlet.congested()
     const ttl = this.ctx.queuedTtlMs
-    return this.enqueue(outlet === null && ttl !== undefined && message.expiresAt === undefined
-      ? { message, qos, retain, subscriptionIds: ids, expiresAt: Date.now() + ttl }
-      : { message, qos, retain, subscriptionIds: ids })
+    const expiresAt = outlet === null && ttl !== undefined && message.expiresAt === undefined ? Date.now() + ttl : undefined
+    return this.enqueue({ message, qos, retain, subscriptionIds: ids, expiresAt }) // one shape for every entry
   }
 
   private enqueue(entry: QueuedEntry): Written {
@@ -180,7 +179,7 @@ export class Session {
     if (outlet === null) return
     while (this.queued > 0 && this.inflight.size < outlet.sendWindow) {
       const q = this.queue.shift()!
-      if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) {
+      if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) { // its own deadline, or the queue's
         if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
         continue
       }
