@@ -1,5 +1,5 @@
 import type { Message } from '../../core/index.js'
-import { iso, jsonProperties, messageJson } from './delivery.js'
+import { iso, jsonProperties } from './delivery.js'
 
 // A FIFO of delivery records kept as bytes in large buffers, outside the
 // JavaScript heap the garbage collector walks. A queue of a million waiting
@@ -57,30 +57,10 @@ export class ByteQueue {
     this.length++
   }
 
-  /** Removes the oldest record and answers its delivery JSON (the id is made now). */
-  shift(makeId: () => string): string | undefined {
-    if (this.length === 0) return undefined
-    const buf = this.advance()
-    const start = this.recordStart
-    const size = buf.readUInt32LE(start)
-    if (buf[start + 4] === KIND_JSON) return buf.toString('utf8', start + 5, start + size)
-    let p = start + 5
-    const at = buf.readUInt32LE(p) + buf.readUInt32LE(p + 4) * 0x100000000; p += 8
-    const flags = buf[p++]!
-    const topicLen = buf.readUInt16LE(p); p += 2
-    const topic = buf.toString('utf8', p, p + topicLen); p += topicLen
-    const clientLen = buf.readUInt16LE(p); p += 2
-    const clientId = flags & 8 ? null : buf.toString('utf8', p, p + clientLen); p += clientLen
-    const payloadLen = buf.readUInt32LE(p); p += 4
-    const payload = buf.toString('base64', p, p + payloadLen); p += payloadLen
-    const propsLen = buf.readUInt32LE(p); p += 4
-    return messageJson(makeId(), at, clientId, topic, flags & 3, (flags & 4) !== 0, payload, propsLen > 0 ? buf.toString('utf8', p, p + propsLen) : undefined)
-  }
-
   /**
    * Removes the oldest record and writes its delivery JSON straight into `out`,
-   * byte for byte what shift() answers, without a string per field: the
-   * forwarding path of the in-memory outbox.
+   * byte for byte what messageJson() makes (the durable outbox's path), without
+   * a string per field.
    */
   shiftInto(out: JsonWriter, makeId: () => string): boolean {
     if (this.length === 0) return false

@@ -19,12 +19,14 @@ export function parseTaken(taken: Taken[]): Delivery[] {
 export interface Outbox {
   /** adds a delivery; a promise when the write must be waited for (it is durable once resolved) */
   push(webhook: string, item: Queued): Promise<void> | undefined
-  /** up to `max` deliveries not yet taken, oldest first */
-  take(webhook: string, max: number): Promise<Taken[]>
   /**
-   * The same, already written as a request body `prefix` + deliveries joined
-   * by commas + `suffix` (an outbox that keeps bytes can skip the strings).
+   * An outbox has one of these two. `take`: up to `max` deliveries not yet
+   * taken, oldest first, each acknowledged later by done() or dead().
+   * `takeBody`: the same, gone from the outbox already and written as a request
+   * body `prefix` + deliveries joined by commas + `suffix` (an outbox that keeps
+   * bytes skips the strings).
    */
+  take?(webhook: string, max: number): Promise<Taken[]>
   takeBody?(webhook: string, max: number, prefix: string, suffix: string): { body: Buffer; count: number }
   /** deliveries waiting (not taken) */
   waiting(webhook: string): number
@@ -54,7 +56,6 @@ export class MemoryOutbox implements Outbox {
   private readonly queues = new Map<string, MemoryQueueHandle>()
   private readonly deadList: DeadBatch[] = []
   private notify: (webhook: string) => void = () => {}
-  private seq = 0
   private readonly makeId: () => string
 
   constructor(private readonly limits: Map<string, number>, private readonly onDrop: (webhook: string, total: number) => void, node: string) {
@@ -100,14 +101,6 @@ export class MemoryOutbox implements Outbox {
       this.onDrop(q.name, q.dropped)
     }
     return q
-  }
-
-  async take(webhook: string, max: number): Promise<Taken[]> {
-    const q = this.queue(webhook)
-    const n = Math.min(max, q.items.length)
-    const out: Taken[] = new Array(n)
-    for (let i = 0; i < n; i++) out[i] = { ref: String(++this.seq), json: q.items.shift(this.makeId)! }
-    return out
   }
 
   takeBody(webhook: string, max: number, prefix: string, suffix: string): { body: Buffer; count: number } {

@@ -78,7 +78,7 @@ export class Dispatcher {
       return
     }
     this.taking = true
-    this.outbox.take(this.config.name, this.config.batch.maxSize).then((taken) => {
+    this.outbox.take!(this.config.name, this.config.batch.maxSize).then((taken) => { // an outbox without takeBody has take
       this.taking = false
       if (taken.length > 0) {
         this.inFlight++
