@@ -230,22 +230,30 @@ export class Broker {
       const r = this.taps[i]!.onPublish!(message, client)
       if (r !== undefined) tapped = tapped === undefined ? r : Promise.all([tapped, r]).then(noop)
     }
-    const routed = this.routeLocal(message) // first: it decides which node's member of a shared group gets it
+    const count = this.router.route(message) // before the bus: it decides which node's member of a shared group gets it
+    const writes = this.router.pending
     const bus = this.stores.bus.publish(message)
-    if (retained === undefined && bus === undefined && tapped === undefined && typeof routed === 'number') return routed
-    return Promise.all([retained, bus, tapped, routed]).then(([, , , n]) => n as number, (err: unknown) => {
-      this.log.error({ err, topic: message.topic }, 'message could not be stored; refused')
-      return ReasonCode.UnspecifiedError
-    })
+    const delivered = count > 0
+    if (retained === undefined && bus === undefined && tapped === undefined && writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
+    // one wait for everything that must be stored before the publisher is acknowledged
+    const all = writes ?? []
+    if (retained !== undefined) all.push(retained)
+    if (bus !== undefined) all.push(bus)
+    if (tapped !== undefined) all.push(tapped)
+    return Promise.all(all).then(delivered ? success : noSubscribers, this.refused)
+  }
+
+  private readonly refused = (err: unknown): number => {
+    this.log.error({ err }, 'message could not be stored; refused')
+    return ReasonCode.UnspecifiedError
   }
 
   /** Routes a message to this node's sessions only (one from another node, or replayed for adopted sessions). */
   routeLocal(message: Message): number | Promise<number> {
-    const count = this.router.route(message)
-    const pending = this.router.pending
-    const code = count === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success
-    if (pending === null) return code
-    return Promise.all(pending).then(() => code)
+    const delivered = this.router.route(message) > 0
+    const writes = this.router.pending
+    if (writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
+    return Promise.all(writes).then(delivered ? success : noSubscribers)
   }
 
   /** Sends the retained messages matching a new subscription. */
@@ -335,6 +343,14 @@ export class Broker {
 }
 
 function noop(): void {}
+
+function success(): number {
+  return ReasonCode.Success
+}
+
+function noSubscribers(): number {
+  return ReasonCode.NoMatchingSubscribers
+}
 
 export function createBroker(options: BrokerOptions = {}): Broker {
   return new Broker(options)
