@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --only fan-in-qos0,latency] [-- --reps 3]
+// npm run bench [-- --quick] [-- --only=fan-in-qos0,latency] [-- --reps=3] [-- --brokers=hookmq,aedes]
 //
 // Runs each scenario on hookmq, Aedes and (when installed) Mosquitto, each broker
 // fresh per run, in alternating order, several repetitions; prints medians,
@@ -15,7 +15,8 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',')
 const reps = Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? (quick ? 1 : 3))
-const brokers: BrokerName[] = ['hookmq', 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])]
+const picked = args.find((a) => a.startsWith('--brokers='))?.slice(10).split(',')
+const brokers: BrokerName[] = (['hookmq', 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])] as BrokerName[]).filter((b) => picked === undefined || picked.includes(b))
 const scale = quick ? 0.1 : 1
 
 interface Row {
@@ -37,6 +38,8 @@ type Scenario = {
   /** broker processes on that Redis (a cluster); the generator gets every port */
   nodes?: number
   run: (port: number, pid: number, ports: number[]) => Promise<{ value: number; note?: string }>
+  /** measured by its own runner over all brokers at once (memory) */
+  together?: true
 }
 
 const examples = fileURLToPath(new URL('../../hooks.example/', import.meta.url))
@@ -57,16 +60,10 @@ const scenarios: Scenario[] = [
   { name: 'fan-in-qos1', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 1, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'fan-in-qos2', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 2, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'fan-out-qos0', unit: 'deliveries/s', higherIsBetter: true, run: async (port) => { const r = await fanOut(port, 100, per(20000), 64); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'latency-p99@2000', unit: 'ms', higherIsBetter: false, run: async (port) => { const r = await latency(port, 2000, quick ? 2 : 5); return { value: r.p99, note: `p50 ${r.p50.toFixed(3)} max ${r.max.toFixed(2)}${r.received < r.expected ? ' LOST' : ''}` } } },
-  { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, run: async (port, pid) => {
-    const n = quick ? 1000 : 5000
-    const before = rssBytes(pid)
-    const sockets = await idleClients(port, n)
-    await new Promise((r) => setTimeout(r, 500))
-    const after = rssBytes(pid)
-    for (const s of sockets) s.destroy()
-    return { value: (after - before) / n / 1024, note: `${n} clients` }
-  } },
+  // the relay row is the floor: what the generator, the loopback and the scheduler add by themselves
+  { name: 'latency-p99@2000', unit: 'ms', higherIsBetter: false, brokers: [...brokers, 'relay'], run: async (port) => { const r = await latency(port, 2000, quick ? 2 : 5, quick ? 1 : 3); return { value: r.p99, note: `p50 ${r.p50.toFixed(3)} max ${r.max.toFixed(2)}${r.received < r.expected ? ' LOST' : ''}` } } },
+  // memory: all brokers at once (see memory() below), two rows from one run
+  { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, together: true, run: async () => ({ value: NaN }) },
   // hooks: bench/# is what the ACL checks and the transform's filter skips; sensors/# with JSON runs both on every message
   { name: 'hooks off, bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'hooks on (acl checks, transform filtered out), bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
@@ -118,6 +115,50 @@ function webhookScenarios(): Scenario[] {
   ]
 }
 
+/**
+ * Memory per idle connection: RSS of an idle broker before and after n clients
+ * each CONNECT and SUBSCRIBE a unique topic, both read once the process has
+ * been idle `settle` ms. A V8 heap grows its young generation under the burst
+ * of connecting (up to 32 MB, whatever the number of connections) and gives it
+ * back by itself only after some idle seconds (V8's memory reducer); read
+ * 0.5 s after the last SUBACK, that one-off growth is divided among the
+ * connections. Both readings are printed; the settled one is the idle cost.
+ * The brokers run side by side (idle ones take no CPU) so the waits overlap.
+ */
+async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
+  const n = quick ? 1000 : 5000
+  const settle = quick ? 0 : 40000
+  const idle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+  const settled = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
+  const early = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
+  for (let rep = 0; rep < reps; rep++) {
+    const order = rep % 2 === 0 ? list : [...list].reverse()
+    const running = await Promise.all(order.map((b) => startBroker(b)))
+    try {
+      await idle(Math.max(settle, 500))
+      const before = running.map((r) => rssBytes(r.pid))
+      const sockets: Array<{ destroy(): void }> = []
+      const soon: number[] = []
+      for (const r of running) {
+        sockets.push(...await idleClients(r.port, n))
+        await idle(500)
+        soon.push(rssBytes(r.pid))
+      }
+      await idle(settle)
+      running.forEach((r, i) => {
+        const row = (after: number): Row => ({ value: (after - before[i]!) / n / 1024, unit: sc.unit, brokerCpu: NaN, genCpu: NaN, note: `${n} clients` })
+        settled.get(r.name)!.push(row(rssBytes(r.pid)))
+        early.get(r.name)!.push(row(soon[i]!))
+      })
+      for (const s of sockets) s.destroy()
+    } finally {
+      for (const r of running) await r.stop()
+    }
+  }
+  if (settle > 0) print({ ...sc, name: `${sc.name} (settled: RSS read after ${settle / 1000} s idle, before and after)` }, settled)
+  print({ ...sc, name: `${sc.name}, read 0.5 s after connecting (includes the young generation grown by the burst${settle > 0 ? '' : '; quick mode, not settled'})` }, early)
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
@@ -134,7 +175,11 @@ async function main(): Promise<void> {
   for (const sc of scenarios) {
     if (only && !only.some((o) => sc.name.startsWith(o))) continue
     if (sc.redis && redisServer === undefined) continue
-    const list = sc.brokers ?? brokers
+    const list = (sc.brokers ?? brokers).filter((b) => picked === undefined || b === 'relay' || picked.includes(b))
+    if (sc.together) {
+      await memory(sc, list)
+      continue
+    }
     const rows = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
     results.set(sc.name, rows)
     for (let rep = 0; rep < reps; rep++) {
@@ -178,10 +223,11 @@ function print(sc: Scenario, rows: Map<BrokerName, Row[]>): void {
   const h = med.get('hookmq')
   const parts = [...rows].map(([b, rs]) => {
     const m = med.get(b)!
-    const cpu = `cpu broker ${median(rs.map((r) => r.brokerCpu)).toFixed(2)} gen ${median(rs.map((r) => r.genCpu)).toFixed(2)}`
+    const brokerCpu = median(rs.map((r) => r.brokerCpu))
+    const cpu = Number.isNaN(brokerCpu) ? '' : `  (cpu broker ${brokerCpu.toFixed(2)} gen ${median(rs.map((r) => r.genCpu)).toFixed(2)})`
     const notes = rs.map((r) => r.note).filter(Boolean)
     const each = rs.length > 1 ? `  [${rs.map((r) => fmt(r.value, sc.unit)).join(' ')}]` : ''
-    return `  ${b.padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}  (${cpu})${each}${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
+    return `  ${b.padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}${cpu}${each}${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
   })
   const ratios = h === undefined ? [] : [...med].filter(([b]) => b !== 'hookmq').map(([b, m]) => `hookmq/${b} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
   console.log(`\n${sc.name}\n${parts.join('\n')}${ratios.length ? '\n  ' + ratios.join(', ') : ''}`)
