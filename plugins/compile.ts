@@ -1,4 +1,4 @@
-import * as esbuild from 'esbuild'
+import type * as Esbuild from 'esbuild'
 import { createRequire, SourceMap } from 'node:module'
 import { dirname, resolve } from 'node:path'
 
@@ -36,7 +36,9 @@ export interface Compiled {
 
 export async function compile(file: string): Promise<Compiled> {
   const outfile = file.replace(/\.[cm]?[jt]s$/, '') + '.hookmq-out.js'
-  let result: esbuild.BuildResult<{ write: false; metafile: true }>
+  // loaded with the first hook file: a broker without hook files does not carry esbuild
+  const esbuild = await import('esbuild')
+  let result: Esbuild.BuildResult<{ write: false; metafile: true }>
   try {
     result = await esbuild.build({
       entryPoints: [file],
@@ -53,7 +55,7 @@ export async function compile(file: string): Promise<Compiled> {
       packages: 'external',
     })
   } catch (err) {
-    const first = (err as { errors?: esbuild.Message[] }).errors?.[0]
+    const first = (err as { errors?: Esbuild.Message[] }).errors?.[0]
     if (!first) throw err
     const loc = first.location
     throw new HookLoadError(first.text, loc ? resolve(loc.file) : file, loc?.line, loc ? loc.column + 1 : undefined)

@@ -1,7 +1,6 @@
 import http from 'node:http'
 import https from 'node:https'
 import type tls from 'node:tls'
-import { WebSocketServer, createWebSocketStream } from 'ws'
 import type { Broker } from '../broker.js'
 import { isLoopback, type Listener } from './index.js'
 import { listenServer } from './tcp.js'
@@ -11,6 +10,8 @@ const SUBPROTOCOLS = ['mqtt', 'mqttv3.1']
 
 /** WebSocket (and, with TLS files, secure WebSocket) listener; frames feed the same connection code. */
 export async function startWs(broker: Broker, name: 'ws' | 'wss', host: string, port: number, path: string, files?: TlsFiles): Promise<Listener> {
+  // loaded with the first WebSocket listener: a broker without one does not carry ws
+  const { WebSocketServer, createWebSocketStream } = await import('ws')
   const server = files ? https.createServer(tlsOptions(files, 'wss')) : http.createServer()
   server.on('request', (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end(`MQTT over WebSocket: connect to ${path} with subprotocol "mqtt"\n`)

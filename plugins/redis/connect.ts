@@ -1,4 +1,6 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import { createRequire } from 'node:module'
+import type * as IORedis from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 import type { RedisConfig } from '../config.js'
 
 // One way to open Redis for the broker, the CLI and the tests: a plain URL,
@@ -15,6 +17,8 @@ function hostPort(url: string): { host: string; port: number } {
  * answer the same commands; the types say Redis so that the stores need not care.
  */
 export function openRedis(config: RedisConfig, options: RedisOptions = {}): Redis {
+  // loaded when Redis is configured: an in-memory broker does not carry ioredis (~20 MB of RSS)
+  const { Cluster, Redis } = createRequire(import.meta.url)('ioredis') as typeof IORedis
   if (config.cluster !== undefined) {
     const first = new URL(config.cluster[0]!)
     const auth = { username: first.username || undefined, password: first.password || undefined }
