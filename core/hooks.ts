@@ -13,6 +13,13 @@ export interface AuthenticateInput {
   listener: string
   /** the peer certificate on TLS listeners with requestCert */
   certificate?: object
+  /**
+   * MQTT 5 enhanced authentication, in one step: the CONNECT's Authentication
+   * Method and Data. A hook that accepts it answers allow naming the same
+   * method; any other answer leaves the method unsupported (CONNACK 0x8C).
+   */
+  authenticationMethod?: string
+  authenticationData?: Buffer
 }
 
 export type Decision<Allow extends object = object> =
@@ -20,7 +27,7 @@ export type Decision<Allow extends object = object> =
   | { result: 'deny'; reasonCode?: number; reason?: string }
   | { result: 'pass' }
 
-export type AuthenticateDecision = Decision<{ user?: unknown }>
+export type AuthenticateDecision = Decision<{ user?: unknown; authenticationMethod?: string }>
 export type PublishDecision = Decision
 export type SubscribeDecision = Decision<{ qos?: QoS }>
 

@@ -34,7 +34,7 @@ export interface HookContext<C> {
 export type { AuthenticateInput } from '../core/index.js'
 
 /** `undefined` passes to the next hook; `false` = bad credentials (0x86); `{ deny }` = not authorized (0x87). */
-export type AuthenticateAnswer = boolean | undefined | void | { allow: true; user?: unknown } | DenyAnswer
+export type AuthenticateAnswer = boolean | undefined | void | { allow: true; user?: unknown; authenticationMethod?: string } | DenyAnswer
 
 export interface DenyAnswer {
   deny: string

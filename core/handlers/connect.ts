@@ -17,6 +17,8 @@ interface ConnectPlan {
   keepalive: number
   keepaliveChanged: boolean
   expiryChanged: boolean
+  /** MQTT 5 enhanced authentication asked for (one step: accepted or refused in CONNACK) */
+  authMethod: string | undefined
 }
 
 export function handleConnect(conn: Connection, packet: IConnectPacket): void | Promise<void> {
@@ -42,6 +44,8 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
     protocolVersion: conn.protocolVersion,
     listener: conn.listener.name,
     certificate: conn.listener.certificate?.(),
+    authenticationMethod: plan.authMethod,
+    authenticationData: plan.authMethod === undefined ? undefined : packet.properties?.authenticationData,
   })
   if (isPromise(decision)) {
     return decision.then((d) => finishConnect(conn, plan, d), () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }))
@@ -88,7 +92,11 @@ function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | u
     expiryInterval = limits.maxSessionExpiryInterval
     expiryChanged = v5
   }
-  return { clientId, assigned, cleanStart, expiryInterval, keepalive, keepaliveChanged, expiryChanged }
+  const authMethod = v5 ? packet.properties?.authenticationMethod : undefined
+  if (v5 && authMethod === undefined && packet.properties?.authenticationData !== undefined) {
+    throw protocolError('Authentication Data without an Authentication Method') // a Protocol Error by MQTT 5.0 §3.1.2.11.10
+  }
+  return { clientId, assigned, cleanStart, expiryInterval, keepalive, keepaliveChanged, expiryChanged, authMethod }
 }
 
 function readClientLimits(conn: Connection, packet: IConnectPacket): void {
@@ -128,6 +136,12 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
     const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 'anonymous clients are not allowed on this listener'
     broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
     conn.closeWith(code, reason)
+    return
+  }
+  if (plan.authMethod !== undefined && (decision.result !== 'allow' || decision.authenticationMethod !== plan.authMethod)) {
+    // no hook took the method: unsupported, the connection closes [MQTT-4.12.0-1]
+    broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, method: plan.authMethod }, 'connection refused: authentication method not supported')
+    conn.closeWith(ReasonCode.BadAuthenticationMethod, `authentication method "${plan.authMethod}" is not supported`)
     return
   }
   if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
@@ -170,5 +184,6 @@ function connack(conn: Connection, plan: ConnectPlan, present: boolean): IConnac
   if (plan.assigned) properties.assignedClientIdentifier = plan.clientId // [MQTT-3.2.2-16]
   if (plan.keepaliveChanged) properties.serverKeepAlive = plan.keepalive // [MQTT-3.2.2-21]
   if (plan.expiryChanged) properties.sessionExpiryInterval = plan.expiryInterval
+  if (plan.authMethod !== undefined) properties.authenticationMethod = plan.authMethod // [MQTT-4.12.0-5]
   return { cmd: 'connack', sessionPresent: present, reasonCode: 0, properties }
 }

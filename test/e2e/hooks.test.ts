@@ -118,6 +118,50 @@ test('authenticate: deny gives CONNACK 5 (3.1.1) and 0x87 / 0x86 (5); user is at
   assert.deepEqual(seen, [{ name: 'alice', role: 'ops' }])
 })
 
+test('MQTT 5 enhanced authentication in one step: a hook naming the method accepts it and CONNACK carries it back [MQTT-4.12.0-5]; otherwise 0x8C [MQTT-4.12.0-1]', async (t) => {
+  const seen: unknown[] = []
+  const broker = await startBroker(t, {
+    hooks: [defineHook({
+      name: 'token',
+      authenticate: ({ authenticationMethod, authenticationData, username }) => {
+        if (username === 'anyone') return true // a hook that allows without looking at the method
+        if (authenticationMethod !== 'TOKEN') return undefined
+        seen.push(authenticationData?.toString())
+        return authenticationData?.toString() === 's3cret' ? { allow: true, user: 'token-user', authenticationMethod } : { deny: 'bad token', reasonCode: 0x86 }
+      },
+    })],
+  })
+  // MQTT.js, real client: accepted, and the CONNACK names the method
+  const client = await connect(t, broker, { protocolVersion: 5, properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('s3cret') } })
+  await client.subscribeAsync('t/x')
+  const raw = await RawClient.open(t, broker, 5)
+  const ok = await raw.connect({ properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('s3cret') } }, 5)
+  assert.equal(ok.reasonCode, 0)
+  assert.equal(ok.properties?.authenticationMethod, 'TOKEN')
+  // wrong data: the hook's deny
+  const bad = await RawClient.open(t, broker, 5)
+  assert.equal((await bad.connect({ properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('nope') } }, 5)).reasonCode, 0x86)
+  // a method no hook takes, and a method only allowed by a hook that never looked at it: 0x8C, connection closed
+  for (const [username, method] of [[undefined, 'SCRAM-SHA-256'], ['anyone', 'SCRAM-SHA-256']] as const) {
+    const c = await RawClient.open(t, broker, 5)
+    const ack = await c.connect({ username, properties: { authenticationMethod: method } }, 5)
+    assert.equal(ack.reasonCode, 0x8c)
+    assert.match(ack.properties?.reasonString ?? '', /SCRAM-SHA-256/)
+    await c.expectClosed()
+  }
+  // without a method nothing changes: the same allow-everyone hook lets a plain CONNECT in
+  const plain = await RawClient.open(t, broker, 5)
+  assert.equal((await plain.connect({ username: 'anyone' }, 5)).reasonCode, 0)
+  assert.deepEqual(seen, ['s3cret', 's3cret', 'nope'])
+})
+
+test('MQTT 5: Authentication Data without an Authentication Method is a protocol error (0x82)', async (t) => {
+  const broker = await startBroker(t)
+  const c = await RawClient.open(t, broker, 5)
+  const ack = await c.connect({ properties: { authenticationData: Buffer.from('x') } }, 5)
+  assert.equal(ack.reasonCode, 0x82)
+})
+
 test('a throwing or hanging authenticate hook denies within its deadline while other clients keep working', async (t) => {
   const broker = await startBroker(t, {
     hooks: [defineHook({
