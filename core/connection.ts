@@ -40,6 +40,8 @@ export class Connection implements Outlet {
   connectSeen = false
   /** set by a DISCONNECT packet: a normal close, no will unless reason 0x04 */
   cleanDisconnect = false
+  /** the MQTT 5 Authentication Method the client was accepted with (re-authentication uses it) */
+  authMethod: string | undefined = undefined
   /** client limits from CONNECT (MQTT 5) */
   sendWindow = 65535
   maxOutgoingPacket = 268435455

@@ -20,6 +20,8 @@ export interface AuthenticateInput {
    */
   authenticationMethod?: string
   authenticationData?: Buffer
+  /** set when a connected client re-authenticates (an AUTH packet, reason 0x19): no password then */
+  reauthenticate?: true
 }
 
 export type Decision<Allow extends object = object> =

@@ -145,6 +145,7 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
     return
   }
   if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
+  conn.authMethod = plan.authMethod
   const cluster = broker.cluster
   if (cluster === undefined) return openSession(conn, plan)
   if (!cluster.available && (plan.expiryInterval > 0 || !plan.cleanStart)) {

@@ -7,6 +7,7 @@ import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from './acks.
 import { handleSubscribe } from './subscribe.js'
 import { handleUnsubscribe } from './unsubscribe.js'
 import { handleDisconnect } from './disconnect.js'
+import { handleAuth } from './auth.js'
 
 /**
  * The dispatcher enforces the connection rules; each handler does one packet
@@ -29,7 +30,7 @@ export function dispatch(conn: Connection, packet: Packet): void | Promise<void>
     case 'unsubscribe': return handleUnsubscribe(conn, packet)
     case 'pingreq': conn.write({ cmd: 'pingresp' }); return
     case 'disconnect': return handleDisconnect(conn, packet)
-    case 'auth': throw protocolError('enhanced authentication is not supported')
+    case 'auth': return handleAuth(conn, packet)
     default: throw protocolError(`${packet.cmd.toUpperCase()} is not sent by clients`)
   }
 }

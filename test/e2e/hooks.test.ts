@@ -155,6 +155,47 @@ test('MQTT 5 enhanced authentication in one step: a hook naming the method accep
   assert.deepEqual(seen, ['s3cret', 's3cret', 'nope'])
 })
 
+test('MQTT 5 re-authentication: AUTH 0x19 with the CONNECT method runs the authenticate hooks again; success answers AUTH 0x00, failure DISCONNECT 0x87 [MQTT-4.12.1-2]; a wrong method or no method on CONNECT is a protocol error', async (t) => {
+  const calls: Array<{ data?: string; again?: true; password?: string }> = []
+  const users: unknown[] = []
+  const broker = await startBroker(t, {
+    hooks: [defineHook({
+      name: 'token',
+      authenticate: ({ authenticationMethod, authenticationData, reauthenticate, password, username }) => {
+        if (authenticationMethod === undefined) return username === 'plain' ? true : undefined
+        calls.push({ data: authenticationData?.toString(), again: reauthenticate, password: password?.toString() })
+        return authenticationData?.toString().startsWith('ok') ? { allow: true, user: authenticationData.toString(), authenticationMethod } : { deny: 'token expired' }
+      },
+      authorizePublish: ({ client }) => { users.push(client.user) },
+    })],
+  })
+  const c = await RawClient.open(t, broker, 5)
+  assert.equal((await c.connect({ username: 'token-client', password: Buffer.from('pw'), properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('ok-1') } }, 5)).reasonCode, 0)
+  c.send({ cmd: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('ok-2') } }, 5)
+  const ack = await c.expect('auth')
+  assert.equal(ack.reasonCode, 0)
+  assert.equal(ack.properties?.authenticationMethod, 'TOKEN')
+  // the new user record is what later hooks see
+  c.send({ cmd: 'publish', topic: 'who', payload: Buffer.from('x'), qos: 1, messageId: 7, retain: false, dup: false }, 5)
+  await c.expect('puback')
+  assert.deepEqual(users, ['ok-2'])
+  c.send({ cmd: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('stale') } }, 5)
+  const bye = await c.expect('disconnect')
+  assert.equal(bye.reasonCode, 0x87)
+  assert.equal(bye.properties?.reasonString, 'token expired')
+  await c.expectClosed()
+  assert.deepEqual(calls, [{ data: 'ok-1', again: undefined, password: 'pw' }, { data: 'ok-2', again: true, password: undefined }, { data: 'stale', again: true, password: undefined }])
+  // another method than CONNECT's, and AUTH from a client that connected without one: protocol errors
+  const other = await RawClient.open(t, broker, 5)
+  await other.connect({ properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('ok-3') } }, 5)
+  other.send({ cmd: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'SCRAM-SHA-1' } }, 5)
+  assert.equal((await other.expect('disconnect')).reasonCode, 0x82)
+  const plain = await RawClient.open(t, broker, 5)
+  assert.equal((await plain.connect({ username: 'plain' }, 5)).reasonCode, 0)
+  plain.send({ cmd: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'TOKEN' } }, 5)
+  assert.equal((await plain.expect('disconnect')).reasonCode, 0x82)
+})
+
 test('MQTT 5: Authentication Data without an Authentication Method is a protocol error (0x82)', async (t) => {
   const broker = await startBroker(t)
   const c = await RawClient.open(t, broker, 5)
