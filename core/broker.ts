@@ -51,8 +51,10 @@ export interface BrokerPlugin {
 }
 
 export interface BrokerStats {
-  received: number
-  sent: number
+  /** PUBLISH packets received from clients, by QoS */
+  received: [number, number, number]
+  /** PUBLISH packets sent to clients, by QoS */
+  sent: [number, number, number]
   dropped: number
   connectionsTotal: number
 }
@@ -64,7 +66,7 @@ export class Broker {
   readonly stores: Stores
   readonly router = new Router()
   readonly sessions: SessionManager
-  readonly stats: BrokerStats = { received: 0, sent: 0, dropped: 0, connectionsTotal: 0 }
+  readonly stats: BrokerStats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0 }
   readonly id: string
   readonly startedAt = Date.now()
   hooks: HookRunner
@@ -147,6 +149,11 @@ export class Broker {
       if (disconnect) conn.closeWith(ReasonCode.NotAuthorized, `subscription ${filter} is no longer authorized`)
     }
     return true
+  }
+
+  /** new → listening (plugins starting, then listeners open: `ready`) → closing → closed */
+  get phase(): 'new' | 'listening' | 'closing' | 'closed' {
+    return this.state
   }
 
   get connectionCount(): number {

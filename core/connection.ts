@@ -240,7 +240,7 @@ export class Connection implements Outlet {
       this.broker.stats.dropped++
       return false
     }
-    this.broker.stats.sent++
+    this.broker.stats.sent[qos]++
     if (!this.writeBytes(buf)) this.congested()
     return true
   }

@@ -55,6 +55,10 @@ export const hookmqConfigSchema = configSchema.extend({
     .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'webhook names must be unique')
     .describe('webhook forwarding rules'),
   redis: redisSchema.optional().describe('Redis: persistent sessions, retained messages and the durable webhook outbox; the nodes on one Redis form one broker'),
+  http: z.union([z.literal(false), z.strictObject({
+    port: z.int().min(0).max(65535).default(9883).describe('HTTP endpoint port (0 picks a free port)'),
+    host: z.string().min(1).optional().describe('bind address; defaults to `host`'),
+  })]).default(false).describe('HTTP endpoint with /health, /metrics (Prometheus) and /hooks, or false'),
 })
 
 export type WebhookConfig = z.output<typeof webhookSchema>

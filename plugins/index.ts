@@ -6,6 +6,7 @@ import { RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore, RedisSessionStore } from './redis/stores.js'
 import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
 import { WebhookPlugin, type WebhookStatus } from './webhook/index.js'
+import { HttpEndpoint } from './http/index.js'
 import type { DeadBatch } from './webhook/delivery.js'
 import type { HookDefinition } from './define.js'
 import { HookHost, type HookStatus } from './host.js'
@@ -32,7 +33,7 @@ export type { DeadBatch, Delivery } from './webhook/delivery.js'
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyHook = HookDefinition<any>
 
-export interface HookmqOptions extends Omit<BrokerOptions, 'hooks' | 'hooksDir'>, Pick<HookmqConfigInput, 'webhooks' | 'redis'> {
+export interface HookmqOptions extends Omit<BrokerOptions, 'hooks' | 'hooksDir'>, Pick<HookmqConfigInput, 'webhooks' | 'redis' | 'http'> {
   /**
    * Per-hook config values (`{ acl: {...} }`), or hook objects to run:
    * `[defineHook(...), { hook, config }]`.
@@ -46,6 +47,8 @@ export type HookmqBroker = Broker & {
   readonly hookHost: HookHost
   /** every hook's state: loaded/failed, version, load time, calls, denies, errors, p99 */
   hookStatus(): HookStatus[]
+  /** the HTTP endpoint's base URL once listening (`http` configured), else undefined */
+  httpUrl(): string | undefined
   readonly webhooks: {
     status(): WebhookStatus[]
     deadLetters(webhook?: string): Promise<DeadBatch[]>
@@ -58,14 +61,14 @@ export type HookmqBroker = Broker & {
 export const hookModules: Record<string, unknown> = { hookmq: self, zod, 'zod/v4': zod }
 
 export function createBroker(options: HookmqOptions = {}): HookmqBroker {
-  const { hooks, hooksDir, webhooks: webhookInput, redis: redisInput, ...rest } = options
+  const { hooks, hooksDir, webhooks: webhookInput, redis: redisInput, http: httpInput, ...rest } = options
   const objects = Array.isArray(hooks) ? hooks.map((h) => ('hook' in h && typeof h.hook === 'object' ? h : { hook: h as AnyHook, config: undefined })) : []
   const hookConfig = Array.isArray(hooks)
     ? Object.fromEntries(objects.filter((o) => o.config !== undefined).map((o) => [o.hook.name, o.config]))
     : hooks ?? {}
   const plain: Record<string, unknown> = { ...rest }
   for (const k of ['stores', 'hookRunner', 'logger']) delete plain[k]
-  const full = parseConfigWith(hookmqConfigSchema, { ...plain, hooks: hookConfig, webhooks: webhookInput, redis: redisInput, ...(hooksDir !== undefined ? { hooksDir } : {}) })
+  const full = parseConfigWith(hookmqConfigSchema, { ...plain, hooks: hookConfig, webhooks: webhookInput, redis: redisInput, http: httpInput, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   // commands fail at once while Redis is away (no offline queue): what needs Redis is refused, not left waiting
   const redis = full.redis ? openRedis(full.redis, { enableAutoPipelining: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 }) : undefined
   const log = rest.logger ?? createLogger(full.log.level)
@@ -134,12 +137,14 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   }
   if (rest.hookRunner === undefined) broker.hooks = host // an embedder's own runner replaces the host's decisions
   broker.use(host)
+  const endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: () => host.status(), webhooks: () => webhooks?.status() ?? [] }, broker.log.child({ plugin: 'http' }))
+  if (endpoint) broker.use(endpoint)
   const webhookApi = {
     status: () => webhooks?.status() ?? [],
     deadLetters: (name?: string) => webhooks?.deadLetters(name) ?? Promise.resolve([]),
     replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
   }
-  return Object.assign(broker, { hookHost: host, hookStatus: () => host.status(), webhooks: webhookApi })
+  return Object.assign(broker, { hookHost: host, hookStatus: () => host.status(), httpUrl: () => endpoint?.url(), webhooks: webhookApi })
 }
 
 /** QUIT, or drop the connection when Redis does not answer within a second. */

@@ -29,7 +29,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
       throw new HookmqError('RECEIVE_MAXIMUM_EXCEEDED', 'more unacknowledged QoS 1/2 messages than Receive Maximum') // [MQTT-3.3.4-9]
     }
   }
-  conn.broker.stats.received++
+  conn.broker.stats.received[qos]++
   const message = toMessage(conn, packet, topic)
   const broker = conn.broker
   broker.publishing = conn // lets a congested subscriber pause this publisher

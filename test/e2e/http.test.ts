@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { connect, hooksFolder, startBroker, startRedis, startSink, until, writeHook } from '../helpers.js'
+
+async function get(base: string, path: string, method = 'GET'): Promise<{ status: number; type: string | null; body: string }> {
+  const res = await fetch(base + path, { method })
+  return { status: res.status, type: res.headers.get('content-type'), body: await res.text() }
+}
+
+/** the value of one sample line of the Prometheus text (`name{labels} value`) */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '))
+  return line === undefined ? undefined : Number(line.slice(series.length + 1))
+}
+
+test('HTTP endpoint: /health, /metrics (Prometheus text) with per-QoS message counts, hook and webhook figures; /hooks; 404 and 405', async (t) => {
+  const dir = hooksFolder(t)
+  const sink = await startSink(t)
+  sink.respond = (_req, res) => { res.writeHead(500).end() } // every delivery fails and is retried
+  const broker = await startBroker(t, {
+    hooksDir: dir,
+    sys: { enabled: false },
+    http: { port: 0 },
+    webhooks: [{ name: 'audit', url: sink.url, topics: ['m/#'], batch: { maxSize: 10, maxWaitMs: 5 }, retry: { maxAttempts: 2, minDelayMs: 10, maxDelayMs: 20 } }],
+  })
+  await writeHook(broker, join(dir, 'acl.ts'), `
+import { defineHook } from 'hookmq'
+export default defineHook({ name: 'acl', authorizePublish: ({ topic }) => (topic === 'm/secret' ? { deny: 'no' } : undefined) })
+`)
+  const base = broker.httpUrl()!
+  assert.match(base, /^http:\/\/127\.0\.0\.1:\d+$/) // loopback, like every listener without a host
+
+  const health = await get(base, '/health')
+  assert.equal(health.status, 200)
+  assert.equal(health.type, 'application/json')
+  assert.deepEqual({ ...JSON.parse(health.body), uptimeSeconds: 0 }, { status: 'ok', node: broker.id, uptimeSeconds: 0, connections: 0 })
+
+  const c = await connect(t, broker)
+  await c.publishAsync('m/a', 'x', { qos: 0 })
+  await c.publishAsync('m/b', 'x', { qos: 1 })
+  await c.publishAsync('m/c', 'x', { qos: 1 })
+  await c.publishAsync('m/secret', 'x', { qos: 1 })
+  await c.publishAsync('m/d', 'x', { qos: 2 })
+  await c.publishAsync('r/1', 'x', { qos: 1, retain: true }) // acknowledged: everything before it has been handled
+  await until(() => broker.webhooks.status()[0]!.deadLettered > 0, 5000, 'a dead letter')
+
+  const m = await get(base, '/metrics')
+  assert.equal(m.status, 200)
+  assert.match(m.type ?? '', /^text\/plain; version=0\.0\.4/)
+  assert.equal(sample(m.body, 'hookmq_connections'), 1)
+  assert.equal(sample(m.body, 'hookmq_messages_received_total{qos="0"}'), 1)
+  assert.equal(sample(m.body, 'hookmq_messages_received_total{qos="1"}'), 4)
+  assert.equal(sample(m.body, 'hookmq_messages_received_total{qos="2"}'), 1)
+  assert.equal(sample(m.body, 'hookmq_retained_messages'), 1)
+  assert.equal(sample(m.body, 'hookmq_hook_loaded{hook="acl"}'), 1)
+  assert.equal(sample(m.body, 'hookmq_hook_calls_total{hook="acl"}'), 6)
+  assert.equal(sample(m.body, 'hookmq_hook_denies_total{hook="acl"}'), 1)
+  assert.ok(sample(m.body, 'hookmq_webhook_retries_total{webhook="audit"}')! >= 1)
+  assert.ok(sample(m.body, 'hookmq_webhook_dead_lettered_total{webhook="audit"}')! >= 1)
+  assert.ok(sample(m.body, 'process_resident_memory_bytes')! > 0) // Node.js process metrics too
+  assert.ok(m.body.includes('# TYPE hookmq_messages_received_total counter'))
+
+  // a subscriber: what it is sent is counted by QoS
+  const s = await connect(t, broker)
+  await s.subscribeAsync('m/#', { qos: 1 })
+  await c.publishAsync('m/e', 'x', { qos: 1 })
+  await until(async () => sample((await get(base, '/metrics')).body, 'hookmq_messages_sent_total{qos="1"}') === 1, 3000, 'one QoS 1 message sent')
+
+  const hooks = JSON.parse((await get(base, '/hooks')).body) as Array<{ name: string; state: string; denies: number }>
+  assert.deepEqual(hooks.map((h) => [h.name, h.state, h.denies]), [['acl', 'loaded', 1]])
+  assert.equal((await get(base, '/nope')).status, 404)
+  assert.equal((await get(base, '/health', 'POST')).status, 405)
+  assert.equal((await get(base, '/health', 'HEAD')).status, 200)
+})
+
+test('HTTP /health answers 503 "redis unavailable" while Redis is down (and /metrics still answers) and 200 again once it is back', async (t) => {
+  const redis = await startRedis(t)
+  const broker = await startBroker(t, { ws: false, sys: { enabled: false }, http: { port: 0 }, redis: { url: redis.url, heartbeatMs: 100 } })
+  const base = broker.httpUrl()!
+  assert.equal((await get(base, '/health')).status, 200)
+  assert.equal(JSON.parse((await get(base, '/health')).body).redis, 'up')
+  await redis.stop()
+  await until(async () => (await get(base, '/health')).status === 503, 10000, '/health to answer 503')
+  const down = JSON.parse((await get(base, '/health')).body)
+  assert.equal(down.status, 'redis unavailable')
+  assert.equal(sample((await get(base, '/metrics')).body, 'hookmq_redis_available'), 0)
+  await redis.start()
+  await until(async () => (await get(base, '/health')).status === 200, 15000, '/health to answer 200 again')
+  assert.equal(sample((await get(base, '/metrics')).body, 'hookmq_redis_available'), 1)
+})
