@@ -17,6 +17,7 @@ const USAGE = `usage: hookmq [options]
   --port N          MQTT TCP port (default 1883)
   --ws-port N       WebSocket port (default 8083)
   --no-ws           do not open the WebSocket listener
+  --http N          open the HTTP endpoint (/health, /metrics, /hooks) on port N
   --hooks DIR       hooks folder (default ./hooks)
   --redis URL       Redis for sessions, retained messages and the webhook outbox (redis://host:port/db)
   --log-level LVL   fatal|error|warn|info|debug|trace|silent
@@ -78,6 +79,7 @@ export async function resolveConfig(argv: string[]): Promise<HookmqConfigInput |
         port: { type: 'string' },
         'ws-port': { type: 'string' },
         'no-ws': { type: 'boolean' },
+        http: { type: 'string' },
         hooks: { type: 'string' },
         redis: { type: 'string' },
         'log-level': { type: 'string' },
@@ -102,6 +104,7 @@ export async function resolveConfig(argv: string[]): Promise<HookmqConfigInput |
   if (flags.port !== undefined) config.port = toPort('--port', flags.port)
   if (flags['ws-port'] !== undefined) config.ws = { ...(typeof config.ws === 'object' ? config.ws : {}), port: toPort('--ws-port', flags['ws-port']) }
   if (flags['no-ws']) config.ws = false
+  if (flags.http !== undefined) config.http = { ...(typeof config.http === 'object' ? config.http : {}), port: toPort('--http', flags.http) }
   if (flags.hooks !== undefined) config.hooksDir = flags.hooks
   if (flags.redis !== undefined) config.redis = { ...(typeof config.redis === 'object' ? config.redis : {}), url: flags.redis }
   if (flags['log-level'] !== undefined) config.log = { ...(typeof config.log === 'object' ? config.log : {}), level: flags['log-level'] }

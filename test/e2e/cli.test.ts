@@ -59,15 +59,20 @@ test('Redis unreachable at start-up: one line naming it (without the password), 
   assert.doesNotMatch(stderr, /secret/)
 })
 
-test('the CLI logs its listeners, serves clients, and SIGTERM closes gracefully (v5: DISCONNECT 0x8B), exit 0', async (t) => {
+test('the CLI logs its listeners (and --http its endpoint), serves clients, and SIGTERM closes gracefully (v5: DISCONNECT 0x8B), exit 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
-  const proc = start(['--port', '0', '--no-ws'], dir)
+  const proc = start(['--port', '0', '--no-ws', '--http', '0'], dir)
   t.after(() => proc.child.kill('SIGKILL'))
   let url = ''
   while (!url) {
     await new Promise<void>((resolve) => proc.child.stdout!.once('data', () => resolve()))
     url = /"url":"(mqtt:\/\/[^"]+)"/.exec(proc.stdout())?.[1] ?? ''
   }
+  const http = /"url":"(http:\/\/[^"]+)"/.exec(proc.stdout())?.[1]
+  assert.ok(http, 'the HTTP endpoint is logged')
+  const health = await fetch(http + '/health')
+  assert.equal(health.status, 200)
+  assert.equal((await health.json() as { status: string }).status, 'ok')
   const client = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 })
   const reason = new Promise<number | undefined>((resolve) => client.on('disconnect', (p) => resolve(p.reasonCode)))
   proc.child.kill('SIGTERM')
