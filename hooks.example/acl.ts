@@ -40,11 +40,19 @@ export default defineHook({
   },
 })
 
-// Rules are split into levels once per config (this runs for every message).
+// Rules are split into levels once per config; a topic is then walked in place,
+// without splitting it, since this runs for every message a client publishes.
+interface Level {
+  text: string
+  /** "+", "#", or a name ("%u" / "%c" in it when template) */
+  kind: '+' | '#' | 'name'
+  template: boolean
+}
+
 interface Compiled {
   superusers: Set<string>
-  deny: Array<{ user: string; what: string; patterns: string[][] }>
-  allow: Array<{ user: string; what: string; patterns: string[][] }>
+  deny: Array<{ user: string; what: string; patterns: Level[][] }>
+  allow: Array<{ user: string; what: string; patterns: Level[][] }>
 }
 
 const cache = new WeakMap<Config, Compiled>()
@@ -52,7 +60,8 @@ const cache = new WeakMap<Config, Compiled>()
 function compiled(config: Config): Compiled {
   let c = cache.get(config)
   if (!c) {
-    const split = (r: Config['rules'][number], what: string) => ({ user: r.user, what, patterns: r.topics.map((t) => t.split('/')) })
+    const level = (text: string): Level => ({ text, kind: text === '+' || text === '#' ? text : 'name', template: text.includes('%') })
+    const split = (r: Config['rules'][number], what: string) => ({ user: r.user, what, patterns: r.topics.map((t) => t.split('/').map(level)) })
     c = {
       superusers: new Set(config.superusers),
       deny: config.rules.flatMap((r) => ('deny' in r ? [split(r, r.deny)] : [])),
@@ -67,16 +76,15 @@ function compiled(config: Config): Compiled {
 function decide(c: Compiled, client: ClientInfo, what: 'publish' | 'subscribe', topic: string) {
   const user = userName(client)
   if (user !== undefined && c.superusers.has(user)) return true
-  const levels = topic.split('/')
-  if (matches(c.deny, what, levels, user, client.id)) return { deny: `${what} to ${topic} is denied` }
-  if (matches(c.allow, what, levels, user, client.id)) return true
+  if (matches(c.deny, what, topic, user, client.id)) return { deny: `${what} to ${topic} is denied` }
+  if (matches(c.allow, what, topic, user, client.id)) return true
   return { deny: `no rule allows ${what} to ${topic}` }
 }
 
-function matches(rules: Compiled['deny'], what: string, levels: string[], user: string | undefined, clientId: string): boolean {
+function matches(rules: Compiled['deny'], what: string, topic: string, user: string | undefined, clientId: string): boolean {
   for (const r of rules) {
     if ((r.what !== what && r.what !== 'both') || (r.user !== '*' && r.user !== user)) continue
-    for (const p of r.patterns) if (covers(p, levels, user, clientId)) return true
+    for (const p of r.patterns) if (covers(p, topic, user, clientId)) return true
   }
   return false
 }
@@ -88,22 +96,28 @@ function userName(client: ClientInfo): string | undefined {
 
 /**
  * True when every topic matched by the filter `f` is also matched by the pattern
- * `p` (levels; "%u" is the user name, "%c" the client id; a pattern needing a user
- * name does not apply without one).
+ * `p` ("%u" is the user name, "%c" the client id; a pattern needing a user name
+ * does not apply without one). `f`'s levels are read in place: `start` is where
+ * the current one begins, past the end when there are no more.
  */
-function covers(p: string[], f: string[], user: string | undefined, clientId: string): boolean {
+function covers(p: Level[], f: string, user: string | undefined, clientId: string): boolean {
+  let start = 0
   for (let i = 0; i < p.length; i++) {
     const level = p[i]!
-    if (level === '#') return !(i === 0 && f[0]!.startsWith('$'))
-    if (i >= f.length || f[i] === '#') return false
-    if (level === '+') {
-      if (i === 0 && f[0]!.startsWith('$')) return false
-      continue
+    if (level.kind === '#') return !(i === 0 && f.startsWith('$'))
+    if (start > f.length) return false // the filter has fewer levels
+    let end = f.indexOf('/', start)
+    if (end === -1) end = f.length
+    if (end - start === 1 && f.charCodeAt(start) === 35) return false // "#" in the filter: more than a pattern level covers
+    if (level.kind === '+') {
+      if (i === 0 && f.startsWith('$')) return false
+    } else {
+      const want = level.template ? expand(level.text, user, clientId) : level.text
+      if (want === undefined || want.length !== end - start || !f.startsWith(want, start)) return false
     }
-    const want = level.includes('%') ? expand(level, user, clientId) : level
-    if (want === undefined || want !== f[i]) return false
+    start = end + 1
   }
-  return p.length === f.length
+  return start === f.length + 1 // and the filter has no more levels
 }
 
 function expand(level: string, user: string | undefined, clientId: string): string | undefined {
