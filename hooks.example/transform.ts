@@ -20,7 +20,22 @@ export default defineHook({
       return null // not JSON: drop
     }
     if (reading === null || typeof reading !== 'object' || Array.isArray(reading)) return null
-    const enriched = { ...reading, receivedAt: new Date().toISOString(), clientId: client?.id ?? null }
+    // the object was just parsed and is ours: add to it rather than copy it (this runs for every message)
+    const enriched = reading as Record<string, unknown>
+    enriched.receivedAt = isoNow()
+    enriched.clientId = client?.id ?? null
     return { payload: JSON.stringify(enriched) }
   },
 })
+
+// One ISO timestamp per millisecond, not one Date per message.
+let lastMs = 0
+let lastIso = ''
+function isoNow(): string {
+  const now = Date.now()
+  if (now !== lastMs) {
+    lastMs = now
+    lastIso = new Date(now).toISOString()
+  }
+  return lastIso
+}
