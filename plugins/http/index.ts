@@ -4,8 +4,10 @@ import type { Broker, BrokerPlugin, Logger } from '../../core/index.js'
 import { createMetrics, type MetricSources } from './metrics.js'
 
 // The operator's HTTP endpoint (off unless configured, loopback unless a host
-// is given): /health for load balancers and orchestrators, /metrics for
-// Prometheus, /hooks for the state of every hook.
+// is given): /health (ready to serve: for load balancers and readiness probes),
+// /live (the process answers: for liveness probes, which must not restart a
+// node because Redis is away), /metrics for Prometheus, /hooks for the state
+// of every hook.
 
 export interface HttpConfig {
   port: number
@@ -29,6 +31,7 @@ export class HttpEndpoint implements BrokerPlugin {
       }
       const path = (req.url ?? '/').split('?')[0]
       if (path === '/health') return this.health(broker, res)
+      if (path === '/live') return json(res, 200, { status: 'alive', node: broker.id })
       if (path === '/hooks') return json(res, 200, this.sources.hooks())
       if (path === '/metrics') {
         metrics.text().then((text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text), (err: unknown) => {
@@ -37,7 +40,7 @@ export class HttpEndpoint implements BrokerPlugin {
         })
         return
       }
-      json(res, 404, { error: 'not found', paths: ['/health', '/metrics', '/hooks'] })
+      json(res, 404, { error: 'not found', paths: ['/health', '/live', '/metrics', '/hooks'] })
     })
     const host = this.config.host ?? broker.config.host
     await new Promise<void>((resolve, reject) => {
@@ -49,7 +52,7 @@ export class HttpEndpoint implements BrokerPlugin {
     })
     server.on('error', (err) => this.log.error({ err }, 'HTTP endpoint error'))
     this.server = server
-    this.log.info({ url: this.url() }, 'HTTP endpoint (/health, /metrics, /hooks) listening')
+    this.log.info({ url: this.url() }, 'HTTP endpoint (/health, /live, /metrics, /hooks) listening')
   }
 
   /** 200 while the broker takes clients and, with Redis, Redis answers; 503 otherwise, with why. */

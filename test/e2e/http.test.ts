@@ -74,7 +74,7 @@ export default defineHook({ name: 'acl', authorizePublish: ({ topic }) => (topic
   assert.equal((await get(base, '/health', 'HEAD')).status, 200)
 })
 
-test('HTTP /health answers 503 "redis unavailable" while Redis is down (and /metrics still answers) and 200 again once it is back', async (t) => {
+test('HTTP /health answers 503 "redis unavailable" while Redis is down (while /live and /metrics still answer) and 200 again once it is back', async (t) => {
   const redis = await startRedis(t)
   const broker = await startBroker(t, { ws: false, sys: { enabled: false }, http: { port: 0 }, redis: { url: redis.url, heartbeatMs: 100 } })
   const base = broker.httpUrl()!
@@ -84,6 +84,7 @@ test('HTTP /health answers 503 "redis unavailable" while Redis is down (and /met
   await until(async () => (await get(base, '/health')).status === 503, 10000, '/health to answer 503')
   const down = JSON.parse((await get(base, '/health')).body)
   assert.equal(down.status, 'redis unavailable')
+  assert.equal((await get(base, '/live')).status, 200) // a liveness probe must not restart the node for it
   assert.equal(sample((await get(base, '/metrics')).body, 'hookmq_redis_available'), 0)
   await redis.start()
   await until(async () => (await get(base, '/health')).status === 200, 15000, '/health to answer 200 again')
