@@ -17,7 +17,7 @@ const USAGE = `usage: hookmq [options]
   --port N          MQTT TCP port (default 1883)
   --ws-port N       WebSocket port (default 8083)
   --no-ws           do not open the WebSocket listener
-  --http N          open the HTTP endpoint (/health, /metrics, /hooks) on port N
+  --http N          open the HTTP endpoint (/health, /live, /metrics, /hooks) on port N
   --hooks DIR       hooks folder (default ./hooks)
   --redis URL       Redis for sessions, retained messages and the webhook outbox (redis://host:port/db)
   --log-level LVL   fatal|error|warn|info|debug|trace|silent
