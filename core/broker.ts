@@ -5,9 +5,10 @@ import type { Cluster } from './cluster.js'
 import { Connection, type ListenerInfo } from './connection.js'
 import { ReasonCode } from './errors.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
-import { isPromise, passThroughHooks, type HookRunner, type PublishDecision } from './hooks.js'
+import { passThroughHooks, type HookRunner } from './hooks.js'
 import { startListeners, type Listener } from './listeners/index.js'
 import { createLogger, type Logger } from './logger.js'
+import { PublishPipeline } from './pipeline.js'
 import { Router } from './router.js'
 import type { Session } from './session.js'
 import { SessionManager } from './sessions.js'
@@ -66,6 +67,8 @@ export class Broker {
   readonly stores: Stores
   readonly router = new Router()
   readonly sessions: SessionManager
+  /** authorize, transform, route: what every published message goes through */
+  readonly pipeline: PublishPipeline
   readonly stats: BrokerStats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0 }
   readonly id: string
   readonly startedAt = Date.now()
@@ -79,8 +82,6 @@ export class Broker {
   private sys: SysPublisher | undefined
   private state: 'new' | 'listening' | 'closing' | 'closed' = 'new'
   private readonly plugins: BrokerPlugin[] = []
-  private taps: BrokerPlugin[] = []
-  private readonly publishAllowedByDefault: boolean
   private readonly leaveBus: () => void
 
   constructor(options: BrokerOptions = {}) {
@@ -93,9 +94,9 @@ export class Broker {
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')
     this.sessions = new SessionManager(this)
-    this.publishAllowedByDefault = this.config.defaults.publish === 'allow'
+    this.pipeline = new PublishPipeline(this)
     this.router.nodeId = this.id
-    this.leaveBus = this.stores.bus.subscribe((message) => (message.node !== this.id ? this.routeLocal(message) : undefined))
+    this.leaveBus = this.stores.bus.subscribe((message) => (message.node !== this.id ? this.pipeline.routeLocal(message) : undefined))
   }
 
   on<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): this {
@@ -117,7 +118,7 @@ export class Broker {
   use(plugin: BrokerPlugin): this {
     if (this.state !== 'new') throw new Error('broker.use() must come before listen()')
     this.plugins.push(plugin)
-    if (plugin.onPublish) this.taps = [...this.taps, plugin]
+    if (plugin.onPublish) this.pipeline.taps = [...this.pipeline.taps, plugin]
     return this
   }
 
@@ -199,68 +200,7 @@ export class Broker {
   publish(options: PublishOptions): Promise<void> {
     const payload = options.payload === undefined ? Buffer.alloc(0) : typeof options.payload === 'string' ? Buffer.from(options.payload) : options.payload
     const message = newMessage(options.topic, payload, options.qos ?? 0, options.retain ?? false, undefined, options.properties)
-    return Promise.resolve(this.transformAndRoute(undefined, message)).then(noop)
-  }
-
-  /**
-   * The publish pipeline for client messages (and wills): built-in rules, then
-   * authorizePublish, then transform, then routing. Answers the reason code for
-   * the PUBACK/PUBREC, synchronously when nothing had to wait.
-   */
-  ingest(client: ClientInfo, message: Message): number | Promise<number> {
-    if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
-    if (this.publishAllowedByDefault && !this.hooks.appliesToPublish(message.topic)) return this.route(message, client)
-    const d = this.hooks.authorizePublish(client, message)
-    if (isPromise(d)) return d.then((r) => this.afterAuthorize(r, client, message), () => ReasonCode.NotAuthorized)
-    return this.afterAuthorize(d, client, message)
-  }
-
-  private afterAuthorize(d: PublishDecision, client: ClientInfo, message: Message): number | Promise<number> {
-    if (d.result === 'deny' || (d.result === 'pass' && !this.publishAllowedByDefault)) return d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
-    return this.transformAndRoute(client, message)
-  }
-
-  private transformAndRoute(client: ClientInfo | undefined, message: Message): number | Promise<number> {
-    const t = this.hooks.transform(client, message)
-    if (isPromise(t)) return t.then((m) => (m === null ? ReasonCode.Success : this.route(m, client)), () => this.route(message, client))
-    return t === null ? ReasonCode.Success : this.route(t, client)
-  }
-
-  /** Stores a retained message, tells listeners and other nodes, routes locally. */
-  private route(message: Message, client: ClientInfo | undefined): number | Promise<number> {
-    message.node = this.id
-    let retained: Promise<void> | undefined
-    if (message.retain) retained = this.stores.retained.set(message)
-    if (this.emitter.has('published')) this.emitter.emit('published', message, client)
-    let tapped: Promise<void> | undefined
-    for (let i = 0; i < this.taps.length; i++) {
-      const r = this.taps[i]!.onPublish!(message, client)
-      if (r !== undefined) tapped = tapped === undefined ? r : Promise.all([tapped, r]).then(noop)
-    }
-    const count = this.router.route(message) // before the bus: it decides which node's member of a shared group gets it
-    const writes = this.router.pending
-    const bus = this.stores.bus.publish(message)
-    const delivered = count > 0
-    if (retained === undefined && bus === undefined && tapped === undefined && writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
-    // one wait for everything that must be stored before the publisher is acknowledged
-    const all = writes ?? []
-    if (retained !== undefined) all.push(retained)
-    if (bus !== undefined) all.push(bus)
-    if (tapped !== undefined) all.push(tapped)
-    return Promise.all(all).then(delivered ? success : noSubscribers, this.refused)
-  }
-
-  private readonly refused = (err: unknown): number => {
-    this.log.error({ err }, 'message could not be stored; refused')
-    return ReasonCode.UnspecifiedError
-  }
-
-  /** Routes a message to this node's sessions only (one from another node, or replayed for adopted sessions). */
-  routeLocal(message: Message): number | Promise<number> {
-    const delivered = this.router.route(message) > 0
-    const writes = this.router.pending
-    if (writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
-    return Promise.all(writes).then(delivered ? success : noSubscribers)
+    return Promise.resolve(this.pipeline.transformAndRoute(undefined, message)).then(noop)
   }
 
   /** Sends the retained messages matching a new subscription. */
@@ -350,14 +290,6 @@ export class Broker {
 }
 
 function noop(): void {}
-
-function success(): number {
-  return ReasonCode.Success
-}
-
-function noSubscribers(): number {
-  return ReasonCode.NoMatchingSubscribers
-}
 
 export function createBroker(options: BrokerOptions = {}): Broker {
   return new Broker(options)

@@ -199,7 +199,7 @@ export class SessionManager {
    */
   sendWill(clientId: string, will: Will, client?: ClientInfo): Promise<void> {
     const message = newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties)
-    const r = this.broker.ingest(client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, message)
+    const r = this.broker.pipeline.ingest(client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, message)
     return typeof r === 'number' ? Promise.resolve() : r.then(noop, (err: unknown) => this.broker.log.error({ err, clientId }, 'will publish failed'))
   }
 

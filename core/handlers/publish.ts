@@ -34,7 +34,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   const broker = conn.broker
   broker.publishing = conn // lets a congested subscriber pause this publisher
   if (qos === 0) {
-    const r = broker.ingest(conn.client, message)
+    const r = broker.pipeline.ingest(conn.client, message)
     broker.publishing = null
     return isPromise(r) ? r.then(noop) : undefined
   }
@@ -44,7 +44,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
     acknowledge(conn, qos, messageId, ReasonCode.QuotaExceeded) // refused, not acknowledged and lost: the client may send it again later
     return
   }
-  const r = broker.ingest(conn.client, message)
+  const r = broker.pipeline.ingest(conn.client, message)
   broker.publishing = null
   if (isPromise(r)) return r.then((code) => acknowledge(conn, qos, messageId, code))
   acknowledge(conn, qos, messageId, r)

@@ -1,0 +1,91 @@
+import type { Broker, BrokerPlugin } from './broker.js'
+import { ReasonCode } from './errors.js'
+import { isPromise, type PublishDecision } from './hooks.js'
+import type { ClientInfo, Message } from './types.js'
+
+// What every published message goes through: the built-in rules, the
+// authorizePublish hooks, the transform hooks, then routing (the retained
+// store, listeners, plugin taps, this node's sessions, the other nodes).
+// Each step answers synchronously when it did not have to wait.
+
+export class PublishPipeline {
+  /** plugins that see every routed message (BrokerPlugin.onPublish) */
+  taps: BrokerPlugin[] = []
+  private readonly allowedByDefault: boolean
+
+  constructor(private readonly broker: Broker) {
+    this.allowedByDefault = broker.config.defaults.publish === 'allow'
+  }
+
+  /**
+   * For client messages (and wills): built-in rules, then authorizePublish,
+   * then transform, then routing. Answers the reason code for the PUBACK/PUBREC.
+   */
+  ingest(client: ClientInfo, message: Message): number | Promise<number> {
+    if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
+    if (this.allowedByDefault && !this.broker.hooks.appliesToPublish(message.topic)) return this.route(message, client)
+    const d = this.broker.hooks.authorizePublish(client, message)
+    if (isPromise(d)) return d.then((r) => this.afterAuthorize(r, client, message), () => ReasonCode.NotAuthorized)
+    return this.afterAuthorize(d, client, message)
+  }
+
+  private afterAuthorize(d: PublishDecision, client: ClientInfo, message: Message): number | Promise<number> {
+    if (d.result === 'deny' || (d.result === 'pass' && !this.allowedByDefault)) return d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
+    return this.transformAndRoute(client, message)
+  }
+
+  /** transform hooks, then routing (also for messages published from code) */
+  transformAndRoute(client: ClientInfo | undefined, message: Message): number | Promise<number> {
+    const t = this.broker.hooks.transform(client, message)
+    if (isPromise(t)) return t.then((m) => (m === null ? ReasonCode.Success : this.route(m, client)), () => this.route(message, client))
+    return t === null ? ReasonCode.Success : this.route(t, client)
+  }
+
+  /** Stores a retained message, tells listeners and other nodes, routes locally. */
+  private route(message: Message, client: ClientInfo | undefined): number | Promise<number> {
+    const b = this.broker
+    message.node = b.id
+    let retained: Promise<void> | undefined
+    if (message.retain) retained = b.stores.retained.set(message)
+    if (b.emitter.has('published')) b.emitter.emit('published', message, client)
+    let tapped: Promise<void> | undefined
+    for (let i = 0; i < this.taps.length; i++) {
+      const r = this.taps[i]!.onPublish!(message, client)
+      if (r !== undefined) tapped = tapped === undefined ? r : Promise.all([tapped, r]).then(noop)
+    }
+    const count = b.router.route(message) // before the bus: it decides which node's member of a shared group gets it
+    const writes = b.router.pending
+    const bus = b.stores.bus.publish(message)
+    const delivered = count > 0
+    if (retained === undefined && bus === undefined && tapped === undefined && writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
+    // one wait for everything that must be stored before the publisher is acknowledged
+    const all = writes ?? []
+    if (retained !== undefined) all.push(retained)
+    if (bus !== undefined) all.push(bus)
+    if (tapped !== undefined) all.push(tapped)
+    return Promise.all(all).then(delivered ? success : noSubscribers, this.refused)
+  }
+
+  private readonly refused = (err: unknown): number => {
+    this.broker.log.error({ err }, 'message could not be stored; refused')
+    return ReasonCode.UnspecifiedError
+  }
+
+  /** Routes a message to this node's sessions only (one from another node, or replayed for adopted sessions). */
+  routeLocal(message: Message): number | Promise<number> {
+    const delivered = this.broker.router.route(message) > 0
+    const writes = this.broker.router.pending
+    if (writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
+    return Promise.all(writes).then(delivered ? success : noSubscribers)
+  }
+}
+
+function noop(): void {}
+
+function success(): number {
+  return ReasonCode.Success
+}
+
+function noSubscribers(): number {
+  return ReasonCode.NoMatchingSubscribers
+}
