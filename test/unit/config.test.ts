@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
-import { configReference, parseConfig } from '../../core/config.js'
+import { configReference, parseConfig, parseConfigWith } from '../../core/config.js'
 import { HookmqError } from '../../core/errors.js'
 import { hookmqConfigSchema } from '../../plugins/config.js'
 
@@ -25,6 +25,13 @@ test('a bad value is named with key, value and reason on one line', () => {
 test('an unknown key is refused by name', () => {
   assert.throws(() => parseConfig({ limits: { maxPacketSzie: 10 } }), /unknown key "limits\.maxPacketSzie"/)
   assert.throws(() => parseConfig({ prot: 1 }), /unknown key "prot"/)
+})
+
+test('http: off by default; {} opens it on 9883 (bound to host); bad keys and values are named', () => {
+  assert.equal(parseConfigWith(hookmqConfigSchema, {}).http, false)
+  assert.deepEqual(parseConfigWith(hookmqConfigSchema, { http: {} }).http, { port: 9883 })
+  assert.throws(() => parseConfigWith(hookmqConfigSchema, { http: { prot: 1 } }), /unknown key "http\.prot"/)
+  assert.throws(() => parseConfigWith(hookmqConfigSchema, { http: { port: 70000 } }), /config error: http\.port = 70000: /)
 })
 
 test('README config reference matches the schema', () => {
