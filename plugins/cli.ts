@@ -7,12 +7,12 @@ import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
 import { createBroker, hookModules, type HookmqOptions } from './index.js'
 import { listHookFiles, loadHookModule } from './loader.js'
 import { parseHookConfig } from './lifecycle.js'
-import { HookLoadError } from './compile.js'
+import { HookLoadError, compile, evaluate } from './compile.js'
 
 const USAGE = `usage: hookmq [options]
        hookmq check [DIR]   compile and validate a hooks folder (default ./hooks), exit 1 on any error
        hookmq webhooks dead-letters [--replay] [--config FILE]   list (or queue again) dead letters in Redis
-  --config FILE     config file (.json, .js or .mjs); default ./hookmq.config.json if present
+  --config FILE     config file (.json, .ts, .js or .mjs); default ./hookmq.config.json or .ts if present
   --host ADDR       bind address of the listeners (default 127.0.0.1)
   --port N          MQTT TCP port (default 1883)
   --ws-port N       WebSocket port (default 8083)
@@ -118,11 +118,21 @@ function toPort(flag: string, value: string): number {
   return n
 }
 
+/** Looked for in the working directory, in this order, without --config. */
+const CONFIG_FILES = ['hookmq.config.json', 'hookmq.config.ts', 'hookmq.config.mjs', 'hookmq.config.js']
+
 async function loadConfigFile(file: string | undefined): Promise<object> {
-  const path = resolve(file ?? 'hookmq.config.json')
-  if (!existsSync(path)) {
-    if (file !== undefined) throw new UsageError(`--config ${file}: no such file`)
-    return {}
+  const path = file !== undefined ? resolve(file) : CONFIG_FILES.map((f) => resolve(f)).find((p) => existsSync(p))
+  if (path === undefined) return {}
+  if (!existsSync(path)) throw new UsageError(`--config ${file}: no such file`)
+  if (/\.[cm]?ts$/.test(path)) {
+    // TypeScript, through defineConfig: compiled by esbuild like a hook file ('hookmq' and 'zod' resolve to the broker's own)
+    try {
+      return { ...(evaluate(await compile(path), hookModules) as object | undefined ?? {}) }
+    } catch (err) {
+      const e = err instanceof HookLoadError ? err : new HookLoadError((err as Error).message, path)
+      throw new UsageError(`${e.file ?? path}${e.line ? `:${e.line}:${e.column ?? 0}` : ''}: ${e.message.split('\n')[0]}`)
+    }
   }
   if (path.endsWith('.json')) {
     try {
@@ -135,7 +145,7 @@ async function loadConfigFile(file: string | undefined): Promise<object> {
     const mod = await import(pathToFileURL(path).href) as { default?: object }
     return { ...(mod.default ?? {}) }
   }
-  throw new UsageError(`--config ${file}: expected a .json, .js or .mjs file`)
+  throw new UsageError(`--config ${file}: expected a .json, .ts, .js or .mjs file`)
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -19,6 +19,11 @@ import * as self from './index.js'
 
 export * from '../core/index.js'
 export { defineHook } from './define.js'
+
+/** Identity helper: a `hookmq.config.ts` gets the whole configuration's types (core, webhooks, redis, http). */
+export function defineConfig(config: HookmqConfigInput): HookmqConfigInput {
+  return config
+}
 export type {
   AuthenticateAnswer, Awaitable, CallContext, DenyAnswer, EventContext, EventHandlers, HookContext, HookDefinition, PublishAnswer, PublishInput,
   SubscribeAnswer, SubscribeInput as HookSubscribeInput, TransformAnswer, TransformInput,

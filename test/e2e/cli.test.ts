@@ -51,6 +51,38 @@ test('an unknown config file key is named', async () => {
   assert.match(stderr, /unknown key "portt"/)
 })
 
+test('a hookmq.config.ts (defineConfig) is found, compiled and used; a broken one gives file:line on one line, a bad value names the key', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  writeFileSync(join(dir, 'hookmq.config.ts'), `import { defineConfig } from 'hookmq'
+const port: number = 0
+export default defineConfig({ port, ws: false, http: { port }, log: { level: 'info' } })
+`)
+  const proc = start([], dir)
+  t.after(() => proc.child.kill('SIGKILL'))
+  let http: string | undefined
+  while (http === undefined) {
+    const exited = await Promise.race([new Promise<boolean>((resolve) => proc.child.stdout!.once('data', () => resolve(false))), proc.done.then(() => true)])
+    if (exited) assert.fail(`the CLI exited: ${(await proc.done).stderr}`)
+    http = /"url":"(http:\/\/[^"]+)"/.exec(proc.stdout())?.[1]
+  }
+  assert.equal((await fetch(http + '/live')).status, 200) // http came from the .ts file
+  proc.child.kill('SIGTERM')
+  assert.equal((await proc.done).code, 0)
+
+  const broken = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  writeFileSync(join(broken, 'hookmq.config.ts'), `import { defineConfig } from 'hookmq'\nexport default defineConfig({\n  port: 0,\n  ws: false\n  http: {},\n})\n`)
+  const bad = await start([], broken).done
+  assert.equal(bad.code, 1)
+  assert.equal(bad.stderr.trim().split('\n').length, 1)
+  assert.match(bad.stderr, /hookmq\.config\.ts:5:\d+: /)
+
+  const wrong = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  writeFileSync(join(wrong, 'app.config.ts'), `export default { port: 0, ws: false, limits: { maxInflightMessages: 0 } }\n`)
+  const invalid = await start(['--config', 'app.config.ts'], wrong).done
+  assert.equal(invalid.code, 1)
+  assert.match(invalid.stderr, /limits\.maxInflightMessages = 0/)
+})
+
 test('Redis unreachable at start-up: one line naming it (without the password), exit 1, nothing left running', async () => {
   const port = await freePort() // nothing listens there
   const { code, stderr } = await start(['--port', '0', '--no-ws', '--redis', `redis://user:secret@127.0.0.1:${port}`]).done
