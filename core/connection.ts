@@ -1,4 +1,5 @@
 import { encodePacket, encodePublish } from './codec.js'
+import { Fifo } from './fifo.js'
 import { Flow } from './flow.js'
 import { PacketReader } from './packet-reader.js'
 import type { Packet, IPublishPacket } from 'mqtt-packet'
@@ -51,9 +52,8 @@ export class Connection implements Outlet {
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
   private readonly reader: PacketReader
-  /** packets that arrived while an earlier one's handler was still waiting (from backlogHead on) */
-  private backlog: Packet[] | null = null
-  private backlogHead = 0
+  /** packets that arrived while an earlier one's handler was still waiting */
+  private backlog: Fifo<Packet> | null = null
   private backlogHeld = false
   private genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
@@ -107,7 +107,7 @@ export class Connection implements Outlet {
     }
     if (this.backlog !== null) {
       this.backlog.push(packet)
-      if (!this.backlogHeld && this.backlog.length - this.backlogHead >= MAX_BACKLOG) {
+      if (!this.backlogHeld && this.backlog.length >= MAX_BACKLOG) {
         this.backlogHeld = true // stop reading until the backlog has been worked off
         this.flow.hold()
       }
@@ -126,7 +126,7 @@ export class Connection implements Outlet {
       return false
     }
     if (result === undefined) return true
-    this.backlog ??= []
+    this.backlog ??= new Fifo()
     result.then(() => this.drain(), (err: unknown) => this.fail(err))
     return false
   }
@@ -135,18 +135,11 @@ export class Connection implements Outlet {
   private drain(): void {
     const backlog = this.backlog
     if (backlog === null) return
-    while (this.backlogHead < backlog.length) {
+    while (backlog.length > 0) {
       if (!this.isOpen) return
-      if (!this.run(backlog[this.backlogHead++]!)) {
-        if (this.backlogHead > 1024 && this.backlogHead * 2 > backlog.length) {
-          backlog.splice(0, this.backlogHead) // under steady load it may never run empty
-          this.backlogHead = 0
-        }
-        return
-      }
+      if (!this.run(backlog.shift()!)) return // under steady load it may never run empty: the Fifo compacts itself
     }
     this.backlog = null
-    this.backlogHead = 0
     if (this.backlogHeld) {
       this.backlogHeld = false
       this.flow.release()
