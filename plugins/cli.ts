@@ -7,7 +7,7 @@ import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
 import { createBroker, hookModules, type HookmqOptions } from './index.js'
 import { listHookFiles, loadHookModule } from './loader.js'
 import { parseHookConfig } from './lifecycle.js'
-import { HookLoadError, compile, evaluate } from './compile.js'
+import { HookLoadError, asLoadError, compile, evaluate, where } from './compile.js'
 
 const USAGE = `usage: hookmq [options]
        hookmq check [DIR]   compile and validate a hooks folder (default ./hooks), exit 1 on any error
@@ -130,8 +130,8 @@ async function loadConfigFile(file: string | undefined): Promise<object> {
     try {
       return { ...(evaluate(await compile(path), hookModules) as object | undefined ?? {}) }
     } catch (err) {
-      const e = err instanceof HookLoadError ? err : new HookLoadError((err as Error).message, path)
-      throw new UsageError(`${e.file ?? path}${e.line ? `:${e.line}:${e.column ?? 0}` : ''}: ${e.message.split('\n')[0]}`)
+      const e = asLoadError(err, path)
+      throw new UsageError(`${where(e, path)}: ${e.message.split('\n')[0]}`)
     }
   }
   if (path.endsWith('.json')) {
@@ -181,9 +181,8 @@ async function check(argv: string[]): Promise<number> {
       process.stdout.write(`ok    ${file} (${def.name})\n`)
     } catch (err) {
       failures++
-      const e = err instanceof HookLoadError ? err : new HookLoadError((err as Error).message, file)
-      const where = `${e.file ?? file}${e.line ? `:${e.line}:${e.column ?? 0}` : ''}`
-      process.stdout.write(`error ${where}: ${e.message}\n`)
+      const e = asLoadError(err, file)
+      process.stdout.write(`error ${where(e, file)}: ${e.message}\n`)
     }
   }
   process.stdout.write(`${names.size} hook(s) ok, ${failures} failed\n`)

@@ -26,6 +26,16 @@ export class HookLoadError extends Error implements LoadError {
   }
 }
 
+/** Where a load error points, `file:line:column` (or `file` alone), as every report writes it. */
+export function where(e: LoadError, file = ''): string {
+  return `${e.file ?? file}${e.line ? `:${e.line}:${e.column ?? 0}` : ''}`
+}
+
+/** Any thrown value as a load error of `file` (compile and evaluate throw located ones already). */
+export function asLoadError(err: unknown, file: string): HookLoadError {
+  return err instanceof HookLoadError ? err : new HookLoadError((err as Error).message, file)
+}
+
 export interface Compiled {
   file: string
   code: string

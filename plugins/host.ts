@@ -6,6 +6,7 @@ import type { HookDefinition, PublishInput, TransformInput } from './define.js'
 import { HookStats, invoke, notify, type HookMethod, type Registration } from './invoke.js'
 import { EVENT_NAMES, PASS, toAuthDecision, toPublishDecision, toSubscribeDecision, toTransform, type TransformPatch } from './schemas.js'
 import { applyPatch, parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
+import { where } from './compile.js'
 
 // The plugin host: owns the registrations, runs hooks by their composition
 // rule (decisions: first non-pass wins; transforms: each gets the previous
@@ -108,7 +109,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       out[p + 'denies'] = s.denies
       out[p + 'errors'] = s.errors
       out[p + 'p99ms'] = Number(s.p99Ms.toFixed(3))
-      if (s.error) out[p + 'error'] = `${s.error.file ?? ''}${s.error.line ? `:${s.error.line}:${s.error.column ?? 0}` : ''} ${s.error.message}`.trim()
+      if (s.error) out[p + 'error'] = `${where(s.error)} ${s.error.message}`.trim()
     }
     return out
   }
@@ -231,10 +232,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
   failed(key: string, failure: Omit<LoadFailure, 'at'>, name?: string): void {
     const f = { ...failure, at: Date.now(), name }
     this.failures.set(key, f)
-    const where = failure.file ? `${failure.file}${failure.line ? `:${failure.line}:${failure.column ?? 0}` : ''}` : key
+    const at = failure.file ? where(failure) : key
     const serving = this.entries.find((e) => e.key === key)
     this.options.log.error({ file: failure.file, line: failure.line, column: failure.column, serving: serving?.version ?? null },
-      `hook load failed: ${where}: ${failure.message}${serving ? ` (version ${serving.version} keeps serving)` : ''}`)
+      `hook load failed: ${at}: ${failure.message}${serving ? ` (version ${serving.version} keeps serving)` : ''}`)
     this.events.emit('change', { key, kind: 'failed', name, error: f })
   }
 
