@@ -2,6 +2,7 @@ import type { IAuthPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { ReasonCode, protocolError } from '../errors.js'
 import { isPromise, type AuthenticateDecision } from '../hooks.js'
+import { authenticateInput } from './connect.js'
 
 // AUTH from a connected client: re-authentication, one step, through the same
 // authenticate hooks as CONNECT (a token refreshed before it expires, say).
@@ -14,17 +15,7 @@ export function handleAuth(conn: Connection, packet: IAuthPacket): void | Promis
   if (conn.authMethod === undefined) throw protocolError('AUTH from a client that did not authenticate with a method on CONNECT') // [MQTT-4.12.0-7]
   if (packet.reasonCode !== RE_AUTHENTICATE) throw protocolError(`AUTH with reason 0x${packet.reasonCode.toString(16)}: only re-authentication (0x19) is expected`)
   if (method !== conn.authMethod) throw protocolError('re-authentication must use the Authentication Method of CONNECT') // [MQTT-4.12.1-1]
-  const decision = conn.broker.hooks.authenticate({
-    clientId: conn.client.id,
-    username: conn.client.username,
-    remoteAddress: conn.client.remoteAddress,
-    protocolVersion: conn.protocolVersion,
-    listener: conn.listener.name,
-    certificate: conn.listener.certificate?.(),
-    authenticationMethod: method,
-    authenticationData: packet.properties?.authenticationData,
-    reauthenticate: true,
-  })
+  const decision = conn.broker.hooks.authenticate(authenticateInput(conn, { authenticationMethod: method, authenticationData: packet.properties?.authenticationData, reauthenticate: true }))
   if (isPromise(decision)) return decision.then((d) => finish(conn, d), () => finish(conn, { result: 'deny', reason: 're-authentication failed' }))
   finish(conn, decision)
 }

@@ -2,7 +2,7 @@ import type { IConnectPacket, IConnackPacket } from 'mqtt-packet'
 import { randomBytes } from 'node:crypto'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
-import { isPromise, type AuthenticateDecision } from '../hooks.js'
+import { isPromise, type AuthenticateDecision, type AuthenticateInput } from '../hooks.js'
 import { NEVER_EXPIRES } from '../session.js'
 import { checkTopicName } from '../topic.js'
 
@@ -36,21 +36,25 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
     return
   }
   conn.state = { kind: 'authenticating' }
-  const decision = conn.broker.hooks.authenticate({
-    clientId: plan.clientId,
-    username: packet.username,
-    password: packet.password,
-    remoteAddress: conn.client.remoteAddress,
-    protocolVersion: conn.protocolVersion,
-    listener: conn.listener.name,
-    certificate: conn.listener.certificate?.(),
-    authenticationMethod: plan.authMethod,
-    authenticationData: plan.authMethod === undefined ? undefined : packet.properties?.authenticationData,
-  })
+  // (Authentication Data without a method was refused by checkConnect)
+  const decision = conn.broker.hooks.authenticate(authenticateInput(conn, { password: packet.password, authenticationMethod: plan.authMethod, authenticationData: packet.properties?.authenticationData }))
   if (isPromise(decision)) {
     return decision.then((d) => finishConnect(conn, plan, d), () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }))
   }
   finishConnect(conn, plan, decision)
+}
+
+/** What the authenticate hooks are asked about this connection's client: at CONNECT, and again at a re-authentication (AUTH). */
+export function authenticateInput(conn: Connection, credentials: Pick<AuthenticateInput, 'password' | 'authenticationMethod' | 'authenticationData' | 'reauthenticate'>): AuthenticateInput {
+  return {
+    clientId: conn.client.id,
+    username: conn.client.username,
+    remoteAddress: conn.client.remoteAddress,
+    protocolVersion: conn.protocolVersion,
+    listener: conn.listener.name,
+    certificate: conn.listener.certificate?.(),
+    ...credentials,
+  }
 }
 
 function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | undefined {
