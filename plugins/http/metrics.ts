@@ -28,6 +28,9 @@ export function createMetrics(client: PromClient, src: MetricSources): { content
   const registry = new client.Registry()
   const registers = [registry]
   const b = src.broker
+  // the hooks' and webhooks' figures are read once per scrape, so that every series of one scrape is of the same moment
+  let hooks: HookStatus[] = []
+  let webhooks: WebhookStatus[] = []
   /** a value read at scrape time; NaN when it cannot be read (the retained count while Redis is away) */
   const gauge = (name: string, help: string, read: () => number | Promise<number>): void => {
     new client.Gauge({ name, help, registers, async collect() {
@@ -38,48 +41,58 @@ export function createMetrics(client: PromClient, src: MetricSources): { content
       }
     } })
   }
-  /** a counter whose total is kept elsewhere: set to that total at each scrape */
-  const total = <L extends string>(name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => void): void => {
-    new client.Counter({ name, help, labelNames, registers, collect() {
-      this.reset()
-      read((labels, value) => this.inc(labels, value))
-    } })
+  /** labelled series set to what `read` reports at each scrape; a counter's total is kept elsewhere */
+  const series = <L extends string>(kind: 'counter' | 'gauge', name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => void): void => {
+    if (kind === 'counter') {
+      new client.Counter({ name, help, labelNames, registers, collect() {
+        this.reset()
+        read((labels, value) => this.inc(labels, value))
+      } })
+    } else {
+      new client.Gauge({ name, help, labelNames, registers, collect() {
+        this.reset()
+        read((labels, value) => this.set(labels, value))
+      } })
+    }
   }
-  const labelled = <L extends string>(name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => void): void => {
-    new client.Gauge({ name, help, labelNames, registers, collect() {
-      this.reset()
-      read((labels, value) => this.set(labels, value))
-    } })
-  }
+  const perHook = (kind: 'counter' | 'gauge', name: string, help: string, value: (h: HookStatus) => number): void =>
+    series(kind, name, help, ['hook'], (set) => { for (const h of hooks) set({ hook: h.name }, value(h)) })
+  const perWebhook = (kind: 'counter' | 'gauge', name: string, help: string, value: (w: WebhookStatus) => number): void =>
+    series(kind, name, help, ['webhook'], (set) => { for (const w of webhooks) set({ webhook: w.name }, value(w)) })
 
   gauge('hookmq_connections', 'open client connections', () => b.connectionCount)
-  total('hookmq_connections_accepted_total', 'connections accepted since start', [], (set) => set({}, b.stats.connectionsTotal))
+  series('counter', 'hookmq_connections_accepted_total', 'connections accepted since start', [], (set) => set({}, b.stats.connectionsTotal))
   gauge('hookmq_sessions', 'sessions on this node (connected and offline persistent ones)', () => b.sessions.sessions.size)
   gauge('hookmq_subscriptions', 'subscriptions on this node', () => b.router.tree.size)
   gauge('hookmq_retained_messages', 'retained messages', () => b.stores.retained.count())
-  total('hookmq_messages_received_total', 'PUBLISH packets received from clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.received[i]!)))
-  total('hookmq_messages_sent_total', 'PUBLISH packets sent to clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.sent[i]!)))
-  total('hookmq_messages_dropped_total', 'messages not delivered: a full queue or client buffer, or too large for the client', [], (set) => set({}, b.stats.dropped))
+  series('counter', 'hookmq_messages_received_total', 'PUBLISH packets received from clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.received[i]!)))
+  series('counter', 'hookmq_messages_sent_total', 'PUBLISH packets sent to clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.sent[i]!)))
+  series('counter', 'hookmq_messages_dropped_total', 'messages not delivered: a full queue or client buffer, or too large for the client', [], (set) => set({}, b.stats.dropped))
   if (b.cluster !== undefined) gauge('hookmq_redis_available', '1 while Redis answers (persistent sessions and QoS 1/2 need it)', () => (b.cluster!.available ? 1 : 0))
 
-  const hook = ['hook'] as const
-  labelled('hookmq_hook_loaded', '1 when the hook\'s last load succeeded, 0 when it failed', hook, (set) => src.hooks().forEach((h) => set({ hook: h.name }, h.state === 'loaded' ? 1 : 0)))
-  total('hookmq_hook_calls_total', 'hook calls', hook, (set) => src.hooks().forEach((h) => set({ hook: h.name }, h.calls)))
-  total('hookmq_hook_denies_total', 'deny answers', hook, (set) => src.hooks().forEach((h) => set({ hook: h.name }, h.denies)))
-  total('hookmq_hook_errors_total', 'throws, rejections and invalid answers', hook, (set) => src.hooks().forEach((h) => set({ hook: h.name }, h.errors)))
-  total('hookmq_hook_timeouts_total', 'calls past their deadline', hook, (set) => src.hooks().forEach((h) => set({ hook: h.name }, h.timeouts)))
-  labelled('hookmq_hook_duration_p99_seconds', 'p99 duration of the hook\'s recent calls', hook, (set) => src.hooks().forEach((h) => set({ hook: h.name }, h.p99Ms / 1000)))
+  perHook('gauge', 'hookmq_hook_loaded', '1 when the hook\'s last load succeeded, 0 when it failed', (h) => (h.state === 'loaded' ? 1 : 0))
+  perHook('counter', 'hookmq_hook_calls_total', 'hook calls', (h) => h.calls)
+  perHook('counter', 'hookmq_hook_denies_total', 'deny answers', (h) => h.denies)
+  perHook('counter', 'hookmq_hook_errors_total', 'throws, rejections and invalid answers', (h) => h.errors)
+  perHook('counter', 'hookmq_hook_timeouts_total', 'calls past their deadline', (h) => h.timeouts)
+  perHook('gauge', 'hookmq_hook_duration_p99_seconds', 'p99 duration of the hook\'s recent calls', (h) => h.p99Ms / 1000)
 
-  const webhook = ['webhook'] as const
-  labelled('hookmq_webhook_queued', 'deliveries waiting in the outbox', webhook, (set) => src.webhooks().forEach((w) => set({ webhook: w.name }, w.queued)))
-  labelled('hookmq_webhook_in_flight', 'deliveries in requests not yet answered', webhook, (set) => src.webhooks().forEach((w) => set({ webhook: w.name }, w.inFlight)))
-  total('hookmq_webhook_delivered_total', 'deliveries the endpoint accepted', webhook, (set) => src.webhooks().forEach((w) => set({ webhook: w.name }, w.delivered)))
-  total('hookmq_webhook_retries_total', 'batches sent again after a failure', webhook, (set) => src.webhooks().forEach((w) => set({ webhook: w.name }, w.retried)))
-  total('hookmq_webhook_failed_total', 'failed requests', webhook, (set) => src.webhooks().forEach((w) => set({ webhook: w.name }, w.failed)))
-  total('hookmq_webhook_dead_lettered_total', 'deliveries moved to the dead letters after the last retry', webhook, (set) => src.webhooks().forEach((w) => set({ webhook: w.name }, w.deadLettered)))
-  total('hookmq_webhook_dropped_total', 'deliveries dropped from a full in-memory outbox', webhook, (set) => src.webhooks().forEach((w) => set({ webhook: w.name }, w.dropped)))
-  labelled('hookmq_webhook_latency_p99_seconds', 'p99 request latency', webhook, (set) => src.webhooks().forEach((w) => set({ webhook: w.name }, w.p99LatencyMs / 1000)))
+  perWebhook('gauge', 'hookmq_webhook_queued', 'deliveries waiting in the outbox', (w) => w.queued)
+  perWebhook('gauge', 'hookmq_webhook_in_flight', 'deliveries in requests not yet answered', (w) => w.inFlight)
+  perWebhook('counter', 'hookmq_webhook_delivered_total', 'deliveries the endpoint accepted', (w) => w.delivered)
+  perWebhook('counter', 'hookmq_webhook_retries_total', 'batches sent again after a failure', (w) => w.retried)
+  perWebhook('counter', 'hookmq_webhook_failed_total', 'failed requests', (w) => w.failed)
+  perWebhook('counter', 'hookmq_webhook_dead_lettered_total', 'deliveries moved to the dead letters after the last retry', (w) => w.deadLettered)
+  perWebhook('counter', 'hookmq_webhook_dropped_total', 'deliveries dropped from a full in-memory outbox', (w) => w.dropped)
+  perWebhook('gauge', 'hookmq_webhook_latency_p99_seconds', 'p99 request latency', (w) => w.p99LatencyMs / 1000)
 
   const own = processRegistry
-  return { contentType: registry.contentType, text: async () => (await own.metrics()) + '\n' + (await registry.metrics()) }
+  return {
+    contentType: registry.contentType,
+    text: async () => {
+      hooks = src.hooks()
+      webhooks = src.webhooks()
+      return (await own.metrics()) + '\n' + (await registry.metrics())
+    },
+  }
 }
