@@ -70,10 +70,7 @@ export class Dispatcher {
     if (this.outbox.takeBody !== undefined) { // in memory: the body is written straight from the queue's bytes
       const { body, count } = this.outbox.takeBody(this.config.name, this.config.batch.maxSize, this.bodyStart, ']}')
       this.inFlight++
-      void this.send(body, count, null).finally(() => {
-        this.inFlight--
-        this.kick()
-      })
+      void this.send(body, count, null).finally(this.batchDone)
       this.kick()
       return
     }
@@ -82,10 +79,7 @@ export class Dispatcher {
       this.taking = false
       if (taken.length > 0) {
         this.inFlight++
-        void this.send(this.bodyOf(taken), taken.length, taken).finally(() => {
-          this.inFlight--
-          this.kick()
-        })
+        void this.send(this.bodyOf(taken), taken.length, taken).finally(this.batchDone)
       }
       this.kick()
     }, (err: unknown) => {
@@ -93,6 +87,12 @@ export class Dispatcher {
       this.log.error({ err, webhook: this.config.name }, 'webhook outbox read failed')
       this.sleep(1000).then(() => this.kick(), () => {})
     })
+  }
+
+  /** a batch is settled (delivered or dead): room for the next */
+  private readonly batchDone = (): void => {
+    this.inFlight--
+    this.kick()
   }
 
   private bodyOf(taken: Taken[]): string {
