@@ -62,6 +62,9 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   private readySince = 0
   private registered = false
   private wake: (() => void) | undefined
+  /** this node's stream and its XADD trim length, made once (start) rather than per message */
+  private stream = ''
+  private maxLen = ''
   private readonly busFailed = throttled((err, lost) => this.log.warn({ err, lost }, 'QoS 0 messages not passed to the other nodes'))
 
   constructor(private readonly options: RedisClusterOptions) {
@@ -95,6 +98,8 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   async start(broker: Broker): Promise<void> {
     this.broker = broker
     this.me = broker.id
+    this.stream = this.key('bus', this.me)
+    this.maxLen = String(this.options.streamMaxLength)
     this.handover = new Handover(this)
     this.readySince = Date.now()
     this.groups = new RemoteGroups(this.redis, this.key('groups'), this.me)
@@ -189,7 +194,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
 
   private async register(): Promise<void> {
     // where this run's entries start: a node that finds this one later reads from here, so it misses none
-    const last = await this.redis.xrevrange(this.key('bus', this.me), '+', '-', 'COUNT', 1)
+    const last = await this.redis.xrevrange(this.stream, '+', '-', 'COUNT', 1)
     await this.redis.multi()
       .set(this.key('node', this.me, 'since'), last[0]?.[0] ?? '0-0')
       .set(this.key('node', this.me), String(Date.now()), 'PX', this.options.nodeTimeoutMs)
@@ -289,7 +294,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   // ---- the streams ----
 
   append(kind: string, data: string): Promise<void> {
-    return this.redis.xadd(this.key('bus', this.me), 'MAXLEN', '~', String(this.options.streamMaxLength), '*', 'k', kind, 'd', data).then(noop)
+    return this.redis.xadd(this.stream, 'MAXLEN', '~', this.maxLen, '*', 'k', kind, 'd', data).then(noop)
   }
 
   private async readLoop(): Promise<void> {
