@@ -38,13 +38,29 @@ export function messageFromObject(j: MessageJson): Message {
   return m
 }
 
+/** A will as stored: its payload in base64 (inside a session record, or on its own in a node's wills hash). */
+type WillJson = Omit<Will, 'payload'> & { payload: string }
+
+function willToObject(will: Will): WillJson {
+  return { ...will, payload: will.payload.toString('base64') }
+}
+
+function willFromObject(j: WillJson): Will {
+  return { ...j, payload: Buffer.from(j.payload, 'base64') }
+}
+
 export function willToJson(will: Will): string {
-  return JSON.stringify({ ...will, payload: will.payload.toString('base64') })
+  return JSON.stringify(willToObject(will))
 }
 
 export function willFromJson(s: string): Will {
-  const j = JSON.parse(s) as Will & { payload: string }
-  return { ...j, payload: Buffer.from(j.payload, 'base64') }
+  return willFromObject(JSON.parse(s) as WillJson)
+}
+
+/** A session record as stored (meta key): the will in its stored form. */
+function sessionFromJson(s: string): StoredSession {
+  const stored = JSON.parse(s) as Omit<StoredSession, 'will'> & { will?: WillJson }
+  return { ...stored, will: stored.will ? willFromObject(stored.will) : undefined }
 }
 
 /** `m`: the message (as a JSON string in records written before it was embedded) */
@@ -100,7 +116,7 @@ export class RedisSessionStore implements SessionStore {
       .smembers(this.key(clientId, ':incoming'))
       .exec())! as Array<[Error | null, unknown]>
     if (meta === null || meta === undefined) return undefined
-    const stored = JSON.parse(meta as string) as StoredSession & { will?: StoredSession['will'] & { payload: unknown } }
+    const stored = sessionFromJson(meta as string)
     // an entry moved from the queue keeps its queued JSON: its packet id is the field
     const entries = Object.entries(inflight as Record<string, string>).map(([id, json]) => {
       const { expiresAt: _x, ...e } = entryFromJson(json)
@@ -108,7 +124,6 @@ export class RedisSessionStore implements SessionStore {
     }).sort((a, b) => a.packetId - b.packetId)
     return {
       ...stored,
-      will: stored.will ? { ...stored.will, payload: Buffer.from(stored.will.payload as unknown as string, 'base64') } : undefined,
       queue: (queue as string[]).map((s) => {
         const { packetId: _id, state: _st, ...q } = entryFromJson(s)
         return q
@@ -127,14 +142,13 @@ export class RedisSessionStore implements SessionStore {
     if (gone.length > 0) await this.redis.srem(`${this.prefix}sessions`, ...gone)
     for (const meta of metas) {
       if (meta === null) continue
-      const stored = JSON.parse(meta) as StoredSession & { will?: { payload: unknown } }
-      out.push({ ...stored, will: stored.will ? { ...stored.will, payload: Buffer.from(stored.will.payload as unknown as string, 'base64') } : undefined } as StoredSession)
+      out.push(sessionFromJson(meta))
     }
     return out
   }
 
   async save(session: StoredSession): Promise<void> {
-    const will = session.will ? { ...session.will, payload: session.will.payload.toString('base64') } : undefined
+    const will = session.will ? willToObject(session.will) : undefined
     const id = session.clientId
     const m = this.redis.multi().set(this.key(id), JSON.stringify({ ...session, will })).sadd(`${this.prefix}sessions`, id)
     const keys = [this.key(id), this.key(id, ':queue'), this.key(id, ':inflight'), this.key(id, ':incoming')]
