@@ -194,9 +194,9 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
 
   private async register(): Promise<void> {
     // where this run's entries start: a node that finds this one later reads from here, so it misses none
-    const last = await this.redis.xrevrange(this.stream, '+', '-', 'COUNT', 1)
+    const last = await this.lastEntry(this.me)
     await this.redis.multi()
-      .set(this.key('node', this.me, 'since'), last[0]?.[0] ?? '0-0')
+      .set(this.key('node', this.me, 'since'), last ?? '0-0')
       .set(this.key('node', this.me), String(Date.now()), 'PX', this.options.nodeTimeoutMs)
       .sadd(this.key('nodes'), this.me)
       .del(this.key('node', this.me, 'adopted'))
@@ -236,12 +236,17 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     }
   }
 
+  /** the id of the last entry of `node`'s stream (undefined: empty) */
+  async lastEntry(node: string): Promise<string | undefined> {
+    return (await this.redis.xrevrange(this.key('bus', node), '+', '-', 'COUNT', 1))[0]?.[0]
+  }
+
   /** Starts reading a node's stream: from the saved cursor, or from where that node's run began. */
   async discover(node: string): Promise<void> {
     if (this.peers.has(node)) return
     if (!this.cursors.has(node)) {
       const since = await this.redis.get(this.key('node', node, 'since'))
-      const last = since ?? (await this.redis.xrevrange(this.key('bus', node), '+', '-', 'COUNT', 1))[0]?.[0]
+      const last = since ?? await this.lastEntry(node)
       this.cursors.set(node, last ?? '0-0')
     }
     this.peers.add(node)

@@ -21,6 +21,8 @@ export interface HandoverHost {
   released(clientId: string): void
   readonly peers: ReadonlySet<string>
   discover(node: string): Promise<void>
+  /** the id of the last entry of `node`'s stream (undefined: empty) */
+  lastEntry(node: string): Promise<string | undefined>
   /** appends an entry to this node's stream */
   append(kind: string, data: string): Promise<void>
 }
@@ -136,9 +138,7 @@ export class Handover {
     for (const s of sessions) for (const sub of s.subscriptions.values()) router.add(s, sub)
     for (const [source, from] of Object.entries(cursors)) {
       if (source === asNode) continue
-      const to = source === this.host.me
-        ? (await this.host.redis.xrevrange(this.host.key('bus', source), '+', '-', 'COUNT', 1))[0]?.[0]
-        : this.host.cursor(source)
+      const to = source === this.host.me ? await this.host.lastEntry(source) : this.host.cursor(source)
       if (to !== undefined && compareIds(from, to) < 0) await this.replay(router, source, from, to)
     }
   }
