@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, Logger, Message, MessageBus, Will } from '../../core/index.js'
 import { sharedKey, throttled } from '../../core/index.js'
 import { busMessageFromJson, busMessageToJson, clusterRedis, noop, sleep, type ClusterRedis } from './cluster-redis.js'
-import { RemoteGroups } from './groups.js'
+import { groupField, RemoteGroups } from './groups.js'
 import { Handover } from './handover.js'
 import { willToJson } from './stores.js'
 
@@ -292,7 +292,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
       m.hset(this.key('owners'), s.clientId, this.me).sadd(this.key('node', this.me, 'owned'), s.clientId)
       if (s.persistent) this.broker.stores.sessions.save(s.toStored())
     }
-    for (const key of this.broker.router.localGroups()) m.hset(this.key('groups'), `${this.me}\n${key}`, '1')
+    for (const key of this.broker.router.localGroups()) m.hset(this.key('groups'), groupField(this.me, key), '1')
     await m.exec()
   }
 

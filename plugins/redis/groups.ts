@@ -7,6 +7,22 @@ import { noop, type ClusterRedis } from './cluster-redis.js'
 // every node keeps the others' in the router's `remote` tree, where the node a
 // message is published on picks the member node.
 
+/** the `groups` hash field saying `node` has members of the group `key` (`<group>/<filter>`) */
+export function groupField(node: string, key: string): string {
+  return `${node}\n${key}`
+}
+
+/** the node and group of a `groups` hash field */
+function splitGroupField(field: string): { node: string; key: string } {
+  const nl = field.indexOf('\n')
+  return { node: field.slice(0, nl), key: field.slice(nl + 1) }
+}
+
+/** true when a `groups` hash field is `node`'s */
+export function isGroupFieldOf(field: string, node: string): boolean {
+  return splitGroupField(field).node === node
+}
+
 export class RemoteGroups {
   /** the groups each other node has members of, to forget them when it goes */
   private readonly byNode = new Map<string, Set<string>>()
@@ -19,7 +35,7 @@ export class RemoteGroups {
     router.remote = this.remote
     router.onGroupChange = (group, filter, present) => {
       if (!available()) return
-      const field = `${this.me}\n${sharedKey(group, filter)}`
+      const field = groupField(this.me, sharedKey(group, filter))
       const write = present ? this.redis.hset(this.groupsKey, field, '1') : this.redis.hdel(this.groupsKey, field)
       write.catch(noop)
       announce(group, filter, present)
@@ -29,9 +45,8 @@ export class RemoteGroups {
   /** the other nodes' groups as Redis has them (start-up) */
   async load(): Promise<void> {
     for (const field of Object.keys(await this.redis.hgetall(this.groupsKey))) {
-      const nl = field.indexOf('\n')
-      const node = field.slice(0, nl)
-      if (node !== this.me) this.set(node, field.slice(nl + 1), true)
+      const { node, key } = splitGroupField(field)
+      if (node !== this.me) this.set(node, key, true)
     }
   }
 

@@ -1,6 +1,7 @@
 import type { Broker, Logger, Session } from '../../core/index.js'
 import { Router } from '../../core/index.js'
 import { busMessageFromJson, compareIds, type ClusterRedis } from './cluster-redis.js'
+import { isGroupFieldOf } from './groups.js'
 import { willFromJson } from './stores.js'
 
 // Sessions changing node: one taken over from a live node (catchUp) or from a
@@ -109,7 +110,7 @@ export class Handover {
     await this.publishLeftWills(dead)
     this.host.forgetPeer(dead)
     const m = redis.multi()
-    for (const f of await redis.hkeys(key('groups'))) if (f.startsWith(dead + '\n')) m.hdel(key('groups'), f)
+    for (const f of await redis.hkeys(key('groups'))) if (isGroupFieldOf(f, dead)) m.hdel(key('groups'), f)
     m.del(key('node', dead, 'owned'), key('node', dead, 'cursors'), key('node', dead, 'wills'), key('node', dead, 'since')).set(key('node', dead, 'adopted'), me, 'EX', 3600)
     await m.exec()
     log.info({ node: dead, sessions: adopted.length }, 'took over the sessions of a dead node')
