@@ -142,14 +142,15 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   }
   if (rest.hookRunner === undefined) broker.hooks = host // an embedder's own runner replaces the host's decisions
   broker.use(host)
-  const endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: () => host.status(), webhooks: () => webhooks?.status() ?? [] }, broker.log.child({ plugin: 'http' }))
-  if (endpoint) broker.use(endpoint)
   const webhookApi = {
     status: () => webhooks?.status() ?? [],
     deadLetters: (name?: string) => webhooks?.deadLetters(name) ?? Promise.resolve([]),
     replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
   }
-  return Object.assign(broker, { hookHost: host, hookStatus: () => host.status(), httpUrl: () => endpoint?.url(), webhooks: webhookApi })
+  const hookStatus = (): HookStatus[] => host.status()
+  const endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: hookStatus, webhooks: webhookApi.status }, broker.log.child({ plugin: 'http' }))
+  if (endpoint) broker.use(endpoint)
+  return Object.assign(broker, { hookHost: host, hookStatus, httpUrl: () => endpoint?.url(), webhooks: webhookApi })
 }
 
 /** QUIT, or drop the connection when Redis does not answer within a second. */
