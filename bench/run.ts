@@ -37,10 +37,11 @@ type Scenario = {
   redis?: boolean
   /** broker processes on that Redis (a cluster); the generator gets every port */
   nodes?: number
-  run: (port: number, pid: number, ports: number[]) => Promise<{ value: number; note?: string }>
-  /** measured by its own runner over all brokers at once (memory) */
-  together?: true
-}
+} & (
+  | { run: (port: number, pid: number, ports: number[]) => Promise<{ value: number; note?: string }>; runAll?: never }
+  /** measured by its own runner over all brokers at once (memory), which prints its rows */
+  | { runAll: (sc: Scenario, list: BrokerName[]) => Promise<void>; run?: never }
+)
 
 const examples = fileURLToPath(new URL('../../hooks.example/', import.meta.url))
 /** hooks.example's acl.ts and transform.ts in a fresh folder, the ACL allowing the bench topics. */
@@ -72,7 +73,7 @@ const scenarios: Scenario[] = [
   // the same after only 1 s warm-up (this bench's earlier method), to show what the warm-up changes
   ...(quick ? [] : [latencyScenario('latency-p99@2000 after 1 s warm-up', 1)]),
   // memory: all brokers at once (see memory() below), two rows from one run
-  { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, together: true, run: async () => ({ value: NaN }) },
+  { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, runAll: (sc, list) => memory(sc, list) },
   // hooks: bench/# is what the ACL checks and the transform's filter skips; sensors/# with JSON runs both on every message
   { name: 'hooks off, bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'hooks on (acl checks, transform filtered out), bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
@@ -185,10 +186,11 @@ async function main(): Promise<void> {
     if (only && !only.some((o) => sc.name.startsWith(o))) continue
     if (sc.redis && redisServer === undefined) continue
     const list = (sc.brokers ?? brokers).filter((b) => picked === undefined || b === 'relay' || picked.includes(b))
-    if (sc.together) {
-      await memory(sc, list)
+    if (sc.runAll !== undefined) {
+      await sc.runAll(sc, list)
       continue
     }
+    const run = sc.run
     const rows = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
     results.set(sc.name, rows)
     for (let rep = 0; rep < reps; rep++) {
@@ -202,7 +204,7 @@ async function main(): Promise<void> {
           const cpu0 = cpuAll()
           const gen0 = process.cpuUsage()
           const w0 = performance.now()
-          const { value, note } = await sc.run(nodes[0]!.port, nodes[0]!.pid, nodes.map((n) => n.port))
+          const { value, note } = await run(nodes[0]!.port, nodes[0]!.pid, nodes.map((n) => n.port))
           const wall = (performance.now() - w0) / 1000
           const gen = process.cpuUsage(gen0)
           rows.get(b)!.push({ value, unit: sc.unit, brokerCpu: (cpuAll() - cpu0) / wall, genCpu: (gen.user + gen.system) / 1e6 / wall, note })
