@@ -43,11 +43,14 @@ export const redisSchema = z.strictObject({
     packets: z.int().min(1).optional().describe('seconds a message waits in an offline session\'s queue; a Message Expiry Interval takes precedence'),
   }).prefault({}).describe('expiry of what offline clients leave in Redis (unset: kept until the session ends)'),
   heartbeatMs: z.int().min(100).default(1000).describe('how often a node renews its heartbeat'),
-  nodeTimeoutMs: z.int().min(300).default(5000).describe('a node whose heartbeat is older is dead: another takes its sessions and publishes its clients\' wills'),
+  nodeTimeoutMs: z.int().min(300).default(5000).describe('a node whose heartbeat is older is dead: another takes its sessions and publishes its clients\' wills (at least 2 × `heartbeatMs`)'),
   streamMaxLength: z.int().min(1000).default(100000).describe('entries kept in each node\'s cluster stream (a node further behind loses the oldest)'),
 }).refine((r) => r.cluster === undefined || r.keyPrefix === undefined || /\{[^}]+\}/.test(r.keyPrefix), {
   message: 'with Redis Cluster, keyPrefix needs a hash tag such as {hookmq}: (hookmq\'s keys are used together)',
   path: ['keyPrefix'],
+}).refine((r) => r.nodeTimeoutMs >= 2 * r.heartbeatMs, {
+  message: 'must be at least twice heartbeatMs (one late heartbeat would make a live node look dead)',
+  path: ['nodeTimeoutMs'],
 }).transform((r) => ({ ...r, keyPrefix: r.keyPrefix ?? (r.cluster === undefined ? 'hookmq:' : '{hookmq}:') }))
 
 export const hookmqConfigSchema = configSchema.extend({

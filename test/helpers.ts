@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url'
 
 import type { Broker } from '../core/index.js'
 
-export const silent = createLogger('silent')
+/** the brokers' log: silent unless TEST_LOG names a level (e.g. TEST_LOG=debug to follow a failing test) */
+export const silent = createLogger(process.env.TEST_LOG ?? 'silent')
 
 const stacks = new WeakMap<TestContext, Array<() => unknown>>()
 

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, Logger, Message, MessageBus, Will } from '../../core/index.js'
 import { sharedKey, throttled } from '../../core/index.js'
-import { busMessageFromJson, busMessageToJson, clusterRedis, noop, sleep, type ClusterRedis } from './cluster-redis.js'
+import { busMessageFromJson, busMessageToJson, clusterRedis, compareIds, noop, sleep, type ClusterRedis } from './cluster-redis.js'
 import { groupField, RemoteGroups } from './groups.js'
 import { Handover } from './handover.js'
 import { willToJson } from './stores.js'
@@ -113,11 +113,12 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     await this.register()
     await this.groups.load()
     await this.tick(true)
+    // heartbeats from now: waiting for the peers below may last longer than this node's timeout
+    this.timer = setInterval(() => void this.tick(false), this.options.heartbeatMs)
+    this.timer.unref()
     await this.awaitPeers()
     this.running = true
     this.loop = this.readLoop()
-    this.timer = setInterval(() => void this.tick(false), this.options.heartbeatMs)
-    this.timer.unref()
     broker.once('ready', () => void this.handover.publishLeftWills(this.me).catch((err: unknown) => this.log.error({ err }, 'wills of the last run could not be published')))
   }
 
@@ -336,19 +337,47 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
         const node = key.slice(busPrefix.length)
         if (!this.peers.has(node)) continue
         for (const [id, fields] of entries) {
-          try {
-            const wait = this.handle(node, fields, pending)
-            if (wait !== undefined) await wait
-          } catch (err) {
-            this.log.error({ err, node, id }, 'cluster stream entry could not be handled')
-          }
-          this.cursors.set(node, id)
+          const at = this.cursors.get(node)
+          if (at !== undefined && compareIds(id, at) <= 0) continue // handled already: a handover read ahead (readUpTo)
+          await this.handleEntry(node, id, fields, pending)
         }
-        this.dirty.add(node)
       }
       if (pending.length > 0) await Promise.allSettled(pending)
       await this.saveCursors().catch(noop)
     }
+  }
+
+  private async handleEntry(node: string, id: string, fields: string[], pending: unknown[]): Promise<void> {
+    try {
+      const wait = this.handle(node, fields, pending)
+      if (wait !== undefined) await wait
+    } catch (err) {
+      this.log.error({ err, node, id }, 'cluster stream entry could not be handled')
+    }
+    this.cursors.set(node, id)
+    this.dirty.add(node)
+  }
+
+  /**
+   * Handles now, as the reader would, every entry up to `upTo` (stream -> id)
+   * of each live node's stream this node had not reached yet (one it had not
+   * found yet is found first). Called by the reader itself, before a session
+   * that node `from` had up to those cursors is loaded here: from then on the
+   * reader brings the session only what `from` had not seen.
+   */
+  async readUpTo(upTo: Record<string, string>, from: string): Promise<void> {
+    const pending: unknown[] = []
+    for (const [node, theirs] of Object.entries(upTo)) {
+      if (node === from || node === this.me) continue
+      if (!this.peers.has(node) && await this.redis.sismember(this.key('nodes'), node) === 1) await this.discover(node)
+      for (let at = this.cursors.get(node); at !== undefined && compareIds(at, theirs) < 0; at = this.cursors.get(node)) {
+        const entries = await this.redis.xrange(this.key('bus', node), '(' + at, theirs, 'COUNT', READ_COUNT)
+        if (entries.length === 0) break
+        for (const [id, fields] of entries) await this.handleEntry(node, id, fields, pending)
+      }
+    }
+    await Promise.allSettled(pending)
+    await this.saveCursors()
   }
 
   private saveCursors(): Promise<unknown> {

@@ -26,6 +26,8 @@ export interface HandoverHost {
   lastEntry(node: string): Promise<string | undefined>
   /** appends an entry to this node's stream */
   append(kind: string, data: string): Promise<void>
+  /** handles what lies before `upTo` (stream -> id) that this node has not read yet; by the reader only */
+  readUpTo(upTo: Record<string, string>, from: string): Promise<void>
 }
 
 const READ_COUNT = 1000
@@ -57,7 +59,8 @@ export class Handover {
         finished = true
         clearTimeout(timer)
         if (claims.get(clientId) === finish) claims.delete(clientId)
-        const p = load().then(() => (from === undefined ? undefined : this.catchUp(clientId, from, cursors!)))
+        // answered (on the reader): first read as far as the old node had, so the reader brings the session nothing it already had
+        const p = from === undefined ? load() : this.host.readUpTo(cursors!, from).then(load).then(() => this.catchUp(clientId, from, cursors!))
         p.then(resolve, reject)
         return p.catch(() => {})
       }
@@ -98,6 +101,8 @@ export class Handover {
     const { redis, broker, me, log } = this.host
     const key = this.host.key.bind(this.host)
     log.warn({ node: dead }, 'cluster node is gone; taking its sessions over')
+    const cursors = await redis.hgetall(key('node', dead, 'cursors'))
+    await this.host.readUpTo(cursors, dead) // what it had read is in its sessions already
     const adopted: Session[] = []
     for (const id of await redis.smembers(key('node', dead, 'owned'))) {
       if (await redis.hookmqMoveIfOwner(key('owners'), id, dead, me, key('node', '')) !== 1) continue
@@ -106,7 +111,7 @@ export class Handover {
       if (session !== undefined) adopted.push(session)
       else if (state === undefined) this.host.released(id) // a clean session: it ended with its node
     }
-    if (adopted.length > 0) await this.replayFor(adopted, dead, await redis.hgetall(key('node', dead, 'cursors')))
+    if (adopted.length > 0) await this.replayFor(adopted, dead, cursors)
     await this.publishLeftWills(dead)
     this.host.forgetPeer(dead)
     const m = redis.multi()

@@ -261,3 +261,27 @@ test('a node that learns of a new node late still reads everything the new one w
   assert.equal(a.sessions.sessions.has('early'), false)
   assert.ok(Date.now() - started < 3000, `handed over in ${Date.now() - started} ms`)
 })
+
+test('a session moves to a node that has not read the stream its queued messages came from yet: each arrives once', async (t) => {
+  const redis = await startRedis(t)
+  // B looks for new nodes only every 2 s: it finds C (where the messages are published) after the move
+  const a = await startBroker(t, { id: 'a', ws: false, sys: { enabled: false }, redis: { url: redis.url, ...fast } })
+  const b = await startBroker(t, { id: 'b', ws: false, sys: { enabled: false }, redis: { url: redis.url, heartbeatMs: 2000, nodeTimeoutMs: 10000 } })
+  const c = await startBroker(t, { id: 'c', ws: false, sys: { enabled: false }, redis: { url: redis.url, ...fast } })
+  const opts = { clientId: 'lagging', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
+  const first = await raw(t, urlOf(a), opts)
+  await first.subscribeAsync('lag/#', { qos: 1 })
+  await first.endAsync()
+  const pub = await connect(t, c)
+  for (let i = 0; i < 50; i++) await pub.publishAsync('lag/x', `queued-${i}`, { qos: 1 }) // queued on A
+  assert.equal(b.sessions.sessions.has('lagging'), false)
+  const again = mqtt.connect(urlOf(b), { ...opts, reconnectPeriod: 0 })
+  defer(t, () => again.endAsync(true).catch(() => {}))
+  const got = received(again)
+  const [ack] = await new Promise<[mqtt.IConnackPacket]>((resolve) => again.once('connect', (p) => resolve([p])))
+  assert.equal(ack.sessionPresent, true)
+  await until(() => got.length >= 50, 5000, `50 queued messages (have ${got.length})`)
+  await pub.publishAsync('lag/x', 'after-move', { qos: 1 }) // reaches B only through C's stream, behind the 50
+  await until(() => got.includes('after-move'), 8000, 'a message published after the move')
+  assert.deepEqual(got, [...Array.from({ length: 50 }, (_, i) => `queued-${i}`), 'after-move'])
+})

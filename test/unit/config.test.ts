@@ -45,3 +45,8 @@ test('README config reference matches the schema', () => {
   const keys = new Set(configReference(hookmqConfigSchema).map((r) => r.key))
   for (const k of documented) assert.ok(keys.has(k!), `README documents unknown key ${k}`)
 })
+
+test('redis: a node timeout shorter than two heartbeats is refused by name', () => {
+  assert.throws(() => parseConfigWith(hookmqConfigSchema, { redis: { heartbeatMs: 1000, nodeTimeoutMs: 1500 } }), /config error: redis\.nodeTimeoutMs = 1500: must be at least twice heartbeatMs/)
+  assert.equal(parseConfigWith(hookmqConfigSchema, { redis: { heartbeatMs: 1000, nodeTimeoutMs: 2000 } }).redis?.nodeTimeoutMs, 2000)
+})
