@@ -257,9 +257,9 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     this.wake?.()
   }
 
+  /** Stops reading `node`'s stream. Its cursor stays in memory: a node only taken for dead, back, is read on from there, not again from its start. */
   forgetPeer(node: string): void {
     this.peers.delete(node)
-    this.cursors.delete(node)
     this.redis.hdel(this.key('node', this.me, 'cursors'), node).catch(noop)
     this.groups.forget(node)
   }
