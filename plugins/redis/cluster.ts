@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, Logger, Message, MessageBus, Will } from '../../core/index.js'
 import { sharedKey, throttled } from '../../core/index.js'
-import { busMessageFromJson, busMessageToJson, clusterRedis, compareIds, noop, sleep, type ClusterRedis } from './cluster-redis.js'
+import { busMessageFromJson, busMessageToJson, clusterRedis, noop, sleep, type ClusterRedis } from './cluster-redis.js'
 import { groupField, RemoteGroups } from './groups.js'
 import { Handover } from './handover.js'
+import { StreamReader } from './streams.js'
 import { willToJson } from './stores.js'
 
 // Several hookmq nodes on one Redis as one broker. What Redis holds (prefix first):
@@ -22,8 +23,8 @@ import { willToJson } from './stores.js'
 // acknowledges a QoS ≥ 1 message only once it is there: a node that reads it
 // late (after a restart), or the node that adopts a dead one's sessions from
 // its cursors, still delivers it. Each node reads the others' streams from its
-// cursors and routes to its own sessions only. Shared groups: groups.ts;
-// sessions changing node: handover.ts; the scripts: cluster-redis.ts.
+// cursors (streams.ts) and routes to its own sessions only. Shared groups:
+// groups.ts; sessions changing node: handover.ts; the scripts: cluster-redis.ts.
 
 export interface RedisClusterOptions {
   redis: Redis
@@ -36,32 +37,20 @@ export interface RedisClusterOptions {
   streamMaxLength: number
 }
 
-const READ_BLOCK_MS = 200
-const READ_COUNT = 1000
-
 export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   readonly name = 'redis-cluster'
   readonly redis: ClusterRedis
-  private reader: Redis | undefined
+  private reader!: StreamReader
   broker!: Broker
   me = ''
   private handover!: Handover
   private groups!: RemoteGroups
   private readonly p: string
   readonly log: Logger
-  /** live nodes other than this one whose streams are read */
-  readonly peers = new Set<string>()
-  private readonly cursors = new Map<string, string>()
-  private readonly dirty = new Set<string>()
   private readonly handlers: Array<(message: Message) => unknown> = []
-  /** dead nodes this node won, to take over between two reads */
-  private readonly adoptions: string[] = []
-  private running = false
-  private loop: Promise<void> | undefined
   private timer: NodeJS.Timeout | undefined
   private readySince = 0
   private registered = false
-  private wake: (() => void) | undefined
   /** this node's stream and its XADD trim length, made once (start) rather than per message */
   private stream = ''
   private maxLen = ''
@@ -79,6 +68,11 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return this.redis.status === 'ready'
   }
 
+  /** live nodes other than this one, whose streams this node reads */
+  get peers(): ReadonlySet<string> {
+    return this.reader.peers
+  }
+
   /** node ids this node reads from (for status) */
   get peerIds(): string[] {
     return [...this.peers]
@@ -90,7 +84,25 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
 
   /** the last entry of `node`'s stream this node handled */
   cursor(node: string): string | undefined {
-    return this.cursors.get(node)
+    return this.reader.cursor(node)
+  }
+
+  discover(node: string): Promise<void> {
+    return this.reader.follow(node)
+  }
+
+  /** Stops reading `node`'s stream (its cursor is kept: a node only taken for dead, back, is read on from there). */
+  forgetPeer(node: string): void {
+    this.reader.unfollow(node)
+    this.groups.forget(node)
+  }
+
+  lastEntry(node: string): Promise<string | undefined> {
+    return this.reader.lastEntry(node)
+  }
+
+  readUpTo(upTo: Record<string, string>, from: string): Promise<void> {
+    return this.reader.readUpTo(upTo, from)
   }
 
   // ---- BrokerPlugin ----
@@ -104,12 +116,8 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     this.readySince = Date.now()
     this.groups = new RemoteGroups(this.redis, this.key('groups'), this.me)
     this.groups.attach(broker.router, (g, f, on) => void this.append('g', JSON.stringify({ g, f, on })).catch(noop), () => this.available)
-    // a connection of its own for the blocking reads (Redis Cluster's duplicate() takes its seed nodes first)
-    const r = this.redis as Redis & { isCluster?: boolean; duplicate(a?: unknown, b?: unknown): Redis }
-    this.reader = r.isCluster === true ? r.duplicate(undefined, { enableOfflineQueue: true }) : this.redis.duplicate({ enableOfflineQueue: true })
-    this.reader.on('error', () => {}) // the main connection reports Redis errors
-    const saved = await this.redis.hgetall(this.key('node', this.me, 'cursors'))
-    for (const [node, id] of Object.entries(saved)) this.cursors.set(node, id)
+    this.reader = new StreamReader({ redis: this.redis, key: this.key.bind(this), me: this.me, log: this.log, handle: this.handle.bind(this), available: () => this.available })
+    await this.reader.open()
     await this.register()
     await this.groups.load()
     await this.tick(true)
@@ -117,22 +125,15 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     this.timer = setInterval(() => void this.tick(false), this.options.heartbeatMs)
     this.timer.unref()
     await this.awaitPeers()
-    this.running = true
-    this.loop = this.readLoop()
+    this.reader.run()
     broker.once('ready', () => void this.handover.publishLeftWills(this.me).catch((err: unknown) => this.log.error({ err }, 'wills of the last run could not be published')))
   }
 
   async stop(): Promise<void> {
-    this.running = false
     clearInterval(this.timer)
-    this.wake?.()
-    await this.loop
-    if (this.available) {
-      // leave: the others notice the missing heartbeat and take this node's sessions over
-      await this.redis.del(this.key('node', this.me)).catch(() => {})
-      await this.saveCursors().catch(() => {})
-    }
-    this.reader?.disconnect()
+    await this.reader?.stop()
+    // leave: the others notice the missing heartbeat and take this node's sessions over
+    if (this.available) await this.redis.del(this.key('node', this.me)).catch(noop)
   }
 
   sys(): Record<string, string | number> {
@@ -225,8 +226,8 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
         if (alive[i] === 1) {
           if (!this.peers.has(n)) await this.discover(n)
         } else if (settled && await this.redis.srem(this.key('nodes'), n) === 1) {
-          this.adoptions.push(n) // this node won it: take its sessions over between two reads
-          this.wake?.()
+          // this node won it: take its sessions over between two reads
+          this.reader.between(() => this.handover.adoptDead(n).catch((err: unknown) => this.log.error({ err, node: n }, 'taking over a dead node failed')))
         } else if (settled && this.peers.has(n)) {
           this.forgetPeer(n)
         }
@@ -235,33 +236,6 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     } catch (err) {
       this.log.debug({ err }, 'cluster heartbeat failed')
     }
-  }
-
-  /** the id of the last entry of `node`'s stream (undefined: empty) */
-  async lastEntry(node: string): Promise<string | undefined> {
-    return (await this.redis.xrevrange(this.key('bus', node), '+', '-', 'COUNT', 1))[0]?.[0]
-  }
-
-  /** Starts reading a node's stream: from the saved cursor, or from where that node's run began. */
-  async discover(node: string): Promise<void> {
-    if (this.peers.has(node)) return
-    if (!this.cursors.has(node)) {
-      const since = await this.redis.get(this.key('node', node, 'since'))
-      const last = since ?? await this.lastEntry(node)
-      this.cursors.set(node, last ?? '0-0')
-    }
-    this.peers.add(node)
-    this.dirty.add(node)
-    await this.saveCursors()
-    this.log.info({ node }, 'cluster node joined')
-    this.wake?.()
-  }
-
-  /** Stops reading `node`'s stream. Its cursor stays in memory: a node only taken for dead, back, is read on from there, not again from its start. */
-  forgetPeer(node: string): void {
-    this.peers.delete(node)
-    this.redis.hdel(this.key('node', this.me, 'cursors'), node).catch(noop)
-    this.groups.forget(node)
   }
 
   /** A new node waits (a little) until the running ones read its stream, so nothing they publish misses its clients. */
@@ -303,95 +277,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return this.redis.xadd(this.stream, 'MAXLEN', '~', this.maxLen, '*', 'k', kind, 'd', data).then(noop)
   }
 
-  private async readLoop(): Promise<void> {
-    while (this.running) {
-      while (this.adoptions.length > 0) {
-        const node = this.adoptions.shift()!
-        try {
-          await this.handover.adoptDead(node)
-        } catch (err) {
-          this.log.error({ err, node }, 'taking over a dead node failed')
-        }
-      }
-      if (this.peers.size === 0 || !this.available) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, READ_BLOCK_MS)
-          this.wake = () => { clearTimeout(t); resolve() }
-        })
-        this.wake = undefined
-        continue
-      }
-      const nodes = [...this.peers]
-      let res: Array<[string, Array<[string, string[]]>]> | null
-      try {
-        res = await this.reader!.xread('COUNT', READ_COUNT, 'BLOCK', READ_BLOCK_MS, 'STREAMS', ...nodes.map((n) => this.key('bus', n)), ...nodes.map((n) => this.cursors.get(n)!)) as typeof res
-      } catch (err) {
-        this.log.debug({ err }, 'reading the cluster streams failed')
-        await sleep(READ_BLOCK_MS)
-        continue
-      }
-      if (res === null) continue
-      const pending: unknown[] = []
-      const busPrefix = this.key('bus', '')
-      for (const [key, entries] of res) {
-        const node = key.slice(busPrefix.length)
-        if (!this.peers.has(node)) continue
-        for (const [id, fields] of entries) {
-          const at = this.cursors.get(node)
-          if (at !== undefined && compareIds(id, at) <= 0) continue // handled already: a handover read ahead (readUpTo)
-          await this.handleEntry(node, id, fields, pending)
-        }
-      }
-      if (pending.length > 0) await Promise.allSettled(pending)
-      await this.saveCursors().catch(noop)
-    }
-  }
-
-  private async handleEntry(node: string, id: string, fields: string[], pending: unknown[]): Promise<void> {
-    try {
-      const wait = this.handle(node, fields, pending)
-      if (wait !== undefined) await wait
-    } catch (err) {
-      this.log.error({ err, node, id }, 'cluster stream entry could not be handled')
-    }
-    this.cursors.set(node, id)
-    this.dirty.add(node)
-  }
-
-  /**
-   * Handles now, as the reader would, every entry up to `upTo` (stream -> id)
-   * of each live node's stream this node had not reached yet (one it had not
-   * found yet is found first). Called by the reader itself, before a session
-   * that node `from` had up to those cursors is loaded here: from then on the
-   * reader brings the session only what `from` had not seen.
-   */
-  async readUpTo(upTo: Record<string, string>, from: string): Promise<void> {
-    const pending: unknown[] = []
-    for (const [node, theirs] of Object.entries(upTo)) {
-      if (node === from || node === this.me) continue
-      if (!this.peers.has(node) && await this.redis.sismember(this.key('nodes'), node) === 1) await this.discover(node)
-      for (let at = this.cursors.get(node); at !== undefined && compareIds(at, theirs) < 0; at = this.cursors.get(node)) {
-        const entries = await this.redis.xrange(this.key('bus', node), '(' + at, theirs, 'COUNT', READ_COUNT)
-        if (entries.length === 0) break
-        for (const [id, fields] of entries) await this.handleEntry(node, id, fields, pending)
-      }
-    }
-    await Promise.allSettled(pending)
-    await this.saveCursors()
-  }
-
-  private saveCursors(): Promise<unknown> {
-    if (this.dirty.size === 0) return Promise.resolve()
-    const flat: string[] = []
-    for (const n of this.dirty) {
-      const c = this.cursors.get(n)
-      if (c !== undefined) flat.push(n, c)
-    }
-    this.dirty.clear()
-    return flat.length === 0 ? Promise.resolve() : this.redis.hset(this.key('node', this.me, 'cursors'), ...flat)
-  }
-
-  /** Handles one stream entry; a promise it answers must settle before the next entry. */
+  /** Handles one entry of `node`'s stream (for the reader); a promise it answers must settle before the next entry. */
   private handle(node: string, fields: string[], pending: unknown[]): Promise<void> | undefined {
     const kind = fields[1]
     const data = fields[3]!
@@ -403,7 +289,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
         if (r instanceof Promise) pending.push(r)
       }
     } else if (kind === 't') {
-      const p = this.handover.takeover(node, data, this.cursors)
+      const p = this.handover.takeover(node, data, this.reader.positions())
       if (p !== undefined) pending.push(p)
     } else if (kind === 'r') {
       return this.handover.released(node, data) // read nothing further until the session is loaded

@@ -72,12 +72,12 @@ export class Handover {
   }
 
   /** A 't' entry from `node`: if it asks this node to let a session go, do, and answer. */
-  takeover(node: string, data: string, cursors: ReadonlyMap<string, string>): Promise<void> | undefined {
+  takeover(node: string, data: string, cursors: Record<string, string>): Promise<void> | undefined {
     const { c, to } = JSON.parse(data) as { c: string; to: string }
     if (to !== this.host.me) return undefined
     this.host.broker.sessions.release(c) // writes what it must before the answer below, on the same connection
     // with how far this node had read each stream: the new node delivers to the session what lies beyond
-    return this.host.append('r', JSON.stringify({ c, to: node, k: Object.fromEntries(cursors) })).catch(() => {})
+    return this.host.append('r', JSON.stringify({ c, to: node, k: cursors })).catch(() => {})
   }
 
   /** An 'r' entry from `node`: a session this node claimed is free; the promise settles once it is loaded. */
