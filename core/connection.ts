@@ -1,8 +1,9 @@
-import { encodePacket, encodePublish } from './codec.js'
+import { encodePacket } from './codec.js'
+import { encodeDelivery } from './delivery.js'
 import { Fifo } from './fifo.js'
 import { Flow } from './flow.js'
 import { PacketReader } from './packet-reader.js'
-import type { Packet, IPublishPacket } from 'mqtt-packet'
+import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
 import type { Broker } from './broker.js'
 import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
@@ -48,14 +49,15 @@ export class Connection implements Outlet {
   maxOutgoingPacket = 268435455
   topicAliasMaxOut = 0
   aliasesIn: Map<number, string> | null = null
-  private aliasesOut: Map<string, number> | null = null
+  /** outbound topic aliases (MQTT 5), made on first use: topic -> alias */
+  aliasesOut: Map<string, number> | null = null
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
   private readonly reader: PacketReader
   /** packets that arrived while an earlier one's handler was still waiting */
   private backlog: Fifo<Packet> | null = null
   private backlogHeld = false
-  private genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
+  genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
   constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
@@ -192,44 +194,14 @@ export class Connection implements Outlet {
     this.flowState?.caughtUp()
   }
 
-  /** Encodes a routed PUBLISH; a message the codec refuses is dropped for this client only. */
-  private encode(packet: IPublishPacket): Buffer | undefined {
-    try {
-      return encodePacket(packet, this.genOpts)
-    } catch (err) {
-      this.broker.log.warn({ err, clientId: this.client.id, topic: packet.topic }, 'message could not be encoded for this client')
-      return undefined
-    }
-  }
-
   sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): boolean {
     if (!this.isOpen) return true
     if (qos === 0 && this.socket.writableLength > this.broker.config.limits.maxClientBufferBytes) {
       this.broker.stats.dropped++
       return true
     }
-    let buf: Buffer | undefined
-    let newAlias = ''
-    const v5 = this.protocolVersion === 5
-    // no MQTT 5 properties to write (a 3.1.1 client gets none): the plain encoding
-    const plain = !v5 || (message.properties === undefined && ids === undefined && this.topicAliasMaxOut === 0)
-    if (plain && qos === 0) {
-      // the same bytes for every such subscriber: encoded once per message
-      const slot = (v5 ? 2 : 0) + (retain ? 1 : 0)
-      buf = message.encoded?.[slot]
-      if (buf === undefined) {
-        buf = encodePublish(message.topic, message.payload, 0, retain, false, 0, v5)
-        ;(message.encoded ??= [])[slot] = buf
-      }
-    } else if (plain) {
-      buf = encodePublish(message.topic, message.payload, qos, retain, dup, packetId, v5)
-    } else {
-      const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup, messageId: packetId }
-      if (v5) newAlias = this.v5Properties(packet, message, ids)
-      buf = this.encode(packet)
-    }
-    if (buf === undefined || buf.length > this.maxOutgoingPacket) {
-      if (newAlias !== '') this.aliasesOut!.delete(newAlias)
+    const buf = encodeDelivery(this, message, qos, retain, ids, packetId, dup)
+    if (buf === undefined) {
       this.broker.stats.dropped++
       return false
     }
@@ -237,35 +209,6 @@ export class Connection implements Outlet {
     if (!this.writeBytes(buf)) this.congested()
     return true
   }
-
-  /** Adds MQTT 5 properties; returns the topic when a new outbound alias was assigned. */
-  private v5Properties(packet: IPublishPacket, message: Message, ids: number[] | undefined): string {
-    // the message's own properties are shared by every subscriber: copied only when this one needs changes
-    const p = message.properties as NonNullable<IPublishPacket['properties']> | undefined
-    const adds = message.expiresAt !== undefined || ids !== undefined || this.topicAliasMaxOut > 0
-    const props: NonNullable<IPublishPacket['properties']> | undefined = adds ? { ...p } : p
-    if (props !== undefined && message.expiresAt !== undefined) {
-      props.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAt - Date.now()) / 1000)) // [MQTT-3.3.2-6]
-    }
-    if (ids !== undefined) props!.subscriptionIdentifier = ids.length === 1 ? ids[0]! : ids
-    let newAlias = ''
-    if (this.topicAliasMaxOut > 0) {
-      const map = (this.aliasesOut ??= new Map())
-      const alias = map.get(message.topic)
-      if (alias !== undefined) {
-        props!.topicAlias = alias
-        packet.topic = ''
-      } else if (map.size < this.topicAliasMaxOut) {
-        const next = map.size + 1
-        map.set(message.topic, next)
-        props!.topicAlias = next
-        newAlias = message.topic
-      }
-    }
-    if (props !== undefined && Object.keys(props).length > 0) packet.properties = props
-    return newAlias
-  }
-
 
   sendPubrel(packetId: number): void {
     this.write({ cmd: 'pubrel', messageId: packetId })
