@@ -37,6 +37,8 @@ type Scenario = {
   redis?: boolean
   /** broker processes on that Redis (a cluster); the generator gets every port */
   nodes?: number
+  /** seconds each broker process is left idle after it starts, before the run (and its CPU readings) begin */
+  settle?: number
 } & (
   | { run: (port: number, pid: number, ports: number[]) => Promise<{ value: number; note?: string }>; runAll?: never }
   /** measured by its own runner over all brokers at once (memory), which prints its rows */
@@ -59,8 +61,7 @@ const per = (n: number): number => Math.max(100, Math.round(n * scale))
  * scheduler).
  */
 function latencyScenario(name: string, warmup: number, settle: number): Scenario {
-  return { name, unit: 'ms', higherIsBetter: false, brokers: [...brokers, 'relay'], run: async (port) => {
-    if (settle > 0) await new Promise((resolve) => setTimeout(resolve, settle * 1000))
+  return { name, unit: 'ms', higherIsBetter: false, brokers: [...brokers, 'relay'], settle, run: async (port) => {
     const r = await latency(port, 2000, quick ? 2 : 5, warmup)
     return { value: r.p99, note: `p50 ${r.p50.toFixed(3)} max ${r.max.toFixed(2)}${r.received < r.expected ? ' LOST' : ''}` }
   } }
@@ -208,6 +209,7 @@ async function main(): Promise<void> {
         const nodes: RunningBroker[] = []
         for (let k = 0; k < (sc.nodes ?? 1); k++) nodes.push(await startBroker(b, { ...sc.options?.(b), ...(sc.redis ? redisOptions(b, k) : {}) }))
         const cpuAll = (): number => nodes.reduce((sum, n) => sum + cpuSeconds(n.pid), 0)
+        if (sc.settle) await new Promise((resolve) => setTimeout(resolve, sc.settle! * 1000))
         try {
           const cpu0 = cpuAll()
           const gen0 = process.cpuUsage()
