@@ -289,8 +289,8 @@ test('a session moves to a node that has not read the stream its queued messages
 test('a node only taken for dead (its heartbeat key lost) is read on from where the others were: what it acknowledged meanwhile arrives, once', async (t) => {
   const redis = await startRedis(t)
   const a = await startBroker(t, { id: 'a', ws: false, sys: { enabled: false }, redis: { url: redis.url, ...fast } })
-  // C renews its heartbeat only every 1.5 s: deleting its key makes it look dead to A until then
-  const c = await startBroker(t, { id: 'c', ws: false, sys: { enabled: false }, redis: { url: redis.url, heartbeatMs: 1500, nodeTimeoutMs: 10000 } })
+  // C renews its heartbeat only every 3 s: deleting its key right after a renewal makes it look dead to A until the next
+  const c = await startBroker(t, { id: 'c', ws: false, sys: { enabled: false }, redis: { url: redis.url, heartbeatMs: 3000, nodeTimeoutMs: 10000 } })
   const peersOf = (n: HookmqBroker): string[] => (n.cluster as unknown as { peerIds: string[] }).peerIds
   await until(() => peersOf(a).includes('c'), 5000, 'A to find C')
   const sub = await connect(t, a)
@@ -301,10 +301,11 @@ test('a node only taken for dead (its heartbeat key lost) is read on from where 
   await until(() => got.length >= 20, 5000, '20 messages')
   const client = new Redis(redis.url)
   defer(t, () => client.quit())
+  await until(async () => (await client.pttl('hookmq:node:c')) > 9800, 5000, 'C to renew its heartbeat') // its next is ~3 s away
   await client.del('hookmq:node:c')
-  await until(() => !peersOf(a).includes('c'), 5000, 'A to take C for dead')
+  await until(() => !peersOf(a).includes('c'), 2000, 'A to take C for dead')
   await pub.publishAsync('fd/x', 'meanwhile', { qos: 1 }) // acknowledged by C while A does not read its stream
-  await until(() => peersOf(a).includes('c'), 5000, 'A to find C again')
+  await until(() => peersOf(a).includes('c'), 8000, 'A to find C again')
   const pub2 = await raw(t, urlOf(c), { clientId: 'fd-pub2' }) // C dropped its connections when it learnt it was taken for dead
   await pub2.publishAsync('fd/x', 'after', { qos: 1 })
   await until(() => got.includes('after'), 5000, 'a message published after C is back')
