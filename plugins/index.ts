@@ -3,7 +3,8 @@ import { openRedis } from './redis/connect.js'
 import * as zod from 'zod'
 import { createBroker as createCoreBroker, createLogger, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
 import { RedisCluster } from './redis/cluster.js'
-import { RedisRetainedStore, RedisSessionStore } from './redis/stores.js'
+import { RedisRetainedStore } from './redis/retained.js'
+import { RedisSessionStore } from './redis/stores.js'
 import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
 import { WebhookPlugin, type WebhookStatus } from './webhook/index.js'
 import { HttpEndpoint } from './http/index.js'
@@ -81,7 +82,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   // (unless the embedder brought its own stores)
   const cluster = redis && !rest.stores ? new RedisCluster({ redis, prefix: full.redis!.keyPrefix, log: log.child({ plugin: 'cluster' }), ...full.redis! }) : undefined
   const stores = rest.stores ?? (redis ? {
-    sessions: new RedisSessionStore(redis, full.redis!.keyPrefix, full.redis!.ttl),
+    sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
     retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
     bus: cluster!,
   } : undefined)

@@ -1,16 +1,14 @@
 import type { Redis } from 'ioredis'
-import type { Message, OutgoingEntry, QueuedEntry, RetainedStore, SessionState, SessionStore, StoredSession, Will } from '../../core/index.js'
+import type { Message, OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will } from '../../core/index.js'
 import { newMessage } from '../../core/index.js'
 
-// The core's session and retained stores on Redis. Keys (under the prefix):
+// The core's session store on Redis, and how messages and wills are written
+// as JSON there (retained messages: retained.ts). Keys (under the prefix):
 //   session:<id>            JSON of the session (expiry, subscriptions, will)
 //   session:<id>:queue      list of queued entries (JSON), oldest first
 //   session:<id>:inflight   hash packet id -> entry (JSON)
 //   session:<id>:incoming   set of QoS 2 packet ids awaiting PUBREL
 //   sessions                set of session ids
-//   retained:t:<topic>      a retained message (JSON), expiring with it
-//   retained:topics         set of topics with a retained message
-//   retained:c:<depth>:<path>  set of the levels below <path> (the wildcard index)
 
 /** A message as JSON: payload and correlation data in base64; the encoding cache never stored. */
 export function messageToJson(m: Message): string {
@@ -90,15 +88,16 @@ return 1`
 
 type SessionRedis = Redis & { hookmqDequeueToInflight(queue: string, inflight: string, packetId: string): Promise<number> }
 
+/**
+ * Redis lets an offline session's keys go a minute after the session expires,
+ * and a queue a minute after its newest message expires, so that nothing
+ * lingers when no node is running to end them (`redis.ttl` reaches the store as
+ * the core's session and message expiry).
+ */
 export class RedisSessionStore implements SessionStore {
-  /**
-   * `ttl` (seconds): Redis lets an offline session's keys go after its expiry
-   * (plus a minute) and a queue after `packets` without a new message, so that
-   * nothing lingers when no node is running to end it.
-   */
   private readonly redis: SessionRedis
 
-  constructor(redis: Redis, private readonly prefix: string, private readonly ttl: { subscriptions?: number; packets?: number } = {}) {
+  constructor(redis: Redis, private readonly prefix: string) {
     const r = redis as SessionRedis
     if (typeof r.hookmqDequeueToInflight !== 'function') r.defineCommand('hookmqDequeueToInflight', { numberOfKeys: 2, lua: DEQUEUE_TO_INFLIGHT })
     this.redis = r
@@ -138,7 +137,7 @@ export class RedisSessionStore implements SessionStore {
     const out: StoredSession[] = []
     const metas: Array<string | null> = []
     for (let i = 0; i < ids.length; i += 1000) metas.push(...await this.redis.mget(ids.slice(i, i + 1000).map((id) => this.key(id))))
-    const gone = ids.filter((_, i) => metas[i] === null) // expired in Redis (see ttl)
+    const gone = ids.filter((_, i) => metas[i] === null) // expired in Redis (see save)
     if (gone.length > 0) await this.redis.srem(`${this.prefix}sessions`, ...gone)
     for (const meta of metas) {
       if (meta === null) continue
@@ -198,132 +197,6 @@ export class RedisSessionStore implements SessionStore {
 
   async deleteIncoming(clientId: string, packetId: number): Promise<void> {
     await this.redis.srem(this.key(clientId, ':incoming'), String(packetId))
-  }
-
-  async close(): Promise<void> {}
-}
-
-const RETAIN_SET = `
-local p, topic = ARGV[1], ARGV[2]
-local key = p .. 'retained:t:' .. topic
-if ARGV[4] ~= '' then redis.call('SET', key, ARGV[3], 'PX', ARGV[4]) else redis.call('SET', key, ARGV[3]) end
-if redis.call('SADD', KEYS[1], topic) == 1 then
-  local prefix, depth = '', 0
-  for level in string.gmatch(topic .. '/', '([^/]*)/') do
-    redis.call('SADD', p .. 'retained:c:' .. depth .. ':' .. prefix, level)
-    if depth == 0 then prefix = level else prefix = prefix .. '/' .. level end
-    depth = depth + 1
-  end
-end
-return 1`
-
-// clears a topic, then prunes the index upwards while a level has neither a message nor children
-const RETAIN_CLEAR = `
-local p, topic = ARGV[1], ARGV[2]
-redis.call('DEL', p .. 'retained:t:' .. topic)
-if redis.call('SREM', KEYS[1], topic) == 0 then return 0 end
-local levels = {}
-for level in string.gmatch(topic .. '/', '([^/]*)/') do table.insert(levels, level) end
-for i = #levels, 1, -1 do
-  local path = table.concat(levels, '/', 1, i)
-  if redis.call('SISMEMBER', KEYS[1], path) == 1 then break end
-  if redis.call('SCARD', p .. 'retained:c:' .. i .. ':' .. path) > 0 then break end
-  redis.call('SREM', p .. 'retained:c:' .. (i - 1) .. ':' .. table.concat(levels, '/', 1, i - 1), levels[i])
-end
-return 1`
-
-type RetainRedis = Redis & {
-  hookmqRetainSet(topics: string, prefix: string, topic: string, json: string, px: string): Promise<number>
-  hookmqRetainClear(topics: string, prefix: string, topic: string): Promise<number>
-}
-
-/**
- * Retained messages, one key per topic (`retained:t:<topic>`, expiring with the
- * message's expiry), with an index of topic levels (`retained:c:<depth>:<path>`:
- * the levels below a path) so that a wildcard subscription walks only the
- * branches it can match, one round trip per level; never KEYS or SCAN.
- */
-export class RedisRetainedStore implements RetainedStore {
-  private readonly redis: RetainRedis
-  private readonly topicsKey: string
-
-  constructor(redis: Redis, private readonly prefix: string) {
-    const r = redis as RetainRedis
-    if (typeof r.hookmqRetainSet !== 'function') {
-      r.defineCommand('hookmqRetainSet', { numberOfKeys: 1, lua: RETAIN_SET })
-      r.defineCommand('hookmqRetainClear', { numberOfKeys: 1, lua: RETAIN_CLEAR })
-    }
-    this.redis = r
-    this.topicsKey = `${prefix}retained:topics`
-  }
-
-  async set(message: Message): Promise<void> {
-    const left = message.expiresAt === undefined ? undefined : message.expiresAt - Date.now()
-    if (message.payload.length === 0 || (left !== undefined && left <= 0)) { // [MQTT-3.3.1-6] an empty payload clears
-      await this.redis.hookmqRetainClear(this.topicsKey, this.prefix, message.topic)
-      return
-    }
-    await this.redis.hookmqRetainSet(this.topicsKey, this.prefix, message.topic, messageToJson(message), left === undefined ? '' : String(Math.ceil(left)))
-  }
-
-  private children(depth: number, path: string): Promise<string[]> {
-    return this.redis.smembers(`${this.prefix}retained:c:${depth}:${path}`)
-  }
-
-  async match(filter: string): Promise<Message[]> {
-    const levels = filter.split('/')
-    let frontier = ['']
-    const candidates: string[] = []
-    for (let depth = 0; depth < levels.length && frontier.length > 0; depth++) {
-      const level = levels[depth]!
-      const join = (path: string, child: string): string => (depth === 0 ? child : `${path}/${child}`)
-      if (level === '#') {
-        if (depth > 0) candidates.push(...frontier) // 'a/#' matches 'a' too
-        let nodes = frontier
-        for (let d = depth; nodes.length > 0; d++) { // every branch below
-          const kids = await Promise.all(nodes.map((n) => this.children(d, n)))
-          const next: string[] = []
-          nodes.forEach((n, i) => {
-            for (const k of kids[i]!) if (!(d === 0 && k.startsWith('$'))) next.push(d === 0 ? k : `${n}/${k}`) // [MQTT-4.7.2-1]
-          })
-          candidates.push(...next)
-          nodes = next
-        }
-        frontier = []
-        break
-      }
-      if (level === '+') {
-        const kids = await Promise.all(frontier.map((n) => this.children(depth, n)))
-        frontier = frontier.flatMap((n, i) => kids[i]!.filter((k) => !(depth === 0 && k.startsWith('$'))).map((k) => join(n, k)))
-      } else {
-        frontier = frontier.map((n) => join(n, level))
-      }
-    }
-    candidates.push(...frontier)
-    const out: Message[] = []
-    const now = Date.now()
-    const missing: string[] = []
-    for (let i = 0; i < candidates.length; i += 500) {
-      const chunk = candidates.slice(i, i + 500)
-      const found = await this.redis.mget(chunk.map((t) => `${this.prefix}retained:t:${t}`))
-      for (let j = 0; j < chunk.length; j++) {
-        const json = found[j]
-        if (json === null || json === undefined) missing.push(chunk[j]!) // a branch only, or a message Redis expired
-        else {
-          const m = messageFromJson(json)
-          if (m.expiresAt === undefined || m.expiresAt > now) out.push(m)
-        }
-      }
-    }
-    if (missing.length > 0) { // take expired messages out of the index and the count
-      const listed = await this.redis.smismember(this.topicsKey, ...missing)
-      for (let i = 0; i < missing.length; i++) if (listed[i] === 1) this.redis.hookmqRetainClear(this.topicsKey, this.prefix, missing[i]!).catch(() => {})
-    }
-    return out
-  }
-
-  async count(): Promise<number> {
-    return this.redis.scard(this.topicsKey)
   }
 
   async close(): Promise<void> {}

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { describe, test, type TestContext } from 'node:test'
 import { Redis } from 'ioredis'
 import { MemoryRetainedStore, MemorySessionStore, newMessage, type RetainedStore, type SessionStore } from '../../core/index.js'
-import { RedisRetainedStore, RedisSessionStore } from '../../plugins/redis/stores.js'
+import { RedisRetainedStore } from '../../plugins/redis/retained.js'
+import { RedisSessionStore } from '../../plugins/redis/stores.js'
 import { defer, startRedis } from '../helpers.js'
 
 // One contract, every backend: the memory stores and the Redis stores must

@@ -1,0 +1,135 @@
+import type { Redis } from 'ioredis'
+import type { Message, RetainedStore } from '../../core/index.js'
+import { messageFromJson, messageToJson } from './stores.js'
+
+// The core's retained store on Redis. Keys (under the prefix):
+//   retained:t:<topic>      a retained message (JSON), expiring with it
+//   retained:topics         set of topics with a retained message
+//   retained:c:<depth>:<path>  set of the levels below <path> (the wildcard index)
+
+// sets a topic's message and, for a new topic, adds its levels to the index
+const RETAIN_SET = `
+local p, topic = ARGV[1], ARGV[2]
+local key = p .. 'retained:t:' .. topic
+if ARGV[4] ~= '' then redis.call('SET', key, ARGV[3], 'PX', ARGV[4]) else redis.call('SET', key, ARGV[3]) end
+if redis.call('SADD', KEYS[1], topic) == 1 then
+  local prefix, depth = '', 0
+  for level in string.gmatch(topic .. '/', '([^/]*)/') do
+    redis.call('SADD', p .. 'retained:c:' .. depth .. ':' .. prefix, level)
+    if depth == 0 then prefix = level else prefix = prefix .. '/' .. level end
+    depth = depth + 1
+  end
+end
+return 1`
+
+// clears a topic, then prunes the index upwards while a level has neither a message nor children
+const RETAIN_CLEAR = `
+local p, topic = ARGV[1], ARGV[2]
+redis.call('DEL', p .. 'retained:t:' .. topic)
+if redis.call('SREM', KEYS[1], topic) == 0 then return 0 end
+local levels = {}
+for level in string.gmatch(topic .. '/', '([^/]*)/') do table.insert(levels, level) end
+for i = #levels, 1, -1 do
+  local path = table.concat(levels, '/', 1, i)
+  if redis.call('SISMEMBER', KEYS[1], path) == 1 then break end
+  if redis.call('SCARD', p .. 'retained:c:' .. i .. ':' .. path) > 0 then break end
+  redis.call('SREM', p .. 'retained:c:' .. (i - 1) .. ':' .. table.concat(levels, '/', 1, i - 1), levels[i])
+end
+return 1`
+
+type RetainRedis = Redis & {
+  hookmqRetainSet(topics: string, prefix: string, topic: string, json: string, px: string): Promise<number>
+  hookmqRetainClear(topics: string, prefix: string, topic: string): Promise<number>
+}
+
+/**
+ * Retained messages, one key per topic (`retained:t:<topic>`, expiring with the
+ * message's expiry), with an index of topic levels (`retained:c:<depth>:<path>`:
+ * the levels below a path) so that a wildcard subscription walks only the
+ * branches it can match, one round trip per level; never KEYS or SCAN.
+ */
+export class RedisRetainedStore implements RetainedStore {
+  private readonly redis: RetainRedis
+  private readonly topicsKey: string
+
+  constructor(redis: Redis, private readonly prefix: string) {
+    const r = redis as RetainRedis
+    if (typeof r.hookmqRetainSet !== 'function') {
+      r.defineCommand('hookmqRetainSet', { numberOfKeys: 1, lua: RETAIN_SET })
+      r.defineCommand('hookmqRetainClear', { numberOfKeys: 1, lua: RETAIN_CLEAR })
+    }
+    this.redis = r
+    this.topicsKey = `${prefix}retained:topics`
+  }
+
+  async set(message: Message): Promise<void> {
+    const left = message.expiresAt === undefined ? undefined : message.expiresAt - Date.now()
+    if (message.payload.length === 0 || (left !== undefined && left <= 0)) { // [MQTT-3.3.1-6] an empty payload clears
+      await this.redis.hookmqRetainClear(this.topicsKey, this.prefix, message.topic)
+      return
+    }
+    await this.redis.hookmqRetainSet(this.topicsKey, this.prefix, message.topic, messageToJson(message), left === undefined ? '' : String(Math.ceil(left)))
+  }
+
+  private children(depth: number, path: string): Promise<string[]> {
+    return this.redis.smembers(`${this.prefix}retained:c:${depth}:${path}`)
+  }
+
+  async match(filter: string): Promise<Message[]> {
+    const levels = filter.split('/')
+    let frontier = ['']
+    const candidates: string[] = []
+    for (let depth = 0; depth < levels.length && frontier.length > 0; depth++) {
+      const level = levels[depth]!
+      const join = (path: string, child: string): string => (depth === 0 ? child : `${path}/${child}`)
+      if (level === '#') {
+        if (depth > 0) candidates.push(...frontier) // 'a/#' matches 'a' too
+        let nodes = frontier
+        for (let d = depth; nodes.length > 0; d++) { // every branch below
+          const kids = await Promise.all(nodes.map((n) => this.children(d, n)))
+          const next: string[] = []
+          nodes.forEach((n, i) => {
+            for (const k of kids[i]!) if (!(d === 0 && k.startsWith('$'))) next.push(d === 0 ? k : `${n}/${k}`) // [MQTT-4.7.2-1]
+          })
+          candidates.push(...next)
+          nodes = next
+        }
+        frontier = []
+        break
+      }
+      if (level === '+') {
+        const kids = await Promise.all(frontier.map((n) => this.children(depth, n)))
+        frontier = frontier.flatMap((n, i) => kids[i]!.filter((k) => !(depth === 0 && k.startsWith('$'))).map((k) => join(n, k)))
+      } else {
+        frontier = frontier.map((n) => join(n, level))
+      }
+    }
+    candidates.push(...frontier)
+    const out: Message[] = []
+    const now = Date.now()
+    const missing: string[] = []
+    for (let i = 0; i < candidates.length; i += 500) {
+      const chunk = candidates.slice(i, i + 500)
+      const found = await this.redis.mget(chunk.map((t) => `${this.prefix}retained:t:${t}`))
+      for (let j = 0; j < chunk.length; j++) {
+        const json = found[j]
+        if (json === null || json === undefined) missing.push(chunk[j]!) // a branch only, or a message Redis expired
+        else {
+          const m = messageFromJson(json)
+          if (m.expiresAt === undefined || m.expiresAt > now) out.push(m)
+        }
+      }
+    }
+    if (missing.length > 0) { // take expired messages out of the index and the count
+      const listed = await this.redis.smismember(this.topicsKey, ...missing)
+      for (let i = 0; i < missing.length; i++) if (listed[i] === 1) this.redis.hookmqRetainClear(this.topicsKey, this.prefix, missing[i]!).catch(() => {})
+    }
+    return out
+  }
+
+  async count(): Promise<number> {
+    return this.redis.scard(this.topicsKey)
+  }
+
+  async close(): Promise<void> {}
+}
