@@ -50,7 +50,7 @@ export async function fanIn(port: number, o: FanInOptions): Promise<Measured> {
   let received = 0
   let last = 0
   const done = waitFor(() => received >= expected, 120000, `fan-in: ${received}/${expected}`)
-  const sub = await subscribe(o.subPort ?? port, `${prefix}#`, o.qos, (buf, start, length, flags, socket) => {
+  const sub = await subscribe(o.subPort ?? port, `${prefix}#`, o.qos, (buf, start, _length, flags, socket) => {
     received++
     last = performance.now()
     const qos = (flags >> 1) & 3
