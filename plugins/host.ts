@@ -1,16 +1,16 @@
 import { EventEmitter } from 'node:events'
 import type { Broker, BrokerPlugin, ClientInfo, HookRunner, Logger, Message, PublishOptions, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
-import { isPromise, matchesFilter, ReasonCode } from '../core/index.js'
-import type { AuthenticateDecision, AuthenticateInput, Decision, PublishDecision, SubscribeDecision } from '../core/index.js'
-import type { HookDefinition, PublishInput, TransformInput } from './define.js'
-import { HookStats, invoke, notify, type HookMethod, type Registration } from './invoke.js'
-import { EVENT_NAMES, PASS, toAuthDecision, toPublishDecision, toSubscribeDecision, toTransform, type TransformPatch } from './schemas.js'
-import { applyPatch, parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
+import { ReasonCode } from '../core/index.js'
+import type { AuthenticateDecision, AuthenticateInput, PublishDecision, SubscribeDecision } from '../core/index.js'
+import type { HookDefinition, PublishInput } from './define.js'
+import { HookStats, type HookMethod } from './invoke.js'
+import { EVENT_NAMES, toAuthDecision, toPublishDecision, toSubscribeDecision } from './schemas.js'
+import { parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
+import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable } from './runners.js'
 import { where } from './compile.js'
 
-// The plugin host: owns the registrations, runs hooks by their composition
-// rule (decisions: first non-pass wins; transforms: each gets the previous
-// output; events: all run, none blocks) and swaps versions atomically.
+// The plugin host: owns the registrations, swaps versions atomically, and
+// runs hooks through the runner of their composition rule (runners.ts).
 
 export interface HostOptions {
   log: Logger
@@ -45,10 +45,9 @@ export interface HookStatus {
   p99Ms: number
 }
 
-interface Entry extends Registration {
+interface Entry extends Runnable {
   readonly key: string
   readonly order: number
-  readonly filter: ((topic: string) => boolean) | null
   readonly setup: SetupResult
 }
 
@@ -117,20 +116,20 @@ export class HookHost implements HookRunner, BrokerPlugin {
   // ---- HookRunner
 
   authenticate(input: AuthenticateInput): AuthenticateDecision | Promise<AuthenticateDecision> {
-    return this.decide(this.lists.authenticate, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined, 0)
+    return firstDecision(this.lists.authenticate, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined)
   }
 
   authorizePublish(client: ClientInfo, message: Message): PublishDecision | Promise<PublishDecision> {
     const input: PublishInput = { client, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, properties: message.properties }
-    return this.decide(this.lists.authorizePublish, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic, 0)
+    return firstDecision(this.lists.authorizePublish, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic)
   }
 
   authorizeSubscribe(client: ClientInfo, sub: CoreSubscribeInput): SubscribeDecision | Promise<SubscribeDecision> {
-    return this.decide(this.lists.authorizeSubscribe, 'authorizeSubscribe', { client, filter: sub.filter, qos: sub.qos }, toSubscribeDecision, FAIL_DENY, undefined, 0)
+    return firstDecision(this.lists.authorizeSubscribe, 'authorizeSubscribe', { client, filter: sub.filter, qos: sub.qos }, toSubscribeDecision, FAIL_DENY, undefined)
   }
 
   transform(client: ClientInfo | undefined, message: Message): Message | null | Promise<Message | null> {
-    return this.transformFrom(this.lists.transform, client, message, 0)
+    return chainTransforms(this.lists.transform, client, message)
   }
 
   appliesToPublish(topic: string): boolean {
@@ -143,34 +142,6 @@ export class HookHost implements HookRunner, BrokerPlugin {
       this.appliesCache.set(topic, hit)
     }
     return hit
-  }
-
-  private decide<D extends Decision<object>>(list: Entry[], method: HookMethod, input: unknown, check: (v: unknown) => D, fallback: D, topic: string | undefined, from: number): D | Promise<D> {
-    for (let i = from; i < list.length; i++) {
-      const entry = list[i]!
-      if (topic !== undefined && entry.filter !== null && !entry.filter(topic)) continue
-      const d = invoke(entry, method, input, check, fallback)
-      if (isPromise(d)) return d.then((r) => (r.result === 'pass' ? this.decide(list, method, input, check, fallback, topic, i + 1) : r))
-      if (d.result !== 'pass') return d
-    }
-    return PASS as D
-  }
-
-  private transformFrom(list: Entry[], client: ClientInfo | undefined, message: Message, from: number): Message | null | Promise<Message | null> {
-    let current = message
-    for (let i = from; i < list.length; i++) {
-      const entry = list[i]!
-      if (entry.filter !== null && !entry.filter(current.topic)) continue
-      const input: TransformInput = { client, topic: current.topic, payload: current.payload, qos: current.qos, retain: current.retain, properties: current.properties }
-      const patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, toTransform, undefined) // fails open
-      if (isPromise(patch)) {
-        const base = current
-        return patch.then((p) => (p === null ? null : this.transformFrom(list, client, p === undefined ? base : applyPatch(base, p), i + 1)))
-      }
-      if (patch === null) return null
-      if (patch !== undefined) current = applyPatch(current, patch)
-    }
-    return current
   }
 
   // ---- registrations
@@ -287,12 +258,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       const handlers = this.entries.filter((e) => typeof e.def.on?.[event] === 'function')
       const current = this.listening.get(event)
       if (handlers.length > 0 && !current) {
-        const fn = (...args: unknown[]): void => {
-          for (const e of this.entries) {
-            const h = e.def.on?.[event] as ((...a: unknown[]) => unknown) | undefined
-            if (h) notify(e, event, h, args)
-          }
-        }
+        const fn = (...args: unknown[]): void => notifyAll(this.entries, event, args)
         this.listening.set(event, fn)
         broker.on(event, fn as never)
       } else if (handlers.length === 0 && current) {
@@ -326,21 +292,6 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
 function byOrder(a: Entry, b: Entry): number {
   return a.order - b.order || (a.file ?? a.name).localeCompare(b.file ?? b.name)
-}
-
-/** A hook's `filter.topics` as one test, its answers cached per topic (bounded). */
-function compileFilter(topics: string[] | undefined): ((topic: string) => boolean) | null {
-  if (!topics) return null
-  const cache = new Map<string, boolean>()
-  return (topic) => {
-    let hit = cache.get(topic)
-    if (hit === undefined) {
-      hit = topics.some((f) => matchesFilter(f, topic))
-      if (cache.size >= 10000) cache.clear()
-      cache.set(topic, hit)
-    }
-    return hit
-  }
 }
 
 function makeForward(forward: HostOptions['forward'], hook: string): (webhook: string, body: unknown) => Promise<void> {

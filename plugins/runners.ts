@@ -1,0 +1,73 @@
+import type { ClientInfo, Decision, Message } from '../core/index.js'
+import { isPromise, matchesFilter } from '../core/index.js'
+import type { TransformInput } from './define.js'
+import { invoke, notify, type HookMethod, type Registration } from './invoke.js'
+import { PASS, toTransform, type TransformPatch } from './schemas.js'
+import { applyPatch } from './lifecycle.js'
+
+// The runners, one per composition rule: decisions (the first answer that is
+// not "pass" wins), transforms (each gets the previous output), notifications
+// (all run, none can block). Each call goes through invoke/notify, the one
+// choke point for user code.
+
+/** A registration as the runners see it: with its compiled `filter.topics` (null: every topic). */
+export interface Runnable extends Registration {
+  readonly filter: ((topic: string) => boolean) | null
+}
+
+/**
+ * The first answer that is not "pass" among `list` from `from` on (hooks whose
+ * filter does not match `topic` skipped), or PASS. Synchronous while every hook
+ * answers synchronously.
+ */
+export function firstDecision<D extends Decision<object>>(list: Runnable[], method: HookMethod, input: unknown, check: (v: unknown) => D, fallback: D, topic: string | undefined, from = 0): D | Promise<D> {
+  for (let i = from; i < list.length; i++) {
+    const entry = list[i]!
+    if (topic !== undefined && entry.filter !== null && !entry.filter(topic)) continue
+    const d = invoke(entry, method, input, check, fallback)
+    if (isPromise(d)) return d.then((r) => (r.result === 'pass' ? firstDecision(list, method, input, check, fallback, topic, i + 1) : r))
+    if (d.result !== 'pass') return d
+  }
+  return PASS as D
+}
+
+/** `message` through every transform of `list` from `from` on, each given the previous output; null: dropped. Fails open. */
+export function chainTransforms(list: Runnable[], client: ClientInfo | undefined, message: Message, from = 0): Message | null | Promise<Message | null> {
+  let current = message
+  for (let i = from; i < list.length; i++) {
+    const entry = list[i]!
+    if (entry.filter !== null && !entry.filter(current.topic)) continue
+    const input: TransformInput = { client, topic: current.topic, payload: current.payload, qos: current.qos, retain: current.retain, properties: current.properties }
+    const patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, toTransform, undefined) // fails open
+    if (isPromise(patch)) {
+      const base = current
+      return patch.then((p) => (p === null ? null : chainTransforms(list, client, p === undefined ? base : applyPatch(base, p), i + 1)))
+    }
+    if (patch === null) return null
+    if (patch !== undefined) current = applyPatch(current, patch)
+  }
+  return current
+}
+
+/** Runs every `on.<event>` handler of `list`; none can block or break another. */
+export function notifyAll(list: readonly Registration[], event: string, args: unknown[]): void {
+  for (const e of list) {
+    const h = e.def.on?.[event as keyof NonNullable<typeof e.def.on>] as ((...a: unknown[]) => unknown) | undefined
+    if (h) notify(e, event, h, args)
+  }
+}
+
+/** A hook's `filter.topics` as one test, its answers cached per topic (bounded). */
+export function compileFilter(topics: string[] | undefined): ((topic: string) => boolean) | null {
+  if (!topics) return null
+  const cache = new Map<string, boolean>()
+  return (topic) => {
+    let hit = cache.get(topic)
+    if (hit === undefined) {
+      hit = topics.some((f) => matchesFilter(f, topic))
+      if (cache.size >= 10000) cache.clear()
+      cache.set(topic, hit)
+    }
+    return hit
+  }
+}
