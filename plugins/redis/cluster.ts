@@ -40,7 +40,8 @@ export interface RedisClusterOptions {
 export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
   readonly name = 'redis-cluster'
   readonly redis: ClusterRedis
-  private reader!: StreamReader
+  /** reads the other nodes' streams (and the handover through it) */
+  reader!: StreamReader
   broker!: Broker
   me = ''
   private handover!: Handover
@@ -82,28 +83,12 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     return this.p + parts.join(':')
   }
 
-  /** the last entry of `node`'s stream this node handled */
-  cursor(node: string): string | undefined {
-    return this.reader.cursor(node)
-  }
-
-  discover(node: string): Promise<void> {
-    return this.reader.follow(node)
-  }
-
   /** Stops reading `node`'s stream (its cursor is kept: a node only taken for dead, back, is read on from there). */
   forgetPeer(node: string): void {
     this.reader.unfollow(node)
     this.groups.forget(node)
   }
 
-  lastEntry(node: string): Promise<string | undefined> {
-    return this.reader.lastEntry(node)
-  }
-
-  readUpTo(upTo: Record<string, string>, from: string): Promise<void> {
-    return this.reader.readUpTo(upTo, from)
-  }
 
   // ---- BrokerPlugin ----
 
@@ -196,7 +181,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
 
   private async register(): Promise<void> {
     // where this run's entries start: a node that finds this one later reads from here, so it misses none
-    const last = await this.lastEntry(this.me)
+    const last = await this.reader.lastEntry(this.me)
     await this.redis.multi()
       .set(this.key('node', this.me, 'since'), last ?? '0-0')
       .set(this.key('node', this.me), String(Date.now()), 'PX', this.options.nodeTimeoutMs)
@@ -224,7 +209,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
       for (let i = 0; i < others.length; i++) {
         const n = others[i]!
         if (alive[i] === 1) {
-          if (!this.peers.has(n)) await this.discover(n)
+          await this.reader.follow(n)
         } else if (settled && await this.redis.srem(this.key('nodes'), n) === 1) {
           // this node won it: take its sessions over between two reads
           this.reader.between(() => this.handover.adoptDead(n).catch((err: unknown) => this.log.error({ err, node: n }, 'taking over a dead node failed')))
@@ -289,7 +274,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
         if (r instanceof Promise) pending.push(r)
       }
     } else if (kind === 't') {
-      const p = this.handover.takeover(node, data, this.reader.positions())
+      const p = this.handover.takeover(node, data)
       if (p !== undefined) pending.push(p)
     } else if (kind === 'r') {
       return this.handover.released(node, data) // read nothing further until the session is loaded

@@ -2,6 +2,7 @@ import type { Broker, Logger, Session } from '../../core/index.js'
 import { Router } from '../../core/index.js'
 import { busMessageFromJson, compareIds, type ClusterRedis } from './cluster-redis.js'
 import { isGroupFieldOf } from './groups.js'
+import type { StreamReader } from './streams.js'
 import { willFromJson } from './stores.js'
 
 // Sessions changing node: one taken over from a live node (catchUp) or from a
@@ -16,18 +17,12 @@ export interface HandoverHost {
   readonly me: string
   readonly log: Logger
   key(...parts: string[]): string
-  /** the last entry of `node`'s stream this node handled */
-  cursor(node: string): string | undefined
+  /** the reader of the other nodes' streams (cursors, readUpTo) */
+  readonly reader: StreamReader
   forgetPeer(node: string): void
   released(clientId: string): void
-  readonly peers: ReadonlySet<string>
-  discover(node: string): Promise<void>
-  /** the id of the last entry of `node`'s stream (undefined: empty) */
-  lastEntry(node: string): Promise<string | undefined>
   /** appends an entry to this node's stream */
   append(kind: string, data: string): Promise<void>
-  /** handles what lies before `upTo` (stream -> id) that this node has not read yet; by the reader only */
-  readUpTo(upTo: Record<string, string>, from: string): Promise<void>
 }
 
 const READ_COUNT = 1000
@@ -50,7 +45,7 @@ export class Handover {
     const { redis, me } = this.host
     const old = await redis.hookmqClaim(this.host.key('owners'), clientId, me, this.host.key('node', ''))
     if (old === null || old === undefined) return load()
-    if (!this.host.peers.has(old)) await this.host.discover(old)
+    await this.host.reader.follow(old)
     await new Promise<void>((resolve, reject) => {
       let finished = false
       const claims = this.claims
@@ -60,7 +55,7 @@ export class Handover {
         clearTimeout(timer)
         if (claims.get(clientId) === finish) claims.delete(clientId)
         // answered (on the reader): first read as far as the old node had, so the reader brings the session nothing it already had
-        const p = from === undefined ? load() : this.host.readUpTo(cursors!, from).then(load).then(() => this.catchUp(clientId, from, cursors!))
+        const p = from === undefined ? load() : this.host.reader.readUpTo(cursors!, from).then(load).then(() => this.catchUp(clientId, from, cursors!))
         p.then(resolve, reject)
         return p.catch(() => {})
       }
@@ -72,12 +67,12 @@ export class Handover {
   }
 
   /** A 't' entry from `node`: if it asks this node to let a session go, do, and answer. */
-  takeover(node: string, data: string, cursors: Record<string, string>): Promise<void> | undefined {
+  takeover(node: string, data: string): Promise<void> | undefined {
     const { c, to } = JSON.parse(data) as { c: string; to: string }
     if (to !== this.host.me) return undefined
     this.host.broker.sessions.release(c) // writes what it must before the answer below, on the same connection
     // with how far this node had read each stream: the new node delivers to the session what lies beyond
-    return this.host.append('r', JSON.stringify({ c, to: node, k: cursors })).catch(() => {})
+    return this.host.append('r', JSON.stringify({ c, to: node, k: this.host.reader.positions() })).catch(() => {})
   }
 
   /** An 'r' entry from `node`: a session this node claimed is free; the promise settles once it is loaded. */
@@ -102,7 +97,7 @@ export class Handover {
     const key = this.host.key.bind(this.host)
     log.warn({ node: dead }, 'cluster node is gone; taking its sessions over')
     const cursors = await redis.hgetall(key('node', dead, 'cursors'))
-    await this.host.readUpTo(cursors, dead) // what it had read is in its sessions already
+    await this.host.reader.readUpTo(cursors, dead) // what it had read is in its sessions already
     const adopted: Session[] = []
     for (const id of await redis.smembers(key('node', dead, 'owned'))) {
       if (await redis.hookmqMoveIfOwner(key('owners'), id, dead, me, key('node', '')) !== 1) continue
@@ -144,7 +139,7 @@ export class Handover {
     for (const s of sessions) for (const sub of s.subscriptions.values()) router.add(s, sub)
     for (const [source, from] of Object.entries(cursors)) {
       if (source === asNode) continue
-      const to = source === this.host.me ? await this.host.lastEntry(source) : this.host.cursor(source)
+      const to = source === this.host.me ? await this.host.reader.lastEntry(source) : this.host.reader.cursor(source)
       if (to !== undefined && compareIds(from, to) < 0) await this.replay(router, source, from, to)
     }
   }

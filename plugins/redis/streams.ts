@@ -33,6 +33,8 @@ export class StreamReader {
   private running = false
   private loop: Promise<void> | undefined
   private wake: (() => void) | undefined
+  /** set when readUpTo handled entries: the read loop then skips those its current batch holds again */
+  private readAhead = false
 
   constructor(private readonly o: StreamReaderOptions) {}
 
@@ -119,7 +121,11 @@ export class StreamReader {
       for (let at = this.cursors.get(node); at !== undefined && compareIds(at, theirs) < 0; at = this.cursors.get(node)) {
         const entries = await redis.xrange(key('bus', node), '(' + at, theirs, 'COUNT', READ_COUNT)
         if (entries.length === 0) break
-        for (const [id, fields] of entries) await this.handleEntry(node, id, fields, pending)
+        this.readAhead = true
+        for (const [id, fields] of entries) {
+          const wait = this.handleEntry(node, id, fields, pending)
+          if (wait !== undefined) await wait
+        }
       }
     }
     await Promise.allSettled(pending)
@@ -148,14 +154,15 @@ export class StreamReader {
         continue
       }
       if (res === null) continue
+      this.readAhead = false
       const pending: unknown[] = []
       for (const [key, entries] of res) {
         const node = key.slice(busPrefix.length)
         if (!this.peers.has(node)) continue
         for (const [id, fields] of entries) {
-          const at = this.cursors.get(node)
-          if (at !== undefined && compareIds(id, at) <= 0) continue // handled already: a handover read ahead (readUpTo)
-          await this.handleEntry(node, id, fields, pending)
+          if (this.readAhead && compareIds(id, this.cursors.get(node)!) <= 0) continue // handled already by readUpTo
+          const wait = this.handleEntry(node, id, fields, pending)
+          if (wait !== undefined) await wait
         }
       }
       if (pending.length > 0) await Promise.allSettled(pending)
@@ -163,15 +170,31 @@ export class StreamReader {
     }
   }
 
-  private async handleEntry(node: string, id: string, fields: string[], pending: unknown[]): Promise<void> {
+  /** Handles one entry and moves the cursor past it; a promise only when the handler answered one (it must settle first). */
+  private handleEntry(node: string, id: string, fields: string[], pending: unknown[]): Promise<void> | undefined {
+    let wait: Promise<void> | undefined
     try {
-      const wait = this.o.handle(node, fields, pending)
-      if (wait !== undefined) await wait
+      wait = this.o.handle(node, fields, pending)
     } catch (err) {
-      this.o.log.error({ err, node, id }, 'cluster stream entry could not be handled')
+      this.failed(err, node, id)
     }
+    if (wait === undefined) {
+      this.passed(node, id)
+      return undefined
+    }
+    return wait.then(() => this.passed(node, id), (err: unknown) => {
+      this.failed(err, node, id)
+      this.passed(node, id)
+    })
+  }
+
+  private passed(node: string, id: string): void {
     this.cursors.set(node, id)
     this.dirty.add(node)
+  }
+
+  private failed(err: unknown, node: string, id: string): void {
+    this.o.log.error({ err, node, id }, 'cluster stream entry could not be handled')
   }
 
   private save(): Promise<unknown> {
