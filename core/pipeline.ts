@@ -45,25 +45,22 @@ export class PublishPipeline {
   private route(message: Message, client: ClientInfo | undefined): number | Promise<number> {
     const b = this.broker
     message.node = b.id
-    let retained: Promise<void> | undefined
-    if (message.retain) retained = b.stores.retained.set(message)
+    // everything that must be stored before the publisher is acknowledged, waited for once (null: nothing)
+    let waits: Array<Promise<unknown>> | null = null
+    const retained = message.retain ? b.stores.retained.set(message) : undefined
+    if (retained !== undefined) waits = [retained]
     if (b.emitter.has('published')) b.emitter.emit('published', message, client)
-    let tapped: Promise<void> | undefined
     for (let i = 0; i < this.taps.length; i++) {
       const r = this.taps[i]!.onPublish!(message, client)
-      if (r !== undefined) tapped = tapped === undefined ? r : Promise.all([tapped, r]).then(noop)
+      if (r !== undefined) (waits ??= []).push(r)
     }
-    const count = b.router.route(message) // before the bus: it decides which node's member of a shared group gets it
+    const delivered = b.router.route(message) > 0 // before the bus: it decides which node's member of a shared group gets it
     const writes = b.router.pending
+    if (writes !== null) waits = waits === null ? writes : waits.concat(writes)
     const bus = b.stores.bus.publish(message)
-    const delivered = count > 0
-    if (retained === undefined && bus === undefined && tapped === undefined && writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
-    // one wait for everything that must be stored before the publisher is acknowledged
-    const all = writes ?? []
-    if (retained !== undefined) all.push(retained)
-    if (bus !== undefined) all.push(bus)
-    if (tapped !== undefined) all.push(tapped)
-    return Promise.all(all).then(delivered ? success : noSubscribers, this.refused)
+    if (bus !== undefined) (waits ??= []).push(bus)
+    if (waits === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
+    return Promise.all(waits).then(delivered ? success : noSubscribers, this.refused)
   }
 
   private readonly refused = (err: unknown): number => {
@@ -80,7 +77,6 @@ export class PublishPipeline {
   }
 }
 
-function noop(): void {}
 
 function success(): number {
   return ReasonCode.Success
