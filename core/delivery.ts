@@ -14,25 +14,28 @@ import type { Message, QoS } from './types.js'
  */
 export function encodeDelivery(conn: Connection, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
   const v5 = conn.protocolVersion === 5
-  // no MQTT 5 properties to write (a 3.1.1 client gets none): the plain encoding
-  const plain = !v5 || (message.properties === undefined && ids === undefined && conn.topicAliasMaxOut === 0)
-  let buf: Buffer | undefined
-  if (plain && qos === 0) {
+  // MQTT 5 properties to write (a 3.1.1 client gets none): through the codec
+  if (v5 && (message.properties !== undefined || ids !== undefined || conn.topicAliasMaxOut > 0)) return encodeWithProperties(conn, message, qos, retain, ids, packetId, dup)
+  let buf: Buffer
+  if (qos === 0) {
     // the same bytes for every such subscriber: encoded once per message
     const slot = (v5 ? 2 : 0) + (retain ? 1 : 0)
-    buf = message.encoded?.[slot]
-    if (buf === undefined) {
+    const shared = message.encoded?.[slot]
+    if (shared !== undefined) buf = shared
+    else {
       buf = encodePublish(message.topic, message.payload, 0, retain, false, 0, v5)
       ;(message.encoded ??= [])[slot] = buf
     }
-    return buf.length > conn.maxOutgoingPacket ? undefined : buf
-  }
-  if (plain) {
+  } else {
     buf = encodePublish(message.topic, message.payload, qos, retain, dup, packetId, v5)
-    return buf.length > conn.maxOutgoingPacket ? undefined : buf
   }
+  return buf.length > conn.maxOutgoingPacket ? undefined : buf
+}
+
+function encodeWithProperties(conn: Connection, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
   const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup, messageId: packetId }
   const newAlias = addProperties(conn, packet, message, ids)
+  let buf: Buffer | undefined
   try {
     buf = encodePacket(packet, conn.genOpts)
   } catch (err) {
