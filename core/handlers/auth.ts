@@ -2,7 +2,7 @@ import type { IAuthPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { ReasonCode, protocolError } from '../errors.js'
 import { isPromise, type AuthenticateDecision } from '../hooks.js'
-import { authenticateInput } from './connect.js'
+import { acceptsMethod, authenticateInput } from './connect.js'
 
 // AUTH from a connected client: re-authentication, one step, through the same
 // authenticate hooks as CONNECT (a token refreshed before it expires, say).
@@ -22,7 +22,7 @@ export function handleAuth(conn: Connection, packet: IAuthPacket): void | Promis
 
 function finish(conn: Connection, decision: AuthenticateDecision): void {
   if (conn.state.kind !== 'connected') return
-  if (decision.result !== 'allow' || decision.authenticationMethod !== conn.authMethod) {
+  if (!acceptsMethod(decision, conn.authMethod!)) {
     // [MQTT-4.12.1-2] a failed re-authentication ends the connection; DISCONNECT has no 0x86 or 0x8C, so 0x87
     const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 're-authentication not accepted'
     conn.broker.log.info({ clientId: conn.client.id, reason }, 're-authentication refused; disconnecting')

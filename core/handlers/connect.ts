@@ -57,6 +57,11 @@ export function authenticateInput(conn: Connection, credentials: Pick<Authentica
   }
 }
 
+/** True when the authenticate hooks took the MQTT 5 Authentication Method: an allow that names it. */
+export function acceptsMethod(decision: AuthenticateDecision, method: string): decision is Extract<AuthenticateDecision, { result: 'allow' }> {
+  return decision.result === 'allow' && decision.authenticationMethod === method
+}
+
 function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | undefined {
   const limits = conn.broker.config.limits
   const v5 = conn.protocolVersion === 5
@@ -142,7 +147,7 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
     conn.closeWith(code, reason)
     return
   }
-  if (plan.authMethod !== undefined && (decision.result !== 'allow' || decision.authenticationMethod !== plan.authMethod)) {
+  if (plan.authMethod !== undefined && !acceptsMethod(decision, plan.authMethod)) {
     // no hook took the method: unsupported, the connection closes [MQTT-4.12.0-1]
     broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, method: plan.authMethod }, 'connection refused: authentication method not supported')
     conn.closeWith(ReasonCode.BadAuthenticationMethod, `authentication method "${plan.authMethod}" is not supported`)
