@@ -66,6 +66,7 @@ function latencyScenario(name: string, warmup: number, settle: number): Scenario
     return { value: r.p99, note: `p50 ${r.p50.toFixed(3)} max ${r.max.toFixed(2)}${r.received < r.expected ? ' LOST' : ''}` }
   } }
 }
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const lossNote = (r: { received: number; expected: number }): string | undefined => (r.received < r.expected ? `LOST ${r.expected - r.received}` : undefined)
 
 const scenarios: Scenario[] = [
@@ -127,7 +128,7 @@ function webhookScenarios(): Scenario[] {
       const started = Date.now()
       const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
       const end = Date.now() + 60000
-      while ((await sink!.count()) - before < r.expected && Date.now() < end) await new Promise((res) => setTimeout(res, 20))
+      while ((await sink!.count()) - before < r.expected && Date.now() < end) await sleep(20)
       const forwarded = (await sink!.count()) - before
       return { value: forwarded / (((await sink!.lastAt()) - started) / 1000), note: forwarded < r.expected ? `LOST ${r.expected - forwarded}` : undefined }
     } },
@@ -147,23 +148,22 @@ function webhookScenarios(): Scenario[] {
 async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
   const n = quick ? 1000 : 5000
   const settle = quick ? 0 : 40000
-  const idle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
   const settled = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
   const early = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
   for (let rep = 0; rep < reps; rep++) {
     const order = rep % 2 === 0 ? list : [...list].reverse()
     const running = await Promise.all(order.map((b) => startBroker(b)))
     try {
-      await idle(Math.max(settle, 500))
+      await sleep(Math.max(settle, 500))
       const before = running.map((r) => rssBytes(r.pid))
       const sockets: Array<{ destroy(): void }> = []
       const soon: number[] = []
       for (const r of running) {
         sockets.push(...await idleClients(r.port, n))
-        await idle(500)
+        await sleep(500)
         soon.push(rssBytes(r.pid))
       }
-      await idle(settle)
+      await sleep(settle)
       running.forEach((r, i) => {
         const row = (after: number): Row => ({ value: (after - before[i]!) / n / 1024, unit: sc.unit, brokerCpu: NaN, genCpu: NaN, note: `${n} clients` })
         settled.get(r.name)!.push(row(rssBytes(r.pid)))
@@ -209,7 +209,7 @@ async function main(): Promise<void> {
         const nodes: RunningBroker[] = []
         for (let k = 0; k < (sc.nodes ?? 1); k++) nodes.push(await startBroker(b, { ...sc.options?.(b), ...(sc.redis ? redisOptions(b, k) : {}) }))
         const cpuAll = (): number => nodes.reduce((sum, n) => sum + cpuSeconds(n.pid), 0)
-        if (sc.settle) await new Promise((resolve) => setTimeout(resolve, sc.settle! * 1000))
+        if (sc.settle) await sleep(sc.settle * 1000)
         try {
           const cpu0 = cpuAll()
           const gen0 = process.cpuUsage()
