@@ -89,7 +89,6 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     this.groups.forget(node)
   }
 
-
   // ---- BrokerPlugin ----
 
   async start(broker: Broker): Promise<void> {

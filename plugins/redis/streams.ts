@@ -122,10 +122,7 @@ export class StreamReader {
         const entries = await redis.xrange(key('bus', node), '(' + at, theirs, 'COUNT', READ_COUNT)
         if (entries.length === 0) break
         this.readAhead = true
-        for (const [id, fields] of entries) {
-          const wait = this.handleEntry(node, id, fields, pending)
-          if (wait !== undefined) await wait
-        }
+        await this.handleEntries(node, entries, pending)
       }
     }
     await Promise.allSettled(pending)
@@ -158,15 +155,19 @@ export class StreamReader {
       const pending: unknown[] = []
       for (const [key, entries] of res) {
         const node = key.slice(busPrefix.length)
-        if (!this.peers.has(node)) continue
-        for (const [id, fields] of entries) {
-          if (this.readAhead && compareIds(id, this.cursors.get(node)!) <= 0) continue // handled already by readUpTo
-          const wait = this.handleEntry(node, id, fields, pending)
-          if (wait !== undefined) await wait
-        }
+        if (this.peers.has(node)) await this.handleEntries(node, entries, pending)
       }
       if (pending.length > 0) await Promise.allSettled(pending)
       await this.save().catch(noop)
+    }
+  }
+
+  /** Handles `node`'s entries in order, each once: after a readUpTo, those it handled already are skipped. */
+  private async handleEntries(node: string, entries: Array<[string, string[]]>, pending: unknown[]): Promise<void> {
+    for (const [id, fields] of entries) {
+      if (this.readAhead && compareIds(id, this.cursors.get(node)!) <= 0) continue
+      const wait = this.handleEntry(node, id, fields, pending)
+      if (wait !== undefined) await wait
     }
   }
 
