@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { parseConfig } from '../core/config.js'
 import { createLogger } from '../core/logger.js'
 import { HookHost } from '../plugins/host.js'
 import { createBroker, hookModules } from '../plugins/index.js'
@@ -50,8 +51,10 @@ async function saveToEffect(): Promise<number[]> {
 async function heapGrowth(reloads: number): Promise<{ before: number; after: number; perReloadMs: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-'))
   const file = join(dir, 'acl.ts')
-  const host = new HookHost({ log: createLogger('silent'), hookConfig: {}, defaultTimeoutMs: 1000, revokedSubscriptions: 'remove' })
-  const loader = new HookFolderLoader(dir, host, hookModules, createLogger('silent'))
+  // inline: the heap of this thread is what is measured (a worker-isolated version's heap goes with its thread)
+  const hookConfig = parseConfig({ hooks: { isolation: 'inline' } }).hooks
+  const host = new HookHost({ log: createLogger('silent'), hookConfig, defaultTimeoutMs: 1000, revokedSubscriptions: 'remove', modules: hookModules })
+  const loader = new HookFolderLoader(dir, host, createLogger('silent'))
   for (let i = 0; i < 50; i++) { writeFileSync(file, hook(i)); await loader.load(file) } // warm up
   gc!(); gc!()
   const before = process.memoryUsage().heapUsed

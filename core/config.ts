@@ -21,6 +21,30 @@ const wsSchema = z.strictObject({
   path: z.string().startsWith('/').default('/mqtt').describe('HTTP path of the WebSocket endpoint'),
 })
 
+const isolation = z.enum(['inline', 'worker'])
+
+/** Keys of `hooks` that are the host's own settings; no hook may take one as its name. */
+export const HOOK_SETTINGS = ['isolation', 'memoryMb', 'blockedLoopMs', 'onStartupFailure', 'preflightMs', 'breaker', 'overrides'] as const
+
+const hooksSchema = z.object({
+  isolation: isolation.default('worker').describe('where hook code runs unless a hook says otherwise: `worker` (a thread of its own: deadlines hold even on synchronous loops, heap limit, crashes contained) or `inline` (in the broker\'s thread: fastest; a watchdog ends a process a hook has hung)'),
+  memoryMb: z.int().min(16).max(65536).default(128).describe('heap limit of a worker-isolated hook, in MiB, unless the hook sets `memoryMb`'),
+  blockedLoopMs: z.int().min(100).default(2000).describe('an inline hook blocking the event loop this long ends the process (exit code 70); the hook then runs quarantined in a worker until its file changes'),
+  onStartupFailure: z.enum(['exit', 'deny']).default('exit').describe('a hook that fails to load at start-up: `exit` (code 1, naming file:line) or `deny` (start, and deny every authenticate/authorize decision until the folder loads cleanly)'),
+  preflightMs: z.int().min(50).default(5000).describe('time a new hook version\'s top level has to evaluate in a throwaway worker before it is refused'),
+  breaker: z.strictObject({
+    maxFailures: z.int().min(1).default(10).describe('failures (throws, rejections, timeouts, invalid answers, worker crashes) within `windowMs` that trip a hook'),
+    windowMs: z.int().min(100).default(10000).describe('window of the failure count'),
+    backoffMs: z.int().min(10).default(5000).describe('a tripped hook is tried again after this long (doubling while it keeps failing)'),
+    maxBackoffMs: z.int().min(10).default(60000).describe('longest back-off'),
+  }).prefault({}).describe('circuit breaker: a tripped hook\'s decisions deny at once, its transforms pass messages unchanged, its event handlers are skipped'),
+  overrides: z.record(z.string(), z.strictObject({
+    isolation: isolation.optional(),
+    memoryMb: z.int().min(16).max(65536).optional(),
+    timeoutMs: z.int().min(1).max(600000).optional(),
+  })).default({}).describe('per hook name: `isolation`, `memoryMb` and `timeoutMs` over what the hook file says'),
+}).catchall(z.unknown())
+
 export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1').describe('bind address of every listener without its own host'),
   port: port.default(1883).describe('MQTT over TCP port (0 picks a free port)'),
@@ -38,7 +62,7 @@ export const configSchema = z.strictObject({
     ...tlsFiles,
   }).optional().describe('secure WebSocket listener (off unless configured)'),
   hooksDir: z.string().min(1).default('./hooks').describe('folder of hook files, watched and hot-reloaded (created if missing)'),
-  hooks: z.record(z.string(), z.unknown()).default({}).describe('per-hook config values: `hooks.<name>` is parsed by that hook\'s `config` schema'),
+  hooks: hooksSchema.prefault({}).describe('the hook host\'s settings below, and per-hook config values: `hooks.<name>` is parsed by that hook\'s `config` schema'),
   hookTimeoutMs: z.int().min(1).default(1000).describe('deadline of one hook call unless the hook sets `timeoutMs`'),
   allowAnonymous: z.boolean().optional().describe('accept clients no authenticate hook accepted (shorthand for defaults.authenticate allow/deny)'),
   defaults: z.strictObject({

@@ -61,6 +61,14 @@ export const ErrorCode = {
   QUOTA_EXCEEDED: ReasonCode.QuotaExceeded,
   QOS_NOT_SUPPORTED: ReasonCode.QoSNotSupported,
   CONFIG_INVALID: ReasonCode.UnspecifiedError,
+  /** a hook called what hooks may not (process.exit, process.kill, ...) */
+  HOOK_FORBIDDEN: ReasonCode.UnspecifiedError,
+  /** a hook file failed to load when the broker started (hooks.onStartupFailure: exit) */
+  HOOK_LOAD_FAILED: ReasonCode.UnspecifiedError,
+  /** a hook's worker stopped (crash, heap limit, terminated when stuck) */
+  HOOK_WORKER_LOST: ReasonCode.UnspecifiedError,
+  /** a hook did not answer within its deadline */
+  HOOK_TIMEOUT: ReasonCode.UnspecifiedError,
   UNSPECIFIED: ReasonCode.UnspecifiedError,
 } as const
 

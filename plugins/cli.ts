@@ -5,8 +5,8 @@ import { parseArgs } from 'node:util'
 import { HookmqError, parseConfigWith, version, type Broker } from '../core/index.js'
 import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
 import { createBroker, hookModules, type HookmqOptions } from './index.js'
-import { listHookFiles, loadHookModule } from './loader.js'
-import { parseHookConfig } from './lifecycle.js'
+import { listHookFiles, preflightFile } from './loader.js'
+import type { HookSettings } from './host.js'
 import { HookLoadError, asLoadError, compile, evaluate, where } from './compile.js'
 
 const USAGE = `usage: hookmq [options]
@@ -152,11 +152,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   void main(process.argv.slice(2))
 }
 
-/** `hookmq check [DIR] [--config FILE]`: compile and validate every hook file; 0 when all are good. */
+/** `hookmq check [DIR] [--config FILE]`: compile and preflight every hook file (a throwaway worker each, time-limited); 0 when all are good. */
 async function check(argv: string[]): Promise<number> {
   const dirArg = argv.find((a, i) => !a.startsWith('-') && argv[i - 1] !== '--config')
   const configIndex = argv.indexOf('--config')
-  let hookConfig: Record<string, unknown> = {}
+  let hookConfig: HookSettings
   try {
     const config = parseConfigWith(hookmqConfigSchema, await loadConfigFile(configIndex >= 0 ? argv[configIndex + 1] : undefined))
     hookConfig = config.hooks
@@ -173,12 +173,11 @@ async function check(argv: string[]): Promise<number> {
   const names = new Map<string, string>()
   for (const file of listHookFiles(dir)) {
     try {
-      const { def } = await loadHookModule(file, hookModules)
-      parseHookConfig(def, hookConfig[def.name])
-      const other = names.get(def.name)
-      if (other) throw new HookLoadError(`hook name "${def.name}" is already used by ${other}`, file)
-      names.set(def.name, file)
-      process.stdout.write(`ok    ${file} (${def.name})\n`)
+      const { meta } = await preflightFile(file, hookConfig, hookConfig)
+      const other = names.get(meta.name)
+      if (other) throw new HookLoadError(`hook name "${meta.name}" is already used by ${other}`, file)
+      names.set(meta.name, file)
+      process.stdout.write(`ok    ${file} (${meta.name})\n`)
     } catch (err) {
       failures++
       const e = asLoadError(err, file)

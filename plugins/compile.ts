@@ -1,6 +1,7 @@
 import type * as Esbuild from 'esbuild'
 import { createRequire, SourceMap } from 'node:module'
 import { dirname, resolve } from 'node:path'
+import { enterHook, guardedProcess, leaveHook } from './sandbox/guard.js'
 
 // Compiling and evaluating one hook file. esbuild bundles the file with its
 // relative imports into CommonJS; packages stay external and are required at
@@ -27,7 +28,7 @@ export class HookLoadError extends Error implements LoadError {
 }
 
 /** Where a load error points, `file:line:column` (or `file` alone), as every report writes it. */
-export function where(e: LoadError, file = ''): string {
+export function where(e: { file?: string; line?: number; column?: number }, file = ''): string {
   return `${e.file ?? file}${e.line ? `:${e.line}:${e.column ?? 0}` : ''}`
 }
 
@@ -39,9 +40,13 @@ export function asLoadError(err: unknown, file: string): HookLoadError {
 export interface Compiled {
   file: string
   code: string
+  /** the source map as esbuild wrote it (what crosses to a worker) */
+  mapJson: string | undefined
   map: SourceMap | undefined
   /** absolute paths of every source file bundled in (the hook and its helpers) */
   inputs: string[]
+  /** the script URL of its last evaluation in this thread (`file#hookmq-N`: stack frames name it) */
+  url?: string
 }
 
 export async function compile(file: string): Promise<Compiled> {
@@ -72,9 +77,13 @@ export async function compile(file: string): Promise<Compiled> {
   }
   const js = result.outputFiles.find((f) => f.path.endsWith('.js'))!
   const mapFile = result.outputFiles.find((f) => f.path.endsWith('.map'))
-  const map = mapFile ? new SourceMap(JSON.parse(mapFile.text) as ConstructorParameters<typeof SourceMap>[0]) : undefined
   const inputs = Object.keys(result.metafile.inputs).map((p) => resolve(p))
-  return { file, code: js.text, map, inputs }
+  return withMap({ file, code: js.text, mapJson: mapFile?.text, inputs })
+}
+
+/** A compilation received as plain data (in a worker): its source map made usable again. */
+export function withMap(c: Omit<Compiled, 'map'>): Compiled {
+  return { ...c, map: c.mapJson ? new SourceMap(JSON.parse(c.mapJson) as ConstructorParameters<typeof SourceMap>[0]) : undefined }
 }
 
 let evaluations = 0
@@ -82,16 +91,20 @@ let evaluations = 0
 /** Runs compiled code; returns its default export. Errors carry the original file and line. */
 export function evaluate(compiled: Compiled, modules: Record<string, unknown>): unknown {
   const filename = `${compiled.file}#hookmq-${++evaluations}`
+  compiled.url = filename
   const local = createRequire(compiled.file)
-  const require = (id: string): unknown => (Object.hasOwn(modules, id) ? modules[id] : local(id))
+  const require = (id: string): unknown => (Object.hasOwn(modules, id) ? modules[id] : id === 'process' || id === 'node:process' ? guardedProcess : local(id))
   const module = { exports: {} as Record<string, unknown> }
+  enterHook()
   try {
-    // eslint-disable-next-line @typescript-eslint/no-implied-eval
-    const fn = new Function('exports', 'require', 'module', '__filename', '__dirname', `${compiled.code}\n//# sourceURL=${filename}`) as
-      (e: unknown, r: unknown, m: unknown, f: string, d: string) => void
-    fn(module.exports, require, module, compiled.file, dirname(compiled.file))
+    // `process` is the hook's own guarded view of it (no exit door)
+    const fn = new Function('exports', 'require', 'module', '__filename', '__dirname', 'process', `${compiled.code}\n//# sourceURL=${filename}`) as
+      (e: unknown, r: unknown, m: unknown, f: string, d: string, p: NodeJS.Process) => void
+    fn(module.exports, require, module, compiled.file, dirname(compiled.file), guardedProcess)
   } catch (err) {
     throw located(err, compiled)
+  } finally {
+    leaveHook()
   }
   return module.exports.default
 }
@@ -99,14 +112,41 @@ export function evaluate(compiled: Compiled, modules: Record<string, unknown>): 
 /** Maps an error thrown by hook code to a HookLoadError at the original file and line. */
 export function located(err: unknown, compiled: Compiled): HookLoadError {
   const message = err instanceof Error ? err.message : String(err)
-  const stack = err instanceof Error ? err.stack ?? '' : ''
-  const re = new RegExp(`${escape(compiled.file)}#hookmq-\\d+:(\\d+):(\\d+)`)
-  const m = re.exec(stack)
-  if (!m || !compiled.map) return new HookLoadError(message, compiled.file)
-  const entry = compiled.map.findEntry(Number(m[1]) - 1 - LINE_OFFSET, Number(m[2]) - 1) as { originalSource?: string; originalLine?: number; originalColumn?: number }
-  if (entry.originalSource === undefined) return new HookLoadError(message, compiled.file)
+  const at = firstFrame(err instanceof Error ? err.stack ?? '' : '', compiled)
+  return new HookLoadError(message, at?.file ?? compiled.file, at?.line, at?.column)
+}
+
+export interface SourcePosition {
+  file: string
+  line: number
+  column: number
+}
+
+/** The .ts position of the first frame of `stack` in the hook's compiled code. */
+export function firstFrame(stack: string, compiled: Compiled): SourcePosition | undefined {
+  const m = frameRe(compiled).exec(stack)
+  return m ? original(compiled, Number(m[1]), Number(m[2])) : undefined
+}
+
+/** `stack` with every frame in the hook's compiled code at its .ts file, line and column. */
+export function mapStack(stack: string, compiled: Compiled): string {
+  return stack.replace(new RegExp(frameRe(compiled).source, 'g'), (whole, line: string, column: string) => {
+    const p = original(compiled, Number(line), Number(column))
+    return p ? `${p.file}:${p.line}:${p.column}` : whole
+  })
+}
+
+/** A position in the code as run (1-based line of the function body, 1-based column) in the hook's own source. */
+export function original(compiled: Compiled, line: number, column: number): SourcePosition | undefined {
+  if (!compiled.map) return undefined
+  const entry = compiled.map.findEntry(line - 1 - LINE_OFFSET, column - 1) as { originalSource?: string; originalLine?: number; originalColumn?: number }
+  if (entry.originalSource === undefined) return undefined
   const source = entry.originalSource.startsWith('file://') ? new URL(entry.originalSource).pathname : resolve(dirname(compiled.file), entry.originalSource)
-  return new HookLoadError(message, source, (entry.originalLine ?? 0) + 1, (entry.originalColumn ?? 0) + 1)
+  return { file: source, line: (entry.originalLine ?? 0) + 1, column: (entry.originalColumn ?? 0) + 1 }
+}
+
+function frameRe(compiled: Compiled): RegExp {
+  return new RegExp(`${escape(compiled.file)}#hookmq-\\d+:(\\d+):(\\d+)`)
 }
 
 function escape(s: string): string {

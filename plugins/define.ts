@@ -98,6 +98,14 @@ export interface HookDefinition<S extends z.ZodType = z.ZodType<unknown>> {
   order?: number
   /** deadline of one call in ms (default: `hookTimeoutMs`, 1000) */
   timeoutMs?: number
+  /**
+   * where this hook runs (default: `hooks.isolation`): `worker`, a thread of its own
+   * (deadlines hold even on synchronous loops, `memoryMb` caps its heap, a crash
+   * restarts only it), or `inline`, in the broker's thread (fastest)
+   */
+  isolation?: 'inline' | 'worker'
+  /** heap limit of this hook's worker in MiB (worker isolation; default `hooks.memoryMb`) */
+  memoryMb?: number
   /** zod schema of this hook's config values */
   config?: S
   /** limit authorizePublish and transform to these topic filters */

@@ -1,25 +1,38 @@
 import { EventEmitter } from 'node:events'
-import type { Broker, BrokerPlugin, ClientInfo, HookRunner, Logger, Message, PublishOptions, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
-import { ReasonCode } from '../core/index.js'
+import type { Broker, BrokerPlugin, ClientInfo, Config, HookRunner, Logger, Message, PublishOptions, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
+import { HookmqError, ReasonCode, throttled } from '../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, PublishDecision, SubscribeDecision } from '../core/index.js'
+import { evaluate, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
-import { HookStats, type HookMethod } from './invoke.js'
-import { EVENT_NAMES, toAuthDecision, toPublishDecision, toSubscribeDecision } from './schemas.js'
+import { describeFailure, HookStats, type HookMethod } from './invoke.js'
+import { EVENT_NAMES, checkHookModule, toAuthDecision, toPublishDecision, toSubscribeDecision } from './schemas.js'
 import { parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
 import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable } from './runners.js'
-import { where } from './compile.js'
+import { Breaker } from './sandbox/breaker.js'
+import type { HookMeta } from './sandbox/protocol.js'
+import { codeHash, type Quarantine, type QuarantineEntry } from './sandbox/quarantine.js'
+import { RemoteHook } from './sandbox/remote.js'
+import { hookStatus, hookSys, type HookStatus } from './status.js'
 
 // The plugin host: owns the registrations, swaps versions atomically, and
-// runs hooks through the runner of their composition rule (runners.ts).
+// runs hooks through the runner of their composition rule (runners.ts). A
+// hook runs inline (in this thread) or in a worker of its own (sandbox/).
+
+export type HookSettings = Config['hooks']
+export type { HookStatus } from './status.js'
 
 export interface HostOptions {
   log: Logger
-  /** `hooks.<name>` config values */
-  hookConfig: Record<string, unknown>
+  /** `hooks.<name>` config values, and the host's own settings (isolation, breaker, ...) */
+  hookConfig: HookSettings
   defaultTimeoutMs: number
   revokedSubscriptions: 'remove' | 'disconnect'
   /** what ctx.forward does (the webhook plugin's outbox) */
   forward?: (webhook: string, body: unknown, hook: string) => Promise<void>
+  /** what `import ... from 'hookmq' | 'zod'` resolves to in inline hooks */
+  modules?: Record<string, unknown>
+  /** versions that hung the broker (a hooks folder's record) */
+  quarantine?: Quarantine
 }
 
 export interface LoadFailure {
@@ -30,29 +43,18 @@ export interface LoadFailure {
   at: number
 }
 
-export interface HookStatus {
-  name: string
-  file?: string
-  state: 'loaded' | 'failed'
-  /** version serving now (0 when none) */
-  version: number
-  loadedAt?: number
-  error?: LoadFailure
-  calls: number
-  denies: number
-  errors: number
-  timeouts: number
-  p99Ms: number
-}
-
-interface Entry extends Runnable {
+export interface Entry extends Runnable {
   readonly key: string
   readonly order: number
-  readonly setup: SetupResult
+  readonly setup: SetupResult | undefined
+  readonly worker: RemoteHook | undefined
+  readonly quarantined: QuarantineEntry | undefined
 }
 
 const FAIL_AUTH: AuthenticateDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'authentication failed' })
 const FAIL_DENY: PublishDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
+const UNLOADED_AUTH: AuthenticateDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.ServerUnavailable, reason: 'hooks failed to load' })
+const UNLOADED: PublishDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'hooks failed to load' })
 
 export class HookHost implements HookRunner, BrokerPlugin {
   readonly name = 'hooks'
@@ -67,11 +69,17 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private rechecking: Promise<void> = Promise.resolve()
   private readonly starters: Array<(host: HookHost) => Promise<void>> = []
   private readonly stoppers: Array<() => Promise<void>> = []
+  /** hooks failed to load at start-up with onStartupFailure 'deny': every decision denies until they load */
+  private denyAll = false
 
   /** 'change' ({ key, kind: 'loaded' | 'failed' | 'removed', name?, version? }) after every load attempt */
   readonly events = new EventEmitter()
 
   constructor(readonly options: HostOptions) {}
+
+  get settings(): HookSettings {
+    return this.options.hookConfig
+  }
 
   /** `ctx.publish` of every hook */
   private readonly publish = (m: PublishOptions): Promise<void> => (this.broker ? this.broker.publish(m) : Promise.reject(new Error('broker not started')))
@@ -88,6 +96,23 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.broker = broker
     for (const start of this.starters) await start(this)
     this.syncEventListeners()
+    if (this.failures.size > 0) await this.startedWithFailures()
+  }
+
+  /** Start-up fails closed: the broker never serves without a hook it was given. */
+  private async startedWithFailures(): Promise<void> {
+    const list = [...this.failures.values()].map((f) => `${f.file ? where(f) : f.name ?? '?'}: ${f.message}`)
+    if (this.settings.onStartupFailure === 'exit') {
+      await this.stop() // the watcher and any hook already set up: the broker will not start
+      throw new HookmqError('HOOK_LOAD_FAILED', `hook load failed: ${list.join('; ')}`)
+    }
+    this.denyAll = true
+    this.options.log.error({ failed: list }, 'hooks failed to load at start-up: every authenticate and authorize decision is denied until the hooks folder loads cleanly (hooks.onStartupFailure: deny)')
+  }
+
+  /** Why this node should not take traffic (for /health), or undefined. */
+  health(): string | undefined {
+    return this.denyAll ? 'hooks failed to load' : undefined
   }
 
   async stop(): Promise<void> {
@@ -99,32 +124,24 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   sys(): Record<string, string | number> {
-    const out: Record<string, string | number> = {}
-    for (const s of this.status()) {
-      const p = `hooks/${s.name}/`
-      out[p + 'state'] = s.state
-      out[p + 'version'] = s.version
-      out[p + 'calls'] = s.calls
-      out[p + 'denies'] = s.denies
-      out[p + 'errors'] = s.errors
-      out[p + 'p99ms'] = Number(s.p99Ms.toFixed(3))
-      if (s.error) out[p + 'error'] = `${where(s.error)} ${s.error.message}`.trim()
-    }
-    return out
+    return hookSys(this.status())
   }
 
   // ---- HookRunner
 
   authenticate(input: AuthenticateInput): AuthenticateDecision | Promise<AuthenticateDecision> {
+    if (this.denyAll) return UNLOADED_AUTH
     return firstDecision(this.lists.authenticate, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined)
   }
 
   authorizePublish(client: ClientInfo, message: Message): PublishDecision | Promise<PublishDecision> {
+    if (this.denyAll) return UNLOADED
     const input: PublishInput = { client, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, properties: message.properties }
     return firstDecision(this.lists.authorizePublish, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic)
   }
 
   authorizeSubscribe(client: ClientInfo, sub: CoreSubscribeInput): SubscribeDecision | Promise<SubscribeDecision> {
+    if (this.denyAll) return UNLOADED
     return firstDecision(this.lists.authorizeSubscribe, 'authorizeSubscribe', { client, filter: sub.filter, qos: sub.qos }, toSubscribeDecision, FAIL_DENY, undefined)
   }
 
@@ -133,6 +150,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   appliesToPublish(topic: string): boolean {
+    if (this.denyAll) return true
     if (this.publishPath.length === 0) return false
     if (this.anyUnfiltered) return true
     let hit = this.appliesCache.get(topic)
@@ -146,27 +164,81 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   // ---- registrations
 
+  /** Where a hook runs: quarantine, then `hooks.overrides.<name>`, then the file's own word, then `hooks.isolation`. */
+  isolationOf(name: string, declared: 'inline' | 'worker' | undefined, quarantined: boolean): 'inline' | 'worker' {
+    if (quarantined) return 'worker'
+    return this.settings.overrides[name]?.isolation ?? declared ?? this.settings.isolation
+  }
+
   /**
-   * Loads a hook version: parse its config, run setup, swap it in, retire the
-   * previous version of the same key. Throws (changing nothing) on any failure.
+   * Loads a new version of a hook file that passed its preflight (`meta`: what
+   * it declared there): inline (evaluated here) or in a worker of its own.
    */
-  async install(def: HookDefinition, key: string, file: string | undefined): Promise<void> {
-    const clash = this.entries.find((e) => e.name === def.name && e.key !== key)
-    if (clash) throw new Error(`hook name "${def.name}" is already used by ${clash.file ?? 'an embedded hook'}`)
-    const old = this.entries.find((e) => e.key === key)
+  async load(compiled: Compiled, meta: HookMeta, key: string): Promise<void> {
+    this.checkName(meta.name, key)
+    const hash = codeHash(compiled.code)
+    const quarantined = this.options.quarantine?.get(compiled.file, hash)
+    if (quarantined === undefined) this.options.quarantine?.clear(compiled.file)
+    if (this.isolationOf(meta.name, meta.isolation, quarantined !== undefined) === 'inline') {
+      const def = checkHookModule(evaluate(compiled, this.options.modules ?? {}))
+      await this.install(def, key, compiled.file, compiled)
+      return
+    }
+    const override = this.settings.overrides[meta.name]
+    const worker = new RemoteHook({
+      compiled,
+      config: this.options.hookConfig[meta.name],
+      memoryMb: override?.memoryMb ?? meta.memoryMb ?? this.settings.memoryMb,
+      timeoutMs: this.timeoutOf(meta.name, meta.timeoutMs),
+      setupMs: this.settings.preflightMs + 10000,
+      log: this.options.log.child({ hook: meta.name }),
+      publish: this.publish,
+      forward: makeForward(this.options.forward, meta.name),
+    })
+    await worker.start()
+    this.swapIn(remoteDef(meta), key, compiled.file, undefined, undefined, compiled, worker, quarantined)
+  }
+
+  /**
+   * Loads a hook version that runs here: parse its config, run setup, swap it
+   * in, retire the previous version of the same key. Throws (changing nothing) on any failure.
+   */
+  async install(def: HookDefinition, key: string, file: string | undefined, compiled?: Compiled): Promise<void> {
+    this.checkName(def.name, key)
     const config = parseHookConfig(def, this.options.hookConfig[def.name])
     const log = this.options.log.child({ hook: def.name })
     // no closure made in this scope may outlive it: it would keep `old` (and so every version) alive
     const forward = makeForward(this.options.forward, def.name)
     const setup = await runSetup(def, { name: def.name, config, log, publish: this.publish, forward })
+    this.swapIn(def, key, file, config, setup, compiled, undefined, undefined)
+  }
+
+  private checkName(name: string, key: string): void {
+    const clash = this.entries.find((e) => e.name === name && e.key !== key)
+    if (clash) throw new Error(`hook name "${name}" is already used by ${clash.file ?? 'an embedded hook'}`)
+  }
+
+  private timeoutOf(name: string, declared: number | undefined): number {
+    return this.settings.overrides[name]?.timeoutMs ?? declared ?? this.options.defaultTimeoutMs
+  }
+
+  private swapIn(def: HookDefinition, key: string, file: string | undefined, config: unknown, setup: SetupResult | undefined, compiled: Compiled | undefined,
+    worker: RemoteHook | undefined, quarantined: QuarantineEntry | undefined): void {
+    const old = this.entries.find((e) => e.key === key)
+    const log = this.options.log.child({ hook: def.name })
+    const forward = makeForward(this.options.forward, def.name)
     const entry: Entry = {
-      key, name: def.name, file, def, config, log, setup,
+      key, name: def.name, file, def, config, log, setup, compiled, worker, quarantined,
+      isolation: worker ? 'worker' : 'inline',
+      remote: worker,
       version: (old?.version ?? 0) + 1,
       loadedAt: Date.now(),
       order: def.order ?? 0,
-      timeoutMs: def.timeoutMs ?? this.options.defaultTimeoutMs,
+      timeoutMs: this.timeoutOf(def.name, def.timeoutMs),
       filter: compileFilter(def.filter?.topics),
       stats: new HookStats(),
+      breaker: new Breaker(this.settings.breaker, (state) => log[state === 'tripped' ? 'warn' : 'info']({ breaker: state }, `hook breaker ${state}`)),
+      reportFailure: failureReporter(log, compiled),
       eventContext: { config, log, forward },
       forward,
       active: 0,
@@ -174,11 +246,15 @@ export class HookHost implements HookRunner, BrokerPlugin {
       retired: false,
       onIdle: undefined,
     }
+    if (worker) worker.reg = entry
     this.entries = [...this.entries.filter((e) => e !== old), entry].sort(byOrder)
     this.failures.delete(key)
     this.rebuild()
-    log.info({ version: entry.version, file }, old ? 'hook reloaded' : 'hook loaded')
+    log.info({ version: entry.version, file, isolation: entry.isolation, ...(quarantined ? { quarantined: quarantined.reason } : {}) },
+      old ? 'hook reloaded' : 'hook loaded')
+    if (quarantined) log.warn({ at: quarantined.at, since: new Date(quarantined.since).toISOString() }, `hook quarantined: this version ${quarantined.reason}; it runs in worker isolation until the file changes`)
     this.events.emit('change', { key, kind: 'loaded', name: def.name, version: entry.version })
+    this.liftDenyAll()
     if (old) void this.retire(old)
     if (def.authorizeSubscribe || old?.def.authorizeSubscribe) this.recheck()
   }
@@ -186,6 +262,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
   /** Removes the hook loaded under `key` (its file was deleted). */
   async remove(key: string): Promise<void> {
     this.failures.delete(key)
+    this.options.quarantine?.clear(key)
+    this.liftDenyAll()
     const old = this.entries.find((e) => e.key === key)
     if (!old) {
       this.events.emit('change', { key, kind: 'removed' })
@@ -210,6 +288,12 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.events.emit('change', { key, kind: 'failed', name, error: f })
   }
 
+  private liftDenyAll(): void {
+    if (!this.denyAll || this.failures.size > 0) return
+    this.denyAll = false
+    this.options.log.info('the hooks folder loads cleanly again: decisions are no longer denied')
+  }
+
   /** The key (file) a hook name is loaded under, if any. */
   keyOf(name: string): string | undefined {
     return this.entries.find((e) => e.name === name)?.key
@@ -219,25 +303,22 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return this.entries.map((e) => e.key)
   }
 
+  /** The loaded hook (and version) whose evaluated script a stack frame's URL names (`file#hookmq-N`). */
+  entryOfScript(url: string): Entry | undefined {
+    return this.entries.find((e) => e.compiled?.url === url) ?? this.entries.find((e) => e.file !== undefined && url.startsWith(e.file + '#hookmq-'))
+  }
+
   status(): HookStatus[] {
-    const out: HookStatus[] = this.entries.map((e) => {
-      const failure = this.failures.get(e.key)
-      return { name: e.name, file: e.file, state: failure ? 'failed' as const : 'loaded' as const, version: e.version, loadedAt: e.loadedAt, error: failure,
-        calls: e.stats.calls, denies: e.stats.denies, errors: e.stats.errors, timeouts: e.stats.timeouts, p99Ms: e.stats.p99() }
-    })
-    for (const [key, f] of this.failures) {
-      if (this.entries.some((e) => e.key === key)) continue
-      out.push({ name: f.name ?? key.replace(/^.*\//, '').replace(/\.[^.]+$/, ''), file: f.file ?? key, state: 'failed', version: 0, error: f, calls: 0, denies: 0, errors: 0, timeouts: 0, p99Ms: 0 })
-    }
-    return out
+    return hookStatus(this.entries, this.failures)
   }
 
   private retire(entry: Entry): Promise<void> {
     entry.retired = true
-    entry.setup.abort()
-    if (entry.active === 0) return runTeardown(entry)
+    entry.setup?.abort()
+    const teardown = (): Promise<void> => (entry.worker ? entry.worker.retire() : runTeardown(entry.def, entry.setup!, entry.log))
+    if (entry.active === 0) return teardown()
     return new Promise((resolve) => {
-      entry.onIdle = () => { void runTeardown(entry).then(resolve) } // running calls finish on the old version first
+      entry.onIdle = () => { void teardown().then(resolve) } // running calls finish on the old version first
     })
   }
 
@@ -296,4 +377,26 @@ function byOrder(a: Entry, b: Entry): number {
 
 function makeForward(forward: HostOptions['forward'], hook: string): (webhook: string, body: unknown) => Promise<void> {
   return (webhook, body) => (forward ? forward(webhook, body, hook) : Promise.reject(new Error('no webhooks are configured')))
+}
+
+/** A worker-isolated hook's definition as this thread sees it: what it declared, its methods as markers (they run in the worker). */
+function remoteDef(meta: HookMeta): HookDefinition {
+  const def: Record<string, unknown> = { name: meta.name, order: meta.order, timeoutMs: meta.timeoutMs, filter: meta.filter, isolation: 'worker' }
+  for (const m of meta.methods) def[m] = inWorker
+  if (meta.events.length > 0) def.on = Object.fromEntries(meta.events.map((e) => [e, inWorker]))
+  return def as unknown as HookDefinition
+}
+
+function inWorker(): never {
+  throw new Error('this hook runs in its worker')
+}
+
+/** Logs a hook's failed calls at the hook's own file and line; at most one line a second, with the count of the others. */
+function failureReporter(log: Logger, compiled: Compiled | undefined): (f: { what: string; err: unknown }) => void {
+  return throttled((f, count) => {
+    const { what, err } = f as { what: string; err: unknown }
+    const d = describeFailure(err, compiled)
+    log.error({ method: what, at: d.at, code: d.code, err: { message: d.message, stack: d.stack }, ...(count > 1 ? { alsoFailed: count - 1 } : {}) },
+      `hook ${what} failed${d.at ? ` at ${d.at}` : ''}: ${d.message}`)
+  }, 1000)
 }

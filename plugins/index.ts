@@ -12,6 +12,9 @@ import type { DeadBatch } from './webhook/delivery.js'
 import type { HookDefinition } from './define.js'
 import { HookHost, type HookStatus } from './host.js'
 import { HookFolderLoader } from './loader.js'
+import { ProcessGuard } from './sandbox/process-guard.js'
+import { Quarantine } from './sandbox/quarantine.js'
+import { resolve } from 'node:path'
 import { checkHookModule } from './schemas.js'
 import * as self from './index.js'
 
@@ -121,12 +124,15 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     ? new WebhookPlugin(full.webhooks, broker.log.child({ plugin: 'webhooks' }), broker.id, redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined)
     : undefined
   if (webhooks) broker.use(webhooks)
+  const hookLog = broker.log.child({ plugin: 'hooks' })
   const host = new HookHost({
-    log: broker.log.child({ plugin: 'hooks' }),
+    log: hookLog,
     hookConfig: broker.config.hooks,
     defaultTimeoutMs: broker.config.hookTimeoutMs,
     revokedSubscriptions: broker.config.revokedSubscriptions,
     forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new Error('no webhooks are configured'))),
+    modules: hookModules,
+    quarantine: hooksDir !== undefined ? new Quarantine(resolve(broker.config.hooksDir)) : undefined,
   })
   host.attach(async (h) => {
     for (const { hook } of objects) {
@@ -138,8 +144,16 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     }
   }, async () => {})
   if (hooksDir !== undefined) {
-    const loader = new HookFolderLoader(broker.config.hooksDir, host, hookModules, host.options.log)
-    host.attach(() => loader.start(), () => loader.stop())
+    // hook files are user code in this process: contained by the sandbox (plugins/sandbox/)
+    const loader = new HookFolderLoader(broker.config.hooksDir, host, hookLog)
+    const guard = new ProcessGuard(host, hookLog)
+    host.attach(async () => {
+      guard.start()
+      await loader.start()
+    }, async () => {
+      await loader.stop()
+      await guard.stop()
+    })
   }
   if (rest.hookRunner === undefined) broker.hooks = host // an embedder's own runner replaces the host's decisions
   broker.use(host)
@@ -149,7 +163,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
   }
   const hookStatus = (): HookStatus[] => host.status()
-  const endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: hookStatus, webhooks: webhookApi.status }, broker.log.child({ plugin: 'http' }))
+  const endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: hookStatus, webhooks: webhookApi.status, hooksProblem: () => host.health() }, broker.log.child({ plugin: 'http' }))
   if (endpoint) broker.use(endpoint)
   return Object.assign(broker, { hookHost: host, hookStatus, httpUrl: () => endpoint?.url(), webhooks: webhookApi })
 }

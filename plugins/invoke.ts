@@ -1,11 +1,17 @@
-import { isPromise, type Logger } from '../core/index.js'
+import { HookmqError, isPromise, type Logger } from '../core/index.js'
+import type { Compiled } from './compile.js'
+import { firstFrame, mapStack, where } from './compile.js'
 import type { CallContext, HookDefinition } from './define.js'
+import type { Breaker } from './sandbox/breaker.js'
+import { enterHook, leaveHook } from './sandbox/guard.js'
 
 // The one choke point for user code: every hook call goes through invoke(),
-// which catches throws and rejections, applies the deadline (aborting the
-// call's signal), ignores a late answer, checks the answer and, on any failure,
-// answers the caller's fallback: a deny for decisions (fail closed), the
-// original message for transforms (fail open), nothing for events.
+// which asks the hook's circuit breaker, catches throws and rejections, applies
+// the deadline (aborting the call's signal), ignores a late answer, checks the
+// answer and, on any failure, answers the caller's fallback: a deny for
+// decisions (fail closed), the original message for transforms (fail open),
+// nothing for events. A worker-isolated hook's calls cross to its thread
+// (`remote`) and come back through the same settle/fail.
 
 const SAMPLES = 512
 
@@ -30,17 +36,34 @@ export class HookStats {
   }
 }
 
+export type HookMethod = 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'transform'
+
+/** How a worker-isolated hook is called: the calls cross to its thread, answers come back through settle/fail. */
+export interface RemoteCalls {
+  call<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): Promise<T>
+  notify(reg: Registration, event: string, args: unknown[]): void
+}
+
 /** One loaded version of one hook. */
 export interface Registration {
   readonly name: string
   readonly file: string | undefined
   readonly version: number
   readonly loadedAt: number
+  /** the hook's definition; for a worker-isolated hook, what its worker reported (methods are markers) */
   readonly def: HookDefinition
   readonly config: unknown
   readonly timeoutMs: number
   readonly log: Logger
   readonly stats: HookStats
+  readonly isolation: 'inline' | 'worker'
+  readonly breaker: Breaker
+  /** the compiled file (source-mapped stacks of inline hooks) */
+  readonly compiled: Compiled | undefined
+  /** set for worker isolation */
+  readonly remote: RemoteCalls | undefined
+  /** logs a failed call (throttled) */
+  readonly reportFailure: (failure: { what: string; err: unknown }) => void
   /** the last argument of event handlers */
   readonly eventContext: { config: unknown; log: Logger; forward(webhook: string, body: unknown): Promise<void> }
   readonly forward: (webhook: string, body: unknown) => Promise<void>
@@ -51,8 +74,6 @@ export interface Registration {
   retired: boolean
   onIdle: (() => void) | undefined
 }
-
-export type HookMethod = 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'transform'
 
 class Call implements CallContext<unknown> {
   private ctrl: AbortController | undefined = undefined
@@ -94,35 +115,37 @@ function callFor(reg: Registration): Call {
   return call
 }
 
-export class HookTimeout extends Error {
-  constructor(name: string, method: string, ms: number) {
-    super(`hook "${name}" ${method} did not answer within ${ms} ms`)
-  }
+export function hookTimeout(name: string, method: string, ms: number): HookmqError {
+  return new HookmqError('HOOK_TIMEOUT', `hook "${name}" ${method} did not answer within ${ms} ms`)
 }
 
 /**
  * Calls `reg.def[method](input)`. `check` turns the raw answer into the typed
- * one (throwing when invalid); `fallback` is what a failure answers.
+ * one (throwing when invalid); `fallback` is what a failure answers, and what a
+ * tripped hook answers at once.
  */
 export function invoke<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): T | Promise<T> {
+  if (!reg.breaker.admit()) return fallback
+  if (reg.remote !== undefined) return reg.remote.call(reg, method, input, check, fallback)
   const fn = reg.def[method] as (input: unknown, ctx: CallContext<unknown>) => unknown
   const call = callFor(reg)
-  // durations are sampled (1 call in 8): two clock reads per call cost more than the hooks they time
-  const started = (reg.stats.calls++ & 7) === 0 ? performance.now() : 0
-  reg.active++
+  const started = begin(reg)
   let out: unknown
+  enterHook()
   try {
     out = fn(input, call)
   } catch (err) {
+    leaveHook()
     return fail(reg, method, err, fallback, started)
   }
+  leaveHook()
   if (!isPromise(out)) return settle(reg, method, out, check, fallback, started)
   return new Promise<T>((resolve) => {
     let done = false
     const timer = setTimeout(() => {
       if (done) return
       done = true
-      const err = new HookTimeout(reg.name, method, reg.timeoutMs)
+      const err = hookTimeout(reg.name, method, reg.timeoutMs)
       reg.stats.timeouts++
       call.abort(err)
       resolve(fail(reg, method, err, fallback, started))
@@ -141,7 +164,13 @@ export function invoke<T>(reg: Registration, method: HookMethod, input: unknown,
   })
 }
 
-function settle<T>(reg: Registration, method: HookMethod, raw: unknown, check: (v: unknown) => T, fallback: T, started: number): T {
+/** Counts a call; answers its start time when this one is sampled for the p99 (1 call in 8: two clock reads cost more than many hooks). */
+export function begin(reg: Registration): number {
+  reg.active++
+  return (reg.stats.calls++ & 7) === 0 ? performance.now() : 0
+}
+
+export function settle<T>(reg: Registration, method: HookMethod, raw: unknown, check: (v: unknown) => T, fallback: T, started: number): T {
   let value: T
   try {
     value = check(raw)
@@ -149,14 +178,19 @@ function settle<T>(reg: Registration, method: HookMethod, raw: unknown, check: (
     return fail(reg, method, err, fallback, started)
   }
   if ((value as { result?: string } | null)?.result === 'deny') reg.stats.denies++
+  reg.breaker.success()
   finish(reg, started)
   return value
 }
 
-function fail<T>(reg: Registration, method: HookMethod, err: unknown, fallback: T, started: number): T {
+/** A failed call answers its fallback. `alone`: its own failure (counted by the breaker, logged); false when one cause failed many calls. */
+export function fail<T>(reg: Registration, method: string, err: unknown, fallback: T, started: number, alone = true): T {
   reg.stats.errors++
   if ((fallback as { result?: string } | null)?.result === 'deny') reg.stats.denies++
-  reg.log.error({ err, hook: reg.name, method, file: reg.file }, `hook ${method} failed`)
+  if (alone) {
+    reg.breaker.failure()
+    reg.reportFailure({ what: method, err })
+  }
   finish(reg, started)
   return fallback
 }
@@ -166,18 +200,50 @@ function finish(reg: Registration, started: number): void {
   if (--reg.active === 0 && reg.retired) reg.onIdle?.()
 }
 
-/** Runs an event handler: errors and rejections are logged, nothing waits for it. */
+/** Runs an event handler: errors and rejections are logged, nothing waits for it. A tripped hook's handlers are skipped. */
 export function notify(reg: Registration, event: string, handler: (...args: unknown[]) => unknown, args: unknown[]): void {
+  if (!reg.breaker.admit()) return
+  if (reg.remote !== undefined) {
+    reg.stats.calls++
+    reg.remote.notify(reg, event, args)
+    return
+  }
   reg.stats.calls++
+  enterHook()
   try {
     const r = handler(...args, reg.eventContext)
     if (isPromise(r)) r.then(undefined, (err: unknown) => eventFailed(reg, event, err))
   } catch (err) {
     eventFailed(reg, event, err)
+  } finally {
+    leaveHook()
   }
 }
 
-function eventFailed(reg: Registration, event: string, err: unknown): void {
+export function eventFailed(reg: Registration, event: string, err: unknown): void {
   reg.stats.errors++
-  reg.log.error({ err, hook: reg.name, event, file: reg.file }, 'hook event handler failed')
+  reg.breaker.failure()
+  reg.reportFailure({ what: `on.${event}`, err })
+}
+
+export interface FailureReport {
+  message: string
+  /** file:line:column in the hook's own source, when the stack shows it */
+  at: string | undefined
+  stack: string | undefined
+  code: string | undefined
+}
+
+/**
+ * A hook's failure as the log shows it: the message, where in the hook's .ts
+ * file it happened and the stack with source positions (an error from a worker
+ * arrives mapped already, with `at`).
+ */
+export function describeFailure(err: unknown, compiled: Compiled | undefined): FailureReport {
+  const e = err instanceof Error ? err as Error & { at?: string; code?: string } : undefined
+  const message = e ? e.message : String(err)
+  const code = typeof e?.code === 'string' ? e.code : undefined
+  if (e?.at !== undefined || compiled === undefined || e?.stack === undefined) return { message, at: e?.at, stack: e?.stack, code }
+  const pos = firstFrame(e.stack, compiled)
+  return { message, at: pos ? where(pos) : undefined, stack: mapStack(e.stack, compiled), code }
 }

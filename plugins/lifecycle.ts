@@ -1,8 +1,9 @@
 import type { z } from 'zod'
-import { newMessage, type Logger, type Message, type PublishOptions } from '../core/index.js'
+import type { Logger, PublishOptions } from '../core/index.js'
+import { newMessage, type Message } from '../core/types.js'
 import type { HookContext, HookDefinition } from './define.js'
-import type { Registration } from './invoke.js'
 import type { TransformPatch } from './schemas.js'
+import { enterHook, leaveHook } from './sandbox/guard.js'
 
 // A hook version's life: config parsed, setup run, teardown run once its
 // calls have finished. And the one way a transform answer changes a message.
@@ -36,7 +37,7 @@ export async function runSetup(def: HookDefinition, base: { name: string; config
       timer = setTimeout(() => reject(new Error(`setup did not finish within ${SETUP_DEADLINE_MS} ms`)), SETUP_DEADLINE_MS)
     })
     try {
-      const r = await Promise.race([Promise.resolve(def.setup(ctx)), deadline])
+      const r = await Promise.race([Promise.resolve(callHook(() => def.setup!(ctx))), deadline])
       if (typeof r === 'function') teardown = r
     } catch (err) {
       ctrl.abort()
@@ -49,13 +50,13 @@ export async function runSetup(def: HookDefinition, base: { name: string; config
 }
 
 /** Runs the version's teardown(s); errors are logged, never thrown. */
-export async function runTeardown(entry: Registration & { setup: SetupResult }): Promise<void> {
-  for (const fn of [entry.setup.teardown, entry.def.teardown ? () => entry.def.teardown!(entry.setup.ctx) : undefined]) {
+export async function runTeardown(def: HookDefinition, setup: SetupResult, log: Logger): Promise<void> {
+  for (const fn of [setup.teardown, def.teardown ? () => def.teardown!(setup.ctx) : undefined]) {
     if (!fn) continue
     try {
-      await fn()
+      await callHook(fn)
     } catch (err) {
-      entry.log.error({ err, hook: entry.name }, 'hook teardown failed')
+      log.error({ err, hook: def.name }, 'hook teardown failed')
     }
   }
 }
@@ -69,4 +70,14 @@ export function applyPatch(message: Message, patch: TransformPatch): Message {
     patch.properties !== undefined ? patch.properties as Message['properties'] : message.properties)
   if (patch.properties === undefined) next.expiresAt = message.expiresAt // the original deadline stands
   return next
+}
+
+/** Runs hook code's synchronous part under the process guard. */
+function callHook<T>(fn: () => T): T {
+  enterHook()
+  try {
+    return fn()
+  } finally {
+    leaveHook()
+  }
 }

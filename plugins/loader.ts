@@ -2,11 +2,12 @@ import { watch, type FSWatcher } from 'chokidar'
 import { existsSync, mkdirSync, readdirSync, statSync, type Stats } from 'node:fs'
 import { basename, join, relative, resolve } from 'node:path'
 import type { Logger } from '../core/index.js'
-import { compile, evaluate, HookLoadError, located, type Compiled } from './compile.js'
+import { compile, HookLoadError, located, type Compiled } from './compile.js'
 import type { HookHost } from './host.js'
-import { checkHookModule } from './schemas.js'
+import { preflight } from './sandbox/pool.js'
+import type { HookMeta } from './sandbox/protocol.js'
 
-// Watch → compile → evaluate → validate → install. Each file's loads run one
+// Watch → compile → preflight (a throwaway worker) → load (inline or a worker of its own). Each file's loads run one
 // after another. A change loads at once (leading edge); then, for a quiet
 // window, further events only mark the file, and at the window's end it is
 // loaded again if it changed since (chokidar swallows a second change of one
@@ -36,14 +37,18 @@ export function listHookFiles(dir: string): string[] {
   return out.sort()
 }
 
-/** Compiles, evaluates and checks one hook file (no setup): what `hookmq check` and the loader share. */
-export async function loadHookModule(file: string, modules: Record<string, unknown>): Promise<{ def: ReturnType<typeof checkHookModule>; compiled: Compiled }> {
+/**
+ * Compiles one hook file and evaluates it in a throwaway worker (preflight):
+ * its shape and its config (`hooks.<name>` of `hookConfig`) are checked there,
+ * and a loop, a throw or a process.exit at its top level is refused. What
+ * `hookmq check` and the loader share.
+ */
+export async function preflightFile(file: string, hookConfig: Record<string, unknown>, settings: { preflightMs: number; memoryMb: number }): Promise<{ meta: HookMeta; compiled: Compiled }> {
   const compiled = await compile(file)
-  const exported = evaluate(compiled, modules)
   try {
-    return { def: checkHookModule(exported), compiled }
+    return { meta: await preflight(compiled, hookConfig, settings.preflightMs, settings.memoryMb), compiled }
   } catch (err) {
-    throw new HookLoadError((err as Error).message, file)
+    throw err instanceof HookLoadError ? err : new HookLoadError((err as Error).message, file)
   }
 }
 
@@ -59,7 +64,7 @@ export class HookFolderLoader {
   private readonly inputs = new Map<string, string[]>()
   private stopped = false
 
-  constructor(dir: string, private readonly host: HookHost, private readonly modules: Record<string, unknown>, private readonly log: Logger) {
+  constructor(dir: string, private readonly host: HookHost, private readonly log: Logger) {
     this.dir = resolve(dir)
   }
 
@@ -129,15 +134,15 @@ export class HookFolderLoader {
     let compiled: Compiled | undefined
     let name: string | undefined
     try {
-      const loaded = await loadHookModule(file, this.modules)
+      const loaded = await preflightFile(file, this.host.options.hookConfig, this.host.settings)
       compiled = loaded.compiled
-      name = loaded.def.name
+      name = loaded.meta.name
       this.inputs.set(file, compiled.inputs)
       const holder = this.host.keyOf(name)
       if (holder !== undefined && holder !== file && holder.startsWith(this.dir) && !existsSync(holder)) {
         await this.host.remove(holder) // renamed: the old path's deletion has not settled yet
       }
-      await this.host.install(loaded.def, file, file)
+      await this.host.load(compiled, loaded.meta, file)
     } catch (err) {
       const e = err instanceof HookLoadError ? err : compiled ? located(err, compiled) : new HookLoadError((err as Error).message ?? String(err), file)
       if (compiled && !this.inputs.has(file)) this.inputs.set(file, compiled.inputs)

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { AuthenticateDecision, PublishDecision, SubscribeDecision, QoS } from '../core/index.js'
-import { ReasonCode } from '../core/index.js'
+import { HOOK_SETTINGS } from '../core/config.js'
+import { ReasonCode } from '../core/errors.js'
 import type { HookDefinition } from './define.js'
 
 // zod schemas for what a hook file exports and for every answer a hook gives.
@@ -12,9 +13,12 @@ export const EVENT_NAMES = ['ready', 'closed', 'clientConnected', 'clientDisconn
 const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'expected a function' })
 
 export const hookModuleSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only'),
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only')
+    .refine((n) => !(HOOK_SETTINGS as readonly string[]).includes(n), 'reserved: hooks.<this name> is a setting of the hook host'),
   order: z.number().finite().optional(),
   timeoutMs: z.int().min(1).max(600000).optional(),
+  isolation: z.enum(['inline', 'worker']).optional(),
+  memoryMb: z.int().min(16).max(65536).optional(),
   config: z.custom<z.ZodType>((v) => v instanceof z.ZodType, { message: 'expected a zod schema (import { z } from "zod")' }).optional(),
   filter: z.strictObject({ topics: z.array(z.string().min(1)).min(1) }).optional(),
   setup: fn.optional(),

@@ -58,7 +58,8 @@ export class HttpEndpoint implements BrokerPlugin {
   /** 200 while the broker takes clients and, with Redis, Redis answers; 503 otherwise, with why. */
   private health(broker: Broker, res: http.ServerResponse): void {
     const redis = broker.cluster === undefined ? undefined : broker.cluster.available ? 'up' : 'down'
-    const problem = broker.phase === 'closing' || broker.phase === 'closed' ? 'shutting down' : !this.ready ? 'starting' : redis === 'down' ? 'redis unavailable' : undefined
+    const problem = broker.phase === 'closing' || broker.phase === 'closed' ? 'shutting down' : !this.ready ? 'starting' : redis === 'down' ? 'redis unavailable'
+      : this.sources.hooksProblem?.()
     json(res, problem === undefined ? 200 : 503, {
       status: problem ?? 'ok',
       node: broker.id,

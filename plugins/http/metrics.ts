@@ -13,6 +13,8 @@ export interface MetricSources {
   broker: Broker
   hooks(): HookStatus[]
   webhooks(): WebhookStatus[]
+  /** why the hooks keep this node from serving (failed to load at start-up, in deny mode), or undefined */
+  hooksProblem?(): string | undefined
 }
 
 const QOS = ['0', '1', '2'] as const

@@ -1,0 +1,62 @@
+import { HookmqError } from '../../core/errors.js'
+
+// No exit door: what a hook may not do to the process it shares. Hook code sees
+// `process` through a guard (its own variable, and `require('process')`) whose
+// forbidden members throw a coded error; in the broker's own thread the real
+// members also throw while a hook's synchronous code runs (`globalThis.process.exit()`),
+// and in a hook's worker they always do. The call that tried it then fails
+// like any throw: closed for decisions, open for transforms.
+
+const FORBIDDEN = ['exit', 'reallyExit', 'abort', 'kill', 'chdir', 'setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'initgroups'] as const
+const forbidden = new Set<PropertyKey>(FORBIDDEN)
+
+export function forbiddenCall(name: string): HookmqError {
+  return new HookmqError('HOOK_FORBIDDEN', `process.${name}() is not available to hooks`)
+}
+
+const denials = new Map<PropertyKey, () => never>(FORBIDDEN.map((name) => [name, () => { throw forbiddenCall(name) }]))
+
+/** `process` as hook code sees it. */
+export const guardedProcess: NodeJS.Process = new Proxy(process, {
+  get(target, key) {
+    return forbidden.has(key) ? denials.get(key) : Reflect.get(target, key)
+  },
+  set(target, key, value) {
+    if (forbidden.has(key) || key === 'exitCode') throw forbiddenCall(String(key))
+    return Reflect.set(target, key, value)
+  },
+})
+
+let depth = 0
+let patched = false
+let realExit: (code?: number) => never = process.exit.bind(process)
+
+/** Hook code runs (synchronously) between enter() and leave(): the real process members refuse meanwhile. */
+export function enterHook(): void {
+  depth++
+}
+
+export function leaveHook(): void {
+  depth--
+}
+
+/** Makes the real process members throw while hook code runs (`always`: in a hook's worker, where all code is the hook's). */
+export function guardProcess(always = false): void {
+  if (patched) return
+  patched = true
+  realExit = process.exit.bind(process)
+  const p = process as unknown as Record<string, unknown>
+  for (const name of FORBIDDEN) {
+    const real = p[name]
+    if (typeof real !== 'function') continue
+    p[name] = function guarded(this: unknown, ...args: unknown[]): unknown {
+      if (always || depth > 0) throw forbiddenCall(name)
+      return (real as (...a: unknown[]) => unknown).apply(this, args)
+    }
+  }
+}
+
+/** The broker's own exit, whatever hook code is running (the watchdog ends a process a hook has hung). */
+export function exitProcess(code: number): never {
+  return realExit(code)
+}

@@ -1,0 +1,291 @@
+import { parentPort } from 'node:worker_threads'
+import * as zod from 'zod'
+import type { Logger, PublishOptions } from '../../core/index.js'
+import { evaluate, firstFrame, HookLoadError, mapStack, where, withMap, type Compiled } from '../compile.js'
+import type { CallContext, HookDefinition } from '../define.js'
+import { parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
+import { checkHookModule } from '../schemas.js'
+import { guardProcess } from './guard.js'
+import * as hookApi from './hook-api.js'
+import { asBuffer, BATCH_SEEN, BUSY_SINCE, EVENT, METHODS, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
+
+// A hook's own thread. It waits for `load` (kept warm until then: a spare
+// worker has this module and zod loaded already), evaluates the hook file,
+// checks it and its config, and either reports what it found (preflight: then
+// it is thrown away) or runs setup and serves calls (serve). Everything here is
+// the hook's: process.exit and friends always throw.
+
+const port = parentPort!
+guardProcess(true)
+const modules: Record<string, unknown> = { hookmq: hookApi, zod, 'zod/v4': zod }
+
+let compiled: Compiled | undefined
+let def: HookDefinition | undefined
+let config: unknown
+let setup: SetupResult | undefined
+let flags: Float64Array | undefined
+let logLevel = 30
+const controllers = new Map<number, AbortController>()
+const requests = new Map<number, { resolve(): void; reject(err: Error): void }>()
+let requestSeq = 0
+
+function post(m: FromWorker, transfer?: ArrayBuffer[]): void {
+  port.postMessage(m, transfer)
+}
+
+port.on('message', (m: ToWorker & { pack?: ArrayBuffer; logLevel?: number }) => {
+  switch (m.t) {
+    case 'load': return void load(m)
+    case 'calls': return runBatch(m.seq, m.ids, m.methods, m.inputs, m.pack)
+    case 'abort':
+      for (const id of m.ids) controllers.get(id)?.abort(new hookApi.HookmqError('HOOK_TIMEOUT', 'the call passed its deadline'))
+      return
+    case 'reply': {
+      const r = requests.get(m.id)
+      requests.delete(m.id)
+      if (m.error) r?.reject(reviveError(m.error))
+      else r?.resolve()
+      return
+    }
+    case 'retire': return void retire(m.ms)
+  }
+})
+
+process.on('unhandledRejection', (reason) => post({ t: 'unhandled', error: serializeError(reason) }))
+process.on('uncaughtException', (err) => post({ t: 'unhandled', error: serializeError(err) }))
+
+async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number }): Promise<void> {
+  logLevel = m.logLevel ?? 30
+  flags = m.shared ? new Float64Array(m.shared) : undefined
+  try {
+    compiled = withMap(m.compiled)
+    def = checkHookModule(evaluate(compiled, modules))
+    if (m.mode === 'preflight') {
+      parseHookConfig(def, (m.config as Record<string, unknown> | undefined)?.[def.name])
+      post({ t: 'loaded', meta: metaOf(def) })
+      return
+    }
+    config = parseHookConfig(def, m.config)
+    const log = makeLog({ hook: def.name })
+    setup = await runSetup(def, { name: def.name, config, log, publish: (msg) => request('publish', [wireMessage(msg)]), forward: (w, body) => request('forward', [w, body]) })
+    post({ t: 'loaded', meta: metaOf(def) })
+  } catch (err) {
+    post({ t: 'failed', error: serializeError(err, true) })
+  }
+}
+
+function metaOf(d: HookDefinition): HookMeta {
+  return {
+    name: d.name, order: d.order, timeoutMs: d.timeoutMs, isolation: d.isolation, memoryMb: d.memoryMb, filter: d.filter,
+    methods: METHODS.filter((k) => k !== 'event' && typeof d[k] === 'function'),
+    events: Object.entries(d.on ?? {}).filter(([, fn]) => typeof fn === 'function').map(([e]) => e),
+  }
+}
+
+/** One tick's calls: run each, answer the synchronous ones together at once, the asynchronous ones together as they settle. */
+function runBatch(seq: number, ids: number[], methods: number[], inputs: unknown[], pack: ArrayBuffer | undefined): void {
+  const payloads = pack ? Buffer.from(pack) : undefined
+  if (flags) {
+    flags[BATCH_SEEN] = seq
+    flags[BUSY_SINCE] = Date.now()
+  }
+  const outIds: number[] = []
+  const values: unknown[] = []
+  let errors: Array<[number, SerializedError]> | null = null
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!
+    let out: unknown
+    try {
+      const input = revive(inputs[i] as Record<string, unknown>, payloads)
+      if (methods[i] === EVENT) {
+        runEvent(input as { event: string; args: unknown[] })
+        continue
+      }
+      const fn = def![METHODS[methods[i]!] as 'authenticate'] as unknown as (input: unknown, ctx: CallContext<unknown>) => unknown
+      out = fn(input, new WorkerCall(id))
+    } catch (err) {
+      (errors ??= []).push([id, serializeError(err)])
+      controllers.delete(id)
+      continue
+    }
+    if (out !== null && typeof out === 'object' && typeof (out as Promise<unknown>).then === 'function') {
+      (out as Promise<unknown>).then((v) => later(id, v, undefined), (err: unknown) => later(id, undefined, serializeError(err)))
+      continue
+    }
+    controllers.delete(id)
+    outIds.push(id)
+    values.push(out)
+  }
+  if (flags) flags[BUSY_SINCE] = 0
+  if (outIds.length > 0 || errors !== null) answer(outIds, values, errors)
+}
+
+function runEvent(input: { event: string; args: unknown[] }): void {
+  const handler = def!.on?.[input.event as keyof NonNullable<HookDefinition['on']>] as ((...a: unknown[]) => unknown) | undefined
+  if (!handler) return
+  const ctx = { config, log: makeLog({ hook: def!.name }), forward: (w: string, body: unknown) => request('forward', [w, body]) }
+  try {
+    const r = handler(...input.args, ctx)
+    if (r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function') {
+      (r as Promise<unknown>).then(undefined, (err: unknown) => post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } }))
+    }
+  } catch (err) {
+    post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } })
+  }
+}
+
+let lateIds: number[] = []
+let lateValues: unknown[] = []
+let lateErrors: Array<[number, SerializedError]> | null = null
+let lateScheduled = false
+
+function later(id: number, value: unknown, error: SerializedError | undefined): void {
+  controllers.delete(id)
+  if (error) (lateErrors ??= []).push([id, error])
+  else {
+    lateIds.push(id)
+    lateValues.push(value)
+  }
+  if (!lateScheduled) {
+    lateScheduled = true
+    setImmediate(flushLate)
+  }
+}
+
+function flushLate(): void {
+  lateScheduled = false
+  const ids = lateIds
+  const values = lateValues
+  const errors = lateErrors
+  lateIds = []
+  lateValues = []
+  lateErrors = null
+  answer(ids, values, errors)
+}
+
+/** Posts answers; one that cannot cross threads (a function in it, say) becomes that call's error. */
+function answer(ids: number[], values: unknown[], errors: Array<[number, SerializedError]> | null): void {
+  try {
+    post({ t: 'answers', ids, values, errors })
+  } catch {
+    const errs = errors ?? []
+    const okIds: number[] = []
+    const okValues: unknown[] = []
+    for (let i = 0; i < ids.length; i++) {
+      try {
+        structuredClone(values[i])
+        okIds.push(ids[i]!)
+        okValues.push(values[i])
+      } catch (err) {
+        errs.push([ids[i]!, { message: `the answer cannot be passed to the broker: ${(err as Error).message}` }])
+      }
+    }
+    post({ t: 'answers', ids: okIds, values: okValues, errors: errs })
+  }
+}
+
+/** The call context of one call: its signal is aborted when the broker gave up on it. */
+class WorkerCall implements CallContext<unknown> {
+  constructor(private readonly id: number) {}
+
+  get config(): unknown {
+    return config
+  }
+
+  get log(): Logger {
+    return callLog ??= makeLog({ hook: def!.name })
+  }
+
+  get signal(): AbortSignal {
+    let c = controllers.get(this.id)
+    if (!c) controllers.set(this.id, c = new AbortController())
+    return c.signal
+  }
+
+  forward(webhook: string, body: unknown): Promise<void> {
+    return request('forward', [webhook, body])
+  }
+}
+
+let callLog: Logger | undefined
+
+function request(kind: 'publish' | 'forward', args: unknown[]): Promise<void> {
+  const id = ++requestSeq
+  return new Promise<void>((resolve, reject) => {
+    requests.set(id, { resolve, reject })
+    post({ t: 'req', id, kind, args })
+  })
+}
+
+async function retire(ms: number): Promise<void> {
+  for (const c of controllers.values()) c.abort(new Error('the hook version was retired'))
+  if (def && setup) {
+    setup.abort()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([runTeardown(def, setup, makeLog({ hook: def.name })), new Promise((r) => { timer = setTimeout(r, ms) })])
+    clearTimeout(timer)
+  }
+  post({ t: 'retired' })
+}
+
+// ---- values across the thread boundary
+
+/** Buffers again where the broker sent bytes: payloads as offsets into the batch's one transferred buffer. */
+function revive(input: Record<string, unknown>, payloads: Buffer | undefined): Record<string, unknown> {
+  if (input === null || typeof input !== 'object') return input
+  const at = input.payloadAt
+  if (typeof at === 'number' && payloads) {
+    input.payload = payloads.subarray(at, at + (input.payloadLength as number))
+    delete input.payloadAt
+    delete input.payloadLength
+  }
+  for (const k of ['payload', 'password', 'authenticationData']) if (k in input) input[k] = asBuffer(input[k])
+  const props = input.properties as Record<string, unknown> | undefined
+  if (props?.correlationData !== undefined) props.correlationData = asBuffer(props.correlationData)
+  if (Array.isArray(input.args)) input.args = input.args.map((a) => (a !== null && typeof a === 'object' ? revive(a as Record<string, unknown>, undefined) : a))
+  return input
+}
+
+/** `ctx.publish`'s message with its payload as bytes. */
+function wireMessage(m: PublishOptions): PublishOptions {
+  return { ...m, payload: typeof m.payload === 'string' ? m.payload : m.payload === undefined ? undefined : new Uint8Array(m.payload) as Buffer }
+}
+
+function serializeError(err: unknown, load = false): SerializedError {
+  if (!(err instanceof Error)) return { message: String(err) }
+  const e = err as Error & { code?: unknown; file?: string; line?: number; column?: number }
+  const out: SerializedError = { message: e.message, name: e.name, code: typeof e.code === 'string' ? e.code : undefined }
+  if (err instanceof HookLoadError) return { ...out, file: err.file, line: err.line, column: err.column, at: err.file ? where(err) : undefined }
+  if (compiled && e.stack) {
+    const pos = firstFrame(e.stack, compiled)
+    out.stack = mapStack(e.stack, compiled)
+    if (pos) {
+      out.at = where(pos)
+      if (load) Object.assign(out, pos)
+    }
+  }
+  return out
+}
+
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 }
+
+/** ctx.log in a worker: records go to the broker's logger, under the hook's name. */
+function makeLog(bindings: Record<string, unknown>): Logger {
+  const at = (level: string) => (a?: unknown, b?: unknown, ...rest: unknown[]): void => {
+    if (LEVELS[level]! < logLevel) return
+    const [obj, msg] = typeof a === 'string' ? [undefined, [a, b, ...rest].filter((x) => x !== undefined).join(' ')] : [a, typeof b === 'string' ? b : undefined]
+    const record = obj === undefined ? bindings : { ...bindings, ...(obj as object) }
+    try {
+      post({ t: 'log', level, obj: record, msg })
+    } catch {
+      post({ t: 'log', level, obj: JSON.parse(JSON.stringify(record, (_k, v: unknown) => (v instanceof Error ? { message: v.message, stack: v.stack } : v)) as string), msg })
+    }
+  }
+  const log = {
+    fatal: at('fatal'), error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), trace: at('trace'), silent: () => {},
+    level: Object.entries(LEVELS).find(([, n]) => n === logLevel)?.[0] ?? 'info',
+    child: (more: Record<string, unknown>) => makeLog({ ...bindings, ...more }),
+    isLevelEnabled: (level: string) => (LEVELS[level] ?? 0) >= logLevel,
+  }
+  return log as unknown as Logger
+}

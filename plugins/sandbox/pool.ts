@@ -1,0 +1,97 @@
+import { Worker } from 'node:worker_threads'
+import type { Compiled } from '../compile.js'
+import { HookLoadError } from '../compile.js'
+import type { CompiledData, FromWorker, HookMeta, SerializedError } from './protocol.js'
+
+// Hook workers, and the preflight: every new version of a hook file is first
+// evaluated in a throwaway worker with a time limit, so that a loop, a throw or
+// a process.exit at its top level is refused there while the previous version
+// keeps serving. One spare worker is kept warm (its runtime and zod loaded) so
+// that neither a preflight nor a hook's own worker waits for a thread to boot.
+
+const WORKER_URL = new URL('./hook-worker.js', import.meta.url)
+
+let spare: { worker: Worker; memoryMb: number } | undefined
+
+/** A new worker (never used) whose heap is limited to `memoryMb`. */
+export function takeWorker(memoryMb: number): Worker {
+  let worker: Worker
+  if (spare !== undefined && spare.memoryMb === memoryMb) {
+    worker = spare.worker
+    worker.removeAllListeners('error')
+  } else {
+    spare?.worker.terminate().catch(() => {})
+    worker = spawn(memoryMb)
+  }
+  spare = undefined
+  setImmediate(refill, memoryMb)
+  return worker
+}
+
+function refill(memoryMb: number): void {
+  if (spare !== undefined) return
+  const worker = spawn(memoryMb)
+  worker.on('error', () => { if (spare?.worker === worker) spare = undefined })
+  spare = { worker, memoryMb }
+}
+
+function spawn(memoryMb: number): Worker {
+  const worker = new Worker(WORKER_URL, {
+    resourceLimits: { maxOldGenerationSizeMb: memoryMb, maxYoungGenerationSizeMb: Math.max(4, Math.min(32, memoryMb >> 3)) },
+  })
+  worker.unref() // an idle hook thread does not keep the process alive
+  return worker
+}
+
+/** What crosses to a worker of a compilation. */
+export function compiledData(c: Compiled): CompiledData {
+  return { file: c.file, code: c.code, mapJson: c.mapJson, inputs: c.inputs }
+}
+
+/** A load error reported by a worker, at the hook's file (and line, when known). */
+export function loadError(e: SerializedError, file: string): HookLoadError {
+  return new HookLoadError(e.message, e.file ?? file, e.line, e.column)
+}
+
+/** What a worker's 'error' event says, for the log. */
+export function workerFailure(err: Error): string {
+  const code = (err as Error & { code?: string }).code
+  return code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'its heap limit (memoryMb) was reached' : err.message
+}
+
+/**
+ * Evaluates a compiled hook file in a throwaway worker: its module shape and
+ * its config (`hooks.<name>` of `hookConfig`) are checked there. Answers what
+ * the hook declares; throws a HookLoadError (file:line when known) otherwise.
+ */
+export async function preflight(compiled: Compiled, hookConfig: Record<string, unknown>, ms: number, memoryMb: number): Promise<HookMeta> {
+  const worker = takeWorker(memoryMb)
+  try {
+    return await new Promise<HookMeta>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new HookLoadError(`its top level did not finish within ${ms} ms (a loop?); evaluated in a throwaway worker, which was stopped`, compiled.file)), ms)
+      const done = (): void => clearTimeout(timer)
+      worker.on('message', (m: FromWorker) => {
+        if (m.t === 'loaded') {
+          done()
+          resolve(m.meta)
+        } else if (m.t === 'failed') {
+          done()
+          reject(loadError(m.error, compiled.file))
+        }
+      })
+      worker.on('error', (err) => {
+        done()
+        reject(new HookLoadError(`evaluating it stopped its worker: ${workerFailure(err)}`, compiled.file))
+      })
+      worker.on('exit', (code) => {
+        done()
+        reject(new HookLoadError(`evaluating it ended its worker (exit code ${code})`, compiled.file))
+      })
+      worker.postMessage({ t: 'load', mode: 'preflight', compiled: compiledData(compiled), config: hookConfig, setupMs: 0 })
+    })
+  } finally {
+    worker.removeAllListeners()
+    worker.on('error', () => {})
+    void worker.terminate()
+  }
+}

@@ -1,0 +1,53 @@
+import type { Logger } from '../../core/index.js'
+import { original, where } from '../compile.js'
+import type { HookHost } from '../host.js'
+import { guardProcess } from './guard.js'
+import { codeHash } from './quarantine.js'
+import { Watchdog } from './watchdog.js'
+
+// What a folder of hook files adds to the process: the real process.exit and
+// friends refuse while hook code runs, the watchdog of inline hooks, and
+// rejections nobody handled (a hook's fire-and-forget promise) counted as that
+// hook's errors instead of ending the process.
+
+export class ProcessGuard {
+  private readonly watchdog: Watchdog
+
+  constructor(private readonly host: HookHost, private readonly log: Logger) {
+    this.watchdog = new Watchdog({
+      blockedLoopMs: host.settings.blockedLoopMs,
+      log,
+      quarantine: host.options.quarantine,
+      locate: (url, line, column) => {
+        const e = host.entryOfScript(url)
+        if (e?.compiled === undefined || e.file === undefined) return undefined
+        const pos = original(e.compiled, line, column)
+        return { name: e.name, file: e.file, at: pos ? where(pos) : e.file, hash: codeHash(e.compiled.code) }
+      },
+    })
+  }
+
+  start(): void {
+    guardProcess()
+    this.watchdog.start()
+    process.on('unhandledRejection', this.unhandled)
+  }
+
+  async stop(): Promise<void> {
+    process.off('unhandledRejection', this.unhandled)
+    await this.watchdog.stop()
+  }
+
+  private readonly unhandled = (reason: unknown): void => {
+    const stack = reason instanceof Error ? reason.stack ?? '' : ''
+    const m = /([^\s(]+#hookmq-\d+):\d+:\d+/.exec(stack)
+    const entry = m ? this.host.entryOfScript(m[1]!) : undefined
+    if (entry === undefined) {
+      this.log.error({ err: reason }, 'a promise was rejected and nobody handled it')
+      return
+    }
+    entry.stats.errors++
+    entry.breaker.failure()
+    entry.reportFailure({ what: 'unhandled rejection', err: reason })
+  }
+}

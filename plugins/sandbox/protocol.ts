@@ -1,0 +1,74 @@
+import type { Compiled } from '../compile.js'
+
+// What crosses between the broker's thread and a hook's worker. Calls of one
+// tick travel as one `calls` message (parallel arrays, no object per call
+// beyond its input); answers come back the same way.
+
+/** Method codes in `calls.methods`. `event` carries `{ event, args }`. */
+export const METHODS = ['authenticate', 'authorizePublish', 'authorizeSubscribe', 'transform', 'event'] as const
+export type WireMethod = (typeof METHODS)[number]
+export const EVENT = 4
+
+/** What the broker learns of a hook from evaluating it in a worker. */
+export interface HookMeta {
+  name: string
+  order?: number
+  timeoutMs?: number
+  isolation?: 'inline' | 'worker'
+  memoryMb?: number
+  filter?: { topics: string[] }
+  /** which of authenticate, authorizePublish, authorizeSubscribe, transform it has */
+  methods: string[]
+  /** the lifecycle events it handles */
+  events: string[]
+}
+
+export interface SerializedError {
+  message: string
+  name?: string
+  code?: string
+  /** source-mapped */
+  stack?: string
+  /** file:line:column in the hook's source */
+  at?: string
+  file?: string
+  line?: number
+  column?: number
+}
+
+export type CompiledData = Omit<Compiled, 'map'>
+
+/** Flags a worker shares with the broker: when its current synchronous batch began (0: idle) and the last batch it began. */
+export const BUSY_SINCE = 0
+export const BATCH_SEEN = 1
+
+export type ToWorker =
+  | { t: 'load'; mode: 'preflight' | 'serve'; compiled: CompiledData; config: unknown; setupMs: number; shared?: SharedArrayBuffer }
+  | { t: 'calls'; seq: number; ids: number[]; methods: number[]; inputs: unknown[] }
+  | { t: 'abort'; ids: number[] }
+  | { t: 'reply'; id: number; error?: SerializedError }
+  | { t: 'retire'; ms: number }
+
+export type FromWorker =
+  | { t: 'loaded'; meta: HookMeta }
+  | { t: 'failed'; error: SerializedError }
+  | { t: 'answers'; ids: number[]; values: unknown[]; errors: Array<[number, SerializedError]> | null }
+  | { t: 'log'; level: string; obj: unknown; msg: string | undefined }
+  | { t: 'req'; id: number; kind: 'publish' | 'forward'; args: unknown[] }
+  | { t: 'unhandled'; error: SerializedError }
+  | { t: 'retired' }
+
+/** A structured-cloned Buffer arrives as a Uint8Array: a Buffer view of the same bytes. */
+export function asBuffer(v: unknown): unknown {
+  return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v
+}
+
+/** An error from the other thread as an Error again (`at`, `code` kept). */
+export function reviveError(e: SerializedError): Error {
+  const err = new Error(e.message) as Error & { at?: string; code?: string }
+  if (e.name) err.name = e.name
+  if (e.stack) err.stack = e.stack
+  if (e.at) err.at = e.at
+  if (e.code) err.code = e.code
+  return err
+}

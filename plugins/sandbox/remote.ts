@@ -1,0 +1,431 @@
+import type { Worker } from 'node:worker_threads'
+import { HookmqError, type Logger, type PublishOptions } from '../../core/index.js'
+import type { Compiled } from '../compile.js'
+import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
+import { compiledData, loadError, takeWorker, workerFailure } from './pool.js'
+import { asBuffer, BATCH_SEEN, BUSY_SINCE, EVENT, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
+
+// A worker-isolated hook, seen from the broker's thread. Calls made in one tick
+// leave together (one message, payloads packed into one transferred buffer);
+// answers come back the same way. One timer watches the oldest call's
+// deadline: a call past it answers its fallback at once, and when the worker
+// is stuck (synchronous code since before that deadline, or it never began the
+// batch) it is terminated and replaced, its other calls answering their
+// fallbacks. A worker that dies (heap limit, crash) is replaced too, with a
+// growing pause when that keeps happening.
+
+const CODES: Record<HookMethod, number> = { authenticate: 0, authorizePublish: 1, authorizeSubscribe: 2, transform: 3 }
+const RETIRE_MS = 5000
+
+export interface RemoteOptions {
+  compiled: Compiled
+  /** the hook's raw config value, `hooks.<name>` */
+  config: unknown
+  memoryMb: number
+  timeoutMs: number
+  /** the longest evaluation + setup may take */
+  setupMs: number
+  log: Logger
+  publish(m: PublishOptions): Promise<void>
+  forward(webhook: string, body: unknown): Promise<void>
+}
+
+interface Pending {
+  resolve(v: unknown): void
+  reg: Registration
+  method: HookMethod
+  check(v: unknown): unknown
+  fallback: unknown
+  started: number
+  due: number
+  /** the batch that carried it (0: not sent yet) */
+  batch: number
+}
+
+interface Outbox {
+  seq: number
+  ids: number[]
+  methods: number[]
+  inputs: unknown[]
+  payloads: Buffer[]
+  size: number
+}
+
+const LOG_LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 }
+
+export class RemoteHook implements RemoteCalls {
+  /** times its worker was replaced */
+  restarts = 0
+  lastLoss: string | undefined = undefined
+  meta: HookMeta | undefined = undefined
+  /** the registration its calls count for (set once installed) */
+  reg: Registration | undefined = undefined
+  private worker: Worker | undefined = undefined
+  private state: 'starting' | 'ready' | 'down' | 'retiring' | 'retired' = 'starting'
+  private readonly shared = new SharedArrayBuffer(16)
+  private readonly flags = new Float64Array(this.shared)
+  private readonly pending = new Map<number, Pending>()
+  private seq = 0
+  private batchSeq = 0
+  private sentSeq = 0
+  private out: Outbox | null = null
+  private flushScheduled = false
+  private deadline: NodeJS.Timeout | undefined = undefined
+  private recentLosses: number[] = []
+  private restartTimer: NodeJS.Timeout | undefined = undefined
+  private onRetired: (() => void) | undefined = undefined
+
+  constructor(private readonly options: RemoteOptions) {}
+
+  /** Starts the worker: evaluate, check, parse config, setup. Throws a HookLoadError when that fails. */
+  start(): Promise<HookMeta> {
+    return new Promise<HookMeta>((resolve, reject) => this.spawn(resolve, reject))
+  }
+
+  private spawn(resolve: (m: HookMeta) => void, reject: (e: Error) => void): void {
+    const o = this.options
+    const worker = takeWorker(o.memoryMb)
+    this.worker = worker
+    this.state = 'starting'
+    this.flags[BUSY_SINCE] = 0
+    this.flags[BATCH_SEEN] = 0
+    let loading = true
+    const timer = setTimeout(() => {
+      if (!loading) return
+      loading = false
+      void worker.terminate()
+      reject(new HookmqError('HOOK_TIMEOUT', `evaluating the file and running setup did not finish within ${o.setupMs} ms`))
+    }, o.setupMs)
+    worker.on('message', (m: FromWorker) => {
+      if (loading && (m.t === 'loaded' || m.t === 'failed')) {
+        loading = false
+        clearTimeout(timer)
+        if (m.t === 'failed') {
+          void worker.terminate()
+          reject(loadError(m.error, o.compiled.file))
+          return
+        }
+        this.meta = m.meta
+        this.state = 'ready'
+        resolve(m.meta)
+        this.flush()
+        return
+      }
+      this.onMessage(worker, m)
+    })
+    worker.on('error', (err) => {
+      if (loading) {
+        loading = false
+        clearTimeout(timer)
+        reject(new HookmqError('HOOK_WORKER_LOST', `its worker stopped while loading: ${workerFailure(err)}`))
+        return
+      }
+      if (this.worker === worker) this.lost(workerFailure(err))
+    })
+    worker.on('exit', (code) => {
+      if (loading) {
+        loading = false
+        clearTimeout(timer)
+        reject(new HookmqError('HOOK_WORKER_LOST', `its worker exited while loading (code ${code})`))
+        return
+      }
+      if (this.worker === worker && this.state !== 'retiring' && this.state !== 'retired') this.lost(`its worker exited (code ${code})`)
+      if (this.state === 'retiring') this.retired()
+    })
+    const level = LOG_LEVELS[o.log.level] ?? 30
+    worker.postMessage({ t: 'load', mode: 'serve', compiled: compiledData(o.compiled), config: o.config, setupMs: o.setupMs, shared: this.shared, logLevel: level } satisfies ToWorker & { logLevel: number })
+  }
+
+  // ---- calls
+
+  call<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): Promise<T> {
+    const started = begin(reg)
+    return new Promise<T>((resolve) => {
+      const id = ++this.seq
+      const due = performance.now() + reg.timeoutMs
+      const batch = this.enqueue(id, CODES[method], input)
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reg, method, check, fallback, started, due, batch })
+      if (this.deadline === undefined) this.armDeadline()
+    })
+  }
+
+  notify(_reg: Registration, event: string, args: unknown[]): void {
+    this.enqueue(0, EVENT, { event, args: args.map(wireArg) })
+  }
+
+  /** Adds a call to this tick's batch; answers the batch's sequence number. */
+  private enqueue(id: number, method: number, input: unknown): number {
+    const out = (this.out ??= { seq: ++this.batchSeq, ids: [], methods: [], inputs: [], payloads: [], size: 0 })
+    out.ids.push(id)
+    out.methods.push(method)
+    out.inputs.push(this.wire(input, out))
+    if (!this.flushScheduled && this.state === 'ready') {
+      this.flushScheduled = true
+      setImmediate(flushRemote, this)
+    }
+    return out.seq
+  }
+
+  /** A call's input as it crosses: its payload as an offset into the batch's packed bytes, other bytes copied to their own size. */
+  private wire(input: unknown, out: Outbox): unknown {
+    const i = input as Record<string, unknown>
+    if (i === null || typeof i !== 'object') return input
+    const w: Record<string, unknown> = {}
+    for (const k in i) {
+      const v = i[k]
+      if (k === 'payload' && Buffer.isBuffer(v)) {
+        w.payloadAt = out.size
+        w.payloadLength = v.length
+        out.payloads.push(v)
+        out.size += v.length
+      } else if (Buffer.isBuffer(v)) w[k] = new Uint8Array(v)
+      else if (k === 'properties' && v !== undefined) w[k] = wireProperties(v as Record<string, unknown>)
+      else w[k] = v
+    }
+    return w
+  }
+
+  /** Sends this tick's batch. */
+  flush(): void {
+    this.flushScheduled = false
+    const out = this.out
+    if (out === null || this.state !== 'ready') return
+    this.out = null
+    let pack: ArrayBuffer | undefined
+    if (out.size > 0) {
+      pack = new ArrayBuffer(out.size)
+      const view = new Uint8Array(pack)
+      let at = 0
+      for (const p of out.payloads) {
+        view.set(p, at)
+        at += p.length
+      }
+    }
+    this.sentSeq = out.seq
+    const message = { t: 'calls', seq: out.seq, ids: out.ids, methods: out.methods, inputs: out.inputs, pack }
+    try {
+      this.worker!.postMessage(message, pack ? [pack] : undefined)
+    } catch (err) {
+      this.sendOneByOne(out, pack, err as Error) // something in an input cannot cross threads
+    }
+  }
+
+  private sendOneByOne(out: Outbox, pack: ArrayBuffer | undefined, err: Error): void {
+    for (let i = 0; i < out.ids.length; i++) {
+      const id = out.ids[i]!
+      try {
+        structuredClone(out.inputs[i])
+      } catch {
+        const p = this.pending.get(id)
+        if (p === undefined) continue
+        this.pending.delete(id)
+        p.resolve(fail(p.reg, p.method, new HookmqError('HOOK_WORKER_LOST', `the call's input cannot be passed to the hook's worker: ${err.message}`), p.fallback, p.started))
+        out.inputs[i] = null
+        out.methods[i] = -1
+      }
+    }
+    this.worker!.postMessage({ t: 'calls', seq: out.seq, ids: out.ids, methods: out.methods, inputs: out.inputs, pack }, pack ? [pack] : undefined)
+  }
+
+  private onMessage(worker: Worker, m: FromWorker): void {
+    switch (m.t) {
+      case 'answers': return this.answers(m.ids, m.values, m.errors)
+      case 'log': return this.workerLog(m.level, m.obj, m.msg)
+      case 'req': return this.request(worker, m.id, m.kind, m.args)
+      case 'unhandled': return this.unhandled(reviveError(m.error))
+      case 'retired': return this.retired()
+      default:
+    }
+  }
+
+  private answers(ids: number[], values: unknown[], errors: Array<[number, SerializedError]> | null): void {
+    for (let i = 0; i < ids.length; i++) {
+      const p = this.pending.get(ids[i]!)
+      if (p === undefined) continue // answered already: it passed its deadline
+      this.pending.delete(ids[i]!)
+      p.resolve(settle(p.reg, p.method, p.method === 'transform' ? reviveTransform(values[i]) : values[i], p.check, p.fallback, p.started))
+    }
+    if (errors !== null) {
+      for (const [id, e] of errors) {
+        const p = this.pending.get(id)
+        if (p === undefined) continue
+        this.pending.delete(id)
+        p.resolve(fail(p.reg, p.method, reviveError(e), p.fallback, p.started))
+      }
+    }
+    if (this.pending.size === 0) this.disarmDeadline()
+  }
+
+  // ---- deadlines
+
+  private armDeadline(): void {
+    const first = this.pending.values().next()
+    if (first.done) return
+    this.deadline = setTimeout(onRemoteDeadline, Math.max(0, first.value.due - performance.now()), this)
+  }
+
+  private disarmDeadline(): void {
+    clearTimeout(this.deadline)
+    this.deadline = undefined
+  }
+
+  /** The oldest calls passed their deadline: they answer their fallbacks; a stuck worker is replaced. */
+  expire(): void {
+    this.deadline = undefined
+    const now = performance.now()
+    const aborted: number[] = []
+    let unseen = false
+    for (const [id, p] of this.pending) {
+      if (p.due > now) break
+      this.pending.delete(id)
+      p.reg.stats.timeouts++
+      p.resolve(fail(p.reg, p.method, hookTimeout(p.reg.name, p.method, p.reg.timeoutMs), p.fallback, p.started))
+      aborted.push(id)
+      if (p.batch <= this.sentSeq && p.batch > this.flags[BATCH_SEEN]!) unseen = true // sent, and the worker never began it
+    }
+    const busySince = this.flags[BUSY_SINCE]!
+    const timeoutMs = this.options.timeoutMs
+    if (this.state === 'ready' && ((busySince !== 0 && Date.now() - busySince >= timeoutMs) || unseen)) {
+      const ms = busySince !== 0 ? Date.now() - busySince : timeoutMs
+      this.replace(`it was stuck (no answer for ${Math.round(ms)} ms: synchronous code that does not return?)`)
+    } else if (aborted.length > 0 && this.state === 'ready') {
+      this.worker!.postMessage({ t: 'abort', ids: aborted } satisfies ToWorker)
+    }
+    if (this.deadline === undefined) this.armDeadline()
+  }
+
+  // ---- losing and replacing the worker
+
+  /** Terminates a stuck worker and starts another. */
+  private replace(reason: string): void {
+    const worker = this.worker
+    this.worker = undefined
+    void worker?.terminate()
+    this.lost(reason)
+  }
+
+  /** The worker is gone: the calls it had answer their fallbacks (one failure for the hook), calls not sent yet go to the next worker. */
+  private lost(reason: string): void {
+    if (this.state === 'retiring' || this.state === 'retired') return
+    this.state = 'down'
+    this.restarts++
+    this.lastLoss = reason
+    this.options.log.error({ file: this.options.compiled.file, pending: this.pending.size }, `hook worker replaced: ${reason}`)
+    const err = new HookmqError('HOOK_WORKER_LOST', `the hook's worker was replaced: ${reason}`)
+    const unsent = this.out?.seq
+    for (const [id, p] of this.pending) {
+      if (p.batch === unsent) continue
+      this.pending.delete(id)
+      p.resolve(fail(p.reg, p.method, err, p.fallback, p.started, false))
+    }
+    this.reg?.breaker.failure()
+    if (this.pending.size === 0) this.disarmDeadline()
+    const now = Date.now()
+    this.recentLosses = this.recentLosses.filter((t) => now - t < 60000)
+    this.recentLosses.push(now)
+    const wait = this.recentLosses.length <= 2 ? 0 : Math.min(100 * 2 ** (this.recentLosses.length - 2), 30000)
+    this.restartTimer = setTimeout(() => this.restart(), wait)
+    this.restartTimer.unref()
+  }
+
+  private restart(): void {
+    if (this.state !== 'down') return
+    this.spawn(() => this.options.log.info({ hook: this.reg?.name, restarts: this.restarts }, 'hook worker restarted'), (err) => {
+      this.options.log.error({ err, hook: this.reg?.name }, 'hook worker could not be restarted')
+      this.lost(err.message)
+    })
+  }
+
+  // ---- from the worker
+
+  private workerLog(level: string, obj: unknown, msg: string | undefined): void {
+    const log = this.options.log as unknown as Record<string, (o: unknown, m?: string) => void>
+    log[level]?.call(this.options.log, obj ?? {}, msg)
+  }
+
+  /** ctx.publish / ctx.forward from the worker (also during setup and teardown): the answer goes back to the worker that asked. */
+  private request(worker: Worker, id: number, kind: 'publish' | 'forward', args: unknown[]): void {
+    const o = this.options
+    const p = kind === 'publish' ? o.publish(revivePublish(args[0] as PublishOptions)) : o.forward(args[0] as string, args[1])
+    const reply = (err?: Error): void => {
+      try {
+        worker.postMessage({ t: 'reply', id, error: err ? { message: err.message, code: (err as { code?: string }).code } : undefined } satisfies ToWorker)
+      } catch {
+        // that worker is gone
+      }
+    }
+    p.then(() => reply(), reply)
+  }
+
+  /** A rejection nobody handled, or a throw outside a call, in the hook's worker: the hook's error. */
+  private unhandled(err: Error & { code?: string }): void {
+    const reg = this.reg
+    if (reg === undefined) return
+    reg.stats.errors++
+    reg.breaker.failure()
+    reg.reportFailure({ what: err.code?.startsWith('on.') ? err.code : 'unhandled rejection', err })
+  }
+
+  // ---- retiring
+
+  /** Runs the version's teardown in its worker (after its calls have answered), then ends the worker. */
+  retire(): Promise<void> {
+    if (this.state === 'retired') return Promise.resolve()
+    clearTimeout(this.restartTimer)
+    const worker = this.worker
+    if (worker === undefined || this.state !== 'ready') {
+      this.state = 'retired'
+      void worker?.terminate()
+      return Promise.resolve()
+    }
+    this.state = 'retiring'
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.retired(), RETIRE_MS + 1000)
+      this.onRetired = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+      worker.postMessage({ t: 'retire', ms: RETIRE_MS } satisfies ToWorker)
+    })
+  }
+
+  private retired(): void {
+    if (this.state === 'retired') return
+    this.state = 'retired'
+    this.disarmDeadline()
+    void this.worker?.terminate()
+    this.onRetired?.()
+  }
+}
+
+function flushRemote(r: RemoteHook): void {
+  r.flush()
+}
+
+function onRemoteDeadline(r: RemoteHook): void {
+  r.expire()
+}
+
+function wireProperties(p: Record<string, unknown>): Record<string, unknown> {
+  if (!Buffer.isBuffer(p.correlationData)) return p
+  return { ...p, correlationData: new Uint8Array(p.correlationData) }
+}
+
+/** An event argument as it crosses: a message without the broker's own bookkeeping. */
+function wireArg(a: unknown): unknown {
+  if (a === null || typeof a !== 'object') return a
+  const m = a as Record<string, unknown>
+  if (!Buffer.isBuffer(m.payload)) return a
+  return { topic: m.topic, payload: new Uint8Array(m.payload), qos: m.qos, retain: m.retain, properties: m.properties === undefined ? undefined : wireProperties(m.properties as Record<string, unknown>), origin: m.origin }
+}
+
+function reviveTransform(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v
+  const patch = v as Record<string, unknown>
+  if (patch.payload !== undefined) patch.payload = asBuffer(patch.payload)
+  return patch
+}
+
+function revivePublish(m: PublishOptions): PublishOptions {
+  return { ...m, payload: typeof m.payload === 'string' || m.payload === undefined ? m.payload : asBuffer(m.payload) as Buffer }
+}

@@ -1,0 +1,101 @@
+import { Worker } from 'node:worker_threads'
+import type { Logger } from '../../core/index.js'
+import { exitProcess } from './guard.js'
+import type { Quarantine } from './quarantine.js'
+
+// The watchdog of inline hooks, which share the broker's thread and so cannot
+// be interrupted: when one blocks the event loop longer than `blockedLoopMs`,
+// the process logs the hook, its file and line, records the version in the
+// quarantine (it runs in a worker on the next start, until the file changes)
+// and exits with EXIT_CODE, for a supervisor to restart it. The watching
+// happens in a thread of its own (watchdog-worker.ts), which needs no event
+// loop of the broker's.
+
+export const EXIT_CODE = 70
+
+export interface HookAt {
+  name: string
+  file: string
+  /** file:line:column in the hook's source */
+  at: string
+  /** of the compiled code of the version that hung */
+  hash: string
+}
+
+export interface WatchdogOptions {
+  blockedLoopMs: number
+  log: Logger
+  /** the hook whose compiled code a stack frame (its script URL, 1-based line and column) is in */
+  locate(url: string, line: number, column: number): HookAt | undefined
+  quarantine: Quarantine | undefined
+}
+
+interface Report {
+  blockedMs: number
+  frames: Array<{ url: string; line: number; column: number; functionName: string }>
+}
+
+const REPORT = Symbol.for('hookmq.watchdog')
+
+/** One watching thread per process, shared by every broker's watchdog in it (the shortest blockedLoopMs wins). */
+const active = new Set<Watchdog>()
+let thread: { worker: Worker; timer: NodeJS.Timeout; ms: number } | undefined
+
+function ensureThread(ms: number, log: Logger): void {
+  if (thread !== undefined && thread.ms <= ms) return
+  stopThread()
+  const beat = new Int32Array(new SharedArrayBuffer(4))
+  const worker = new Worker(new URL('./watchdog-worker.js', import.meta.url), { workerData: { shared: beat.buffer, blockedLoopMs: ms } })
+  worker.unref()
+  worker.on('error', (err) => log.error({ err }, 'hook watchdog stopped'))
+  const timer = setInterval(bump, Math.max(10, Math.floor(ms / 4)), beat)
+  timer.unref()
+  thread = { worker, timer, ms }
+  ;(globalThis as Record<symbol, unknown>)[REPORT] = (json: string): boolean => {
+    const r = JSON.parse(json) as Report
+    for (const w of active) w.report(r) // exits when a hook of that broker is on the stack
+    const top = r.frames.slice(0, 3).map((f) => `${f.functionName || '(anonymous)'} ${f.url}:${f.line}:${f.column}`)
+    log.warn({ blockedMs: r.blockedMs, stack: top }, 'event loop blocked, not in a hook')
+    return false
+  }
+}
+
+function stopThread(): void {
+  if (thread === undefined) return
+  clearInterval(thread.timer)
+  void thread.worker.terminate()
+  thread = undefined
+  delete (globalThis as Record<symbol, unknown>)[REPORT]
+}
+
+export class Watchdog {
+  constructor(private readonly options: WatchdogOptions) {}
+
+  start(): void {
+    active.add(this)
+    ensureThread(this.options.blockedLoopMs, this.options.log)
+  }
+
+  async stop(): Promise<void> {
+    active.delete(this)
+    if (active.size === 0) stopThread()
+  }
+
+  /** Runs on the blocked thread itself (an inspector evaluation): ends the process when one of this broker's hooks is on the stack. */
+  report(r: Report): void {
+    const { log, quarantine } = this.options
+    for (const f of r.frames) {
+      const hook = this.options.locate(f.url, f.line, f.column)
+      if (hook === undefined) continue
+      const reason = `blocked the event loop for ${r.blockedMs} ms`
+      quarantine?.add(hook.file, { hash: hook.hash, since: Date.now(), reason, at: hook.at })
+      log.fatal({ hook: hook.name, file: hook.file, at: hook.at, blockedMs: r.blockedMs, exitCode: EXIT_CODE },
+        `hook "${hook.name}" ${reason} at ${hook.at}: exiting for a restart; it will run quarantined in worker isolation until ${hook.file} changes`)
+      exitProcess(EXIT_CODE)
+    }
+  }
+}
+
+function bump(beat: Int32Array): void {
+  Atomics.add(beat, 0, 1)
+}

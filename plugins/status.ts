@@ -1,0 +1,73 @@
+import type { Entry, LoadFailure } from './host.js'
+import type { BreakerState } from './sandbox/breaker.js'
+
+// What the host tells of its hooks: HookStatus for broker.hookStatus(), /hooks
+// and /metrics; $SYS values (states and counters, never error text: it can
+// hold a connection string).
+
+export interface HookStatus {
+  name: string
+  file?: string
+  /** loaded; failed: its last load failed (a previous version may still serve); tripped: its breaker is open */
+  state: 'loaded' | 'failed' | 'tripped'
+  /** version serving now (0 when none) */
+  version: number
+  loadedAt?: number
+  error?: LoadFailure
+  isolation?: 'inline' | 'worker'
+  breaker?: BreakerState
+  /** ms until a tripped hook is tried again */
+  retryInMs?: number
+  trips?: number
+  /** calls answered at once while tripped */
+  shortCircuited?: number
+  /** this version hung the broker once: it runs in a worker until its file changes */
+  quarantined?: { since: number; reason: string; at?: string }
+  /** times its worker was replaced (stuck, crashed, heap limit) */
+  workerRestarts?: number
+  calls: number
+  denies: number
+  errors: number
+  timeouts: number
+  p99Ms: number
+}
+
+export function hookStatus(entries: readonly Entry[], failures: ReadonlyMap<string, LoadFailure & { name?: string }>): HookStatus[] {
+  const out: HookStatus[] = entries.map((e) => {
+    const failure = failures.get(e.key)
+    const b = e.breaker
+    return {
+      name: e.name, file: e.file, state: failure ? 'failed' as const : b.state === 'closed' ? 'loaded' as const : 'tripped' as const,
+      version: e.version, loadedAt: e.loadedAt, error: failure, isolation: e.isolation,
+      breaker: b.state, retryInMs: b.retryInMs(), trips: b.trips, shortCircuited: b.shortCircuited,
+      ...(e.quarantined ? { quarantined: { since: e.quarantined.since, reason: e.quarantined.reason, at: e.quarantined.at } } : {}),
+      ...(e.worker ? { workerRestarts: e.worker.restarts } : {}),
+      calls: e.stats.calls, denies: e.stats.denies, errors: e.stats.errors, timeouts: e.stats.timeouts, p99Ms: e.stats.p99(),
+    }
+  })
+  for (const [key, f] of failures) {
+    if (entries.some((e) => e.key === key)) continue
+    out.push({ name: f.name ?? key.replace(/^.*\//, '').replace(/\.[^.]+$/, ''), file: f.file ?? key, state: 'failed', version: 0, error: f, calls: 0, denies: 0, errors: 0, timeouts: 0, p99Ms: 0 })
+  }
+  return out
+}
+
+/** $SYS/broker/hooks/<name>/...: state and counters. */
+export function hookSys(status: readonly HookStatus[]): Record<string, string | number> {
+  const out: Record<string, string | number> = {}
+  for (const s of status) {
+    const p = `hooks/${s.name}/`
+    out[p + 'state'] = s.state
+    out[p + 'version'] = s.version
+    out[p + 'calls'] = s.calls
+    out[p + 'denies'] = s.denies
+    out[p + 'errors'] = s.errors
+    out[p + 'timeouts'] = s.timeouts
+    out[p + 'p99ms'] = Number(s.p99Ms.toFixed(3))
+    if (s.isolation) out[p + 'isolation'] = s.isolation
+    if (s.breaker) out[p + 'breaker'] = s.breaker
+    if (s.quarantined) out[p + 'quarantined'] = 1
+    if (s.workerRestarts !== undefined) out[p + 'workerRestarts'] = s.workerRestarts
+  }
+  return out
+}
