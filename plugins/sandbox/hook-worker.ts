@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8'
 import { parentPort } from 'node:worker_threads'
 import * as zod from 'zod'
 import type { Logger, PublishOptions } from '../../core/index.js'
@@ -5,9 +6,9 @@ import { evaluate, firstFrame, HookLoadError, mapStack, where, withMap, type Com
 import type { CallContext, HookDefinition } from '../define.js'
 import { parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
 import { checkHookModule } from '../schemas.js'
-import { guardProcess } from './guard.js'
+import { exitProcess, guardProcess } from './guard.js'
 import * as hookApi from './hook-api.js'
-import { asBuffer, BATCH_SEEN, BUSY_SINCE, EVENT, METHODS, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
+import { asBuffer, BATCH_SEEN, BUSY_SINCE, EVENT, MEMORY_EXIT, METHODS, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
 
 // A hook's own thread. It waits for `load` (kept warm until then: a spare
 // worker has this module and zod loaded already), evaluates the hook file,
@@ -57,8 +58,10 @@ process.on('uncaughtException', (err) => post({ t: 'unhandled', error: serialize
 async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number }): Promise<void> {
   logLevel = m.logLevel ?? 30
   flags = m.shared ? new Float64Array(m.shared) : undefined
+  if (m.memoryMb !== undefined) watchMemory(m.memoryMb)
   try {
     compiled = withMap(m.compiled)
+    post({ t: 'evaluating' })
     def = checkHookModule(evaluate(compiled, modules))
     if (m.mode === 'preflight') {
       parseHookConfig(def, (m.config as Record<string, unknown> | undefined)?.[def.name])
@@ -288,4 +291,21 @@ function makeLog(bindings: Record<string, unknown>): Logger {
     isLevelEnabled: (level: string) => (LEVELS[level] ?? 0) >= logLevel,
   }
   return log as unknown as Logger
+}
+
+/**
+ * The heap limit (resourceLimits) does not count Buffers, which live outside
+ * the heap: a hook keeping payloads would grow the process without bound.
+ * Heap and buffers together past `memoryMb` end this worker (the broker starts
+ * another).
+ */
+function watchMemory(memoryMb: number): void {
+  const limit = memoryMb * 1024 * 1024
+  setInterval(() => {
+    const s = getHeapStatistics()
+    const used = s.used_heap_size + s.external_memory
+    if (used <= limit) return
+    post({ t: 'memory', usedMb: Math.round(used / 1048576) })
+    exitProcess(MEMORY_EXIT)
+  }, 100).unref()
 }

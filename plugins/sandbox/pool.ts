@@ -10,6 +10,8 @@ import type { CompiledData, FromWorker, HookMeta, SerializedError } from './prot
 // that neither a preflight nor a hook's own worker waits for a thread to boot.
 
 const WORKER_URL = new URL('./hook-worker.js', import.meta.url)
+/** the longest a worker may take to boot before it evaluates anything */
+export const BOOT_MS = 30000
 
 let spare: { worker: Worker; memoryMb: number } | undefined
 
@@ -68,10 +70,15 @@ export async function preflight(compiled: Compiled, hookConfig: Record<string, u
   const worker = takeWorker(memoryMb)
   try {
     return await new Promise<HookMeta>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new HookLoadError(`its top level did not finish within ${ms} ms (a loop?); evaluated in a throwaway worker, which was stopped`, compiled.file)), ms)
+      // the limit counts from the start of the evaluation (a thread may take a while to boot on a busy machine)
+      const limit = (what: string, after: number): NodeJS.Timeout => setTimeout(() => reject(new HookLoadError(what, compiled.file)), after)
+      let timer = limit(`its worker did not start within ${BOOT_MS} ms`, BOOT_MS)
       const done = (): void => clearTimeout(timer)
       worker.on('message', (m: FromWorker) => {
-        if (m.t === 'loaded') {
+        if (m.t === 'evaluating') {
+          done()
+          timer = limit(`its top level did not finish within ${ms} ms (a loop?); evaluated in a throwaway worker, which was stopped`, ms)
+        } else if (m.t === 'loaded') {
           done()
           resolve(m.meta)
         } else if (m.t === 'failed') {

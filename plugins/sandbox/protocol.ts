@@ -40,16 +40,20 @@ export type CompiledData = Omit<Compiled, 'map'>
 
 /** Flags a worker shares with the broker: when its current synchronous batch began (0: idle) and the last batch it began. */
 export const BUSY_SINCE = 0
+/** the exit code of a worker that ended itself for using more than memoryMb */
+export const MEMORY_EXIT = 75
 export const BATCH_SEEN = 1
 
 export type ToWorker =
-  | { t: 'load'; mode: 'preflight' | 'serve'; compiled: CompiledData; config: unknown; setupMs: number; shared?: SharedArrayBuffer }
+  | { t: 'load'; mode: 'preflight' | 'serve'; compiled: CompiledData; config: unknown; setupMs: number; shared?: SharedArrayBuffer; memoryMb?: number; logLevel?: number }
   | { t: 'calls'; seq: number; ids: number[]; methods: number[]; inputs: unknown[] }
   | { t: 'abort'; ids: number[] }
   | { t: 'reply'; id: number; error?: SerializedError }
   | { t: 'retire'; ms: number }
 
 export type FromWorker =
+  /** booted, evaluating the file now (a time limit on evaluation starts here) */
+  | { t: 'evaluating' }
   | { t: 'loaded'; meta: HookMeta }
   | { t: 'failed'; error: SerializedError }
   | { t: 'answers'; ids: number[]; values: unknown[]; errors: Array<[number, SerializedError]> | null }
@@ -57,6 +61,8 @@ export type FromWorker =
   | { t: 'req'; id: number; kind: 'publish' | 'forward'; args: unknown[] }
   | { t: 'unhandled'; error: SerializedError }
   | { t: 'retired' }
+  /** heap and buffers passed memoryMb: the worker ends itself (exit code MEMORY_EXIT) */
+  | { t: 'memory'; usedMb: number }
 
 /** A structured-cloned Buffer arrives as a Uint8Array: a Buffer view of the same bytes. */
 export function asBuffer(v: unknown): unknown {

@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads'
 import { HookmqError, type Logger, type PublishOptions } from '../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
-import { compiledData, loadError, takeWorker, workerFailure } from './pool.js'
+import { BOOT_MS, compiledData, loadError, takeWorker, workerFailure } from './pool.js'
 import { asBuffer, BATCH_SEEN, BUSY_SINCE, EVENT, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
 
 // A worker-isolated hook, seen from the broker's thread. Calls made in one tick
@@ -90,13 +90,19 @@ export class RemoteHook implements RemoteCalls {
     this.flags[BUSY_SINCE] = 0
     this.flags[BATCH_SEEN] = 0
     let loading = true
-    const timer = setTimeout(() => {
+    const expire = (): void => {
       if (!loading) return
       loading = false
       void worker.terminate()
       reject(new HookmqError('HOOK_TIMEOUT', `evaluating the file and running setup did not finish within ${o.setupMs} ms`))
-    }, o.setupMs)
+    }
+    let timer = setTimeout(expire, o.setupMs + BOOT_MS) // until it starts evaluating: its boot
     worker.on('message', (m: FromWorker) => {
+      if (loading && m.t === 'evaluating') {
+        clearTimeout(timer)
+        timer = setTimeout(expire, o.setupMs)
+        return
+      }
       if (loading && (m.t === 'loaded' || m.t === 'failed')) {
         loading = false
         clearTimeout(timer)
@@ -133,7 +139,7 @@ export class RemoteHook implements RemoteCalls {
       if (this.state === 'retiring') this.retired()
     })
     const level = LOG_LEVELS[o.log.level] ?? 30
-    worker.postMessage({ t: 'load', mode: 'serve', compiled: compiledData(o.compiled), config: o.config, setupMs: o.setupMs, shared: this.shared, logLevel: level } satisfies ToWorker & { logLevel: number })
+    worker.postMessage({ t: 'load', mode: 'serve', compiled: compiledData(o.compiled), config: o.config, setupMs: o.setupMs, shared: this.shared, logLevel: level, memoryMb: o.memoryMb } satisfies ToWorker)
   }
 
   // ---- calls
@@ -228,12 +234,14 @@ export class RemoteHook implements RemoteCalls {
   }
 
   private onMessage(worker: Worker, m: FromWorker): void {
+    if (worker !== this.worker && m.t !== 'req') return // a replaced worker's last words
     switch (m.t) {
       case 'answers': return this.answers(m.ids, m.values, m.errors)
       case 'log': return this.workerLog(m.level, m.obj, m.msg)
       case 'req': return this.request(worker, m.id, m.kind, m.args)
       case 'unhandled': return this.unhandled(reviveError(m.error))
       case 'retired': return this.retired()
+      case 'memory': return this.lost(`it used ${m.usedMb} MiB (heap and buffers), more than its memoryMb ${this.options.memoryMb}`)
       default:
     }
   }
@@ -274,20 +282,22 @@ export class RemoteHook implements RemoteCalls {
     this.deadline = undefined
     const now = performance.now()
     const aborted: number[] = []
-    let unseen = false
+    const seen = this.flags[BATCH_SEEN]!
+    const busySince = this.flags[BUSY_SINCE]!
+    let stuck = false
     for (const [id, p] of this.pending) {
       if (p.due > now) break
       this.pending.delete(id)
       p.reg.stats.timeouts++
       p.resolve(fail(p.reg, p.method, hookTimeout(p.reg.name, p.method, p.reg.timeoutMs), p.fallback, p.started))
       aborted.push(id)
-      if (p.batch <= this.sentSeq && p.batch > this.flags[BATCH_SEEN]!) unseen = true // sent, and the worker never began it
+      // sent and never begun, or its batch is still running synchronously: the thread does not come back
+      if (p.batch <= this.sentSeq && (p.batch > seen || (p.batch === seen && busySince !== 0))) stuck = true
     }
-    const busySince = this.flags[BUSY_SINCE]!
     const timeoutMs = this.options.timeoutMs
-    if (this.state === 'ready' && ((busySince !== 0 && Date.now() - busySince >= timeoutMs) || unseen)) {
+    if (this.state === 'ready' && (stuck || (busySince !== 0 && Date.now() - busySince >= timeoutMs))) {
       const ms = busySince !== 0 ? Date.now() - busySince : timeoutMs
-      this.replace(`it was stuck (no answer for ${Math.round(ms)} ms: synchronous code that does not return?)`)
+      this.lost(`it was stuck (no answer for ${Math.round(ms)} ms: synchronous code that does not return?)`)
     } else if (aborted.length > 0 && this.state === 'ready') {
       this.worker!.postMessage({ t: 'abort', ids: aborted } satisfies ToWorker)
     }
@@ -296,17 +306,13 @@ export class RemoteHook implements RemoteCalls {
 
   // ---- losing and replacing the worker
 
-  /** Terminates a stuck worker and starts another. */
-  private replace(reason: string): void {
-    const worker = this.worker
-    this.worker = undefined
-    void worker?.terminate()
-    this.lost(reason)
-  }
 
   /** The worker is gone: the calls it had answer their fallbacks (one failure for the hook), calls not sent yet go to the next worker. */
   private lost(reason: string): void {
     if (this.state === 'retiring' || this.state === 'retired') return
+    const worker = this.worker
+    this.worker = undefined // its exit, when it comes, is not another loss
+    void worker?.terminate()
     this.state = 'down'
     this.restarts++
     this.lastLoss = reason
