@@ -246,7 +246,7 @@ export default defineHook({
 ${line7}
 })
 `)
-    const column = line7.indexOf('.name') + 1 // where V8 places "Cannot read properties of undefined (reading 'name')"
+    const column = line7.indexOf('name.length') + 1 // the property read on undefined: where V8 places "Cannot read properties of undefined (reading 'name')"
     const log = captureLog()
     const broker = await startBroker(t, { hooksDir: dir, hooks: { isolation: mode }, logger: log.logger })
     const c = await connect(t, broker, { protocolVersion: 5 })
