@@ -58,5 +58,6 @@ export function guardProcess(always = false): void {
 
 /** The broker's own exit, whatever hook code is running (the watchdog ends a process a hook has hung). */
 export function exitProcess(code: number): never {
+  depth = 0 // (process.exit calls process.reallyExit, guarded too)
   return realExit(code)
 }

@@ -1,15 +1,15 @@
 import { writeSync } from 'node:fs'
 import { Session } from 'node:inspector'
-import { parentPort, workerData } from 'node:worker_threads'
+import { workerData } from 'node:worker_threads'
 
 // The watchdog's own thread. The broker's thread bumps a counter in shared
 // memory every quarter of `blockedLoopMs`; when the counter stands still that
 // long, the event loop is blocked. Then this thread connects to the broker's
-// thread through the inspector, pauses it where it is to read its stack, lets
-// it go and asks it (an inspector evaluation, which runs even inside a busy
-// loop) to deal with it: `report` below, set by watchdog.ts, which logs, records
-// the quarantine and exits when a hook is on that stack. If the thread cannot
-// even be paused, the process is killed: it must never hang silently.
+// thread through the inspector and has it evaluate the watchdog's report
+// (watchdog.ts): an inspector evaluation runs even inside a busy loop, on top
+// of the stuck frames, so the report reads from its own stack which hook
+// holds the thread, and logs, records the quarantine and exits. If even that
+// does not come back, the process is killed: it must never hang silently.
 
 const { shared, blockedLoopMs } = workerData as { shared: SharedArrayBuffer; blockedLoopMs: number }
 const beat = new Int32Array(shared)
@@ -34,13 +34,6 @@ setInterval(() => {
   }
 }, Math.max(10, Math.floor(blockedLoopMs / 8)))
 
-interface Frame {
-  url: string
-  line: number
-  column: number
-  functionName: string
-}
-
 function investigate(blockedMs: number): void {
   const session = new Session()
   session.connectToMainThread()
@@ -48,19 +41,9 @@ function investigate(blockedMs: number): void {
     writeSync(2, `hookmq watchdog: the event loop has been blocked for ${blockedMs} ms and could not be interrupted; killing the process\n`)
     process.kill(process.pid, 'SIGKILL')
   }, 2000)
-  session.once('Debugger.paused', (ev) => {
-    const frames: Frame[] = (ev.params.callFrames as Array<{ url: string; functionName: string; location: { lineNumber: number; columnNumber?: number } }>)
-      .slice(0, 30).map((f) => ({ url: f.url, functionName: f.functionName, line: f.location.lineNumber + 1, column: (f.location.columnNumber ?? 0) + 1 }))
-    const report = JSON.stringify({ blockedMs, frames })
-    session.post('Debugger.resume', () => {
-      session.post('Runtime.evaluate', { expression: `${REPORT}?.(${JSON.stringify(report)})`, returnByValue: true }, (err, r) => {
-        clearTimeout(giveUp)
-        // not a hook (the report answered false): keep watching
-        session.post('Debugger.disable', () => session.disconnect())
-        if (err) parentPort?.postMessage({ t: 'error', message: err.message })
-        void r
-      })
-    })
+  // runs inside the busy loop (the inspector interrupts it): the report reads its own stack there
+  session.post('Runtime.evaluate', { expression: `${REPORT}?.(${blockedMs})`, returnByValue: true }, () => {
+    clearTimeout(giveUp) // not a hook's doing (it answered instead of ending the process): keep watching
+    session.disconnect()
   })
-  session.post('Debugger.enable', () => session.post('Debugger.pause'))
 }

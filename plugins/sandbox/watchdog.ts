@@ -30,10 +30,8 @@ export interface WatchdogOptions {
   quarantine: Quarantine | undefined
 }
 
-interface Report {
-  blockedMs: number
-  frames: Array<{ url: string; line: number; column: number; functionName: string }>
-}
+/** A frame of a hook's evaluated code in a stack: its script URL (`file#hookmq-N`), 1-based line and column. */
+const HOOK_FRAME = /([^\s(]+#hookmq-\d+):(\d+):(\d+)/g
 
 const REPORT = Symbol.for('hookmq.watchdog')
 
@@ -51,11 +49,14 @@ function ensureThread(ms: number, log: Logger): void {
   const timer = setInterval(bump, Math.max(10, Math.floor(ms / 4)), beat)
   timer.unref()
   thread = { worker, timer, ms }
-  ;(globalThis as Record<symbol, unknown>)[REPORT] = (json: string): boolean => {
-    const r = JSON.parse(json) as Report
-    for (const w of active) w.report(r) // exits when a hook of that broker is on the stack
-    const top = r.frames.slice(0, 3).map((f) => `${f.functionName || '(anonymous)'} ${f.url}:${f.line}:${f.column}`)
-    log.warn({ blockedMs: r.blockedMs, stack: top }, 'event loop blocked, not in a hook')
+  ;(globalThis as Record<symbol, unknown>)[REPORT] = (blockedMs: number): boolean => {
+    // evaluated by the inspector on top of whatever holds the thread: this stack shows it
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 200
+    const stack = new Error().stack ?? ''
+    Error.stackTraceLimit = limit
+    for (const w of active) w.report(blockedMs, stack) // exits when a hook of that broker is on the stack
+    log.warn({ blockedMs, stack: stack.split('\n').slice(2, 6).map((l) => l.trim()) }, 'event loop blocked, not in a hook')
     return false
   }
 }
@@ -82,14 +83,14 @@ export class Watchdog {
   }
 
   /** Runs on the blocked thread itself (an inspector evaluation): ends the process when one of this broker's hooks is on the stack. */
-  report(r: Report): void {
+  report(blockedMs: number, stack: string): void {
     const { log, quarantine } = this.options
-    for (const f of r.frames) {
-      const hook = this.options.locate(f.url, f.line, f.column)
+    for (const m of stack.matchAll(HOOK_FRAME)) {
+      const hook = this.options.locate(m[1]!, Number(m[2]), Number(m[3]))
       if (hook === undefined) continue
-      const reason = `blocked the event loop for ${r.blockedMs} ms`
+      const reason = `blocked the event loop for ${blockedMs} ms`
       quarantine?.add(hook.file, { hash: hook.hash, since: Date.now(), reason, at: hook.at })
-      log.fatal({ hook: hook.name, file: hook.file, at: hook.at, blockedMs: r.blockedMs, exitCode: EXIT_CODE },
+      log.fatal({ hook: hook.name, file: hook.file, at: hook.at, blockedMs, exitCode: EXIT_CODE },
         `hook "${hook.name}" ${reason} at ${hook.at}: exiting for a restart; it will run quarantined in worker isolation until ${hook.file} changes`)
       exitProcess(EXIT_CODE)
     }
