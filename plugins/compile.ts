@@ -1,4 +1,6 @@
 import type * as Esbuild from 'esbuild'
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { createRequire, SourceMap } from 'node:module'
 import { dirname, resolve } from 'node:path'
 import { enterHook, guardedProcess, leaveHook } from './sandbox/guard.js'
@@ -47,6 +49,8 @@ export interface Compiled {
   inputs: string[]
   /** the script URL of its last evaluation in this thread (`file#hookmq-N`: stack frames name it) */
   url?: string
+  /** sha1 of the source text of every input: a version's identity (the quarantine's key) */
+  sourceHash: string
 }
 
 export async function compile(file: string): Promise<Compiled> {
@@ -78,12 +82,24 @@ export async function compile(file: string): Promise<Compiled> {
   const js = result.outputFiles.find((f) => f.path.endsWith('.js'))!
   const mapFile = result.outputFiles.find((f) => f.path.endsWith('.map'))
   const inputs = Object.keys(result.metafile.inputs).map((p) => resolve(p))
-  return withMap({ file, code: js.text, mapJson: mapFile?.text, inputs })
+  return withMap({ file, code: js.text, mapJson: mapFile?.text, inputs, sourceHash: hashSources(inputs) })
 }
 
 /** A compilation received as plain data (in a worker): its source map made usable again. */
 export function withMap(c: Omit<Compiled, 'map'>): Compiled {
   return { ...c, map: c.mapJson ? new SourceMap(JSON.parse(c.mapJson) as ConstructorParameters<typeof SourceMap>[0]) : undefined }
+}
+
+function hashSources(inputs: string[]): string {
+  const h = createHash('sha1')
+  for (const f of inputs) {
+    try {
+      h.update(f).update(readFileSync(f))
+    } catch {
+      h.update(f) // gone since: the path alone
+    }
+  }
+  return h.digest('hex')
 }
 
 let evaluations = 0

@@ -10,7 +10,7 @@ import { parseHookConfig, runSetup, runTeardown, type SetupResult } from './life
 import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable } from './runners.js'
 import { Breaker } from './sandbox/breaker.js'
 import type { HookMeta } from './sandbox/protocol.js'
-import { codeHash, type Quarantine, type QuarantineEntry } from './sandbox/quarantine.js'
+import type { Quarantine, QuarantineEntry } from './sandbox/quarantine.js'
 import { RemoteHook } from './sandbox/remote.js'
 import { hookStatus, hookSys, type HookStatus } from './status.js'
 
@@ -176,8 +176,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
    */
   async load(compiled: Compiled, meta: HookMeta, key: string): Promise<void> {
     this.checkName(meta.name, key)
-    const hash = codeHash(compiled.code)
-    const quarantined = this.options.quarantine?.get(compiled.file, hash)
+    const quarantined = this.options.quarantine?.get(compiled.file, compiled.sourceHash)
     if (quarantined === undefined) this.options.quarantine?.clear(compiled.file)
     if (this.isolationOf(meta.name, meta.isolation, quarantined !== undefined) === 'inline') {
       const def = checkHookModule(evaluate(compiled, this.options.modules ?? {}))

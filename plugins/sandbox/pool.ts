@@ -47,7 +47,7 @@ function spawn(memoryMb: number): Worker {
 
 /** What crosses to a worker of a compilation. */
 export function compiledData(c: Compiled): CompiledData {
-  return { file: c.file, code: c.code, mapJson: c.mapJson, inputs: c.inputs }
+  return { file: c.file, code: c.code, mapJson: c.mapJson, inputs: c.inputs, sourceHash: c.sourceHash }
 }
 
 /** A load error reported by a worker, at the hook's file (and line, when known). */

@@ -2,7 +2,6 @@ import type { Logger } from '../../core/index.js'
 import { original, where } from '../compile.js'
 import type { HookHost } from '../host.js'
 import { guardProcess } from './guard.js'
-import { codeHash } from './quarantine.js'
 import { Watchdog } from './watchdog.js'
 
 // What a folder of hook files adds to the process: the real process.exit and
@@ -22,7 +21,7 @@ export class ProcessGuard {
         const e = host.entryOfScript(url)
         if (e?.compiled === undefined || e.file === undefined) return undefined
         const pos = original(e.compiled, line, column)
-        return { name: e.name, file: e.file, at: pos ? where(pos) : e.file, hash: codeHash(e.compiled.code) }
+        return { name: e.name, file: e.file, at: pos ? where(pos) : e.file, hash: e.compiled.sourceHash }
       },
     })
   }

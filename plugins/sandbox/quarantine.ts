@@ -1,25 +1,20 @@
-import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 
 // Hooks that hung the broker's thread, remembered across restarts: a hook file
 // whose inline call blocked the event loop is recorded here (by the file and
-// the hash of its compiled code) before the watchdog ends the process; on the
+// the hash of its sources) before the watchdog ends the process; on the
 // next start that version runs in worker isolation. A new version of the file
 // (another hash) is not quarantined. The record lives in the hooks folder's
 // `.hookmq/` (which the loader does not read as hooks).
 
 export interface QuarantineEntry {
-  /** sha1 of the compiled code of the version that hung */
+  /** sha1 of the sources of the version that hung */
   hash: string
   since: number
   reason: string
   /** file:line:column where it was stuck */
   at?: string
-}
-
-export function codeHash(code: string): string {
-  return createHash('sha1').update(code).digest('hex')
 }
 
 export class Quarantine {

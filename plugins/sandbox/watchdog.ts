@@ -18,7 +18,7 @@ export interface HookAt {
   file: string
   /** file:line:column in the hook's source */
   at: string
-  /** of the compiled code of the version that hung */
+  /** of the sources of the version that hung */
   hash: string
 }
 
