@@ -1,4 +1,5 @@
 import type { Broker } from './broker.js'
+import { PendingClaims, type PendingClaim } from './claims.js'
 import type { Connection } from './connection.js'
 import { ReasonCode } from './errors.js'
 import type { ExistingSession } from './hooks.js'
@@ -19,12 +20,8 @@ export interface OpenRequest {
   owner: Identity
   /** the client id's session as it was when the CONNECT was decided (its owner), if it had one */
   seen: ExistingSession | undefined
-}
-
-/** A CONNECT of this node between claiming its client id in the cluster and opening the session. */
-interface PendingClaim {
-  /** another node asked for the client id meanwhile: it claimed after this one */
-  lost: boolean
+  /** in a cluster: the claim prepare() made */
+  claim?: PendingClaim
 }
 
 /**
@@ -33,7 +30,7 @@ interface PendingClaim {
 export class SessionManager {
   readonly sessions = new Map<string, Session>()
   private readonly ctx: SessionContext
-  private readonly claiming = new Map<string, Set<PendingClaim>>()
+  private readonly claiming = new PendingClaims()
 
   constructor(private readonly broker: Broker) {
     const limits = broker.config.limits
@@ -86,15 +83,12 @@ export class SessionManager {
   /**
    * Before a CONNECT opens its session, in a cluster: take the client id from
    * whichever node has it, then load what was stored (or, on clean start, drop
-   * it). False when another node claimed the client id meanwhile: it has it now.
+   * it). The claim goes to open() (or abandon()); undefined without a cluster.
    */
-  async prepare(clientId: string, cleanStart: boolean): Promise<boolean> {
+  async prepare(clientId: string, cleanStart: boolean): Promise<PendingClaim | undefined> {
     const cluster = this.broker.cluster
-    if (cluster === undefined || !cluster.available) return true
-    const claim: PendingClaim = { lost: false }
-    let pending = this.claiming.get(clientId)
-    if (pending === undefined) this.claiming.set(clientId, (pending = new Set()))
-    pending.add(claim)
+    if (cluster === undefined || !cluster.available) return undefined
+    const claim = this.claiming.add(clientId)
     try {
       await cluster.claim(clientId, async () => {
         if (this.sessions.has(clientId)) return
@@ -106,22 +100,18 @@ export class SessionManager {
         const state = await store.load(clientId)
         if (state !== undefined) this.adopt(state)
       })
-    } finally {
-      pending.delete(claim)
-      if (pending.size === 0) this.claiming.delete(clientId)
+    } catch (err) {
+      this.abandon(claim)
+      throw err
     }
-    return !claim.lost
+    return claim
   }
 
-  /** A CONNECT that claimed `clientId` opened nothing (it closed, or lost the claim): let the id go unless a session or another CONNECT holds it. */
-  abandon(clientId: string): void {
-    if (!this.sessions.has(clientId) && !this.claiming.has(clientId)) this.broker.cluster?.released(clientId)
-  }
-
-  /** Another node claimed `clientId`: a CONNECT of it here that has not opened its session yet has lost. */
-  private outclaimed(clientId: string): void {
-    const pending = this.claiming.get(clientId)
-    if (pending !== undefined) for (const claim of pending) claim.lost = true
+  /** The CONNECT holding `claim` opens nothing (it closed, or lost): the client id goes unless a session or another CONNECT holds it. */
+  abandon(claim: PendingClaim | undefined): void {
+    if (claim === undefined) return
+    this.claiming.settle(claim)
+    if (!this.sessions.has(claim.clientId) && !this.claiming.has(claim.clientId)) this.broker.cluster?.released(claim.clientId)
   }
 
   /**
@@ -129,7 +119,7 @@ export class SessionManager {
    * the session go without deleting what is stored of it.
    */
   release(clientId: string): void {
-    this.outclaimed(clientId)
+    this.claiming.outclaimed(clientId) // a CONNECT of it here that has not opened its session yet has lost
     const session = this.sessions.get(clientId)
     if (session === undefined) return
     const conn = session.outlet as Connection | null
@@ -145,7 +135,7 @@ export class SessionManager {
    * this one was cut off): closes its connection, writes nothing.
    */
   forget(clientId: string): void {
-    this.outclaimed(clientId)
+    this.claiming.outclaimed(clientId) // a CONNECT of it here that has not opened its session yet has lost
     const session = this.sessions.get(clientId)
     if (session === undefined) return
     const conn = session.outlet as Connection | null
@@ -165,10 +155,18 @@ export class SessionManager {
   /**
    * Opens the session of an accepted CONNECT: takes over a connection that has
    * the client id, resumes or starts the session. Undefined (nothing changed)
-   * when the session belongs to another identity than the CONNECT was decided on.
+   * when another node claimed the client id after this CONNECT did (`claim.lost`),
+   * or the session belongs to another identity than the CONNECT was decided on.
    */
   open(conn: Connection, req: OpenRequest): { session: Session; present: boolean } | undefined {
-    const { clientId } = req
+    const { clientId, claim } = req
+    if (claim !== undefined) {
+      if (claim.lost) {
+        this.abandon(claim)
+        return undefined
+      }
+      this.claiming.settle(claim)
+    }
     let session = this.sessions.get(clientId)
     if (session !== undefined && !owns(req.owner, session.owner) && session.owner !== req.seen?.owner) return undefined
     if (session?.outlet) {

@@ -181,13 +181,9 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
     conn.closeWith(ReasonCode.ServerUnavailable, 'the session store is unavailable')
     return
   }
-  return broker.sessions.prepare(plan.clientId, request.cleanStart).then((won) => {
-    if (conn.state.kind !== 'authenticating' || !won) {
-      broker.sessions.abandon(plan.clientId)
-      if (!won) conn.closeWith(ReasonCode.ServerBusy, 'the client id was taken on another node meanwhile')
-      return
-    }
-    return openSession(conn, plan, request)
+  return broker.sessions.prepare(plan.clientId, request.cleanStart).then((claim) => {
+    if (conn.state.kind === 'authenticating') return openSession(conn, plan, { ...request, claim })
+    broker.sessions.abandon(claim)
   }, (err: unknown) => {
     broker.log.warn({ err, clientId: plan.clientId }, 'session could not be taken over; connection refused')
     conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be loaded')
@@ -241,7 +237,7 @@ function openSession(conn: Connection, plan: ConnectPlan, request: OpenRequest):
   if (!isPromise(denied)) return attachSession(conn, plan, request, resumed, denied)
   return denied.then((d) => {
     if (conn.state.kind === 'authenticating') attachSession(conn, plan, request, resumed, d)
-    else broker.sessions.abandon(request.clientId)
+    else broker.sessions.abandon(request.claim)
   })
 }
 
@@ -249,6 +245,7 @@ function openSession(conn: Connection, plan: ConnectPlan, request: OpenRequest):
 function attachSession(conn: Connection, plan: ConnectPlan, request: OpenRequest, checked: Session | undefined, denied: string[]): void {
   const broker = conn.broker
   const opened = broker.openSession(conn, request)
+  if (opened === undefined && request.claim?.lost === true) return conn.closeWith(ReasonCode.ServerBusy, 'the client id was taken on another node meanwhile')
   if (opened === undefined) return refuseClientId(conn, plan.clientId, 'the session of the client id changed hands while connecting')
   const { session, present } = opened
   const revoked = present && session === checked && denied.length > 0
