@@ -169,9 +169,11 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     this.redis.hookmqRelease(this.key('owners'), this.key('identities'), clientId, this.me, this.key('node', '')).catch(noop)
   }
 
+  /** the identity recorded for the client id; a session stored (stores.ts) without one was stored before owners were recorded */
   async sessionOwner(clientId: string): Promise<ExistingSession | undefined> {
-    const json = await this.redis.hget(this.key('identities'), clientId)
-    return json === null ? undefined : { owner: JSON.parse(json) as Identity }
+    const [json, stored] = await Promise.all([this.redis.hget(this.key('identities'), clientId), this.redis.exists(this.key('session', clientId))])
+    if (json !== null) return { owner: JSON.parse(json) as Identity }
+    return stored === 1 ? { owner: undefined } : undefined
   }
 
   ownerSet(clientId: string, owner: Identity): void {
