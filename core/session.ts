@@ -227,9 +227,11 @@ export class Session {
         if (this.persistent) this.track(this.ctx.store.replaceQueue(this.clientId, kept))
       }
     }
-    for (const entry of this.inflight.values()) {
+    const inflight = this.inflightMap
+    if (inflight === null) return
+    for (const entry of inflight.values()) {
       if (entry.state === 'pubrel' || covered(entry.message.topic)) continue
-      this.inflight.delete(entry.packetId)
+      inflight.delete(entry.packetId)
       if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, entry.packetId))
     }
   }

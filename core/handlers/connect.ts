@@ -215,12 +215,15 @@ function refuseClientId(conn: Connection, clientId: string, reason: string): voi
   conn.closeWith(ReasonCode.ClientIdentifierNotValid, reason)
 }
 
+/** the largest MQTT packet: a client that sets no Maximum Packet Size */
+const NO_LIMIT = 268435455
+
 /**
  * A client whose Maximum Packet Size is smaller than the CONNACK is closed
  * without one (and takes no session over). [MQTT-3.1.2-24]
  */
 function connackFits(conn: Connection, plan: ConnectPlan): boolean {
-  if (conn.protocolVersion !== 5 || conn.maxOutgoingPacket >= 65536) return true // a CONNACK is well below that
+  if (conn.protocolVersion !== 5 || conn.maxOutgoingPacket === NO_LIMIT) return true
   const size = encodePacket(connack(conn, plan, false), conn.genOpts).length
   if (size <= conn.maxOutgoingPacket) return true
   conn.broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, size, maximumPacketSize: conn.maxOutgoingPacket }, 'connection closed: the CONNACK exceeds the client\'s maximum packet size')

@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { MqttClient } from 'mqtt'
 import { defineHook, MemoryBus, MemoryRetainedStore, MemorySessionStore, type AuthenticateInput, type Broker } from '../../plugins/index.js'
-import { collect, connect, hooksFolder, pingRoundTrip, RawClient, startBroker, until } from '../helpers.js'
+import { collect, connect, hooksFolder, once, pingRoundTrip, RawClient, startBroker, until } from '../helpers.js'
 
 // A client id is not an identity: a session remembers who owned it, another
 // identity cannot resume it or take over its connection, and resumed
@@ -202,6 +202,32 @@ test('resumed subscriptions are authorized again: one denied while the client wa
   await pingRoundTrip(back)
   assert.deepEqual(inbox.messages.map((m) => m.payload.toString()), ['k1', 'k2'])
   assert.deepEqual(broker.subscriptions().filter((s) => s.clientId === 'reader').map((s) => s.subscription.filter), ['kept/#'])
+  await bystanderWorks(t, broker)
+})
+
+test('[MQTT-4.4.0-1] resume re-check: an unacknowledged message of a revoked subscription is not sent again; the others are', async (t) => {
+  const denied = new Set<string>()
+  const broker = await startBroker(t, { hooks: [defineHook({ name: 'acl', authorizeSubscribe: ({ filter }) => (denied.has(filter) ? { deny: 'revoked' } : true) })] })
+  const opts = { clientId: 'unacked', clean: false, properties: { sessionExpiryInterval: 300 } }
+  const first = await RawClient.open(t, broker, 5)
+  await first.connect(opts, 5)
+  first.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'kept/#', qos: 1 }, { topic: 'gone/#', qos: 2 }] }, 5)
+  await first.expect('suback')
+  await broker.publish({ topic: 'gone/0', payload: 'g0', qos: 2 })
+  await broker.publish({ topic: 'kept/0', payload: 'k0', qos: 1 })
+  await first.expect('publish')
+  await first.expect('publish') // neither acknowledged
+  const gone = once(broker, 'clientDisconnected')
+  first.socket.destroy()
+  await gone
+  denied.add('gone/#')
+  const back = await RawClient.open(t, broker, 5)
+  assert.equal((await back.connect(opts, 5)).sessionPresent, true)
+  const again = await back.expect('publish')
+  assert.deepEqual([again.topic, again.dup], ['kept/0', true])
+  back.send({ cmd: 'pingreq' }, 5)
+  await back.expect('pingresp')
+  assert.deepEqual(back.packets.filter((p) => p.cmd === 'publish'), [])
   await bystanderWorks(t, broker)
 })
 
