@@ -15,8 +15,8 @@ const auth = defineHook({
   authenticate: ({ username, password }) => (username === undefined ? undefined : password?.toString() === `${username}-pw` ? { allow: true } : false),
 })
 
-async function node(t: TestContext, url: string, id: string): Promise<HookmqBroker> {
-  return startBroker(t, { id, ws: false, sys: { enabled: false }, redis: { url, ...fast }, hooks: [auth] })
+async function node(t: TestContext, url: string, id: string, extra: object = {}): Promise<HookmqBroker> {
+  return startBroker(t, { id, ws: false, sys: { enabled: false }, redis: { url, ...fast }, hooks: [auth], ...extra })
 }
 
 const as = (user: string) => ({ username: user, password: `${user}-pw` })
@@ -75,6 +75,28 @@ test('cluster: a clean session is protected too: mallory on B cannot take over a
   await until(async () => (await b.cluster!.sessionOwner('alice-clean')) === undefined, 5000, 'the session to end cluster-wide')
   const later = await connect(t, b, { clientId: 'alice-clean', clean: true, ...as('mallory') })
   assert.equal(later.connected, true)
+  await bystanderWorks(t, a, b)
+})
+
+test('cluster: sessions.identityMismatch "fresh" on node B discards alice\'s session on node A and closes her connection there (0x8E)', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis.url, 'a', { sessions: { identityMismatch: 'fresh' } })
+  const b = await node(t, redis.url, 'b', { sessions: { identityMismatch: 'fresh' } })
+  const session = { clientId: 'alice-f', clean: false, properties: { sessionExpiryInterval: 600 } }
+  const alice = await RawClient.open(t, a, 5)
+  await alice.connect({ ...session, ...as('alice'), password: Buffer.from('alice-pw') }, 5)
+  alice.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'inbox/alice-f', qos: 1 }] }, 5)
+  await alice.expect('suback')
+  const mallory = await RawClient.open(t, b, 5)
+  const ack = await mallory.connect({ ...session, ...as('mallory'), password: Buffer.from('mallory-pw') }, 5)
+  assert.deepEqual([ack.reasonCode, ack.sessionPresent], [0, false])
+  assert.equal((await alice.expect('disconnect')).reasonCode, 0x8e)
+  await alice.expectClosed()
+  await (await connect(t, a)).publishAsync('inbox/alice-f', 'not for mallory', { qos: 1 })
+  mallory.send({ cmd: 'pingreq' }, 5)
+  await mallory.expect('pingresp')
+  assert.deepEqual(mallory.packets.filter((p) => p.cmd === 'publish'), [])
+  assert.deepEqual(await b.cluster!.sessionOwner('alice-f'), { owner: 'mallory' })
   await bystanderWorks(t, a, b)
 })
 
