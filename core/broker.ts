@@ -11,7 +11,7 @@ import { createLogger, type Logger } from './logger.js'
 import { PublishPipeline } from './pipeline.js'
 import { Router } from './router.js'
 import type { Session } from './session.js'
-import { SessionManager } from './sessions.js'
+import { SessionManager, type OpenRequest } from './sessions.js'
 import { memoryStores, type Stores } from './stores.js'
 import { SysPublisher } from './sys.js'
 import { newMessage, type ClientInfo, type Message, type MessageProperties, type QoS, type Subscription } from './types.js'
@@ -214,8 +214,8 @@ export class Broker {
     }, (err: unknown) => this.log.error({ err }, 'retained lookup failed'))
   }
 
-  openSession(conn: Connection, clientId: string, cleanStart: boolean, expiryInterval: number): { session: Session; present: boolean } {
-    return this.sessions.open(conn, clientId, cleanStart, expiryInterval)
+  openSession(conn: Connection, request: OpenRequest): { session: Session; present: boolean } | undefined {
+    return this.sessions.open(conn, request)
   }
 
   connectionClosed(conn: Connection, session: Session | undefined): void {

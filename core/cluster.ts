@@ -1,3 +1,5 @@
+import type { ExistingSession } from './hooks.js'
+import type { Identity } from './identity.js'
 import type { Will } from './stores.js'
 
 /**
@@ -22,6 +24,10 @@ export interface Cluster {
   claim(clientId: string, load: () => Promise<void>): Promise<void>
   /** the session of `clientId` no longer lives on this node */
   released(clientId: string): void
+  /** the owner of the session `clientId` has on any node; undefined when no node has one */
+  sessionOwner(clientId: string): Promise<ExistingSession | undefined>
+  /** a session of `clientId` was opened here by `owner` (recorded while this node is still its node) */
+  ownerSet(clientId: string, owner: Identity): void
   /** a client with a will is connected here: others publish it should this node die */
   willSet(clientId: string, will: Will): void
   /** that client's will is no longer pending on this node */

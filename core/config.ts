@@ -71,6 +71,9 @@ export const configSchema = z.strictObject({
     subscribe: z.enum(['allow', 'deny']).default('allow').describe('when every authorizeSubscribe hook passes'),
   }).prefault({}).describe('answers when every hook passes'),
   revokedSubscriptions: z.enum(['remove', 'disconnect']).default('remove').describe('when a hook reload denies an existing subscription: remove it, or also disconnect the client (MQTT 5: 0x87)'),
+  sessions: z.strictObject({
+    identityMismatch: z.enum(['refuse', 'fresh']).default('refuse').describe('a CONNECT for a client id whose session another identity owns: refuse it (CONNACK 0x85, MQTT 3.1.1 return code 2; the owner\'s connection stays), or discard that session and start a fresh one (the owner\'s connection is closed with 0x8E); an authenticate hook may decide instead'),
+  }).prefault({}).describe('session ownership'),
   limits: z.strictObject({
     maxPacketSize: z.int().min(64).max(268435455).default(1048576).describe('largest packet accepted, in bytes (MQTT 5 Maximum Packet Size)'),
     maxInflightMessages: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages sent to one client'),

@@ -22,14 +22,39 @@ export interface AuthenticateInput {
   authenticationData?: Buffer
   /** set when a connected client re-authenticates (an AUTH packet, reason 0x19): no password then */
   reauthenticate?: true
+  /**
+   * The session this client id already has, connected or not, on this node or
+   * (in a cluster) another; absent when it has none. Compare its owner with the
+   * identity this client will have (see `identityOf`) to decide `session`.
+   */
+  session?: ExistingSession
 }
+
+/** What the authenticate hooks are told of a client id's existing session. */
+export interface ExistingSession {
+  /**
+   * Who owns it: an identity (see `identityOf`), null for an anonymous client,
+   * undefined when unknown (stored before owners were recorded: the first
+   * identity to resume it becomes its owner).
+   */
+  owner: string | null | undefined
+}
+
+/**
+ * What an allowed CONNECT does with an existing session: `resume` it (as the
+ * client asks: Clean Start still discards it), start `fresh` (the old session
+ * is discarded, its connection closed with 0x8E), or `refuse` the connection
+ * (CONNACK 0x85, MQTT 3.1.1 return code 2).
+ */
+export type SessionChoice = 'resume' | 'fresh' | 'refuse'
 
 export type Decision<Allow extends object = object> =
   | ({ result: 'allow' } & Allow)
   | { result: 'deny'; reasonCode?: number; reason?: string }
   | { result: 'pass' }
 
-export type AuthenticateDecision = Decision<{ user?: unknown; authenticationMethod?: string }>
+/** `session`: what to do with an existing session (default: resume one of the same identity, `sessions.identityMismatch` for another's) */
+export type AuthenticateDecision = Decision<{ user?: unknown; authenticationMethod?: string; session?: SessionChoice }>
 export type PublishDecision = Decision
 export type SubscribeDecision = Decision<{ qos?: QoS }>
 

@@ -44,6 +44,8 @@ export class Session {
   expiryTimer: NodeJS.Timeout | undefined = undefined
   disconnectedAt: number | undefined = undefined
   lastClient: ClientInfo | undefined = undefined
+  /** the identity of the connection that last opened it (null: anonymous; undefined: unknown, stored before owners were recorded) */
+  owner: string | null | undefined = undefined
   /** scratch fields used by the router while it merges overlapping subscriptions */
   routeMark = 0
   routeQos: QoS = 0
@@ -197,7 +199,7 @@ export class Session {
   }
 
   toStored(): StoredSession {
-    return { clientId: this.clientId, expiryInterval: this.expiryInterval, subscriptions: [...this.subscriptions.values()], disconnectedAt: this.disconnectedAt, will: this.will }
+    return { clientId: this.clientId, expiryInterval: this.expiryInterval, subscriptions: [...this.subscriptions.values()], disconnectedAt: this.disconnectedAt, will: this.will, owner: this.owner }
   }
 
   restore(state: SessionState): void {
@@ -208,6 +210,30 @@ export class Session {
     for (const id of state.incoming) this.incoming.add(id)
     this.disconnectedAt = state.disconnectedAt
     this.will = state.will
+    this.owner = state.owner
+  }
+
+  /**
+   * Drops the messages waiting for this client that `covered` refuses (their
+   * subscription was revoked): queued ones, and sent ones not acknowledged yet.
+   * A PUBREL still owed goes on: that message was delivered.
+   */
+  discardUncovered(covered: (topic: string) => boolean): void {
+    const queue = this.queueList
+    if (queue !== null) {
+      const kept = queue.toArray().filter((e) => covered(e.message.topic))
+      if (kept.length !== queue.length) {
+        this.queueList = kept.length === 0 ? null : Fifo.from(kept)
+        if (this.persistent) this.track(this.ctx.store.replaceQueue(this.clientId, kept))
+      }
+    }
+    const inflight = this.inflightMap
+    if (inflight === null) return
+    for (const entry of inflight.values()) {
+      if (entry.state === 'pubrel' || covered(entry.message.topic)) continue
+      inflight.delete(entry.packetId)
+      if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, entry.packetId))
+    }
   }
 
   track(p: Written): void {

@@ -1,6 +1,9 @@
 import type { Broker } from './broker.js'
+import { PendingClaims, type PendingClaim } from './claims.js'
 import type { Connection } from './connection.js'
 import { ReasonCode } from './errors.js'
+import type { ExistingSession } from './hooks.js'
+import { owns, type Identity } from './identity.js'
 import { throttled } from './logger.js'
 import { NEVER_EXPIRES, Session, type SessionContext } from './session.js'
 import type { SessionState, Will } from './stores.js'
@@ -8,12 +11,26 @@ import { newMessage, type ClientInfo } from './types.js'
 
 const MAX_TIMER_MS = 0x7fffffff
 
+/** What an accepted CONNECT asks of the sessions. */
+export interface OpenRequest {
+  clientId: string
+  cleanStart: boolean
+  expiryInterval: number
+  /** the identity of the connection (core/identity.ts) */
+  owner: Identity
+  /** the client id's session as it was when the CONNECT was decided (its owner), if it had one */
+  seen: ExistingSession | undefined
+  /** in a cluster: the claim prepare() made */
+  claim?: PendingClaim
+}
+
 /**
  * Opens, resumes, takes over and ends sessions; owns the will and expiry timers.
  */
 export class SessionManager {
   readonly sessions = new Map<string, Session>()
   private readonly ctx: SessionContext
+  private readonly claiming = new PendingClaims()
 
   constructor(private readonly broker: Broker) {
     const limits = broker.config.limits
@@ -55,23 +72,46 @@ export class SessionManager {
     return session
   }
 
+  /** The session `clientId` has now, here or (in a cluster) on another node: its owner; undefined when it has none. */
+  describe(clientId: string): ExistingSession | undefined | Promise<ExistingSession | undefined> {
+    const local = this.sessions.get(clientId)
+    if (local !== undefined) return { owner: local.owner }
+    const cluster = this.broker.cluster
+    return cluster === undefined || !cluster.available ? undefined : cluster.sessionOwner(clientId)
+  }
+
   /**
    * Before a CONNECT opens its session, in a cluster: take the client id from
-   * whichever node has it, then load what was stored (or, on clean start, drop it).
+   * whichever node has it, then load what was stored (or, on clean start, drop
+   * it). The claim goes to open() (or abandon()); undefined without a cluster.
    */
-  async prepare(clientId: string, cleanStart: boolean): Promise<void> {
+  async prepare(clientId: string, cleanStart: boolean): Promise<PendingClaim | undefined> {
     const cluster = this.broker.cluster
-    if (cluster === undefined || !cluster.available) return
-    await cluster.claim(clientId, async () => {
-      if (this.sessions.has(clientId)) return
-      const store = this.broker.stores.sessions
-      if (cleanStart) {
-        await store.delete(clientId)
-        return
-      }
-      const state = await store.load(clientId)
-      if (state !== undefined) this.adopt(state)
-    })
+    if (cluster === undefined || !cluster.available) return undefined
+    const claim = this.claiming.add(clientId)
+    try {
+      await cluster.claim(clientId, async () => {
+        if (this.sessions.has(clientId)) return
+        const store = this.broker.stores.sessions
+        if (cleanStart) {
+          await store.delete(clientId)
+          return
+        }
+        const state = await store.load(clientId)
+        if (state !== undefined) this.adopt(state)
+      })
+    } catch (err) {
+      this.abandon(claim)
+      throw err
+    }
+    return claim
+  }
+
+  /** The CONNECT holding `claim` opens nothing (it closed, or lost): the client id goes unless a session or another CONNECT holds it. */
+  abandon(claim: PendingClaim | undefined): void {
+    if (claim === undefined) return
+    this.claiming.settle(claim)
+    if (!this.sessions.has(claim.clientId) && !this.claiming.has(claim.clientId)) this.broker.cluster?.released(claim.clientId)
   }
 
   /**
@@ -79,6 +119,7 @@ export class SessionManager {
    * the session go without deleting what is stored of it.
    */
   release(clientId: string): void {
+    this.claiming.outclaimed(clientId) // a CONNECT of it here that has not opened its session yet has lost
     const session = this.sessions.get(clientId)
     if (session === undefined) return
     const conn = session.outlet as Connection | null
@@ -94,6 +135,7 @@ export class SessionManager {
    * this one was cut off): closes its connection, writes nothing.
    */
   forget(clientId: string): void {
+    this.claiming.outclaimed(clientId) // a CONNECT of it here that has not opened its session yet has lost
     const session = this.sessions.get(clientId)
     if (session === undefined) return
     const conn = session.outlet as Connection | null
@@ -110,18 +152,35 @@ export class SessionManager {
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
   }
 
-  open(conn: Connection, clientId: string, cleanStart: boolean, expiryInterval: number): { session: Session; present: boolean } {
+  /**
+   * Opens the session of an accepted CONNECT: takes over a connection that has
+   * the client id, resumes or starts the session. Undefined (nothing changed)
+   * when another node claimed the client id after this CONNECT did (`claim.lost`),
+   * or the session belongs to another identity than the CONNECT was decided on.
+   */
+  open(conn: Connection, req: OpenRequest): { session: Session; present: boolean } | undefined {
+    const { clientId, claim } = req
+    if (claim !== undefined) {
+      if (claim.lost) {
+        this.abandon(claim)
+        return undefined
+      }
+      this.claiming.settle(claim)
+    }
     let session = this.sessions.get(clientId)
+    if (session !== undefined && !owns(req.owner, session.owner) && session.owner !== req.seen?.owner) return undefined
     if (session?.outlet) {
       const old = session.outlet as Connection
       old.closeWith(ReasonCode.SessionTakenOver, 'another connection took over this client id') // [MQTT-3.1.4-3]
-      this.detach(old, session)
+      this.detach(old, session, true)
+      session = this.sessions.get(clientId) // [MQTT-3.1.2-6] a session that ended with that connection (expiry 0) is gone
     }
     let present = false
-    if (session !== undefined && cleanStart) {
-      this.end(session) // [MQTT-3.1.2-4] Clean Start discards the old session
+    if (session !== undefined && req.cleanStart) {
+      this.end(session, true) // [MQTT-3.1.2-4] Clean Start discards the old session
       session = undefined
     }
+    const previous = session?.owner
     if (session === undefined) {
       session = new Session(clientId, this.ctx)
       this.sessions.set(clientId, session)
@@ -132,17 +191,19 @@ export class SessionManager {
       session.willTimer = undefined
     }
     const wasPersistent = session.persistent
-    session.expiryInterval = expiryInterval
+    session.expiryInterval = req.expiryInterval
     session.will = conn.will
     session.lastClient = conn.client
+    session.owner = req.owner // the identity that last opened it owns it
+    if (!present || previous !== req.owner) this.broker.cluster?.ownerSet(clientId, req.owner)
     if (conn.will !== undefined) this.broker.cluster?.willSet(clientId, conn.will)
     if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
     else if (wasPersistent) session.track(this.broker.stores.sessions.delete(clientId))
     return { session, present }
   }
 
-  /** The connection serving `session` has gone (or been replaced). */
-  detach(conn: Connection, session: Session): void {
+  /** The connection serving `session` has gone (or been replaced: `reopening`, the client id stays here). */
+  detach(conn: Connection, session: Session, reopening = false): void {
     if (session.outlet !== conn) return
     session.detach()
     if (conn.will !== undefined) this.broker.cluster?.willCleared(session.clientId)
@@ -152,21 +213,25 @@ export class SessionManager {
     } else {
       session.will = undefined
     }
-    if (session.expiryInterval === 0) this.end(session)
+    if (session.expiryInterval === 0) this.end(session, reopening)
     else {
       if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
       this.scheduleExpiry(session)
     }
   }
 
-  /** Ends a session: publishes a pending will, drops routes and stored state. */
-  end(session: Session): void {
+  /**
+   * Ends a session: publishes a pending will, drops routes and stored state.
+   * `reopening`: a new session of the client id opens here at once (so the
+   * cluster keeps it on this node).
+   */
+  end(session: Session, reopening = false): void {
     if (session.willTimer !== undefined) this.publishWill(session) // [MQTT-3.1.2-8] will goes when the session ends
     const current = this.sessions.get(session.clientId) === session
     this.drop(session)
     if (session.persistent) session.track(this.broker.stores.sessions.delete(session.clientId))
     session.reset()
-    if (current) this.broker.cluster?.released(session.clientId)
+    if (current && !reopening && !this.claiming.has(session.clientId)) this.broker.cluster?.released(session.clientId)
   }
 
   private scheduleExpiry(session: Session): void {

@@ -25,6 +25,12 @@ export interface StoredSession {
   /** epoch ms the last connection ended; undefined while connected */
   disconnectedAt?: number
   will?: Will
+  /**
+   * The identity that owns the session (core/identity.ts), null for an
+   * anonymous client; absent in sessions stored before owners were recorded
+   * (the first identity to resume one becomes its owner).
+   */
+  owner?: string | null
 }
 
 /** A message on its way to one client: queued, or sent and awaiting acknowledgement. */
@@ -68,6 +74,8 @@ export interface SessionStore {
   enqueue(clientId: string, entry: QueuedEntry, max: number): Written
   /** remove the oldest queued entry (it is being sent) */
   dequeue(clientId: string): Written
+  /** the queue is now `entries`, oldest first (some were dropped: their subscription was revoked) */
+  replaceQueue(clientId: string, entries: QueuedEntry[]): Written
   putInflight(clientId: string, entry: OutgoingEntry): Written
   /** the oldest queued entry is now in flight as `entry` (dequeue + putInflight in one; a store may move it without rewriting it) */
   dequeueToInflight(clientId: string, entry: OutgoingEntry): Written
@@ -120,7 +128,7 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async list(): Promise<StoredSession[]> {
-    return [...this.sessions.values()].map((s) => ({ clientId: s.clientId, expiryInterval: s.expiryInterval, subscriptions: [...s.subscriptions], disconnectedAt: s.disconnectedAt, will: s.will }))
+    return [...this.sessions.values()].map((s) => ({ clientId: s.clientId, expiryInterval: s.expiryInterval, subscriptions: [...s.subscriptions], disconnectedAt: s.disconnectedAt, will: s.will, owner: s.owner }))
   }
 
   save(session: StoredSession): Written {
@@ -146,6 +154,12 @@ export class MemorySessionStore implements SessionStore {
 
   dequeue(clientId: string): Written {
     this.sessions.get(clientId)?.queue.shift()
+    return undefined
+  }
+
+  replaceQueue(clientId: string, entries: QueuedEntry[]): Written {
+    const s = this.sessions.get(clientId)
+    if (s) s.queue = Fifo.from(entries)
     return undefined
   }
 

@@ -37,7 +37,9 @@ export default defineHook({
     const expected = Buffer.from(hashHex!, 'hex')
     const actual = await scryptAsync(password.toString(), Buffer.from(saltHex!, 'hex'), expected.length)
     if (!timingSafeEqual(actual, expected)) return false
-    // what we attach here is visible to later hooks as client.user
+    // what we attach here is visible to later hooks as client.user; the client's
+    // identity (the owner of its session: another user may not resume it) is the
+    // user name, since this record has no `id`
     return { allow: true, user: { name: username } }
   },
 })

@@ -1,5 +1,5 @@
 import type { z } from 'zod'
-import type { AuthenticateInput, BrokerEvents, BrokerEventName, ClientInfo, Logger, MessageProperties, PublishOptions, QoS } from '../core/index.js'
+import type { AuthenticateInput, BrokerEvents, BrokerEventName, ClientInfo, Logger, MessageProperties, PublishOptions, QoS, SessionChoice } from '../core/index.js'
 
 // The types a hook author writes against. `defineHook` only returns its
 // argument: its value is that an editor autocompletes every input and answer.
@@ -30,11 +30,16 @@ export interface HookContext<C> {
   forward(webhook: string, body: unknown): Promise<void>
 }
 
-/** What authenticate gets (the core's own type). */
-export type { AuthenticateInput } from '../core/index.js'
+/** What authenticate gets (the core's own types). */
+export type { AuthenticateInput, ExistingSession, SessionChoice } from '../core/index.js'
 
-/** `undefined` passes to the next hook; `false` = bad credentials (0x86); `{ deny }` = not authorized (0x87). */
-export type AuthenticateAnswer = boolean | undefined | void | { allow: true; user?: unknown; authenticationMethod?: string } | DenyAnswer
+/**
+ * `undefined` passes to the next hook; `false` = bad credentials (0x86); `{ deny }` = not authorized (0x87).
+ * `session` decides what happens to the client id's existing session (`input.session`): `resume` it,
+ * start `fresh`, or `refuse` the connection (0x85); without it, a session of the same identity is
+ * resumed and another identity's gets `sessions.identityMismatch`.
+ */
+export type AuthenticateAnswer = boolean | undefined | void | { allow: true; user?: unknown; authenticationMethod?: string; session?: SessionChoice } | DenyAnswer
 
 export interface DenyAnswer {
   deny: string

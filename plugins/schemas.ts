@@ -44,7 +44,7 @@ export function checkHookModule(value: unknown): HookDefinition {
 }
 
 const denySchema = z.strictObject({ deny: z.string(), reasonCode: z.int().min(0x80).max(0xff).optional() })
-const authSchema = z.union([z.strictObject({ allow: z.literal(true), user: z.unknown().optional(), authenticationMethod: z.string().optional() }), denySchema])
+const authSchema = z.union([z.strictObject({ allow: z.literal(true), user: z.unknown().optional(), authenticationMethod: z.string().optional(), session: z.enum(['resume', 'fresh', 'refuse']).optional() }), denySchema])
 const publishSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema])
 const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)])
 const subscribeSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema, z.strictObject({ qos: qosSchema })])
@@ -85,7 +85,7 @@ function decision<D, T>(v: unknown, kind: string, no: D, schema: z.ZodType<T>, f
   return from(r.data)
 }
 
-const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision => ('allow' in d ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod } : denial(d))
+const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision => ('allow' in d ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, session: d.session } : denial(d))
 const fromPublish = (d: z.output<typeof publishSchema>): PublishDecision => ('allow' in d ? ALLOW : denial(d))
 const fromSubscribe = (d: z.output<typeof subscribeSchema>): SubscribeDecision => ('qos' in d ? { result: 'allow', qos: d.qos as QoS } : 'allow' in d ? ALLOW : denial(d))
 

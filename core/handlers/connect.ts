@@ -1,13 +1,19 @@
 import type { IConnectPacket, IConnackPacket } from 'mqtt-packet'
 import { randomBytes } from 'node:crypto'
+import { encodePacket } from '../codec.js'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
-import { isPromise, type AuthenticateDecision, type AuthenticateInput } from '../hooks.js'
-import { NEVER_EXPIRES } from '../session.js'
+import { isPromise, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
+import { chooseSession, identityOf } from '../identity.js'
+import { deniedOnResume, revokeOnResume } from '../resume.js'
+import { NEVER_EXPIRES, type Session } from '../session.js'
+import type { OpenRequest } from '../sessions.js'
 import { checkTopicName } from '../topic.js'
 
-// CONNECT, as a list of steps: check the packet, settle limits, authenticate,
-// open or resume the session, answer with CONNACK.
+// CONNECT, as a list of steps: check the packet, settle limits, look up the
+// client id's session, authenticate, decide what happens to that session (its
+// owner is checked), authorize resumed subscriptions again, open or resume the
+// session, answer with CONNACK.
 
 interface ConnectPlan {
   clientId: string
@@ -37,15 +43,35 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
   }
   conn.state = { kind: 'authenticating' }
   // (Authentication Data without a method was refused by checkConnect)
-  const decision = conn.broker.hooks.authenticate(authenticateInput(conn, { password: packet.password, authenticationMethod: plan.authMethod, authenticationData: packet.properties?.authenticationData }))
-  if (isPromise(decision)) {
-    return decision.then((d) => finishConnect(conn, plan, d), () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }))
+  const credentials: Credentials = { password: packet.password, authenticationMethod: plan.authMethod, authenticationData: packet.properties?.authenticationData }
+  const existing = conn.broker.sessions.describe(plan.clientId)
+  if (isPromise(existing)) {
+    return existing.then((e) => authenticate(conn, plan, credentials, e), (err: unknown) => {
+      conn.broker.log.warn({ err, clientId: plan.clientId }, 'session owner could not be looked up; connection refused')
+      conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be looked up')
+    })
   }
-  finishConnect(conn, plan, decision)
+  return authenticate(conn, plan, credentials, existing)
 }
 
-/** What the authenticate hooks are asked about this connection's client: at CONNECT, and again at a re-authentication (AUTH). */
-export function authenticateInput(conn: Connection, credentials: Pick<AuthenticateInput, 'password' | 'authenticationMethod' | 'authenticationData' | 'reauthenticate'>): AuthenticateInput {
+type Credentials = Pick<AuthenticateInput, 'password' | 'authenticationMethod' | 'authenticationData' | 'reauthenticate' | 'session'>
+
+function authenticate(conn: Connection, plan: ConnectPlan, credentials: Credentials, existing: ExistingSession | undefined): void | Promise<void> {
+  if (conn.state.kind !== 'authenticating') return // closed meanwhile
+  const decision = conn.broker.hooks.authenticate(authenticateInput(conn, { ...credentials, session: existing }))
+  if (isPromise(decision)) {
+    return decision.then((d) => finishConnect(conn, plan, d, existing), () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }, existing))
+  }
+  return finishConnect(conn, plan, decision, existing)
+}
+
+/**
+ * What the authenticate hooks are asked about this connection's client: at
+ * CONNECT, and again at a re-authentication (AUTH; its session then is the
+ * connection's own).
+ */
+export function authenticateInput(conn: Connection, credentials: Credentials): AuthenticateInput {
+  const own = conn.session
   return {
     clientId: conn.client.id,
     username: conn.client.username,
@@ -53,6 +79,7 @@ export function authenticateInput(conn: Connection, credentials: Pick<Authentica
     protocolVersion: conn.protocolVersion,
     listener: conn.listener.name,
     certificate: conn.listener.certificate?.(),
+    session: own === undefined ? undefined : { owner: own.owner },
     ...credentials,
   }
 }
@@ -137,46 +164,100 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
   }
 }
 
-function finishConnect(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): void | Promise<void> {
-  if (conn.state.kind !== 'authenticating') return // closed while authenticating
+function finishConnect(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision, existing: ExistingSession | undefined): void | Promise<void> {
+  if (conn.state.kind !== 'authenticating' || !admitted(conn, plan, decision)) return
   const broker = conn.broker
-  if (decision.result === 'deny' || (decision.result === 'pass' && !broker.anonymousAllowed(conn.listener))) {
-    const code = decision.result === 'deny' ? decision.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
-    const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 'anonymous clients are not allowed on this listener'
-    broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
-    conn.closeWith(code, reason)
-    return
-  }
-  if (plan.authMethod !== undefined && !acceptsMethod(decision, plan.authMethod)) {
-    // no hook took the method: unsupported, the connection closes [MQTT-4.12.0-1]
-    broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, method: plan.authMethod }, 'connection refused: authentication method not supported')
-    conn.closeWith(ReasonCode.BadAuthenticationMethod, `authentication method "${plan.authMethod}" is not supported`)
-    return
-  }
   if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
   conn.authMethod = plan.authMethod
+  const owner = identityOf(conn.client)
+  const choice = chooseSession(existing, owner, decision.result === 'allow' ? decision.session : undefined, broker.config.sessions.identityMismatch)
+  if (choice === 'refuse') return refuseClientId(conn, plan.clientId, 'the client id belongs to another identity')
+  if (!connackFits(conn, plan)) return
+  const request: OpenRequest = { clientId: plan.clientId, cleanStart: plan.cleanStart || choice === 'fresh', expiryInterval: plan.expiryInterval, owner, seen: existing }
   const cluster = broker.cluster
-  if (cluster === undefined) return openSession(conn, plan)
+  if (cluster === undefined) return openSession(conn, plan, request)
   if (!cluster.available && (plan.expiryInterval > 0 || !plan.cleanStart)) {
     // a persistent session cannot be kept safely now; a clean one still works on this node
     conn.closeWith(ReasonCode.ServerUnavailable, 'the session store is unavailable')
     return
   }
-  return broker.sessions.prepare(plan.clientId, plan.cleanStart).then(() => {
-    if (conn.state.kind === 'authenticating') openSession(conn, plan)
+  return broker.sessions.prepare(plan.clientId, request.cleanStart).then((claim) => {
+    if (conn.state.kind === 'authenticating') return openSession(conn, plan, { ...request, claim })
+    broker.sessions.abandon(claim)
   }, (err: unknown) => {
     broker.log.warn({ err, clientId: plan.clientId }, 'session could not be taken over; connection refused')
     conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be loaded')
   })
 }
 
-function openSession(conn: Connection, plan: ConnectPlan): void {
+/** The authenticate hooks' decision (and the default) let the client in; else it is refused here. */
+function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): boolean {
   const broker = conn.broker
-  const { session, present } = broker.openSession(conn, plan.clientId, plan.cleanStart, plan.expiryInterval)
+  if (decision.result === 'deny' || (decision.result === 'pass' && !broker.anonymousAllowed(conn.listener))) {
+    const code = decision.result === 'deny' ? decision.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
+    const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 'anonymous clients are not allowed on this listener'
+    broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
+    conn.closeWith(code, reason)
+    return false
+  }
+  if (plan.authMethod !== undefined && !acceptsMethod(decision, plan.authMethod)) {
+    // no hook took the method: unsupported, the connection closes [MQTT-4.12.0-1]
+    broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, method: plan.authMethod }, 'connection refused: authentication method not supported')
+    conn.closeWith(ReasonCode.BadAuthenticationMethod, `authentication method "${plan.authMethod}" is not supported`)
+    return false
+  }
+  return true
+}
+
+/** 5.0 [MQTT-3.1.3-8] CONNACK 0x85, 3.1.1 [MQTT-3.1.3-9] return code 2: the session of this client id is not this client's. */
+function refuseClientId(conn: Connection, clientId: string, reason: string): void {
+  conn.broker.log.info({ clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
+  conn.closeWith(ReasonCode.ClientIdentifierNotValid, reason)
+}
+
+/** the largest MQTT packet: a client that sets no Maximum Packet Size */
+const NO_LIMIT = 268435455
+
+/**
+ * A client whose Maximum Packet Size is smaller than the CONNACK is closed
+ * without one (and takes no session over). [MQTT-3.1.2-24]
+ */
+function connackFits(conn: Connection, plan: ConnectPlan): boolean {
+  if (conn.protocolVersion !== 5 || conn.maxOutgoingPacket === NO_LIMIT) return true
+  const size = encodePacket(connack(conn, plan, false), conn.genOpts).length
+  if (size <= conn.maxOutgoingPacket) return true
+  conn.broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, size, maximumPacketSize: conn.maxOutgoingPacket }, 'connection closed: the CONNACK exceeds the client\'s maximum packet size')
+  conn.beginClose(ReasonCode.PacketTooLarge)
+  return false
+}
+
+/** Authorizes the subscriptions of the session to be resumed again, then opens it. */
+function openSession(conn: Connection, plan: ConnectPlan, request: OpenRequest): void | Promise<void> {
+  const broker = conn.broker
+  const resumed = request.cleanStart ? undefined : broker.sessions.sessions.get(request.clientId)
+  if (resumed === undefined || resumed.subscriptions.size === 0) return attachSession(conn, plan, request, undefined, [])
+  const denied = deniedOnResume(broker, conn.client, resumed.subscriptions.values())
+  if (!isPromise(denied)) return attachSession(conn, plan, request, resumed, denied)
+  return denied.then((d) => {
+    if (conn.state.kind === 'authenticating') attachSession(conn, plan, request, resumed, d)
+    else broker.sessions.abandon(request.claim)
+  })
+}
+
+/** Opens the session (`checked`: the one whose subscriptions were authorized again, `denied` those refused), answers CONNACK, attaches. */
+function attachSession(conn: Connection, plan: ConnectPlan, request: OpenRequest, checked: Session | undefined, denied: string[]): void {
+  const broker = conn.broker
+  const opened = broker.openSession(conn, request)
+  if (opened === undefined && request.claim?.lost === true) return conn.closeWith(ReasonCode.ServerBusy, 'the client id was taken on another node meanwhile')
+  if (opened === undefined) return refuseClientId(conn, plan.clientId, 'the session of the client id changed hands while connecting')
+  const { session, present } = opened
+  const revoked = present && session === checked && denied.length > 0
+  if (revoked) revokeOnResume(broker, session, denied) // before anything queued is sent
   conn.state = { kind: 'connected', session }
   conn.write(connack(conn, plan, present))
   session.attach(conn, present)
   broker.emitter.emit('clientConnected', conn.client, { sessionPresent: present })
+  if (revoked && broker.config.revokedSubscriptions === 'disconnect') conn.closeWith(ReasonCode.NotAuthorized, `subscription ${denied[0]} is no longer authorized`)
 }
 
 function connack(conn: Connection, plan: ConnectPlan, present: boolean): IConnackPacket {

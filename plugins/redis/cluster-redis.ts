@@ -23,15 +23,26 @@ redis.call('SREM', ARGV[4] .. ARGV[2] .. ':owned', ARGV[1])
 redis.call('SADD', ARGV[4] .. ARGV[3] .. ':owned', ARGV[1])
 return 1`
 
+// release: node ARGV[2] no longer serves client ARGV[1]; when it was the owner, the client id is nobody's (nor is its identity, KEYS[2])
 const RELEASE = `
 redis.call('SREM', ARGV[3] .. ARGV[2] .. ':owned', ARGV[1])
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
 return 0`
+
+// set owner: the session of client ARGV[1] was opened by identity ARGV[3] on node ARGV[2], recorded (KEYS[2]) while that node still owns it (KEYS[1])
+const SET_OWNER = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1`
 
 export type ClusterRedis = Redis & {
   hookmqClaim(owners: string, clientId: string, node: string, nodePrefix: string): Promise<string | null>
   hookmqMoveIfOwner(owners: string, clientId: string, from: string, to: string, nodePrefix: string): Promise<number>
-  hookmqRelease(owners: string, clientId: string, node: string, nodePrefix: string): Promise<number>
+  hookmqRelease(owners: string, identities: string, clientId: string, node: string, nodePrefix: string): Promise<number>
+  hookmqSetOwner(owners: string, identities: string, clientId: string, node: string, identity: string): Promise<number>
 }
 
 /** The client with the cluster's scripts defined (once per client). */
@@ -40,7 +51,8 @@ export function clusterRedis(redis: Redis): ClusterRedis {
   if (typeof r.hookmqClaim !== 'function') {
     r.defineCommand('hookmqClaim', { numberOfKeys: 1, lua: CLAIM })
     r.defineCommand('hookmqMoveIfOwner', { numberOfKeys: 1, lua: MOVE_IF_OWNER })
-    r.defineCommand('hookmqRelease', { numberOfKeys: 1, lua: RELEASE })
+    r.defineCommand('hookmqRelease', { numberOfKeys: 2, lua: RELEASE })
+    r.defineCommand('hookmqSetOwner', { numberOfKeys: 2, lua: SET_OWNER })
   }
   return r
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { Broker, BrokerPlugin, Cluster, Logger, Message, MessageBus, Will } from '../../core/index.js'
+import type { Broker, BrokerPlugin, Cluster, ExistingSession, Identity, Logger, Message, MessageBus, Will } from '../../core/index.js'
 import { sharedKey, throttled } from '../../core/index.js'
 import { busMessageFromJson, busMessageToJson, clusterRedis, noop, sleep, type ClusterRedis } from './cluster-redis.js'
 import { groupField, RemoteGroups } from './groups.js'
@@ -17,6 +17,7 @@ import { willToJson } from './stores.js'
 //   node:<id>:since       the id its stream had when the node started: others read it from there
 //   bus:<id>              the node's stream: messages for the others, takeovers, shared-group changes
 //   owners                hash client id -> node serving its session
+//   identities            hash client id -> owner of its session (JSON: the identity, or null for anonymous)
 //   groups                hash `<node>\n<group>/<filter>` -> 1 for shared groups with members there
 //
 // A node appends a message to its stream only while it has peers, and
@@ -165,7 +166,18 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
 
   released(clientId: string): void {
     if (!this.available) return
-    this.redis.hookmqRelease(this.key('owners'), clientId, this.me, this.key('node', '')).catch(noop)
+    this.redis.hookmqRelease(this.key('owners'), this.key('identities'), clientId, this.me, this.key('node', '')).catch(noop)
+  }
+
+  /** the identity recorded for the client id; a session stored (stores.ts) without one was stored before owners were recorded */
+  async sessionOwner(clientId: string): Promise<ExistingSession | undefined> {
+    const [json, stored] = await Promise.all([this.redis.hget(this.key('identities'), clientId), this.redis.exists(this.key('session', clientId))])
+    if (json !== null) return { owner: JSON.parse(json) as Identity }
+    return stored === 1 ? { owner: undefined } : undefined
+  }
+
+  ownerSet(clientId: string, owner: Identity): void {
+    if (this.available) this.redis.hookmqSetOwner(this.key('owners'), this.key('identities'), clientId, this.me, JSON.stringify(owner)).catch(noop)
   }
 
   willSet(clientId: string, will: Will): void {
@@ -249,6 +261,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     const m = this.redis.multi()
     for (const s of sessions.sessions.values()) {
       m.hset(this.key('owners'), s.clientId, this.me).sadd(this.key('node', this.me, 'owned'), s.clientId)
+      if (s.owner !== undefined) m.hset(this.key('identities'), s.clientId, JSON.stringify(s.owner))
       if (s.persistent) this.broker.stores.sessions.save(s.toStored())
     }
     for (const key of this.broker.router.localGroups()) m.hset(this.key('groups'), groupField(this.me, key), '1')

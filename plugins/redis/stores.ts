@@ -4,7 +4,7 @@ import { newMessage } from '../../core/index.js'
 
 // The core's session store on Redis, and how messages and wills are written
 // as JSON there (retained messages: retained.ts). Keys (under the prefix):
-//   session:<id>            JSON of the session (expiry, subscriptions, will)
+//   session:<id>            JSON of the session (expiry, subscriptions, will, owner; no owner: stored before owners were recorded)
 //   session:<id>:queue      list of queued entries (JSON), oldest first
 //   session:<id>:inflight   hash packet id -> entry (JSON)
 //   session:<id>:incoming   set of QoS 2 packet ids awaiting PUBREL
@@ -176,6 +176,13 @@ export class RedisSessionStore implements SessionStore {
 
   async dequeue(clientId: string): Promise<void> {
     await this.redis.lpop(this.key(clientId, ':queue'))
+  }
+
+  async replaceQueue(clientId: string, entries: QueuedEntry[]): Promise<void> {
+    const key = this.key(clientId, ':queue')
+    const m = this.redis.multi().del(key)
+    if (entries.length > 0) m.rpush(key, ...entries.map(entryToJson))
+    await m.exec()
   }
 
   async putInflight(clientId: string, entry: OutgoingEntry): Promise<void> {

@@ -80,6 +80,31 @@ for (const b of backends) {
       assert.deepEqual([s.inflight[0]!.packetId, s.inflight[0]!.state], [5, 'pubrel'])
     })
 
+    test('sessions: the owner is kept (an identity, null for anonymous, absent for sessions stored before owners were recorded)', async (t) => {
+      const { sessions } = await b.make(t)
+      await sessions.save({ clientId: 'named', expiryInterval: 60, subscriptions: [], owner: 'alice' })
+      await sessions.save({ clientId: 'anon', expiryInterval: 60, subscriptions: [], owner: null })
+      await sessions.save({ clientId: 'legacy', expiryInterval: 60, subscriptions: [] })
+      assert.deepEqual([(await sessions.load('named'))!.owner, (await sessions.load('anon'))!.owner, (await sessions.load('legacy'))!.owner], ['alice', null, undefined])
+      const listed = new Map((await sessions.list()).map((s) => [s.clientId, s.owner]))
+      assert.deepEqual([listed.get('named'), listed.get('anon'), listed.get('legacy')], ['alice', null, undefined])
+    })
+
+    test('sessions: replaceQueue leaves exactly the given entries, in order; in-flight untouched', async (t) => {
+      const { sessions } = await b.make(t)
+      await sessions.save({ clientId: 'r', expiryInterval: 60, subscriptions: [] })
+      for (const p of ['a/1', 'b/1', 'a/2']) await sessions.enqueue('r', { message: msg(p, p), qos: 1, retain: false }, 10)
+      await sessions.putInflight('r', { message: msg('b/0', 'b/0'), qos: 1, retain: false, packetId: 1, state: 'publish' })
+      const kept = (await sessions.load('r'))!.queue.filter((e) => e.message.topic.startsWith('a/'))
+      await sessions.replaceQueue('r', kept)
+      let s = (await sessions.load('r'))!
+      assert.deepEqual(s.queue.map((e) => e.message.payload.toString()), ['a/1', 'a/2'])
+      assert.deepEqual(s.inflight.map((e) => e.packetId), [1])
+      await sessions.replaceQueue('r', [])
+      s = (await sessions.load('r'))!
+      assert.deepEqual(s.queue, [])
+    })
+
     test('retained: set, replace, clear; wildcard match without $ topics for leading wildcards; expiry; properties', async (t) => {
       const { retained } = await b.make(t)
       await retained.set(msg('a/b', 'x'))

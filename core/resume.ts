@@ -1,0 +1,44 @@
+import type { Broker } from './broker.js'
+import { isPromise, type SubscribeDecision } from './hooks.js'
+import type { Session } from './session.js'
+import { matchesFilter, parseShared } from './topic.js'
+import type { ClientInfo, Subscription } from './types.js'
+
+// A resumed session's subscriptions are authorized again for the client taking
+// it, as on SUBSCRIBE: a rule changed while it was offline holds when it
+// returns. What is revoked goes before anything is delivered, and so do the
+// messages that waited for it alone.
+
+const NONE: string[] = []
+
+/** The filters of `subs` that `client` may no longer have (a deny, or a pass where defaults.subscribe is deny; a failed check is a deny). */
+export function deniedOnResume(broker: Broker, client: ClientInfo, subs: Subscription[]): string[] | Promise<string[]> {
+  if (subs.length === 0) return NONE
+  const denied: string[] = []
+  let waits: Array<Promise<void>> | undefined
+  for (const sub of subs) {
+    const d = broker.hooks.authorizeSubscribe(client, { filter: sub.filter, qos: sub.qos })
+    if (isPromise(d)) (waits ??= []).push(d.then((r) => { if (refused(broker, r)) denied.push(sub.filter) }, () => { denied.push(sub.filter) }))
+    else if (refused(broker, d)) denied.push(sub.filter)
+  }
+  return waits === undefined ? denied : Promise.all(waits).then(() => denied)
+}
+
+function refused(broker: Broker, d: SubscribeDecision): boolean {
+  return d.result === 'deny' || (d.result === 'pass' && broker.config.defaults.subscribe === 'deny')
+}
+
+/** Revokes `denied` of the resumed `session` and drops what waited for them alone (before it is attached). */
+export function revokeOnResume(broker: Broker, session: Session, denied: string[]): void {
+  for (const filter of denied) {
+    if (broker.revokeSubscription(session.clientId, filter)) broker.log.info({ clientId: session.clientId, filter }, 'subscription revoked on resume')
+  }
+  const filters = session.subscriptions.keys().map(plainFilter)
+  session.discardUncovered((topic) => filters.some((f) => matchesFilter(f, topic)))
+}
+
+/** the filter a subscription matches topics with (`$share/<group>/` removed) */
+function plainFilter(filter: string): string {
+  const shared = parseShared(filter)
+  return shared !== null && typeof shared === 'object' ? shared.filter : filter
+}
