@@ -35,8 +35,8 @@ export class Connection implements Outlet {
   protocolVersion: 3 | 4 | 5 = 4
   readonly client: ClientInfo
   keepaliveMs = 0
+  /** when the last complete packet arrived (keep-alive counts packets, not bytes) */
   lastSeen = Date.now()
-  readonly openedAt = Date.now()
   will: Will | undefined = undefined
   /** a CONNECT packet was parsed (its refusal gets a CONNACK) */
   connectSeen = false
@@ -54,12 +54,17 @@ export class Connection implements Outlet {
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
   private readonly reader: PacketReader
+  /** a packet completed during the current read */
+  private sawPacket = false
+  /** this connection's share of the broker's pre-login bytes (its partial CONNECT) */
+  private preLoginHeld = 0
   /** packets that arrived while an earlier one's handler was still waiting */
   private backlog: Fifo<Packet> | null = null
   private backlogHeld = false
   genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
-  constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
+  /** `openedAt`: when the listener accepted the socket (before a TLS handshake or WebSocket upgrade) */
+  constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string, readonly openedAt = Date.now()) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
     this.reader = new PacketReader(this)
     ;(socket as Duplex & { [CONN]?: Connection })[CONN] = this
@@ -86,25 +91,77 @@ export class Connection implements Outlet {
   }
 
   onData(buf: Buffer): void {
-    this.lastSeen = Date.now()
     if (!this.isOpen) return
-    // a packet still being received that already exceeds the limit [MQTT-3.2.2-15]
     const partial = this.reader.read(buf)
-    if (partial > this.broker.config.limits.maxPacketSize && this.isOpen) {
-      this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${partial} bytes exceeds the maximum of ${this.broker.config.limits.maxPacketSize}`))
+    if (this.sawPacket) {
+      // [MQTT-3.1.2-24] (3.1.1), [MQTT-3.1.2-22] (5.0): a complete Control Packet, not any byte, resets the keep-alive
+      this.sawPacket = false
+      this.lastSeen = Date.now()
+    }
+    if (partial > 0 && this.isOpen) this.checkPartial(partial)
+    if ((this.preLoginHeld !== 0 || this.state.kind === 'awaitingConnect') && this.isOpen) this.holdPreLogin()
+  }
+
+  /** A packet still being received is refused from its declared length, before its body arrives. */
+  private checkPartial(declared: number): void {
+    const limits = this.broker.config.limits
+    if (declared > limits.maxPacketSize) {
+      // [MQTT-3.2.2-15]
+      this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${declared} bytes exceeds the maximum of ${limits.maxPacketSize}`))
+    } else if (this.state.kind === 'awaitingConnect' && declared > limits.maxConnectPacketSize) {
+      this.refuseConnectSize(declared)
     }
   }
 
-  onParseError(err: Error): void {
+  private refuseConnectSize(size: number): void {
+    const max = this.broker.config.limits.maxConnectPacketSize
+    this.broker.refusals.note('connectTooLarge', { remoteAddress: this.client.remoteAddress, listener: this.listener.name, reason: `${size} bytes` })
+    this.closeWith(new HookmqError('PACKET_TOO_LARGE', `CONNECT of ${size} bytes exceeds the maximum of ${max}`))
+  }
+
+  /**
+   * Accounts the bytes of a partial CONNECT in the broker's pre-login total; the
+   * connection whose bytes would take the total past limits.maxPreLoginBytes is
+   * closed (the ones already holding bytes keep them until connectTimeoutMs).
+   */
+  private holdPreLogin(): void {
+    const held = this.state.kind === 'awaitingConnect' ? this.reader.buffered : 0
+    const broker = this.broker
+    const grow = held - this.preLoginHeld
+    if (grow > 0 && broker.preLoginBytes + grow > broker.config.limits.maxPreLoginBytes) {
+      broker.refusals.note('preLoginBytes', { remoteAddress: this.client.remoteAddress, listener: this.listener.name, reason: `${broker.preLoginBytes} bytes held before login` })
+      this.beginClose(ReasonCode.QuotaExceeded) // its CONNECT never arrived: nothing to answer
+      return
+    }
+    broker.preLoginBytes += grow
+    this.preLoginHeld = held
+  }
+
+  private releasePreLogin(): void {
+    this.broker.preLoginBytes -= this.preLoginHeld
+    this.preLoginHeld = 0
+  }
+
+  onParseError(err: Error, connectVersion: number | undefined): void {
     if (!this.isOpen) return
-    const code = /protocol version/i.test(err.message) ? 'UNSUPPORTED_PROTOCOL' : 'MALFORMED_PACKET'
-    this.closeWith(new HookmqError(code, err.message))
+    if (this.state.kind === 'awaitingConnect' && connectVersion === 5) {
+      // an MQTT 5 CONNECT that breaks a rule is answered CONNACK with the reason code [MQTT-3.1.4-1]
+      this.setProtocolVersion(5)
+      this.connectSeen = true
+    }
+    if (err instanceof HookmqError) this.closeWith(err)
+    else this.closeWith(new HookmqError(/protocol version/i.test(err.message) ? 'UNSUPPORTED_PROTOCOL' : 'MALFORMED_PACKET', err.message))
   }
 
   onPacket(packet: Packet): void {
     if (!this.isOpen) return
+    this.sawPacket = true
     if ((packet.length ?? 0) > this.broker.config.limits.maxPacketSize) {
       this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${packet.length} bytes exceeds the maximum`))
+      return
+    }
+    if (packet.cmd === 'connect' && packet.length! > this.broker.config.limits.maxConnectPacketSize) {
+      this.refuseConnectSize(packet.length!)
       return
     }
     if (this.backlog !== null) {
@@ -129,6 +186,11 @@ export class Connection implements Outlet {
     }
     if (result === undefined) return true
     this.backlog ??= new Fifo()
+    if (!this.backlogHeld && this.state.kind === 'authenticating') {
+      // before login, what a client sends while its authentication runs waits in the socket, not in the broker
+      this.backlogHeld = true
+      this.flow.hold()
+    }
     result.then(() => this.drain(), (err: unknown) => this.fail(err))
     return false
   }
@@ -224,6 +286,9 @@ export class Connection implements Outlet {
     const text = reasonString ?? (typeof err === 'number' ? undefined : err.message)
     if (typeof err !== 'number' && code !== ReasonCode.SessionTakenOver) {
       this.broker.clientError(this, err)
+      if (code === ReasonCode.MalformedPacket || code === ReasonCode.ProtocolError) {
+        this.broker.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', { remoteAddress: this.client.remoteAddress, clientId: this.client.id, reason: err.message })
+      }
     }
     const wasConnected = this.state.kind === 'connected'
     if (this.state.kind === 'awaitingConnect' || this.state.kind === 'authenticating') {
@@ -246,6 +311,8 @@ export class Connection implements Outlet {
     if (session !== undefined) this.broker.emitter.emit('clientDisconnecting', this.client, { reasonCode })
     this.state = { kind: 'closing', session }
     this.closeReason = reasonCode
+    this.reader.discard()
+    this.releasePreLogin()
     this.socket.end()
     const t = setTimeout(() => this.socket.destroy(), 2000)
     t.unref()
@@ -258,6 +325,8 @@ export class Connection implements Outlet {
     const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
     if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
     this.state = { kind: 'closed' }
+    this.reader.discard()
+    this.releasePreLogin()
     this.flowState?.releaseAll()
     this.broker.connectionClosed(this, session)
   }
