@@ -2,7 +2,7 @@ import { encodePacket } from './codec.js'
 import { encodeDelivery } from './delivery.js'
 import { Fifo } from './fifo.js'
 import { Flow } from './flow.js'
-import { PacketReader } from './packet-reader.js'
+import { Intake, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
 import type { Broker } from './broker.js'
@@ -30,7 +30,7 @@ export interface ListenerInfo {
 }
 
 /** One network connection, whatever the transport, speaking MQTT to one client. */
-export class Connection implements Outlet {
+export class Connection implements Outlet, IntakeOwner {
   state: ConnectionState = { kind: 'awaitingConnect' }
   protocolVersion: 3 | 4 | 5 = 4
   readonly client: ClientInfo
@@ -53,11 +53,7 @@ export class Connection implements Outlet {
   aliasesOut: Map<string, number> | null = null
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
-  private readonly reader: PacketReader
-  /** a packet completed during the current read */
-  private sawPacket = false
-  /** this connection's share of the broker's pre-login bytes (its partial CONNECT) */
-  private preLoginHeld = 0
+  private readonly intake: Intake
   /** packets that arrived while an earlier one's handler was still waiting */
   private backlog: Fifo<Packet> | null = null
   private backlogHeld = false
@@ -66,7 +62,7 @@ export class Connection implements Outlet {
   /** `openedAt`: when the listener accepted the socket (before a TLS handshake or WebSocket upgrade) */
   constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string, readonly openedAt = Date.now()) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
-    this.reader = new PacketReader(this)
+    this.intake = new Intake(this)
     ;(socket as Duplex & { [CONN]?: Connection })[CONN] = this
     socket.on('data', onSocketData)
     socket.on('error', onSocketError)
@@ -87,83 +83,20 @@ export class Connection implements Outlet {
     this.protocolVersion = v
     this.client.protocolVersion = v
     this.genOpts = GEN_OPTS[v]
-    this.reader.setVersion(v)
+    this.intake.setVersion(v)
   }
 
   onData(buf: Buffer): void {
-    if (!this.isOpen) return
-    const partial = this.reader.read(buf)
-    if (this.sawPacket) {
-      // [MQTT-3.1.2-24] (3.1.1), [MQTT-3.1.2-22] (5.0): a complete Control Packet, not any byte, resets the keep-alive
-      this.sawPacket = false
-      this.lastSeen = Date.now()
-    }
-    if (partial > 0 && this.isOpen) this.checkPartial(partial)
-    if ((this.preLoginHeld !== 0 || this.state.kind === 'awaitingConnect') && this.isOpen) this.holdPreLogin()
+    if (this.isOpen) this.intake.read(buf)
   }
 
-  /** A packet still being received is refused from its declared length, before its body arrives. */
-  private checkPartial(declared: number): void {
-    const limits = this.broker.config.limits
-    if (declared > limits.maxPacketSize) {
-      // [MQTT-3.2.2-15]
-      this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${declared} bytes exceeds the maximum of ${limits.maxPacketSize}`))
-    } else if (this.state.kind === 'awaitingConnect' && declared > limits.maxConnectPacketSize) {
-      this.refuseConnectSize(declared)
-    }
+  refuseConnect5(): void {
+    this.setProtocolVersion(5)
+    this.connectSeen = true
   }
 
-  private refuseConnectSize(size: number): void {
-    const max = this.broker.config.limits.maxConnectPacketSize
-    this.broker.refusals.note('connectTooLarge', { remoteAddress: this.client.remoteAddress, listener: this.listener.name, reason: `${size} bytes` })
-    this.closeWith(new HookmqError('PACKET_TOO_LARGE', `CONNECT of ${size} bytes exceeds the maximum of ${max}`))
-  }
-
-  /**
-   * Accounts the bytes of a partial CONNECT in the broker's pre-login total; the
-   * connection whose bytes would take the total past limits.maxPreLoginBytes is
-   * closed (the ones already holding bytes keep them until connectTimeoutMs).
-   */
-  private holdPreLogin(): void {
-    const held = this.state.kind === 'awaitingConnect' ? this.reader.buffered : 0
-    const broker = this.broker
-    const grow = held - this.preLoginHeld
-    if (grow > 0 && broker.preLoginBytes + grow > broker.config.limits.maxPreLoginBytes) {
-      broker.refusals.note('preLoginBytes', { remoteAddress: this.client.remoteAddress, listener: this.listener.name, reason: `${broker.preLoginBytes} bytes held before login` })
-      this.beginClose(ReasonCode.QuotaExceeded) // its CONNECT never arrived: nothing to answer
-      return
-    }
-    broker.preLoginBytes += grow
-    this.preLoginHeld = held
-  }
-
-  private releasePreLogin(): void {
-    this.broker.preLoginBytes -= this.preLoginHeld
-    this.preLoginHeld = 0
-  }
-
-  onParseError(err: Error, connectVersion: number | undefined): void {
-    if (!this.isOpen) return
-    if (this.state.kind === 'awaitingConnect' && connectVersion === 5) {
-      // an MQTT 5 CONNECT that breaks a rule is answered CONNACK with the reason code [MQTT-3.1.4-1]
-      this.setProtocolVersion(5)
-      this.connectSeen = true
-    }
-    if (err instanceof HookmqError) this.closeWith(err)
-    else this.closeWith(new HookmqError(/protocol version/i.test(err.message) ? 'UNSUPPORTED_PROTOCOL' : 'MALFORMED_PACKET', err.message))
-  }
-
+  /** A packet the intake let through. */
   onPacket(packet: Packet): void {
-    if (!this.isOpen) return
-    this.sawPacket = true
-    if ((packet.length ?? 0) > this.broker.config.limits.maxPacketSize) {
-      this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${packet.length} bytes exceeds the maximum`))
-      return
-    }
-    if (packet.cmd === 'connect' && packet.length! > this.broker.config.limits.maxConnectPacketSize) {
-      this.refuseConnectSize(packet.length!)
-      return
-    }
     if (this.backlog !== null) {
       this.backlog.push(packet)
       if (!this.backlogHeld && this.backlog.length >= MAX_BACKLOG) {
@@ -311,8 +244,7 @@ export class Connection implements Outlet {
     if (session !== undefined) this.broker.emitter.emit('clientDisconnecting', this.client, { reasonCode })
     this.state = { kind: 'closing', session }
     this.closeReason = reasonCode
-    this.reader.discard()
-    this.releasePreLogin()
+    this.intake.close()
     this.socket.end()
     const t = setTimeout(() => this.socket.destroy(), 2000)
     t.unref()
@@ -325,8 +257,7 @@ export class Connection implements Outlet {
     const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
     if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
     this.state = { kind: 'closed' }
-    this.reader.discard()
-    this.releasePreLogin()
+    this.intake.close()
     this.flowState?.releaseAll()
     this.broker.connectionClosed(this, session)
   }
