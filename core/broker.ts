@@ -7,7 +7,7 @@ import { ReasonCode } from './errors.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
 import { passThroughHooks, type HookRunner } from './hooks.js'
 import { startListeners, type Listener } from './listeners/index.js'
-import { PendingSockets } from './listeners/pending.js'
+import { SocketAdmission } from './listeners/admission.js'
 import { createLogger, type Logger } from './logger.js'
 import { PublishPipeline } from './pipeline.js'
 import { Refusals, type RefusalCounts } from './refusals.js'
@@ -84,8 +84,7 @@ export class Broker {
   /** the connection whose PUBLISH is being routed right now (for flow control) */
   publishing: Connection | null = null
   private readonly connections = new Set<Connection>()
-  /** sockets accepted that are not connections yet (TLS handshake, WebSocket upgrade) */
-  private readonly pending = new PendingSockets()
+  private readonly admission: SocketAdmission
   private listeners: Listener[] = []
   private sweepTimer: NodeJS.Timeout | undefined
   private sys: SysPublisher | undefined
@@ -99,6 +98,7 @@ export class Broker {
     this.log = logger ?? createLogger(this.config.log.level)
     this.refusals = new Refusals(this.log)
     this.stats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: this.refusals.counts }
+    this.admission = new SocketAdmission({ connections: () => this.connections.size, limits: this.config.limits, refusals: this.refusals })
     this.emitter = new BrokerEmitter(this.log)
     this.stores = stores ?? memoryStores()
     this.cluster = cluster
@@ -190,19 +190,16 @@ export class Broker {
     return this
   }
 
-  /** Client sockets open on every listener: connections, and sockets still in a TLS handshake or before a WebSocket upgrade. */
+  /** Client sockets open on every listener (see SocketAdmission). */
   get openSockets(): number {
-    return this.connections.size + this.pending.size
+    return this.admission.open
   }
 
-  /**
-   * A listener accepted a socket that is not a connection yet (TLS handshake,
-   * WebSocket upgrade): false (and the socket closed) when maxConnections are open.
-   */
+  /** A listener accepted a socket that is not a connection yet (TLS handshake, WebSocket upgrade); false when refused. */
   admitPending(socket: Duplex, listener: ListenerInfo, remoteAddress: string): boolean {
-    if (!this.admits(socket, listener, remoteAddress)) return false
-    this.pending.add(socket)
-    return true
+    if (this.state === 'listening') return this.admission.admitPending(socket, listener, remoteAddress)
+    socket.destroy()
+    return false
   }
 
   /**
@@ -210,23 +207,14 @@ export class Broker {
    * listener admitted before (the TCP socket under a WebSocket stream).
    */
   accept(socket: Duplex, listener: ListenerInfo, remoteAddress: string, carrier: Duplex = socket): void {
-    const openedAt = this.pending.take(carrier)
-    if (openedAt === undefined && !this.admits(socket, listener, remoteAddress)) return
-    const conn = new Connection(socket, this, listener, remoteAddress, openedAt ?? Date.now())
+    const openedAt = this.state === 'listening' ? this.admission.admit(socket, carrier, listener, remoteAddress) : undefined
+    if (openedAt === undefined) {
+      socket.destroy()
+      return
+    }
+    const conn = new Connection(socket, this, listener, remoteAddress, openedAt)
     this.connections.add(conn)
     this.stats.connectionsTotal++
-  }
-
-  /** maxConnections counts every socket on every listener; one more is closed at once, before it costs anything. */
-  private admits(socket: Duplex, listener: ListenerInfo, remoteAddress: string): boolean {
-    if (this.state !== 'listening') {
-      socket.destroy()
-      return false
-    }
-    if (this.openSockets < this.config.limits.maxConnections) return true
-    socket.destroy()
-    this.refusals.note('maxConnections', { remoteAddress, listener: listener.name, reason: `${this.openSockets} sockets open` })
-    return false
   }
 
   anonymousAllowed(listener: ListenerInfo): boolean {
@@ -274,8 +262,7 @@ export class Broker {
   private sweep(): void {
     const now = Date.now()
     const connectDeadline = this.config.limits.connectTimeoutMs
-    const expired = this.pending.expire(now, connectDeadline)
-    for (let i = 0; i < expired; i++) this.refusals.note('connectTimeout', { reason: 'no TLS handshake or WebSocket upgrade in time' })
+    this.admission.sweep(now)
     for (const conn of this.connections) {
       if (conn.state.kind === 'awaitingConnect' && now - conn.openedAt > connectDeadline) {
         this.refusals.note('connectTimeout', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: 'no CONNECT in time' })
@@ -315,7 +302,7 @@ export class Broker {
       conn.cleanDisconnect = true // the broker is going away, not the client: no will
       conn.closeWith(ReasonCode.ServerShuttingDown, 'server shutting down')
     }
-    this.pending.expire(Infinity, -1)
+    this.admission.sweep(Date.now(), true)
     await this.drained(1000)
     for (const conn of this.connections) conn.socket.destroy()
     await Promise.all(this.listeners.map((l) => l.close()))
