@@ -1,6 +1,5 @@
 import type { Packet } from 'mqtt-packet'
 import type { Broker } from './broker.js'
-import type { ConnectionState, ListenerInfo } from './connection.js'
 import { HookmqError, ReasonCode } from './errors.js'
 import { PacketReader, type PacketSink } from './packet-reader.js'
 import type { ClientInfo } from './types.js'
@@ -8,10 +7,10 @@ import type { ClientInfo } from './types.js'
 /** What the intake needs of its connection. */
 export interface IntakeOwner {
   readonly broker: Broker
-  readonly state: ConnectionState
+  readonly state: { readonly kind: string }
   readonly isOpen: boolean
   readonly client: ClientInfo
-  readonly listener: ListenerInfo
+  readonly listener: { readonly name: string }
   lastSeen: number
   closeWith(err: HookmqError): void
   beginClose(reasonCode: number): void

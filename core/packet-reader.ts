@@ -51,11 +51,6 @@ interface ParserInternals {
 
 const ParserBase = Object.getPrototypeOf(mqtt.parser({ protocolVersion: 4 })).constructor as new () => ParserInternals
 
-/** The bytes `[start, end)` of the list as one buffer and offsets in it (no copy when the list holds one buffer). */
-function bytesOf(list: BufferList, start: number, end: number): { buf: Buffer; from: number } {
-  return list._bufs.length === 1 ? { buf: list._bufs[0]!, from: start } : { buf: list.slice(start, end), from: 0 }
-}
-
 class WireParser extends ParserBase {
   sink: PacketSink | null = null
 
@@ -100,8 +95,10 @@ class WireParser extends ParserBase {
     if (result === false || this.error !== null || this._pos - start <= 1) return result // none, or an empty list
     const packet = this.packet
     const context = packet.cmd === 'connect' && packet.clientId !== undefined ? 'will' : packet.cmd ?? ''
-    const { buf, from } = bytesOf(this._list, start, this._pos)
-    const problem = propertiesProblem(buf, from, from + this._pos - start, context)
+    const list = this._list
+    const problem = list._bufs.length === 1
+      ? propertiesProblem(list._bufs[0]!, start, this._pos, context)
+      : propertiesProblem(list.slice(start, this._pos), 0, this._pos - start, context)
     if (problem !== undefined) {
       this._emitError(problem)
       return false

@@ -1,5 +1,4 @@
 import type { Duplex } from 'node:stream'
-import type { ListenerInfo } from '../connection.js'
 import type { Refusals } from '../refusals.js'
 
 // Which sockets the broker takes. limits.maxConnections counts every socket open
@@ -27,7 +26,7 @@ export class SocketAdmission {
   }
 
   /** A socket that is not a connection yet: false (and the socket closed) when maxConnections are open. */
-  admitPending(socket: Duplex, listener: ListenerInfo, remoteAddress: string): boolean {
+  admitPending(socket: Duplex, listener: { name: string }, remoteAddress: string): boolean {
     if (!this.room(socket, listener, remoteAddress)) return false
     this.pending.set(socket, Date.now())
     socket.once('close', () => this.pending.delete(socket))
@@ -39,7 +38,7 @@ export class SocketAdmission {
    * (and the socket closed) when it is refused. `carrier` is the socket admitted
    * before, if any (the TCP socket under a WebSocket stream or TLS socket).
    */
-  admit(socket: Duplex, carrier: Duplex, listener: ListenerInfo, remoteAddress: string): number | undefined {
+  admit(socket: Duplex, carrier: Duplex, listener: { name: string }, remoteAddress: string): number | undefined {
     const at = this.take(carrier)
     if (at !== undefined) return at
     return this.room(socket, listener, remoteAddress) ? Date.now() : undefined
@@ -55,7 +54,7 @@ export class SocketAdmission {
     }
   }
 
-  private room(socket: Duplex, listener: ListenerInfo, remoteAddress: string): boolean {
+  private room(socket: Duplex, listener: { name: string }, remoteAddress: string): boolean {
     if (this.open < this.ctx.limits.maxConnections) return true
     socket.destroy()
     this.ctx.refusals.note('maxConnections', { remoteAddress, listener: listener.name, reason: `${this.open} sockets open` })
