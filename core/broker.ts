@@ -7,8 +7,10 @@ import { ReasonCode } from './errors.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
 import { passThroughHooks, type HookRunner } from './hooks.js'
 import { startListeners, type Listener } from './listeners/index.js'
+import { SocketAdmission } from './listeners/admission.js'
 import { createLogger, type Logger } from './logger.js'
 import { PublishPipeline } from './pipeline.js'
+import { Refusals, type RefusalCounts } from './refusals.js'
 import { Router } from './router.js'
 import type { Session } from './session.js'
 import { SessionManager, type OpenRequest } from './sessions.js'
@@ -58,6 +60,8 @@ export interface BrokerStats {
   sent: [number, number, number]
   dropped: number
   connectionsTotal: number
+  /** connections and sockets refused, by cause (see core/refusals.ts) */
+  refused: RefusalCounts
 }
 
 export class Broker {
@@ -69,7 +73,10 @@ export class Broker {
   readonly sessions: SessionManager
   /** authorize, transform, route: what every published message goes through */
   readonly pipeline: PublishPipeline
-  readonly stats: BrokerStats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0 }
+  readonly refusals: Refusals
+  readonly stats: BrokerStats
+  /** bytes held by connections whose CONNECT is still partial (bounded by limits.maxPreLoginBytes) */
+  preLoginBytes = 0
   readonly id: string
   readonly startedAt = Date.now()
   hooks: HookRunner
@@ -77,6 +84,7 @@ export class Broker {
   /** the connection whose PUBLISH is being routed right now (for flow control) */
   publishing: Connection | null = null
   private readonly connections = new Set<Connection>()
+  private readonly admission: SocketAdmission
   private listeners: Listener[] = []
   private sweepTimer: NodeJS.Timeout | undefined
   private sys: SysPublisher | undefined
@@ -88,6 +96,9 @@ export class Broker {
     const { stores, hookRunner, logger, cluster, ...config } = options
     this.config = parseConfig(config)
     this.log = logger ?? createLogger(this.config.log.level)
+    this.refusals = new Refusals(this.log)
+    this.stats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: this.refusals.counts }
+    this.admission = new SocketAdmission({ connections: () => this.connections.size, limits: this.config.limits, refusals: this.refusals })
     this.emitter = new BrokerEmitter(this.log)
     this.stores = stores ?? memoryStores()
     this.cluster = cluster
@@ -179,13 +190,29 @@ export class Broker {
     return this
   }
 
-  /** Accepts a new transport connection from a listener. */
-  accept(socket: Duplex, listener: ListenerInfo, remoteAddress: string): void {
-    if (this.state !== 'listening') {
+  /** Client sockets open on every listener (see SocketAdmission). */
+  get openSockets(): number {
+    return this.admission.open
+  }
+
+  /** A listener accepted a socket that is not a connection yet (TLS handshake, WebSocket upgrade); false when refused. */
+  admitPending(socket: Duplex, listener: ListenerInfo, remoteAddress: string): boolean {
+    if (this.state === 'listening') return this.admission.admitPending(socket, listener, remoteAddress)
+    socket.destroy()
+    return false
+  }
+
+  /**
+   * Accepts a new transport connection from a listener. `carrier`: the socket the
+   * listener admitted before (the TCP socket under a WebSocket stream).
+   */
+  accept(socket: Duplex, listener: ListenerInfo, remoteAddress: string, carrier: Duplex = socket): void {
+    const openedAt = this.state === 'listening' ? this.admission.admit(socket, carrier, listener, remoteAddress) : undefined
+    if (openedAt === undefined) {
       socket.destroy()
       return
     }
-    const conn = new Connection(socket, this, listener, remoteAddress)
+    const conn = new Connection(socket, this, listener, remoteAddress, openedAt)
     this.connections.add(conn)
     this.stats.connectionsTotal++
   }
@@ -235,12 +262,16 @@ export class Broker {
   private sweep(): void {
     const now = Date.now()
     const connectDeadline = this.config.limits.connectTimeoutMs
+    this.admission.sweep(now)
     for (const conn of this.connections) {
       if (conn.state.kind === 'awaitingConnect' && now - conn.openedAt > connectDeadline) {
+        this.refusals.note('connectTimeout', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: 'no CONNECT in time' })
         conn.closeWith(ReasonCode.MaximumConnectTime, 'no CONNECT in time')
       } else if (conn.state.kind === 'connected' && conn.keepaliveMs > 0 && now - conn.lastSeen > conn.keepaliveMs) {
+        // only complete packets move lastSeen: a client trickling a partial one times out too
+        this.refusals.note('keepaliveTimeout', { remoteAddress: conn.client.remoteAddress, clientId: conn.client.id })
         this.emitter.emit('keepaliveTimeout', conn.client)
-        conn.closeWith(ReasonCode.KeepAliveTimeout, 'keep-alive timeout') // [MQTT-3.1.2-22]
+        conn.closeWith(ReasonCode.KeepAliveTimeout, 'keep-alive timeout') // [MQTT-3.1.2-24] (3.1.1), [MQTT-3.1.2-22] (5.0)
       }
     }
   }
@@ -271,6 +302,7 @@ export class Broker {
       conn.cleanDisconnect = true // the broker is going away, not the client: no will
       conn.closeWith(ReasonCode.ServerShuttingDown, 'server shutting down')
     }
+    this.admission.sweep(Date.now(), true)
     await this.drained(1000)
     for (const conn of this.connections) conn.socket.destroy()
     await Promise.all(this.listeners.map((l) => l.close()))

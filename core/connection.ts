@@ -2,7 +2,7 @@ import { encodePacket } from './codec.js'
 import { encodeDelivery } from './delivery.js'
 import { Fifo } from './fifo.js'
 import { Flow } from './flow.js'
-import { PacketReader } from './packet-reader.js'
+import { Intake, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
 import type { Broker } from './broker.js'
@@ -30,13 +30,13 @@ export interface ListenerInfo {
 }
 
 /** One network connection, whatever the transport, speaking MQTT to one client. */
-export class Connection implements Outlet {
+export class Connection implements Outlet, IntakeOwner {
   state: ConnectionState = { kind: 'awaitingConnect' }
   protocolVersion: 3 | 4 | 5 = 4
   readonly client: ClientInfo
   keepaliveMs = 0
+  /** when the last complete packet arrived (keep-alive counts packets, not bytes) */
   lastSeen = Date.now()
-  readonly openedAt = Date.now()
   will: Will | undefined = undefined
   /** a CONNECT packet was parsed (its refusal gets a CONNACK) */
   connectSeen = false
@@ -53,15 +53,16 @@ export class Connection implements Outlet {
   aliasesOut: Map<string, number> | null = null
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
-  private readonly reader: PacketReader
+  private readonly intake: Intake
   /** packets that arrived while an earlier one's handler was still waiting */
   private backlog: Fifo<Packet> | null = null
   private backlogHeld = false
   genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
-  constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
+  /** `openedAt`: when the listener accepted the socket (before a TLS handshake or WebSocket upgrade) */
+  constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string, readonly openedAt = Date.now()) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
-    this.reader = new PacketReader(this)
+    this.intake = new Intake(this)
     ;(socket as Duplex & { [CONN]?: Connection })[CONN] = this
     socket.on('data', onSocketData)
     socket.on('error', onSocketError)
@@ -82,31 +83,20 @@ export class Connection implements Outlet {
     this.protocolVersion = v
     this.client.protocolVersion = v
     this.genOpts = GEN_OPTS[v]
-    this.reader.setVersion(v)
+    this.intake.setVersion(v)
   }
 
   onData(buf: Buffer): void {
-    this.lastSeen = Date.now()
-    if (!this.isOpen) return
-    // a packet still being received that already exceeds the limit [MQTT-3.2.2-15]
-    const partial = this.reader.read(buf)
-    if (partial > this.broker.config.limits.maxPacketSize && this.isOpen) {
-      this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${partial} bytes exceeds the maximum of ${this.broker.config.limits.maxPacketSize}`))
-    }
+    if (this.isOpen) this.intake.read(buf)
   }
 
-  onParseError(err: Error): void {
-    if (!this.isOpen) return
-    const code = /protocol version/i.test(err.message) ? 'UNSUPPORTED_PROTOCOL' : 'MALFORMED_PACKET'
-    this.closeWith(new HookmqError(code, err.message))
+  refuseConnect5(): void {
+    this.setProtocolVersion(5)
+    this.connectSeen = true
   }
 
+  /** A packet the intake let through. */
   onPacket(packet: Packet): void {
-    if (!this.isOpen) return
-    if ((packet.length ?? 0) > this.broker.config.limits.maxPacketSize) {
-      this.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${packet.length} bytes exceeds the maximum`))
-      return
-    }
     if (this.backlog !== null) {
       this.backlog.push(packet)
       if (!this.backlogHeld && this.backlog.length >= MAX_BACKLOG) {
@@ -129,6 +119,11 @@ export class Connection implements Outlet {
     }
     if (result === undefined) return true
     this.backlog ??= new Fifo()
+    if (!this.backlogHeld && this.state.kind === 'authenticating') {
+      // before login, what a client sends while its authentication runs waits in the socket, not in the broker
+      this.backlogHeld = true
+      this.flow.hold()
+    }
     result.then(() => this.drain(), (err: unknown) => this.fail(err))
     return false
   }
@@ -224,6 +219,9 @@ export class Connection implements Outlet {
     const text = reasonString ?? (typeof err === 'number' ? undefined : err.message)
     if (typeof err !== 'number' && code !== ReasonCode.SessionTakenOver) {
       this.broker.clientError(this, err)
+      if (code === ReasonCode.MalformedPacket || code === ReasonCode.ProtocolError) {
+        this.broker.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', { remoteAddress: this.client.remoteAddress, clientId: this.client.id, reason: err.message })
+      }
     }
     const wasConnected = this.state.kind === 'connected'
     if (this.state.kind === 'awaitingConnect' || this.state.kind === 'authenticating') {
@@ -246,6 +244,7 @@ export class Connection implements Outlet {
     if (session !== undefined) this.broker.emitter.emit('clientDisconnecting', this.client, { reasonCode })
     this.state = { kind: 'closing', session }
     this.closeReason = reasonCode
+    this.intake.close()
     this.socket.end()
     const t = setTimeout(() => this.socket.destroy(), 2000)
     t.unref()
@@ -258,6 +257,7 @@ export class Connection implements Outlet {
     const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
     if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
     this.state = { kind: 'closed' }
+    this.intake.close()
     this.flowState?.releaseAll()
     this.broker.connectionClosed(this, session)
   }

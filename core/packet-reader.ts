@@ -1,34 +1,128 @@
 import type { Packet } from 'mqtt-packet'
 import { mqtt } from './codec.js'
+import { malformed } from './errors.js'
+import { connectProblem, propertiesProblem, stringProblem, type ParsedConnect } from './wire-rules.js'
 
 // Reading packets without a parser per connection. An mqtt-packet Parser (with
 // its BufferList stream) weighs about 2 KB; most chunks a broker reads hold
 // whole packets, so one shared parser reads those, and a connection gets a
 // parser of its own only while a packet is split across chunks.
+//
+// The parser is mqtt-packet's, subclassed where its leniency breaks a wire rule
+// (core/wire-rules.ts): strings are checked as bytes before they are decoded,
+// properties after they are read, a CONNECT once it is whole, and a reserved
+// packet type from the fixed header's first byte. These are the library's
+// internals (test/unit/packet-reader.test.ts fails if they change).
 
 export interface PacketSink {
   onPacket(packet: Packet): void
-  onParseError(err: Error): void
+  /** `connectVersion`: the error was in a CONNECT that named this protocol level */
+  onParseError(err: Error, connectVersion: number | undefined): void
 }
 
-type Parser = ReturnType<typeof mqtt.parser> & {
+interface BufferList {
+  length: number
+  _bufs: Buffer[]
+  slice(start: number, end: number): Buffer
+}
+
+interface PacketInProgress extends ParsedConnect {
+  cmd: string | null
+  clientId?: string
+}
+
+/** The parts of mqtt-packet's Parser this module relies on. */
+interface ParserInternals {
   error: Error | null
   settings: { protocolVersion: number }
-  _list: { length: number }
+  _list: BufferList
+  _pos: number
   _stateCounter: number
-  packet: { length: number }
-  sink: PacketSink | null
+  packet: PacketInProgress
+  parser(opts: { protocolVersion: number }): this
+  parse(buf: Buffer): number
+  on(event: string, fn: (...args: never[]) => void): this
+  _emitError(err: Error): void
+  _parseNum(): number
+  _parseHeader(): boolean | undefined
+  _parseConnect(): PacketInProgress | undefined
+  _parseProperties(): object | false
 }
 
-function makeParser(): Parser {
-  const p = mqtt.parser({ protocolVersion: 4 }) as Parser
-  p.sink = null
+const ParserBase = Object.getPrototypeOf(mqtt.parser({ protocolVersion: 4 })).constructor as new () => ParserInternals
+
+class WireParser extends ParserBase {
+  sink: PacketSink | null = null
+
+  // one error per packet: mqtt-packet reports a refused string again as "cannot parse ..."
+  override _emitError(err: Error): void {
+    if (this.error === null) super._emitError(err)
+  }
+
+  // a reserved packet type is refused from the first byte, before its body arrives
+  override _parseHeader(): boolean | undefined {
+    const type = this._list._bufs[0]![0]! >> 4
+    if (type === 0 || (type === 15 && this.settings.protocolVersion !== 5)) { // AUTH (15) exists only in MQTT 5
+      this._emitError(malformed(`reserved packet type ${type}`)) // MQTT 5 §2.1.2: 0 is Forbidden; 3.1.1 §2.2.1: 0 and 15 are Reserved
+      return false
+    }
+    return super._parseHeader()
+  }
+
+  // replaces mqtt-packet's: the bytes are checked before decoding (it would turn ill-formed UTF-8 into U+FFFD)
+  _parseString(): string | null {
+    const length = this._parseNum()
+    const start = this._pos
+    const end = start + length
+    if (length === -1 || end > this._list.length || end > this.packet.length) return null
+    this._pos = end
+    if (this._list._bufs.length === 1) return this.decode(this._list._bufs[0]!, start, end)
+    return this.decode(this._list.slice(start, end), 0, length)
+  }
+
+  private decode(buf: Buffer, start: number, end: number): string | null {
+    const problem = stringProblem(buf, start, end)
+    if (problem !== undefined) {
+      this._emitError(malformed(problem))
+      return null
+    }
+    return buf.toString('utf8', start, end)
+  }
+
+  override _parseProperties(): object | false {
+    const start = this._pos
+    const result = super._parseProperties()
+    if (result === false || this.error !== null || this._pos - start <= 1) return result // none, or an empty list
+    const packet = this.packet
+    const context = packet.cmd === 'connect' && packet.clientId !== undefined ? 'will' : packet.cmd ?? ''
+    const list = this._list
+    const problem = list._bufs.length === 1
+      ? propertiesProblem(list._bufs[0]!, start, this._pos, context)
+      : propertiesProblem(list.slice(start, this._pos), 0, this._pos - start, context)
+    if (problem !== undefined) {
+      this._emitError(problem)
+      return false
+    }
+    return result
+  }
+
+  override _parseConnect(): PacketInProgress | undefined {
+    const packet = super._parseConnect()
+    if (packet === undefined || this.error !== null) return packet
+    const problem = connectProblem(packet, this._pos)
+    if (problem !== undefined) this._emitError(problem)
+    return packet
+  }
+}
+
+function makeParser(): WireParser {
+  const p = new WireParser().parser({ protocolVersion: 4 })
   p.on('packet', (packet: Packet) => p.sink?.onPacket(packet))
-  p.on('error', (err: Error) => p.sink?.onParseError(err))
+  p.on('error', (err: Error) => p.sink?.onParseError(err, p.packet.cmd === 'connect' ? p.packet.protocolVersion : undefined))
   return p
 }
 
-let shared: Parser | null = null
+let shared: WireParser | null = null
 
 /** True when `buf` is a sequence of whole packets (or malformed: the parser will say so). */
 export function wholePackets(buf: Buffer): boolean {
@@ -53,7 +147,7 @@ export function wholePackets(buf: Buffer): boolean {
 }
 
 export class PacketReader {
-  private own: Parser | null = null
+  private own: WireParser | null = null
   private version = 4
 
   constructor(private readonly sink: PacketSink) {}
@@ -63,6 +157,17 @@ export class PacketReader {
     this.version = v
     if (this.own !== null) this.own.settings.protocolVersion = v
     if (shared !== null && shared.sink === this.sink) shared.settings.protocolVersion = v
+  }
+
+  /** Bytes held for a packet still incomplete (what this connection costs in memory beyond its objects). */
+  get buffered(): number {
+    return this.own === null ? 0 : this.own._list.length
+  }
+
+  /** Lets go of a partial packet (the connection is closing). */
+  discard(): void {
+    if (this.own !== null) this.own.sink = null
+    this.own = null
   }
 
   /** Parses a chunk; answers the declared length of a packet still incomplete (0 when none). */

@@ -1,4 +1,6 @@
-// Topic name and filter rules of MQTT 5 section 4.7 (same in 3.1.1).
+// Topic name and filter rules of MQTT 5 section 4.7 (same in 3.1.1). Ill-formed
+// UTF-8 and U+0000 from the network never reach these: the packet reader refuses
+// them as bytes (core/wire-rules.ts); the null check here is for topics from code.
 
 export interface TopicLimits {
   maxTopicLength: number
@@ -13,7 +15,6 @@ export function checkTopicName(topic: string, limits: TopicLimits): string | und
     const c = topic.charCodeAt(i)
     if (c === 0x23 || c === 0x2b) return 'wildcard in topic name' // [MQTT-3.3.2-2]
     if (c === 0) return 'null character in topic' // [MQTT-4.7.3-2]
-    if (c === 0xfffd) return 'invalid UTF-8 in topic' // [MQTT-1.5.4-1] decoder substitutes U+FFFD
   }
   if (countLevels(topic) > limits.maxTopicLevels) return 'too many topic levels'
   return undefined
@@ -28,7 +29,6 @@ export function checkTopicFilter(filter: string, limits: TopicLimits): string | 
   for (let i = 0; i < levels.length; i++) {
     const level = levels[i]!
     if (level.includes('\u0000')) return 'null character in filter' // [MQTT-4.7.3-2]
-    if (level.includes('\ufffd')) return 'invalid UTF-8 in filter'
     if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return '"#" must be the last level on its own' // [MQTT-4.7.1-1]
     if (level.includes('+') && level !== '+') return '"+" must occupy a whole level' // [MQTT-4.7.1-2]
   }

@@ -10,12 +10,10 @@ import { newMessage, type Message, type MessageProperties } from '../types.js'
 // with PUBACK / PUBREC when it has been routed.
 
 export function handlePublish(conn: Connection, packet: IPublishPacket): void | Promise<void> {
+  if (packet.qos > 0 && packet.messageId === 0) throw protocolError(`QoS ${packet.qos} PUBLISH with packet identifier 0`) // [MQTT-2.2.1-3]
   const topic = resolveTopic(conn, packet)
   const problem = checkTopicName(topic, conn.broker.config.limits)
-  if (problem !== undefined) {
-    // ill-formed UTF-8 is a malformed packet [MQTT-1.5.4-1]; a wildcard is an invalid name [MQTT-3.3.2-2]
-    throw new HookmqError(problem.startsWith('invalid UTF-8') ? 'MALFORMED_PACKET' : 'TOPIC_NAME_INVALID', problem)
-  }
+  if (problem !== undefined) throw new HookmqError('TOPIC_NAME_INVALID', problem) // e.g. a wildcard [MQTT-3.3.2-2]
   const qos = packet.qos
   const session = conn.session!
   const messageId = packet.messageId ?? 0

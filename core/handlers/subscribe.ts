@@ -9,6 +9,9 @@ import type { QoS, Subscription } from '../types.js'
 // granted subscriptions, answer SUBACK, then send matching retained messages.
 
 export function handleSubscribe(conn: Connection, packet: ISubscribePacket): void | Promise<void> {
+  // (a filter with ill-formed UTF-8 or U+0000 never gets here: the reader closed the connection [MQTT-1.5.4-1/2])
+  if (packet.messageId === 0) throw protocolError('SUBSCRIBE with packet identifier 0') // [MQTT-2.2.1-3]
+  if (packet.subscriptions.length === 0) throw protocolError('SUBSCRIBE without a topic filter') // [MQTT-3.8.3-3] (3.1.1), [MQTT-3.8.3-2] (5.0)
   const id = packet.properties?.subscriptionIdentifier
   if (id === 0) throw protocolError('Subscription Identifier of 0') // [MQTT-3.8.2-?]
   const decisions: Array<SubscribeDecision | Promise<SubscribeDecision> | number> = packet.subscriptions.map((s) => check(conn, s))

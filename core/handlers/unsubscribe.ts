@@ -1,8 +1,10 @@
 import type { IUnsubscribePacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
-import { ReasonCode } from '../errors.js'
+import { ReasonCode, protocolError } from '../errors.js'
 
 export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket): void {
+  if (packet.messageId === 0) throw protocolError('UNSUBSCRIBE with packet identifier 0') // [MQTT-2.2.1-3]
+  if (packet.unsubscriptions.length === 0) throw protocolError('UNSUBSCRIBE without a topic filter') // [MQTT-3.10.3-2]
   const session = conn.session!
   const broker = conn.broker
   const granted: number[] = []

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import type net from 'node:net'
 import tls from 'node:tls'
 import type { Broker } from '../broker.js'
 import { HookmqError } from '../errors.js'
@@ -36,6 +37,9 @@ export async function startTls(broker: Broker, host: string, port: number, files
     const info = { name: 'tls', loopback: isLoopback(host), certificate: () => peerCertificate(socket) }
     broker.accept(socket, info, socket.remoteAddress ?? '')
   })
+  const pendingInfo = { name: 'tls', loopback: isLoopback(host) }
+  // counted and timed from the TCP accept: a socket that never finishes its handshake is closed after connectTimeoutMs
+  server.on('connection', (raw: net.Socket) => broker.admitPending(raw, pendingInfo, raw.remoteAddress ?? ''))
   server.on('tlsClientError', (err) => broker.log.debug({ err }, 'TLS handshake failed'))
   return listenServer(server, 'tls', 'mqtts', host, port)
 }

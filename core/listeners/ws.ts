@@ -1,5 +1,6 @@
 import http from 'node:http'
 import https from 'node:https'
+import type net from 'node:net'
 import type tls from 'node:tls'
 import type { Broker } from '../broker.js'
 import { isLoopback, type Listener } from './index.js'
@@ -13,6 +14,10 @@ export async function startWs(broker: Broker, name: 'ws' | 'wss', host: string, 
   // loaded with the first WebSocket listener: a broker without one does not carry ws
   const { WebSocketServer, createWebSocketStream } = await import('ws')
   const server = files ? https.createServer(tlsOptions(files, 'wss')) : http.createServer()
+  const pendingInfo = { name, loopback: isLoopback(host) }
+  // an HTTP socket counts toward maxConnections from its accept and is closed if it has not
+  // upgraded (and then sent CONNECT) within connectTimeoutMs
+  server.on('connection', (raw: net.Socket) => broker.admitPending(raw, pendingInfo, raw.remoteAddress ?? ''))
   server.on('request', (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end(`MQTT over WebSocket: connect to ${path} with subprotocol "mqtt"\n`)
   })
@@ -27,7 +32,7 @@ export async function startWs(broker: Broker, name: 'ws' | 'wss', host: string, 
     const socket = req.socket as tls.TLSSocket
     const info = { name, loopback: isLoopback(host), certificate: files ? () => peerCertificate(socket) : undefined }
     const stream = createWebSocketStream(ws)
-    broker.accept(stream, info, req.socket.remoteAddress ?? '')
+    broker.accept(stream, info, req.socket.remoteAddress ?? '', req.socket)
   })
   wss.on('error', (err) => broker.log.error({ err }, 'WebSocket server error'))
   const listener = await listenServer(server, name, name, host, port, path)

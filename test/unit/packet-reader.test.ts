@@ -41,3 +41,61 @@ test('an incomplete packet answers its declared length (for the size limit)', ()
   const { r } = reader()
   assert.equal(r.read(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x01])), 2097152)
 })
+
+// The reader's hooks into mqtt-packet's parser (library internals): these fail if the library changes them.
+
+test('strings are checked as bytes: ill-formed UTF-8 is an error, not a U+FFFD (one error per packet)', () => {
+  const { r, got, errors } = reader()
+  r.read(Buffer.from([0x30, 0x06, 0x00, 0x03, 0x61, 0xc3, 0x28, 0x78]))
+  assert.deepEqual(got, [])
+  assert.deepEqual(errors, ['ill-formed UTF-8 in a string'])
+})
+
+test('strings split across chunks are checked too', () => {
+  const { r, got, errors } = reader()
+  const bad = Buffer.from([0x30, 0x06, 0x00, 0x03, 0x61, 0x00, 0x62, 0x78])
+  r.read(bad.subarray(0, 5))
+  r.read(bad.subarray(5))
+  assert.deepEqual(got, [])
+  assert.deepEqual(errors, ['U+0000 in a UTF-8 string'])
+  const ok = reader()
+  const good = publish('é/ü', 'x')
+  ok.r.read(good.subarray(0, 5))
+  ok.r.read(good.subarray(5))
+  assert.deepEqual(ok.got, ['publish:é/ü:x'])
+})
+
+test('a reserved packet type is refused from its first byte', () => {
+  const { r, errors } = reader()
+  assert.equal(r.read(Buffer.from([0x00])), -1)
+  assert.deepEqual(errors, ['reserved packet type 0'])
+  const v4 = reader()
+  v4.r.read(Buffer.from([0xf0, 0x7f]))
+  assert.deepEqual(v4.errors, ['reserved packet type 15'])
+})
+
+test('MQTT 5 properties are checked per packet kind', () => {
+  const { r, errors } = reader()
+  r.setVersion(5)
+  // SUBSCRIBE id 1, properties: Session Expiry Interval 10, filter "a" QoS 0
+  r.read(Buffer.from([0x82, 0x0b, 0x00, 0x01, 0x05, 0x11, 0, 0, 0, 10, 0x00, 0x01, 0x61, 0x00]))
+  assert.deepEqual(errors, ['Session Expiry Interval is not allowed in SUBSCRIBE'])
+})
+
+test('a CONNECT with bytes after its payload is an error naming its protocol level', () => {
+  const seen: Array<[string, number | undefined]> = []
+  const r = new PacketReader({ onPacket: () => {}, onParseError: (e, v) => seen.push([e.message, v]) })
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'c', clean: true, keepalive: 10 }, { protocolVersion: 5 } as never)
+  const longer = Buffer.concat([connect, Buffer.from([1, 2])])
+  longer[1] = longer[1]! + 2
+  r.read(longer)
+  assert.deepEqual(seen, [['2 bytes left over after the CONNECT payload', 5]])
+})
+
+test('buffered tells the bytes held for a partial packet, discard lets them go', () => {
+  const { r } = reader()
+  r.read(Buffer.from([0x10, 0x80, 0x01, 0x00, 0x04]))
+  assert.equal(r.buffered, 2)
+  r.discard()
+  assert.equal(r.buffered, 0)
+})
