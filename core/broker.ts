@@ -9,6 +9,7 @@ import { passThroughHooks, type HookRunner } from './hooks.js'
 import { startListeners, type Listener } from './listeners/index.js'
 import { createLogger, type Logger } from './logger.js'
 import { PublishPipeline } from './pipeline.js'
+import { QuotaRefusals, quotaCounters, type QuotaName } from './quota.js'
 import { Router } from './router.js'
 import type { Session } from './session.js'
 import { SessionManager } from './sessions.js'
@@ -58,6 +59,8 @@ export interface BrokerStats {
   sent: [number, number, number]
   dropped: number
   connectionsTotal: number
+  /** what each quota refused (SUBACK/PUBACK 0x97, retained messages not stored, queued messages dropped) */
+  quota: Record<QuotaName, number>
 }
 
 export class Broker {
@@ -69,7 +72,9 @@ export class Broker {
   readonly sessions: SessionManager
   /** authorize, transform, route: what every published message goes through */
   readonly pipeline: PublishPipeline
-  readonly stats: BrokerStats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0 }
+  readonly stats: BrokerStats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, quota: quotaCounters() }
+  /** counts and logs (throttled) what a quota refused */
+  readonly quotas: QuotaRefusals
   readonly id: string
   readonly startedAt = Date.now()
   hooks: HookRunner
@@ -89,6 +94,7 @@ export class Broker {
     this.config = parseConfig(config)
     this.log = logger ?? createLogger(this.config.log.level)
     this.emitter = new BrokerEmitter(this.log)
+    this.quotas = new QuotaRefusals(this.stats.quota, this.log)
     this.stores = stores ?? memoryStores()
     this.cluster = cluster
     this.hooks = hookRunner ?? passThroughHooks

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { checkTopicFilter, configSchema } from '../core/index.js'
+import { checkTopicFilter, configSchema, isLoopback } from '../core/index.js'
 
 // The whole configuration: the core's schema extended with the first-party
 // plugins' keys. The CLI, the config file and createBroker all go through it.
@@ -61,7 +61,12 @@ export const hookmqConfigSchema = configSchema.extend({
   http: z.union([z.literal(false), z.strictObject({
     port: z.int().min(0).max(65535).default(9883).describe('HTTP endpoint port (0 picks a free port)'),
     host: z.string().min(1).optional().describe('bind address; defaults to `host`'),
-  })]).default(false).describe('HTTP endpoint with /health, /metrics (Prometheus) and /hooks, or false'),
+    token: z.string().min(16, 'at least 16 characters').regex(/^\S+$/, 'no spaces').optional().describe('bearer token /metrics and /hooks require (`Authorization: Bearer <token>`); required when the endpoint binds beyond loopback'),
+  })]).default(false).describe('HTTP endpoint with /health, /live, /metrics (Prometheus) and /hooks, or false'),
+}).superRefine((c, ctx) => {
+  if (c.http === false || c.http.token !== undefined) return
+  const host = c.http.host ?? c.host
+  if (!isLoopback(host)) ctx.addIssue({ code: 'custom', path: ['http', 'token'], message: `required when the HTTP endpoint binds beyond loopback (${host})` })
 })
 
 export type WebhookConfig = z.output<typeof webhookSchema>

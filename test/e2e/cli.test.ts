@@ -87,7 +87,7 @@ test('Redis unreachable at start-up: one line naming it (without the password), 
   const port = await freePort() // nothing listens there
   const { code, stderr } = await start(['--port', '0', '--no-ws', '--redis', `redis://user:secret@127.0.0.1:${port}`]).done
   assert.equal(code, 1)
-  assert.match(stderr, new RegExp(`hookmq: start-up failed: Redis at redis://127\\.0\\.0\\.1:${port} is unreachable: .*ECONNREFUSED`))
+  assert.match(stderr, new RegExp(`hookmq: start-up failed: Redis at redis://user:\\*\\*\\*@127\\.0\\.0\\.1:${port} is unreachable: .*ECONNREFUSED`))
   assert.doesNotMatch(stderr, /secret/)
 })
 
