@@ -91,6 +91,16 @@ test('Redis unreachable at start-up: one line naming it (without the password), 
   assert.doesNotMatch(stderr, /secret/)
 })
 
+test('a config error with a Redis URL prints it with the password masked (one line, no "secret")', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, redis: 'redis://:secret@h' }))
+  const { code, stderr } = await start([], dir).done
+  assert.equal(code, 1)
+  assert.equal(stderr.trim().split('\n').length, 1)
+  assert.match(stderr, /config error: redis = "redis:\/\/:\*\*\*@h"/)
+  assert.doesNotMatch(stderr, /secret/)
+})
+
 test('the CLI logs its listeners (and --http its endpoint), serves clients, and SIGTERM closes gracefully (v5: DISCONNECT 0x8B), exit 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
   const proc = start(['--port', '0', '--no-ws', '--http', '0'], dir)
