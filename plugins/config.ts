@@ -41,7 +41,7 @@ export const redisSchema = z.strictObject({
   ttl: z.strictObject({
     subscriptions: z.int().min(1).optional().describe('seconds an offline MQTT 3.1.1 persistent session (and its subscriptions) is kept; MQTT 5 clients set their own Session Expiry'),
     packets: z.int().min(1).optional().describe('seconds a message waits in an offline session\'s queue; a Message Expiry Interval takes precedence'),
-  }).prefault({}).describe('expiry of what offline clients leave in Redis (unset: kept until the session ends)'),
+  }).prefault({}).describe('expiry of what offline clients leave in Redis (unset: limits.persistentSessionExpiry and limits.queuedMessageExpiry apply)'),
   heartbeatMs: z.int().min(100).default(1000).describe('how often a node renews its heartbeat'),
   nodeTimeoutMs: z.int().min(300).default(5000).describe('a node whose heartbeat is older is dead: another takes its sessions and publishes its clients\' wills (at least 2 × `heartbeatMs`)'),
   streamMaxLength: z.int().min(1000).default(100000).describe('entries kept in each node\'s cluster stream (a node further behind loses the oldest)'),
