@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { connect, hooksFolder, startBroker, startRedis, startSink, until, writeHook } from '../helpers.js'
+import { connect, defer, hooksFolder, startBroker, startRedis, startSink, until, writeHook } from '../helpers.js'
 
 async function get(base: string, path: string, method = 'GET'): Promise<{ status: number; type: string | null; body: string }> {
   const res = await fetch(base + path, { method })
@@ -132,12 +132,16 @@ test('HTTP /hooks shows file paths relative to the hooks folder, for loaded and 
   assert.ok(broker.hookStatus().some((h) => h.file === join(dir, 'broken.ts'))) // the embedder's API keeps absolute paths
 })
 
-test('HTTP beyond loopback needs http.token: the CLI refuses to start with one line naming the key', async () => {
+test('HTTP beyond loopback needs http.token: the CLI refuses to start with one line naming the key', async (t) => {
   const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
   const child = spawn(process.execPath, [bin, '--host', '0.0.0.0', '--port', '0', '--no-ws', '--http', '0'], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] })
+  defer(t, () => child.kill('SIGKILL')) // should it start after all
   let stderr = ''
   child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  const code = await Promise.race([
+    new Promise<number | null>((resolve) => child.on('exit', resolve)),
+    new Promise<string>((resolve) => setTimeout(() => resolve('still running after 10 s'), 10000).unref()),
+  ])
   assert.equal(code, 1)
   assert.equal(stderr.trim().split('\n').length, 1)
   assert.match(stderr, /^hookmq: config error: http\.token = \(missing\): required when the HTTP endpoint binds beyond loopback \(0\.0\.0\.0\)$/m)
