@@ -10,6 +10,7 @@ import { startListeners, type Listener } from './listeners/index.js'
 import { SocketAdmission } from './listeners/admission.js'
 import { createLogger, type Logger } from './logger.js'
 import { PublishPipeline } from './pipeline.js'
+import { QuotaRefusals, quotaCounters, type QuotaName } from './quota.js'
 import { Refusals, type RefusalCounts } from './refusals.js'
 import { Router } from './router.js'
 import type { Session } from './session.js'
@@ -62,6 +63,8 @@ export interface BrokerStats {
   connectionsTotal: number
   /** connections and sockets refused, by cause (see core/refusals.ts) */
   refused: RefusalCounts
+  /** what each quota refused (SUBACK/PUBACK 0x97, retained messages not stored, queued messages dropped) */
+  quota: Record<QuotaName, number>
 }
 
 export class Broker {
@@ -77,6 +80,8 @@ export class Broker {
   readonly stats: BrokerStats
   /** bytes held by connections whose CONNECT is still partial (bounded by limits.maxPreLoginBytes) */
   preLoginBytes = 0
+  /** counts and logs (throttled) what a quota refused */
+  readonly quotas: QuotaRefusals
   readonly id: string
   readonly startedAt = Date.now()
   hooks: HookRunner
@@ -97,9 +102,10 @@ export class Broker {
     this.config = parseConfig(config)
     this.log = logger ?? createLogger(this.config.log.level)
     this.refusals = new Refusals(this.log)
-    this.stats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: this.refusals.counts }
+    this.stats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: this.refusals.counts, quota: quotaCounters() }
     this.admission = new SocketAdmission({ connections: () => this.connections.size, limits: this.config.limits, refusals: this.refusals })
     this.emitter = new BrokerEmitter(this.log)
+    this.quotas = new QuotaRefusals(this.stats.quota, this.log)
     this.stores = stores ?? memoryStores()
     this.cluster = cluster
     this.hooks = hookRunner ?? passThroughHooks

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { HookmqError } from './errors.js'
+import { isSecretKey, maskCredentials } from './secrets.js'
 
 // One schema for every option: config file, CLI flags and createBroker(options)
 // all go through parseConfig(). Defaults live here and nowhere else.
@@ -79,15 +80,21 @@ export const configSchema = z.strictObject({
     maxInflightMessages: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages sent to one client'),
     receiveMaximum: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages a client may send (advertised to MQTT 5 clients)'),
     maxQueuedMessages: z.int().min(0).default(1000).describe('offline / pending messages kept per session'),
-    queueOverflow: z.enum(['dropOldest', 'dropNewest']).default('dropOldest').describe('which message goes when a session queue is full'),
+    maxQueuedBytes: z.int().min(0).default(16777216).describe('bytes (topic + payload + properties) of the messages kept per session queue'),
+    queueOverflow: z.enum(['dropOldest', 'dropNewest']).default('dropOldest').describe('which message goes when a session queue is full (in messages or bytes)'),
+    maxSubscriptionsPerClient: z.int().min(1).default(10000).describe('subscriptions one session may hold; each filter beyond gets SUBACK 0x97 (3.1.1: 0x80)'),
+    maxRetainedMessages: z.int().min(0).default(1000000).describe('retained messages held broker-wide (with Redis: across the nodes, approximately)'),
+    maxRetainedBytes: z.int().min(0).default(1073741824).describe('bytes (topic + payload + properties) of the retained messages held broker-wide'),
+    maxRetainedMessagesPerClient: z.int().min(0).default(10000).describe('retained messages one client (by client id) may have set'),
+    maxRetainedBytesPerClient: z.int().min(0).default(16777216).describe('bytes of the retained messages one client (by client id) may have set'),
     maxClientBufferBytes: z.int().min(65536).default(1048576).describe('bytes waiting on one client socket beyond which QoS 0 messages to it are dropped'),
     maxConnections: z.int().min(1).default(100000).describe('client sockets open at once on all listeners together (TLS handshakes and WebSocket upgrades included); one more is closed at accept'),
     maxTopicLength: z.int().min(1).max(65535).default(65535).describe('longest topic name or filter, in bytes'),
     maxTopicLevels: z.int().min(1).default(128).describe('most `/`-separated levels in a topic'),
     topicAliasMaximum: z.int().min(0).max(65535).default(100).describe('topic aliases an MQTT 5 client may set'),
     maxKeepalive: z.int().min(1).max(65535).default(65535).describe('longest keep-alive granted, in seconds (MQTT 5 Server Keep Alive)'),
-    maxSessionExpiryInterval: seconds.default(0xffffffff).describe('longest session expiry granted, in seconds'),
-    persistentSessionExpiry: z.int().min(1).optional().describe('seconds an offline MQTT 3.1.1 session with clean session false is kept (unset: until the client cleans it); MQTT 5 clients set their own'),
+    maxSessionExpiryInterval: seconds.default(0xffffffff).describe('longest session expiry granted, in seconds (an MQTT 5 client asking for more, or 0xFFFFFFFF: never, gets this)'),
+    persistentSessionExpiry: seconds.min(1).default(7200).describe('seconds an offline MQTT 3.1.1 session with clean session false is kept (4294967295: until the client cleans it); MQTT 5 clients set their own'),
     queuedMessageExpiry: z.int().min(1).optional().describe('seconds a message waits for an offline client before it is dropped (unset: no limit); a Message Expiry Interval takes precedence'),
     connectTimeoutMs: z.int().min(100).default(10000).describe('time a new socket has to send CONNECT (on TLS and WebSocket listeners, counted from the TCP accept: handshake and upgrade included)'),
     maxConnectPacketSize: z.int().min(64).max(268435455).default(65536).describe('largest CONNECT accepted, in bytes; a bigger one is refused from its fixed header and the socket closed'),
@@ -132,7 +139,7 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   }
   const key = path.join('.') || '(root)'
   const value = valueAt(input, issue.path)
-  return `config error: ${key} = ${showValue(value)}: ${issue.message}`
+  return maskCredentials(`config error: ${key} = ${isSecretKey(issue.path) && value !== undefined ? '***' : showValue(value)}: ${issue.message}`)
 }
 
 function valueAt(input: unknown, path: PropertyKey[]): unknown {
@@ -146,7 +153,7 @@ function valueAt(input: unknown, path: PropertyKey[]): unknown {
 
 function showValue(v: unknown): string {
   if (v === undefined) return '(missing)'
-  const s = JSON.stringify(v)
+  const s = maskCredentials(JSON.stringify(v) ?? String(v)) // before shortening: a cut URL would no longer look like one
   return s.length > 60 ? s.slice(0, 57) + '...' : s
 }
 

@@ -1,4 +1,5 @@
 import { pino } from 'pino'
+import { maskCredentials } from './secrets.js'
 
 export type Logger = pino.Logger
 
@@ -6,8 +7,24 @@ export function createLogger(level: string): Logger {
   return pino({
     level,
     base: { name: 'hookmq' },
-    redact: { paths: ['password', '*.password', 'secret', '*.secret', 'headers.authorization'], censor: '[redacted]' },
+    redact: { paths: ['password', '*.password', 'secret', '*.secret', 'token', '*.token', 'headers.authorization'], censor: '[redacted]' },
+    // URLs with passwords in a message or an error (a Redis URL in a driver's error) are masked
+    serializers: { err: maskError },
+    hooks: {
+      logMethod(args, method) {
+        for (let i = 0; i < args.length; i++) if (typeof args[i] === 'string') args[i] = maskCredentials(args[i] as string)
+        method.apply(this, args)
+      },
+    },
   })
+}
+
+function maskError(err: unknown): unknown {
+  if (typeof err === 'string') return maskCredentials(err)
+  const out = pino.stdSerializers.err(err as Error) as { message?: unknown; stack?: unknown }
+  if (typeof out.message === 'string') out.message = maskCredentials(out.message)
+  if (typeof out.stack === 'string') out.stack = maskCredentials(out.stack)
+  return out
 }
 
 /**

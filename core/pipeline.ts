@@ -1,6 +1,7 @@
 import type { Broker, BrokerPlugin } from './broker.js'
 import { ReasonCode } from './errors.js'
 import { isPromise, type PublishDecision } from './hooks.js'
+import { RetainedQuota } from './retained-quota.js'
 import type { ClientInfo, Message } from './types.js'
 
 // What every published message goes through: the built-in rules, the
@@ -11,10 +12,15 @@ import type { ClientInfo, Message } from './types.js'
 export class PublishPipeline {
   /** plugins that see every routed message (BrokerPlugin.onPublish) */
   taps: BrokerPlugin[] = []
+  /** what the retained store holds, broker-wide and per client (limits.maxRetained*) */
+  readonly retainedQuota: RetainedQuota
   private readonly allowedByDefault: boolean
 
   constructor(private readonly broker: Broker) {
     this.allowedByDefault = broker.config.defaults.publish === 'allow'
+    this.retainedQuota = new RetainedQuota(broker.config.limits, broker.stores.retained)
+    // what the store held before this start counts too (with Redis: what every node stored)
+    broker.emitter.once('ready', () => { this.retainedQuota.load().catch((err: unknown) => broker.log.error({ err }, 'retained usage could not be read')) })
   }
 
   /**
@@ -47,8 +53,18 @@ export class PublishPipeline {
     message.node = b.id
     // everything that must be stored before the publisher is acknowledged, waited for once (null: nothing)
     let waits: Array<Promise<unknown>> | null = null
-    const retained = message.retain ? b.stores.retained.set(message) : undefined
-    if (retained !== undefined) waits = [retained]
+    if (message.retain) {
+      const over = this.retainedQuota.admit(message)
+      if (over === undefined) {
+        const retained = b.stores.retained.set(message)
+        if (retained !== undefined) waits = [retained]
+      } else {
+        b.quotas.refuse(over, message.origin)
+        // a publisher that can be told is refused; one that cannot (QoS 0, MQTT 3.1.1) has its message delivered, not retained
+        if (message.qos > 0 && client !== undefined && client.protocolVersion === 5) return ReasonCode.QuotaExceeded
+        message.retain = false
+      }
+    }
     if (b.emitter.has('published')) b.emitter.emit('published', message, client)
     for (let i = 0; i < this.taps.length; i++) {
       const r = this.taps[i]!.onPublish!(message, client)
@@ -70,6 +86,7 @@ export class PublishPipeline {
 
   /** Routes a message to this node's sessions only (one from another node, or replayed for adopted sessions). */
   routeLocal(message: Message): number | Promise<number> {
+    if (message.retain) this.retainedQuota.observe(message) // the other node stored it
     const delivered = this.broker.router.route(message) > 0
     const writes = this.broker.router.pending
     if (writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers

@@ -30,6 +30,25 @@ export class RetainedTree {
     node.message = message
   }
 
+  get(topic: string): Message | undefined {
+    let node: Level | undefined = this.root
+    for (const part of topic.split('/')) {
+      node = node.children.get(part)
+      if (node === undefined) return undefined
+    }
+    return node.message
+  }
+
+  /** every retained message, expired ones included */
+  *messages(): Generator<Message> {
+    const stack: Level[] = [this.root]
+    while (stack.length > 0) {
+      const node = stack.pop()!
+      if (node.message !== undefined) yield node.message
+      for (const child of node.children.values()) stack.push(child)
+    }
+  }
+
   delete(topic: string): void {
     const parts = topic.split('/')
     const path: Level[] = [this.root]

@@ -1,4 +1,5 @@
 import { Fifo } from './fifo.js'
+import { messageSize, type QuotaName } from './quota.js'
 import type { Message, QoS, Subscription, ClientInfo } from './types.js'
 import type { OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will, Written } from './stores.js'
 
@@ -19,9 +20,13 @@ export interface Outlet {
 export interface SessionContext {
   store: SessionStore
   maxQueued: number
+  /** bytes (messageSize) a session queue may hold */
+  maxQueuedBytes: number
   dropNewest: boolean
   onDelivered(message: Message, client: ClientInfo): void
   onDropped(): void
+  /** a queued message was dropped because the queue reached a quota */
+  onQueueFull(quota: QuotaName, clientId: string): void
   onStoreError(err: unknown): void
   /** how long a message may wait for an offline client (unset: no limit) */
   queuedTtlMs: number | undefined
@@ -37,6 +42,8 @@ export class Session {
   private inflightMap: Map<number, OutgoingEntry> | null = null
   /** waiting to be sent; made on first use (idle sessions stay small) */
   private queueList: Fifo<QueuedEntry> | null = null
+  /** messageSize of everything in queueList */
+  private queueBytes = 0
   private incomingSet: Set<number> | null = null
   private nextId = 1
   will: Will | undefined = undefined
@@ -92,15 +99,31 @@ export class Session {
     return this.enqueue({ message, qos, retain, subscriptionIds: ids, expiresAt }) // one shape for every entry
   }
 
+  /** At the queue's bound (messages or bytes), queueOverflow decides which message goes. */
   private enqueue(entry: QueuedEntry): Written {
     const max = this.ctx.maxQueued
-    if (this.queue.length >= max) {
-      this.ctx.onDropped()
-      if (this.ctx.dropNewest || max === 0) return undefined
-      this.queue.shift()
+    const maxBytes = this.ctx.maxQueuedBytes
+    const size = messageSize(entry.message)
+    const queue = this.queue
+    if (queue.length >= max || this.queueBytes + size > maxBytes) {
+      if (this.ctx.dropNewest || max === 0 || size > maxBytes) {
+        this.dropped(queue.length >= max ? 'queued_messages' : 'queued_bytes')
+        return undefined
+      }
+      while (queue.length > 0 && (queue.length >= max || this.queueBytes + size > maxBytes)) {
+        this.dropped(queue.length >= max ? 'queued_messages' : 'queued_bytes')
+        this.queueBytes -= messageSize(queue.shift()!.message)
+        if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
+      }
     }
-    this.queue.push(entry)
+    queue.push(entry)
+    this.queueBytes += size
     return this.persistent ? this.ctx.store.enqueue(this.clientId, entry, max) : undefined
+  }
+
+  private dropped(quota: QuotaName): void {
+    this.ctx.onDropped()
+    this.ctx.onQueueFull(quota, this.clientId)
   }
 
   /** `fromQueue`: the message is the oldest queued one, which moves to in flight in the store too. */
@@ -181,6 +204,7 @@ export class Session {
     if (outlet === null) return
     while (this.queued > 0 && this.inflight.size < outlet.sendWindow) {
       const q = this.queue.shift()!
+      this.queueBytes -= messageSize(q.message)
       if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) { // its own deadline, or the queue's
         if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
         continue
@@ -194,6 +218,7 @@ export class Session {
   reset(): void {
     this.inflightMap = null
     this.queueList = null
+    this.queueBytes = 0
     this.incomingSet = null
     this.subscriptions.clear()
   }
@@ -207,6 +232,8 @@ export class Session {
     for (const s of state.subscriptions) this.subscriptions.set(s.filter, s)
     for (const e of state.inflight) this.inflight.set(e.packetId, { ...e })
     this.queueList = state.queue.length === 0 ? null : Fifo.from(state.queue)
+    this.queueBytes = 0
+    for (const q of state.queue) this.queueBytes += messageSize(q.message)
     for (const id of state.incoming) this.incoming.add(id)
     this.disconnectedAt = state.disconnectedAt
     this.will = state.will

@@ -37,9 +37,11 @@ export class SessionManager {
     this.ctx = {
       store: broker.stores.sessions,
       maxQueued: limits.maxQueuedMessages,
+      maxQueuedBytes: limits.maxQueuedBytes,
       dropNewest: limits.queueOverflow === 'dropNewest',
       onDelivered: (message, client) => { if (broker.emitter.has('delivered')) broker.emitter.emit('delivered', message, client) },
       onDropped: () => { broker.stats.dropped++ },
+      onQueueFull: (quota, clientId) => broker.quotas.refuse(quota, clientId),
       // a store that is away fails every write: one line every 10 s, with a count
       onStoreError: throttled((err, failed) => broker.log.error({ err, failed }, 'session store writes failed')),
       queuedTtlMs: limits.queuedMessageExpiry === undefined ? undefined : limits.queuedMessageExpiry * 1000,

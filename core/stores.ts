@@ -1,6 +1,7 @@
 import type { Message, Subscription } from './types.js'
 import { Fifo } from './fifo.js'
 import { RetainedTree } from './retained.js'
+import { messageSize } from './quota.js'
 
 // The narrow persistence interfaces the core needs, all asynchronous, with the
 // in-memory implementations used by default. The core keeps a live copy of the
@@ -85,12 +86,25 @@ export interface SessionStore {
   close(): Promise<void>
 }
 
+/** What one stored retained message costs, as the store reports it at start-up. */
+export interface RetainedUsage {
+  topic: string
+  bytes: number
+  /** client id of the publisher; undefined for messages published from code */
+  origin?: string
+  expiresAt?: number
+}
+
 export interface RetainedStore {
   /** store `message` as the retained one for its topic; an empty payload clears it */
   set(message: Message): Written
   /** retained messages whose topic matches `filter` */
   match(filter: string): Promise<Message[]>
   count(): Promise<number>
+  /** what each stored retained message costs (read once at start-up, for the retained quotas) */
+  usage?(): Promise<RetainedUsage[]>
+  /** clears `topic` only if its retained message has expired (a newer one stays) */
+  clearExpired?(topic: string): Written
   close(): Promise<void>
 }
 
@@ -218,6 +232,18 @@ export class MemoryRetainedStore implements RetainedStore {
 
   async count(): Promise<number> {
     return this.tree.size
+  }
+
+  async usage(): Promise<RetainedUsage[]> {
+    const out: RetainedUsage[] = []
+    for (const m of this.tree.messages()) out.push({ topic: m.topic, bytes: messageSize(m), origin: m.origin, expiresAt: m.expiresAt })
+    return out
+  }
+
+  clearExpired(topic: string): Written {
+    const m = this.tree.get(topic)
+    if (m?.expiresAt !== undefined && m.expiresAt <= Date.now()) this.tree.delete(topic)
+    return undefined
   }
 
   async close(): Promise<void> {}

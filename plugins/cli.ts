@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { HookmqError, parseConfigWith, version, type Broker } from '../core/index.js'
+import { HookmqError, maskCredentials, parseConfigWith, version, type Broker } from '../core/index.js'
 import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
 import { createBroker, hookModules, type HookmqOptions } from './index.js'
 import { listHookFiles, preflightFile } from './loader.js'
@@ -44,7 +44,7 @@ export async function main(argv: string[]): Promise<void> {
     await broker.listen()
   } catch (err) {
     const message = err instanceof HookmqError || err instanceof UsageError ? err.message : `start-up failed: ${(err as Error).message}`
-    process.stderr.write(`hookmq: ${message}\n`)
+    process.stderr.write(`hookmq: ${maskCredentials(message)}\n`)
     process.exit(1) // whatever the half-started broker opened must not keep the process alive
   }
   const rule = broker.config.allowAnonymous === undefined
@@ -161,7 +161,7 @@ async function check(argv: string[]): Promise<number> {
     const config = parseConfigWith(hookmqConfigSchema, await loadConfigFile(configIndex >= 0 ? argv[configIndex + 1] : undefined))
     hookConfig = config.hooks
   } catch (err) {
-    process.stderr.write(`hookmq: ${(err as Error).message}\n`)
+    process.stderr.write(`hookmq: ${maskCredentials((err as Error).message)}\n`)
     return 1
   }
   const dir = resolve(dirArg ?? './hooks')
@@ -198,7 +198,7 @@ async function deadLetters(argv: string[]): Promise<number> {
   try {
     config = await resolveConfig(argv.slice(1).filter((a) => a !== '--replay'))
   } catch (err) {
-    process.stderr.write(`hookmq: ${(err as Error).message}\n`)
+    process.stderr.write(`hookmq: ${maskCredentials((err as Error).message)}\n`)
     return 1
   }
   if (!config) return 0
@@ -222,7 +222,7 @@ async function deadLetters(argv: string[]): Promise<number> {
     } else process.stdout.write(`${dead.length} dead batch(es)\n`)
     return 0
   } catch (err) {
-    process.stderr.write(`hookmq: ${(err as Error).message}\n`)
+    process.stderr.write(`hookmq: ${maskCredentials((err as Error).message)}\n`)
     return 1
   } finally {
     redis.disconnect()

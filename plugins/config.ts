@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { checkTopicFilter, configSchema } from '../core/index.js'
+import { checkTopicFilter, configSchema, isLoopback } from '../core/index.js'
 
 // The whole configuration: the core's schema extended with the first-party
 // plugins' keys. The CLI, the config file and createBroker all go through it.
@@ -41,7 +41,7 @@ export const redisSchema = z.strictObject({
   ttl: z.strictObject({
     subscriptions: z.int().min(1).optional().describe('seconds an offline MQTT 3.1.1 persistent session (and its subscriptions) is kept; MQTT 5 clients set their own Session Expiry'),
     packets: z.int().min(1).optional().describe('seconds a message waits in an offline session\'s queue; a Message Expiry Interval takes precedence'),
-  }).prefault({}).describe('expiry of what offline clients leave in Redis (unset: kept until the session ends)'),
+  }).prefault({}).describe('expiry of what offline clients leave in Redis (unset: limits.persistentSessionExpiry and limits.queuedMessageExpiry apply)'),
   heartbeatMs: z.int().min(100).default(1000).describe('how often a node renews its heartbeat'),
   nodeTimeoutMs: z.int().min(300).default(5000).describe('a node whose heartbeat is older is dead: another takes its sessions and publishes its clients\' wills (at least 2 × `heartbeatMs`)'),
   streamMaxLength: z.int().min(1000).default(100000).describe('entries kept in each node\'s cluster stream (a node further behind loses the oldest)'),
@@ -61,7 +61,12 @@ export const hookmqConfigSchema = configSchema.extend({
   http: z.union([z.literal(false), z.strictObject({
     port: z.int().min(0).max(65535).default(9883).describe('HTTP endpoint port (0 picks a free port)'),
     host: z.string().min(1).optional().describe('bind address; defaults to `host`'),
-  })]).default(false).describe('HTTP endpoint with /health, /metrics (Prometheus) and /hooks, or false'),
+    token: z.string().min(16, 'at least 16 characters').regex(/^\S+$/, 'no spaces').optional().describe('bearer token /metrics and /hooks require (`Authorization: Bearer <token>`); required when the endpoint binds beyond loopback'),
+  })]).default(false).describe('HTTP endpoint with /health, /live, /metrics (Prometheus) and /hooks, or false'),
+}).superRefine((c, ctx) => {
+  if (c.http === false || c.http.token !== undefined) return
+  const host = c.http.host ?? c.host
+  if (!isLoopback(host)) ctx.addIssue({ code: 'custom', path: ['http', 'token'], message: `required when the HTTP endpoint binds beyond loopback (${host})` })
 })
 
 export type WebhookConfig = z.output<typeof webhookSchema>

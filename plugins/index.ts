@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis'
+import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
 import * as zod from 'zod'
-import { createBroker as createCoreBroker, createLogger, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
+import { createBroker as createCoreBroker, createLogger, maskCredentials, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
 import { RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore } from './redis/retained.js'
 import { RedisSessionStore } from './redis/stores.js'
@@ -14,7 +15,6 @@ import { HookHost, type HookStatus } from './host.js'
 import { HookFolderLoader } from './loader.js'
 import { ProcessGuard } from './sandbox/process-guard.js'
 import { Quarantine } from './sandbox/quarantine.js'
-import { resolve } from 'node:path'
 import { checkHookModule } from './schemas.js'
 import * as self from './index.js'
 
@@ -114,7 +114,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
       name: 'redis',
       start: () => redis.connect().catch((err: Error) => {
         redis.disconnect() // no reconnecting in the background of a broker that did not start
-        throw new Error(`Redis at ${where.replace(/\/\/[^@/]*@/, '//')} is unreachable: ${lastError || err.message}`)
+        throw new Error(maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
       }),
       stop: () => quitRedis(redis),
     })
@@ -163,7 +163,8 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
   }
   const hookStatus = (): HookStatus[] => host.status()
-  const endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: hookStatus, webhooks: webhookApi.status, hooksProblem: () => host.health() }, broker.log.child({ plugin: 'http' }))
+  const folder = hooksDir === undefined ? undefined : resolve(broker.config.hooksDir)
+  const endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: hookStatus, webhooks: webhookApi.status, hooksProblem: () => host.health(), hooksDir: folder }, broker.log.child({ plugin: 'http' }))
   if (endpoint) broker.use(endpoint)
   return Object.assign(broker, { hookHost: host, hookStatus, httpUrl: () => endpoint?.url(), webhooks: webhookApi })
 }

@@ -48,10 +48,14 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
       granted.push(conn.protocolVersion === 5 ? code : 0x80)
       continue
     }
+    const isNew = !session.subscriptions.has(s.topic)
+    if (isNew && overQuota(conn, session.subscriptions.size)) {
+      granted.push(conn.protocolVersion === 5 ? ReasonCode.QuotaExceeded : 0x80) // [MQTT-3.9.3-1] one code per filter, in order
+      continue
+    }
     const qos = (d.result === 'allow' && d.qos !== undefined && d.qos < s.qos ? d.qos : s.qos) as QoS
     const sub: Subscription = { filter: s.topic, qos, nl: s.nl ?? false, rap: s.rap ?? false, rh: (s.rh ?? 0) as 0 | 1 | 2 }
     if (id !== undefined) sub.id = id
-    const isNew = !session.subscriptions.has(s.topic)
     session.subscriptions.set(s.topic, sub) // [MQTT-3.8.4-3] replaces an existing one
     broker.router.add(session, sub)
     added.push({ sub, isNew })
@@ -65,4 +69,11 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     if (sub.rh === 2 || (sub.rh === 1 && !isNew) || sub.filter.startsWith('$share/')) continue
     broker.sendRetained(session, sub)
   }
+}
+
+/** A new filter beyond limits.maxSubscriptionsPerClient is refused (and counted); replacing one costs nothing. */
+function overQuota(conn: Connection, held: number): boolean {
+  if (held < conn.broker.config.limits.maxSubscriptionsPerClient) return false
+  conn.broker.quotas.refuse('subscriptions', conn.client.id)
+  return true
 }

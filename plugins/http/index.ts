@@ -1,25 +1,37 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Broker, BrokerPlugin, Logger } from '../../core/index.js'
+import { BearerToken, relativeHookStatus } from './access.js'
 import { createMetrics, type MetricSources } from './metrics.js'
 
 // The operator's HTTP endpoint (off unless configured, loopback unless a host
 // is given): /health (ready to serve: for load balancers and readiness probes),
 // /live (the process answers: for liveness probes, which must not restart a
 // node because Redis is away), /metrics for Prometheus, /hooks for the state
-// of every hook.
+// of every hook. With a token, /metrics and /hooks need `Authorization: Bearer
+// <token>`; /health and /live stay open for probes (they show no paths).
 
 export interface HttpConfig {
   port: number
   host?: string
+  /** bearer token /metrics and /hooks require */
+  token?: string
+}
+
+export interface HttpSources extends Omit<MetricSources, 'broker'> {
+  /** the hooks folder (absolute): /hooks shows file paths relative to it */
+  hooksDir?: string
 }
 
 export class HttpEndpoint implements BrokerPlugin {
   readonly name = 'http'
   private server: http.Server | undefined
   private ready = false
+  private readonly token: BearerToken | undefined
 
-  constructor(private readonly config: HttpConfig, private readonly sources: Omit<MetricSources, 'broker'>, private readonly log: Logger) {}
+  constructor(private readonly config: HttpConfig, private readonly sources: HttpSources, private readonly log: Logger) {
+    this.token = config.token === undefined ? undefined : new BearerToken(config.token)
+  }
 
   async start(broker: Broker): Promise<void> {
     const metrics = createMetrics(await import('prom-client'), { broker, ...this.sources })
@@ -32,7 +44,11 @@ export class HttpEndpoint implements BrokerPlugin {
       const path = (req.url ?? '/').split('?')[0]
       if (path === '/health') return this.health(broker, res)
       if (path === '/live') return json(res, 200, { status: 'alive', node: broker.id })
-      if (path === '/hooks') return json(res, 200, this.sources.hooks())
+      if ((path === '/hooks' || path === '/metrics') && this.token !== undefined && !this.token.allows(req)) {
+        res.setHeader('www-authenticate', 'Bearer realm="hookmq"')
+        return json(res, 401, { error: 'unauthorized: send Authorization: Bearer <http.token>' })
+      }
+      if (path === '/hooks') return json(res, 200, relativeHookStatus(this.sources.hooks(), this.sources.hooksDir))
       if (path === '/metrics') {
         metrics.text().then((text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text), (err: unknown) => {
           this.log.error({ err }, 'metrics could not be collected')
@@ -52,7 +68,7 @@ export class HttpEndpoint implements BrokerPlugin {
     })
     server.on('error', (err) => this.log.error({ err }, 'HTTP endpoint error'))
     this.server = server
-    this.log.info({ url: this.url() }, 'HTTP endpoint (/health, /live, /metrics, /hooks) listening')
+    this.log.info({ url: this.url(), auth: this.token !== undefined ? 'bearer token' : 'none' }, 'HTTP endpoint (/health, /live, /metrics, /hooks) listening')
   }
 
   /** 200 while the broker takes clients and, with Redis, Redis answers; 503 otherwise, with why. */

@@ -19,6 +19,16 @@ export interface MetricSources {
 
 const QOS = ['0', '1', '2'] as const
 
+/**
+ * Counters of what the broker refused, one labelled Prometheus counter each,
+ * read from a `{ label value: count }` record the broker keeps. To expose
+ * another family of refusals, add a row here.
+ */
+const REFUSALS: ReadonlyArray<{ name: string; help: string; label: string; read(b: Broker): Readonly<Record<string, number>> }> = [
+  { name: 'hookmq_quota_refused_total', help: 'what a quota refused: SUBACK/PUBACK 0x97, retained messages not stored, queued messages dropped', label: 'quota', read: (b) => b.stats.quota },
+  { name: 'hookmq_refused_total', help: 'connections and sockets refused: malformed packets, protocol errors, CONNECT size, pre-login bytes, connection limit, connect and keep-alive timeouts', label: 'cause', read: (b) => b.stats.refused as unknown as Record<string, number> },
+]
+
 /** Node.js process metrics (CPU, memory, event loop, GC): one set per process, whatever the number of brokers in it. */
 let processRegistry: Registry | undefined
 
@@ -70,6 +80,10 @@ export function createMetrics(client: PromClient, src: MetricSources): { content
   series('counter', 'hookmq_messages_received_total', 'PUBLISH packets received from clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.received[i]!)))
   series('counter', 'hookmq_messages_sent_total', 'PUBLISH packets sent to clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.sent[i]!)))
   series('counter', 'hookmq_messages_dropped_total', 'messages not delivered: a full queue or client buffer, or too large for the client', [], (set) => set({}, b.stats.dropped))
+  gauge('hookmq_retained_bytes', 'bytes (topic + payload + properties) of the retained messages, as this node counts them for the quotas', () => b.pipeline.retainedQuota.bytes)
+  for (const r of REFUSALS) {
+    series('counter', r.name, r.help, [r.label], (set) => { for (const [value, n] of Object.entries(r.read(b))) set({ [r.label]: value }, n) })
+  }
   if (b.cluster !== undefined) gauge('hookmq_redis_available', '1 while Redis answers (persistent sessions and QoS 1/2 need it)', () => (b.cluster!.available ? 1 : 0))
 
   perHook('gauge', 'hookmq_hook_loaded', '1 when the hook\'s last load succeeded, 0 when it failed', (h) => (h.state === 'loaded' ? 1 : 0))

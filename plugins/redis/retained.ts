@@ -1,17 +1,19 @@
 import type { Redis } from 'ioredis'
-import type { Message, RetainedStore } from '../../core/index.js'
+import { messageSize, type Message, type RetainedStore, type RetainedUsage } from '../../core/index.js'
 import { messageFromJson, messageToJson } from './stores.js'
 
 // The core's retained store on Redis. Keys (under the prefix):
 //   retained:t:<topic>      a retained message (JSON), expiring with it
 //   retained:topics         set of topics with a retained message
+//   retained:usage          hash topic → [bytes, expiresAt, origin] (JSON): what the quotas count at start-up
 //   retained:c:<depth>:<path>  set of the levels below <path> (the wildcard index)
 
-// sets a topic's message and, for a new topic, adds its levels to the index
+// sets a topic's message and its usage and, for a new topic, adds its levels to the index
 const RETAIN_SET = `
 local p, topic = ARGV[1], ARGV[2]
 local key = p .. 'retained:t:' .. topic
 if ARGV[4] ~= '' then redis.call('SET', key, ARGV[3], 'PX', ARGV[4]) else redis.call('SET', key, ARGV[3]) end
+redis.call('HSET', KEYS[2], topic, ARGV[5])
 if redis.call('SADD', KEYS[1], topic) == 1 then
   local prefix, depth = '', 0
   for level in string.gmatch(topic .. '/', '([^/]*)/') do
@@ -22,10 +24,14 @@ if redis.call('SADD', KEYS[1], topic) == 1 then
 end
 return 1`
 
-// clears a topic, then prunes the index upwards while a level has neither a message nor children
+// clears a topic (with ARGV[3] = '1': only if its message has expired), then prunes the index
+// upwards while a level has neither a message nor children
 const RETAIN_CLEAR = `
 local p, topic = ARGV[1], ARGV[2]
-redis.call('DEL', p .. 'retained:t:' .. topic)
+local key = p .. 'retained:t:' .. topic
+if ARGV[3] == '1' and redis.call('EXISTS', key) == 1 then return 0 end
+redis.call('DEL', key)
+redis.call('HDEL', KEYS[2], topic)
 if redis.call('SREM', KEYS[1], topic) == 0 then return 0 end
 local levels = {}
 for level in string.gmatch(topic .. '/', '([^/]*)/') do table.insert(levels, level) end
@@ -38,8 +44,8 @@ end
 return 1`
 
 type RetainRedis = Redis & {
-  hookmqRetainSet(topics: string, prefix: string, topic: string, json: string, px: string): Promise<number>
-  hookmqRetainClear(topics: string, prefix: string, topic: string): Promise<number>
+  hookmqRetainSet(topics: string, usage: string, prefix: string, topic: string, json: string, px: string, cost: string): Promise<number>
+  hookmqRetainClear(topics: string, usage: string, prefix: string, topic: string, ifExpired: '0' | '1'): Promise<number>
 }
 
 /**
@@ -51,24 +57,50 @@ type RetainRedis = Redis & {
 export class RedisRetainedStore implements RetainedStore {
   private readonly redis: RetainRedis
   private readonly topicsKey: string
+  private readonly usageKey: string
 
   constructor(redis: Redis, private readonly prefix: string) {
     const r = redis as RetainRedis
     if (typeof r.hookmqRetainSet !== 'function') {
-      r.defineCommand('hookmqRetainSet', { numberOfKeys: 1, lua: RETAIN_SET })
-      r.defineCommand('hookmqRetainClear', { numberOfKeys: 1, lua: RETAIN_CLEAR })
+      r.defineCommand('hookmqRetainSet', { numberOfKeys: 2, lua: RETAIN_SET })
+      r.defineCommand('hookmqRetainClear', { numberOfKeys: 2, lua: RETAIN_CLEAR })
     }
     this.redis = r
     this.topicsKey = `${prefix}retained:topics`
+    this.usageKey = `${prefix}retained:usage`
   }
 
   async set(message: Message): Promise<void> {
     const left = message.expiresAt === undefined ? undefined : message.expiresAt - Date.now()
     if (message.payload.length === 0 || (left !== undefined && left <= 0)) { // [MQTT-3.3.1-6] an empty payload clears
-      await this.redis.hookmqRetainClear(this.topicsKey, this.prefix, message.topic)
+      await this.clear(message.topic, '0')
       return
     }
-    await this.redis.hookmqRetainSet(this.topicsKey, this.prefix, message.topic, messageToJson(message), left === undefined ? '' : String(Math.ceil(left)))
+    const cost = JSON.stringify([messageSize(message), message.expiresAt ?? null, message.origin ?? null])
+    await this.redis.hookmqRetainSet(this.topicsKey, this.usageKey, this.prefix, message.topic, messageToJson(message), left === undefined ? '' : String(Math.ceil(left)), cost)
+  }
+
+  private clear(topic: string, ifExpired: '0' | '1'): Promise<number> {
+    return this.redis.hookmqRetainClear(this.topicsKey, this.usageKey, this.prefix, topic, ifExpired)
+  }
+
+  async clearExpired(topic: string): Promise<void> {
+    await this.clear(topic, '1')
+  }
+
+  /** every topic's cost, read in pages (HSCAN) */
+  async usage(): Promise<RetainedUsage[]> {
+    const out: RetainedUsage[] = []
+    let cursor = '0'
+    do {
+      const [next, flat] = await this.redis.hscan(this.usageKey, cursor, 'COUNT', 1000)
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const [bytes, expiresAt, origin] = JSON.parse(flat[i + 1]!) as [number, number | null, string | null]
+        out.push({ topic: flat[i]!, bytes, ...(expiresAt !== null ? { expiresAt } : {}), ...(origin !== null ? { origin } : {}) })
+      }
+      cursor = next
+    } while (cursor !== '0')
+    return out
   }
 
   private children(depth: number, path: string): Promise<string[]> {
@@ -122,7 +154,7 @@ export class RedisRetainedStore implements RetainedStore {
     }
     if (missing.length > 0) { // take expired messages out of the index and the count
       const listed = await this.redis.smismember(this.topicsKey, ...missing)
-      for (let i = 0; i < missing.length; i++) if (listed[i] === 1) this.redis.hookmqRetainClear(this.topicsKey, this.prefix, missing[i]!).catch(() => {})
+      for (let i = 0; i < missing.length; i++) if (listed[i] === 1) this.clear(missing[i]!, '1').catch(() => {}) // a message set since stays
     }
     return out
   }

@@ -87,7 +87,17 @@ test('Redis unreachable at start-up: one line naming it (without the password), 
   const port = await freePort() // nothing listens there
   const { code, stderr } = await start(['--port', '0', '--no-ws', '--redis', `redis://user:secret@127.0.0.1:${port}`]).done
   assert.equal(code, 1)
-  assert.match(stderr, new RegExp(`hookmq: start-up failed: Redis at redis://127\\.0\\.0\\.1:${port} is unreachable: .*ECONNREFUSED`))
+  assert.match(stderr, new RegExp(`hookmq: start-up failed: Redis at redis://user:\\*\\*\\*@127\\.0\\.0\\.1:${port} is unreachable: .*ECONNREFUSED`))
+  assert.doesNotMatch(stderr, /secret/)
+})
+
+test('a config error with a Redis URL prints it with the password masked (one line, no "secret")', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, redis: 'redis://:secret@h' }))
+  const { code, stderr } = await start([], dir).done
+  assert.equal(code, 1)
+  assert.equal(stderr.trim().split('\n').length, 1)
+  assert.match(stderr, /config error: redis = "redis:\/\/:\*\*\*@h"/)
   assert.doesNotMatch(stderr, /secret/)
 })
 

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { connect, hooksFolder, startBroker, startRedis, startSink, until, writeHook } from '../helpers.js'
+import { fileURLToPath } from 'node:url'
+import { connect, defer, hooksFolder, startBroker, startRedis, startSink, until, writeHook } from '../helpers.js'
 
 async function get(base: string, path: string, method = 'GET'): Promise<{ status: number; type: string | null; body: string }> {
   const res = await fetch(base + path, { method })
@@ -89,4 +93,56 @@ test('HTTP /health answers 503 "redis unavailable" while Redis is down (while /l
   await redis.start()
   await until(async () => (await get(base, '/health')).status === 200, 15000, '/health to answer 200 again')
   assert.equal(sample((await get(base, '/metrics')).body, 'hookmq_redis_available'), 1)
+})
+
+test('HTTP http.token: /metrics and /hooks answer 401 without the bearer token (or with a wrong one) and 200 with it; /health and /live stay open for probes', async (t) => {
+  const token = 'tok-0123456789abcdef'
+  const broker = await startBroker(t, { ws: false, sys: { enabled: false }, http: { port: 0, token } })
+  const base = broker.httpUrl()!
+  const fetchWith = async (path: string, authorization?: string): Promise<Response> => fetch(base + path, authorization === undefined ? {} : { headers: { authorization } })
+  for (const path of ['/metrics', '/hooks']) {
+    const none = await fetchWith(path)
+    assert.equal(none.status, 401, path)
+    assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="hookmq"')
+    assert.equal((await fetchWith(path, `Bearer ${token}x`)).status, 401, path)
+    assert.equal((await fetchWith(path, `Bearer ${token.slice(0, -1)}`)).status, 401, path)
+    assert.equal((await fetchWith(path, token)).status, 401, path) // the scheme is required
+    assert.equal((await fetchWith(path, `Bearer ${token}`)).status, 200, path)
+    assert.equal((await fetchWith(path, `bearer ${token}`)).status, 200, path) // the scheme is case-insensitive (RFC 7235)
+  }
+  assert.match(await (await fetchWith('/metrics', `Bearer ${token}`)).text(), /^hookmq_connections 0$/m)
+  assert.equal((await fetchWith('/health')).status, 200)
+  assert.equal((await fetchWith('/live')).status, 200)
+})
+
+test('HTTP /hooks shows file paths relative to the hooks folder, for loaded and failed hooks and in error messages', async (t) => {
+  const dir = hooksFolder(t)
+  const broker = await startBroker(t, { hooksDir: dir, ws: false, sys: { enabled: false }, http: { port: 0 } })
+  mkdirSync(join(dir, 'sub'))
+  await writeHook(broker, join(dir, 'sub', 'acl.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'acl', authorizePublish: () => undefined })\n`)
+  await writeHook(broker, join(dir, 'broken.ts'), `import { defineHook } from 'hookmq'\nimport './_missing'\nexport default defineHook({ name: 'broken' })\n`)
+  const text = await (await fetch(broker.httpUrl() + '/hooks')).text()
+  const hooks = JSON.parse(text) as Array<{ name: string; file?: string; state: string; error?: { file?: string; message: string } }>
+  const byName = new Map(hooks.map((h) => [h.name, h]))
+  assert.equal(byName.get('acl')!.file, join('sub', 'acl.ts'))
+  assert.equal(byName.get('broken')!.state, 'failed')
+  assert.equal(byName.get('broken')!.file, 'broken.ts')
+  assert.match(byName.get('broken')!.error!.message, /_missing/)
+  assert.ok(!text.includes(dir), `no absolute path in ${text}`)
+  assert.ok(broker.hookStatus().some((h) => h.file === join(dir, 'broken.ts'))) // the embedder's API keeps absolute paths
+})
+
+test('HTTP beyond loopback needs http.token: the CLI refuses to start with one line naming the key', async (t) => {
+  const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
+  const child = spawn(process.execPath, [bin, '--host', '0.0.0.0', '--port', '0', '--no-ws', '--http', '0'], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] })
+  defer(t, () => child.kill('SIGKILL')) // should it start after all
+  let stderr = ''
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+  const code = await Promise.race([
+    new Promise<number | null>((resolve) => child.on('exit', resolve)),
+    new Promise<string>((resolve) => setTimeout(() => resolve('still running after 10 s'), 10000).unref()),
+  ])
+  assert.equal(code, 1)
+  assert.equal(stderr.trim().split('\n').length, 1)
+  assert.match(stderr, /^hookmq: config error: http\.token = \(missing\): required when the HTTP endpoint binds beyond loopback \(0\.0\.0\.0\)$/m)
 })
