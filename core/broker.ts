@@ -58,6 +58,10 @@ export interface BrokerStats {
   sent: [number, number, number]
   dropped: number
   connectionsTotal: number
+  /** PUBLISH packets refused for their MQTT 5 properties (limits.maxUserProperties / maxPropertyBytes) */
+  refusedProperties: number
+  /** deliveries dropped because MQTT cannot represent them (a string over 65,535 bytes, a packet over 268,435,455) */
+  unencodable: number
 }
 
 export class Broker {
@@ -69,7 +73,7 @@ export class Broker {
   readonly sessions: SessionManager
   /** authorize, transform, route: what every published message goes through */
   readonly pipeline: PublishPipeline
-  readonly stats: BrokerStats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0 }
+  readonly stats: BrokerStats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refusedProperties: 0, unencodable: 0 }
   readonly id: string
   readonly startedAt = Date.now()
   hooks: HookRunner

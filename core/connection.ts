@@ -61,7 +61,7 @@ export class Connection implements Outlet {
 
   constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
-    this.reader = new PacketReader(this)
+    this.reader = new PacketReader(this, broker.config.limits)
     ;(socket as Duplex & { [CONN]?: Connection })[CONN] = this
     socket.on('data', onSocketData)
     socket.on('error', onSocketError)

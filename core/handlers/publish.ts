@@ -2,6 +2,8 @@ import type { IPubrecPacket, IPublishPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise } from '../hooks.js'
+import { throttled } from '../logger.js'
+import type { RefusablePublish } from '../packet-reader.js'
 import { checkTopicName } from '../topic.js'
 import { newMessage, type Message, type MessageProperties } from '../types.js'
 
@@ -31,6 +33,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   }
   conn.broker.stats.received[qos]++
   const message = toMessage(conn, packet, topic)
+  if (message === undefined) return refuseProperties(conn, qos, messageId, (packet as RefusablePublish).refusedProperties)
   const broker = conn.broker
   broker.publishing = conn // lets a congested subscriber pause this publisher
   if (qos === 0) {
@@ -93,7 +96,9 @@ function resolveTopic(conn: Connection, packet: IPublishPacket): string {
   return topic
 }
 
-function toMessage(conn: Connection, packet: IPublishPacket, topic: string): Message {
+/** The message of a PUBLISH; undefined when its properties exceed the limits (see packet-reader.ts). */
+function toMessage(conn: Connection, packet: RefusablePublish, topic: string): Message | undefined {
+  if (packet.refusedProperties !== undefined) return undefined
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
   const p = packet.properties
   if (p === undefined || conn.protocolVersion !== 5) return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id)
@@ -107,4 +112,24 @@ function toMessage(conn: Connection, packet: IPublishPacket, topic: string): Mes
   if (p.userProperties !== undefined) { properties.userProperties = p.userProperties; any = true }
   if (p.messageExpiryInterval !== undefined) { properties.messageExpiryInterval = p.messageExpiryInterval; any = true }
   return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id, any ? properties : undefined)
+}
+
+const refusals = new WeakMap<Connection['broker'], (what: unknown) => void>()
+
+/**
+ * A PUBLISH whose properties exceed limits.maxUserProperties / maxPropertyBytes
+ * is not routed. MQTT 5 has no 0x95 for PUBACK/PUBREC, and 0x99 means a payload
+ * that does not match its format indicator: the answer is 0x97 Quota exceeded
+ * ("an implementation or administrative imposed limit"); QoS 0 has no answer.
+ */
+function refuseProperties(conn: Connection, qos: 0 | 1 | 2, messageId: number, reason: string | undefined): void {
+  const broker = conn.broker
+  broker.stats.refusedProperties++
+  let log = refusals.get(broker)
+  if (log === undefined) {
+    log = throttled((what, count) => broker.log.warn({ ...(what as object), count }, 'PUBLISH refused: too many or too large properties'))
+    refusals.set(broker, log)
+  }
+  log({ clientId: conn.client.id, reason })
+  if (qos > 0) conn.write({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId, reasonCode: ReasonCode.QuotaExceeded })
 }
