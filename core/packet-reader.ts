@@ -73,7 +73,6 @@ function boundedProperties(this: Parser): object | false {
   if (length <= limits.maxPropertyBytes && length < 5 * (limits.maxUserProperties + 1)) return parseProperties.call(this)
   const scan = scanProperties(list.slice(at, at + length))
   if (scan.malformed) {
-    if (length <= limits.maxPropertyBytes) return parseProperties.call(this)
     this._emitError(new Error('Malformed properties'))
     return false
   }
