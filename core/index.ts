@@ -18,4 +18,6 @@ export { MemoryBus, MemoryRetainedStore, MemorySessionStore, memoryStores } from
 export type { MessageBus, RetainedStore, SessionStore, Written, SessionState, StoredSession, OutgoingEntry, QueuedEntry, Stores, Will } from './stores.js'
 export type { ClientInfo, Message, MessageProperties, QoS, Subscription, SubscriptionOptions } from './types.js'
 export { newMessage } from './types.js'
+export { checkMessageProperties } from './properties.js'
+export type { PropertyLimits } from './properties.js'
 export { version } from './version.js'

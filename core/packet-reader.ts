@@ -1,6 +1,6 @@
 import type { IPublishPacket, Packet } from 'mqtt-packet'
 import { mqtt } from './codec.js'
-import { scanProperties } from './properties.js'
+import { scanProperties, type PropertyLimits } from './properties.js'
 
 // Reading packets without a parser per connection. An mqtt-packet Parser (with
 // its BufferList stream) weighs about 2 KB; most chunks a broker reads hold
@@ -10,12 +10,6 @@ import { scanProperties } from './properties.js'
 export interface PacketSink {
   onPacket(packet: Packet): void
   onParseError(err: Error): void
-}
-
-/** Bounds on a PUBLISH's MQTT 5 properties, checked on the bytes before mqtt-packet parses them. */
-export interface PropertyLimits {
-  maxUserProperties: number
-  maxPropertyBytes: number
 }
 
 /** A PUBLISH whose property block exceeded the limits: not parsed (only its Topic Alias kept), `refusedProperties` says why. */
@@ -110,7 +104,7 @@ export class PacketReader {
   private own: Parser | null = null
   private version = 4
 
-  /** `limits`: bounds on PUBLISH properties (none: mqtt-packet parses every block) */
+  /** `limits`: bounds on PUBLISH properties, checked on the bytes before mqtt-packet parses them (none: it parses every block) */
   constructor(private readonly sink: PacketSink, private readonly limits: PropertyLimits | null = null) {}
 
   /** After CONNECT: later packets, even in the same chunk, parse as this version. */

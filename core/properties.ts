@@ -114,6 +114,31 @@ export function encodeMessageProperties(p: MessageProperties): Buffer {
 
 const STRINGS = [[0x03, 'contentType'], [0x08, 'responseTopic']] as const
 
+/** Bounds on a message's MQTT 5 properties (limits.maxUserProperties / maxPropertyBytes). */
+export interface PropertyLimits {
+  maxUserProperties: number
+  maxPropertyBytes: number
+}
+
+/** Why `p` may not travel as a message's properties (as for a client's PUBLISH), or undefined when it may. */
+export function checkMessageProperties(p: MessageProperties, limits: PropertyLimits): string | undefined {
+  let bytes: number
+  try {
+    bytes = encodeMessageProperties(p).length + (p.messageExpiryInterval === undefined ? 0 : 5)
+  } catch (err) {
+    return (err as Error).message
+  }
+  if (bytes > limits.maxPropertyBytes) return `properties of ${bytes} bytes, more than the ${limits.maxPropertyBytes} allowed`
+  let count = 0
+  const up = p.userProperties ?? {}
+  for (const name of Object.keys(up)) {
+    const v = up[name]
+    count += Array.isArray(v) ? v.length : 1
+  }
+  if (count > limits.maxUserProperties) return `${count} user properties, more than the ${limits.maxUserProperties} allowed`
+  return undefined
+}
+
 // ---- the walk over a received block
 
 /** What a property block holds, read without parsing it; `malformed` when it cannot be walked. */

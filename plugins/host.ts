@@ -4,9 +4,9 @@ import { ReasonCode } from '../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, PublishDecision, SubscribeDecision } from '../core/index.js'
 import type { HookDefinition, PublishInput } from './define.js'
 import { HookStats, type HookMethod } from './invoke.js'
-import { EVENT_NAMES, toAuthDecision, toPublishDecision, toSubscribeDecision } from './schemas.js'
+import { EVENT_NAMES, makeTransformCheck, toAuthDecision, toPublishDecision, toSubscribeDecision, type TransformLimits } from './schemas.js'
 import { parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
-import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable } from './runners.js'
+import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable, type TransformCheck } from './runners.js'
 import { where } from './compile.js'
 
 // The plugin host: owns the registrations, swaps versions atomically, and
@@ -20,6 +20,8 @@ export interface HostOptions {
   revokedSubscriptions: 'remove' | 'disconnect'
   /** what ctx.forward does (the webhook plugin's outbox) */
   forward?: (webhook: string, body: unknown, hook: string) => Promise<void>
+  /** the broker's limits: a transform's answer is checked against them as a client's PUBLISH is (default: the defaults) */
+  limits?: TransformLimits
 }
 
 export interface LoadFailure {
@@ -71,7 +73,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
   /** 'change' ({ key, kind: 'loaded' | 'failed' | 'removed', name?, version? }) after every load attempt */
   readonly events = new EventEmitter()
 
-  constructor(readonly options: HostOptions) {}
+  private readonly checkTransform: TransformCheck
+
+  constructor(readonly options: HostOptions) {
+    this.checkTransform = makeTransformCheck(options.limits)
+  }
 
   /** `ctx.publish` of every hook */
   private readonly publish = (m: PublishOptions): Promise<void> => (this.broker ? this.broker.publish(m) : Promise.reject(new Error('broker not started')))
@@ -129,7 +135,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   transform(client: ClientInfo | undefined, message: Message): Message | null | Promise<Message | null> {
-    return chainTransforms(this.lists.transform, client, message)
+    return chainTransforms(this.lists.transform, client, message, this.checkTransform)
   }
 
   appliesToPublish(topic: string): boolean {

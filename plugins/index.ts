@@ -126,6 +126,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     hookConfig: broker.config.hooks,
     defaultTimeoutMs: broker.config.hookTimeoutMs,
     revokedSubscriptions: broker.config.revokedSubscriptions,
+    limits: broker.config.limits,
     forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new Error('no webhooks are configured'))),
   })
   host.attach(async (h) => {

@@ -1,5 +1,5 @@
 import type { z } from 'zod'
-import { newMessage, type Logger, type Message, type PublishOptions } from '../core/index.js'
+import { newMessage, type Logger, type Message, type MessageProperties, type PublishOptions } from '../core/index.js'
 import type { HookContext, HookDefinition } from './define.js'
 import type { Registration } from './invoke.js'
 import type { TransformPatch } from './schemas.js'
@@ -60,13 +60,20 @@ export async function runTeardown(entry: Registration & { setup: SetupResult }):
   }
 }
 
-/** A new message with the transform's changes; the original is never mutated. */
+/** A new message with the transform's changes (an answer checked by makeTransformCheck); the original is never mutated. */
 export function applyPatch(message: Message, patch: TransformPatch): Message {
   const payload = patch.payload === undefined ? message.payload
     : typeof patch.payload === 'string' ? Buffer.from(patch.payload)
       : Buffer.isBuffer(patch.payload) ? patch.payload : Buffer.from(patch.payload)
   const next = newMessage(patch.topic ?? message.topic, payload, patch.qos ?? message.qos, patch.retain ?? message.retain, message.origin,
-    patch.properties !== undefined ? patch.properties as Message['properties'] : message.properties)
+    patch.properties !== undefined ? toProperties(patch.properties) : message.properties)
   if (patch.properties === undefined) next.expiresAt = message.expiresAt // the original deadline stands
   return next
+}
+
+/** The answer's properties as the message's own: a copy (the hook keeps its object), Correlation Data as a Buffer. */
+function toProperties(p: NonNullable<TransformPatch['properties']>): MessageProperties {
+  const out = { ...p } as MessageProperties
+  if (p.correlationData !== undefined && !Buffer.isBuffer(p.correlationData)) out.correlationData = Buffer.from(p.correlationData)
+  return out
 }
