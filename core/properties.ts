@@ -148,40 +148,41 @@ export interface PropertyScan {
   malformed: boolean
 }
 
-// Property identifier -> size class: 1, 2, 4 bytes; V variable byte integer; S string or binary; P string pair
+// Property identifier -> size: 1, 2 or 4 bytes; V a variable byte integer; S a string or binary; P a string pair; 0 none
 const V = -1
 const S = -2
 const P = -3
-const SIZES: Record<number, number> = {
-  0x01: 1, 0x02: 4, 0x03: S, 0x08: S, 0x09: S, 0x0b: V, 0x11: 4, 0x12: S, 0x13: 2, 0x15: S, 0x16: S, 0x17: 1, 0x18: 4, 0x19: 1,
-  0x1a: S, 0x1c: S, 0x1f: S, 0x21: 2, 0x22: 2, 0x23: 2, 0x24: 1, 0x25: 1, 0x26: P, 0x27: 4, 0x28: 1, 0x29: 1, 0x2a: 1,
-}
+const SIZES = new Int8Array(256)
+for (const [id, size] of [[0x01, 1], [0x02, 4], [0x03, S], [0x08, S], [0x09, S], [0x0b, V], [0x11, 4], [0x12, S], [0x13, 2], [0x15, S], [0x16, S],
+  [0x17, 1], [0x18, 4], [0x19, 1], [0x1a, S], [0x1c, S], [0x1f, S], [0x21, 2], [0x22, 2], [0x23, 2], [0x24, 1], [0x25, 1], [0x26, P], [0x27, 4],
+  [0x28, 1], [0x29, 1], [0x2a, 1]] as const) SIZES[id] = size
 
 /** Walks the property block `b` (the bytes after the Property Length): counts User Properties, finds the Topic Alias. */
 export function scanProperties(b: Buffer): PropertyScan {
-  const r: PropertyScan = { userProperties: 0, topicAlias: undefined, malformed: false }
   const end = b.length
+  let userProperties = 0
+  let topicAlias: number | undefined
   let p = 0
+  let malformed = false
   while (p < end) {
     const id = b[p++]!
-    const size = SIZES[id]
-    if (size === undefined) break
+    const size = SIZES[id]!
     if (size > 0) {
-      if (id === 0x23 && p + 2 <= end) r.topicAlias = (b[p]! << 8) | b[p + 1]!
+      if (id === 0x23 && p + 2 <= end) topicAlias = (b[p]! << 8) | b[p + 1]!
       p += size
-    } else if (size === V) {
-      for (let n = 0; ; n++) {
-        if (n === 4 || p >= end) { p = end + 1; break }
-        if ((b[p++]! & 0x80) === 0) break
-      }
-    } else {
-      if (size === P) r.userProperties++
-      for (let k = size === P ? 2 : 1; k > 0; k--) {
-        if (p + 2 > end) { p = end + 1; break }
+    } else if (size === P || size === S) {
+      if (size === P) {
+        userProperties++
+        if (p + 2 > end) { malformed = true; break }
         p += 2 + ((b[p]! << 8) | b[p + 1]!)
       }
-    }
+      if (p + 2 > end) { malformed = true; break }
+      p += 2 + ((b[p]! << 8) | b[p + 1]!)
+    } else if (size === V) {
+      let n = 1
+      while (p < end && n < 4 && (b[p]! & 0x80) !== 0) { p++; n++ }
+      if (p >= end || (b[p++]! & 0x80) !== 0) { malformed = true; break }
+    } else { malformed = true; break } // no such property
   }
-  r.malformed = p !== end
-  return r
+  return { userProperties, topicAlias, malformed: malformed || p !== end }
 }

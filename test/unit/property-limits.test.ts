@@ -50,6 +50,13 @@ test('scanProperties counts User Properties and finds the Topic Alias without pa
   assert.equal(scanProperties(Buffer.from([0x7f, 0, 0])).malformed, true) // no such property
   assert.equal(scanProperties(Buffer.from([0x0b, 0x80, 0x80, 0x80, 0x80, 0x01])).malformed, true) // a variable byte integer of five bytes
   assert.deepEqual(scanProperties(Buffer.alloc(0)), { userProperties: 0, topicAlias: undefined, malformed: false })
+  // every way a block can end early or hold what is not a property
+  const cases: Array<[number[], boolean]> = [
+    [[0x26], true], [[0x26, 0, 0], true], [[0x26, 0, 0, 0, 0], false], [[0x03, 0, 2, 0x61], true], [[0x03, 0, 1, 0x61], false],
+    [[0x0b], true], [[0x0b, 0x80], true], [[0x0b, 0x7f], false], [[0x0b, 0xff, 0xff, 0xff, 0x7f], false], [[0x0b, 0xff, 0xff, 0xff, 0xff, 0x01], true],
+    [[0x23, 0], true], [[0x23, 0, 5], false], [[0x00], true], [[0x02, 0, 0, 0], true],
+  ]
+  for (const [bytes, malformed] of cases) assert.equal(scanProperties(Buffer.from(bytes)).malformed, malformed, bytes.join(','))
 })
 
 test('a PUBLISH with more User Properties than allowed is refused unparsed, whole or split across chunks', () => {
