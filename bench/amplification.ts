@@ -97,11 +97,14 @@ function connect5(port: number, clientId: string, onPacket: (type: number, head:
     const reader = new HeaderReader((type, head, bodyStart) => {
       if (!connected && type === 2) {
         connected = true
-        resolve(socket)
+        const code = head[bodyStart + 1]!
+        if (code === 0) resolve(socket)
+        else reject(new Error(`CONNACK ${code}: MQTT 5 refused`)) // Aedes 1.2 speaks MQTT 3.1.1 only
       } else onPacket(type, head, bodyStart, socket)
     })
     socket.on('data', (c: Buffer) => reader.push(c))
     socket.once('error', reject)
+    socket.once('close', () => reject(new Error('closed before CONNACK')))
     socket.once('connect', () => socket.write(encode({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId, clean: true, keepalive: 600 }, 5)))
   })
 }
