@@ -13,6 +13,8 @@ export interface AmplificationOptions {
   messages: number
   userProperties: number
   timeoutMs: number
+  /** the broker process's CPU seconds so far: read when the attack starts and when it ends */
+  cpu?: () => number
 }
 
 export interface AmplificationResult {
@@ -22,6 +24,8 @@ export interface AmplificationResult {
   max: number
   samples: number
   outcome: string
+  /** CPU seconds the broker used from the first byte of the attack to the end (NaN without `cpu`) */
+  brokerCpu: number
 }
 
 /** A PUBLISH (MQTT 5, QoS 1) with `n` User Properties u=v, built on the bytes. */
@@ -151,12 +155,14 @@ export async function amplification(port: number, o: AmplificationOptions): Prom
   const loop = (async () => {
     while (attacking) rtts.push(await by.roundTrip())
   })()
+  const cpu0 = o.cpu?.() ?? NaN
   const started = performance.now()
   for (const p of packets) attacker.write(p)
   const timer = setTimeout(finished, o.timeoutMs)
   await done
   clearTimeout(timer)
   const seconds = (performance.now() - started) / 1000
+  const brokerCpu = (o.cpu?.() ?? NaN) - cpu0
   attacking = false
   await Promise.race([loop, new Promise((r) => setTimeout(r, 5000))]) // the last round trip, unless the broker is gone
   for (const s of [...subs, attacker]) s.destroy()
@@ -166,7 +172,7 @@ export async function amplification(port: number, o: AmplificationOptions): Prom
   const outcome = acks.length < o.messages || (delivered < expected && refused.length < o.messages)
     ? `TIMEOUT after ${o.timeoutMs / 1000} s: ${delivered}/${expected} delivered, ${acks.length} PUBACKs`
     : refused.length === o.messages ? `refused (PUBACK 0x${refused[0]!.toString(16)}), ${delivered} delivered` : `delivered ${delivered}/${expected}`
-  return { seconds, p99: rtts[Math.min(rtts.length - 1, Math.ceil(rtts.length * 0.99) - 1)] ?? NaN, max: rtts[rtts.length - 1] ?? NaN, samples: rtts.length, outcome }
+  return { seconds, p99: rtts[Math.min(rtts.length - 1, Math.ceil(rtts.length * 0.99) - 1)] ?? NaN, max: rtts[rtts.length - 1] ?? NaN, samples: rtts.length, outcome, brokerCpu }
 }
 
 /** A publisher and a subscriber (MQTT 3.1.1) on their own topic: one round trip at a time. */

@@ -191,20 +191,17 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
 async function amplificationRuns(sc: Scenario, list: BrokerName[]): Promise<void> {
   const attack = { subscribers: 20, messages: 5, userProperties: 149000, timeoutMs: quick ? 20000 : 120000 }
   const raised = { limits: { maxUserProperties: 200000, maxPropertyBytes: 2000000, maxQueuedMessages: 1000000 } }
-  const variants: Array<[string, BrokerName, HookmqBenchOptions]> = [
-    ['hookmq', 'hookmq', {}], ...(quick ? [] : [['raised', 'hookmq', raised] as [string, BrokerName, HookmqBenchOptions]]),
-    ...list.filter((b) => b !== 'hookmq' && b !== 'relay').map((b): [string, BrokerName, HookmqBenchOptions] => [b, b, {}]),
-  ]
+  const variants = list.filter((b) => b !== 'relay').flatMap((b): Array<[string, BrokerName, HookmqBenchOptions]> =>
+    b !== 'hookmq' ? [[b, b, {}]] : quick ? [['hookmq', b, {}]] : [['hookmq', b, {}], ['raised', b, raised]])
   const rows = new Map(variants.map(([v]) => [v, { time: [] as Row[], p99: [] as Row[], max: [] as Row[] }]))
   for (let rep = 0; rep < Math.max(reps, quick ? 1 : 3); rep++) {
     for (const [v, b, options] of rep % 2 === 0 ? variants : [...variants].reverse()) {
       const broker = await startBroker(b, options)
       const row = rows.get(v)!
       try {
-        const cpu0 = cpuSeconds(broker.pid)
-        const r = await amplification(broker.port, attack)
-        const note = `${r.outcome}; ${r.samples} round trips`
-        row.time.push({ value: r.seconds, unit: 's', brokerCpu: Math.min((cpuSeconds(broker.pid) - cpu0) / r.seconds, 1), genCpu: NaN, note })
+        const r = await amplification(broker.port, { ...attack, cpu: () => cpuSeconds(broker.pid) })
+        const note = `${r.outcome}; broker CPU ${r.brokerCpu.toFixed(2)} s; ${r.samples} round trips`
+        row.time.push({ value: r.seconds, unit: 's', brokerCpu: r.brokerCpu / r.seconds, genCpu: NaN, note })
         row.p99.push({ value: r.p99, unit: 'ms', brokerCpu: NaN, genCpu: NaN })
         row.max.push({ value: r.max, unit: 'ms', brokerCpu: NaN, genCpu: NaN })
       } catch (err) {
