@@ -293,7 +293,7 @@ function print(sc: Scenario, rows: Map<BrokerName, Row[]>): void {
     const each = rs.length > 1 ? `  [${rs.map((r) => fmt(r.value, sc.unit)).join(' ')}]` : ''
     return `  ${b.padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}${cpu}${each}${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
   })
-  const ratios = h === undefined ? [] : [...med].filter(([b]) => b !== 'hookmq').map(([b, m]) => `hookmq/${b} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
+  const ratios = h === undefined ? [] : [...med].filter(([b, m]) => b !== 'hookmq' && !Number.isNaN(m)).map(([b, m]) => `hookmq/${b} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
   console.log(`\n${sc.name}\n${parts.join('\n')}${ratios.length ? '\n  ' + ratios.join(', ') : ''}`)
 }
 
