@@ -93,8 +93,8 @@ export function encodePacket(packet: MqttPacket.Packet, opts: { protocolVersion:
 // subscriber's own. It refuses what MQTT cannot represent rather than write a
 // length modulo its field: the caller drops that delivery.
 
-const MAX_REMAINING = 268435455 // [MQTT-1.5.5] four bytes of variable byte integer
-const MAX_STRING = 65535 // [MQTT-1.5.4] a two-byte length
+const MAX_REMAINING = 268435455 // MQTT 1.5.5: four bytes of variable byte integer
+const MAX_STRING = 65535 // MQTT 1.5.4: a two-byte length
 
 /** The MQTT 5 properties of one PUBLISH to one client. One object is reused for every delivery. */
 export interface PublishProperties {
@@ -182,11 +182,11 @@ export function encodePublish(topic: string, payload: Buffer, qos: 0 | 1 | 2, re
     for (let i = 0; i < topicLen; i++) if (topic.charCodeAt(i) >= 0x80) { ascii = false; break }
   }
   if (!ascii) topicLen = Buffer.byteLength(topic, 'utf8')
-  if (topicLen > MAX_STRING) throw notEncodable(`topic of ${topicLen} bytes`) // [MQTT-1.5.4]
+  if (topicLen > MAX_STRING) throw notEncodable(`topic of ${topicLen} bytes`) // MQTT 1.5.4
   const own = props === undefined ? 0 : ownPropertiesLength(props)
   const propLen = props === undefined ? 0 : own + props.shared.length
   const remaining = 2 + topicLen + (qos > 0 ? 2 : 0) + (v5 ? varIntLength(propLen) + propLen : 0) + payload.length
-  if (remaining > MAX_REMAINING) throw notEncodable(`PUBLISH of ${remaining} bytes`) // [MQTT-1.5.5]
+  if (remaining > MAX_REMAINING) throw notEncodable(`PUBLISH of ${remaining} bytes`) // MQTT 1.5.5
   const buf = Buffer.allocUnsafe(1 + varIntLength(remaining) + remaining)
   buf[0] = 0x30 | (dup ? 8 : 0) | (qos << 1) | (retain ? 1 : 0)
   let p = writeVarInt(buf, 1, remaining)

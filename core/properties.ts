@@ -45,14 +45,14 @@ function writeString(s: string, what: string): void {
     }
   }
   if (n < len) n = out.write(s, at, 'utf8')
-  if (n > MAX_STRING) throw notEncodable(`${what} of ${n} bytes`) // [MQTT-1.5.4]
+  if (n > MAX_STRING) throw notEncodable(`${what} of ${n} bytes`) // MQTT 1.5.4: a two-byte length
   out[pos] = n >> 8
   out[pos + 1] = n & 0xff
   pos = at + n
 }
 
 function writeBinary(b: Uint8Array, what: string): void {
-  if (b.length > MAX_STRING) throw notEncodable(`${what} of ${b.length} bytes`) // [MQTT-1.5.6]
+  if (b.length > MAX_STRING) throw notEncodable(`${what} of ${b.length} bytes`) // MQTT 1.5.6: a two-byte length
   ensure(2 + b.length)
   out[pos++] = b.length >> 8
   out[pos++] = b.length & 0xff

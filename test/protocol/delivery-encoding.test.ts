@@ -130,7 +130,7 @@ test('a message\'s properties are encoded once, whatever the number of MQTT 5 su
   assert.equal(reads, 1)
 })
 
-test('[MQTT-1.5.4] a message MQTT cannot represent (topic over 65,535 bytes) is not delivered; nobody is disconnected; it is counted', async (t) => {
+test('(MQTT 1.5.4) a message MQTT cannot represent (topic over 65,535 bytes) is not delivered; nobody is disconnected; it is counted', async (t) => {
   const broker = await startBroker(t)
   const v5 = await connect(t, broker, { protocolVersion: 5 })
   const v5aliased = await connect(t, broker, { protocolVersion: 5, properties: { topicAliasMaximum: 3 } })

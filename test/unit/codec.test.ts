@@ -106,21 +106,21 @@ function assertNotEncodable(fn: () => unknown, what: RegExp): void {
   assert.throws(fn, (err: unknown) => err instanceof HookmqError && err.code === 'HOOKMQ_ERR_NOT_ENCODABLE' && what.test(err.message))
 }
 
-test('[MQTT-1.5.4] encodePublish refuses a topic over 65,535 bytes instead of writing its length modulo 65,536', () => {
+test('(MQTT 1.5.4) encodePublish refuses a topic over 65,535 bytes instead of writing its length modulo 65,536', () => {
   assertNotEncodable(() => encodePublish('x'.repeat(70000), Buffer.alloc(1), 0, false, false, 0, false), /topic of 70000 bytes/)
   assertNotEncodable(() => encodePublish('ü'.repeat(32768), Buffer.alloc(1), 1, false, false, 1, true), /topic of 65536 bytes/)
   const longest = encodePublish('x'.repeat(65535), Buffer.alloc(1), 0, false, false, 0, false)
   assert.ok(longest.equals(encodePacket({ cmd: 'publish', topic: 'x'.repeat(65535), payload: Buffer.alloc(1), qos: 0, retain: false, dup: false }, { protocolVersion: 4 })))
 })
 
-test('[MQTT-1.5.5] encodePublish refuses a remaining length over 268,435,455 (the variable byte integer cannot carry it)', () => {
+test('(MQTT 1.5.5) encodePublish refuses a remaining length over 268,435,455 (the variable byte integer cannot carry it)', () => {
   // not zero-filled and never written: the encoder refuses before it allocates its output
   const huge = Buffer.allocUnsafe(268435455 - 2)
   assertNotEncodable(() => encodePublish('ab', huge, 0, false, false, 0, false), /PUBLISH of 268435457 bytes/)
   assertNotEncodable(() => encodePublish('a', huge.subarray(0, 268435455 - 10), 1, false, false, 1, true, { shared: Buffer.alloc(10), expiry: -1, alias: 0, ids: undefined }), /PUBLISH of/)
 })
 
-test('[MQTT-1.5.4] the property encoder refuses a string or binary over 65,535 bytes and values of the wrong type', () => {
+test('(MQTT 1.5.4, 1.5.6) the property encoder refuses a string or binary over 65,535 bytes and values of the wrong type', () => {
   assertNotEncodable(() => encodeMessageProperties({ userProperties: { k: 'v'.repeat(65536) } }), /user property value of 65536 bytes/)
   assertNotEncodable(() => encodeMessageProperties({ userProperties: { ['ü'.repeat(32768)]: 'v' } }), /user property name of 65536 bytes/)
   assertNotEncodable(() => encodeMessageProperties({ contentType: 'c'.repeat(70000) }), /contentType of 70000 bytes/)
