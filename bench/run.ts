@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { cpuSeconds, hasMosquitto, rssBytes, startBroker, startRedisServer, type BrokerName, type HookmqBenchOptions, type RunningBroker } from './brokers.js'
 import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
+import { amplification } from './amplification.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -82,6 +83,8 @@ const scenarios: Scenario[] = [
   latencyScenario('latency-p99@2000', quick ? 1 : 3, quick ? 0 : 10),
   // the same on a freshly started process (this bench's earlier method), to show what the settling changes
   ...(quick ? [] : [latencyScenario('latency-p99@2000 on a fresh process', 3, 0)]),
+  // issue #12's amplification attack: hookmq refuses it under its default limits, and is also run with them raised
+  { name: 'amplification', unit: 's', higherIsBetter: false, runAll: (sc, list) => amplificationRuns(sc, list) },
   // memory: all brokers at once (see memory() below), two rows from one run
   { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, runAll: (sc, list) => memory(sc, list) },
   // hooks: bench/# is what the ACL checks and the transform's filter skips; sensors/# with JSON runs both on every message
@@ -178,6 +181,45 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
   print({ ...sc, name: `${sc.name}, read 0.5 s after connecting (includes the young generation grown by the burst${settle > 0 ? '' : '; quick mode, not settled'})` }, early)
 }
 
+/**
+ * The amplification attack (bench/amplification.ts) on each broker, and on
+ * hookmq with its property limits raised so that it routes the messages: the
+ * time until all were delivered or refused, and a bystander's round trips
+ * meanwhile (the raised run in full mode only). Aedes 1.2 refuses MQTT 5
+ * connections: its rows say so.
+ */
+async function amplificationRuns(sc: Scenario, list: BrokerName[]): Promise<void> {
+  const attack = { subscribers: 20, messages: 5, userProperties: 149000, timeoutMs: quick ? 20000 : 120000 }
+  const raised = { limits: { maxUserProperties: 200000, maxPropertyBytes: 2000000, maxQueuedMessages: 1000000 } }
+  const variants = list.filter((b) => b !== 'relay').flatMap((b): Array<[string, BrokerName, HookmqBenchOptions]> =>
+    b !== 'hookmq' ? [[b, b, {}]] : quick ? [['hookmq', b, {}]] : [['hookmq', b, {}], ['raised', b, raised]])
+  const rows = new Map(variants.map(([v]) => [v, { time: [] as Row[], p99: [] as Row[], max: [] as Row[] }]))
+  for (let rep = 0; rep < Math.max(reps, quick ? 1 : 3); rep++) {
+    for (const [v, b, options] of rep % 2 === 0 ? variants : [...variants].reverse()) {
+      const broker = await startBroker(b, options)
+      const row = rows.get(v)!
+      try {
+        const r = await amplification(broker.port, { ...attack, cpu: () => cpuSeconds(broker.pid) })
+        const note = `${r.outcome}; broker CPU ${r.brokerCpu.toFixed(2)} s; ${r.samples} round trips`
+        row.time.push({ value: r.seconds, unit: 's', brokerCpu: r.brokerCpu / r.seconds, genCpu: NaN, note })
+        row.p99.push({ value: r.p99, unit: 'ms', brokerCpu: NaN, genCpu: NaN })
+        row.max.push({ value: r.max, unit: 'ms', brokerCpu: NaN, genCpu: NaN })
+      } catch (err) {
+        for (const rs of [row.time, row.p99, row.max]) rs.push({ value: NaN, unit: 's', brokerCpu: NaN, genCpu: NaN, note: `n/a: ${(err as Error).message}` })
+      } finally {
+        await broker.stop()
+      }
+    }
+  }
+  const pick = (kind: 'time' | 'p99' | 'max', first: string): Map<BrokerName, Row[]> => new Map(variants.filter(([v]) => v !== (first === 'hookmq' ? 'raised' : 'hookmq')).map(([v, b]) => [b, rows.get(v)![kind]]))
+  const what = `${attack.messages} × PUBLISH of 1 MB with ${attack.userProperties.toLocaleString('en-US')} user properties → ${attack.subscribers} MQTT 5 subscribers`
+  for (const [first, label] of [['hookmq', 'default limits'], ...(quick ? [] : [['raised', "hookmq's limits raised to let it through"]])] as const) {
+    print({ ...sc, name: `${sc.name} (${what}; ${label}): until all delivered or refused, s` }, pick('time', first))
+    print({ ...sc, unit: 'ms', name: `  bystander round trip meanwhile, p99 ms` }, pick('p99', first))
+    print({ ...sc, unit: 'ms', name: `  bystander round trip meanwhile, max ms` }, pick('max', first))
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
@@ -235,7 +277,7 @@ async function main(): Promise<void> {
 
 function fmt(v: number, unit: string): string {
   if (Number.isNaN(v)) return 'n/a'
-  if (unit === 'ms' || unit === 'KB') return v.toFixed(unit === 'ms' ? 3 : 1)
+  if (unit === 'ms' || unit === 'KB' || unit === 's') return v.toFixed(unit === 'KB' ? 1 : 3)
   return Math.round(v).toLocaleString('en-US')
 }
 
@@ -245,12 +287,13 @@ function print(sc: Scenario, rows: Map<BrokerName, Row[]>): void {
   const parts = [...rows].map(([b, rs]) => {
     const m = med.get(b)!
     const brokerCpu = median(rs.map((r) => r.brokerCpu))
-    const cpu = Number.isNaN(brokerCpu) ? '' : `  (cpu broker ${brokerCpu.toFixed(2)} gen ${median(rs.map((r) => r.genCpu)).toFixed(2)})`
+    const genCpu = median(rs.map((r) => r.genCpu))
+    const cpu = Number.isNaN(brokerCpu) ? '' : `  (cpu broker ${brokerCpu.toFixed(2)}${Number.isNaN(genCpu) ? '' : ` gen ${genCpu.toFixed(2)}`})`
     const notes = rs.map((r) => r.note).filter(Boolean)
     const each = rs.length > 1 ? `  [${rs.map((r) => fmt(r.value, sc.unit)).join(' ')}]` : ''
     return `  ${b.padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}${cpu}${each}${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
   })
-  const ratios = h === undefined ? [] : [...med].filter(([b]) => b !== 'hookmq').map(([b, m]) => `hookmq/${b} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
+  const ratios = h === undefined ? [] : [...med].filter(([b, m]) => b !== 'hookmq' && !Number.isNaN(m)).map(([b, m]) => `hookmq/${b} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
   console.log(`\n${sc.name}\n${parts.join('\n')}${ratios.length ? '\n  ' + ratios.join(', ') : ''}`)
 }
 

@@ -55,8 +55,8 @@ export const PUBCOMP = 7
 export const SUBACK = 9
 export const CONNACK = 2
 
-export function encode(packet: mqtt.Packet): Buffer {
-  return mqtt.generate(packet, { protocolVersion: 4 })
+export function encode(packet: mqtt.Packet, protocolVersion: 4 | 5 = 4): Buffer {
+  return mqtt.generate(packet, { protocolVersion })
 }
 
 /** Offset of the packet id inside an encoded PUBLISH (QoS > 0). */

@@ -65,6 +65,8 @@ export interface BrokerStats {
   refused: RefusalCounts
   /** what each quota refused (SUBACK/PUBACK 0x97, retained messages not stored, queued messages dropped) */
   quota: Record<QuotaName, number>
+  /** deliveries dropped because MQTT cannot represent them (a string over 65,535 bytes, a packet over 268,435,455) */
+  unencodable: number
 }
 
 export class Broker {
@@ -102,7 +104,7 @@ export class Broker {
     this.config = parseConfig(config)
     this.log = logger ?? createLogger(this.config.log.level)
     this.refusals = new Refusals(this.log)
-    this.stats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: this.refusals.counts, quota: quotaCounters() }
+    this.stats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: this.refusals.counts, quota: quotaCounters(), unencodable: 0 }
     this.admission = new SocketAdmission({ connections: () => this.connections.size, limits: this.config.limits, refusals: this.refusals })
     this.emitter = new BrokerEmitter(this.log)
     this.quotas = new QuotaRefusals(this.stats.quota, this.log)

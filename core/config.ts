@@ -91,6 +91,8 @@ export const configSchema = z.strictObject({
     maxConnections: z.int().min(1).default(100000).describe('client sockets open at once on all listeners together (TLS handshakes and WebSocket upgrades included); one more is closed at accept'),
     maxTopicLength: z.int().min(1).max(65535).default(65535).describe('longest topic name or filter, in bytes'),
     maxTopicLevels: z.int().min(1).default(128).describe('most `/`-separated levels in a topic'),
+    maxUserProperties: z.int().min(0).max(1000000).default(256).describe('most MQTT 5 User Properties in one PUBLISH; more: PUBACK/PUBREC 0x97 (QoS 1/2) or dropped (QoS 0), checked before they are parsed'),
+    maxPropertyBytes: z.int().min(0).max(268435455).default(65536).describe('largest MQTT 5 property block (Property Length) of one PUBLISH, in bytes; larger: refused as for maxUserProperties'),
     topicAliasMaximum: z.int().min(0).max(65535).default(100).describe('topic aliases an MQTT 5 client may set'),
     maxKeepalive: z.int().min(1).max(65535).default(65535).describe('longest keep-alive granted, in seconds (MQTT 5 Server Keep Alive)'),
     maxSessionExpiryInterval: seconds.default(0xffffffff).describe('longest session expiry granted, in seconds (an MQTT 5 client asking for more, or 0xFFFFFFFF: never, gets this)'),

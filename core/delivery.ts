@@ -1,77 +1,129 @@
-import type { IPublishPacket } from 'mqtt-packet'
-import { encodePacket, encodePublish } from './codec.js'
+import type { Broker } from './broker.js'
+import { encodePublish, type PublishProperties } from './codec.js'
 import type { Connection } from './connection.js'
+import { throttled } from './logger.js'
+import { encodeMessageProperties } from './properties.js'
 import type { Message, QoS } from './types.js'
 
-// The bytes of one PUBLISH to one client: shared across QoS 0 subscribers
-// that need no properties of their own, otherwise with this client's MQTT 5
-// properties (message expiry left, subscription identifiers, topic alias).
+// The bytes of one PUBLISH to one client. What is shared is encoded once per
+// message: the message's own MQTT 5 properties (a block copied into every
+// MQTT 5 subscriber's packet), and the whole packet for QoS 0 subscribers that
+// need no properties of their own. Per client: the packet id, and (MQTT 5)
+// message expiry left, subscription identifiers, topic alias.
+
+const EMPTY = Buffer.alloc(0)
+
+/** reused for every delivery with properties of its own (nothing holds it across calls) */
+const form: PublishProperties = { shared: EMPTY, expiry: -1, alias: 0, ids: undefined }
 
 /**
  * Encodes `message` for `conn`; undefined when it cannot go to this client
- * (the codec refused it, or it is larger than the client's Maximum Packet Size)
- * and is dropped for this client only.
+ * (MQTT cannot represent it, or it is larger than the client's Maximum Packet
+ * Size) and is dropped for this client only.
  */
 export function encodeDelivery(conn: Connection, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
   const v5 = conn.protocolVersion === 5
-  // MQTT 5 properties to write (a 3.1.1 client gets none): through the codec
-  if (v5 && (message.properties !== undefined || ids !== undefined || conn.topicAliasMaxOut > 0)) return encodeWithProperties(conn, message, qos, retain, ids, packetId, dup)
-  let buf: Buffer
+  if (v5 && (ids !== undefined || conn.topicAliasMaxOut > 0 || message.expiresAt !== undefined || message.properties?.messageExpiryInterval !== undefined)) {
+    return encodeForClient(conn, message, qos, retain, ids, packetId, dup)
+  }
+  const shared = v5 && message.properties !== undefined ? propertyBlock(conn.broker, message) : undefined
+  if (shared === null) return undefined
+  if (shared !== undefined) {
+    form.shared = shared
+    form.expiry = -1
+  }
+  let buf: Buffer | undefined
   if (qos === 0) {
-    // the same bytes for every such subscriber: encoded once per message
+    // the same bytes for every such subscriber: encoded once per message (EMPTY: it cannot be)
     const slot = (v5 ? 2 : 0) + (retain ? 1 : 0)
-    const shared = message.encoded?.[slot]
-    if (shared !== undefined) buf = shared
-    else {
-      buf = encodePublish(message.topic, message.payload, 0, retain, false, 0, v5)
-      ;(message.encoded ??= [])[slot] = buf
+    buf = message.encoded?.[slot]
+    if (buf === undefined) {
+      buf = encode(conn.broker, message, message.topic, 0, retain, false, 0, v5, shared === undefined ? undefined : form)
+      ;(message.encoded ??= [])[slot] = buf ?? EMPTY
+    } else if (buf === EMPTY) {
+      conn.broker.stats.unencodable++
+      buf = undefined
     }
   } else {
-    buf = encodePublish(message.topic, message.payload, qos, retain, dup, packetId, v5)
+    buf = encode(conn.broker, message, message.topic, qos, retain, dup, packetId, v5, shared === undefined ? undefined : form)
   }
-  return buf.length > conn.maxOutgoingPacket ? undefined : buf
+  form.shared = EMPTY
+  return buf === undefined || buf.length > conn.maxOutgoingPacket ? undefined : buf
 }
 
-function encodeWithProperties(conn: Connection, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
-  const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup, messageId: packetId }
-  const newAlias = addProperties(conn, packet, message, ids)
-  let buf: Buffer | undefined
-  try {
-    buf = encodePacket(packet, conn.genOpts)
-  } catch (err) {
-    conn.broker.log.warn({ err, clientId: conn.client.id, topic: packet.topic }, 'message could not be encoded for this client')
+/** An MQTT 5 PUBLISH with this client's own properties (and the message's shared block). */
+function encodeForClient(conn: Connection, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
+  const shared = message.properties === undefined ? EMPTY : propertyBlock(conn.broker, message)
+  if (shared === null) return undefined
+  form.shared = shared
+  form.expiry = expiryLeft(message)
+  form.ids = ids
+  form.alias = 0
+  let topic = message.topic
+  let newAlias = false
+  if (conn.topicAliasMaxOut > 0) {
+    const map = (conn.aliasesOut ??= new Map())
+    const alias = map.get(topic)
+    if (alias !== undefined) {
+      form.alias = alias
+      topic = ''
+    } else if (map.size < conn.topicAliasMaxOut) {
+      form.alias = map.size + 1
+      map.set(topic, form.alias)
+      newAlias = true
+    }
   }
+  const buf = encode(conn.broker, message, topic, qos, retain, dup, packetId, true, form)
+  form.shared = EMPTY
+  form.ids = undefined
+  form.alias = 0
   if (buf === undefined || buf.length > conn.maxOutgoingPacket) {
-    if (newAlias !== '') conn.aliasesOut!.delete(newAlias) // the client never learnt it
+    if (newAlias) conn.aliasesOut!.delete(message.topic) // the client never learnt it
     return undefined
   }
   return buf
 }
 
-/** Adds this client's MQTT 5 properties; answers the topic when a new outbound alias was assigned. */
-function addProperties(conn: Connection, packet: IPublishPacket, message: Message, ids: number[] | undefined): string {
-  // the message's own properties are shared by every subscriber: copied only when this one needs changes
-  const p = message.properties as NonNullable<IPublishPacket['properties']> | undefined
-  const adds = message.expiresAt !== undefined || ids !== undefined || conn.topicAliasMaxOut > 0
-  const props: NonNullable<IPublishPacket['properties']> | undefined = adds ? { ...p } : p
-  if (props !== undefined && message.expiresAt !== undefined) {
-    props.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAt - Date.now()) / 1000)) // [MQTT-3.3.2-6]
-  }
-  if (ids !== undefined) props!.subscriptionIdentifier = ids.length === 1 ? ids[0]! : ids
-  let newAlias = ''
-  if (conn.topicAliasMaxOut > 0) {
-    const map = (conn.aliasesOut ??= new Map())
-    const alias = map.get(message.topic)
-    if (alias !== undefined) {
-      props!.topicAlias = alias
-      packet.topic = ''
-    } else if (map.size < conn.topicAliasMaxOut) {
-      const next = map.size + 1
-      map.set(message.topic, next)
-      props!.topicAlias = next
-      newAlias = message.topic
+/** Message Expiry Interval to send: what is left of it [MQTT-3.3.2-6]; -1 when the message has none. */
+function expiryLeft(message: Message): number {
+  if (message.expiresAt !== undefined) return Math.max(1, Math.ceil((message.expiresAt - Date.now()) / 1000))
+  return message.properties?.messageExpiryInterval ?? -1
+}
+
+/** The message's property block, encoded on first use; null when it cannot be encoded (then for no MQTT 5 client). */
+function propertyBlock(broker: Broker, message: Message): Buffer | null {
+  let block = message.propertyBlock
+  if (block === undefined) {
+    try {
+      block = encodeMessageProperties(message.properties!)
+    } catch (err) {
+      warn(broker, message, err)
+      block = null
     }
+    message.propertyBlock = block
   }
-  if (props !== undefined && Object.keys(props).length > 0) packet.properties = props
-  return newAlias
+  if (block === null) broker.stats.unencodable++
+  return block
+}
+
+function encode(broker: Broker, message: Message, topic: string, qos: QoS, retain: boolean, dup: boolean, packetId: number, v5: boolean, props: PublishProperties | undefined): Buffer | undefined {
+  try {
+    return encodePublish(topic, message.payload, qos, retain, dup, packetId, v5, props)
+  } catch (err) {
+    broker.stats.unencodable++
+    warn(broker, message, err)
+    return undefined
+  }
+}
+
+const warnings = new WeakMap<Broker, (what: unknown) => void>()
+
+/** A message MQTT cannot carry in some form: logged at most every 10 s per broker (a client could repeat it endlessly). */
+function warn(broker: Broker, message: Message, err: unknown): void {
+  let write = warnings.get(broker)
+  if (write === undefined) {
+    write = throttled((what, count) => broker.log.warn({ ...(what as object), count }, 'message could not be encoded: not delivered'))
+    warnings.set(broker, write)
+  }
+  write({ err, topic: message.topic.slice(0, 200) })
 }

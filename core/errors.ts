@@ -60,6 +60,8 @@ export const ErrorCode = {
   PACKET_TOO_LARGE: ReasonCode.PacketTooLarge,
   QUOTA_EXCEEDED: ReasonCode.QuotaExceeded,
   QOS_NOT_SUPPORTED: ReasonCode.QoSNotSupported,
+  /** a length the MQTT encoding cannot represent (a string over 65,535 bytes, a packet over 268,435,455): never written */
+  NOT_ENCODABLE: ReasonCode.ImplementationSpecificError,
   CONFIG_INVALID: ReasonCode.UnspecifiedError,
   /** a hook called what hooks may not (process.exit, process.kill, ...) */
   HOOK_FORBIDDEN: ReasonCode.UnspecifiedError,

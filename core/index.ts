@@ -20,6 +20,8 @@ export { MemoryBus, MemoryRetainedStore, MemorySessionStore, memoryStores } from
 export type { MessageBus, RetainedStore, RetainedUsage, SessionStore, Written, SessionState, StoredSession, OutgoingEntry, QueuedEntry, Stores, Will } from './stores.js'
 export type { ClientInfo, Message, MessageProperties, QoS, Subscription, SubscriptionOptions } from './types.js'
 export { newMessage } from './types.js'
+export { checkMessageProperties } from './properties.js'
+export type { PropertyLimits } from './properties.js'
 export { version } from './version.js'
 export { isLoopback } from './listeners/index.js'
 export { maskCredentials } from './secrets.js'

@@ -26,13 +26,15 @@ export interface IntakeOwner {
  * moves the keep-alive clock.
  */
 export class Intake implements PacketSink {
-  private readonly reader = new PacketReader(this)
+  private readonly reader: PacketReader
   /** a packet completed during the current read */
   private sawPacket = false
   /** this connection's share of the broker's pre-login bytes (its partial CONNECT) */
   private preLoginHeld = 0
 
-  constructor(private readonly conn: IntakeOwner) {}
+  constructor(private readonly conn: IntakeOwner) {
+    this.reader = new PacketReader(this, conn.broker.config.limits) // PUBLISH properties bounded before they are parsed
+  }
 
   setVersion(v: number): void {
     this.reader.setVersion(v)

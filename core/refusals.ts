@@ -19,6 +19,8 @@ export interface RefusalCounts {
   connectTimeout: number
   /** connections closed for no complete packet within 1.5 times their keep-alive */
   keepaliveTimeout: number
+  /** PUBLISH packets refused (0x97, connection kept) for too many or too large MQTT 5 properties (limits.maxUserProperties / maxPropertyBytes) */
+  properties: number
 }
 
 export type RefusalCause = keyof RefusalCounts
@@ -31,7 +33,7 @@ export interface RefusalDetail {
 }
 
 export class Refusals {
-  readonly counts: RefusalCounts = { malformedPacket: 0, protocolError: 0, connectTooLarge: 0, preLoginBytes: 0, maxConnections: 0, connectTimeout: 0, keepaliveTimeout: 0 }
+  readonly counts: RefusalCounts = { malformedPacket: 0, protocolError: 0, connectTooLarge: 0, preLoginBytes: 0, maxConnections: 0, connectTimeout: 0, keepaliveTimeout: 0, properties: 0 }
   private readonly logs = new Map<RefusalCause, (detail: unknown) => void>()
 
   constructor(private readonly log: Logger) {}

@@ -36,6 +36,12 @@ export interface Message {
    * and dropped by anything that copies the message to change it.
    */
   encoded?: Buffer[]
+  /**
+   * The message's own MQTT 5 properties as written in a PUBLISH (codec.ts
+   * encodeMessageProperties), encoded once for every MQTT 5 subscriber; null
+   * when they cannot be encoded. A cache like `encoded`.
+   */
+  propertyBlock?: Buffer | null
 }
 
 export interface SubscriptionOptions {
@@ -68,10 +74,10 @@ export interface ClientInfo {
 
 /**
  * A message with every field present, so all messages share one shape (V8
- * hidden class): adding `node` or `encoded` later would change it on the
+ * hidden class): adding `node` or a cache later would change it on the
  * publish path.
  */
 export function newMessage(topic: string, payload: Buffer, qos: QoS, retain: boolean, origin: string | undefined, properties?: MessageProperties): Message {
   const exp = properties?.messageExpiryInterval
-  return { topic, payload, qos, retain, properties, expiresAt: exp === undefined ? undefined : Date.now() + exp * 1000, origin, node: undefined, shares: undefined, encoded: undefined }
+  return { topic, payload, qos, retain, properties, expiresAt: exp === undefined ? undefined : Date.now() + exp * 1000, origin, node: undefined, shares: undefined, encoded: undefined, propertyBlock: undefined }
 }

@@ -5,9 +5,9 @@ import type { AuthenticateDecision, AuthenticateInput, PublishDecision, Subscrib
 import { evaluate, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
 import { describeFailure, HookStats, type HookMethod } from './invoke.js'
-import { EVENT_NAMES, checkHookModule, toAuthDecision, toPublishDecision, toSubscribeDecision } from './schemas.js'
+import { EVENT_NAMES, checkHookModule, makeTransformCheck, toAuthDecision, toPublishDecision, toSubscribeDecision, type TransformLimits } from './schemas.js'
 import { parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
-import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable } from './runners.js'
+import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable, type TransformCheck } from './runners.js'
 import { Breaker } from './sandbox/breaker.js'
 import type { HookMeta } from './sandbox/protocol.js'
 import type { Quarantine, QuarantineEntry } from './sandbox/quarantine.js'
@@ -33,6 +33,8 @@ export interface HostOptions {
   modules?: Record<string, unknown>
   /** versions that hung the broker (a hooks folder's record) */
   quarantine?: Quarantine
+  /** the broker's limits: a transform's answer is checked against them as a client's PUBLISH is (default: the defaults) */
+  limits?: TransformLimits
 }
 
 export interface LoadFailure {
@@ -75,7 +77,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
   /** 'change' ({ key, kind: 'loaded' | 'failed' | 'removed', name?, version? }) after every load attempt */
   readonly events = new EventEmitter()
 
-  constructor(readonly options: HostOptions) {}
+  private readonly checkTransform: TransformCheck
+
+  constructor(readonly options: HostOptions) {
+    this.checkTransform = makeTransformCheck(options.limits)
+  }
 
   get settings(): HookSettings {
     return this.options.hookConfig
@@ -146,7 +152,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   transform(client: ClientInfo | undefined, message: Message): Message | null | Promise<Message | null> {
-    return chainTransforms(this.lists.transform, client, message)
+    return chainTransforms(this.lists.transform, client, message, this.checkTransform)
   }
 
   appliesToPublish(topic: string): boolean {

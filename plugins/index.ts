@@ -130,6 +130,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     hookConfig: broker.config.hooks,
     defaultTimeoutMs: broker.config.hookTimeoutMs,
     revokedSubscriptions: broker.config.revokedSubscriptions,
+    limits: broker.config.limits,
     forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new Error('no webhooks are configured'))),
     modules: hookModules,
     quarantine: hooksDir !== undefined ? new Quarantine(resolve(broker.config.hooksDir)) : undefined,

@@ -1,6 +1,6 @@
 import type { z } from 'zod'
 import type { Logger, PublishOptions } from '../core/index.js'
-import { newMessage, type Message } from '../core/types.js'
+import { newMessage, type Message, type MessageProperties } from '../core/types.js'
 import type { HookContext, HookDefinition } from './define.js'
 import type { TransformPatch } from './schemas.js'
 import { enterHook, leaveHook } from './sandbox/guard.js'
@@ -61,13 +61,13 @@ export async function runTeardown(def: HookDefinition, setup: SetupResult, log: 
   }
 }
 
-/** A new message with the transform's changes; the original is never mutated. */
+/** A new message with the transform's changes (an answer checked by makeTransformCheck); the original is never mutated. */
 export function applyPatch(message: Message, patch: TransformPatch): Message {
   const payload = patch.payload === undefined ? message.payload
     : typeof patch.payload === 'string' ? Buffer.from(patch.payload)
       : Buffer.isBuffer(patch.payload) ? patch.payload : Buffer.from(patch.payload)
   const next = newMessage(patch.topic ?? message.topic, payload, patch.qos ?? message.qos, patch.retain ?? message.retain, message.origin,
-    patch.properties !== undefined ? patch.properties as Message['properties'] : message.properties)
+    patch.properties !== undefined ? toProperties(patch.properties) : message.properties)
   if (patch.properties === undefined) next.expiresAt = message.expiresAt // the original deadline stands
   return next
 }
@@ -80,4 +80,11 @@ function callHook<T>(fn: () => T): T {
   } finally {
     leaveHook()
   }
+}
+
+/** The answer's properties as the message's own: a copy (the hook keeps its object), Correlation Data as a Buffer. */
+function toProperties(p: NonNullable<TransformPatch['properties']>): MessageProperties {
+  const out = { ...p } as MessageProperties
+  if (p.correlationData !== undefined && !Buffer.isBuffer(p.correlationData)) out.correlationData = Buffer.from(p.correlationData)
+  return out
 }

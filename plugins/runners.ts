@@ -2,7 +2,7 @@ import type { ClientInfo, Decision, Message } from '../core/index.js'
 import { isPromise, matchesFilter } from '../core/index.js'
 import type { TransformInput } from './define.js'
 import { invoke, notify, type HookMethod, type Registration } from './invoke.js'
-import { PASS, toTransform, type TransformPatch } from './schemas.js'
+import { PASS, type TransformPatch } from './schemas.js'
 import { applyPatch } from './lifecycle.js'
 
 // The runners, one per composition rule: decisions (the first answer that is
@@ -31,17 +31,20 @@ export function firstDecision<D extends Decision<object>>(list: Runnable[], meth
   return PASS as D
 }
 
-/** `message` through every transform of `list` from `from` on, each given the previous output; null: dropped. Fails open. */
-export function chainTransforms(list: Runnable[], client: ClientInfo | undefined, message: Message, from = 0): Message | null | Promise<Message | null> {
+/** Checks a transform's answer (schemas.ts makeTransformCheck): null = drop, undefined = unchanged; throws when invalid. */
+export type TransformCheck = (v: unknown) => TransformPatch | null | undefined
+
+/** `message` through every transform of `list` from `from` on, each given the previous output, each answer checked by `check`; null: dropped. Fails open. */
+export function chainTransforms(list: Runnable[], client: ClientInfo | undefined, message: Message, check: TransformCheck, from = 0): Message | null | Promise<Message | null> {
   let current = message
   for (let i = from; i < list.length; i++) {
     const entry = list[i]!
     if (entry.filter !== null && !entry.filter(current.topic)) continue
     const input: TransformInput = { client, topic: current.topic, payload: current.payload, qos: current.qos, retain: current.retain, properties: current.properties }
-    const patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, toTransform, undefined) // fails open
+    const patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, check, undefined) // fails open
     if (isPromise(patch)) {
       const base = current
-      return patch.then((p) => (p === null ? null : chainTransforms(list, client, p === undefined ? base : applyPatch(base, p), i + 1)))
+      return patch.then((p) => (p === null ? null : chainTransforms(list, client, p === undefined ? base : applyPatch(base, p), check, i + 1)))
     }
     if (patch === null) return null
     if (patch !== undefined) current = applyPatch(current, patch)

@@ -1,7 +1,9 @@
 import { z } from 'zod'
 import type { AuthenticateDecision, PublishDecision, SubscribeDecision, QoS } from '../core/index.js'
-import { HOOK_SETTINGS } from '../core/config.js'
+import { HOOK_SETTINGS, parseConfig, type Config } from '../core/config.js'
 import { ReasonCode } from '../core/errors.js'
+import { checkMessageProperties } from '../core/properties.js'
+import { checkTopicName } from '../core/topic.js'
 import type { HookDefinition } from './define.js'
 
 // zod schemas for what a hook file exports and for every answer a hook gives.
@@ -48,15 +50,6 @@ const authSchema = z.union([z.strictObject({ allow: z.literal(true), user: z.unk
 const publishSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema])
 const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)])
 const subscribeSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema, z.strictObject({ qos: qosSchema })])
-const bytes = z.union([z.instanceof(Uint8Array), z.string()])
-export const transformSchema = z.strictObject({
-  topic: z.string().min(1).refine((t) => !/[+#\u0000]/.test(t) && !t.startsWith('$SYS'), 'not a topic name a message may be published to').optional(),
-  payload: bytes.optional(),
-  qos: qosSchema.optional(),
-  retain: z.boolean().optional(),
-  properties: z.record(z.string(), z.unknown()).optional(),
-})
-
 export const PASS = Object.freeze({ result: 'pass' as const })
 const ALLOW = Object.freeze({ result: 'allow' as const })
 
@@ -101,10 +94,72 @@ export function toSubscribeDecision(v: unknown): SubscribeDecision {
   return decision(v, 'authorizeSubscribe', DENY, subscribeSchema, fromSubscribe)
 }
 
+// ---- transform answers: checked like a client's PUBLISH
+
+/** The broker limits a transform's answer is held to, as a client's PUBLISH is. */
+export type TransformLimits = Pick<Config['limits'], 'maxTopicLength' | 'maxTopicLevels' | 'maxUserProperties' | 'maxPropertyBytes' | 'maxPacketSize'>
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** A topic name by the broker's own rules (core/topic.ts) and limits; UTF-16 that UTF-8 can carry. */
+function topicName(limits: TransformLimits, publishable: boolean): z.ZodType<string> {
+  return z.string().check((ctx) => {
+    const t = ctx.value
+    const problem = checkTopicName(t, limits) ?? (LONE_SURROGATE.test(t) ? 'unpaired surrogate in topic' : undefined)
+      ?? (publishable && t.startsWith('$SYS') ? 'not a topic name a message may be published to' : undefined)
+    if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: t })
+  })
+}
+
+/** true when a payload is larger than a client could publish (strings measured only when they might be) */
+function tooLarge(payload: Uint8Array | string, max: number): boolean {
+  return typeof payload === 'string' ? payload.length * 3 > max && Buffer.byteLength(payload) > max : payload.length > max
+}
+
+/** Only what a publisher may set [MQTT-3.3.2], with its MQTT type; no Topic Alias or Subscription Identifier. */
+function propertiesSchema(limits: TransformLimits): z.ZodType<MessagePropertiesAnswer> {
+  return z.strictObject({
+    payloadFormatIndicator: z.boolean().optional(),
+    messageExpiryInterval: z.int().min(0).max(0xffffffff).optional(),
+    contentType: z.string().optional(),
+    responseTopic: topicName(limits, false).optional(), // [MQTT-3.3.2-14]
+    correlationData: z.instanceof(Uint8Array).optional(),
+    userProperties: z.record(z.string(), z.union([z.string(), z.array(z.string())])).optional(),
+  }).check((ctx) => {
+    const problem = checkMessageProperties(ctx.value as never, limits)
+    if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value })
+  })
+}
+
+interface MessagePropertiesAnswer {
+  payloadFormatIndicator?: boolean
+  messageExpiryInterval?: number
+  contentType?: string
+  responseTopic?: string
+  correlationData?: Uint8Array
+  userProperties?: Record<string, string | string[]>
+}
+
+function transformSchemaFor(limits: TransformLimits) {
+  const bytes = z.union([z.instanceof(Uint8Array), z.string()]).refine((p) => !tooLarge(p, limits.maxPacketSize), `larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
+  return z.strictObject({
+    topic: topicName(limits, true).optional(),
+    payload: bytes.optional(),
+    qos: qosSchema.optional(),
+    retain: z.boolean().optional(),
+    properties: propertiesSchema(limits).optional(),
+  })
+}
+
+const defaultLimits: TransformLimits = parseConfig({}).limits
+
+/** The answer schema against the default limits (a broker checks against its own: makeTransformCheck). */
+export const transformSchema = transformSchemaFor(defaultLimits)
+
 export type TransformPatch = z.output<typeof transformSchema>
 
 /** `{ payload }` with a string or Buffer and nothing else: what transformSchema would accept unchanged. */
-function isPayloadOnly(v: unknown): v is TransformPatch {
+function isPayloadOnly(v: unknown): v is TransformPatch & { payload: string | Buffer } {
   if (typeof v !== 'object' || Object.getPrototypeOf(v) !== Object.prototype) return false
   let n = 0
   for (const k in v) {
@@ -115,12 +170,25 @@ function isPayloadOnly(v: unknown): v is TransformPatch {
   return n === 1 && (typeof p === 'string' || Buffer.isBuffer(p))
 }
 
-/** null = drop, undefined = unchanged, else the fields to change. */
-export function toTransform(v: unknown): TransformPatch | null | undefined {
-  if (v === undefined || v === null) return v
-  if (isPayloadOnly(v)) return v // the common answer, checked without a schema run per message
-
-  const r = transformSchema.safeParse(v)
-  if (!r.success) throw invalid('transform', r.error.issues[0])
-  return r.data
+/**
+ * The check of a transform's answer against `limits`, as a client's PUBLISH
+ * is checked: null = drop, undefined = unchanged, else the fields to change.
+ * Throws InvalidAnswer for anything else (a failed transform: the original
+ * message goes on, the hook's error is counted).
+ */
+export function makeTransformCheck(limits: TransformLimits = defaultLimits): (v: unknown) => TransformPatch | null | undefined {
+  const schema = limits === defaultLimits ? transformSchema : transformSchemaFor(limits)
+  return (v) => {
+    if (v === undefined || v === null) return v
+    if (isPayloadOnly(v)) { // the common answer, checked without a schema run per message
+      if (tooLarge(v.payload, limits.maxPacketSize)) throw new InvalidAnswer(`invalid transform answer at payload: larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
+      return v
+    }
+    const r = schema.safeParse(v)
+    if (!r.success) throw invalid('transform', r.error.issues[0])
+    return r.data
+  }
 }
+
+/** The check against the default limits. */
+export const toTransform = makeTransformCheck()

@@ -2,6 +2,7 @@ import type { IPubrecPacket, IPublishPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise } from '../hooks.js'
+import type { RefusablePublish } from '../packet-reader.js'
 import { checkTopicName } from '../topic.js'
 import { newMessage, type Message, type MessageProperties } from '../types.js'
 
@@ -29,6 +30,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   }
   conn.broker.stats.received[qos]++
   const message = toMessage(conn, packet, topic)
+  if (message === undefined) return refuseProperties(conn, qos, messageId, (packet as RefusablePublish).refusedProperties)
   const broker = conn.broker
   broker.publishing = conn // lets a congested subscriber pause this publisher
   if (qos === 0) {
@@ -91,7 +93,9 @@ function resolveTopic(conn: Connection, packet: IPublishPacket): string {
   return topic
 }
 
-function toMessage(conn: Connection, packet: IPublishPacket, topic: string): Message {
+/** The message of a PUBLISH; undefined when its properties exceed the limits (see packet-reader.ts). */
+function toMessage(conn: Connection, packet: RefusablePublish, topic: string): Message | undefined {
+  if (packet.refusedProperties !== undefined) return undefined
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
   const p = packet.properties
   if (p === undefined || conn.protocolVersion !== 5) return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id)
@@ -105,4 +109,15 @@ function toMessage(conn: Connection, packet: IPublishPacket, topic: string): Mes
   if (p.userProperties !== undefined) { properties.userProperties = p.userProperties; any = true }
   if (p.messageExpiryInterval !== undefined) { properties.messageExpiryInterval = p.messageExpiryInterval; any = true }
   return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id, any ? properties : undefined)
+}
+
+/**
+ * A PUBLISH whose properties exceed limits.maxUserProperties / maxPropertyBytes
+ * is not routed. MQTT 5 has no 0x95 for PUBACK/PUBREC, and 0x99 means a payload
+ * that does not match its format indicator: the answer is 0x97 Quota exceeded
+ * ("an implementation or administrative imposed limit"); QoS 0 has no answer.
+ */
+function refuseProperties(conn: Connection, qos: 0 | 1 | 2, messageId: number, reason: string | undefined): void {
+  conn.broker.refusals.note('properties', { clientId: conn.client.id, reason })
+  if (qos > 0) conn.write({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId, reasonCode: ReasonCode.QuotaExceeded })
 }

@@ -80,6 +80,7 @@ export function createMetrics(client: PromClient, src: MetricSources): { content
   series('counter', 'hookmq_messages_received_total', 'PUBLISH packets received from clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.received[i]!)))
   series('counter', 'hookmq_messages_sent_total', 'PUBLISH packets sent to clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.sent[i]!)))
   series('counter', 'hookmq_messages_dropped_total', 'messages not delivered: a full queue or client buffer, or too large for the client', [], (set) => set({}, b.stats.dropped))
+  series('counter', 'hookmq_deliveries_unencodable_total', 'deliveries dropped because MQTT cannot represent them (a string over 65,535 bytes, a packet over 268,435,455)', [], (set) => set({}, b.stats.unencodable))
   gauge('hookmq_retained_bytes', 'bytes (topic + payload + properties) of the retained messages, as this node counts them for the quotas', () => b.pipeline.retainedQuota.bytes)
   for (const r of REFUSALS) {
     series('counter', r.name, r.help, [r.label], (set) => { for (const [value, n] of Object.entries(r.read(b))) set({ [r.label]: value }, n) })

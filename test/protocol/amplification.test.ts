@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict'
+import { test, type TestContext } from 'node:test'
+import type { Broker } from '../../core/index.js'
+import { collect, connect, pingRoundTrip, RawClient, startBroker } from '../helpers.js'
+
+// One PUBLISH of 1 MB carrying ~150,000 MQTT 5 User Properties, sent to many
+// MQTT 5 subscribers, used to freeze the broker for seconds (mqtt-packet parsed
+// it in ~0.5 s, then encoded it again for every subscriber). Its property block
+// is now measured and walked on the bytes, and refused unparsed.
+
+/** A PUBLISH (MQTT 5) with `n` User Properties u=v, built on the bytes (mqtt-packet takes a second to generate it). */
+function publishWithUserProperties(topic: string, n: number, qos: 0 | 1 | 2, messageId: number, extra: Buffer = Buffer.alloc(0)): Buffer {
+  const one = Buffer.from([0x26, 0, 1, 0x75, 0, 1, 0x76])
+  const props = Buffer.concat([extra, Buffer.alloc(one.length * n)])
+  for (let i = 0; i < n; i++) one.copy(props, extra.length + i * one.length)
+  const t = Buffer.from(topic)
+  const varint = (v: number): Buffer => {
+    const out: number[] = []
+    do {
+      let d = v % 128
+      v = Math.floor(v / 128)
+      if (v > 0) d |= 0x80
+      out.push(d)
+    } while (v > 0)
+    return Buffer.from(out)
+  }
+  const id = qos > 0 ? Buffer.from([messageId >> 8, messageId & 0xff]) : Buffer.alloc(0)
+  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, id, varint(props.length), props, Buffer.from('payload')])
+  return Buffer.concat([Buffer.from([0x30 | (qos << 1)]), varint(body.length), body])
+}
+
+/** A publisher/subscriber pair that must keep working; answers the round trip's duration in ms. */
+async function bystander(t: TestContext, broker: Broker): Promise<() => Promise<number>> {
+  const sub = await connect(t, broker, { protocolVersion: 5 })
+  const pub = await connect(t, broker, { protocolVersion: 5 })
+  const inbox = collect(sub)
+  await sub.subscribeAsync('by/stander', { qos: 1 })
+  let n = 0
+  return async () => {
+    const started = performance.now()
+    const payload = `still here ${++n}`
+    await pub.publishAsync('by/stander', payload, { qos: 1 })
+    assert.equal((await inbox.next(5000)).payload.toString(), payload)
+    return performance.now() - started
+  }
+}
+
+async function v5(t: TestContext, broker: Broker): Promise<RawClient> {
+  const raw = await RawClient.open(t, broker, 5)
+  assert.equal((await raw.connect({}, 5)).reasonCode, 0)
+  return raw
+}
+
+test('a PUBLISH of 1 MB with 150,000 User Properties, sent 5 times, is refused with PUBACK 0x97 at once; subscribers get nothing; a bystander is not held up', async (t) => {
+  const broker = await startBroker(t)
+  const roundTrip = await bystander(t, broker)
+  const subscribers = await Promise.all(Array.from({ length: 5 }, () => connect(t, broker, { protocolVersion: 5 })))
+  for (const [i, s] of subscribers.entries()) await s.subscribeAsync('amp/#', { qos: 1, properties: { subscriptionIdentifier: i + 1 } })
+  const attacker = await v5(t, broker)
+  const packets = [1, 2, 3, 4, 5].map((id) => publishWithUserProperties('amp/t', 149000, 1, id))
+  assert.ok(packets[0]!.length > 1000000 && packets[0]!.length < 1048576, `${packets[0]!.length} bytes`)
+  for (const p of packets) attacker.sendBytes(p)
+  const during = await roundTrip() // while the broker reads and refuses them
+  for (let id = 1; id <= 5; id++) {
+    const ack = await attacker.expect('puback', 5000)
+    assert.equal(ack.messageId, id)
+    assert.equal(ack.reasonCode, 0x97) // Quota exceeded: MQTT 5 has no 0x95 for PUBACK
+  }
+  assert.equal(broker.stats.refused.properties, 5)
+  // the publisher may go on: an ordinary message after the refused ones is the only one delivered
+  attacker.send({ cmd: 'publish', topic: 'amp/t', payload: Buffer.from('fine'), qos: 1, messageId: 6, retain: false, dup: false, properties: { userProperties: { a: 'b' } } }, 5)
+  assert.equal((await attacker.expect('puback')).reasonCode ?? 0, 0)
+  for (const s of subscribers) {
+    const m = await collect(s).next()
+    assert.equal(m.payload.toString(), 'fine')
+    assert.deepEqual({ ...m.packet.properties?.userProperties }, { a: 'b' })
+    await pingRoundTrip(s)
+    assert.equal(collect(s).messages.length, 1)
+  }
+  const after = await roundTrip()
+  assert.ok(during < 1000 && after < 1000, `bystander round trips ${during.toFixed(0)} ms during, ${after.toFixed(0)} ms after`)
+})
+
+test('a QoS 0 PUBLISH over the bound is dropped and counted, and the connection goes on', async (t) => {
+  const broker = await startBroker(t, { limits: { maxUserProperties: 10 } })
+  const roundTrip = await bystander(t, broker)
+  const sub = await connect(t, broker, { protocolVersion: 5 })
+  await sub.subscribeAsync('q0/#')
+  const attacker = await v5(t, broker)
+  attacker.sendBytes(publishWithUserProperties('q0/t', 11, 0, 0))
+  attacker.sendBytes(publishWithUserProperties('q0/t', 10, 0, 0))
+  const m = await collect(sub).next()
+  assert.equal(m.packet.properties?.userProperties?.u?.length, 10) // the one within the bound, unaltered
+  attacker.sendBytes([0xc0, 0x00]) // PINGREQ
+  await attacker.expect('pingresp')
+  assert.equal(broker.stats.refused.properties, 1)
+  assert.equal(collect(sub).messages.length, 1)
+  await roundTrip()
+})
+
+test('a QoS 2 PUBLISH over the bound gets PUBREC 0x97 and leaves its packet id free', async (t) => {
+  const broker = await startBroker(t, { limits: { maxPropertyBytes: 100 } })
+  const sub = await connect(t, broker, { protocolVersion: 5 })
+  await sub.subscribeAsync('q2/#', { qos: 2 })
+  const attacker = await v5(t, broker)
+  attacker.sendBytes(publishWithUserProperties('q2/t', 15, 2, 9)) // 105 bytes of properties
+  const rec = await attacker.expect('pubrec')
+  assert.deepEqual([rec.messageId, rec.reasonCode], [9, 0x97])
+  // the same id again, within the bound: a new message, delivered
+  attacker.sendBytes(publishWithUserProperties('q2/t', 14, 2, 9))
+  assert.equal((await attacker.expect('pubrec')).reasonCode ?? 0, 0)
+  attacker.send({ cmd: 'pubrel', messageId: 9 }, 5)
+  await attacker.expect('pubcomp')
+  assert.equal((await collect(sub).next()).packet.properties?.userProperties?.u?.length, 14)
+})
+
+test('[MQTT-3.3.2-12] a refused PUBLISH that sets a Topic Alias still maps it: the next PUBLISH may use the alias alone', async (t) => {
+  const broker = await startBroker(t, { limits: { maxUserProperties: 5 } })
+  const sub = await connect(t, broker, { protocolVersion: 5 })
+  await sub.subscribeAsync('alias/#', { qos: 1 })
+  const attacker = await v5(t, broker)
+  attacker.sendBytes(publishWithUserProperties('alias/t', 6, 1, 1, Buffer.from([0x23, 0, 4]))) // Topic Alias 4
+  assert.equal((await attacker.expect('puback')).reasonCode, 0x97)
+  attacker.send({ cmd: 'publish', topic: '', payload: Buffer.from('by alias'), qos: 1, messageId: 2, retain: false, dup: false, properties: { topicAlias: 4 } }, 5)
+  assert.equal((await attacker.expect('puback')).reasonCode ?? 0, 0)
+  const m = await collect(sub).next()
+  assert.deepEqual([m.topic, m.payload.toString()], ['alias/t', 'by alias'])
+})
+
+test('[MQTT-3.3.2-17] [MQTT-3.3.2-18] User Properties up to the bound are forwarded unaltered and in order', async (t) => {
+  const broker = await startBroker(t)
+  const sub = await connect(t, broker, { protocolVersion: 5 })
+  await sub.subscribeAsync('order/#')
+  const pub = await connect(t, broker, { protocolVersion: 5 })
+  const values = Array.from({ length: 256 }, (_, i) => `value ${i} ü`)
+  await pub.publishAsync('order/t', 'x', { qos: 1, properties: { userProperties: { k: values } } })
+  assert.deepEqual({ ...(await collect(sub).next()).packet.properties?.userProperties }, { k: values })
+  assert.equal(broker.stats.refused.properties, 0)
+})
