@@ -73,7 +73,7 @@ class WireParser extends ParserBase {
 
   // a reserved packet type is refused from the first byte, before its body arrives
   override _parseHeader(): boolean | undefined {
-    const type = this._list._bufs[0]![0]! >> 4
+    const type = this._list.readUInt8(0) >> 4 // (not _bufs[0][0]: an empty chunk can stand first)
     if (type === 0 || (type === 15 && this.settings.protocolVersion !== 5)) { // AUTH (15) exists only in MQTT 5
       this._emitError(malformed(`reserved packet type ${type}`)) // MQTT 5 §2.1.2: 0 is Forbidden; 3.1.1 §2.2.1: 0 and 15 are Reserved
       return false
@@ -134,14 +134,14 @@ class WireParser extends ParserBase {
       if ((b & 0x80) === 0) break
     }
     if (at + length > this.packet.length) {
-      this._emitError(malformed('properties longer than the packet'))
+      this._emitError(malformed('Malformed properties: longer than the packet'))
       return false
     }
     // every User Property takes at least 5 bytes: a shorter block cannot hold too many
     if (length <= limits.maxPropertyBytes && length < 5 * (limits.maxUserProperties + 1)) return undefined
     const scan = scanProperties(list.slice(at, at + length))
     if (scan.malformed) {
-      this._emitError(malformed('malformed properties'))
+      this._emitError(malformed('Malformed properties'))
       return false
     }
     const reason = length > limits.maxPropertyBytes ? `properties of ${length} bytes, more than the ${limits.maxPropertyBytes} allowed`

@@ -130,6 +130,8 @@ export class HookFolderLoader {
       await this.host.remove(file)
       return
     }
+    // an editor truncates before it writes: an empty file is most often one half-saved (a hook file is never empty)
+    if (statSize(file) === 0) await new Promise((r) => setTimeout(r, QUIET_MS))
     this.prints.set(file, fingerprint(file))
     let compiled: Compiled | undefined
     let name: string | undefined
@@ -159,4 +161,12 @@ function fingerprint(file: string): string {
     return 'gone'
   }
   return `${st.ino}:${st.size}:${st.mtimeMs}`
+}
+
+function statSize(file: string): number {
+  try {
+    return statSync(file).size
+  } catch {
+    return -1
+  }
 }

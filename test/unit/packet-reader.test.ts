@@ -99,3 +99,14 @@ test('buffered tells the bytes held for a partial packet, discard lets them go',
   r.discard()
   assert.equal(r.buffered, 0)
 })
+
+test('an empty chunk (an empty WebSocket frame) before a packet is read past, not taken for packet type 0', () => {
+  const { r, got, errors } = reader()
+  r.read(Buffer.alloc(0))
+  r.read(Buffer.from([0xc0, 0]))
+  r.read(Buffer.from([0x30]))
+  r.read(Buffer.alloc(0))
+  r.read(publish('a', 'x').subarray(1))
+  assert.deepEqual(errors, [])
+  assert.deepEqual(got, ['pingreq', 'publish:a:x'])
+})
