@@ -47,11 +47,11 @@ type Scenario = {
 )
 
 const examples = fileURLToPath(new URL('../../hooks.example/', import.meta.url))
-/** hooks.example's acl.ts and transform.ts in a fresh folder, the ACL allowing the bench topics. */
-function exampleHooks(): HookmqBenchOptions {
+/** hooks.example's acl.ts (and transform.ts) in a fresh folder, the ACL allowing the bench topics, run in `isolation`. */
+function exampleHooks(isolation: 'inline' | 'worker', files = ['acl.ts', 'transform.ts']): HookmqBenchOptions {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-hooks-'))
-  for (const f of ['acl.ts', 'transform.ts']) copyFileSync(join(examples, f), join(dir, f))
-  return { hooksDir: dir, hooks: { acl: { rules: [{ user: '*', allow: 'both', topics: ['sensors/#', 'bench/#'] }] } } }
+  for (const f of files) copyFileSync(join(examples, f), join(dir, f))
+  return { hooksDir: dir, hooks: { isolation, acl: { rules: [{ user: '*', allow: 'both', topics: ['sensors/#', 'bench/#'] }] } } }
 }
 
 const json64 = Buffer.from(JSON.stringify({ celsius: 21.5, humidity: 40, device: 'bench-sensor-01' }).padEnd(64, ' '))
@@ -89,9 +89,10 @@ const scenarios: Scenario[] = [
   { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, runAll: (sc, list) => memory(sc, list) },
   // hooks: bench/# is what the ACL checks and the transform's filter skips; sensors/# with JSON runs both on every message
   { name: 'hooks off, bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'hooks on (acl checks, transform filtered out), bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  ...(['inline', 'worker'] as const).map((isolation): Scenario => ({ name: `hooks on (acl.ts checks every message, ${isolation}), bench/#`, unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(isolation, ['acl.ts']), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } })),
+  { name: 'hooks on (acl checks, transform filtered out, inline), bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks('inline'), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'hooks off, sensors/# JSON', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'hooks on (acl + JSON transform on every message), sensors/# JSON', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'hooks on (acl + JSON transform on every message, inline), sensors/# JSON', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks('inline'), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
   ...[1024, 65536].map((size): Scenario => ({ name: `fan-in-qos0-${size / 1024}KB`, unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(size > 4096 ? 2000 : 20000), qos: 0, payload: size }); return { value: r.rate, note: lossNote(r) } } })),
   { name: 'fan-in-qos0 (webhook rule off)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   ...webhookScenarios(),

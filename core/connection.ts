@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream'
 import type { Broker } from './broker.js'
 import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
 import { dispatch } from './handlers/index.js'
+import { PublishOrder } from './handlers/publish-order.js'
 import type { Outlet, Session } from './session.js'
 import type { Will } from './stores.js'
 import type { ClientInfo, Message, QoS } from './types.js'
@@ -108,19 +109,38 @@ export class Connection implements Outlet, IntakeOwner {
     this.run(packet)
   }
 
-  /** Runs one packet's handler; an async handler holds later packets back so order is kept. */
+  /** PUBLISH packets whose routing waits for an earlier one's decision (made on first use) */
+  publishOrder: PublishOrder | null = null
+
+  ordered(): PublishOrder {
+    return (this.publishOrder ??= new PublishOrder(this))
+  }
+
+  /**
+   * Runs one packet's handler; an async handler holds later packets back so
+   * order is kept. A PUBLISH does not (its order is the PublishOrder's) unless
+   * that is full; a packet of another kind waits until the PUBLISH packets
+   * before it are done.
+   */
   private run(packet: Packet): boolean {
     let result: Promise<void> | void
+    let waitInSocket = this.state.kind === 'authenticating'
     try {
-      result = dispatch(this, packet)
+      const order = this.publishOrder
+      if (order === null || order.size === 0) result = dispatch(this, packet)
+      else if (packet.cmd !== 'publish') result = order.drained().then(() => dispatch(this, packet))
+      else if (order.full) {
+        result = order.room().then(() => dispatch(this, packet))
+        waitInSocket = true
+      } else result = dispatch(this, packet)
     } catch (err) {
       this.fail(err)
       return false
     }
     if (result === undefined) return true
     this.backlog ??= new Fifo()
-    if (!this.backlogHeld && this.state.kind === 'authenticating') {
-      // before login, what a client sends while its authentication runs waits in the socket, not in the broker
+    if (!this.backlogHeld && waitInSocket) {
+      // what a client sends while its authentication runs, or while as many of its messages as may are deciding, waits in the socket
       this.backlogHeld = true
       this.flow.hold()
     }
@@ -187,6 +207,11 @@ export class Connection implements Outlet, IntakeOwner {
 
   caughtUp(): void {
     this.flowState?.caughtUp()
+  }
+
+  /** No congested subscriber holds this publisher any more: its decided messages go on. */
+  unthrottled(): void {
+    this.publishOrder?.resume()
   }
 
   sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): boolean {

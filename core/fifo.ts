@@ -28,6 +28,11 @@ export class Fifo<T> {
     return item
   }
 
+  /** The oldest item, left in place. */
+  peek(): T | undefined {
+    return this.head === this.items.length ? undefined : this.items[this.head]
+  }
+
   toArray(): T[] {
     return this.items.slice(this.head) as T[]
   }

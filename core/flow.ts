@@ -15,15 +15,19 @@ export interface FlowOwner {
   readonly isOpen: boolean
   /** messages waiting in the session queue */
   readonly queued: number
+  /** no congested subscriber holds it any longer */
+  unthrottled?(): void
 }
 
 export class Flow {
   private holds = 0
+  /** holds from congested subscribers (throttle): while any, the publisher's decided messages wait too */
+  congestion = 0
   private throttled: Flow[] | null = null
   private timer: NodeJS.Timeout | undefined = undefined
   slow = false
 
-  constructor(private readonly owner: FlowOwner) {}
+  constructor(readonly owner: FlowOwner) {}
 
   /** Stop reading (counted: reading resumes when every hold is released). */
   hold(): void {
@@ -43,6 +47,7 @@ export class Flow {
     } else if (!this.throttled.includes(publisher)) {
       this.throttled.push(publisher)
     } else return
+    publisher.congestion++
     publisher.hold()
   }
 
@@ -58,7 +63,10 @@ export class Flow {
     if (list === null) return
     this.throttled = null
     clearTimeout(this.timer)
-    for (const p of list) p.release()
+    for (const p of list) {
+      p.release()
+      if (--p.congestion === 0) p.owner.unthrottled?.()
+    }
   }
 }
 

@@ -28,27 +28,48 @@ export class PublishPipeline {
    * then transform, then routing. Answers the reason code for the PUBACK/PUBREC.
    */
   ingest(client: ClientInfo, message: Message): number | Promise<number> {
+    const d = this.decide(client, message)
+    if (isPromise(d)) return d.then((o) => (typeof o === 'number' ? o : this.route(o, client)))
+    return typeof d === 'number' ? d : this.route(d, client)
+  }
+
+  /**
+   * The built-in rules, authorizePublish and transform: the message to route
+   * (the same object when unchanged), or the reason code to answer without
+   * routing it (a deny; 0 when a transform dropped it).
+   */
+  decide(client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
     if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
-    if (this.allowedByDefault && !this.broker.hooks.appliesToPublish(message.topic)) return this.route(message, client)
+    if (this.allowedByDefault && !this.broker.hooks.appliesToPublish(message.topic)) return message
     const d = this.broker.hooks.authorizePublish(client, message)
     if (isPromise(d)) return d.then((r) => this.afterAuthorize(r, client, message), () => ReasonCode.NotAuthorized)
     return this.afterAuthorize(d, client, message)
   }
 
-  private afterAuthorize(d: PublishDecision, client: ClientInfo, message: Message): number | Promise<number> {
+  private afterAuthorize(d: PublishDecision, client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
     if (d.result === 'deny' || (d.result === 'pass' && !this.allowedByDefault)) return d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
-    return this.transformAndRoute(client, message)
+    return this.transform(client, message)
   }
 
-  /** transform hooks, then routing (also for messages published from code) */
-  transformAndRoute(client: ClientInfo | undefined, message: Message): number | Promise<number> {
+  /** The transform hooks: the message to route, or 0 (Success) when one dropped it. A failure lets the original through. */
+  private transform(client: ClientInfo | undefined, message: Message): Message | number | Promise<Message | number> {
     const t = this.broker.hooks.transform(client, message)
-    if (isPromise(t)) return t.then((m) => (m === null ? ReasonCode.Success : this.route(m, client)), () => this.route(message, client))
-    return t === null ? ReasonCode.Success : this.route(t, client)
+    if (isPromise(t)) return t.then((m) => m ?? ReasonCode.Success, () => message)
+    return t ?? ReasonCode.Success
   }
 
-  /** Stores a retained message, tells listeners and other nodes, routes locally. */
-  private route(message: Message, client: ClientInfo | undefined): number | Promise<number> {
+  /** transform hooks, then routing (messages published from code) */
+  transformAndRoute(client: ClientInfo | undefined, message: Message): number | Promise<number> {
+    const t = this.transform(client, message)
+    if (isPromise(t)) return t.then((o) => (typeof o === 'number' ? o : this.route(o, client)))
+    return typeof t === 'number' ? t : this.route(t, client)
+  }
+
+  /**
+   * Stores a retained message, tells listeners and other nodes, routes locally.
+   * Answers the reason code for the publisher, once what it waits for is stored.
+   */
+  route(message: Message, client: ClientInfo | undefined): number | Promise<number> {
     const b = this.broker
     message.node = b.id
     // everything that must be stored before the publisher is acknowledged, waited for once (null: nothing)

@@ -25,7 +25,10 @@ export function firstDecision<D extends Decision<object>>(list: Runnable[], meth
     const entry = list[i]!
     if (topic !== undefined && entry.filter !== null && !entry.filter(topic)) continue
     const d = invoke(entry, method, input, check, fallback)
-    if (isPromise(d)) return d.then((r) => (r.result === 'pass' ? firstDecision(list, method, input, check, fallback, topic, i + 1) : r))
+    if (isPromise(d)) {
+      if (!hasLater(list, i, topic)) return d // its answer, pass or not, is the answer: no promise on top
+      return d.then((r) => (r.result === 'pass' ? firstDecision(list, method, input, check, fallback, topic, i + 1) : r))
+    }
     if (d.result !== 'pass') return d
   }
   return PASS as D
@@ -73,4 +76,13 @@ export function compileFilter(topics: string[] | undefined): ((topic: string) =>
     }
     return hit
   }
+}
+
+/** True when a hook after `i` in `list` applies to `topic` (undefined: every hook applies). */
+function hasLater(list: Runnable[], i: number, topic: string | undefined): boolean {
+  for (let j = i + 1; j < list.length; j++) {
+    const f = list[j]!.filter
+    if (topic === undefined || f === null || f(topic)) return true
+  }
+  return false
 }

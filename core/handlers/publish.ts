@@ -1,16 +1,19 @@
-import type { IPubrecPacket, IPublishPacket } from 'mqtt-packet'
+import type { IPublishPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise } from '../hooks.js'
 import type { RefusablePublish } from '../packet-reader.js'
+import { acknowledge, routeFrom } from './publish-order.js'
 import { checkTopicName } from '../topic.js'
 import { newMessage, type Message, type MessageProperties } from '../types.js'
 
 // Inbound PUBLISH: resolve the topic alias, check the topic, enforce Receive
-// Maximum, then hand the message to the broker's publish pipeline and answer
-// with PUBACK / PUBREC when it has been routed.
+// Maximum, then ask the broker's publish pipeline for its decision and route it,
+// answering with PUBACK / PUBREC. A decision that comes later goes through the
+// connection's PublishOrder (publish-order.ts), which keeps routing and
+// acknowledgements in arrival order without holding the next PUBLISH back.
 
-export function handlePublish(conn: Connection, packet: IPublishPacket): void | Promise<void> {
+export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   if (packet.qos > 0 && packet.messageId === 0) throw protocolError(`QoS ${packet.qos} PUBLISH with packet identifier 0`) // [MQTT-2.2.1-3]
   const topic = resolveTopic(conn, packet)
   const problem = checkTopicName(topic, conn.broker.config.limits)
@@ -32,50 +35,15 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void | 
   const message = toMessage(conn, packet, topic)
   if (message === undefined) return refuseProperties(conn, qos, messageId, (packet as RefusablePublish).refusedProperties)
   const broker = conn.broker
-  broker.publishing = conn // lets a congested subscriber pause this publisher
-  if (qos === 0) {
-    const r = broker.pipeline.ingest(conn.client, message)
-    broker.publishing = null
-    return isPromise(r) ? r.then(noop) : undefined
-  }
-  conn.incomingUnacked++
-  if (broker.cluster !== undefined && !broker.cluster.available) {
-    broker.publishing = null
-    acknowledge(conn, qos, messageId, ReasonCode.QuotaExceeded) // refused, not acknowledged and lost: the client may send it again later
-    return
-  }
-  const r = broker.pipeline.ingest(conn.client, message)
-  broker.publishing = null
-  if (isPromise(r)) return r.then((code) => acknowledge(conn, qos, messageId, code))
-  acknowledge(conn, qos, messageId, r)
-}
-
-function noop(): void {}
-
-function acknowledge(conn: Connection, qos: 1 | 2, messageId: number, code: number): void {
-  conn.incomingUnacked--
-  const session = conn.session
-  if (session === undefined) return
-  const v5 = conn.protocolVersion === 5
-  if (code >= 0x80 && code !== 0x87 && !v5) {
-    // a v3 client cannot be told the message was refused: close without acknowledging, so it sends it again
-    conn.closeWith(code, 'message could not be accepted')
-    return
-  }
-  if (qos === 1) {
-    conn.write(v5 && code !== 0 ? { cmd: 'puback', messageId, reasonCode: code } : { cmd: 'puback', messageId })
-    return
-  }
-  const pubrec: IPubrecPacket = v5 && code !== 0 ? { cmd: 'pubrec', messageId, reasonCode: code } : { cmd: 'pubrec', messageId }
-  const stored = code < 0x80 ? session.receive(messageId) : undefined
-  if (stored === undefined) {
-    conn.write(pubrec)
-    return
-  }
-  // PUBREC once the id is stored, so a resend after a crash is not routed twice; a failed write is logged by the session
-  const send = (): void => conn.write(pubrec)
-  session.track(stored)
-  stored.then(send, send)
+  if (qos > 0) conn.incomingUnacked++
+  // refused, not acknowledged and lost: the client may send it again later
+  const decision = qos > 0 && broker.cluster !== undefined && !broker.cluster.available ? ReasonCode.QuotaExceeded : broker.pipeline.decide(conn.client, message)
+  const order = conn.publishOrder
+  if (order !== null && order.size > 0) return order.add(decision, qos, messageId) // after the messages still deciding before it
+  if (isPromise(decision)) return conn.ordered().add(decision, qos, messageId) // decided later: the next PUBLISH need not wait for it
+  const code = typeof decision === 'number' ? decision : routeFrom(conn, decision)
+  if (isPromise(code)) return conn.ordered().add(code, qos, messageId) // stored first: later messages wait, acknowledgements keep their order
+  if (qos !== 0) acknowledge(conn, qos, messageId, code)
 }
 
 function resolveTopic(conn: Connection, packet: IPublishPacket): string {

@@ -1,14 +1,15 @@
 import { getHeapStatistics } from 'node:v8'
 import { parentPort } from 'node:worker_threads'
 import * as zod from 'zod'
-import type { Logger, PublishOptions } from '../../core/index.js'
+import type { ClientInfo, Logger, PublishOptions } from '../../core/index.js'
 import { evaluate, firstFrame, HookLoadError, mapStack, where, withMap, type Compiled } from '../compile.js'
 import type { CallContext, HookDefinition } from '../define.js'
 import { parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
 import { checkHookModule } from '../schemas.js'
 import { exitProcess, guardProcess } from './guard.js'
 import * as hookApi from './hook-api.js'
-import { asBuffer, BATCH_SEEN, BUSY_SINCE, EVENT, MEMORY_EXIT, METHODS, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
+import { answerCode, batchTable, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
+import { BATCH_SEEN, BUSY_SINCE, MEMORY_EXIT, METHODS, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
 
 // A hook's own thread. It waits for `load` (kept warm until then: a spare
 // worker has this module and zod loaded already), evaluates the hook file,
@@ -25,6 +26,10 @@ let def: HookDefinition | undefined
 let config: unknown
 let setup: SetupResult | undefined
 let flags: Float64Array | undefined
+/** the shared memory the broker writes payloads into (copied out before hook code sees them) */
+let ring: SharedArrayBuffer | undefined
+/** the clients of this worker's calls, by the broker's reference */
+const clients = new Map<number, ClientInfo>()
 let logLevel = 30
 const controllers = new Map<number, AbortController>()
 const requests = new Map<number, { resolve(): void; reject(err: Error): void }>()
@@ -34,10 +39,10 @@ function post(m: FromWorker, transfer?: ArrayBuffer[]): void {
   port.postMessage(m, transfer)
 }
 
-port.on('message', (m: ToWorker & { pack?: ArrayBuffer; logLevel?: number }) => {
+port.on('message', (m: ToWorker) => {
   switch (m.t) {
     case 'load': return void load(m)
-    case 'calls': return runBatch(m.seq, m.ids, m.methods, m.inputs, m.pack)
+    case 'calls': return runBatch(m)
     case 'abort':
       for (const id of m.ids) controllers.get(id)?.abort(new hookApi.HookmqError('HOOK_TIMEOUT', 'the call passed its deadline'))
       return
@@ -58,6 +63,7 @@ process.on('uncaughtException', (err) => post({ t: 'unhandled', error: serialize
 async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number }): Promise<void> {
   logLevel = m.logLevel ?? 30
   flags = m.shared ? new Float64Array(m.shared) : undefined
+  ring = m.ring
   if (m.memoryMb !== undefined) watchMemory(m.memoryMb)
   try {
     compiled = withMap(m.compiled)
@@ -86,41 +92,87 @@ function metaOf(d: HookDefinition): HookMeta {
 }
 
 /** One tick's calls: run each, answer the synchronous ones together at once, the asynchronous ones together as they settle. */
-function runBatch(seq: number, ids: number[], methods: number[], inputs: unknown[], pack: ArrayBuffer | undefined): void {
-  const payloads = pack ? Buffer.from(pack) : undefined
+function runBatch(b: CallBatch): void {
+  if (b.newClients !== null) for (const [ref, client] of b.newClients) clients.set(ref, client)
+  if (b.forget !== null) for (const ref of b.forget) clients.delete(ref)
+  const { table, region } = batchTable(b, ring)
+  const objects = b.inputs === null ? null : new Map(b.inputs)
+  const props = b.properties === null ? null : new Map(b.properties)
+  const inputs = new Array<unknown>(b.count)
+  for (let i = 0; i < b.count; i++) if (table[i * TABLE + METHOD] !== SKIPPED) inputs[i] = readInput(b, i, table, region, clients, objects, props)
   if (flags) {
-    flags[BATCH_SEEN] = seq
+    flags[BATCH_SEEN] = b.seq // its payloads are copied out: the broker may write over them
     flags[BUSY_SINCE] = Date.now()
   }
-  const outIds: number[] = []
-  const values: unknown[] = []
-  let errors: Array<[number, SerializedError]> | null = null
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!
-    let out: unknown
+  const out = new Answers()
+  for (let i = 0; i < b.count; i++) {
+    const id = table[i * TABLE + ID]!
+    const method = table[i * TABLE + METHOD]!
+    if (method === SKIPPED) continue
+    let result: unknown
     try {
-      const input = revive(inputs[i] as Record<string, unknown>, payloads)
-      if (methods[i] === EVENT) {
-        runEvent(input as { event: string; args: unknown[] })
+      if (method === EVENT) {
+        runEvent(inputs[i] as { event: string; args: unknown[] })
         continue
       }
-      const fn = def![METHODS[methods[i]!] as 'authenticate'] as unknown as (input: unknown, ctx: CallContext<unknown>) => unknown
-      out = fn(input, new WorkerCall(id))
+      const fn = def![METHODS[method] as 'authenticate'] as unknown as (input: unknown, ctx: CallContext<unknown>) => unknown
+      result = fn(inputs[i], new WorkerCall(id))
     } catch (err) {
-      (errors ??= []).push([id, serializeError(err)])
+      out.error(id, serializeError(err))
       controllers.delete(id)
       continue
     }
-    if (out !== null && typeof out === 'object' && typeof (out as Promise<unknown>).then === 'function') {
-      (out as Promise<unknown>).then((v) => later(id, v, undefined), (err: unknown) => later(id, undefined, serializeError(err)))
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+      (result as Promise<unknown>).then((v) => later(id, v, undefined), (err: unknown) => later(id, undefined, serializeError(err)))
       continue
     }
     controllers.delete(id)
-    outIds.push(id)
-    values.push(out)
+    out.value(id, result)
   }
   if (flags) flags[BUSY_SINCE] = 0
-  if (outIds.length > 0 || errors !== null) answer(outIds, values, errors)
+  out.send()
+}
+
+/** Answers collected to leave in one message. */
+class Answers {
+  ids: number[] = []
+  codes: number[] = []
+  values: unknown[] = []
+  errors: Array<[number, SerializedError]> | null = null
+
+  value(id: number, v: unknown): void {
+    const code = answerCode(v)
+    this.ids.push(id)
+    this.codes.push(code)
+    if (code === VALUE) this.values.push(v)
+  }
+
+  error(id: number, e: SerializedError): void {
+    (this.errors ??= []).push([id, e])
+  }
+
+  /** Posts them; one that cannot cross threads (a function in it, say) becomes that call's error. */
+  send(): void {
+    if (this.ids.length === 0 && this.errors === null) return
+    const m: AnswerBatch = { t: 'answers', ids: this.ids, codes: this.codes, values: this.values, errors: this.errors }
+    try {
+      post(m)
+    } catch {
+      const again = new Answers()
+      again.errors = this.errors
+      let v = 0
+      for (let i = 0; i < this.ids.length; i++) {
+        const value = this.codes[i] === VALUE ? this.values[v++] : undefined
+        try {
+          structuredClone(value)
+          again.value(this.ids[i]!, value)
+        } catch (err) {
+          again.error(this.ids[i]!, { message: `the answer cannot be passed to the broker: ${(err as Error).message}` })
+        }
+      }
+      post({ t: 'answers', ids: again.ids, codes: again.codes, values: again.values, errors: again.errors })
+    }
+  }
 }
 
 function runEvent(input: { event: string; args: unknown[] }): void {
@@ -137,54 +189,22 @@ function runEvent(input: { event: string; args: unknown[] }): void {
   }
 }
 
-let lateIds: number[] = []
-let lateValues: unknown[] = []
-let lateErrors: Array<[number, SerializedError]> | null = null
-let lateScheduled = false
+let late: Answers | null = null
 
 function later(id: number, value: unknown, error: SerializedError | undefined): void {
   controllers.delete(id)
-  if (error) (lateErrors ??= []).push([id, error])
-  else {
-    lateIds.push(id)
-    lateValues.push(value)
-  }
-  if (!lateScheduled) {
-    lateScheduled = true
+  if (late === null) {
+    late = new Answers()
     setImmediate(flushLate)
   }
+  if (error) late.error(id, error)
+  else late.value(id, value)
 }
 
 function flushLate(): void {
-  lateScheduled = false
-  const ids = lateIds
-  const values = lateValues
-  const errors = lateErrors
-  lateIds = []
-  lateValues = []
-  lateErrors = null
-  answer(ids, values, errors)
-}
-
-/** Posts answers; one that cannot cross threads (a function in it, say) becomes that call's error. */
-function answer(ids: number[], values: unknown[], errors: Array<[number, SerializedError]> | null): void {
-  try {
-    post({ t: 'answers', ids, values, errors })
-  } catch {
-    const errs = errors ?? []
-    const okIds: number[] = []
-    const okValues: unknown[] = []
-    for (let i = 0; i < ids.length; i++) {
-      try {
-        structuredClone(values[i])
-        okIds.push(ids[i]!)
-        okValues.push(values[i])
-      } catch (err) {
-        errs.push([ids[i]!, { message: `the answer cannot be passed to the broker: ${(err as Error).message}` }])
-      }
-    }
-    post({ t: 'answers', ids: okIds, values: okValues, errors: errs })
-  }
+  const a = late!
+  late = null
+  a.send()
 }
 
 /** The call context of one call: its signal is aborted when the broker gave up on it. */
@@ -232,22 +252,6 @@ async function retire(ms: number): Promise<void> {
 }
 
 // ---- values across the thread boundary
-
-/** Buffers again where the broker sent bytes: payloads as offsets into the batch's one transferred buffer. */
-function revive(input: Record<string, unknown>, payloads: Buffer | undefined): Record<string, unknown> {
-  if (input === null || typeof input !== 'object') return input
-  const at = input.payloadAt
-  if (typeof at === 'number' && payloads) {
-    input.payload = payloads.subarray(at, at + (input.payloadLength as number))
-    delete input.payloadAt
-    delete input.payloadLength
-  }
-  for (const k of ['payload', 'password', 'authenticationData']) if (k in input) input[k] = asBuffer(input[k])
-  const props = input.properties as Record<string, unknown> | undefined
-  if (props?.correlationData !== undefined) props.correlationData = asBuffer(props.correlationData)
-  if (Array.isArray(input.args)) input.args = input.args.map((a) => (a !== null && typeof a === 'object' ? revive(a as Record<string, unknown>, undefined) : a))
-  return input
-}
 
 /** `ctx.publish`'s message with its payload as bytes. */
 function wireMessage(m: PublishOptions): PublishOptions {

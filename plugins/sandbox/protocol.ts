@@ -1,13 +1,12 @@
 import type { Compiled } from '../compile.js'
+import type { AnswerBatch, CallBatch } from './batch.js'
 
 // What crosses between the broker's thread and a hook's worker. Calls of one
 // tick travel as one `calls` message (parallel arrays, no object per call
 // beyond its input); answers come back the same way.
 
-/** Method codes in `calls.methods`. `event` carries `{ event, args }`. */
+/** Method names by their code (batch.ts). */
 export const METHODS = ['authenticate', 'authorizePublish', 'authorizeSubscribe', 'transform', 'event'] as const
-export type WireMethod = (typeof METHODS)[number]
-export const EVENT = 4
 
 /** What the broker learns of a hook from evaluating it in a worker. */
 export interface HookMeta {
@@ -45,8 +44,8 @@ export const MEMORY_EXIT = 75
 export const BATCH_SEEN = 1
 
 export type ToWorker =
-  | { t: 'load'; mode: 'preflight' | 'serve'; compiled: CompiledData; config: unknown; setupMs: number; shared?: SharedArrayBuffer; memoryMb?: number; logLevel?: number }
-  | { t: 'calls'; seq: number; ids: number[]; methods: number[]; inputs: unknown[] }
+  | { t: 'load'; mode: 'preflight' | 'serve'; compiled: CompiledData; config: unknown; setupMs: number; shared?: SharedArrayBuffer; ring?: SharedArrayBuffer; memoryMb?: number; logLevel?: number }
+  | CallBatch
   | { t: 'abort'; ids: number[] }
   | { t: 'reply'; id: number; error?: SerializedError }
   | { t: 'retire'; ms: number }
@@ -56,7 +55,7 @@ export type FromWorker =
   | { t: 'evaluating' }
   | { t: 'loaded'; meta: HookMeta }
   | { t: 'failed'; error: SerializedError }
-  | { t: 'answers'; ids: number[]; values: unknown[]; errors: Array<[number, SerializedError]> | null }
+  | AnswerBatch
   | { t: 'log'; level: string; obj: unknown; msg: string | undefined }
   | { t: 'req'; id: number; kind: 'publish' | 'forward'; args: unknown[] }
   | { t: 'unhandled'; error: SerializedError }

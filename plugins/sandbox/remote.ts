@@ -3,7 +3,8 @@ import { HookmqError, type Logger, type PublishOptions } from '../../core/index.
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
 import { BOOT_MS, compiledData, loadError, takeWorker, workerFailure } from './pool.js'
-import { asBuffer, BATCH_SEEN, BUSY_SINCE, EVENT, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
+import { AUTHENTICATE, AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, BatchWriter, batchTable, CLIENT, EVENT, FALSE, ID, NULL, TABLE, TRANSFORM, TRUE, UNDEFINED, type AnswerBatch, type CallBatch } from './batch.js'
+import { asBuffer, BATCH_SEEN, BUSY_SINCE, reviveError, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
 
 // A worker-isolated hook, seen from the broker's thread. Calls made in one tick
 // leave together (one message, payloads packed into one transferred buffer);
@@ -14,7 +15,7 @@ import { asBuffer, BATCH_SEEN, BUSY_SINCE, EVENT, reviveError, type FromWorker, 
 // fallbacks. A worker that dies (heap limit, crash) is replaced too, with a
 // growing pause when that keeps happening.
 
-const CODES: Record<HookMethod, number> = { authenticate: 0, authorizePublish: 1, authorizeSubscribe: 2, transform: 3 }
+const CODES: Record<HookMethod, number> = { authenticate: AUTHENTICATE, authorizePublish: AUTHORIZE_PUBLISH, authorizeSubscribe: AUTHORIZE_SUBSCRIBE, transform: TRANSFORM }
 const RETIRE_MS = 5000
 
 export interface RemoteOptions {
@@ -42,14 +43,6 @@ interface Pending {
   batch: number
 }
 
-interface Outbox {
-  seq: number
-  ids: number[]
-  methods: number[]
-  inputs: unknown[]
-  payloads: Buffer[]
-  size: number
-}
 
 const LOG_LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 }
 
@@ -66,11 +59,12 @@ export class RemoteHook implements RemoteCalls {
   private readonly flags = new Float64Array(this.shared)
   private readonly pending = new Map<number, Pending>()
   private seq = 0
-  private batchSeq = 0
   private sentSeq = 0
-  private out: Outbox | null = null
+  private readonly writer = new BatchWriter()
   private flushScheduled = false
   private deadline: NodeJS.Timeout | undefined = undefined
+  /** the deadline fired late once: the queued answers were read before expiring */
+  private lateChecked = false
   private recentLosses: number[] = []
   private restartTimer: NodeJS.Timeout | undefined = undefined
   private onRetired: (() => void) | undefined = undefined
@@ -139,7 +133,7 @@ export class RemoteHook implements RemoteCalls {
       if (this.state === 'retiring') this.retired()
     })
     const level = LOG_LEVELS[o.log.level] ?? 30
-    worker.postMessage({ t: 'load', mode: 'serve', compiled: compiledData(o.compiled), config: o.config, setupMs: o.setupMs, shared: this.shared, logLevel: level, memoryMb: o.memoryMb } satisfies ToWorker)
+    worker.postMessage({ t: 'load', mode: 'serve', compiled: compiledData(o.compiled), config: o.config, setupMs: o.setupMs, shared: this.shared, ring: this.writer.ring.buffer, logLevel: level, memoryMb: o.memoryMb } satisfies ToWorker)
   }
 
   // ---- calls
@@ -161,82 +155,73 @@ export class RemoteHook implements RemoteCalls {
 
   /** Adds a call to this tick's batch; answers the batch's sequence number. */
   private enqueue(id: number, method: number, input: unknown): number {
-    const out = (this.out ??= { seq: ++this.batchSeq, ids: [], methods: [], inputs: [], payloads: [], size: 0 })
-    out.ids.push(id)
-    out.methods.push(method)
-    out.inputs.push(this.wire(input, out))
+    const seq = this.writer.add(id, method, input)
     if (!this.flushScheduled && this.state === 'ready') {
       this.flushScheduled = true
       setImmediate(flushRemote, this)
     }
-    return out.seq
-  }
-
-  /** A call's input as it crosses: its payload as an offset into the batch's packed bytes, other bytes copied to their own size. */
-  private wire(input: unknown, out: Outbox): unknown {
-    const i = input as Record<string, unknown>
-    if (i === null || typeof i !== 'object') return input
-    const w: Record<string, unknown> = {}
-    for (const k in i) {
-      const v = i[k]
-      if (k === 'payload' && Buffer.isBuffer(v)) {
-        w.payloadAt = out.size
-        w.payloadLength = v.length
-        out.payloads.push(v)
-        out.size += v.length
-      } else if (Buffer.isBuffer(v)) w[k] = new Uint8Array(v)
-      else if (k === 'properties' && v !== undefined) w[k] = wireProperties(v as Record<string, unknown>)
-      else w[k] = v
-    }
-    return w
+    return seq
   }
 
   /** Sends this tick's batch. */
   flush(): void {
     this.flushScheduled = false
-    const out = this.out
-    if (out === null || this.state !== 'ready') return
-    this.out = null
-    let pack: ArrayBuffer | undefined
-    if (out.size > 0) {
-      pack = new ArrayBuffer(out.size)
-      const view = new Uint8Array(pack)
-      let at = 0
-      for (const p of out.payloads) {
-        view.set(p, at)
-        at += p.length
-      }
-    }
-    this.sentSeq = out.seq
-    const message = { t: 'calls', seq: out.seq, ids: out.ids, methods: out.methods, inputs: out.inputs, pack }
+    if (this.state !== 'ready') return
+    const batch = this.writer.take(this.flags[BATCH_SEEN]!)
+    if (batch === null) return
+    this.sentSeq = batch.seq
     try {
-      this.worker!.postMessage(message, pack ? [pack] : undefined)
+      this.worker!.postMessage(batch, batch.pack ? [batch.pack] : undefined)
     } catch (err) {
-      this.sendOneByOne(out, pack, err as Error) // something in an input cannot cross threads
+      this.sendOneByOne(batch, err as Error) // something in an input cannot cross threads
     }
   }
 
-  private sendOneByOne(out: Outbox, pack: ArrayBuffer | undefined, err: Error): void {
-    for (let i = 0; i < out.ids.length; i++) {
-      const id = out.ids[i]!
-      try {
-        structuredClone(out.inputs[i])
-      } catch {
-        const p = this.pending.get(id)
-        if (p === undefined) continue
-        this.pending.delete(id)
-        p.resolve(fail(p.reg, p.method, new HookmqError('HOOK_WORKER_LOST', `the call's input cannot be passed to the hook's worker: ${err.message}`), p.fallback, p.started))
-        out.inputs[i] = null
-        out.methods[i] = -1
+  /** Sends what can cross of a batch that could not: a call whose input (or client) cannot answers its fallback. */
+  private sendOneByOne(batch: CallBatch, err: Error): void {
+    const bad = new Set<number>()
+    for (const list of [batch.inputs, batch.properties]) {
+      if (list === null) continue
+      for (const entry of list) {
+        try {
+          structuredClone(entry[1])
+        } catch {
+          bad.add(entry[0])
+          entry[1] = null
+        }
       }
     }
-    this.worker!.postMessage({ t: 'calls', seq: out.seq, ids: out.ids, methods: out.methods, inputs: out.inputs, pack }, pack ? [pack] : undefined)
+    const badClients = new Set<number>()
+    if (batch.newClients !== null) {
+      for (const entry of batch.newClients) {
+        try {
+          structuredClone(entry[1])
+        } catch {
+          badClients.add(entry[0])
+          entry[1] = { ...entry[1], user: undefined }
+        }
+      }
+    }
+    const { table } = batchTable(batch, this.writer.ring.buffer)
+    for (let i = 0; i < batch.count; i++) {
+      if (!bad.has(i) && !badClients.has(table[i * TABLE + CLIENT]!)) continue
+      this.writer.skip(batch, i)
+      const p = this.pending.get(table[i * TABLE + ID]!)
+      if (p === undefined) continue
+      this.pending.delete(table[i * TABLE + ID]!)
+      p.resolve(fail(p.reg, p.method, new HookmqError('HOOK_WORKER_LOST', `the call's input cannot be passed to the hook's worker: ${err.message}`), p.fallback, p.started))
+    }
+    try {
+      this.worker!.postMessage(batch, batch.pack ? [batch.pack] : undefined)
+    } catch (e) {
+      this.lost(`a batch could not be sent: ${(e as Error).message}`)
+    }
   }
 
   private onMessage(worker: Worker, m: FromWorker): void {
     if (worker !== this.worker && m.t !== 'req') return // a replaced worker's last words
     switch (m.t) {
-      case 'answers': return this.answers(m.ids, m.values, m.errors)
+      case 'answers': return this.answers(m)
       case 'log': return this.workerLog(m.level, m.obj, m.msg)
       case 'req': return this.request(worker, m.id, m.kind, m.args)
       case 'unhandled': return this.unhandled(reviveError(m.error))
@@ -246,12 +231,16 @@ export class RemoteHook implements RemoteCalls {
     }
   }
 
-  private answers(ids: number[], values: unknown[], errors: Array<[number, SerializedError]> | null): void {
+  private answers(m: AnswerBatch): void {
+    const { ids, codes, values, errors } = m
+    let v = 0
     for (let i = 0; i < ids.length; i++) {
+      const code = codes[i]!
+      const raw = code === UNDEFINED ? undefined : code === TRUE ? true : code === FALSE ? false : code === NULL ? null : values[v++]
       const p = this.pending.get(ids[i]!)
       if (p === undefined) continue // answered already: it passed its deadline
       this.pending.delete(ids[i]!)
-      p.resolve(settle(p.reg, p.method, p.method === 'transform' ? reviveTransform(values[i]) : values[i], p.check, p.fallback, p.started))
+      p.resolve(settle(p.reg, p.method, p.method === 'transform' ? reviveTransform(raw) : raw, p.check, p.fallback, p.started))
     }
     if (errors !== null) {
       for (const [id, e] of errors) {
@@ -273,14 +262,24 @@ export class RemoteHook implements RemoteCalls {
   }
 
   private disarmDeadline(): void {
-    clearTimeout(this.deadline)
+    if (this.lateChecked) clearImmediate(this.deadline as unknown as NodeJS.Immediate)
+    else clearTimeout(this.deadline)
     this.deadline = undefined
+    this.lateChecked = false
   }
 
   /** The oldest calls passed their deadline: they answer their fallbacks; a stuck worker is replaced. */
   expire(): void {
     this.deadline = undefined
     const now = performance.now()
+    const first = this.pending.values().next()
+    if (!first.done && !this.lateChecked && now - first.value.due > Math.max(50, this.options.timeoutMs / 4)) {
+      // this thread was late (blocked, or starved): the answers may be waiting in its queue; read them first
+      this.lateChecked = true
+      this.deadline = setImmediate(onRemoteDeadline, this) as unknown as NodeJS.Timeout
+      return
+    }
+    this.lateChecked = false
     const aborted: number[] = []
     const seen = this.flags[BATCH_SEEN]!
     const busySince = this.flags[BUSY_SINCE]!
@@ -314,11 +313,12 @@ export class RemoteHook implements RemoteCalls {
     this.worker = undefined // its exit, when it comes, is not another loss
     void worker?.terminate()
     this.state = 'down'
+    this.writer.reset() // the next worker knows no client and holds no shared memory
     this.restarts++
     this.lastLoss = reason
     this.options.log.error({ file: this.options.compiled.file, pending: this.pending.size }, `hook worker replaced: ${reason}`)
     const err = new HookmqError('HOOK_WORKER_LOST', `the hook's worker was replaced: ${reason}`)
-    const unsent = this.out?.seq
+    const unsent = this.writer.batch?.seq
     for (const [id, p] of this.pending) {
       if (p.batch === unsent) continue
       this.pending.delete(id)
