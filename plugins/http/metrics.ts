@@ -87,7 +87,10 @@ export function createMetrics(client: PromClient, src: MetricSources): { content
   }
   if (b.cluster !== undefined) gauge('hookmq_redis_available', '1 while Redis answers (persistent sessions and QoS 1/2 need it)', () => (b.cluster!.available ? 1 : 0))
 
-  perHook('gauge', 'hookmq_hook_loaded', '1 when the hook\'s last load succeeded, 0 when it failed', (h) => (h.state === 'loaded' ? 1 : 0))
+  perHook('gauge', 'hookmq_hook_loaded', '1 when the hook\'s last load succeeded, 0 when it failed', (h) => (h.state === 'failed' ? 0 : 1))
+  perHook('gauge', 'hookmq_hook_tripped', '1 while the hook\'s circuit breaker is open (decisions deny at once, transforms pass, events are skipped)', (h) => (h.breaker === 'tripped' ? 1 : 0))
+  perHook('gauge', 'hookmq_hook_quarantined', '1 when this version of the hook once hung the broker and runs in a worker until its file changes', (h) => (h.quarantined ? 1 : 0))
+  perHook('counter', 'hookmq_hook_worker_restarts_total', 'times the hook\'s worker was replaced (stuck, crashed, over memoryMb)', (h) => h.workerRestarts ?? 0)
   perHook('counter', 'hookmq_hook_calls_total', 'hook calls', (h) => h.calls)
   perHook('counter', 'hookmq_hook_denies_total', 'deny answers', (h) => h.denies)
   perHook('counter', 'hookmq_hook_errors_total', 'throws, rejections and invalid answers', (h) => h.errors)

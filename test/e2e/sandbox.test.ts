@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
 import { bystander } from '../bystander.js'
-import { collect, connect, hooksFolder, publishCode, startBroker, until, urlOf, writeHook } from '../helpers.js'
+import { collect, connect, hooksFolder, publishCode, startBroker, startSink, until, urlOf, writeHook } from '../helpers.js'
 import { captureLog } from '../log-capture.js'
 
 // The hook sandbox, on a real broker with real hook files: what a hook file's
@@ -257,3 +257,87 @@ ${line7}
     assert.ok(String((r.err as { stack: string }).stack).includes(`thrower.ts:7:${column}`))
   })
 }
+
+for (const mode of MODES) {
+  test(`${mode}: a hook's context works the same: its config, ctx.log, ctx.publish and ctx.forward, the call's signal, and the user its authenticate answer attached`, async (t) => {
+    const sink = await startSink(t)
+    const dir = hooksFolder(t)
+    writeFileSync(join(dir, 'ctx.ts'), `import { defineHook } from 'hookmq'
+import { z } from 'zod'
+export default defineHook({
+  name: 'ctx',
+  timeoutMs: 300,
+  config: z.object({ greeting: z.string() }),
+  async setup(ctx) {
+    ctx.log.info({ mark: 'setup' }, 'setup ran')
+    await ctx.publish({ topic: 'ctx/setup', payload: ctx.config.greeting + ' from ' + ctx.name, retain: true })
+  },
+  authenticate({ username }) {
+    return username === 'u' ? { allow: true, user: { id: 'u', roles: ['reader'] } } : undefined
+  },
+  async authorizePublish({ topic, client }, { config, log, signal, forward }) {
+    if (topic.startsWith('ctx/config/')) return topic === 'ctx/config/' + config.greeting ? true : { deny: 'not ' + config.greeting }
+    if (topic === 'ctx/log') { log.warn({ mark: 'call' }, 'logged from a call'); return true }
+    if (topic === 'ctx/forward') { await forward('sink', { greeting: config.greeting }); return true }
+    if (topic === 'ctx/user') return (client.user as { roles?: string[] } | undefined)?.roles?.[0] === 'reader' ? true : { deny: 'no user' }
+    if (topic === 'ctx/signal') {
+      await new Promise((resolve) => signal.addEventListener('abort', resolve))
+      await forward('sink', { aborted: String(signal.reason) })
+      return true
+    }
+    return true
+  },
+})
+`)
+    const log = captureLog()
+    const broker = await startBroker(t, { hooksDir: dir, logger: log.logger, hooks: { isolation: mode, ctx: { greeting: 'hi' } }, webhooks: [{ name: 'sink', url: sink.url, batch: { maxSize: 1, maxWaitMs: 0 } }] })
+    const setupLog = await log.find((r) => r.mark === 'setup')
+    assert.equal(setupLog.hook, 'ctx')
+    assert.equal(setupLog.msg, 'setup ran')
+    const sub = await connect(t, broker, { protocolVersion: 5 })
+    const inbox = collect(sub)
+    await sub.subscribeAsync('ctx/setup')
+    assert.equal((await inbox.next()).payload.toString(), 'hi from ctx') // ctx.publish from setup (retained)
+    const c = await connect(t, broker, { protocolVersion: 5, username: 'u' })
+    assert.equal(await publishCode(c, 'ctx/config/hi'), 0x10) // the hook's config, parsed and read in its thread
+    assert.equal(await publishCode(c, 'ctx/config/bye'), 0x87)
+    assert.equal(await publishCode(c, 'ctx/log'), 0x10)
+    const callLog = await log.find((r) => r.mark === 'call')
+    assert.equal(callLog.hook, 'ctx')
+    assert.equal(callLog.level, 40)
+    assert.equal(await publishCode(c, 'ctx/forward'), 0x10)
+    await sink.waitForIds(1)
+    assert.deepEqual(sink.requests[0]!.body.deliveries[0]!.body, { greeting: 'hi' })
+    assert.equal(await publishCode(c, 'ctx/user'), 0x10) // the user object crossed with the client
+    assert.equal(await publishCode(c, 'ctx/signal'), 0x87) // the deadline: fails closed, and the signal is aborted
+    await sink.waitForIds(2)
+    assert.match(String((sink.requests[1]!.body.deliveries[0]!.body as { aborted: string }).aborted), /deadline|did not answer/)
+  })
+}
+
+test('$SYS tells a hook\'s state and counters, never its error text (it can hold a connection string); /metrics shows a tripped breaker', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'db.ts')
+  writeFileSync(file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'db', authorizePublish: ({ topic }) => topic === 'boom' ? Promise.reject(new Error('x')) : true })\n`)
+  const broker = await startBroker(t, { hooksDir: dir, sys: { intervalMs: 100 }, http: { port: 0 }, hooks: { breaker: { maxFailures: 1, windowMs: 10000, backoffMs: 60000 } } })
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  const inbox = collect(c)
+  await c.subscribeAsync('$SYS/broker/hooks/db/#')
+  const change = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nthrow new Error('cannot reach redis://admin:s3cret@db.internal:6379')\nexport default defineHook({ name: 'db' })\n`)
+  assert.equal(change.kind, 'failed')
+  const seen = new Map<string, string>()
+  while (seen.get('$SYS/broker/hooks/db/state') !== 'failed') {
+    const m = await inbox.next()
+    seen.set(m.topic, m.payload.toString())
+  }
+  for (const [topic, payload] of seen) {
+    assert.ok(!topic.endsWith('/error'), topic)
+    assert.doesNotMatch(payload, /s3cret|redis:/, topic)
+  }
+  assert.equal(seen.get('$SYS/broker/hooks/db/version'), '1') // version 1 keeps serving
+  assert.equal(await publishCode(c, 'boom'), 0x87)
+  await until(() => broker.hookStatus()[0]!.breaker === 'tripped', 3000, 'the breaker to trip')
+  const metrics = await (await fetch(`${broker.httpUrl()}/metrics`)).text()
+  assert.match(metrics, /hookmq_hook_tripped\{hook="db"\} 1/)
+  assert.match(metrics, /hookmq_hook_loaded\{hook="db"\} 0/) // its last load failed
+})

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { Breaker } from '../../plugins/sandbox/breaker.js'
+import { enterHook, guardedProcess, guardProcess, leaveHook } from '../../plugins/sandbox/guard.js'
+import { Ring, RING_BYTES } from '../../plugins/sandbox/batch.js'
+
+const settings = { maxFailures: 3, windowMs: 1000, backoffMs: 20, maxBackoffMs: 50 }
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+test('breaker: maxFailures failures within the window trip it; fewer, or spread wider, do not', async () => {
+  const changes: string[] = []
+  const b = new Breaker(settings, (s) => changes.push(s))
+  b.failure()
+  b.failure()
+  assert.equal(b.state, 'closed')
+  b.failure()
+  assert.equal(b.state, 'tripped')
+  assert.equal(b.admit(), false)
+  assert.equal(b.shortCircuited, 1)
+  const spread = new Breaker({ ...settings, windowMs: 30 })
+  spread.failure()
+  spread.failure()
+  await sleep(40)
+  spread.failure()
+  assert.equal(spread.state, 'closed') // the first two fell out of the window
+  assert.deepEqual(changes, ['tripped'])
+})
+
+test('breaker: after its back-off it probes; a success closes it, a failure trips it again with twice the back-off, up to maxBackoffMs', async () => {
+  const b = new Breaker(settings)
+  for (let i = 0; i < 3; i++) b.failure()
+  await sleep(25)
+  assert.equal(b.admit(), true)
+  assert.equal(b.state, 'probing')
+  b.failure()
+  assert.equal(b.state, 'tripped')
+  assert.ok(b.retryInMs() > 20 && b.retryInMs() <= 40, String(b.retryInMs()))
+  await sleep(45)
+  assert.equal(b.admit(), true)
+  b.failure()
+  assert.ok(b.retryInMs() <= 50) // capped
+  await sleep(55)
+  assert.equal(b.admit(), true)
+  b.success()
+  assert.equal(b.state, 'closed')
+  assert.equal(b.trips, 3)
+})
+
+test('guard: hook code\'s process refuses exit, kill, abort, chdir, setuid and exitCode with a coded error; the real ones refuse only while hook code runs', () => {
+  for (const call of [() => guardedProcess.exit(0), () => guardedProcess.kill(process.pid), () => guardedProcess.abort(), () => guardedProcess.chdir('/'), () => guardedProcess.setuid?.(0), () => { guardedProcess.exitCode = 3 }]) {
+    assert.throws(call, { code: 'HOOKMQ_ERR_HOOK_FORBIDDEN' })
+  }
+  assert.equal(typeof guardedProcess.hrtime.bigint(), 'bigint') // the rest is the real process
+  assert.equal(guardedProcess.env, process.env)
+  guardProcess()
+  enterHook()
+  try {
+    assert.throws(() => process.exit(0), { code: 'HOOKMQ_ERR_HOOK_FORBIDDEN' })
+    assert.throws(() => process.kill(process.pid, 0), { code: 'HOOKMQ_ERR_HOOK_FORBIDDEN' })
+  } finally {
+    leaveHook()
+  }
+  assert.equal(process.kill(process.pid, 0), true) // outside hook code: the real one
+})
+
+test('ring: regions are handed out in order, wrap around, and come back once their batch was begun', () => {
+  const r = new Ring()
+  const a = r.take(RING_BYTES / 4, 1)
+  const b = r.take(RING_BYTES / 4, 2)
+  const c = r.take(RING_BYTES / 4, 3)
+  assert.deepEqual([a, b, c], [0, RING_BYTES / 4, RING_BYTES / 2])
+  assert.equal(r.take(RING_BYTES / 4 + 4, 4), -1) // no room: the batch brings its own buffer
+  r.release(1)
+  assert.equal(r.take(RING_BYTES / 4, 4), 3 * RING_BYTES / 4)
+  assert.equal(r.take(100, 5), 0) // the end is full: wrapped to the start, which batch 1 gave back
+  assert.equal(r.take(RING_BYTES / 4, 6), -1) // batch 2's region is still in use
+  r.release(3)
+  assert.equal(r.take(RING_BYTES / 4, 6), 100) // after batch 5's region
+  assert.equal(r.take(3, 7) % 4, 0) // offsets stay aligned for the call table
+})
