@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { cpuSeconds, hasMosquitto, rssBytes, startBroker, startRedisServer, type BrokerName, type HookmqBenchOptions, type RunningBroker } from './brokers.js'
 import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
 import { amplification } from './amplification.js'
+import { stuckHookFolder, stuckToFallback } from './sandbox.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -51,7 +52,7 @@ const examples = fileURLToPath(new URL('../../hooks.example/', import.meta.url))
 function exampleHooks(isolation: 'inline' | 'worker', files = ['acl.ts', 'transform.ts']): HookmqBenchOptions {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-hooks-'))
   for (const f of files) copyFileSync(join(examples, f), join(dir, f))
-  return { hooksDir: dir, hooks: { isolation, acl: { rules: [{ user: '*', allow: 'both', topics: ['sensors/#', 'bench/#'] }] } } }
+  return { hooksDir: dir, hooks: { isolation, acl: { rules: [{ user: '*', allow: 'both', topics: ['sensors/#', 'bench/#', 'lat/#'] }] } } }
 }
 
 const json64 = Buffer.from(JSON.stringify({ celsius: 21.5, humidity: 40, device: 'bench-sensor-01' }).padEnd(64, ' '))
@@ -61,8 +62,8 @@ const per = (n: number): number => Math.max(100, Math.round(n * scale))
  * idle `settle` seconds first; the relay row is the floor (generator, loopback,
  * scheduler).
  */
-function latencyScenario(name: string, warmup: number, settle: number): Scenario {
-  return { name, unit: 'ms', higherIsBetter: false, brokers: [...brokers, 'relay'], settle, run: async (port) => {
+function latencyScenario(name: string, warmup: number, settle: number, hooks?: 'inline' | 'worker'): Scenario {
+  return { name, unit: 'ms', higherIsBetter: false, brokers: hooks ? ['hookmq'] : [...brokers, 'relay'], settle, options: hooks ? () => exampleHooks(hooks, ['acl.ts']) : undefined, run: async (port) => {
     const r = await latency(port, 2000, quick ? 2 : 5, warmup)
     return { value: r.p99, note: `p50 ${r.p50.toFixed(3)} max ${r.max.toFixed(2)}${r.received < r.expected ? ' LOST' : ''}` }
   } }
@@ -83,6 +84,14 @@ const scenarios: Scenario[] = [
   latencyScenario('latency-p99@2000', quick ? 1 : 3, quick ? 0 : 10),
   // the same on a freshly started process (this bench's earlier method), to show what the settling changes
   ...(quick ? [] : [latencyScenario('latency-p99@2000 on a fresh process', 3, 0)]),
+  // a publish through hooks.example/acl.ts in each isolation mode (the hook sandbox's cost per message)
+  ...(['inline', 'worker'] as const).map((mode) => latencyScenario(`latency-p99@2000 through acl.ts (${mode})`, quick ? 1 : 3, quick ? 0 : 10, mode)),
+  // a decision stuck in a synchronous loop, deadline 200 ms: when its fallback (deny) reaches the publisher
+  { name: 'stuck worker call to its fallback answer (deadline 200 ms)', unit: 'ms', higherIsBetter: false, brokers: ['hookmq'], options: () => stuckHookFolder(200), run: async (port) => {
+    const { samples } = await stuckToFallback(port, quick ? 3 : 5)
+    const sorted = [...samples].sort((a, b) => a - b)
+    return { value: sorted[Math.floor(sorted.length / 2)]!, note: `each: ${samples.map((x) => x.toFixed(0)).join(' ')}` }
+  } },
   // issue #12's amplification attack: hookmq refuses it under its default limits, and is also run with them raised
   { name: 'amplification', unit: 's', higherIsBetter: false, runAll: (sc, list) => amplificationRuns(sc, list) },
   // memory: all brokers at once (see memory() below), two rows from one run

@@ -245,10 +245,15 @@ export function wireObject(input: unknown, depth = 2): unknown {
   return w
 }
 
-/** The worker's side: a batch's table, and the region its payloads are in. */
-export function batchTable(b: CallBatch, ring: SharedArrayBuffer | undefined): { table: Int32Array; region: Uint8Array } {
+/**
+ * A batch's table and the region its payloads are in. The worker copies the
+ * table (`copy`): once it says it has begun the batch, the broker may write
+ * the next batch over that part of the ring.
+ */
+export function batchTable(b: CallBatch, ring: SharedArrayBuffer | undefined, copy = false): { table: Int32Array; region: Uint8Array } {
   const buffer = b.pack ?? ring!
-  return { table: new Int32Array(buffer, b.at, b.count * TABLE), region: new Uint8Array(buffer, b.at) }
+  const view = new Int32Array(buffer, b.at, b.count * TABLE)
+  return { table: copy ? view.slice() : view, region: new Uint8Array(buffer, b.at) }
 }
 
 /** The input of call `i` (a payload copied out of shared memory: the hook may keep it). */

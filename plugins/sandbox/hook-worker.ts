@@ -95,7 +95,7 @@ function metaOf(d: HookDefinition): HookMeta {
 function runBatch(b: CallBatch): void {
   if (b.newClients !== null) for (const [ref, client] of b.newClients) clients.set(ref, client)
   if (b.forget !== null) for (const ref of b.forget) clients.delete(ref)
-  const { table, region } = batchTable(b, ring)
+  const { table, region } = batchTable(b, ring, true)
   const objects = b.inputs === null ? null : new Map(b.inputs)
   const props = b.properties === null ? null : new Map(b.properties)
   const inputs = new Array<unknown>(b.count)

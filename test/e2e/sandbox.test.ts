@@ -341,3 +341,33 @@ test('$SYS tells a hook\'s state and counters, never its error text (it can hold
   assert.match(metrics, /hookmq_hook_tripped\{hook="db"\} 1/)
   assert.match(metrics, /hookmq_hook_loaded\{hook="db"\} 0/) // its last load failed
 })
+
+test('worker isolation: every answer goes to its own call, also when a new batch reuses the shared memory while the worker still runs the last', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'slow.ts'), `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'slow',
+  timeoutMs: 3000,
+  filter: { topics: ['x/#'] },
+  authorizePublish({ topic }) {
+    if (topic === 'x/slow') {
+      const until = performance.now() + 400
+      while (performance.now() < until) {} // the broker sends the next batch meanwhile
+    }
+    return topic.endsWith('deny') ? { deny: 'no' } : true
+  },
+})
+`)
+  const broker = await startBroker(t, { hooksDir: dir })
+  const a = await connect(t, broker, { protocolVersion: 5 })
+  const b = await connect(t, broker, { protocolVersion: 5 })
+  const outcome = (c: typeof a, topic: string): Promise<string> => new Promise((resolve) => c.publish(topic, 'x', { qos: 1 }, (err) => resolve(err ? 'denied' : 'allowed')))
+  // two calls in one batch, the first slow; then, while the worker runs it, another batch of two
+  const first = [outcome(a, 'x/slow'), outcome(a, 'x/a-deny')]
+  await new Promise((r) => setTimeout(r, 150))
+  const second = [outcome(b, 'x/b-deny'), outcome(b, 'x/b-allow')]
+  assert.deepEqual(await Promise.all([...first, ...second]), ['allowed', 'denied', 'denied', 'allowed'])
+  const st = broker.hookStatus()[0]!
+  assert.equal(st.timeouts, 0)
+  assert.equal(st.errors, 0)
+})
