@@ -288,7 +288,7 @@ export async function deleteHook(broker: HookmqBroker, file: string): Promise<Ho
 }
 
 /** Publishes at QoS 1 and answers the PUBACK reason code (one publish in flight at a time). */
-export function publishCode(client: MqttClient, topic: string, payload = 'x'): Promise<number> {
+export function publishCode(client: MqttClient, topic: string, payload = 'x', options: { retain?: boolean } = {}): Promise<number> {
   return new Promise((resolve) => {
     const on = (p: { cmd: string; reasonCode?: number }): void => {
       if (p.cmd !== 'puback') return
@@ -296,7 +296,7 @@ export function publishCode(client: MqttClient, topic: string, payload = 'x'): P
       resolve(p.reasonCode ?? 0)
     }
     client.on('packetreceive', on)
-    client.publish(topic, payload, { qos: 1 }, () => {})
+    client.publish(topic, payload, { qos: 1, retain: options.retain ?? false }, () => {})
   })
 }
 

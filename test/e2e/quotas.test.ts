@@ -103,16 +103,8 @@ test('a flood of 1,000,000 SUBSCRIBE filters from one client: the default quota 
 })
 
 /** A v5 client publishing retained QoS 1 messages; answers the PUBACK reason code (0x10: stored, nobody subscribed). */
-async function retainCode(client: MqttClient, topic: string, payload: string): Promise<number> {
-  return new Promise((resolve) => {
-    const on = (p: { cmd: string; reasonCode?: number }): void => {
-      if (p.cmd !== 'puback') return
-      client.off('packetreceive', on)
-      resolve(p.reasonCode ?? 0)
-    }
-    client.on('packetreceive', on)
-    client.publish(topic, payload, { qos: 1, retain: true }, () => {})
-  })
+function retainCode(client: MqttClient, topic: string, payload: string): Promise<number> {
+  return publishCode(client, topic, payload, { retain: true })
 }
 
 async function retainedTopics(broker: Broker, filter = '#'): Promise<string[]> {

@@ -2,20 +2,7 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import type { Broker } from '../../core/index.js'
 import { collect, connect, once, RawClient, startBroker } from '../helpers.js'
-
-/** A subscriber and publisher pair whose traffic must survive another client's bad input. */
-async function bystanders(t: TestContext, broker: Broker): Promise<() => Promise<void>> {
-  const sub = await connect(t, broker, { protocolVersion: 5 })
-  const pub = await connect(t, broker, { protocolVersion: 5 })
-  const inbox = collect(sub)
-  await sub.subscribeAsync('by/stander', { qos: 1 })
-  let n = 0
-  return async () => {
-    const payload = `still here ${++n}`
-    await pub.publishAsync('by/stander', payload, { qos: 1 })
-    assert.equal((await inbox.next()).payload.toString(), payload)
-  }
-}
+import { bystanders } from './wire.js'
 
 async function v5(t: TestContext, broker: Broker): Promise<RawClient> {
   const raw = await RawClient.open(t, broker, 5)

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import type { TestContext } from 'node:test'
 import type { Broker } from '../../core/index.js'
-import { collect, connect, RawClient } from '../helpers.js'
+import { bystander } from '../bystander.js'
+import { RawClient } from '../helpers.js'
 
 // Raw packet bytes for the protocol tests: what no client library will send.
 
@@ -40,19 +41,11 @@ export function connectBytes(version: 4 | 5, opts: { flags?: number; clientId?: 
   return frame(0x10, body)
 }
 
-/** A subscriber and publisher pair whose traffic must survive another client's bad input. */
+/** A client whose publish/subscribe round trip must survive another client's bad input (promptly: within 2 s). */
 export async function bystanders(t: TestContext, broker: Broker): Promise<() => Promise<void>> {
-  const sub = await connect(t, broker, { protocolVersion: 5 })
-  const pub = await connect(t, broker, { protocolVersion: 5 })
-  const inbox = collect(sub)
-  await sub.subscribeAsync('by/stander', { qos: 1 })
-  let n = 0
+  const other = await bystander(t, broker)
   return async () => {
-    const payload = `still here ${++n}`
-    const started = Date.now()
-    await pub.publishAsync('by/stander', payload, { qos: 1 })
-    assert.equal((await inbox.next(2000)).payload.toString(), payload)
-    assert.ok(Date.now() - started < 2000, 'the bystander round trip is prompt')
+    await other.roundTrip(2000)
   }
 }
 
