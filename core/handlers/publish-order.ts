@@ -37,6 +37,8 @@ interface Entry {
 
 export class PublishOrder {
   private readonly queue = new Fifo<Entry>()
+  /** packet ids of QoS 2 messages here, not yet acknowledged (a resend of one is not routed again) */
+  private qos2: Set<number> | null = null
   private waiters: Array<() => void> | null = null
   private roomWaiters: Array<() => void> | null = null
 
@@ -57,7 +59,13 @@ export class PublishOrder {
       entry.outcome = decision
     }
     this.queue.push(entry)
+    if (qos === 2) (this.qos2 ??= new Set()).add(messageId)
     if (this.queue.length === 1) this.flush()
+  }
+
+  /** True while a QoS 2 message with this packet id waits here. */
+  has(messageId: number): boolean {
+    return this.qos2 !== null && this.qos2.has(messageId)
   }
 
   /** As many messages as may be in flight: the next PUBLISH waits for room(). */
@@ -106,6 +114,7 @@ export class PublishOrder {
         e.code = code
       }
       q.shift()
+      if (e.qos === 2) this.qos2!.delete(e.messageId)
       if (e.qos !== 0) acknowledge(this.conn, e.qos, e.messageId, e.code)
       if (this.roomWaiters !== null && q.length <= MAX_PENDING / 2) {
         const r = this.roomWaiters

@@ -22,9 +22,10 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   const session = conn.session!
   const messageId = packet.messageId ?? 0
   if (qos === 2 && session.incoming.has(messageId)) {
-    conn.write({ cmd: 'pubrec', messageId }) // a resent QoS 2 message is not routed twice [MQTT-4.3.3-?]
+    conn.write({ cmd: 'pubrec', messageId }) // a resent QoS 2 message is not routed twice (MQTT 5.0 §4.3.3)
     return
   }
+  if (qos === 2 && conn.publishOrder?.has(messageId)) return // resent while its first copy is still deciding: that one's PUBREC answers both
   // MQTT 5 clients were told the Receive Maximum; 3.1.1 has none (its packet ids bound what a client can leave open)
   if (qos > 0 && conn.protocolVersion === 5) {
     if (conn.incomingUnacked + session.incoming.size >= conn.broker.config.limits.receiveMaximum) {

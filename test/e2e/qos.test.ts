@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { collect, connect, pingRoundTrip, startBroker } from '../helpers.js'
+import { defineHook } from '../../plugins/index.js'
+import { collect, connect, pingRoundTrip, RawClient, startBroker } from '../helpers.js'
 
 for (const protocolVersion of [4, 5] as const) {
   for (const qos of [0, 1, 2] as const) {
@@ -106,4 +107,23 @@ test('[MQTT-3.3.1-7] a retained message with QoS 0 is stored too', async (t) => 
   const inbox = collect(s)
   await s.subscribeAsync('r0')
   assert.equal((await inbox.next()).payload.toString(), 'zero')
+})
+
+test('a QoS 2 PUBLISH sent again while its first copy is still being decided (an async hook) is routed once', async (t) => {
+  const broker = await startBroker(t, {
+    hooks: [defineHook({ name: 'slow', authorizePublish: async () => { await new Promise((r) => setTimeout(r, 200)); return true } })],
+  })
+  const sub = await connect(t, broker)
+  await sub.subscribeAsync('dup/#', { qos: 2 })
+  const inbox = collect(sub)
+  const raw = await RawClient.open(t, broker, 5)
+  await raw.connect({}, 5)
+  const publish = { cmd: 'publish' as const, topic: 'dup/x', payload: Buffer.from('once'), qos: 2 as const, messageId: 5, retain: false, dup: false }
+  raw.send(publish, 5)
+  raw.send({ ...publish, dup: true }, 5)
+  await raw.expect('pubrec')
+  raw.send({ cmd: 'pubrel', messageId: 5 }, 5)
+  await raw.expect('pubcomp')
+  await pingRoundTrip(sub)
+  assert.deepEqual(inbox.messages.map((m) => m.payload.toString()), ['once'])
 })
