@@ -3,7 +3,8 @@ import type { Duplex } from 'node:stream'
 import { parseConfig, type Config, type ConfigInput } from './config.js'
 import type { Cluster } from './cluster.js'
 import { Connection, type ListenerInfo } from './connection.js'
-import { ReasonCode } from './errors.js'
+import { HookmqError, ReasonCode } from './errors.js'
+import { checkTopicName } from './topic.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
 import { passThroughHooks, type HookRunner } from './hooks.js'
 import { startListeners, type Listener } from './listeners/index.js'
@@ -233,6 +234,9 @@ export class Broker {
 
   /** Publishes from code (not from a client): no authorization, transforms apply. */
   publish(options: PublishOptions): Promise<void> {
+    const problem = typeof options.topic === 'string' ? checkTopicName(options.topic, this.config.limits) : 'no topic'
+    if (problem !== undefined) return Promise.reject(new HookmqError('TOPIC_NAME_INVALID', `broker.publish: ${problem}`))
+    if (options.qos !== undefined && options.qos !== 0 && options.qos !== 1 && options.qos !== 2) return Promise.reject(new HookmqError('QOS_NOT_SUPPORTED', `broker.publish: QoS ${String(options.qos)}`))
     const payload = options.payload === undefined ? Buffer.alloc(0) : typeof options.payload === 'string' ? Buffer.from(options.payload) : options.payload
     const message = newMessage(options.topic, payload, options.qos ?? 0, options.retain ?? false, undefined, options.properties)
     return Promise.resolve(this.pipeline.transformAndRoute(undefined, message)).then(noop)

@@ -22,6 +22,9 @@ export type ConnectionState =
 
 const MAX_BACKLOG = 1000
 
+/** Packets that need not wait for the PUBLISH packets before them: acknowledgements of what this client receives, and PINGREQ. */
+const ORDER_FREE = new Set(['puback', 'pubrec', 'pubcomp', 'pingreq'])
+
 
 export interface ListenerInfo {
   name: string
@@ -128,7 +131,7 @@ export class Connection implements Outlet, IntakeOwner {
     try {
       const order = this.publishOrder
       if (order === null || order.size === 0) result = dispatch(this, packet)
-      else if (packet.cmd !== 'publish') result = order.drained().then(() => dispatch(this, packet))
+      else if (packet.cmd !== 'publish' && !ORDER_FREE.has(packet.cmd)) result = order.drained().then(() => dispatch(this, packet))
       else if (order.full) {
         result = order.room().then(() => dispatch(this, packet))
         waitInSocket = true

@@ -53,6 +53,9 @@ export interface Entry extends Runnable {
   readonly quarantined: QuarantineEntry | undefined
 }
 
+/** ids that name an inline file hook to the watchdog */
+let watchIds = 0
+
 const FAIL_AUTH: AuthenticateDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'authentication failed' })
 const FAIL_DENY: PublishDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
 const UNLOADED_AUTH: AuthenticateDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.ServerUnavailable, reason: 'hooks failed to load' })
@@ -200,8 +203,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
       publish: this.publish,
       forward: makeForward(this.options.forward, meta.name),
     })
-    await worker.start()
-    this.swapIn(remoteDef(meta), key, compiled.file, undefined, undefined, compiled, worker, quarantined)
+    const declared = await worker.start() // what the hook declares in its own worker (the preflight's evaluation was another)
+    this.swapIn(remoteDef(declared), key, compiled.file, undefined, undefined, compiled, worker, quarantined)
   }
 
   /**
@@ -235,6 +238,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const entry: Entry = {
       key, name: def.name, file, def, config, log, setup, compiled, worker, quarantined,
       isolation: worker ? 'worker' : 'inline',
+      watchId: compiled !== undefined && worker === undefined ? ++watchIds : 0,
       remote: worker,
       version: (old?.version ?? 0) + 1,
       loadedAt: Date.now(),
@@ -250,8 +254,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
       spare: undefined,
       retired: false,
       onIdle: undefined,
+      successor: undefined,
     }
     if (worker) worker.reg = entry
+    if (old) old.successor = entry
     this.entries = [...this.entries.filter((e) => e !== old), entry].sort(byOrder)
     this.failures.delete(key)
     this.rebuild()
@@ -297,6 +303,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
     if (!this.denyAll || this.failures.size > 0) return
     this.denyAll = false
     this.options.log.info('the hooks folder loads cleanly again: decisions are no longer denied')
+  }
+
+  /** The version serving under `key`, if any. */
+  entryOf(key: string): Entry | undefined {
+    return this.entries.find((e) => e.key === key)
   }
 
   /** The key (file) a hook name is loaded under, if any. */

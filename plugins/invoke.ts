@@ -57,6 +57,8 @@ export interface Registration {
   readonly log: Logger
   readonly stats: HookStats
   readonly isolation: 'inline' | 'worker'
+  /** names it to the watchdog while its code runs (0: not watched, an embedded hook) */
+  readonly watchId: number
   readonly breaker: Breaker
   /** the compiled file (source-mapped stacks of inline hooks) */
   readonly compiled: Compiled | undefined
@@ -131,7 +133,7 @@ export function invoke<T>(reg: Registration, method: HookMethod, input: unknown,
   const call = callFor(reg)
   const started = begin(reg)
   let out: unknown
-  enterHook()
+  enterHook(reg.watchId)
   try {
     out = fn(input, call)
   } catch (err) {
@@ -197,7 +199,11 @@ export function fail<T>(reg: Registration, method: string, err: unknown, fallbac
 
 function finish(reg: Registration, started: number): void {
   if (started !== 0) reg.stats.record(performance.now() - started)
-  if (--reg.active === 0 && reg.retired) reg.onIdle?.()
+  if (--reg.active === 0 && reg.retired && reg.onIdle !== undefined) {
+    const idle = reg.onIdle
+    reg.onIdle = undefined // once: its teardown runs once
+    idle()
+  }
 }
 
 /** Runs an event handler: errors and rejections are logged, nothing waits for it. A tripped hook's handlers are skipped. */
@@ -209,7 +215,7 @@ export function notify(reg: Registration, event: string, handler: (...args: unkn
     return
   }
   reg.stats.calls++
-  enterHook()
+  enterHook(reg.watchId)
   try {
     const r = handler(...args, reg.eventContext)
     if (isPromise(r)) r.then(undefined, (err: unknown) => eventFailed(reg, event, err))

@@ -13,6 +13,21 @@ import { applyPatch } from './lifecycle.js'
 /** A registration as the runners see it: with its compiled `filter.topics` (null: every topic). */
 export interface Runnable extends Registration {
   readonly filter: ((topic: string) => boolean) | null
+  /** the version that replaced this one (a chain that began before the reload goes on with it) */
+  successor: Runnable | undefined
+}
+
+/**
+ * The version of `e` that serves now. A chain of hooks began on the list of its
+ * moment; a hook reloaded (or removed) since is called in its new version (or
+ * skipped), never in the retired one, whose teardown may have run.
+ */
+function serving(e: Runnable, method: string): Runnable | undefined {
+  while (e.retired) {
+    if (e.successor === undefined) return undefined
+    e = e.successor
+  }
+  return typeof e.def[method as HookMethod] === 'function' ? e : undefined
 }
 
 /**
@@ -22,8 +37,8 @@ export interface Runnable extends Registration {
  */
 export function firstDecision<D extends Decision<object>>(list: Runnable[], method: HookMethod, input: unknown, check: (v: unknown) => D, fallback: D, topic: string | undefined, from = 0): D | Promise<D> {
   for (let i = from; i < list.length; i++) {
-    const entry = list[i]!
-    if (topic !== undefined && entry.filter !== null && !entry.filter(topic)) continue
+    const entry = serving(list[i]!, method)
+    if (entry === undefined || (topic !== undefined && entry.filter !== null && !entry.filter(topic))) continue
     const d = invoke(entry, method, input, check, fallback)
     if (isPromise(d)) {
       if (!hasLater(list, i, topic)) return d // its answer, pass or not, is the answer: no promise on top
@@ -41,8 +56,8 @@ export type TransformCheck = (v: unknown) => TransformPatch | null | undefined
 export function chainTransforms(list: Runnable[], client: ClientInfo | undefined, message: Message, check: TransformCheck, from = 0): Message | null | Promise<Message | null> {
   let current = message
   for (let i = from; i < list.length; i++) {
-    const entry = list[i]!
-    if (entry.filter !== null && !entry.filter(current.topic)) continue
+    const entry = serving(list[i]!, 'transform')
+    if (entry === undefined || (entry.filter !== null && !entry.filter(current.topic))) continue
     const input: TransformInput = { client, topic: current.topic, payload: current.payload, qos: current.qos, retain: current.retain, properties: current.properties }
     const patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, check, undefined) // fails open
     if (isPromise(patch)) {

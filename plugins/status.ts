@@ -37,7 +37,7 @@ export function hookStatus(entries: readonly Entry[], failures: ReadonlyMap<stri
     const failure = failures.get(e.key)
     const b = e.breaker
     return {
-      name: e.name, file: e.file, state: failure ? 'failed' as const : b.state === 'closed' ? 'loaded' as const : 'tripped' as const,
+      name: e.name, file: e.file, state: failure ? 'failed' as const : b.state === 'tripped' ? 'tripped' as const : 'loaded' as const,
       version: e.version, loadedAt: e.loadedAt, error: failure, isolation: e.isolation,
       breaker: b.state, retryInMs: b.retryInMs(), trips: b.trips, shortCircuited: b.shortCircuited,
       ...(e.quarantined ? { quarantined: { since: e.quarantined.since, reason: e.quarantined.reason, at: e.quarantined.at } } : {}),

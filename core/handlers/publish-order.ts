@@ -15,7 +15,7 @@ import type { Message } from '../types.js'
 
 /**
  * Messages deciding or waiting for an earlier one, at most: a further PUBLISH
- * waits, parsed, in the connection's backlog (which stops reading when full)
+ * waits, parsed, in the connection's backlog (and the connection stops reading)
  * until half of them are done. Decisions in flight keep their messages alive:
  * more would not go faster, and would cost the garbage collector.
  */
@@ -99,6 +99,11 @@ export class PublishOrder {
   /** Routes and acknowledges from the oldest on, until one is still deciding or waits for its storage. */
   private flush(): void {
     const q = this.queue
+    // a closed connection's messages not yet routed go nowhere: those at QoS 1 and 2 were not acknowledged, the client sends them again
+    if (!this.conn.isOpen) {
+      while (q.length > 0) q.shift()
+      this.qos2 = null
+    }
     while (q.length > 0) {
       const e = q.peek()!
       if (e.state === PENDING || e.state === ROUTING) return
@@ -115,6 +120,7 @@ export class PublishOrder {
       }
       q.shift()
       if (e.qos === 2) this.qos2!.delete(e.messageId)
+      if (!this.conn.isOpen) continue // closed by the acknowledgement before it (a refusal a 3.1.1 client cannot be told)
       if (e.qos !== 0) acknowledge(this.conn, e.qos, e.messageId, e.code)
       if (this.roomWaiters !== null && q.length <= MAX_PENDING / 2) {
         const r = this.roomWaiters

@@ -113,7 +113,7 @@ export class Ring {
   }
 }
 
-/** The broker's side: fills one tick's batch (its table in a reused scratch array: nothing allocated a call). */
+/** The broker's side: fills one tick's batch (its table in a reused scratch array). */
 export class BatchWriter {
   batch: CallBatch | null = null
   private table = new Int32Array(TABLE * 256)
@@ -122,13 +122,17 @@ export class BatchWriter {
   private seq = 0
   private generation = 0
   private nextRef = 0
-  private readonly sent = new WeakMap<ClientInfo, { ref: number; generation: number; user: unknown; username: string | undefined }>()
+  private readonly sent = new WeakMap<ClientInfo, SentClient>()
   private forgotten: number[] | null = null
   private readonly gone = new FinalizationRegistry<number>((ref) => (this.forgotten ??= []).push(ref))
   readonly ring = new Ring()
 
-  /** Adds a call; answers its batch's sequence number. */
+  /** Adds a call; answers its batch's sequence number, or -1 when its client's user cannot cross to the worker (the call is not added). */
   add(id: number, method: number, input: unknown): number {
+    const flat = method === AUTHORIZE_PUBLISH || method === TRANSFORM
+    const client = flat ? (input as PublishShaped).client : undefined
+    const known = client === undefined ? undefined : this.known(client)
+    if (known?.crosses === false) return -1
     const b = (this.batch ??= { t: 'calls', seq: ++this.seq, count: 0, at: 0, pack: null, topics: [], inputs: null, properties: null, newClients: null, forget: null })
     const i = b.count++
     if (this.table.length < b.count * TABLE) {
@@ -140,9 +144,9 @@ export class BatchWriter {
     const o = i * TABLE
     t[o + ID] = id
     t[o + METHOD] = method
-    if (method === AUTHORIZE_PUBLISH || method === TRANSFORM) {
+    if (flat) {
       const p = input as PublishShaped
-      t[o + CLIENT] = p.client === undefined ? 0 : this.clientRef(b, p.client)
+      t[o + CLIENT] = known === undefined ? 0 : this.clientRef(b, client!, known)
       t[o + FLAGS] = p.qos | (p.retain ? 4 : 0)
       t[o + PAYLOAD_AT] = this.size
       t[o + PAYLOAD_LENGTH] = p.payload.length
@@ -161,20 +165,37 @@ export class BatchWriter {
     return b.seq
   }
 
-  private clientRef(b: CallBatch, client: ClientInfo): number {
+  /** What the worker knows of `client`; whether its `user` can cross at all is checked once per user. */
+  private known(client: ClientInfo): SentClient {
     let e = this.sent.get(client)
     if (e === undefined) {
-      e = { ref: ++this.nextRef, generation: -1, user: undefined, username: undefined }
+      e = { ref: ++this.nextRef, generation: -1, user: undefined, username: undefined, crosses: true }
       this.sent.set(client, e)
       this.gone.register(client, e.ref)
     }
-    if (e.generation !== this.generation || e.user !== client.user || e.username !== client.username) {
-      e.generation = this.generation
+    if (e.user !== client.user) {
       e.user = client.user
+      e.generation = -1
+      e.crosses = crosses(client.user)
+    }
+    return e
+  }
+
+  /** Its reference, the client sent along when the worker does not know it (or its user or name changed). */
+  private clientRef(b: CallBatch, client: ClientInfo, e: SentClient): number {
+    if (e.generation !== this.generation || e.username !== client.username) {
+      e.generation = this.generation
       e.username = client.username
       ;(b.newClients ??= []).push([e.ref, { ...client }])
     }
     return e.ref
+  }
+
+  /** Drops the batch being filled (its calls answered elsewhere: the worker was lost). */
+  discard(): void {
+    this.batch = null
+    this.payloads = []
+    this.size = 0
   }
 
   /** Takes the batch to send, its table and payloads written into the ring (or a buffer of its own); `seen`: the last batch the worker began. */
@@ -226,6 +247,26 @@ export class BatchWriter {
   }
 }
 
+interface SentClient {
+  ref: number
+  /** the worker generation that knows it (-1: none) */
+  generation: number
+  user: unknown
+  username: string | undefined
+  /** false: its user cannot be structured-cloned, and so its calls cannot go to a worker (they fail closed) */
+  crosses: boolean
+}
+
+function crosses(user: unknown): boolean {
+  if (user === null || typeof user !== 'object') return typeof user !== 'function' && typeof user !== 'symbol'
+  try {
+    structuredClone(user)
+    return true
+  } catch {
+    return false
+  }
+}
+
 interface PublishShaped {
   client: ClientInfo | undefined
   topic: string
@@ -235,11 +276,12 @@ interface PublishShaped {
   properties: object | undefined
 }
 
-/** An object as it crosses: Buffers at their own size (a view of a larger buffer would copy all of it), two levels down. */
-export function wireObject(input: unknown, depth = 2): unknown {
+/** An object as it crosses: Buffers at their own size (a view of a larger buffer would copy all of it), three levels down. */
+export function wireObject(input: unknown, depth = 3): unknown {
   if (input === null || typeof input !== 'object') return input
   if (Buffer.isBuffer(input)) return new Uint8Array(input)
-  if (depth === 0 || Array.isArray(input)) return input
+  if (depth === 0) return input
+  if (Array.isArray(input)) return input.map((v) => wireObject(v, depth - 1))
   const w: Record<string, unknown> = {}
   for (const k in input as Record<string, unknown>) w[k] = wireObject((input as Record<string, unknown>)[k], depth - 1)
   return w

@@ -5,9 +5,11 @@ import { HookmqError } from '../../core/errors.js'
 // forbidden members throw a coded error; in the broker's own thread the real
 // members also throw while a hook's synchronous code runs (`globalThis.process.exit()`),
 // and in a hook's worker they always do. The call that tried it then fails
-// like any throw: closed for decisions, open for transforms.
+// like any throw: closed for decisions, open for transforms. This catches
+// mistakes, not a hostile hook: a hook file is trusted code (it can still
+// require('child_process'), for one).
 
-const FORBIDDEN = ['exit', 'reallyExit', 'abort', 'kill', 'chdir', 'setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'initgroups'] as const
+const FORBIDDEN = ['exit', 'reallyExit', 'abort', 'kill', '_kill', 'chdir', 'setuid', 'setgid', 'seteuid', 'setegid', 'setgroups', 'initgroups'] as const
 const forbidden = new Set<PropertyKey>(FORBIDDEN)
 
 export function forbiddenCall(name: string): HookmqError {
@@ -31,13 +33,20 @@ let depth = 0
 let patched = false
 let realExit: (code?: number) => never = process.exit.bind(process)
 
+/**
+ * Which hook's synchronous code runs now (its watch id; 0: none), readable by
+ * the watchdog's thread without this one's help (when it cannot be
+ * interrupted, in native code, it still knows whom to quarantine).
+ */
+export const runningHook = new Int32Array(new SharedArrayBuffer(4))
+
 /** Hook code runs (synchronously) between enter() and leave(): the real process members refuse meanwhile. */
-export function enterHook(): void {
-  depth++
+export function enterHook(watchId = 0): void {
+  if (depth++ === 0) runningHook[0] = watchId
 }
 
 export function leaveHook(): void {
-  depth--
+  if (--depth === 0) runningHook[0] = 0
 }
 
 /** Makes the real process members throw while hook code runs (`always`: in a hook's worker, where all code is the hook's). */

@@ -9,7 +9,7 @@ import { checkHookModule } from '../schemas.js'
 import { exitProcess, guardProcess } from './guard.js'
 import * as hookApi from './hook-api.js'
 import { answerCode, batchTable, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
-import { BATCH_SEEN, BUSY_SINCE, MEMORY_EXIT, METHODS, reviveError, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
+import { MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
 
 // A hook's own thread. It waits for `load` (kept warm until then: a spare
 // worker has this module and zod loaded already), evaluates the hook file,
@@ -25,7 +25,7 @@ let compiled: Compiled | undefined
 let def: HookDefinition | undefined
 let config: unknown
 let setup: SetupResult | undefined
-let flags: Float64Array | undefined
+let flags: WorkerFlags | undefined
 /** the shared memory the broker writes payloads into (copied out before hook code sees them) */
 let ring: SharedArrayBuffer | undefined
 /** the clients of this worker's calls, by the broker's reference */
@@ -62,7 +62,7 @@ process.on('uncaughtException', (err) => post({ t: 'unhandled', error: serialize
 
 async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number }): Promise<void> {
   logLevel = m.logLevel ?? 30
-  flags = m.shared ? new Float64Array(m.shared) : undefined
+  flags = m.flags ? new WorkerFlags(m.flags) : undefined
   ring = m.ring
   if (m.memoryMb !== undefined) watchMemory(m.memoryMb)
   try {
@@ -101,8 +101,8 @@ function runBatch(b: CallBatch): void {
   const inputs = new Array<unknown>(b.count)
   for (let i = 0; i < b.count; i++) if (table[i * TABLE + METHOD] !== SKIPPED) inputs[i] = readInput(b, i, table, region, clients, objects, props)
   if (flags) {
-    flags[BATCH_SEEN] = b.seq // its payloads are copied out: the broker may write over them
-    flags[BUSY_SINCE] = Date.now()
+    flags.busySince = Date.now()
+    flags.seen = b.seq // its table and payloads are copied out: the broker may write over them
   }
   const out = new Answers()
   for (let i = 0; i < b.count; i++) {
@@ -129,7 +129,7 @@ function runBatch(b: CallBatch): void {
     controllers.delete(id)
     out.value(id, result)
   }
-  if (flags) flags[BUSY_SINCE] = 0
+  if (flags) flags.busySince = 0
   out.send()
 }
 
@@ -255,6 +255,7 @@ async function retire(ms: number): Promise<void> {
 
 /** `ctx.publish`'s message with its payload as bytes. */
 function wireMessage(m: PublishOptions): PublishOptions {
+  if (m === null || typeof m !== 'object') return m // the broker refuses it: ctx.publish rejects
   return { ...m, payload: typeof m.payload === 'string' ? m.payload : m.payload === undefined ? undefined : new Uint8Array(m.payload) as Buffer }
 }
 

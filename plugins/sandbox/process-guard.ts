@@ -30,11 +30,27 @@ export class ProcessGuard {
     guardProcess()
     this.watchdog.start()
     process.on('unhandledRejection', this.unhandled)
+    this.host.events.on('change', this.changed)
   }
 
   async stop(): Promise<void> {
+    this.host.events.off('change', this.changed)
     process.off('unhandledRejection', this.unhandled)
     await this.watchdog.stop()
+  }
+
+  private readonly watched = new Map<string, number>()
+
+  /** A version loaded or removed: the watchdog learns (or forgets) which inline hook its id names. */
+  private readonly changed = (c: { key: string; kind: string }): void => {
+    if (c.kind === 'failed') return
+    const before = this.watched.get(c.key)
+    if (before !== undefined) this.watchdog.forget(before)
+    this.watched.delete(c.key)
+    const e = this.host.entryOf(c.key)
+    if (e === undefined || e.watchId === 0 || e.file === undefined || e.compiled === undefined) return
+    this.watched.set(c.key, e.watchId)
+    this.watchdog.note(e.watchId, { name: e.name, file: e.file, at: e.file, hash: e.compiled.sourceHash })
   }
 
   private readonly unhandled = (reason: unknown): void => {

@@ -37,14 +37,46 @@ export interface SerializedError {
 
 export type CompiledData = Omit<Compiled, 'map'>
 
-/** Flags a worker shares with the broker: when its current synchronous batch began (0: idle) and the last batch it began. */
-export const BUSY_SINCE = 0
-/** the exit code of a worker that ended itself for using more than memoryMb */
+/** The exit code of a worker that ended itself for using more than memoryMb. */
 export const MEMORY_EXIT = 75
-export const BATCH_SEEN = 1
+
+/**
+ * What a worker shares with the broker, in 16 bytes of shared memory: when its
+ * current synchronous batch began (0: idle; advisory, read to find it stuck)
+ * and the last batch it began (an atomic store after it copied the batch out of
+ * the ring: the broker's atomic load then orders its writes of the next batch
+ * after those reads).
+ */
+export class WorkerFlags {
+  readonly buffer: SharedArrayBuffer
+  private readonly busy: Float64Array
+  private readonly seenSeq: BigInt64Array
+
+  constructor(buffer = new SharedArrayBuffer(16)) {
+    this.buffer = buffer
+    this.busy = new Float64Array(buffer, 0, 1)
+    this.seenSeq = new BigInt64Array(buffer, 8, 1)
+  }
+
+  get busySince(): number {
+    return this.busy[0]!
+  }
+
+  set busySince(ms: number) {
+    this.busy[0] = ms
+  }
+
+  get seen(): number {
+    return Number(Atomics.load(this.seenSeq, 0))
+  }
+
+  set seen(seq: number) {
+    Atomics.store(this.seenSeq, 0, BigInt(seq))
+  }
+}
 
 export type ToWorker =
-  | { t: 'load'; mode: 'preflight' | 'serve'; compiled: CompiledData; config: unknown; setupMs: number; shared?: SharedArrayBuffer; ring?: SharedArrayBuffer; memoryMb?: number; logLevel?: number }
+  | { t: 'load'; mode: 'preflight' | 'serve'; compiled: CompiledData; config: unknown; setupMs: number; flags?: SharedArrayBuffer; ring?: SharedArrayBuffer; memoryMb?: number; logLevel?: number }
   | CallBatch
   | { t: 'abort'; ids: number[] }
   | { t: 'reply'; id: number; error?: SerializedError }

@@ -21,7 +21,7 @@ export class Quarantine {
   readonly path: string
   private entries: Record<string, QuarantineEntry> = {}
 
-  constructor(private readonly dir: string) {
+  constructor(readonly dir: string) {
     this.path = join(dir, '.hookmq', 'quarantine.json')
     try {
       if (existsSync(this.path)) this.entries = JSON.parse(readFileSync(this.path, 'utf8')) as Record<string, QuarantineEntry>

@@ -2,21 +2,24 @@ import type { Worker } from 'node:worker_threads'
 import { HookmqError, type Logger, type PublishOptions } from '../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
-import { BOOT_MS, compiledData, loadError, takeWorker, workerFailure } from './pool.js'
-import { AUTHENTICATE, AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, BatchWriter, batchTable, CLIENT, EVENT, FALSE, ID, NULL, TABLE, TRANSFORM, TRUE, UNDEFINED, type AnswerBatch, type CallBatch } from './batch.js'
-import { asBuffer, BATCH_SEEN, BUSY_SINCE, reviveError, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
+import { AUTHENTICATE, AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, BatchWriter, batchTable, EVENT, FALSE, ID, NULL, TABLE, TRANSFORM, TRUE, UNDEFINED, type AnswerBatch, type CallBatch } from './batch.js'
+import { asBuffer, reviveError, WorkerFlags, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
+import { linkWorker } from './worker-link.js'
 
 // A worker-isolated hook, seen from the broker's thread. Calls made in one tick
-// leave together (one message, payloads packed into one transferred buffer);
-// answers come back the same way. One timer watches the oldest call's
-// deadline: a call past it answers its fallback at once, and when the worker
-// is stuck (synchronous code since before that deadline, or it never began the
-// batch) it is terminated and replaced, its other calls answering their
-// fallbacks. A worker that dies (heap limit, crash) is replaced too, with a
-// growing pause when that keeps happening.
+// leave together (batch.ts: a table and the payloads in a ring of shared
+// memory); answers come back the same way. One timer watches the oldest
+// call's deadline: a call past it answers its fallback at once, and when the
+// worker is stuck (still in the synchronous code of that call's batch, or it
+// never began it) it is terminated and replaced, every call it had answering
+// its fallback. A second timer watches that the worker keeps beginning what it
+// is sent (a hook with only event handlers has no deadlines). A worker that
+// dies (heap limit, crash) is replaced too, with a growing pause when that
+// keeps happening; meanwhile calls answer their fallbacks at once.
 
 const CODES: Record<HookMethod, number> = { authenticate: AUTHENTICATE, authorizePublish: AUTHORIZE_PUBLISH, authorizeSubscribe: AUTHORIZE_SUBSCRIBE, transform: TRANSFORM }
 const RETIRE_MS = 5000
+const LOG_LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 }
 
 export interface RemoteOptions {
   compiled: Compiled
@@ -39,124 +42,100 @@ interface Pending {
   fallback: unknown
   started: number
   due: number
-  /** the batch that carried it (0: not sent yet) */
+  /** the batch that carries it */
   batch: number
 }
-
-
-const LOG_LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 }
 
 export class RemoteHook implements RemoteCalls {
   /** times its worker was replaced */
   restarts = 0
-  lastLoss: string | undefined = undefined
-  meta: HookMeta | undefined = undefined
   /** the registration its calls count for (set once installed) */
   reg: Registration | undefined = undefined
   private worker: Worker | undefined = undefined
+  /** workers replaced or retired: what they still say is not heard (but for answers to their requests) */
+  private readonly stale = new WeakSet<Worker>()
   private state: 'starting' | 'ready' | 'down' | 'retiring' | 'retired' = 'starting'
-  private readonly shared = new SharedArrayBuffer(16)
-  private readonly flags = new Float64Array(this.shared)
+  private flags = new WorkerFlags()
   private readonly pending = new Map<number, Pending>()
   private seq = 0
   private sentSeq = 0
   private readonly writer = new BatchWriter()
   private flushScheduled = false
-  private deadline: NodeJS.Timeout | undefined = undefined
+  private deadline: NodeJS.Timeout | NodeJS.Immediate | undefined = undefined
   /** the deadline fired late once: the queued answers were read before expiring */
   private lateChecked = false
+  private progress: NodeJS.Timeout | undefined = undefined
+  private progressSeq = 0
   private recentLosses: number[] = []
   private restartTimer: NodeJS.Timeout | undefined = undefined
+  private restartAt = 0
   private onRetired: (() => void) | undefined = undefined
 
   constructor(private readonly options: RemoteOptions) {}
 
-  /** Starts the worker: evaluate, check, parse config, setup. Throws a HookLoadError when that fails. */
-  start(): Promise<HookMeta> {
-    return new Promise<HookMeta>((resolve, reject) => this.spawn(resolve, reject))
+  /** Starts the worker: evaluate, check, parse config, setup. Throws (leaving nothing running) when that fails. */
+  async start(): Promise<HookMeta> {
+    try {
+      return await this.link()
+    } catch (err) {
+      this.state = 'retired'
+      throw err
+    }
   }
 
-  private spawn(resolve: (m: HookMeta) => void, reject: (e: Error) => void): void {
+  /** A new worker for this version: fresh flags (a dying one cannot touch them), no client known, nothing of the ring in use. */
+  private async link(): Promise<HookMeta> {
     const o = this.options
-    const worker = takeWorker(o.memoryMb)
-    this.worker = worker
     this.state = 'starting'
-    this.flags[BUSY_SINCE] = 0
-    this.flags[BATCH_SEEN] = 0
-    let loading = true
-    const expire = (): void => {
-      if (!loading) return
-      loading = false
+    this.flags = new WorkerFlags()
+    this.writer.reset()
+    const { worker, meta } = await linkWorker(
+      { compiled: o.compiled, config: o.config, memoryMb: o.memoryMb, setupMs: o.setupMs, logLevel: LOG_LEVELS[o.log.level] ?? 30, ring: this.writer.ring.buffer, flags: this.flags.buffer },
+      { message: (w, m) => this.onMessage(w, m), lost: (w, reason) => { if (w === this.worker) this.lost(reason) } },
+    )
+    if (this.state !== 'starting') { // retired while it loaded
       void worker.terminate()
-      reject(new HookmqError('HOOK_TIMEOUT', `evaluating the file and running setup did not finish within ${o.setupMs} ms`))
+      throw new HookmqError('HOOK_WORKER_LOST', 'this version was retired while its worker loaded')
     }
-    let timer = setTimeout(expire, o.setupMs + BOOT_MS) // until it starts evaluating: its boot
-    worker.on('message', (m: FromWorker) => {
-      if (loading && m.t === 'evaluating') {
-        clearTimeout(timer)
-        timer = setTimeout(expire, o.setupMs)
-        return
-      }
-      if (loading && (m.t === 'loaded' || m.t === 'failed')) {
-        loading = false
-        clearTimeout(timer)
-        if (m.t === 'failed') {
-          void worker.terminate()
-          reject(loadError(m.error, o.compiled.file))
-          return
-        }
-        this.meta = m.meta
-        this.state = 'ready'
-        resolve(m.meta)
-        this.flush()
-        return
-      }
-      this.onMessage(worker, m)
-    })
-    worker.on('error', (err) => {
-      if (loading) {
-        loading = false
-        clearTimeout(timer)
-        reject(new HookmqError('HOOK_WORKER_LOST', `its worker stopped while loading: ${workerFailure(err)}`))
-        return
-      }
-      if (this.worker === worker) this.lost(workerFailure(err))
-    })
-    worker.on('exit', (code) => {
-      if (loading) {
-        loading = false
-        clearTimeout(timer)
-        reject(new HookmqError('HOOK_WORKER_LOST', `its worker exited while loading (code ${code})`))
-        return
-      }
-      if (this.worker === worker && this.state !== 'retiring' && this.state !== 'retired') this.lost(`its worker exited (code ${code})`)
-      if (this.state === 'retiring') this.retired()
-    })
-    const level = LOG_LEVELS[o.log.level] ?? 30
-    worker.postMessage({ t: 'load', mode: 'serve', compiled: compiledData(o.compiled), config: o.config, setupMs: o.setupMs, shared: this.shared, ring: this.writer.ring.buffer, logLevel: level, memoryMb: o.memoryMb } satisfies ToWorker)
+    this.worker = worker
+    this.state = 'ready'
+    this.flush()
+    return meta
   }
 
   // ---- calls
 
   call<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): Promise<T> {
     const started = begin(reg)
+    const refused = this.refusal(reg)
+    if (refused !== undefined) return Promise.resolve(fail(reg, method, refused, fallback, started, false))
     return new Promise<T>((resolve) => {
       const id = ++this.seq
-      const due = performance.now() + reg.timeoutMs
       const batch = this.enqueue(id, CODES[method], input)
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reg, method, check, fallback, started, due, batch })
+      if (batch === -1) {
+        resolve(fail(reg, method, new HookmqError('HOOK_WORKER_LOST', "the client's user cannot be passed to the hook's worker (not structured-cloneable)"), fallback, started))
+        return
+      }
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reg, method, check, fallback, started, due: performance.now() + reg.timeoutMs, batch })
       if (this.deadline === undefined) this.armDeadline()
     })
   }
 
-  notify(_reg: Registration, event: string, args: unknown[]): void {
-    this.enqueue(0, EVENT, { event, args: args.map(wireArg) })
+  /** Why a call cannot be made now (it answers its fallback at once), or undefined. */
+  private refusal(reg: Registration): HookmqError | undefined {
+    if (this.state === 'retiring' || this.state === 'retired') return new HookmqError('HOOK_WORKER_LOST', 'this version of the hook was retired')
+    if (this.state === 'down' && this.restartAt - performance.now() > reg.timeoutMs) return new HookmqError('HOOK_WORKER_LOST', "the hook's worker is restarting")
+    return undefined
   }
 
-  /** Adds a call to this tick's batch; answers the batch's sequence number. */
+  notify(_reg: Registration, event: string, args: unknown[]): void {
+    if (this.state === 'ready' || this.state === 'starting') this.enqueue(0, EVENT, { event, args: args.map(wireArg) })
+  }
+
+  /** Adds a call to this tick's batch; answers the batch's sequence number (-1: its input cannot cross). */
   private enqueue(id: number, method: number, input: unknown): number {
     const seq = this.writer.add(id, method, input)
-    if (!this.flushScheduled && this.state === 'ready') {
+    if (seq !== -1 && !this.flushScheduled && this.state === 'ready') {
       this.flushScheduled = true
       setImmediate(flushRemote, this)
     }
@@ -167,7 +146,7 @@ export class RemoteHook implements RemoteCalls {
   flush(): void {
     this.flushScheduled = false
     if (this.state !== 'ready') return
-    const batch = this.writer.take(this.flags[BATCH_SEEN]!)
+    const batch = this.writer.take(this.flags.seen)
     if (batch === null) return
     this.sentSeq = batch.seq
     try {
@@ -175,9 +154,10 @@ export class RemoteHook implements RemoteCalls {
     } catch (err) {
       this.sendOneByOne(batch, err as Error) // something in an input cannot cross threads
     }
+    this.watchProgress()
   }
 
-  /** Sends what can cross of a batch that could not: a call whose input (or client) cannot answers its fallback. */
+  /** Sends what can cross of a batch that could not: a call whose input cannot answers its fallback. */
   private sendOneByOne(batch: CallBatch, err: Error): void {
     const bad = new Set<number>()
     for (const list of [batch.inputs, batch.properties]) {
@@ -191,20 +171,9 @@ export class RemoteHook implements RemoteCalls {
         }
       }
     }
-    const badClients = new Set<number>()
-    if (batch.newClients !== null) {
-      for (const entry of batch.newClients) {
-        try {
-          structuredClone(entry[1])
-        } catch {
-          badClients.add(entry[0])
-          entry[1] = { ...entry[1], user: undefined }
-        }
-      }
-    }
     const { table } = batchTable(batch, this.writer.ring.buffer)
     for (let i = 0; i < batch.count; i++) {
-      if (!bad.has(i) && !badClients.has(table[i * TABLE + CLIENT]!)) continue
+      if (!bad.has(i)) continue
       this.writer.skip(batch, i)
       const p = this.pending.get(table[i * TABLE + ID]!)
       if (p === undefined) continue
@@ -219,13 +188,13 @@ export class RemoteHook implements RemoteCalls {
   }
 
   private onMessage(worker: Worker, m: FromWorker): void {
-    if (worker !== this.worker && m.t !== 'req') return // a replaced worker's last words
+    if (m.t === 'req') return this.request(worker, m.id, m.kind, m.args)
+    if (this.stale.has(worker)) return // a replaced worker's last words
     switch (m.t) {
       case 'answers': return this.answers(m)
       case 'log': return this.workerLog(m.level, m.obj, m.msg)
-      case 'req': return this.request(worker, m.id, m.kind, m.args)
       case 'unhandled': return this.unhandled(reviveError(m.error))
-      case 'retired': return this.retired()
+      case 'retired': return void (this.state === 'retiring' && this.retired())
       case 'memory': return this.lost(`it used ${m.usedMb} MiB (heap and buffers), more than its memoryMb ${this.options.memoryMb}`)
       default:
     }
@@ -253,7 +222,7 @@ export class RemoteHook implements RemoteCalls {
     if (this.pending.size === 0) this.disarmDeadline()
   }
 
-  // ---- deadlines
+  // ---- deadlines and progress
 
   private armDeadline(): void {
     const first = this.pending.values().next()
@@ -262,8 +231,8 @@ export class RemoteHook implements RemoteCalls {
   }
 
   private disarmDeadline(): void {
-    if (this.lateChecked) clearImmediate(this.deadline as unknown as NodeJS.Immediate)
-    else clearTimeout(this.deadline)
+    if (this.lateChecked) clearImmediate(this.deadline as NodeJS.Immediate)
+    else clearTimeout(this.deadline as NodeJS.Timeout)
     this.deadline = undefined
     this.lateChecked = false
   }
@@ -276,13 +245,13 @@ export class RemoteHook implements RemoteCalls {
     if (!first.done && !this.lateChecked && now - first.value.due > Math.max(50, this.options.timeoutMs / 4)) {
       // this thread was late (blocked, or starved): the answers may be waiting in its queue; read them first
       this.lateChecked = true
-      this.deadline = setImmediate(onRemoteDeadline, this) as unknown as NodeJS.Timeout
+      this.deadline = setImmediate(onRemoteDeadline, this)
       return
     }
     this.lateChecked = false
     const aborted: number[] = []
-    const seen = this.flags[BATCH_SEEN]!
-    const busySince = this.flags[BUSY_SINCE]!
+    const seen = this.flags.seen
+    const busySince = this.flags.busySince
     let stuck = false
     for (const [id, p] of this.pending) {
       if (p.due > now) break
@@ -293,53 +262,83 @@ export class RemoteHook implements RemoteCalls {
       // sent and never begun, or its batch is still running synchronously: the thread does not come back
       if (p.batch <= this.sentSeq && (p.batch > seen || (p.batch === seen && busySince !== 0))) stuck = true
     }
-    const timeoutMs = this.options.timeoutMs
-    if (this.state === 'ready' && (stuck || (busySince !== 0 && Date.now() - busySince >= timeoutMs))) {
-      const ms = busySince !== 0 ? Date.now() - busySince : timeoutMs
+    if (this.state === 'ready' && (stuck || (busySince !== 0 && Date.now() - busySince >= this.options.timeoutMs))) {
+      const ms = busySince !== 0 ? Date.now() - busySince : this.options.timeoutMs
       this.lost(`it was stuck (no answer for ${Math.round(ms)} ms: synchronous code that does not return?)`)
-    } else if (aborted.length > 0 && this.state === 'ready') {
-      this.worker!.postMessage({ t: 'abort', ids: aborted } satisfies ToWorker)
+      return
     }
+    if (aborted.length > 0 && this.state === 'ready') this.worker!.postMessage({ t: 'abort', ids: aborted } satisfies ToWorker)
     if (this.deadline === undefined) this.armDeadline()
+  }
+
+  /** Checks, a deadline after sending, that the worker has begun what it was sent then (events have no deadlines of their own). */
+  private watchProgress(): void {
+    if (this.progress !== undefined) return
+    this.progressSeq = this.sentSeq
+    this.progress = setTimeout(onRemoteProgress, this.options.timeoutMs, this)
+    this.progress.unref()
+  }
+
+  checkProgress(): void {
+    this.progress = undefined
+    if (this.state !== 'ready') return
+    const busySince = this.flags.busySince
+    if (this.flags.seen < this.progressSeq || (busySince !== 0 && Date.now() - busySince >= this.options.timeoutMs)) {
+      this.lost(`it was stuck (what it was sent ${this.options.timeoutMs} ms ago is not begun: synchronous code that does not return?)`)
+      return
+    }
+    if (this.flags.seen < this.sentSeq) this.watchProgress()
   }
 
   // ---- losing and replacing the worker
 
-
-  /** The worker is gone: the calls it had answer their fallbacks (one failure for the hook), calls not sent yet go to the next worker. */
+  /** The worker is gone: every call it had, sent or not, answers its fallback (one failure for the hook); another worker starts. */
   private lost(reason: string): void {
-    if (this.state === 'retiring' || this.state === 'retired') return
-    const worker = this.worker
-    this.worker = undefined // its exit, when it comes, is not another loss
-    void worker?.terminate()
+    if (this.state === 'retiring' || this.state === 'retired' || this.state === 'down') return
+    this.endWorker()
     this.state = 'down'
-    this.writer.reset() // the next worker knows no client and holds no shared memory
     this.restarts++
-    this.lastLoss = reason
     this.options.log.error({ file: this.options.compiled.file, pending: this.pending.size }, `hook worker replaced: ${reason}`)
-    const err = new HookmqError('HOOK_WORKER_LOST', `the hook's worker was replaced: ${reason}`)
-    const unsent = this.writer.batch?.seq
-    for (const [id, p] of this.pending) {
-      if (p.batch === unsent) continue
-      this.pending.delete(id)
-      p.resolve(fail(p.reg, p.method, err, p.fallback, p.started, false))
-    }
+    this.failPending(new HookmqError('HOOK_WORKER_LOST', `the hook's worker was replaced: ${reason}`))
     this.reg?.breaker.failure()
-    if (this.pending.size === 0) this.disarmDeadline()
     const now = Date.now()
     this.recentLosses = this.recentLosses.filter((t) => now - t < 60000)
     this.recentLosses.push(now)
     const wait = this.recentLosses.length <= 2 ? 0 : Math.min(100 * 2 ** (this.recentLosses.length - 2), 30000)
+    this.restartAt = performance.now() + wait
     this.restartTimer = setTimeout(() => this.restart(), wait)
     this.restartTimer.unref()
   }
 
   private restart(): void {
     if (this.state !== 'down') return
-    this.spawn(() => this.options.log.info({ hook: this.reg?.name, restarts: this.restarts }, 'hook worker restarted'), (err) => {
-      this.options.log.error({ err, hook: this.reg?.name }, 'hook worker could not be restarted')
+    this.link().then(() => this.options.log.info({ restarts: this.restarts }, 'hook worker restarted'), (err: Error) => {
+      if (this.state !== 'starting') return // retired meanwhile
+      this.options.log.error({ err }, 'hook worker could not be restarted')
+      this.state = 'ready' // (so that lost() takes it for a loss)
       this.lost(err.message)
     })
+  }
+
+  private endWorker(): void {
+    const worker = this.worker
+    this.worker = undefined
+    if (worker === undefined) return
+    this.stale.add(worker)
+    void worker.terminate()
+  }
+
+  /** Every pending call, and what waits to be sent, answers its fallback. */
+  private failPending(err: HookmqError): void {
+    this.writer.discard()
+    this.flushScheduled = false
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id)
+      p.resolve(fail(p.reg, p.method, err, p.fallback, p.started, false))
+    }
+    this.disarmDeadline()
+    clearTimeout(this.progress)
+    this.progress = undefined
   }
 
   // ---- from the worker
@@ -352,7 +351,6 @@ export class RemoteHook implements RemoteCalls {
   /** ctx.publish / ctx.forward from the worker (also during setup and teardown): the answer goes back to the worker that asked. */
   private request(worker: Worker, id: number, kind: 'publish' | 'forward', args: unknown[]): void {
     const o = this.options
-    const p = kind === 'publish' ? o.publish(revivePublish(args[0] as PublishOptions)) : o.forward(args[0] as string, args[1])
     const reply = (err?: Error): void => {
       try {
         worker.postMessage({ t: 'reply', id, error: err ? { message: err.message, code: (err as { code?: string }).code } : undefined } satisfies ToWorker)
@@ -360,7 +358,8 @@ export class RemoteHook implements RemoteCalls {
         // that worker is gone
       }
     }
-    p.then(() => reply(), reply)
+    // in a promise: whatever the worker sent, a throw becomes its error, never the broker's
+    Promise.resolve().then(() => (kind === 'publish' ? o.publish(revivePublish(args[0])) : o.forward(String(args[0]), args[1]))).then(() => reply(), reply)
   }
 
   /** A rejection nobody handled, or a throw outside a call, in the hook's worker: the hook's error. */
@@ -374,14 +373,13 @@ export class RemoteHook implements RemoteCalls {
 
   // ---- retiring
 
-  /** Runs the version's teardown in its worker (after its calls have answered), then ends the worker. */
+  /** Runs the version's teardown in its worker (the host retires it once its calls have answered), then ends the worker. */
   retire(): Promise<void> {
     if (this.state === 'retired') return Promise.resolve()
     clearTimeout(this.restartTimer)
     const worker = this.worker
     if (worker === undefined || this.state !== 'ready') {
-      this.state = 'retired'
-      void worker?.terminate()
+      this.retired()
       return Promise.resolve()
     }
     this.state = 'retiring'
@@ -398,8 +396,8 @@ export class RemoteHook implements RemoteCalls {
   private retired(): void {
     if (this.state === 'retired') return
     this.state = 'retired'
-    this.disarmDeadline()
-    void this.worker?.terminate()
+    this.failPending(new HookmqError('HOOK_WORKER_LOST', 'this version of the hook was retired'))
+    this.endWorker()
     this.onRetired?.()
   }
 }
@@ -412,9 +410,8 @@ function onRemoteDeadline(r: RemoteHook): void {
   r.expire()
 }
 
-function wireProperties(p: Record<string, unknown>): Record<string, unknown> {
-  if (!Buffer.isBuffer(p.correlationData)) return p
-  return { ...p, correlationData: new Uint8Array(p.correlationData) }
+function onRemoteProgress(r: RemoteHook): void {
+  r.checkProgress()
 }
 
 /** An event argument as it crosses: a message without the broker's own bookkeeping. */
@@ -422,7 +419,7 @@ function wireArg(a: unknown): unknown {
   if (a === null || typeof a !== 'object') return a
   const m = a as Record<string, unknown>
   if (!Buffer.isBuffer(m.payload)) return a
-  return { topic: m.topic, payload: new Uint8Array(m.payload), qos: m.qos, retain: m.retain, properties: m.properties === undefined ? undefined : wireProperties(m.properties as Record<string, unknown>), origin: m.origin }
+  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, origin: m.origin }
 }
 
 function reviveTransform(v: unknown): unknown {
@@ -432,6 +429,9 @@ function reviveTransform(v: unknown): unknown {
   return patch
 }
 
-function revivePublish(m: PublishOptions): PublishOptions {
-  return { ...m, payload: typeof m.payload === 'string' || m.payload === undefined ? m.payload : asBuffer(m.payload) as Buffer }
+/** ctx.publish's message from a worker: a topic is checked by broker.publish, bytes become a Buffer. */
+function revivePublish(m: unknown): PublishOptions {
+  if (m === null || typeof m !== 'object') throw new HookmqError('TOPIC_NAME_INVALID', 'ctx.publish needs a message: { topic, payload?, qos?, retain? }')
+  const o = m as PublishOptions
+  return { ...o, payload: typeof o.payload === 'string' || o.payload === undefined ? o.payload : asBuffer(o.payload) as Buffer }
 }

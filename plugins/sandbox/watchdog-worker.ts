@@ -1,6 +1,7 @@
 import { writeSync } from 'node:fs'
 import { Session } from 'node:inspector'
-import { workerData } from 'node:worker_threads'
+import { parentPort, workerData } from 'node:worker_threads'
+import { Quarantine } from './quarantine.js'
 
 // The watchdog's own thread. The broker's thread bumps a counter in shared
 // memory every quarter of `blockedLoopMs`; when the counter stands still that
@@ -11,8 +12,16 @@ import { workerData } from 'node:worker_threads'
 // holds the thread, and logs, records the quarantine and exits. If even that
 // does not come back, the process is killed: it must never hang silently.
 
-const { shared, blockedLoopMs } = workerData as { shared: SharedArrayBuffer; blockedLoopMs: number }
+const { shared, running, blockedLoopMs } = workerData as { shared: SharedArrayBuffer; running: SharedArrayBuffer; blockedLoopMs: number }
 const beat = new Int32Array(shared)
+const runningHook = new Int32Array(running)
+/** inline hooks by watch id: whom to quarantine when the thread cannot be interrupted */
+const hooks = new Map<number, { name: string; file: string; at: string; hash: string; dir: string | undefined }>()
+
+parentPort!.on('message', (m: { id: number; forget?: true; name: string; file: string; at: string; hash: string; dir: string | undefined }) => {
+  if (m.forget) hooks.delete(m.id)
+  else hooks.set(m.id, m)
+})
 const REPORT = `globalThis[Symbol.for('hookmq.watchdog')]`
 
 let last = Atomics.load(beat, 0)
@@ -38,7 +47,11 @@ function investigate(blockedMs: number): void {
   const session = new Session()
   session.connectToMainThread()
   const giveUp = setTimeout(() => {
-    writeSync(2, `hookmq watchdog: the event loop has been blocked for ${blockedMs} ms and could not be interrupted; killing the process\n`)
+    // not even an inspector evaluation runs (native code): quarantine the hook that was running, from here
+    const hook = hooks.get(Atomics.load(runningHook, 0))
+    if (hook?.dir !== undefined) new Quarantine(hook.dir).add(hook.file, { hash: hook.hash, since: Date.now(), reason: `blocked the event loop for ${blockedMs} ms (in native code)`, at: hook.at })
+    const who = hook ? `hook "${hook.name}" (${hook.file}) blocked` : 'the event loop has been blocked'
+    writeSync(2, `hookmq watchdog: ${who} for ${blockedMs} ms and could not be interrupted; killing the process${hook ? '; it will run quarantined in worker isolation' : ''}\n`)
     process.kill(process.pid, 'SIGKILL')
   }, 2000)
   // runs inside the busy loop (the inspector interrupts it): the report reads its own stack there

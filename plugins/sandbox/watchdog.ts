@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../../core/index.js'
-import { exitProcess } from './guard.js'
+import { exitProcess, runningHook } from './guard.js'
 import type { Quarantine } from './quarantine.js'
 
 // The watchdog of inline hooks, which share the broker's thread and so cannot
@@ -43,12 +43,13 @@ function ensureThread(ms: number, log: Logger): void {
   if (thread !== undefined && thread.ms <= ms) return
   stopThread()
   const beat = new Int32Array(new SharedArrayBuffer(4))
-  const worker = new Worker(new URL('./watchdog-worker.js', import.meta.url), { workerData: { shared: beat.buffer, blockedLoopMs: ms } })
+  const worker = new Worker(new URL('./watchdog-worker.js', import.meta.url), { workerData: { shared: beat.buffer, running: runningHook.buffer, blockedLoopMs: ms } })
   worker.unref()
   worker.on('error', (err) => log.error({ err }, 'hook watchdog stopped'))
   const timer = setInterval(bump, Math.max(10, Math.floor(ms / 4)), beat)
   timer.unref()
   thread = { worker, timer, ms }
+  for (const w of active) w.renote()
   ;(globalThis as Record<symbol, unknown>)[REPORT] = (blockedMs: number): boolean => {
     // evaluated by the inspector on top of whatever holds the thread: this stack shows it
     const limit = Error.stackTraceLimit
@@ -80,6 +81,30 @@ export class Watchdog {
   async stop(): Promise<void> {
     active.delete(this)
     if (active.size === 0) stopThread()
+  }
+
+  private readonly noted = new Map<number, HookAt & { dir: string | undefined }>()
+
+  /**
+   * Tells the watching thread which inline hook a watch id names, so that when
+   * the broker's thread cannot even be interrupted (blocked in native code) it
+   * still quarantines the hook that was running before it kills the process.
+   */
+  note(id: number, hook: HookAt): void {
+    const entry = { ...hook, dir: this.options.quarantine?.dir }
+    this.noted.set(id, entry)
+    thread?.worker.postMessage({ id, ...entry })
+  }
+
+  /** Forgets a watch id (that version was replaced or removed). */
+  forget(id: number): void {
+    this.noted.delete(id)
+    thread?.worker.postMessage({ id, forget: true })
+  }
+
+  /** A new watching thread learns what the old one knew. */
+  renote(): void {
+    for (const [id, hook] of this.noted) thread?.worker.postMessage({ id, ...hook })
   }
 
   /** Runs on the blocked thread itself (an inspector evaluation): ends the process when one of this broker's hooks is on the stack. */

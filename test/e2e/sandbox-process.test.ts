@@ -15,7 +15,7 @@ const examples = fileURLToPath(new URL('../../../hooks.example/', import.meta.ur
 
 interface Proc {
   /** resolves with the exit code (null: killed by a signal) */
-  exited: Promise<{ code: number | null; at: number }>
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>
   output(): string
   /** the first log record matching, waiting for it */
   record(match: (r: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>
@@ -32,7 +32,7 @@ function run(t: TestContext, cwd: string, args: string[] = []): Proc {
   }
   child.stdout!.on('data', (b: Buffer) => { out += b.toString(); wake() })
   child.stderr!.on('data', (b: Buffer) => { out += b.toString(); wake() })
-  const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.once('exit', (code) => { resolve({ code, at: performance.now() }); wake() }))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => child.once('exit', (code, signal) => { resolve({ code, signal, at: performance.now() }); wake() }))
   defer(t, async () => { child.kill('SIGKILL'); await exited })
   const records = (): Array<Record<string, unknown>> => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
   return {
@@ -109,6 +109,31 @@ test('inline: a synchronous loop in a call ends the process (exit 70) within blo
   appendFileSync(file, '// fixed\n')
   await second.record((r) => r.msg === 'hook reloaded' && r.isolation === 'inline')
   assert.equal(JSON.parse(readFileSync(join(dir, '.hookmq', 'quarantine.json'), 'utf8'))['stuck.ts'], undefined)
+})
+
+test('inline: a hook blocked in native code (which not even the inspector interrupts) is still named and quarantined before the process is killed', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'native.ts'), `import { defineHook } from 'hookmq'
+import { execSync } from 'node:child_process'
+export default defineHook({
+  name: 'native',
+  authorizePublish({ topic }) {
+    if (topic === 'native') execSync('sleep 6')
+    return true
+  },
+})
+`)
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline', blockedLoopMs: 500 } }))
+  const first = run(t, dir)
+  const c = await client(t, await listening(first))
+  c.publish('native', 'x', { qos: 1 })
+  const { signal } = await first.exited
+  assert.equal(signal, 'SIGKILL')
+  assert.match(first.output(), /hookmq watchdog: hook "native" .*native\.ts.* blocked for \d+ ms and could not be interrupted/)
+  const q = JSON.parse(readFileSync(join(dir, '.hookmq', 'quarantine.json'), 'utf8')) as Record<string, { reason: string }>
+  assert.match(q['native.ts']!.reason, /native code/)
+  const second = run(t, dir)
+  await second.record((r) => typeof r.msg === 'string' && r.msg.startsWith('hook quarantined'))
 })
 
 test('inline: rejections nobody handles in hook code are the hook\'s errors, not the end of the process', async (t) => {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
+import { defineHook } from '../../plugins/index.js'
 import { bystander } from '../bystander.js'
-import { collect, connect, hooksFolder, publishCode, startBroker, startSink, until, urlOf, writeHook } from '../helpers.js'
+import { collect, connect, hooksFolder, pingRoundTrip, publishCode, startBroker, startSink, until, urlOf, writeHook } from '../helpers.js'
 import { captureLog } from '../log-capture.js'
 
 // The hook sandbox, on a real broker with real hook files: what a hook file's
@@ -370,4 +371,95 @@ export default defineHook({
   const st = broker.hookStatus()[0]!
   assert.equal(st.timeouts, 0)
   assert.equal(st.errors, 0)
+})
+
+test('a chain of hooks that began before a reload goes on with the new version, never the retired one (worker and inline)', async (t) => {
+  const dir = hooksFolder(t)
+  const go = join(dir, 'reloaded.flag')
+  // a waits until the test says b was reloaded: the chain a → b began before that reload
+  writeFileSync(join(dir, 'a.ts'), `import { defineHook } from 'hookmq'
+import { existsSync } from 'node:fs'
+export default defineHook({ name: 'a', order: 1, filter: { topics: ['c/#'] }, async authorizePublish() {
+  while (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 10))
+  return undefined
+} })
+`)
+  const file = join(dir, 'b.ts')
+  const b = (v: number, isolation: string): string => `import { defineHook } from 'hookmq'
+export default defineHook({ name: 'b', order: 2, isolation: '${isolation}', filter: { topics: ['c/#'] },
+  async teardown() { await new Promise((r) => setTimeout(r, 500)) },
+  authorizePublish: ({ topic }) => topic === 'c/v${v}' ? true : { deny: 'not v${v}' } })
+`
+  for (const isolation of ['worker', 'inline']) {
+    writeFileSync(file, b(1, isolation))
+    const broker = await startBroker(t, { hooksDir: dir })
+    const c = await connect(t, broker, { protocolVersion: 5 })
+    const answer = publishCode(c, 'c/v2') // a begins, and waits
+    assert.equal((await writeHook(broker, file, b(2, isolation))).kind, 'loaded')
+    writeFileSync(go, '')
+    assert.equal(await answer, 0x10, isolation) // decided by b version 2 (version 1 would deny it)
+    assert.equal(await publishCode(c, 'c/v1'), 0x87)
+    await pingRoundTrip(c)
+    await broker.close()
+    unlinkSync(go)
+  }
+})
+
+test('worker isolation: a client whose user cannot cross to the worker (a function in it) is denied on every call, not only the first', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'acl.ts'), `import { defineHook } from 'hookmq'
+export default defineHook({ name: 'acl', authorizePublish: ({ client }) => (client.user as { banned?: boolean } | undefined)?.banned ? { deny: 'banned' } : true })
+`)
+  const embedded = await startBroker(t, {
+    hooksDir: dir,
+    hooks: [defineHook({ name: 'auth', authenticate: ({ username }) => (username === 'banned' ? { allow: true, user: { banned: true, can() { return false } } } : undefined) })],
+  })
+  const c = await connect(t, embedded, { protocolVersion: 5, username: 'banned' })
+  for (let i = 0; i < 3; i++) assert.equal(await publishCode(c, 'any'), 0x87, `publish ${i}`)
+  const ok = await connect(t, embedded, { protocolVersion: 5 })
+  assert.equal(await publishCode(ok, 'any'), 0x10)
+})
+
+test('worker isolation: ctx.publish with no topic, or not even a message, is the hook\'s error, not the broker\'s end', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'bad.ts'), `import { defineHook } from 'hookmq'
+export default defineHook({ name: 'bad', async setup(ctx) {
+  await ctx.publish({} as never).catch(() => {})
+  await ctx.publish(null as never).catch(() => {})
+  await ctx.publish({ topic: 'a/+' }).catch((err) => ctx.publish({ topic: 'bad/said', payload: String(err.code) }))
+} })
+`)
+  const broker = await startBroker(t, { hooksDir: dir })
+  const sub = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(broker.hookStatus()[0]!.state, 'loaded') // setup finished: each bad publish was refused to it
+  const other = await bystander(t, broker)
+  await other.roundTrip()
+  void sub
+})
+
+test('worker isolation: a version whose setup fails leaves no worker behind, and nothing restarts', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'once.ts')
+  writeFileSync(file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'once', authorizePublish: () => true })\n`)
+  const log = captureLog()
+  const broker = await startBroker(t, { hooksDir: dir, logger: log.logger })
+  const change = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'once', setup() { throw new Error('no database') }, authorizePublish: () => true })\n`)
+  assert.equal(change.kind, 'failed')
+  await new Promise((r) => setTimeout(r, 1500))
+  assert.equal(log.records.filter((r) => /hook worker (replaced|restarted|could not)/.test(String(r.msg))).length, 0)
+  assert.equal(broker.hookStatus()[0]!.version, 1) // version 1 serves on
+})
+
+test('worker isolation: a hook with only event handlers that gets stuck is found stuck and replaced (events do not pile up)', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'watcher.ts'), `import { defineHook } from 'hookmq'
+export default defineHook({ name: 'watcher', timeoutMs: 300, on: { published: (m) => { if (m.topic === 'loop') while (true) {} } } })
+`)
+  const broker = await startBroker(t, { hooksDir: dir })
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  await c.publishAsync('loop', 'x', { qos: 1 })
+  for (let i = 0; i < 200; i++) c.publish('after', Buffer.alloc(4096), { qos: 0 })
+  await until(() => (broker.hookStatus()[0]!.workerRestarts ?? 0) >= 1, 5000, 'the stuck worker to be replaced')
+  const other = await bystander(t, broker)
+  await other.roundTrip()
 })
