@@ -3,6 +3,7 @@ import net from 'node:net'
 import { test, type TestContext } from 'node:test'
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet'
 import type { Broker } from '../../core/index.js'
+import { newMessage } from '../../core/types.js'
 import { collect, connect, defer, once, pingRoundTrip, portOf, startBroker, until } from '../helpers.js'
 
 // What each subscriber receives is checked on the bytes: the message's own
@@ -136,7 +137,8 @@ test('(MQTT 1.5.4) a message MQTT cannot represent (topic over 65,535 bytes) is 
   const v5aliased = await connect(t, broker, { protocolVersion: 5, properties: { topicAliasMaximum: 3 } })
   const v4 = await connect(t, broker)
   for (const c of [v5, v5aliased, v4]) await c.subscribeAsync('#')
-  await broker.publish({ topic: 'x'.repeat(70000), payload: 'too long' })
+  // broker.publish refuses such a topic now; routed as it is, the codec still must not write it
+  await broker.pipeline.route(newMessage('x'.repeat(70000), Buffer.from('too long'), 0, false, undefined), undefined)
   // a user property over 65,535 bytes: MQTT 3.1.1 clients get no properties and so get the message
   await broker.publish({ topic: 'long/property', payload: 'v4 only', properties: { userProperties: { k: 'v'.repeat(70000) } } })
   await broker.publish({ topic: 'after', payload: 'fine' })
