@@ -432,6 +432,8 @@ export default defineHook({ name: 'bad', async setup(ctx) {
   const broker = await startBroker(t, { hooksDir: dir })
   const sub = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(broker.hookStatus()[0]!.state, 'loaded') // setup finished: each bad publish was refused to it
+  await assert.rejects(broker.publish({ topic: 'a/+' }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
+  await assert.rejects(broker.publish({ topic: undefined as unknown as string }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
   const other = await bystander(t, broker)
   await other.roundTrip()
   void sub
