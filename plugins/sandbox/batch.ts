@@ -1,5 +1,5 @@
 import type { ClientInfo } from '../../core/index.js'
-import type { SerializedError } from './protocol.js'
+import { asBuffer, type SerializedError } from './protocol.js'
 
 // The calls of one tick as they cross to a hook's worker, in one message of
 // parallel arrays. The per-message calls (authorizePublish, transform) travel
@@ -308,7 +308,7 @@ export function readInput(b: CallBatch, i: number, table: Int32Array, region: Ui
   payload.set(region.subarray(at, at + payload.length))
   const flags = table[o + FLAGS]!
   const props = properties?.get(i) as Record<string, unknown> | undefined
-  if (props?.correlationData !== undefined) props.correlationData = toBuffer(props.correlationData)
+  if (props?.correlationData !== undefined) props.correlationData = asBuffer(props.correlationData)
   const ref = table[o + CLIENT]!
   return { client: ref === 0 ? undefined : clients.get(ref), topic: b.topics[i], payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props }
 }
@@ -317,13 +317,10 @@ function reviveBuffers(input: Record<string, unknown>): unknown {
   if (input === null || typeof input !== 'object') return input
   for (const k in input) {
     const v = input[k]
-    if (v instanceof Uint8Array) input[k] = toBuffer(v)
+    if (v instanceof Uint8Array) input[k] = asBuffer(v)
     else if (v !== null && typeof v === 'object' && !Array.isArray(v)) reviveBuffers(v as Record<string, unknown>)
   }
   if (Array.isArray(input.args)) for (const a of input.args) reviveBuffers(a as Record<string, unknown>)
   return input
 }
 
-function toBuffer(v: unknown): unknown {
-  return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v
-}

@@ -9,7 +9,7 @@ import { checkHookModule } from '../schemas.js'
 import { exitProcess, guardProcess } from './guard.js'
 import * as hookApi from './hook-api.js'
 import { answerCode, batchTable, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
-import { MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
+import { LOG_LEVELS, MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
 
 // A hook's own thread. It waits for `load` (kept warm until then: a spare
 // worker has this module and zod loaded already), evaluates the hook file,
@@ -275,12 +275,11 @@ function serializeError(err: unknown, load = false): SerializedError {
   return out
 }
 
-const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 }
 
 /** ctx.log in a worker: records go to the broker's logger, under the hook's name. */
 function makeLog(bindings: Record<string, unknown>): Logger {
   const at = (level: string) => (a?: unknown, b?: unknown, ...rest: unknown[]): void => {
-    if (LEVELS[level]! < logLevel) return
+    if (LOG_LEVELS[level]! < logLevel) return
     const [obj, msg] = typeof a === 'string' ? [undefined, [a, b, ...rest].filter((x) => x !== undefined).join(' ')] : [a, typeof b === 'string' ? b : undefined]
     const record = obj === undefined ? bindings : { ...bindings, ...(obj as object) }
     try {
@@ -291,9 +290,9 @@ function makeLog(bindings: Record<string, unknown>): Logger {
   }
   const log = {
     fatal: at('fatal'), error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), trace: at('trace'), silent: () => {},
-    level: Object.entries(LEVELS).find(([, n]) => n === logLevel)?.[0] ?? 'info',
+    level: Object.entries(LOG_LEVELS).find(([, n]) => n === logLevel)?.[0] ?? 'info',
     child: (more: Record<string, unknown>) => makeLog({ ...bindings, ...more }),
-    isLevelEnabled: (level: string) => (LEVELS[level] ?? 0) >= logLevel,
+    isLevelEnabled: (level: string) => (LOG_LEVELS[level] ?? 0) >= logLevel,
   }
   return log as unknown as Logger
 }

@@ -95,6 +95,9 @@ export type FromWorker =
   /** heap and buffers passed memoryMb: the worker ends itself (exit code MEMORY_EXIT) */
   | { t: 'memory'; usedMb: number }
 
+/** pino's level numbers, on both sides of the thread boundary (a worker's ctx.log drops what the broker's level would). */
+export const LOG_LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 }
+
 /** A structured-cloned Buffer arrives as a Uint8Array: a Buffer view of the same bytes. */
 export function asBuffer(v: unknown): unknown {
   return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v

@@ -3,7 +3,7 @@ import { HookmqError, type Logger, type PublishOptions } from '../../core/index.
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
 import { AUTHENTICATE, AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, BatchWriter, batchTable, EVENT, FALSE, ID, NULL, TABLE, TRANSFORM, TRUE, UNDEFINED, type AnswerBatch, type CallBatch } from './batch.js'
-import { asBuffer, reviveError, WorkerFlags, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
+import { asBuffer, LOG_LEVELS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
 import { linkWorker } from './worker-link.js'
 
 // A worker-isolated hook, seen from the broker's thread. Calls made in one tick
@@ -19,7 +19,6 @@ import { linkWorker } from './worker-link.js'
 
 const CODES: Record<HookMethod, number> = { authenticate: AUTHENTICATE, authorizePublish: AUTHORIZE_PUBLISH, authorizeSubscribe: AUTHORIZE_SUBSCRIBE, transform: TRANSFORM }
 const RETIRE_MS = 5000
-const LOG_LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 }
 
 export interface RemoteOptions {
   compiled: Compiled
