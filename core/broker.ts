@@ -163,6 +163,7 @@ export class Broker {
     const session = this.sessions.sessions.get(clientId)
     if (session === undefined || !session.subscriptions.delete(filter)) return false
     this.router.remove(session, filter)
+    session.discardUncovered() // what waited for it alone is not delivered after all
     if (session.persistent) session.track(this.stores.sessions.save(session.toStored()))
     const conn = session.outlet as Connection | null
     if (conn !== null) {

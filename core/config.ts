@@ -32,7 +32,7 @@ const hooksSchema = z.object({
   memoryMb: z.int().min(16).max(65536).default(128).describe('memory (heap and Buffers) a worker-isolated hook may use, in MiB, unless the hook sets `memoryMb`: past it, its worker is replaced'),
   blockedLoopMs: z.int().min(100).default(2000).describe('an inline hook blocking the event loop this long ends the process (exit code 70); the hook then runs quarantined in a worker until its file changes'),
   onStartupFailure: z.enum(['exit', 'deny']).default('exit').describe('a hook that fails to load at start-up: `exit` (code 1, naming file:line) or `deny` (start, and deny every authenticate/authorize decision until the folder loads cleanly)'),
-  preflightMs: z.int().min(50).default(5000).describe('time a new hook version\'s top level has to evaluate in a throwaway worker before it is refused'),
+  preflightMs: z.int().min(50).default(3000).describe('time a new hook version\'s top level has to evaluate in a throwaway worker before it is refused'),
   breaker: z.strictObject({
     maxFailures: z.int().min(1).default(10).describe('failures (throws, rejections, timeouts, invalid answers, worker crashes) within `windowMs` that trip a hook'),
     windowMs: z.int().min(100).default(10000).describe('window of the failure count'),

@@ -19,12 +19,19 @@ export function createLogger(level: string): Logger {
   })
 }
 
+/** An error as a log line shows it, credentials masked; anything thrown (null, a Proxy, an object whose getters throw) is logged, never thrown again. */
 function maskError(err: unknown): unknown {
   if (typeof err === 'string') return maskCredentials(err)
-  const out = pino.stdSerializers.err(err as Error) as { message?: unknown; stack?: unknown }
-  if (typeof out.message === 'string') out.message = maskCredentials(out.message)
-  if (typeof out.stack === 'string') out.stack = maskCredentials(out.stack)
-  return out
+  if (err === null || typeof err !== 'object') return String(err)
+  try {
+    const out = pino.stdSerializers.err(err as Error) as { message?: unknown; stack?: unknown } | undefined
+    if (out === undefined || out === null) return String(err)
+    if (typeof out.message === 'string') out.message = maskCredentials(out.message)
+    if (typeof out.stack === 'string') out.stack = maskCredentials(out.stack)
+    return out
+  } catch {
+    return '(an error that cannot be read)'
+  }
 }
 
 /**

@@ -1,7 +1,6 @@
 import type { Broker } from './broker.js'
 import { isPromise, type SubscribeDecision } from './hooks.js'
 import type { Session } from './session.js'
-import { matchesFilter, parseShared } from './topic.js'
 import type { ClientInfo, Subscription } from './types.js'
 
 // A resumed session's subscriptions are authorized again for the client taking
@@ -33,12 +32,4 @@ export function revokeOnResume(broker: Broker, session: Session, denied: string[
   for (const filter of denied) {
     if (broker.revokeSubscription(session.clientId, filter)) broker.log.info({ clientId: session.clientId, filter }, 'subscription revoked on resume')
   }
-  const filters = session.subscriptions.keys().map(plainFilter)
-  session.discardUncovered((topic) => filters.some((f) => matchesFilter(f, topic)))
-}
-
-/** the filter a subscription matches topics with (`$share/<group>/` removed) */
-function plainFilter(filter: string): string {
-  const shared = parseShared(filter)
-  return shared !== null && typeof shared === 'object' ? shared.filter : filter
 }

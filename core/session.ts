@@ -1,5 +1,6 @@
 import { Fifo } from './fifo.js'
 import { messageSize, type QuotaName } from './quota.js'
+import { matchesFilter, parseShared } from './topic.js'
 import type { Message, QoS, Subscription, ClientInfo } from './types.js'
 import type { OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will, Written } from './stores.js'
 
@@ -241,16 +242,20 @@ export class Session {
   }
 
   /**
-   * Drops the messages waiting for this client that `covered` refuses (their
-   * subscription was revoked): queued ones, and sent ones not acknowledged yet.
-   * A PUBREL still owed goes on: that message was delivered.
+   * Drops the messages waiting for this client that none of its subscriptions
+   * matches any more (one was revoked): queued ones, and sent ones not
+   * acknowledged yet. A PUBREL still owed goes on: that message was delivered.
    */
-  discardUncovered(covered: (topic: string) => boolean): void {
+  discardUncovered(): void {
+    const filters = this.subscriptions.keys().map(plainFilter)
+    const covered = (topic: string): boolean => filters.some((f) => matchesFilter(f, topic))
     const queue = this.queueList
     if (queue !== null) {
       const kept = queue.toArray().filter((e) => covered(e.message.topic))
       if (kept.length !== queue.length) {
         this.queueList = kept.length === 0 ? null : Fifo.from(kept)
+        this.queueBytes = 0
+        for (const e of kept) this.queueBytes += messageSize(e.message)
         if (this.persistent) this.track(this.ctx.store.replaceQueue(this.clientId, kept))
       }
     }
@@ -326,4 +331,10 @@ export class Subscriptions {
   keys(): string[] {
     return this.values().map((s) => s.filter)
   }
+}
+
+/** the filter a subscription matches topics with (`$share/<group>/` removed) */
+function plainFilter(filter: string): string {
+  const shared = parseShared(filter)
+  return shared !== null && typeof shared === 'object' ? shared.filter : filter
 }

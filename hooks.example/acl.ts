@@ -76,15 +76,22 @@ function compiled(config: Config): Compiled {
 function decide(c: Compiled, client: ClientInfo, what: 'publish' | 'subscribe', topic: string) {
   const user = userName(client)
   if (user !== undefined && c.superusers.has(user)) return true
-  if (matches(c.deny, what, topic, user, client.id)) return { deny: `${what} to ${topic} is denied` }
+  // (for a topic name, which has no wildcards, sharing a topic with a pattern is being covered by it: the faster walk does)
+  if (matches(c.deny, what, topic, user, client.id, what === 'subscribe')) return { deny: `${what} to ${topic} is denied` }
   if (matches(c.allow, what, topic, user, client.id)) return true
   return { deny: `no rule allows ${what} to ${topic}` }
 }
 
-function matches(rules: Compiled['deny'], what: string, topic: string, user: string | undefined, clientId: string): boolean {
+/**
+ * An allow rule must cover every topic of the filter; a deny rule applies when
+ * it shares any topic with it (a subscription to "public/#" is denied by a deny
+ * rule on "public/secret/#": it would receive those messages).
+ */
+function matches(rules: Compiled['deny'], what: string, topic: string, user: string | undefined, clientId: string, overlapping = false): boolean {
+  const test = overlapping ? overlaps : covers
   for (const r of rules) {
     if ((r.what !== what && r.what !== 'both') || (r.user !== '*' && r.user !== user)) continue
-    for (const p of r.patterns) if (covers(p, topic, user, clientId)) return true
+    for (const p of r.patterns) if (test(p, topic, user, clientId)) return true
   }
   return false
 }
@@ -120,7 +127,39 @@ function covers(p: Level[], f: string, user: string | undefined, clientId: strin
   return start === f.length + 1 // and the filter has no more levels
 }
 
+/**
+ * True when some topic is matched by both the pattern `p` and the filter `f`
+ * (a topic name is matched by itself).
+ */
+function overlaps(p: Level[], f: string, user: string | undefined, clientId: string): boolean {
+  const levels = f.split('/')
+  for (let i = 0; i < p.length; i++) {
+    const level = p[i]!
+    if (level.kind === '#') return !(i === 0 && f.startsWith('$'))
+    if (i >= levels.length) return false
+    const mine = levels[i]!
+    if (mine === '#') return true
+    if (level.kind === '+' || mine === '+') {
+      if (i === 0 && f.startsWith('$') && level.kind === '+') return false
+      continue
+    }
+    const want = level.template ? expand(level.text, user, clientId) : level.text
+    if (want === undefined || want !== mine) return false
+  }
+  return levels.length === p.length
+}
+
+/**
+ * A template level with the user name and client id put in. A name that holds
+ * "+", "#" or "/" (or is empty) would make the level a wildcard or move its
+ * levels: the rule does not apply to that client (as Mosquitto does).
+ */
 function expand(level: string, user: string | undefined, clientId: string): string | undefined {
-  if (level.includes('%u') && user === undefined) return undefined
+  if (level.includes('%u') && !usable(user)) return undefined
+  if (level.includes('%c') && !usable(clientId)) return undefined
   return level.replaceAll('%u', user ?? '').replaceAll('%c', clientId)
+}
+
+function usable(name: string | undefined): name is string {
+  return name !== undefined && name.length > 0 && !/[+#/]/.test(name)
 }

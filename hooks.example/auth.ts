@@ -20,6 +20,10 @@ import { z } from 'zod'
 
 const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number) => Promise<Buffer>
 
+/** scrypt computations running now, and the most at once */
+let hashing = 0
+const MAX_HASHING = 8
+
 const hash = z.string().regex(/^scrypt:[0-9a-f]+:[0-9a-f]+$/, 'expected "scrypt:<salt hex>:<hash hex>"')
 
 export default defineHook({
@@ -31,11 +35,21 @@ export default defineHook({
 
   async authenticate({ username, password }, { config }) {
     if (username === undefined) return undefined // not ours to decide
-    const user = config.users[username]
+    // own keys only: a user name such as "constructor" or "__proto__" is nobody
+    const user = Object.hasOwn(config.users, username) ? config.users[username] : undefined
     if (!user || !password) return false
+    // scrypt is slow on purpose: a flood of logins would queue past the deadline (and count as this hook's
+    // failures); beyond a few at once, answer "server busy" at once instead (MQTT 5 0x89), and the client retries
+    if (hashing >= MAX_HASHING) return { deny: 'busy, try again', reasonCode: 0x89 }
     const [, saltHex, hashHex] = user.password.split(':')
     const expected = Buffer.from(hashHex!, 'hex')
-    const actual = await scryptAsync(password.toString(), Buffer.from(saltHex!, 'hex'), expected.length)
+    hashing++
+    let actual: Buffer
+    try {
+      actual = await scryptAsync(password.toString(), Buffer.from(saltHex!, 'hex'), expected.length)
+    } finally {
+      hashing--
+    }
     if (!timingSafeEqual(actual, expected)) return false
     // what we attach here is visible to later hooks as client.user; the client's
     // identity (the owner of its session: another user may not resume it) is the

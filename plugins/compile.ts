@@ -104,10 +104,15 @@ function hashSources(inputs: string[]): string {
 
 let evaluations = 0
 
-/** Runs compiled code; returns its default export. Errors carry the original file and line. */
-export function evaluate(compiled: Compiled, modules: Record<string, unknown>): unknown {
+/**
+ * Runs compiled code; returns its default export. Errors carry the original
+ * file and line. `named` learns the script's URL before any of its code runs
+ * (the watchdog finds a hook stuck in its top level by it).
+ */
+export function evaluate(compiled: Compiled, modules: Record<string, unknown>, named?: (url: string) => void): unknown {
   const filename = `${compiled.file}#hookmq-${++evaluations}`
   compiled.url = filename
+  named?.(filename)
   const local = createRequire(compiled.file)
   const require = (id: string): unknown => (Object.hasOwn(modules, id) ? modules[id] : id === 'process' || id === 'node:process' ? guardedProcess : local(id))
   const module = { exports: {} as Record<string, unknown> }

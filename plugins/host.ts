@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import type { Broker, BrokerPlugin, ClientInfo, Config, HookRunner, Logger, Message, PublishOptions, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
 import { HookmqError, ReasonCode, throttled } from '../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, PublishDecision, SubscribeDecision } from '../core/index.js'
-import { evaluate, where, type Compiled } from './compile.js'
+import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
 import { describeFailure, HookStats, type HookMethod } from './invoke.js'
 import { EVENT_NAMES, checkHookModule, makeTransformCheck, toAuthDecision, toPublishDecision, toSubscribeDecision, type TransformLimits } from './schemas.js'
@@ -35,6 +35,18 @@ export interface HostOptions {
   quarantine?: Quarantine
   /** the broker's limits: a transform's answer is checked against them as a client's PUBLISH is (default: the defaults) */
   limits?: TransformLimits
+}
+
+/** An inline hook version's evaluated script, as the watchdog asks for it. */
+export interface HookScript {
+  name: string
+  file: string
+  compiled: Compiled
+}
+
+/** `hooks.<name>` (own keys only: a hook named `constructor` gets no config from Object.prototype). */
+export function configOf(hookConfig: Record<string, unknown>, name: string): unknown {
+  return Object.hasOwn(hookConfig, name) ? hookConfig[name] : undefined
 }
 
 export interface LoadFailure {
@@ -76,6 +88,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private readonly stoppers: Array<() => Promise<void>> = []
   /** hooks failed to load at start-up with onStartupFailure 'deny': every decision denies until they load */
   private denyAll = false
+  /** inline hook versions by the URL of their evaluated script, from evaluation to teardown (for the watchdog) */
+  private readonly scripts = new Map<string, HookScript>()
 
   /** 'change' ({ key, kind: 'loaded' | 'failed' | 'removed', name?, version? }) after every load attempt */
   readonly events = new EventEmitter()
@@ -90,8 +104,16 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return this.options.hookConfig
   }
 
-  /** `ctx.publish` of every hook */
-  private readonly publish = (m: PublishOptions): Promise<void> => (this.broker ? this.broker.publish(m) : Promise.reject(new Error('broker not started')))
+  /** `ctx.publish` of every hook: the message is checked as a transform's answer is (a topic it may publish to, not `$SYS`; a publisher's properties) */
+  private readonly publish = (m: PublishOptions): Promise<void> => {
+    if (!this.broker) return Promise.reject(new Error('broker not started'))
+    try {
+      this.checkTransform(m)
+    } catch (err) {
+      return Promise.reject(new HookmqError('TOPIC_NAME_INVALID', `ctx.publish: ${(err as Error).message.replace(/^invalid transform answer/, 'invalid message')}`))
+    }
+    return this.broker.publish(m)
+  }
 
   /** Something to run at start (the folder loader), with its stop. */
   attach(start: (host: HookHost) => Promise<void>, stop: () => Promise<void>): void {
@@ -188,14 +210,24 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const quarantined = this.options.quarantine?.get(compiled.file, compiled.sourceHash)
     if (quarantined === undefined) this.options.quarantine?.clear(compiled.file)
     if (this.isolationOf(meta.name, meta.isolation, quarantined !== undefined) === 'inline') {
-      const def = checkHookModule(evaluate(compiled, this.options.modules ?? {}))
-      await this.install(def, key, compiled.file, compiled)
+      // a top level this slow would hold the broker's thread (the watchdog ends the process past blockedLoopMs)
+      if (meta.evalMs !== undefined && meta.evalMs > this.settings.blockedLoopMs / 2) {
+        throw new HookLoadError(`its top level took ${Math.round(meta.evalMs)} ms in its preflight: too slow to evaluate in the broker's thread (more than half of hooks.blockedLoopMs); make it faster, or run it with isolation: 'worker'`, compiled.file)
+      }
+      const script = { name: meta.name, file: compiled.file, compiled }
+      try {
+        const def = checkHookModule(evaluate(compiled, this.options.modules ?? {}, (url) => this.scripts.set(url, script)))
+        await this.install(def, key, compiled.file, compiled)
+      } catch (err) {
+        if (compiled.url !== undefined) this.scripts.delete(compiled.url)
+        throw err
+      }
       return
     }
     const override = this.settings.overrides[meta.name]
     const worker = new RemoteHook({
       compiled,
-      config: this.options.hookConfig[meta.name],
+      config: configOf(this.options.hookConfig, meta.name),
       memoryMb: override?.memoryMb ?? meta.memoryMb ?? this.settings.memoryMb,
       timeoutMs: this.timeoutOf(meta.name, meta.timeoutMs),
       setupMs: this.settings.preflightMs + 10000,
@@ -213,7 +245,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
    */
   async install(def: HookDefinition, key: string, file: string | undefined, compiled?: Compiled): Promise<void> {
     this.checkName(def.name, key)
-    const config = parseHookConfig(def, this.options.hookConfig[def.name])
+    const config = parseHookConfig(def, configOf(this.options.hookConfig, def.name))
     const log = this.options.log.child({ hook: def.name })
     // no closure made in this scope may outlive it: it would keep `old` (and so every version) alive
     const forward = makeForward(this.options.forward, def.name)
@@ -319,9 +351,13 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return this.entries.map((e) => e.key)
   }
 
-  /** The loaded hook (and version) whose evaluated script a stack frame's URL names (`file#hookmq-N`). */
-  entryOfScript(url: string): Entry | undefined {
-    return this.entries.find((e) => e.compiled?.url === url) ?? this.entries.find((e) => e.file !== undefined && url.startsWith(e.file + '#hookmq-'))
+  /**
+   * The hook version whose script a stack frame's URL names (`file#hookmq-N`):
+   * from its evaluation until its teardown has run, whether it serves yet or not
+   * (a top level, a setup or a teardown that holds the thread is found too).
+   */
+  scriptOf(url: string): HookScript | undefined {
+    return this.scripts.get(url)
   }
 
   status(): HookStatus[] {
@@ -331,7 +367,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private retire(entry: Entry): Promise<void> {
     entry.retired = true
     entry.setup?.abort()
-    const teardown = (): Promise<void> => (entry.worker ? entry.worker.retire() : runTeardown(entry.def, entry.setup!, entry.log))
+    const forget = (): void => { if (entry.compiled?.url !== undefined) this.scripts.delete(entry.compiled.url) }
+    const teardown = (): Promise<void> => (entry.worker ? entry.worker.retire() : runTeardown(entry.def, entry.setup!, entry.log)).finally(forget)
     if (entry.active === 0) return teardown()
     return new Promise((resolve) => {
       entry.onIdle = () => { void teardown().then(resolve) } // running calls finish on the old version first

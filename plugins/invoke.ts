@@ -133,16 +133,19 @@ export function invoke<T>(reg: Registration, method: HookMethod, input: unknown,
   const call = callFor(reg)
   const started = begin(reg)
   let out: unknown
+  let promised: boolean
   enterHook(reg.watchId)
   try {
     out = fn(input, call)
+    promised = isPromise(out) // (a Proxy's `then` can throw too)
   } catch (err) {
     leaveHook()
     return fail(reg, method, err, fallback, started)
   }
   leaveHook()
-  if (!isPromise(out)) return settle(reg, method, out, check, fallback, started)
+  if (!promised) return settle(reg, method, out, check, fallback, started)
   return new Promise<T>((resolve) => {
+    const pending = out as Promise<unknown>
     let done = false
     const timer = setTimeout(() => {
       if (done) return
@@ -152,7 +155,7 @@ export function invoke<T>(reg: Registration, method: HookMethod, input: unknown,
       call.abort(err)
       resolve(fail(reg, method, err, fallback, started))
     }, reg.timeoutMs)
-    out.then((v) => {
+    pending.then((v) => {
       if (done) return // a late answer after the deadline is ignored
       done = true
       clearTimeout(timer)
@@ -246,10 +249,16 @@ export interface FailureReport {
  * arrives mapped already, with `at`).
  */
 export function describeFailure(err: unknown, compiled: Compiled | undefined): FailureReport {
-  const e = err instanceof Error ? err as Error & { at?: string; code?: string } : undefined
-  const message = e ? e.message : String(err)
-  const code = typeof e?.code === 'string' ? e.code : undefined
-  if (e?.at !== undefined || compiled === undefined || e?.stack === undefined) return { message, at: e?.at, stack: e?.stack, code }
-  const pos = firstFrame(e.stack, compiled)
-  return { message, at: pos ? where(pos) : undefined, stack: mapStack(e.stack, compiled), code }
+  try {
+    const e = err instanceof Error ? err as Error & { at?: string; code?: string } : undefined
+    const message = e ? String(e.message) : String(err)
+    const code = typeof e?.code === 'string' ? e.code : undefined
+    const stack = typeof e?.stack === 'string' ? e.stack : undefined
+    if (e?.at !== undefined || compiled === undefined || stack === undefined) return { message, at: e?.at, stack, code }
+    const pos = firstFrame(stack, compiled)
+    return { message, at: pos ? where(pos) : undefined, stack: mapStack(stack, compiled), code }
+  } catch {
+    // hook code threw something whose message or stack throws when read (a getter, a Proxy)
+    return { message: 'a value that cannot be read was thrown', at: undefined, stack: undefined, code: undefined }
+  }
 }

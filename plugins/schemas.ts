@@ -60,8 +60,20 @@ function invalid(kind: string, issue: z.core.$ZodIssue | undefined): InvalidAnsw
   return new InvalidAnswer(`invalid ${kind} answer${issue?.path.length ? ` at ${issue.path.join('.')}` : ''}: ${issue?.message ?? 'unexpected value'}`)
 }
 
-function denial(d: { deny: string; reasonCode?: number }): { result: 'deny'; reasonCode: number; reason: string } {
-  return { result: 'deny', reasonCode: d.reasonCode ?? ReasonCode.NotAuthorized, reason: d.deny }
+/**
+ * The reason codes MQTT 5 lets each answer carry (a code outside its packet's
+ * list would make a strict client drop the connection): another becomes 0x87.
+ */
+const CONNACK_CODES = new Set([0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8c, 0x90, 0x95, 0x97, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9f])
+const PUBACK_CODES = new Set([0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99])
+const SUBACK_CODES = new Set([0x80, 0x83, 0x87, 0x8f, 0x91, 0x97, 0x9e, 0xa1, 0xa2])
+
+/** Longest reason string passed on (a Reason String is diagnostics, and a string field holds 65,535 bytes at most). */
+const MAX_REASON = 1024
+
+function denial(d: { deny: string; reasonCode?: number }, codes: ReadonlySet<number>): { result: 'deny'; reasonCode: number; reason: string } {
+  const reasonCode = d.reasonCode !== undefined && codes.has(d.reasonCode) ? d.reasonCode : ReasonCode.NotAuthorized
+  return { result: 'deny', reasonCode, reason: d.deny.length > MAX_REASON ? d.deny.slice(0, MAX_REASON) : d.deny }
 }
 
 // Answers that need no checking are constants: a decision runs for every message.
@@ -78,9 +90,9 @@ function decision<D, T>(v: unknown, kind: string, no: D, schema: z.ZodType<T>, f
   return from(r.data)
 }
 
-const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision => ('allow' in d ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, session: d.session } : denial(d))
-const fromPublish = (d: z.output<typeof publishSchema>): PublishDecision => ('allow' in d ? ALLOW : denial(d))
-const fromSubscribe = (d: z.output<typeof subscribeSchema>): SubscribeDecision => ('qos' in d ? { result: 'allow', qos: d.qos as QoS } : 'allow' in d ? ALLOW : denial(d))
+const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision => ('allow' in d ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, session: d.session } : denial(d, CONNACK_CODES))
+const fromPublish = (d: z.output<typeof publishSchema>): PublishDecision => ('allow' in d ? ALLOW : denial(d, PUBACK_CODES))
+const fromSubscribe = (d: z.output<typeof subscribeSchema>): SubscribeDecision => ('qos' in d ? { result: 'allow', qos: d.qos as QoS } : 'allow' in d ? ALLOW : denial(d, SUBACK_CODES))
 
 export function toAuthDecision(v: unknown): AuthenticateDecision {
   return decision(v, 'authenticate', DENY_LOGIN, authSchema, fromAuth)
@@ -111,6 +123,9 @@ function topicName(limits: TransformLimits, publishable: boolean): z.ZodType<str
   })
 }
 
+/** An MQTT UTF-8 string: no U+0000 [MQTT-1.5.4-2], nothing UTF-8 cannot encode [MQTT-1.5.4-1] (its length is checkMessageProperties'). */
+const mqttString = z.string().refine((v) => !v.includes('\u0000') && !LONE_SURROGATE.test(v), 'U+0000 or an unpaired surrogate: not an MQTT string')
+
 /** true when a payload is larger than a client could publish (strings measured only when they might be) */
 function tooLarge(payload: Uint8Array | string, max: number): boolean {
   return typeof payload === 'string' ? payload.length * 3 > max && Buffer.byteLength(payload) > max : payload.length > max
@@ -121,10 +136,10 @@ function propertiesSchema(limits: TransformLimits): z.ZodType<MessagePropertiesA
   return z.strictObject({
     payloadFormatIndicator: z.boolean().optional(),
     messageExpiryInterval: z.int().min(0).max(0xffffffff).optional(),
-    contentType: z.string().optional(),
+    contentType: mqttString.optional(),
     responseTopic: topicName(limits, false).optional(), // [MQTT-3.3.2-14]
     correlationData: z.instanceof(Uint8Array).optional(),
-    userProperties: z.record(z.string(), z.union([z.string(), z.array(z.string())])).optional(),
+    userProperties: z.record(mqttString, z.union([mqttString, z.array(mqttString)])).optional(),
   }).check((ctx) => {
     const problem = checkMessageProperties(ctx.value as never, limits)
     if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value })

@@ -23,8 +23,10 @@ export interface HookStatus {
   shortCircuited?: number
   /** this version hung the broker once: it runs in a worker until its file changes */
   quarantined?: { since: number; reason: string; at?: string }
-  /** times its worker was replaced (stuck, crashed, heap limit) */
+  /** times its worker was replaced (stuck, crashed, over memoryMb) */
   workerRestarts?: number
+  /** its worker now: ready, starting (loading), down (replaced, waiting to restart) */
+  worker?: 'starting' | 'ready' | 'down' | 'retiring' | 'retired'
   calls: number
   denies: number
   errors: number
@@ -41,7 +43,7 @@ export function hookStatus(entries: readonly Entry[], failures: ReadonlyMap<stri
       version: e.version, loadedAt: e.loadedAt, error: failure, isolation: e.isolation,
       breaker: b.state, retryInMs: b.retryInMs(), trips: b.trips, shortCircuited: b.shortCircuited,
       ...(e.quarantined ? { quarantined: { since: e.quarantined.since, reason: e.quarantined.reason, at: e.quarantined.at } } : {}),
-      ...(e.worker ? { workerRestarts: e.worker.restarts } : {}),
+      ...(e.worker ? { workerRestarts: e.worker.restarts, worker: e.worker.workerState } : {}),
       calls: e.stats.calls, denies: e.stats.denies, errors: e.stats.errors, timeouts: e.stats.timeouts, p99Ms: e.stats.p99(),
     }
   })

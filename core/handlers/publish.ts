@@ -1,6 +1,6 @@
 import type { IPublishPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
-import { HookmqError, ReasonCode, protocolError } from '../errors.js'
+import { HookmqError, malformed, ReasonCode, protocolError } from '../errors.js'
 import { isPromise } from '../hooks.js'
 import type { RefusablePublish } from '../packet-reader.js'
 import { acknowledge, routeFrom } from './publish-order.js'
@@ -15,6 +15,7 @@ import { newMessage, type Message, type MessageProperties } from '../types.js'
 
 export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   if (packet.qos > 0 && packet.messageId === 0) throw protocolError(`QoS ${packet.qos} PUBLISH with packet identifier 0`) // [MQTT-2.2.1-3]
+  if (packet.qos === 0 && packet.dup) throw malformed('DUP set on a QoS 0 PUBLISH') // [MQTT-3.3.1-2]
   const topic = resolveTopic(conn, packet)
   const problem = checkTopicName(topic, conn.broker.config.limits)
   if (problem !== undefined) throw new HookmqError('TOPIC_NAME_INVALID', problem) // e.g. a wildcard [MQTT-3.3.2-2]
@@ -69,6 +70,7 @@ function toMessage(conn: Connection, packet: RefusablePublish, topic: string): M
   const p = packet.properties
   if (p === undefined || conn.protocolVersion !== 5) return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id)
   if (p.subscriptionIdentifier !== undefined) throw protocolError('PUBLISH from a client must not carry a Subscription Identifier') // [MQTT-3.3.4-6]
+  if (p.responseTopic !== undefined && checkTopicName(p.responseTopic, conn.broker.config.limits) !== undefined) throw protocolError('Response Topic is not a topic name') // [MQTT-3.3.2-14]
   const properties: MessageProperties = {}
   let any = false
   if (p.payloadFormatIndicator !== undefined) { properties.payloadFormatIndicator = p.payloadFormatIndicator; any = true }

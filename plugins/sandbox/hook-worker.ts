@@ -68,10 +68,13 @@ async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number })
   try {
     compiled = withMap(m.compiled)
     post({ t: 'evaluating' })
+    const t0 = performance.now()
     def = checkHookModule(evaluate(compiled, modules))
+    const evalMs = performance.now() - t0
     if (m.mode === 'preflight') {
-      parseHookConfig(def, (m.config as Record<string, unknown> | undefined)?.[def.name])
-      post({ t: 'loaded', meta: metaOf(def) })
+      const all = (m.config ?? {}) as Record<string, unknown>
+      parseHookConfig(def, Object.hasOwn(all, def.name) ? all[def.name] : undefined)
+      post({ t: 'loaded', meta: { ...metaOf(def), evalMs } })
       return
     }
     config = parseHookConfig(def, m.config)

@@ -37,9 +37,22 @@ function refill(memoryMb: number): void {
   spare = { worker, memoryMb }
 }
 
+/**
+ * V8's own heap limit for a hook's thread, well above `memoryMb`. Node's worker
+ * heap limit is best effort: some allocations past it (one large array growing
+ * in a loop) abort the whole process instead of ending the worker
+ * (nodejs/node#47224). So memoryMb is enforced by the worker's own watch
+ * (heap and Buffers, every 100 ms), a runaway synchronous allocation by the
+ * call's deadline (the stuck worker is terminated), and this limit is only the
+ * last line, far enough away that the deadline comes first.
+ */
+export function v8HeapLimitMb(memoryMb: number): number {
+  return Math.max(1024, memoryMb * 8)
+}
+
 function spawn(memoryMb: number): Worker {
   const worker = new Worker(WORKER_URL, {
-    resourceLimits: { maxOldGenerationSizeMb: memoryMb, maxYoungGenerationSizeMb: Math.max(4, Math.min(32, memoryMb >> 3)) },
+    resourceLimits: { maxOldGenerationSizeMb: v8HeapLimitMb(memoryMb), maxYoungGenerationSizeMb: Math.max(4, Math.min(32, memoryMb >> 3)) },
   })
   worker.unref() // an idle hook thread does not keep the process alive
   return worker

@@ -1,13 +1,14 @@
 import type { Logger } from '../../core/index.js'
 import { original, where } from '../compile.js'
 import type { HookHost } from '../host.js'
-import { guardProcess } from './guard.js'
+import { exitProcess, guardProcess } from './guard.js'
 import { Watchdog } from './watchdog.js'
 
 // What a folder of hook files adds to the process: the real process.exit and
 // friends refuse while hook code runs, the watchdog of inline hooks, and
-// rejections nobody handled (a hook's fire-and-forget promise) counted as that
-// hook's errors instead of ending the process.
+// rejections nobody handled or throws nobody caught that come from a hook's
+// code (a fire-and-forget promise, a timer) counted as that hook's errors
+// instead of ending the process.
 
 export class ProcessGuard {
   private readonly watchdog: Watchdog
@@ -18,10 +19,10 @@ export class ProcessGuard {
       log,
       quarantine: host.options.quarantine,
       locate: (url, line, column) => {
-        const e = host.entryOfScript(url)
-        if (e?.compiled === undefined || e.file === undefined) return undefined
-        const pos = original(e.compiled, line, column)
-        return { name: e.name, file: e.file, at: pos ? where(pos) : e.file, hash: e.compiled.sourceHash }
+        const s = host.scriptOf(url)
+        if (s === undefined) return undefined
+        const pos = original(s.compiled, line, column)
+        return { name: s.name, file: s.file, at: pos ? where(pos) : s.file, hash: s.compiled.sourceHash }
       },
     })
   }
@@ -30,12 +31,14 @@ export class ProcessGuard {
     guardProcess()
     this.watchdog.start()
     process.on('unhandledRejection', this.unhandled)
+    process.on('uncaughtException', this.uncaught)
     this.host.events.on('change', this.changed)
   }
 
   async stop(): Promise<void> {
     this.host.events.off('change', this.changed)
     process.off('unhandledRejection', this.unhandled)
+    process.off('uncaughtException', this.uncaught)
     await this.watchdog.stop()
   }
 
@@ -53,16 +56,37 @@ export class ProcessGuard {
     this.watchdog.note(e.watchId, { name: e.name, file: e.file, at: e.file, hash: e.compiled.sourceHash })
   }
 
+  /** A rejection nobody handled: a hook's error when its stack names a hook's script (logged otherwise; never the end of the process). */
   private readonly unhandled = (reason: unknown): void => {
-    const stack = reason instanceof Error ? reason.stack ?? '' : ''
-    const m = /([^\s(]+#hookmq-\d+):\d+:\d+/.exec(stack)
-    const entry = m ? this.host.entryOfScript(m[1]!) : undefined
-    if (entry === undefined) {
-      this.log.error({ err: reason }, 'a promise was rejected and nobody handled it')
-      return
+    if (!this.blame(reason, 'unhandled rejection')) this.log.error({ err: reason }, 'a promise was rejected and nobody handled it')
+  }
+
+  /**
+   * A throw nobody caught (in a hook's timer, say): a hook's error when its
+   * stack names a hook's script. Otherwise the broker's own state is unknown:
+   * the process ends as Node would end it (exit code 1), for a restart.
+   */
+  private readonly uncaught = (err: unknown): void => {
+    if (this.blame(err, 'uncaught exception')) return
+    this.log.fatal({ err }, 'uncaught exception: exiting')
+    exitProcess(1)
+  }
+
+  /** Counts `err` as the error of the hook whose script its stack names; false when none does. */
+  private blame(err: unknown, what: string): boolean {
+    let stack = ''
+    try {
+      stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : ''
+    } catch {
+      // a stack getter that throws: nobody to blame
     }
+    const m = /([^\s(]+#hookmq-\d+):\d+:\d+/.exec(stack)
+    const script = m ? this.host.scriptOf(m[1]!) : undefined
+    const entry = script === undefined ? undefined : this.host.entryOf(script.file)
+    if (entry === undefined) return script !== undefined // a version not serving (loading, retiring): its error, not the process's
     entry.stats.errors++
     entry.breaker.failure()
-    entry.reportFailure({ what: 'unhandled rejection', err: reason })
+    entry.reportFailure({ what, err })
+    return true
   }
 }

@@ -20,6 +20,8 @@ export interface HookMeta {
   methods: string[]
   /** the lifecycle events it handles */
   events: string[]
+  /** how long its top level took to evaluate, in ms */
+  evalMs?: number
 }
 
 export interface SerializedError {

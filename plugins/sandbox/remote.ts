@@ -72,6 +72,11 @@ export class RemoteHook implements RemoteCalls {
 
   constructor(private readonly options: RemoteOptions) {}
 
+  /** Where its worker is: serving (ready), loading (starting), replaced and waiting to restart (down), or gone (retiring, retired). */
+  get workerState(): 'starting' | 'ready' | 'down' | 'retiring' | 'retired' {
+    return this.state
+  }
+
   /** Starts the worker: evaluate, check, parse config, setup. Throws (leaving nothing running) when that fails. */
   async start(): Promise<HookMeta> {
     try {

@@ -26,7 +26,10 @@ const REPORT = `globalThis[Symbol.for('hookmq.watchdog')]`
 
 let last = Atomics.load(beat, 0)
 let lastChange = performance.now()
-let incident = false
+/** 0: none; 1: investigated once; 2: investigated for the last time */
+let incident = 0
+/** blocked this many times blockedLoopMs, the process ends even when no hook is to blame: it must never hang */
+const FINAL = 5
 
 setInterval(() => {
   const now = performance.now()
@@ -34,16 +37,21 @@ setInterval(() => {
   if (v !== last) {
     last = v
     lastChange = now
-    incident = false
+    incident = 0
     return
   }
-  if (!incident && now - lastChange >= blockedLoopMs) {
-    incident = true
-    investigate(Math.round(now - lastChange))
+  // once at blockedLoopMs; again, final, at FINAL times it (nothing on the stack was a hook's, and it is still blocked)
+  const blocked = now - lastChange
+  if (incident < 1 && blocked >= blockedLoopMs) {
+    incident = 1
+    investigate(Math.round(blocked), false)
+  } else if (incident === 1 && blocked >= FINAL * blockedLoopMs) {
+    incident = 2
+    investigate(Math.round(blocked), true)
   }
 }, Math.max(10, Math.floor(blockedLoopMs / 8)))
 
-function investigate(blockedMs: number): void {
+function investigate(blockedMs: number, final: boolean): void {
   const session = new Session()
   session.connectToMainThread()
   const giveUp = setTimeout(() => {
@@ -55,7 +63,7 @@ function investigate(blockedMs: number): void {
     process.kill(process.pid, 'SIGKILL')
   }, 2000)
   // runs inside the busy loop (the inspector interrupts it): the report reads its own stack there
-  session.post('Runtime.evaluate', { expression: `${REPORT}?.(${blockedMs})`, returnByValue: true }, () => {
+  session.post('Runtime.evaluate', { expression: `${REPORT}?.(${blockedMs}, ${final})`, returnByValue: true }, () => {
     clearTimeout(giveUp) // not a hook's doing (it answered instead of ending the process): keep watching
     session.disconnect()
   })

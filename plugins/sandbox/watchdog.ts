@@ -50,15 +50,20 @@ function ensureThread(ms: number, log: Logger): void {
   timer.unref()
   thread = { worker, timer, ms }
   for (const w of active) w.renote()
-  ;(globalThis as Record<symbol, unknown>)[REPORT] = (blockedMs: number): boolean => {
+  ;(globalThis as Record<symbol, unknown>)[REPORT] = (blockedMs: number, final: boolean): boolean => {
     // evaluated by the inspector on top of whatever holds the thread: this stack shows it
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 200
     const stack = new Error().stack ?? ''
     Error.stackTraceLimit = limit
     for (const w of active) w.report(blockedMs, stack) // exits when a hook of that broker is on the stack
-    log.warn({ blockedMs, stack: stack.split('\n').slice(2, 6).map((l) => l.trim()) }, 'event loop blocked, not in a hook')
-    return false
+    const top = stack.split('\n').slice(2, 6).map((l) => l.trim())
+    if (!final) {
+      log.warn({ blockedMs, stack: top }, 'event loop blocked, not in a hook')
+      return false
+    }
+    log.fatal({ blockedMs, stack: top, exitCode: EXIT_CODE }, `event loop blocked for ${blockedMs} ms (no hook on its stack): exiting for a restart`)
+    exitProcess(EXIT_CODE)
   }
 }
 
