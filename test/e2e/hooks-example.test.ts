@@ -117,3 +117,37 @@ test('hookmq check: a good folder passes; a bad one fails naming the file', asyn
   assert.match(failed.stdout, new RegExp(`error ${join(bad, 'broken.ts')}:3:\\d+: `))
   assert.match(failed.stdout, /already used/)
 })
+
+test('hooks.example: hostile names — user names that are Object.prototype keys are refused (not errors that trip the breaker); a client id or user name with "+", "#" or "/" gets nothing from a %c/%u rule; a deny on part of a filter refuses the whole subscription', async (t) => {
+  const dir = hooksFolder(t)
+  for (const f of ['auth.ts', 'acl.ts']) copyFileSync(join(examples, f), join(dir, f))
+  const rules = [...config.acl.rules, { user: 'alice', deny: 'subscribe', topics: ['public/secret/#'] }]
+  const broker = await startBroker(t, { hooksDir: dir, hooks: { ...config, acl: { ...config.acl, rules }, isolation: 'inline', breaker: { maxFailures: 3, windowMs: 60000, backoffMs: 60000 } } })
+  for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'constructor']) {
+    const raw = await RawClient.open(t, broker, 5)
+    assert.equal((await raw.connect({ username: name, password: Buffer.from('x') }, 5)).reasonCode, 0x86, name)
+  }
+  const auth = broker.hookStatus().find((s) => s.name === 'auth')!
+  assert.equal(auth.state, 'loaded')
+  assert.equal(auth.errors, 0)
+
+  const alice = await connect(t, broker, { protocolVersion: 5, clientId: 'alice', username: 'alice', password: 'wonderland' })
+  await alice.subscribeAsync('clients/alice/#')
+  // a client id that is a wildcard would turn clients/%c/# into clients/+/# or clients/#/#
+  for (const clientId of ['+', '#', 'a/../alice']) {
+    const plain = await connect(t, broker, { protocolVersion: 5, clientId })
+    await assert.rejects(plain.subscribeAsync('clients/+/#'), /Not authorized/, clientId)
+    await assert.rejects(plain.subscribeAsync('clients/alice/#'), /Not authorized/, clientId)
+    assert.equal(await publishCode(plain, 'clients/alice/cmd'), 0x87, clientId)
+    if (!/[+#]/.test(clientId)) assert.equal(await publishCode(plain, `clients/${clientId}/x`), 0x87, clientId) // (a topic name cannot hold a wildcard)
+    await plain.endAsync()
+  }
+  // the deny rule on public/secret/# overlaps public/# and public/+/x: refused whole; public/news is untouched
+  await assert.rejects(alice.subscribeAsync('public/#'), /Not authorized/)
+  await assert.rejects(alice.subscribeAsync('public/+/x'), /Not authorized/)
+  await assert.rejects(alice.subscribeAsync('+/secret/x'), /Not authorized/)
+  assert.deepEqual((await alice.subscribeAsync('public/news/#')).map((g) => g.qos), [0])
+  assert.equal(await publishCode(alice, 'public/secret/x'), 0x10) // the rule denies subscribing only
+  await pingRoundTrip(alice)
+  assert.equal(collect(alice).messages.length, 0)
+})

@@ -306,6 +306,28 @@ test('live re-check: a reload that denies an existing subscription removes it (d
   assert.equal(await reason, 0x87)
 })
 
+test('live re-check: a subscription revoked while its client is offline takes the messages queued for it alone along (they are never delivered)', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'subs.ts')
+  const rule = (denied: string): string => `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'subs', authorizeSubscribe: ({ filter }) => filter.startsWith('${denied}') ? false : undefined })\n`
+  writeFileSync(file, rule('none/'))
+  const broker = await startBroker(t, { hooksDir: dir })
+  const opts = { protocolVersion: 5 as const, clientId: 'offline-reader', clean: false, properties: { sessionExpiryInterval: 600 } }
+  const c = await connect(t, broker, opts)
+  await c.subscribeAsync(['news/#', 'chat/#', 'all/#'], { qos: 1 })
+  await c.endAsync()
+  await broker.publish({ topic: 'news/1', payload: 'gone', qos: 1 })
+  await broker.publish({ topic: 'chat/1', payload: 'kept', qos: 1 })
+  await writeHook(broker, file, rule('news/'))
+  await broker.hookHost.settled()
+  await broker.publish({ topic: 'news/2', payload: 'gone too', qos: 1 })
+  const back = await connect(t, broker, { ...opts, clean: false })
+  const got = collect(back)
+  assert.equal((await got.next()).topic, 'chat/1')
+  await pingRoundTrip(back)
+  assert.deepEqual(got.messages.map((m) => m.topic), ['chat/1'])
+})
+
 test('hooks run in order, then file name; the first non-pass answer decides; defaults apply when all pass', async (t) => {
   const calls: string[] = []
   const mk = (name: string, order: number, answer: boolean | undefined) => defineHook({ name, order, authorizePublish: () => { calls.push(name); return answer } })

@@ -47,7 +47,7 @@ export default defineHook({
   assert.equal(stuck.code, 0x87) // fails closed
   assert.ok(stuck.ms < 300 + 1000, `the stuck call answered after ${stuck.ms.toFixed(0)} ms (deadline 300)`)
   await other.roundTrip()
-  await until(() => broker.hookStatus()[0]!.workerRestarts === 1, 5000, 'the worker to be replaced')
+  await until(() => broker.hookStatus()[0]!.workerRestarts === 1 && broker.hookStatus()[0]!.worker === 'ready', 5000, 'the worker to be replaced')
   assert.equal((await connectCode(urlOf(broker), 'ok')).code, 0) // the new worker serves
   const st = broker.hookStatus()[0]!
   assert.equal(st.timeouts, 1)
@@ -122,8 +122,10 @@ const kept: Buffer[] = []
 export default defineHook({
   name: 'hoard',
   memoryMb: 64,
+  timeoutMs: 500,
   authorizePublish({ topic, payload }) {
     if (topic === 'alloc') { const a: number[][] = []; while (true) a.push(new Array(100000).fill(1)) }
+    if (topic === 'grow') { const a: number[] = []; while (true) a.push(1) } // one array growing: past V8's own limit it would abort the process (nodejs/node#47224)
     kept.push(payload)
     return true
   },
@@ -141,6 +143,10 @@ export default defineHook({
   const restarts = broker.hookStatus()[0]!.workerRestarts!
   assert.equal(await publishCode(c, 'alloc'), 0x87) // the call fails closed when its worker dies
   await until(() => broker.hookStatus()[0]!.workerRestarts! > restarts, 5000, 'the allocating worker to be replaced')
+  await until(() => broker.hookStatus()[0]!.worker === 'ready', 5000, 'a new worker')
+  assert.equal(await publishCode(c, 'grow'), 0x87) // stopped at its deadline, long before V8's limit: the broker lives
+  await until(() => broker.hookStatus()[0]!.workerRestarts! > restarts + 1, 5000, 'the growing worker to be replaced')
+  await until(() => broker.hookStatus()[0]!.worker === 'ready', 5000, 'a new worker') // (the bystander's publish asks this hook too)
   await other.roundTrip()
   assert.equal(await publishCode(c, 'keep'), 0x10)
   const grown = (process.memoryUsage().rss - rss0) / 1048576
@@ -426,12 +432,22 @@ test('worker isolation: ctx.publish with no topic, or not even a message, is the
 export default defineHook({ name: 'bad', async setup(ctx) {
   await ctx.publish({} as never).catch(() => {})
   await ctx.publish(null as never).catch(() => {})
-  await ctx.publish({ topic: 'a/+' }).catch((err) => ctx.publish({ topic: 'bad/said', payload: String(err.code) }))
+  await ctx.publish({ topic: 'a/+' }).catch((err) => ctx.publish({ topic: 'bad/wildcard', payload: String(err.code), retain: true }))
+  await ctx.publish({ topic: '$SYS/broker/version', payload: 'spoofed', retain: true }).catch((err) => ctx.publish({ topic: 'bad/sys', payload: String(err.code), retain: true }))
+  await ctx.publish({ topic: 'ok', properties: { contentType: 'a\\u0000b' } }).catch((err) => ctx.publish({ topic: 'bad/nul', payload: String(err.code), retain: true }))
 } })
 `)
   const broker = await startBroker(t, { hooksDir: dir })
   const sub = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(broker.hookStatus()[0]!.state, 'loaded') // setup finished: each bad publish was refused to it
+  const inbox = collect(sub)
+  await sub.subscribeAsync('bad/#')
+  const said = new Map<string, string>()
+  while (said.size < 3) {
+    const m = await inbox.next()
+    said.set(m.topic, m.payload.toString())
+  }
+  assert.deepEqual(Object.fromEntries(said), { 'bad/wildcard': 'HOOKMQ_ERR_TOPIC_NAME_INVALID', 'bad/sys': 'HOOKMQ_ERR_TOPIC_NAME_INVALID', 'bad/nul': 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
   await assert.rejects(broker.publish({ topic: 'a/+' }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
   await assert.rejects(broker.publish({ topic: undefined as unknown as string }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
   const other = await bystander(t, broker)
@@ -464,4 +480,28 @@ export default defineHook({ name: 'watcher', timeoutMs: 300, on: { published: (m
   await until(() => (broker.hookStatus()[0]!.workerRestarts ?? 0) >= 1, 5000, 'the stuck worker to be replaced')
   const other = await bystander(t, broker)
   await other.roundTrip()
+})
+
+test('inline: a rejection whose stack cannot be read, and a deny with a reason code its packet cannot carry, still answer (0x87)', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'odd.ts'), `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'odd',
+  isolation: 'inline',
+  async authorizePublish({ topic }) {
+    if (topic === 'stack') { const e = new Error('x'); Object.defineProperty(e, 'stack', { get() { throw new Error('no stack for you') } }); throw e }
+    if (topic === 'code') return { deny: 'x'.repeat(100000), reasonCode: 0xff }
+    return true
+  },
+  authorizeSubscribe: ({ filter }) => filter === 'code' ? { deny: 'no', reasonCode: 0x8e } : true,
+})
+`)
+  const broker = await startBroker(t, { hooksDir: dir })
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'stack'), 0x87)
+  assert.equal(await publishCode(c, 'code'), 0x87) // 0xff is no PUBACK reason code
+  const refused = await c.subscribeAsync('code').then(() => undefined, (err: { packet?: { granted?: number[] } }) => err)
+  assert.deepEqual(refused?.packet?.granted, [0x87]) // 0x8e is no SUBACK reason code
+  assert.equal(await publishCode(c, 'fine'), 0x10)
+  assert.ok(c.connected)
 })

@@ -207,3 +207,38 @@ test('packet type 15 (AUTH in MQTT 5) is reserved in 3.1.1: refused from its fix
   await expectClosedSilently(raw)
   await check()
 })
+
+test('[MQTT-3.3.1-2] a QoS 0 PUBLISH with the DUP flag set: DISCONNECT 0x81 (MQTT 5) / closed (3.1.1), not routed', async (t) => {
+  const broker = await startBroker(t)
+  const check = await bystanders(t, broker)
+  const watcher = await connect(t, broker, { protocolVersion: 5 })
+  await watcher.subscribeAsync('dup/zero')
+  const raw = await v5(t, broker)
+  raw.sendBytes(frame(0x38, [...str('dup/zero'), ...props(), 0x78]))
+  await expectDisconnect(raw, 0x81)
+  const old = await v4(t, broker)
+  old.sendBytes(frame(0x38, [...str('dup/zero'), 0x78]))
+  await expectClosedSilently(old)
+  await pingRoundTrip(watcher)
+  assert.equal(collect(watcher).messages.length, 0)
+  await check()
+})
+
+test('[MQTT-3.3.2-14] a Response Topic holding a wildcard: DISCONNECT 0x82, not routed', async (t) => {
+  const broker = await startBroker(t)
+  const check = await bystanders(t, broker)
+  const watcher = await connect(t, broker, { protocolVersion: 5 })
+  await watcher.subscribeAsync('ask')
+  for (const responseTopic of ['replies/#', 'replies/+/x']) {
+    const raw = await v5(t, broker)
+    raw.sendBytes(frame(0x30, [...str('ask'), ...props(0x08, ...str(responseTopic)), 0x78]))
+    await expectDisconnect(raw, 0x82)
+  }
+  const fine = await v5(t, broker)
+  fine.sendBytes(frame(0x30, [...str('ask'), ...props(0x08, ...str('replies/me')), 0x78]))
+  const got = await collect(watcher).next()
+  assert.equal(got.packet.properties?.responseTopic, 'replies/me')
+  await pingRoundTrip(watcher)
+  assert.equal(collect(watcher).messages.length, 1)
+  await check()
+})
