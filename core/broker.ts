@@ -2,22 +2,24 @@ import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { parseConfig, type Config, type ConfigInput } from './config.js'
 import type { Cluster } from './cluster.js'
-import { Connection, type ListenerInfo } from './connection.js'
+import { Connection, type ConnectionContext, type ListenerInfo } from './connection.js'
 import { HookmqError, ReasonCode } from './errors.js'
+import { dispatch } from './handlers/index.js'
 import { checkTopicName } from './topic.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
 import { passThroughHooks, type HookRunner } from './hooks.js'
-import { startListeners, type Listener } from './listeners/index.js'
+import { startListeners, type Listener, type ListenerHost } from './listeners/index.js'
 import { SocketAdmission } from './listeners/admission.js'
 import { createLogger, type Logger } from './logger.js'
-import { PublishPipeline } from './pipeline.js'
-import { QuotaRefusals, quotaCounters, type QuotaName } from './quota.js'
-import { Refusals, type RefusalCounts } from './refusals.js'
+import { PublishPipeline, type PublishTap } from './pipeline.js'
+import { QuotaRefusals, quotaCounters } from './quota.js'
+import { Refusals } from './refusals.js'
 import { Router } from './router.js'
 import type { Session } from './session.js'
-import { SessionManager, type OpenRequest } from './sessions.js'
+import { SessionManager } from './sessions.js'
 import { memoryStores, type Stores } from './stores.js'
-import { SysPublisher } from './sys.js'
+import type { BrokerStats } from './services.js'
+import { SysPublisher, type SysSource } from './sys.js'
 import { newMessage, type ClientInfo, type Message, type MessageProperties, type QoS, type Subscription } from './types.js'
 
 export interface BrokerOptions extends ConfigInput {
@@ -28,7 +30,13 @@ export interface BrokerOptions extends ConfigInput {
   /** the hook runner the core calls; allow-all when omitted */
   hookRunner?: HookRunner
   logger?: Logger
+  /** what $SYS/broker/version names (the package entry passes the package's) */
+  version?: string
+  /** reads a file the config names (TLS keys and certificates); the package entry passes node:fs */
+  readFile?: (path: string) => Buffer
 }
+
+export type { BrokerStats } from './services.js'
 
 export interface PublishOptions {
   topic: string
@@ -55,22 +63,12 @@ export interface BrokerPlugin {
   onPublish?(message: Message, client: ClientInfo | undefined): Promise<void> | void
 }
 
-export interface BrokerStats {
-  /** PUBLISH packets received from clients, by QoS */
-  received: [number, number, number]
-  /** PUBLISH packets sent to clients, by QoS */
-  sent: [number, number, number]
-  dropped: number
-  connectionsTotal: number
-  /** connections and sockets refused, by cause (see core/refusals.ts) */
-  refused: RefusalCounts
-  /** what each quota refused (SUBACK/PUBACK 0x97, retained messages not stored, queued messages dropped) */
-  quota: Record<QuotaName, number>
-  /** deliveries dropped because MQTT cannot represent them (a string over 65,535 bytes, a packet over 268,435,455) */
-  unencodable: number
-}
-
-export class Broker {
+/**
+ * Where the broker's parts are made and wired. Each part is handed the narrow
+ * view of it that it needs (ConnectionContext, ListenerHost, SysSource,
+ * CoreServices): nothing under core/ imports this file.
+ */
+export class Broker implements ConnectionContext, ListenerHost, SysSource {
   readonly config: Config
   readonly log: Logger
   readonly emitter: BrokerEmitter
@@ -89,8 +87,9 @@ export class Broker {
   readonly startedAt = Date.now()
   hooks: HookRunner
   readonly cluster: Cluster | undefined
-  /** the connection whose PUBLISH is being routed right now (for flow control) */
-  publishing: Connection | null = null
+  readonly version: string
+  /** runs one packet's handler (the connections call it) */
+  readonly dispatch = dispatch
   private readonly connections = new Set<Connection>()
   private readonly admission: SocketAdmission
   private listeners: Listener[] = []
@@ -99,9 +98,10 @@ export class Broker {
   private state: 'new' | 'listening' | 'closing' | 'closed' = 'new'
   private readonly plugins: BrokerPlugin[] = []
   private readonly leaveBus: () => void
+  private readonly fileReader: ((path: string) => Buffer) | undefined
 
   constructor(options: BrokerOptions = {}) {
-    const { stores, hookRunner, logger, cluster, ...config } = options
+    const { stores, hookRunner, logger, cluster, version, readFile, ...config } = options
     this.config = parseConfig(config)
     this.log = logger ?? createLogger(this.config.log.level)
     this.refusals = new Refusals(this.log)
@@ -113,8 +113,10 @@ export class Broker {
     this.cluster = cluster
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')
-    this.sessions = new SessionManager(this)
+    this.version = version ?? 'unknown'
+    this.fileReader = readFile
     this.pipeline = new PublishPipeline(this)
+    this.sessions = new SessionManager(this, this.pipeline)
     this.router.nodeId = this.id
     this.leaveBus = this.stores.bus.subscribe((message) => (message.node !== this.id ? this.pipeline.routeLocal(message) : undefined))
   }
@@ -138,15 +140,33 @@ export class Broker {
   use(plugin: BrokerPlugin): this {
     if (this.state !== 'new') throw new Error('broker.use() must come before listen()')
     this.plugins.push(plugin)
-    if (plugin.onPublish) this.pipeline.taps = [...this.pipeline.taps, plugin]
+    if (plugin.onPublish) this.pipeline.taps = [...this.pipeline.taps, plugin as PublishTap]
     return this
   }
 
-  /** Extra $SYS/broker/... values from plugins. */
-  sysValues(): Record<string, string | number> {
-    const out: Record<string, string | number> = {}
-    for (const p of this.plugins) if (p.sys) Object.assign(out, p.sys())
-    return out
+  /** What $SYS/broker/... says now (SysPublisher), plugins' values included. */
+  async sysSnapshot(): Promise<Record<string, string | number>> {
+    const retained = await this.stores.retained.count()
+    const values: Record<string, string | number> = {
+      version: `hookmq ${this.version}`,
+      uptime: Math.floor((Date.now() - this.startedAt) / 1000),
+      'clients/connected': this.connectionCount,
+      'clients/total': this.sessions.sessions.size,
+      'clients/maximum': this.config.limits.maxConnections,
+      'connections/total': this.stats.connectionsTotal,
+      'messages/received': this.stats.received[0] + this.stats.received[1] + this.stats.received[2],
+      'messages/sent': this.stats.sent[0] + this.stats.sent[1] + this.stats.sent[2],
+      'messages/dropped': this.stats.dropped,
+      'subscriptions/count': this.router.tree.size,
+      'retained messages/count': retained,
+    }
+    for (const p of this.plugins) if (p.sys) Object.assign(values, p.sys())
+    return values
+  }
+
+  readFile(path: string): Buffer {
+    if (this.fileReader === undefined) throw new Error('this broker reads no files: create it with createBroker from the hookmq package')
+    return this.fileReader(path)
   }
 
   /** Every subscription of every session, connected or not. */
@@ -165,7 +185,7 @@ export class Broker {
     this.router.remove(session, filter)
     session.discardUncovered() // what waited for it alone is not delivered after all
     if (session.persistent) session.track(this.stores.sessions.save(session.toStored()))
-    const conn = session.outlet as Connection | null
+    const conn = session.outlet
     if (conn !== null) {
       this.emitter.emit('unsubscribed', filter, conn.client)
       if (disconnect) conn.closeWith(ReasonCode.NotAuthorized, `subscription ${filter} is no longer authorized`)
@@ -194,7 +214,7 @@ export class Broker {
     this.listeners = await startListeners(this)
     this.sweepTimer = setInterval(() => this.sweep(), 500)
     this.sweepTimer.unref()
-    if (this.config.sys.enabled) this.sys = new SysPublisher(this)
+    if (this.config.sys.enabled) this.sys = new SysPublisher(this, this.config.sys.intervalMs)
     for (const l of this.listeners) this.log.info({ listener: l.name, url: l.address().url }, 'listening')
     this.emitter.emit('ready')
     return this
@@ -248,14 +268,10 @@ export class Broker {
     this.stores.retained.match(sub.filter).then((messages) => {
       for (const m of messages) {
         // [MQTT-3.3.1-9] retained messages sent on subscribe keep the retain flag
-        const p = session.deliver(m, m.qos < sub.qos ? m.qos : sub.qos, true, sub.id === undefined ? undefined : [sub.id])
+        const p = session.deliver(m, m.qos < sub.qos ? m.qos : sub.qos, true, sub.id === undefined ? undefined : [sub.id], null)
         if (p !== undefined) session.track(p)
       }
     }, (err: unknown) => this.log.error({ err }, 'retained lookup failed'))
-  }
-
-  openSession(conn: Connection, request: OpenRequest): { session: Session; present: boolean } | undefined {
-    return this.sessions.open(conn, request)
   }
 
   connectionClosed(conn: Connection, session: Session | undefined): void {

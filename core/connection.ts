@@ -2,16 +2,16 @@ import { encodePacket } from './codec.js'
 import { encodeDelivery } from './delivery.js'
 import { Fifo } from './fifo.js'
 import { Flow } from './flow.js'
-import { Intake, type IntakeOwner } from './intake.js'
+import { Intake, type IntakeContext, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
-import type { Broker } from './broker.js'
 import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
-import { dispatch } from './handlers/index.js'
-import { PublishOrder } from './handlers/publish-order.js'
+import type { PublishPipeline } from './pipeline.js'
+import type { CoreServices } from './services.js'
 import type { Outlet, Session } from './session.js'
+import type { SessionManager } from './sessions.js'
 import type { Will } from './stores.js'
-import type { ClientInfo, Message, QoS } from './types.js'
+import type { ClientInfo, Message, QoS, Subscription } from './types.js'
 
 export type ConnectionState =
   | { kind: 'awaitingConnect' }
@@ -25,6 +25,45 @@ const MAX_BACKLOG = 1000
 /** Packets that need not wait for the PUBLISH packets before them: acknowledgements of what this client receives, and PINGREQ. */
 const ORDER_FREE = new Set(['puback', 'pubrec', 'pubcomp', 'pingreq'])
 
+
+/**
+ * What a connection and its packet handlers may use of the broker. The Broker
+ * implements it and hands it to each connection; nothing under core/ imports
+ * the Broker itself.
+ */
+export interface ConnectionContext extends CoreServices, IntakeContext {
+  readonly sessions: SessionManager
+  readonly pipeline: PublishPipeline
+  /** connections open now, on every listener */
+  readonly connectionCount: number
+  /** runs one packet's handler (handlers/index.ts) */
+  dispatch(conn: Connection, packet: Packet): void | Promise<void>
+  /** whether a client without credentials that no hook decided may connect on this listener */
+  anonymousAllowed(listener: ListenerInfo): boolean
+  /** sends the retained messages matching a new subscription */
+  sendRetained(session: Session, sub: Subscription): void
+  /** removes a subscription no longer authorized (`disconnect`: and closes its client with 0x87) */
+  revokeSubscription(clientId: string, filter: string, disconnect?: boolean): boolean
+  clientError(conn: Connection, err: Error): void
+  connectionClosed(conn: Connection, session: Session | undefined): void
+}
+
+/** The client's PUBLISH packets still deciding or waiting to be routed, in order (handlers/publish-order.ts). */
+export interface PublishQueue {
+  /** messages not yet routed and acknowledged */
+  readonly size: number
+  /** as many as may be in flight: the next PUBLISH waits for room() */
+  readonly full: boolean
+  /** a QoS 2 message with this packet id waits here */
+  has(messageId: number): boolean
+  add(decision: Message | number | Promise<Message | number>, qos: QoS, messageId: number): void
+  /** resolves when every message so far is routed and acknowledged */
+  drained(): Promise<void>
+  /** resolves when there is room again */
+  room(): Promise<void>
+  /** the congested subscribers that held this publisher caught up */
+  resume(): void
+}
 
 export interface ListenerInfo {
   name: string
@@ -64,7 +103,7 @@ export class Connection implements Outlet, IntakeOwner {
   genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
   /** `openedAt`: when the listener accepted the socket (before a TLS handshake or WebSocket upgrade) */
-  constructor(readonly socket: Duplex, readonly broker: Broker, readonly listener: ListenerInfo, remoteAddress: string, readonly openedAt = Date.now()) {
+  constructor(readonly socket: Duplex, readonly ctx: ConnectionContext, readonly listener: ListenerInfo, remoteAddress: string, readonly openedAt = Date.now()) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
     this.intake = new Intake(this)
     ;(socket as Duplex & { [CONN]?: Connection })[CONN] = this
@@ -112,12 +151,8 @@ export class Connection implements Outlet, IntakeOwner {
     this.run(packet)
   }
 
-  /** PUBLISH packets whose routing waits for an earlier one's decision (made on first use) */
-  publishOrder: PublishOrder | null = null
-
-  ordered(): PublishOrder {
-    return (this.publishOrder ??= new PublishOrder(this))
-  }
+  /** PUBLISH packets whose routing waits for an earlier one's decision (made on first use, by the PUBLISH handler) */
+  publishOrder: PublishQueue | null = null
 
   /**
    * Runs one packet's handler; an async handler holds later packets back so
@@ -130,12 +165,12 @@ export class Connection implements Outlet, IntakeOwner {
     let waitInSocket = this.state.kind === 'authenticating'
     try {
       const order = this.publishOrder
-      if (order === null || order.size === 0) result = dispatch(this, packet)
-      else if (packet.cmd !== 'publish' && !ORDER_FREE.has(packet.cmd)) result = order.drained().then(() => dispatch(this, packet))
+      if (order === null || order.size === 0) result = this.ctx.dispatch(this, packet)
+      else if (packet.cmd !== 'publish' && !ORDER_FREE.has(packet.cmd)) result = order.drained().then(() => this.ctx.dispatch(this, packet))
       else if (order.full) {
-        result = order.room().then(() => dispatch(this, packet))
+        result = order.room().then(() => this.ctx.dispatch(this, packet))
         waitInSocket = true
-      } else result = dispatch(this, packet)
+      } else result = this.ctx.dispatch(this, packet)
     } catch (err) {
       this.fail(err)
       return false
@@ -169,7 +204,7 @@ export class Connection implements Outlet, IntakeOwner {
   private fail(err: unknown): void {
     if (err instanceof HookmqError) this.closeWith(err)
     else {
-      this.broker.log.error({ err, clientId: this.client.id }, 'packet handler failed')
+      this.ctx.log.error({ err, clientId: this.client.id }, 'packet handler failed')
       this.closeWith(new HookmqError('UNSPECIFIED', err instanceof Error ? err.message : String(err)))
     }
   }
@@ -202,10 +237,9 @@ export class Connection implements Outlet, IntakeOwner {
     return this.session?.queued ?? 0
   }
 
-  /** A message to this client could not go out at once: hold back whoever is publishing. */
-  congested(): void {
-    const publisher = this.broker.publishing
-    if (publisher !== null && publisher !== this) this.flow.throttle(publisher.flow)
+  /** A message to this client could not go out at once: hold its publisher (`from`) back. */
+  congested(from: Flow | null): void {
+    if (from !== null && from !== this.flowState) this.flow.throttle(from)
   }
 
   caughtUp(): void {
@@ -217,19 +251,19 @@ export class Connection implements Outlet, IntakeOwner {
     this.publishOrder?.resume()
   }
 
-  sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): boolean {
+  sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean, from: Flow | null): boolean {
     if (!this.isOpen) return true
-    if (qos === 0 && this.socket.writableLength > this.broker.config.limits.maxClientBufferBytes) {
-      this.broker.stats.dropped++
+    if (qos === 0 && this.socket.writableLength > this.ctx.config.limits.maxClientBufferBytes) {
+      this.ctx.stats.dropped++
       return true
     }
     const buf = encodeDelivery(this, message, qos, retain, ids, packetId, dup)
     if (buf === undefined) {
-      this.broker.stats.dropped++
+      this.ctx.stats.dropped++
       return false
     }
-    this.broker.stats.sent[qos]++
-    if (!this.writeBytes(buf)) this.congested()
+    this.ctx.stats.sent[qos]++
+    if (!this.writeBytes(buf)) this.congested(from)
     return true
   }
 
@@ -246,9 +280,9 @@ export class Connection implements Outlet, IntakeOwner {
     const code = typeof err === 'number' ? err : err.reasonCode
     const text = reasonString ?? (typeof err === 'number' ? undefined : err.message)
     if (typeof err !== 'number' && code !== ReasonCode.SessionTakenOver) {
-      this.broker.clientError(this, err)
+      this.ctx.clientError(this, err)
       if (code === ReasonCode.MalformedPacket || code === ReasonCode.ProtocolError) {
-        this.broker.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', { remoteAddress: this.client.remoteAddress, clientId: this.client.id, reason: err.message })
+        this.ctx.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', { remoteAddress: this.client.remoteAddress, clientId: this.client.id, reason: err.message })
       }
     }
     const wasConnected = this.state.kind === 'connected'
@@ -269,7 +303,7 @@ export class Connection implements Outlet, IntakeOwner {
   beginClose(reasonCode: number): void {
     if (!this.isOpen) return
     const session = this.session
-    if (session !== undefined) this.broker.emitter.emit('clientDisconnecting', this.client, { reasonCode })
+    if (session !== undefined) this.ctx.emitter.emit('clientDisconnecting', this.client, { reasonCode })
     this.state = { kind: 'closing', session }
     this.closeReason = reasonCode
     this.intake.close()
@@ -287,7 +321,7 @@ export class Connection implements Outlet, IntakeOwner {
     this.state = { kind: 'closed' }
     this.intake.close()
     this.flowState?.releaseAll()
-    this.broker.connectionClosed(this, session)
+    this.ctx.connectionClosed(this, session)
   }
 
 }
@@ -311,7 +345,7 @@ function onSocketData(this: ConnSocket, buf: Buffer): void {
 }
 
 function onSocketError(this: ConnSocket, err: Error): void {
-  this[CONN].broker.clientError(this[CONN], err)
+  this[CONN].ctx.clientError(this[CONN], err)
 }
 
 function onSocketClose(this: ConnSocket): void {

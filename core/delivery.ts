@@ -1,7 +1,5 @@
-import type { Broker } from './broker.js'
 import { encodePublish, type PublishProperties } from './codec.js'
-import type { Connection } from './connection.js'
-import { throttled } from './logger.js'
+import { throttled, type Logger } from './logger.js'
 import { encodeMessageProperties } from './properties.js'
 import type { Message, QoS } from './types.js'
 
@@ -13,6 +11,24 @@ import type { Message, QoS } from './types.js'
 
 const EMPTY = Buffer.alloc(0)
 
+/** What counts and logs a message that cannot be encoded. */
+interface DeliveryContext {
+  readonly stats: { unencodable: number }
+  readonly log: Logger
+}
+
+/** The client a PUBLISH is encoded for (a Connection). */
+export interface DeliveryTarget {
+  readonly ctx: DeliveryContext
+  readonly protocolVersion: 3 | 4 | 5
+  /** the client's Maximum Packet Size */
+  readonly maxOutgoingPacket: number
+  /** the client's Topic Alias Maximum */
+  readonly topicAliasMaxOut: number
+  /** outbound topic aliases, made on first use: topic -> alias */
+  aliasesOut: Map<string, number> | null
+}
+
 /** reused for every delivery with properties of its own (nothing holds it across calls) */
 const form: PublishProperties = { shared: EMPTY, expiry: -1, alias: 0, ids: undefined }
 
@@ -21,12 +37,12 @@ const form: PublishProperties = { shared: EMPTY, expiry: -1, alias: 0, ids: unde
  * (MQTT cannot represent it, or it is larger than the client's Maximum Packet
  * Size) and is dropped for this client only.
  */
-export function encodeDelivery(conn: Connection, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
+export function encodeDelivery(conn: DeliveryTarget, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
   const v5 = conn.protocolVersion === 5
   if (v5 && (ids !== undefined || conn.topicAliasMaxOut > 0 || message.expiresAt !== undefined || message.properties?.messageExpiryInterval !== undefined)) {
     return encodeForClient(conn, message, qos, retain, ids, packetId, dup)
   }
-  const shared = v5 && message.properties !== undefined ? propertyBlock(conn.broker, message) : undefined
+  const shared = v5 && message.properties !== undefined ? propertyBlock(conn.ctx, message) : undefined
   if (shared === null) return undefined
   if (shared !== undefined) {
     form.shared = shared
@@ -38,22 +54,22 @@ export function encodeDelivery(conn: Connection, message: Message, qos: QoS, ret
     const slot = (v5 ? 2 : 0) + (retain ? 1 : 0)
     buf = message.encoded?.[slot]
     if (buf === undefined) {
-      buf = encode(conn.broker, message, message.topic, 0, retain, false, 0, v5, shared === undefined ? undefined : form)
+      buf = encode(conn.ctx, message, message.topic, 0, retain, false, 0, v5, shared === undefined ? undefined : form)
       ;(message.encoded ??= [])[slot] = buf ?? EMPTY
     } else if (buf === EMPTY) {
-      conn.broker.stats.unencodable++
+      conn.ctx.stats.unencodable++
       buf = undefined
     }
   } else {
-    buf = encode(conn.broker, message, message.topic, qos, retain, dup, packetId, v5, shared === undefined ? undefined : form)
+    buf = encode(conn.ctx, message, message.topic, qos, retain, dup, packetId, v5, shared === undefined ? undefined : form)
   }
   form.shared = EMPTY
   return buf === undefined || buf.length > conn.maxOutgoingPacket ? undefined : buf
 }
 
 /** An MQTT 5 PUBLISH with this client's own properties (and the message's shared block). */
-function encodeForClient(conn: Connection, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
-  const shared = message.properties === undefined ? EMPTY : propertyBlock(conn.broker, message)
+function encodeForClient(conn: DeliveryTarget, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
+  const shared = message.properties === undefined ? EMPTY : propertyBlock(conn.ctx, message)
   if (shared === null) return undefined
   form.shared = shared
   form.expiry = expiryLeft(message)
@@ -73,7 +89,7 @@ function encodeForClient(conn: Connection, message: Message, qos: QoS, retain: b
       newAlias = true
     }
   }
-  const buf = encode(conn.broker, message, topic, qos, retain, dup, packetId, true, form)
+  const buf = encode(conn.ctx, message, topic, qos, retain, dup, packetId, true, form)
   form.shared = EMPTY
   form.ids = undefined
   form.alias = 0
@@ -91,39 +107,39 @@ function expiryLeft(message: Message): number {
 }
 
 /** The message's property block, encoded on first use; null when it cannot be encoded (then for no MQTT 5 client). */
-function propertyBlock(broker: Broker, message: Message): Buffer | null {
+function propertyBlock(ctx: DeliveryContext, message: Message): Buffer | null {
   let block = message.propertyBlock
   if (block === undefined) {
     try {
       block = encodeMessageProperties(message.properties!)
     } catch (err) {
-      warn(broker, message, err)
+      warn(ctx, message, err)
       block = null
     }
     message.propertyBlock = block
   }
-  if (block === null) broker.stats.unencodable++
+  if (block === null) ctx.stats.unencodable++
   return block
 }
 
-function encode(broker: Broker, message: Message, topic: string, qos: QoS, retain: boolean, dup: boolean, packetId: number, v5: boolean, props: PublishProperties | undefined): Buffer | undefined {
+function encode(ctx: DeliveryContext, message: Message, topic: string, qos: QoS, retain: boolean, dup: boolean, packetId: number, v5: boolean, props: PublishProperties | undefined): Buffer | undefined {
   try {
     return encodePublish(topic, message.payload, qos, retain, dup, packetId, v5, props)
   } catch (err) {
-    broker.stats.unencodable++
-    warn(broker, message, err)
+    ctx.stats.unencodable++
+    warn(ctx, message, err)
     return undefined
   }
 }
 
-const warnings = new WeakMap<Broker, (what: unknown) => void>()
+const warnings = new WeakMap<DeliveryContext, (what: unknown) => void>()
 
 /** A message MQTT cannot carry in some form: logged at most every 10 s per broker (a client could repeat it endlessly). */
-function warn(broker: Broker, message: Message, err: unknown): void {
-  let write = warnings.get(broker)
+function warn(ctx: DeliveryContext, message: Message, err: unknown): void {
+  let write = warnings.get(ctx)
   if (write === undefined) {
-    write = throttled((what, count) => broker.log.warn({ ...(what as object), count }, 'message could not be encoded: not delivered'))
-    warnings.set(broker, write)
+    write = throttled((what, count) => ctx.log.warn({ ...(what as object), count }, 'message could not be encoded: not delivered'))
+    warnings.set(ctx, write)
   }
   write({ err, topic: message.topic.slice(0, 200) })
 }

@@ -22,7 +22,6 @@ export type { ClientInfo, Message, MessageProperties, QoS, Subscription, Subscri
 export { newMessage } from './types.js'
 export { checkMessageProperties } from './properties.js'
 export type { PropertyLimits } from './properties.js'
-export { version } from './version.js'
 export { isLoopback } from './listeners/index.js'
 export { maskCredentials } from './secrets.js'
 export { QUOTA_NAMES, messageSize } from './quota.js'

@@ -1,12 +1,21 @@
 import type { Packet } from 'mqtt-packet'
-import type { Broker } from './broker.js'
+import type { Config } from './config.js'
 import { HookmqError, ReasonCode } from './errors.js'
 import { PacketReader, type PacketSink } from './packet-reader.js'
+import type { Refusals } from './refusals.js'
 import type { ClientInfo } from './types.js'
+
+/** What the intake needs of the broker. */
+export interface IntakeContext {
+  readonly config: Config
+  readonly refusals: Refusals
+  /** bytes held by connections whose CONNECT is still partial (bounded by limits.maxPreLoginBytes) */
+  preLoginBytes: number
+}
 
 /** What the intake needs of its connection. */
 export interface IntakeOwner {
-  readonly broker: Broker
+  readonly ctx: IntakeContext
   readonly state: { readonly kind: string }
   readonly isOpen: boolean
   readonly client: ClientInfo
@@ -33,7 +42,7 @@ export class Intake implements PacketSink {
   private preLoginHeld = 0
 
   constructor(private readonly conn: IntakeOwner) {
-    this.reader = new PacketReader(this, conn.broker.config.limits) // PUBLISH properties bounded before they are parsed
+    this.reader = new PacketReader(this, conn.ctx.config.limits) // PUBLISH properties bounded before they are parsed
   }
 
   setVersion(v: number): void {
@@ -55,7 +64,7 @@ export class Intake implements PacketSink {
   /** The connection is closing: the partial packet and its pre-login share go. */
   close(): void {
     this.reader.discard()
-    this.conn.broker.preLoginBytes -= this.preLoginHeld
+    this.conn.ctx.preLoginBytes -= this.preLoginHeld
     this.preLoginHeld = 0
   }
 
@@ -64,9 +73,9 @@ export class Intake implements PacketSink {
     if (!conn.isOpen) return
     this.sawPacket = true
     const length = packet.length ?? 0
-    if (length > conn.broker.config.limits.maxPacketSize) {
+    if (length > conn.ctx.config.limits.maxPacketSize) {
       conn.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${length} bytes exceeds the maximum`))
-    } else if (packet.cmd === 'connect' && length > conn.broker.config.limits.maxConnectPacketSize) {
+    } else if (packet.cmd === 'connect' && length > conn.ctx.config.limits.maxConnectPacketSize) {
       this.refuseConnectSize(length)
     } else conn.onPacket(packet)
   }
@@ -82,7 +91,7 @@ export class Intake implements PacketSink {
 
   /** A packet still being received is refused from its declared length, before its body arrives. */
   private checkDeclared(declared: number): void {
-    const limits = this.conn.broker.config.limits
+    const limits = this.conn.ctx.config.limits
     if (declared > limits.maxPacketSize) {
       // [MQTT-3.2.2-15]
       this.conn.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${declared} bytes exceeds the maximum of ${limits.maxPacketSize}`))
@@ -93,8 +102,8 @@ export class Intake implements PacketSink {
 
   private refuseConnectSize(size: number): void {
     const conn = this.conn
-    const max = conn.broker.config.limits.maxConnectPacketSize
-    conn.broker.refusals.note('connectTooLarge', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: `${size} bytes` })
+    const max = conn.ctx.config.limits.maxConnectPacketSize
+    conn.ctx.refusals.note('connectTooLarge', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: `${size} bytes` })
     conn.closeWith(new HookmqError('PACKET_TOO_LARGE', `CONNECT of ${size} bytes exceeds the maximum of ${max}`))
   }
 
@@ -105,15 +114,15 @@ export class Intake implements PacketSink {
    */
   private holdPreLogin(): void {
     const conn = this.conn
-    const broker = conn.broker
+    const ctx = conn.ctx
     const held = conn.state.kind === 'awaitingConnect' ? this.reader.buffered : 0
     const grow = held - this.preLoginHeld
-    if (grow > 0 && broker.preLoginBytes + grow > broker.config.limits.maxPreLoginBytes) {
-      broker.refusals.note('preLoginBytes', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: `${broker.preLoginBytes} bytes held before login` })
+    if (grow > 0 && ctx.preLoginBytes + grow > ctx.config.limits.maxPreLoginBytes) {
+      ctx.refusals.note('preLoginBytes', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: `${ctx.preLoginBytes} bytes held before login` })
       conn.beginClose(ReasonCode.QuotaExceeded) // its CONNECT never arrived: nothing to answer
       return
     }
-    broker.preLoginBytes += grow
+    ctx.preLoginBytes += grow
     this.preLoginHeld = held
   }
 }

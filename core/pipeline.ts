@@ -1,36 +1,45 @@
-import type { Broker, BrokerPlugin } from './broker.js'
 import { ReasonCode } from './errors.js'
+import type { Flow } from './flow.js'
 import { isPromise, type PublishDecision } from './hooks.js'
 import { RetainedQuota } from './retained-quota.js'
+import type { CoreServices } from './services.js'
 import type { ClientInfo, Message } from './types.js'
 
 // What every published message goes through: the built-in rules, the
 // authorizePublish hooks, the transform hooks, then routing (the retained
 // store, listeners, plugin taps, this node's sessions, the other nodes).
-// Each step answers synchronously when it did not have to wait.
+// Each step answers synchronously when it did not have to wait. The
+// publisher's flow control travels with the message (`from`): a subscriber
+// that cannot take it at once holds that publisher back.
+
+/** A plugin that sees every routed message (BrokerPlugin.onPublish). */
+export interface PublishTap {
+  onPublish(message: Message, client: ClientInfo | undefined): Promise<void> | void
+}
 
 export class PublishPipeline {
-  /** plugins that see every routed message (BrokerPlugin.onPublish) */
-  taps: BrokerPlugin[] = []
+  /** plugins that see every routed message */
+  taps: PublishTap[] = []
   /** what the retained store holds, broker-wide and per client (limits.maxRetained*) */
   readonly retainedQuota: RetainedQuota
   private readonly allowedByDefault: boolean
 
-  constructor(private readonly broker: Broker) {
-    this.allowedByDefault = broker.config.defaults.publish === 'allow'
-    this.retainedQuota = new RetainedQuota(broker.config.limits, broker.stores.retained)
+  constructor(private readonly core: CoreServices) {
+    this.allowedByDefault = core.config.defaults.publish === 'allow'
+    this.retainedQuota = new RetainedQuota(core.config.limits, core.stores.retained)
     // what the store held before this start counts too (with Redis: what every node stored)
-    broker.emitter.once('ready', () => { this.retainedQuota.load().catch((err: unknown) => broker.log.error({ err }, 'retained usage could not be read')) })
+    core.emitter.once('ready', () => { this.retainedQuota.load().catch((err: unknown) => core.log.error({ err }, 'retained usage could not be read')) })
   }
 
   /**
-   * For client messages (and wills): built-in rules, then authorizePublish,
-   * then transform, then routing. Answers the reason code for the PUBACK/PUBREC.
+   * For wills: built-in rules, then authorizePublish, then transform, then
+   * routing. Answers the reason code for the publisher. (A client's PUBLISH
+   * is decided and routed in two steps: handlers/publish-order.ts.)
    */
   ingest(client: ClientInfo, message: Message): number | Promise<number> {
     const d = this.decide(client, message)
-    if (isPromise(d)) return d.then((o) => (typeof o === 'number' ? o : this.route(o, client)))
-    return typeof d === 'number' ? d : this.route(d, client)
+    if (isPromise(d)) return d.then((o) => (typeof o === 'number' ? o : this.route(o, client, null)))
+    return typeof d === 'number' ? d : this.route(d, client, null)
   }
 
   /**
@@ -40,8 +49,8 @@ export class PublishPipeline {
    */
   decide(client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
     if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
-    if (this.allowedByDefault && !this.broker.hooks.appliesToPublish(message.topic)) return message
-    const d = this.broker.hooks.authorizePublish(client, message)
+    if (this.allowedByDefault && !this.core.hooks.appliesToPublish(message.topic)) return message
+    const d = this.core.hooks.authorizePublish(client, message)
     if (isPromise(d)) return d.then((r) => this.afterAuthorize(r, client, message), () => ReasonCode.NotAuthorized)
     return this.afterAuthorize(d, client, message)
   }
@@ -53,7 +62,7 @@ export class PublishPipeline {
 
   /** The transform hooks: the message to route, or 0 (Success) when one dropped it. A failure lets the original through. */
   private transform(client: ClientInfo | undefined, message: Message): Message | number | Promise<Message | number> {
-    const t = this.broker.hooks.transform(client, message)
+    const t = this.core.hooks.transform(client, message)
     if (isPromise(t)) return t.then((m) => m ?? ReasonCode.Success, () => message)
     return t ?? ReasonCode.Success
   }
@@ -61,16 +70,17 @@ export class PublishPipeline {
   /** transform hooks, then routing (messages published from code) */
   transformAndRoute(client: ClientInfo | undefined, message: Message): number | Promise<number> {
     const t = this.transform(client, message)
-    if (isPromise(t)) return t.then((o) => (typeof o === 'number' ? o : this.route(o, client)))
-    return typeof t === 'number' ? t : this.route(t, client)
+    if (isPromise(t)) return t.then((o) => (typeof o === 'number' ? o : this.route(o, client, null)))
+    return typeof t === 'number' ? t : this.route(t, client, null)
   }
 
   /**
    * Stores a retained message, tells listeners and other nodes, routes locally.
    * Answers the reason code for the publisher, once what it waits for is stored.
+   * `from`: the publisher's flow control (null for messages from code).
    */
-  route(message: Message, client: ClientInfo | undefined): number | Promise<number> {
-    const b = this.broker
+  route(message: Message, client: ClientInfo | undefined, from: Flow | null): number | Promise<number> {
+    const b = this.core
     message.node = b.id
     // everything that must be stored before the publisher is acknowledged, waited for once (null: nothing)
     let waits: Array<Promise<unknown>> | null = null
@@ -88,12 +98,16 @@ export class PublishPipeline {
     }
     if (b.emitter.has('published')) b.emitter.emit('published', message, client)
     for (let i = 0; i < this.taps.length; i++) {
-      const r = this.taps[i]!.onPublish!(message, client)
+      const r = this.taps[i]!.onPublish(message, client)
       if (r !== undefined) (waits ??= []).push(r)
     }
-    const delivered = b.router.route(message) > 0 // before the bus: it decides which node's member of a shared group gets it
-    const writes = b.router.pending
-    if (writes !== null) waits = waits === null ? writes : waits.concat(writes)
+    const routed = b.router.route(message, from) // before the bus: it decides which node's member of a shared group gets it
+    let delivered: boolean
+    if (typeof routed === 'number') delivered = routed > 0
+    else {
+      delivered = routed.count > 0
+      waits = waits === null ? routed.writes : waits.concat(routed.writes)
+    }
     const bus = b.stores.bus.publish(message)
     if (bus !== undefined) (waits ??= []).push(bus)
     if (waits === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
@@ -101,17 +115,16 @@ export class PublishPipeline {
   }
 
   private readonly refused = (err: unknown): number => {
-    this.broker.log.error({ err }, 'message could not be stored; refused')
+    this.core.log.error({ err }, 'message could not be stored; refused')
     return ReasonCode.UnspecifiedError
   }
 
   /** Routes a message to this node's sessions only (one from another node, or replayed for adopted sessions). */
   routeLocal(message: Message): number | Promise<number> {
     if (message.retain) this.retainedQuota.observe(message) // the other node stored it
-    const delivered = this.broker.router.route(message) > 0
-    const writes = this.broker.router.pending
-    if (writes === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
-    return Promise.all(writes).then(delivered ? success : noSubscribers)
+    const routed = this.core.router.route(message, null)
+    if (typeof routed === 'number') return routed > 0 ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
+    return Promise.all(routed.writes).then(routed.count > 0 ? success : noSubscribers)
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Broker } from './broker.js'
+import type { ConnectionContext } from './connection.js'
 import { isPromise, type SubscribeDecision } from './hooks.js'
 import type { Session } from './session.js'
 import type { ClientInfo, Subscription } from './types.js'
@@ -11,25 +11,25 @@ import type { ClientInfo, Subscription } from './types.js'
 const NONE: string[] = []
 
 /** The filters of `subs` that `client` may no longer have (a deny, or a pass where defaults.subscribe is deny; a failed check is a deny). */
-export function deniedOnResume(broker: Broker, client: ClientInfo, subs: Subscription[]): string[] | Promise<string[]> {
+export function deniedOnResume(ctx: ConnectionContext, client: ClientInfo, subs: Subscription[]): string[] | Promise<string[]> {
   if (subs.length === 0) return NONE
   const denied: string[] = []
   let waits: Array<Promise<void>> | undefined
   for (const sub of subs) {
-    const d = broker.hooks.authorizeSubscribe(client, { filter: sub.filter, qos: sub.qos })
-    if (isPromise(d)) (waits ??= []).push(d.then((r) => { if (refused(broker, r)) denied.push(sub.filter) }, () => { denied.push(sub.filter) }))
-    else if (refused(broker, d)) denied.push(sub.filter)
+    const d = ctx.hooks.authorizeSubscribe(client, { filter: sub.filter, qos: sub.qos })
+    if (isPromise(d)) (waits ??= []).push(d.then((r) => { if (refused(ctx, r)) denied.push(sub.filter) }, () => { denied.push(sub.filter) }))
+    else if (refused(ctx, d)) denied.push(sub.filter)
   }
   return waits === undefined ? denied : Promise.all(waits).then(() => denied)
 }
 
-function refused(broker: Broker, d: SubscribeDecision): boolean {
-  return d.result === 'deny' || (d.result === 'pass' && broker.config.defaults.subscribe === 'deny')
+function refused(ctx: ConnectionContext, d: SubscribeDecision): boolean {
+  return d.result === 'deny' || (d.result === 'pass' && ctx.config.defaults.subscribe === 'deny')
 }
 
 /** Revokes `denied` of the resumed `session` and drops what waited for them alone (before it is attached). */
-export function revokeOnResume(broker: Broker, session: Session, denied: string[]): void {
+export function revokeOnResume(ctx: ConnectionContext, session: Session, denied: string[]): void {
   for (const filter of denied) {
-    if (broker.revokeSubscription(session.clientId, filter)) broker.log.info({ clientId: session.clientId, filter }, 'subscription revoked on resume')
+    if (ctx.revokeSubscription(session.clientId, filter)) ctx.log.info({ clientId: session.clientId, filter }, 'subscription revoked on resume')
   }
 }

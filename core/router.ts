@@ -1,3 +1,4 @@
+import type { Flow } from './flow.js'
 import type { Session } from './session.js'
 import { Matches, TopicTree, type SharedGroup } from './topic-tree.js'
 import type { Message, QoS, Subscription } from './types.js'
@@ -8,6 +9,32 @@ export interface SubEntry {
   sub: Subscription
   /** `[sub.id]`, made once here instead of for every message */
   ids: number[] | undefined
+  /** the router's merge state for this entry's session, shared by its entries */
+  target: Target
+}
+
+/** What route() did when some delivery has a store write to wait for (else it answers just the count). */
+export interface Routed {
+  /** sessions the message went to */
+  count: number
+  /** store writes that must finish before the publisher is acknowledged */
+  writes: Array<Promise<void>>
+}
+
+/**
+ * One session's delivery while a message is merged over its overlapping
+ * subscriptions (merge()): one per session with subscriptions, kept by the
+ * router, so merging allocates nothing per message.
+ */
+interface Target {
+  session: Session
+  /** the merge that last touched it */
+  mark: number
+  qos: QoS
+  retain: boolean
+  ids: number[] | undefined
+  /** the session's entries in the tree */
+  refs: number
 }
 
 /**
@@ -17,14 +44,10 @@ export interface SubEntry {
  */
 export class Router {
   readonly tree = new TopicTree<SubEntry>()
-  private seq = 0
-  /** store writes the last route() started; null when there were none (read it right after route()) */
-  pending: Array<Promise<void>> | null = null
   // match results, reused from message to message; a route() inside a route()
   // (a 'delivered' listener publishing) gets its own
   private readonly found = new Matches<SubEntry>()
   private depth = 0
-  private merged = 0
   /** this node's id (set by the broker) */
   nodeId = ''
   /**
@@ -37,27 +60,42 @@ export class Router {
   onGroupChange: ((group: string, filter: string, present: boolean) => void) | null = null
   private readonly groupCounts = new Map<string, number>()
   private readonly remoteFound = new Matches<string>()
-  private readonly targets: Array<Session | undefined> = []
+  /** every session's Target (see SubEntry.target) */
+  private readonly sessionTargets = new Map<Session, Target>()
+  private seq = 0
+  /** merge()'s result, reused (a nested route() gets its own) */
+  private readonly merged: Target[] = []
 
   add(session: Session, sub: Subscription): boolean {
-    const entry: SubEntry = { session, sub, ids: sub.id === undefined ? undefined : [sub.id] }
-    const shared = parseShared(sub.filter)
-    if (shared !== null && typeof shared === 'object') {
-      const isNew = this.tree.add(shared.filter, session.clientId, entry, shared.group)
-      if (isNew) this.countMember(shared.group, shared.filter, 1)
-      return isNew
+    let target = this.sessionTargets.get(session)
+    if (target === undefined) {
+      target = { session, mark: 0, qos: 0, retain: false, ids: undefined, refs: 0 }
+      this.sessionTargets.set(session, target)
     }
-    return this.tree.add(sub.filter, session.clientId, entry)
+    const entry: SubEntry = { session, sub, ids: sub.id === undefined ? undefined : [sub.id], target }
+    const shared = parseShared(sub.filter)
+    let isNew: boolean
+    if (shared !== null && typeof shared === 'object') {
+      isNew = this.tree.add(shared.filter, session.clientId, entry, shared.group)
+      if (isNew) this.countMember(shared.group, shared.filter, 1)
+    } else isNew = this.tree.add(sub.filter, session.clientId, entry)
+    if (isNew) target.refs++
+    else if (target.refs === 0) this.sessionTargets.delete(session)
+    return isNew
   }
 
   remove(session: Session, filter: string): boolean {
     const shared = parseShared(filter)
+    let removed: boolean
     if (shared !== null && typeof shared === 'object') {
-      const removed = this.tree.remove(shared.filter, session.clientId, shared.group)
+      removed = this.tree.remove(shared.filter, session.clientId, shared.group)
       if (removed) this.countMember(shared.group, shared.filter, -1)
-      return removed
+    } else removed = this.tree.remove(filter, session.clientId)
+    if (removed) {
+      const target = this.sessionTargets.get(session)
+      if (target !== undefined && --target.refs === 0) this.sessionTargets.delete(session)
     }
-    return this.tree.remove(filter, session.clientId)
+    return removed
   }
 
   /** the shared groups with at least one member on this node, as `sharedKey`s */
@@ -74,14 +112,16 @@ export class Router {
   }
 
   /**
-   * Delivers `message` to every matching session. Returns the number of sessions
-   * it went to; `pending` then holds the store writes that must finish before
-   * the publisher is acknowledged (null when none).
+   * Delivers `message` to every matching session. Answers the number of
+   * sessions it went to, or, when some delivery started a store write the
+   * publisher's acknowledgement must wait for, that count with the writes.
+   * `from`: the publisher's flow control (a subscriber that cannot take the
+   * message at once holds it back); null for messages from code or other nodes.
    */
-  route(message: Message): number {
+  route(message: Message, from: Flow | null): number | Routed {
     const nested = this.depth++ > 0
     const found = nested ? new Matches<SubEntry>() : this.found
-    let pending: Array<Promise<void>> | null = null
+    let writes: Array<Promise<void>> | null = null
     let count = 0
     try {
       this.tree.match(message.topic, found)
@@ -89,12 +129,19 @@ export class Router {
         const { session, sub, ids } = found.sub(0)
         if (!(sub.nl && message.origin === session.clientId)) {
           count++
-          const p = session.deliver(message, minQos(message.qos, sub.qos), sub.rap && message.retain, ids)
-          if (p !== undefined) (pending ??= []).push(p)
+          const p = session.deliver(message, minQos(message.qos, sub.qos), sub.rap && message.retain, ids, from)
+          if (p !== undefined) (writes ??= []).push(p)
         }
       } else if (found.subCount > 1) {
-        pending = this.merge(message, found, nested)
-        count += this.merged
+        const targets = this.merge(message, found, nested)
+        count += targets.length
+        for (let i = 0; i < targets.length; i++) {
+          const t = targets[i]!
+          targets[i] = undefined as never // let it go
+          const p = t.session.deliver(message, minQos(message.qos, t.qos), t.retain && message.retain, t.ids, from)
+          if (p !== undefined) (writes ??= []).push(p)
+        }
+        targets.length = 0
       }
       if (this.remote !== null && message.node === this.nodeId && (found.groupCount > 0 || this.remote.size > 0)) this.assignShares(message, found, nested)
       for (let i = 0; i < found.groupCount; i++) {
@@ -106,15 +153,14 @@ export class Router {
         const entry = pickMember(g)
         if (entry === undefined) continue
         count++
-        const p = entry.session.deliver(message, minQos(message.qos, entry.sub.qos), false, entry.ids)
-        if (p !== undefined) (pending ??= []).push(p)
+        const p = entry.session.deliver(message, minQos(message.qos, entry.sub.qos), false, entry.ids, from)
+        if (p !== undefined) (writes ??= []).push(p)
       }
     } finally {
       this.depth--
       found.clear() // let the entries go
     }
-    this.pending = pending
-    return count
+    return writes === null ? count : { count, writes }
   }
 
   /**
@@ -146,35 +192,34 @@ export class Router {
     }
   }
 
-  /** One copy per session for overlapping subscriptions; answers the store writes, the count in `merged`. */
-  private merge(message: Message, found: Matches<SubEntry>, nested: boolean): Array<Promise<void>> | null {
+  /**
+   * One copy per session for overlapping subscriptions: the highest QoS, retain
+   * as published if any asks for it, every subscription identifier
+   * [MQTT-3.3.4-3]. A route() inside a route() (a 'delivered' listener
+   * publishing) merges into Targets of its own, not the ones being delivered.
+   */
+  private merge(message: Message, found: Matches<SubEntry>, nested: boolean): Target[] {
     const mark = ++this.seq
-    const targets: Array<Session | undefined> = nested ? [] : this.targets
-    let t = 0
+    const out: Target[] = nested ? [] : this.merged
     for (let i = 0; i < found.subCount; i++) {
-      const { session, sub } = found.sub(i)
+      const entry = found.sub(i)
+      const { session, sub } = entry
       if (sub.nl && message.origin === session.clientId) continue // [MQTT-3.8.3-3]
-      if (session.routeMark !== mark) {
-        session.routeMark = mark
-        session.routeQos = sub.qos
-        session.routeRetain = sub.rap
-        session.routeIds = sub.id === undefined ? undefined : [sub.id]
-        targets[t++] = session
+      let t = nested ? out.find((x) => x.session === session) : entry.target.mark === mark ? entry.target : undefined
+      if (t === undefined) {
+        t = nested ? { session, mark, qos: sub.qos, retain: sub.rap, ids: undefined, refs: 0 } : entry.target
+        t.mark = mark
+        t.qos = sub.qos
+        t.retain = sub.rap
+        t.ids = sub.id === undefined ? undefined : [sub.id]
+        out.push(t)
       } else {
-        if (sub.qos > session.routeQos) session.routeQos = sub.qos
-        if (sub.rap) session.routeRetain = true
-        if (sub.id !== undefined) (session.routeIds ??= []).push(sub.id) // [MQTT-3.3.4-3]
+        if (sub.qos > t.qos) t.qos = sub.qos
+        if (sub.rap) t.retain = true
+        if (sub.id !== undefined) (t.ids ??= []).push(sub.id)
       }
     }
-    let pending: Array<Promise<void>> | null = null
-    for (let i = 0; i < t; i++) {
-      const s = targets[i]!
-      targets[i] = undefined
-      const p = s.deliver(message, minQos(message.qos, s.routeQos), s.routeRetain && message.retain, s.routeIds)
-      if (p !== undefined) (pending ??= []).push(p)
-    }
-    this.merged = t
-    return pending
+    return out
   }
 }
 

@@ -1,21 +1,31 @@
 import { Fifo } from './fifo.js'
+import type { Flow } from './flow.js'
 import { messageSize, type QuotaName } from './quota.js'
 import { matchesFilter, parseShared } from './topic.js'
 import type { Message, QoS, Subscription, ClientInfo } from './types.js'
 import type { OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will, Written } from './stores.js'
 
-/** What a session needs of the connection currently serving it. */
+/** The connection serving a session (a Connection; the session and its manager see only this). */
 export interface Outlet {
-  /** writes a PUBLISH; false when the client's maximum packet size forbade it */
-  sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): boolean
+  /**
+   * Writes a PUBLISH; false when the client's maximum packet size forbade it.
+   * `from`: the publisher's flow control, held back when the socket is full.
+   */
+  sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean, from: Flow | null): boolean
   sendPubrel(packetId: number): void
   /** the most unacknowledged QoS 1/2 messages this client accepts */
   readonly sendWindow: number
   readonly client: ClientInfo
-  /** a message had to wait: hold back whoever is publishing right now */
-  congested(): void
+  /** the will of its CONNECT */
+  readonly will: Will | undefined
+  /** it ended with a DISCONNECT that leaves no will (or the broker is closing) */
+  readonly cleanDisconnect: boolean
+  /** a message to it had to wait: hold the publisher (`from`) back */
+  congested(from: Flow | null): void
   /** the queue is empty again */
   caughtUp(): void
+  /** Closes it with a reason code (MQTT 5 DISCONNECT) and reason string. */
+  closeWith(reasonCode: number, reason?: string): void
 }
 
 export interface SessionContext {
@@ -54,12 +64,6 @@ export class Session {
   lastClient: ClientInfo | undefined = undefined
   /** the identity of the connection that last opened it (null: anonymous; undefined: unknown, stored before owners were recorded) */
   owner: string | null | undefined = undefined
-  /** scratch fields used by the router while it merges overlapping subscriptions */
-  routeMark = 0
-  routeQos: QoS = 0
-  routeRetain = false
-  routeIds: number[] | undefined = undefined
-
   constructor(readonly clientId: string, private readonly ctx: SessionContext) {}
 
   /** sent and unacknowledged, by packet id (made on first use: idle sessions stay small) */
@@ -85,16 +89,16 @@ export class Session {
   }
 
   /** Hand `message` to this session at the QoS and retain flag its subscription gives it. */
-  deliver(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined): Written {
+  deliver(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, from: Flow | null): Written {
     const outlet = this.outlet
     if (qos === 0) {
-      if (outlet !== null && !expired(message)) outlet.sendPublish(message, 0, retain, ids, 0, false)
+      if (outlet !== null && !expired(message)) outlet.sendPublish(message, 0, retain, ids, 0, false, from)
       return undefined // QoS 0 is not queued for offline sessions
     }
     if (outlet !== null && this.queued === 0 && this.inflight.size < outlet.sendWindow) {
-      return this.send(message, qos, retain, ids, outlet)
+      return this.send(message, qos, retain, ids, outlet, from)
     }
-    if (outlet !== null) outlet.congested()
+    if (outlet !== null) outlet.congested(from)
     const ttl = this.ctx.queuedTtlMs
     const expiresAt = outlet === null && ttl !== undefined && message.expiresAt === undefined ? Date.now() + ttl : undefined
     return this.enqueue({ message, qos, retain, subscriptionIds: ids, expiresAt }) // one shape for every entry
@@ -128,13 +132,13 @@ export class Session {
   }
 
   /** `fromQueue`: the message is the oldest queued one, which moves to in flight in the store too. */
-  private send(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, outlet: Outlet, fromQueue = false): Written {
+  private send(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, outlet: Outlet, from: Flow | null, fromQueue = false): Written {
     const packetId = this.allocateId()
     const entry: OutgoingEntry = { message, qos, retain, subscriptionIds: ids, packetId, state: 'publish' }
     this.inflight.set(packetId, entry)
     const store = this.ctx.store
     const stored = !this.persistent ? undefined : fromQueue ? store.dequeueToInflight(this.clientId, entry) : store.putInflight(this.clientId, entry)
-    if (!outlet.sendPublish(message, qos, retain, ids, packetId, false)) {
+    if (!outlet.sendPublish(message, qos, retain, ids, packetId, false, from)) {
       this.complete(packetId) // [MQTT-3.1.2-25] too large for this client: act as if delivered
     }
     return stored
@@ -188,7 +192,7 @@ export class Session {
     if (resume) {
       for (const entry of this.inflight.values()) { // [MQTT-4.4.0-1]
         if (entry.state === 'pubrel') outlet.sendPubrel(entry.packetId)
-        else if (!outlet.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, entry.packetId, true)) this.complete(entry.packetId)
+        else if (!outlet.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, entry.packetId, true, null)) this.complete(entry.packetId)
       }
     }
     this.pump()
@@ -210,7 +214,7 @@ export class Session {
         if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
         continue
       }
-      this.track(this.send(q.message, q.qos, q.retain, q.subscriptionIds, outlet, true))
+      this.track(this.send(q.message, q.qos, q.retain, q.subscriptionIds, outlet, null, true))
     }
     if (this.queued === 0) outlet.caughtUp()
   }

@@ -1,11 +1,11 @@
-import type { Broker } from './broker.js'
 import { PendingClaims, type PendingClaim } from './claims.js'
-import type { Connection } from './connection.js'
 import { ReasonCode } from './errors.js'
 import type { ExistingSession } from './hooks.js'
 import { owns, type Identity } from './identity.js'
 import { throttled } from './logger.js'
-import { NEVER_EXPIRES, Session, type SessionContext } from './session.js'
+import type { PublishPipeline } from './pipeline.js'
+import type { CoreServices } from './services.js'
+import { NEVER_EXPIRES, Session, type Outlet, type SessionContext } from './session.js'
 import type { SessionState, Will } from './stores.js'
 import { newMessage, type ClientInfo } from './types.js'
 
@@ -32,33 +32,33 @@ export class SessionManager {
   private readonly ctx: SessionContext
   private readonly claiming = new PendingClaims()
 
-  constructor(private readonly broker: Broker) {
-    const limits = broker.config.limits
+  constructor(private readonly core: CoreServices, private readonly pipeline: PublishPipeline) {
+    const limits = core.config.limits
     this.ctx = {
-      store: broker.stores.sessions,
+      store: core.stores.sessions,
       maxQueued: limits.maxQueuedMessages,
       maxQueuedBytes: limits.maxQueuedBytes,
       dropNewest: limits.queueOverflow === 'dropNewest',
-      onDelivered: (message, client) => { if (broker.emitter.has('delivered')) broker.emitter.emit('delivered', message, client) },
-      onDropped: () => { broker.stats.dropped++ },
-      onQueueFull: (quota, clientId) => broker.quotas.refuse(quota, clientId),
+      onDelivered: (message, client) => { if (core.emitter.has('delivered')) core.emitter.emit('delivered', message, client) },
+      onDropped: () => { core.stats.dropped++ },
+      onQueueFull: (quota, clientId) => core.quotas.refuse(quota, clientId),
       // a store that is away fails every write: one line every 10 s, with a count
-      onStoreError: throttled((err, failed) => broker.log.error({ err, failed }, 'session store writes failed')),
+      onStoreError: throttled((err, failed) => core.log.error({ err, failed }, 'session store writes failed')),
       queuedTtlMs: limits.queuedMessageExpiry === undefined ? undefined : limits.queuedMessageExpiry * 1000,
     }
   }
 
   /** Rebuilds stored persistent sessions and their routes (start-up); in a cluster, only this node's. */
   async restore(): Promise<void> {
-    const store = this.broker.stores.sessions
-    const mine = this.broker.cluster === undefined ? undefined : await this.broker.cluster.owned()
+    const store = this.core.stores.sessions
+    const mine = this.core.cluster === undefined ? undefined : await this.core.cluster.owned()
     for (const stored of await store.list()) {
       if (mine !== undefined && !mine.has(stored.clientId)) continue
       const state = await store.load(stored.clientId)
       if (state !== undefined) this.adopt(state)
     }
     // clients whose clean sessions ended with the last run here: no longer this node's
-    if (mine !== undefined) for (const id of mine) if (!this.sessions.has(id)) this.broker.cluster!.released(id)
+    if (mine !== undefined) for (const id of mine) if (!this.sessions.has(id)) this.core.cluster!.released(id)
   }
 
   /** Serves a stored session here: routes, expiry and a pending will (restart, or taken from another node). */
@@ -67,7 +67,7 @@ export class SessionManager {
     const session = new Session(state.clientId, this.ctx)
     session.restore(state)
     this.sessions.set(session.clientId, session)
-    for (const sub of session.subscriptions.values()) this.broker.router.add(session, sub)
+    for (const sub of session.subscriptions.values()) this.core.router.add(session, sub)
     session.disconnectedAt ??= Date.now()
     this.scheduleExpiry(session)
     if (session.will !== undefined) this.scheduleWill(session)
@@ -78,7 +78,7 @@ export class SessionManager {
   describe(clientId: string): ExistingSession | undefined | Promise<ExistingSession | undefined> {
     const local = this.sessions.get(clientId)
     if (local !== undefined) return { owner: local.owner }
-    const cluster = this.broker.cluster
+    const cluster = this.core.cluster
     return cluster === undefined || !cluster.available ? undefined : cluster.sessionOwner(clientId)
   }
 
@@ -88,13 +88,13 @@ export class SessionManager {
    * it). The claim goes to open() (or abandon()); undefined without a cluster.
    */
   async prepare(clientId: string, cleanStart: boolean): Promise<PendingClaim | undefined> {
-    const cluster = this.broker.cluster
+    const cluster = this.core.cluster
     if (cluster === undefined || !cluster.available) return undefined
     const claim = this.claiming.add(clientId)
     try {
       await cluster.claim(clientId, async () => {
         if (this.sessions.has(clientId)) return
-        const store = this.broker.stores.sessions
+        const store = this.core.stores.sessions
         if (cleanStart) {
           await store.delete(clientId)
           return
@@ -113,7 +113,7 @@ export class SessionManager {
   abandon(claim: PendingClaim | undefined): void {
     if (claim === undefined) return
     this.claiming.settle(claim)
-    if (!this.sessions.has(claim.clientId) && !this.claiming.has(claim.clientId)) this.broker.cluster?.released(claim.clientId)
+    if (!this.sessions.has(claim.clientId) && !this.claiming.has(claim.clientId)) this.core.cluster?.released(claim.clientId)
   }
 
   /**
@@ -124,7 +124,7 @@ export class SessionManager {
     this.claiming.outclaimed(clientId) // a CONNECT of it here that has not opened its session yet has lost
     const session = this.sessions.get(clientId)
     if (session === undefined) return
-    const conn = session.outlet as Connection | null
+    const conn = session.outlet
     if (conn !== null) {
       conn.closeWith(ReasonCode.SessionTakenOver, 'the client connected to another node') // [MQTT-3.1.4-3]
       this.detach(conn, session)
@@ -140,7 +140,7 @@ export class SessionManager {
     this.claiming.outclaimed(clientId) // a CONNECT of it here that has not opened its session yet has lost
     const session = this.sessions.get(clientId)
     if (session === undefined) return
-    const conn = session.outlet as Connection | null
+    const conn = session.outlet
     session.outlet = null // so that closing the connection does not save the session or publish its will
     this.drop(session)
     conn?.closeWith(ReasonCode.SessionTakenOver, 'the session moved to another node')
@@ -150,7 +150,7 @@ export class SessionManager {
   private drop(session: Session): void {
     clearTimeout(session.expiryTimer)
     clearTimeout(session.willTimer) // a stored will goes with the session
-    for (const filter of session.subscriptions.keys()) this.broker.router.remove(session, filter)
+    for (const filter of session.subscriptions.keys()) this.core.router.remove(session, filter)
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
   }
 
@@ -160,7 +160,7 @@ export class SessionManager {
    * when another node claimed the client id after this CONNECT did (`claim.lost`),
    * or the session belongs to another identity than the CONNECT was decided on.
    */
-  open(conn: Connection, req: OpenRequest): { session: Session; present: boolean } | undefined {
+  open(conn: Outlet, req: OpenRequest): { session: Session; present: boolean } | undefined {
     const { clientId, claim } = req
     if (claim !== undefined) {
       if (claim.lost) {
@@ -172,7 +172,7 @@ export class SessionManager {
     let session = this.sessions.get(clientId)
     if (session !== undefined && !owns(req.owner, session.owner) && session.owner !== req.seen?.owner) return undefined
     if (session?.outlet) {
-      const old = session.outlet as Connection
+      const old = session.outlet
       old.closeWith(ReasonCode.SessionTakenOver, 'another connection took over this client id') // [MQTT-3.1.4-3]
       this.detach(old, session, true)
       session = this.sessions.get(clientId) // [MQTT-3.1.2-6] a session that ended with that connection (expiry 0) is gone
@@ -197,18 +197,18 @@ export class SessionManager {
     session.will = conn.will
     session.lastClient = conn.client
     session.owner = req.owner // the identity that last opened it owns it
-    if (!present || previous !== req.owner) this.broker.cluster?.ownerSet(clientId, req.owner)
-    if (conn.will !== undefined) this.broker.cluster?.willSet(clientId, conn.will)
-    if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
-    else if (wasPersistent) session.track(this.broker.stores.sessions.delete(clientId))
+    if (!present || previous !== req.owner) this.core.cluster?.ownerSet(clientId, req.owner)
+    if (conn.will !== undefined) this.core.cluster?.willSet(clientId, conn.will)
+    if (session.persistent) session.track(this.core.stores.sessions.save(session.toStored()))
+    else if (wasPersistent) session.track(this.core.stores.sessions.delete(clientId))
     return { session, present }
   }
 
   /** The connection serving `session` has gone (or been replaced: `reopening`, the client id stays here). */
-  detach(conn: Connection, session: Session, reopening = false): void {
+  detach(conn: Outlet, session: Session, reopening = false): void {
     if (session.outlet !== conn) return
     session.detach()
-    if (conn.will !== undefined) this.broker.cluster?.willCleared(session.clientId)
+    if (conn.will !== undefined) this.core.cluster?.willCleared(session.clientId)
     if (!conn.cleanDisconnect && session.will !== undefined) {
       if (session.will.delay === 0 || session.expiryInterval === 0) this.publishWill(session)
       else this.scheduleWill(session)
@@ -217,7 +217,7 @@ export class SessionManager {
     }
     if (session.expiryInterval === 0) this.end(session, reopening)
     else {
-      if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
+      if (session.persistent) session.track(this.core.stores.sessions.save(session.toStored()))
       this.scheduleExpiry(session)
     }
   }
@@ -231,9 +231,9 @@ export class SessionManager {
     if (session.willTimer !== undefined) this.publishWill(session) // [MQTT-3.1.2-8] will goes when the session ends
     const current = this.sessions.get(session.clientId) === session
     this.drop(session)
-    if (session.persistent) session.track(this.broker.stores.sessions.delete(session.clientId))
+    if (session.persistent) session.track(this.core.stores.sessions.delete(session.clientId))
     session.reset()
-    if (current && !reopening && !this.claiming.has(session.clientId)) this.broker.cluster?.released(session.clientId)
+    if (current && !reopening && !this.claiming.has(session.clientId)) this.core.cluster?.released(session.clientId)
   }
 
   private scheduleExpiry(session: Session): void {
@@ -256,7 +256,7 @@ export class SessionManager {
     const will = session.will
     session.will = undefined
     if (will === undefined) return
-    if (session.persistent) session.track(this.broker.stores.sessions.save(session.toStored()))
+    if (session.persistent) session.track(this.core.stores.sessions.save(session.toStored()))
     void this.sendWill(session.clientId, will, session.lastClient)
   }
 
@@ -266,8 +266,8 @@ export class SessionManager {
    */
   sendWill(clientId: string, will: Will, client?: ClientInfo): Promise<void> {
     const message = newMessage(will.topic, will.payload, will.qos, will.retain, clientId, will.properties)
-    const r = this.broker.pipeline.ingest(client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, message)
-    return typeof r === 'number' ? Promise.resolve() : r.then(noop, (err: unknown) => this.broker.log.error({ err, clientId }, 'will publish failed'))
+    const r = this.pipeline.ingest(client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, message)
+    return typeof r === 'number' ? Promise.resolve() : r.then(noop, (err: unknown) => this.core.log.error({ err, clientId }, 'will publish failed'))
   }
 
   close(): void {

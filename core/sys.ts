@@ -1,38 +1,31 @@
-import type { Broker } from './broker.js'
-import { version } from './version.js'
+import type { Logger } from './logger.js'
 
-/** Publishes $SYS/broker/... topics (retained) every `sys.intervalMs`. */
+/** What the $SYS publisher reads and publishes through (the Broker). */
+export interface SysSource {
+  readonly log: Logger
+  /** the values to publish now, keyed relative to $SYS/broker/ */
+  sysSnapshot(): Promise<Record<string, string | number>>
+  publish(options: { topic: string; payload: string; retain: boolean }): Promise<void>
+}
+
+/** Publishes $SYS/broker/... topics (retained) every `intervalMs`. */
 export class SysPublisher {
   private readonly timer: NodeJS.Timeout
   private readonly prefix = '$SYS/broker/'
 
-  constructor(private readonly broker: Broker) {
+  constructor(private readonly source: SysSource, intervalMs: number) {
     this.publishOnce()
-    this.timer = setInterval(() => this.publishOnce(), broker.config.sys.intervalMs)
+    this.timer = setInterval(() => this.publishOnce(), intervalMs)
     this.timer.unref()
   }
 
   private publishOnce(): void {
-    const b = this.broker
-    b.stores.retained.count().then((retained) => {
-      const values: Record<string, string | number> = {
-        version: `hookmq ${version}`,
-        uptime: Math.floor((Date.now() - b.startedAt) / 1000),
-        'clients/connected': b.connectionCount,
-        'clients/total': b.sessions.sessions.size,
-        'clients/maximum': b.config.limits.maxConnections,
-        'connections/total': b.stats.connectionsTotal,
-        'messages/received': b.stats.received[0] + b.stats.received[1] + b.stats.received[2],
-        'messages/sent': b.stats.sent[0] + b.stats.sent[1] + b.stats.sent[2],
-        'messages/dropped': b.stats.dropped,
-        'subscriptions/count': b.router.tree.size,
-        'retained messages/count': retained,
-        ...b.sysValues(),
-      }
+    const s = this.source
+    s.sysSnapshot().then((values) => {
       for (const [key, value] of Object.entries(values)) {
-        b.publish({ topic: this.prefix + key, payload: String(value), retain: true }).catch((err: unknown) => b.log.error({ err }, '$SYS publish failed'))
+        s.publish({ topic: this.prefix + key, payload: String(value), retain: true }).catch((err: unknown) => s.log.error({ err }, '$SYS publish failed'))
       }
-    }, (err: unknown) => b.log.error({ err }, '$SYS retained count failed'))
+    }, (err: unknown) => s.log.error({ err }, '$SYS values could not be read'))
   }
 
   stop(): void {

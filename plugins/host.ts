@@ -12,7 +12,7 @@ import { Breaker } from './sandbox/breaker.js'
 import type { HookMeta } from './sandbox/protocol.js'
 import type { Quarantine, QuarantineEntry } from './sandbox/quarantine.js'
 import { RemoteHook } from './sandbox/remote.js'
-import { hookStatus, hookSys, type HookStatus } from './status.js'
+import { hookStatus, hookSys, type HookStatus, type LoadFailure } from './status.js'
 
 // The plugin host: owns the registrations, swaps versions atomically, and
 // runs hooks through the runner of their composition rule (runners.ts). A
@@ -49,13 +49,7 @@ export function configOf(hookConfig: Record<string, unknown>, name: string): unk
   return Object.hasOwn(hookConfig, name) ? hookConfig[name] : undefined
 }
 
-export interface LoadFailure {
-  message: string
-  file?: string
-  line?: number
-  column?: number
-  at: number
-}
+export type { LoadFailure } from './status.js'
 
 export interface Entry extends Runnable {
   readonly key: string

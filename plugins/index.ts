@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
 import * as zod from 'zod'
@@ -16,6 +17,7 @@ import { HookFolderLoader } from './loader.js'
 import { ProcessGuard } from './sandbox/process-guard.js'
 import { Quarantine } from './sandbox/quarantine.js'
 import { checkHookModule } from './schemas.js'
+import { version } from './version.js'
 import * as self from './index.js'
 
 // The package entry: the core plus the plugin host. `createBroker` here is the
@@ -23,6 +25,7 @@ import * as self from './index.js'
 
 export * from '../core/index.js'
 export { defineHook } from './define.js'
+export { version } from './version.js'
 
 /** Identity helper: a `hookmq.config.ts` gets the whole configuration's types (core, webhooks, redis, http). */
 export function defineConfig(config: HookmqConfigInput): HookmqConfigInput {
@@ -96,7 +99,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     persistentSessionExpiry: rest.limits?.persistentSessionExpiry ?? ttl.subscriptions,
     queuedMessageExpiry: rest.limits?.queuedMessageExpiry ?? ttl.packets,
   }
-  const broker = createCoreBroker({ ...rest, limits, logger: log, stores, cluster, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
+  const broker = createCoreBroker({ ...rest, limits, logger: log, stores, cluster, version, readFile: readFileSync, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   if (redis) {
     let down = false
     let lastError = ''

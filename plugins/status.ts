@@ -1,9 +1,26 @@
-import type { Entry, LoadFailure } from './host.js'
+import type { Registration } from './invoke.js'
 import type { BreakerState } from './sandbox/breaker.js'
+import type { QuarantineEntry } from './sandbox/quarantine.js'
 
 // What the host tells of its hooks: HookStatus for broker.hookStatus(), /hooks
 // and /metrics; $SYS values (states and counters, never error text: it can
 // hold a connection string).
+
+/** Why a hook file did not load, and where. */
+export interface LoadFailure {
+  message: string
+  file?: string
+  line?: number
+  column?: number
+  at: number
+}
+
+/** What the status reads of a loaded hook (the host's Entry). */
+export interface StatusEntry extends Pick<Registration, 'name' | 'file' | 'version' | 'loadedAt' | 'isolation' | 'breaker' | 'stats'> {
+  readonly key: string
+  readonly quarantined: QuarantineEntry | undefined
+  readonly worker: { readonly restarts: number; readonly workerState: NonNullable<HookStatus['worker']> } | undefined
+}
 
 export interface HookStatus {
   name: string
@@ -34,7 +51,7 @@ export interface HookStatus {
   p99Ms: number
 }
 
-export function hookStatus(entries: readonly Entry[], failures: ReadonlyMap<string, LoadFailure & { name?: string }>): HookStatus[] {
+export function hookStatus(entries: readonly StatusEntry[], failures: ReadonlyMap<string, LoadFailure & { name?: string }>): HookStatus[] {
   const out: HookStatus[] = entries.map((e) => {
     const failure = failures.get(e.key)
     const b = e.breaker

@@ -32,7 +32,7 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const messageId = packet.messageId ?? 0
   const session = conn.session!
   const known = session.incoming.delete(messageId)
-  if (known && session.persistent) session.track(conn.broker.stores.sessions.deleteIncoming(session.clientId, messageId))
+  if (known && session.persistent) session.track(conn.ctx.stores.sessions.deleteIncoming(session.clientId, messageId))
   conn.write(conn.protocolVersion === 5 && !known
     ? { cmd: 'pubcomp', messageId, reasonCode: ReasonCode.PacketIdentifierNotFound }
     : { cmd: 'pubcomp', messageId })

@@ -15,7 +15,7 @@ export function handleAuth(conn: Connection, packet: IAuthPacket): void | Promis
   if (conn.authMethod === undefined) throw protocolError('AUTH from a client that did not authenticate with a method on CONNECT') // [MQTT-4.12.0-7]
   if (packet.reasonCode !== RE_AUTHENTICATE) throw protocolError(`AUTH with reason 0x${packet.reasonCode.toString(16)}: only re-authentication (0x19) is expected`)
   if (method !== conn.authMethod) throw protocolError('re-authentication must use the Authentication Method of CONNECT') // [MQTT-4.12.1-1]
-  const decision = conn.broker.hooks.authenticate(authenticateInput(conn, { authenticationMethod: method, authenticationData: packet.properties?.authenticationData, reauthenticate: true }))
+  const decision = conn.ctx.hooks.authenticate(authenticateInput(conn, { authenticationMethod: method, authenticationData: packet.properties?.authenticationData, reauthenticate: true }))
   if (isPromise(decision)) return decision.then((d) => finish(conn, d), () => finish(conn, { result: 'deny', reason: 're-authentication failed' }))
   finish(conn, decision)
 }
@@ -25,7 +25,7 @@ function finish(conn: Connection, decision: AuthenticateDecision): void {
   if (!acceptsMethod(decision, conn.authMethod!)) {
     // [MQTT-4.12.1-2] a failed re-authentication ends the connection; DISCONNECT has no 0x86 or 0x8C, so 0x87
     const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 're-authentication not accepted'
-    conn.broker.log.info({ clientId: conn.client.id, reason }, 're-authentication refused; disconnecting')
+    conn.ctx.log.info({ clientId: conn.client.id, reason }, 're-authentication refused; disconnecting')
     conn.closeWith(ReasonCode.NotAuthorized, reason)
     return
   }

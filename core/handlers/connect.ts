@@ -37,17 +37,17 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
   conn.client.id = plan.clientId
   conn.client.username = packet.username
   conn.keepaliveMs = plan.keepalive * 1500 // [MQTT-3.1.2-22] 1.5 times the keep alive
-  if (conn.broker.connectionCount > conn.broker.config.limits.maxConnections) {
+  if (conn.ctx.connectionCount > conn.ctx.config.limits.maxConnections) {
     conn.closeWith(new HookmqError('QUOTA_EXCEEDED', 'too many connections'))
     return
   }
   conn.state = { kind: 'authenticating' }
   // (Authentication Data without a method was refused by checkConnect)
   const credentials: Credentials = { password: packet.password, authenticationMethod: plan.authMethod, authenticationData: packet.properties?.authenticationData }
-  const existing = conn.broker.sessions.describe(plan.clientId)
+  const existing = conn.ctx.sessions.describe(plan.clientId)
   if (isPromise(existing)) {
     return existing.then((e) => authenticate(conn, plan, credentials, e), (err: unknown) => {
-      conn.broker.log.warn({ err, clientId: plan.clientId }, 'session owner could not be looked up; connection refused')
+      conn.ctx.log.warn({ err, clientId: plan.clientId }, 'session owner could not be looked up; connection refused')
       conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be looked up')
     })
   }
@@ -58,7 +58,7 @@ type Credentials = Pick<AuthenticateInput, 'password' | 'authenticationMethod' |
 
 function authenticate(conn: Connection, plan: ConnectPlan, credentials: Credentials, existing: ExistingSession | undefined): void | Promise<void> {
   if (conn.state.kind !== 'authenticating') return // closed meanwhile
-  const decision = conn.broker.hooks.authenticate(authenticateInput(conn, { ...credentials, session: existing }))
+  const decision = conn.ctx.hooks.authenticate(authenticateInput(conn, { ...credentials, session: existing }))
   if (isPromise(decision)) {
     return decision.then((d) => finishConnect(conn, plan, d, existing), () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }, existing))
   }
@@ -90,7 +90,7 @@ export function acceptsMethod(decision: AuthenticateDecision, method: string): d
 }
 
 function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | undefined {
-  const limits = conn.broker.config.limits
+  const limits = conn.ctx.config.limits
   const v5 = conn.protocolVersion === 5
   let clientId = packet.clientId
   let assigned = false
@@ -138,12 +138,12 @@ function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | u
 function readClientLimits(conn: Connection, packet: IConnectPacket): void {
   const p = packet.properties
   if (conn.protocolVersion !== 5 || p === undefined) {
-    conn.sendWindow = conn.broker.config.limits.maxInflightMessages
+    conn.sendWindow = conn.ctx.config.limits.maxInflightMessages
     return
   }
   if (p.receiveMaximum === 0) throw protocolError('Receive Maximum of 0') // [MQTT-3.1.2-?] protocol error
   if (p.maximumPacketSize === 0) throw protocolError('Maximum Packet Size of 0')
-  conn.sendWindow = Math.min(conn.broker.config.limits.maxInflightMessages, p.receiveMaximum ?? 65535)
+  conn.sendWindow = Math.min(conn.ctx.config.limits.maxInflightMessages, p.receiveMaximum ?? 65535)
   if (p.maximumPacketSize !== undefined) conn.maxOutgoingPacket = p.maximumPacketSize
   conn.topicAliasMaxOut = p.topicAliasMaximum ?? 0
 }
@@ -151,7 +151,7 @@ function readClientLimits(conn: Connection, packet: IConnectPacket): void {
 function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] {
   const w = packet.will
   if (!w) return undefined
-  const problem = checkTopicName(w.topic, conn.broker.config.limits)
+  const problem = checkTopicName(w.topic, conn.ctx.config.limits)
   if (problem !== undefined) throw new HookmqError('TOPIC_NAME_INVALID', `will topic: ${problem}`)
   const { willDelayInterval, ...properties } = w.properties ?? {}
   return {
@@ -166,43 +166,43 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
 
 function finishConnect(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision, existing: ExistingSession | undefined): void | Promise<void> {
   if (conn.state.kind !== 'authenticating' || !admitted(conn, plan, decision)) return
-  const broker = conn.broker
+  const ctx = conn.ctx
   if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
   conn.authMethod = plan.authMethod
   const owner = identityOf(conn.client)
-  const choice = chooseSession(existing, owner, decision.result === 'allow' ? decision.session : undefined, broker.config.sessions.identityMismatch)
+  const choice = chooseSession(existing, owner, decision.result === 'allow' ? decision.session : undefined, ctx.config.sessions.identityMismatch)
   if (choice === 'refuse') return refuseClientId(conn, plan.clientId, 'the client id belongs to another identity')
   if (!connackFits(conn, plan)) return
   const request: OpenRequest = { clientId: plan.clientId, cleanStart: plan.cleanStart || choice === 'fresh', expiryInterval: plan.expiryInterval, owner, seen: existing }
-  const cluster = broker.cluster
+  const cluster = ctx.cluster
   if (cluster === undefined) return openSession(conn, plan, request)
   if (!cluster.available && (plan.expiryInterval > 0 || !plan.cleanStart)) {
     // a persistent session cannot be kept safely now; a clean one still works on this node
     conn.closeWith(ReasonCode.ServerUnavailable, 'the session store is unavailable')
     return
   }
-  return broker.sessions.prepare(plan.clientId, request.cleanStart).then((claim) => {
+  return ctx.sessions.prepare(plan.clientId, request.cleanStart).then((claim) => {
     if (conn.state.kind === 'authenticating') return openSession(conn, plan, { ...request, claim })
-    broker.sessions.abandon(claim)
+    ctx.sessions.abandon(claim)
   }, (err: unknown) => {
-    broker.log.warn({ err, clientId: plan.clientId }, 'session could not be taken over; connection refused')
+    ctx.log.warn({ err, clientId: plan.clientId }, 'session could not be taken over; connection refused')
     conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be loaded')
   })
 }
 
 /** The authenticate hooks' decision (and the default) let the client in; else it is refused here. */
 function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): boolean {
-  const broker = conn.broker
-  if (decision.result === 'deny' || (decision.result === 'pass' && !broker.anonymousAllowed(conn.listener))) {
+  const ctx = conn.ctx
+  if (decision.result === 'deny' || (decision.result === 'pass' && !ctx.anonymousAllowed(conn.listener))) {
     const code = decision.result === 'deny' ? decision.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
     const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 'anonymous clients are not allowed on this listener'
-    broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
+    ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
     conn.closeWith(code, reason)
     return false
   }
   if (plan.authMethod !== undefined && !acceptsMethod(decision, plan.authMethod)) {
     // no hook took the method: unsupported, the connection closes [MQTT-4.12.0-1]
-    broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, method: plan.authMethod }, 'connection refused: authentication method not supported')
+    ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, method: plan.authMethod }, 'connection refused: authentication method not supported')
     conn.closeWith(ReasonCode.BadAuthenticationMethod, `authentication method "${plan.authMethod}" is not supported`)
     return false
   }
@@ -211,7 +211,7 @@ function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDec
 
 /** 5.0 [MQTT-3.1.3-8] CONNACK 0x85, 3.1.1 [MQTT-3.1.3-9] return code 2: the session of this client id is not this client's. */
 function refuseClientId(conn: Connection, clientId: string, reason: string): void {
-  conn.broker.log.info({ clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
+  conn.ctx.log.info({ clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
   conn.closeWith(ReasonCode.ClientIdentifierNotValid, reason)
 }
 
@@ -226,43 +226,43 @@ function connackFits(conn: Connection, plan: ConnectPlan): boolean {
   if (conn.protocolVersion !== 5 || conn.maxOutgoingPacket === NO_LIMIT) return true
   const size = encodePacket(connack(conn, plan, false), conn.genOpts).length
   if (size <= conn.maxOutgoingPacket) return true
-  conn.broker.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, size, maximumPacketSize: conn.maxOutgoingPacket }, 'connection closed: the CONNACK exceeds the client\'s maximum packet size')
+  conn.ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, size, maximumPacketSize: conn.maxOutgoingPacket }, 'connection closed: the CONNACK exceeds the client\'s maximum packet size')
   conn.beginClose(ReasonCode.PacketTooLarge)
   return false
 }
 
 /** Authorizes the subscriptions of the session to be resumed again, then opens it. */
 function openSession(conn: Connection, plan: ConnectPlan, request: OpenRequest): void | Promise<void> {
-  const broker = conn.broker
-  const resumed = request.cleanStart ? undefined : broker.sessions.sessions.get(request.clientId)
+  const ctx = conn.ctx
+  const resumed = request.cleanStart ? undefined : ctx.sessions.sessions.get(request.clientId)
   if (resumed === undefined || resumed.subscriptions.size === 0) return attachSession(conn, plan, request, undefined, [])
-  const denied = deniedOnResume(broker, conn.client, resumed.subscriptions.values())
+  const denied = deniedOnResume(ctx, conn.client, resumed.subscriptions.values())
   if (!isPromise(denied)) return attachSession(conn, plan, request, resumed, denied)
   return denied.then((d) => {
     if (conn.state.kind === 'authenticating') attachSession(conn, plan, request, resumed, d)
-    else broker.sessions.abandon(request.claim)
+    else ctx.sessions.abandon(request.claim)
   })
 }
 
 /** Opens the session (`checked`: the one whose subscriptions were authorized again, `denied` those refused), answers CONNACK, attaches. */
 function attachSession(conn: Connection, plan: ConnectPlan, request: OpenRequest, checked: Session | undefined, denied: string[]): void {
-  const broker = conn.broker
-  const opened = broker.openSession(conn, request)
+  const ctx = conn.ctx
+  const opened = ctx.sessions.open(conn, request)
   if (opened === undefined && request.claim?.lost === true) return conn.closeWith(ReasonCode.ServerBusy, 'the client id was taken on another node meanwhile')
   if (opened === undefined) return refuseClientId(conn, plan.clientId, 'the session of the client id changed hands while connecting')
   const { session, present } = opened
   const revoked = present && session === checked && denied.length > 0
-  if (revoked) revokeOnResume(broker, session, denied) // before anything queued is sent
+  if (revoked) revokeOnResume(ctx, session, denied) // before anything queued is sent
   conn.state = { kind: 'connected', session }
   conn.write(connack(conn, plan, present))
   session.attach(conn, present)
-  broker.emitter.emit('clientConnected', conn.client, { sessionPresent: present })
-  if (revoked && broker.config.revokedSubscriptions === 'disconnect') conn.closeWith(ReasonCode.NotAuthorized, `subscription ${denied[0]} is no longer authorized`)
+  ctx.emitter.emit('clientConnected', conn.client, { sessionPresent: present })
+  if (revoked && ctx.config.revokedSubscriptions === 'disconnect') conn.closeWith(ReasonCode.NotAuthorized, `subscription ${denied[0]} is no longer authorized`)
 }
 
 function connack(conn: Connection, plan: ConnectPlan, present: boolean): IConnackPacket {
   if (conn.protocolVersion !== 5) return { cmd: 'connack', sessionPresent: present, returnCode: 0 }
-  const limits = conn.broker.config.limits
+  const limits = conn.ctx.config.limits
   const properties: NonNullable<IConnackPacket['properties']> = {
     receiveMaximum: limits.receiveMaximum,
     maximumPacketSize: limits.maxPacketSize,

@@ -9,7 +9,7 @@ export function handleDisconnect(conn: Connection, packet: IDisconnectPacket): v
   if (expiry !== undefined) {
     // [MQTT-3.14.2-2] a session that was to end with the connection cannot be extended now
     if (session.expiryInterval === 0 && expiry !== 0) throw protocolError('Session Expiry Interval set on DISCONNECT after 0 on CONNECT')
-    session.expiryInterval = Math.min(expiry, conn.broker.config.limits.maxSessionExpiryInterval)
+    session.expiryInterval = Math.min(expiry, conn.ctx.config.limits.maxSessionExpiryInterval)
   }
   // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; 0x04 asks for it to be sent
   conn.cleanDisconnect = reasonCode !== ReasonCode.DisconnectWithWill

@@ -1,5 +1,5 @@
 import type { IPubrecPacket } from 'mqtt-packet'
-import type { Connection } from '../connection.js'
+import type { Connection, PublishQueue } from '../connection.js'
 import { ReasonCode } from '../errors.js'
 import { Fifo } from '../fifo.js'
 import { isPromise } from '../hooks.js'
@@ -145,15 +145,14 @@ export class PublishOrder {
   }
 }
 
-/** Routes `message` with its publisher known to flow control (a congested subscriber holds it back). */
+/** Routes `message` with its publisher's flow control (a congested subscriber holds the publisher back). */
 export function routeFrom(conn: Connection, message: Message): number | Promise<number> {
-  const broker = conn.broker
-  broker.publishing = conn
-  try {
-    return broker.pipeline.route(message, conn.client)
-  } finally {
-    broker.publishing = null
-  }
+  return conn.ctx.pipeline.route(message, conn.client, conn.flow)
+}
+
+/** The connection's PublishOrder, made on first use. */
+export function ordered(conn: Connection): PublishQueue {
+  return (conn.publishOrder ??= new PublishOrder(conn))
 }
 
 /** PUBACK / PUBREC with the routing's reason code (a v3 client that cannot be told of a refusal is closed instead). */

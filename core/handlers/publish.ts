@@ -3,7 +3,7 @@ import type { Connection } from '../connection.js'
 import { HookmqError, malformed, ReasonCode, protocolError } from '../errors.js'
 import { isPromise } from '../hooks.js'
 import type { RefusablePublish } from '../packet-reader.js'
-import { acknowledge, routeFrom } from './publish-order.js'
+import { acknowledge, ordered, routeFrom } from './publish-order.js'
 import { checkTopicName } from '../topic.js'
 import { newMessage, type Message, type MessageProperties } from '../types.js'
 
@@ -17,7 +17,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   if (packet.qos > 0 && packet.messageId === 0) throw protocolError(`QoS ${packet.qos} PUBLISH with packet identifier 0`) // [MQTT-2.2.1-3]
   if (packet.qos === 0 && packet.dup) throw malformed('DUP set on a QoS 0 PUBLISH') // [MQTT-3.3.1-2]
   const topic = resolveTopic(conn, packet)
-  const problem = checkTopicName(topic, conn.broker.config.limits)
+  const problem = checkTopicName(topic, conn.ctx.config.limits)
   if (problem !== undefined) throw new HookmqError('TOPIC_NAME_INVALID', problem) // e.g. a wildcard [MQTT-3.3.2-2]
   const qos = packet.qos
   const session = conn.session!
@@ -29,29 +29,29 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   if (qos === 2 && conn.publishOrder?.has(messageId)) return // resent while its first copy is still deciding: that one's PUBREC answers both
   // MQTT 5 clients were told the Receive Maximum; 3.1.1 has none (its packet ids bound what a client can leave open)
   if (qos > 0 && conn.protocolVersion === 5) {
-    if (conn.incomingUnacked + session.incoming.size >= conn.broker.config.limits.receiveMaximum) {
+    if (conn.incomingUnacked + session.incoming.size >= conn.ctx.config.limits.receiveMaximum) {
       throw new HookmqError('RECEIVE_MAXIMUM_EXCEEDED', 'more unacknowledged QoS 1/2 messages than Receive Maximum') // [MQTT-3.3.4-9]
     }
   }
-  conn.broker.stats.received[qos]++
+  conn.ctx.stats.received[qos]++
   const message = toMessage(conn, packet, topic)
   if (message === undefined) return refuseProperties(conn, qos, messageId, (packet as RefusablePublish).refusedProperties)
-  const broker = conn.broker
+  const ctx = conn.ctx
   if (qos > 0) conn.incomingUnacked++
   // refused, not acknowledged and lost: the client may send it again later
-  const decision = qos > 0 && broker.cluster !== undefined && !broker.cluster.available ? ReasonCode.QuotaExceeded : broker.pipeline.decide(conn.client, message)
+  const decision = qos > 0 && ctx.cluster !== undefined && !ctx.cluster.available ? ReasonCode.QuotaExceeded : ctx.pipeline.decide(conn.client, message)
   const order = conn.publishOrder
   if (order !== null && order.size > 0) return order.add(decision, qos, messageId) // after the messages still deciding before it
-  if (isPromise(decision)) return conn.ordered().add(decision, qos, messageId) // decided later: the next PUBLISH need not wait for it
+  if (isPromise(decision)) return ordered(conn).add(decision, qos, messageId) // decided later: the next PUBLISH need not wait for it
   const code = typeof decision === 'number' ? decision : routeFrom(conn, decision)
-  if (isPromise(code)) return conn.ordered().add(code, qos, messageId) // stored first: later messages wait, acknowledgements keep their order
+  if (isPromise(code)) return ordered(conn).add(code, qos, messageId) // stored first: later messages wait, acknowledgements keep their order
   if (qos !== 0) acknowledge(conn, qos, messageId, code)
 }
 
 function resolveTopic(conn: Connection, packet: IPublishPacket): string {
   const alias = packet.properties?.topicAlias
   if (alias === undefined) return packet.topic
-  const max = conn.broker.config.limits.topicAliasMaximum
+  const max = conn.ctx.config.limits.topicAliasMaximum
   if (alias === 0 || alias > max) throw new HookmqError('TOPIC_ALIAS_INVALID', `topic alias ${alias} outside 1..${max}`) // [MQTT-3.3.2-9]
   const map = (conn.aliasesIn ??= new Map())
   if (packet.topic.length > 0) {
@@ -70,7 +70,7 @@ function toMessage(conn: Connection, packet: RefusablePublish, topic: string): M
   const p = packet.properties
   if (p === undefined || conn.protocolVersion !== 5) return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id)
   if (p.subscriptionIdentifier !== undefined) throw protocolError('PUBLISH from a client must not carry a Subscription Identifier') // [MQTT-3.3.4-6]
-  if (p.responseTopic !== undefined && checkTopicName(p.responseTopic, conn.broker.config.limits) !== undefined) throw protocolError('Response Topic is not a topic name') // [MQTT-3.3.2-14]
+  if (p.responseTopic !== undefined && checkTopicName(p.responseTopic, conn.ctx.config.limits) !== undefined) throw protocolError('Response Topic is not a topic name') // [MQTT-3.3.2-14]
   const properties: MessageProperties = {}
   let any = false
   if (p.payloadFormatIndicator !== undefined) { properties.payloadFormatIndicator = p.payloadFormatIndicator; any = true }
@@ -89,6 +89,6 @@ function toMessage(conn: Connection, packet: RefusablePublish, topic: string): M
  * ("an implementation or administrative imposed limit"); QoS 0 has no answer.
  */
 function refuseProperties(conn: Connection, qos: 0 | 1 | 2, messageId: number, reason: string | undefined): void {
-  conn.broker.refusals.note('properties', { clientId: conn.client.id, reason })
+  conn.ctx.refusals.note('properties', { clientId: conn.client.id, reason })
   if (qos > 0) conn.write({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId, reasonCode: ReasonCode.QuotaExceeded })
 }

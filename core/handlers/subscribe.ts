@@ -29,21 +29,21 @@ function check(conn: Connection, s: ISubscription): SubscribeDecision | Promise<
   const shared = parseShared(s.topic)
   if (typeof shared === 'string') return ReasonCode.TopicFilterInvalid
   const filter = shared === null ? s.topic : shared.filter
-  if (checkTopicFilter(filter, conn.broker.config.limits) !== undefined) return ReasonCode.TopicFilterInvalid // [MQTT-4.7.1-1]
+  if (checkTopicFilter(filter, conn.ctx.config.limits) !== undefined) return ReasonCode.TopicFilterInvalid // [MQTT-4.7.1-1]
   if (shared !== null && s.nl) throw protocolError('No Local on a shared subscription') // [MQTT-3.8.3-4]
-  return conn.broker.hooks.authorizeSubscribe(conn.client, { filter: s.topic, qos: s.qos })
+  return conn.ctx.hooks.authorizeSubscribe(conn.client, { filter: s.topic, qos: s.qos })
 }
 
 function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<SubscribeDecision | number>, id: number | undefined): void {
   const session = conn.session
   if (session === undefined || !conn.isOpen) return
-  const broker = conn.broker
+  const ctx = conn.ctx
   const granted: number[] = []
   const added: Array<{ sub: Subscription; isNew: boolean }> = []
   for (let i = 0; i < packet.subscriptions.length; i++) {
     const s = packet.subscriptions[i]!
     const d = decisions[i]!
-    if (typeof d === 'number' || d.result === 'deny' || (d.result === 'pass' && broker.config.defaults.subscribe === 'deny')) {
+    if (typeof d === 'number' || d.result === 'deny' || (d.result === 'pass' && ctx.config.defaults.subscribe === 'deny')) {
       const code = typeof d === 'number' ? d : d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
       granted.push(conn.protocolVersion === 5 ? code : 0x80)
       continue
@@ -57,23 +57,23 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     const sub: Subscription = { filter: s.topic, qos, nl: s.nl ?? false, rap: s.rap ?? false, rh: (s.rh ?? 0) as 0 | 1 | 2 }
     if (id !== undefined) sub.id = id
     session.subscriptions.set(s.topic, sub) // [MQTT-3.8.4-3] replaces an existing one
-    broker.router.add(session, sub)
+    ctx.router.add(session, sub)
     added.push({ sub, isNew })
     granted.push(qos)
   }
-  if (session.persistent && added.length > 0) session.track(broker.stores.sessions.save(session.toStored()))
+  if (session.persistent && added.length > 0) session.track(ctx.stores.sessions.save(session.toStored()))
   conn.write({ cmd: 'suback', messageId: packet.messageId ?? 0, granted })
   for (const { sub, isNew } of added) {
-    broker.emitter.emit('subscribed', sub, conn.client)
+    ctx.emitter.emit('subscribed', sub, conn.client)
     // [MQTT-3.3.1-9..11] retained messages per Retain Handling; none for shared subscriptions
     if (sub.rh === 2 || (sub.rh === 1 && !isNew) || sub.filter.startsWith('$share/')) continue
-    broker.sendRetained(session, sub)
+    ctx.sendRetained(session, sub)
   }
 }
 
 /** A new filter beyond limits.maxSubscriptionsPerClient is refused (and counted); replacing one costs nothing. */
 function overQuota(conn: Connection, held: number): boolean {
-  if (held < conn.broker.config.limits.maxSubscriptionsPerClient) return false
-  conn.broker.quotas.refuse('subscriptions', conn.client.id)
+  if (held < conn.ctx.config.limits.maxSubscriptionsPerClient) return false
+  conn.ctx.quotas.refuse('subscriptions', conn.client.id)
   return true
 }

@@ -6,16 +6,16 @@ export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket):
   if (packet.messageId === 0) throw protocolError('UNSUBSCRIBE with packet identifier 0') // [MQTT-2.2.1-3]
   if (packet.unsubscriptions.length === 0) throw protocolError('UNSUBSCRIBE without a topic filter') // [MQTT-3.10.3-2]
   const session = conn.session!
-  const broker = conn.broker
+  const ctx = conn.ctx
   const granted: number[] = []
   for (const filter of packet.unsubscriptions) {
     const existed = session.subscriptions.delete(filter)
     if (existed) {
-      broker.router.remove(session, filter)
-      broker.emitter.emit('unsubscribed', filter, conn.client)
+      ctx.router.remove(session, filter)
+      ctx.emitter.emit('unsubscribed', filter, conn.client)
     }
     granted.push(existed ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted)
   }
-  if (session.persistent) session.track(broker.stores.sessions.save(session.toStored()))
+  if (session.persistent) session.track(ctx.stores.sessions.save(session.toStored()))
   conn.write({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted }) // reason codes only go to MQTT 5 clients
 }

@@ -1,16 +1,12 @@
-import type { Broker } from '../broker.js'
+import type { Listener, ListenerHost } from './common.js'
 import { startTcp } from './tcp.js'
 import { startTls } from './tls.js'
 import { startWs } from './ws.js'
 
-export interface Listener {
-  name: string
-  address(): { name: string; host: string; port: number; url: string }
-  close(): Promise<void>
-}
+export { isLoopback, type Listener, type ListenerHost } from './common.js'
 
 /** Starts every configured listener; if one fails to bind, the others are closed. */
-export async function startListeners(broker: Broker): Promise<Listener[]> {
+export async function startListeners(broker: ListenerHost): Promise<Listener[]> {
   const c = broker.config
   const starting: Array<Promise<Listener>> = []
   if (c.tcp) starting.push(startTcp(broker, c.host, c.port))
@@ -25,12 +21,4 @@ export async function startListeners(broker: Broker): Promise<Listener[]> {
     throw (failed as PromiseRejectedResult).reason
   }
   return started
-}
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.') || host === '::ffff:127.0.0.1'
-}
-
-export function formatHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host
 }

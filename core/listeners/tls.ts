@@ -1,10 +1,7 @@
-import { readFileSync } from 'node:fs'
 import type net from 'node:net'
 import tls from 'node:tls'
-import type { Broker } from '../broker.js'
 import { HookmqError } from '../errors.js'
-import { isLoopback, type Listener } from './index.js'
-import { listenServer } from './tcp.js'
+import { isLoopback, listenServer, type Listener, type ListenerHost } from './common.js'
 
 export interface TlsFiles {
   key: string
@@ -14,10 +11,10 @@ export interface TlsFiles {
   rejectUnauthorized: boolean
 }
 
-export function tlsOptions(files: TlsFiles, key: string): tls.TlsOptions {
+export function tlsOptions(host: ListenerHost, files: TlsFiles, key: string): tls.TlsOptions {
   const read = (file: string, what: string): Buffer => {
     try {
-      return readFileSync(file)
+      return host.readFile(file)
     } catch (err) {
       throw new HookmqError('CONFIG_INVALID', `config error: ${key}.${what} = ${JSON.stringify(file)}: ${(err as Error).message}`)
     }
@@ -31,8 +28,8 @@ export function tlsOptions(files: TlsFiles, key: string): tls.TlsOptions {
   }
 }
 
-export async function startTls(broker: Broker, host: string, port: number, files: TlsFiles): Promise<Listener> {
-  const server = tls.createServer(tlsOptions(files, 'tls'), (socket) => {
+export async function startTls(broker: ListenerHost, host: string, port: number, files: TlsFiles): Promise<Listener> {
+  const server = tls.createServer(tlsOptions(broker, files, 'tls'), (socket) => {
     socket.setNoDelay(true)
     const info = { name: 'tls', loopback: isLoopback(host), certificate: () => peerCertificate(socket) }
     broker.accept(socket, info, socket.remoteAddress ?? '')

@@ -2,18 +2,16 @@ import http from 'node:http'
 import https from 'node:https'
 import type net from 'node:net'
 import type tls from 'node:tls'
-import type { Broker } from '../broker.js'
-import { isLoopback, type Listener } from './index.js'
-import { listenServer } from './tcp.js'
+import { isLoopback, listenServer, type Listener, type ListenerHost } from './common.js'
 import { peerCertificate, tlsOptions, type TlsFiles } from './tls.js'
 
 const SUBPROTOCOLS = ['mqtt', 'mqttv3.1']
 
 /** WebSocket (and, with TLS files, secure WebSocket) listener; frames feed the same connection code. */
-export async function startWs(broker: Broker, name: 'ws' | 'wss', host: string, port: number, path: string, files?: TlsFiles): Promise<Listener> {
+export async function startWs(broker: ListenerHost, name: 'ws' | 'wss', host: string, port: number, path: string, files?: TlsFiles): Promise<Listener> {
   // loaded with the first WebSocket listener: a broker without one does not carry ws
   const { WebSocketServer, createWebSocketStream } = await import('ws')
-  const server = files ? https.createServer(tlsOptions(files, 'wss')) : http.createServer()
+  const server = files ? https.createServer(tlsOptions(broker, files, 'wss')) : http.createServer()
   const pendingInfo = { name, loopback: isLoopback(host) }
   // an HTTP socket counts toward maxConnections from its accept and is closed if it has not
   // upgraded (and then sent CONNECT) within connectTimeoutMs

@@ -155,8 +155,8 @@ export class Handover {
         if (fields[1] !== 'm') continue
         const message = busMessageFromJson(fields[3]!)
         message.node = source
-        router.route(message)
-        if (router.pending !== null) pending.push(...router.pending)
+        const routed = router.route(message, null)
+        if (typeof routed !== 'number') pending.push(...routed.writes)
       }
       await Promise.allSettled(pending)
     }

@@ -1,5 +1,22 @@
 import type { ClientInfo } from '../../core/index.js'
-import { asBuffer, type SerializedError } from './protocol.js'
+
+export interface SerializedError {
+  message: string
+  name?: string
+  code?: string
+  /** source-mapped */
+  stack?: string
+  /** file:line:column in the hook's source */
+  at?: string
+  file?: string
+  line?: number
+  column?: number
+}
+
+/** A structured-cloned Buffer arrives as a Uint8Array: a Buffer view of the same bytes. */
+export function asBuffer(v: unknown): unknown {
+  return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v
+}
 
 // The calls of one tick as they cross to a hook's worker, in one message of
 // parallel arrays. The per-message calls (authorizePublish, transform) travel

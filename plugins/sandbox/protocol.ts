@@ -1,5 +1,7 @@
 import type { Compiled } from '../compile.js'
-import type { AnswerBatch, CallBatch } from './batch.js'
+import type { AnswerBatch, CallBatch, SerializedError } from './batch.js'
+
+export { asBuffer, type SerializedError } from './batch.js'
 
 // What crosses between the broker's thread and a hook's worker. Calls of one
 // tick travel as one `calls` message (parallel arrays, no object per call
@@ -24,18 +26,6 @@ export interface HookMeta {
   evalMs?: number
 }
 
-export interface SerializedError {
-  message: string
-  name?: string
-  code?: string
-  /** source-mapped */
-  stack?: string
-  /** file:line:column in the hook's source */
-  at?: string
-  file?: string
-  line?: number
-  column?: number
-}
 
 export type CompiledData = Omit<Compiled, 'map'>
 
@@ -100,10 +90,6 @@ export type FromWorker =
 /** pino's level numbers, on both sides of the thread boundary (a worker's ctx.log drops what the broker's level would). */
 export const LOG_LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 }
 
-/** A structured-cloned Buffer arrives as a Uint8Array: a Buffer view of the same bytes. */
-export function asBuffer(v: unknown): unknown {
-  return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v
-}
 
 /** An error from the other thread as an Error again (`at`, `code` kept). */
 export function reviveError(e: SerializedError): Error {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
-import { Matches, throttled, TopicTree, version } from '../../core/index.js'
+import { Matches, throttled, TopicTree } from '../../core/index.js'
+import { version } from '../version.js'
 import type { WebhookConfig } from '../config.js'
 import { deliveryId, fromEvent, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
 import { MemoryOutbox, type MemoryQueueHandle, type Outbox } from './outbox.js'

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { collect, connect, once, pingRoundTrip, RawClient, startBroker } from '../helpers.js'
+import { defineHook } from '../../plugins/index.js'
+import { collect, connect, once, pingRoundTrip, RawClient, startBroker, until } from '../helpers.js'
 
 test('MQTT 3.1 (MQIsdp) clients connect and exchange messages', async (t) => {
   const broker = await startBroker(t)
@@ -159,4 +160,30 @@ test('a subscriber that stops reading holds publishers back only briefly, then i
   const got = await collect(healthy).count(300, 20000)
   assert.equal(got.length, 300)
   assert.ok(broker.stats.dropped > 0, 'nothing was dropped for the stuck subscriber')
+})
+
+test('flow control holds back the publisher whose message a subscriber could not take, also when an async hook decided it later (the publisher travels with the message)', async (t) => {
+  const later = defineHook({ name: 'later', authorizePublish: () => new Promise<boolean>((resolve) => setImmediate(resolve, true)) })
+  const broker = await startBroker(t, { hooks: [later] })
+  const stuck = await RawClient.open(t, broker, 4)
+  await stuck.connect({ clientId: 'stuck' }, 4)
+  stuck.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood', qos: 0 }] })
+  await stuck.expect('suback')
+  stuck.socket.pause() // never reads again
+  const pub = await connect(t, broker, { clientId: 'pub' })
+  const other = await connect(t, broker, { clientId: 'other' })
+  // who is held back, watched from outside (a hold lasts until the subscriber catches up, or 1 s)
+  const flowOf = (id: string): { congestion: number } | null | undefined =>
+    (broker.sessions.sessions.get(id)?.outlet as unknown as { flowState: { congestion: number } | null } | null | undefined)?.flowState
+  const held = new Set<string>()
+  const watch = setInterval(() => { for (const id of ['pub', 'other']) if ((flowOf(id)?.congestion ?? 0) > 0) held.add(id) }, 2)
+  t.after(() => clearInterval(watch))
+  const payload = Buffer.alloc(64 * 1024, 7)
+  for (let i = 0; i < 300 && !held.has('pub'); i++) {
+    pub.publish('flood', payload, { qos: 0 })
+    other.publish('elsewhere', 'x', { qos: 0 }) // a publisher whose messages go nowhere near the stuck subscriber
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  await until(() => held.has('pub'), 5000, 'the publisher of the flood to be held back')
+  assert.equal(held.has('other'), false, 'a publisher that sent the stuck subscriber nothing was held back')
 })

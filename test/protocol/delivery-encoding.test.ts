@@ -138,7 +138,7 @@ test('(MQTT 1.5.4) a message MQTT cannot represent (topic over 65,535 bytes) is 
   const v4 = await connect(t, broker)
   for (const c of [v5, v5aliased, v4]) await c.subscribeAsync('#')
   // broker.publish refuses such a topic now; routed as it is, the codec still must not write it
-  await broker.pipeline.route(newMessage('x'.repeat(70000), Buffer.from('too long'), 0, false, undefined), undefined)
+  await broker.pipeline.route(newMessage('x'.repeat(70000), Buffer.from('too long'), 0, false, undefined), undefined, null)
   // a user property over 65,535 bytes: MQTT 3.1.1 clients get no properties and so get the message
   await broker.publish({ topic: 'long/property', payload: 'v4 only', properties: { userProperties: { k: 'v'.repeat(70000) } } })
   await broker.publish({ topic: 'after', payload: 'fine' })
