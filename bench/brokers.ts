@@ -8,7 +8,13 @@ import { fileURLToPath } from 'node:url'
 // Starting the brokers under test as their own processes, pinned to core 0
 // (the load generator runs on core 1), and reading their CPU time and memory.
 
-export type BrokerName = 'hookmq' | 'aedes' | 'mosquitto' | 'relay'
+/** `hookmq@<dir>`: hookmq as built in another checkout (`--baseline=<dir>`), run beside this one */
+export type BrokerName = 'hookmq' | 'aedes' | 'mosquitto' | 'relay' | `hookmq@${string}`
+
+/** hookmq, this checkout's or a baseline's */
+export function isHookmq(name: BrokerName): boolean {
+  return name === 'hookmq' || name.startsWith('hookmq@')
+}
 
 export interface RunningBroker {
   name: BrokerName
@@ -40,6 +46,7 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
   const port = await freePort()
   let cmd: string[]
   if (name === 'hookmq') cmd = [process.execPath, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
+  else if (name.startsWith('hookmq@')) cmd = [process.execPath, join(name.slice(7), 'dist', 'bench', 'serve-hookmq.js'), String(port), JSON.stringify(options)]
   else if (name === 'aedes') cmd = [process.execPath, join(here, 'serve-aedes.js'), String(port), JSON.stringify(options)]
   else if (name === 'relay') cmd = [process.execPath, join(here, 'serve-relay.js'), String(port)]
   else {

@@ -1,4 +1,7 @@
-// npm run bench [-- --quick] [-- --only=fan-in-qos0,latency] [-- --reps=3] [-- --brokers=hookmq,aedes]
+// npm run bench [-- --quick] [-- --only=fan-in-qos0,latency] [-- --reps=3] [-- --brokers=hookmq,aedes] [-- --baseline=../other-checkout,...]
+// --baseline: hookmq as built in another checkout (npm run build there) runs beside this one, as
+// hookmq@<dir>, in every scenario hookmq runs in (except those needing options it may not know:
+// hook isolation, which came with issue #11)
 //
 // Runs each scenario on hookmq, Aedes and (when installed) Mosquitto, each broker
 // fresh per run, in alternating order, several repetitions; prints medians,
@@ -6,9 +9,9 @@
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpuSeconds, hasMosquitto, rssBytes, startBroker, startRedisServer, type BrokerName, type HookmqBenchOptions, type RunningBroker } from './brokers.js'
+import { cpuSeconds, hasMosquitto, isHookmq, rssBytes, startBroker, startRedisServer, type BrokerName, type HookmqBenchOptions, type RunningBroker } from './brokers.js'
 import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
 import { amplification } from './amplification.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
@@ -18,8 +21,11 @@ const quick = args.includes('--quick')
 const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',')
 const reps = Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? (quick ? 1 : 3))
 const picked = args.find((a) => a.startsWith('--brokers='))?.slice(10).split(',')
-const brokers: BrokerName[] = (['hookmq', 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])] as BrokerName[]).filter((b) => picked === undefined || picked.includes(b))
+const baselines = (args.find((a) => a.startsWith('--baseline='))?.slice(11).split(',') ?? []).filter(Boolean).map((d): BrokerName => `hookmq@${resolve(d)}`)
+const brokers: BrokerName[] = (['hookmq', ...baselines, 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])] as BrokerName[]).filter((b) => picked === undefined || picked.includes(b) || (b.startsWith('hookmq@') && picked.includes('hookmq')))
 const scale = quick ? 0.1 : 1
+/** hookmq and the baselines: for hookmq-only rows whose options every version knows */
+const allHookmq: BrokerName[] = brokers.filter(isHookmq)
 
 interface Row {
   value: number
@@ -97,20 +103,20 @@ const scenarios: Scenario[] = [
   // memory: all brokers at once (see memory() below), two rows from one run
   { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, runAll: (sc, list) => memory(sc, list) },
   // hooks: bench/# is what the ACL checks and the transform's filter skips; sensors/# with JSON runs both on every message
-  { name: 'hooks off, bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'hooks off, bench/#', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   ...(['inline', 'worker'] as const).map((isolation): Scenario => ({ name: `hooks on (acl.ts checks every message, ${isolation}), bench/#`, unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(isolation, ['acl.ts']), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } })),
   { name: 'hooks on (acl checks, transform filtered out, inline), bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks('inline'), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'hooks off, sensors/# JSON', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'hooks off, sensors/# JSON', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
   { name: 'hooks on (acl + JSON transform on every message, inline), sensors/# JSON', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks('inline'), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
   ...[1024, 65536].map((size): Scenario => ({ name: `fan-in-qos0-${size / 1024}KB`, unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(size > 4096 ? 2000 : 20000), qos: 0, payload: size }); return { value: r.rate, note: lossNote(r) } } })),
-  { name: 'fan-in-qos0 (webhook rule off)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  { name: 'fan-in-qos0 (webhook rule off)', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
   ...webhookScenarios(),
   // Redis: a persistent QoS 1 subscriber, so every message is stored before it is acknowledged
-  { name: 'redis fan-in-qos1 persistent, 1 node', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq', 'aedes'], redis: true, run: async (port) => {
+  { name: 'redis fan-in-qos1 persistent, 1 node', unit: 'msg/s', higherIsBetter: true, brokers: [...allHookmq, 'aedes'], redis: true, run: async (port) => {
     const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true })
     return { value: r.rate, note: lossNote(r) }
   } },
-  { name: 'redis fan-in-qos1 persistent, 2 nodes (publishers on one, subscriber on the other)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq', 'aedes'], redis: true, nodes: 2, run: async (port, _pid, ports) => {
+  { name: 'redis fan-in-qos1 persistent, 2 nodes (publishers on one, subscriber on the other)', unit: 'msg/s', higherIsBetter: true, brokers: [...allHookmq, 'aedes'], redis: true, nodes: 2, run: async (port, _pid, ports) => {
     const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true, subPort: ports[1] })
     return { value: r.rate, note: lossNote(r) }
   } },
@@ -120,7 +126,7 @@ let redisServer: Awaited<ReturnType<typeof startRedisServer>>
 
 function redisOptions(b: BrokerName, node: number): HookmqBenchOptions {
   if (redisServer === undefined) return {}
-  return b === 'hookmq' ? { id: `node-${node}`, redis: { url: `redis://127.0.0.1:${redisServer.port}` } } : { redis: { port: redisServer.port } }
+  return isHookmq(b) ? { id: `node-${node}`, redis: { url: `redis://127.0.0.1:${redisServer.port}` } } : { redis: { port: redisServer.port } }
 }
 
 /** The local webhook endpoint, started once for the run. */
@@ -132,11 +138,11 @@ function webhookOptions(): HookmqBenchOptions {
 
 function webhookScenarios(): Scenario[] {
   return [
-    { name: 'fan-in-qos0 (webhook rule on)', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: webhookOptions, run: async (port) => {
+    { name: 'fan-in-qos0 (webhook rule on)', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, options: webhookOptions, run: async (port) => {
       const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
       return { value: r.rate, note: lossNote(r) }
     } },
-    { name: 'webhook forwarding', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: webhookOptions, run: async (port) => {
+    { name: 'webhook forwarding', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, options: webhookOptions, run: async (port) => {
       const before = await sink!.count()
       const started = Date.now()
       const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
@@ -201,7 +207,8 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
 async function amplificationRuns(sc: Scenario, list: BrokerName[]): Promise<void> {
   const attack = { subscribers: 20, messages: 5, userProperties: 149000, timeoutMs: quick ? 20000 : 120000 }
   const raised = { limits: { maxUserProperties: 200000, maxPropertyBytes: 2000000, maxQueuedMessages: 1000000 } }
-  const variants = list.filter((b) => b !== 'relay').flatMap((b): Array<[string, BrokerName, HookmqBenchOptions]> =>
+  // (baselines before issue #12 had no property limits: the attack froze them for many seconds, see the issue)
+  const variants = list.filter((b) => b !== 'relay' && !b.startsWith('hookmq@')).flatMap((b): Array<[string, BrokerName, HookmqBenchOptions]> =>
     b !== 'hookmq' ? [[b, b, {}]] : quick ? [['hookmq', b, {}]] : [['hookmq', b, {}], ['raised', b, raised]])
   const rows = new Map(variants.map(([v]) => [v, { time: [] as Row[], p99: [] as Row[], max: [] as Row[] }]))
   for (let rep = 0; rep < Math.max(reps, quick ? 1 : 3); rep++) {
@@ -285,6 +292,11 @@ async function main(): Promise<void> {
   process.exit(0)
 }
 
+/** hookmq@<dir> shown by the folder's name */
+function label(b: BrokerName): string {
+  return b.startsWith('hookmq@') ? `hookmq@${basename(b.slice(7))}` : b
+}
+
 function fmt(v: number, unit: string): string {
   if (Number.isNaN(v)) return 'n/a'
   if (unit === 'ms' || unit === 'KB' || unit === 's') return v.toFixed(unit === 'KB' ? 1 : 3)
@@ -301,9 +313,9 @@ function print(sc: Scenario, rows: Map<BrokerName, Row[]>): void {
     const cpu = Number.isNaN(brokerCpu) ? '' : `  (cpu broker ${brokerCpu.toFixed(2)}${Number.isNaN(genCpu) ? '' : ` gen ${genCpu.toFixed(2)}`})`
     const notes = rs.map((r) => r.note).filter(Boolean)
     const each = rs.length > 1 ? `  [${rs.map((r) => fmt(r.value, sc.unit)).join(' ')}]` : ''
-    return `  ${b.padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}${cpu}${each}${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
+    return `  ${label(b).padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}${cpu}${each}${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
   })
-  const ratios = h === undefined ? [] : [...med].filter(([b, m]) => b !== 'hookmq' && !Number.isNaN(m)).map(([b, m]) => `hookmq/${b} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
+  const ratios = h === undefined ? [] : [...med].filter(([b, m]) => b !== 'hookmq' && !Number.isNaN(m)).map(([b, m]) => `hookmq/${label(b)} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
   console.log(`\n${sc.name}\n${parts.join('\n')}${ratios.length ? '\n  ' + ratios.join(', ') : ''}`)
 }
 
