@@ -63,8 +63,8 @@ export class Router {
   /** every session's Target (see SubEntry.target) */
   private readonly sessionTargets = new Map<Session, Target>()
   private seq = 0
-  /** merge()'s result, reused (a nested route() gets its own) */
-  private readonly merged: Target[] = []
+  /** merge()'s result, reused (a nested route() gets its own); slots past the last merge are undefined */
+  private readonly merged: Array<Target | undefined> = []
 
   add(session: Session, sub: Subscription): boolean {
     let target = this.sessionTargets.get(session)
@@ -133,15 +133,15 @@ export class Router {
           if (p !== undefined) (writes ??= []).push(p)
         }
       } else if (found.subCount > 1) {
-        const targets = this.merge(message, found, nested)
-        count += targets.length
-        for (let i = 0; i < targets.length; i++) {
+        const targets = nested ? [] : this.merged
+        const n = this.merge(message, found, targets, nested)
+        count += n
+        for (let i = 0; i < n; i++) {
           const t = targets[i]!
-          targets[i] = undefined as never // let it go
+          targets[i] = undefined // let it go (the array keeps its size: no regrowing it for every message)
           const p = t.session.deliver(message, minQos(message.qos, t.qos), t.retain && message.retain, t.ids, from)
           if (p !== undefined) (writes ??= []).push(p)
         }
-        targets.length = 0
       }
       if (this.remote !== null && message.node === this.nodeId && (found.groupCount > 0 || this.remote.size > 0)) this.assignShares(message, found, nested)
       for (let i = 0; i < found.groupCount; i++) {
@@ -198,28 +198,30 @@ export class Router {
    * [MQTT-3.3.4-3]. A route() inside a route() (a 'delivered' listener
    * publishing) merges into Targets of its own, not the ones being delivered.
    */
-  private merge(message: Message, found: Matches<SubEntry>, nested: boolean): Target[] {
+  private merge(message: Message, found: Matches<SubEntry>, out: Array<Target | undefined>, nested: boolean): number {
     const mark = ++this.seq
-    const out: Target[] = nested ? [] : this.merged
+    const own = nested ? new Map<Session, Target>() : null
+    let n = 0
     for (let i = 0; i < found.subCount; i++) {
       const entry = found.sub(i)
       const { session, sub } = entry
       if (sub.nl && message.origin === session.clientId) continue // [MQTT-3.8.3-3]
-      let t = nested ? out.find((x) => x.session === session) : entry.target.mark === mark ? entry.target : undefined
+      let t = own === null ? (entry.target.mark === mark ? entry.target : undefined) : own.get(session)
       if (t === undefined) {
-        t = nested ? { session, mark, qos: sub.qos, retain: sub.rap, ids: undefined, refs: 0 } : entry.target
+        if (own === null) t = entry.target
+        else own.set(session, (t = { session, mark, qos: sub.qos, retain: sub.rap, ids: undefined, refs: 0 }))
         t.mark = mark
         t.qos = sub.qos
         t.retain = sub.rap
         t.ids = sub.id === undefined ? undefined : [sub.id]
-        out.push(t)
+        out[n++] = t
       } else {
         if (sub.qos > t.qos) t.qos = sub.qos
         if (sub.rap) t.retain = true
         if (sub.id !== undefined) (t.ids ??= []).push(sub.id)
       }
     }
-    return out
+    return n
   }
 }
 
