@@ -138,7 +138,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
 
   /** Adds a plugin: started before the listeners open, stopped after they close. */
   use(plugin: BrokerPlugin): this {
-    if (this.state !== 'new') throw new Error('broker.use() must come before listen()')
+    if (this.state !== 'new') throw new HookmqError('BROKER_STATE', 'broker.use() must come before listen()')
     this.plugins.push(plugin)
     if (plugin.onPublish) this.pipeline.taps = [...this.pipeline.taps, plugin as PublishTap]
     return this
@@ -165,7 +165,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   }
 
   readFile(path: string): Buffer {
-    if (this.fileReader === undefined) throw new Error('this broker reads no files: create it with createBroker from the hookmq package')
+    if (this.fileReader === undefined) throw new HookmqError('CONFIG_INVALID', `${path}: this broker reads no files (create it with createBroker from the hookmq package)`)
     return this.fileReader(path)
   }
 
@@ -207,7 +207,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   }
 
   async listen(): Promise<this> {
-    if (this.state !== 'new') throw new Error('broker.listen() was already called')
+    if (this.state !== 'new') throw new HookmqError('BROKER_STATE', 'broker.listen() was already called')
     this.state = 'listening'
     for (const p of this.plugins) await p.start?.(this) // a store's connection may be one of them
     await this.sessions.restore()

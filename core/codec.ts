@@ -1,39 +1,6 @@
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
 import type * as MqttPacket from 'mqtt-packet'
 import { HookmqError } from './errors.js'
-
-// The MQTT codec is mqtt-packet. Its parser calls `debug()` at every state of
-// every packet; with the `debug` package that costs a rest-args call and a
-// getter each time (about 8% of the broker's CPU under load, by profile) even
-// when nothing is logged. Unless DEBUG names mqtt-packet, the codec is loaded
-// with a no-op logger in place of `debug`; nothing else sees the substitute.
-
-const require = createRequire(import.meta.url)
-
-function load(): typeof MqttPacket {
-  const wanted = /(^|,)\s*(\*|mqtt-packet)/.test(process.env.DEBUG ?? '')
-  const entry = require.resolve('mqtt-packet')
-  if (wanted || require.cache[entry]) return require('mqtt-packet') as typeof MqttPacket
-  const debugPath = createRequire(join(dirname(entry), 'parser.js')).resolve('debug')
-  const saved = require.cache[debugPath]
-  const noop = Object.assign(() => {}, { enabled: false, extend: () => noop, log: () => {} })
-  const factory = Object.assign(() => noop, { enable: () => {}, disable: () => '', enabled: () => false, names: [], skips: [] })
-  require.cache[debugPath] = { id: debugPath, filename: debugPath, loaded: true, exports: factory } as unknown as NodeJS.Module
-  try {
-    return require('mqtt-packet') as typeof MqttPacket
-  } finally {
-    if (saved) require.cache[debugPath] = saved
-    else delete require.cache[debugPath]
-  }
-}
-
-export const mqtt = load()
-
-// mqtt-packet would otherwise build, on its first encode, a cache of 65,536
-// two-byte Buffers for 16-bit numbers: 6 MB of heap that every full GC walks.
-// Writing a number allocates a tiny Buffer instead (a few per packet).
-;(mqtt.writeToStream as unknown as { cacheNumbers: boolean }).cacheNumbers = false
+import { mqtt } from './mqtt-packet.js'
 
 /**
  * Collects what writeToStream writes. mqtt.generate() does the same with a new
@@ -51,7 +18,7 @@ class Collector {
   }
 
   destroy(err?: Error): void {
-    this.error ??= err ?? new Error('encoding failed')
+    this.error ??= err ?? new HookmqError('NOT_ENCODABLE', 'encoding failed')
   }
 
   // writeToStream may listen for these; nothing is emitted

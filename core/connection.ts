@@ -5,7 +5,7 @@ import { Flow } from './flow.js'
 import { Intake, type IntakeContext, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
-import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
+import { HookmqError, ReasonCode, reasonCodeOf, v3ConnackCode } from './errors.js'
 import type { PublishPipeline } from './pipeline.js'
 import type { CoreServices } from './services.js'
 import type { Outlet, Session } from './session.js'
@@ -202,10 +202,10 @@ export class Connection implements Outlet, IntakeOwner {
   }
 
   private fail(err: unknown): void {
-    if (err instanceof HookmqError) this.closeWith(err)
+    if (err instanceof HookmqError) this.refuse(err)
     else {
       this.ctx.log.error({ err, clientId: this.client.id }, 'packet handler failed')
-      this.closeWith(new HookmqError('UNSPECIFIED', err instanceof Error ? err.message : String(err)))
+      this.refuse(new HookmqError('UNSPECIFIED', err instanceof Error ? err.message : String(err)))
     }
   }
 
@@ -272,19 +272,25 @@ export class Connection implements Outlet, IntakeOwner {
   }
 
   /**
-   * The one place an error becomes an MQTT answer: CONNACK before the session
+   * What the client did wrong, or what refused it: counted, told to the
+   * clientError listeners, then answered with its reason code (closeWith).
+   */
+  refuse(err: HookmqError): void {
+    if (!this.isOpen) return
+    this.ctx.clientError(this, err)
+    const code = reasonCodeOf(err)
+    if (code === ReasonCode.MalformedPacket || code === ReasonCode.ProtocolError) {
+      this.ctx.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', { remoteAddress: this.client.remoteAddress, clientId: this.client.id, reason: err.message })
+    }
+    this.closeWith(code, err.message)
+  }
+
+  /**
+   * The one place a close becomes an MQTT answer: CONNACK before the session
    * exists, DISCONNECT (MQTT 5) after, then the socket is closed.
    */
-  closeWith(err: HookmqError | number, reasonString?: string): void {
+  closeWith(code: number, text?: string): void {
     if (!this.isOpen) return
-    const code = typeof err === 'number' ? err : err.reasonCode
-    const text = reasonString ?? (typeof err === 'number' ? undefined : err.message)
-    if (typeof err !== 'number' && code !== ReasonCode.SessionTakenOver) {
-      this.ctx.clientError(this, err)
-      if (code === ReasonCode.MalformedPacket || code === ReasonCode.ProtocolError) {
-        this.ctx.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', { remoteAddress: this.client.remoteAddress, clientId: this.client.id, reason: err.message })
-      }
-    }
     const wasConnected = this.state.kind === 'connected'
     if (this.state.kind === 'awaitingConnect' || this.state.kind === 'authenticating') {
       // a refused CONNECT is answered with CONNACK [MQTT-3.2.2-6]; an unparseable one only when it named an unknown version

@@ -1,6 +1,8 @@
-// The one catalogue of coded errors. Every error that ends a connection carries
-// an MQTT 5 reason code; `closeWith()` in connection.ts is the only place that
-// turns one into a DISCONNECT / CONNACK and a socket close.
+// The one catalogue of coded errors: every error hookmq throws is a
+// HookmqError with a code from ErrorCode, and its MQTT reason code is derived
+// in one place (reasonCodeOf). `Connection.refuse()` turns one into a
+// DISCONNECT / CONNACK and a socket close (`Connection.closeWith()` closes with
+// a reason code chosen on purpose: a takeover, a shutdown, a timeout).
 
 export const ReasonCode = {
   Success: 0x00,
@@ -47,13 +49,12 @@ export const ErrorCode = {
   PROTOCOL_ERROR: ReasonCode.ProtocolError,
   UNSUPPORTED_PROTOCOL: ReasonCode.UnsupportedProtocolVersion,
   CLIENT_ID_INVALID: ReasonCode.ClientIdentifierNotValid,
-  NOT_AUTHORIZED: ReasonCode.NotAuthorized,
-  BAD_CREDENTIALS: ReasonCode.BadUserNameOrPassword,
-  SERVER_BUSY: ReasonCode.ServerBusy,
-  SHUTTING_DOWN: ReasonCode.ServerShuttingDown,
-  KEEPALIVE_TIMEOUT: ReasonCode.KeepAliveTimeout,
-  SESSION_TAKEN_OVER: ReasonCode.SessionTakenOver,
-  TOPIC_FILTER_INVALID: ReasonCode.TopicFilterInvalid,
+  /**
+   * A 3.1.1 CONNECT's keep-alive outside 1..limits.maxKeepalive. 3.1.1 has no
+   * code for it: return code 2, as Mosquitto answers (an MQTT 5 client is told
+   * a Server Keep Alive instead, and connects).
+   */
+  KEEPALIVE_NOT_ALLOWED: ReasonCode.ClientIdentifierNotValid,
   TOPIC_NAME_INVALID: ReasonCode.TopicNameInvalid,
   RECEIVE_MAXIMUM_EXCEEDED: ReasonCode.ReceiveMaximumExceeded,
   TOPIC_ALIAS_INVALID: ReasonCode.TopicAliasInvalid,
@@ -63,10 +64,22 @@ export const ErrorCode = {
   /** a length the MQTT encoding cannot represent (a string over 65,535 bytes, a packet over 268,435,455): never written */
   NOT_ENCODABLE: ReasonCode.ImplementationSpecificError,
   CONFIG_INVALID: ReasonCode.UnspecifiedError,
+  /** the command line was wrong (unknown flag, missing argument) */
+  USAGE: ReasonCode.UnspecifiedError,
+  /** a broker method called at the wrong time (use() after listen(), listen() twice) */
+  BROKER_STATE: ReasonCode.UnspecifiedError,
+  /** a store (Redis) cannot be reached: what needs it is refused */
+  STORE_UNAVAILABLE: ReasonCode.ServerUnavailable,
+  /** ctx.forward to a webhook that is not configured */
+  WEBHOOK_UNKNOWN: ReasonCode.UnspecifiedError,
   /** a hook called what hooks may not (process.exit, process.kill, ...) */
   HOOK_FORBIDDEN: ReasonCode.UnspecifiedError,
-  /** a hook file failed to load when the broker started (hooks.onStartupFailure: exit) */
+  /** a hook file failed to load (compile, top level, definition, config); at start-up with hooks.onStartupFailure exit, the broker does not start */
   HOOK_LOAD_FAILED: ReasonCode.UnspecifiedError,
+  /** a hook answered what its method may not answer: a failed call */
+  HOOK_INVALID_ANSWER: ReasonCode.UnspecifiedError,
+  /** a call reached a hook version that was replaced (its worker answers nothing more) */
+  HOOK_RETIRED: ReasonCode.UnspecifiedError,
   /** a hook's worker stopped (crash, heap limit, terminated when stuck) */
   HOOK_WORKER_LOST: ReasonCode.UnspecifiedError,
   /** a hook did not answer within its deadline */
@@ -86,6 +99,11 @@ export class HookmqError extends Error {
     this.code = `HOOKMQ_ERR_${name}`
     this.reasonCode = ErrorCode[name]
   }
+}
+
+/** The MQTT reason code an error closes a connection with: its own for a HookmqError, else 0x80. */
+export function reasonCodeOf(err: unknown): number {
+  return err instanceof HookmqError ? err.reasonCode : ReasonCode.UnspecifiedError
 }
 
 export function protocolError(message: string): HookmqError {

@@ -21,7 +21,7 @@ export interface IntakeOwner {
   readonly client: ClientInfo
   readonly listener: { readonly name: string }
   lastSeen: number
-  closeWith(err: HookmqError): void
+  refuse(err: HookmqError): void
   beginClose(reasonCode: number): void
   /** a parse error in a CONNECT that named MQTT 5: it is answered with CONNACK */
   refuseConnect5(): void
@@ -74,7 +74,7 @@ export class Intake implements PacketSink {
     this.sawPacket = true
     const length = packet.length ?? 0
     if (length > conn.ctx.config.limits.maxPacketSize) {
-      conn.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${length} bytes exceeds the maximum`))
+      conn.refuse(new HookmqError('PACKET_TOO_LARGE', `packet of ${length} bytes exceeds the maximum`))
     } else if (packet.cmd === 'connect' && length > conn.ctx.config.limits.maxConnectPacketSize) {
       this.refuseConnectSize(length)
     } else conn.onPacket(packet)
@@ -85,8 +85,8 @@ export class Intake implements PacketSink {
     if (!conn.isOpen) return
     // an MQTT 5 CONNECT that breaks a rule is answered CONNACK with the reason code [MQTT-3.1.4-1]
     if (conn.state.kind === 'awaitingConnect' && connectVersion === 5) conn.refuseConnect5()
-    if (err instanceof HookmqError) conn.closeWith(err)
-    else conn.closeWith(new HookmqError(/protocol version/i.test(err.message) ? 'UNSUPPORTED_PROTOCOL' : 'MALFORMED_PACKET', err.message))
+    if (err instanceof HookmqError) conn.refuse(err)
+    else conn.refuse(new HookmqError(/protocol version/i.test(err.message) ? 'UNSUPPORTED_PROTOCOL' : 'MALFORMED_PACKET', err.message))
   }
 
   /** A packet still being received is refused from its declared length, before its body arrives. */
@@ -94,7 +94,7 @@ export class Intake implements PacketSink {
     const limits = this.conn.ctx.config.limits
     if (declared > limits.maxPacketSize) {
       // [MQTT-3.2.2-15]
-      this.conn.closeWith(new HookmqError('PACKET_TOO_LARGE', `packet of ${declared} bytes exceeds the maximum of ${limits.maxPacketSize}`))
+      this.conn.refuse(new HookmqError('PACKET_TOO_LARGE', `packet of ${declared} bytes exceeds the maximum of ${limits.maxPacketSize}`))
     } else if (this.conn.state.kind === 'awaitingConnect' && declared > limits.maxConnectPacketSize) {
       this.refuseConnectSize(declared)
     }
@@ -104,7 +104,7 @@ export class Intake implements PacketSink {
     const conn = this.conn
     const max = conn.ctx.config.limits.maxConnectPacketSize
     conn.ctx.refusals.note('connectTooLarge', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: `${size} bytes` })
-    conn.closeWith(new HookmqError('PACKET_TOO_LARGE', `CONNECT of ${size} bytes exceeds the maximum of ${max}`))
+    conn.refuse(new HookmqError('PACKET_TOO_LARGE', `CONNECT of ${size} bytes exceeds the maximum of ${max}`))
   }
 
   /**

@@ -25,7 +25,6 @@ const USAGE = `usage: hookmq [options]
   --help, --version`
 
 /** Thrown for bad usage: the CLI prints its message on one line. */
-class UsageError extends Error {}
 
 export async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'check') {
@@ -44,7 +43,9 @@ export async function main(argv: string[]): Promise<void> {
     broker = createBroker({ ...rest, hooks: hooks as Record<string, unknown> | undefined, hooksDir: config.hooksDir ?? './hooks' } as HookmqOptions)
     await broker.listen()
   } catch (err) {
-    const message = err instanceof HookmqError || err instanceof UsageError ? err.message : `start-up failed: ${(err as Error).message}`
+    // a mistake in the command line, the config or a hook file names itself; anything else failed starting
+    const named = err instanceof HookmqError && SAYS_ITSELF.has(err.code)
+    const message = named ? err.message : `start-up failed: ${(err as Error).message}`
     process.stderr.write(`hookmq: ${maskCredentials(message)}\n`)
     process.exit(1) // whatever the half-started broker opened must not keep the process alive
   }
@@ -89,7 +90,7 @@ export async function resolveConfig(argv: string[]): Promise<HookmqConfigInput |
       },
     })
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see --help)`)
+    throw usage(`${(err as Error).message.split('\n')[0]} (see --help)`)
   }
   const flags = parsed.values
   if (flags.help) {
@@ -115,9 +116,11 @@ export async function resolveConfig(argv: string[]): Promise<HookmqConfigInput |
 
 function toPort(flag: string, value: string): number {
   const n = Number(value)
-  if (!/^\d+$/.test(value) || n > 65535) throw new UsageError(`${flag} ${JSON.stringify(value)}: expected a port number 0..65535`)
+  if (!/^\d+$/.test(value) || n > 65535) throw usage(`${flag} ${JSON.stringify(value)}: expected a port number 0..65535`)
   return n
 }
+
+const SAYS_ITSELF = new Set<string>(['HOOKMQ_ERR_USAGE', 'HOOKMQ_ERR_CONFIG_INVALID', 'HOOKMQ_ERR_HOOK_LOAD_FAILED'])
 
 /** Looked for in the working directory, in this order, without --config. */
 const CONFIG_FILES = ['hookmq.config.json', 'hookmq.config.ts', 'hookmq.config.mjs', 'hookmq.config.js']
@@ -125,28 +128,31 @@ const CONFIG_FILES = ['hookmq.config.json', 'hookmq.config.ts', 'hookmq.config.m
 async function loadConfigFile(file: string | undefined): Promise<object> {
   const path = file !== undefined ? resolve(file) : CONFIG_FILES.map((f) => resolve(f)).find((p) => existsSync(p))
   if (path === undefined) return {}
-  if (!existsSync(path)) throw new UsageError(`--config ${file}: no such file`)
+  if (!existsSync(path)) throw usage(`--config ${file}: no such file`)
   if (/\.[cm]?ts$/.test(path)) {
     // TypeScript, through defineConfig: compiled by esbuild like a hook file ('hookmq' and 'zod' resolve to the broker's own)
     try {
       return { ...(evaluate(await compile(path), hookModules) as object | undefined ?? {}) }
     } catch (err) {
       const e = asLoadError(err, path)
-      throw new UsageError(`${where(e, path)}: ${e.message.split('\n')[0]}`)
+      throw usage(`${where(e, path)}: ${e.message.split('\n')[0]}`)
     }
   }
   if (path.endsWith('.json')) {
+    let parsed: Record<string, unknown>
     try {
-      return JSON.parse(readFileSync(path, 'utf8')) as object
+      parsed = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
     } catch (err) {
-      throw new UsageError(`${file}: ${(err as Error).message}`)
+      throw usage(`${path}: ${(err as Error).message}`)
     }
+    delete parsed.$schema // it names docs/hookmq.config.schema.json, for editors
+    return parsed
   }
   if (/\.(m?js)$/.test(path)) {
     const mod = await import(pathToFileURL(path).href) as { default?: object }
     return { ...(mod.default ?? {}) }
   }
-  throw new UsageError(`--config ${file}: expected a .json, .ts, .js or .mjs file`)
+  throw usage(`--config ${file}: expected a .json, .ts, .js or .mjs file`)
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -228,4 +234,9 @@ async function deadLetters(argv: string[]): Promise<number> {
   } finally {
     redis.disconnect()
   }
+}
+
+/** A mistake on the command line: said in one line, exit code 1. */
+function usage(message: string): HookmqError {
+  return new HookmqError('USAGE', message)
 }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire, SourceMap } from 'node:module'
 import { dirname, resolve } from 'node:path'
 import { enterHook, guardedProcess, leaveHook } from './sandbox/guard.js'
+import { HookmqError } from '../core/errors.js'
 
 // Compiling and evaluating one hook file. esbuild bundles the file with its
 // relative imports into CommonJS; packages stay external and are required at
@@ -23,9 +24,10 @@ export interface LoadError {
   column?: number
 }
 
-export class HookLoadError extends Error implements LoadError {
+/** A hook file that did not load, where (HOOKMQ_ERR_HOOK_LOAD_FAILED). */
+export class HookLoadError extends HookmqError implements LoadError {
   constructor(message: string, readonly file?: string, readonly line?: number, readonly column?: number) {
-    super(message)
+    super('HOOK_LOAD_FAILED', message)
   }
 }
 

@@ -100,7 +100,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   /** `ctx.publish` of every hook: the message is checked as a transform's answer is (a topic it may publish to, not `$SYS`; a publisher's properties) */
   private readonly publish = (m: PublishOptions): Promise<void> => {
-    if (!this.broker) return Promise.reject(new Error('broker not started'))
+    if (!this.broker) return Promise.reject(new HookmqError('BROKER_STATE', 'broker not started'))
     try {
       this.checkTransform(m)
     } catch (err) {
@@ -249,7 +249,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   private checkName(name: string, key: string): void {
     const clash = this.entries.find((e) => e.name === name && e.key !== key)
-    if (clash) throw new Error(`hook name "${name}" is already used by ${clash.file ?? 'an embedded hook'}`)
+    if (clash) throw new HookmqError('HOOK_LOAD_FAILED', `hook name "${name}" is already used by ${clash.file ?? 'an embedded hook'}`)
   }
 
   private timeoutOf(name: string, declared: number | undefined): number {
@@ -423,7 +423,7 @@ function byOrder(a: Entry, b: Entry): number {
 }
 
 function makeForward(forward: HostOptions['forward'], hook: string): (webhook: string, body: unknown) => Promise<void> {
-  return (webhook, body) => (forward ? forward(webhook, body, hook) : Promise.reject(new Error('no webhooks are configured')))
+  return (webhook, body) => (forward ? forward(webhook, body, hook) : Promise.reject(new HookmqError('WEBHOOK_UNKNOWN', 'no webhooks are configured')))
 }
 
 /** A worker-isolated hook's definition as this thread sees it: what it declared, its methods as markers (they run in the worker). */
@@ -435,7 +435,7 @@ function remoteDef(meta: HookMeta): HookDefinition {
 }
 
 function inWorker(): never {
-  throw new Error('this hook runs in its worker')
+  throw new HookmqError('BROKER_STATE', 'this hook runs in its worker')
 }
 
 /** Logs a hook's failed calls at the hook's own file and line; at most one line a second, with the count of the others. */

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
 import * as zod from 'zod'
-import { createBroker as createCoreBroker, createLogger, maskCredentials, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
+import { createBroker as createCoreBroker, createLogger, HookmqError, maskCredentials, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
 import { RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore } from './redis/retained.js'
 import { RedisSessionStore } from './redis/stores.js'
@@ -117,7 +117,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
       name: 'redis',
       start: () => redis.connect().catch((err: Error) => {
         redis.disconnect() // no reconnecting in the background of a broker that did not start
-        throw new Error(maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
+        throw new HookmqError('STORE_UNAVAILABLE', maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
       }),
       stop: () => quitRedis(redis),
     })
@@ -134,7 +134,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     defaultTimeoutMs: broker.config.hookTimeoutMs,
     revokedSubscriptions: broker.config.revokedSubscriptions,
     limits: broker.config.limits,
-    forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new Error('no webhooks are configured'))),
+    forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new HookmqError('WEBHOOK_UNKNOWN', 'no webhooks are configured'))),
     modules: hookModules,
     quarantine: hooksDir !== undefined ? new Quarantine(resolve(broker.config.hooksDir)) : undefined,
   })

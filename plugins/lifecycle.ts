@@ -4,6 +4,7 @@ import { newMessage, type Message, type MessageProperties } from '../core/types.
 import type { HookContext, HookDefinition } from './define.js'
 import type { TransformPatch } from './schemas.js'
 import { enterHook, leaveHook } from './sandbox/guard.js'
+import { HookmqError } from '../core/errors.js'
 
 // A hook version's life: config parsed, setup run, teardown run once its
 // calls have finished. And the one way a transform answer changes a message.
@@ -24,7 +25,7 @@ export function parseHookConfig(def: HookDefinition, value: unknown): unknown {
   const issue = r.error.issues[0]!
   const key = ['hooks', def.name, ...issue.path.map(String)].join('.')
   const extra = issue.code === 'unrecognized_keys' ? `unknown key "${issue.keys[0]}"` : issue.message
-  throw new Error(`config ${key}: ${extra}`)
+  throw new HookmqError('CONFIG_INVALID', `config ${key}: ${extra}`)
 }
 
 export async function runSetup(def: HookDefinition, base: { name: string; config: unknown; log: Logger; publish(m: PublishOptions): Promise<void>; forward(webhook: string, body: unknown): Promise<void> }): Promise<SetupResult> {
@@ -34,7 +35,7 @@ export async function runSetup(def: HookDefinition, base: { name: string; config
   if (def.setup) {
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`setup did not finish within ${SETUP_DEADLINE_MS} ms`)), SETUP_DEADLINE_MS)
+      timer = setTimeout(() => reject(new HookmqError('HOOK_TIMEOUT', `setup did not finish within ${SETUP_DEADLINE_MS} ms`)), SETUP_DEADLINE_MS)
     })
     try {
       const r = await Promise.race([Promise.resolve(callHook(() => def.setup!(ctx))), deadline])

@@ -5,6 +5,7 @@ import { ReasonCode } from '../core/errors.js'
 import { checkMessageProperties } from '../core/properties.js'
 import { checkTopicName } from '../core/topic.js'
 import type { HookDefinition } from './define.js'
+import { HookmqError } from '../core/errors.js'
 
 // zod schemas for what a hook file exports and for every answer a hook gives.
 // Answers are normalised here into the core's explicit decisions.
@@ -34,13 +35,13 @@ export const hookModuleSchema = z.strictObject({
 
 /** Checks a module's default export; returns it typed or throws a one-line reason. */
 export function checkHookModule(value: unknown): HookDefinition {
-  if (value === undefined) throw new Error('no default export: `export default defineHook({ ... })`')
+  if (value === undefined) throw new HookmqError('HOOK_LOAD_FAILED', 'no default export: `export default defineHook({ ... })`')
   const r = hookModuleSchema.safeParse(value)
   if (!r.success) {
     const issue = r.error.issues[0]!
     const where = issue.path.join('.')
     const what = issue.code === 'unrecognized_keys' ? `unknown key "${issue.keys[0]}"` : issue.message
-    throw new Error(`invalid hook${where ? ` (${where})` : ''}: ${what}`)
+    throw new HookmqError('HOOK_LOAD_FAILED', `invalid hook${where ? ` (${where})` : ''}: ${what}`)
   }
   return value as HookDefinition
 }
@@ -54,7 +55,11 @@ export const PASS = Object.freeze({ result: 'pass' as const })
 const ALLOW = Object.freeze({ result: 'allow' as const })
 
 /** Thrown for an answer that fails its schema: counted as the hook's error. */
-export class InvalidAnswer extends Error {}
+export class InvalidAnswer extends HookmqError {
+  constructor(message: string) {
+    super('HOOK_INVALID_ANSWER', message)
+  }
+}
 
 function invalid(kind: string, issue: z.core.$ZodIssue | undefined): InvalidAnswer {
   return new InvalidAnswer(`invalid ${kind} answer${issue?.path.length ? ` at ${issue.path.join('.')}` : ''}: ${issue?.message ?? 'unexpected value'}`)

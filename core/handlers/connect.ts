@@ -38,7 +38,7 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
   conn.client.username = packet.username
   conn.keepaliveMs = plan.keepalive * 1500 // [MQTT-3.1.2-22] 1.5 times the keep alive
   if (conn.ctx.connectionCount > conn.ctx.config.limits.maxConnections) {
-    conn.closeWith(new HookmqError('QUOTA_EXCEEDED', 'too many connections'))
+    conn.refuse(new HookmqError('QUOTA_EXCEEDED', 'too many connections'))
     return
   }
   conn.state = { kind: 'authenticating' }
@@ -96,21 +96,21 @@ function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | u
   let assigned = false
   if (clientId.length === 0) {
     if (!v5 && (conn.protocolVersion === 3 || !packet.clean)) { // [MQTT-3.1.3-8]
-      conn.closeWith(new HookmqError('CLIENT_ID_INVALID', 'an empty client id needs clean session'))
+      conn.refuse(new HookmqError('CLIENT_ID_INVALID', 'an empty client id needs clean session'))
       return undefined
     }
     clientId = 'hookmq-' + randomBytes(9).toString('base64url') // [MQTT-3.1.3-6]
     assigned = v5
   }
   if (clientId.includes('\ufffd') || clientId.includes('\u0000')) {
-    conn.closeWith(new HookmqError('CLIENT_ID_INVALID', 'client id is not valid UTF-8'))
+    conn.refuse(new HookmqError('CLIENT_ID_INVALID', 'client id is not valid UTF-8'))
     return undefined
   }
   let keepalive = packet.keepalive ?? 0
   let keepaliveChanged = false
   if (keepalive > limits.maxKeepalive || (keepalive === 0 && limits.maxKeepalive < 65535)) {
     if (!v5) { // a v3 client cannot be told another keep-alive
-      conn.closeWith(new HookmqError('CLIENT_ID_INVALID', `keep-alive must be 1..${limits.maxKeepalive} s`))
+      conn.refuse(new HookmqError('KEEPALIVE_NOT_ALLOWED', `keep-alive must be 1..${limits.maxKeepalive} s`))
       return undefined
     }
     keepalive = limits.maxKeepalive

@@ -6,6 +6,7 @@ import { groupField, RemoteGroups } from './groups.js'
 import { Handover } from './handover.js'
 import { StreamReader } from './streams.js'
 import { willToJson } from './stores.js'
+import { HookmqError } from '../../core/index.js'
 
 // Several hookmq nodes on one Redis as one broker. What Redis holds (prefix first):
 //   nodes                 set of registered node ids
@@ -129,7 +130,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
 
   publish(message: Message): Promise<void> | undefined {
     if (this.peers.size === 0) return undefined // nobody reads this node's stream
-    if (!this.available) return message.qos === 0 ? undefined : Promise.reject(new Error('Redis is unavailable'))
+    if (!this.available) return message.qos === 0 ? undefined : Promise.reject(new HookmqError('STORE_UNAVAILABLE', 'Redis is unavailable'))
     const p = this.append('m', busMessageToJson(message))
     if (message.qos > 0) return p
     p.catch(this.busFailed)

@@ -10,6 +10,7 @@ import { exitProcess, guardProcess } from './guard.js'
 import * as hookApi from './hook-api.js'
 import { answerCode, batchTable, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
 import { LOG_LEVELS, MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
+import { HookmqError } from '../../core/errors.js'
 
 // A hook's own thread. It waits for `load` (kept warm until then: a spare
 // worker has this module and zod loaded already), evaluates the hook file,
@@ -244,7 +245,7 @@ function request(kind: 'publish' | 'forward', args: unknown[]): Promise<void> {
 }
 
 async function retire(ms: number): Promise<void> {
-  for (const c of controllers.values()) c.abort(new Error('the hook version was retired'))
+  for (const c of controllers.values()) c.abort(new HookmqError('HOOK_RETIRED', 'the hook version was retired'))
   if (def && setup) {
     setup.abort()
     let timer: NodeJS.Timeout | undefined

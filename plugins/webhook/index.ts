@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
-import { Matches, throttled, TopicTree } from '../../core/index.js'
+import { HookmqError, Matches, throttled, TopicTree } from '../../core/index.js'
 import { version } from '../version.js'
 import type { WebhookConfig } from '../config.js'
 import { deliveryId, fromEvent, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
@@ -146,7 +146,7 @@ export class WebhookPlugin implements BrokerPlugin {
 
   /** `ctx.forward(name, body)` from a hook: same outbox, retries and signing. */
   forward(webhook: string, body: unknown, hook?: string): Promise<void> {
-    if (!this.dispatchers.has(webhook)) return Promise.reject(new Error(`no webhook named "${webhook}"`))
+    if (!this.dispatchers.has(webhook)) return Promise.reject(new HookmqError('WEBHOOK_UNKNOWN', `no webhook named "${webhook}"`))
     const delivery: Delivery = { id: deliveryId(this.nodeId), event: 'custom', timestamp: new Date().toISOString(), hook, body }
     return Promise.resolve(this.enqueue(webhook, delivery))
   }
