@@ -1,8 +1,8 @@
 import type { IPublishPacket, Packet } from 'mqtt-packet'
-import { mqtt } from './codec.js'
+import { ParserBase, type PacketInProgress } from './mqtt-packet.js'
 import { malformed } from './errors.js'
 import { scanProperties, type PropertyLimits } from './properties.js'
-import { connectProblem, propertiesProblem, stringProblem, type ParsedConnect } from './wire-rules.js'
+import { connectProblem, propertiesProblem, stringProblem } from './wire-rules.js'
 
 // Reading packets without a parser per connection. An mqtt-packet Parser (with
 // its BufferList stream) weighs about 2 KB; most chunks a broker reads hold
@@ -16,8 +16,9 @@ import { connectProblem, propertiesProblem, stringProblem, type ParsedConnect } 
 // measured before mqtt-packet parses it (about 3 µs per User Property: a 1 MB
 // block of 150,000 takes half a second), walked without allocating when it could
 // hold more User Properties than allowed, and skipped when over the limits.
-// These are the library's internals (test/unit/packet-reader.test.ts and
-// property-limits.test.ts fail if they change).
+// These are the library's internals, declared in core/mqtt-packet.ts (with
+// the version they were read from, pinned; test/unit/mqtt-packet.test.ts fails
+// if they change).
 
 /** A PUBLISH whose property block exceeded the limits: not parsed (only its Topic Alias kept), `refusedProperties` says why. */
 export type RefusablePublish = IPublishPacket & { refusedProperties?: string }
@@ -27,39 +28,6 @@ export interface PacketSink {
   /** `connectVersion`: the error was in a CONNECT that named this protocol level */
   onParseError(err: Error, connectVersion: number | undefined): void
 }
-
-interface BufferList {
-  length: number
-  _bufs: Buffer[]
-  slice(start: number, end: number): Buffer
-  readUInt8(i: number): number
-}
-
-interface PacketInProgress extends ParsedConnect {
-  cmd: string | null
-  clientId?: string
-  length: number
-}
-
-/** The parts of mqtt-packet's Parser this module relies on. */
-interface ParserInternals {
-  error: Error | null
-  settings: { protocolVersion: number }
-  _list: BufferList
-  _pos: number
-  _stateCounter: number
-  packet: PacketInProgress
-  parser(opts: { protocolVersion: number }): this
-  parse(buf: Buffer): number
-  on(event: string, fn: (...args: never[]) => void): this
-  _emitError(err: Error): void
-  _parseNum(): number
-  _parseHeader(): boolean | undefined
-  _parseConnect(): PacketInProgress | undefined
-  _parseProperties(): object | false
-}
-
-const ParserBase = Object.getPrototypeOf(mqtt.parser({ protocolVersion: 4 })).constructor as new () => ParserInternals
 
 class WireParser extends ParserBase {
   sink: PacketSink | null = null

@@ -1,0 +1,79 @@
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import type * as MqttPacket from 'mqtt-packet'
+import type { ParsedConnect } from './wire-rules.js'
+
+// Everything hookmq does to mqtt-packet beyond its public API, in one place:
+// the codec loaded without `debug`, its number cache off, and the parser
+// internals packet-reader.ts subclasses. They were read from mqtt-packet
+// MQTT_PACKET_VERSION (package.json pins it exactly); test/unit/mqtt-packet.test.ts
+// checks that version and every internal named here, and fails if one changes.
+
+/** The mqtt-packet version whose internals this module relies on. */
+export const MQTT_PACKET_VERSION = '9.0.2'
+
+// The MQTT codec is mqtt-packet. Its parser calls `debug()` at every state of
+// every packet; with the `debug` package that costs a rest-args call and a
+// getter each time (about 8% of the broker's CPU under load, by profile) even
+// when nothing is logged. Unless DEBUG names mqtt-packet, the codec is loaded
+// with a no-op logger in place of `debug`; nothing else sees the substitute.
+
+const require = createRequire(import.meta.url)
+
+function load(): typeof MqttPacket {
+  const wanted = /(^|,)\s*(\*|mqtt-packet)/.test(process.env.DEBUG ?? '')
+  const entry = require.resolve('mqtt-packet')
+  if (wanted || require.cache[entry]) return require('mqtt-packet') as typeof MqttPacket
+  const debugPath = createRequire(join(dirname(entry), 'parser.js')).resolve('debug')
+  const saved = require.cache[debugPath]
+  const noop = Object.assign(() => {}, { enabled: false, extend: () => noop, log: () => {} })
+  const factory = Object.assign(() => noop, { enable: () => {}, disable: () => '', enabled: () => false, names: [], skips: [] })
+  require.cache[debugPath] = { id: debugPath, filename: debugPath, loaded: true, exports: factory } as unknown as NodeJS.Module
+  try {
+    return require('mqtt-packet') as typeof MqttPacket
+  } finally {
+    if (saved) require.cache[debugPath] = saved
+    else delete require.cache[debugPath]
+  }
+}
+
+export const mqtt = load()
+
+// mqtt-packet would otherwise build, on its first encode, a cache of 65,536
+// two-byte Buffers for 16-bit numbers: 6 MB of heap that every full GC walks.
+// Writing a number allocates a tiny Buffer instead (a few per packet).
+;(mqtt.writeToStream as unknown as { cacheNumbers: boolean }).cacheNumbers = false
+
+interface BufferList {
+  length: number
+  _bufs: Buffer[]
+  slice(start: number, end: number): Buffer
+  readUInt8(i: number): number
+}
+
+export interface PacketInProgress extends ParsedConnect {
+  cmd: string | null
+  clientId?: string
+  length: number
+}
+
+/** The parts of mqtt-packet's Parser this module relies on. */
+export interface ParserInternals {
+  error: Error | null
+  settings: { protocolVersion: number }
+  _list: BufferList
+  _pos: number
+  _stateCounter: number
+  packet: PacketInProgress
+  parser(opts: { protocolVersion: number }): this
+  parse(buf: Buffer): number
+  on(event: string, fn: (...args: never[]) => void): this
+  _emitError(err: Error): void
+  _parseNum(): number
+  _parseHeader(): boolean | undefined
+  _parseConnect(): PacketInProgress | undefined
+  _parseProperties(): object | false
+}
+
+/** mqtt-packet's Parser class, to subclass (packet-reader.ts). */
+export const ParserBase = Object.getPrototypeOf(mqtt.parser({ protocolVersion: 4 })).constructor as new () => ParserInternals
