@@ -1,6 +1,8 @@
-// Rewrites the configuration table in README.md from the zod schema (run: npm run docs).
+// Writes what is derived from the zod config schema (run: npm run docs): the
+// configuration table in README.md, and docs/hookmq.config.schema.json (the
+// JSON Schema of hookmq.config.json, for editors: "$schema" in the file).
 import { readFileSync, writeFileSync } from 'node:fs'
-import { configReference } from '../dist/core/config.js'
+import { configJsonSchema, configReference } from '../dist/core/config.js'
 import { hookmqConfigSchema } from '../dist/plugins/config.js'
 
 const readme = new URL('../README.md', import.meta.url)
@@ -13,3 +15,4 @@ const a = text.indexOf(start)
 const b = text.indexOf(end)
 if (a < 0 || b < a) throw new Error('README.md lacks the config markers')
 writeFileSync(readme, text.slice(0, a + start.length) + '\n' + table + '\n' + text.slice(b))
+writeFileSync(new URL('../docs/hookmq.config.schema.json', import.meta.url), JSON.stringify({ ...configJsonSchema(hookmqConfigSchema), title: 'hookmq.config.json' }, null, 2) + '\n')

@@ -159,52 +159,53 @@ function showValue(v: unknown): string {
   return s.length > 60 ? s.slice(0, 57) + '...' : s
 }
 
-/** Rows of the config reference: key, type, default, description. */
+/** The JSON Schema of a config file's input (what a user writes), from the zod schema. */
+export function configJsonSchema(schema: z.ZodType = configSchema): JsonSchema {
+  return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchema
+}
+
+/** The parts of a JSON Schema the config reference reads. */
+export interface JsonSchema {
+  type?: string | string[]
+  properties?: Record<string, JsonSchema>
+  items?: JsonSchema
+  anyOf?: JsonSchema[]
+  oneOf?: JsonSchema[]
+  default?: unknown
+  description?: string
+}
+
+/** Rows of the config reference (README): key, default, description; read from the JSON Schema. */
 export function configReference(schema: z.ZodType = configSchema): Array<{ key: string; default: string; description: string }> {
   const rows: Array<{ key: string; default: string; description: string }> = []
-  walk(schema, '', rows)
+  walk(configJsonSchema(schema), '', rows)
   return rows
 }
 
-function walk(schema: z.ZodType, prefix: string, rows: Array<{ key: string; default: string; description: string }>): void {
-  const shape = (schema as unknown as { shape?: Record<string, z.ZodType> }).shape
-  if (!shape) return
-  for (const [name, field] of Object.entries(shape)) {
+function walk(schema: JsonSchema, prefix: string, rows: Array<{ key: string; default: string; description: string }>): void {
+  for (const [name, field] of Object.entries(objectOf(schema)?.properties ?? {})) {
     const key = prefix ? `${prefix}.${name}` : name
-    const def = defaultOf(field)
-    rows.push({ key, default: def === undefined ? '' : JSON.stringify(def), description: field.description ?? '' })
-    const inner = unwrapObject(field)
+    const inner = objectOf(field)
+    // a section's own default ({}, its keys' defaults apply) says nothing the rows below it do not
+    const shown = field.default === undefined || (inner !== undefined && isEmptyObject(field.default)) ? '' : JSON.stringify(field.default)
+    rows.push({ key, default: shown, description: field.description ?? '' })
     if (inner) walk(inner, key, rows)
-    const element = unwrapArrayElement(field)
-    if (element) walk(element, `${key}[]`, rows)
+    const element = arrayOf(field)?.items
+    if (element && objectOf(element)) walk(element, `${key}[]`, rows)
   }
 }
 
-function defaultOf(field: z.ZodType): unknown {
-  const def = (field as unknown as { _zod: { def: { type: string; defaultValue?: unknown; innerType?: z.ZodType } } })._zod.def
-  if (def.type === 'default') return def.defaultValue
-  if (def.type === 'prefault') return undefined
-  return undefined
+/** `schema` when it describes an object with properties, or its first option that does. */
+function objectOf(schema: JsonSchema): JsonSchema | undefined {
+  if (schema.properties !== undefined) return schema
+  return (schema.anyOf ?? schema.oneOf)?.find((o) => o.properties !== undefined)
 }
 
-function unwrapObject(field: z.ZodType): z.ZodType | undefined {
-  let cur: z.ZodType | undefined = field
-  for (let i = 0; i < 5 && cur; i++) {
-    const def: { type: string; innerType?: z.ZodType; options?: z.ZodType[]; in?: z.ZodType } = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; options?: z.ZodType[]; in?: z.ZodType } } })._zod.def
-    if (def.type === 'object') return cur
-    if (def.type === 'union') cur = def.options?.find((o: z.ZodType) => (o as unknown as { shape?: unknown }).shape !== undefined)
-    else if (def.type === 'pipe') cur = def.in // a transformed object: document its input
-    else cur = def.innerType
-  }
-  return undefined
+function isEmptyObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0
 }
 
-function unwrapArrayElement(field: z.ZodType): z.ZodType | undefined {
-  let cur: z.ZodType | undefined = field
-  for (let i = 0; i < 5 && cur; i++) {
-    const def: { type: string; innerType?: z.ZodType; element?: z.ZodType } = (cur as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; element?: z.ZodType } } })._zod.def
-    if (def.type === 'array') return def.element ? unwrapObject(def.element) : undefined
-    cur = def.innerType
-  }
-  return undefined
+function arrayOf(schema: JsonSchema): JsonSchema | undefined {
+  if (schema.items !== undefined) return schema
+  return (schema.anyOf ?? schema.oneOf)?.find((o) => o.items !== undefined)
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
-import { configReference, parseConfig, parseConfigWith } from '../../core/config.js'
+import { configJsonSchema, configReference, parseConfig, parseConfigWith } from '../../core/config.js'
 import { HookmqError } from '../../core/errors.js'
 import { hookmqConfigSchema } from '../../plugins/config.js'
 
@@ -44,6 +44,16 @@ test('README config reference matches the schema', () => {
   const documented = [...readme.matchAll(/^\| `([a-zA-Z.[\]]+)` \|/gm)].map((m) => m[1])
   const keys = new Set(configReference(hookmqConfigSchema).map((r) => r.key))
   for (const k of documented) assert.ok(keys.has(k!), `README documents unknown key ${k}`)
+})
+
+test('docs/hookmq.config.schema.json is the schema\'s JSON Schema (npm run docs writes it), and describes what parseConfig accepts', () => {
+  const shipped = JSON.parse(readFileSync(new URL('../../../docs/hookmq.config.schema.json', import.meta.url), 'utf8')) as Record<string, unknown>
+  const { title, ...rest } = shipped
+  assert.equal(title, 'hookmq.config.json')
+  assert.deepEqual(rest, JSON.parse(JSON.stringify(configJsonSchema(hookmqConfigSchema))), 'docs/hookmq.config.schema.json is stale: npm run docs')
+  const props = (rest as { properties: Record<string, { default?: unknown }> }).properties
+  assert.equal(props.port!.default, 1883)
+  assert.ok('limits' in props && 'hooks' in props && 'redis' in props && 'webhooks' in props)
 })
 
 test('redis: a node timeout shorter than two heartbeats is refused by name', () => {
