@@ -28,17 +28,17 @@ export function tlsOptions(host: ListenerHost, files: TlsFiles, key: string): tl
   }
 }
 
-export async function startTls(broker: ListenerHost, host: string, port: number, files: TlsFiles): Promise<Listener> {
-  const server = tls.createServer(tlsOptions(broker, files, 'tls'), (socket) => {
+export async function startTls(host: ListenerHost, address: string, port: number, files: TlsFiles): Promise<Listener> {
+  const server = tls.createServer(tlsOptions(host, files, 'tls'), (socket) => {
     socket.setNoDelay(true)
-    const info = { name: 'tls', loopback: isLoopback(host), certificate: () => peerCertificate(socket) }
-    broker.accept(socket, info, socket.remoteAddress ?? '')
+    const info = { name: 'tls', loopback: isLoopback(address), certificate: () => peerCertificate(socket) }
+    host.accept(socket, info, socket.remoteAddress ?? '')
   })
-  const pendingInfo = { name: 'tls', loopback: isLoopback(host) }
+  const pendingInfo = { name: 'tls', loopback: isLoopback(address) }
   // counted and timed from the TCP accept: a socket that never finishes its handshake is closed after connectTimeoutMs
-  server.on('connection', (raw: net.Socket) => broker.admitPending(raw, pendingInfo, raw.remoteAddress ?? ''))
-  server.on('tlsClientError', (err) => broker.log.debug({ err }, 'TLS handshake failed'))
-  return listenServer(server, 'tls', 'mqtts', host, port)
+  server.on('connection', (raw: net.Socket) => host.admitPending(raw, pendingInfo, raw.remoteAddress ?? ''))
+  server.on('tlsClientError', (err) => host.log.debug({ err }, 'TLS handshake failed'))
+  return listenServer(server, 'tls', 'mqtts', address, port)
 }
 
 export function peerCertificate(socket: tls.TLSSocket): object | undefined {
