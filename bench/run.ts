@@ -253,7 +253,7 @@ async function main(): Promise<void> {
   for (const sc of scenarios) {
     if (only && !only.some((o) => sc.name.startsWith(o))) continue
     if (sc.redis && redisServer === undefined) continue
-    const list = (sc.brokers ?? brokers).filter((b) => picked === undefined || b === 'relay' || picked.includes(b))
+    const list = (sc.brokers ?? brokers).filter((b) => picked === undefined || b === 'relay' || brokers.includes(b))
     if (sc.runAll !== undefined) {
       await sc.runAll(sc, list)
       continue
