@@ -46,15 +46,20 @@ let patched = false
 let realExit: (code?: number) => never = process.exit.bind(process)
 
 /**
- * Which hook's synchronous code runs now (its watch id; 0: none), readable by
- * the watchdog's thread without this one's help (when it cannot be
- * interrupted, in native code, it still knows whom to quarantine).
+ * [0]: which hook's synchronous code runs now (its watch id; 0: none), readable
+ * by the watchdog's thread without this one's help (when it cannot be
+ * interrupted, in native code, it still knows whom to quarantine). [1]: how
+ * many hook calls have begun (the watchdog's sign of progress while timers
+ * wait behind a long turn of the event loop).
  */
-export const runningHook = new Int32Array(new SharedArrayBuffer(4))
+export const runningHook = new Int32Array(new SharedArrayBuffer(8))
 
 /** Hook code runs (synchronously) between enter() and leave(): the real process members refuse meanwhile. */
 export function enterHook(watchId = 0): void {
-  if (depth++ === 0) runningHook[0] = watchId
+  if (depth++ === 0) {
+    runningHook[0] = watchId
+    runningHook[1]++ // calls begun: a loop busy with many short calls is not blocked by one
+  }
 }
 
 export function leaveHook(): void {

@@ -18,6 +18,10 @@ export class ProcessGuard {
       blockedLoopMs: host.settings.blockedLoopMs,
       log,
       quarantine: host.options.quarantine,
+      work: () => {
+        const s = host.broker?.stats
+        return s === undefined ? 0 : s.received[0] + s.received[1] + s.received[2] + s.sent[0] + s.sent[1] + s.sent[2] + s.connectionsTotal
+      },
       locate: (url, line, column) => {
         const s = host.scriptOf(url)
         if (s === undefined) return undefined

@@ -4,8 +4,10 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { Quarantine } from './quarantine.js'
 
 // The watchdog's own thread. The broker's thread bumps a counter in shared
-// memory every quarter of `blockedLoopMs`; when the counter stands still that
-// long, the event loop is blocked. Then this thread connects to the broker's
+// memory every quarter of `blockedLoopMs`, and counts every hook call it
+// begins; when neither moves that long, the event loop is blocked (a turn of
+// the loop that reads a flood of packets can keep timers waiting for seconds:
+// calls still beginning mean it is busy, not stuck). Then this thread connects to the broker's
 // thread through the inspector and has it evaluate the watchdog's report
 // (watchdog.ts): an inspector evaluation runs even inside a busy loop, on top
 // of the stuck frames, so the report reads from its own stack which hook
@@ -24,7 +26,9 @@ parentPort!.on('message', (m: { id: number; forget?: true; name: string; file: s
 })
 const REPORT = `globalThis[Symbol.for('hookmq.watchdog')]`
 
-let last = Atomics.load(beat, 0)
+/** both counters: the timer's beats and the hook calls begun */
+const progress = (): number => (Atomics.load(beat, 0) + Atomics.load(runningHook, 1)) | 0
+let last = progress()
 let lastChange = performance.now()
 /** 0: none; 1: investigated once; 2: investigated for the last time */
 let incident = 0
@@ -33,7 +37,7 @@ const FINAL = 5
 
 setInterval(() => {
   const now = performance.now()
-  const v = Atomics.load(beat, 0)
+  const v = progress()
   if (v !== last) {
     last = v
     lastChange = now
@@ -63,8 +67,13 @@ function investigate(blockedMs: number, final: boolean): void {
     process.kill(process.pid, 'SIGKILL')
   }, 2000)
   // runs inside the busy loop (the inspector interrupts it): the report reads its own stack there
-  session.post('Runtime.evaluate', { expression: `${REPORT}?.(${blockedMs}, ${final})`, returnByValue: true }, () => {
+  session.post('Runtime.evaluate', { expression: `${REPORT}?.(${blockedMs}, ${final})`, returnByValue: true }, (_err, answer) => {
     clearTimeout(giveUp) // not a hook's doing (it answered instead of ending the process): keep watching
     session.disconnect()
+    // 'busy': the thread was somewhere else than at the first look: working, not stuck; watch afresh
+    if ((answer as { result?: { value?: unknown } } | undefined)?.result?.value === 'busy') {
+      incident = 0
+      lastChange = performance.now()
+    }
   })
 }

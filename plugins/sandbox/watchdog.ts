@@ -28,6 +28,8 @@ export interface WatchdogOptions {
   /** the hook whose compiled code a stack frame (its script URL, 1-based line and column) is in */
   locate(url: string, line: number, column: number): HookAt | undefined
   quarantine: Quarantine | undefined
+  /** a count of the broker's work (packets in and out, connections): moving, the thread is busy, not stuck */
+  work?: () => number
 }
 
 /** A frame of a hook's evaluated code in a stack: its script URL (`file#hookmq-N`), 1-based line and column. */
@@ -50,7 +52,14 @@ function ensureThread(ms: number, log: Logger): void {
   timer.unref()
   thread = { worker, timer, ms }
   for (const w of active) w.renote()
-  ;(globalThis as Record<symbol, unknown>)[REPORT] = (blockedMs: number, final: boolean): boolean => {
+  let firstLook = ''
+  let firstWork = 0
+  const work = (): number => {
+    let n = 0
+    for (const w of active) n += w.work()
+    return n
+  }
+  ;(globalThis as Record<symbol, unknown>)[REPORT] = (blockedMs: number, final: boolean): string => {
     // evaluated by the inspector on top of whatever holds the thread: this stack shows it
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 200
@@ -59,8 +68,16 @@ function ensureThread(ms: number, log: Logger): void {
     for (const w of active) w.report(blockedMs, stack) // exits when a hook of that broker is on the stack
     const top = stack.split('\n').slice(2, 6).map((l) => l.trim())
     if (!final) {
+      firstLook = top.join('\n')
+      firstWork = work()
       log.warn({ blockedMs, stack: top }, 'event loop blocked, not in a hook')
-      return false
+      return 'warned'
+    }
+    // a hang stays where it is and gets nothing done; a thread found elsewhere than at the first look, or
+    // one that has handled packets since, is busy (a long turn of the loop), not stuck
+    if (top.join('\n') !== firstLook || work() !== firstWork) {
+      log.warn({ blockedMs, stack: top }, 'event loop busy for a long turn, not stuck: watching again')
+      return 'busy'
     }
     log.fatal({ blockedMs, stack: top, exitCode: EXIT_CODE }, `event loop blocked for ${blockedMs} ms (no hook on its stack): exiting for a restart`)
     exitProcess(EXIT_CODE)
@@ -113,6 +130,10 @@ export class Watchdog {
   }
 
   /** Runs on the blocked thread itself (an inspector evaluation): ends the process when one of this broker's hooks is on the stack. */
+  work(): number {
+    return this.options.work?.() ?? 0
+  }
+
   report(blockedMs: number, stack: string): void {
     const { log, quarantine } = this.options
     for (const m of stack.matchAll(HOOK_FRAME)) {

@@ -5,6 +5,9 @@ import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
+import mqttPacket from 'mqtt-packet'
+import net from 'node:net'
+import { once } from 'node:events'
 import { defer, hooksFolder, publishCode, until } from '../helpers.js'
 
 // The sandbox on the broker as operators run it: its own process, started by
@@ -135,6 +138,33 @@ export default defineHook({ name: 'sly', authorizePublish: ({ topic }) => topic 
   const c2 = await client(t, await listening(second))
   assert.equal(await publishCode(c2, 'sly/yes'), 0x10)
   assert.equal(await publishCode(c2, 'sly/no'), 0x87) // the quarantined version, in a worker, decides
+})
+
+test('inline: a long turn of the event loop made of many short hook calls (a flood read in one go) is busy, not blocked: the watchdog lets the broker live', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'busy.ts'), `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'busy',
+  authorizePublish() { const end = performance.now() + 3; while (performance.now() < end) {} return true },
+})
+`)
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline', blockedLoopMs: 200 } }))
+  const p = run(t, dir)
+  const url = new URL(await listening(p))
+  let ended = false
+  void p.exited.then(() => { ended = true })
+  // 200 PUBLISH packets in one write: the broker reads them in one turn of its loop, ~0.6 s of 3 ms calls (3x blockedLoopMs)
+  const socket = net.connect(Number(url.port), url.hostname)
+  defer(t, () => socket.destroy())
+  await once(socket, 'connect')
+  const flood = [mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'flood', keepalive: 60 })]
+  for (let i = 0; i < 200; i++) flood.push(mqttPacket.generate({ cmd: 'publish', topic: 'flood', payload: Buffer.from('x'), qos: 0, retain: false, dup: false }))
+  socket.write(Buffer.concat(flood))
+  const c = await client(t, url.href)
+  assert.equal(await publishCode(c, 'after'), 0x10) // answered after the flood's turn
+  await new Promise((r) => setTimeout(r, 300))
+  assert.equal(ended, false, p.output())
+  assert.doesNotMatch(p.output(), /blocked the event loop|exiting for a restart/)
 })
 
 test('inline: a hook blocked in native code (which not even the inspector interrupts) is still named and quarantined before the process is killed', async (t) => {
