@@ -30,10 +30,9 @@ export interface Measured {
 let run = 0
 
 async function subscribe(port: number, filter: string, qos: 0 | 1 | 2, onPublish: (buf: Buffer, start: number, length: number, flags: number, socket: net.Socket) => void, clean = true): Promise<net.Socket> {
-  let socket!: net.Socket
   const subacked = waitFor(() => gotSuback, 10000, 'SUBACK')
   let gotSuback = false
-  socket = await connectClient(port, `sub-${process.pid}-${++run}`, (type, flags, buf, start, length) => {
+  const socket: net.Socket = await connectClient(port, `sub-${process.pid}-${++run}`, (type, flags, buf, start, length) => {
     if (type === PUBLISH) onPublish(buf, start, length, flags, socket)
     else if (type === PUBREL) socket.write(Buffer.from([0x70, 2, buf[start + 2]!, buf[start + 3]!])) // PUBCOMP
     else if (type === SUBACK) { gotSuback = true; subacked.check() }
