@@ -184,7 +184,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     if (session === undefined || !session.subscriptions.delete(filter)) return false
     this.router.remove(session, filter)
     session.discardUncovered() // what waited for it alone is not delivered after all
-    if (session.persistent) session.track(this.stores.sessions.save(session.toStored()))
+    session.persist()
     const conn = session.outlet
     if (conn !== null) {
       this.emitter.emit('unsubscribed', filter, conn.client)

@@ -228,6 +228,11 @@ export class Session {
     this.subscriptions.clear()
   }
 
+  /** After a change: what is stored of a persistent session is written again (a write failure is logged, see track). */
+  persist(): void {
+    if (this.persistent) this.track(this.ctx.store.save(this.toStored()))
+  }
+
   toStored(): StoredSession {
     return { clientId: this.clientId, expiryInterval: this.expiryInterval, subscriptions: [...this.subscriptions.values()], disconnectedAt: this.disconnectedAt, will: this.will, owner: this.owner }
   }

@@ -199,7 +199,7 @@ export class SessionManager {
     session.owner = req.owner // the identity that last opened it owns it
     if (!present || previous !== req.owner) this.core.cluster?.ownerSet(clientId, req.owner)
     if (conn.will !== undefined) this.core.cluster?.willSet(clientId, conn.will)
-    if (session.persistent) session.track(this.core.stores.sessions.save(session.toStored()))
+    if (session.persistent) session.persist()
     else if (wasPersistent) session.track(this.core.stores.sessions.delete(clientId))
     return { session, present }
   }
@@ -217,7 +217,7 @@ export class SessionManager {
     }
     if (session.expiryInterval === 0) this.end(session, reopening)
     else {
-      if (session.persistent) session.track(this.core.stores.sessions.save(session.toStored()))
+      session.persist()
       this.scheduleExpiry(session)
     }
   }
@@ -256,7 +256,7 @@ export class SessionManager {
     const will = session.will
     session.will = undefined
     if (will === undefined) return
-    if (session.persistent) session.track(this.core.stores.sessions.save(session.toStored()))
+    session.persist()
     void this.sendWill(session.clientId, will, session.lastClient)
   }
 

@@ -61,7 +61,7 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     added.push({ sub, isNew })
     granted.push(qos)
   }
-  if (session.persistent && added.length > 0) session.track(ctx.stores.sessions.save(session.toStored()))
+  if (added.length > 0) session.persist()
   conn.write({ cmd: 'suback', messageId: packet.messageId ?? 0, granted })
   for (const { sub, isNew } of added) {
     ctx.emitter.emit('subscribed', sub, conn.client)

@@ -16,6 +16,6 @@ export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket):
     }
     granted.push(existed ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted)
   }
-  if (session.persistent) session.track(ctx.stores.sessions.save(session.toStored()))
+  session.persist()
   conn.write({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted }) // reason codes only go to MQTT 5 clients
 }

@@ -263,7 +263,7 @@ export class RedisCluster implements Cluster, MessageBus, BrokerPlugin {
     for (const s of sessions.sessions.values()) {
       m.hset(this.key('owners'), s.clientId, this.me).sadd(this.key('node', this.me, 'owned'), s.clientId)
       if (s.owner !== undefined) m.hset(this.key('identities'), s.clientId, JSON.stringify(s.owner))
-      if (s.persistent) this.broker.stores.sessions.save(s.toStored())
+      s.persist()
     }
     for (const key of this.broker.router.localGroups()) m.hset(this.key('groups'), groupField(this.me, key), '1')
     await m.exec()
