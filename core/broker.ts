@@ -7,7 +7,7 @@ import { HookmqError, ReasonCode } from './errors.js'
 import { dispatch } from './handlers/index.js'
 import { checkTopicName } from './topic.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
-import { passThroughHooks, type HookRunner } from './hooks.js'
+import { noop, passThroughHooks, type HookRunner } from './hooks.js'
 import { startListeners, type Listener, type ListenerHost } from './listeners/index.js'
 import { SocketAdmission } from './listeners/admission.js'
 import { createLogger, type Logger } from './logger.js'
@@ -349,8 +349,6 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.emitter.emit('closed')
   }
 }
-
-function noop(): void {}
 
 export function createBroker(options: BrokerOptions = {}): Broker {
   return new Broker(options)

@@ -95,6 +95,18 @@ export const passThroughHooks: HookRunner = {
   appliesToPublish: () => false,
 }
 
+/**
+ * The one rule for what a decision means: a deny refuses; a pass (no hook
+ * decided) falls to the default (`allowedByDefault`: defaults.publish /
+ * defaults.subscribe, or whether anonymous clients are let in).
+ */
+export function refused(d: Decision, allowedByDefault: boolean): boolean {
+  return d.result === 'deny' || (d.result === 'pass' && !allowedByDefault)
+}
+
+/** For `.then(noop)` and `.catch(noop)`: a promise's value, or its failure, that nobody needs. */
+export function noop(): void {}
+
 export function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return v !== null && typeof v === 'object' && typeof (v as Promise<T>).then === 'function'
 }

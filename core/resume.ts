@@ -1,5 +1,5 @@
 import type { ConnectionContext } from './connection.js'
-import { isPromise, type SubscribeDecision } from './hooks.js'
+import { isPromise, refused } from './hooks.js'
 import type { Session } from './session.js'
 import type { ClientInfo, Subscription } from './types.js'
 
@@ -14,17 +14,14 @@ const NONE: string[] = []
 export function deniedOnResume(ctx: ConnectionContext, client: ClientInfo, subs: Subscription[]): string[] | Promise<string[]> {
   if (subs.length === 0) return NONE
   const denied: string[] = []
+  const allowed = ctx.config.defaults.subscribe === 'allow'
   let waits: Array<Promise<void>> | undefined
   for (const sub of subs) {
     const d = ctx.hooks.authorizeSubscribe(client, { filter: sub.filter, qos: sub.qos })
-    if (isPromise(d)) (waits ??= []).push(d.then((r) => { if (refused(ctx, r)) denied.push(sub.filter) }, () => { denied.push(sub.filter) }))
-    else if (refused(ctx, d)) denied.push(sub.filter)
+    if (isPromise(d)) (waits ??= []).push(d.then((r) => { if (refused(r, allowed)) denied.push(sub.filter) }, () => { denied.push(sub.filter) }))
+    else if (refused(d, allowed)) denied.push(sub.filter)
   }
   return waits === undefined ? denied : Promise.all(waits).then(() => denied)
-}
-
-function refused(ctx: ConnectionContext, d: SubscribeDecision): boolean {
-  return d.result === 'deny' || (d.result === 'pass' && ctx.config.defaults.subscribe === 'deny')
 }
 
 /** Revokes `denied` of the resumed `session` and drops what waited for them alone (before it is attached). */

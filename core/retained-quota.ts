@@ -1,6 +1,7 @@
 import { messageSize, type QuotaName } from './quota.js'
 import type { RetainedStore } from './stores.js'
 import type { Message } from './types.js'
+import { noop } from './hooks.js'
 
 // How much the retained store holds, broker-wide and per publishing client,
 // kept in memory so that the publish path decides in O(1) whether a retained
@@ -165,5 +166,3 @@ export class RetainedQuota {
 function clears(message: Message): boolean {
   return message.payload.length === 0 || (message.expiresAt !== undefined && message.expiresAt <= Date.now())
 }
-
-function noop(): void {}

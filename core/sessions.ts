@@ -1,6 +1,6 @@
 import { PendingClaims, type PendingClaim } from './claims.js'
 import { ReasonCode } from './errors.js'
-import type { ExistingSession } from './hooks.js'
+import { noop, type ExistingSession } from './hooks.js'
 import { owns, type Identity } from './identity.js'
 import { throttled } from './logger.js'
 import type { PublishPipeline } from './pipeline.js'
@@ -290,5 +290,3 @@ function setLongTimeout(session: Session, field: 'expiryTimer' | 'willTimer', du
   t.unref()
   session[field] = t
 }
-
-function noop(): void {}

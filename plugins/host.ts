@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { Broker, BrokerPlugin, ClientInfo, Config, HookRunner, Logger, Message, PublishOptions, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
-import { HookmqError, ReasonCode, throttled } from '../core/index.js'
+import { HookmqError, ReasonCode, refused, throttled } from '../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, PublishDecision, SubscribeDecision } from '../core/index.js'
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
@@ -404,7 +404,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       for (const { clientId, client, subscription } of broker.subscriptions()) {
         const c: ClientInfo = client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }
         const d = await this.authorizeSubscribe(c, { filter: subscription.filter, qos: subscription.qos })
-        if (d.result === 'deny' || (d.result === 'pass' && broker.config.defaults.subscribe === 'deny')) {
+        if (refused(d, broker.config.defaults.subscribe === 'allow')) {
           broker.revokeSubscription(clientId, subscription.filter, this.options.revokedSubscriptions === 'disconnect')
           this.options.log.info({ clientId, filter: subscription.filter }, 'subscription revoked after a hook reload')
         }

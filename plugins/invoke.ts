@@ -4,6 +4,7 @@ import { firstFrame, mapStack, where } from './compile.js'
 import type { CallContext, HookDefinition } from './define.js'
 import type { Breaker } from './sandbox/breaker.js'
 import { enterHook, leaveHook } from './sandbox/guard.js'
+import { percentile } from './percentile.js'
 
 // The one choke point for user code: every hook call goes through invoke(),
 // which asks the hook's circuit breaker, catches throws and rejections, applies
@@ -29,10 +30,7 @@ export class HookStats {
 
   /** p99 of the last 512 sampled call durations, in ms. */
   p99(): number {
-    const k = Math.min(this.n, SAMPLES)
-    if (k === 0) return 0
-    const sorted = Array.from(this.durations.subarray(0, k)).sort((a, b) => a - b)
-    return sorted[Math.min(k - 1, Math.ceil(k * 0.99) - 1)]!
+    return percentile(this.durations.subarray(0, Math.min(this.n, SAMPLES)), 0.99)
   }
 }
 

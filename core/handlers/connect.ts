@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { encodePacket } from '../codec.js'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
-import { isPromise, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
+import { isPromise, refused, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
 import { chooseSession, identityOf } from '../identity.js'
 import { deniedOnResume, revokeOnResume } from '../resume.js'
 import { NEVER_EXPIRES, type Session } from '../session.js'
@@ -193,7 +193,7 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
 /** The authenticate hooks' decision (and the default) let the client in; else it is refused here. */
 function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): boolean {
   const ctx = conn.ctx
-  if (decision.result === 'deny' || (decision.result === 'pass' && !ctx.anonymousAllowed(conn.listener))) {
+  if (refused(decision, ctx.anonymousAllowed(conn.listener))) {
     const code = decision.result === 'deny' ? decision.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
     const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 'anonymous clients are not allowed on this listener'
     ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')

@@ -1,7 +1,7 @@
 import type { ISubscribePacket, ISubscription } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { ReasonCode, protocolError } from '../errors.js'
-import { isPromise, type SubscribeDecision } from '../hooks.js'
+import { isPromise, refused, type SubscribeDecision } from '../hooks.js'
 import { checkTopicFilter, parseShared } from '../topic.js'
 import type { QoS, Subscription } from '../types.js'
 
@@ -43,7 +43,7 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
   for (let i = 0; i < packet.subscriptions.length; i++) {
     const s = packet.subscriptions[i]!
     const d = decisions[i]!
-    if (typeof d === 'number' || d.result === 'deny' || (d.result === 'pass' && ctx.config.defaults.subscribe === 'deny')) {
+    if (typeof d === 'number' || refused(d, ctx.config.defaults.subscribe === 'allow')) {
       const code = typeof d === 'number' ? d : d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
       granted.push(conn.protocolVersion === 5 ? code : 0x80)
       continue

@@ -1,12 +1,12 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, ExistingSession, Identity, Logger, Message, MessageBus, Will } from '../../core/index.js'
 import { sharedKey, throttled } from '../../core/index.js'
-import { busMessageFromJson, busMessageToJson, clusterRedis, noop, sleep, type ClusterRedis } from './cluster-redis.js'
+import { busMessageFromJson, busMessageToJson, clusterRedis, sleep, type ClusterRedis } from './cluster-redis.js'
 import { groupField, RemoteGroups } from './groups.js'
 import { Handover } from './handover.js'
 import { StreamReader } from './streams.js'
 import { willToJson } from './stores.js'
-import { HookmqError } from '../../core/index.js'
+import { HookmqError, noop } from '../../core/index.js'
 
 // Several hookmq nodes on one Redis as one broker. What Redis holds (prefix first):
 //   nodes                 set of registered node ids

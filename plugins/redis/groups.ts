@@ -1,6 +1,6 @@
 import type { Router } from '../../core/index.js'
-import { sharedKey, splitSharedKey, TopicTree } from '../../core/index.js'
-import { noop, type ClusterRedis } from './cluster-redis.js'
+import { noop, sharedKey, splitSharedKey, TopicTree } from '../../core/index.js'
+import type { ClusterRedis } from './cluster-redis.js'
 
 // Shared subscription groups across nodes. Each node records in Redis (`groups`:
 // `<node>\n<group>/<filter>`) and on its stream which groups have members on it;

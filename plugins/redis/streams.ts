@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
-import type { Logger } from '../../core/index.js'
-import { compareIds, noop, sleep, type ClusterRedis } from './cluster-redis.js'
+import { noop, type Logger } from '../../core/index.js'
+import { compareIds, sleep, type ClusterRedis } from './cluster-redis.js'
 
 // Reading the other nodes' streams: one blocking XREAD over all of them from
 // this node's cursors (node -> id of the last entry handled), saved in

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
-import { HookmqError, Matches, throttled, TopicTree } from '../../core/index.js'
+import { HookmqError, Matches, noop, throttled, TopicTree } from '../../core/index.js'
+import { percentile } from '../percentile.js'
 import { version } from '../version.js'
 import type { WebhookConfig } from '../config.js'
 import { deliveryId, fromEvent, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
@@ -164,11 +165,10 @@ export class WebhookPlugin implements BrokerPlugin {
   status(): WebhookStatus[] {
     return this.configs.map((c) => {
       const d = this.dispatchers.get(c.name)!
-      const lat = [...d.stats.latency].sort((a, b) => a - b)
       return {
         name: c.name, url: redactUrl(c.url), queued: this.outbox.waiting(c.name), inFlight: d.inFlight, delivered: d.stats.delivered, retried: d.stats.retried,
         failed: d.stats.failed, deadLettered: d.stats.deadLettered, dropped: this.outbox.dropped(c.name),
-        p99LatencyMs: lat.length ? Number(lat[Math.min(lat.length - 1, Math.ceil(lat.length * 0.99) - 1)]!.toFixed(3)) : 0,
+        p99LatencyMs: Number(percentile(d.stats.latency, 0.99).toFixed(3)),
       }
     })
   }
@@ -194,5 +194,3 @@ function redactUrl(url: string): string {
   if (u.password) u.password = '***'
   return u.toString()
 }
-
-function noop(): void {}

@@ -5,6 +5,7 @@ import { createLogger } from '../../core/logger.js'
 import { newMessage, type ClientInfo } from '../../core/types.js'
 import { defineHook } from '../../plugins/define.js'
 import { HookHost } from '../../plugins/host.js'
+import { percentile } from '../../plugins/percentile.js'
 
 // The hook host on its own, with embedded hook objects (inline, no files, no
 // broker): how the answers of several hooks compose, what a failing hook costs.
@@ -67,4 +68,13 @@ test('two hooks may not share a name', async () => {
   const h = host()
   await h.install(defineHook({ name: 'same' }), 'a', undefined)
   await assert.rejects(h.install(defineHook({ name: 'same' }), 'b', undefined), /already used/)
+})
+
+test('percentile (hook call durations, webhook latencies): nearest rank; nothing gives 0', () => {
+  const upTo = (n: number): number[] => Array.from({ length: n }, (_, i) => n - i) // unsorted on purpose
+  assert.equal(percentile([], 0.99), 0)
+  assert.equal(percentile([5], 0.99), 5)
+  assert.equal(percentile(upTo(100), 0.99), 99)
+  assert.equal(percentile(upTo(1000), 0.99), 990)
+  assert.equal(percentile(new Float64Array([3, 1, 2]), 0.5), 2)
 })
