@@ -23,11 +23,12 @@ export interface Runnable extends Registration {
  * skipped), never in the retired one, whose teardown may have run.
  */
 function serving(e: Runnable, method: string): Runnable | undefined {
-  while (e.retired) {
+  if (!e.retired) return e // the per-method lists hold only entries with that method: nothing to check
+  do {
     if (e.successor === undefined) return undefined
     e = e.successor
-  }
-  return typeof e.def[method as HookMethod] === 'function' ? e : undefined
+  } while (e.retired)
+  return typeof e.def[method as HookMethod] === 'function' ? e : undefined // a new version may have dropped the method
 }
 
 /**

@@ -170,14 +170,14 @@ export class BatchWriter {
       this.payloads.push(p.payload)
       this.size += p.payload.length
       b.topics.push(p.topic)
-      if (p.properties !== undefined) (b.properties ??= []).push([i, wireObject(p.properties)])
+      if (p.properties !== undefined) (b.properties ??= []).push([i, wireProperties(p.properties as Record<string, unknown>)])
     } else {
       t[o + CLIENT] = 0
       t[o + FLAGS] = 0
       t[o + PAYLOAD_AT] = 0
       t[o + PAYLOAD_LENGTH] = 0
       b.topics.push('')
-      ;(b.inputs ??= []).push([i, wireObject(input)])
+      ;(b.inputs ??= []).push([i, method === EVENT ? input : wireObject(input)]) // (an event's arguments come wired: RemoteHook.notify)
     }
     return b.seq
   }
@@ -294,6 +294,12 @@ interface PublishShaped {
 }
 
 /** An object as it crosses: Buffers at their own size (a view of a larger buffer would copy all of it), three levels down. */
+/** A message's properties as they cross: copied only when a Buffer in them would otherwise take its whole pool slab along. */
+export function wireProperties(p: Record<string, unknown>): Record<string, unknown> {
+  if (!Buffer.isBuffer(p.correlationData)) return p
+  return { ...p, correlationData: new Uint8Array(p.correlationData) }
+}
+
 export function wireObject(input: unknown, depth = 3): unknown {
   if (input === null || typeof input !== 'object') return input
   if (Buffer.isBuffer(input)) return new Uint8Array(input)

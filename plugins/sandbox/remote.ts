@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads'
 import { HookmqError, type Logger, type PublishOptions } from '../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
-import { AUTHENTICATE, AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, BatchWriter, batchTable, EVENT, FALSE, ID, NULL, TABLE, TRANSFORM, TRUE, UNDEFINED, type AnswerBatch, type CallBatch } from './batch.js'
+import { AUTHENTICATE, AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, BatchWriter, batchTable, EVENT, FALSE, ID, NULL, TABLE, TRANSFORM, TRUE, UNDEFINED, wireProperties, type AnswerBatch, type CallBatch } from './batch.js'
 import { asBuffer, LOG_LEVELS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
 import { linkWorker } from './worker-link.js'
 
@@ -423,7 +423,7 @@ function wireArg(a: unknown): unknown {
   if (a === null || typeof a !== 'object') return a
   const m = a as Record<string, unknown>
   if (!Buffer.isBuffer(m.payload)) return a
-  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, origin: m.origin }
+  return { topic: m.topic, payload: new Uint8Array(m.payload), qos: m.qos, retain: m.retain, properties: m.properties === undefined ? undefined : wireProperties(m.properties as Record<string, unknown>), origin: m.origin }
 }
 
 function reviveTransform(v: unknown): unknown {
