@@ -178,19 +178,25 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     return out
   }
 
-  /** Removes a subscription (e.g. no longer authorized); `disconnect` also closes an MQTT 5 client with 0x87. */
-  revokeSubscription(clientId: string, filter: string, disconnect = false): boolean {
+  /**
+   * Removes subscriptions of one client (e.g. no longer authorized), then once
+   * drops what waited for them alone and saves the session; `disconnect` also
+   * closes an MQTT 5 client with 0x87. Answers the filters it removed.
+   */
+  revokeSubscriptions(clientId: string, filters: readonly string[], disconnect = false): string[] {
     const session = this.sessions.sessions.get(clientId)
-    if (session === undefined || !session.subscriptions.delete(filter)) return false
-    this.router.remove(session, filter)
-    session.discardUncovered() // what waited for it alone is not delivered after all
+    if (session === undefined) return []
+    const revoked = filters.filter((f) => session.subscriptions.delete(f))
+    if (revoked.length === 0) return revoked
+    for (const f of revoked) this.router.remove(session, f)
+    session.discardUncovered() // what waited for them alone is not delivered after all
     session.persist()
     const conn = session.outlet
     if (conn !== null) {
-      this.emitter.emit('unsubscribed', filter, conn.client)
-      if (disconnect) conn.closeWith(ReasonCode.NotAuthorized, `subscription ${filter} is no longer authorized`)
+      for (const f of revoked) this.emitter.emit('unsubscribed', f, conn.client)
+      if (disconnect) conn.closeWith(ReasonCode.NotAuthorized, `subscription ${revoked[0]} is no longer authorized`)
     }
-    return true
+    return revoked
   }
 
   /** new → listening (plugins starting, then listeners open: `ready`) → closing → closed */
@@ -266,9 +272,10 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   /** Sends the retained messages matching a new subscription. */
   sendRetained(session: Session, sub: Subscription): void {
     this.stores.retained.match(sub.filter).then((messages) => {
+      const ids = sub.id === undefined ? undefined : [sub.id] // one array for all of them, as the router shares its own
       for (const m of messages) {
         // [MQTT-3.3.1-9] retained messages sent on subscribe keep the retain flag
-        const p = session.deliver(m, m.qos < sub.qos ? m.qos : sub.qos, true, sub.id === undefined ? undefined : [sub.id], null)
+        const p = session.deliver(m, m.qos < sub.qos ? m.qos : sub.qos, true, ids, null)
         if (p !== undefined) session.track(p)
       }
     }, (err: unknown) => this.log.error({ err }, 'retained lookup failed'))

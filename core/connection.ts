@@ -5,7 +5,7 @@ import { Flow } from './flow.js'
 import { Intake, type IntakeContext, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
-import { HookmqError, ReasonCode, reasonCodeOf, v3ConnackCode } from './errors.js'
+import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
 import type { PublishPipeline } from './pipeline.js'
 import type { CoreServices } from './services.js'
 import type { Outlet, Session } from './session.js'
@@ -42,8 +42,8 @@ export interface ConnectionContext extends CoreServices, IntakeContext {
   anonymousAllowed(listener: ListenerInfo): boolean
   /** sends the retained messages matching a new subscription */
   sendRetained(session: Session, sub: Subscription): void
-  /** removes a subscription no longer authorized (`disconnect`: and closes its client with 0x87) */
-  revokeSubscription(clientId: string, filter: string, disconnect?: boolean): boolean
+  /** removes subscriptions no longer authorized (`disconnect`: and closes their client with 0x87); answers those removed */
+  revokeSubscriptions(clientId: string, filters: readonly string[], disconnect?: boolean): string[]
   clientError(conn: Connection, err: Error): void
   connectionClosed(conn: Connection, session: Session | undefined): void
 }
@@ -278,7 +278,7 @@ export class Connection implements Outlet, IntakeOwner {
   refuse(err: HookmqError): void {
     if (!this.isOpen) return
     this.ctx.clientError(this, err)
-    const code = reasonCodeOf(err)
+    const code = err.reasonCode
     if (code === ReasonCode.MalformedPacket || code === ReasonCode.ProtocolError) {
       this.ctx.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', { remoteAddress: this.client.remoteAddress, clientId: this.client.id, reason: err.message })
     }

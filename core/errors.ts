@@ -1,6 +1,6 @@
 // The one catalogue of coded errors: every error hookmq throws is a
 // HookmqError with a code from ErrorCode, and its MQTT reason code is derived
-// in one place (reasonCodeOf). `Connection.refuse()` turns one into a
+// in one place (the ErrorCode table, read by the HookmqError constructor). `Connection.refuse()` turns one into a
 // DISCONNECT / CONNACK and a socket close (`Connection.closeWith()` closes with
 // a reason code chosen on purpose: a takeover, a shutdown, a timeout).
 
@@ -99,11 +99,6 @@ export class HookmqError extends Error {
     this.code = `HOOKMQ_ERR_${name}`
     this.reasonCode = ErrorCode[name]
   }
-}
-
-/** The MQTT reason code an error closes a connection with: its own for a HookmqError, else 0x80. */
-export function reasonCodeOf(err: unknown): number {
-  return err instanceof HookmqError ? err.reasonCode : ReasonCode.UnspecifiedError
 }
 
 export function protocolError(message: string): HookmqError {

@@ -1,3 +1,4 @@
+import { ReasonCode } from './errors.js'
 import type { ClientInfo, Message, QoS } from './types.js'
 
 // The typed hook catalogue the core calls through. The plugin host implements
@@ -102,6 +103,11 @@ export const passThroughHooks: HookRunner = {
  */
 export function refused(d: Decision, allowedByDefault: boolean): boolean {
   return d.result === 'deny' || (d.result === 'pass' && !allowedByDefault)
+}
+
+/** The reason code a refused decision answers: the deny's own, else 0x87 Not authorized. */
+export function refusalCode(d: Decision): number {
+  return d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
 }
 
 /** For `.then(noop)` and `.catch(noop)`: a promise's value, or its failure, that nobody needs. */

@@ -1,6 +1,6 @@
 import { ReasonCode } from './errors.js'
 import type { Flow } from './flow.js'
-import { isPromise, refused, type PublishDecision } from './hooks.js'
+import { isPromise, refusalCode, refused, type PublishDecision } from './hooks.js'
 import { RetainedQuota } from './retained-quota.js'
 import type { CoreServices } from './services.js'
 import type { ClientInfo, Message } from './types.js'
@@ -56,7 +56,7 @@ export class PublishPipeline {
   }
 
   private afterAuthorize(d: PublishDecision, client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
-    if (refused(d, this.allowedByDefault)) return d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
+    if (refused(d, this.allowedByDefault)) return refusalCode(d)
     return this.transform(client, message)
   }
 

@@ -26,7 +26,5 @@ export function deniedOnResume(ctx: ConnectionContext, client: ClientInfo, subs:
 
 /** Revokes `denied` of the resumed `session` and drops what waited for them alone (before it is attached). */
 export function revokeOnResume(ctx: ConnectionContext, session: Session, denied: string[]): void {
-  for (const filter of denied) {
-    if (ctx.revokeSubscription(session.clientId, filter)) ctx.log.info({ clientId: session.clientId, filter }, 'subscription revoked on resume')
-  }
+  for (const filter of ctx.revokeSubscriptions(session.clientId, denied)) ctx.log.info({ clientId: session.clientId, filter }, 'subscription revoked on resume')
 }

@@ -199,8 +199,8 @@ export class SessionManager {
     session.owner = req.owner // the identity that last opened it owns it
     if (!present || previous !== req.owner) this.core.cluster?.ownerSet(clientId, req.owner)
     if (conn.will !== undefined) this.core.cluster?.willSet(clientId, conn.will)
-    if (session.persistent) session.persist()
-    else if (wasPersistent) session.track(this.core.stores.sessions.delete(clientId))
+    session.persist()
+    if (!session.persistent && wasPersistent) session.track(this.core.stores.sessions.delete(clientId))
     return { session, present }
   }
 

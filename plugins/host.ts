@@ -6,7 +6,7 @@ import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
 import { describeFailure, HookStats, type HookMethod } from './invoke.js'
 import { EVENT_NAMES, checkHookModule, makeTransformCheck, toAuthDecision, toPublishDecision, toSubscribeDecision, type TransformLimits } from './schemas.js'
-import { parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
+import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
 import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable, type TransformCheck } from './runners.js'
 import { Breaker } from './sandbox/breaker.js'
 import type { HookMeta } from './sandbox/protocol.js'
@@ -42,11 +42,6 @@ export interface HookScript {
   name: string
   file: string
   compiled: Compiled
-}
-
-/** `hooks.<name>` (own keys only: a hook named `constructor` gets no config from Object.prototype). */
-export function configOf(hookConfig: Record<string, unknown>, name: string): unknown {
-  return Object.hasOwn(hookConfig, name) ? hookConfig[name] : undefined
 }
 
 export type { LoadFailure } from './status.js'
@@ -401,12 +396,15 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const broker = this.broker
     if (!broker) return
     this.rechecking = this.rechecking.then(async () => {
+      const denied = new Map<string, string[]>() // by client: each session's revocations done at once
       for (const { clientId, client, subscription } of broker.subscriptions()) {
         const c: ClientInfo = client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }
         const d = await this.authorizeSubscribe(c, { filter: subscription.filter, qos: subscription.qos })
-        if (refused(d, broker.config.defaults.subscribe === 'allow')) {
-          broker.revokeSubscription(clientId, subscription.filter, this.options.revokedSubscriptions === 'disconnect')
-          this.options.log.info({ clientId, filter: subscription.filter }, 'subscription revoked after a hook reload')
+        if (refused(d, broker.config.defaults.subscribe === 'allow')) (denied.get(clientId) ?? denied.set(clientId, []).get(clientId)!).push(subscription.filter)
+      }
+      for (const [clientId, filters] of denied) {
+        for (const filter of broker.revokeSubscriptions(clientId, filters, this.options.revokedSubscriptions === 'disconnect')) {
+          this.options.log.info({ clientId, filter }, 'subscription revoked after a hook reload')
         }
       }
     }).catch((err: unknown) => this.options.log.error({ err }, 'subscription re-check failed'))

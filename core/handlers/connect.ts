@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { encodePacket } from '../codec.js'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
-import { isPromise, refused, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
+import { isPromise, refusalCode, refused, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
 import { chooseSession, identityOf } from '../identity.js'
 import { deniedOnResume, revokeOnResume } from '../resume.js'
 import { NEVER_EXPIRES, type Session } from '../session.js'
@@ -194,7 +194,7 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
 function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): boolean {
   const ctx = conn.ctx
   if (refused(decision, ctx.anonymousAllowed(conn.listener))) {
-    const code = decision.result === 'deny' ? decision.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
+    const code = refusalCode(decision)
     const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 'anonymous clients are not allowed on this listener'
     ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
     conn.closeWith(code, reason)

@@ -1,7 +1,7 @@
 import type { ISubscribePacket, ISubscription } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { ReasonCode, protocolError } from '../errors.js'
-import { isPromise, refused, type SubscribeDecision } from '../hooks.js'
+import { isPromise, refusalCode, refused, type SubscribeDecision } from '../hooks.js'
 import { checkTopicFilter, parseShared } from '../topic.js'
 import type { QoS, Subscription } from '../types.js'
 
@@ -44,7 +44,7 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     const s = packet.subscriptions[i]!
     const d = decisions[i]!
     if (typeof d === 'number' || refused(d, ctx.config.defaults.subscribe === 'allow')) {
-      const code = typeof d === 'number' ? d : d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
+      const code = typeof d === 'number' ? d : refusalCode(d)
       granted.push(conn.protocolVersion === 5 ? code : 0x80)
       continue
     }
