@@ -13,7 +13,12 @@ export type BrokerName = 'hookmq' | 'aedes' | 'mosquitto' | 'relay' | `hookmq@${
 
 /** hookmq, this checkout's or a baseline's */
 export function isHookmq(name: BrokerName): boolean {
-  return name === 'hookmq' || name.startsWith('hookmq@')
+  return name === 'hookmq' || baselineDir(name) !== undefined
+}
+
+/** The checkout a baseline `hookmq@<dir>` runs from; undefined for any other broker */
+export function baselineDir(name: BrokerName): string | undefined {
+  return name.startsWith('hookmq@') ? name.slice('hookmq@'.length) : undefined
 }
 
 export interface RunningBroker {
@@ -46,7 +51,7 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
   const port = await freePort()
   let cmd: string[]
   if (name === 'hookmq') cmd = [process.execPath, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
-  else if (name.startsWith('hookmq@')) cmd = [process.execPath, join(name.slice(7), 'dist', 'bench', 'serve-hookmq.js'), String(port), JSON.stringify(options)]
+  else if (baselineDir(name) !== undefined) cmd = [process.execPath, join(baselineDir(name)!, 'dist', 'bench', 'serve-hookmq.js'), String(port), JSON.stringify(options)]
   else if (name === 'aedes') cmd = [process.execPath, join(here, 'serve-aedes.js'), String(port), JSON.stringify(options)]
   else if (name === 'relay') cmd = [process.execPath, join(here, 'serve-relay.js'), String(port)]
   else {

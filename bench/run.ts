@@ -11,7 +11,7 @@ import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpuSeconds, hasMosquitto, isHookmq, rssBytes, startBroker, startRedisServer, type BrokerName, type HookmqBenchOptions, type RunningBroker } from './brokers.js'
+import { baselineDir, cpuSeconds, hasMosquitto, isHookmq, rssBytes, startBroker, startRedisServer, type BrokerName, type HookmqBenchOptions, type RunningBroker } from './brokers.js'
 import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
 import { amplification } from './amplification.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
@@ -22,7 +22,7 @@ const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',')
 const reps = Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? (quick ? 1 : 3))
 const picked = args.find((a) => a.startsWith('--brokers='))?.slice(10).split(',')
 const baselines = (args.find((a) => a.startsWith('--baseline='))?.slice(11).split(',') ?? []).filter(Boolean).map((d): BrokerName => `hookmq@${resolve(d)}`)
-const brokers: BrokerName[] = (['hookmq', ...baselines, 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])] as BrokerName[]).filter((b) => picked === undefined || picked.includes(b) || (b.startsWith('hookmq@') && picked.includes('hookmq')))
+const brokers: BrokerName[] = (['hookmq', ...baselines, 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])] as BrokerName[]).filter((b) => picked === undefined || picked.includes(b) || (baselineDir(b) !== undefined && picked.includes('hookmq')))
 const scale = quick ? 0.1 : 1
 /** hookmq and the baselines: for hookmq-only rows whose options every version knows */
 const allHookmq: BrokerName[] = brokers.filter(isHookmq)
@@ -95,8 +95,7 @@ const scenarios: Scenario[] = [
   // a decision stuck in a synchronous loop, deadline 200 ms: when its fallback (deny) reaches the publisher
   { name: 'stuck worker call to its fallback answer (deadline 200 ms)', unit: 'ms', higherIsBetter: false, brokers: ['hookmq'], options: () => stuckHookFolder(200), run: async (port) => {
     const { samples } = await stuckToFallback(port, quick ? 3 : 5)
-    const sorted = [...samples].sort((a, b) => a - b)
-    return { value: sorted[Math.floor(sorted.length / 2)]!, note: `each: ${samples.map((x) => x.toFixed(0)).join(' ')}` }
+    return { value: median(samples), note: `each: ${samples.map((x) => x.toFixed(0)).join(' ')}` }
   } },
   // issue #12's amplification attack: hookmq refuses it under its default limits, and is also run with them raised
   { name: 'amplification', unit: 's', higherIsBetter: false, runAll: (sc, list) => amplificationRuns(sc, list) },
@@ -208,7 +207,7 @@ async function amplificationRuns(sc: Scenario, list: BrokerName[]): Promise<void
   const attack = { subscribers: 20, messages: 5, userProperties: 149000, timeoutMs: quick ? 20000 : 120000 }
   const raised = { limits: { maxUserProperties: 200000, maxPropertyBytes: 2000000, maxQueuedMessages: 1000000 } }
   // (baselines before issue #12 had no property limits: the attack froze them for many seconds, see the issue)
-  const variants = list.filter((b) => b !== 'relay' && !b.startsWith('hookmq@')).flatMap((b): Array<[string, BrokerName, HookmqBenchOptions]> =>
+  const variants = list.filter((b) => b !== 'relay' && baselineDir(b) === undefined).flatMap((b): Array<[string, BrokerName, HookmqBenchOptions]> =>
     b !== 'hookmq' ? [[b, b, {}]] : quick ? [['hookmq', b, {}]] : [['hookmq', b, {}], ['raised', b, raised]])
   const rows = new Map(variants.map(([v]) => [v, { time: [] as Row[], p99: [] as Row[], max: [] as Row[] }]))
   for (let rep = 0; rep < Math.max(reps, quick ? 1 : 3); rep++) {
@@ -294,7 +293,8 @@ async function main(): Promise<void> {
 
 /** hookmq@<dir> shown by the folder's name */
 function label(b: BrokerName): string {
-  return b.startsWith('hookmq@') ? `hookmq@${basename(b.slice(7))}` : b
+  const dir = baselineDir(b)
+  return dir === undefined ? b : `hookmq@${basename(dir)}`
 }
 
 function fmt(v: number, unit: string): string {

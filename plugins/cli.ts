@@ -24,8 +24,6 @@ const USAGE = `usage: hookmq [options]
   --log-level LVL   fatal|error|warn|info|debug|trace|silent
   --help, --version`
 
-/** Thrown for bad usage: the CLI prints its message on one line. */
-
 export async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'check') {
     process.exitCode = await check(argv.slice(1))

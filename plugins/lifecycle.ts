@@ -17,6 +17,11 @@ export interface SetupResult {
   abort(): void
 }
 
+/** `hooks.<name>` (own keys only: a hook named `constructor` gets no config from Object.prototype). */
+export function configOf(hookConfig: Record<string, unknown>, name: string): unknown {
+  return Object.hasOwn(hookConfig, name) ? hookConfig[name] : undefined
+}
+
 /** Parses `hooks.<name>` with the hook's schema; the error names the key. */
 export function parseHookConfig(def: HookDefinition, value: unknown): unknown {
   if (!def.config) return value

@@ -4,7 +4,7 @@ import * as zod from 'zod'
 import type { ClientInfo, Logger, PublishOptions } from '../../core/index.js'
 import { evaluate, firstFrame, HookLoadError, mapStack, where, withMap, type Compiled } from '../compile.js'
 import type { CallContext, HookDefinition } from '../define.js'
-import { parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
+import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
 import { checkHookModule } from '../schemas.js'
 import { exitProcess, guardProcess } from './guard.js'
 import * as hookApi from './hook-api.js'
@@ -73,8 +73,7 @@ async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number })
     def = checkHookModule(evaluate(compiled, modules))
     const evalMs = performance.now() - t0
     if (m.mode === 'preflight') {
-      const all = (m.config ?? {}) as Record<string, unknown>
-      parseHookConfig(def, Object.hasOwn(all, def.name) ? all[def.name] : undefined)
+      parseHookConfig(def, configOf((m.config ?? {}) as Record<string, unknown>, def.name))
       post({ t: 'loaded', meta: { ...metaOf(def), evalMs } })
       return
     }

@@ -129,11 +129,12 @@ export class Watchdog {
     for (const [id, hook] of this.noted) thread?.worker.postMessage({ id, ...hook })
   }
 
-  /** Runs on the blocked thread itself (an inspector evaluation): ends the process when one of this broker's hooks is on the stack. */
+  /** A count of this broker's work (see WatchdogOptions.work). */
   work(): number {
     return this.options.work?.() ?? 0
   }
 
+  /** Runs on the blocked thread itself (an inspector evaluation): ends the process when one of this broker's hooks is on the stack. */
   report(blockedMs: number, stack: string): void {
     const { log, quarantine } = this.options
     for (const m of stack.matchAll(HOOK_FRAME)) {
