@@ -336,9 +336,14 @@ export class RemoteHook implements RemoteCalls {
   private failPending(err: HookmqError): void {
     this.writer.discard()
     this.flushScheduled = false
+    const now = performance.now()
     for (const [id, p] of this.pending) {
       this.pending.delete(id)
-      p.resolve(fail(p.reg, p.method, err, p.fallback, p.started, false))
+      if (p.due <= now) {
+        // past its deadline already (the progress check can fire before the deadline's timer): a timeout, whichever timer saw it first
+        p.reg.stats.timeouts++
+        p.resolve(fail(p.reg, p.method, hookTimeout(p.reg.name, p.method, p.reg.timeoutMs), p.fallback, p.started, false))
+      } else p.resolve(fail(p.reg, p.method, err, p.fallback, p.started, false))
     }
     this.disarmDeadline()
     clearTimeout(this.progress)
