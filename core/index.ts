@@ -3,7 +3,7 @@ export type { BrokerOptions, BrokerPlugin, PublishOptions, BrokerStats } from '.
 export { configSchema, parseConfig, parseConfigWith, defineConfig, configReference, HOOK_SETTINGS } from './config.js'
 export type { Config, ConfigInput } from './config.js'
 export { HookmqError, ReasonCode, ErrorCode } from './errors.js'
-export { checkTopicFilter, checkTopicName, matchesFilter, sharedKey, splitSharedKey } from './topic.js'
+export { checkTopicFilter, checkTopicName, matchesFilter, sharedKey, splitSharedKey, TopicMemo } from './topic.js'
 export { Matches, TopicTree } from './topic-tree.js'
 export { Router } from './router.js'
 export type { Session } from './session.js'

@@ -85,3 +85,28 @@ export function splitSharedKey(key: string): { group: string; filter: string } {
   const i = key.indexOf('/')
   return { group: key.slice(0, i), filter: key.slice(i + 1) }
 }
+
+/**
+ * `compute(topic)`, remembered per topic name: at most `limit` names, all
+ * forgotten at once when full (a flood of distinct topics costs one
+ * computation each, never memory). The one per-topic cache of the project.
+ */
+export class TopicMemo<T> {
+  private readonly seen = new Map<string, T>()
+
+  constructor(private readonly compute: (topic: string) => T, private readonly limit = 10000) {}
+
+  get(topic: string): T {
+    let v = this.seen.get(topic)
+    if (v === undefined) {
+      v = this.compute(topic)
+      if (this.seen.size >= this.limit) this.seen.clear()
+      this.seen.set(topic, v)
+    }
+    return v
+  }
+
+  clear(): void {
+    this.seen.clear()
+  }
+}

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { Broker, BrokerPlugin, ClientInfo, Config, HookRunner, Logger, Message, PublishOptions, SubscribeInput as CoreSubscribeInput } from '../core/index.js'
-import { HookmqError, ReasonCode, refused, throttled } from '../core/index.js'
+import { HookmqError, ReasonCode, refused, throttled, TopicMemo } from '../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, PublishDecision, SubscribeDecision } from '../core/index.js'
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
@@ -69,7 +69,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private lists = { authenticate: [] as Entry[], authorizePublish: [] as Entry[], authorizeSubscribe: [] as Entry[], transform: [] as Entry[] }
   private publishPath: Entry[] = []
   private anyUnfiltered = false
-  private readonly appliesCache = new Map<string, boolean>()
+  private readonly appliesCache = new TopicMemo<boolean>((topic) => this.publishPath.some((e) => e.filter!(topic)))
   private readonly failures = new Map<string, LoadFailure & { name?: string }>()
   private readonly listening = new Map<string, (...args: unknown[]) => void>()
   private rechecking: Promise<void> = Promise.resolve()
@@ -173,13 +173,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     if (this.denyAll) return true
     if (this.publishPath.length === 0) return false
     if (this.anyUnfiltered) return true
-    let hit = this.appliesCache.get(topic)
-    if (hit === undefined) {
-      hit = this.publishPath.some((e) => e.filter!(topic))
-      if (this.appliesCache.size >= 10000) this.appliesCache.clear()
-      this.appliesCache.set(topic, hit)
-    }
-    return hit
+    return this.appliesCache.get(topic)
   }
 
   // ---- registrations

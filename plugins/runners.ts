@@ -1,5 +1,5 @@
 import type { ClientInfo, Decision, Message } from '../core/index.js'
-import { isPromise, matchesFilter } from '../core/index.js'
+import { isPromise, matchesFilter, TopicMemo } from '../core/index.js'
 import type { TransformInput } from './define.js'
 import { invoke, notify, type HookMethod, type Registration } from './invoke.js'
 import { PASS, type TransformPatch } from './schemas.js'
@@ -82,16 +82,8 @@ export function notifyAll(list: readonly Registration[], event: string, args: un
 /** A hook's `filter.topics` as one test, its answers cached per topic (bounded). */
 export function compileFilter(topics: string[] | undefined): ((topic: string) => boolean) | null {
   if (!topics) return null
-  const cache = new Map<string, boolean>()
-  return (topic) => {
-    let hit = cache.get(topic)
-    if (hit === undefined) {
-      hit = topics.some((f) => matchesFilter(f, topic))
-      if (cache.size >= 10000) cache.clear()
-      cache.set(topic, hit)
-    }
-    return hit
-  }
+  const cache = new TopicMemo<boolean>((topic) => topics.some((f) => matchesFilter(f, topic)))
+  return (topic) => cache.get(topic)
 }
 
 /** True when a hook after `i` in `list` applies to `topic` (undefined: every hook applies). */

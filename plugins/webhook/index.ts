@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
-import { HookmqError, Matches, noop, throttled, TopicTree } from '../../core/index.js'
+import { HookmqError, Matches, noop, throttled, TopicMemo, TopicTree } from '../../core/index.js'
 import { percentile } from '../percentile.js'
 import { version } from '../version.js'
 import type { WebhookConfig } from '../config.js'
@@ -40,7 +40,11 @@ export class WebhookPlugin implements BrokerPlugin {
   readonly outbox: Outbox
   private readonly dispatchers = new Map<string, Dispatcher>()
   private readonly tree = new TopicTree<Target>()
-  private readonly matchCache = new Map<string, Target[]>()
+  private readonly matchCache = new TopicMemo<Target[]>((topic) => {
+    const found = new Matches<Target>()
+    this.tree.match(topic, found)
+    return found.subs.slice(0, found.subCount) as Target[]
+  })
   private readonly anyTopics: boolean
   private broker: Broker | undefined
   private nodeId = 'node'
@@ -87,14 +91,7 @@ export class WebhookPlugin implements BrokerPlugin {
   /** On the publish path: find matching rules (cached per topic) and enqueue. */
   onPublish(message: Message, client: ClientInfo | undefined): Promise<void> | undefined {
     if (!this.anyTopics) return undefined
-    let rules = this.matchCache.get(message.topic)
-    if (rules === undefined) {
-      const found = new Matches<Target>()
-      this.tree.match(message.topic, found)
-      rules = found.subs.slice(0, found.subCount) as Target[]
-      if (this.matchCache.size >= 10000) this.matchCache.clear()
-      this.matchCache.set(message.topic, rules)
-    }
+    const rules = this.matchCache.get(message.topic)
     if (rules.length === 0) return undefined
     const memory = this.memory
     if (memory !== undefined) { // the common case, kept to a few copies into the queue's buffer

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { RetainedTree } from '../../core/retained.js'
-import { checkTopicFilter, checkTopicName, matchesFilter, parseShared } from '../../core/topic.js'
+import { checkTopicFilter, checkTopicName, matchesFilter, parseShared, TopicMemo } from '../../core/topic.js'
 import { Matches, TopicTree } from '../../core/topic-tree.js'
 import type { Message } from '../../core/types.js'
 
@@ -122,4 +122,22 @@ test('topic tree keeps one subscriber inline and moves to a map for more, both w
   assert.equal(tree.remove('x/y', 'c3'), true)
   assert.equal(tree.size, 0)
   assert.deepEqual(matches(tree, 'x/y'), [])
+})
+
+test('TopicMemo computes once per topic and forgets everything when full, never holding more than its limit', () => {
+  let calls = 0
+  const memo = new TopicMemo((topic: string) => { calls++; return topic.length })
+  assert.equal(memo.get('a/b'), 3)
+  assert.equal(memo.get('a/b'), 3)
+  assert.equal(calls, 1)
+  const small = new TopicMemo((topic: string) => { calls++; return topic }, 2)
+  calls = 0
+  small.get('x'); small.get('y'); small.get('x')
+  assert.equal(calls, 2) // both remembered
+  small.get('z') // full: forgets x and y
+  small.get('x')
+  assert.equal(calls, 4)
+  memo.clear()
+  memo.get('a/b')
+  assert.equal(calls, 5)
 })
