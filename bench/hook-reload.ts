@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseConfig } from '../core/config.js'
 import { createLogger } from '../core/logger.js'
-import { HookHost } from '../plugins/host.js'
+import { HookHost } from '../plugins/host/host.js'
 import { createBroker, hookModules } from '../plugins/index.js'
-import { HookFolderLoader } from '../plugins/loader.js'
+import { HookFolderLoader } from '../plugins/host/loader.js'
 
 const gc = (globalThis as { gc?: () => void }).gc
 if (!gc) throw new Error('run with node --expose-gc')

@@ -356,7 +356,3 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.emitter.emit('closed')
   }
 }
-
-export function createBroker(options: BrokerOptions = {}): Broker {
-  return new Broker(options)
-}

@@ -116,11 +116,6 @@ export type ConfigInput = z.input<typeof configSchema>
 
 export type Config = z.output<typeof configSchema>
 
-/** Identity helper so a `hookmq.config.ts` gets typing. */
-export function defineConfig(config: ConfigInput): ConfigInput {
-  return config
-}
-
 /** Parse options; a bad key or value throws one line naming key, value and why. */
 export function parseConfig(input: unknown): Config {
   return parseConfigWith(configSchema, input)

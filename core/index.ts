@@ -1,6 +1,6 @@
-export { Broker, createBroker } from './broker.js'
+export { Broker } from './broker.js'
 export type { BrokerOptions, BrokerPlugin, PublishOptions, BrokerStats } from './broker.js'
-export { configSchema, parseConfig, parseConfigWith, defineConfig, configReference, HOOK_SETTINGS } from './config.js'
+export { configSchema, parseConfig, parseConfigWith, configReference, HOOK_SETTINGS } from './config.js'
 export type { Config, ConfigInput } from './config.js'
 export { HookmqError, ReasonCode, ErrorCode } from './errors.js'
 export { checkTopicFilter, checkTopicName, matchesFilter, sharedKey, splitSharedKey, TopicMemo } from './topic.js'

@@ -72,3 +72,4 @@ export const hookmqConfigSchema = configSchema.extend({
 export type WebhookConfig = z.output<typeof webhookSchema>
 export type RedisConfig = z.output<typeof redisSchema>
 export type HookmqConfigInput = z.input<typeof hookmqConfigSchema>
+export type HookmqConfig = z.output<typeof hookmqConfigSchema>

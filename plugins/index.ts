@@ -3,20 +3,20 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
 import * as zod from 'zod'
-import { createBroker as createCoreBroker, createLogger, HookmqError, maskCredentials, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
+import { Broker, createLogger, HookmqError, maskCredentials, parseConfigWith, type BrokerOptions } from '../core/index.js'
 import { RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore } from './redis/retained.js'
 import { RedisSessionStore } from './redis/stores.js'
-import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
+import { hookmqConfigSchema, type HookmqConfig, type HookmqConfigInput } from './config.js'
 import { WebhookPlugin, type WebhookStatus } from './webhook/index.js'
 import { HttpEndpoint } from './http/index.js'
 import type { DeadBatch } from './webhook/delivery.js'
-import type { HookDefinition } from './define.js'
-import { HookHost, type HookStatus } from './host.js'
-import { HookFolderLoader } from './loader.js'
-import { ProcessGuard } from './sandbox/process-guard.js'
-import { Quarantine } from './sandbox/quarantine.js'
-import { checkHookModule } from './schemas.js'
+import type { HookDefinition } from './host/define.js'
+import { HookHost, type HookStatus } from './host/host.js'
+import { HookFolderLoader } from './host/loader.js'
+import { ProcessGuard } from './host/sandbox/process-guard.js'
+import { Quarantine } from './host/sandbox/quarantine.js'
+import { checkHookModule } from './host/schemas.js'
 import { version } from './version.js'
 import * as self from './index.js'
 
@@ -24,7 +24,7 @@ import * as self from './index.js'
 // one embedders use; it wires hook objects and a hooks folder into the core.
 
 export * from '../core/index.js'
-export { defineHook } from './define.js'
+export { defineHook } from './host/define.js'
 export { version } from './version.js'
 
 /** Identity helper: a `hookmq.config.ts` gets the whole configuration's types (core, webhooks, redis, http). */
@@ -34,9 +34,9 @@ export function defineConfig(config: HookmqConfigInput): HookmqConfigInput {
 export type {
   AuthenticateAnswer, Awaitable, CallContext, DenyAnswer, EventContext, EventHandlers, HookContext, HookDefinition, PublishAnswer, PublishInput,
   SubscribeAnswer, SubscribeInput as HookSubscribeInput, TransformAnswer, TransformInput,
-} from './define.js'
-export type { HookStatus, LoadFailure } from './host.js'
-export { HookHost } from './host.js'
+} from './host/define.js'
+export type { HookStatus, LoadFailure } from './host/host.js'
+export { HookHost } from './host/host.js'
 export { hookmqConfigSchema } from './config.js'
 export type { HookmqConfigInput, WebhookConfig, RedisConfig } from './config.js'
 export type { WebhookStatus } from './webhook/index.js'
@@ -55,24 +55,19 @@ export interface HookmqOptions extends Omit<BrokerOptions, 'hooks' | 'hooksDir'>
   hooksDir?: string
 }
 
-export type HookmqBroker = Broker & {
-  readonly hookHost: HookHost
-  /** every hook's state: loaded/failed, version, load time, calls, denies, errors, p99 */
-  hookStatus(): HookStatus[]
-  /** the HTTP endpoint's base URL once listening (`http` configured), else undefined */
-  httpUrl(): string | undefined
-  readonly webhooks: {
-    status(): WebhookStatus[]
-    deadLetters(webhook?: string): Promise<DeadBatch[]>
-    /** queues dead letters again; answers how many deliveries */
-    replay(webhook?: string): Promise<number>
-  }
+/** What a broker made by `createBroker` offers about its webhooks. */
+export interface WebhookApi {
+  status(): WebhookStatus[]
+  deadLetters(webhook?: string): Promise<DeadBatch[]>
+  /** queues dead letters again; answers how many deliveries */
+  replay(webhook?: string): Promise<number>
 }
 
 /** The modules a hook file's `import ... from 'hookmq' | 'zod'` resolve to. */
 export const hookModules: Record<string, unknown> = { hookmq: self, zod, 'zod/v4': zod }
 
-export function createBroker(options: HookmqOptions = {}): HookmqBroker {
+/** The core's options for a hookmq broker, and what is opened for them before the core exists. */
+function coreOptions(options: HookmqOptions): { core: BrokerOptions; full: HookmqConfig; redis: Redis | undefined; cluster: RedisCluster | undefined; hookConfig: Record<string, unknown>; objects: Array<{ hook: AnyHook; config?: unknown }> } {
   const { hooks, hooksDir, webhooks: webhookInput, redis: redisInput, http: httpInput, ...rest } = options
   const objects = Array.isArray(hooks) ? hooks.map((h) => ('hook' in h && typeof h.hook === 'object' ? h : { hook: h as AnyHook, config: undefined })) : []
   const hookConfig = Array.isArray(hooks)
@@ -99,21 +94,97 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     persistentSessionExpiry: rest.limits?.persistentSessionExpiry ?? ttl.subscriptions,
     queuedMessageExpiry: rest.limits?.queuedMessageExpiry ?? ttl.packets,
   }
-  const broker = createCoreBroker({ ...rest, limits, logger: log, stores, cluster, version, readFile: readFileSync, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
-  if (redis) {
+  const core: BrokerOptions = { ...rest, limits, logger: log, stores, cluster, version, readFile: readFileSync, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) }
+  return { core, full, redis, cluster, hookConfig, objects }
+}
+
+/**
+ * The broker embedders and the CLI run: the core (core/broker.ts) wired with
+ * the hook host, a hooks folder, Redis stores and cluster, webhooks and the
+ * HTTP endpoint, as the configuration asks.
+ */
+export class HookmqBroker extends Broker {
+  readonly hookHost: HookHost
+  readonly webhooks: WebhookApi
+  private readonly endpoint: HttpEndpoint | undefined
+
+  constructor(options: HookmqOptions = {}) {
+    const { core, full, redis, cluster, objects } = coreOptions(options)
+    super(core)
+    const hooksDir = options.hooksDir
+    if (redis) this.useRedis(redis, full.redis!, cluster)
+    const webhooks = full.webhooks.length > 0
+      ? new WebhookPlugin(full.webhooks, this.log.child({ plugin: 'webhooks' }), this.id, redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined)
+      : undefined
+    if (webhooks) this.use(webhooks)
+    const hookLog = this.log.child({ plugin: 'hooks' })
+    const host = new HookHost({
+      log: hookLog,
+      hookConfig: this.config.hooks,
+      defaultTimeoutMs: this.config.hookTimeoutMs,
+      revokedSubscriptions: this.config.revokedSubscriptions,
+      limits: this.config.limits,
+      forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new HookmqError('WEBHOOK_UNKNOWN', 'no webhooks are configured'))),
+      modules: hookModules,
+      quarantine: hooksDir !== undefined ? new Quarantine(resolve(this.config.hooksDir)) : undefined,
+    })
+    host.attach(async (h) => {
+      for (const { hook } of objects) {
+        try {
+          await h.install(checkHookModule(hook), `embedded:${String((hook as { name?: unknown }).name)}`, undefined)
+        } catch (err) {
+          h.failed(`embedded:${String((hook as { name?: unknown }).name)}`, { message: (err as Error).message }, (hook as { name?: string }).name)
+        }
+      }
+    }, async () => {})
+    if (hooksDir !== undefined) {
+      // hook files are user code in this process: contained by the sandbox (plugins/host/sandbox/)
+      const loader = new HookFolderLoader(this.config.hooksDir, host, hookLog)
+      const guard = new ProcessGuard(host, hookLog)
+      host.attach(async () => {
+        guard.start()
+        await loader.start()
+      }, async () => {
+        await loader.stop()
+        await guard.stop()
+      })
+    }
+    if (options.hookRunner === undefined) this.hooks = host // an embedder's own runner replaces the host's decisions
+    this.use(host)
+    this.hookHost = host
+    this.webhooks = {
+      status: () => webhooks?.status() ?? [],
+      deadLetters: (name?: string) => webhooks?.deadLetters(name) ?? Promise.resolve([]),
+      replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
+    }
+    const folder = hooksDir === undefined ? undefined : resolve(this.config.hooksDir)
+    this.endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: this.hookStatus, webhooks: this.webhooks.status, hooksProblem: () => host.health(), hooksDir: folder }, this.log.child({ plugin: 'http' }))
+    if (this.endpoint) this.use(this.endpoint)
+  }
+
+  /** every hook's state: loaded/failed, version, load time, calls, denies, errors, p99 */
+  readonly hookStatus = (): HookStatus[] => this.hookHost.status()
+
+  /** the HTTP endpoint's base URL once listening (`http` configured), else undefined */
+  httpUrl(): string | undefined {
+    return this.endpoint?.url()
+  }
+
+  /** Redis as a plugin: connected at start (refusing to start without it), quit at stop; the cluster on it. */
+  private useRedis(redis: Redis, config: NonNullable<HookmqConfig['redis']>, cluster: RedisCluster | undefined): void {
     let down = false
     let lastError = ''
     redis.on('error', (err: Error) => {
       lastError = err.message
-      if (!down) broker.log.warn({ err: err.message }, 'redis connection error')
+      if (!down) this.log.warn({ err: err.message }, 'redis connection error')
       down = true
     })
     redis.on('ready', () => {
-      if (down) broker.log.info('redis connection back')
+      if (down) this.log.info('redis connection back')
       down = false
     })
-    const where = full.redis!.cluster?.join(', ') ?? full.redis!.sentinels?.join(', ') ?? full.redis!.url
-    broker.use({
+    const where = config.cluster?.join(', ') ?? config.sentinels?.join(', ') ?? config.url
+    this.use({
       name: 'redis',
       start: () => redis.connect().catch((err: Error) => {
         redis.disconnect() // no reconnecting in the background of a broker that did not start
@@ -121,56 +192,13 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
       }),
       stop: () => quitRedis(redis),
     })
-    if (cluster) broker.use(cluster)
+    if (cluster) this.use(cluster)
   }
-  const webhooks = full.webhooks.length > 0
-    ? new WebhookPlugin(full.webhooks, broker.log.child({ plugin: 'webhooks' }), broker.id, redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined)
-    : undefined
-  if (webhooks) broker.use(webhooks)
-  const hookLog = broker.log.child({ plugin: 'hooks' })
-  const host = new HookHost({
-    log: hookLog,
-    hookConfig: broker.config.hooks,
-    defaultTimeoutMs: broker.config.hookTimeoutMs,
-    revokedSubscriptions: broker.config.revokedSubscriptions,
-    limits: broker.config.limits,
-    forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new HookmqError('WEBHOOK_UNKNOWN', 'no webhooks are configured'))),
-    modules: hookModules,
-    quarantine: hooksDir !== undefined ? new Quarantine(resolve(broker.config.hooksDir)) : undefined,
-  })
-  host.attach(async (h) => {
-    for (const { hook } of objects) {
-      try {
-        await h.install(checkHookModule(hook), `embedded:${String((hook as { name?: unknown }).name)}`, undefined)
-      } catch (err) {
-        h.failed(`embedded:${String((hook as { name?: unknown }).name)}`, { message: (err as Error).message }, (hook as { name?: string }).name)
-      }
-    }
-  }, async () => {})
-  if (hooksDir !== undefined) {
-    // hook files are user code in this process: contained by the sandbox (plugins/sandbox/)
-    const loader = new HookFolderLoader(broker.config.hooksDir, host, hookLog)
-    const guard = new ProcessGuard(host, hookLog)
-    host.attach(async () => {
-      guard.start()
-      await loader.start()
-    }, async () => {
-      await loader.stop()
-      await guard.stop()
-    })
-  }
-  if (rest.hookRunner === undefined) broker.hooks = host // an embedder's own runner replaces the host's decisions
-  broker.use(host)
-  const webhookApi = {
-    status: () => webhooks?.status() ?? [],
-    deadLetters: (name?: string) => webhooks?.deadLetters(name) ?? Promise.resolve([]),
-    replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
-  }
-  const hookStatus = (): HookStatus[] => host.status()
-  const folder = hooksDir === undefined ? undefined : resolve(broker.config.hooksDir)
-  const endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: hookStatus, webhooks: webhookApi.status, hooksProblem: () => host.health(), hooksDir: folder }, broker.log.child({ plugin: 'http' }))
-  if (endpoint) broker.use(endpoint)
-  return Object.assign(broker, { hookHost: host, hookStatus, httpUrl: () => endpoint?.url(), webhooks: webhookApi })
+}
+
+/** Makes a broker: the core with the hook host and the plugins the options configure. The one way the package makes one. */
+export function createBroker(options: HookmqOptions = {}): HookmqBroker {
+  return new HookmqBroker(options)
 }
 
 /** QUIT, or drop the connection when Redis does not answer within a second. */

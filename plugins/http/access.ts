@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type http from 'node:http'
 import { isAbsolute, relative, sep } from 'node:path'
-import type { HookStatus } from '../host.js'
+import type { HookStatus } from '../host/host.js'
 
 // Who may read the operator's endpoints, and what they show of the machine.
 

@@ -1,5 +1,5 @@
 import type { Broker } from '../../core/index.js'
-import type { HookStatus } from '../host.js'
+import type { HookStatus } from '../host/host.js'
 import type { WebhookStatus } from '../webhook/index.js'
 
 // Prometheus metrics, read at scrape time from the counters the broker, the

@@ -106,6 +106,9 @@ test('hookmq check: a good folder passes; a bad one fails naming the file', asyn
   for (const f of readdirSync(examples).filter((f) => f.endsWith('.ts'))) copyFileSync(join(examples, f), join(good, f))
   const ok = await run(process.execPath, [bin, 'check', good])
   assert.match(ok.stdout, /5 hook\(s\) ok, 0 failed/)
+  // in place, beside its tsconfig.json whose paths map 'hookmq' to the source for editors: the hooks still get the broker's own modules
+  const inPlace = await run(process.execPath, [bin, 'check', examples])
+  assert.match(inPlace.stdout, /5 hook\(s\) ok, 0 failed/)
   const bad = hooksFolder(t)
   copyFileSync(join(examples, 'acl.ts'), join(bad, 'acl.ts'))
   writeFileSync(join(bad, 'broken.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'broken', authorizePublish() { return true }\n`)

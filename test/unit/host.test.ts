@@ -3,8 +3,8 @@ import { test } from 'node:test'
 import { parseConfig } from '../../core/config.js'
 import { createLogger } from '../../core/logger.js'
 import { newMessage, type ClientInfo } from '../../core/types.js'
-import { defineHook } from '../../plugins/define.js'
-import { HookHost } from '../../plugins/host.js'
+import { defineHook } from '../../plugins/host/define.js'
+import { HookHost } from '../../plugins/host/host.js'
 import { percentile } from '../../plugins/percentile.js'
 
 // The hook host on its own, with embedded hook objects (inline, no files, no

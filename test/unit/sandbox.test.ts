@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { Breaker } from '../../plugins/sandbox/breaker.js'
-import { enterHook, guardedProcess, guardProcess, leaveHook } from '../../plugins/sandbox/guard.js'
-import { Ring, RING_BYTES } from '../../plugins/sandbox/batch.js'
+import { Breaker } from '../../plugins/host/sandbox/breaker.js'
+import { enterHook, guardedProcess, guardProcess, leaveHook } from '../../plugins/host/sandbox/guard.js'
+import { Ring, RING_BYTES } from '../../plugins/host/sandbox/batch.js'
 
 const settings = { maxFailures: 3, windowMs: 1000, backoffMs: 20, maxBackoffMs: 50 }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

@@ -1,5 +1,5 @@
 import type { z } from 'zod'
-import type { AuthenticateInput, BrokerEvents, BrokerEventName, ClientInfo, Logger, MessageProperties, PublishOptions, QoS, SessionChoice } from '../core/index.js'
+import type { AuthenticateInput, BrokerEvents, BrokerEventName, ClientInfo, Logger, MessageProperties, PublishOptions, QoS, SessionChoice } from '../../core/index.js'
 
 // The types a hook author writes against. `defineHook` only returns its
 // argument: its value is that an editor autocompletes every input and answer.
@@ -31,7 +31,7 @@ export interface HookContext<C> {
 }
 
 /** What authenticate gets (the core's own types). */
-export type { AuthenticateInput, ExistingSession, SessionChoice } from '../core/index.js'
+export type { AuthenticateInput, ExistingSession, SessionChoice } from '../../core/index.js'
 
 /**
  * `undefined` passes to the next hook; `false` = bad credentials (0x86); `{ deny }` = not authorized (0x87).

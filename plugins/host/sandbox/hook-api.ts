@@ -3,6 +3,6 @@
 // broker itself is not loaded into a hook's thread.
 
 export { defineHook } from '../define.js'
-export { HookmqError, ReasonCode, ErrorCode } from '../../core/errors.js'
-export { checkTopicFilter, checkTopicName, matchesFilter, sharedKey, splitSharedKey } from '../../core/topic.js'
-export { newMessage } from '../../core/types.js'
+export { HookmqError, ReasonCode, ErrorCode } from '../../../core/errors.js'
+export { checkTopicFilter, checkTopicName, matchesFilter, sharedKey, splitSharedKey } from '../../../core/topic.js'
+export { newMessage } from '../../../core/types.js'

@@ -1,10 +1,10 @@
-import { HookmqError, isPromise, type Logger } from '../core/index.js'
+import { HookmqError, isPromise, type Logger } from '../../core/index.js'
 import type { Compiled } from './compile.js'
 import { firstFrame, mapStack, where } from './compile.js'
 import type { CallContext, HookDefinition } from './define.js'
 import type { Breaker } from './sandbox/breaker.js'
 import { enterHook, leaveHook } from './sandbox/guard.js'
-import { percentile } from './percentile.js'
+import { percentile } from '../percentile.js'
 
 // The one choke point for user code: every hook call goes through invoke(),
 // which asks the hook's circuit breaker, catches throws and rejections, applies

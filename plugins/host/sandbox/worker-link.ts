@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads'
-import { HookmqError } from '../../core/index.js'
+import { HookmqError } from '../../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { BOOT_MS, compiledData, loadError, takeWorker, workerFailure } from './pool.js'
 import type { FromWorker, HookMeta, ToWorker } from './protocol.js'

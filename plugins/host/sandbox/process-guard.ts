@@ -1,4 +1,4 @@
-import type { Logger } from '../../core/index.js'
+import type { Logger } from '../../../core/index.js'
 import { original, where } from '../compile.js'
 import type { HookHost } from '../host.js'
 import { exitProcess, guardProcess } from './guard.js'

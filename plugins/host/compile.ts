@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire, SourceMap } from 'node:module'
 import { dirname, resolve } from 'node:path'
 import { enterHook, guardedProcess, leaveHook } from './sandbox/guard.js'
-import { HookmqError } from '../core/errors.js'
+import { HookmqError } from '../../core/errors.js'
 
 // Compiling and evaluating one hook file. esbuild bundles the file with its
 // relative imports into CommonJS; packages stay external and are required at
@@ -55,6 +55,9 @@ export interface Compiled {
   sourceHash: string
 }
 
+/** The modules a hook file gets from the broker rather than from its folder (see hookModules in plugins/index.ts). */
+export const BROKER_MODULES = ['hookmq', 'hookmq/*', 'zod', 'zod/*']
+
 export async function compile(file: string): Promise<Compiled> {
   const outfile = file.replace(/\.[cm]?[jt]s$/, '') + '.hookmq-out.js'
   // loaded with the first hook file: a broker without hook files does not carry esbuild
@@ -74,6 +77,9 @@ export async function compile(file: string): Promise<Compiled> {
       metafile: true,
       logLevel: 'silent',
       packages: 'external',
+      // what a hook imports of the broker is the running broker's own (evaluate() hands it over), even where
+      // the folder's tsconfig maps 'hookmq' to a source path for the editor (paths are applied before `packages`)
+      external: BROKER_MODULES,
     })
   } catch (err) {
     const first = (err as { errors?: Esbuild.Message[] }).errors?.[0]

@@ -1,4 +1,4 @@
-import type { ClientInfo } from '../../core/index.js'
+import type { ClientInfo } from '../../../core/index.js'
 
 export interface SerializedError {
   message: string

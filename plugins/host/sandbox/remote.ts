@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads'
-import { HookmqError, type Logger, type PublishOptions } from '../../core/index.js'
+import { HookmqError, type Logger, type PublishOptions } from '../../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
 import { AUTHENTICATE, AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, BatchWriter, batchTable, EVENT, FALSE, ID, NULL, TABLE, TRANSFORM, TRUE, UNDEFINED, wireProperties, type AnswerBatch, type CallBatch } from './batch.js'

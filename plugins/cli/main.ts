@@ -2,13 +2,13 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { HookmqError, maskCredentials, parseConfigWith, type Broker } from '../core/index.js'
-import { version } from './version.js'
-import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
-import { createBroker, hookModules, type HookmqOptions } from './index.js'
-import { listHookFiles, preflightFile } from './loader.js'
-import type { HookSettings } from './host.js'
-import { HookLoadError, asLoadError, compile, evaluate, where } from './compile.js'
+import { HookmqError, maskCredentials, parseConfigWith, type Broker } from '../../core/index.js'
+import { version } from '../version.js'
+import { hookmqConfigSchema, type HookmqConfigInput } from '../config.js'
+import { createBroker, hookModules, type HookmqOptions } from '../index.js'
+import { listHookFiles, preflightFile } from '../host/loader.js'
+import type { HookSettings } from '../host/host.js'
+import { HookLoadError, asLoadError, compile, evaluate, where } from '../host/compile.js'
 
 const USAGE = `usage: hookmq [options]
        hookmq check [DIR]   compile and validate a hooks folder (default ./hooks), exit 1 on any error
@@ -212,9 +212,9 @@ async function deadLetters(argv: string[]): Promise<number> {
     process.stderr.write('hookmq: dead letters outlive the broker only in Redis; without redis they are in the running broker (broker.webhooks.deadLetters())\n')
     return 1
   }
-  const { openRedis } = await import('./redis/connect.js')
-  const { RedisOutbox } = await import('./webhook/redis-outbox.js')
-  const { createLogger } = await import('../core/index.js')
+  const { openRedis } = await import('../redis/connect.js')
+  const { RedisOutbox } = await import('../webhook/redis-outbox.js')
+  const { createLogger } = await import('../../core/index.js')
   const redis = openRedis(parsed.redis, { maxRetriesPerRequest: 1 })
   try {
     await redis.connect()

@@ -1,7 +1,7 @@
 import { getHeapStatistics } from 'node:v8'
 import { parentPort } from 'node:worker_threads'
 import * as zod from 'zod'
-import type { ClientInfo, Logger, PublishOptions } from '../../core/index.js'
+import type { ClientInfo, Logger, PublishOptions } from '../../../core/index.js'
 import { evaluate, firstFrame, HookLoadError, mapStack, where, withMap, type Compiled } from '../compile.js'
 import type { CallContext, HookDefinition } from '../define.js'
 import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
@@ -10,7 +10,7 @@ import { exitProcess, guardProcess } from './guard.js'
 import * as hookApi from './hook-api.js'
 import { answerCode, batchTable, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
 import { LOG_LEVELS, MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
-import { HookmqError } from '../../core/errors.js'
+import { HookmqError } from '../../../core/errors.js'
 
 // A hook's own thread. It waits for `load` (kept warm until then: a spare
 // worker has this module and zod loaded already), evaluates the hook file,

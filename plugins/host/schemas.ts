@@ -1,11 +1,11 @@
 import { z } from 'zod'
-import type { AuthenticateDecision, PublishDecision, SubscribeDecision, QoS } from '../core/index.js'
-import { HOOK_SETTINGS, parseConfig, type Config } from '../core/config.js'
-import { ReasonCode } from '../core/errors.js'
-import { checkMessageProperties } from '../core/properties.js'
-import { checkTopicName } from '../core/topic.js'
+import type { AuthenticateDecision, PublishDecision, SubscribeDecision, QoS } from '../../core/index.js'
+import { HOOK_SETTINGS, parseConfig, type Config } from '../../core/config.js'
+import { ReasonCode } from '../../core/errors.js'
+import { checkMessageProperties } from '../../core/properties.js'
+import { checkTopicName } from '../../core/topic.js'
 import type { HookDefinition } from './define.js'
-import { HookmqError } from '../core/errors.js'
+import { HookmqError } from '../../core/errors.js'
 
 // zod schemas for what a hook file exports and for every answer a hook gives.
 // Answers are normalised here into the core's explicit decisions.

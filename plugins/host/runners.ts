@@ -1,5 +1,5 @@
-import type { ClientInfo, Decision, Message } from '../core/index.js'
-import { isPromise, matchesFilter, TopicMemo } from '../core/index.js'
+import type { ClientInfo, Decision, Message } from '../../core/index.js'
+import { isPromise, matchesFilter, TopicMemo } from '../../core/index.js'
 import type { TransformInput } from './define.js'
 import { invoke, notify, type HookMethod, type Registration } from './invoke.js'
 import { PASS, type TransformPatch } from './schemas.js'

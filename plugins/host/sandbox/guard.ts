@@ -1,4 +1,4 @@
-import { HookmqError } from '../../core/errors.js'
+import { HookmqError } from '../../../core/errors.js'
 
 // No exit door: what a hook may not do to the process it shares. Hook code sees
 // `process` through a guard (its own variable, and `require('process')`) whose

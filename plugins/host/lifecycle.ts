@@ -1,10 +1,10 @@
 import type { z } from 'zod'
-import type { Logger, PublishOptions } from '../core/index.js'
-import { newMessage, type Message, type MessageProperties } from '../core/types.js'
+import type { Logger, PublishOptions } from '../../core/index.js'
+import { newMessage, type Message, type MessageProperties } from '../../core/types.js'
 import type { HookContext, HookDefinition } from './define.js'
 import type { TransformPatch } from './schemas.js'
 import { enterHook, leaveHook } from './sandbox/guard.js'
-import { HookmqError } from '../core/errors.js'
+import { HookmqError } from '../../core/errors.js'
 
 // A hook version's life: config parsed, setup run, teardown run once its
 // calls have finished. And the one way a transform answer changes a message.

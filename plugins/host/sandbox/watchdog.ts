@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import type { Logger } from '../../core/index.js'
+import type { Logger } from '../../../core/index.js'
 import { exitProcess, runningHook } from './guard.js'
 import type { Quarantine } from './quarantine.js'
 

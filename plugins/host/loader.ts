@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'chokidar'
 import { existsSync, mkdirSync, readdirSync, statSync, type Stats } from 'node:fs'
 import { basename, join, relative, resolve } from 'node:path'
-import type { Logger } from '../core/index.js'
+import type { Logger } from '../../core/index.js'
 import { compile, HookLoadError, located, type Compiled } from './compile.js'
 import type { HookHost } from './host.js'
 import { preflight } from './sandbox/pool.js'
