@@ -173,7 +173,7 @@ export class Session {
   received(packetId: number, failed: boolean): boolean {
     const entry = this.inflight.get(packetId)
     if (entry === undefined || entry.qos !== 2) return false
-    if (failed) { // reason code >= 0x80 ends the exchange [MQTT-4.3.3-?]
+    if (failed) { // reason code >= 0x80 ends the exchange: PUBREL only below 0x80 [MQTT-4.3.3-4]
       this.inflight.delete(packetId)
       if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, packetId))
       this.pump()

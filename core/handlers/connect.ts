@@ -141,7 +141,7 @@ function readClientLimits(conn: Connection, packet: IConnectPacket): void {
     conn.sendWindow = conn.ctx.config.limits.maxInflightMessages
     return
   }
-  if (p.receiveMaximum === 0) throw protocolError('Receive Maximum of 0') // [MQTT-3.1.2-?] protocol error
+  if (p.receiveMaximum === 0) throw protocolError('Receive Maximum of 0') // 5.0 section 3.1.2.11.3: a Protocol Error (no conformance statement of its own)
   if (p.maximumPacketSize === 0) throw protocolError('Maximum Packet Size of 0')
   conn.sendWindow = Math.min(conn.ctx.config.limits.maxInflightMessages, p.receiveMaximum ?? 65535)
   if (p.maximumPacketSize !== undefined) conn.maxOutgoingPacket = p.maximumPacketSize

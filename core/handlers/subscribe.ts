@@ -13,7 +13,7 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
   if (packet.messageId === 0) throw protocolError('SUBSCRIBE with packet identifier 0') // [MQTT-2.2.1-3]
   if (packet.subscriptions.length === 0) throw protocolError('SUBSCRIBE without a topic filter') // [MQTT-3.8.3-3] (3.1.1), [MQTT-3.8.3-2] (5.0)
   const id = packet.properties?.subscriptionIdentifier
-  if (id === 0) throw protocolError('Subscription Identifier of 0') // [MQTT-3.8.2-?]
+  if (id === 0) throw protocolError('Subscription Identifier of 0') // 5.0 section 3.8.2.1.2: 1 to 268,435,455 (no conformance statement of its own)
   const decisions: Array<SubscribeDecision | Promise<SubscribeDecision> | number> = packet.subscriptions.map((s) => check(conn, s))
   if (decisions.some((d) => typeof d === 'object' && isPromise(d))) {
     return Promise.all(decisions.map((d) => (typeof d === 'number' ? d : Promise.resolve(d).catch(() => deny))))
