@@ -49,6 +49,43 @@ interface BufferList {
   _bufs: Buffer[]
   slice(start: number, end: number): Buffer
   readUInt8(i: number): number
+  readUInt16BE(i: number): number
+}
+
+// The parser reads every header byte, length byte and 16-bit number through
+// its BufferList (bl), whose readUInt8/readUInt16BE slice a Buffer (and two
+// arrays) to read one or two bytes: four or five Buffers per PUBLISH that are
+// garbage at once. A parser's list reads them in place instead, with the same
+// answers and the same RangeError past the end (test/unit/mqtt-packet.test.ts).
+
+const NO_BYTES = Buffer.alloc(0)
+
+function byteAt(list: BufferList, offset: number): number {
+  const bufs = list._bufs
+  if (offset >= 0) {
+    for (let i = 0; i < bufs.length; i++) {
+      const b = bufs[i]!
+      if (offset < b.length) return b[offset]!
+      offset -= b.length
+    }
+  }
+  return NO_BYTES.readUInt8(0) // throws bl's own RangeError
+}
+
+function readUInt8InPlace(this: BufferList, offset = 0): number {
+  return byteAt(this, offset)
+}
+
+function readUInt16BEInPlace(this: BufferList, offset = 0): number {
+  const first = this._bufs.length === 0 ? undefined : this._bufs[0]!
+  if (first !== undefined && offset >= 0 && offset + 2 <= first.length) return (first[offset]! << 8) | first[offset + 1]!
+  return (byteAt(this, offset) << 8) | byteAt(this, offset + 1)
+}
+
+/** Makes a parser's BufferList read single bytes and 16-bit numbers without slicing. */
+export function readInPlace(list: BufferList): void {
+  list.readUInt8 = readUInt8InPlace
+  list.readUInt16BE = readUInt16BEInPlace
 }
 
 export interface PacketInProgress extends ParsedConnect {
@@ -73,6 +110,7 @@ export interface ParserInternals {
   _parseHeader(): boolean | undefined
   _parseConnect(): PacketInProgress | undefined
   _parseProperties(): object | false
+  _resetState(): void
 }
 
 /** mqtt-packet's Parser class, to subclass (packet-reader.ts). */

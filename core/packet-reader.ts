@@ -1,5 +1,5 @@
 import type { IPublishPacket, Packet } from 'mqtt-packet'
-import { ParserBase, type PacketInProgress } from './mqtt-packet.js'
+import { ParserBase, readInPlace, type PacketInProgress } from './mqtt-packet.js'
 import { malformed } from './errors.js'
 import { scanProperties, type PropertyLimits } from './properties.js'
 import { connectProblem, propertiesProblem, stringProblem } from './wire-rules.js'
@@ -34,6 +34,12 @@ class WireParser extends ParserBase {
   /** bounds on PUBLISH properties (null: every block is parsed) */
   limits: PropertyLimits | null = null
 
+  // mqtt-packet makes a new BufferList here (at the start and after an error)
+  override _resetState(): void {
+    super._resetState()
+    readInPlace(this._list)
+  }
+
   // one error per packet: mqtt-packet reports a refused string again as "cannot parse ..."
   override _emitError(err: Error): void {
     if (this.error === null) super._emitError(err)
@@ -41,7 +47,7 @@ class WireParser extends ParserBase {
 
   // a reserved packet type is refused from the first byte, before its body arrives
   override _parseHeader(): boolean | undefined {
-    const type = this._list.readUInt8(0) >> 4 // (not _bufs[0][0]: an empty chunk can stand first)
+    const type = this._list.readUInt8(0) >> 4 // (in place: see readInPlace; not _bufs[0][0]: an empty chunk can stand first)
     if (type === 0 || (type === 15 && this.settings.protocolVersion !== 5)) { // AUTH (15) exists only in MQTT 5
       this._emitError(malformed(`reserved packet type ${type}`)) // MQTT 5 §2.1.2: 0 is Forbidden; 3.1.1 §2.2.1: 0 and 15 are Reserved
       return false

@@ -9,14 +9,20 @@ export interface TopicLimits {
 
 /** Returns a reason the topic name is invalid, or undefined when it is fine. */
 export function checkTopicName(topic: string, limits: TopicLimits): string | undefined {
-  if (topic.length === 0) return 'empty topic' // [MQTT-4.7.3-1]
-  if (Buffer.byteLength(topic) > limits.maxTopicLength) return 'topic too long'
-  for (let i = 0; i < topic.length; i++) {
+  const n = topic.length
+  if (n === 0) return 'empty topic' // [MQTT-4.7.3-1]
+  // (a UTF-16 unit is at most 3 UTF-8 bytes: most topics need no byte count)
+  if (n * 3 > limits.maxTopicLength && Buffer.byteLength(topic) > limits.maxTopicLength) return 'topic too long'
+  let levels = 1
+  for (let i = 0; i < n; i++) {
     const c = topic.charCodeAt(i)
-    if (c === 0x23 || c === 0x2b) return 'wildcard in topic name' // [MQTT-3.3.2-2]
-    if (c === 0) return 'null character in topic' // [MQTT-4.7.3-2]
+    if (c <= 0x2f) { // one test for the common letters and digits
+      if (c === 0x2f) levels++
+      else if (c === 0x23 || c === 0x2b) return 'wildcard in topic name' // [MQTT-3.3.2-2]
+      else if (c === 0) return 'null character in topic' // [MQTT-4.7.3-2]
+    }
   }
-  if (countLevels(topic) > limits.maxTopicLevels) return 'too many topic levels'
+  if (levels > limits.maxTopicLevels) return 'too many topic levels'
   return undefined
 }
 
@@ -33,12 +39,6 @@ export function checkTopicFilter(filter: string, limits: TopicLimits): string | 
     if (level.includes('+') && level !== '+') return '"+" must occupy a whole level' // [MQTT-4.7.1-2]
   }
   return undefined
-}
-
-function countLevels(topic: string): number {
-  let n = 1
-  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) n++
-  return n
 }
 
 export interface SharedFilter {

@@ -141,3 +141,15 @@ test('TopicMemo computes once per topic and forgets everything when full, never 
   memo.get('a/b')
   assert.equal(calls, 5)
 })
+
+test('checkTopicName counts UTF-8 bytes (not UTF-16 units) against maxTopicLength, and levels against maxTopicLevels', () => {
+  const small = { maxTopicLength: 10, maxTopicLevels: 3 }
+  assert.equal(checkTopicName('abcdefghij', small), undefined) // 10 bytes
+  assert.equal(checkTopicName('abcdefghijk', small), 'topic too long')
+  assert.equal(checkTopicName('ééééé', small), undefined) // 5 units, 10 bytes
+  assert.equal(checkTopicName('éééééé', small), 'topic too long') // 6 units, 12 bytes
+  assert.equal(checkTopicName('a/b/c', small), undefined)
+  assert.equal(checkTopicName('a/b/c/', small), 'too many topic levels')
+  assert.equal(checkTopicName('a/+', small), 'wildcard in topic name')
+  assert.equal(checkTopicName('a\u0000', small), 'null character in topic')
+})
