@@ -1,5 +1,5 @@
 import type { Message } from '../../core/index.js'
-import { iso, jsonProperties } from './delivery.js'
+import { propertiesJson, writeMessageJson, type JsonOut } from './message-json.js'
 
 // A FIFO of delivery records kept as bytes in large buffers, outside the
 // JavaScript heap the garbage collector walks. A queue of a million waiting
@@ -19,7 +19,7 @@ export class ByteQueue {
 
   /** Appends a published message (fields copied: the message itself is not retained). */
   pushMessage(m: Message, clientId: string | null, at: number): void {
-    const props = m.properties === undefined ? '' : JSON.stringify(jsonProperties(m.properties as Record<string, unknown>))
+    const props = propertiesJson(m) ?? ''
     // room for the worst case (3 bytes per UTF-16 unit); the real size is known after writing
     const most = 4 + 1 + 8 + 1 + 2 + m.topic.length * 3 + 2 + (clientId === null ? 0 : clientId.length * 3) + 4 + m.payload.length + 4 + props.length * 3
     const buf = this.reserve(most)
@@ -59,8 +59,8 @@ export class ByteQueue {
 
   /**
    * Removes the oldest record and writes its delivery JSON straight into `out`,
-   * byte for byte what messageJson() makes (the durable outbox's path), without
-   * a string per field.
+   * through writeMessageJson() as the durable outbox does, without a string per
+   * field.
    */
   shiftInto(out: JsonWriter, makeId: () => string): boolean {
     if (this.length === 0) return false
@@ -74,23 +74,13 @@ export class ByteQueue {
     let p = start + 5
     const at = buf.readUInt32LE(p) + buf.readUInt32LE(p + 4) * 0x100000000; p += 8
     const flags = buf[p++]!
-    out.ascii('{"id":"'); out.ascii(makeId()); out.ascii('","event":"published","timestamp":"'); out.ascii(iso(at)); out.ascii('","clientId":')
-    const topicLen = buf.readUInt16LE(p); p += 2
-    const topicAt = p; p += topicLen
-    const clientLen = buf.readUInt16LE(p); p += 2
-    if (flags & 8) out.ascii('null')
-    else out.jsonString(buf, p, p + clientLen)
-    p += clientLen
-    out.ascii(',"topic":'); out.jsonString(buf, topicAt, topicAt + topicLen)
-    out.ascii(QOS_RETAIN[flags & 7]!)
-    const payloadLen = buf.readUInt32LE(p); p += 4
-    out.base64(buf, p, p + payloadLen); p += payloadLen
-    const propsLen = buf.readUInt32LE(p); p += 4
-    if (propsLen > 0) {
-      out.ascii('","properties":')
-      out.bytes(buf, p, p + propsLen)
-      out.ascii('}')
-    } else out.ascii('"}')
+    const topicAt = p; p += 2 + buf.readUInt16LE(p)
+    const clientAt = p; p += 2 + buf.readUInt16LE(p)
+    const payloadAt = p; p += 4 + buf.readUInt32LE(p)
+    const propsAt = buf.readUInt32LE(p) === 0 ? undefined : p
+    recordJson.src = buf
+    recordJson.out = out
+    writeMessageJson(recordJson, makeId(), at, flags & 8 ? null : clientAt, topicAt, flags & 3, (flags & 4) !== 0, payloadAt, propsAt)
     return true
   }
 
@@ -151,9 +141,23 @@ function writeString(buf: Buffer, s: string, at: number): number {
   return n
 }
 
-const QOS_RETAIN = Array.from({ length: 8 }, (_, f) => `,"qos":${f & 3},"retain":${(f & 4) !== 0},"payload":"`)
 const B64 = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/')
 const HEX = '0123456789abcdef'
+
+/**
+ * writeMessageJson() from a message record: a value is the offset of its
+ * length prefix in `src` (16 bits before the topic and the client id, 32 before
+ * the payload and the properties).
+ */
+class RecordJson implements JsonOut<number, number> {
+  src: Buffer = Buffer.alloc(0)
+  out = new JsonWriter(0)
+
+  ascii(text: string): void { this.out.ascii(text) }
+  string(at: number): void { this.out.jsonString(this.src, at + 2, at + 2 + this.src.readUInt16LE(at)) }
+  base64(at: number): void { this.out.base64(this.src, at + 4, at + 4 + this.src.readUInt32LE(at)) }
+  json(at: number): void { this.out.bytes(this.src, at + 4, at + 4 + this.src.readUInt32LE(at)) }
+}
 
 /** A growing byte buffer that JSON is written into (ASCII, escaped strings, base64). */
 export class JsonWriter {
@@ -240,3 +244,5 @@ export class JsonWriter {
     return out
   }
 }
+
+const recordJson = new RecordJson()

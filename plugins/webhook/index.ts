@@ -4,8 +4,8 @@ import { HookmqError, Matches, noop, throttled, TopicMemo, TopicTree } from '../
 import { percentile } from '../percentile.js'
 import { version } from '../version.js'
 import type { WebhookConfig } from '../config.js'
-import { deliveryId, fromEvent, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
-import { MemoryOutbox, type MemoryQueueHandle, type Outbox } from './outbox.js'
+import { deliveryId, fromEvent, type DeadBatch, type Delivery } from './delivery.js'
+import { MemoryOutbox, type Inlet, type Outbox } from './outbox.js'
 import { RedisOutbox } from './redis-outbox.js'
 import { Dispatcher } from './sender.js'
 
@@ -28,10 +28,9 @@ export interface WebhookStatus {
 
 /** A rule as the publish path sees it: resolved once, no lookups per message. */
 interface Target {
-  name: string
   dispatcher: Dispatcher
-  memory: MemoryQueueHandle | undefined
-  /** made once: the durable path's callbacks, so a message costs no closure */
+  inlet: Inlet
+  /** made once: what follows a write that was waited for, so a message costs no closure */
   kick: () => void
 }
 
@@ -51,19 +50,14 @@ export class WebhookPlugin implements BrokerPlugin {
   private lastDropLog = 0
   private readonly listeners: Array<[string, (...args: unknown[]) => void]> = []
 
-  private readonly memory: MemoryOutbox | undefined
-
   constructor(private readonly configs: WebhookConfig[], private readonly log: Logger, node: string, redis?: { client: Redis; keyPrefix: string }) {
     this.nodeId = node
-    this.memory = redis ? undefined : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total), node)
-    this.outbox = this.memory ?? new RedisOutbox(redis!.client, redis!.keyPrefix, node, log)
+    this.outbox = redis ? new RedisOutbox(redis.client, redis.keyPrefix, node, log)
+      : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total), node)
     for (const c of configs) {
       const dispatcher = new Dispatcher(c, this.outbox, log, `hookmq/${version}`)
       this.dispatchers.set(c.name, dispatcher)
-      const target: Target = {
-        name: c.name, dispatcher, memory: this.memory?.handle(c.name),
-        kick: () => dispatcher.kick(),
-      }
+      const target: Target = { dispatcher, inlet: this.outbox.inlet(c.name), kick: () => dispatcher.kick() }
       for (const f of c.topics) this.tree.add(f, c.name, target)
     }
     this.anyTopics = configs.some((c) => c.topics.length > 0)
@@ -93,24 +87,14 @@ export class WebhookPlugin implements BrokerPlugin {
     if (!this.anyTopics) return undefined
     const rules = this.matchCache.get(message.topic)
     if (rules.length === 0) return undefined
-    const memory = this.memory
-    if (memory !== undefined) { // the common case, kept to a few copies into the queue's buffer
-      const at = Date.now()
-      const clientId = client === undefined ? null : client.id
-      for (let i = 0; i < rules.length; i++) {
-        const target = rules[i]!
-        const waiting = memory.pushMessageTo(target.memory!, message, clientId, at)
-        target.dispatcher.added(waiting)
-      }
-      return undefined
-    }
+    const at = Date.now()
+    const clientId = client === undefined ? null : client.id
     let pending: Promise<void> | undefined
-    const item = new PendingMessage(message, client?.id ?? null, Date.now())
     for (let i = 0; i < rules.length; i++) {
       const target = rules[i]!
-      const written = this.outbox.push(target.name, item)
-      if (written === undefined) {
-        target.kick()
+      const written = target.inlet.pushMessage(message, clientId, at)
+      if (typeof written === 'number') { // added at once (in memory): no promise, no closure
+        target.dispatcher.added(written)
         continue
       }
       const p = written.then(target.kick)
@@ -132,7 +116,7 @@ export class WebhookPlugin implements BrokerPlugin {
     }
   }
 
-  private enqueue(webhook: string, delivery: Queued): Promise<void> | undefined {
+  private enqueue(webhook: string, delivery: Delivery): Promise<void> | undefined {
     const p = this.outbox.push(webhook, delivery)
     const d = this.dispatchers.get(webhook)!
     if (p === undefined) {

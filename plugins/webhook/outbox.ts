@@ -1,110 +1,118 @@
 import type { Message } from '../../core/index.js'
 import { ByteQueue, JsonWriter } from './byte-queue.js'
-import { deliveryId, PendingMessage, type DeadBatch, type Delivery, type Queued } from './delivery.js'
+import { deliveryId, type DeadBatch, type Delivery } from './delivery.js'
 
 // Where deliveries wait for their webhook. In memory by default (bounded: the
-// oldest go first, counted); in a Redis Stream when Redis is configured.
+// oldest go first, counted); in a Redis Stream when Redis is configured. Both
+// keep the whole Outbox contract, held by test/unit/outbox-contract.test.ts:
+// the dispatcher and the publish path never ask which one they have.
 
-export interface Taken {
-  /** the outbox's own handle (a stream entry id in Redis) */
-  ref: string
-  /** the delivery as JSON text */
-  json: string
+/** What take() answers: one request's body, and what done() or dead() need of it. */
+export interface Batch {
+  webhook: string
+  /** `prefix` + the deliveries' JSON joined by commas + `suffix` */
+  body: Buffer | string
+  count: number
+  /** the outbox's own handles of these deliveries (stream entry ids in Redis; none in memory, where take() removes them) */
+  refs: readonly string[]
 }
 
-export function parseTaken(taken: Taken[]): Delivery[] {
-  return taken.map((t) => JSON.parse(t.json) as Delivery)
+/** One webhook's way into the outbox for published messages, resolved once: the publish path looks nothing up. */
+export interface Inlet {
+  /**
+   * Adds a published message (its delivery's JSON is written here or when
+   * taken). Answers how many deliveries wait when it was added at once, or a
+   * promise when the write must be waited for (it is durable once resolved).
+   */
+  pushMessage(message: Message, clientId: string | null, at: number): number | Promise<void>
 }
 
 export interface Outbox {
   /** adds a delivery; a promise when the write must be waited for (it is durable once resolved) */
-  push(webhook: string, item: Queued): Promise<void> | undefined
-  /**
-   * An outbox has one of these two. `take`: up to `max` deliveries not yet
-   * taken, oldest first, each acknowledged later by done() or dead().
-   * `takeBody`: the same, gone from the outbox already and written as a request
-   * body `prefix` + deliveries joined by commas + `suffix` (an outbox that keeps
-   * bytes skips the strings).
-   */
-  take?(webhook: string, max: number): Promise<Taken[]>
-  takeBody?(webhook: string, max: number, prefix: string, suffix: string): { body: Buffer; count: number }
-  /** deliveries waiting (not taken) */
+  push(webhook: string, delivery: Delivery): Promise<void> | undefined
+  /** where the publish path adds one webhook's published messages */
+  inlet(webhook: string): Inlet
+  /** up to `max` deliveries not yet taken, oldest first, as one body; undefined when none wait. done() or dead() settles it. */
+  take(webhook: string, max: number, prefix: string, suffix: string): Promise<Batch | undefined>
+  /** deliveries waiting (not taken); a durable outbox counts deliveries it recovered as one until they are taken */
   waiting(webhook: string): number
   /** deliveries dropped because the outbox was full */
   dropped(webhook: string): number
   /** the batch was delivered */
-  done(webhook: string, taken: Taken[]): Promise<void>
-  /** the batch goes to the dead letters */
-  dead(batch: DeadBatch, taken: Taken[]): Promise<void>
+  done(batch: Batch): Promise<void>
+  /** the batch goes to the dead letters as `dead` */
+  dead(dead: DeadBatch, batch: Batch): Promise<void>
   deadLetters(webhook?: string): Promise<DeadBatch[]>
   /** moves dead letters (of one webhook, or all) back into the outbox; answers how many deliveries */
   replay(webhook?: string): Promise<number>
-  /** called when deliveries appear (e.g. recovered at start-up) */
+  /** called when deliveries appear (e.g. recovered at start-up, replayed) */
   onWaiting(fn: (webhook: string) => void): void
   start(webhooks: string[]): Promise<void>
   close(): Promise<void>
 }
 
-export interface MemoryQueueHandle {
-  name: string
-  items: ByteQueue
-  dropped: number
-  limit: number
+/** One webhook's bounded queue: the oldest delivery goes when it is full, counted. */
+class MemoryQueue implements Inlet {
+  readonly items = new ByteQueue()
+  dropped = 0
+
+  constructor(private readonly name: string, private readonly limit: number, private readonly onDrop: (webhook: string, total: number) => void) {}
+
+  pushMessage(message: Message, clientId: string | null, at: number): number {
+    this.room()
+    this.items.pushMessage(message, clientId, at)
+    return this.items.length
+  }
+
+  pushJson(json: string): void {
+    this.room()
+    this.items.pushJson(json)
+  }
+
+  private room(): void {
+    if (this.items.length < this.limit) return
+    this.items.drop()
+    this.dropped++
+    this.onDrop(this.name, this.dropped)
+  }
 }
 
+const NO_REFS: readonly string[] = []
+
 export class MemoryOutbox implements Outbox {
-  private readonly queues = new Map<string, MemoryQueueHandle>()
+  private readonly queues = new Map<string, MemoryQueue>()
   private readonly deadList: DeadBatch[] = []
   private notify: (webhook: string) => void = () => {}
   private readonly makeId: () => string
+  private readonly writer = new JsonWriter()
 
+  /** `limits`: each webhook's bound (none: unbounded); `onDrop` hears of each delivery dropped, with the webhook's total */
   constructor(private readonly limits: Map<string, number>, private readonly onDrop: (webhook: string, total: number) => void, node: string) {
     this.makeId = () => deliveryId(node)
   }
 
-  private queue(webhook: string): MemoryQueueHandle {
+  private queue(webhook: string): MemoryQueue {
     let q = this.queues.get(webhook)
     if (!q) {
-      q = { name: webhook, items: new ByteQueue(), dropped: 0, limit: this.limits.get(webhook) ?? Infinity }
+      q = new MemoryQueue(webhook, this.limits.get(webhook) ?? Infinity, this.onDrop)
       this.queues.set(webhook, q)
     }
     return q
   }
 
-  push(webhook: string, item: Queued): undefined {
-    if (item instanceof PendingMessage) return this.pushMessage(webhook, item.message, item.clientId, item.at)
-    this.room(this.queue(webhook)).items.pushJson(JSON.stringify(item))
+  push(webhook: string, delivery: Delivery): undefined {
+    this.queue(webhook).pushJson(JSON.stringify(delivery))
     return undefined
   }
 
-  /** push() for a published message without wrapping it first. */
-  pushMessage(webhook: string, message: Message, clientId: string | null, at: number): undefined {
-    this.pushMessageTo(this.queue(webhook), message, clientId, at)
-    return undefined
-  }
-
-  /** The queue of one webhook, to push to without looking it up (the publish path). */
-  handle(webhook: string): MemoryQueueHandle {
+  inlet(webhook: string): Inlet {
     return this.queue(webhook)
   }
 
-  /** Appends to a queue (the oldest goes when full); answers how many wait. */
-  pushMessageTo(q: MemoryQueueHandle, message: Message, clientId: string | null, at: number): number {
-    this.room(q).items.pushMessage(message, clientId, at)
-    return q.items.length
-  }
-
-  private room(q: MemoryQueueHandle): MemoryQueueHandle {
-    if (q.items.length >= q.limit) {
-      q.items.drop()
-      q.dropped++
-      this.onDrop(q.name, q.dropped)
-    }
-    return q
-  }
-
-  takeBody(webhook: string, max: number, prefix: string, suffix: string): { body: Buffer; count: number } {
-    const q = this.queue(webhook)
+  /** The body is written straight from the queue's bytes; the deliveries leave the queue now. */
+  async take(webhook: string, max: number, prefix: string, suffix: string): Promise<Batch | undefined> {
+    const q = this.queues.get(webhook)
+    if (q === undefined || q.items.length === 0) return undefined
     const w = this.writer
     w.ascii(prefix)
     let count = 0
@@ -114,10 +122,8 @@ export class MemoryOutbox implements Outbox {
       count++
     }
     w.ascii(suffix)
-    return { body: w.take(), count }
+    return { webhook, body: w.take(), count, refs: NO_REFS }
   }
-
-  private readonly writer = new JsonWriter()
 
   waiting(webhook: string): number {
     return this.queues.get(webhook)?.items.length ?? 0
@@ -129,8 +135,8 @@ export class MemoryOutbox implements Outbox {
 
   async done(): Promise<void> {}
 
-  async dead(batch: DeadBatch): Promise<void> {
-    this.deadList.push(batch)
+  async dead(dead: DeadBatch): Promise<void> {
+    this.deadList.push(dead)
   }
 
   async deadLetters(webhook?: string): Promise<DeadBatch[]> {
@@ -143,7 +149,7 @@ export class MemoryOutbox implements Outbox {
       const b = this.deadList[i]!
       if (webhook !== undefined && b.webhook !== webhook) { i++; continue }
       this.deadList.splice(i, 1)
-      for (const d of b.deliveries) this.push(b.webhook, d as Delivery)
+      for (const d of b.deliveries) this.push(b.webhook, d)
       n += b.deliveries.length
       this.notify(b.webhook)
     }

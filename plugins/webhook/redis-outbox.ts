@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis'
-import type { Logger } from '../../core/index.js'
-import { toJson, type DeadBatch, type Delivery, type Queued } from './delivery.js'
-import type { Outbox, Taken } from './outbox.js'
+import type { Logger, Message } from '../../core/index.js'
+import { deliveryId, type DeadBatch, type Delivery } from './delivery.js'
+import { messageJson } from './message-json.js'
+import type { Batch, Inlet, Outbox } from './outbox.js'
 
 // The durable outbox: one Redis Stream per webhook, read through a consumer
 // group whose consumer is this node. A delivery is in the stream once push()
@@ -46,9 +47,9 @@ export class RedisOutbox implements Outbox {
       await this.redis.xgroup('CREATE', this.stream(w), GROUP, '0', 'MKSTREAM').catch((err: Error) => {
         if (!err.message.includes('BUSYGROUP')) throw err
       })
-      const [len, pending] = await Promise.all([this.redis.xlen(this.stream(w)), this.pendingCount(w)])
-      this.counts.set(w, Math.max(0, len - pending))
-      this.recovering.set(w, '0') // first read our own unacknowledged entries
+      const [len, pending] = await Promise.all([this.redis.xlen(this.stream(w)), this.pending(w)])
+      this.counts.set(w, Math.max(0, len - pending.all))
+      if (pending.mine > 0) this.recovering.set(w, '0') // first read our own unacknowledged entries
     }
     await this.claimOrphans()
   }
@@ -56,8 +57,8 @@ export class RedisOutbox implements Outbox {
   /** Entries added by others (a replay from the CLI, another node) are noticed here. */
   private async recount(): Promise<void> {
     for (const w of this.webhooks) {
-      const [len, pending] = await Promise.all([this.redis.xlen(this.stream(w)), this.pendingCount(w)])
-      const waiting = Math.max(0, len - pending)
+      const [len, pending] = await Promise.all([this.redis.xlen(this.stream(w)), this.pending(w)])
+      const waiting = Math.max(0, len - pending.all)
       this.counts.set(w, waiting)
       if (waiting > 0) this.notify(w)
     }
@@ -67,9 +68,11 @@ export class RedisOutbox implements Outbox {
     await this.redis.set(this.aliveKey(this.node), String(Date.now()), 'PX', 10000)
   }
 
-  private async pendingCount(webhook: string): Promise<number> {
-    const summary = await this.redis.xpending(this.stream(webhook), GROUP) as [number, ...unknown[]]
-    return Number(summary[0] ?? 0)
+  /** entries taken and not yet acknowledged: by any node, and by this one (a previous run's) */
+  private async pending(webhook: string): Promise<{ all: number; mine: number }> {
+    const summary = await this.redis.xpending(this.stream(webhook), GROUP) as [number, unknown, unknown, Array<[string, string]> | null]
+    const mine = summary[3]?.find(([consumer]) => consumer === this.node)
+    return { all: Number(summary[0] ?? 0), mine: Number(mine?.[1] ?? 0) }
   }
 
   /** Takes over entries held by consumers (nodes) whose heartbeat has lapsed. */
@@ -103,15 +106,24 @@ export class RedisOutbox implements Outbox {
     }
   }
 
-  push(webhook: string, item: Queued): Promise<void> {
+  push(webhook: string, delivery: Delivery): Promise<void> {
+    return this.pushJson(webhook, JSON.stringify(delivery))
+  }
+
+  /** A published message's delivery gets its id and its JSON now: the stream keeps text. */
+  inlet(webhook: string): Inlet {
+    return { pushMessage: (message: Message, clientId: string | null, at: number) => this.pushJson(webhook, messageJson(deliveryId(this.node), at, clientId, message)) }
+  }
+
+  private pushJson(webhook: string, json: string): Promise<void> {
     this.counts.set(webhook, (this.counts.get(webhook) ?? 0) + 1)
-    return this.redis.xadd(this.stream(webhook), '*', 'd', toJson(item, this.node)).then(() => undefined, (err: unknown) => {
+    return this.redis.xadd(this.stream(webhook), '*', 'd', json).then(() => undefined, (err: unknown) => {
       this.counts.set(webhook, (this.counts.get(webhook) ?? 1) - 1)
       throw err
     })
   }
 
-  async take(webhook: string, max: number): Promise<Taken[]> {
+  async take(webhook: string, max: number, prefix: string, suffix: string): Promise<Batch | undefined> {
     const from = this.recovering.get(webhook)
     const res = await this.redis.xreadgroup('GROUP', GROUP, this.node, 'COUNT', max, 'STREAMS', this.stream(webhook), from ?? '>') as
       Array<[string, Array<[string, string[] | null]>]> | null
@@ -119,19 +131,21 @@ export class RedisOutbox implements Outbox {
     if (from !== undefined) {
       if (entries.length === 0) this.recovering.delete(webhook)
       else this.recovering.set(webhook, entries[entries.length - 1]![0])
-      if (entries.length === 0) return this.take(webhook, max)
+      if (entries.length === 0) return this.take(webhook, max, prefix, suffix)
     } else {
       this.counts.set(webhook, Math.max(0, (this.counts.get(webhook) ?? 0) - entries.length))
     }
-    const out: Taken[] = []
+    const refs: string[] = []
+    let body = prefix
     for (const [ref, fields] of entries) {
       if (!fields) { // deleted meanwhile
         await this.redis.xack(this.stream(webhook), GROUP, ref)
         continue
       }
-      out.push({ ref, json: fields[1]! })
+      body += (refs.length === 0 ? '' : ',') + fields[1]!
+      refs.push(ref)
     }
-    return out
+    return refs.length === 0 ? undefined : { webhook, body: body + suffix, count: refs.length, refs }
   }
 
   waiting(webhook: string): number {
@@ -142,16 +156,15 @@ export class RedisOutbox implements Outbox {
     return 0 // a Redis outbox is bounded by Redis memory, not by count
   }
 
-  async done(webhook: string, taken: Taken[]): Promise<void> {
-    if (taken.length === 0) return
-    const refs = taken.map((t) => t.ref)
-    await this.redis.multi().xack(this.stream(webhook), GROUP, ...refs).xdel(this.stream(webhook), ...refs).exec()
+  async done(batch: Batch): Promise<void> {
+    const stream = this.stream(batch.webhook)
+    await this.redis.multi().xack(stream, GROUP, ...batch.refs).xdel(stream, ...batch.refs).exec()
   }
 
-  async dead(batch: DeadBatch, taken: Taken[]): Promise<void> {
-    const refs = taken.map((t) => t.ref)
-    await this.redis.multi().rpush(this.deadKey(batch.webhook), JSON.stringify(batch))
-      .xack(this.stream(batch.webhook), GROUP, ...refs).xdel(this.stream(batch.webhook), ...refs).exec()
+  async dead(dead: DeadBatch, batch: Batch): Promise<void> {
+    const stream = this.stream(batch.webhook)
+    await this.redis.multi().rpush(this.deadKey(batch.webhook), JSON.stringify(dead))
+      .xack(stream, GROUP, ...batch.refs).xdel(stream, ...batch.refs).exec()
   }
 
   async deadLetters(webhook?: string): Promise<DeadBatch[]> {
@@ -168,7 +181,7 @@ export class RedisOutbox implements Outbox {
         const s = await this.redis.lpop(this.deadKey(w))
         if (s === null) break
         const batch = JSON.parse(s) as DeadBatch
-        for (const d of batch.deliveries) await this.push(w, d as Delivery)
+        for (const d of batch.deliveries) await this.push(w, d)
         n += batch.deliveries.length
       }
       this.notify(w)

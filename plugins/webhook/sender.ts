@@ -4,7 +4,7 @@ import https from 'node:https'
 import type { Logger } from '../../core/index.js'
 import type { WebhookConfig } from '../config.js'
 import type { DeadBatch, Delivery } from './delivery.js'
-import { parseTaken, type Outbox, type Taken } from './outbox.js'
+import type { Batch, Outbox } from './outbox.js'
 
 // One webhook's dispatcher: forms batches by count and wait time, keeps at
 // most `concurrency` requests in flight, retries with exponential backoff and
@@ -19,6 +19,8 @@ export interface WebhookStats {
   batches: number
   latency: number[]
 }
+
+const BODY_END = ']}'
 
 type Outcome = { kind: 'ok' } | { kind: 'retry'; reason: string; after?: number } | { kind: 'dead'; reason: string }
 
@@ -67,19 +69,12 @@ export class Dispatcher {
   private flush(): void {
     if (this.stopped || this.taking || this.inFlight >= this.config.concurrency) return
     if (this.outbox.waiting(this.config.name) === 0) return
-    if (this.outbox.takeBody !== undefined) { // in memory: the body is written straight from the queue's bytes
-      const { body, count } = this.outbox.takeBody(this.config.name, this.config.batch.maxSize, this.bodyStart, ']}')
-      this.inFlight++
-      void this.send(body, count, null).finally(this.batchDone)
-      this.kick()
-      return
-    }
     this.taking = true
-    this.outbox.take!(this.config.name, this.config.batch.maxSize).then((taken) => { // an outbox without takeBody has take
+    this.outbox.take(this.config.name, this.config.batch.maxSize, this.bodyStart, BODY_END).then((batch) => {
       this.taking = false
-      if (taken.length > 0) {
+      if (batch !== undefined) {
         this.inFlight++
-        void this.send(this.bodyOf(taken), taken.length, taken).finally(this.batchDone)
+        void this.send(batch).finally(this.batchDone)
       }
       this.kick()
     }, (err: unknown) => {
@@ -95,14 +90,9 @@ export class Dispatcher {
     this.kick()
   }
 
-  private bodyOf(taken: Taken[]): string {
-    let body = this.bodyStart
-    for (let i = 0; i < taken.length; i++) body += (i === 0 ? '' : ',') + taken[i]!.json
-    return body + ']}'
-  }
-
-  /** Sends one batch until it is delivered or dead; `taken` is what the outbox must be told about (null: nothing). */
-  private async send(body: string | Buffer, count: number, taken: Taken[] | null): Promise<void> {
+  /** Sends one batch until it is delivered or dead. */
+  private async send(batch: Batch): Promise<void> {
+    const { body, count } = batch
     const batchId = randomUUID()
     const { maxAttempts, minDelayMs, maxDelayMs } = this.config.retry
     let last = ''
@@ -115,7 +105,7 @@ export class Dispatcher {
       if (outcome.kind === 'ok') {
         this.stats.delivered += count
         this.recordLatency(performance.now() - started)
-        if (taken !== null) await this.outbox.done(this.config.name, taken).catch((err: unknown) => this.log.error({ err }, 'webhook outbox ack failed'))
+        await this.outbox.done(batch).catch((err: unknown) => this.log.error({ err }, 'webhook outbox ack failed'))
         return
       }
       this.stats.failed++
@@ -129,11 +119,11 @@ export class Dispatcher {
       await this.sleep(wait)
     }
     if (this.stopped) return // not acknowledged: a durable outbox sends it again after restart
-    const deliveries = taken !== null ? parseTaken(taken) : (JSON.parse(body.toString()) as { deliveries: Delivery[] }).deliveries
+    const { deliveries } = JSON.parse(body.toString()) as { deliveries: Delivery[] } // the body this dispatcher framed
     const dead: DeadBatch = { id: batchId, webhook: this.config.name, deliveries, reason: last, attempts, at: new Date().toISOString() }
     this.stats.deadLettered += count
     this.log.error({ webhook: this.config.name, batch: batchId, deliveries: count, reason: last }, 'webhook batch moved to dead letters')
-    await this.outbox.dead(dead, taken ?? []).catch((err: unknown) => this.log.error({ err }, 'webhook dead-letter write failed'))
+    await this.outbox.dead(dead, batch).catch((err: unknown) => this.log.error({ err }, 'webhook dead-letter write failed'))
   }
 
   private post(body: string | Buffer, batchId: string): Promise<Outcome> {

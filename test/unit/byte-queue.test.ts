@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { newMessage } from '../../core/index.js'
 import { ByteQueue, JsonWriter } from '../../plugins/webhook/byte-queue.js'
-import { jsonProperties, messageJson } from '../../plugins/webhook/delivery.js'
+import { messageJson } from '../../plugins/webhook/message-json.js'
 
 // The in-memory outbox writes request bodies straight from its bytes; they must
 // be exactly the JSON the string path (and JSON.parse) agrees on.
@@ -20,8 +20,7 @@ test('shiftInto writes byte for byte what messageJson (the durable outbox) makes
       const props = n % 3 === 0 ? { contentType: 'text/"plain"', userProperties: { k: 'v\u0002' }, correlationData: Buffer.from('cd') } : undefined
       const m = newMessage(topic, payload, (n % 3) as 0 | 1 | 2, n % 2 === 0, 'c', props)
       const client = n % 4 === 0 ? null : `client-"${n}"-ü`
-      const propsJson = props === undefined ? undefined : JSON.stringify(jsonProperties(props as Record<string, unknown>))
-      expected.push(messageJson(`id-${ids++}`, 1_700_000_000_000 + n, client, topic, m.qos, m.retain, payload.toString('base64'), propsJson))
+      expected.push(messageJson(`id-${ids++}`, 1_700_000_000_000 + n, client, m))
       b.pushMessage(m, client, 1_700_000_000_000 + n)
       n++
     }
