@@ -4,7 +4,7 @@ import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
 import * as zod from 'zod'
 import { createBroker as createCoreBroker, createLogger, HookmqError, maskCredentials, parseConfigWith, type Broker, type BrokerOptions } from '../core/index.js'
-import { RedisCluster } from './redis/cluster.js'
+import { redisCluster } from './redis/cluster.js'
 import { RedisRetainedStore } from './redis/retained.js'
 import { RedisSessionStore } from './redis/stores.js'
 import { hookmqConfigSchema, type HookmqConfigInput } from './config.js'
@@ -86,11 +86,11 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   const log = rest.logger ?? createLogger(full.log.level)
   // with Redis configured, sessions and retained messages persist there and the nodes on it form a cluster
   // (unless the embedder brought its own stores)
-  const cluster = redis && !rest.stores ? new RedisCluster({ redis, prefix: full.redis!.keyPrefix, log: log.child({ plugin: 'cluster' }), ...full.redis! }) : undefined
+  const cluster = redis && !rest.stores ? redisCluster({ redis, prefix: full.redis!.keyPrefix, log: log.child({ plugin: 'cluster' }), ...full.redis! }) : undefined
   const stores = rest.stores ?? (redis ? {
     sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
     retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
-    bus: cluster!,
+    bus: cluster!.bus,
   } : undefined)
   // Mosca's Redis TTLs: what offline clients leave behind expires (MQTT 5 expiry intervals take precedence)
   const ttl = full.redis?.ttl
@@ -99,7 +99,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
     persistentSessionExpiry: rest.limits?.persistentSessionExpiry ?? ttl.subscriptions,
     queuedMessageExpiry: rest.limits?.queuedMessageExpiry ?? ttl.packets,
   }
-  const broker = createCoreBroker({ ...rest, limits, logger: log, stores, cluster, version, readFile: readFileSync, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
+  const broker = createCoreBroker({ ...rest, limits, logger: log, stores, cluster: cluster?.cluster, version, readFile: readFileSync, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) })
   if (redis) {
     let down = false
     let lastError = ''
@@ -121,7 +121,7 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
       }),
       stop: () => quitRedis(redis),
     })
-    if (cluster) broker.use(cluster)
+    if (cluster) broker.use(cluster.plugin)
   }
   const webhooks = full.webhooks.length > 0
     ? new WebhookPlugin(full.webhooks, broker.log.child({ plugin: 'webhooks' }), broker.id, redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined)
