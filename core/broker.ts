@@ -73,7 +73,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   readonly log: Logger
   readonly emitter: BrokerEmitter
   readonly stores: Stores
-  readonly router = new Router()
+  readonly router: Router
   readonly sessions: SessionManager
   /** authorize, transform, route: what every published message goes through */
   readonly pipeline: PublishPipeline
@@ -113,11 +113,11 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.cluster = cluster
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')
+    this.router = new Router(this.id)
     this.version = version ?? 'unknown'
     this.fileReader = readFile
     this.pipeline = new PublishPipeline(this)
     this.sessions = new SessionManager(this, this.pipeline)
-    this.router.nodeId = this.id
     this.leaveBus = this.stores.bus.subscribe((message) => (message.node !== this.id ? this.pipeline.routeLocal(message) : undefined))
   }
 

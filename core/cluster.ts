@@ -33,3 +33,20 @@ export interface Cluster {
   /** that client's will is no longer pending on this node */
   willCleared(clientId: string): void
 }
+
+/**
+ * The other nodes' shared subscription groups, as the router keeps them
+ * (Router.joinCluster): a message published on this node goes to one member
+ * node of each matching group, round robin. The cluster keeps it up to date.
+ */
+export interface RemoteGroups {
+  /** (node, group) pairs known */
+  readonly size: number
+  /** `node` has members of the shared group `group` on `filter` (present), or no longer has any */
+  set(node: string, group: string, filter: string, present: boolean): void
+  /** `node` is gone: none of its groups is picked any more */
+  forget(node: string): void
+}
+
+/** A shared group got its first member on this node (present) or lost its last. */
+export type LocalGroupChange = (group: string, filter: string, present: boolean) => void

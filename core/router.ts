@@ -1,4 +1,6 @@
+import type { LocalGroupChange, RemoteGroups } from './cluster.js'
 import type { Flow } from './flow.js'
+import { RemoteGroupTree } from './remote-groups.js'
 import type { Session } from './session.js'
 import { Matches, TopicTree, type SharedGroup } from './topic-tree.js'
 import type { Message, QoS, Subscription } from './types.js'
@@ -48,16 +50,15 @@ export class Router {
   // (a 'delivered' listener publishing) gets its own
   private readonly found = new Matches<SubEntry>()
   private depth = 0
-  /** this node's id (set by the broker) */
-  nodeId = ''
   /**
-   * In a cluster: the shared groups with members on other nodes, keyed by node
-   * id. A message published here goes to one member of a group cluster-wide,
-   * round robin over the nodes that have members.
+   * In a cluster (joinCluster): the shared groups with members on other nodes,
+   * keyed by node id. A message published here goes to one member of a group
+   * cluster-wide, round robin over the nodes that have members.
    */
-  remote: TopicTree<string> | null = null
-  /** a shared group got its first member on this node (true) or lost its last (false) */
-  onGroupChange: ((group: string, filter: string, present: boolean) => void) | null = null
+  private remoteGroups: RemoteGroupTree | null = null
+  /** remoteGroups' tree, which route() reads directly */
+  private remoteTree: TopicTree<string> | null = null
+  private onGroupChange: LocalGroupChange | null = null
   private readonly groupCounts = new Map<string, number>()
   private readonly remoteFound = new Matches<string>()
   /** every session's Target (see SubEntry.target) */
@@ -65,6 +66,27 @@ export class Router {
   private seq = 0
   /** merge()'s result, reused (a nested route() gets its own); slots past the last merge are undefined */
   private readonly merged: Array<Target | undefined> = []
+
+  /** `nodeId`: this node's id, in a cluster what `message.node` and `message.shares` name it by */
+  constructor(readonly nodeId = '') {}
+
+  /** the other nodes' shared groups; null on a single node */
+  get remote(): RemoteGroups | null {
+    return this.remoteGroups
+  }
+
+  /**
+   * Makes this router one node of a cluster: a shared group gets each message
+   * once cluster-wide. `onLocalChange` hears when a group gets its first member
+   * on this node or loses its last; the cluster tells the router the other
+   * nodes' groups through the answer.
+   */
+  joinCluster(onLocalChange: LocalGroupChange): RemoteGroups {
+    this.remoteGroups ??= new RemoteGroupTree()
+    this.remoteTree = this.remoteGroups.tree
+    this.onGroupChange = onLocalChange
+    return this.remoteGroups
+  }
 
   add(session: Session, sub: Subscription): boolean {
     let target = this.sessionTargets.get(session)
@@ -143,7 +165,7 @@ export class Router {
           if (p !== undefined) (writes ??= []).push(p)
         }
       }
-      if (this.remote !== null && message.node === this.nodeId && (found.groupCount > 0 || this.remote.size > 0)) this.assignShares(message, found, nested)
+      if (this.remoteTree !== null && message.node === this.nodeId && (found.groupCount > 0 || this.remoteTree.size > 0)) this.assignShares(message, found, nested)
       for (let i = 0; i < found.groupCount; i++) {
         const g = found.group(i)
         if (message.shares !== undefined) { // in a cluster: only the node picked for this group delivers
@@ -171,7 +193,7 @@ export class Router {
   private assignShares(message: Message, found: Matches<SubEntry>, nested: boolean): void {
     const remote = nested ? new Matches<string>() : this.remoteFound
     try {
-      this.remote!.match(message.topic, remote)
+      this.remoteTree!.match(message.topic, remote)
       let shares: Record<string, string> | undefined
       for (let i = 0; i < remote.groupCount; i++) {
         const r = remote.group(i)

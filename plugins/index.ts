@@ -4,7 +4,7 @@ import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
 import * as zod from 'zod'
 import { Broker, createLogger, HookmqError, maskCredentials, parseConfigWith, type BrokerOptions } from '../core/index.js'
-import { RedisCluster } from './redis/cluster.js'
+import { redisCluster, type RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore } from './redis/retained.js'
 import { RedisSessionStore } from './redis/stores.js'
 import { hookmqConfigSchema, type HookmqConfig, type HookmqConfigInput } from './config.js'
@@ -81,11 +81,11 @@ function coreOptions(options: HookmqOptions): { core: BrokerOptions; full: Hookm
   const log = rest.logger ?? createLogger(full.log.level)
   // with Redis configured, sessions and retained messages persist there and the nodes on it form a cluster
   // (unless the embedder brought its own stores)
-  const cluster = redis && !rest.stores ? new RedisCluster({ redis, prefix: full.redis!.keyPrefix, log: log.child({ plugin: 'cluster' }), ...full.redis! }) : undefined
+  const cluster = redis && !rest.stores ? redisCluster({ redis, prefix: full.redis!.keyPrefix, log: log.child({ plugin: 'cluster' }), ...full.redis! }) : undefined
   const stores = rest.stores ?? (redis ? {
     sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
     retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
-    bus: cluster!,
+    bus: cluster!.bus,
   } : undefined)
   // Mosca's Redis TTLs: what offline clients leave behind expires (MQTT 5 expiry intervals take precedence)
   const ttl = full.redis?.ttl
@@ -94,7 +94,7 @@ function coreOptions(options: HookmqOptions): { core: BrokerOptions; full: Hookm
     persistentSessionExpiry: rest.limits?.persistentSessionExpiry ?? ttl.subscriptions,
     queuedMessageExpiry: rest.limits?.queuedMessageExpiry ?? ttl.packets,
   }
-  const core: BrokerOptions = { ...rest, limits, logger: log, stores, cluster, version, readFile: readFileSync, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) }
+  const core: BrokerOptions = { ...rest, limits, logger: log, stores, cluster: cluster?.cluster, version, readFile: readFileSync, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) }
   return { core, full, redis, cluster, hookConfig, objects }
 }
 
@@ -192,7 +192,7 @@ export class HookmqBroker extends Broker {
       }),
       stop: () => quitRedis(redis),
     })
-    if (cluster) this.use(cluster)
+    if (cluster) this.use(cluster.plugin)
   }
 }
 

@@ -1,11 +1,11 @@
-import type { Router } from '../../core/index.js'
-import { noop, sharedKey, splitSharedKey, TopicTree } from '../../core/index.js'
-import type { ClusterRedis } from './cluster-redis.js'
+import type { RemoteGroups, Router } from '../../core/index.js'
+import { noop, sharedKey, splitSharedKey } from '../../core/index.js'
+import type { ClusterNode } from './node.js'
 
 // Shared subscription groups across nodes. Each node records in Redis (`groups`:
-// `<node>\n<group>/<filter>`) and on its stream which groups have members on it;
-// every node keeps the others' in the router's `remote` tree, where the node a
-// message is published on picks the member node.
+// `<node>\n<group>/<filter>`) and on its stream ('g' entries) which groups have
+// members on it; every node tells its router the others' (RemoteGroups), and
+// the node a message is published on picks the member node.
 
 /** the `groups` hash field saying `node` has members of the group `key` (`<group>/<filter>`) */
 export function groupField(node: string, key: string): string {
@@ -23,49 +23,42 @@ export function isGroupFieldOf(field: string, node: string): boolean {
   return splitGroupField(field).node === node
 }
 
-export class RemoteGroups {
-  /** the groups each other node has members of, to forget them when it goes */
-  private readonly byNode = new Map<string, Set<string>>()
-  private readonly remote = new TopicTree<string>()
+/** Keeps the router's RemoteGroups and the other nodes in step with the shared groups of each node. */
+export class GroupSync {
+  private remote!: RemoteGroups
 
-  constructor(private readonly redis: ClusterRedis, private readonly groupsKey: string, private readonly me: string) {}
+  constructor(private readonly self: ClusterNode) {}
 
-  /** Wires into the router: its remote tree, and its local membership changes (told to the others by `announce`). */
-  attach(router: Router, announce: (group: string, filter: string, present: boolean) => void, available: () => boolean): void {
-    router.remote = this.remote
-    router.onGroupChange = (group, filter, present) => {
-      if (!available()) return
-      const field = groupField(this.me, sharedKey(group, filter))
-      const write = present ? this.redis.hset(this.groupsKey, field, '1') : this.redis.hdel(this.groupsKey, field)
+  /** Joins `router` to the cluster: this node's group changes go to Redis and its stream, the others' to the router. */
+  attach(router: Router): void {
+    const { self } = this
+    const groupsKey = self.key('groups')
+    this.remote = router.joinCluster((group, filter, present) => {
+      if (!self.available) return
+      const field = groupField(self.me, sharedKey(group, filter))
+      const write = present ? self.redis.hset(groupsKey, field, '1') : self.redis.hdel(groupsKey, field)
       write.catch(noop)
-      announce(group, filter, present)
-    }
+      self.append('g', JSON.stringify({ g: group, f: filter, on: present })).catch(noop)
+    })
   }
 
   /** the other nodes' groups as Redis has them (start-up) */
   async load(): Promise<void> {
-    for (const field of Object.keys(await this.redis.hgetall(this.groupsKey))) {
+    for (const field of Object.keys(await this.self.redis.hgetall(this.self.key('groups')))) {
       const { node, key } = splitGroupField(field)
-      if (node !== this.me) this.set(node, key, true)
+      if (node === this.self.me) continue
+      const { group, filter } = splitSharedKey(key)
+      this.remote.set(node, group, filter, true)
     }
   }
 
-  /** `node` gained (on) or lost its members of `key` (`<group>/<filter>`) */
-  set(node: string, key: string, on: boolean): void {
-    const { group, filter } = splitSharedKey(key)
-    let keys = this.byNode.get(node)
-    if (on) {
-      this.remote.add(filter, node, node, group)
-      if (keys === undefined) this.byNode.set(node, (keys = new Set()))
-      keys.add(key)
-    } else {
-      this.remote.remove(filter, node, group)
-      keys?.delete(key)
-    }
+  /** A 'g' entry of `from`'s stream: it gained or lost its members of a group. */
+  received(from: string, data: string): void {
+    const { g, f, on } = JSON.parse(data) as { g: string; f: string; on: boolean }
+    this.remote.set(from, g, f, on)
   }
 
   forget(node: string): void {
-    for (const key of this.byNode.get(node) ?? []) this.set(node, key, false)
-    this.byNode.delete(node)
+    this.remote.forget(node)
   }
 }

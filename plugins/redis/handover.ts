@@ -1,8 +1,8 @@
-import type { Broker, Logger, Session } from '../../core/index.js'
+import type { Broker, Session } from '../../core/index.js'
 import { Router } from '../../core/index.js'
-import { busMessageFromJson, compareIds, type ClusterRedis } from './cluster-redis.js'
+import { busMessageFromJson, compareIds } from './cluster-redis.js'
 import { isGroupFieldOf } from './groups.js'
-import type { StreamReader } from './streams.js'
+import type { ClusterNode } from './node.js'
 import { willFromJson } from './stores.js'
 
 // Sessions changing node: one taken over from a live node (catchUp) or from a
@@ -10,19 +10,12 @@ import { willFromJson } from './stores.js'
 // others' streams when it let go is delivered to the sessions from its cursors,
 // so that nothing acknowledged elsewhere meanwhile misses them.
 
-/** What the handover needs of the cluster node running it. */
+/** What the handover needs of the membership running it. */
 export interface HandoverHost {
-  readonly redis: ClusterRedis
-  readonly broker: Broker
-  readonly me: string
-  readonly log: Logger
-  key(...parts: string[]): string
-  /** the reader of the other nodes' streams (cursors, readUpTo) */
-  readonly reader: StreamReader
+  /** stops reading `node`'s stream and forgets its shared groups */
   forgetPeer(node: string): void
+  /** the session of `clientId` no longer lives on this node */
   released(clientId: string): void
-  /** appends an entry to this node's stream */
-  append(kind: string, data: string): Promise<void>
 }
 
 const READ_COUNT = 1000
@@ -33,7 +26,7 @@ export class Handover {
   /** client ids being taken over: what to run when the old node says it let go */
   private readonly claims = new Map<string, (from?: string, cursors?: Record<string, string>) => Promise<void>>()
 
-  constructor(private readonly host: HandoverHost) {}
+  constructor(private readonly self: ClusterNode, private readonly broker: Broker, private readonly host: HandoverHost) {}
 
   /**
    * Makes `clientId` this node's. When another live node has it, asks that node
@@ -42,10 +35,10 @@ export class Handover {
    * letting go reaches it here.
    */
   async claim(clientId: string, load: () => Promise<void>): Promise<void> {
-    const { redis, me } = this.host
-    const old = await redis.hookmqClaim(this.host.key('owners'), clientId, me, this.host.key('node', ''))
+    const { redis, me } = this.self
+    const old = await redis.hookmqClaim(this.self.key('owners'), clientId, me, this.self.key('node', ''))
     if (old === null || old === undefined) return load()
-    await this.host.reader.follow(old)
+    await this.self.reader.follow(old)
     await new Promise<void>((resolve, reject) => {
       let finished = false
       const claims = this.claims
@@ -55,36 +48,36 @@ export class Handover {
         clearTimeout(timer)
         if (claims.get(clientId) === finish) claims.delete(clientId)
         // answered (on the reader): first read as far as the old node had, so the reader brings the session nothing it already had
-        const p = from === undefined ? load() : this.host.reader.readUpTo(cursors!, from).then(load).then(() => this.catchUp(clientId, from, cursors!))
+        const p = from === undefined ? load() : this.self.reader.readUpTo(cursors!, from).then(load).then(() => this.catchUp(clientId, from, cursors!))
         p.then(resolve, reject)
         return p.catch(() => {})
       }
       const timer = setTimeout(finish, CLAIM_WAIT_MS) // the old node did not answer: take what is stored
       void claims.get(clientId)?.()
       claims.set(clientId, finish)
-      this.host.append('t', JSON.stringify({ c: clientId, to: old })).catch(() => finish())
+      this.self.append('t', JSON.stringify({ c: clientId, to: old })).catch(() => finish())
     })
   }
 
   /** A 't' entry from `node`: if it asks this node to let a session go, do, and answer. */
   takeover(node: string, data: string): Promise<void> | undefined {
     const { c, to } = JSON.parse(data) as { c: string; to: string }
-    if (to !== this.host.me) return undefined
-    this.host.broker.sessions.release(c) // writes what it must before the answer below, on the same connection
+    if (to !== this.self.me) return undefined
+    this.broker.sessions.release(c) // writes what it must before the answer below, on the same connection
     // with how far this node had read each stream: the new node delivers to the session what lies beyond
-    return this.host.append('r', JSON.stringify({ c, to: node, k: this.host.reader.positions() })).catch(() => {})
+    return this.self.append('r', JSON.stringify({ c, to: node, k: this.self.reader.positions() })).catch(() => {})
   }
 
   /** An 'r' entry from `node`: a session this node claimed is free; the promise settles once it is loaded. */
   released(node: string, data: string): Promise<void> | undefined {
     const { c, to, k } = JSON.parse(data) as { c: string; to: string; k?: Record<string, string> }
-    if (to !== this.host.me) return undefined
+    if (to !== this.self.me) return undefined
     return this.claims.get(c)?.(node, k ?? {})
   }
 
   /** A session just taken over from the live node `from`, which had read each stream up to `theirs`. */
   private async catchUp(clientId: string, from: string, theirs: Record<string, string>): Promise<void> {
-    const session = this.host.broker.sessions.sessions.get(clientId)
+    const session = this.broker.sessions.sessions.get(clientId)
     if (session !== undefined && session.subscriptions.size > 0) await this.replayFor([session], from, theirs)
   }
 
@@ -93,11 +86,12 @@ export class Handover {
    * read for them is replayed, and the wills of its connected clients are published.
    */
   async adoptDead(dead: string): Promise<void> {
-    const { redis, broker, me, log } = this.host
-    const key = this.host.key.bind(this.host)
+    const { redis, me, log } = this.self
+    const broker = this.broker
+    const key = this.self.key.bind(this.self)
     log.warn({ node: dead }, 'cluster node is gone; taking its sessions over')
     const cursors = await redis.hgetall(key('node', dead, 'cursors'))
-    await this.host.reader.readUpTo(cursors, dead) // what it had read is in its sessions already
+    await this.self.reader.readUpTo(cursors, dead) // what it had read is in its sessions already
     const adopted: Session[] = []
     for (const id of await redis.smembers(key('node', dead, 'owned'))) {
       if (await redis.hookmqMoveIfOwner(key('owners'), id, dead, me, key('node', '')) !== 1) continue
@@ -118,14 +112,15 @@ export class Handover {
 
   /** Publishes the wills of clients that were connected to `node` when it went (sessions adopted here keep theirs). */
   async publishLeftWills(node: string): Promise<void> {
-    const { redis, broker } = this.host
-    const wills = await redis.hgetall(this.host.key('node', node, 'wills'))
+    const { redis } = this.self
+    const broker = this.broker
+    const wills = await redis.hgetall(this.self.key('node', node, 'wills'))
     for (const [clientId, json] of Object.entries(wills)) {
       const session = broker.sessions.sessions.get(clientId)
       if (session !== undefined && (session.will !== undefined || session.outlet !== null)) continue // its delay runs here now, or it is back
       await broker.sessions.sendWill(clientId, willFromJson(json))
     }
-    await redis.del(this.host.key('node', node, 'wills'))
+    await redis.del(this.self.key('node', node, 'wills'))
   }
 
   /**
@@ -134,12 +129,11 @@ export class Handover {
    * where this node is (its own stream: its last entry).
    */
   private async replayFor(sessions: Session[], asNode: string, cursors: Record<string, string>): Promise<void> {
-    const router = new Router()
-    router.nodeId = asNode
+    const router = new Router(asNode)
     for (const s of sessions) for (const sub of s.subscriptions.values()) router.add(s, sub)
     for (const [source, from] of Object.entries(cursors)) {
       if (source === asNode) continue
-      const to = source === this.host.me ? await this.host.reader.lastEntry(source) : this.host.reader.cursor(source)
+      const to = source === this.self.me ? await this.self.reader.lastEntry(source) : this.self.reader.cursor(source)
       if (to !== undefined && compareIds(from, to) < 0) await this.replay(router, source, from, to)
     }
   }
@@ -147,7 +141,7 @@ export class Handover {
   private async replay(router: Router, source: string, from: string, to: string): Promise<void> {
     let start = from
     for (;;) {
-      const entries = await this.host.redis.xrange(this.host.key('bus', source), '(' + start, to, 'COUNT', READ_COUNT)
+      const entries = await this.self.redis.xrange(this.self.key('bus', source), '(' + start, to, 'COUNT', READ_COUNT)
       if (entries.length === 0) return
       const pending: unknown[] = []
       for (const [id, fields] of entries) {

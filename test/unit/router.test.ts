@@ -141,3 +141,43 @@ test('removing a session\'s last subscription lets the router forget the session
   assert.equal(known(), 0)
   assert.equal(router.route(newMessage('r/1', Buffer.from('x'), 1, false, 'p'), null), 0)
 })
+
+test('in a cluster: the router tells of its first and last member of a group, is told the other nodes\' groups (RemoteGroups), and picks one node per group and message, round robin', () => {
+  const router = new Router('a')
+  const changes: string[] = []
+  const remote = router.joinCluster((group, filter, present) => changes.push(`${group} ${filter} ${present}`))
+  const w1 = connected('w1')
+  const w2 = connected('w2')
+  subscribe(router, w1.session, sub('$share/g/job/#', 1))
+  subscribe(router, w2.session, sub('$share/g/job/#', 1))
+  remote.set('b', 'g', 'job/#', true)
+  remote.set('c', 'h', 'job/+', true)
+  assert.equal(router.remote?.size, 2)
+  const publish = (): Record<string, string> | undefined => {
+    const m = newMessage('job/1', Buffer.from('x'), 1, false, 'p')
+    m.node = 'a' // published on this node
+    router.route(m, null)
+    return m.shares
+  }
+  const picks = [publish(), publish(), publish(), publish()]
+  assert.deepEqual(picks.map((s) => s?.['g/job/#']), ['b', 'a', 'b', 'a'])
+  assert.deepEqual(picks.map((s) => s?.['h/job/+']), ['c', 'c', 'c', 'c'])
+  assert.equal(w1.outlet.sent.length + w2.outlet.sent.length, 2) // only the messages this node picked itself for
+  remote.forget('b')
+  assert.equal(router.remote?.size, 1)
+  assert.deepEqual(publish(), { 'g/job/#': 'a', 'h/job/+': 'c' })
+  router.remove(w1.session, '$share/g/job/#')
+  router.remove(w2.session, '$share/g/job/#')
+  assert.deepEqual(changes, ['g job/# true', 'g job/# false'])
+})
+
+test('on a single node (no joinCluster) shared groups are the router\'s own: no node is picked', () => {
+  const router = new Router('a')
+  const w = connected('w')
+  subscribe(router, w.session, sub('$share/g/job/#', 1))
+  const m = newMessage('job/1', Buffer.from('x'), 1, false, 'p')
+  m.node = 'a'
+  assert.equal(router.route(m, null), 1)
+  assert.equal(m.shares, undefined)
+  assert.equal(router.remote, null)
+})
