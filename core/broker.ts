@@ -303,8 +303,9 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
       if (conn.state.kind === 'awaitingConnect' && now - conn.openedAt > connectDeadline) {
         this.refusals.note('connectTimeout', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: 'no CONNECT in time' })
         conn.closeWith(ReasonCode.MaximumConnectTime, 'no CONNECT in time')
-      } else if (conn.state.kind === 'connected' && conn.keepaliveMs > 0 && now - conn.lastSeen > conn.keepaliveMs) {
+      } else if (conn.state.kind === 'connected' && conn.keepaliveMs > 0 && now - conn.lastSeen > conn.keepaliveMs && conn.accepting) {
         // only complete packets move lastSeen: a client trickling a partial one times out too
+        // (not while the broker itself holds its packets unread behind one still deciding: they are parsed, and counted, later)
         this.refusals.note('keepaliveTimeout', { remoteAddress: conn.client.remoteAddress, clientId: conn.client.id })
         this.emitter.emit('keepaliveTimeout', conn.client)
         conn.closeWith(ReasonCode.KeepAliveTimeout, 'keep-alive timeout') // [MQTT-3.1.2-24] (3.1.1), [MQTT-3.1.2-22] (5.0)

@@ -130,7 +130,23 @@ export class Connection implements Outlet, IntakeOwner {
   }
 
   onData(buf: Buffer): void {
-    if (this.isOpen) this.intake.read(buf)
+    if (!this.isOpen) return
+    this.intake.read(buf)
+    // packets wait as bytes behind one still running: reading on would only pile up more bytes
+    if (this.backlog !== null && !this.backlogHeld && this.intake.holding) {
+      this.backlogHeld = true
+      this.flow.hold()
+    }
+  }
+
+  /**
+   * False while a packet waits for an earlier one: the packets after it stay
+   * bytes in the reader (parsed when drain() resumes it), so a publisher whose
+   * messages wait for a hook holds a few decoded messages, not a socket read's
+   * worth (up to 64 KB) of them.
+   */
+  get accepting(): boolean {
+    return this.backlog === null
   }
 
   refuseConnect5(): void {
@@ -199,6 +215,7 @@ export class Connection implements Outlet, IntakeOwner {
       this.backlogHeld = false
       this.flow.release()
     }
+    this.intake.resume()
   }
 
   private fail(err: unknown): void {

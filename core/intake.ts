@@ -21,6 +21,8 @@ export interface IntakeOwner {
   readonly client: ClientInfo
   readonly listener: { readonly name: string }
   lastSeen: number
+  /** false while an earlier packet waits: later ones stay bytes in the reader (resume() parses them) */
+  readonly accepting: boolean
   refuse(err: HookmqError): void
   beginClose(reasonCode: number): void
   /** a parse error in a CONNECT that named MQTT 5: it is answered with CONNACK */
@@ -49,9 +51,26 @@ export class Intake implements PacketSink {
     this.reader.setVersion(v)
   }
 
+  get accepting(): boolean {
+    return this.conn.accepting
+  }
+
+  /** True while whole packets wait as bytes (the connection was not accepting). */
+  get holding(): boolean {
+    return this.reader.holding
+  }
+
   read(buf: Buffer): void {
+    this.took(this.reader.read(buf))
+  }
+
+  /** The connection accepts packets again: those held as bytes are parsed now. */
+  resume(): void {
+    if (this.reader.holding) this.took(this.reader.resume())
+  }
+
+  private took(partial: number): void {
     const conn = this.conn
-    const partial = this.reader.read(buf)
     if (this.sawPacket) {
       // [MQTT-3.1.2-24] (3.1.1), [MQTT-3.1.2-22] (5.0): a complete Control Packet, not any byte, resets the keep-alive
       this.sawPacket = false

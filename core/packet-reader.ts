@@ -27,6 +27,12 @@ export interface PacketSink {
   onPacket(packet: Packet): void
   /** `connectVersion`: the error was in a CONNECT that named this protocol level */
   onParseError(err: Error, connectVersion: number | undefined): void
+  /**
+   * False while the sink takes no more packets (an earlier one waits): the
+   * reader stops at the next packet boundary and keeps the rest as bytes until
+   * resume(). (Absent: always true.)
+   */
+  readonly accepting?: boolean
 }
 
 class WireParser extends ParserBase {
@@ -47,6 +53,7 @@ class WireParser extends ParserBase {
 
   // a reserved packet type is refused from the first byte, before its body arrives
   override _parseHeader(): boolean | undefined {
+    if (this.sink !== null && this.sink.accepting === false) return false // held: the bytes wait, unparsed, for resume()
     const type = this._list.readUInt8(0) >> 4 // (in place: see readInPlace; not _bufs[0][0]: an empty chunk can stand first)
     if (type === 0 || (type === 15 && this.settings.protocolVersion !== 5)) { // AUTH (15) exists only in MQTT 5
       this._emitError(malformed(`reserved packet type ${type}`)) // MQTT 5 §2.1.2: 0 is Forbidden; 3.1.1 §2.2.1: 0 and 15 are Reserved
@@ -144,6 +151,8 @@ function makeParser(): WireParser {
 
 let shared: WireParser | null = null
 
+const NO_BYTES = Buffer.alloc(0)
+
 /** True when `buf` is a sequence of whole packets (or malformed: the parser will say so). */
 export function wholePackets(buf: Buffer): boolean {
   let pos = 0
@@ -191,6 +200,12 @@ export class PacketReader {
     this.own = null
   }
 
+  /** True while whole packets wait as bytes because the sink was not accepting them. */
+  get holding(): boolean {
+    const own = this.own
+    return own !== null && own._list.length > 0 && own._stateCounter === 0 && own.packet.length === -1
+  }
+
   /** Parses a chunk; answers the declared length of a packet still incomplete (0 when none). */
   read(buf: Buffer): number {
     if (this.own === null && wholePackets(buf)) {
@@ -198,16 +213,33 @@ export class PacketReader {
       p.sink = this.sink
       p.limits = this.limits
       p.settings.protocolVersion = this.version
+      let held = false
       try {
         p.parse(buf)
+        held = p.error === null && p._list.length > 0
       } finally {
-        p.sink = null
-        p.limits = null
-        // after an error mqtt-packet's reset leaves its read position behind: start the next chunk on a fresh parser
-        if (p.error !== null) shared = null
+        if (held) {
+          // the sink stopped taking packets: the rest of the chunk is this connection's, and so is this parser
+          this.own = p
+          shared = null
+        } else {
+          p.sink = null
+          p.limits = null
+          // after an error mqtt-packet's reset leaves its read position behind: start the next chunk on a fresh parser
+          if (p.error !== null) shared = null
+        }
       }
       return 0
     }
+    return this.parseOwn(buf)
+  }
+
+  /** Parses what was held while the sink was not accepting (it is again); answers as read() does. */
+  resume(): number {
+    return this.own === null ? 0 : this.parseOwn(NO_BYTES)
+  }
+
+  private parseOwn(buf: Buffer): number {
     const own = (this.own ??= makeParser())
     own.sink = this.sink
     own.limits = this.limits

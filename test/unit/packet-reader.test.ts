@@ -110,3 +110,32 @@ test('an empty chunk (an empty WebSocket frame) before a packet is read past, no
   assert.deepEqual(errors, [])
   assert.deepEqual(got, ['pingreq', 'publish:a:x'])
 })
+
+test('a sink that stops accepting keeps the rest of the chunk as bytes until resume(), in order, across later chunks and with the shared parser in use by another connection', () => {
+  const got: string[] = []
+  let accepting = true
+  const r = new PacketReader({
+    onPacket: (p: Packet) => { got.push(p.cmd === 'publish' ? p.topic : p.cmd); if (got.length % 2 === 1) accepting = false },
+    onParseError: (e) => assert.fail(e.message),
+    get accepting() { return accepting },
+  })
+  const chunk = Buffer.concat([publish('a', '1'), publish('b', '2'), Buffer.from([0xc0, 0]), publish('c', '3')])
+  r.read(chunk)
+  assert.deepEqual(got, ['a']) // held after the first
+  assert.equal(r.holding, true)
+  const other = reader() // another connection reads whole chunks meanwhile (the shared parser is not this one's any more)
+  other.r.read(publish('x', 'y'))
+  assert.deepEqual(other.got, ['publish:x:y'])
+  r.read(publish('d', '4')) // arrives while held: queued behind the held bytes
+  assert.deepEqual(got, ['a'])
+  accepting = true
+  r.resume()
+  assert.deepEqual(got, ['a', 'b', 'pingreq'])
+  accepting = true
+  r.resume()
+  assert.deepEqual(got, ['a', 'b', 'pingreq', 'c', 'd'])
+  assert.equal(r.holding, false)
+  accepting = true
+  r.read(publish('e', '5'))
+  assert.deepEqual(got, ['a', 'b', 'pingreq', 'c', 'd', 'e'])
+})
