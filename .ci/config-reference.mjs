@@ -6,7 +6,9 @@ import { configJsonSchema, configReference } from '../dist/core/config.js'
 import { hookmqConfigSchema } from '../dist/plugins/config.js'
 
 const readme = new URL('../README.md', import.meta.url)
-const rows = configReference(hookmqConfigSchema).map((r) => `| \`${r.key}\` | ${r.default ? '`' + r.default + '`' : ''} | ${r.description.replace(/\|/g, '\\|')} |`)
+const rows = configReference(hookmqConfigSchema).map(
+  (r) => `| \`${r.key}\` | ${r.default ? '`' + r.default + '`' : ''} | ${r.description.replace(/\|/g, '\\|')} |`,
+)
 const table = ['| key | default | meaning |', '| --- | --- | --- |', ...rows].join('\n')
 const text = readFileSync(readme, 'utf8')
 const start = '<!-- config:start -->'
@@ -15,4 +17,7 @@ const a = text.indexOf(start)
 const b = text.indexOf(end)
 if (a < 0 || b < a) throw new Error('README.md lacks the config markers')
 writeFileSync(readme, text.slice(0, a + start.length) + '\n' + table + '\n' + text.slice(b))
-writeFileSync(new URL('../docs/hookmq.config.schema.json', import.meta.url), JSON.stringify({ ...configJsonSchema(hookmqConfigSchema), title: 'hookmq.config.json' }, null, 2) + '\n')
+writeFileSync(
+  new URL('../docs/hookmq.config.schema.json', import.meta.url),
+  JSON.stringify({ ...configJsonSchema(hookmqConfigSchema), title: 'hookmq.config.json' }, null, 2) + '\n',
+)

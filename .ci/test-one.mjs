@@ -14,7 +14,9 @@ if (files.length === 0) {
   console.error('usage: npm run test:one -- test/<dir>/<name>.test.ts [...] [--test-name-pattern=...]')
   process.exit(2)
 }
-const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json', '--incremental', '--tsBuildInfoFile', 'dist/.tsbuildinfo'], { stdio: 'inherit' })
+const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json', '--incremental', '--tsBuildInfoFile', 'dist/.tsbuildinfo'], {
+  stdio: 'inherit',
+})
 if (tsc.status !== 0) process.exit(tsc.status ?? 1)
 const compiled = files.map((f) => 'dist/' + f.replace(/\.ts$/, '.js'))
 for (const f of compiled) {

@@ -33,7 +33,14 @@ export function attackPacket(topic: string, n: number, messageId: number): Buffe
   const props = Buffer.allocUnsafe(7 * n)
   for (let i = 0; i < n; i++) props.set([0x26, 0, 1, 0x75, 0, 1, 0x76], i * 7)
   const t = Buffer.from(topic)
-  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, Buffer.from([messageId >> 8, messageId & 0xff]), varint(props.length), props, Buffer.from('payload')])
+  const body = Buffer.concat([
+    Buffer.from([t.length >> 8, t.length & 0xff]),
+    t,
+    Buffer.from([messageId >> 8, messageId & 0xff]),
+    varint(props.length),
+    props,
+    Buffer.from('payload'),
+  ])
   return Buffer.concat([Buffer.from([0x32]), varint(body.length), body])
 }
 
@@ -93,7 +100,11 @@ class HeaderReader {
 }
 
 /** An MQTT 5 client reading with a HeaderReader; resolves once CONNACK came. */
-function connect5(port: number, clientId: string, onPacket: (type: number, head: number[], bodyStart: number, socket: net.Socket) => void): Promise<net.Socket> {
+function connect5(
+  port: number,
+  clientId: string,
+  onPacket: (type: number, head: number[], bodyStart: number, socket: net.Socket) => void,
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1')
     socket.setNoDelay(true)
@@ -121,14 +132,18 @@ export async function amplification(port: number, o: AmplificationOptions): Prom
   let delivered = 0
   const acks: number[] = []
   let finished: () => void = () => {}
-  const done = new Promise<void>((resolve) => { finished = resolve })
+  const done = new Promise<void>((resolve) => {
+    finished = resolve
+  })
   const check = (): void => {
     if (acks.length === o.messages && (delivered === expected || acks.every((c) => c >= 0x80))) finished()
   }
   const subs: net.Socket[] = []
   for (let i = 0; i < o.subscribers; i++) {
     let subacked!: () => void
-    const ready = new Promise<void>((r) => { subacked = r })
+    const ready = new Promise<void>((r) => {
+      subacked = r
+    })
     const s = await connect5(port, `amp-sub-${tag}-${i}`, (type, head, bodyStart, socket) => {
       if (type === SUBACK) subacked()
       else if (type === PUBLISH) {
@@ -169,17 +184,29 @@ export async function amplification(port: number, o: AmplificationOptions): Prom
   by.close()
   rtts.sort((a, b) => a - b)
   const refused = acks.filter((c) => c >= 0x80)
-  const outcome = acks.length < o.messages || (delivered < expected && refused.length < o.messages)
-    ? `TIMEOUT after ${o.timeoutMs / 1000} s: ${delivered}/${expected} delivered, ${acks.length} PUBACKs`
-    : refused.length === o.messages ? `refused (PUBACK 0x${refused[0]!.toString(16)}), ${delivered} delivered` : `delivered ${delivered}/${expected}`
-  return { seconds, p99: rtts[Math.min(rtts.length - 1, Math.ceil(rtts.length * 0.99) - 1)] ?? NaN, max: rtts[rtts.length - 1] ?? NaN, samples: rtts.length, outcome, brokerCpu }
+  const outcome =
+    acks.length < o.messages || (delivered < expected && refused.length < o.messages)
+      ? `TIMEOUT after ${o.timeoutMs / 1000} s: ${delivered}/${expected} delivered, ${acks.length} PUBACKs`
+      : refused.length === o.messages
+        ? `refused (PUBACK 0x${refused[0]!.toString(16)}), ${delivered} delivered`
+        : `delivered ${delivered}/${expected}`
+  return {
+    seconds,
+    p99: rtts[Math.min(rtts.length - 1, Math.ceil(rtts.length * 0.99) - 1)] ?? NaN,
+    max: rtts[rtts.length - 1] ?? NaN,
+    samples: rtts.length,
+    outcome,
+    brokerCpu,
+  }
 }
 
 /** A publisher and a subscriber (MQTT 3.1.1) on their own topic: one round trip at a time. */
 async function bystander(port: number, tag: string): Promise<{ roundTrip(): Promise<number>; close(): void }> {
   let waiting: (() => void) | null = null
   let subacked!: () => void
-  const ready = new Promise<void>((r) => { subacked = r })
+  const ready = new Promise<void>((r) => {
+    subacked = r
+  })
   const sub = await connectClient(port, `amp-by-sub-${tag}`, (type) => {
     if (type === SUBACK) subacked()
     else if (type === PUBLISH) waiting?.()
@@ -189,15 +216,18 @@ async function bystander(port: number, tag: string): Promise<{ roundTrip(): Prom
   const pub = await connectClient(port, `amp-by-pub-${tag}`)
   const packet = encode({ cmd: 'publish', topic: `amp/bystander/${tag}`, payload: Buffer.from('ping'), qos: 0, retain: false, dup: false })
   return {
-    roundTrip: () => new Promise<number>((resolve) => {
-      const t0 = performance.now()
-      waiting = () => {
-        waiting = null
-        resolve(performance.now() - t0)
-      }
-      pub.write(packet)
-    }),
-    close: () => { sub.destroy(); pub.destroy() },
+    roundTrip: () =>
+      new Promise<number>((resolve) => {
+        const t0 = performance.now()
+        waiting = () => {
+          waiting = null
+          resolve(performance.now() - t0)
+        }
+        pub.write(packet)
+      }),
+    close: () => {
+      sub.destroy()
+      pub.destroy()
+    },
   }
 }
-

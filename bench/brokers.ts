@@ -51,13 +51,17 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
   const port = await freePort()
   let cmd: string[]
   if (name === 'hookmq') cmd = [process.execPath, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
-  else if (baselineDir(name) !== undefined) cmd = [process.execPath, join(baselineDir(name)!, 'dist', 'bench', 'serve-hookmq.js'), String(port), JSON.stringify(options)]
+  else if (baselineDir(name) !== undefined)
+    cmd = [process.execPath, join(baselineDir(name)!, 'dist', 'bench', 'serve-hookmq.js'), String(port), JSON.stringify(options)]
   else if (name === 'aedes') cmd = [process.execPath, join(here, 'serve-aedes.js'), String(port), JSON.stringify(options)]
   else if (name === 'relay') cmd = [process.execPath, join(here, 'serve-relay.js'), String(port)]
   else {
     const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-mosq-'))
     const conf = join(dir, 'mosquitto.conf')
-    writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\npersistence false\nlog_dest none\n`)
+    writeFileSync(
+      conf,
+      `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\npersistence false\nlog_dest none\n`,
+    )
     const bin = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'].find((p) => existsSync(p))!
     cmd = [bin, '-c', conf]
   }
@@ -81,7 +85,10 @@ async function waitListening(port: number, child: ChildProcess): Promise<void> {
   for (;;) {
     if (child.exitCode !== null) throw new Error(`broker exited with ${child.exitCode}`)
     const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy()
+        resolve(true)
+      })
       s.on('error', () => resolve(false))
     })
     if (ok) return
@@ -110,12 +117,22 @@ export async function startRedisServer(): Promise<{ port: number; flush(): Promi
   if (bin === undefined) return undefined
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-redis-'))
-  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'], { stdio: 'ignore' })
+  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'], {
+    stdio: 'ignore',
+  })
   await waitListening(port, child)
   const exited = new Promise<void>((r) => child.once('exit', () => r()))
-  const cli = (...args: string[]): Promise<void> => new Promise((resolve) => {
-    const c = spawn('redis-cli', ['-p', String(port), ...args], { stdio: 'ignore' })
-    c.once('exit', () => resolve())
-  })
-  return { port, flush: () => cli('FLUSHALL'), stop: async () => { child.kill('SIGKILL'); await exited } }
+  const cli = (...args: string[]): Promise<void> =>
+    new Promise((resolve) => {
+      const c = spawn('redis-cli', ['-p', String(port), ...args], { stdio: 'ignore' })
+      c.once('exit', () => resolve())
+    })
+  return {
+    port,
+    flush: () => cli('FLUSHALL'),
+    stop: async () => {
+      child.kill('SIGKILL')
+      await exited
+    },
+  }
 }

@@ -33,7 +33,10 @@ async function saveToEffect(): Promise<number[]> {
   for (let i = 1; i <= 21; i++) {
     const loaded = new Promise<void>((resolve) => {
       const on = (c: { kind: string; version?: number }): void => {
-        if (c.kind === 'loaded' && c.version === i) { broker.hookHost.events.off('change', on); resolve() }
+        if (c.kind === 'loaded' && c.version === i) {
+          broker.hookHost.events.off('change', on)
+          resolve()
+        }
       }
       broker.hookHost.events.on('change', on)
     })
@@ -55,8 +58,12 @@ async function heapGrowth(reloads: number): Promise<{ before: number; after: num
   const hookConfig = parseConfig({ hooks: { isolation: 'inline' } }).hooks
   const host = new HookHost({ log: createLogger('silent'), hookConfig, defaultTimeoutMs: 1000, revokedSubscriptions: 'remove', modules: hookModules })
   const loader = new HookFolderLoader(dir, host, createLogger('silent'))
-  for (let i = 0; i < 50; i++) { writeFileSync(file, hook(i)); await loader.load(file) } // warm up
-  gc!(); gc!()
+  for (let i = 0; i < 50; i++) {
+    writeFileSync(file, hook(i))
+    await loader.load(file)
+  } // warm up
+  gc!()
+  gc!()
   const before = process.memoryUsage().heapUsed
   const t0 = performance.now()
   for (let i = 0; i < reloads; i++) {
@@ -65,7 +72,8 @@ async function heapGrowth(reloads: number): Promise<{ before: number; after: num
   }
   const perReloadMs = (performance.now() - t0) / reloads
   await new Promise((r) => setTimeout(r, 50))
-  gc!(); gc!()
+  gc!()
+  gc!()
   const after = process.memoryUsage().heapUsed
   if (host.status()[0]?.version !== 50 + reloads) throw new Error(`expected version ${50 + reloads}, got ${host.status()[0]?.version}`)
   await host.stop()
@@ -76,7 +84,9 @@ async function heapGrowth(reloads: number): Promise<{ before: number; after: num
 const times = await saveToEffect()
 const sorted = [...times].sort((a, b) => a - b)
 const median = (sorted[9]! + sorted[10]!) / 2
-console.log(`save → rule in force (20 saves through the watcher): median ${median.toFixed(1)} ms, min ${sorted[0]!.toFixed(1)} ms, max ${sorted[19]!.toFixed(1)} ms`)
+console.log(
+  `save → rule in force (20 saves through the watcher): median ${median.toFixed(1)} ms, min ${sorted[0]!.toFixed(1)} ms, max ${sorted[19]!.toFixed(1)} ms`,
+)
 const { before, after, perReloadMs } = await heapGrowth(1000)
 const mb = (n: number): string => (n / 1024 / 1024).toFixed(2)
 console.log(`1,000 reloads: heap ${mb(before)} MB → ${mb(after)} MB (growth ${mb(after - before)} MB), ${perReloadMs.toFixed(1)} ms per reload`)

@@ -26,7 +26,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-flood-'))
-  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, sys: { enabled: false }, hooksDir: './hooks', limits: { connectTimeoutMs: 60000, ...limits } }))
+  writeFileSync(
+    join(dir, 'hookmq.config.json'),
+    JSON.stringify({ port: 0, ws: false, sys: { enabled: false }, hooksDir: './hooks', limits: { connectTimeoutMs: 60000, ...limits } }),
+  )
   const child = spawn(process.execPath, [join(root, 'bin/hookmq.js')], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] })
   const url = await new Promise<string>((ok) => {
     let out = ''
@@ -53,7 +56,9 @@ async function main(): Promise<void> {
   // the flood comes from its own process, so its writes do not stall the bystanders' event loop here
   const flood = spawn(process.execPath, [new URL(import.meta.url).pathname, '--flood', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] })
   let closed = 0
-  flood.stdout!.on('data', (b: Buffer) => { closed = Number(b.toString().trim().split('\n').pop()) })
+  flood.stdout!.on('data', (b: Buffer) => {
+    closed = Number(b.toString().trim().split('\n').pop())
+  })
   let peak = baseline
   const started = Date.now()
   while (Date.now() - started < 10000) {
@@ -63,12 +68,18 @@ async function main(): Promise<void> {
   }
   const settled = rssOf(child.pid!)
   const sorted = [...rtts.slice(1)].sort((a, b) => a - b)
-  console.log(JSON.stringify({
-    root, limits, sockets: SOCKETS,
-    rssBaselineMiB: Math.round(baseline / MiB), rssPeakMiB: Math.round(peak / MiB), rssAfter10sMiB: Math.round(settled / MiB),
-    floodSocketsClosedByBroker: closed,
-    bystanderRoundTripMs: { n: sorted.length, median: +sorted[sorted.length >> 1]!.toFixed(1), max: +sorted[sorted.length - 1]!.toFixed(1) },
-  }))
+  console.log(
+    JSON.stringify({
+      root,
+      limits,
+      sockets: SOCKETS,
+      rssBaselineMiB: Math.round(baseline / MiB),
+      rssPeakMiB: Math.round(peak / MiB),
+      rssAfter10sMiB: Math.round(settled / MiB),
+      floodSocketsClosedByBroker: closed,
+      bystanderRoundTripMs: { n: sorted.length, median: +sorted[sorted.length >> 1]!.toFixed(1), max: +sorted[sorted.length - 1]!.toFixed(1) },
+    }),
+  )
   flood.kill('SIGKILL')
   await sub.endAsync(true)
   await pub.endAsync(true)

@@ -11,18 +11,44 @@ import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { baselineDir, cpuSeconds, hasMosquitto, isHookmq, rssBytes, startBroker, startRedisServer, type BrokerName, type HookmqBenchOptions, type RunningBroker } from './brokers.js'
+import {
+  baselineDir,
+  cpuSeconds,
+  hasMosquitto,
+  isHookmq,
+  rssBytes,
+  startBroker,
+  startRedisServer,
+  type BrokerName,
+  type HookmqBenchOptions,
+  type RunningBroker,
+} from './brokers.js'
 import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
 import { amplification } from './amplification.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
-const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',')
+const only = args
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',')
 const reps = Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? (quick ? 1 : 3))
-const picked = args.find((a) => a.startsWith('--brokers='))?.slice(10).split(',')
-const baselines = (args.find((a) => a.startsWith('--baseline='))?.slice(11).split(',') ?? []).filter(Boolean).map((d): BrokerName => `hookmq@${resolve(d)}`)
-const brokers: BrokerName[] = (['hookmq', ...baselines, 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])] as BrokerName[]).filter((b) => picked === undefined || picked.includes(b) || (baselineDir(b) !== undefined && picked.includes('hookmq')))
+const picked = args
+  .find((a) => a.startsWith('--brokers='))
+  ?.slice(10)
+  .split(',')
+const baselines = (
+  args
+    .find((a) => a.startsWith('--baseline='))
+    ?.slice(11)
+    .split(',') ?? []
+)
+  .filter(Boolean)
+  .map((d): BrokerName => `hookmq@${resolve(d)}`)
+const brokers: BrokerName[] = (['hookmq', ...baselines, 'aedes', ...(hasMosquitto() ? ['mosquitto' as const] : [])] as BrokerName[]).filter(
+  (b) => picked === undefined || picked.includes(b) || (baselineDir(b) !== undefined && picked.includes('hookmq')),
+)
 const scale = quick ? 0.1 : 1
 /** hookmq and the baselines: for hookmq-only rows whose options every version knows */
 const allHookmq: BrokerName[] = brokers.filter(isHookmq)
@@ -69,20 +95,69 @@ const per = (n: number): number => Math.max(100, Math.round(n * scale))
  * scheduler).
  */
 function latencyScenario(name: string, warmup: number, settle: number, hooks?: 'inline' | 'worker'): Scenario {
-  return { name, unit: 'ms', higherIsBetter: false, brokers: hooks ? ['hookmq'] : [...brokers, 'relay'], settle, options: hooks ? () => exampleHooks(hooks, ['acl.ts']) : undefined, run: async (port) => {
-    const r = await latency(port, 2000, quick ? 2 : 5, warmup)
-    return { value: r.p99, note: `p50 ${r.p50.toFixed(3)} max ${r.max.toFixed(2)}${r.received < r.expected ? ' LOST' : ''}` }
-  } }
+  return {
+    name,
+    unit: 'ms',
+    higherIsBetter: false,
+    brokers: hooks ? ['hookmq'] : [...brokers, 'relay'],
+    settle,
+    options: hooks ? () => exampleHooks(hooks, ['acl.ts']) : undefined,
+    run: async (port) => {
+      const r = await latency(port, 2000, quick ? 2 : 5, warmup)
+      return { value: r.p99, note: `p50 ${r.p50.toFixed(3)} max ${r.max.toFixed(2)}${r.received < r.expected ? ' LOST' : ''}` }
+    },
+  }
 }
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const lossNote = (r: { received: number; expected: number }): string | undefined => (r.received < r.expected ? `LOST ${r.expected - r.received}` : undefined)
 
 const scenarios: Scenario[] = [
-  { name: 'generator ceiling (fan-in QoS 0 through a framing-only relay)', unit: 'msg/s', higherIsBetter: true, brokers: ['relay'], run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'fan-in-qos0', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'fan-in-qos1', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 1, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'fan-in-qos2', unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 2, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'fan-out-qos0', unit: 'deliveries/s', higherIsBetter: true, run: async (port) => { const r = await fanOut(port, 100, per(20000), 64); return { value: r.rate, note: lossNote(r) } } },
+  {
+    name: 'generator ceiling (fan-in QoS 0 through a framing-only relay)',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    brokers: ['relay'],
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  {
+    name: 'fan-in-qos0',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  {
+    name: 'fan-in-qos1',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 1, payload: 64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  {
+    name: 'fan-in-qos2',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 2, payload: 64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  {
+    name: 'fan-out-qos0',
+    unit: 'deliveries/s',
+    higherIsBetter: true,
+    run: async (port) => {
+      const r = await fanOut(port, 100, per(20000), 64)
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
   // the relay row is the floor: what the generator, the loopback and the scheduler add by themselves.
   // Each broker process idles 10 s first: V8's memory reducer runs its first compacting GC (a 5-12 ms
   // pause) ~8 s after the start-up mark-compact when the allocation rate is low, i.e. inside a window
@@ -93,32 +168,123 @@ const scenarios: Scenario[] = [
   // a publish through hooks.example/acl.ts in each isolation mode (the hook sandbox's cost per message)
   ...(['inline', 'worker'] as const).map((mode) => latencyScenario(`latency-p99@2000 through acl.ts (${mode})`, quick ? 1 : 3, quick ? 0 : 10, mode)),
   // a decision stuck in a synchronous loop, deadline 200 ms: when its fallback (deny) reaches the publisher
-  { name: 'stuck worker call to its fallback answer (deadline 200 ms)', unit: 'ms', higherIsBetter: false, brokers: ['hookmq'], options: () => stuckHookFolder(200), run: async (port) => {
-    const { samples } = await stuckToFallback(port, quick ? 3 : 5)
-    return { value: median(samples), note: `each: ${samples.map((x) => x.toFixed(0)).join(' ')}` }
-  } },
+  {
+    name: 'stuck worker call to its fallback answer (deadline 200 ms)',
+    unit: 'ms',
+    higherIsBetter: false,
+    brokers: ['hookmq'],
+    options: () => stuckHookFolder(200),
+    run: async (port) => {
+      const { samples } = await stuckToFallback(port, quick ? 3 : 5)
+      return { value: median(samples), note: `each: ${samples.map((x) => x.toFixed(0)).join(' ')}` }
+    },
+  },
   // issue #12's amplification attack: hookmq refuses it under its default limits, and is also run with them raised
   { name: 'amplification', unit: 's', higherIsBetter: false, runAll: (sc, list) => amplificationRuns(sc, list) },
   // memory: all brokers at once (see memory() below), two rows from one run
   { name: 'memory-per-idle-connection', unit: 'KB', higherIsBetter: false, runAll: (sc, list) => memory(sc, list) },
   // hooks: bench/# is what the ACL checks and the transform's filter skips; sensors/# with JSON runs both on every message
-  { name: 'hooks off, bench/#', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
-  ...(['inline', 'worker'] as const).map((isolation): Scenario => ({ name: `hooks on (acl.ts checks every message, ${isolation}), bench/#`, unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks(isolation, ['acl.ts']), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } })),
-  { name: 'hooks on (acl checks, transform filtered out, inline), bench/#', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks('inline'), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'hooks off, sensors/# JSON', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
-  { name: 'hooks on (acl + JSON transform on every message, inline), sensors/# JSON', unit: 'msg/s', higherIsBetter: true, brokers: ['hookmq'], options: () => exampleHooks('inline'), run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 }); return { value: r.rate, note: lossNote(r) } } },
-  ...[1024, 65536].map((size): Scenario => ({ name: `fan-in-qos0-${size / 1024}KB`, unit: 'msg/s', higherIsBetter: true, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(size > 4096 ? 2000 : 20000), qos: 0, payload: size }); return { value: r.rate, note: lossNote(r) } } })),
-  { name: 'fan-in-qos0 (webhook rule off)', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, run: async (port) => { const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 }); return { value: r.rate, note: lossNote(r) } } },
+  {
+    name: 'hooks off, bench/#',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    brokers: allHookmq,
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  ...(['inline', 'worker'] as const).map(
+    (isolation): Scenario => ({
+      name: `hooks on (acl.ts checks every message, ${isolation}), bench/#`,
+      unit: 'msg/s',
+      higherIsBetter: true,
+      brokers: ['hookmq'],
+      options: () => exampleHooks(isolation, ['acl.ts']),
+      run: async (port) => {
+        const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+        return { value: r.rate, note: lossNote(r) }
+      },
+    }),
+  ),
+  {
+    name: 'hooks on (acl checks, transform filtered out, inline), bench/#',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    brokers: ['hookmq'],
+    options: () => exampleHooks('inline'),
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  {
+    name: 'hooks off, sensors/# JSON',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    brokers: allHookmq,
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  {
+    name: 'hooks on (acl + JSON transform on every message, inline), sensors/# JSON',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    brokers: ['hookmq'],
+    options: () => exampleHooks('inline'),
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  ...[1024, 65536].map(
+    (size): Scenario => ({
+      name: `fan-in-qos0-${size / 1024}KB`,
+      unit: 'msg/s',
+      higherIsBetter: true,
+      run: async (port) => {
+        const r = await fanIn(port, { publishers: 10, perPublisher: per(size > 4096 ? 2000 : 20000), qos: 0, payload: size })
+        return { value: r.rate, note: lossNote(r) }
+      },
+    }),
+  ),
+  {
+    name: 'fan-in-qos0 (webhook rule off)',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    brokers: allHookmq,
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
   ...webhookScenarios(),
   // Redis: a persistent QoS 1 subscriber, so every message is stored before it is acknowledged
-  { name: 'redis fan-in-qos1 persistent, 1 node', unit: 'msg/s', higherIsBetter: true, brokers: [...allHookmq, 'aedes'], redis: true, run: async (port) => {
-    const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true })
-    return { value: r.rate, note: lossNote(r) }
-  } },
-  { name: 'redis fan-in-qos1 persistent, 2 nodes (publishers on one, subscriber on the other)', unit: 'msg/s', higherIsBetter: true, brokers: [...allHookmq, 'aedes'], redis: true, nodes: 2, run: async (port, _pid, ports) => {
-    const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true, subPort: ports[1] })
-    return { value: r.rate, note: lossNote(r) }
-  } },
+  {
+    name: 'redis fan-in-qos1 persistent, 1 node',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    brokers: [...allHookmq, 'aedes'],
+    redis: true,
+    run: async (port) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
+  {
+    name: 'redis fan-in-qos1 persistent, 2 nodes (publishers on one, subscriber on the other)',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    brokers: [...allHookmq, 'aedes'],
+    redis: true,
+    nodes: 2,
+    run: async (port, _pid, ports) => {
+      const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true, subPort: ports[1] })
+      return { value: r.rate, note: lossNote(r) }
+    },
+  },
 ]
 
 let redisServer: Awaited<ReturnType<typeof startRedisServer>>
@@ -137,19 +303,33 @@ function webhookOptions(): HookmqBenchOptions {
 
 function webhookScenarios(): Scenario[] {
   return [
-    { name: 'fan-in-qos0 (webhook rule on)', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, options: webhookOptions, run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-      return { value: r.rate, note: lossNote(r) }
-    } },
-    { name: 'webhook forwarding', unit: 'msg/s', higherIsBetter: true, brokers: allHookmq, options: webhookOptions, run: async (port) => {
-      const before = await sink!.count()
-      const started = Date.now()
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-      const end = Date.now() + 60000
-      while ((await sink!.count()) - before < r.expected && Date.now() < end) await sleep(20)
-      const forwarded = (await sink!.count()) - before
-      return { value: forwarded / (((await sink!.lastAt()) - started) / 1000), note: forwarded < r.expected ? `LOST ${r.expected - forwarded}` : undefined }
-    } },
+    {
+      name: 'fan-in-qos0 (webhook rule on)',
+      unit: 'msg/s',
+      higherIsBetter: true,
+      brokers: allHookmq,
+      options: webhookOptions,
+      run: async (port) => {
+        const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+        return { value: r.rate, note: lossNote(r) }
+      },
+    },
+    {
+      name: 'webhook forwarding',
+      unit: 'msg/s',
+      higherIsBetter: true,
+      brokers: allHookmq,
+      options: webhookOptions,
+      run: async (port) => {
+        const before = await sink!.count()
+        const started = Date.now()
+        const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+        const end = Date.now() + 60000
+        while ((await sink!.count()) - before < r.expected && Date.now() < end) await sleep(20)
+        const forwarded = (await sink!.count()) - before
+        return { value: forwarded / (((await sink!.lastAt()) - started) / 1000), note: forwarded < r.expected ? `LOST ${r.expected - forwarded}` : undefined }
+      },
+    },
   ]
 }
 
@@ -177,7 +357,7 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
       const sockets: Array<{ destroy(): void }> = []
       const soon: number[] = []
       for (const r of running) {
-        sockets.push(...await idleClients(r.port, n))
+        sockets.push(...(await idleClients(r.port, n)))
         await sleep(500)
         soon.push(rssBytes(r.pid))
       }
@@ -193,7 +373,13 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
     }
   }
   if (settle > 0) print({ ...sc, name: `${sc.name} (settled: RSS read after ${settle / 1000} s idle, before and after)` }, settled)
-  print({ ...sc, name: `${sc.name}, read 0.5 s after connecting (includes the young generation grown by the burst${settle > 0 ? '' : '; quick mode, not settled'})` }, early)
+  print(
+    {
+      ...sc,
+      name: `${sc.name}, read 0.5 s after connecting (includes the young generation grown by the burst${settle > 0 ? '' : '; quick mode, not settled'})`,
+    },
+    early,
+  )
 }
 
 /**
@@ -207,8 +393,19 @@ async function amplificationRuns(sc: Scenario, list: BrokerName[]): Promise<void
   const attack = { subscribers: 20, messages: 5, userProperties: 149000, timeoutMs: quick ? 20000 : 120000 }
   const raised = { limits: { maxUserProperties: 200000, maxPropertyBytes: 2000000, maxQueuedMessages: 1000000 } }
   // (baselines before issue #12 had no property limits: the attack froze them for many seconds, see the issue)
-  const variants = list.filter((b) => b !== 'relay' && baselineDir(b) === undefined).flatMap((b): Array<[string, BrokerName, HookmqBenchOptions]> =>
-    b !== 'hookmq' ? [[b, b, {}]] : quick ? [['hookmq', b, {}]] : [['hookmq', b, {}], ['raised', b, raised]])
+  const variants = list
+    .filter((b) => b !== 'relay' && baselineDir(b) === undefined)
+    .flatMap(
+      (b): Array<[string, BrokerName, HookmqBenchOptions]> =>
+        b !== 'hookmq'
+          ? [[b, b, {}]]
+          : quick
+            ? [['hookmq', b, {}]]
+            : [
+                ['hookmq', b, {}],
+                ['raised', b, raised],
+              ],
+    )
   const rows = new Map(variants.map(([v]) => [v, { time: [] as Row[], p99: [] as Row[], max: [] as Row[] }]))
   for (let rep = 0; rep < Math.max(reps, quick ? 1 : 3); rep++) {
     for (const [v, b, options] of rep % 2 === 0 ? variants : [...variants].reverse()) {
@@ -227,7 +424,8 @@ async function amplificationRuns(sc: Scenario, list: BrokerName[]): Promise<void
       }
     }
   }
-  const pick = (kind: 'time' | 'p99' | 'max', first: string): Map<BrokerName, Row[]> => new Map(variants.filter(([v]) => v !== (first === 'hookmq' ? 'raised' : 'hookmq')).map(([v, b]) => [b, rows.get(v)![kind]]))
+  const pick = (kind: 'time' | 'p99' | 'max', first: string): Map<BrokerName, Row[]> =>
+    new Map(variants.filter(([v]) => v !== (first === 'hookmq' ? 'raised' : 'hookmq')).map(([v, b]) => [b, rows.get(v)![kind]]))
   const what = `${attack.messages} × PUBLISH of 1 MB with ${attack.userProperties.toLocaleString('en-US')} user properties → ${attack.subscribers} MQTT 5 subscribers`
   for (const [first, label] of [['hookmq', 'default limits'], ...(quick ? [] : [['raised', "hookmq's limits raised to let it through"]])] as const) {
     print({ ...sc, name: `${sc.name} (${what}; ${label}): until all delivered or refused, s` }, pick('time', first))
@@ -272,7 +470,11 @@ async function main(): Promise<void> {
           const cpu0 = cpuAll()
           const gen0 = process.cpuUsage()
           const w0 = performance.now()
-          const { value, note } = await run(nodes[0]!.port, nodes[0]!.pid, nodes.map((n) => n.port))
+          const { value, note } = await run(
+            nodes[0]!.port,
+            nodes[0]!.pid,
+            nodes.map((n) => n.port),
+          )
           const wall = (performance.now() - w0) / 1000
           const gen = process.cpuUsage(gen0)
           rows.get(b)!.push({ value, unit: sc.unit, brokerCpu: (cpuAll() - cpu0) / wall, genCpu: (gen.user + gen.system) / 1e6 / wall, note })
@@ -315,7 +517,12 @@ function print(sc: Scenario, rows: Map<BrokerName, Row[]>): void {
     const each = rs.length > 1 ? `  [${rs.map((r) => fmt(r.value, sc.unit)).join(' ')}]` : ''
     return `  ${label(b).padEnd(10)} ${fmt(m, sc.unit).padStart(12)} ${sc.unit}${cpu}${each}${notes.length ? '  ' + [...new Set(notes)].join('; ') : ''}`
   })
-  const ratios = h === undefined ? [] : [...med].filter(([b, m]) => b !== 'hookmq' && !Number.isNaN(m)).map(([b, m]) => `hookmq/${label(b)} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
+  const ratios =
+    h === undefined
+      ? []
+      : [...med]
+          .filter(([b, m]) => b !== 'hookmq' && !Number.isNaN(m))
+          .map(([b, m]) => `hookmq/${label(b)} ${(sc.higherIsBetter ? h / m : m / h).toFixed(2)}x${sc.higherIsBetter ? '' : ' (lower is better: theirs/ours)'}`)
   console.log(`\n${sc.name}\n${parts.join('\n')}${ratios.length ? '\n  ' + ratios.join(', ') : ''}`)
 }
 

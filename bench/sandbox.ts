@@ -9,7 +9,9 @@ import mqtt from 'mqtt'
 /** A hooks folder whose worker-isolated hook loops forever on `stuck/#` (deadline `timeoutMs`). */
 export function stuckHookFolder(timeoutMs: number): { hooksDir: string; hooks: Record<string, unknown> } {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-stuck-'))
-  writeFileSync(join(dir, 'stuck.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'stuck.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({
   name: 'stuck',
   isolation: 'worker',
@@ -17,7 +19,8 @@ export default defineHook({
   filter: { topics: ['stuck/#'] },
   authorizePublish() { while (true) {} },
 })
-`)
+`,
+  )
   return { hooksDir: dir, hooks: { breaker: { maxFailures: 1000 } } }
 }
 

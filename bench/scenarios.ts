@@ -29,14 +29,29 @@ export interface Measured {
 
 let run = 0
 
-async function subscribe(port: number, filter: string, qos: 0 | 1 | 2, onPublish: (buf: Buffer, start: number, length: number, flags: number, socket: net.Socket) => void, clean = true): Promise<net.Socket> {
+async function subscribe(
+  port: number,
+  filter: string,
+  qos: 0 | 1 | 2,
+  onPublish: (buf: Buffer, start: number, length: number, flags: number, socket: net.Socket) => void,
+  clean = true,
+): Promise<net.Socket> {
   const subacked = waitFor(() => gotSuback, 10000, 'SUBACK')
   let gotSuback = false
-  const socket: net.Socket = await connectClient(port, `sub-${process.pid}-${++run}`, (type, flags, buf, start, length) => {
-    if (type === PUBLISH) onPublish(buf, start, length, flags, socket)
-    else if (type === PUBREL) socket.write(Buffer.from([0x70, 2, buf[start + 2]!, buf[start + 3]!])) // PUBCOMP
-    else if (type === SUBACK) { gotSuback = true; subacked.check() }
-  }, clean)
+  const socket: net.Socket = await connectClient(
+    port,
+    `sub-${process.pid}-${++run}`,
+    (type, flags, buf, start, length) => {
+      if (type === PUBLISH) onPublish(buf, start, length, flags, socket)
+      else if (type === PUBREL)
+        socket.write(Buffer.from([0x70, 2, buf[start + 2]!, buf[start + 3]!])) // PUBCOMP
+      else if (type === SUBACK) {
+        gotSuback = true
+        subacked.check()
+      }
+    },
+    clean,
+  )
   socket.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }))
   await subacked.promise
   return socket
@@ -49,34 +64,52 @@ export async function fanIn(port: number, o: FanInOptions): Promise<Measured> {
   let received = 0
   let last = 0
   const done = waitFor(() => received >= expected, 120000, `fan-in: ${received}/${expected}`)
-  const sub = await subscribe(o.subPort ?? port, `${prefix}#`, o.qos, (buf, start, _length, flags, socket) => {
-    received++
-    last = performance.now()
-    const qos = (flags >> 1) & 3
-    if (qos > 0) {
-      const at = packetIdOffset(buf, start)
-      socket.write(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, buf[at]!, buf[at + 1]!])) // PUBACK / PUBREC
-    }
-    if (received >= expected) done.check()
-  }, !o.persistent)
+  const sub = await subscribe(
+    o.subPort ?? port,
+    `${prefix}#`,
+    o.qos,
+    (buf, start, _length, flags, socket) => {
+      received++
+      last = performance.now()
+      const qos = (flags >> 1) & 3
+      if (qos > 0) {
+        const at = packetIdOffset(buf, start)
+        socket.write(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, buf[at]!, buf[at + 1]!])) // PUBACK / PUBREC
+      }
+      if (received >= expected) done.check()
+    },
+    !o.persistent,
+  )
   const payload = o.body ?? Buffer.alloc(o.payload, 0x61)
   const pubs: net.Socket[] = []
   for (let i = 0; i < o.publishers; i++) pubs.push(await connectClient(port, `pub-${process.pid}-${++run}-${i}`, o.qos > 0 ? acker(i) : undefined))
   const windows: Array<() => void> = []
   function acker(i: number) {
     return (type: number, _flags: number, buf: Buffer, start: number): void => {
-      if (type === PUBREC) pubs[i]!.write(Buffer.from([0x62, 2, buf[start + 2]!, buf[start + 3]!])) // PUBREL
+      if (type === PUBREC)
+        pubs[i]!.write(Buffer.from([0x62, 2, buf[start + 2]!, buf[start + 3]!])) // PUBREL
       else if (type === PUBACK || type === PUBCOMP) windows[i]?.()
     }
   }
   const started = performance.now()
-  await Promise.all(pubs.map((socket, i) => {
-    const template = encode({ cmd: 'publish', topic: `${prefix}${i}`, payload, qos: o.qos, retain: false, dup: false, messageId: o.qos > 0 ? 1 : undefined })
-    if (o.qos === 0) return pump(socket, o.perPublisher, Math.max(1, Math.floor(65536 / template.length)), (chunk, _index, count) => {
-      for (let k = 0; k < count; k++) template.copy(chunk, k * template.length)
-    }, template.length)
-    return windowed(socket, template, o.perPublisher, o.window ?? 100, (fn) => { windows[i] = fn })
-  }))
+  await Promise.all(
+    pubs.map((socket, i) => {
+      const template = encode({ cmd: 'publish', topic: `${prefix}${i}`, payload, qos: o.qos, retain: false, dup: false, messageId: o.qos > 0 ? 1 : undefined })
+      if (o.qos === 0)
+        return pump(
+          socket,
+          o.perPublisher,
+          Math.max(1, Math.floor(65536 / template.length)),
+          (chunk, _index, count) => {
+            for (let k = 0; k < count; k++) template.copy(chunk, k * template.length)
+          },
+          template.length,
+        )
+      return windowed(socket, template, o.perPublisher, o.window ?? 100, (fn) => {
+        windows[i] = fn
+      })
+    }),
+  )
   await done.promise
   const seconds = (last - started) / 1000
   sub.destroy()
@@ -108,7 +141,8 @@ function windowed(socket: net.Socket, template: Buffer, total: number, window: n
       acked++
       pendingAcks++
       if (acked >= total) return resolve()
-      if (pendingAcks >= 10 || sent - acked < window / 2) { // refill in batches
+      if (pendingAcks >= 10 || sent - acked < window / 2) {
+        // refill in batches
         pendingAcks = 0
         send()
       }
@@ -125,16 +159,26 @@ export async function fanOut(port: number, subscribers: number, messages: number
   const done = waitFor(() => received >= expected, 120000, `fan-out: ${received}/${expected}`)
   const subs: net.Socket[] = []
   for (let i = 0; i < subscribers; i++) {
-    subs.push(await subscribe(port, 'fan/out', 0, () => {
-      received++
-      last = performance.now()
-      if (received >= expected) done.check()
-    }))
+    subs.push(
+      await subscribe(port, 'fan/out', 0, () => {
+        received++
+        last = performance.now()
+        if (received >= expected) done.check()
+      }),
+    )
   }
   const pub = await connectClient(port, `fanout-pub-${process.pid}-${++run}`)
   const template = encode({ cmd: 'publish', topic: 'fan/out', payload: Buffer.alloc(payloadSize, 0x62), qos: 0, retain: false, dup: false })
   const started = performance.now()
-  await pump(pub, messages, 256, (chunk, _i, count) => { for (let k = 0; k < count; k++) template.copy(chunk, k * template.length) }, template.length)
+  await pump(
+    pub,
+    messages,
+    256,
+    (chunk, _i, count) => {
+      for (let k = 0; k < count; k++) template.copy(chunk, k * template.length)
+    },
+    template.length,
+  )
   await done.promise
   const seconds = (last - started) / 1000
   for (const s of subs) s.destroy()
@@ -150,7 +194,12 @@ export async function fanOut(port: number, subscribers: number, messages: number
  * the first second and ~0.6-1 ms in the second before it settles near 0.1 ms:
  * the generator's and the machine's warm-up, not any broker's.
  */
-export async function latency(port: number, rate: number, seconds: number, warmup = 1): Promise<{ p50: number; p99: number; max: number; received: number; expected: number }> {
+export async function latency(
+  port: number,
+  rate: number,
+  seconds: number,
+  warmup = 1,
+): Promise<{ p50: number; p99: number; max: number; received: number; expected: number }> {
   const samples: number[] = []
   const skip = rate * warmup
   let seen = 0
@@ -196,15 +245,21 @@ export async function idleClients(port: number, n: number): Promise<net.Socket[]
   const sockets: net.Socket[] = []
   const batch = 200
   for (let i = 0; i < n; i += batch) {
-    const opened = await Promise.all(Array.from({ length: Math.min(batch, n - i) }, async (_, k) => {
-      const id = `idle-${process.pid}-${++run}-${i + k}`
-      let acked!: () => void
-      const suback = new Promise<void>((r) => { acked = r })
-      const s = await connectClient(port, id, (type) => { if (type === SUBACK) acked() })
-      s.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `idle/${id}`, qos: 1 }] }))
-      await suback
-      return s
-    }))
+    const opened = await Promise.all(
+      Array.from({ length: Math.min(batch, n - i) }, async (_, k) => {
+        const id = `idle-${process.pid}-${++run}-${i + k}`
+        let acked!: () => void
+        const suback = new Promise<void>((r) => {
+          acked = r
+        })
+        const s = await connectClient(port, id, (type) => {
+          if (type === SUBACK) acked()
+        })
+        s.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `idle/${id}`, qos: 1 }] }))
+        await suback
+        return s
+      }),
+    )
     sockets.push(...opened)
   }
   return sockets
@@ -218,14 +273,17 @@ export async function startSink(): Promise<{ url: string; count: () => Promise<n
   const { setPriority } = await import('node:os')
   setPriority(child.pid!, 19)
   const { port } = await new Promise<{ port: number }>((resolve) => child.once('message', (m) => resolve(m as { port: number })))
-  const ask = (): Promise<{ count: number; lastAt: number }> => new Promise((resolve) => {
-    child.once('message', (m) => resolve(m as { count: number; lastAt: number }))
-    child.send('stats')
-  })
+  const ask = (): Promise<{ count: number; lastAt: number }> =>
+    new Promise((resolve) => {
+      child.once('message', (m) => resolve(m as { count: number; lastAt: number }))
+      child.send('stats')
+    })
   return {
     url: `http://127.0.0.1:${port}/in`,
     count: async () => (await ask()).count,
     lastAt: async () => (await ask()).lastAt,
-    close: async () => { child.kill() },
+    close: async () => {
+      child.kill()
+    },
   }
 }

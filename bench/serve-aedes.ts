@@ -15,7 +15,9 @@ if (options.redis) {
 }
 const aedes = await (Aedes as { createBroker(o: object): Promise<{ handle: (socket: net.Socket) => void }> }).createBroker(extra)
 // TCP_NODELAY, as hookmq and the Mosquitto config set it: latency figures compare brokers, not Nagle
-net.createServer((socket) => {
-  socket.setNoDelay(true)
-  aedes.handle(socket)
-}).listen(port, '127.0.0.1')
+net
+  .createServer((socket) => {
+    socket.setNoDelay(true)
+    aedes.handle(socket)
+  })
+  .listen(port, '127.0.0.1')

@@ -89,7 +89,13 @@ export function connectClient(port: number, clientId: string, onPacket?: OnPacke
 }
 
 /** Writes `total` copies of a packet (built by `fill`) in chunks, honouring backpressure. */
-export function pump(socket: net.Socket, total: number, perChunk: number, fill: (chunk: Buffer, index: number, count: number) => void, packetSize: number): Promise<void> {
+export function pump(
+  socket: net.Socket,
+  total: number,
+  perChunk: number,
+  fill: (chunk: Buffer, index: number, count: number) => void,
+  packetSize: number,
+): Promise<void> {
   return new Promise((resolve) => {
     let sent = 0
     const write = (): void => {
@@ -113,7 +119,10 @@ export function pump(socket: net.Socket, total: number, perChunk: number, fill: 
 export function waitFor(cond: () => boolean, ms: number, what: string): { promise: Promise<void>; check: () => void } {
   let resolve!: () => void
   let reject!: (e: Error) => void
-  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
   const timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)
   const check = (): void => {
     if (cond()) {

@@ -105,7 +105,15 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.config = parseConfig(config)
     this.log = logger ?? createLogger(this.config.log.level)
     this.refusals = new Refusals(this.log)
-    this.stats = { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: this.refusals.counts, quota: quotaCounters(), unencodable: 0 }
+    this.stats = {
+      received: [0, 0, 0],
+      sent: [0, 0, 0],
+      dropped: 0,
+      connectionsTotal: 0,
+      refused: this.refusals.counts,
+      quota: quotaCounters(),
+      unencodable: 0,
+    }
     this.admission = new SocketAdmission({ connections: () => this.connections.size, limits: this.config.limits, refusals: this.refusals })
     this.emitter = new BrokerEmitter(this.log)
     this.quotas = new QuotaRefusals(this.stats.quota, this.log)
@@ -165,7 +173,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   }
 
   readFile(path: string): Buffer {
-    if (this.fileReader === undefined) throw new HookmqError('CONFIG_INVALID', `${path}: this broker reads no files (create it with createBroker from the hookmq package)`)
+    if (this.fileReader === undefined)
+      throw new HookmqError('CONFIG_INVALID', `${path}: this broker reads no files (create it with createBroker from the hookmq package)`)
     return this.fileReader(path)
   }
 
@@ -173,7 +182,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   subscriptions(): Array<{ clientId: string; client: ClientInfo | undefined; connected: boolean; subscription: Subscription }> {
     const out: Array<{ clientId: string; client: ClientInfo | undefined; connected: boolean; subscription: Subscription }> = []
     for (const s of this.sessions.sessions.values()) {
-      for (const sub of s.subscriptions.values()) out.push({ clientId: s.clientId, client: s.outlet?.client ?? s.lastClient, connected: s.outlet !== null, subscription: sub })
+      for (const sub of s.subscriptions.values())
+        out.push({ clientId: s.clientId, client: s.outlet?.client ?? s.lastClient, connected: s.outlet !== null, subscription: sub })
     }
     return out
   }
@@ -263,7 +273,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   publish(options: PublishOptions): Promise<void> {
     const problem = typeof options.topic === 'string' ? checkTopicName(options.topic, this.config.limits) : 'no topic'
     if (problem !== undefined) return Promise.reject(new HookmqError('TOPIC_NAME_INVALID', `broker.publish: ${problem}`))
-    if (options.qos !== undefined && options.qos !== 0 && options.qos !== 1 && options.qos !== 2) return Promise.reject(new HookmqError('QOS_NOT_SUPPORTED', `broker.publish: QoS ${String(options.qos)}`))
+    if (options.qos !== undefined && options.qos !== 0 && options.qos !== 1 && options.qos !== 2)
+      return Promise.reject(new HookmqError('QOS_NOT_SUPPORTED', `broker.publish: QoS ${String(options.qos)}`))
     const payload = options.payload === undefined ? Buffer.alloc(0) : typeof options.payload === 'string' ? Buffer.from(options.payload) : options.payload
     const message = newMessage(options.topic, payload, options.qos ?? 0, options.retain ?? false, undefined, options.properties)
     return Promise.resolve(this.pipeline.transformAndRoute(undefined, message)).then(noop)
@@ -271,14 +282,17 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
 
   /** Sends the retained messages matching a new subscription. */
   sendRetained(session: Session, sub: Subscription): void {
-    this.stores.retained.match(sub.filter).then((messages) => {
-      const ids = sub.id === undefined ? undefined : [sub.id] // one array for all of them, as the router shares its own
-      for (const m of messages) {
-        // [MQTT-3.3.1-9] retained messages sent on subscribe keep the retain flag
-        const p = session.deliver(m, m.qos < sub.qos ? m.qos : sub.qos, true, ids, null)
-        if (p !== undefined) session.track(p)
-      }
-    }, (err: unknown) => this.log.error({ err }, 'retained lookup failed'))
+    this.stores.retained.match(sub.filter).then(
+      (messages) => {
+        const ids = sub.id === undefined ? undefined : [sub.id] // one array for all of them, as the router shares its own
+        for (const m of messages) {
+          // [MQTT-3.3.1-9] retained messages sent on subscribe keep the retain flag
+          const p = session.deliver(m, m.qos < sub.qos ? m.qos : sub.qos, true, ids, null)
+          if (p !== undefined) session.track(p)
+        }
+      },
+      (err: unknown) => this.log.error({ err }, 'retained lookup failed'),
+    )
   }
 
   connectionClosed(conn: Connection, session: Session | undefined): void {

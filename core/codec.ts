@@ -142,11 +142,24 @@ function writeOwnProperties(buf: Buffer, p: number, props: PublishProperties): n
  * `topic` is written as such (a Topic Alias stands for it). Throws a
  * HOOKMQ_ERR_NOT_ENCODABLE HookmqError when a length does not fit its field.
  */
-export function encodePublish(topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean, dup: boolean, packetId: number, v5: boolean, props?: PublishProperties): Buffer {
+export function encodePublish(
+  topic: string,
+  payload: Buffer,
+  qos: 0 | 1 | 2,
+  retain: boolean,
+  dup: boolean,
+  packetId: number,
+  v5: boolean,
+  props?: PublishProperties,
+): Buffer {
   let topicLen = topic.length
   let ascii = topicLen <= 128
   if (ascii) {
-    for (let i = 0; i < topicLen; i++) if (topic.charCodeAt(i) >= 0x80) { ascii = false; break }
+    for (let i = 0; i < topicLen; i++)
+      if (topic.charCodeAt(i) >= 0x80) {
+        ascii = false
+        break
+      }
   }
   if (!ascii) topicLen = Buffer.byteLength(topic, 'utf8')
   if (topicLen > MAX_STRING) throw notEncodable(`topic of ${topicLen} bytes`) // MQTT 1.5.4

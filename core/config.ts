@@ -27,88 +27,205 @@ const isolation = z.enum(['inline', 'worker'])
 /** Keys of `hooks` that are the host's own settings; no hook may take one as its name. */
 export const HOOK_SETTINGS = ['isolation', 'memoryMb', 'blockedLoopMs', 'onStartupFailure', 'preflightMs', 'breaker', 'overrides'] as const
 
-const hooksSchema = z.object({
-  isolation: isolation.default('worker').describe('where hook code runs unless a hook says otherwise: `worker` (a thread of its own: deadlines hold even on synchronous loops, heap limit, crashes contained) or `inline` (in the broker\'s thread: fastest; a watchdog ends a process a hook has hung)'),
-  memoryMb: z.int().min(16).max(65536).default(128).describe('memory (heap and Buffers) a worker-isolated hook may use, in MiB, unless the hook sets `memoryMb`: past it, its worker is replaced'),
-  blockedLoopMs: z.int().min(100).default(2000).describe('an inline hook blocking the event loop this long ends the process (exit code 70); the hook then runs quarantined in a worker until its file changes'),
-  onStartupFailure: z.enum(['exit', 'deny']).default('exit').describe('a hook that fails to load at start-up: `exit` (code 1, naming file:line) or `deny` (start, and deny every authenticate/authorize decision until the folder loads cleanly)'),
-  preflightMs: z.int().min(50).default(3000).describe('time a new hook version\'s top level has to evaluate in a throwaway worker before it is refused'),
-  breaker: z.strictObject({
-    maxFailures: z.int().min(1).default(10).describe('failures (throws, rejections, timeouts, invalid answers, worker crashes) within `windowMs` that trip a hook'),
-    windowMs: z.int().min(100).default(10000).describe('window of the failure count'),
-    backoffMs: z.int().min(10).default(5000).describe('a tripped hook is tried again after this long (doubling while it keeps failing)'),
-    maxBackoffMs: z.int().min(10).default(60000).describe('longest back-off'),
-  }).prefault({}).describe('circuit breaker: a tripped hook\'s decisions deny at once, its transforms pass messages unchanged, its event handlers are skipped'),
-  overrides: z.record(z.string(), z.strictObject({
-    isolation: isolation.optional(),
-    memoryMb: z.int().min(16).max(65536).optional(),
-    timeoutMs: z.int().min(1).max(600000).optional(),
-  })).default({}).describe('per hook name: `isolation`, `memoryMb` and `timeoutMs` over what the hook file says'),
-}).catchall(z.unknown())
+const hooksSchema = z
+  .object({
+    isolation: isolation
+      .default('worker')
+      .describe(
+        "where hook code runs unless a hook says otherwise: `worker` (a thread of its own: deadlines hold even on synchronous loops, heap limit, crashes contained) or `inline` (in the broker's thread: fastest; a watchdog ends a process a hook has hung)",
+      ),
+    memoryMb: z
+      .int()
+      .min(16)
+      .max(65536)
+      .default(128)
+      .describe('memory (heap and Buffers) a worker-isolated hook may use, in MiB, unless the hook sets `memoryMb`: past it, its worker is replaced'),
+    blockedLoopMs: z
+      .int()
+      .min(100)
+      .default(2000)
+      .describe(
+        'an inline hook blocking the event loop this long ends the process (exit code 70); the hook then runs quarantined in a worker until its file changes',
+      ),
+    onStartupFailure: z
+      .enum(['exit', 'deny'])
+      .default('exit')
+      .describe(
+        'a hook that fails to load at start-up: `exit` (code 1, naming file:line) or `deny` (start, and deny every authenticate/authorize decision until the folder loads cleanly)',
+      ),
+    preflightMs: z.int().min(50).default(3000).describe("time a new hook version's top level has to evaluate in a throwaway worker before it is refused"),
+    breaker: z
+      .strictObject({
+        maxFailures: z
+          .int()
+          .min(1)
+          .default(10)
+          .describe('failures (throws, rejections, timeouts, invalid answers, worker crashes) within `windowMs` that trip a hook'),
+        windowMs: z.int().min(100).default(10000).describe('window of the failure count'),
+        backoffMs: z.int().min(10).default(5000).describe('a tripped hook is tried again after this long (doubling while it keeps failing)'),
+        maxBackoffMs: z.int().min(10).default(60000).describe('longest back-off'),
+      })
+      .prefault({})
+      .describe("circuit breaker: a tripped hook's decisions deny at once, its transforms pass messages unchanged, its event handlers are skipped"),
+    overrides: z
+      .record(
+        z.string(),
+        z.strictObject({
+          isolation: isolation.optional(),
+          memoryMb: z.int().min(16).max(65536).optional(),
+          timeoutMs: z.int().min(1).max(600000).optional(),
+        }),
+      )
+      .default({})
+      .describe('per hook name: `isolation`, `memoryMb` and `timeoutMs` over what the hook file says'),
+  })
+  .catchall(z.unknown())
 
 export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1').describe('bind address of every listener without its own host'),
   port: port.default(1883).describe('MQTT over TCP port (0 picks a free port)'),
   tcp: z.boolean().default(true).describe('open the plain TCP listener'),
-  ws: z.union([z.literal(false), wsSchema]).default({ port: 8083, path: '/mqtt' }).describe('WebSocket listener, or false'),
-  tls: z.strictObject({
-    port: port.default(8883).describe('MQTT over TLS port'),
-    host: z.string().optional().describe('bind address; defaults to `host`'),
-    ...tlsFiles,
-  }).optional().describe('TLS listener (off unless configured)'),
-  wss: z.strictObject({
-    port: port.default(8084).describe('secure WebSocket port'),
-    host: z.string().optional().describe('bind address; defaults to `host`'),
-    path: z.string().startsWith('/').default('/mqtt').describe('HTTP path of the WebSocket endpoint'),
-    ...tlsFiles,
-  }).optional().describe('secure WebSocket listener (off unless configured)'),
+  ws: z
+    .union([z.literal(false), wsSchema])
+    .default({ port: 8083, path: '/mqtt' })
+    .describe('WebSocket listener, or false'),
+  tls: z
+    .strictObject({
+      port: port.default(8883).describe('MQTT over TLS port'),
+      host: z.string().optional().describe('bind address; defaults to `host`'),
+      ...tlsFiles,
+    })
+    .optional()
+    .describe('TLS listener (off unless configured)'),
+  wss: z
+    .strictObject({
+      port: port.default(8084).describe('secure WebSocket port'),
+      host: z.string().optional().describe('bind address; defaults to `host`'),
+      path: z.string().startsWith('/').default('/mqtt').describe('HTTP path of the WebSocket endpoint'),
+      ...tlsFiles,
+    })
+    .optional()
+    .describe('secure WebSocket listener (off unless configured)'),
   hooksDir: z.string().min(1).default('./hooks').describe('folder of hook files, watched and hot-reloaded (created if missing)'),
-  hooks: hooksSchema.prefault({}).describe('the hook host\'s settings below, and per-hook config values: `hooks.<name>` is parsed by that hook\'s `config` schema'),
+  hooks: hooksSchema
+    .prefault({})
+    .describe("the hook host's settings below, and per-hook config values: `hooks.<name>` is parsed by that hook's `config` schema"),
   hookTimeoutMs: z.int().min(1).default(1000).describe('deadline of one hook call unless the hook sets `timeoutMs`'),
   allowAnonymous: z.boolean().optional().describe('accept clients no authenticate hook accepted (shorthand for defaults.authenticate allow/deny)'),
-  defaults: z.strictObject({
-    authenticate: z.enum(['loopback', 'allow', 'deny']).default('loopback').describe('when every authenticate hook passes: allow only on loopback listeners, allow, or deny'),
-    publish: z.enum(['allow', 'deny']).default('allow').describe('when every authorizePublish hook passes'),
-    subscribe: z.enum(['allow', 'deny']).default('allow').describe('when every authorizeSubscribe hook passes'),
-  }).prefault({}).describe('answers when every hook passes'),
-  revokedSubscriptions: z.enum(['remove', 'disconnect']).default('remove').describe('when a hook reload denies an existing subscription: remove it, or also disconnect the client (MQTT 5: 0x87)'),
-  sessions: z.strictObject({
-    identityMismatch: z.enum(['refuse', 'fresh']).default('refuse').describe('a CONNECT for a client id whose session another identity owns: refuse it (CONNACK 0x85, MQTT 3.1.1 return code 2; the owner\'s connection stays), or discard that session and start a fresh one (the owner\'s connection is closed with 0x8E); an authenticate hook may decide instead'),
-  }).prefault({}).describe('session ownership'),
-  limits: z.strictObject({
-    maxPacketSize: z.int().min(64).max(268435455).default(1048576).describe('largest packet accepted, in bytes (MQTT 5 Maximum Packet Size)'),
-    maxInflightMessages: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages sent to one client'),
-    receiveMaximum: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages a client may send (advertised to MQTT 5 clients)'),
-    maxQueuedMessages: z.int().min(0).default(1000).describe('offline / pending messages kept per session'),
-    maxQueuedBytes: z.int().min(0).default(16777216).describe('bytes (topic + payload + properties) of the messages kept per session queue'),
-    queueOverflow: z.enum(['dropOldest', 'dropNewest']).default('dropOldest').describe('which message goes when a session queue is full (in messages or bytes)'),
-    maxSubscriptionsPerClient: z.int().min(1).default(10000).describe('subscriptions one session may hold; each filter beyond gets SUBACK 0x97 (3.1.1: 0x80)'),
-    maxRetainedMessages: z.int().min(0).default(1000000).describe('retained messages held broker-wide (with Redis: across the nodes, approximately)'),
-    maxRetainedBytes: z.int().min(0).default(1073741824).describe('bytes (topic + payload + properties) of the retained messages held broker-wide'),
-    maxRetainedMessagesPerClient: z.int().min(0).default(10000).describe('retained messages one client (by client id) may have set'),
-    maxRetainedBytesPerClient: z.int().min(0).default(16777216).describe('bytes of the retained messages one client (by client id) may have set'),
-    maxClientBufferBytes: z.int().min(65536).default(1048576).describe('bytes waiting on one client socket beyond which QoS 0 messages to it are dropped'),
-    maxConnections: z.int().min(1).default(100000).describe('client sockets open at once on all listeners together (TLS handshakes and WebSocket upgrades included); one more is closed at accept'),
-    maxTopicLength: z.int().min(1).max(65535).default(65535).describe('longest topic name or filter, in bytes'),
-    maxTopicLevels: z.int().min(1).default(128).describe('most `/`-separated levels in a topic'),
-    maxUserProperties: z.int().min(0).max(1000000).default(256).describe('most MQTT 5 User Properties in one PUBLISH; more: PUBACK/PUBREC 0x97 (QoS 1/2) or dropped (QoS 0), checked before they are parsed'),
-    maxPropertyBytes: z.int().min(0).max(268435455).default(65536).describe('largest MQTT 5 property block (Property Length) of one PUBLISH, in bytes; larger: refused as for maxUserProperties'),
-    topicAliasMaximum: z.int().min(0).max(65535).default(100).describe('topic aliases an MQTT 5 client may set'),
-    maxKeepalive: z.int().min(1).max(65535).default(65535).describe('longest keep-alive granted, in seconds (MQTT 5 Server Keep Alive)'),
-    maxSessionExpiryInterval: seconds.default(0xffffffff).describe('longest session expiry granted, in seconds (an MQTT 5 client asking for more, or 0xFFFFFFFF: never, gets this)'),
-    persistentSessionExpiry: seconds.min(1).default(7200).describe('seconds an offline MQTT 3.1.1 session with clean session false is kept (4294967295: until the client cleans it); MQTT 5 clients set their own'),
-    queuedMessageExpiry: z.int().min(1).optional().describe('seconds a message waits for an offline client before it is dropped (unset: no limit); a Message Expiry Interval takes precedence'),
-    connectTimeoutMs: z.int().min(100).default(10000).describe('time a new socket has to send CONNECT (on TLS and WebSocket listeners, counted from the TCP accept: handshake and upgrade included)'),
-    maxConnectPacketSize: z.int().min(64).max(268435455).default(65536).describe('largest CONNECT accepted, in bytes; a bigger one is refused from its fixed header and the socket closed'),
-    maxPreLoginBytes: z.int().min(65536).default(33554432).describe('bytes all connections together may hold for CONNECT packets not yet complete; the connection that would pass it is closed'),
-  }).prefault({}).describe('protocol limits'),
-  sys: z.strictObject({
-    enabled: z.boolean().default(true).describe('publish $SYS/broker/... topics'),
-    intervalMs: z.int().min(100).default(10000).describe('how often $SYS topics are published'),
-  }).prefault({}).describe('$SYS topics'),
-  log: z.strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
-  }).prefault({}).describe('logging'),
+  defaults: z
+    .strictObject({
+      authenticate: z
+        .enum(['loopback', 'allow', 'deny'])
+        .default('loopback')
+        .describe('when every authenticate hook passes: allow only on loopback listeners, allow, or deny'),
+      publish: z.enum(['allow', 'deny']).default('allow').describe('when every authorizePublish hook passes'),
+      subscribe: z.enum(['allow', 'deny']).default('allow').describe('when every authorizeSubscribe hook passes'),
+    })
+    .prefault({})
+    .describe('answers when every hook passes'),
+  revokedSubscriptions: z
+    .enum(['remove', 'disconnect'])
+    .default('remove')
+    .describe('when a hook reload denies an existing subscription: remove it, or also disconnect the client (MQTT 5: 0x87)'),
+  sessions: z
+    .strictObject({
+      identityMismatch: z
+        .enum(['refuse', 'fresh'])
+        .default('refuse')
+        .describe(
+          "a CONNECT for a client id whose session another identity owns: refuse it (CONNACK 0x85, MQTT 3.1.1 return code 2; the owner's connection stays), or discard that session and start a fresh one (the owner's connection is closed with 0x8E); an authenticate hook may decide instead",
+        ),
+    })
+    .prefault({})
+    .describe('session ownership'),
+  limits: z
+    .strictObject({
+      maxPacketSize: z.int().min(64).max(268435455).default(1048576).describe('largest packet accepted, in bytes (MQTT 5 Maximum Packet Size)'),
+      maxInflightMessages: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages sent to one client'),
+      receiveMaximum: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages a client may send (advertised to MQTT 5 clients)'),
+      maxQueuedMessages: z.int().min(0).default(1000).describe('offline / pending messages kept per session'),
+      maxQueuedBytes: z.int().min(0).default(16777216).describe('bytes (topic + payload + properties) of the messages kept per session queue'),
+      queueOverflow: z
+        .enum(['dropOldest', 'dropNewest'])
+        .default('dropOldest')
+        .describe('which message goes when a session queue is full (in messages or bytes)'),
+      maxSubscriptionsPerClient: z
+        .int()
+        .min(1)
+        .default(10000)
+        .describe('subscriptions one session may hold; each filter beyond gets SUBACK 0x97 (3.1.1: 0x80)'),
+      maxRetainedMessages: z.int().min(0).default(1000000).describe('retained messages held broker-wide (with Redis: across the nodes, approximately)'),
+      maxRetainedBytes: z.int().min(0).default(1073741824).describe('bytes (topic + payload + properties) of the retained messages held broker-wide'),
+      maxRetainedMessagesPerClient: z.int().min(0).default(10000).describe('retained messages one client (by client id) may have set'),
+      maxRetainedBytesPerClient: z.int().min(0).default(16777216).describe('bytes of the retained messages one client (by client id) may have set'),
+      maxClientBufferBytes: z.int().min(65536).default(1048576).describe('bytes waiting on one client socket beyond which QoS 0 messages to it are dropped'),
+      maxConnections: z
+        .int()
+        .min(1)
+        .default(100000)
+        .describe('client sockets open at once on all listeners together (TLS handshakes and WebSocket upgrades included); one more is closed at accept'),
+      maxTopicLength: z.int().min(1).max(65535).default(65535).describe('longest topic name or filter, in bytes'),
+      maxTopicLevels: z.int().min(1).default(128).describe('most `/`-separated levels in a topic'),
+      maxUserProperties: z
+        .int()
+        .min(0)
+        .max(1000000)
+        .default(256)
+        .describe('most MQTT 5 User Properties in one PUBLISH; more: PUBACK/PUBREC 0x97 (QoS 1/2) or dropped (QoS 0), checked before they are parsed'),
+      maxPropertyBytes: z
+        .int()
+        .min(0)
+        .max(268435455)
+        .default(65536)
+        .describe('largest MQTT 5 property block (Property Length) of one PUBLISH, in bytes; larger: refused as for maxUserProperties'),
+      topicAliasMaximum: z.int().min(0).max(65535).default(100).describe('topic aliases an MQTT 5 client may set'),
+      maxKeepalive: z.int().min(1).max(65535).default(65535).describe('longest keep-alive granted, in seconds (MQTT 5 Server Keep Alive)'),
+      maxSessionExpiryInterval: seconds
+        .default(0xffffffff)
+        .describe('longest session expiry granted, in seconds (an MQTT 5 client asking for more, or 0xFFFFFFFF: never, gets this)'),
+      persistentSessionExpiry: seconds
+        .min(1)
+        .default(7200)
+        .describe(
+          'seconds an offline MQTT 3.1.1 session with clean session false is kept (4294967295: until the client cleans it); MQTT 5 clients set their own',
+        ),
+      queuedMessageExpiry: z
+        .int()
+        .min(1)
+        .optional()
+        .describe('seconds a message waits for an offline client before it is dropped (unset: no limit); a Message Expiry Interval takes precedence'),
+      connectTimeoutMs: z
+        .int()
+        .min(100)
+        .default(10000)
+        .describe('time a new socket has to send CONNECT (on TLS and WebSocket listeners, counted from the TCP accept: handshake and upgrade included)'),
+      maxConnectPacketSize: z
+        .int()
+        .min(64)
+        .max(268435455)
+        .default(65536)
+        .describe('largest CONNECT accepted, in bytes; a bigger one is refused from its fixed header and the socket closed'),
+      maxPreLoginBytes: z
+        .int()
+        .min(65536)
+        .default(33554432)
+        .describe('bytes all connections together may hold for CONNECT packets not yet complete; the connection that would pass it is closed'),
+    })
+    .prefault({})
+    .describe('protocol limits'),
+  sys: z
+    .strictObject({
+      enabled: z.boolean().default(true).describe('publish $SYS/broker/... topics'),
+      intervalMs: z.int().min(100).default(10000).describe('how often $SYS topics are published'),
+    })
+    .prefault({})
+    .describe('$SYS topics'),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
+    })
+    .prefault({})
+    .describe('logging'),
   id: z.string().min(1).optional().describe('node id (defaults to a random one)'),
 })
 

@@ -25,7 +25,6 @@ const MAX_BACKLOG = 1000
 /** Packets that need not wait for the PUBLISH packets before them: acknowledgements of what this client receives, and PINGREQ. */
 const ORDER_FREE = new Set(['puback', 'pubrec', 'pubcomp', 'pingreq'])
 
-
 /**
  * What a connection and its packet handlers may use of the broker. The Broker
  * implements it and hands it to each connection; nothing under core/ imports
@@ -103,7 +102,13 @@ export class Connection implements Outlet, IntakeOwner {
   genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
   /** `openedAt`: when the listener accepted the socket (before a TLS handshake or WebSocket upgrade) */
-  constructor(readonly socket: Duplex, readonly ctx: ConnectionContext, readonly listener: ListenerInfo, remoteAddress: string, readonly openedAt = Date.now()) {
+  constructor(
+    readonly socket: Duplex,
+    readonly ctx: ConnectionContext,
+    readonly listener: ListenerInfo,
+    remoteAddress: string,
+    readonly openedAt = Date.now(),
+  ) {
     this.client = { id: '', remoteAddress, protocolVersion: 4, listener: listener.name }
     this.intake = new Intake(this)
     ;(socket as Duplex & { [CONN]?: Connection })[CONN] = this
@@ -198,7 +203,10 @@ export class Connection implements Outlet, IntakeOwner {
       this.backlogHeld = true
       this.flow.hold()
     }
-    result.then(() => this.drain(), (err: unknown) => this.fail(err))
+    result.then(
+      () => this.drain(),
+      (err: unknown) => this.fail(err),
+    )
     return false
   }
 
@@ -297,7 +305,11 @@ export class Connection implements Outlet, IntakeOwner {
     this.ctx.clientError(this, err)
     const code = err.reasonCode
     if (code === ReasonCode.MalformedPacket || code === ReasonCode.ProtocolError) {
-      this.ctx.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', { remoteAddress: this.client.remoteAddress, clientId: this.client.id, reason: err.message })
+      this.ctx.refusals.note(code === ReasonCode.MalformedPacket ? 'malformedPacket' : 'protocolError', {
+        remoteAddress: this.client.remoteAddress,
+        clientId: this.client.id,
+        reason: err.message,
+      })
     }
     this.closeWith(code, err.message)
   }
@@ -346,14 +358,12 @@ export class Connection implements Outlet, IntakeOwner {
     this.flowState?.releaseAll()
     this.ctx.connectionClosed(this, session)
   }
-
 }
 
 function uncork(conn: Connection): void {
-  (conn as unknown as { corked: boolean }).corked = false
+  ;(conn as unknown as { corked: boolean }).corked = false
   conn.socket.uncork()
 }
-
 
 /** Encoder options, one object per protocol version for all connections. */
 const GEN_OPTS = { 3: { protocolVersion: 3 as const }, 4: { protocolVersion: 4 as const }, 5: { protocolVersion: 5 as const } }

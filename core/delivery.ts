@@ -37,7 +37,15 @@ const form: PublishProperties = { shared: EMPTY, expiry: -1, alias: 0, ids: unde
  * (MQTT cannot represent it, or it is larger than the client's Maximum Packet
  * Size) and is dropped for this client only.
  */
-export function encodeDelivery(conn: DeliveryTarget, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
+export function encodeDelivery(
+  conn: DeliveryTarget,
+  message: Message,
+  qos: QoS,
+  retain: boolean,
+  ids: number[] | undefined,
+  packetId: number,
+  dup: boolean,
+): Buffer | undefined {
   const v5 = conn.protocolVersion === 5
   if (v5 && (ids !== undefined || conn.topicAliasMaxOut > 0 || message.expiresAt !== undefined || message.properties?.messageExpiryInterval !== undefined)) {
     return encodeForClient(conn, message, qos, retain, ids, packetId, dup)
@@ -68,7 +76,15 @@ export function encodeDelivery(conn: DeliveryTarget, message: Message, qos: QoS,
 }
 
 /** An MQTT 5 PUBLISH with this client's own properties (and the message's shared block). */
-function encodeForClient(conn: DeliveryTarget, message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean): Buffer | undefined {
+function encodeForClient(
+  conn: DeliveryTarget,
+  message: Message,
+  qos: QoS,
+  retain: boolean,
+  ids: number[] | undefined,
+  packetId: number,
+  dup: boolean,
+): Buffer | undefined {
   const shared = message.properties === undefined ? EMPTY : propertyBlock(conn.ctx, message)
   if (shared === null) return undefined
   form.shared = shared
@@ -122,7 +138,17 @@ function propertyBlock(ctx: DeliveryContext, message: Message): Buffer | null {
   return block
 }
 
-function encode(ctx: DeliveryContext, message: Message, topic: string, qos: QoS, retain: boolean, dup: boolean, packetId: number, v5: boolean, props: PublishProperties | undefined): Buffer | undefined {
+function encode(
+  ctx: DeliveryContext,
+  message: Message,
+  topic: string,
+  qos: QoS,
+  retain: boolean,
+  dup: boolean,
+  packetId: number,
+  v5: boolean,
+  props: PublishProperties | undefined,
+): Buffer | undefined {
   try {
     return encodePublish(topic, message.payload, qos, retain, dup, packetId, v5, props)
   } catch (err) {

@@ -112,14 +112,20 @@ export function malformed(message: string): HookmqError {
 /** MQTT 3.1.1 CONNACK return codes for the reason codes a v3 client can be told. */
 export function v3ConnackCode(reasonCode: number): number {
   switch (reasonCode) {
-    case 0: return 0
-    case ReasonCode.UnsupportedProtocolVersion: return 1
-    case ReasonCode.ClientIdentifierNotValid: return 2
+    case 0:
+      return 0
+    case ReasonCode.UnsupportedProtocolVersion:
+      return 1
+    case ReasonCode.ClientIdentifierNotValid:
+      return 2
     case ReasonCode.ServerUnavailable:
     case ReasonCode.ServerBusy:
     case ReasonCode.QuotaExceeded:
-    case ReasonCode.ServerShuttingDown: return 3
-    case ReasonCode.BadUserNameOrPassword: return 4
-    default: return 5
+    case ReasonCode.ServerShuttingDown:
+      return 3
+    case ReasonCode.BadUserNameOrPassword:
+      return 4
+    default:
+      return 5
   }
 }

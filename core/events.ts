@@ -37,7 +37,7 @@ export class BrokerEmitter {
       try {
         const r = (fn as (...a: unknown[]) => unknown)(...args)
         if (r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).catch === 'function') {
-          (r as Promise<unknown>).catch((err: unknown) => this.log.error({ err, event }, 'event listener rejected'))
+          ;(r as Promise<unknown>).catch((err: unknown) => this.log.error({ err, event }, 'event listener rejected'))
         }
       } catch (err) {
         this.log.error({ err, event }, 'event listener threw')

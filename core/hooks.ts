@@ -107,7 +107,7 @@ export function refused(d: Decision, allowedByDefault: boolean): boolean {
 
 /** The reason code a refused decision answers: the deny's own, else 0x87 Not authorized. */
 export function refusalCode(d: Decision): number {
-  return d.result === 'deny' ? d.reasonCode ?? ReasonCode.NotAuthorized : ReasonCode.NotAuthorized
+  return d.result === 'deny' ? (d.reasonCode ?? ReasonCode.NotAuthorized) : ReasonCode.NotAuthorized
 }
 
 /** For `.then(noop)` and `.catch(noop)`: a promise's value, or its failure, that nobody needs. */

@@ -38,7 +38,12 @@ export function owns(owner: Identity, current: Identity | undefined): boolean {
  * hooks' answer when they gave one, else resume a session of its own and treat
  * another identity's by `mismatch` (the `sessions.identityMismatch` setting).
  */
-export function chooseSession(existing: ExistingSession | undefined, owner: Identity, answer: SessionChoice | undefined, mismatch: 'refuse' | 'fresh'): SessionChoice {
+export function chooseSession(
+  existing: ExistingSession | undefined,
+  owner: Identity,
+  answer: SessionChoice | undefined,
+  mismatch: 'refuse' | 'fresh',
+): SessionChoice {
   if (existing === undefined) return 'resume' // nothing to resume, discard or protect
   if (answer !== undefined) return answer
   return owns(owner, existing.owner) ? 'resume' : mismatch

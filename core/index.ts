@@ -13,11 +13,35 @@ export { createLogger, throttled } from './logger.js'
 export { isPromise, noop, refused } from './hooks.js'
 export type { BrokerEvents, BrokerEventName, BrokerListener } from './events.js'
 export { passThroughHooks } from './hooks.js'
-export type { HookRunner, HookCatalogue, HookName, Decision, AuthenticateInput, AuthenticateDecision, PublishDecision, SubscribeDecision, SubscribeInput, ExistingSession, SessionChoice } from './hooks.js'
+export type {
+  HookRunner,
+  HookCatalogue,
+  HookName,
+  Decision,
+  AuthenticateInput,
+  AuthenticateDecision,
+  PublishDecision,
+  SubscribeDecision,
+  SubscribeInput,
+  ExistingSession,
+  SessionChoice,
+} from './hooks.js'
 export { identityOf } from './identity.js'
 export type { Identity } from './identity.js'
 export { MemoryBus, MemoryRetainedStore, MemorySessionStore, memoryStores } from './stores.js'
-export type { MessageBus, RetainedStore, RetainedUsage, SessionStore, Written, SessionState, StoredSession, OutgoingEntry, QueuedEntry, Stores, Will } from './stores.js'
+export type {
+  MessageBus,
+  RetainedStore,
+  RetainedUsage,
+  SessionStore,
+  Written,
+  SessionState,
+  StoredSession,
+  OutgoingEntry,
+  QueuedEntry,
+  Stores,
+  Will,
+} from './stores.js'
 export type { ClientInfo, Message, MessageProperties, QoS, Subscription, SubscriptionOptions } from './types.js'
 export { newMessage } from './types.js'
 export { checkMessageProperties } from './properties.js'

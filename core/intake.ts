@@ -137,7 +137,11 @@ export class Intake implements PacketSink {
     const held = conn.state.kind === 'awaitingConnect' ? this.reader.buffered : 0
     const grow = held - this.preLoginHeld
     if (grow > 0 && ctx.preLoginBytes + grow > ctx.config.limits.maxPreLoginBytes) {
-      ctx.refusals.note('preLoginBytes', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: `${ctx.preLoginBytes} bytes held before login` })
+      ctx.refusals.note('preLoginBytes', {
+        remoteAddress: conn.client.remoteAddress,
+        listener: conn.listener.name,
+        reason: `${ctx.preLoginBytes} bytes held before login`,
+      })
       conn.beginClose(ReasonCode.QuotaExceeded) // its CONNECT never arrived: nothing to answer
       return
     }

@@ -55,7 +55,8 @@ class WireParser extends ParserBase {
   override _parseHeader(): boolean | undefined {
     if (this.sink !== null && this.sink.accepting === false) return false // held: the bytes wait, unparsed, for resume()
     const type = this._list.readUInt8(0) >> 4 // (in place: see readInPlace; not _bufs[0][0]: an empty chunk can stand first)
-    if (type === 0 || (type === 15 && this.settings.protocolVersion !== 5)) { // AUTH (15) exists only in MQTT 5
+    if (type === 0 || (type === 15 && this.settings.protocolVersion !== 5)) {
+      // AUTH (15) exists only in MQTT 5
       this._emitError(malformed(`reserved packet type ${type}`)) // MQTT 5 §2.1.2: 0 is Forbidden; 3.1.1 §2.2.1: 0 and 15 are Reserved
       return false
     }
@@ -91,11 +92,12 @@ class WireParser extends ParserBase {
     const result = super._parseProperties()
     if (result === false || this.error !== null || this._pos - start <= 1) return result // none, or an empty list
     const packet = this.packet
-    const context = packet.cmd === 'connect' && packet.clientId !== undefined ? 'will' : packet.cmd ?? ''
+    const context = packet.cmd === 'connect' && packet.clientId !== undefined ? 'will' : (packet.cmd ?? '')
     const list = this._list
-    const problem = list._bufs.length === 1
-      ? propertiesProblem(list._bufs[0]!, start, this._pos, context)
-      : propertiesProblem(list.slice(start, this._pos), 0, this._pos - start, context)
+    const problem =
+      list._bufs.length === 1
+        ? propertiesProblem(list._bufs[0]!, start, this._pos, context)
+        : propertiesProblem(list.slice(start, this._pos), 0, this._pos - start, context)
     if (problem !== undefined) {
       this._emitError(problem)
       return false
@@ -125,8 +127,12 @@ class WireParser extends ParserBase {
       this._emitError(malformed('Malformed properties'))
       return false
     }
-    const reason = length > limits.maxPropertyBytes ? `properties of ${length} bytes, more than the ${limits.maxPropertyBytes} allowed`
-      : scan.userProperties > limits.maxUserProperties ? `${scan.userProperties} user properties, more than the ${limits.maxUserProperties} allowed` : undefined
+    const reason =
+      length > limits.maxPropertyBytes
+        ? `properties of ${length} bytes, more than the ${limits.maxPropertyBytes} allowed`
+        : scan.userProperties > limits.maxUserProperties
+          ? `${scan.userProperties} user properties, more than the ${limits.maxUserProperties} allowed`
+          : undefined
     if (reason === undefined) return undefined
     this._pos = at + length
     ;(this.packet as unknown as RefusablePublish).refusedProperties = reason
@@ -180,7 +186,10 @@ export class PacketReader {
   private version = 4
 
   /** `limits`: bounds on PUBLISH properties, checked on the bytes before mqtt-packet parses them (none: it parses every block) */
-  constructor(private readonly sink: PacketSink, private readonly limits: PropertyLimits | null = null) {}
+  constructor(
+    private readonly sink: PacketSink,
+    private readonly limits: PropertyLimits | null = null,
+  ) {}
 
   /** After CONNECT: later packets, even in the same chunk, parse as this version. */
   setVersion(v: number): void {

@@ -28,7 +28,9 @@ export class PublishPipeline {
     this.allowedByDefault = core.config.defaults.publish === 'allow'
     this.retainedQuota = new RetainedQuota(core.config.limits, core.stores.retained)
     // what the store held before this start counts too (with Redis: what every node stored)
-    core.emitter.once('ready', () => { this.retainedQuota.load().catch((err: unknown) => core.log.error({ err }, 'retained usage could not be read')) })
+    core.emitter.once('ready', () => {
+      this.retainedQuota.load().catch((err: unknown) => core.log.error({ err }, 'retained usage could not be read'))
+    })
   }
 
   /**
@@ -51,7 +53,11 @@ export class PublishPipeline {
     if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
     if (this.allowedByDefault && !this.core.hooks.appliesToPublish(message.topic)) return message
     const d = this.core.hooks.authorizePublish(client, message)
-    if (isPromise(d)) return d.then((r) => this.afterAuthorize(r, client, message), () => ReasonCode.NotAuthorized)
+    if (isPromise(d))
+      return d.then(
+        (r) => this.afterAuthorize(r, client, message),
+        () => ReasonCode.NotAuthorized,
+      )
     return this.afterAuthorize(d, client, message)
   }
 
@@ -63,7 +69,11 @@ export class PublishPipeline {
   /** The transform hooks: the message to route, or 0 (Success) when one dropped it. A failure lets the original through. */
   private transform(client: ClientInfo | undefined, message: Message): Message | number | Promise<Message | number> {
     const t = this.core.hooks.transform(client, message)
-    if (isPromise(t)) return t.then((m) => m ?? ReasonCode.Success, () => message)
+    if (isPromise(t))
+      return t.then(
+        (m) => m ?? ReasonCode.Success,
+        () => message,
+      )
     return t ?? ReasonCode.Success
   }
 
@@ -127,7 +137,6 @@ export class PublishPipeline {
     return Promise.all(routed.writes).then(routed.count > 0 ? success : noSubscribers)
   }
 }
-
 
 function success(): number {
   return ReasonCode.Success

@@ -112,7 +112,10 @@ export function encodeMessageProperties(p: MessageProperties): Buffer {
   }
 }
 
-const STRINGS = [[0x03, 'contentType'], [0x08, 'responseTopic']] as const
+const STRINGS = [
+  [0x03, 'contentType'],
+  [0x08, 'responseTopic'],
+] as const
 
 /** Bounds on a message's MQTT 5 properties (limits.maxUserProperties / maxPropertyBytes). */
 export interface PropertyLimits {
@@ -153,9 +156,36 @@ const V = -1
 const S = -2
 const P = -3
 const SIZES = new Int8Array(256)
-for (const [id, size] of [[0x01, 1], [0x02, 4], [0x03, S], [0x08, S], [0x09, S], [0x0b, V], [0x11, 4], [0x12, S], [0x13, 2], [0x15, S], [0x16, S],
-  [0x17, 1], [0x18, 4], [0x19, 1], [0x1a, S], [0x1c, S], [0x1f, S], [0x21, 2], [0x22, 2], [0x23, 2], [0x24, 1], [0x25, 1], [0x26, P], [0x27, 4],
-  [0x28, 1], [0x29, 1], [0x2a, 1]] as const) SIZES[id] = size
+for (const [id, size] of [
+  [0x01, 1],
+  [0x02, 4],
+  [0x03, S],
+  [0x08, S],
+  [0x09, S],
+  [0x0b, V],
+  [0x11, 4],
+  [0x12, S],
+  [0x13, 2],
+  [0x15, S],
+  [0x16, S],
+  [0x17, 1],
+  [0x18, 4],
+  [0x19, 1],
+  [0x1a, S],
+  [0x1c, S],
+  [0x1f, S],
+  [0x21, 2],
+  [0x22, 2],
+  [0x23, 2],
+  [0x24, 1],
+  [0x25, 1],
+  [0x26, P],
+  [0x27, 4],
+  [0x28, 1],
+  [0x29, 1],
+  [0x2a, 1],
+] as const)
+  SIZES[id] = size
 
 /** Walks the property block `b` (the bytes after the Property Length): counts User Properties, finds the Topic Alias. */
 export function scanProperties(b: Buffer): PropertyScan {
@@ -173,16 +203,31 @@ export function scanProperties(b: Buffer): PropertyScan {
     } else if (size === P || size === S) {
       if (size === P) {
         userProperties++
-        if (p + 2 > end) { malformed = true; break }
+        if (p + 2 > end) {
+          malformed = true
+          break
+        }
         p += 2 + ((b[p]! << 8) | b[p + 1]!)
       }
-      if (p + 2 > end) { malformed = true; break }
+      if (p + 2 > end) {
+        malformed = true
+        break
+      }
       p += 2 + ((b[p]! << 8) | b[p + 1]!)
     } else if (size === V) {
       let n = 1
-      while (p < end && n < 4 && (b[p]! & 0x80) !== 0) { p++; n++ }
-      if (p >= end || (b[p++]! & 0x80) !== 0) { malformed = true; break }
-    } else { malformed = true; break } // no such property
+      while (p < end && n < 4 && (b[p]! & 0x80) !== 0) {
+        p++
+        n++
+      }
+      if (p >= end || (b[p++]! & 0x80) !== 0) {
+        malformed = true
+        break
+      }
+    } else {
+      malformed = true
+      break
+    } // no such property
   }
   return { userProperties, topicAlias, malformed: malformed || p !== end }
 }

@@ -28,7 +28,10 @@ export function quotaCounters(): Record<QuotaName, number> {
 export class QuotaRefusals {
   private readonly logs: Record<QuotaName, (detail: unknown) => void>
 
-  constructor(readonly counts: Record<QuotaName, number>, log: Logger) {
+  constructor(
+    readonly counts: Record<QuotaName, number>,
+    log: Logger,
+  ) {
     this.logs = {} as Record<QuotaName, (detail: unknown) => void>
     for (const quota of QUOTA_NAMES) {
       this.logs[quota] = throttled((clientId, refused) => log.warn({ quota, clientId, refused }, 'quota reached: refused'))

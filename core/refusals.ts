@@ -33,7 +33,16 @@ export interface RefusalDetail {
 }
 
 export class Refusals {
-  readonly counts: RefusalCounts = { malformedPacket: 0, protocolError: 0, connectTooLarge: 0, preLoginBytes: 0, maxConnections: 0, connectTimeout: 0, keepaliveTimeout: 0, properties: 0 }
+  readonly counts: RefusalCounts = {
+    malformedPacket: 0,
+    protocolError: 0,
+    connectTooLarge: 0,
+    preLoginBytes: 0,
+    maxConnections: 0,
+    connectTimeout: 0,
+    keepaliveTimeout: 0,
+    properties: 0,
+  }
   private readonly logs = new Map<RefusalCause, (detail: unknown) => void>()
 
   constructor(private readonly log: Logger) {}

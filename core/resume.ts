@@ -18,7 +18,17 @@ export function deniedOnResume(ctx: ConnectionContext, client: ClientInfo, subs:
   let waits: Array<Promise<void>> | undefined
   for (const sub of subs) {
     const d = ctx.hooks.authorizeSubscribe(client, { filter: sub.filter, qos: sub.qos })
-    if (isPromise(d)) (waits ??= []).push(d.then((r) => { if (refused(r, allowed)) denied.push(sub.filter) }, () => { denied.push(sub.filter) }))
+    if (isPromise(d))
+      (waits ??= []).push(
+        d.then(
+          (r) => {
+            if (refused(r, allowed)) denied.push(sub.filter)
+          },
+          () => {
+            denied.push(sub.filter)
+          },
+        ),
+      )
     else if (refused(d, allowed)) denied.push(sub.filter)
   }
   return waits === undefined ? denied : Promise.all(waits).then(() => denied)

@@ -38,7 +38,10 @@ export class RetainedQuota {
   private expiring = 0
   private reclaimedAt = 0
 
-  constructor(private readonly limits: RetainedLimits, private readonly store: RetainedStore) {}
+  constructor(
+    private readonly limits: RetainedLimits,
+    private readonly store: RetainedStore,
+  ) {}
 
   get count(): number {
     return this.total.count

@@ -165,10 +165,12 @@ export class Router {
           if (p !== undefined) (writes ??= []).push(p)
         }
       }
-      if (this.remoteTree !== null && message.node === this.nodeId && (found.groupCount > 0 || this.remoteTree.size > 0)) this.assignShares(message, found, nested)
+      if (this.remoteTree !== null && message.node === this.nodeId && (found.groupCount > 0 || this.remoteTree.size > 0))
+        this.assignShares(message, found, nested)
       for (let i = 0; i < found.groupCount; i++) {
         const g = found.group(i)
-        if (message.shares !== undefined) { // in a cluster: only the node picked for this group delivers
+        if (message.shares !== undefined) {
+          // in a cluster: only the node picked for this group delivers
           const chosen = message.shares[g.key]
           if (chosen !== undefined && chosen !== this.nodeId) continue
         }
@@ -204,7 +206,8 @@ export class Router {
         r.next = (r.next + 1) % n
         ;(shares ??= {})[r.key] = pick === r.list.length ? this.nodeId : r.list[pick]!
       }
-      for (let j = 0; j < found.groupCount; j++) { // groups only this node has: ours, and said so
+      for (let j = 0; j < found.groupCount; j++) {
+        // groups only this node has: ours, and said so
         const key = found.group(j).key
         if (shares === undefined || shares[key] === undefined) (shares ??= {})[key] = this.nodeId
       }

@@ -64,7 +64,10 @@ export class Session {
   lastClient: ClientInfo | undefined = undefined
   /** the identity of the connection that last opened it (null: anonymous; undefined: unknown, stored before owners were recorded) */
   owner: string | null | undefined = undefined
-  constructor(readonly clientId: string, private readonly ctx: SessionContext) {}
+  constructor(
+    readonly clientId: string,
+    private readonly ctx: SessionContext,
+  ) {}
 
   /** sent and unacknowledged, by packet id (made on first use: idle sessions stay small) */
   get inflight(): Map<number, OutgoingEntry> {
@@ -173,7 +176,8 @@ export class Session {
   received(packetId: number, failed: boolean): boolean {
     const entry = this.inflight.get(packetId)
     if (entry === undefined || entry.qos !== 2) return false
-    if (failed) { // reason code >= 0x80 ends the exchange: PUBREL only below 0x80 [MQTT-4.3.3-4]
+    if (failed) {
+      // reason code >= 0x80 ends the exchange: PUBREL only below 0x80 [MQTT-4.3.3-4]
       this.inflight.delete(packetId)
       if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, packetId))
       this.pump()
@@ -190,7 +194,8 @@ export class Session {
     this.outlet = outlet
     this.disconnectedAt = undefined
     if (resume) {
-      for (const entry of this.inflight.values()) { // [MQTT-4.4.0-1]
+      for (const entry of this.inflight.values()) {
+        // [MQTT-4.4.0-1]
         if (entry.state === 'pubrel') outlet.sendPubrel(entry.packetId)
         else if (!outlet.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, entry.packetId, true, null)) this.complete(entry.packetId)
       }
@@ -210,7 +215,8 @@ export class Session {
     while (this.queued > 0 && this.inflight.size < outlet.sendWindow) {
       const q = this.queue.shift()!
       this.queueBytes -= messageSize(q.message)
-      if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) { // its own deadline, or the queue's
+      if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) {
+        // its own deadline, or the queue's
         if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
         continue
       }
@@ -234,7 +240,14 @@ export class Session {
   }
 
   toStored(): StoredSession {
-    return { clientId: this.clientId, expiryInterval: this.expiryInterval, subscriptions: [...this.subscriptions.values()], disconnectedAt: this.disconnectedAt, will: this.will, owner: this.owner }
+    return {
+      clientId: this.clientId,
+      expiryInterval: this.expiryInterval,
+      subscriptions: [...this.subscriptions.values()],
+      disconnectedAt: this.disconnectedAt,
+      will: this.will,
+      owner: this.owner,
+    }
   }
 
   restore(state: SessionState): void {

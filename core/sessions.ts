@@ -32,15 +32,22 @@ export class SessionManager {
   private readonly ctx: SessionContext
   private readonly claiming = new PendingClaims()
 
-  constructor(private readonly core: CoreServices, private readonly pipeline: PublishPipeline) {
+  constructor(
+    private readonly core: CoreServices,
+    private readonly pipeline: PublishPipeline,
+  ) {
     const limits = core.config.limits
     this.ctx = {
       store: core.stores.sessions,
       maxQueued: limits.maxQueuedMessages,
       maxQueuedBytes: limits.maxQueuedBytes,
       dropNewest: limits.queueOverflow === 'dropNewest',
-      onDelivered: (message, client) => { if (core.emitter.has('delivered')) core.emitter.emit('delivered', message, client) },
-      onDropped: () => { core.stats.dropped++ },
+      onDelivered: (message, client) => {
+        if (core.emitter.has('delivered')) core.emitter.emit('delivered', message, client)
+      },
+      onDropped: () => {
+        core.stats.dropped++
+      },
       onQueueFull: (quota, clientId) => core.quotas.refuse(quota, clientId),
       // a store that is away fails every write: one line every 10 s, with a count
       onStoreError: throttled((err, failed) => core.log.error({ err, failed }, 'session store writes failed')),
@@ -278,15 +285,17 @@ export class SessionManager {
   }
 }
 
-
 /** setTimeout for due times beyond the 24.8-day timer limit. */
 function setLongTimeout(session: Session, field: 'expiryTimer' | 'willTimer', due: number, fn: () => void): void {
   clearTimeout(session[field])
   const wait = due - Date.now()
-  const t = setTimeout(() => {
-    if (Date.now() >= due) fn()
-    else setLongTimeout(session, field, due, fn)
-  }, Math.max(0, Math.min(wait, MAX_TIMER_MS)))
+  const t = setTimeout(
+    () => {
+      if (Date.now() >= due) fn()
+      else setLongTimeout(session, field, due, fn)
+    },
+    Math.max(0, Math.min(wait, MAX_TIMER_MS)),
+  )
   t.unref()
   session[field] = t
 }

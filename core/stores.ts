@@ -142,7 +142,14 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async list(): Promise<StoredSession[]> {
-    return [...this.sessions.values()].map((s) => ({ clientId: s.clientId, expiryInterval: s.expiryInterval, subscriptions: [...s.subscriptions], disconnectedAt: s.disconnectedAt, will: s.will, owner: s.owner }))
+    return [...this.sessions.values()].map((s) => ({
+      clientId: s.clientId,
+      expiryInterval: s.expiryInterval,
+      subscriptions: [...s.subscriptions],
+      disconnectedAt: s.disconnectedAt,
+      will: s.will,
+      owner: s.owner,
+    }))
   }
 
   save(session: StoredSession): Written {

@@ -13,7 +13,10 @@ export class SysPublisher {
   private readonly timer: NodeJS.Timeout
   private readonly prefix = '$SYS/broker/'
 
-  constructor(private readonly source: SysSource, intervalMs: number) {
+  constructor(
+    private readonly source: SysSource,
+    intervalMs: number,
+  ) {
     this.publishOnce()
     this.timer = setInterval(() => this.publishOnce(), intervalMs)
     this.timer.unref()
@@ -21,11 +24,14 @@ export class SysPublisher {
 
   private publishOnce(): void {
     const s = this.source
-    s.sysSnapshot().then((values) => {
-      for (const [key, value] of Object.entries(values)) {
-        s.publish({ topic: this.prefix + key, payload: String(value), retain: true }).catch((err: unknown) => s.log.error({ err }, '$SYS publish failed'))
-      }
-    }, (err: unknown) => s.log.error({ err }, '$SYS values could not be read'))
+    s.sysSnapshot().then(
+      (values) => {
+        for (const [key, value] of Object.entries(values)) {
+          s.publish({ topic: this.prefix + key, payload: String(value), retain: true }).catch((err: unknown) => s.log.error({ err }, '$SYS publish failed'))
+        }
+      },
+      (err: unknown) => s.log.error({ err }, '$SYS values could not be read'),
+    )
   }
 
   stop(): void {

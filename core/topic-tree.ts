@@ -56,9 +56,12 @@ class Node<T> {
   }
 
   isEmpty(): boolean {
-    return this.soloKey === null && (this.children === null || this.children.size === 0) &&
+    return (
+      this.soloKey === null &&
+      (this.children === null || this.children.size === 0) &&
       (this.subs === null || this.subs.size === 0) &&
       (this.shared === null || this.shared.size === 0)
+    )
   }
 }
 
@@ -93,7 +96,8 @@ export class TopicTree<T> {
         return isNew
       }
       if (node.subs === null) node.subs = new Map()
-      if (node.soloKey !== null) { // a second subscriber: both go to the Map
+      if (node.soloKey !== null) {
+        // a second subscriber: both go to the Map
         node.subs.set(node.soloKey, node.solo!)
         node.soloKey = null
         node.solo = undefined

@@ -16,9 +16,11 @@ export function checkTopicName(topic: string, limits: TopicLimits): string | und
   let levels = 1
   for (let i = 0; i < n; i++) {
     const c = topic.charCodeAt(i)
-    if (c <= 0x2f) { // one test for the common letters and digits
+    if (c <= 0x2f) {
+      // one test for the common letters and digits
       if (c === 0x2f) levels++
-      else if (c === 0x23 || c === 0x2b) return 'wildcard in topic name' // [MQTT-3.3.2-2]
+      else if (c === 0x23 || c === 0x2b)
+        return 'wildcard in topic name' // [MQTT-3.3.2-2]
       else if (c === 0) return 'null character in topic' // [MQTT-4.7.3-2]
     }
   }
@@ -94,7 +96,10 @@ export function splitSharedKey(key: string): { group: string; filter: string } {
 export class TopicMemo<T> {
   private readonly seen = new Map<string, T>()
 
-  constructor(private readonly compute: (topic: string) => T, private readonly limit = 10000) {}
+  constructor(
+    private readonly compute: (topic: string) => T,
+    private readonly limit = 10000,
+  ) {}
 
   get(topic: string): T {
     let v = this.seen.get(topic)

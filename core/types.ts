@@ -79,5 +79,17 @@ export interface ClientInfo {
  */
 export function newMessage(topic: string, payload: Buffer, qos: QoS, retain: boolean, origin: string | undefined, properties?: MessageProperties): Message {
   const exp = properties?.messageExpiryInterval
-  return { topic, payload, qos, retain, properties, expiresAt: exp === undefined ? undefined : Date.now() + exp * 1000, origin, node: undefined, shares: undefined, encoded: undefined, propertyBlock: undefined }
+  return {
+    topic,
+    payload,
+    qos,
+    retain,
+    properties,
+    expiresAt: exp === undefined ? undefined : Date.now() + exp * 1000,
+    origin,
+    node: undefined,
+    shares: undefined,
+    encoded: undefined,
+    propertyBlock: undefined,
+  }
 }

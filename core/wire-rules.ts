@@ -49,10 +49,20 @@ function isCont(b: number): boolean {
 }
 
 // MQTT 5 properties (§2.2.2.2): value type of each identifier and the packets it may appear in.
-const BYTE = 1, INT16 = 2, INT32 = 4, VARINT = 5, STRING = 6, BINARY = 7, PAIR = 8
+const BYTE = 1,
+  INT16 = 2,
+  INT32 = 4,
+  VARINT = 5,
+  STRING = 6,
+  BINARY = 7,
+  PAIR = 8
 const MAX_ID = 0x2a
 
-interface PropertyDef { name: string; type: number; in: string[] }
+interface PropertyDef {
+  name: string
+  type: number
+  in: string[]
+}
 
 const PROPERTIES: Record<number, PropertyDef> = {
   0x01: { name: 'Payload Format Indicator', type: BYTE, in: ['publish', 'will'] },
@@ -77,7 +87,11 @@ const PROPERTIES: Record<number, PropertyDef> = {
   0x23: { name: 'Topic Alias', type: INT16, in: ['publish'] },
   0x24: { name: 'Maximum QoS', type: BYTE, in: [] },
   0x25: { name: 'Retain Available', type: BYTE, in: [] },
-  0x26: { name: 'User Property', type: PAIR, in: ['connect', 'will', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp', 'subscribe', 'unsubscribe', 'disconnect', 'auth'] },
+  0x26: {
+    name: 'User Property',
+    type: PAIR,
+    in: ['connect', 'will', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp', 'subscribe', 'unsubscribe', 'disconnect', 'auth'],
+  },
   0x27: { name: 'Maximum Packet Size', type: INT32, in: ['connect'] },
   0x28: { name: 'Wildcard Subscription Available', type: BYTE, in: [] },
   0x29: { name: 'Subscription Identifier Available', type: BYTE, in: [] },
@@ -120,7 +134,10 @@ export function propertiesProblem(buf: Uint8Array, start: number, end: number, c
     if ((b & 0x80) === 0) break
   }
   if (i + declared !== end) return malformed('properties do not end where their length says') // MQTT 5 §2.2.2.1 Property Length
-  if (++generation === 0xffffffff) { seenAt.fill(0); generation = 1 }
+  if (++generation === 0xffffffff) {
+    seenAt.fill(0)
+    generation = 1
+  }
   while (i < end) {
     const id = buf[i++]!
     const type = id <= MAX_ID ? TYPES[id]! : 0
@@ -142,9 +159,15 @@ export function propertiesProblem(buf: Uint8Array, start: number, end: number, c
 /** Index after the value at `i` of `type`, or -1 when it does not fit before `end`. */
 function skipValue(buf: Uint8Array, i: number, end: number, type: number): number {
   switch (type) {
-    case BYTE: i += 1; break
-    case INT16: i += 2; break
-    case INT32: i += 4; break
+    case BYTE:
+      i += 1
+      break
+    case INT16:
+      i += 2
+      break
+    case INT32:
+      i += 4
+      break
     case VARINT: {
       for (let n = 0; ; n++) {
         if (n === 4 || i >= end) return -1
@@ -153,8 +176,12 @@ function skipValue(buf: Uint8Array, i: number, end: number, type: number): numbe
       break
     }
     case STRING:
-    case BINARY: i = skipField(buf, i, end); break
-    case PAIR: i = skipField(buf, skipField(buf, i, end), end); break
+    case BINARY:
+      i = skipField(buf, i, end)
+      break
+    case PAIR:
+      i = skipField(buf, skipField(buf, i, end), end)
+      break
   }
   return i > end ? -1 : i
 }

@@ -30,8 +30,9 @@ export default defineHook({
     }
     if (typeof celsius === 'number' && celsius > config.thresholdCelsius) {
       const room = topic.split('/')[1]
-      forward(config.webhook, { alert: 'temperature', room, celsius, threshold: config.thresholdCelsius, clientId: client.id })
-        .catch((err: unknown) => log.error({ err }, 'could not queue the alert'))
+      forward(config.webhook, { alert: 'temperature', room, celsius, threshold: config.thresholdCelsius, clientId: client.id }).catch((err: unknown) =>
+        log.error({ err }, 'could not queue the alert'),
+      )
     }
     return undefined
   },

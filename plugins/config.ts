@@ -16,15 +16,21 @@ export const webhookSchema = z.strictObject({
   events: z.array(z.enum(WEBHOOK_EVENTS)).default([]).describe('lifecycle events to forward'),
   headers: z.record(z.string(), z.string()).default({}).describe('extra HTTP headers'),
   secret: z.string().min(1).optional().describe('HMAC-SHA256 key for the X-Hookmq-Signature header'),
-  batch: z.strictObject({
-    maxSize: z.int().min(1).max(10000).default(100).describe('deliveries per request at most'),
-    maxWaitMs: z.int().min(0).max(60000).default(50).describe('longest a delivery waits for its batch to fill'),
-  }).prefault({}).describe('batching'),
-  retry: z.strictObject({
-    maxAttempts: z.int().min(1).max(100).default(12).describe('attempts before a batch goes to the dead letters'),
-    minDelayMs: z.int().min(1).default(200).describe('first backoff (full jitter, doubling)'),
-    maxDelayMs: z.int().min(1).default(60000).describe('longest backoff'),
-  }).prefault({}).describe('retries'),
+  batch: z
+    .strictObject({
+      maxSize: z.int().min(1).max(10000).default(100).describe('deliveries per request at most'),
+      maxWaitMs: z.int().min(0).max(60000).default(50).describe('longest a delivery waits for its batch to fill'),
+    })
+    .prefault({})
+    .describe('batching'),
+  retry: z
+    .strictObject({
+      maxAttempts: z.int().min(1).max(100).default(12).describe('attempts before a batch goes to the dead letters'),
+      minDelayMs: z.int().min(1).default(200).describe('first backoff (full jitter, doubling)'),
+      maxDelayMs: z.int().min(1).default(60000).describe('longest backoff'),
+    })
+    .prefault({})
+    .describe('retries'),
   timeoutMs: z.int().min(1).default(5000).describe('timeout of one request'),
   concurrency: z.int().min(1).max(64).default(4).describe('requests in flight at once (1: strictly ordered)'),
   maxQueue: z.int().min(1).default(100000).describe('in-memory outbox bound; the oldest deliveries go first'),
@@ -32,42 +38,78 @@ export const webhookSchema = z.strictObject({
 
 const redisUrl = z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
 
-export const redisSchema = z.strictObject({
-  url: redisUrl.default('redis://127.0.0.1:6379').describe('Redis URL (redis://, rediss://; user, password and db are used with sentinels too)'),
-  sentinels: z.array(redisUrl).min(1).optional().describe('Sentinel addresses (redis://host:port); then `sentinelName` names the master'),
-  sentinelName: z.string().min(1).default('mymaster').describe('master name the sentinels watch'),
-  cluster: z.array(redisUrl).min(1).optional().describe('Redis Cluster seed nodes (redis://host:port); keys then share one hash slot through the `{...}` in keyPrefix'),
-  keyPrefix: z.string().optional().describe('prefix of every key hookmq writes (default `hookmq:`, with Redis Cluster `{hookmq}:`)'),
-  ttl: z.strictObject({
-    subscriptions: z.int().min(1).optional().describe('seconds an offline MQTT 3.1.1 persistent session (and its subscriptions) is kept; MQTT 5 clients set their own Session Expiry'),
-    packets: z.int().min(1).optional().describe('seconds a message waits in an offline session\'s queue; a Message Expiry Interval takes precedence'),
-  }).prefault({}).describe('expiry of what offline clients leave in Redis (unset: limits.persistentSessionExpiry and limits.queuedMessageExpiry apply)'),
-  heartbeatMs: z.int().min(100).default(1000).describe('how often a node renews its heartbeat'),
-  nodeTimeoutMs: z.int().min(300).default(5000).describe('a node whose heartbeat is older is dead: another takes its sessions and publishes its clients\' wills (at least 2 × `heartbeatMs`)'),
-  streamMaxLength: z.int().min(1000).default(100000).describe('entries kept in each node\'s cluster stream (a node further behind loses the oldest)'),
-}).refine((r) => r.cluster === undefined || r.keyPrefix === undefined || /\{[^}]+\}/.test(r.keyPrefix), {
-  message: 'with Redis Cluster, keyPrefix needs a hash tag such as {hookmq}: (hookmq\'s keys are used together)',
-  path: ['keyPrefix'],
-}).refine((r) => r.nodeTimeoutMs >= 2 * r.heartbeatMs, {
-  message: 'must be at least twice heartbeatMs (one late heartbeat would make a live node look dead)',
-  path: ['nodeTimeoutMs'],
-}).transform((r) => ({ ...r, keyPrefix: r.keyPrefix ?? (r.cluster === undefined ? 'hookmq:' : '{hookmq}:') }))
+export const redisSchema = z
+  .strictObject({
+    url: redisUrl.default('redis://127.0.0.1:6379').describe('Redis URL (redis://, rediss://; user, password and db are used with sentinels too)'),
+    sentinels: z.array(redisUrl).min(1).optional().describe('Sentinel addresses (redis://host:port); then `sentinelName` names the master'),
+    sentinelName: z.string().min(1).default('mymaster').describe('master name the sentinels watch'),
+    cluster: z
+      .array(redisUrl)
+      .min(1)
+      .optional()
+      .describe('Redis Cluster seed nodes (redis://host:port); keys then share one hash slot through the `{...}` in keyPrefix'),
+    keyPrefix: z.string().optional().describe('prefix of every key hookmq writes (default `hookmq:`, with Redis Cluster `{hookmq}:`)'),
+    ttl: z
+      .strictObject({
+        subscriptions: z
+          .int()
+          .min(1)
+          .optional()
+          .describe('seconds an offline MQTT 3.1.1 persistent session (and its subscriptions) is kept; MQTT 5 clients set their own Session Expiry'),
+        packets: z.int().min(1).optional().describe("seconds a message waits in an offline session's queue; a Message Expiry Interval takes precedence"),
+      })
+      .prefault({})
+      .describe('expiry of what offline clients leave in Redis (unset: limits.persistentSessionExpiry and limits.queuedMessageExpiry apply)'),
+    heartbeatMs: z.int().min(100).default(1000).describe('how often a node renews its heartbeat'),
+    nodeTimeoutMs: z
+      .int()
+      .min(300)
+      .default(5000)
+      .describe("a node whose heartbeat is older is dead: another takes its sessions and publishes its clients' wills (at least 2 × `heartbeatMs`)"),
+    streamMaxLength: z.int().min(1000).default(100000).describe("entries kept in each node's cluster stream (a node further behind loses the oldest)"),
+  })
+  .refine((r) => r.cluster === undefined || r.keyPrefix === undefined || /\{[^}]+\}/.test(r.keyPrefix), {
+    message: "with Redis Cluster, keyPrefix needs a hash tag such as {hookmq}: (hookmq's keys are used together)",
+    path: ['keyPrefix'],
+  })
+  .refine((r) => r.nodeTimeoutMs >= 2 * r.heartbeatMs, {
+    message: 'must be at least twice heartbeatMs (one late heartbeat would make a live node look dead)',
+    path: ['nodeTimeoutMs'],
+  })
+  .transform((r) => ({ ...r, keyPrefix: r.keyPrefix ?? (r.cluster === undefined ? 'hookmq:' : '{hookmq}:') }))
 
-export const hookmqConfigSchema = configSchema.extend({
-  webhooks: z.array(webhookSchema).default([])
-    .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'webhook names must be unique')
-    .describe('webhook forwarding rules'),
-  redis: redisSchema.optional().describe('Redis: persistent sessions, retained messages and the durable webhook outbox; the nodes on one Redis form one broker'),
-  http: z.union([z.literal(false), z.strictObject({
-    port: z.int().min(0).max(65535).default(9883).describe('HTTP endpoint port (0 picks a free port)'),
-    host: z.string().min(1).optional().describe('bind address; defaults to `host`'),
-    token: z.string().min(16, 'at least 16 characters').regex(/^\S+$/, 'no spaces').optional().describe('bearer token /metrics and /hooks require (`Authorization: Bearer <token>`); required when the endpoint binds beyond loopback'),
-  })]).default(false).describe('HTTP endpoint with /health, /live, /metrics (Prometheus) and /hooks, or false'),
-}).superRefine((c, ctx) => {
-  if (c.http === false || c.http.token !== undefined) return
-  const host = c.http.host ?? c.host
-  if (!isLoopback(host)) ctx.addIssue({ code: 'custom', path: ['http', 'token'], message: `required when the HTTP endpoint binds beyond loopback (${host})` })
-})
+export const hookmqConfigSchema = configSchema
+  .extend({
+    webhooks: z
+      .array(webhookSchema)
+      .default([])
+      .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'webhook names must be unique')
+      .describe('webhook forwarding rules'),
+    redis: redisSchema
+      .optional()
+      .describe('Redis: persistent sessions, retained messages and the durable webhook outbox; the nodes on one Redis form one broker'),
+    http: z
+      .union([
+        z.literal(false),
+        z.strictObject({
+          port: z.int().min(0).max(65535).default(9883).describe('HTTP endpoint port (0 picks a free port)'),
+          host: z.string().min(1).optional().describe('bind address; defaults to `host`'),
+          token: z
+            .string()
+            .min(16, 'at least 16 characters')
+            .regex(/^\S+$/, 'no spaces')
+            .optional()
+            .describe('bearer token /metrics and /hooks require (`Authorization: Bearer <token>`); required when the endpoint binds beyond loopback'),
+        }),
+      ])
+      .default(false)
+      .describe('HTTP endpoint with /health, /live, /metrics (Prometheus) and /hooks, or false'),
+  })
+  .superRefine((c, ctx) => {
+    if (c.http === false || c.http.token !== undefined) return
+    const host = c.http.host ?? c.host
+    if (!isLoopback(host)) ctx.addIssue({ code: 'custom', path: ['http', 'token'], message: `required when the HTTP endpoint binds beyond loopback (${host})` })
+  })
 
 export type WebhookConfig = z.output<typeof webhookSchema>
 export type RedisConfig = z.output<typeof redisSchema>

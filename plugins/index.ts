@@ -32,8 +32,20 @@ export function defineConfig(config: HookmqConfigInput): HookmqConfigInput {
   return config
 }
 export type {
-  AuthenticateAnswer, Awaitable, CallContext, DenyAnswer, EventContext, EventHandlers, HookContext, HookDefinition, PublishAnswer, PublishInput,
-  SubscribeAnswer, SubscribeInput as HookSubscribeInput, TransformAnswer, TransformInput,
+  AuthenticateAnswer,
+  Awaitable,
+  CallContext,
+  DenyAnswer,
+  EventContext,
+  EventHandlers,
+  HookContext,
+  HookDefinition,
+  PublishAnswer,
+  PublishInput,
+  SubscribeAnswer,
+  SubscribeInput as HookSubscribeInput,
+  TransformAnswer,
+  TransformInput,
 } from './host/define.js'
 export type { HookStatus, LoadFailure } from './host/host.js'
 export { HookHost } from './host/host.js'
@@ -67,34 +79,66 @@ export interface WebhookApi {
 export const hookModules: Record<string, unknown> = { hookmq: self, zod, 'zod/v4': zod }
 
 /** The core's options for a hookmq broker, and what is opened for them before the core exists. */
-function coreOptions(options: HookmqOptions): { core: BrokerOptions; full: HookmqConfig; redis: Redis | undefined; cluster: RedisCluster | undefined; hookConfig: Record<string, unknown>; objects: Array<{ hook: AnyHook; config?: unknown }> } {
+function coreOptions(options: HookmqOptions): {
+  core: BrokerOptions
+  full: HookmqConfig
+  redis: Redis | undefined
+  cluster: RedisCluster | undefined
+  hookConfig: Record<string, unknown>
+  objects: Array<{ hook: AnyHook; config?: unknown }>
+} {
   const { hooks, hooksDir, webhooks: webhookInput, redis: redisInput, http: httpInput, ...rest } = options
   const objects = Array.isArray(hooks) ? hooks.map((h) => ('hook' in h && typeof h.hook === 'object' ? h : { hook: h as AnyHook, config: undefined })) : []
   const hookConfig = Array.isArray(hooks)
     ? Object.fromEntries(objects.filter((o) => o.config !== undefined).map((o) => [o.hook.name, o.config]))
-    : hooks ?? {}
+    : (hooks ?? {})
   const plain: Record<string, unknown> = { ...rest }
   for (const k of ['stores', 'hookRunner', 'logger']) delete plain[k]
-  const full = parseConfigWith(hookmqConfigSchema, { ...plain, hooks: hookConfig, webhooks: webhookInput, redis: redisInput, http: httpInput, ...(hooksDir !== undefined ? { hooksDir } : {}) })
+  const full = parseConfigWith(hookmqConfigSchema, {
+    ...plain,
+    hooks: hookConfig,
+    webhooks: webhookInput,
+    redis: redisInput,
+    http: httpInput,
+    ...(hooksDir !== undefined ? { hooksDir } : {}),
+  })
   // commands fail at once while Redis is away (no offline queue): what needs Redis is refused, not left waiting
   const redis = full.redis ? openRedis(full.redis, { enableAutoPipelining: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 }) : undefined
   const log = rest.logger ?? createLogger(full.log.level)
   // with Redis configured, sessions and retained messages persist there and the nodes on it form a cluster
   // (unless the embedder brought its own stores)
-  const cluster = redis && !rest.stores ? redisCluster({ redis, prefix: full.redis!.keyPrefix, log: log.child({ plugin: 'cluster' }), ...full.redis! }) : undefined
-  const stores = rest.stores ?? (redis ? {
-    sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
-    retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
-    bus: cluster!.bus,
-  } : undefined)
+  const cluster =
+    redis && !rest.stores ? redisCluster({ redis, prefix: full.redis!.keyPrefix, log: log.child({ plugin: 'cluster' }), ...full.redis! }) : undefined
+  const stores =
+    rest.stores ??
+    (redis
+      ? {
+          sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
+          retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
+          bus: cluster!.bus,
+        }
+      : undefined)
   // Mosca's Redis TTLs: what offline clients leave behind expires (MQTT 5 expiry intervals take precedence)
   const ttl = full.redis?.ttl
-  const limits = ttl === undefined ? rest.limits : {
-    ...rest.limits,
-    persistentSessionExpiry: rest.limits?.persistentSessionExpiry ?? ttl.subscriptions,
-    queuedMessageExpiry: rest.limits?.queuedMessageExpiry ?? ttl.packets,
+  const limits =
+    ttl === undefined
+      ? rest.limits
+      : {
+          ...rest.limits,
+          persistentSessionExpiry: rest.limits?.persistentSessionExpiry ?? ttl.subscriptions,
+          queuedMessageExpiry: rest.limits?.queuedMessageExpiry ?? ttl.packets,
+        }
+  const core: BrokerOptions = {
+    ...rest,
+    limits,
+    logger: log,
+    stores,
+    cluster: cluster?.cluster,
+    version,
+    readFile: readFileSync,
+    hooks: hookConfig,
+    ...(hooksDir !== undefined ? { hooksDir } : {}),
   }
-  const core: BrokerOptions = { ...rest, limits, logger: log, stores, cluster: cluster?.cluster, version, readFile: readFileSync, hooks: hookConfig, ...(hooksDir !== undefined ? { hooksDir } : {}) }
   return { core, full, redis, cluster, hookConfig, objects }
 }
 
@@ -113,9 +157,15 @@ export class HookmqBroker extends Broker {
     super(core)
     const hooksDir = options.hooksDir
     if (redis) this.useRedis(redis, full.redis!, cluster)
-    const webhooks = full.webhooks.length > 0
-      ? new WebhookPlugin(full.webhooks, this.log.child({ plugin: 'webhooks' }), this.id, redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined)
-      : undefined
+    const webhooks =
+      full.webhooks.length > 0
+        ? new WebhookPlugin(
+            full.webhooks,
+            this.log.child({ plugin: 'webhooks' }),
+            this.id,
+            redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined,
+          )
+        : undefined
     if (webhooks) this.use(webhooks)
     const hookLog = this.log.child({ plugin: 'hooks' })
     const host = new HookHost({
@@ -124,30 +174,37 @@ export class HookmqBroker extends Broker {
       defaultTimeoutMs: this.config.hookTimeoutMs,
       revokedSubscriptions: this.config.revokedSubscriptions,
       limits: this.config.limits,
-      forward: (name, body, hook) => (webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new HookmqError('WEBHOOK_UNKNOWN', 'no webhooks are configured'))),
+      forward: (name, body, hook) =>
+        webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new HookmqError('WEBHOOK_UNKNOWN', 'no webhooks are configured')),
       modules: hookModules,
       quarantine: hooksDir !== undefined ? new Quarantine(resolve(this.config.hooksDir)) : undefined,
     })
-    host.attach(async (h) => {
-      for (const { hook } of objects) {
-        try {
-          await h.install(checkHookModule(hook), `embedded:${String((hook as { name?: unknown }).name)}`, undefined)
-        } catch (err) {
-          h.failed(`embedded:${String((hook as { name?: unknown }).name)}`, { message: (err as Error).message }, (hook as { name?: string }).name)
+    host.attach(
+      async (h) => {
+        for (const { hook } of objects) {
+          try {
+            await h.install(checkHookModule(hook), `embedded:${String((hook as { name?: unknown }).name)}`, undefined)
+          } catch (err) {
+            h.failed(`embedded:${String((hook as { name?: unknown }).name)}`, { message: (err as Error).message }, (hook as { name?: string }).name)
+          }
         }
-      }
-    }, async () => {})
+      },
+      async () => {},
+    )
     if (hooksDir !== undefined) {
       // hook files are user code in this process: contained by the sandbox (plugins/host/sandbox/)
       const loader = new HookFolderLoader(this.config.hooksDir, host, hookLog)
       const guard = new ProcessGuard(host, hookLog)
-      host.attach(async () => {
-        guard.start()
-        await loader.start()
-      }, async () => {
-        await loader.stop()
-        await guard.stop()
-      })
+      host.attach(
+        async () => {
+          guard.start()
+          await loader.start()
+        },
+        async () => {
+          await loader.stop()
+          await guard.stop()
+        },
+      )
     }
     if (options.hookRunner === undefined) this.hooks = host // an embedder's own runner replaces the host's decisions
     this.use(host)
@@ -158,7 +215,14 @@ export class HookmqBroker extends Broker {
       replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
     }
     const folder = hooksDir === undefined ? undefined : resolve(this.config.hooksDir)
-    this.endpoint = full.http === false ? undefined : new HttpEndpoint(full.http, { hooks: this.hookStatus, webhooks: this.webhooks.status, hooksProblem: () => host.health(), hooksDir: folder }, this.log.child({ plugin: 'http' }))
+    this.endpoint =
+      full.http === false
+        ? undefined
+        : new HttpEndpoint(
+            full.http,
+            { hooks: this.hookStatus, webhooks: this.webhooks.status, hooksProblem: () => host.health(), hooksDir: folder },
+            this.log.child({ plugin: 'http' }),
+          )
     if (this.endpoint) this.use(this.endpoint)
   }
 
@@ -186,10 +250,11 @@ export class HookmqBroker extends Broker {
     const where = config.cluster?.join(', ') ?? config.sentinels?.join(', ') ?? config.url
     this.use({
       name: 'redis',
-      start: () => redis.connect().catch((err: Error) => {
-        redis.disconnect() // no reconnecting in the background of a broker that did not start
-        throw new HookmqError('STORE_UNAVAILABLE', maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
-      }),
+      start: () =>
+        redis.connect().catch((err: Error) => {
+          redis.disconnect() // no reconnecting in the background of a broker that did not start
+          throw new HookmqError('STORE_UNAVAILABLE', maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
+        }),
       stop: () => quitRedis(redis),
     })
     if (cluster) this.use(cluster.plugin)
@@ -204,7 +269,20 @@ export function createBroker(options: HookmqOptions = {}): HookmqBroker {
 /** QUIT, or drop the connection when Redis does not answer within a second. */
 function quitRedis(redis: Redis): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => { redis.disconnect(); resolve() }, 1000)
-    redis.quit().then(() => { clearTimeout(timer); resolve() }, () => { clearTimeout(timer); redis.disconnect(); resolve() })
+    const timer = setTimeout(() => {
+      redis.disconnect()
+      resolve()
+    }, 1000)
+    redis.quit().then(
+      () => {
+        clearTimeout(timer)
+        resolve()
+      },
+      () => {
+        clearTimeout(timer)
+        redis.disconnect()
+        resolve()
+      },
+    )
   })
 }

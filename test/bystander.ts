@@ -8,7 +8,12 @@ import { collect, connect } from './helpers.js'
  * A client that has nothing to do with the attack: after each attack the test
  * asks it for a publish/subscribe round trip, which must come back promptly.
  */
-export async function bystander(t: TestContext, broker: Broker, options: IClientOptions = {}, listener = 'tcp'): Promise<{ roundTrip(maxMs?: number): Promise<number> }> {
+export async function bystander(
+  t: TestContext,
+  broker: Broker,
+  options: IClientOptions = {},
+  listener = 'tcp',
+): Promise<{ roundTrip(maxMs?: number): Promise<number> }> {
   const topic = `bystander/${Math.random().toString(36).slice(2)}`
   const client = await connect(t, broker, { protocolVersion: 5, ...options }, listener)
   await client.subscribeAsync(topic, { qos: 1 })

@@ -22,9 +22,7 @@ export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
   if (entry !== undefined && entry.qos !== 2) throw protocolError(`PUBREC for QoS ${entry.qos} message ${messageId}`) // MQTT 5 §4.3.3
   if (!session.received(messageId, failed) && !failed) {
     // PUBREL even for an id we no longer know, so the client can finish (MQTT 5 §4.3.3: 0x92)
-    conn.write(conn.protocolVersion === 5
-      ? { cmd: 'pubrel', messageId, reasonCode: ReasonCode.PacketIdentifierNotFound }
-      : { cmd: 'pubrel', messageId })
+    conn.write(conn.protocolVersion === 5 ? { cmd: 'pubrel', messageId, reasonCode: ReasonCode.PacketIdentifierNotFound } : { cmd: 'pubrel', messageId })
   }
 }
 
@@ -33,9 +31,9 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const session = conn.session!
   const known = session.incoming.delete(messageId)
   if (known && session.persistent) session.track(conn.ctx.stores.sessions.deleteIncoming(session.clientId, messageId))
-  conn.write(conn.protocolVersion === 5 && !known
-    ? { cmd: 'pubcomp', messageId, reasonCode: ReasonCode.PacketIdentifierNotFound }
-    : { cmd: 'pubcomp', messageId })
+  conn.write(
+    conn.protocolVersion === 5 && !known ? { cmd: 'pubcomp', messageId, reasonCode: ReasonCode.PacketIdentifierNotFound } : { cmd: 'pubcomp', messageId },
+  )
 }
 
 export function handlePubcomp(conn: Connection, packet: IPubcompPacket): void {

@@ -43,13 +43,20 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
   }
   conn.state = { kind: 'authenticating' }
   // (Authentication Data without a method was refused by checkConnect)
-  const credentials: Credentials = { password: packet.password, authenticationMethod: plan.authMethod, authenticationData: packet.properties?.authenticationData }
+  const credentials: Credentials = {
+    password: packet.password,
+    authenticationMethod: plan.authMethod,
+    authenticationData: packet.properties?.authenticationData,
+  }
   const existing = conn.ctx.sessions.describe(plan.clientId)
   if (isPromise(existing)) {
-    return existing.then((e) => authenticate(conn, plan, credentials, e), (err: unknown) => {
-      conn.ctx.log.warn({ err, clientId: plan.clientId }, 'session owner could not be looked up; connection refused')
-      conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be looked up')
-    })
+    return existing.then(
+      (e) => authenticate(conn, plan, credentials, e),
+      (err: unknown) => {
+        conn.ctx.log.warn({ err, clientId: plan.clientId }, 'session owner could not be looked up; connection refused')
+        conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be looked up')
+      },
+    )
   }
   return authenticate(conn, plan, credentials, existing)
 }
@@ -60,7 +67,10 @@ function authenticate(conn: Connection, plan: ConnectPlan, credentials: Credenti
   if (conn.state.kind !== 'authenticating') return // closed meanwhile
   const decision = conn.ctx.hooks.authenticate(authenticateInput(conn, { ...credentials, session: existing }))
   if (isPromise(decision)) {
-    return decision.then((d) => finishConnect(conn, plan, d, existing), () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }, existing))
+    return decision.then(
+      (d) => finishConnect(conn, plan, d, existing),
+      () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }, existing),
+    )
   }
   return finishConnect(conn, plan, decision, existing)
 }
@@ -95,7 +105,8 @@ function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | u
   let clientId = packet.clientId
   let assigned = false
   if (clientId.length === 0) {
-    if (!v5 && (conn.protocolVersion === 3 || !packet.clean)) { // [MQTT-3.1.3-8]
+    if (!v5 && (conn.protocolVersion === 3 || !packet.clean)) {
+      // [MQTT-3.1.3-8]
       conn.refuse(new HookmqError('CLIENT_ID_INVALID', 'an empty client id needs clean session'))
       return undefined
     }
@@ -109,7 +120,8 @@ function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | u
   let keepalive = packet.keepalive ?? 0
   let keepaliveChanged = false
   if (keepalive > limits.maxKeepalive || (keepalive === 0 && limits.maxKeepalive < 65535)) {
-    if (!v5) { // a v3 client cannot be told another keep-alive
+    if (!v5) {
+      // a v3 client cannot be told another keep-alive
       conn.refuse(new HookmqError('KEEPALIVE_NOT_ALLOWED', `keep-alive must be 1..${limits.maxKeepalive} s`))
       return undefined
     }
@@ -122,7 +134,7 @@ function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | u
   if (v5) {
     expiryInterval = packet.properties?.sessionExpiryInterval ?? 0
   } else {
-    expiryInterval = cleanStart ? 0 : limits.persistentSessionExpiry ?? NEVER_EXPIRES // 3.1.1 sessions last until clean session (or the configured TTL)
+    expiryInterval = cleanStart ? 0 : (limits.persistentSessionExpiry ?? NEVER_EXPIRES) // 3.1.1 sessions last until clean session (or the configured TTL)
   }
   if (expiryInterval > limits.maxSessionExpiryInterval) {
     expiryInterval = limits.maxSessionExpiryInterval
@@ -173,7 +185,13 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
   const choice = chooseSession(existing, owner, decision.result === 'allow' ? decision.session : undefined, ctx.config.sessions.identityMismatch)
   if (choice === 'refuse') return refuseClientId(conn, plan.clientId, 'the client id belongs to another identity')
   if (!connackFits(conn, plan)) return
-  const request: OpenRequest = { clientId: plan.clientId, cleanStart: plan.cleanStart || choice === 'fresh', expiryInterval: plan.expiryInterval, owner, seen: existing }
+  const request: OpenRequest = {
+    clientId: plan.clientId,
+    cleanStart: plan.cleanStart || choice === 'fresh',
+    expiryInterval: plan.expiryInterval,
+    owner,
+    seen: existing,
+  }
   const cluster = ctx.cluster
   if (cluster === undefined) return openSession(conn, plan, request)
   if (!cluster.available && (plan.expiryInterval > 0 || !plan.cleanStart)) {
@@ -181,13 +199,16 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
     conn.closeWith(ReasonCode.ServerUnavailable, 'the session store is unavailable')
     return
   }
-  return ctx.sessions.prepare(plan.clientId, request.cleanStart).then((claim) => {
-    if (conn.state.kind === 'authenticating') return openSession(conn, plan, { ...request, claim })
-    ctx.sessions.abandon(claim)
-  }, (err: unknown) => {
-    ctx.log.warn({ err, clientId: plan.clientId }, 'session could not be taken over; connection refused')
-    conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be loaded')
-  })
+  return ctx.sessions.prepare(plan.clientId, request.cleanStart).then(
+    (claim) => {
+      if (conn.state.kind === 'authenticating') return openSession(conn, plan, { ...request, claim })
+      ctx.sessions.abandon(claim)
+    },
+    (err: unknown) => {
+      ctx.log.warn({ err, clientId: plan.clientId }, 'session could not be taken over; connection refused')
+      conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be loaded')
+    },
+  )
 }
 
 /** The authenticate hooks' decision (and the default) let the client in; else it is refused here. */
@@ -195,14 +216,17 @@ function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDec
   const ctx = conn.ctx
   if (refused(decision, ctx.anonymousAllowed(conn.listener))) {
     const code = refusalCode(decision)
-    const reason = decision.result === 'deny' ? decision.reason ?? 'not authorized' : 'anonymous clients are not allowed on this listener'
+    const reason = decision.result === 'deny' ? (decision.reason ?? 'not authorized') : 'anonymous clients are not allowed on this listener'
     ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
     conn.closeWith(code, reason)
     return false
   }
   if (plan.authMethod !== undefined && !acceptsMethod(decision, plan.authMethod)) {
     // no hook took the method: unsupported, the connection closes [MQTT-4.12.0-1]
-    ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, method: plan.authMethod }, 'connection refused: authentication method not supported')
+    ctx.log.info(
+      { clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, method: plan.authMethod },
+      'connection refused: authentication method not supported',
+    )
     conn.closeWith(ReasonCode.BadAuthenticationMethod, `authentication method "${plan.authMethod}" is not supported`)
     return false
   }
@@ -226,7 +250,10 @@ function connackFits(conn: Connection, plan: ConnectPlan): boolean {
   if (conn.protocolVersion !== 5 || conn.maxOutgoingPacket === NO_LIMIT) return true
   const size = encodePacket(connack(conn, plan, false), conn.genOpts).length
   if (size <= conn.maxOutgoingPacket) return true
-  conn.ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, size, maximumPacketSize: conn.maxOutgoingPacket }, 'connection closed: the CONNACK exceeds the client\'s maximum packet size')
+  conn.ctx.log.info(
+    { clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, size, maximumPacketSize: conn.maxOutgoingPacket },
+    "connection closed: the CONNACK exceeds the client's maximum packet size",
+  )
   conn.beginClose(ReasonCode.PacketTooLarge)
   return false
 }

@@ -21,16 +21,28 @@ export function dispatch(conn: Connection, packet: Packet): void | Promise<void>
   if (packet.cmd === 'connect') throw protocolError('second CONNECT on one connection') // [MQTT-3.1.0-2]
   if (conn.state.kind !== 'connected') return
   switch (packet.cmd) {
-    case 'publish': return handlePublish(conn, packet)
-    case 'puback': return handlePuback(conn, packet)
-    case 'pubrec': return handlePubrec(conn, packet)
-    case 'pubrel': return handlePubrel(conn, packet)
-    case 'pubcomp': return handlePubcomp(conn, packet)
-    case 'subscribe': return handleSubscribe(conn, packet)
-    case 'unsubscribe': return handleUnsubscribe(conn, packet)
-    case 'pingreq': conn.write({ cmd: 'pingresp' }); return
-    case 'disconnect': return handleDisconnect(conn, packet)
-    case 'auth': return handleAuth(conn, packet)
-    default: throw protocolError(`${packet.cmd.toUpperCase()} is not sent by clients`)
+    case 'publish':
+      return handlePublish(conn, packet)
+    case 'puback':
+      return handlePuback(conn, packet)
+    case 'pubrec':
+      return handlePubrec(conn, packet)
+    case 'pubrel':
+      return handlePubrel(conn, packet)
+    case 'pubcomp':
+      return handlePubcomp(conn, packet)
+    case 'subscribe':
+      return handleSubscribe(conn, packet)
+    case 'unsubscribe':
+      return handleUnsubscribe(conn, packet)
+    case 'pingreq':
+      conn.write({ cmd: 'pingresp' })
+      return
+    case 'disconnect':
+      return handleDisconnect(conn, packet)
+    case 'auth':
+      return handleAuth(conn, packet)
+    default:
+      throw protocolError(`${packet.cmd.toUpperCase()} is not sent by clients`)
   }
 }

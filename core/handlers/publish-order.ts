@@ -53,7 +53,10 @@ export class PublishOrder {
   add(decision: Message | number | Promise<Message | number>, qos: 0 | 1 | 2, messageId: number): void {
     const entry: Entry = { state: PENDING, outcome: 0, code: 0, qos, messageId }
     if (isPromise(decision)) {
-      decision.then((o) => this.decided(entry, o), () => this.decided(entry, ReasonCode.NotAuthorized))
+      decision.then(
+        (o) => this.decided(entry, o),
+        () => this.decided(entry, ReasonCode.NotAuthorized),
+      )
     } else {
       entry.state = DECIDED
       entry.outcome = decision
@@ -113,7 +116,10 @@ export class PublishOrder {
         const code = this.route(e)
         if (isPromise(code)) {
           e.state = ROUTING
-          code.then((c) => this.routed(e, c), () => this.routed(e, ReasonCode.UnspecifiedError))
+          code.then(
+            (c) => this.routed(e, c),
+            () => this.routed(e, ReasonCode.UnspecifiedError),
+          )
           return
         }
         e.code = code

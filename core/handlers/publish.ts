@@ -70,15 +70,34 @@ function toMessage(conn: Connection, packet: RefusablePublish, topic: string): M
   const p = packet.properties
   if (p === undefined || conn.protocolVersion !== 5) return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id)
   if (p.subscriptionIdentifier !== undefined) throw protocolError('PUBLISH from a client must not carry a Subscription Identifier') // [MQTT-3.3.4-6]
-  if (p.responseTopic !== undefined && checkTopicName(p.responseTopic, conn.ctx.config.limits) !== undefined) throw protocolError('Response Topic is not a topic name') // [MQTT-3.3.2-14]
+  if (p.responseTopic !== undefined && checkTopicName(p.responseTopic, conn.ctx.config.limits) !== undefined)
+    throw protocolError('Response Topic is not a topic name') // [MQTT-3.3.2-14]
   const properties: MessageProperties = {}
   let any = false
-  if (p.payloadFormatIndicator !== undefined) { properties.payloadFormatIndicator = p.payloadFormatIndicator; any = true }
-  if (p.contentType !== undefined) { properties.contentType = p.contentType; any = true }
-  if (p.responseTopic !== undefined) { properties.responseTopic = p.responseTopic; any = true }
-  if (p.correlationData !== undefined) { properties.correlationData = p.correlationData; any = true }
-  if (p.userProperties !== undefined) { properties.userProperties = p.userProperties; any = true }
-  if (p.messageExpiryInterval !== undefined) { properties.messageExpiryInterval = p.messageExpiryInterval; any = true }
+  if (p.payloadFormatIndicator !== undefined) {
+    properties.payloadFormatIndicator = p.payloadFormatIndicator
+    any = true
+  }
+  if (p.contentType !== undefined) {
+    properties.contentType = p.contentType
+    any = true
+  }
+  if (p.responseTopic !== undefined) {
+    properties.responseTopic = p.responseTopic
+    any = true
+  }
+  if (p.correlationData !== undefined) {
+    properties.correlationData = p.correlationData
+    any = true
+  }
+  if (p.userProperties !== undefined) {
+    properties.userProperties = p.userProperties
+    any = true
+  }
+  if (p.messageExpiryInterval !== undefined) {
+    properties.messageExpiryInterval = p.messageExpiryInterval
+    any = true
+  }
   return newMessage(topic, payload, packet.qos, packet.retain, conn.client.id, any ? properties : undefined)
 }
 

@@ -16,8 +16,9 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
   if (id === 0) throw protocolError('Subscription Identifier of 0') // 5.0 section 3.8.2.1.2: 1 to 268,435,455 (no conformance statement of its own)
   const decisions: Array<SubscribeDecision | Promise<SubscribeDecision> | number> = packet.subscriptions.map((s) => check(conn, s))
   if (decisions.some((d) => typeof d === 'object' && isPromise(d))) {
-    return Promise.all(decisions.map((d) => (typeof d === 'number' ? d : Promise.resolve(d).catch(() => deny))))
-      .then((settled) => apply(conn, packet, settled, id))
+    return Promise.all(decisions.map((d) => (typeof d === 'number' ? d : Promise.resolve(d).catch(() => deny)))).then((settled) =>
+      apply(conn, packet, settled, id),
+    )
   }
   apply(conn, packet, decisions as Array<SubscribeDecision | number>, id)
 }

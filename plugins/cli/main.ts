@@ -47,19 +47,25 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`hookmq: ${maskCredentials(message)}\n`)
     process.exit(1) // whatever the half-started broker opened must not keep the process alive
   }
-  const rule = broker.config.allowAnonymous === undefined
-    ? 'anonymous clients allowed on loopback listeners only'
-    : broker.config.allowAnonymous ? 'anonymous clients allowed (allowAnonymous: true)' : 'anonymous clients refused (allowAnonymous: false)'
+  const rule =
+    broker.config.allowAnonymous === undefined
+      ? 'anonymous clients allowed on loopback listeners only'
+      : broker.config.allowAnonymous
+        ? 'anonymous clients allowed (allowAnonymous: true)'
+        : 'anonymous clients refused (allowAnonymous: false)'
   broker.log.info({ rule }, 'authentication')
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
     broker.log.info({ signal }, 'shutting down')
-    broker.close().then(() => process.exit(0), (err: unknown) => {
-      broker.log.error({ err }, 'shutdown failed')
-      process.exit(1)
-    })
+    broker.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        broker.log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
@@ -99,7 +105,7 @@ export async function resolveConfig(argv: string[]): Promise<HookmqConfigInput |
     process.stdout.write(version + '\n')
     return undefined
   }
-  const config = await loadConfigFile(flags.config) as Record<string, unknown>
+  const config = (await loadConfigFile(flags.config)) as Record<string, unknown>
   if (flags.host !== undefined) config.host = flags.host
   if (flags.port !== undefined) config.port = toPort('--port', flags.port)
   if (flags['ws-port'] !== undefined) config.ws = { ...(typeof config.ws === 'object' ? config.ws : {}), port: toPort('--ws-port', flags['ws-port']) }
@@ -130,7 +136,7 @@ async function loadConfigFile(file: string | undefined): Promise<object> {
   if (/\.[cm]?ts$/.test(path)) {
     // TypeScript, through defineConfig: compiled by esbuild like a hook file ('hookmq' and 'zod' resolve to the broker's own)
     try {
-      return { ...(evaluate(await compile(path), hookModules) as object | undefined ?? {}) }
+      return { ...((evaluate(await compile(path), hookModules) as object | undefined) ?? {}) }
     } catch (err) {
       const e = asLoadError(err, path)
       throw usage(`${where(e, path)}: ${e.message.split('\n')[0]}`)
@@ -147,7 +153,7 @@ async function loadConfigFile(file: string | undefined): Promise<object> {
     return parsed
   }
   if (/\.(m?js)$/.test(path)) {
-    const mod = await import(pathToFileURL(path).href) as { default?: object }
+    const mod = (await import(pathToFileURL(path).href)) as { default?: object }
     return { ...(mod.default ?? {}) }
   }
   throw usage(`--config ${file}: expected a .json, .ts, .js or .mjs file`)
@@ -209,7 +215,9 @@ async function deadLetters(argv: string[]): Promise<number> {
   if (!config) return 0
   const parsed = parseConfigWith(hookmqConfigSchema, config)
   if (!parsed.redis) {
-    process.stderr.write('hookmq: dead letters outlive the broker only in Redis; without redis they are in the running broker (broker.webhooks.deadLetters())\n')
+    process.stderr.write(
+      'hookmq: dead letters outlive the broker only in Redis; without redis they are in the running broker (broker.webhooks.deadLetters())\n',
+    )
     return 1
   }
   const { openRedis } = await import('../redis/connect.js')
@@ -218,7 +226,13 @@ async function deadLetters(argv: string[]): Promise<number> {
   const redis = openRedis(parsed.redis, { maxRetriesPerRequest: 1 })
   try {
     await redis.connect()
-    const outbox = new RedisOutbox(redis, parsed.redis.keyPrefix, 'cli', createLogger('silent'), parsed.webhooks.map((w) => w.name))
+    const outbox = new RedisOutbox(
+      redis,
+      parsed.redis.keyPrefix,
+      'cli',
+      createLogger('silent'),
+      parsed.webhooks.map((w) => w.name),
+    )
     const dead = await outbox.deadLetters()
     for (const b of dead) process.stdout.write(`${b.webhook}\t${b.id}\t${b.deliveries.length} deliveries\t${b.attempts} attempts\t${b.at}\t${b.reason}\n`)
     if (argv.includes('--replay')) {

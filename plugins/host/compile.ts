@@ -26,7 +26,12 @@ export interface LoadError {
 
 /** A hook file that did not load, where (HOOKMQ_ERR_HOOK_LOAD_FAILED). */
 export class HookLoadError extends HookmqError implements LoadError {
-  constructor(message: string, readonly file?: string, readonly line?: number, readonly column?: number) {
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly line?: number,
+    readonly column?: number,
+  ) {
     super('HOOK_LOAD_FAILED', message)
   }
 }
@@ -127,8 +132,14 @@ export function evaluate(compiled: Compiled, modules: Record<string, unknown>, n
   enterHook()
   try {
     // `process` is the hook's own guarded view of it (no exit door)
-    const fn = new Function('exports', 'require', 'module', '__filename', '__dirname', 'process', `${compiled.code}\n//# sourceURL=${filename}`) as
-      (e: unknown, r: unknown, m: unknown, f: string, d: string, p: NodeJS.Process) => void
+    const fn = new Function('exports', 'require', 'module', '__filename', '__dirname', 'process', `${compiled.code}\n//# sourceURL=${filename}`) as (
+      e: unknown,
+      r: unknown,
+      m: unknown,
+      f: string,
+      d: string,
+      p: NodeJS.Process,
+    ) => void
     fn(module.exports, require, module, compiled.file, dirname(compiled.file), guardedProcess)
   } catch (err) {
     throw located(err, compiled)
@@ -141,7 +152,7 @@ export function evaluate(compiled: Compiled, modules: Record<string, unknown>, n
 /** Maps an error thrown by hook code to a HookLoadError at the original file and line. */
 export function located(err: unknown, compiled: Compiled): HookLoadError {
   const message = err instanceof Error ? err.message : String(err)
-  const at = firstFrame(err instanceof Error ? err.stack ?? '' : '', compiled)
+  const at = firstFrame(err instanceof Error ? (err.stack ?? '') : '', compiled)
   return new HookLoadError(message, at?.file ?? compiled.file, at?.line, at?.column)
 }
 

@@ -1,5 +1,15 @@
 import type { z } from 'zod'
-import type { AuthenticateInput, BrokerEvents, BrokerEventName, ClientInfo, Logger, MessageProperties, PublishOptions, QoS, SessionChoice } from '../../core/index.js'
+import type {
+  AuthenticateInput,
+  BrokerEvents,
+  BrokerEventName,
+  ClientInfo,
+  Logger,
+  MessageProperties,
+  PublishOptions,
+  QoS,
+  SessionChoice,
+} from '../../core/index.js'
 
 // The types a hook author writes against. `defineHook` only returns its
 // argument: its value is that an editor autocompletes every input and answer.
@@ -39,7 +49,12 @@ export type { AuthenticateInput, ExistingSession, SessionChoice } from '../../co
  * start `fresh`, or `refuse` the connection (0x85); without it, a session of the same identity is
  * resumed and another identity's gets `sessions.identityMismatch`.
  */
-export type AuthenticateAnswer = boolean | undefined | void | { allow: true; user?: unknown; authenticationMethod?: string; session?: SessionChoice } | DenyAnswer
+export type AuthenticateAnswer =
+  | boolean
+  | undefined
+  | void
+  | { allow: true; user?: unknown; authenticationMethod?: string; session?: SessionChoice }
+  | DenyAnswer
 
 export interface DenyAnswer {
   deny: string
@@ -78,13 +93,17 @@ export interface TransformInput {
 }
 
 /** A partial message changes those fields; `null` drops the message; `undefined` leaves it. */
-export type TransformAnswer = null | undefined | void | {
-  topic?: string
-  payload?: Buffer | Uint8Array | string
-  qos?: QoS
-  retain?: boolean
-  properties?: MessageProperties
-}
+export type TransformAnswer =
+  | null
+  | undefined
+  | void
+  | {
+      topic?: string
+      payload?: Buffer | Uint8Array | string
+      qos?: QoS
+      retain?: boolean
+      properties?: MessageProperties
+    }
 
 /** What event handlers get after the event's own arguments. */
 export interface EventContext<C> {

@@ -1,5 +1,15 @@
 import { EventEmitter } from 'node:events'
-import type { Broker, BrokerPlugin, ClientInfo, Config, HookRunner, Logger, Message, PublishOptions, SubscribeInput as CoreSubscribeInput } from '../../core/index.js'
+import type {
+  Broker,
+  BrokerPlugin,
+  ClientInfo,
+  Config,
+  HookRunner,
+  Logger,
+  Message,
+  PublishOptions,
+  SubscribeInput as CoreSubscribeInput,
+} from '../../core/index.js'
 import { HookmqError, ReasonCode, refused, throttled, TopicMemo } from '../../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, PublishDecision, SubscribeDecision } from '../../core/index.js'
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
@@ -99,7 +109,9 @@ export class HookHost implements HookRunner, BrokerPlugin {
     try {
       this.checkTransform(m)
     } catch (err) {
-      return Promise.reject(new HookmqError('TOPIC_NAME_INVALID', `ctx.publish: ${(err as Error).message.replace(/^invalid transform answer/, 'invalid message')}`))
+      return Promise.reject(
+        new HookmqError('TOPIC_NAME_INVALID', `ctx.publish: ${(err as Error).message.replace(/^invalid transform answer/, 'invalid message')}`),
+      )
     }
     return this.broker.publish(m)
   }
@@ -121,13 +133,16 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   /** Start-up fails closed: the broker never serves without a hook it was given. */
   private async startedWithFailures(): Promise<void> {
-    const list = [...this.failures.values()].map((f) => `${f.file ? where(f) : f.name ?? '?'}: ${f.message}`)
+    const list = [...this.failures.values()].map((f) => `${f.file ? where(f) : (f.name ?? '?')}: ${f.message}`)
     if (this.settings.onStartupFailure === 'exit') {
       await this.stop() // the watcher and any hook already set up: the broker will not start
       throw new HookmqError('HOOK_LOAD_FAILED', `hook load failed: ${list.join('; ')}`)
     }
     this.denyAll = true
-    this.options.log.error({ failed: list }, 'hooks failed to load at start-up: every authenticate and authorize decision is denied until the hooks folder loads cleanly (hooks.onStartupFailure: deny)')
+    this.options.log.error(
+      { failed: list },
+      'hooks failed to load at start-up: every authenticate and authorize decision is denied until the hooks folder loads cleanly (hooks.onStartupFailure: deny)',
+    )
   }
 
   /** Why this node should not take traffic (for /health), or undefined. */
@@ -156,13 +171,27 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   authorizePublish(client: ClientInfo, message: Message): PublishDecision | Promise<PublishDecision> {
     if (this.denyAll) return UNLOADED
-    const input: PublishInput = { client, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, properties: message.properties }
+    const input: PublishInput = {
+      client,
+      topic: message.topic,
+      payload: message.payload,
+      qos: message.qos,
+      retain: message.retain,
+      properties: message.properties,
+    }
     return firstDecision(this.lists.authorizePublish, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic)
   }
 
   authorizeSubscribe(client: ClientInfo, sub: CoreSubscribeInput): SubscribeDecision | Promise<SubscribeDecision> {
     if (this.denyAll) return UNLOADED
-    return firstDecision(this.lists.authorizeSubscribe, 'authorizeSubscribe', { client, filter: sub.filter, qos: sub.qos }, toSubscribeDecision, FAIL_DENY, undefined)
+    return firstDecision(
+      this.lists.authorizeSubscribe,
+      'authorizeSubscribe',
+      { client, filter: sub.filter, qos: sub.qos },
+      toSubscribeDecision,
+      FAIL_DENY,
+      undefined,
+    )
   }
 
   transform(client: ClientInfo | undefined, message: Message): Message | null | Promise<Message | null> {
@@ -195,7 +224,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
     if (this.isolationOf(meta.name, meta.isolation, quarantined !== undefined) === 'inline') {
       // a top level this slow would hold the broker's thread (the watchdog ends the process past blockedLoopMs)
       if (meta.evalMs !== undefined && meta.evalMs > this.settings.blockedLoopMs / 2) {
-        throw new HookLoadError(`its top level took ${Math.round(meta.evalMs)} ms in its preflight: too slow to evaluate in the broker's thread (more than half of hooks.blockedLoopMs); make it faster, or run it with isolation: 'worker'`, compiled.file)
+        throw new HookLoadError(
+          `its top level took ${Math.round(meta.evalMs)} ms in its preflight: too slow to evaluate in the broker's thread (more than half of hooks.blockedLoopMs); make it faster, or run it with isolation: 'worker'`,
+          compiled.file,
+        )
       }
       const script = { name: meta.name, file: compiled.file, compiled }
       try {
@@ -245,13 +277,30 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return this.settings.overrides[name]?.timeoutMs ?? declared ?? this.options.defaultTimeoutMs
   }
 
-  private swapIn(def: HookDefinition, key: string, file: string | undefined, config: unknown, setup: SetupResult | undefined, compiled: Compiled | undefined,
-    worker: RemoteHook | undefined, quarantined: QuarantineEntry | undefined): void {
+  private swapIn(
+    def: HookDefinition,
+    key: string,
+    file: string | undefined,
+    config: unknown,
+    setup: SetupResult | undefined,
+    compiled: Compiled | undefined,
+    worker: RemoteHook | undefined,
+    quarantined: QuarantineEntry | undefined,
+  ): void {
     const old = this.entries.find((e) => e.key === key)
     const log = this.options.log.child({ hook: def.name })
     const forward = makeForward(this.options.forward, def.name)
     const entry: Entry = {
-      key, name: def.name, file, def, config, log, setup, compiled, worker, quarantined,
+      key,
+      name: def.name,
+      file,
+      def,
+      config,
+      log,
+      setup,
+      compiled,
+      worker,
+      quarantined,
       isolation: worker ? 'worker' : 'inline',
       watchId: compiled !== undefined && worker === undefined ? ++watchIds : 0,
       remote: worker,
@@ -276,9 +325,15 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.entries = [...this.entries.filter((e) => e !== old), entry].sort(byOrder)
     this.failures.delete(key)
     this.rebuild()
-    log.info({ version: entry.version, file, isolation: entry.isolation, ...(quarantined ? { quarantined: quarantined.reason } : {}) },
-      old ? 'hook reloaded' : 'hook loaded')
-    if (quarantined) log.warn({ at: quarantined.at, since: new Date(quarantined.since).toISOString() }, `hook quarantined: this version ${quarantined.reason}; it runs in worker isolation until the file changes`)
+    log.info(
+      { version: entry.version, file, isolation: entry.isolation, ...(quarantined ? { quarantined: quarantined.reason } : {}) },
+      old ? 'hook reloaded' : 'hook loaded',
+    )
+    if (quarantined)
+      log.warn(
+        { at: quarantined.at, since: new Date(quarantined.since).toISOString() },
+        `hook quarantined: this version ${quarantined.reason}; it runs in worker isolation until the file changes`,
+      )
     this.events.emit('change', { key, kind: 'loaded', name: def.name, version: entry.version })
     this.liftDenyAll()
     if (old) void this.retire(old)
@@ -309,8 +364,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.failures.set(key, f)
     const at = failure.file ? where(failure) : key
     const serving = this.entries.find((e) => e.key === key)
-    this.options.log.error({ file: failure.file, line: failure.line, column: failure.column, serving: serving?.version ?? null },
-      `hook load failed: ${at}: ${failure.message}${serving ? ` (version ${serving.version} keeps serving)` : ''}`)
+    this.options.log.error(
+      { file: failure.file, line: failure.line, column: failure.column, serving: serving?.version ?? null },
+      `hook load failed: ${at}: ${failure.message}${serving ? ` (version ${serving.version} keeps serving)` : ''}`,
+    )
     this.events.emit('change', { key, kind: 'failed', name, error: f })
   }
 
@@ -350,17 +407,26 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private retire(entry: Entry): Promise<void> {
     entry.retired = true
     entry.setup?.abort()
-    const forget = (): void => { if (entry.compiled?.url !== undefined) this.scripts.delete(entry.compiled.url) }
+    const forget = (): void => {
+      if (entry.compiled?.url !== undefined) this.scripts.delete(entry.compiled.url)
+    }
     const teardown = (): Promise<void> => (entry.worker ? entry.worker.retire() : runTeardown(entry.def, entry.setup!, entry.log)).finally(forget)
     if (entry.active === 0) return teardown()
     return new Promise((resolve) => {
-      entry.onIdle = () => { void teardown().then(resolve) } // running calls finish on the old version first
+      entry.onIdle = () => {
+        void teardown().then(resolve)
+      } // running calls finish on the old version first
     })
   }
 
   private rebuild(): void {
     const has = (m: HookMethod): Entry[] => this.entries.filter((e) => typeof e.def[m] === 'function')
-    this.lists = { authenticate: has('authenticate'), authorizePublish: has('authorizePublish'), authorizeSubscribe: has('authorizeSubscribe'), transform: has('transform') }
+    this.lists = {
+      authenticate: has('authenticate'),
+      authorizePublish: has('authorizePublish'),
+      authorizeSubscribe: has('authorizeSubscribe'),
+      transform: has('transform'),
+    }
     this.publishPath = this.entries.filter((e) => e.def.authorizePublish || e.def.transform)
     this.anyUnfiltered = this.publishPath.some((e) => e.filter === null)
     this.appliesCache.clear()
@@ -389,19 +455,22 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private recheck(): void {
     const broker = this.broker
     if (!broker) return
-    this.rechecking = this.rechecking.then(async () => {
-      const denied = new Map<string, string[]>() // by client: each session's revocations done at once
-      for (const { clientId, client, subscription } of broker.subscriptions()) {
-        const c: ClientInfo = client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }
-        const d = await this.authorizeSubscribe(c, { filter: subscription.filter, qos: subscription.qos })
-        if (refused(d, broker.config.defaults.subscribe === 'allow')) (denied.get(clientId) ?? denied.set(clientId, []).get(clientId)!).push(subscription.filter)
-      }
-      for (const [clientId, filters] of denied) {
-        for (const filter of broker.revokeSubscriptions(clientId, filters, this.options.revokedSubscriptions === 'disconnect')) {
-          this.options.log.info({ clientId, filter }, 'subscription revoked after a hook reload')
+    this.rechecking = this.rechecking
+      .then(async () => {
+        const denied = new Map<string, string[]>() // by client: each session's revocations done at once
+        for (const { clientId, client, subscription } of broker.subscriptions()) {
+          const c: ClientInfo = client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }
+          const d = await this.authorizeSubscribe(c, { filter: subscription.filter, qos: subscription.qos })
+          if (refused(d, broker.config.defaults.subscribe === 'allow'))
+            (denied.get(clientId) ?? denied.set(clientId, []).get(clientId)!).push(subscription.filter)
         }
-      }
-    }).catch((err: unknown) => this.options.log.error({ err }, 'subscription re-check failed'))
+        for (const [clientId, filters] of denied) {
+          for (const filter of broker.revokeSubscriptions(clientId, filters, this.options.revokedSubscriptions === 'disconnect')) {
+            this.options.log.info({ clientId, filter }, 'subscription revoked after a hook reload')
+          }
+        }
+      })
+      .catch((err: unknown) => this.options.log.error({ err }, 'subscription re-check failed'))
   }
 
   /** Resolves when the re-check started by the last reload has finished. */
@@ -435,7 +504,9 @@ function failureReporter(log: Logger, compiled: Compiled | undefined): (f: { wha
   return throttled((f, count) => {
     const { what, err } = f as { what: string; err: unknown }
     const d = describeFailure(err, compiled)
-    log.error({ method: what, at: d.at, code: d.code, err: { message: d.message, stack: d.stack }, ...(count > 1 ? { alsoFailed: count - 1 } : {}) },
-      `hook ${what} failed${d.at ? ` at ${d.at}` : ''}: ${d.message}`)
+    log.error(
+      { method: what, at: d.at, code: d.code, err: { message: d.message, stack: d.stack }, ...(count > 1 ? { alsoFailed: count - 1 } : {}) },
+      `hook ${what} failed${d.at ? ` at ${d.at}` : ''}: ${d.message}`,
+    )
   }, 1000)
 }

@@ -153,17 +153,20 @@ export function invoke<T>(reg: Registration, method: HookMethod, input: unknown,
       call.abort(err)
       resolve(fail(reg, method, err, fallback, started))
     }, reg.timeoutMs)
-    pending.then((v) => {
-      if (done) return // a late answer after the deadline is ignored
-      done = true
-      clearTimeout(timer)
-      resolve(settle(reg, method, v, check, fallback, started))
-    }, (err: unknown) => {
-      if (done) return
-      done = true
-      clearTimeout(timer)
-      resolve(fail(reg, method, err, fallback, started))
-    })
+    pending.then(
+      (v) => {
+        if (done) return // a late answer after the deadline is ignored
+        done = true
+        clearTimeout(timer)
+        resolve(settle(reg, method, v, check, fallback, started))
+      },
+      (err: unknown) => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        resolve(fail(reg, method, err, fallback, started))
+      },
+    )
   })
 }
 
@@ -248,7 +251,7 @@ export interface FailureReport {
  */
 export function describeFailure(err: unknown, compiled: Compiled | undefined): FailureReport {
   try {
-    const e = err instanceof Error ? err as Error & { at?: string; code?: string } : undefined
+    const e = err instanceof Error ? (err as Error & { at?: string; code?: string }) : undefined
     const message = e ? String(e.message) : String(err)
     const code = typeof e?.code === 'string' ? e.code : undefined
     const stack = typeof e?.stack === 'string' ? e.stack : undefined

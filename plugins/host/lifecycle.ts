@@ -33,7 +33,10 @@ export function parseHookConfig(def: HookDefinition, value: unknown): unknown {
   throw new HookmqError('CONFIG_INVALID', `config ${key}: ${extra}`)
 }
 
-export async function runSetup(def: HookDefinition, base: { name: string; config: unknown; log: Logger; publish(m: PublishOptions): Promise<void>; forward(webhook: string, body: unknown): Promise<void> }): Promise<SetupResult> {
+export async function runSetup(
+  def: HookDefinition,
+  base: { name: string; config: unknown; log: Logger; publish(m: PublishOptions): Promise<void>; forward(webhook: string, body: unknown): Promise<void> },
+): Promise<SetupResult> {
   const ctrl = new AbortController()
   const ctx: HookContext<unknown> = { ...base, signal: ctrl.signal }
   let teardown: (() => unknown) | undefined
@@ -69,11 +72,22 @@ export async function runTeardown(def: HookDefinition, setup: SetupResult, log: 
 
 /** A new message with the transform's changes (an answer checked by makeTransformCheck); the original is never mutated. */
 export function applyPatch(message: Message, patch: TransformPatch): Message {
-  const payload = patch.payload === undefined ? message.payload
-    : typeof patch.payload === 'string' ? Buffer.from(patch.payload)
-      : Buffer.isBuffer(patch.payload) ? patch.payload : Buffer.from(patch.payload)
-  const next = newMessage(patch.topic ?? message.topic, payload, patch.qos ?? message.qos, patch.retain ?? message.retain, message.origin,
-    patch.properties !== undefined ? toProperties(patch.properties) : message.properties)
+  const payload =
+    patch.payload === undefined
+      ? message.payload
+      : typeof patch.payload === 'string'
+        ? Buffer.from(patch.payload)
+        : Buffer.isBuffer(patch.payload)
+          ? patch.payload
+          : Buffer.from(patch.payload)
+  const next = newMessage(
+    patch.topic ?? message.topic,
+    payload,
+    patch.qos ?? message.qos,
+    patch.retain ?? message.retain,
+    message.origin,
+    patch.properties !== undefined ? toProperties(patch.properties) : message.properties,
+  )
   if (patch.properties === undefined) next.expiresAt = message.expiresAt // the original deadline stands
   return next
 }

@@ -43,7 +43,11 @@ export function listHookFiles(dir: string): string[] {
  * and a loop, a throw or a process.exit at its top level is refused. What
  * `hookmq check` and the loader share.
  */
-export async function preflightFile(file: string, hookConfig: Record<string, unknown>, settings: { preflightMs: number; memoryMb: number }): Promise<{ meta: HookMeta; compiled: Compiled }> {
+export async function preflightFile(
+  file: string,
+  hookConfig: Record<string, unknown>,
+  settings: { preflightMs: number; memoryMb: number },
+): Promise<{ meta: HookMeta; compiled: Compiled }> {
   const compiled = await compile(file)
   try {
     return { meta: await preflight(compiled, hookConfig, settings.preflightMs, settings.memoryMb), compiled }
@@ -64,7 +68,11 @@ export class HookFolderLoader {
   private readonly inputs = new Map<string, string[]>()
   private stopped = false
 
-  constructor(dir: string, private readonly host: HookHost, private readonly log: Logger) {
+  constructor(
+    dir: string,
+    private readonly host: HookHost,
+    private readonly log: Logger,
+  ) {
     this.dir = resolve(dir)
   }
 
@@ -97,11 +105,18 @@ export class HookFolderLoader {
   private schedule(file: string, removed: boolean): void {
     if (this.timers.has(file) || removed) {
       this.dirty.add(file)
-      if (!this.timers.has(file)) this.timers.set(file, setTimeout(() => this.settle(file), QUIET_MS))
+      if (!this.timers.has(file))
+        this.timers.set(
+          file,
+          setTimeout(() => this.settle(file), QUIET_MS),
+        )
       return
     }
     void this.load(file)
-    this.timers.set(file, setTimeout(() => this.settle(file), QUIET_MS))
+    this.timers.set(
+      file,
+      setTimeout(() => this.settle(file), QUIET_MS),
+    )
   }
 
   /** End of a quiet window: load again if anything happened or the file differs from what was loaded. */
@@ -119,7 +134,9 @@ export class HookFolderLoader {
     const prev = this.chains.get(file) ?? Promise.resolve()
     const next = prev.then(() => (this.stopped ? undefined : this.loadNow(file)))
     this.chains.set(file, next)
-    void next.finally(() => { if (this.chains.get(file) === next) this.chains.delete(file) })
+    void next.finally(() => {
+      if (this.chains.get(file) === next) this.chains.delete(file)
+    })
     return next
   }
 

@@ -36,7 +36,15 @@ function serving(e: Runnable, method: string): Runnable | undefined {
  * filter does not match `topic` skipped), or PASS. Synchronous while every hook
  * answers synchronously.
  */
-export function firstDecision<D extends Decision<object>>(list: Runnable[], method: HookMethod, input: unknown, check: (v: unknown) => D, fallback: D, topic: string | undefined, from = 0): D | Promise<D> {
+export function firstDecision<D extends Decision<object>>(
+  list: Runnable[],
+  method: HookMethod,
+  input: unknown,
+  check: (v: unknown) => D,
+  fallback: D,
+  topic: string | undefined,
+  from = 0,
+): D | Promise<D> {
   for (let i = from; i < list.length; i++) {
     const entry = serving(list[i]!, method)
     if (entry === undefined || (topic !== undefined && entry.filter !== null && !entry.filter(topic))) continue
@@ -54,12 +62,25 @@ export function firstDecision<D extends Decision<object>>(list: Runnable[], meth
 export type TransformCheck = (v: unknown) => TransformPatch | null | undefined
 
 /** `message` through every transform of `list` from `from` on, each given the previous output, each answer checked by `check`; null: dropped. Fails open. */
-export function chainTransforms(list: Runnable[], client: ClientInfo | undefined, message: Message, check: TransformCheck, from = 0): Message | null | Promise<Message | null> {
+export function chainTransforms(
+  list: Runnable[],
+  client: ClientInfo | undefined,
+  message: Message,
+  check: TransformCheck,
+  from = 0,
+): Message | null | Promise<Message | null> {
   let current = message
   for (let i = from; i < list.length; i++) {
     const entry = serving(list[i]!, 'transform')
     if (entry === undefined || (entry.filter !== null && !entry.filter(current.topic))) continue
-    const input: TransformInput = { client, topic: current.topic, payload: current.payload, qos: current.qos, retain: current.retain, properties: current.properties }
+    const input: TransformInput = {
+      client,
+      topic: current.topic,
+      payload: current.payload,
+      qos: current.qos,
+      retain: current.retain,
+      properties: current.properties,
+    }
     const patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, check, undefined) // fails open
     if (isPromise(patch)) {
       const base = current

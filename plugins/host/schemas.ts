@@ -10,13 +10,26 @@ import { HookmqError } from '../../core/errors.js'
 // zod schemas for what a hook file exports and for every answer a hook gives.
 // Answers are normalised here into the core's explicit decisions.
 
-export const EVENT_NAMES = ['ready', 'closed', 'clientConnected', 'clientDisconnecting', 'clientDisconnected', 'clientError',
-  'keepaliveTimeout', 'published', 'delivered', 'subscribed', 'unsubscribed'] as const
+export const EVENT_NAMES = [
+  'ready',
+  'closed',
+  'clientConnected',
+  'clientDisconnecting',
+  'clientDisconnected',
+  'clientError',
+  'keepaliveTimeout',
+  'published',
+  'delivered',
+  'subscribed',
+  'unsubscribed',
+] as const
 
 const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'expected a function' })
 
 export const hookModuleSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only')
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "_", "-" and "." only')
     .refine((n) => !(HOOK_SETTINGS as readonly string[]).includes(n), 'reserved: hooks.<this name> is a setting of the hook host'),
   order: z.number().finite().optional(),
   timeoutMs: z.int().min(1).max(600000).optional(),
@@ -47,7 +60,15 @@ export function checkHookModule(value: unknown): HookDefinition {
 }
 
 const denySchema = z.strictObject({ deny: z.string(), reasonCode: z.int().min(0x80).max(0xff).optional() })
-const authSchema = z.union([z.strictObject({ allow: z.literal(true), user: z.unknown().optional(), authenticationMethod: z.string().optional(), session: z.enum(['resume', 'fresh', 'refuse']).optional() }), denySchema])
+const authSchema = z.union([
+  z.strictObject({
+    allow: z.literal(true),
+    user: z.unknown().optional(),
+    authenticationMethod: z.string().optional(),
+    session: z.enum(['resume', 'fresh', 'refuse']).optional(),
+  }),
+  denySchema,
+])
 const publishSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema])
 const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)])
 const subscribeSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema, z.strictObject({ qos: qosSchema })])
@@ -95,9 +116,11 @@ function decision<D, T>(v: unknown, kind: string, no: D, schema: z.ZodType<T>, f
   return from(r.data)
 }
 
-const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision => ('allow' in d ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, session: d.session } : denial(d, CONNACK_CODES))
+const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision =>
+  'allow' in d ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, session: d.session } : denial(d, CONNACK_CODES)
 const fromPublish = (d: z.output<typeof publishSchema>): PublishDecision => ('allow' in d ? ALLOW : denial(d, PUBACK_CODES))
-const fromSubscribe = (d: z.output<typeof subscribeSchema>): SubscribeDecision => ('qos' in d ? { result: 'allow', qos: d.qos as QoS } : 'allow' in d ? ALLOW : denial(d, SUBACK_CODES))
+const fromSubscribe = (d: z.output<typeof subscribeSchema>): SubscribeDecision =>
+  'qos' in d ? { result: 'allow', qos: d.qos as QoS } : 'allow' in d ? ALLOW : denial(d, SUBACK_CODES)
 
 export function toAuthDecision(v: unknown): AuthenticateDecision {
   return decision(v, 'authenticate', DENY_LOGIN, authSchema, fromAuth)
@@ -122,8 +145,10 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 function topicName(limits: TransformLimits, publishable: boolean): z.ZodType<string> {
   return z.string().check((ctx) => {
     const t = ctx.value
-    const problem = checkTopicName(t, limits) ?? (LONE_SURROGATE.test(t) ? 'unpaired surrogate in topic' : undefined)
-      ?? (publishable && t.startsWith('$SYS') ? 'not a topic name a message may be published to' : undefined)
+    const problem =
+      checkTopicName(t, limits) ??
+      (LONE_SURROGATE.test(t) ? 'unpaired surrogate in topic' : undefined) ??
+      (publishable && t.startsWith('$SYS') ? 'not a topic name a message may be published to' : undefined)
     if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: t })
   })
 }
@@ -138,17 +163,19 @@ function tooLarge(payload: Uint8Array | string, max: number): boolean {
 
 /** Only what a publisher may set [MQTT-3.3.2], with its MQTT type; no Topic Alias or Subscription Identifier. */
 function propertiesSchema(limits: TransformLimits): z.ZodType<MessagePropertiesAnswer> {
-  return z.strictObject({
-    payloadFormatIndicator: z.boolean().optional(),
-    messageExpiryInterval: z.int().min(0).max(0xffffffff).optional(),
-    contentType: mqttString.optional(),
-    responseTopic: topicName(limits, false).optional(), // [MQTT-3.3.2-14]
-    correlationData: z.instanceof(Uint8Array).optional(),
-    userProperties: z.record(mqttString, z.union([mqttString, z.array(mqttString)])).optional(),
-  }).check((ctx) => {
-    const problem = checkMessageProperties(ctx.value as never, limits)
-    if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value })
-  })
+  return z
+    .strictObject({
+      payloadFormatIndicator: z.boolean().optional(),
+      messageExpiryInterval: z.int().min(0).max(0xffffffff).optional(),
+      contentType: mqttString.optional(),
+      responseTopic: topicName(limits, false).optional(), // [MQTT-3.3.2-14]
+      correlationData: z.instanceof(Uint8Array).optional(),
+      userProperties: z.record(mqttString, z.union([mqttString, z.array(mqttString)])).optional(),
+    })
+    .check((ctx) => {
+      const problem = checkMessageProperties(ctx.value as never, limits)
+      if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value })
+    })
 }
 
 interface MessagePropertiesAnswer {
@@ -161,7 +188,9 @@ interface MessagePropertiesAnswer {
 }
 
 function transformSchemaFor(limits: TransformLimits) {
-  const bytes = z.union([z.instanceof(Uint8Array), z.string()]).refine((p) => !tooLarge(p, limits.maxPacketSize), `larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
+  const bytes = z
+    .union([z.instanceof(Uint8Array), z.string()])
+    .refine((p) => !tooLarge(p, limits.maxPacketSize), `larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
   return z.strictObject({
     topic: topicName(limits, true).optional(),
     payload: bytes.optional(),
@@ -200,8 +229,10 @@ export function makeTransformCheck(limits: TransformLimits = defaultLimits): (v:
   const schema = limits === defaultLimits ? transformSchema : transformSchemaFor(limits)
   return (v) => {
     if (v === undefined || v === null) return v
-    if (isPayloadOnly(v)) { // the common answer, checked without a schema run per message
-      if (tooLarge(v.payload, limits.maxPacketSize)) throw new InvalidAnswer(`invalid transform answer at payload: larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
+    if (isPayloadOnly(v)) {
+      // the common answer, checked without a schema run per message
+      if (tooLarge(v.payload, limits.maxPacketSize))
+        throw new InvalidAnswer(`invalid transform answer at payload: larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
       return v
     }
     const r = schema.safeParse(v)

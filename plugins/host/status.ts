@@ -56,17 +56,40 @@ export function hookStatus(entries: readonly StatusEntry[], failures: ReadonlyMa
     const failure = failures.get(e.key)
     const b = e.breaker
     return {
-      name: e.name, file: e.file, state: failure ? 'failed' as const : b.state === 'tripped' ? 'tripped' as const : 'loaded' as const,
-      version: e.version, loadedAt: e.loadedAt, error: failure, isolation: e.isolation,
-      breaker: b.state, retryInMs: b.retryInMs(), trips: b.trips, shortCircuited: b.shortCircuited,
+      name: e.name,
+      file: e.file,
+      state: failure ? ('failed' as const) : b.state === 'tripped' ? ('tripped' as const) : ('loaded' as const),
+      version: e.version,
+      loadedAt: e.loadedAt,
+      error: failure,
+      isolation: e.isolation,
+      breaker: b.state,
+      retryInMs: b.retryInMs(),
+      trips: b.trips,
+      shortCircuited: b.shortCircuited,
       ...(e.quarantined ? { quarantined: { since: e.quarantined.since, reason: e.quarantined.reason, at: e.quarantined.at } } : {}),
       ...(e.worker ? { workerRestarts: e.worker.restarts, worker: e.worker.workerState } : {}),
-      calls: e.stats.calls, denies: e.stats.denies, errors: e.stats.errors, timeouts: e.stats.timeouts, p99Ms: e.stats.p99(),
+      calls: e.stats.calls,
+      denies: e.stats.denies,
+      errors: e.stats.errors,
+      timeouts: e.stats.timeouts,
+      p99Ms: e.stats.p99(),
     }
   })
   for (const [key, f] of failures) {
     if (entries.some((e) => e.key === key)) continue
-    out.push({ name: f.name ?? key.replace(/^.*\//, '').replace(/\.[^.]+$/, ''), file: f.file ?? key, state: 'failed', version: 0, error: f, calls: 0, denies: 0, errors: 0, timeouts: 0, p99Ms: 0 })
+    out.push({
+      name: f.name ?? key.replace(/^.*\//, '').replace(/\.[^.]+$/, ''),
+      file: f.file ?? key,
+      state: 'failed',
+      version: 0,
+      error: f,
+      calls: 0,
+      denies: 0,
+      errors: 0,
+      timeouts: 0,
+      p99Ms: 0,
+    })
   }
   return out
 }

@@ -31,6 +31,8 @@ export function relativeHookStatus(status: HookStatus[], hooksDir: string | unde
   return status.map((s) => ({
     ...s,
     ...(s.file !== undefined ? { file: rel(s.file) } : {}),
-    ...(s.error !== undefined ? { error: { ...s.error, message: s.error.message.split(prefix).join(''), ...(s.error.file !== undefined ? { file: rel(s.error.file) } : {}) } } : {}),
+    ...(s.error !== undefined
+      ? { error: { ...s.error, message: s.error.message.split(prefix).join(''), ...(s.error.file !== undefined ? { file: rel(s.error.file) } : {}) } }
+      : {}),
   }))
 }

@@ -29,13 +29,19 @@ export class HttpEndpoint implements BrokerPlugin {
   private ready = false
   private readonly token: BearerToken | undefined
 
-  constructor(private readonly config: HttpConfig, private readonly sources: HttpSources, private readonly log: Logger) {
+  constructor(
+    private readonly config: HttpConfig,
+    private readonly sources: HttpSources,
+    private readonly log: Logger,
+  ) {
     this.token = config.token === undefined ? undefined : new BearerToken(config.token)
   }
 
   async start(broker: Broker): Promise<void> {
     const metrics = createMetrics(await import('prom-client'), { broker, ...this.sources })
-    broker.once('ready', () => { this.ready = true })
+    broker.once('ready', () => {
+      this.ready = true
+    })
     const server = http.createServer((req, res) => {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD' }).end()
@@ -50,10 +56,13 @@ export class HttpEndpoint implements BrokerPlugin {
       }
       if (path === '/hooks') return json(res, 200, relativeHookStatus(this.sources.hooks(), this.sources.hooksDir))
       if (path === '/metrics') {
-        metrics.text().then((text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text), (err: unknown) => {
-          this.log.error({ err }, 'metrics could not be collected')
-          res.writeHead(500).end()
-        })
+        metrics.text().then(
+          (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+          (err: unknown) => {
+            this.log.error({ err }, 'metrics could not be collected')
+            res.writeHead(500).end()
+          },
+        )
         return
       }
       json(res, 404, { error: 'not found', paths: ['/health', '/live', '/metrics', '/hooks'] })
@@ -74,8 +83,14 @@ export class HttpEndpoint implements BrokerPlugin {
   /** 200 while the broker takes clients and, with Redis, Redis answers; 503 otherwise, with why. */
   private health(broker: Broker, res: http.ServerResponse): void {
     const redis = broker.cluster === undefined ? undefined : broker.cluster.available ? 'up' : 'down'
-    const problem = broker.phase === 'closing' || broker.phase === 'closed' ? 'shutting down' : !this.ready ? 'starting' : redis === 'down' ? 'redis unavailable'
-      : this.sources.hooksProblem?.()
+    const problem =
+      broker.phase === 'closing' || broker.phase === 'closed'
+        ? 'shutting down'
+        : !this.ready
+          ? 'starting'
+          : redis === 'down'
+            ? 'redis unavailable'
+            : this.sources.hooksProblem?.()
     json(res, problem === undefined ? 200 : 503, {
       status: problem ?? 'ok',
       node: broker.id,

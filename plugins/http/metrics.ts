@@ -25,8 +25,18 @@ const QOS = ['0', '1', '2'] as const
  * another family of refusals, add a row here.
  */
 const REFUSALS: ReadonlyArray<{ name: string; help: string; label: string; read(b: Broker): Readonly<Record<string, number>> }> = [
-  { name: 'hookmq_quota_refused_total', help: 'what a quota refused: SUBACK/PUBACK 0x97, retained messages not stored, queued messages dropped', label: 'quota', read: (b) => b.stats.quota },
-  { name: 'hookmq_refused_total', help: 'connections and sockets refused: malformed packets, protocol errors, CONNECT size, pre-login bytes, connection limit, connect and keep-alive timeouts', label: 'cause', read: (b) => b.stats.refused as unknown as Record<string, number> },
+  {
+    name: 'hookmq_quota_refused_total',
+    help: 'what a quota refused: SUBACK/PUBACK 0x97, retained messages not stored, queued messages dropped',
+    label: 'quota',
+    read: (b) => b.stats.quota,
+  },
+  {
+    name: 'hookmq_refused_total',
+    help: 'connections and sockets refused: malformed packets, protocol errors, CONNECT size, pre-login bytes, connection limit, connect and keep-alive timeouts',
+    label: 'cause',
+    read: (b) => b.stats.refused as unknown as Record<string, number>,
+  },
 ]
 
 /** Node.js process metrics (CPU, memory, event loop, GC): one set per process, whatever the number of brokers in it. */
@@ -45,57 +55,105 @@ export function createMetrics(client: PromClient, src: MetricSources): { content
   let webhooks: WebhookStatus[] = []
   /** a value read at scrape time; NaN when it cannot be read (the retained count while Redis is away) */
   const gauge = (name: string, help: string, read: () => number | Promise<number>): void => {
-    new client.Gauge({ name, help, registers, async collect() {
-      try {
-        this.set(await read())
-      } catch {
-        this.set(NaN)
-      }
-    } })
+    new client.Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        try {
+          this.set(await read())
+        } catch {
+          this.set(NaN)
+        }
+      },
+    })
   }
   /** labelled series set to what `read` reports at each scrape; a counter's total is kept elsewhere */
-  const series = <L extends string>(kind: 'counter' | 'gauge', name: string, help: string, labelNames: readonly L[], read: (set: (labels: Record<L, string>, value: number) => void) => void): void => {
+  const series = <L extends string>(
+    kind: 'counter' | 'gauge',
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    read: (set: (labels: Record<L, string>, value: number) => void) => void,
+  ): void => {
     if (kind === 'counter') {
-      new client.Counter({ name, help, labelNames, registers, collect() {
-        this.reset()
-        read((labels, value) => this.inc(labels, value))
-      } })
+      new client.Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset()
+          read((labels, value) => this.inc(labels, value))
+        },
+      })
     } else {
-      new client.Gauge({ name, help, labelNames, registers, collect() {
-        this.reset()
-        read((labels, value) => this.set(labels, value))
-      } })
+      new client.Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset()
+          read((labels, value) => this.set(labels, value))
+        },
+      })
     }
   }
   const perHook = (kind: 'counter' | 'gauge', name: string, help: string, value: (h: HookStatus) => number): void =>
-    series(kind, name, help, ['hook'], (set) => { for (const h of hooks) set({ hook: h.name }, value(h)) })
+    series(kind, name, help, ['hook'], (set) => {
+      for (const h of hooks) set({ hook: h.name }, value(h))
+    })
   const perWebhook = (kind: 'counter' | 'gauge', name: string, help: string, value: (w: WebhookStatus) => number): void =>
-    series(kind, name, help, ['webhook'], (set) => { for (const w of webhooks) set({ webhook: w.name }, value(w)) })
+    series(kind, name, help, ['webhook'], (set) => {
+      for (const w of webhooks) set({ webhook: w.name }, value(w))
+    })
 
   gauge('hookmq_connections', 'open client connections', () => b.connectionCount)
   series('counter', 'hookmq_connections_accepted_total', 'connections accepted since start', [], (set) => set({}, b.stats.connectionsTotal))
   gauge('hookmq_sessions', 'sessions on this node (connected and offline persistent ones)', () => b.sessions.sessions.size)
   gauge('hookmq_subscriptions', 'subscriptions on this node', () => b.router.tree.size)
   gauge('hookmq_retained_messages', 'retained messages', () => b.stores.retained.count())
-  series('counter', 'hookmq_messages_received_total', 'PUBLISH packets received from clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.received[i]!)))
+  series('counter', 'hookmq_messages_received_total', 'PUBLISH packets received from clients', ['qos'], (set) =>
+    QOS.forEach((q, i) => set({ qos: q }, b.stats.received[i]!)),
+  )
   series('counter', 'hookmq_messages_sent_total', 'PUBLISH packets sent to clients', ['qos'], (set) => QOS.forEach((q, i) => set({ qos: q }, b.stats.sent[i]!)))
-  series('counter', 'hookmq_messages_dropped_total', 'messages not delivered: a full queue or client buffer, or too large for the client', [], (set) => set({}, b.stats.dropped))
-  series('counter', 'hookmq_deliveries_unencodable_total', 'deliveries dropped because MQTT cannot represent them (a string over 65,535 bytes, a packet over 268,435,455)', [], (set) => set({}, b.stats.unencodable))
-  gauge('hookmq_retained_bytes', 'bytes (topic + payload + properties) of the retained messages, as this node counts them for the quotas', () => b.pipeline.retainedQuota.bytes)
+  series('counter', 'hookmq_messages_dropped_total', 'messages not delivered: a full queue or client buffer, or too large for the client', [], (set) =>
+    set({}, b.stats.dropped),
+  )
+  series(
+    'counter',
+    'hookmq_deliveries_unencodable_total',
+    'deliveries dropped because MQTT cannot represent them (a string over 65,535 bytes, a packet over 268,435,455)',
+    [],
+    (set) => set({}, b.stats.unencodable),
+  )
+  gauge(
+    'hookmq_retained_bytes',
+    'bytes (topic + payload + properties) of the retained messages, as this node counts them for the quotas',
+    () => b.pipeline.retainedQuota.bytes,
+  )
   for (const r of REFUSALS) {
-    series('counter', r.name, r.help, [r.label], (set) => { for (const [value, n] of Object.entries(r.read(b))) set({ [r.label]: value }, n) })
+    series('counter', r.name, r.help, [r.label], (set) => {
+      for (const [value, n] of Object.entries(r.read(b))) set({ [r.label]: value }, n)
+    })
   }
-  if (b.cluster !== undefined) gauge('hookmq_redis_available', '1 while Redis answers (persistent sessions and QoS 1/2 need it)', () => (b.cluster!.available ? 1 : 0))
+  if (b.cluster !== undefined)
+    gauge('hookmq_redis_available', '1 while Redis answers (persistent sessions and QoS 1/2 need it)', () => (b.cluster!.available ? 1 : 0))
 
-  perHook('gauge', 'hookmq_hook_loaded', '1 when the hook\'s last load succeeded, 0 when it failed', (h) => (h.state === 'failed' ? 0 : 1))
-  perHook('gauge', 'hookmq_hook_tripped', '1 while the hook\'s circuit breaker is open (decisions deny at once, transforms pass, events are skipped)', (h) => (h.breaker === 'tripped' ? 1 : 0))
-  perHook('gauge', 'hookmq_hook_quarantined', '1 when this version of the hook once hung the broker and runs in a worker until its file changes', (h) => (h.quarantined ? 1 : 0))
-  perHook('counter', 'hookmq_hook_worker_restarts_total', 'times the hook\'s worker was replaced (stuck, crashed, over memoryMb)', (h) => h.workerRestarts ?? 0)
+  perHook('gauge', 'hookmq_hook_loaded', "1 when the hook's last load succeeded, 0 when it failed", (h) => (h.state === 'failed' ? 0 : 1))
+  perHook('gauge', 'hookmq_hook_tripped', "1 while the hook's circuit breaker is open (decisions deny at once, transforms pass, events are skipped)", (h) =>
+    h.breaker === 'tripped' ? 1 : 0,
+  )
+  perHook('gauge', 'hookmq_hook_quarantined', '1 when this version of the hook once hung the broker and runs in a worker until its file changes', (h) =>
+    h.quarantined ? 1 : 0,
+  )
+  perHook('counter', 'hookmq_hook_worker_restarts_total', "times the hook's worker was replaced (stuck, crashed, over memoryMb)", (h) => h.workerRestarts ?? 0)
   perHook('counter', 'hookmq_hook_calls_total', 'hook calls', (h) => h.calls)
   perHook('counter', 'hookmq_hook_denies_total', 'deny answers', (h) => h.denies)
   perHook('counter', 'hookmq_hook_errors_total', 'throws, rejections and invalid answers', (h) => h.errors)
   perHook('counter', 'hookmq_hook_timeouts_total', 'calls past their deadline', (h) => h.timeouts)
-  perHook('gauge', 'hookmq_hook_duration_p99_seconds', 'p99 duration of the hook\'s recent calls', (h) => h.p99Ms / 1000)
+  perHook('gauge', 'hookmq_hook_duration_p99_seconds', "p99 duration of the hook's recent calls", (h) => h.p99Ms / 1000)
 
   perWebhook('gauge', 'hookmq_webhook_queued', 'deliveries waiting in the outbox', (w) => w.queued)
   perWebhook('gauge', 'hookmq_webhook_in_flight', 'deliveries in requests not yet answered', (w) => w.inFlight)

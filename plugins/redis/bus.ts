@@ -25,7 +25,9 @@ export class RedisBus implements MessageBus {
 
   subscribe(handler: (message: Message) => unknown): () => void {
     this.handlers.push(handler)
-    return () => { this.handlers.splice(this.handlers.indexOf(handler), 1) }
+    return () => {
+      this.handlers.splice(this.handlers.indexOf(handler), 1)
+    }
   }
 
   async close(): Promise<void> {}

@@ -80,4 +80,3 @@ export function busMessageFromJson(s: string): Message {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
-

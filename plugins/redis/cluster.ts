@@ -59,7 +59,12 @@ export function redisCluster(options: RedisClusterOptions): RedisCluster {
 class ClusterLifecycle implements BrokerPlugin {
   readonly name = 'redis-cluster'
 
-  constructor(private readonly self: ClusterNode, private readonly membership: RedisMembership, private readonly bus: RedisBus, private readonly groups: GroupSync) {}
+  constructor(
+    private readonly self: ClusterNode,
+    private readonly membership: RedisMembership,
+    private readonly bus: RedisBus,
+    private readonly groups: GroupSync,
+  ) {}
 
   async start(broker: Broker): Promise<void> {
     const { self, membership } = this
@@ -71,7 +76,10 @@ class ClusterLifecycle implements BrokerPlugin {
     await membership.beat()
     await membership.awaitPeers()
     self.reader.run()
-    broker.once('ready', () => void membership.handover.publishLeftWills(self.me).catch((err: unknown) => self.log.error({ err }, 'wills of the last run could not be published')))
+    broker.once(
+      'ready',
+      () => void membership.handover.publishLeftWills(self.me).catch((err: unknown) => self.log.error({ err }, 'wills of the last run could not be published')),
+    )
   }
 
   stop(): Promise<void> {

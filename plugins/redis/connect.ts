@@ -22,7 +22,12 @@ export function openRedis(config: RedisConfig, options: RedisOptions = {}): Redi
   if (config.cluster !== undefined) {
     const first = new URL(config.cluster[0]!)
     const auth = { username: first.username || undefined, password: first.password || undefined }
-    return new Cluster(config.cluster.map(hostPort), { lazyConnect: true, enableAutoPipelining: options.enableAutoPipelining, enableOfflineQueue: options.enableOfflineQueue, redisOptions: { ...options, ...auth } }) as unknown as Redis
+    return new Cluster(config.cluster.map(hostPort), {
+      lazyConnect: true,
+      enableAutoPipelining: options.enableAutoPipelining,
+      enableOfflineQueue: options.enableOfflineQueue,
+      redisOptions: { ...options, ...auth },
+    }) as unknown as Redis
   }
   if (config.sentinels !== undefined) {
     const u = new URL(config.url)

@@ -26,7 +26,11 @@ export class Handover {
   /** client ids being taken over: what to run when the old node says it let go */
   private readonly claims = new Map<string, (from?: string, cursors?: Record<string, string>) => Promise<void>>()
 
-  constructor(private readonly self: ClusterNode, private readonly broker: Broker, private readonly host: HandoverHost) {}
+  constructor(
+    private readonly self: ClusterNode,
+    private readonly broker: Broker,
+    private readonly host: HandoverHost,
+  ) {}
 
   /**
    * Makes `clientId` this node's. When another live node has it, asks that node
@@ -48,7 +52,13 @@ export class Handover {
         clearTimeout(timer)
         if (claims.get(clientId) === finish) claims.delete(clientId)
         // answered (on the reader): first read as far as the old node had, so the reader brings the session nothing it already had
-        const p = from === undefined ? load() : this.self.reader.readUpTo(cursors!, from).then(load).then(() => this.catchUp(clientId, from, cursors!))
+        const p =
+          from === undefined
+            ? load()
+            : this.self.reader
+                .readUpTo(cursors!, from)
+                .then(load)
+                .then(() => this.catchUp(clientId, from, cursors!))
         p.then(resolve, reject)
         return p.catch(() => {})
       }
@@ -94,7 +104,7 @@ export class Handover {
     await this.self.reader.readUpTo(cursors, dead) // what it had read is in its sessions already
     const adopted: Session[] = []
     for (const id of await redis.smembers(key('node', dead, 'owned'))) {
-      if (await redis.hookmqMoveIfOwner(key('owners'), id, dead, me, key('node', '')) !== 1) continue
+      if ((await redis.hookmqMoveIfOwner(key('owners'), id, dead, me, key('node', ''))) !== 1) continue
       const state = await broker.stores.sessions.load(id)
       const session = state === undefined ? undefined : broker.sessions.adopt(state)
       if (session !== undefined) adopted.push(session)
@@ -105,7 +115,12 @@ export class Handover {
     this.host.forgetPeer(dead)
     const m = redis.multi()
     for (const f of await redis.hkeys(key('groups'))) if (isGroupFieldOf(f, dead)) m.hdel(key('groups'), f)
-    m.del(key('node', dead, 'owned'), key('node', dead, 'cursors'), key('node', dead, 'wills'), key('node', dead, 'since')).set(key('node', dead, 'adopted'), me, 'EX', 3600)
+    m.del(key('node', dead, 'owned'), key('node', dead, 'cursors'), key('node', dead, 'wills'), key('node', dead, 'since')).set(
+      key('node', dead, 'adopted'),
+      me,
+      'EX',
+      3600,
+    )
     await m.exec()
     log.info({ node: dead, sessions: adopted.length }, 'took over the sessions of a dead node')
   }

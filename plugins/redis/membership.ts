@@ -23,7 +23,11 @@ export class RedisMembership implements Cluster {
   private timer: NodeJS.Timeout | undefined
   private registered = false
 
-  constructor(private readonly self: ClusterNode, private readonly groups: GroupSync, private readonly options: MembershipOptions) {}
+  constructor(
+    private readonly self: ClusterNode,
+    private readonly groups: GroupSync,
+    private readonly options: MembershipOptions,
+  ) {}
 
   get available(): boolean {
     return this.self.available
@@ -51,7 +55,7 @@ export class RedisMembership implements Cluster {
     const owners = all.length === 0 ? [] : await redis.hmget(key('owners'), ...all)
     for (let i = 0; i < all.length; i++) {
       if (owners[i] !== null) continue
-      if (await redis.hsetnx(key('owners'), all[i]!, me) === 1) {
+      if ((await redis.hsetnx(key('owners'), all[i]!, me)) === 1) {
         await redis.sadd(key('node', me, 'owned'), all[i]!)
         mine.add(all[i]!)
       }
@@ -78,7 +82,8 @@ export class RedisMembership implements Cluster {
   }
 
   ownerSet(clientId: string, owner: Identity): void {
-    if (this.available) this.self.redis.hookmqSetOwner(this.self.key('owners'), this.self.key('identities'), clientId, this.self.me, JSON.stringify(owner)).catch(noop)
+    if (this.available)
+      this.self.redis.hookmqSetOwner(this.self.key('owners'), this.self.key('identities'), clientId, this.self.me, JSON.stringify(owner)).catch(noop)
   }
 
   willSet(clientId: string, will: Will): void {
@@ -98,7 +103,8 @@ export class RedisMembership implements Cluster {
     const { redis, me } = this.self
     const key = this.self.key.bind(this.self)
     const last = await this.self.reader.lastEntry(me)
-    await redis.multi()
+    await redis
+      .multi()
       .set(key('node', me, 'since'), last ?? '0-0')
       .set(key('node', me), String(Date.now()), 'PX', this.options.nodeTimeoutMs)
       .sadd(key('nodes'), me)
@@ -128,7 +134,8 @@ export class RedisMembership implements Cluster {
     const { redis, me, reader } = this.self
     const key = this.self.key.bind(this.self)
     try {
-      const [[, , ], [, added], [, adopted], [, members]] = (await redis.multi()
+      const [[, ,], [, added], [, adopted], [, members]] = (await redis
+        .multi()
         .set(key('node', me), String(Date.now()), 'PX', this.options.nodeTimeoutMs)
         .sadd(key('nodes'), me)
         .exists(key('node', me, 'adopted'))
@@ -143,7 +150,7 @@ export class RedisMembership implements Cluster {
         const n = others[i]!
         if (alive[i] === 1) {
           await reader.follow(n)
-        } else if (settled && await redis.srem(key('nodes'), n) === 1) {
+        } else if (settled && (await redis.srem(key('nodes'), n)) === 1) {
           // this node won it: take its sessions over between two reads
           reader.between(() => this.handover.adoptDead(n).catch((err: unknown) => this.self.log.error({ err, node: n }, 'taking over a dead node failed')))
         } else if (settled && this.self.peers.has(n)) {
@@ -182,7 +189,7 @@ export class RedisMembership implements Cluster {
       await redis.del(key('node', me, 'adopted'))
       return
     }
-    log.warn('Redis lost this node\'s state; writing it back')
+    log.warn("Redis lost this node's state; writing it back")
     const m = redis.multi()
     for (const s of sessions.sessions.values()) {
       m.hset(key('owners'), s.clientId, me).sadd(key('node', me, 'owned'), s.clientId)

@@ -19,9 +19,16 @@ export class ClusterNode {
   private stream = ''
   private maxLen = ''
 
-  constructor(redis: Redis, private readonly prefix: string, readonly log: Logger, private readonly streamMaxLength: number) {
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+    readonly log: Logger,
+    private readonly streamMaxLength: number,
+  ) {
     this.redis = clusterRedis(redis)
-    this.redis.on('ready', () => { this.readySince = Date.now() })
+    this.redis.on('ready', () => {
+      this.readySince = Date.now()
+    })
   }
 
   get available(): boolean {

@@ -59,7 +59,10 @@ export class RedisRetainedStore implements RetainedStore {
   private readonly topicsKey: string
   private readonly usageKey: string
 
-  constructor(redis: Redis, private readonly prefix: string) {
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+  ) {
     const r = redis as RetainRedis
     if (typeof r.hookmqRetainSet !== 'function') {
       r.defineCommand('hookmqRetainSet', { numberOfKeys: 2, lua: RETAIN_SET })
@@ -72,12 +75,21 @@ export class RedisRetainedStore implements RetainedStore {
 
   async set(message: Message): Promise<void> {
     const left = message.expiresAt === undefined ? undefined : message.expiresAt - Date.now()
-    if (message.payload.length === 0 || (left !== undefined && left <= 0)) { // [MQTT-3.3.1-6] an empty payload clears
+    if (message.payload.length === 0 || (left !== undefined && left <= 0)) {
+      // [MQTT-3.3.1-6] an empty payload clears
       await this.clear(message.topic, '0')
       return
     }
     const cost = JSON.stringify([messageSize(message), message.expiresAt ?? null, message.origin ?? null])
-    await this.redis.hookmqRetainSet(this.topicsKey, this.usageKey, this.prefix, message.topic, messageToJson(message), left === undefined ? '' : String(Math.ceil(left)), cost)
+    await this.redis.hookmqRetainSet(
+      this.topicsKey,
+      this.usageKey,
+      this.prefix,
+      message.topic,
+      messageToJson(message),
+      left === undefined ? '' : String(Math.ceil(left)),
+      cost,
+    )
   }
 
   private clear(topic: string, ifExpired: '0' | '1'): Promise<number> {
@@ -117,7 +129,8 @@ export class RedisRetainedStore implements RetainedStore {
       if (level === '#') {
         if (depth > 0) candidates.push(...frontier) // 'a/#' matches 'a' too
         let nodes = frontier
-        for (let d = depth; nodes.length > 0; d++) { // every branch below
+        for (let d = depth; nodes.length > 0; d++) {
+          // every branch below
           const kids = await Promise.all(nodes.map((n) => this.children(d, n)))
           const next: string[] = []
           nodes.forEach((n, i) => {
@@ -145,14 +158,16 @@ export class RedisRetainedStore implements RetainedStore {
       const found = await this.redis.mget(chunk.map((t) => `${this.prefix}retained:t:${t}`))
       for (let j = 0; j < chunk.length; j++) {
         const json = found[j]
-        if (json === null || json === undefined) missing.push(chunk[j]!) // a branch only, or a message Redis expired
+        if (json === null || json === undefined)
+          missing.push(chunk[j]!) // a branch only, or a message Redis expired
         else {
           const m = messageFromJson(json)
           if (m.expiresAt === undefined || m.expiresAt > now) out.push(m)
         }
       }
     }
-    if (missing.length > 0) { // take expired messages out of the index and the count
+    if (missing.length > 0) {
+      // take expired messages out of the index and the count
       const listed = await this.redis.smismember(this.topicsKey, ...missing)
       for (let i = 0; i < missing.length; i++) if (listed[i] === 1) this.clear(missing[i]!, '1').catch(() => {}) // a message set since stays
     }

@@ -22,14 +22,23 @@ export function messageToObject(m: Message): MessageJson {
   return { t: m.topic, p: m.payload.toString('base64'), q: m.qos, r: m.retain, pr: properties, e: m.expiresAt, o: m.origin }
 }
 
-export interface MessageJson { t: string; p: string; q: 0 | 1 | 2; r: boolean; pr?: Record<string, unknown> & { correlationData?: string }; e?: number; o?: string }
+export interface MessageJson {
+  t: string
+  p: string
+  q: 0 | 1 | 2
+  r: boolean
+  pr?: Record<string, unknown> & { correlationData?: string }
+  e?: number
+  o?: string
+}
 
 export function messageFromJson(s: string): Message {
   return messageFromObject(JSON.parse(s) as MessageJson)
 }
 
 export function messageFromObject(j: MessageJson): Message {
-  const properties = j.pr === undefined ? undefined : { ...j.pr, correlationData: j.pr.correlationData === undefined ? undefined : Buffer.from(j.pr.correlationData, 'base64') }
+  const properties =
+    j.pr === undefined ? undefined : { ...j.pr, correlationData: j.pr.correlationData === undefined ? undefined : Buffer.from(j.pr.correlationData, 'base64') }
   if (properties !== undefined && properties.correlationData === undefined) delete properties.correlationData
   const m = newMessage(j.t, Buffer.from(j.p, 'base64'), j.q, j.r, j.o, properties as Message['properties'])
   m.expiresAt = j.e
@@ -62,7 +71,15 @@ function sessionFromJson(s: string): StoredSession {
 }
 
 /** `m`: the message (as a JSON string in records written before it was embedded) */
-interface EntryJson { m: MessageJson | string; q: 0 | 1 | 2; r: boolean; s?: number[]; id?: number; st?: 'publish' | 'pubrel'; x?: number }
+interface EntryJson {
+  m: MessageJson | string
+  q: 0 | 1 | 2
+  r: boolean
+  s?: number[]
+  id?: number
+  st?: 'publish' | 'pubrel'
+  x?: number
+}
 
 function entryToJson(e: QueuedEntry | OutgoingEntry): string {
   const o = e as OutgoingEntry & QueuedEntry
@@ -97,7 +114,10 @@ type SessionRedis = Redis & { hookmqDequeueToInflight(queue: string, inflight: s
 export class RedisSessionStore implements SessionStore {
   private readonly redis: SessionRedis
 
-  constructor(redis: Redis, private readonly prefix: string) {
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+  ) {
     const r = redis as SessionRedis
     if (typeof r.hookmqDequeueToInflight !== 'function') r.defineCommand('hookmqDequeueToInflight', { numberOfKeys: 2, lua: DEQUEUE_TO_INFLIGHT })
     this.redis = r
@@ -108,7 +128,8 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async load(clientId: string): Promise<SessionState | undefined> {
-    const [[, meta], [, queue], [, inflight], [, incoming]] = (await this.redis.multi()
+    const [[, meta], [, queue], [, inflight], [, incoming]] = (await this.redis
+      .multi()
       .get(this.key(clientId))
       .lrange(this.key(clientId, ':queue'), 0, -1)
       .hgetall(this.key(clientId, ':inflight'))
@@ -117,10 +138,12 @@ export class RedisSessionStore implements SessionStore {
     if (meta === null || meta === undefined) return undefined
     const stored = sessionFromJson(meta as string)
     // an entry moved from the queue keeps its queued JSON: its packet id is the field
-    const entries = Object.entries(inflight as Record<string, string>).map(([id, json]) => {
-      const { expiresAt: _x, ...e } = entryFromJson(json)
-      return { ...e, packetId: Number(id) }
-    }).sort((a, b) => a.packetId - b.packetId)
+    const entries = Object.entries(inflight as Record<string, string>)
+      .map(([id, json]) => {
+        const { expiresAt: _x, ...e } = entryFromJson(json)
+        return { ...e, packetId: Number(id) }
+      })
+      .sort((a, b) => a.packetId - b.packetId)
     return {
       ...stored,
       queue: (queue as string[]).map((s) => {
@@ -136,7 +159,7 @@ export class RedisSessionStore implements SessionStore {
     const ids = await this.redis.smembers(`${this.prefix}sessions`)
     const out: StoredSession[] = []
     const metas: Array<string | null> = []
-    for (let i = 0; i < ids.length; i += 1000) metas.push(...await this.redis.mget(ids.slice(i, i + 1000).map((id) => this.key(id))))
+    for (let i = 0; i < ids.length; i += 1000) metas.push(...(await this.redis.mget(ids.slice(i, i + 1000).map((id) => this.key(id)))))
     const gone = ids.filter((_, i) => metas[i] === null) // expired in Redis (see save)
     if (gone.length > 0) await this.redis.srem(`${this.prefix}sessions`, ...gone)
     for (const meta of metas) {
@@ -149,7 +172,10 @@ export class RedisSessionStore implements SessionStore {
   async save(session: StoredSession): Promise<void> {
     const will = session.will ? willToObject(session.will) : undefined
     const id = session.clientId
-    const m = this.redis.multi().set(this.key(id), JSON.stringify({ ...session, will })).sadd(`${this.prefix}sessions`, id)
+    const m = this.redis
+      .multi()
+      .set(this.key(id), JSON.stringify({ ...session, will }))
+      .sadd(`${this.prefix}sessions`, id)
     const keys = [this.key(id), this.key(id, ':queue'), this.key(id, ':inflight'), this.key(id, ':incoming')]
     if (session.disconnectedAt !== undefined && session.expiryInterval !== 0xffffffff) {
       const left = session.disconnectedAt + session.expiryInterval * 1000 - Date.now() + KEY_GRACE_MS
@@ -161,7 +187,8 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async delete(clientId: string): Promise<void> {
-    await this.redis.multi()
+    await this.redis
+      .multi()
       .del(this.key(clientId), this.key(clientId, ':queue'), this.key(clientId, ':inflight'), this.key(clientId, ':incoming'))
       .srem(`${this.prefix}sessions`, clientId)
       .exec()

@@ -78,7 +78,7 @@ export class StreamReader {
     if (this.peers.has(node)) return
     if (!this.cursors.has(node)) {
       const since = await this.o.redis.get(this.o.key('node', node, 'since'))
-      const last = since ?? await this.lastEntry(node)
+      const last = since ?? (await this.lastEntry(node))
       this.cursors.set(node, last ?? '0-0')
     }
     this.peers.add(node)
@@ -117,7 +117,7 @@ export class StreamReader {
     const pending: unknown[] = []
     for (const [node, theirs] of Object.entries(upTo)) {
       if (node === from || node === this.o.me) continue
-      if (!this.peers.has(node) && await redis.sismember(key('nodes'), node) === 1) await this.follow(node)
+      if (!this.peers.has(node) && (await redis.sismember(key('nodes'), node)) === 1) await this.follow(node)
       for (let at = this.cursors.get(node); at !== undefined && compareIds(at, theirs) < 0; at = this.cursors.get(node)) {
         const entries = await redis.xrange(key('bus', node), '(' + at, theirs, 'COUNT', READ_COUNT)
         if (entries.length === 0) break
@@ -136,7 +136,10 @@ export class StreamReader {
       if (this.peers.size === 0 || !this.o.available()) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, READ_BLOCK_MS)
-          this.wake = () => { clearTimeout(t); resolve() }
+          this.wake = () => {
+            clearTimeout(t)
+            resolve()
+          }
         })
         this.wake = undefined
         continue
@@ -144,7 +147,15 @@ export class StreamReader {
       const nodes = [...this.peers]
       let res: Array<[string, Array<[string, string[]]>]> | null
       try {
-        res = await this.conn!.xread('COUNT', READ_COUNT, 'BLOCK', READ_BLOCK_MS, 'STREAMS', ...nodes.map((n) => busPrefix + n), ...nodes.map((n) => this.cursors.get(n)!)) as typeof res
+        res = (await this.conn!.xread(
+          'COUNT',
+          READ_COUNT,
+          'BLOCK',
+          READ_BLOCK_MS,
+          'STREAMS',
+          ...nodes.map((n) => busPrefix + n),
+          ...nodes.map((n) => this.cursors.get(n)!),
+        )) as typeof res
       } catch (err) {
         this.o.log.debug({ err }, 'reading the cluster streams failed')
         await sleep(READ_BLOCK_MS)
@@ -183,10 +194,13 @@ export class StreamReader {
       this.passed(node, id)
       return undefined
     }
-    return wait.then(() => this.passed(node, id), (err: unknown) => {
-      this.failed(err, node, id)
-      this.passed(node, id)
-    })
+    return wait.then(
+      () => this.passed(node, id),
+      (err: unknown) => {
+        this.failed(err, node, id)
+        this.passed(node, id)
+      },
+    )
   }
 
   private passed(node: string, id: string): void {

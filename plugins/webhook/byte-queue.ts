@@ -28,18 +28,26 @@ export class ByteQueue {
     // integers written by hand: the Buffer methods' range checks cost more than the stores here
     buf[p++] = KIND_MESSAGE
     const hi = Math.floor(at / 0x100000000)
-    u32(buf, p, at - hi * 0x100000000); u32(buf, p + 4, hi); p += 8
+    u32(buf, p, at - hi * 0x100000000)
+    u32(buf, p + 4, hi)
+    p += 8
     buf[p++] = m.qos | (m.retain ? 4 : 0) | (clientId === null ? 8 : 0)
     const topicLen = writeString(buf, m.topic, p + 2)
-    buf[p] = topicLen & 255; buf[p + 1] = topicLen >>> 8; p += 2 + topicLen
+    buf[p] = topicLen & 255
+    buf[p + 1] = topicLen >>> 8
+    p += 2 + topicLen
     const clientLen = clientId === null ? 0 : writeString(buf, clientId, p + 2)
-    buf[p] = clientLen & 255; buf[p + 1] = clientLen >>> 8; p += 2 + clientLen
+    buf[p] = clientLen & 255
+    buf[p + 1] = clientLen >>> 8
+    p += 2 + clientLen
     const payload = m.payload
-    u32(buf, p, payload.length); p += 4
+    u32(buf, p, payload.length)
+    p += 4
     buf.set(payload, p) // TypedArray#set: no native-call wrapper, faster than copy() or a loop even for 64 bytes
     p += payload.length
     const propsLen = props.length === 0 ? 0 : buf.write(props, p + 4, 'utf8')
-    u32(buf, p, propsLen); p += 4 + propsLen
+    u32(buf, p, propsLen)
+    p += 4 + propsLen
     u32(buf, start, p - start)
     this.writePos = p
     this.length++
@@ -72,11 +80,15 @@ export class ByteQueue {
       return true
     }
     let p = start + 5
-    const at = buf.readUInt32LE(p) + buf.readUInt32LE(p + 4) * 0x100000000; p += 8
+    const at = buf.readUInt32LE(p) + buf.readUInt32LE(p + 4) * 0x100000000
+    p += 8
     const flags = buf[p++]!
-    const topicAt = p; p += 2 + buf.readUInt16LE(p)
-    const clientAt = p; p += 2 + buf.readUInt16LE(p)
-    const payloadAt = p; p += 4 + buf.readUInt32LE(p)
+    const topicAt = p
+    p += 2 + buf.readUInt16LE(p)
+    const clientAt = p
+    p += 2 + buf.readUInt16LE(p)
+    const payloadAt = p
+    p += 4 + buf.readUInt32LE(p)
     const propsAt = buf.readUInt32LE(p) === 0 ? undefined : p
     recordJson.src = buf
     recordJson.out = out
@@ -94,7 +106,8 @@ export class ByteQueue {
   /** Steps past the oldest record; answers its chunk, its offset in `recordStart`. */
   private advance(): Buffer {
     let buf = this.chunks[this.readChunk]!
-    if (this.readPos + 4 > buf.length || buf.readUInt32LE(this.readPos) === 0) { // rest of this chunk unused
+    if (this.readPos + 4 > buf.length || buf.readUInt32LE(this.readPos) === 0) {
+      // rest of this chunk unused
       this.readChunk++
       this.readPos = 0
       buf = this.chunks[this.readChunk]!
@@ -102,7 +115,8 @@ export class ByteQueue {
     this.recordStart = this.readPos
     this.readPos += buf.readUInt32LE(this.readPos)
     this.length--
-    if (this.readChunk > 0 && this.readChunk * 2 >= this.chunks.length) { // let read chunks go
+    if (this.readChunk > 0 && this.readChunk * 2 >= this.chunks.length) {
+      // let read chunks go
       this.chunks = this.chunks.slice(this.readChunk)
       this.readChunk = 0
     }
@@ -120,7 +134,6 @@ export class ByteQueue {
     return buf
   }
 }
-
 
 function u32(buf: Buffer, at: number, v: number): void {
   buf[at] = v & 255
@@ -153,10 +166,18 @@ class RecordJson implements JsonOut<number, number> {
   src: Buffer = Buffer.alloc(0)
   out = new JsonWriter(0)
 
-  ascii(text: string): void { this.out.ascii(text) }
-  string(at: number): void { this.out.jsonString(this.src, at + 2, at + 2 + this.src.readUInt16LE(at)) }
-  base64(at: number): void { this.out.base64(this.src, at + 4, at + 4 + this.src.readUInt32LE(at)) }
-  json(at: number): void { this.out.bytes(this.src, at + 4, at + 4 + this.src.readUInt32LE(at)) }
+  ascii(text: string): void {
+    this.out.ascii(text)
+  }
+  string(at: number): void {
+    this.out.jsonString(this.src, at + 2, at + 2 + this.src.readUInt16LE(at))
+  }
+  base64(at: number): void {
+    this.out.base64(this.src, at + 4, at + 4 + this.src.readUInt32LE(at))
+  }
+  json(at: number): void {
+    this.out.bytes(this.src, at + 4, at + 4 + this.src.readUInt32LE(at))
+  }
 }
 
 /** A growing byte buffer that JSON is written into (ASCII, escaped strings, base64). */
@@ -198,16 +219,32 @@ export class JsonWriter {
     buf[p++] = 0x22
     for (let i = start; i < end; i++) {
       const c = src[i]!
-      if (c === 0x22 || c === 0x5c) { buf[p++] = 0x5c; buf[p++] = c }
-      else if (c >= 0x20) buf[p++] = c
-      else if (c === 0x0a) { buf[p++] = 0x5c; buf[p++] = 0x6e }
-      else if (c === 0x0d) { buf[p++] = 0x5c; buf[p++] = 0x72 }
-      else if (c === 0x09) { buf[p++] = 0x5c; buf[p++] = 0x74 }
-      else if (c === 0x08) { buf[p++] = 0x5c; buf[p++] = 0x62 }
-      else if (c === 0x0c) { buf[p++] = 0x5c; buf[p++] = 0x66 }
-      else {
-        buf[p++] = 0x5c; buf[p++] = 0x75; buf[p++] = 0x30; buf[p++] = 0x30
-        buf[p++] = HEX.charCodeAt(c >> 4); buf[p++] = HEX.charCodeAt(c & 15)
+      if (c === 0x22 || c === 0x5c) {
+        buf[p++] = 0x5c
+        buf[p++] = c
+      } else if (c >= 0x20) buf[p++] = c
+      else if (c === 0x0a) {
+        buf[p++] = 0x5c
+        buf[p++] = 0x6e
+      } else if (c === 0x0d) {
+        buf[p++] = 0x5c
+        buf[p++] = 0x72
+      } else if (c === 0x09) {
+        buf[p++] = 0x5c
+        buf[p++] = 0x74
+      } else if (c === 0x08) {
+        buf[p++] = 0x5c
+        buf[p++] = 0x62
+      } else if (c === 0x0c) {
+        buf[p++] = 0x5c
+        buf[p++] = 0x66
+      } else {
+        buf[p++] = 0x5c
+        buf[p++] = 0x75
+        buf[p++] = 0x30
+        buf[p++] = 0x30
+        buf[p++] = HEX.charCodeAt(c >> 4)
+        buf[p++] = HEX.charCodeAt(c & 15)
       }
     }
     buf[p++] = 0x22
@@ -226,11 +263,15 @@ export class JsonWriter {
     let i = start
     for (; i + 2 < end; i += 3) {
       const v = (src[i]! << 16) | (src[i + 1]! << 8) | src[i + 2]!
-      buf[p++] = B64[v >> 18]!; buf[p++] = B64[(v >> 12) & 63]!; buf[p++] = B64[(v >> 6) & 63]!; buf[p++] = B64[v & 63]!
+      buf[p++] = B64[v >> 18]!
+      buf[p++] = B64[(v >> 12) & 63]!
+      buf[p++] = B64[(v >> 6) & 63]!
+      buf[p++] = B64[v & 63]!
     }
     if (i < end) {
       const v = (src[i]! << 16) | (i + 1 < end ? src[i + 1]! << 8 : 0)
-      buf[p++] = B64[v >> 18]!; buf[p++] = B64[(v >> 12) & 63]!
+      buf[p++] = B64[v >> 18]!
+      buf[p++] = B64[(v >> 12) & 63]!
       buf[p++] = i + 1 < end ? B64[(v >> 6) & 63]! : 0x3d
       buf[p++] = 0x3d
     }

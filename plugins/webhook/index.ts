@@ -50,9 +50,15 @@ export class WebhookPlugin implements BrokerPlugin {
   private lastDropLog = 0
   private readonly listeners: Array<[string, (...args: unknown[]) => void]> = []
 
-  constructor(private readonly configs: WebhookConfig[], private readonly log: Logger, node: string, redis?: { client: Redis; keyPrefix: string }) {
+  constructor(
+    private readonly configs: WebhookConfig[],
+    private readonly log: Logger,
+    node: string,
+    redis?: { client: Redis; keyPrefix: string },
+  ) {
     this.nodeId = node
-    this.outbox = redis ? new RedisOutbox(redis.client, redis.keyPrefix, node, log)
+    this.outbox = redis
+      ? new RedisOutbox(redis.client, redis.keyPrefix, node, log)
       : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total), node)
     for (const c of configs) {
       const dispatcher = new Dispatcher(c, this.outbox, log, `hookmq/${version}`)
@@ -93,7 +99,8 @@ export class WebhookPlugin implements BrokerPlugin {
     for (let i = 0; i < rules.length; i++) {
       const target = rules[i]!
       const written = target.inlet.pushMessage(message, clientId, at)
-      if (typeof written === 'number') { // added at once (in memory): no promise, no closure
+      if (typeof written === 'number') {
+        // added at once (in memory): no promise, no closure
         target.dispatcher.added(written)
         continue
       }
@@ -106,7 +113,9 @@ export class WebhookPlugin implements BrokerPlugin {
   }
 
   /** A QoS 0 message or an event that could not be queued (Redis away): not retried; logged every 10 s with a count. */
-  private readonly enqueueFailed = throttled((err, lost) => this.log.error({ err, lost }, 'webhook deliveries could not be queued (QoS 0 messages and events are not retried)'))
+  private readonly enqueueFailed = throttled((err, lost) =>
+    this.log.error({ err, lost }, 'webhook deliveries could not be queued (QoS 0 messages and events are not retried)'),
+  )
 
   private onEvent(event: string, args: unknown[]): void {
     for (const c of this.configs) {
@@ -147,8 +156,15 @@ export class WebhookPlugin implements BrokerPlugin {
     return this.configs.map((c) => {
       const d = this.dispatchers.get(c.name)!
       return {
-        name: c.name, url: redactUrl(c.url), queued: this.outbox.waiting(c.name), inFlight: d.inFlight, delivered: d.stats.delivered, retried: d.stats.retried,
-        failed: d.stats.failed, deadLettered: d.stats.deadLettered, dropped: this.outbox.dropped(c.name),
+        name: c.name,
+        url: redactUrl(c.url),
+        queued: this.outbox.waiting(c.name),
+        inFlight: d.inFlight,
+        delivered: d.stats.delivered,
+        retried: d.stats.retried,
+        failed: d.stats.failed,
+        deadLettered: d.stats.deadLettered,
+        dropped: this.outbox.dropped(c.name),
         p99LatencyMs: Number(percentile(d.stats.latency, 0.99).toFixed(3)),
       }
     })
@@ -157,7 +173,8 @@ export class WebhookPlugin implements BrokerPlugin {
   sys(): Record<string, string | number> {
     const out: Record<string, string | number> = {}
     for (const s of this.status()) {
-      for (const k of ['queued', 'inFlight', 'delivered', 'retried', 'failed', 'deadLettered', 'dropped', 'p99LatencyMs'] as const) out[`webhooks/${s.name}/${k}`] = s[k]
+      for (const k of ['queued', 'inFlight', 'delivered', 'retried', 'failed', 'deadLettered', 'dropped', 'p99LatencyMs'] as const)
+        out[`webhooks/${s.name}/${k}`] = s[k]
     }
     return out
   }

@@ -25,28 +25,52 @@ export interface JsonOut<Text, Bytes> {
 const QOS_RETAIN = Array.from({ length: 8 }, (_, f) => `,"qos":${f & 3},"retain":${(f & 4) !== 0},"payload":"`)
 
 /** A published message's delivery: this runs for every forwarded message. */
-export function writeMessageJson<Text, Bytes>(out: JsonOut<Text, Bytes>, id: string, at: number, clientId: Text | null, topic: Text,
-  qos: number, retain: boolean, payload: Bytes, properties: Text | undefined): void {
-  out.ascii('{"id":"'); out.ascii(id); out.ascii('","event":"published","timestamp":"'); out.ascii(iso(at)); out.ascii('","clientId":')
+export function writeMessageJson<Text, Bytes>(
+  out: JsonOut<Text, Bytes>,
+  id: string,
+  at: number,
+  clientId: Text | null,
+  topic: Text,
+  qos: number,
+  retain: boolean,
+  payload: Bytes,
+  properties: Text | undefined,
+): void {
+  out.ascii('{"id":"')
+  out.ascii(id)
+  out.ascii('","event":"published","timestamp":"')
+  out.ascii(iso(at))
+  out.ascii('","clientId":')
   if (clientId === null) out.ascii('null')
   else out.string(clientId)
-  out.ascii(',"topic":'); out.string(topic)
+  out.ascii(',"topic":')
+  out.string(topic)
   out.ascii(QOS_RETAIN[qos | (retain ? 4 : 0)]!)
   out.base64(payload)
   if (properties === undefined) {
     out.ascii('"}')
     return
   }
-  out.ascii('","properties":'); out.json(properties); out.ascii('}')
+  out.ascii('","properties":')
+  out.json(properties)
+  out.ascii('}')
 }
 
 /** writeMessageJson() into a string, from a message's own values */
 class StringJson implements JsonOut<string, Buffer> {
   text = ''
-  ascii(text: string): void { this.text += text }
-  string(value: string): void { this.text += JSON.stringify(value) }
-  base64(value: Buffer): void { this.text += value.toString('base64') }
-  json(value: string): void { this.text += value }
+  ascii(text: string): void {
+    this.text += text
+  }
+  string(value: string): void {
+    this.text += JSON.stringify(value)
+  }
+  base64(value: Buffer): void {
+    this.text += value.toString('base64')
+  }
+  json(value: string): void {
+    this.text += value
+  }
 }
 
 const stringJson = new StringJson()

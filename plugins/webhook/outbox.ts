@@ -56,7 +56,11 @@ class MemoryQueue implements Inlet {
   readonly items = new ByteQueue()
   dropped = 0
 
-  constructor(private readonly name: string, private readonly limit: number, private readonly onDrop: (webhook: string, total: number) => void) {}
+  constructor(
+    private readonly name: string,
+    private readonly limit: number,
+    private readonly onDrop: (webhook: string, total: number) => void,
+  ) {}
 
   pushMessage(message: Message, clientId: string | null, at: number): number {
     this.room()
@@ -87,7 +91,11 @@ export class MemoryOutbox implements Outbox {
   private readonly writer = new JsonWriter()
 
   /** `limits`: each webhook's bound (none: unbounded); `onDrop` hears of each delivery dropped, with the webhook's total */
-  constructor(private readonly limits: Map<string, number>, private readonly onDrop: (webhook: string, total: number) => void, node: string) {
+  constructor(
+    private readonly limits: Map<string, number>,
+    private readonly onDrop: (webhook: string, total: number) => void,
+    node: string,
+  ) {
     this.makeId = () => deliveryId(node)
   }
 
@@ -145,9 +153,12 @@ export class MemoryOutbox implements Outbox {
 
   async replay(webhook?: string): Promise<number> {
     let n = 0
-    for (let i = 0; i < this.deadList.length;) {
+    for (let i = 0; i < this.deadList.length; ) {
       const b = this.deadList[i]!
-      if (webhook !== undefined && b.webhook !== webhook) { i++; continue }
+      if (webhook !== undefined && b.webhook !== webhook) {
+        i++
+        continue
+      }
       this.deadList.splice(i, 1)
       for (const d of b.deliveries) this.push(b.webhook, d)
       n += b.deliveries.length

@@ -21,7 +21,13 @@ export class RedisOutbox implements Outbox {
   private webhooks: string[] = []
 
   /** `webhooks`: the names deadLetters() and replay() cover when not given one (start() sets them too) */
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly node: string, private readonly log: Logger, webhooks: string[] = []) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly node: string,
+    private readonly log: Logger,
+    webhooks: string[] = [],
+  ) {
     this.webhooks = webhooks
   }
 
@@ -40,8 +46,14 @@ export class RedisOutbox implements Outbox {
   async start(webhooks: string[]): Promise<void> {
     this.webhooks = webhooks
     await this.beat()
-    this.heartbeat = setInterval(() => void this.beat().then(() => this.claimOrphans()).then(() => this.recount())
-      .catch((err: unknown) => this.log.warn({ err }, 'webhook outbox upkeep failed')), 3000)
+    this.heartbeat = setInterval(
+      () =>
+        void this.beat()
+          .then(() => this.claimOrphans())
+          .then(() => this.recount())
+          .catch((err: unknown) => this.log.warn({ err }, 'webhook outbox upkeep failed')),
+      3000,
+    )
     this.heartbeat.unref()
     for (const w of webhooks) {
       await this.redis.xgroup('CREATE', this.stream(w), GROUP, '0', 'MKSTREAM').catch((err: Error) => {
@@ -70,7 +82,7 @@ export class RedisOutbox implements Outbox {
 
   /** entries taken and not yet acknowledged: by any node, and by this one (a previous run's) */
   private async pending(webhook: string): Promise<{ all: number; mine: number }> {
-    const summary = await this.redis.xpending(this.stream(webhook), GROUP) as [number, unknown, unknown, Array<[string, string]> | null]
+    const summary = (await this.redis.xpending(this.stream(webhook), GROUP)) as [number, unknown, unknown, Array<[string, string]> | null]
     const mine = summary[3]?.find(([consumer]) => consumer === this.node)
     return { all: Number(summary[0] ?? 0), mine: Number(mine?.[1] ?? 0) }
   }
@@ -78,7 +90,7 @@ export class RedisOutbox implements Outbox {
   /** Takes over entries held by consumers (nodes) whose heartbeat has lapsed. */
   private async claimOrphans(): Promise<void> {
     for (const w of this.webhooks) {
-      const consumers = await this.redis.xinfo('CONSUMERS', this.stream(w), GROUP) as unknown[][]
+      const consumers = (await this.redis.xinfo('CONSUMERS', this.stream(w), GROUP)) as unknown[][]
       for (const c of consumers) {
         const fields = toObject(c)
         const name = String(fields.name)
@@ -98,7 +110,7 @@ export class RedisOutbox implements Outbox {
   private async claimFrom(webhook: string, consumer: string): Promise<number> {
     let claimed = 0
     for (;;) {
-      const pending = await this.redis.xpending(this.stream(webhook), GROUP, '-', '+', 500, consumer) as Array<[string, ...unknown[]]>
+      const pending = (await this.redis.xpending(this.stream(webhook), GROUP, '-', '+', 500, consumer)) as Array<[string, ...unknown[]]>
       if (pending.length === 0) return claimed
       const ids = pending.map((p) => p[0])
       await this.redis.xclaim(this.stream(webhook), GROUP, this.node, 0, ...ids, 'JUSTID')
@@ -112,21 +124,27 @@ export class RedisOutbox implements Outbox {
 
   /** A published message's delivery gets its id and its JSON now: the stream keeps text. */
   inlet(webhook: string): Inlet {
-    return { pushMessage: (message: Message, clientId: string | null, at: number) => this.pushJson(webhook, messageJson(deliveryId(this.node), at, clientId, message)) }
+    return {
+      pushMessage: (message: Message, clientId: string | null, at: number) => this.pushJson(webhook, messageJson(deliveryId(this.node), at, clientId, message)),
+    }
   }
 
   private pushJson(webhook: string, json: string): Promise<void> {
     this.counts.set(webhook, (this.counts.get(webhook) ?? 0) + 1)
-    return this.redis.xadd(this.stream(webhook), '*', 'd', json).then(() => undefined, (err: unknown) => {
-      this.counts.set(webhook, (this.counts.get(webhook) ?? 1) - 1)
-      throw err
-    })
+    return this.redis.xadd(this.stream(webhook), '*', 'd', json).then(
+      () => undefined,
+      (err: unknown) => {
+        this.counts.set(webhook, (this.counts.get(webhook) ?? 1) - 1)
+        throw err
+      },
+    )
   }
 
   async take(webhook: string, max: number, prefix: string, suffix: string): Promise<Batch | undefined> {
     const from = this.recovering.get(webhook)
-    const res = await this.redis.xreadgroup('GROUP', GROUP, this.node, 'COUNT', max, 'STREAMS', this.stream(webhook), from ?? '>') as
-      Array<[string, Array<[string, string[] | null]>]> | null
+    const res = (await this.redis.xreadgroup('GROUP', GROUP, this.node, 'COUNT', max, 'STREAMS', this.stream(webhook), from ?? '>')) as Array<
+      [string, Array<[string, string[] | null]>]
+    > | null
     const entries = res?.[0]?.[1] ?? []
     if (from !== undefined) {
       if (entries.length === 0) this.recovering.delete(webhook)
@@ -138,7 +156,8 @@ export class RedisOutbox implements Outbox {
     const refs: string[] = []
     let body = prefix
     for (const [ref, fields] of entries) {
-      if (!fields) { // deleted meanwhile
+      if (!fields) {
+        // deleted meanwhile
         await this.redis.xack(this.stream(webhook), GROUP, ref)
         continue
       }
@@ -158,13 +177,21 @@ export class RedisOutbox implements Outbox {
 
   async done(batch: Batch): Promise<void> {
     const stream = this.stream(batch.webhook)
-    await this.redis.multi().xack(stream, GROUP, ...batch.refs).xdel(stream, ...batch.refs).exec()
+    await this.redis
+      .multi()
+      .xack(stream, GROUP, ...batch.refs)
+      .xdel(stream, ...batch.refs)
+      .exec()
   }
 
   async dead(dead: DeadBatch, batch: Batch): Promise<void> {
     const stream = this.stream(batch.webhook)
-    await this.redis.multi().rpush(this.deadKey(batch.webhook), JSON.stringify(dead))
-      .xack(stream, GROUP, ...batch.refs).xdel(stream, ...batch.refs).exec()
+    await this.redis
+      .multi()
+      .rpush(this.deadKey(batch.webhook), JSON.stringify(dead))
+      .xack(stream, GROUP, ...batch.refs)
+      .xdel(stream, ...batch.refs)
+      .exec()
   }
 
   async deadLetters(webhook?: string): Promise<DeadBatch[]> {

@@ -36,7 +36,12 @@ export class Dispatcher {
   private readonly url: URL
   private readonly agent: http.Agent
 
-  constructor(readonly config: WebhookConfig, private readonly outbox: Outbox, private readonly log: Logger, private readonly userAgent: string) {
+  constructor(
+    readonly config: WebhookConfig,
+    private readonly outbox: Outbox,
+    private readonly log: Logger,
+    private readonly userAgent: string,
+  ) {
     this.bodyStart = `{"webhook":${JSON.stringify(config.name)},"deliveries":[`
     this.url = new URL(config.url)
     const options = { keepAlive: true, maxSockets: config.concurrency }
@@ -70,18 +75,24 @@ export class Dispatcher {
     if (this.stopped || this.taking || this.inFlight >= this.config.concurrency) return
     if (this.outbox.waiting(this.config.name) === 0) return
     this.taking = true
-    this.outbox.take(this.config.name, this.config.batch.maxSize, this.bodyStart, BODY_END).then((batch) => {
-      this.taking = false
-      if (batch !== undefined) {
-        this.inFlight++
-        void this.send(batch).finally(this.batchDone)
-      }
-      this.kick()
-    }, (err: unknown) => {
-      this.taking = false
-      this.log.error({ err, webhook: this.config.name }, 'webhook outbox read failed')
-      this.sleep(1000).then(() => this.kick(), () => {})
-    })
+    this.outbox.take(this.config.name, this.config.batch.maxSize, this.bodyStart, BODY_END).then(
+      (batch) => {
+        this.taking = false
+        if (batch !== undefined) {
+          this.inFlight++
+          void this.send(batch).finally(this.batchDone)
+        }
+        this.kick()
+      },
+      (err: unknown) => {
+        this.taking = false
+        this.log.error({ err, webhook: this.config.name }, 'webhook outbox read failed')
+        this.sleep(1000).then(
+          () => this.kick(),
+          () => {},
+        )
+      },
+    )
   }
 
   /** a batch is settled (delivered or dead): room for the next */
@@ -115,7 +126,10 @@ export class Dispatcher {
       this.stats.retried++
       const backoff = Math.random() * Math.min(maxDelayMs, minDelayMs * 2 ** (attempt - 1)) // full jitter
       const wait = outcome.after !== undefined ? Math.min(Math.max(outcome.after, 0), maxDelayMs * 10) : backoff
-      this.log.warn({ webhook: this.config.name, batch: batchId, attempt, reason: outcome.reason, retryInMs: Math.round(wait) }, 'webhook delivery failed; will retry')
+      this.log.warn(
+        { webhook: this.config.name, batch: batchId, attempt, reason: outcome.reason, retryInMs: Math.round(wait) },
+        'webhook delivery failed; will retry',
+      )
       await this.sleep(wait)
     }
     if (this.stopped) return // not acknowledged: a durable outbox sends it again after restart
@@ -173,7 +187,13 @@ export class Dispatcher {
   /** A wait that stop() cuts short. */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const entry = { timer: setTimeout(() => { this.sleeping.delete(entry); resolve() }, ms), wake: resolve }
+      const entry = {
+        timer: setTimeout(() => {
+          this.sleeping.delete(entry)
+          resolve()
+        }, ms),
+        wake: resolve,
+      }
       this.sleeping.add(entry)
     })
   }
@@ -199,5 +219,5 @@ export function retryAfter(value: string | null): number | undefined {
 }
 
 function header(v: string | string[] | undefined): string | null {
-  return v === undefined ? null : Array.isArray(v) ? v[0] ?? null : v
+  return v === undefined ? null : Array.isArray(v) ? (v[0] ?? null) : v
 }

@@ -10,12 +10,19 @@ import { freePort } from '../helpers.js'
 
 const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
 
-function start(args: string[], cwd?: string): { done: Promise<{ code: number | null; stdout: string; stderr: string }>; child: ReturnType<typeof spawn>; stdout(): string } {
+function start(
+  args: string[],
+  cwd?: string,
+): { done: Promise<{ code: number | null; stdout: string; stderr: string }>; child: ReturnType<typeof spawn>; stdout(): string } {
   const child = spawn(process.execPath, [bin, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
-  child.stdout!.on('data', (b: Buffer) => { stdout += b.toString() })
-  child.stderr!.on('data', (b: Buffer) => { stderr += b.toString() })
+  child.stdout!.on('data', (b: Buffer) => {
+    stdout += b.toString()
+  })
+  child.stderr!.on('data', (b: Buffer) => {
+    stderr += b.toString()
+  })
   const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })))
   return { done, child, stdout: () => stdout }
 }
@@ -53,10 +60,13 @@ test('an unknown config file key is named', async () => {
 
 test('a hookmq.config.ts (defineConfig) is found, compiled and used; a broken one gives file:line on one line, a bad value names the key', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
-  writeFileSync(join(dir, 'hookmq.config.ts'), `import { defineConfig } from 'hookmq'
+  writeFileSync(
+    join(dir, 'hookmq.config.ts'),
+    `import { defineConfig } from 'hookmq'
 const port: number = 0
 export default defineConfig({ port, ws: false, http: { port }, log: { level: 'info' } })
-`)
+`,
+  )
   const proc = start([], dir)
   t.after(() => proc.child.kill('SIGKILL'))
   let http: string | undefined
@@ -70,7 +80,10 @@ export default defineConfig({ port, ws: false, http: { port }, log: { level: 'in
   assert.equal((await proc.done).code, 0)
 
   const broken = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
-  writeFileSync(join(broken, 'hookmq.config.ts'), `import { defineConfig } from 'hookmq'\nexport default defineConfig({\n  port: 0,\n  ws: false\n  http: {},\n})\n`)
+  writeFileSync(
+    join(broken, 'hookmq.config.ts'),
+    `import { defineConfig } from 'hookmq'\nexport default defineConfig({\n  port: 0,\n  ws: false\n  http: {},\n})\n`,
+  )
   const bad = await start([], broken).done
   assert.equal(bad.code, 1)
   assert.equal(bad.stderr.trim().split('\n').length, 1)
@@ -114,7 +127,7 @@ test('the CLI logs its listeners (and --http its endpoint), serves clients, and 
   assert.ok(http, 'the HTTP endpoint is logged')
   const health = await fetch(http + '/health')
   assert.equal(health.status, 200)
-  assert.equal((await health.json() as { status: string }).status, 'ok')
+  assert.equal(((await health.json()) as { status: string }).status, 'ok')
   const client = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 })
   const reason = new Promise<number | undefined>((resolve) => client.on('disconnect', (p) => resolve(p.reasonCode)))
   proc.child.kill('SIGTERM')

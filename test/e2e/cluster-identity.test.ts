@@ -36,7 +36,9 @@ test('cluster: mallory on node B is refused (0x85) a client id whose session ali
   const session = { clientId: 'alice-1', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
   const alice = await connect(t, a, { ...session, ...as('alice') })
   let aliceClosed = false
-  alice.on('close', () => { aliceClosed = true })
+  alice.on('close', () => {
+    aliceClosed = true
+  })
   const inbox = collect(alice)
   await alice.subscribeAsync('inbox/alice', { qos: 1 })
   const mallory = await RawClient.open(t, b, 5)
@@ -59,13 +61,15 @@ test('cluster: mallory on node B is refused (0x85) a client id whose session ali
   await bystanderWorks(t, a, b)
 })
 
-test('cluster: a clean session is protected too: mallory on B cannot take over alice\'s live connection on A', async (t) => {
+test("cluster: a clean session is protected too: mallory on B cannot take over alice's live connection on A", async (t) => {
   const redis = await startRedis(t)
   const a = await node(t, redis.url, 'a')
   const b = await node(t, redis.url, 'b')
   const alice = await connect(t, a, { clientId: 'alice-clean', clean: true, ...as('alice') })
   let aliceClosed = false
-  alice.on('close', () => { aliceClosed = true })
+  alice.on('close', () => {
+    aliceClosed = true
+  })
   const mallory = await RawClient.open(t, b, 4)
   assert.equal((await mallory.connect({ clientId: 'alice-clean', clean: true, ...as('mallory'), password: Buffer.from('mallory-pw') })).returnCode, 2)
   await pingRoundTrip(alice)
@@ -95,7 +99,10 @@ test('cluster: sessions.identityMismatch "fresh" on node B discards alice\'s ses
   await (await connect(t, a)).publishAsync('inbox/alice-f', 'not for mallory', { qos: 1 })
   mallory.send({ cmd: 'pingreq' }, 5)
   await mallory.expect('pingresp')
-  assert.deepEqual(mallory.packets.filter((p) => p.cmd === 'publish'), [])
+  assert.deepEqual(
+    mallory.packets.filter((p) => p.cmd === 'publish'),
+    [],
+  )
   assert.deepEqual(await b.cluster!.sessionOwner('alice-f'), { owner: 'mallory' })
   await bystanderWorks(t, a, b)
 })
@@ -141,9 +148,21 @@ test('[MQTT-3.1.4-3] cluster: a CONNECT that another node out-claims while it is
   // the resume re-check of the first CONNECT on A is held at its authorizeSubscribe hook: a window between claiming and opening
   let hold: Promise<void> | undefined
   let reached = (): void => {}
-  const held = (): Promise<void> | undefined => { const h = hold; hold = undefined; if (h) reached(); return h }
-  const gate = defineHook({ name: 'gate', async authorizeSubscribe() { await held(); return true } })
-  const start = (id: string): Promise<HookmqBroker> => startBroker(t, { id, ws: false, sys: { enabled: false }, redis: { url: redis.url, ...fast }, hooks: [auth, gate] })
+  const held = (): Promise<void> | undefined => {
+    const h = hold
+    hold = undefined
+    if (h) reached()
+    return h
+  }
+  const gate = defineHook({
+    name: 'gate',
+    async authorizeSubscribe() {
+      await held()
+      return true
+    },
+  })
+  const start = (id: string): Promise<HookmqBroker> =>
+    startBroker(t, { id, ws: false, sys: { enabled: false }, redis: { url: redis.url, ...fast }, hooks: [auth, gate] })
   const a = await start('a')
   const b = await start('b')
   const session = { clientId: 'contested', clean: false, properties: { sessionExpiryInterval: 60 }, username: 'carol', password: Buffer.from('carol-pw') }
@@ -155,8 +174,12 @@ test('[MQTT-3.1.4-3] cluster: a CONNECT that another node out-claims while it is
   await first.expectClosed()
 
   let release = (): void => {}
-  hold = new Promise<void>((resolve) => { release = resolve })
-  const atHook = new Promise<void>((resolve) => { reached = resolve })
+  hold = new Promise<void>((resolve) => {
+    release = resolve
+  })
+  const atHook = new Promise<void>((resolve) => {
+    reached = resolve
+  })
   const onA = await RawClient.open(t, a, 5)
   const ackA = onA.connect(session, 5).catch(() => undefined) // claims the client id from B, then waits at the hook
   await atHook
@@ -184,7 +207,11 @@ test('[MQTT-3.1.4-3] cluster: CONNECTs with one client id in bursts on two nodes
     for (let i = 0; i < 16; i++) burst.push(await RawClient.open(t, nodes[(i + round) % 2]!, 5))
     clients.push(...burst)
     // some may lose the race for the client id (CONNACK 0x89, or none before they are taken over): never two win
-    await Promise.all(burst.map((c, i) => c.connect({ clientId: 'burst', clean: i % 3 === 0, properties: { sessionExpiryInterval: i % 2 === 0 ? 0 : 60 } }, 5).catch(() => undefined)))
+    await Promise.all(
+      burst.map((c, i) =>
+        c.connect({ clientId: 'burst', clean: i % 3 === 0, properties: { sessionExpiryInterval: i % 2 === 0 ? 0 : 60 } }, 5).catch(() => undefined),
+      ),
+    )
     await until(() => open().length <= 1, 10000, `at most one connection left after round ${round}`)
   }
   const check = await RawClient.open(t, nodes[0]!, 5)

@@ -65,7 +65,10 @@ test('a session moves from A to B with its queued messages; B serves it from the
   await pub.publishAsync('q/x', 'after-move', { qos: 1 })
   await until(() => got.includes('after-move'), 5000, 'a message published after the move')
   assert.equal(got.length, 101)
-  assert.deepEqual(got.slice(0, 100), Array.from({ length: 100 }, (_, i) => `queued-${i}`))
+  assert.deepEqual(
+    got.slice(0, 100),
+    Array.from({ length: 100 }, (_, i) => `queued-${i}`),
+  )
   assert.equal(a!.sessions.sessions.has('mover'), false) // A let it go
   assert.equal(b!.sessions.sessions.has('mover'), true)
 })
@@ -90,7 +93,7 @@ test('a shared group with members on three nodes gets each message once, cluster
   const members = [await connect(t, a!), await connect(t, a!), await connect(t, b!), await connect(t, c!)]
   const got = members.map(received)
   for (const m of members) await m.subscribeAsync('$share/workers/job/#', { qos: 1 })
-  await until(() => [a!, b!, c!].every((n) => n.router.remote!.size === 2), 5000, 'every node to know the other nodes\' members')
+  await until(() => [a!, b!, c!].every((n) => n.router.remote!.size === 2), 5000, "every node to know the other nodes' members")
   const pubA = await connect(t, a!)
   const pubB = await connect(t, b!)
   const sent: Promise<unknown>[] = []
@@ -101,10 +104,13 @@ test('a shared group with members on three nodes gets each message once, cluster
   const all = got.flat()
   assert.equal(all.length, 300)
   assert.equal(new Set(all).size, 300)
-  assert.ok(got.every((g) => g.length > 0), `every member gets a share: ${got.map((g) => g.length).join(', ')}`)
+  assert.ok(
+    got.every((g) => g.length > 0),
+    `every member gets a share: ${got.map((g) => g.length).join(', ')}`,
+  )
 })
 
-test('node A killed with SIGKILL: another node publishes its clients\' wills and serves its sessions, with what was published meanwhile', async (t) => {
+test("node A killed with SIGKILL: another node publishes its clients' wills and serves its sessions, with what was published meanwhile", async (t) => {
   const redis = await startRedis(t)
   const procA = await brokerProcess(t, { port: 0, ws: false, sys: { enabled: false }, id: 'a', hooksDir: './hooks', redis: { url: redis.url, ...fast } })
   const [b, c] = await nodes(t, redis.url, ['b', 'c'])
@@ -121,10 +127,14 @@ test('node A killed with SIGKILL: another node publishes its clients\' wills and
   // A has stored 'before' for p1 and saved its cursor past it: killed in between, it would get it twice (at least once, as documented)
   const client = new Redis(redis.url)
   defer(t, () => client.quit())
-  await until(async () => {
-    const [last] = await client.xrevrange('hookmq:bus:c', '+', '-', 'COUNT', 1)
-    return last !== undefined && (await client.hget('hookmq:node:a:cursors', 'c')) === last[0]
-  }, 10000, 'A to have handled and saved what C published')
+  await until(
+    async () => {
+      const [last] = await client.xrevrange('hookmq:bus:c', '+', '-', 'COUNT', 1)
+      return last !== undefined && (await client.hget('hookmq:node:a:cursors', 'c')) === last[0]
+    },
+    10000,
+    'A to have handled and saved what C published',
+  )
   await procA.kill()
   await pub.publishAsync('p/x', 'while-dead', { qos: 1 }) // A's sessions are nobody's yet: replayed to them from A's cursor
   await until(() => wills.length > 0, 10000, 'the will of w1')
@@ -159,21 +169,31 @@ test('Redis stopped mid-traffic: no node crashes, QoS >= 1 and persistent sessio
   // QoS 1 is refused (PUBACK 0x97), not acknowledged and lost
   await assert.rejects(pub5.publishAsync('live/1', 'qos1-during', { qos: 1 }), (err: Error & { code?: number }) => err.code === 0x97)
   // a persistent session is refused (CONNACK 0x88); a clean one is accepted
-  const refused = mqtt.connect(urlOf(a!), { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 60 }, reconnectPeriod: 0 })
+  const refused = mqtt.connect(urlOf(a!), {
+    clientId: 'keeper',
+    clean: false,
+    protocolVersion: 5,
+    properties: { sessionExpiryInterval: 60 },
+    reconnectPeriod: 0,
+  })
   defer(t, () => refused.endAsync(true).catch(() => {}))
   const err = await new Promise<Error & { code?: number }>((resolve) => refused.once('error', resolve))
   assert.equal(err.code, 0x88)
   await raw(t, urlOf(a!), { clean: true })
   await redis.start()
   await until(() => a!.cluster!.available && b!.cluster!.available, 10000, 'both nodes back on Redis')
-  await until(async () => {
-    try {
-      await pub5.publishAsync('live/2', 'after', { qos: 1 })
-      return true
-    } catch {
-      return false
-    }
-  }, 10000, 'QoS 1 accepted again')
+  await until(
+    async () => {
+      try {
+        await pub5.publishAsync('live/2', 'after', { qos: 1 })
+        return true
+      } catch {
+        return false
+      }
+    },
+    10000,
+    'QoS 1 accepted again',
+  )
   await until(() => remoteGot.includes('after'), 10000, 'cross-node delivery after the outage')
   assert.ok(!remoteGot.includes('qos1-during'))
   const keeper = await raw(t, urlOf(a!), { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 60 } })
@@ -182,7 +202,11 @@ test('Redis stopped mid-traffic: no node crashes, QoS >= 1 and persistent sessio
 
 test('TTLs: an offline 3.1.1 session and its queued messages expire; an MQTT 5 session expiry takes precedence', async (t) => {
   const redis = await startRedis(t)
-  const broker = await startBroker(t, { ws: false, sys: { enabled: false }, redis: { url: redis.url, keyPrefix: 'ttl:', ttl: { subscriptions: 3, packets: 1 } } })
+  const broker = await startBroker(t, {
+    ws: false,
+    sys: { enabled: false },
+    redis: { url: redis.url, keyPrefix: 'ttl:', ttl: { subscriptions: 3, packets: 1 } },
+  })
   const url = urlOf(broker)
   const v3 = await raw(t, url, { clientId: 'old', clean: false, protocolVersion: 4 })
   await v3.subscribeAsync('ttl/#', { qos: 1 })
@@ -217,37 +241,44 @@ test('TTLs: an offline 3.1.1 session and its queued messages expire; an MQTT 5 s
 })
 
 for (const publisherOn of ['a', 'c'] as const) {
-test(`a session moving from A to B while ${publisherOn.toUpperCase()} keeps publishing to it loses nothing that was acknowledged`, async (t) => {
-  const redis = await startRedis(t)
-  const [a, b, c] = await nodes(t, redis.url, ['a', 'b', 'c'])
-  const opts = { clientId: 'moving', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
-  const first = await raw(t, urlOf(a!), opts)
-  const got = new Set<string>()
-  first.on('message', (_t, p) => got.add(p.toString()))
-  await first.subscribeAsync('mv/#', { qos: 1 })
-  const pub = await connect(t, publisherOn === 'a' ? a! : c!)
-  const acked: string[] = []
-  let stop = false
-  const publishing = (async () => {
-    for (let i = 0; !stop; i++) {
-      await pub.publishAsync('mv/x', `m${i}`, { qos: 1 })
-      acked.push(`m${i}`)
-    }
-  })()
-  await until(() => acked.length >= 50, 5000, 'some traffic first')
-  await first.endAsync()
-  await until(() => acked.length >= 100, 5000, 'traffic while it is offline')
-  const second = mqtt.connect(urlOf(b!), { ...opts, reconnectPeriod: 0 })
-  defer(t, () => second.endAsync(true).catch(() => {}))
-  second.on('message', (_t, p) => got.add(p.toString()))
-  await new Promise((resolve) => second.once('connect', resolve))
-  const at = acked.length
-  await until(() => acked.length >= at + 100, 5000, 'traffic after the move')
-  stop = true
-  await publishing
-  await until(() => acked.every((m) => got.has(m)), 10000, `every acknowledged message (missing ${acked.filter((m) => !got.has(m)).slice(0, 5).join(',')})`)
-  assert.equal(a!.sessions.sessions.has('moving'), false)
-})
+  test(`a session moving from A to B while ${publisherOn.toUpperCase()} keeps publishing to it loses nothing that was acknowledged`, async (t) => {
+    const redis = await startRedis(t)
+    const [a, b, c] = await nodes(t, redis.url, ['a', 'b', 'c'])
+    const opts = { clientId: 'moving', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } }
+    const first = await raw(t, urlOf(a!), opts)
+    const got = new Set<string>()
+    first.on('message', (_t, p) => got.add(p.toString()))
+    await first.subscribeAsync('mv/#', { qos: 1 })
+    const pub = await connect(t, publisherOn === 'a' ? a! : c!)
+    const acked: string[] = []
+    let stop = false
+    const publishing = (async () => {
+      for (let i = 0; !stop; i++) {
+        await pub.publishAsync('mv/x', `m${i}`, { qos: 1 })
+        acked.push(`m${i}`)
+      }
+    })()
+    await until(() => acked.length >= 50, 5000, 'some traffic first')
+    await first.endAsync()
+    await until(() => acked.length >= 100, 5000, 'traffic while it is offline')
+    const second = mqtt.connect(urlOf(b!), { ...opts, reconnectPeriod: 0 })
+    defer(t, () => second.endAsync(true).catch(() => {}))
+    second.on('message', (_t, p) => got.add(p.toString()))
+    await new Promise((resolve) => second.once('connect', resolve))
+    const at = acked.length
+    await until(() => acked.length >= at + 100, 5000, 'traffic after the move')
+    stop = true
+    await publishing
+    await until(
+      () => acked.every((m) => got.has(m)),
+      10000,
+      `every acknowledged message (missing ${acked
+        .filter((m) => !got.has(m))
+        .slice(0, 5)
+        .join(',')})`,
+    )
+    assert.equal(a!.sessions.sessions.has('moving'), false)
+  })
 }
 
 test('a node that learns of a new node late still reads everything the new one wrote (a takeover asked before it noticed)', async (t) => {

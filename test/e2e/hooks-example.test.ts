@@ -36,7 +36,13 @@ const config = {
 function logCapture(): { lines: Array<Record<string, unknown>>; text: () => string; logger: pino.Logger } {
   const lines: Array<Record<string, unknown>> = []
   let raw = ''
-  const stream = new Writable({ write(chunk: Buffer, _enc, cb) { raw += chunk.toString(); for (const l of chunk.toString().trim().split('\n')) lines.push(JSON.parse(l)); cb() } })
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      raw += chunk.toString()
+      for (const l of chunk.toString().trim().split('\n')) lines.push(JSON.parse(l))
+      cb()
+    },
+  })
   return { lines, text: () => raw, logger: pino({ level: 'info' }, stream) }
 }
 
@@ -51,7 +57,13 @@ test('hooks.example: auth, acl, transform and events working together from a hoo
     webhooks: [{ name: 'alerts', url: sink.url, batch: { maxSize: 1, maxWaitMs: 0 } }],
     logger: logs.logger,
   })
-  assert.deepEqual(broker.hookStatus().map((s) => `${s.name}:${s.state}`).sort(), ['acl:loaded', 'auth:loaded', 'events:loaded', 'transform:loaded', 'webhook:loaded'])
+  assert.deepEqual(
+    broker
+      .hookStatus()
+      .map((s) => `${s.name}:${s.state}`)
+      .sort(),
+    ['acl:loaded', 'auth:loaded', 'events:loaded', 'transform:loaded', 'webhook:loaded'],
+  )
 
   // auth.ts: wrong password → "bad user name or password"
   const bad5 = await RawClient.open(t, broker, 5)
@@ -65,7 +77,10 @@ test('hooks.example: auth, acl, transform and events working together from a hoo
   assert.equal(await publishCode(alice, 'public/announcements'), 0x87)
   assert.equal(await publishCode(alice, 'clients/alice-phone/status'), 0x10)
   assert.equal(await publishCode(alice, 'clients/someone-else/status'), 0x87)
-  assert.deepEqual((await alice.subscribeAsync('users/alice/#')).map((g) => g.qos), [0])
+  assert.deepEqual(
+    (await alice.subscribeAsync('users/alice/#')).map((g) => g.qos),
+    [0],
+  )
   await assert.rejects(alice.subscribeAsync('users/bob/#'), /Not authorized/)
   await assert.rejects(alice.subscribeAsync('#'), /Not authorized/)
   const admin = await connect(t, broker, { protocolVersion: 5, username: 'admin', password: 'root-pw' })
@@ -114,7 +129,10 @@ test('hookmq check: a good folder passes; a bad one fails naming the file', asyn
   writeFileSync(join(bad, 'broken.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'broken', authorizePublish() { return true }\n`)
   mkdirSync(join(bad, 'more'))
   writeFileSync(join(bad, 'more', 'dup.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'acl' })\n`)
-  const failed = await run(process.execPath, [bin, 'check', bad]).then(() => undefined, (err: { code: number; stdout: string }) => err)
+  const failed = await run(process.execPath, [bin, 'check', bad]).then(
+    () => undefined,
+    (err: { code: number; stdout: string }) => err,
+  )
   assert.ok(failed, 'check passed a bad folder')
   assert.equal(failed.code, 1)
   assert.match(failed.stdout, new RegExp(`error ${join(bad, 'broken.ts')}:3:\\d+: `))
@@ -125,7 +143,10 @@ test('hooks.example: hostile names — user names that are Object.prototype keys
   const dir = hooksFolder(t)
   for (const f of ['auth.ts', 'acl.ts']) copyFileSync(join(examples, f), join(dir, f))
   const rules = [...config.acl.rules, { user: 'alice', deny: 'subscribe', topics: ['public/secret/#'] }]
-  const broker = await startBroker(t, { hooksDir: dir, hooks: { ...config, acl: { ...config.acl, rules }, isolation: 'inline', breaker: { maxFailures: 3, windowMs: 60000, backoffMs: 60000 } } })
+  const broker = await startBroker(t, {
+    hooksDir: dir,
+    hooks: { ...config, acl: { ...config.acl, rules }, isolation: 'inline', breaker: { maxFailures: 3, windowMs: 60000, backoffMs: 60000 } },
+  })
   for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'constructor']) {
     const raw = await RawClient.open(t, broker, 5)
     assert.equal((await raw.connect({ username: name, password: Buffer.from('x') }, 5)).reasonCode, 0x86, name)
@@ -149,7 +170,10 @@ test('hooks.example: hostile names — user names that are Object.prototype keys
   await assert.rejects(alice.subscribeAsync('public/#'), /Not authorized/)
   await assert.rejects(alice.subscribeAsync('public/+/x'), /Not authorized/)
   await assert.rejects(alice.subscribeAsync('+/secret/x'), /Not authorized/)
-  assert.deepEqual((await alice.subscribeAsync('public/news/#')).map((g) => g.qos), [0])
+  assert.deepEqual(
+    (await alice.subscribeAsync('public/news/#')).map((g) => g.qos),
+    [0],
+  )
   assert.equal(await publishCode(alice, 'public/secret/x'), 0x10) // the rule denies subscribing only
   await pingRoundTrip(alice)
   assert.equal(collect(alice).messages.length, 0)

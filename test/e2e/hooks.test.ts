@@ -3,7 +3,19 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { defineHook } from '../../plugins/index.js'
-import { atomicWrite, collect, connect, deleteHook, hooksFolder, nextChange, pingRoundTrip, publishCode, RawClient, startBroker, writeHook } from '../helpers.js'
+import {
+  atomicWrite,
+  collect,
+  connect,
+  deleteHook,
+  hooksFolder,
+  nextChange,
+  pingRoundTrip,
+  publishCode,
+  RawClient,
+  startBroker,
+  writeHook,
+} from '../helpers.js'
 
 const aclHook = (prefix: string): string => `
 import { defineHook } from 'hookmq'
@@ -42,12 +54,20 @@ test('a syntax error or a throw in setup keeps the old version serving and repor
   const broker = await startBroker(t, { hooksDir: dir })
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'b/1'), 0x87)
-  const broken = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({\n  name: 'acl',\n  authorizePublish() { return true \n})\n`)
+  const broken = await writeHook(
+    broker,
+    file,
+    `import { defineHook } from 'hookmq'\nexport default defineHook({\n  name: 'acl',\n  authorizePublish() { return true \n})\n`,
+  )
   assert.equal(broken.kind, 'failed')
   assert.equal(broken.error?.file, file)
   assert.equal(broken.error?.line, 5)
   assert.equal(await publishCode(c, 'b/1'), 0x87) // version 1 still serving
-  const throwing = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({\n  name: 'acl',\n  setup() {\n    throw new Error('database unreachable')\n  },\n  authorizePublish() { return true },\n})\n`)
+  const throwing = await writeHook(
+    broker,
+    file,
+    `import { defineHook } from 'hookmq'\nexport default defineHook({\n  name: 'acl',\n  setup() {\n    throw new Error('database unreachable')\n  },\n  authorizePublish() { return true },\n})\n`,
+  )
   assert.equal(throwing.kind, 'failed')
   assert.match(throwing.error!.message, /database unreachable/)
   assert.equal(throwing.error?.file, file)
@@ -61,7 +81,7 @@ test('a syntax error or a throw in setup keeps the old version serving and repor
   assert.match(wrongShape.error!.message, /unknown key "authorisePublish"/)
 })
 
-test('editors\' atomic saves and bursts of saves: the last content wins', async (t) => {
+test("editors' atomic saves and bursts of saves: the last content wins", async (t) => {
   const dir = hooksFolder(t)
   const broker = await startBroker(t, { hooksDir: dir })
   const file = join(dir, 'acl.ts')
@@ -78,11 +98,17 @@ test('editing a helper module reloads the hook that imports it; helpers and subf
   const dir = hooksFolder(t)
   mkdirSync(join(dir, 'lib'))
   writeFileSync(join(dir, '_prefix.ts'), `export const prefix = 'a/'\n`)
-  writeFileSync(join(dir, 'lib', 'acl.ts'), `import { defineHook } from 'hookmq'\nimport { prefix } from '../_prefix'\nexport default defineHook({ name: 'acl', authorizePublish: ({ topic }) => topic.startsWith(prefix) ? undefined : false })\n`)
+  writeFileSync(
+    join(dir, 'lib', 'acl.ts'),
+    `import { defineHook } from 'hookmq'\nimport { prefix } from '../_prefix'\nexport default defineHook({ name: 'acl', authorizePublish: ({ topic }) => topic.startsWith(prefix) ? undefined : false })\n`,
+  )
   writeFileSync(join(dir, 'acl.test.ts'), `throw new Error('not a hook')\n`)
   writeFileSync(join(dir, 'types.d.ts'), `export type X = 1\n`)
   const broker = await startBroker(t, { hooksDir: dir })
-  assert.deepEqual(broker.hookStatus().map((s) => `${s.name}:${s.state}`), ['acl:loaded'])
+  assert.deepEqual(
+    broker.hookStatus().map((s) => `${s.name}:${s.state}`),
+    ['acl:loaded'],
+  )
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'b/1'), 0x87)
   const change = nextChange(broker, join(dir, 'lib', 'acl.ts'))
@@ -95,15 +121,19 @@ test('editing a helper module reloads the hook that imports it; helpers and subf
 test('authenticate: deny gives CONNACK 5 (3.1.1) and 0x87 / 0x86 (5); user is attached for later hooks', async (t) => {
   const seen: unknown[] = []
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'auth',
-      authenticate: ({ username, password }) => {
-        if (username === 'banned') return { deny: 'banned user' }
-        if (username === 'alice') return password?.toString() === 'secret' ? { allow: true, user: { name: 'alice', role: 'ops' } } : false
-        return undefined
-      },
-      authorizeSubscribe: ({ client }) => { seen.push(client.user) },
-    })],
+    hooks: [
+      defineHook({
+        name: 'auth',
+        authenticate: ({ username, password }) => {
+          if (username === 'banned') return { deny: 'banned user' }
+          if (username === 'alice') return password?.toString() === 'secret' ? { allow: true, user: { name: 'alice', role: 'ops' } } : false
+          return undefined
+        },
+        authorizeSubscribe: ({ client }) => {
+          seen.push(client.user)
+        },
+      }),
+    ],
   })
   const v4 = await RawClient.open(t, broker, 4)
   assert.equal((await v4.connect({ username: 'banned' }, 4)).returnCode, 5)
@@ -121,15 +151,19 @@ test('authenticate: deny gives CONNACK 5 (3.1.1) and 0x87 / 0x86 (5); user is at
 test('MQTT 5 enhanced authentication in one step: a hook naming the method accepts it and CONNACK carries it back [MQTT-4.12.0-5]; otherwise 0x8C [MQTT-4.12.0-1]', async (t) => {
   const seen: unknown[] = []
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'token',
-      authenticate: ({ authenticationMethod, authenticationData, username }) => {
-        if (username === 'anyone') return true // a hook that allows without looking at the method
-        if (authenticationMethod !== 'TOKEN') return undefined
-        seen.push(authenticationData?.toString())
-        return authenticationData?.toString() === 's3cret' ? { allow: true, user: 'token-user', authenticationMethod } : { deny: 'bad token', reasonCode: 0x86 }
-      },
-    })],
+    hooks: [
+      defineHook({
+        name: 'token',
+        authenticate: ({ authenticationMethod, authenticationData, username }) => {
+          if (username === 'anyone') return true // a hook that allows without looking at the method
+          if (authenticationMethod !== 'TOKEN') return undefined
+          seen.push(authenticationData?.toString())
+          return authenticationData?.toString() === 's3cret'
+            ? { allow: true, user: 'token-user', authenticationMethod }
+            : { deny: 'bad token', reasonCode: 0x86 }
+        },
+      }),
+    ],
   })
   // MQTT.js, real client: accepted, and the CONNACK names the method
   const client = await connect(t, broker, { protocolVersion: 5, properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('s3cret') } })
@@ -142,7 +176,10 @@ test('MQTT 5 enhanced authentication in one step: a hook naming the method accep
   const bad = await RawClient.open(t, broker, 5)
   assert.equal((await bad.connect({ properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('nope') } }, 5)).reasonCode, 0x86)
   // a method no hook takes, and a method only allowed by a hook that never looked at it: 0x8C, connection closed
-  for (const [username, method] of [[undefined, 'SCRAM-SHA-256'], ['anyone', 'SCRAM-SHA-256']] as const) {
+  for (const [username, method] of [
+    [undefined, 'SCRAM-SHA-256'],
+    ['anyone', 'SCRAM-SHA-256'],
+  ] as const) {
     const c = await RawClient.open(t, broker, 5)
     const ack = await c.connect({ username, properties: { authenticationMethod: method } }, 5)
     assert.equal(ack.reasonCode, 0x8c)
@@ -159,18 +196,32 @@ test('MQTT 5 re-authentication: AUTH 0x19 with the CONNECT method runs the authe
   const calls: Array<{ data?: string; again?: true; password?: string }> = []
   const users: unknown[] = []
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'token',
-      authenticate: ({ authenticationMethod, authenticationData, reauthenticate, password, username }) => {
-        if (authenticationMethod === undefined) return username === 'plain' ? true : undefined
-        calls.push({ data: authenticationData?.toString(), again: reauthenticate, password: password?.toString() })
-        return authenticationData?.toString().startsWith('ok') ? { allow: true, user: authenticationData.toString(), authenticationMethod } : { deny: 'token expired' }
-      },
-      authorizePublish: ({ client }) => { users.push(client.user) },
-    })],
+    hooks: [
+      defineHook({
+        name: 'token',
+        authenticate: ({ authenticationMethod, authenticationData, reauthenticate, password, username }) => {
+          if (authenticationMethod === undefined) return username === 'plain' ? true : undefined
+          calls.push({ data: authenticationData?.toString(), again: reauthenticate, password: password?.toString() })
+          return authenticationData?.toString().startsWith('ok')
+            ? { allow: true, user: authenticationData.toString(), authenticationMethod }
+            : { deny: 'token expired' }
+        },
+        authorizePublish: ({ client }) => {
+          users.push(client.user)
+        },
+      }),
+    ],
   })
   const c = await RawClient.open(t, broker, 5)
-  assert.equal((await c.connect({ username: 'token-client', password: Buffer.from('pw'), properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('ok-1') } }, 5)).reasonCode, 0)
+  assert.equal(
+    (
+      await c.connect(
+        { username: 'token-client', password: Buffer.from('pw'), properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('ok-1') } },
+        5,
+      )
+    ).reasonCode,
+    0,
+  )
   c.send({ cmd: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('ok-2') } }, 5)
   const ack = await c.expect('auth')
   assert.equal(ack.reasonCode, 0)
@@ -184,7 +235,11 @@ test('MQTT 5 re-authentication: AUTH 0x19 with the CONNECT method runs the authe
   assert.equal(bye.reasonCode, 0x87)
   assert.equal(bye.properties?.reasonString, 'token expired')
   await c.expectClosed()
-  assert.deepEqual(calls, [{ data: 'ok-1', again: undefined, password: 'pw' }, { data: 'ok-2', again: true, password: undefined }, { data: 'stale', again: true, password: undefined }])
+  assert.deepEqual(calls, [
+    { data: 'ok-1', again: undefined, password: 'pw' },
+    { data: 'ok-2', again: true, password: undefined },
+    { data: 'stale', again: true, password: undefined },
+  ])
   // another method than CONNECT's, and AUTH from a client that connected without one: protocol errors
   const other = await RawClient.open(t, broker, 5)
   await other.connect({ properties: { authenticationMethod: 'TOKEN', authenticationData: Buffer.from('ok-3') } }, 5)
@@ -205,15 +260,17 @@ test('MQTT 5: Authentication Data without an Authentication Method is a protocol
 
 test('a throwing or hanging authenticate hook denies within its deadline while other clients keep working', async (t) => {
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'flaky',
-      timeoutMs: 300,
-      authenticate: ({ username }, { signal }) => {
-        if (username === 'throws') throw new Error('boom')
-        if (username === 'hangs') return new Promise((resolve) => signal.addEventListener('abort', () => setTimeout(() => resolve(true), 50)))
-        return undefined
-      },
-    })],
+    hooks: [
+      defineHook({
+        name: 'flaky',
+        timeoutMs: 300,
+        authenticate: ({ username }, { signal }) => {
+          if (username === 'throws') throw new Error('boom')
+          if (username === 'hangs') return new Promise((resolve) => signal.addEventListener('abort', () => setTimeout(() => resolve(true), 50)))
+          return undefined
+        },
+      }),
+    ],
   })
   const other = await connect(t, broker, { protocolVersion: 5 })
   await other.subscribeAsync('alive')
@@ -234,15 +291,28 @@ test('a throwing or hanging authenticate hook denies within its deadline while o
 
 test('ACL: publish and subscribe denied with MQTT 5 reason codes; QoS downgrade', async (t) => {
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'acl',
-      authorizePublish: ({ topic }) => (topic.startsWith('ro/') ? { deny: 'read only' } : undefined),
-      authorizeSubscribe: ({ filter }) => (filter.startsWith('secret/') ? false : filter.startsWith('slow/') ? { qos: 0 } : undefined),
-    })],
+    hooks: [
+      defineHook({
+        name: 'acl',
+        authorizePublish: ({ topic }) => (topic.startsWith('ro/') ? { deny: 'read only' } : undefined),
+        authorizeSubscribe: ({ filter }) => (filter.startsWith('secret/') ? false : filter.startsWith('slow/') ? { qos: 0 } : undefined),
+      }),
+    ],
   })
   const raw = await RawClient.open(t, broker, 5)
   await raw.connect({}, 5)
-  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'secret/#', qos: 1 }, { topic: 'slow/#', qos: 2 }, { topic: 'ok/#', qos: 2 }] }, 5)
+  raw.send(
+    {
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [
+        { topic: 'secret/#', qos: 1 },
+        { topic: 'slow/#', qos: 2 },
+        { topic: 'ok/#', qos: 2 },
+      ],
+    },
+    5,
+  )
   assert.deepEqual((await raw.expect('suback')).granted, [0x87, 0, 2])
   raw.send({ cmd: 'publish', topic: 'ro/x', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, messageId: 2 }, 5)
   const ack = await raw.expect('puback')
@@ -255,17 +325,19 @@ test('ACL: publish and subscribe denied with MQTT 5 reason codes; QoS downgrade'
 
 test('transform: changes topic and payload, drops, and a failing transform lets the original through', async (t) => {
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 't',
-      filter: { topics: ['in/#'] },
-      transform: ({ topic, payload }) => {
-        const s = payload.toString()
-        if (s === 'drop') return null
-        if (s === 'fail') throw new Error('transform bug')
-        if (s === 'bad') return { topic: 'out/#' } as never // invalid answer: counts as an error, fails open
-        return { topic: topic.replace('in/', 'out/'), payload: s.toUpperCase() }
-      },
-    })],
+    hooks: [
+      defineHook({
+        name: 't',
+        filter: { topics: ['in/#'] },
+        transform: ({ topic, payload }) => {
+          const s = payload.toString()
+          if (s === 'drop') return null
+          if (s === 'fail') throw new Error('transform bug')
+          if (s === 'bad') return { topic: 'out/#' } as never // invalid answer: counts as an error, fails open
+          return { topic: topic.replace('in/', 'out/'), payload: s.toUpperCase() }
+        },
+      }),
+    ],
   })
   const sub = await connect(t, broker)
   await sub.subscribeAsync(['out/#', 'in/#', 'other'])
@@ -282,7 +354,8 @@ test('transform: changes topic and payload, drops, and a failing transform lets 
 test('live re-check: a reload that denies an existing subscription removes it (disconnect mode: 0x87)', async (t) => {
   const dir = hooksFolder(t)
   const file = join(dir, 'subs.ts')
-  const rule = (denied: string): string => `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'subs', authorizeSubscribe: ({ filter }) => filter.startsWith('${denied}') ? false : undefined })\n`
+  const rule = (denied: string): string =>
+    `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'subs', authorizeSubscribe: ({ filter }) => filter.startsWith('${denied}') ? false : undefined })\n`
   writeFileSync(file, rule('none/'))
   const broker = await startBroker(t, { hooksDir: dir })
   const c = await connect(t, broker, { protocolVersion: 5 })
@@ -309,7 +382,8 @@ test('live re-check: a reload that denies an existing subscription removes it (d
 test('live re-check: a subscription revoked while its client is offline takes the messages queued for it alone along (they are never delivered)', async (t) => {
   const dir = hooksFolder(t)
   const file = join(dir, 'subs.ts')
-  const rule = (denied: string): string => `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'subs', authorizeSubscribe: ({ filter }) => filter.startsWith('${denied}') ? false : undefined })\n`
+  const rule = (denied: string): string =>
+    `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'subs', authorizeSubscribe: ({ filter }) => filter.startsWith('${denied}') ? false : undefined })\n`
   writeFileSync(file, rule('none/'))
   const broker = await startBroker(t, { hooksDir: dir })
   const opts = { protocolVersion: 5 as const, clientId: 'offline-reader', clean: false, properties: { sessionExpiryInterval: 600 } }
@@ -325,12 +399,23 @@ test('live re-check: a subscription revoked while its client is offline takes th
   const got = collect(back)
   assert.equal((await got.next()).topic, 'chat/1')
   await pingRoundTrip(back)
-  assert.deepEqual(got.messages.map((m) => m.topic), ['chat/1'])
+  assert.deepEqual(
+    got.messages.map((m) => m.topic),
+    ['chat/1'],
+  )
 })
 
 test('hooks run in order, then file name; the first non-pass answer decides; defaults apply when all pass', async (t) => {
   const calls: string[] = []
-  const mk = (name: string, order: number, answer: boolean | undefined) => defineHook({ name, order, authorizePublish: () => { calls.push(name); return answer } })
+  const mk = (name: string, order: number, answer: boolean | undefined) =>
+    defineHook({
+      name,
+      order,
+      authorizePublish: () => {
+        calls.push(name)
+        return answer
+      },
+    })
   const broker = await startBroker(t, { defaults: { publish: 'deny' }, hooks: [mk('c', 5, undefined), mk('a', 1, undefined), mk('b', 5, true)] })
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'x'), 0x10)
@@ -344,9 +429,15 @@ test('hooks run in order, then file name; the first non-pass answer decides; def
 test('hook config comes from hooks.<name>; a bad value fails the load naming the key; $SYS shows hook status', async (t) => {
   const dir = hooksFolder(t)
   const file = join(dir, 'limit.ts')
-  writeFileSync(file, `import { defineHook } from 'hookmq'\nimport { z } from 'zod'\nexport default defineHook({ name: 'limit', config: z.object({ max: z.number().int().positive() }),\n  authorizePublish: ({ payload }, { config }) => payload.length <= config.max ? undefined : { deny: 'too big' } })\n`)
+  writeFileSync(
+    file,
+    `import { defineHook } from 'hookmq'\nimport { z } from 'zod'\nexport default defineHook({ name: 'limit', config: z.object({ max: z.number().int().positive() }),\n  authorizePublish: ({ payload }, { config }) => payload.length <= config.max ? undefined : { deny: 'too big' } })\n`,
+  )
   // at start-up a hook that fails to load stops the broker (hooks.onStartupFailure: exit), naming the key
-  await assert.rejects(startBroker(t, { hooksDir: dir, hooks: { limit: { max: -1 } } }), { code: 'HOOKMQ_ERR_HOOK_LOAD_FAILED', message: /config hooks\.limit\.max/ })
+  await assert.rejects(startBroker(t, { hooksDir: dir, hooks: { limit: { max: -1 } } }), {
+    code: 'HOOKMQ_ERR_HOOK_LOAD_FAILED',
+    message: /config hooks\.limit\.max/,
+  })
   const broker = await startBroker(t, { hooksDir: dir, hooks: { limit: { max: 3 } }, sys: { intervalMs: 100 } })
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'small'), 0x10)
@@ -416,7 +507,11 @@ test('the hooks folder is created if missing; packages resolve from its own node
   writeFileSync(join(dir, 'node_modules', 'shout', 'package.json'), JSON.stringify({ name: 'shout', version: '1.0.0', main: 'index.js' }))
   writeFileSync(join(dir, 'node_modules', 'shout', 'index.js'), `exports.shout = (s) => s.toUpperCase() + '!'\n`)
   const file = join(dir, 'loud.ts')
-  const change = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nimport { shout } from 'shout'\nexport default defineHook({ name: 'loud', transform: ({ payload }) => ({ payload: shout(payload.toString()) }) })\n`)
+  const change = await writeHook(
+    broker,
+    file,
+    `import { defineHook } from 'hookmq'\nimport { shout } from 'shout'\nexport default defineHook({ name: 'loud', transform: ({ payload }) => ({ payload: shout(payload.toString()) }) })\n`,
+  )
   assert.equal(change.kind, 'loaded', change.error?.message)
   const c = await connect(t, broker)
   await c.subscribeAsync('l')
@@ -435,20 +530,25 @@ test('renaming a hook file keeps it loaded under its new name', async (t) => {
   assert.equal((await loaded).kind, 'loaded')
   const removed = nextChange(broker, before)
   await removed.catch(() => undefined) // the old path's removal may already have happened
-  assert.deepEqual(broker.hookStatus().map((s) => `${s.name}:${s.state}:${s.file}`), [`acl:loaded:${after}`])
+  assert.deepEqual(
+    broker.hookStatus().map((s) => `${s.name}:${s.state}:${s.file}`),
+    [`acl:loaded:${after}`],
+  )
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'b/1'), 0x87)
 })
 
 test('an asynchronous authorizePublish under a burst of 3,000 QoS 2 messages: every one completes, in order (the read backlog pauses and resumes the socket)', async (t) => {
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'slow-acl',
-      authorizePublish: async () => {
-        await new Promise((r) => setImmediate(r))
-        return true
-      },
-    })],
+    hooks: [
+      defineHook({
+        name: 'slow-acl',
+        authorizePublish: async () => {
+          await new Promise((r) => setImmediate(r))
+          return true
+        },
+      }),
+    ],
   })
   const sub = await connect(t, broker)
   const inbox = collect(sub)
@@ -459,5 +559,8 @@ test('an asynchronous authorizePublish under a burst of 3,000 QoS 2 messages: ev
   await Promise.all(sent)
   await pingRoundTrip(sub)
   while (inbox.messages.length < 3000) await inbox.next(5000)
-  assert.deepEqual(inbox.messages.map((m) => Number(m.payload.toString())), Array.from({ length: 3000 }, (_, i) => i))
+  assert.deepEqual(
+    inbox.messages.map((m) => Number(m.payload.toString())),
+    Array.from({ length: 3000 }, (_, i) => i),
+  )
 })

@@ -21,17 +21,25 @@ function sample(text: string, series: string): number | undefined {
 test('HTTP endpoint: /health, /metrics (Prometheus text) with per-QoS message counts, hook and webhook figures; /hooks; 404 and 405', async (t) => {
   const dir = hooksFolder(t)
   const sink = await startSink(t)
-  sink.respond = (_req, res) => { res.writeHead(500).end() } // every delivery fails and is retried
+  sink.respond = (_req, res) => {
+    res.writeHead(500).end()
+  } // every delivery fails and is retried
   const broker = await startBroker(t, {
     hooksDir: dir,
     sys: { enabled: false },
     http: { port: 0 },
-    webhooks: [{ name: 'audit', url: sink.url, topics: ['m/#'], batch: { maxSize: 10, maxWaitMs: 5 }, retry: { maxAttempts: 2, minDelayMs: 10, maxDelayMs: 20 } }],
+    webhooks: [
+      { name: 'audit', url: sink.url, topics: ['m/#'], batch: { maxSize: 10, maxWaitMs: 5 }, retry: { maxAttempts: 2, minDelayMs: 10, maxDelayMs: 20 } },
+    ],
   })
-  await writeHook(broker, join(dir, 'acl.ts'), `
+  await writeHook(
+    broker,
+    join(dir, 'acl.ts'),
+    `
 import { defineHook } from 'hookmq'
 export default defineHook({ name: 'acl', authorizePublish: ({ topic }) => (topic === 'm/secret' ? { deny: 'no' } : undefined) })
-`)
+`,
+  )
   const base = broker.httpUrl()!
   assert.match(base, /^http:\/\/127\.0\.0\.1:\d+$/) // loopback, like every listener without a host
 
@@ -72,7 +80,10 @@ export default defineHook({ name: 'acl', authorizePublish: ({ topic }) => (topic
   await until(async () => sample((await get(base, '/metrics')).body, 'hookmq_messages_sent_total{qos="1"}') === 1, 3000, 'one QoS 1 message sent')
 
   const hooks = JSON.parse((await get(base, '/hooks')).body) as Array<{ name: string; state: string; denies: number }>
-  assert.deepEqual(hooks.map((h) => [h.name, h.state, h.denies]), [['acl', 'loaded', 1]])
+  assert.deepEqual(
+    hooks.map((h) => [h.name, h.state, h.denies]),
+    [['acl', 'loaded', 1]],
+  )
   assert.equal((await get(base, '/nope')).status, 404)
   assert.equal((await get(base, '/health', 'POST')).status, 405)
   assert.equal((await get(base, '/health', 'HEAD')).status, 200)
@@ -99,7 +110,8 @@ test('HTTP http.token: /metrics and /hooks answer 401 without the bearer token (
   const token = 'tok-0123456789abcdef'
   const broker = await startBroker(t, { ws: false, sys: { enabled: false }, http: { port: 0, token } })
   const base = broker.httpUrl()!
-  const fetchWith = async (path: string, authorization?: string): Promise<Response> => fetch(base + path, authorization === undefined ? {} : { headers: { authorization } })
+  const fetchWith = async (path: string, authorization?: string): Promise<Response> =>
+    fetch(base + path, authorization === undefined ? {} : { headers: { authorization } })
   for (const path of ['/metrics', '/hooks']) {
     const none = await fetchWith(path)
     assert.equal(none.status, 401, path)
@@ -119,7 +131,11 @@ test('HTTP /hooks shows file paths relative to the hooks folder, for loaded and 
   const dir = hooksFolder(t)
   const broker = await startBroker(t, { hooksDir: dir, ws: false, sys: { enabled: false }, http: { port: 0 } })
   mkdirSync(join(dir, 'sub'))
-  await writeHook(broker, join(dir, 'sub', 'acl.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'acl', authorizePublish: () => undefined })\n`)
+  await writeHook(
+    broker,
+    join(dir, 'sub', 'acl.ts'),
+    `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'acl', authorizePublish: () => undefined })\n`,
+  )
   await writeHook(broker, join(dir, 'broken.ts'), `import { defineHook } from 'hookmq'\nimport './_missing'\nexport default defineHook({ name: 'broken' })\n`)
   const text = await (await fetch(broker.httpUrl() + '/hooks')).text()
   const hooks = JSON.parse(text) as Array<{ name: string; file?: string; state: string; error?: { file?: string; message: string } }>
@@ -134,10 +150,15 @@ test('HTTP /hooks shows file paths relative to the hooks folder, for loaded and 
 
 test('HTTP beyond loopback needs http.token: the CLI refuses to start with one line naming the key', async (t) => {
   const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
-  const child = spawn(process.execPath, [bin, '--host', '0.0.0.0', '--port', '0', '--no-ws', '--http', '0'], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [bin, '--host', '0.0.0.0', '--port', '0', '--no-ws', '--http', '0'], {
+    cwd: tmpdir(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   defer(t, () => child.kill('SIGKILL')) // should it start after all
   let stderr = ''
-  child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+  child.stderr.on('data', (b: Buffer) => {
+    stderr += b.toString()
+  })
   const code = await Promise.race([
     new Promise<number | null>((resolve) => child.on('exit', resolve)),
     new Promise<string>((resolve) => setTimeout(() => resolve('still running after 10 s'), 10000).unref()),

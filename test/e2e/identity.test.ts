@@ -27,7 +27,13 @@ async function exampleBroker(t: TestContext, extra: object = {}): Promise<Broker
     hooksDir: dir,
     hooks: {
       auth: { users: { alice: { password: hash('alice-pw') }, mallory: { password: hash('mallory-pw') }, admin: { password: hash('admin-pw') } } },
-      acl: { superusers: ['admin'], rules: [{ user: '*', allow: 'subscribe', topics: ['users/%u/#'] }, { user: '*', allow: 'both', topics: ['public/#'] }] },
+      acl: {
+        superusers: ['admin'],
+        rules: [
+          { user: '*', allow: 'subscribe', topics: ['users/%u/#'] },
+          { user: '*', allow: 'both', topics: ['public/#'] },
+        ],
+      },
     },
     ...extra,
   })
@@ -45,11 +51,13 @@ async function bystanderWorks(t: TestContext, broker: Broker, options: object = 
 
 function closes(client: MqttClient): { count: number } {
   const seen = { count: 0 }
-  client.on('close', () => { seen.count++ })
+  client.on('close', () => {
+    seen.count++
+  })
   return seen
 }
 
-test('a client id is not an identity (5.0 [MQTT-3.1.3-8], 3.1.1 [MQTT-3.1.3-9]): mallory with alice\'s client id is refused 0x85 / return code 2, alice\'s connection and session are untouched', async (t) => {
+test("a client id is not an identity (5.0 [MQTT-3.1.3-8], 3.1.1 [MQTT-3.1.3-9]): mallory with alice's client id is refused 0x85 / return code 2, alice's connection and session are untouched", async (t) => {
   const broker = await exampleBroker(t)
   const admin = await connect(t, broker, as('admin'))
   const alice = await connect(t, broker, { clientId: 'alice-1', clean: false, ...as('alice') })
@@ -75,7 +83,10 @@ test('a client id is not an identity (5.0 [MQTT-3.1.3-8], 3.1.1 [MQTT-3.1.3-9]):
   await admin.publishAsync('users/alice/inbox', 'while away', { qos: 1 })
   const again = await RawClient.open(t, broker, 4)
   assert.equal((await again.connect({ clientId: 'alice-1', clean: false, ...as('mallory'), password: Buffer.from('mallory-pw') })).returnCode, 2)
-  assert.deepEqual(again.packets.filter((p) => p.cmd === 'publish'), [])
+  assert.deepEqual(
+    again.packets.filter((p) => p.cmd === 'publish'),
+    [],
+  )
   const back = await connect(t, broker, { clientId: 'alice-1', clean: false, ...as('alice') })
   assert.equal(back.connected, true)
   assert.equal((await collect(back).next()).payload.toString(), 'while away')
@@ -91,12 +102,18 @@ test('sessions.identityMismatch "fresh": the newcomer starts empty, the owner\'s
   await admin.publishAsync('users/alice/inbox', 'queued for alice', { qos: 1 })
 
   const mallory = await RawClient.open(t, broker, 5)
-  const ack = await mallory.connect({ clientId: 'shared-1', clean: false, properties: { sessionExpiryInterval: 300 }, ...as('mallory'), password: Buffer.from('mallory-pw') }, 5)
+  const ack = await mallory.connect(
+    { clientId: 'shared-1', clean: false, properties: { sessionExpiryInterval: 300 }, ...as('mallory'), password: Buffer.from('mallory-pw') },
+    5,
+  )
   assert.deepEqual([ack.reasonCode, ack.sessionPresent], [0, false])
   await admin.publishAsync('users/alice/inbox', 'after the switch', { qos: 1 })
   mallory.send({ cmd: 'pingreq' }, 5)
   await mallory.expect('pingresp')
-  assert.deepEqual(mallory.packets.filter((p) => p.cmd === 'publish'), []) // neither the queued message nor the subscription
+  assert.deepEqual(
+    mallory.packets.filter((p) => p.cmd === 'publish'),
+    [],
+  ) // neither the queued message nor the subscription
 
   // the session is mallory's now: alice coming back is a mismatch too, and takes over mallory's connection
   const back = await connect(t, broker, { clientId: 'shared-1', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 300 }, ...as('alice') })
@@ -110,16 +127,18 @@ test('sessions.identityMismatch "fresh": the newcomer starts empty, the owner\'s
 test('an authenticate hook sees the existing session and its owner, and may answer resume, fresh or refuse', async (t) => {
   const seen: Array<[string | undefined, AuthenticateInput['session']]> = []
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'sessions-policy',
-      authenticate(input) {
-        seen.push([input.username, input.session])
-        if (input.username === 'support') return { allow: true, session: 'resume' }
-        if (input.username === 'kiosk') return { allow: true, session: 'fresh' }
-        if (input.username === 'locked' && input.session !== undefined) return { allow: true, session: 'refuse' }
-        return { allow: true }
-      },
-    })],
+    hooks: [
+      defineHook({
+        name: 'sessions-policy',
+        authenticate(input) {
+          seen.push([input.username, input.session])
+          if (input.username === 'support') return { allow: true, session: 'resume' }
+          if (input.username === 'kiosk') return { allow: true, session: 'fresh' }
+          if (input.username === 'locked' && input.session !== undefined) return { allow: true, session: 'refuse' }
+          return { allow: true }
+        },
+      }),
+    ],
   })
   const alice = await connect(t, broker, { clientId: 'desk-1', clean: false, username: 'alice' })
   await alice.subscribeAsync('desk/#', { qos: 1 })
@@ -143,20 +162,26 @@ test('an authenticate hook sees the existing session and its owner, and may answ
   await bystanderWorks(t, broker)
 })
 
-test('identity: the hook\'s user (a string, or an object\'s string id), else the user name; anonymous is its own identity', async (t) => {
+test("identity: the hook's user (a string, or an object's string id), else the user name; anonymous is its own identity", async (t) => {
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'tenants',
-      authenticate({ username }) {
-        if (username?.includes('@')) return { allow: true, user: username.split('@')[1] } // a string: the tenant
-        if (username?.startsWith('dev-')) return { allow: true, user: { id: 'device', name: username } } // an object's id
-        return undefined // anonymous or a plain user name: the loopback default lets it in, its user name is its identity
-      },
-    })],
+    hooks: [
+      defineHook({
+        name: 'tenants',
+        authenticate({ username }) {
+          if (username?.includes('@')) return { allow: true, user: username.split('@')[1] } // a string: the tenant
+          if (username?.startsWith('dev-')) return { allow: true, user: { id: 'device', name: username } } // an object's id
+          return undefined // anonymous or a plain user name: the loopback default lets it in, its user name is its identity
+        },
+      }),
+    ],
   })
   const refused = async (clientId: string, options: { username?: string }): Promise<void> => {
     const raw = await RawClient.open(t, broker, 5)
-    assert.equal((await raw.connect({ clientId, clean: false, properties: { sessionExpiryInterval: 60 }, ...options }, 5)).reasonCode, 0x85, `${options.username ?? 'anonymous'} on ${clientId}`)
+    assert.equal(
+      (await raw.connect({ clientId, clean: false, properties: { sessionExpiryInterval: 60 }, ...options }, 5)).reasonCode,
+      0x85,
+      `${options.username ?? 'anonymous'} on ${clientId}`,
+    )
   }
   const resumes = async (clientId: string, options: { username?: string }): Promise<void> => {
     const c = await connect(t, broker, { clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 60 }, ...options })
@@ -179,13 +204,16 @@ test('identity: the hook\'s user (a string, or an object\'s string id), else the
 test('resumed subscriptions are authorized again: one denied while the client was offline is removed and none of its queued messages arrive', async (t) => {
   const denied = new Set<string>()
   const broker = await startBroker(t, {
-    hooks: [defineHook({
-      name: 'acl-from-a-database',
-      async authorizeSubscribe({ filter }) { // asynchronous, as a database lookup is
-        await new Promise((r) => setImmediate(r))
-        return denied.has(filter) ? { deny: 'revoked' } : true
-      },
-    })],
+    hooks: [
+      defineHook({
+        name: 'acl-from-a-database',
+        async authorizeSubscribe({ filter }) {
+          // asynchronous, as a database lookup is
+          await new Promise((r) => setImmediate(r))
+          return denied.has(filter) ? { deny: 'revoked' } : true
+        },
+      }),
+    ],
   })
   const opts = { clientId: 'reader', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 300 } }
   const first = await connect(t, broker, opts)
@@ -200,18 +228,39 @@ test('resumed subscriptions are authorized again: one denied while the client wa
   await inbox.count(2)
   await broker.publish({ topic: 'gone/2', payload: 'g2', qos: 1 })
   await pingRoundTrip(back)
-  assert.deepEqual(inbox.messages.map((m) => m.payload.toString()), ['k1', 'k2'])
-  assert.deepEqual(broker.subscriptions().filter((s) => s.clientId === 'reader').map((s) => s.subscription.filter), ['kept/#'])
+  assert.deepEqual(
+    inbox.messages.map((m) => m.payload.toString()),
+    ['k1', 'k2'],
+  )
+  assert.deepEqual(
+    broker
+      .subscriptions()
+      .filter((s) => s.clientId === 'reader')
+      .map((s) => s.subscription.filter),
+    ['kept/#'],
+  )
   await bystanderWorks(t, broker)
 })
 
 test('[MQTT-4.4.0-1] resume re-check: an unacknowledged message of a revoked subscription is not sent again; the others are', async (t) => {
   const denied = new Set<string>()
-  const broker = await startBroker(t, { hooks: [defineHook({ name: 'acl', authorizeSubscribe: ({ filter }) => (denied.has(filter) ? { deny: 'revoked' } : true) })] })
+  const broker = await startBroker(t, {
+    hooks: [defineHook({ name: 'acl', authorizeSubscribe: ({ filter }) => (denied.has(filter) ? { deny: 'revoked' } : true) })],
+  })
   const opts = { clientId: 'unacked', clean: false, properties: { sessionExpiryInterval: 300 } }
   const first = await RawClient.open(t, broker, 5)
   await first.connect(opts, 5)
-  first.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'kept/#', qos: 1 }, { topic: 'gone/#', qos: 2 }] }, 5)
+  first.send(
+    {
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [
+        { topic: 'kept/#', qos: 1 },
+        { topic: 'gone/#', qos: 2 },
+      ],
+    },
+    5,
+  )
   await first.expect('suback')
   await broker.publish({ topic: 'gone/0', payload: 'g0', qos: 2 })
   await broker.publish({ topic: 'kept/0', payload: 'k0', qos: 1 })
@@ -227,7 +276,10 @@ test('[MQTT-4.4.0-1] resume re-check: an unacknowledged message of a revoked sub
   assert.deepEqual([again.topic, again.dup], ['kept/0', true])
   back.send({ cmd: 'pingreq' }, 5)
   await back.expect('pingresp')
-  assert.deepEqual(back.packets.filter((p) => p.cmd === 'publish'), [])
+  assert.deepEqual(
+    back.packets.filter((p) => p.cmd === 'publish'),
+    [],
+  )
   await bystanderWorks(t, broker)
 })
 
@@ -252,14 +304,25 @@ test('resume re-check honours defaults.subscribe and revokedSubscriptions "disco
   assert.deepEqual([ack.reasonCode, ack.sessionPresent], [0, true])
   assert.equal((await back.expect('disconnect')).reasonCode, 0x87)
   await back.expectClosed()
-  assert.deepEqual(back.packets.filter((p) => p.cmd === 'publish'), [])
-  assert.deepEqual(broker.subscriptions().filter((s) => s.clientId === 'strict'), [])
+  assert.deepEqual(
+    back.packets.filter((p) => p.cmd === 'publish'),
+    [],
+  )
+  assert.deepEqual(
+    broker.subscriptions().filter((s) => s.clientId === 'strict'),
+    [],
+  )
   await bystanderWorks(t, broker, {}, 'open/bystander')
 })
 
 test('a session stored without an owner (before owners were recorded) is taken by the first identity that resumes it', async (t) => {
   const sessions = new MemorySessionStore()
-  sessions.save({ clientId: 'legacy-1', expiryInterval: 3600, subscriptions: [{ filter: 'legacy/#', qos: 1, nl: false, rap: false, rh: 0 }], disconnectedAt: Date.now() })
+  sessions.save({
+    clientId: 'legacy-1',
+    expiryInterval: 3600,
+    subscriptions: [{ filter: 'legacy/#', qos: 1, nl: false, rap: false, rh: 0 }],
+    disconnectedAt: Date.now(),
+  })
   const broker = await startBroker(t, { stores: { sessions, retained: new MemoryRetainedStore(), bus: new MemoryBus() } })
   await broker.publish({ topic: 'legacy/1', payload: 'kept', qos: 1 })
   const carol = await connect(t, broker, { clientId: 'legacy-1', clean: false, username: 'carol' })

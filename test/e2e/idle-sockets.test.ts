@@ -123,10 +123,14 @@ test('pre-login bytes are bounded: partial 1 MiB CONNECTs past maxPreLoginBytes 
     s.socket.write(partial)
   }
   await check() // while the flood is being read
-  await until(() => {
-    peakHeld = Math.max(peakHeld, broker.preLoginBytes)
-    return broker.preLoginBytes === (N - closed) * body
-  }, 30000, 'every flood socket to be held whole or closed')
+  await until(
+    () => {
+      peakHeld = Math.max(peakHeld, broker.preLoginBytes)
+      return broker.preLoginBytes === (N - closed) * body
+    },
+    30000,
+    'every flood socket to be held whole or closed',
+  )
   const rssGrowth = process.memoryUsage().rss - rssBefore
   assert.ok(peakHeld <= bound, `held ${peakHeld} bytes before login`)
   assert.ok(N - closed <= bound / body, `${N - closed} partial CONNECTs held`)

@@ -78,7 +78,18 @@ test('topic limits: too many levels or too long is refused (PUBLISH 0x90, SUBSCR
   const broker = await startBroker(t, { limits: { maxTopicLevels: 3, maxTopicLength: 20 } })
   const raw = await RawClient.open(t, broker, 5)
   await raw.connect({}, 5)
-  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/b/c/d', qos: 0 }, { topic: 'x'.repeat(21), qos: 0 }, { topic: 'a/b/c', qos: 0 }] }, 5)
+  raw.send(
+    {
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [
+        { topic: 'a/b/c/d', qos: 0 },
+        { topic: 'x'.repeat(21), qos: 0 },
+        { topic: 'a/b/c', qos: 0 },
+      ],
+    },
+    5,
+  )
   assert.deepEqual((await raw.expect('suback')).granted, [0x8f, 0x8f, 0])
   raw.send({ cmd: 'publish', topic: 'a/b/c/d', payload: Buffer.from('x'), qos: 0, retain: false, dup: false }, 5)
   assert.equal((await raw.expect('disconnect')).reasonCode, 0x90)
@@ -87,8 +98,12 @@ test('topic limits: too many levels or too long is refused (PUBLISH 0x90, SUBSCR
 test('a slow async hook holds later packets of that connection in order', async (t) => {
   let release: () => void = () => {}
   let asked: () => void = () => {}
-  const gate = new Promise<void>((r) => { release = r })
-  const slowAsked = new Promise<void>((r) => { asked = r })
+  const gate = new Promise<void>((r) => {
+    release = r
+  })
+  const slowAsked = new Promise<void>((r) => {
+    asked = r
+  })
   const broker = await startBroker(t, {
     hookRunner: {
       authenticate: () => ({ result: 'pass' }),
@@ -104,7 +119,10 @@ test('a slow async hook holds later packets of that connection in order', async 
   })
   const sub = await connect(t, broker, { protocolVersion: 5 })
   const granted = await sub.subscribeAsync(['slow', 'fast', 'drop', 'up', 'cap/#'], { qos: 1 })
-  assert.deepEqual(granted.map((g) => g.qos), [1, 1, 1, 1, 0]) // cap/#: the hook granted a lower QoS
+  assert.deepEqual(
+    granted.map((g) => g.qos),
+    [1, 1, 1, 1, 0],
+  ) // cap/#: the hook granted a lower QoS
   await assert.rejects(sub.subscribeAsync('deny/#', { qos: 1 }), /Not authorized/)
   const pub = await connect(t, broker, { protocolVersion: 5 })
   const acks = [
@@ -126,7 +144,8 @@ test('a slow async hook holds later packets of that connection in order', async 
 test('authenticate deny: CONNACK with the reason code (v5) or "not authorized" (v3.1.1)', async (t) => {
   const broker = await startBroker(t, {
     hookRunner: {
-      authenticate: async (i) => (i.username === 'ok' ? { result: 'allow', user: { role: 'admin' } } : { result: 'deny', reasonCode: 0x86, reason: 'bad password' }),
+      authenticate: async (i) =>
+        i.username === 'ok' ? { result: 'allow', user: { role: 'admin' } } : { result: 'deny', reasonCode: 0x86, reason: 'bad password' },
       authorizePublish: () => ({ result: 'pass' }),
       authorizeSubscribe: () => ({ result: 'pass' }),
       transform: (_c, m) => m,
@@ -134,7 +153,9 @@ test('authenticate deny: CONNACK with the reason code (v5) or "not authorized" (
     },
   })
   let user: unknown
-  broker.on('clientConnected', (c) => { user = c.user })
+  broker.on('clientConnected', (c) => {
+    user = c.user
+  })
   const raw5 = await RawClient.open(t, broker, 5)
   const ack = await raw5.connect({ username: 'nope' }, 5)
   assert.equal(ack.reasonCode, 0x86)
@@ -176,7 +197,9 @@ test('flow control holds back the publisher whose message a subscriber could not
   const flowOf = (id: string): { congestion: number } | null | undefined =>
     (broker.sessions.sessions.get(id)?.outlet as unknown as { flowState: { congestion: number } | null } | null | undefined)?.flowState
   const held = new Set<string>()
-  const watch = setInterval(() => { for (const id of ['pub', 'other']) if ((flowOf(id)?.congestion ?? 0) > 0) held.add(id) }, 2)
+  const watch = setInterval(() => {
+    for (const id of ['pub', 'other']) if ((flowOf(id)?.congestion ?? 0) > 0) held.add(id)
+  }, 2)
   t.after(() => clearInterval(watch))
   const payload = Buffer.alloc(64 * 1024, 7)
   for (let i = 0; i < 300 && !held.has('pub'); i++) {

@@ -22,10 +22,26 @@ for (const version of ['mqttv311', 'mqttv5'] as const) {
     test(`MQTT.js publisher → mosquitto_sub -V ${version} -q ${qos}`, async (t) => {
       const broker = await startBroker(t)
       const subscribed = new Promise<void>((resolve) => broker.on('subscribed', () => resolve()))
-      const child = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(portOf(broker)), '-V', version, '-q', String(qos), '-t', 'mosq/out/#', '-C', '2', '-v'])
+      const child = spawn('mosquitto_sub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(portOf(broker)),
+        '-V',
+        version,
+        '-q',
+        String(qos),
+        '-t',
+        'mosq/out/#',
+        '-C',
+        '2',
+        '-v',
+      ])
       t.after(() => child.kill())
       let out = ''
-      child.stdout.on('data', (b: Buffer) => { out += b.toString() })
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString()
+      })
       const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
       await subscribed
       const pub = await connect(t, broker, { protocolVersion: 4 })

@@ -13,7 +13,10 @@ test('topic alias inbound: [MQTT-3.3.2-12] an alias set with a topic stands for 
   raw.send({ cmd: 'publish', topic: 'ta/x', payload: Buffer.from('1'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } }, 5)
   raw.send({ cmd: 'publish', topic: '', payload: Buffer.from('2'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } }, 5)
   const got = await inbox.count(2)
-  assert.deepEqual(got.map((m) => `${m.topic}=${m.payload}`), ['ta/x=1', 'ta/x=2'])
+  assert.deepEqual(
+    got.map((m) => `${m.topic}=${m.payload}`),
+    ['ta/x=1', 'ta/x=2'],
+  )
 })
 
 test('[MQTT-3.3.2-9] topic alias 0 or above the maximum gets DISCONNECT 0x94; an unknown alias 0x82', async (t) => {
@@ -49,7 +52,10 @@ test('topic alias outbound: the broker uses aliases when the client allows them'
   await c.subscribeAsync('out/#')
   await broker.publish({ topic: 'out/b', payload: 'b1' })
   await broker.publish({ topic: 'out/b', payload: 'b2' })
-  assert.deepEqual((await inbox.count(2)).map((m) => `${m.topic}=${m.payload}`), ['out/b=b1', 'out/b=b2'])
+  assert.deepEqual(
+    (await inbox.count(2)).map((m) => `${m.topic}=${m.payload}`),
+    ['out/b=b1', 'out/b=b2'],
+  )
 })
 
 test('shared subscription spreads one stream across members with no duplicates or loss', async (t) => {
@@ -68,7 +74,10 @@ test('shared subscription spreads one stream across members with no duplicates o
   const ia = collect(a).messages.map((m) => m.payload.toString())
   const ib = collect(b).messages.map((m) => m.payload.toString())
   assert.equal(ia.length + ib.length, 20)
-  assert.deepEqual([...ia, ...ib].map(Number).sort((x, y) => x - y), [...Array(20).keys()])
+  assert.deepEqual(
+    [...ia, ...ib].map(Number).sort((x, y) => x - y),
+    [...Array(20).keys()],
+  )
   assert.ok(ia.length > 0 && ib.length > 0, `one member got everything (${ia.length}/${ib.length})`)
 })
 
@@ -203,9 +212,16 @@ test('user properties and request/response properties pass through', async (t) =
   const sub = await connect(t, broker, { protocolVersion: 5 })
   await sub.subscribeAsync('req/#', { qos: 1 })
   const pub = await connect(t, broker, { protocolVersion: 5 })
-  await pub.publishAsync('req/1', '{}', { qos: 1, properties: {
-    userProperties: { trace: 'abc', tags: ['x', 'y'] }, responseTopic: 'resp/1', correlationData: Buffer.from('c0rr'),
-    contentType: 'application/json', payloadFormatIndicator: true } })
+  await pub.publishAsync('req/1', '{}', {
+    qos: 1,
+    properties: {
+      userProperties: { trace: 'abc', tags: ['x', 'y'] },
+      responseTopic: 'resp/1',
+      correlationData: Buffer.from('c0rr'),
+      contentType: 'application/json',
+      payloadFormatIndicator: true,
+    },
+  })
   const p = (await collect(sub).next()).packet.properties!
   assert.deepEqual({ ...p.userProperties }, { trace: 'abc', tags: ['x', 'y'] })
   assert.equal(p.responseTopic, 'resp/1')
@@ -222,7 +238,18 @@ test('reason codes: PUBACK 0x10 with no subscribers, 0x87 for $SYS; SUBACK 0x8F 
   assert.equal((await raw.expect('puback')).reasonCode, 0x10)
   raw.send({ cmd: 'publish', topic: '$SYS/broker/uptime', payload: Buffer.from('0'), qos: 1, retain: false, dup: false, messageId: 8 }, 5)
   assert.equal((await raw.expect('puback')).reasonCode, 0x87)
-  raw.send({ cmd: 'subscribe', messageId: 9, subscriptions: [{ topic: 'ok/+', qos: 1 }, { topic: 'bad/#/x', qos: 1 }, { topic: '$share/g', qos: 0 }] }, 5)
+  raw.send(
+    {
+      cmd: 'subscribe',
+      messageId: 9,
+      subscriptions: [
+        { topic: 'ok/+', qos: 1 },
+        { topic: 'bad/#/x', qos: 1 },
+        { topic: '$share/g', qos: 0 },
+      ],
+    },
+    5,
+  )
   assert.deepEqual((await raw.expect('suback')).granted, [1, 0x8f, 0x8f])
   raw.send({ cmd: 'unsubscribe', messageId: 10, unsubscriptions: ['ok/+', 'never'] }, 5)
   assert.deepEqual((await raw.expect('unsuback')).granted, [0, 0x11])

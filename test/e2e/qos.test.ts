@@ -52,10 +52,19 @@ test('lifecycle events: clientConnected, subscribed, published, unsubscribed, cl
   const events: string[] = []
   broker.on('clientConnected', (c) => events.push(`connected:${c.id}`))
   broker.on('subscribed', (s, c) => events.push(`subscribed:${c.id}:${s.filter}`))
-  broker.on('published', (m, c) => { if (!m.topic.startsWith('$SYS')) events.push(`published:${c?.id}:${m.topic}`) })
+  broker.on('published', (m, c) => {
+    if (!m.topic.startsWith('$SYS')) events.push(`published:${c?.id}:${m.topic}`)
+  })
   broker.on('unsubscribed', (f, c) => events.push(`unsubscribed:${c.id}:${f}`))
-  const gone = new Promise<void>((resolve) => broker.on('clientDisconnected', (c) => { events.push(`disconnected:${c.id}`); resolve() }))
-  broker.on('published', () => { throw new Error('a listener that throws must not harm the broker') })
+  const gone = new Promise<void>((resolve) =>
+    broker.on('clientDisconnected', (c) => {
+      events.push(`disconnected:${c.id}`)
+      resolve()
+    }),
+  )
+  broker.on('published', () => {
+    throw new Error('a listener that throws must not harm the broker')
+  })
   const c = await connect(t, broker, { clientId: 'ev' })
   await c.subscribeAsync('e/1')
   await c.publishAsync('e/1', 'x', { qos: 1 })
@@ -111,7 +120,15 @@ test('[MQTT-3.3.1-7] a retained message with QoS 0 is stored too', async (t) => 
 
 test('a QoS 2 PUBLISH sent again while its first copy is still being decided (an async hook) is routed once', async (t) => {
   const broker = await startBroker(t, {
-    hooks: [defineHook({ name: 'slow', authorizePublish: async () => { await new Promise((r) => setTimeout(r, 200)); return true } })],
+    hooks: [
+      defineHook({
+        name: 'slow',
+        authorizePublish: async () => {
+          await new Promise((r) => setTimeout(r, 200))
+          return true
+        },
+      }),
+    ],
   })
   const sub = await connect(t, broker)
   await sub.subscribeAsync('dup/#', { qos: 2 })
@@ -125,5 +142,8 @@ test('a QoS 2 PUBLISH sent again while its first copy is still being decided (an
   raw.send({ cmd: 'pubrel', messageId: 5 }, 5)
   await raw.expect('pubcomp')
   await pingRoundTrip(sub)
-  assert.deepEqual(inbox.messages.map((m) => m.payload.toString()), ['once'])
+  assert.deepEqual(
+    inbox.messages.map((m) => m.payload.toString()),
+    ['once'],
+  )
 })

@@ -59,7 +59,9 @@ async function subscribeFlood(t: TestContext, url: string, packets: number, per:
   const codes = new Map<number, number>()
   let subacks = 0
   let connack: () => void = () => {}
-  const connected = new Promise<void>((resolve) => { connack = resolve })
+  const connected = new Promise<void>((resolve) => {
+    connack = resolve
+  })
   const done = new Promise<void>((resolve, reject) => {
     parser.on('packet', (p: Packet) => {
       if (p.cmd === 'connack') connack()
@@ -70,7 +72,9 @@ async function subscribeFlood(t: TestContext, url: string, packets: number, per:
     socket.on('close', () => reject(new Error(`closed after ${subacks} SUBACKs`)))
   })
   socket.on('data', (b: Buffer) => parser.parse(b))
-  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'flood', clean: true, keepalive: 60 }, { protocolVersion: 5 }))
+  socket.write(
+    mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'flood', clean: true, keepalive: 60 }, { protocolVersion: 5 }),
+  )
   await connected
   for (let p = 0; p < packets; p++) {
     const subscriptions = []
@@ -81,7 +85,7 @@ async function subscribeFlood(t: TestContext, url: string, packets: number, per:
   return codes
 }
 
-test('a flood of 1,000,000 SUBSCRIBE filters from one client: the default quota holds 10,000, refuses the rest with 0x97, and the broker\'s RSS stays bounded', async (t) => {
+test("a flood of 1,000,000 SUBSCRIBE filters from one client: the default quota holds 10,000, refuses the rest with 0x97, and the broker's RSS stays bounded", async (t) => {
   const httpPort = await freePort()
   const proc = await brokerProcess(t, { port: 0, ws: false, sys: { enabled: false }, http: { port: httpPort } })
   const rss = async (): Promise<number> => {
@@ -94,8 +98,13 @@ test('a flood of 1,000,000 SUBSCRIBE filters from one client: the default quota 
   const seconds = (Date.now() - started) / 1000
   const after = await rss()
   const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()
-  t.diagnostic(`RSS before ${(before / 1048576).toFixed(0)} MB, after ${(after / 1048576).toFixed(0)} MB (+${((after - before) / 1048576).toFixed(0)} MB) for 1,000,000 filters in ${seconds.toFixed(1)} s`)
-  assert.deepEqual([...codes.entries()].sort(), [[0, 10000], [0x97, 990000]])
+  t.diagnostic(
+    `RSS before ${(before / 1048576).toFixed(0)} MB, after ${(after / 1048576).toFixed(0)} MB (+${((after - before) / 1048576).toFixed(0)} MB) for 1,000,000 filters in ${seconds.toFixed(1)} s`,
+  )
+  assert.deepEqual([...codes.entries()].sort(), [
+    [0, 10000],
+    [0x97, 990000],
+  ])
   assert.match(metrics, /^hookmq_quota_refused_total\{quota="subscriptions"\} 990000$/m)
   assert.match(metrics, /^hookmq_subscriptions 10000$/m)
   assert.ok(after - before < 150 * 1048576, `RSS grew by ${((after - before) / 1048576).toFixed(0)} MB`)
@@ -147,7 +156,10 @@ test('retained bytes broker-wide: a message that would take the total past maxRe
   assert.equal(await retainCode(c, 'b/2', 'x'.repeat(87)), 0x97) // 40 → 90 would make 111
   assert.equal(broker.pipeline.retainedQuota.bytes, 61)
   assert.equal(broker.stats.quota.retained_bytes, 2)
-  assert.deepEqual((await retainedTopics(broker)).map((s) => s.length), [3 + 1 + 7, 3 + 1 + 37, 3 + 1 + 8])
+  assert.deepEqual(
+    (await retainedTopics(broker)).map((s) => s.length),
+    [3 + 1 + 7, 3 + 1 + 37, 3 + 1 + 8],
+  )
 })
 
 test('retained messages per client: one client reaching maxRetainedMessagesPerClient / maxRetainedBytesPerClient is refused with 0x97 while others go on; its own replacements and clears free its quota', async (t) => {
@@ -187,9 +199,14 @@ test('over a retained quota, a publisher that cannot be told (MQTT 3.1.1 QoS 1, 
   await bystander(t, broker)
 })
 
-test('retained quotas with Redis: counted across nodes and across a restart (the store\'s usage is read at start-up); clearing frees', async (t) => {
+test("retained quotas with Redis: counted across nodes and across a restart (the store's usage is read at start-up); clearing frees", async (t) => {
   const redis = await startRedis(t)
-  const base = { ws: false as const, sys: { enabled: false }, redis: { url: redis.url, heartbeatMs: 100, nodeTimeoutMs: 500 }, limits: { maxRetainedMessages: 3, maxRetainedMessagesPerClient: 2 } }
+  const base = {
+    ws: false as const,
+    sys: { enabled: false },
+    redis: { url: redis.url, heartbeatMs: 100, nodeTimeoutMs: 500 },
+    limits: { maxRetainedMessages: 3, maxRetainedMessagesPerClient: 2 },
+  }
   const a = await startBroker(t, { ...base, id: 'qa' })
   const b = await startBroker(t, { ...base, id: 'qb' })
   const onA = await connect(t, a, { protocolVersion: 5, clientId: 'ca' })
@@ -197,9 +214,9 @@ test('retained quotas with Redis: counted across nodes and across a restart (the
   assert.equal(await retainCode(onA, 'q/1', 'one'), OK)
   assert.equal(await retainCode(onA, 'q/2', 'two'), OK)
   assert.equal(await retainCode(onA, 'q/3', 'three'), 0x97) // ca's own quota
-  await until(() => b.pipeline.retainedQuota.count === 2, 5000, 'node b to count node a\'s retained messages')
+  await until(() => b.pipeline.retainedQuota.count === 2, 5000, "node b to count node a's retained messages")
   assert.equal(await retainCode(onB, 'q/3', 'three'), OK)
-  await until(() => a.pipeline.retainedQuota.count === 3, 5000, 'node a to count node b\'s')
+  await until(() => a.pipeline.retainedQuota.count === 3, 5000, "node a to count node b's")
   const late = await startBroker(t, { ...base, id: 'qc' })
   await until(() => late.pipeline.retainedQuota.count === 3, 5000, 'a node started later to read the usage')
   const onLate = await connect(t, late, { protocolVersion: 5, clientId: 'cc' })
@@ -225,7 +242,10 @@ for (const policy of ['dropOldest', 'dropNewest'] as const) {
     assert.equal(broker.stats.quota.queued_bytes, 2)
     const kept = policy === 'dropOldest' ? ['2', '3', '4'] : ['0', '1', '2']
     const stored = await broker.stores.sessions.load('qbytes')
-    assert.deepEqual(stored!.queue.map((q) => q.message.payload.toString()[0]), kept)
+    assert.deepEqual(
+      stored!.queue.map((q) => q.message.payload.toString()[0]),
+      kept,
+    )
     await broker.publish({ topic: 'qb/t', payload: 'x'.repeat(200), qos: 1 }) // larger than the whole queue: never queued
     assert.equal(broker.stats.quota.queued_bytes, 3)
     const back = await connect(t, broker, opts)
@@ -256,7 +276,7 @@ test('MQTT 3.1.1 persistent sessions expire: 2 hours by default (limits.persiste
   await bystander(t, broker)
 })
 
-test('/metrics: hookmq_quota_refused_total counts each quota\'s refusals (every quota listed, 0 when none)', async (t) => {
+test("/metrics: hookmq_quota_refused_total counts each quota's refusals (every quota listed, 0 when none)", async (t) => {
   const broker = await startBroker(t, { http: { port: 0 }, limits: { maxSubscriptionsPerClient: 1, maxRetainedMessages: 0 }, sys: { enabled: false } })
   const raw = await RawClient.open(t, broker, 5)
   await raw.connect({}, 5)

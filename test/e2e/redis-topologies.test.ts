@@ -22,7 +22,10 @@ test('Redis Cluster: two nodes share sessions and messages (keys in one hash slo
   const got: string[] = []
   again.on('message', (_t, p) => got.push(p.toString()))
   await until(() => got.length >= 50, 10000, `50 messages on the other node (have ${got.length})`)
-  assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => `m${i}`))
+  assert.deepEqual(
+    got,
+    Array.from({ length: 50 }, (_, i) => `m${i}`),
+  )
 })
 
 test('Sentinel: the broker finds its master through the sentinel; a stored session outlives the broker', async (t) => {

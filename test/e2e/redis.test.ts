@@ -15,9 +15,21 @@ test('with Redis: killed with SIGKILL while messages wait for a dead sink, the r
   const redis = await startRedis(t)
   const sinkPort = await freePort()
   const config = {
-    port: 0, ws: false, sys: { enabled: false }, id: 'node-a', hooksDir: './hooks',
+    port: 0,
+    ws: false,
+    sys: { enabled: false },
+    id: 'node-a',
+    hooksDir: './hooks',
     redis: { url: redis.url },
-    webhooks: [{ name: 'durable', url: `http://127.0.0.1:${sinkPort}/in`, topics: ['d/#'], batch: { maxSize: 50, maxWaitMs: 10 }, retry: { maxAttempts: 50, minDelayMs: 20, maxDelayMs: 300 } }],
+    webhooks: [
+      {
+        name: 'durable',
+        url: `http://127.0.0.1:${sinkPort}/in`,
+        topics: ['d/#'],
+        batch: { maxSize: 50, maxWaitMs: 10 },
+        retry: { maxAttempts: 50, minDelayMs: 20, maxDelayMs: 300 },
+      },
+    ],
   }
   const first = await brokerProcess(t, config)
   const pub = await mqtt.connectAsync(first.url, { reconnectPeriod: 0 })
@@ -38,7 +50,8 @@ test('with Redis: killed with SIGKILL while messages wait for a dead sink, the r
 test('with Redis: delivered entries leave the stream; dead letters live in Redis and replay from there', async (t) => {
   const redis = await startRedis(t)
   const sink = await startSink(t)
-  sink.respond = (req, res) => res.writeHead(req.body.deliveries.some((d) => Buffer.from(String(d.payload), 'base64').toString() === 'poison') ? 422 : 204).end()
+  sink.respond = (req, res) =>
+    res.writeHead(req.body.deliveries.some((d) => Buffer.from(String(d.payload), 'base64').toString() === 'poison') ? 422 : 204).end()
   const broker = await startBroker(t, {
     redis: { url: redis.url, keyPrefix: 'test:' },
     webhooks: [{ name: 'r', url: sink.url, topics: ['r/#'], batch: { maxSize: 1, maxWaitMs: 0 }, retry: { minDelayMs: 10, maxDelayMs: 50 } }],
@@ -71,12 +84,15 @@ test('hookmq webhooks dead-letters lists the dead letters in Redis; --replay que
   await until(async () => (await broker.webhooks.deadLetters()).length > 0, 5000, 'a dead letter')
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-cli-'))
   writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ redis: { url: redis.url }, webhooks }))
-  const run = (args: string[]): Promise<{ code: number | null; stdout: string }> => new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, 'webhooks', 'dead-letters', ...args], { cwd: dir })
-    let stdout = ''
-    child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
-    child.on('exit', (code) => resolve({ code, stdout }))
-  })
+  const run = (args: string[]): Promise<{ code: number | null; stdout: string }> =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, [bin, 'webhooks', 'dead-letters', ...args], { cwd: dir })
+      let stdout = ''
+      child.stdout.on('data', (b: Buffer) => {
+        stdout += b.toString()
+      })
+      child.on('exit', (code) => resolve({ code, stdout }))
+    })
   const listed = await run([])
   assert.equal(listed.code, 0)
   assert.match(listed.stdout, /^gone\t[0-9a-f-]{36}\t1 deliveries\t1 attempts\t.*\tHTTP 410$/m)
@@ -90,7 +106,13 @@ test('with Redis: a persistent session and retained messages survive SIGKILL; 1,
   const redis = await startRedis(t)
   const config = { port: 0, ws: false, sys: { enabled: false }, id: 'node-p', redis: { url: redis.url }, limits: { maxQueuedMessages: 5000 } }
   const first = await brokerProcess(t, config)
-  const sub = await mqtt.connectAsync(first.url, { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 })
+  const sub = await mqtt.connectAsync(first.url, {
+    clientId: 'keeper',
+    clean: false,
+    protocolVersion: 5,
+    properties: { sessionExpiryInterval: 3600 },
+    reconnectPeriod: 0,
+  })
   await sub.subscribeAsync('p/#', { qos: 2 })
   await sub.endAsync()
   const pub = await mqtt.connectAsync(first.url, { reconnectPeriod: 0 })
@@ -102,7 +124,13 @@ test('with Redis: a persistent session and retained messages survive SIGKILL; 1,
   pub.end(true)
   const second = await brokerProcess(t, config)
   const got: string[] = []
-  const back = mqtt.connect(second.url, { clientId: 'keeper', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 })
+  const back = mqtt.connect(second.url, {
+    clientId: 'keeper',
+    clean: false,
+    protocolVersion: 5,
+    properties: { sessionExpiryInterval: 3600 },
+    reconnectPeriod: 0,
+  })
   defer(t, () => back.endAsync(true))
   back.on('message', (_topic, payload) => got.push(payload.toString()))
   await until(() => got.length >= 2001, 30000, `2001 messages (have ${got.length})`)
@@ -123,10 +151,21 @@ test('with Redis: a will delay and a session expiry running when the broker is k
   const config = { port: 0, ws: false, sys: { enabled: false }, id: 'node-w', redis: { url: redis.url } }
   const first = await brokerProcess(t, config)
   // connected when the broker dies: its will (delay 2 s) must still be published, once, about 2 s after
-  await mqtt.connectAsync(first.url, { clientId: 'delayed', protocolVersion: 5, properties: { sessionExpiryInterval: 60 }, reconnectPeriod: 0,
-    will: { topic: 'w/delayed', payload: Buffer.from('late'), qos: 1, retain: false, properties: { willDelayInterval: 2 } } })
+  await mqtt.connectAsync(first.url, {
+    clientId: 'delayed',
+    protocolVersion: 5,
+    properties: { sessionExpiryInterval: 60 },
+    reconnectPeriod: 0,
+    will: { topic: 'w/delayed', payload: Buffer.from('late'), qos: 1, retain: false, properties: { willDelayInterval: 2 } },
+  })
   // offline, expiring 2 s after it left: gone after the restart too
-  const brief = await mqtt.connectAsync(first.url, { clientId: 'brief', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 2 }, reconnectPeriod: 0 })
+  const brief = await mqtt.connectAsync(first.url, {
+    clientId: 'brief',
+    clean: false,
+    protocolVersion: 5,
+    properties: { sessionExpiryInterval: 2 },
+    reconnectPeriod: 0,
+  })
   await brief.subscribeAsync('b/#', { qos: 1 })
   await brief.endAsync()
   await first.kill()

@@ -33,11 +33,29 @@ function run(t: TestContext, cwd: string, args: string[] = []): Proc {
     waiters = []
     for (const fn of w) fn()
   }
-  child.stdout!.on('data', (b: Buffer) => { out += b.toString(); wake() })
-  child.stderr!.on('data', (b: Buffer) => { out += b.toString(); wake() })
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => child.once('exit', (code, signal) => { resolve({ code, signal, at: performance.now() }); wake() }))
-  defer(t, async () => { child.kill('SIGKILL'); await exited })
-  const records = (): Array<Record<string, unknown>> => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+  child.stdout!.on('data', (b: Buffer) => {
+    out += b.toString()
+    wake()
+  })
+  child.stderr!.on('data', (b: Buffer) => {
+    out += b.toString()
+    wake()
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+    child.once('exit', (code, signal) => {
+      resolve({ code, signal, at: performance.now() })
+      wake()
+    }),
+  )
+  defer(t, async () => {
+    child.kill('SIGKILL')
+    await exited
+  })
+  const records = (): Array<Record<string, unknown>> =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
   return {
     exited,
     output: () => out,
@@ -120,11 +138,14 @@ test('inline: a top level that loops only on the main thread (its check in a wor
   writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline', blockedLoopMs: 500 } }))
   const first = run(t, dir)
   const c = await client(t, await listening(first))
-  writeFileSync(join(dir, 'sly.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'sly.ts'),
+    `import { defineHook } from 'hookmq'
 import { isMainThread } from 'node:worker_threads'
 if (isMainThread) { let n = 0; while (true) n++ }
 export default defineHook({ name: 'sly', authorizePublish: ({ topic }) => topic !== 'sly/no' })
-`)
+`,
+  )
   const { code } = await first.exited
   assert.equal(code, 70, first.output())
   assert.match(first.output(), /sly\.ts:3:/)
@@ -142,23 +163,29 @@ export default defineHook({ name: 'sly', authorizePublish: ({ topic }) => topic 
 
 test('inline: a long turn of the event loop made of many short hook calls (a flood read in one go) is busy, not blocked: the watchdog lets the broker live', async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'busy.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'busy.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({
   name: 'busy',
   authorizePublish() { const end = performance.now() + 3; while (performance.now() < end) {} return true },
 })
-`)
+`,
+  )
   writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline', blockedLoopMs: 200 } }))
   const p = run(t, dir)
   const url = new URL(await listening(p))
   let ended = false
-  void p.exited.then(() => { ended = true })
+  void p.exited.then(() => {
+    ended = true
+  })
   // 200 PUBLISH packets in one write: the broker reads them in one turn of its loop, ~0.6 s of 3 ms calls (3x blockedLoopMs)
   const socket = net.connect(Number(url.port), url.hostname)
   defer(t, () => socket.destroy())
   await once(socket, 'connect')
   const flood = [mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'flood', keepalive: 60 })]
-  for (let i = 0; i < 200; i++) flood.push(mqttPacket.generate({ cmd: 'publish', topic: 'flood', payload: Buffer.from('x'), qos: 0, retain: false, dup: false }))
+  for (let i = 0; i < 200; i++)
+    flood.push(mqttPacket.generate({ cmd: 'publish', topic: 'flood', payload: Buffer.from('x'), qos: 0, retain: false, dup: false }))
   socket.write(Buffer.concat(flood))
   const c = await client(t, url.href)
   assert.equal(await publishCode(c, 'after'), 0x10) // answered after the flood's turn
@@ -169,7 +196,9 @@ export default defineHook({
 
 test('inline: a hook blocked in native code (which not even the inspector interrupts) is still named and quarantined before the process is killed', async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'native.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'native.ts'),
+    `import { defineHook } from 'hookmq'
 import { execSync } from 'node:child_process'
 export default defineHook({
   name: 'native',
@@ -178,7 +207,8 @@ export default defineHook({
     return true
   },
 })
-`)
+`,
+  )
   writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline', blockedLoopMs: 500 } }))
   const first = run(t, dir)
   const c = await client(t, await listening(first))
@@ -192,9 +222,11 @@ export default defineHook({
   await second.record((r) => typeof r.msg === 'string' && r.msg.startsWith('hook quarantined'))
 })
 
-test('inline: rejections nobody handles in hook code are the hook\'s errors, not the end of the process', async (t) => {
+test("inline: rejections nobody handles in hook code are the hook's errors, not the end of the process", async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'stray.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'stray.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({
   name: 'stray',
   authorizePublish({ topic }) {
@@ -205,12 +237,18 @@ export default defineHook({
     return true
   },
 })
-`)
-  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline' }, sys: { intervalMs: 200 } }))
+`,
+  )
+  writeFileSync(
+    join(dir, 'hookmq.config.json'),
+    JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline' }, sys: { intervalMs: 200 } }),
+  )
   const p = run(t, dir)
   const c = await client(t, await listening(p))
   let ended = false
-  void p.exited.then(() => { ended = true })
+  void p.exited.then(() => {
+    ended = true
+  })
   // a throw from a hook's timer is that hook's error
   assert.equal(await publishCode(c, 'timer'), 0x10)
   const uncaught = await p.record((r) => r.method === 'uncaught exception')
@@ -240,11 +278,17 @@ test('start-up fails closed: hooks.example/acl.ts with a bad config value stops 
   const dir = hooksFolder(t)
   mkdirSync(join(dir, 'hooks'))
   writeFileSync(join(dir, 'hooks', 'acl.ts'), readFileSync(join(examples, 'acl.ts')))
-  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, hooks: { acl: { rules: [{ user: '*', allow: 'both', topics: 'public/#' }] } } }))
+  writeFileSync(
+    join(dir, 'hookmq.config.json'),
+    JSON.stringify({ port: 0, ws: false, hooks: { acl: { rules: [{ user: '*', allow: 'both', topics: 'public/#' }] } } }),
+  )
   const p = run(t, dir)
   const { code } = await p.exited
   assert.equal(code, 1)
-  const lines = p.output().split('\n').filter((l) => l.startsWith('hookmq:'))
+  const lines = p
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('hookmq:'))
   assert.equal(lines.length, 1, p.output())
   assert.match(lines[0]!, /hook load failed: .*hooks\/acl\.ts: config hooks\.acl\.rules\.0/)
   assert.doesNotMatch(p.output(), /"msg":"listening"/) // it never served
@@ -271,4 +315,3 @@ test('hookmq check exits 1, without hanging, on a top-level loop, a process.exit
   assert.match(out, /ok {4}.*good\.ts \(good\)/)
   assert.match(out, /1 hook\(s\) ok, 3 failed/)
 })
-

@@ -30,7 +30,9 @@ async function connectCode(url: string, username: string): Promise<{ code: numbe
 
 test('worker isolation: a synchronous loop in authenticate answers its deadline with a deny; the stuck worker is replaced; others are served', async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'auth.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'auth.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({
   name: 'auth',
   isolation: 'worker',
@@ -40,7 +42,8 @@ export default defineHook({
     return username === 'ok' ? true : undefined
   },
 })
-`)
+`,
+  )
   const broker = await startBroker(t, { hooksDir: dir })
   const other = await bystander(t, broker, { username: 'ok' })
   const stuck = await connectCode(urlOf(broker), 'loop')
@@ -65,7 +68,11 @@ export default defineHook({ name: 'acl', authorizePublish: ({ topic }) => topic.
   const other = await bystander(t, broker, {}, 'tcp')
   const c = await connect(t, broker, { protocolVersion: 5 })
   const t0 = performance.now()
-  const change = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nlet n = 0\nwhile (true) { n++ }\nexport default defineHook({ name: 'acl' })\n`)
+  const change = await writeHook(
+    broker,
+    file,
+    `import { defineHook } from 'hookmq'\nlet n = 0\nwhile (true) { n++ }\nexport default defineHook({ name: 'acl' })\n`,
+  )
   assert.equal(change.kind, 'failed')
   assert.match(change.error!.message, /did not finish within 500 ms/)
   assert.ok(performance.now() - t0 < 500 + 3000)
@@ -79,7 +86,9 @@ for (const mode of MODES) {
   test(`${mode}: process.exit and friends throw inside hooks (the call fails closed); at the top level they refuse the load; the broker lives`, async (t) => {
     const dir = hooksFolder(t)
     const file = join(dir, 'exit.ts')
-    writeFileSync(file, `import { defineHook } from 'hookmq'
+    writeFileSync(
+      file,
+      `import { defineHook } from 'hookmq'
 import proc from 'node:process'
 export default defineHook({
   name: 'exit',
@@ -93,7 +102,8 @@ export default defineHook({
     return true
   },
 })
-`)
+`,
+    )
     const log = captureLog()
     const broker = await startBroker(t, { hooksDir: dir, hooks: { isolation: mode }, logger: log.logger })
     const other = await bystander(t, broker)
@@ -115,9 +125,11 @@ export default defineHook({
   })
 }
 
-test('worker isolation: a hook keeping payloads past its memoryMb, and one allocating in a loop, restart their worker; the broker\'s memory stays put', async (t) => {
+test("worker isolation: a hook keeping payloads past its memoryMb, and one allocating in a loop, restart their worker; the broker's memory stays put", async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'hoard.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'hoard.ts'),
+    `import { defineHook } from 'hookmq'
 const kept: Buffer[] = []
 export default defineHook({
   name: 'hoard',
@@ -130,7 +142,8 @@ export default defineHook({
     return true
   },
 })
-`)
+`,
+  )
   const broker = await startBroker(t, { hooksDir: dir, limits: { maxPacketSize: 2 * 1024 * 1024 } })
   const other = await bystander(t, broker)
   const c = await connect(t, broker, { protocolVersion: 5 })
@@ -157,7 +170,9 @@ for (const mode of MODES) {
   test(`${mode}: a storm of failing calls and unhandled rejections trips the breaker: decisions deny at once, transforms pass, events are skipped; it probes after its back-off; a new version resets it`, async (t) => {
     const dir = hooksFolder(t)
     const file = join(dir, 'flaky.ts')
-    writeFileSync(file, `import { defineHook } from 'hookmq'
+    writeFileSync(
+      file,
+      `import { defineHook } from 'hookmq'
 export default defineHook({
   name: 'flaky',
   timeoutMs: 2000,
@@ -169,7 +184,8 @@ export default defineHook({
   },
   transform: ({ topic }) => { if (topic === 'storm/x') throw new Error('transform broken') },
 })
-`)
+`,
+    )
     const broker = await startBroker(t, { hooksDir: dir, hooks: { isolation: mode, breaker: { maxFailures: 5, windowMs: 10000, backoffMs: 400 } } })
     const other = await bystander(t, broker)
     const c = await connect(t, broker, { protocolVersion: 5 })
@@ -185,22 +201,28 @@ export default defineHook({
     await until(() => broker.hookStatus()[0]!.retryInMs === 0, 3000, 'the back-off to pass')
     assert.equal(await publishCode(c, 'fine'), 0x10) // probing: a success closes it
     assert.equal(broker.hookStatus()[0]!.breaker, 'closed')
-    assert.equal((await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'flaky', authorizePublish: () => true })\n`)).kind, 'loaded')
+    assert.equal(
+      (await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'flaky', authorizePublish: () => true })\n`)).kind,
+      'loaded',
+    )
     assert.equal(broker.hookStatus()[0]!.breaker, 'closed')
     assert.equal(await publishCode(c, 'storm/1'), 0x10)
   })
 }
 
-test('a tripped transform passes messages unchanged; a tripped hook\'s event handlers are skipped', async (t) => {
+test("a tripped transform passes messages unchanged; a tripped hook's event handlers are skipped", async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'broken.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'broken.ts'),
+    `import { defineHook } from 'hookmq'
 let seen = 0
 export default defineHook({
   name: 'broken',
   transform: ({ topic }) => { throw new Error('broken ' + topic) },
   on: { published: (m, client, ctx) => { seen++; ctx.forward('none', seen).catch(() => {}) } },
 })
-`)
+`,
+  )
   const broker = await startBroker(t, { hooksDir: dir, hooks: { breaker: { maxFailures: 3, windowMs: 10000, backoffMs: 60000 } } })
   const c = await connect(t, broker, { protocolVersion: 5 })
   await c.subscribeAsync('t/#')
@@ -218,12 +240,15 @@ export default defineHook({
 test('start-up fails closed: onStartupFailure deny starts, denies every decision and says so in /health until the folder loads cleanly', async (t) => {
   const dir = hooksFolder(t)
   const file = join(dir, 'acl.ts')
-  writeFileSync(file, `import { defineHook } from 'hookmq'\nimport { z } from 'zod'\nexport default defineHook({ name: 'acl', config: z.object({ topics: z.array(z.string()) }),\n  authorizePublish: ({ topic }, { config }) => config.topics.includes(topic) ? true : { deny: 'no' } })\n`)
+  writeFileSync(
+    file,
+    `import { defineHook } from 'hookmq'\nimport { z } from 'zod'\nexport default defineHook({ name: 'acl', config: z.object({ topics: z.array(z.string()) }),\n  authorizePublish: ({ topic }, { config }) => config.topics.includes(topic) ? true : { deny: 'no' } })\n`,
+  )
   const log = captureLog()
   const broker = await startBroker(t, { hooksDir: dir, hooks: { onStartupFailure: 'deny', acl: { topics: 'a' } }, http: { port: 0 }, logger: log.logger })
   const health = async (): Promise<{ status: number; body: { status: string } }> => {
     const r = await fetch(`${broker.httpUrl()}/health`)
-    return { status: r.status, body: await r.json() as { status: string } }
+    return { status: r.status, body: (await r.json()) as { status: string } }
   }
   const unready = await health()
   assert.equal(unready.status, 503)
@@ -232,7 +257,16 @@ test('start-up fails closed: onStartupFailure deny starts, denies every decision
   const refused = await connectCode(urlOf(broker), 'anyone')
   assert.equal(refused.code, 0x88) // server unavailable: no decision can be made
   // the fix: the file no longer needs a config; everything is decided again
-  assert.equal((await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'acl', authorizePublish: ({ topic }) => topic === 'a' ? true : { deny: 'no' } })\n`)).kind, 'loaded')
+  assert.equal(
+    (
+      await writeHook(
+        broker,
+        file,
+        `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'acl', authorizePublish: ({ topic }) => topic === 'a' ? true : { deny: 'no' } })\n`,
+      )
+    ).kind,
+    'loaded',
+  )
   assert.equal((await health()).status, 200)
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'a'), 0x10)
@@ -244,7 +278,9 @@ for (const mode of MODES) {
     const dir = hooksFolder(t)
     const file = join(dir, 'thrower.ts')
     const line7 = `  authorizePublish() { const thing = undefined as unknown as Thing; return thing.name.length > 0 },`
-    writeFileSync(file, `import { defineHook } from 'hookmq'
+    writeFileSync(
+      file,
+      `import { defineHook } from 'hookmq'
 
 interface Thing { name: string }
 
@@ -252,7 +288,8 @@ export default defineHook({
   name: 'thrower',
 ${line7}
 })
-`)
+`,
+    )
     const column = line7.indexOf('name.length') + 1 // the property read on undefined: where V8 places "Cannot read properties of undefined (reading 'name')"
     const log = captureLog()
     const broker = await startBroker(t, { hooksDir: dir, hooks: { isolation: mode }, logger: log.logger })
@@ -269,7 +306,9 @@ for (const mode of MODES) {
   test(`${mode}: a hook's context works the same: its config, ctx.log, ctx.publish and ctx.forward, the call's signal, and the user its authenticate answer attached`, async (t) => {
     const sink = await startSink(t)
     const dir = hooksFolder(t)
-    writeFileSync(join(dir, 'ctx.ts'), `import { defineHook } from 'hookmq'
+    writeFileSync(
+      join(dir, 'ctx.ts'),
+      `import { defineHook } from 'hookmq'
 import { z } from 'zod'
 export default defineHook({
   name: 'ctx',
@@ -295,9 +334,15 @@ export default defineHook({
     return true
   },
 })
-`)
+`,
+    )
     const log = captureLog()
-    const broker = await startBroker(t, { hooksDir: dir, logger: log.logger, hooks: { isolation: mode, ctx: { greeting: 'hi' } }, webhooks: [{ name: 'sink', url: sink.url, batch: { maxSize: 1, maxWaitMs: 0 } }] })
+    const broker = await startBroker(t, {
+      hooksDir: dir,
+      logger: log.logger,
+      hooks: { isolation: mode, ctx: { greeting: 'hi' } },
+      webhooks: [{ name: 'sink', url: sink.url, batch: { maxSize: 1, maxWaitMs: 0 } }],
+    })
     const setupLog = await log.find((r) => r.mark === 'setup')
     assert.equal(setupLog.hook, 'ctx')
     assert.equal(setupLog.msg, 'setup ran')
@@ -322,15 +367,27 @@ export default defineHook({
   })
 }
 
-test('$SYS tells a hook\'s state and counters, never its error text (it can hold a connection string); /metrics shows a tripped breaker', async (t) => {
+test("$SYS tells a hook's state and counters, never its error text (it can hold a connection string); /metrics shows a tripped breaker", async (t) => {
   const dir = hooksFolder(t)
   const file = join(dir, 'db.ts')
-  writeFileSync(file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'db', authorizePublish: ({ topic }) => topic === 'boom' ? Promise.reject(new Error('x')) : true })\n`)
-  const broker = await startBroker(t, { hooksDir: dir, sys: { intervalMs: 100 }, http: { port: 0 }, hooks: { breaker: { maxFailures: 1, windowMs: 10000, backoffMs: 60000 } } })
+  writeFileSync(
+    file,
+    `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'db', authorizePublish: ({ topic }) => topic === 'boom' ? Promise.reject(new Error('x')) : true })\n`,
+  )
+  const broker = await startBroker(t, {
+    hooksDir: dir,
+    sys: { intervalMs: 100 },
+    http: { port: 0 },
+    hooks: { breaker: { maxFailures: 1, windowMs: 10000, backoffMs: 60000 } },
+  })
   const c = await connect(t, broker, { protocolVersion: 5 })
   const inbox = collect(c)
   await c.subscribeAsync('$SYS/broker/hooks/db/#')
-  const change = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nthrow new Error('cannot reach redis://admin:s3cret@db.internal:6379')\nexport default defineHook({ name: 'db' })\n`)
+  const change = await writeHook(
+    broker,
+    file,
+    `import { defineHook } from 'hookmq'\nthrow new Error('cannot reach redis://admin:s3cret@db.internal:6379')\nexport default defineHook({ name: 'db' })\n`,
+  )
   assert.equal(change.kind, 'failed')
   const seen = new Map<string, string>()
   while (seen.get('$SYS/broker/hooks/db/state') !== 'failed') {
@@ -351,7 +408,9 @@ test('$SYS tells a hook\'s state and counters, never its error text (it can hold
 
 test('worker isolation: every answer goes to its own call, also when a new batch reuses the shared memory while the worker still runs the last', async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'slow.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'slow.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({
   name: 'slow',
   timeoutMs: 3000,
@@ -364,11 +423,13 @@ export default defineHook({
     return topic.endsWith('deny') ? { deny: 'no' } : true
   },
 })
-`)
+`,
+  )
   const broker = await startBroker(t, { hooksDir: dir })
   const a = await connect(t, broker, { protocolVersion: 5 })
   const b = await connect(t, broker, { protocolVersion: 5 })
-  const outcome = (c: typeof a, topic: string): Promise<string> => new Promise((resolve) => c.publish(topic, 'x', { qos: 1 }, (err) => resolve(err ? 'denied' : 'allowed')))
+  const outcome = (c: typeof a, topic: string): Promise<string> =>
+    new Promise((resolve) => c.publish(topic, 'x', { qos: 1 }, (err) => resolve(err ? 'denied' : 'allowed')))
   // two calls in one batch, the first slow; then, while the worker runs it, another batch of two
   const first = [outcome(a, 'x/slow'), outcome(a, 'x/a-deny')]
   await new Promise((r) => setTimeout(r, 150))
@@ -383,13 +444,16 @@ test('a chain of hooks that began before a reload goes on with the new version, 
   const dir = hooksFolder(t)
   const go = join(dir, 'reloaded.flag')
   // a waits until the test says b was reloaded: the chain a → b began before that reload
-  writeFileSync(join(dir, 'a.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'a.ts'),
+    `import { defineHook } from 'hookmq'
 import { existsSync } from 'node:fs'
 export default defineHook({ name: 'a', order: 1, filter: { topics: ['c/#'] }, async authorizePublish() {
   while (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 10))
   return undefined
 } })
-`)
+`,
+  )
   const file = join(dir, 'b.ts')
   const b = (v: number, isolation: string): string => `import { defineHook } from 'hookmq'
 export default defineHook({ name: 'b', order: 2, isolation: '${isolation}', filter: { topics: ['c/#'] },
@@ -413,12 +477,31 @@ export default defineHook({ name: 'b', order: 2, isolation: '${isolation}', filt
 
 test('worker isolation: a client whose user cannot cross to the worker (a function in it) is denied on every call, not only the first', async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'acl.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'acl.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({ name: 'acl', authorizePublish: ({ client }) => (client.user as { banned?: boolean } | undefined)?.banned ? { deny: 'banned' } : true })
-`)
+`,
+  )
   const embedded = await startBroker(t, {
     hooksDir: dir,
-    hooks: [defineHook({ name: 'auth', authenticate: ({ username }) => (username === 'banned' ? { allow: true, user: { banned: true, can() { return false } } } : undefined) })],
+    hooks: [
+      defineHook({
+        name: 'auth',
+        authenticate: ({ username }) =>
+          username === 'banned'
+            ? {
+                allow: true,
+                user: {
+                  banned: true,
+                  can() {
+                    return false
+                  },
+                },
+              }
+            : undefined,
+      }),
+    ],
   })
   const c = await connect(t, embedded, { protocolVersion: 5, username: 'banned' })
   for (let i = 0; i < 3; i++) assert.equal(await publishCode(c, 'any'), 0x87, `publish ${i}`)
@@ -426,9 +509,11 @@ export default defineHook({ name: 'acl', authorizePublish: ({ client }) => (clie
   assert.equal(await publishCode(ok, 'any'), 0x10)
 })
 
-test('worker isolation: ctx.publish with no topic, or not even a message, is the hook\'s error, not the broker\'s end', async (t) => {
+test("worker isolation: ctx.publish with no topic, or not even a message, is the hook's error, not the broker's end", async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'bad.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'bad.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({ name: 'bad', async setup(ctx) {
   await ctx.publish({} as never).catch(() => {})
   await ctx.publish(null as never).catch(() => {})
@@ -436,7 +521,8 @@ export default defineHook({ name: 'bad', async setup(ctx) {
   await ctx.publish({ topic: '$SYS/broker/version', payload: 'spoofed', retain: true }).catch((err) => ctx.publish({ topic: 'bad/sys', payload: String(err.code), retain: true }))
   await ctx.publish({ topic: 'ok', properties: { contentType: 'a\\u0000b' } }).catch((err) => ctx.publish({ topic: 'bad/nul', payload: String(err.code), retain: true }))
 } })
-`)
+`,
+  )
   const broker = await startBroker(t, { hooksDir: dir })
   const sub = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(broker.hookStatus()[0]!.state, 'loaded') // setup finished: each bad publish was refused to it
@@ -447,7 +533,11 @@ export default defineHook({ name: 'bad', async setup(ctx) {
     const m = await inbox.next()
     said.set(m.topic, m.payload.toString())
   }
-  assert.deepEqual(Object.fromEntries(said), { 'bad/wildcard': 'HOOKMQ_ERR_TOPIC_NAME_INVALID', 'bad/sys': 'HOOKMQ_ERR_TOPIC_NAME_INVALID', 'bad/nul': 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
+  assert.deepEqual(Object.fromEntries(said), {
+    'bad/wildcard': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
+    'bad/sys': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
+    'bad/nul': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
+  })
   await assert.rejects(broker.publish({ topic: 'a/+' }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
   await assert.rejects(broker.publish({ topic: undefined as unknown as string }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
   const other = await bystander(t, broker)
@@ -461,7 +551,11 @@ test('worker isolation: a version whose setup fails leaves no worker behind, and
   writeFileSync(file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'once', authorizePublish: () => true })\n`)
   const log = captureLog()
   const broker = await startBroker(t, { hooksDir: dir, logger: log.logger })
-  const change = await writeHook(broker, file, `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'once', setup() { throw new Error('no database') }, authorizePublish: () => true })\n`)
+  const change = await writeHook(
+    broker,
+    file,
+    `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'once', setup() { throw new Error('no database') }, authorizePublish: () => true })\n`,
+  )
   assert.equal(change.kind, 'failed')
   await new Promise((r) => setTimeout(r, 1500))
   assert.equal(log.records.filter((r) => /hook worker (replaced|restarted|could not)/.test(String(r.msg))).length, 0)
@@ -470,9 +564,12 @@ test('worker isolation: a version whose setup fails leaves no worker behind, and
 
 test('worker isolation: a hook with only event handlers that gets stuck is found stuck and replaced (events do not pile up)', async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'watcher.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'watcher.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({ name: 'watcher', timeoutMs: 300, on: { published: (m) => { if (m.topic === 'loop') while (true) {} } } })
-`)
+`,
+  )
   const broker = await startBroker(t, { hooksDir: dir })
   const c = await connect(t, broker, { protocolVersion: 5 })
   await c.publishAsync('loop', 'x', { qos: 1 })
@@ -484,7 +581,9 @@ export default defineHook({ name: 'watcher', timeoutMs: 300, on: { published: (m
 
 test('inline: a rejection whose stack cannot be read, and a deny with a reason code its packet cannot carry, still answer (0x87)', async (t) => {
   const dir = hooksFolder(t)
-  writeFileSync(join(dir, 'odd.ts'), `import { defineHook } from 'hookmq'
+  writeFileSync(
+    join(dir, 'odd.ts'),
+    `import { defineHook } from 'hookmq'
 export default defineHook({
   name: 'odd',
   isolation: 'inline',
@@ -495,12 +594,16 @@ export default defineHook({
   },
   authorizeSubscribe: ({ filter }) => filter === 'code' ? { deny: 'no', reasonCode: 0x8e } : true,
 })
-`)
+`,
+  )
   const broker = await startBroker(t, { hooksDir: dir })
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'stack'), 0x87)
   assert.equal(await publishCode(c, 'code'), 0x87) // 0xff is no PUBACK reason code
-  const refused = await c.subscribeAsync('code').then(() => undefined, (err: { packet?: { granted?: number[] } }) => err)
+  const refused = await c.subscribeAsync('code').then(
+    () => undefined,
+    (err: { packet?: { granted?: number[] } }) => err,
+  )
   assert.deepEqual(refused?.packet?.granted, [0x87]) // 0x8e is no SUBACK reason code
   assert.equal(await publishCode(c, 'fine'), 0x10)
   assert.ok(c.connected)

@@ -17,7 +17,10 @@ test('[MQTT-4.4.0-1] persistent session (v3.1.1) gets QoS 1 and 2 messages publi
   assert.equal(back.connected, true)
   const inbox = collect(back)
   const got = await inbox.count(2)
-  assert.deepEqual(got.map((m) => `${m.topic}:${m.packet.qos}`), ['away/1:1', 'away/2:2'])
+  assert.deepEqual(
+    got.map((m) => `${m.topic}:${m.packet.qos}`),
+    ['away/1:1', 'away/2:2'],
+  )
   await pingRoundTrip(back)
   assert.equal(inbox.messages.length, 2)
 })
@@ -185,8 +188,13 @@ test('will delay: sent after the delay; not sent when the session resumes first'
   const watcher = await connect(t, broker)
   const inbox = collect(watcher)
   await watcher.subscribeAsync('wd/#')
-  const delayed = (id: string) => ({ clientId: id, protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 60 },
-    will: { topic: `wd/${id}`, payload: Buffer.from(id), qos: 0 as const, retain: false, properties: { willDelayInterval: 1 } } })
+  const delayed = (id: string) => ({
+    clientId: id,
+    protocolVersion: 5 as const,
+    clean: false,
+    properties: { sessionExpiryInterval: 60 },
+    will: { topic: `wd/${id}`, payload: Buffer.from(id), qos: 0 as const, retain: false, properties: { willDelayInterval: 1 } },
+  })
   const a = await connect(t, broker, delayed('late'))
   const b = await connect(t, broker, delayed('back'))
   const dropped = Date.now()
@@ -205,8 +213,13 @@ test('will delay longer than the session: the will goes when the session ends', 
   const watcher = await connect(t, broker)
   const inbox = collect(watcher)
   await watcher.subscribeAsync('we/#')
-  const c = await connect(t, broker, { clientId: 'we', protocolVersion: 5, clean: true, properties: { sessionExpiryInterval: 1 },
-    will: { topic: 'we/x', payload: Buffer.from('end'), qos: 0, retain: false, properties: { willDelayInterval: 3600 } } })
+  const c = await connect(t, broker, {
+    clientId: 'we',
+    protocolVersion: 5,
+    clean: true,
+    properties: { sessionExpiryInterval: 1 },
+    will: { topic: 'we/x', payload: Buffer.from('end'), qos: 0, retain: false, properties: { willDelayInterval: 3600 } },
+  })
   ;(c as unknown as { stream: net.Socket }).stream.destroy()
   const m = await inbox.next(4000)
   assert.equal(m.payload.toString(), 'end')
@@ -217,7 +230,10 @@ test('[MQTT-3.14.4-3] DISCONNECT with reason 0x04 sends the will; DISCONNECT may
   const watcher = await connect(t, broker)
   await watcher.subscribeAsync('w4/#')
   const raw = await RawClient.open(t, broker, 5)
-  await raw.connect({ clientId: 'w4', properties: { sessionExpiryInterval: 600 }, will: { topic: 'w4/will', payload: Buffer.from('asked'), qos: 0, retain: false } }, 5)
+  await raw.connect(
+    { clientId: 'w4', properties: { sessionExpiryInterval: 600 }, will: { topic: 'w4/will', payload: Buffer.from('asked'), qos: 0, retain: false } },
+    5,
+  )
   const gone = once(broker, 'clientDisconnected')
   raw.send({ cmd: 'disconnect', reasonCode: 0x04, properties: { sessionExpiryInterval: 0 } }, 5)
   assert.equal((await collect(watcher).next()).payload.toString(), 'asked')

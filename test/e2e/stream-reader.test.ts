@@ -13,13 +13,22 @@ test('entries a handover read ahead (readUpTo) are not handled again when the sa
   defer(t, () => conn.quit())
   const key = (...parts: string[]): string => 't:' + parts.join(':')
   // node A's stream holds one entry; node C's three. Both streams are read from their start, in one XREAD
-  await conn.multi().set(key('node', 'a', 'since'), '0-0').set(key('node', 'c', 'since'), '0-0').sadd(key('nodes'), 'a', 'c').exec()
+  await conn
+    .multi()
+    .set(key('node', 'a', 'since'), '0-0')
+    .set(key('node', 'c', 'since'), '0-0')
+    .sadd(key('nodes'), 'a', 'c')
+    .exec()
   await conn.xadd(key('bus', 'a'), '*', 'k', 'x', 'd', 'release')
   const ids: string[] = []
   for (const m of ['m1', 'm2', 'm3']) ids.push((await conn.xadd(key('bus', 'c'), '*', 'k', 'x', 'd', m))!)
   const handled: string[] = []
   const reader: StreamReader = new StreamReader({
-    redis: clusterRedis(conn), key, me: 'b', log: silent, available: () => true,
+    redis: clusterRedis(conn),
+    key,
+    me: 'b',
+    log: silent,
+    available: () => true,
     // A's entry stands for a released session: C's stream is read up to m2 before it is loaded
     handle: (node, fields) => {
       handled.push(`${node}:${fields[3]}`)

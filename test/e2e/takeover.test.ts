@@ -46,7 +46,10 @@ test('[MQTT-3.1.4-3] [MQTT-3.2.2-2] taking over a session with expiry 0: Session
   assert.equal((await second.expect('disconnect')).reasonCode, 0x8e) // [MQTT-3.1.4-3]
   await second.expectClosed()
   await works(third, broker, 'third/x', 5)
-  assert.deepEqual(third.packets.filter((p) => p.cmd === 'publish'), []) // nothing of old/x: that session is gone
+  assert.deepEqual(
+    third.packets.filter((p) => p.cmd === 'publish'),
+    [],
+  ) // nothing of old/x: that session is gone
   await until(() => broker.connectionCount === 1, 3000, 'the broker to count one connection')
   await bystanderWorks(t, broker)
 })
@@ -83,7 +86,10 @@ test('[MQTT-3.2.2-2] DISCONNECT with Session Expiry 0 and an immediate reconnect
   await broker.publish({ topic: 'quick/1', payload: 'not subscribed any more', qos: 1 })
   again.send({ cmd: 'pingreq' }, 5)
   await again.expect('pingresp')
-  assert.deepEqual(again.packets.filter((p) => p.cmd === 'publish'), [])
+  assert.deepEqual(
+    again.packets.filter((p) => p.cmd === 'publish'),
+    [],
+  )
   await works(again, broker, 'quick-again/x', 5)
   await bystanderWorks(t, broker)
 })
@@ -126,7 +132,14 @@ test('[MQTT-3.1.4-3] never two live connections with one client id: 24 CONNECTs 
   const clients: RawClient[] = []
   for (let i = 0; i < 24; i++) clients.push(await RawClient.open(t, broker, version(i)))
   // sent together: 3.1.1 and 5, clean or not, expiry 0 or 60
-  await Promise.all(clients.map((c, i) => c.connect({ clientId: 'crowd', clean: i % 3 === 0, properties: version(i) === 5 ? { sessionExpiryInterval: i % 4 === 1 ? 0 : 60 } : undefined }, version(i))))
+  await Promise.all(
+    clients.map((c, i) =>
+      c.connect(
+        { clientId: 'crowd', clean: i % 3 === 0, properties: version(i) === 5 ? { sessionExpiryInterval: i % 4 === 1 ? 0 : 60 } : undefined },
+        version(i),
+      ),
+    ),
+  )
   await until(() => clients.filter((c) => !c.closed).length <= 1, 5000, `one connection left (${clients.filter((c) => !c.closed).length} open)`)
   const survivors = clients.filter((c) => !c.closed)
   assert.equal(survivors.length, 1)

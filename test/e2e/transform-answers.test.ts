@@ -19,7 +19,7 @@ const bad: Array<[string, unknown, { maxTopicLength?: number }?]> = [
   ['a $SYS topic', { topic: '$SYS/broker/uptime' }],
   ['[MQTT-4.7.3-2] a null character in the topic', { topic: 'a\u0000b' }],
   ['[MQTT-1.5.4-1] an unpaired surrogate in the topic', { topic: 'a/\uD800' }],
-  ['a Topic Alias property (the broker\'s, per connection)', { properties: { topicAlias: 7 } }],
+  ["a Topic Alias property (the broker's, per connection)", { properties: { topicAlias: 7 } }],
   ['[MQTT-3.3.4-6] a Subscription Identifier property', { properties: { subscriptionIdentifier: 3 } }],
   ['a property that does not exist', { properties: { reasonString: 'hi' } }],
   ['a Content Type that is not a string', { properties: { contentType: 5 } }],
@@ -44,7 +44,7 @@ interface Setup {
 async function setup(t: TestContext, answer: unknown, limits: { maxTopicLength?: number } = {}): Promise<Setup> {
   const broker = await startBroker(t, {
     limits,
-    hooks: [defineHook({ name: 'rewrite', transform: ({ topic }) => (topic.startsWith('in/') ? answer as TransformAnswer : undefined) })],
+    hooks: [defineHook({ name: 'rewrite', transform: ({ topic }) => (topic.startsWith('in/') ? (answer as TransformAnswer) : undefined) })],
   })
   const subscribers = [
     await connect(t, broker, { protocolVersion: 5 }),
@@ -77,7 +77,18 @@ for (const [what, answer, limits] of bad) {
 }
 
 test('a transform answer within the rules changes the message (the check does not refuse good answers)', async (t) => {
-  const answer = { topic: 'out/ü/' + 'l/'.repeat(100) + 'end', payload: 'changed', properties: { contentType: 'text/plain', responseTopic: 'reply/me', correlationData: new Uint8Array([1, 2]), messageExpiryInterval: 60, payloadFormatIndicator: true, userProperties: { k: Array(256).fill('v') } } }
+  const answer = {
+    topic: 'out/ü/' + 'l/'.repeat(100) + 'end',
+    payload: 'changed',
+    properties: {
+      contentType: 'text/plain',
+      responseTopic: 'reply/me',
+      correlationData: new Uint8Array([1, 2]),
+      messageExpiryInterval: 60,
+      payloadFormatIndicator: true,
+      userProperties: { k: Array(256).fill('v') },
+    },
+  }
   const { subscribers, pub, errors } = await setup(t, answer)
   await pub.publishAsync('in/original', 'as published', { qos: 1 })
   for (const [i, s] of subscribers.entries()) {

@@ -17,7 +17,10 @@ for (const protocolVersion of [4, 5] as const) {
     const pub = await connect(t, broker, { protocolVersion, will: { topic: 'ws/will', payload: Buffer.from('gone'), qos: 1, retain: false } }, 'ws')
     for (const qos of [0, 1, 2] as const) await pub.publishAsync(`ws/${qos}`, `q${qos}`, { qos })
     await pub.publishAsync('ws/kept', 'r', { qos: 1, retain: true })
-    assert.deepEqual((await inbox.count(4)).map((m) => `${m.topic}:${m.packet.qos}`), ['ws/0:0', 'ws/1:1', 'ws/2:2', 'ws/kept:1'])
+    assert.deepEqual(
+      (await inbox.count(4)).map((m) => `${m.topic}:${m.packet.qos}`),
+      ['ws/0:0', 'ws/1:1', 'ws/2:2', 'ws/kept:1'],
+    )
     ;(pub as unknown as { stream: { destroy(): void } }).stream.destroy()
     assert.equal((await inbox.next()).topic, 'ws/will')
     const late = await connect(t, broker, { protocolVersion }, 'ws')
@@ -51,7 +54,10 @@ test('TLS: QoS 1 and 2 over mqtts with the server certificate verified', async (
   const pub = await connect(t, broker, { protocolVersion: 4, ca, servername: 'localhost' }, 'tls')
   await pub.publishAsync('tls/1', 'one', { qos: 1 })
   await pub.publishAsync('tls/2', 'two', { qos: 2 })
-  assert.deepEqual((await collect(sub).count(2)).map((m) => m.payload.toString()), ['one', 'two'])
+  assert.deepEqual(
+    (await collect(sub).count(2)).map((m) => m.payload.toString()),
+    ['one', 'two'],
+  )
 })
 
 test('TLS with requestCert: the client certificate is checked and reaches authenticate', async (t) => {
@@ -59,7 +65,10 @@ test('TLS with requestCert: the client certificate is checked and reaches authen
   const broker = await startBroker(t, {
     tls: { port: 0, ...tlsFiles, ca: file('ca.crt'), requestCert: true },
     hookRunner: {
-      authenticate: (input) => { seen = input.certificate as typeof seen; return { result: 'pass' } },
+      authenticate: (input) => {
+        seen = input.certificate as typeof seen
+        return { result: 'pass' }
+      },
       authorizePublish: () => ({ result: 'pass' }),
       authorizeSubscribe: () => ({ result: 'pass' }),
       transform: (_c, m) => m,

@@ -8,7 +8,9 @@ const quick = { minDelayMs: 20, maxDelayMs: 200 }
 
 test('10,000 QoS 1 messages reach the sink once each, signed; other topics are not forwarded', async (t) => {
   const sink = await startSink(t)
-  const broker = await startBroker(t, { webhooks: [{ name: 'ingest', url: sink.url, topics: ['sensors/#'], secret: 's3cret', batch: { maxSize: 200, maxWaitMs: 20 } }] })
+  const broker = await startBroker(t, {
+    webhooks: [{ name: 'ingest', url: sink.url, topics: ['sensors/#'], secret: 's3cret', batch: { maxSize: 200, maxWaitMs: 20 } }],
+  })
   const pub = await connect(t, broker)
   const sent: Promise<unknown>[] = []
   for (let i = 0; i < 10000; i++) {
@@ -40,7 +42,11 @@ test('10,000 QoS 1 messages reach the sink once each, signed; other topics are n
 
 test('a failing sink (500, dropped connections, down) then recovering: every message arrives, with backoff and Retry-After', async (t) => {
   const port = await freePort()
-  const broker = await startBroker(t, { webhooks: [{ name: 'flaky', url: `http://127.0.0.1:${port}/in`, topics: ['f/#'], batch: { maxSize: 10, maxWaitMs: 10 }, retry: { maxAttempts: 30, ...quick } }] })
+  const broker = await startBroker(t, {
+    webhooks: [
+      { name: 'flaky', url: `http://127.0.0.1:${port}/in`, topics: ['f/#'], batch: { maxSize: 10, maxWaitMs: 10 }, retry: { maxAttempts: 30, ...quick } },
+    ],
+  })
   const pub = await connect(t, broker)
   for (let i = 0; i < 50; i++) await pub.publishAsync('f/x', String(i), { qos: 1 }) // sink is down: queued
   const sink = await startSink(t, port)
@@ -84,7 +90,19 @@ test('a 400 answer sends the batch to the dead letters at once; replay delivers 
 
 test('in memory, an overflowing outbox drops the oldest deliveries and counts them', async (t) => {
   const port = await freePort() // nothing listens: every attempt fails
-  const broker = await startBroker(t, { webhooks: [{ name: 'small', url: `http://127.0.0.1:${port}/`, topics: ['o/#'], maxQueue: 10, concurrency: 1, batch: { maxSize: 1, maxWaitMs: 0 }, retry: { maxAttempts: 100, minDelayMs: 10000, maxDelayMs: 10000 } }] })
+  const broker = await startBroker(t, {
+    webhooks: [
+      {
+        name: 'small',
+        url: `http://127.0.0.1:${port}/`,
+        topics: ['o/#'],
+        maxQueue: 10,
+        concurrency: 1,
+        batch: { maxSize: 1, maxWaitMs: 0 },
+        retry: { maxAttempts: 100, minDelayMs: 10000, maxDelayMs: 10000 },
+      },
+    ],
+  })
   const pub = await connect(t, broker)
   for (let i = 0; i < 30; i++) await pub.publishAsync('o/x', String(i), { qos: 1 })
   const s = broker.webhooks.status()[0]!
@@ -96,7 +114,14 @@ test('lifecycle events and ctx.forward from a hook go through the same outbox', 
   const sink = await startSink(t)
   const broker = await startBroker(t, {
     webhooks: [{ name: 'ops', url: sink.url, events: ['clientConnected', 'clientDisconnected'], batch: { maxSize: 1, maxWaitMs: 0 } }],
-    hooks: [defineHook({ name: 'alarm', authorizePublish: ({ topic }, ctx) => { if (topic === 'alarm') void ctx.forward('ops', { alarm: true }) } })],
+    hooks: [
+      defineHook({
+        name: 'alarm',
+        authorizePublish: ({ topic }, ctx) => {
+          if (topic === 'alarm') void ctx.forward('ops', { alarm: true })
+        },
+      }),
+    ],
   })
   const c = await connect(t, broker, { clientId: 'ev-client' })
   await c.publishAsync('alarm', 'x', { qos: 1 })
@@ -118,7 +143,9 @@ test('concurrency 1: batches leave strictly in publish order', async (t) => {
 
 test('a slow sink (2 s per request) does not slow MQTT publishing', async (t) => {
   const sink = await startSink(t)
-  sink.respond = (_req, res) => { setTimeout(() => res.writeHead(204).end(), 2000).unref() }
+  sink.respond = (_req, res) => {
+    setTimeout(() => res.writeHead(204).end(), 2000).unref()
+  }
   const broker = await startBroker(t, { webhooks: [{ name: 'slow', url: sink.url, topics: ['s/#'], timeoutMs: 10000, batch: { maxSize: 10, maxWaitMs: 5 } }] })
   const pub = await connect(t, broker)
   const sub = await connect(t, broker)

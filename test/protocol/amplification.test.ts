@@ -21,7 +21,6 @@ function publishWithUserProperties(topic: string, n: number, qos: 0 | 1 | 2, mes
   return Buffer.concat([Buffer.from([0x30 | (qos << 1)]), Buffer.from(varint(body.length)), body])
 }
 
-
 async function v5(t: TestContext, broker: Broker): Promise<RawClient> {
   const raw = await RawClient.open(t, broker, 5)
   assert.equal((await raw.connect({}, 5)).reasonCode, 0)
@@ -46,7 +45,19 @@ test('a PUBLISH of 1 MB with 150,000 User Properties, sent 5 times, is refused w
   }
   assert.equal(broker.stats.refused.properties, 5)
   // the publisher may go on: an ordinary message after the refused ones is the only one delivered
-  attacker.send({ cmd: 'publish', topic: 'amp/t', payload: Buffer.from('fine'), qos: 1, messageId: 6, retain: false, dup: false, properties: { userProperties: { a: 'b' } } }, 5)
+  attacker.send(
+    {
+      cmd: 'publish',
+      topic: 'amp/t',
+      payload: Buffer.from('fine'),
+      qos: 1,
+      messageId: 6,
+      retain: false,
+      dup: false,
+      properties: { userProperties: { a: 'b' } },
+    },
+    5,
+  )
   assert.equal((await attacker.expect('puback')).reasonCode ?? 0, 0)
   for (const s of subscribers) {
     const m = await collect(s).next()
@@ -100,7 +111,10 @@ test('[MQTT-3.3.2-12] a refused PUBLISH that sets a Topic Alias still maps it: t
   const attacker = await v5(t, broker)
   attacker.sendBytes(publishWithUserProperties('alias/t', 6, 1, 1, Buffer.from([0x23, 0, 4]))) // Topic Alias 4
   assert.equal((await attacker.expect('puback')).reasonCode, 0x97)
-  attacker.send({ cmd: 'publish', topic: '', payload: Buffer.from('by alias'), qos: 1, messageId: 2, retain: false, dup: false, properties: { topicAlias: 4 } }, 5)
+  attacker.send(
+    { cmd: 'publish', topic: '', payload: Buffer.from('by alias'), qos: 1, messageId: 2, retain: false, dup: false, properties: { topicAlias: 4 } },
+    5,
+  )
   assert.equal((await attacker.expect('puback')).reasonCode ?? 0, 0)
   const m = await collect(sub).next()
   assert.deepEqual([m.topic, m.payload.toString()], ['alias/t', 'by alias'])

@@ -19,7 +19,10 @@ class Wire {
   private pending = Buffer.alloc(0)
   private readonly parser: ReturnType<typeof mqttPacket.parser>
 
-  constructor(readonly socket: net.Socket, readonly version: 4 | 5) {
+  constructor(
+    readonly socket: net.Socket,
+    readonly version: 4 | 5,
+  ) {
     this.parser = mqttPacket.parser({ protocolVersion: version })
     this.parser.on('packet', (p: Packet) => this.packets.push(p))
     socket.on('data', (b: Buffer) => {
@@ -40,14 +43,33 @@ class Wire {
     })
   }
 
-  static async open(t: TestContext, broker: Broker, version: 4 | 5, connect: Partial<mqttPacket.IConnectPacket>, subscriptions: Array<{ topic: string; qos: 0 | 1 | 2; id?: number }>): Promise<Wire> {
+  static async open(
+    t: TestContext,
+    broker: Broker,
+    version: 4 | 5,
+    connect: Partial<mqttPacket.IConnectPacket>,
+    subscriptions: Array<{ topic: string; qos: 0 | 1 | 2; id?: number }>,
+  ): Promise<Wire> {
     const socket = net.connect(portOf(broker), '127.0.0.1')
     defer(t, () => socket.destroy())
     await once(socket, 'connect')
     const w = new Wire(socket, version)
-    w.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clientId: `wire-${Math.random().toString(36).slice(2)}`, clean: true, keepalive: 30, ...connect })
+    w.send({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: version,
+      clientId: `wire-${Math.random().toString(36).slice(2)}`,
+      clean: true,
+      keepalive: 30,
+      ...connect,
+    })
     for (const [i, s] of subscriptions.entries()) {
-      w.send({ cmd: 'subscribe', messageId: i + 1, subscriptions: [{ topic: s.topic, qos: s.qos }], properties: s.id === undefined ? undefined : { subscriptionIdentifier: s.id } })
+      w.send({
+        cmd: 'subscribe',
+        messageId: i + 1,
+        subscriptions: [{ topic: s.topic, qos: s.qos }],
+        properties: s.id === undefined ? undefined : { subscriptionIdentifier: s.id },
+      })
     }
     await until(() => w.packets.filter((p) => p.cmd === 'suback').length === subscriptions.length, 3000, 'SUBACKs')
     return w
@@ -69,12 +91,15 @@ const shared = {
   contentType: 'application/json; ü',
   responseTopic: 'reply/温度',
   correlationData: Buffer.from([0, 1, 2, 254, 255]),
-  userProperties: { z: ['1', '2', ''], 'ключ': 'значение', a: 'b' },
+  userProperties: { z: ['1', '2', ''], ключ: 'значение', a: 'b' },
 }
 
-test('[MQTT-3.3.2-17] [MQTT-3.3.4-3] [MQTT-3.3.2-6] each subscriber\'s PUBLISH is byte-correct, with the message\'s properties and its own (subscription ids, topic alias, expiry left)', async (t) => {
+test("[MQTT-3.3.2-17] [MQTT-3.3.4-3] [MQTT-3.3.2-6] each subscriber's PUBLISH is byte-correct, with the message's properties and its own (subscription ids, topic alias, expiry left)", async (t) => {
   const broker = await startBroker(t)
-  const aliased = await Wire.open(t, broker, 5, { properties: { topicAliasMaximum: 5 } }, [{ topic: 'enc/#', qos: 1, id: 7 }, { topic: 'enc/+/x', qos: 0, id: 300000 }])
+  const aliased = await Wire.open(t, broker, 5, { properties: { topicAliasMaximum: 5 } }, [
+    { topic: 'enc/#', qos: 1, id: 7 },
+    { topic: 'enc/+/x', qos: 0, id: 300000 },
+  ])
   const plain = await Wire.open(t, broker, 5, {}, [{ topic: 'enc/#', qos: 0 }])
   const plain2 = await Wire.open(t, broker, 5, {}, [{ topic: 'enc/#', qos: 0 }])
   const qos2 = await Wire.open(t, broker, 5, {}, [{ topic: 'enc/a/x', qos: 2, id: 1 }])
@@ -112,16 +137,25 @@ test('[MQTT-3.3.2-17] [MQTT-3.3.4-3] [MQTT-3.3.2-6] each subscriber\'s PUBLISH i
   const [q1] = qos2.publishes().map((x) => x.packet)
   assert.deepEqual([q1!.qos, props(q1!).subscriptionIdentifier], [1, 1]) // the message's QoS: the subscription allows more
   for (const { packet } of v311.publishes()) assert.deepEqual([packet.topic, packet.properties], ['enc/a/x', undefined]) // MQTT 3.1.1 has no properties
-  assert.deepEqual(v311.publishes().map((x) => x.packet.payload.toString()), ['first', 'second'])
+  assert.deepEqual(
+    v311.publishes().map((x) => x.packet.payload.toString()),
+    ['first', 'second'],
+  )
 })
 
-test('a message\'s properties are encoded once, whatever the number of MQTT 5 subscribers', async (t) => {
+test("a message's properties are encoded once, whatever the number of MQTT 5 subscribers", async (t) => {
   const broker = await startBroker(t)
   const subscribers = await Promise.all(Array.from({ length: 20 }, () => connect(t, broker, { protocolVersion: 5 })))
-  for (const [i, s] of subscribers.entries()) await s.subscribeAsync('once/#', { qos: i % 2 as 0 | 1, properties: { subscriptionIdentifier: i + 1 } })
+  for (const [i, s] of subscribers.entries()) await s.subscribeAsync('once/#', { qos: (i % 2) as 0 | 1, properties: { subscriptionIdentifier: i + 1 } })
   let reads = 0
   const userProperties = { plain: 'p' } as Record<string, string>
-  Object.defineProperty(userProperties, 'counted', { enumerable: true, get: () => { reads++; return 'c' } })
+  Object.defineProperty(userProperties, 'counted', {
+    enumerable: true,
+    get: () => {
+      reads++
+      return 'c'
+    },
+  })
   await broker.publish({ topic: 'once/t', payload: 'x', qos: 1, properties: { userProperties } })
   for (const [i, s] of subscribers.entries()) {
     const m = await collect(s).next()
@@ -148,6 +182,9 @@ test('(MQTT 1.5.4) a message MQTT cannot represent (topic over 65,535 bytes) is 
     assert.equal(collect(c).messages.length, 1)
     assert.ok(c.connected)
   }
-  assert.deepEqual((await collect(v4).count(2)).map((m) => m.payload.toString()), ['v4 only', 'fine'])
+  assert.deepEqual(
+    (await collect(v4).count(2)).map((m) => m.payload.toString()),
+    ['v4 only', 'fine'],
+  )
   assert.equal(broker.stats.unencodable, 5) // 3 clients x the long topic, 2 MQTT 5 clients x the long property
 })

@@ -103,7 +103,14 @@ test('[MQTT-3.3.2-4] the Payload Format Indicator reaches subscribers unaltered 
   raw.sendBytes(frame(0x30, [...str('pfi/zero'), ...props(...PFI(0)), 0x78]))
   raw.sendBytes(frame(0x30, [...str('pfi/none'), ...props(), 0x78]))
   const got = await collect(sub).count(3)
-  assert.deepEqual(got.map((m) => [m.topic, m.packet.properties?.payloadFormatIndicator]), [['pfi/one', true], ['pfi/zero', false], ['pfi/none', undefined]])
+  assert.deepEqual(
+    got.map((m) => [m.topic, m.packet.properties?.payloadFormatIndicator]),
+    [
+      ['pfi/one', true],
+      ['pfi/zero', false],
+      ['pfi/none', undefined],
+    ],
+  )
 })
 
 test('a Payload Format Indicator other than 0 or 1 (it could not be forwarded unaltered): DISCONNECT 0x82', async (t) => {

@@ -58,7 +58,7 @@ test('[MQTT-1.5.5-1] a malformed remaining length closes the connection (0x81)',
   const errored = once(broker, 'clientError')
   raw.sendBytes([0x30, 0xff, 0xff, 0xff, 0xff, 0x7f])
   assert.equal((await raw.expect('disconnect')).reasonCode, 0x81)
-  const [client, err] = await errored as [{ id: string } | undefined, Error & { code?: string }]
+  const [client, err] = (await errored) as [{ id: string } | undefined, Error & { code?: string }]
   assert.ok(client?.id.startsWith('raw-'))
   assert.equal(err.code, 'HOOKMQ_ERR_MALFORMED_PACKET')
   await raw.expectClosed()

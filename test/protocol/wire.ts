@@ -73,5 +73,8 @@ export async function expectDisconnect(raw: RawClient, code: number): Promise<vo
 /** The 3.1.1 answer to a bad CONNECT: the connection closes and nothing was sent. */
 export async function expectClosedSilently(raw: RawClient): Promise<void> {
   await raw.expectClosed()
-  assert.deepEqual(raw.packets.map((p) => p.cmd), [])
+  assert.deepEqual(
+    raw.packets.map((p) => p.cmd),
+    [],
+  )
 }

@@ -87,16 +87,33 @@ export async function brokerProcess(t: TestContext, config: object): Promise<{ u
   const child = spawn(process.execPath, [fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  defer(t, async () => { child.kill('SIGKILL'); await exited })
+  defer(t, async () => {
+    child.kill('SIGKILL')
+    await exited
+  })
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 10000)
     child.stdout!.on('data', (b: Buffer) => {
       out += b.toString()
       const m = /"url":"(mqtt:\/\/[^"]+)"/.exec(out)
-      if (m) { clearTimeout(timer); resolve(m[1]!) }
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1]!)
+      }
     })
-    child.stderr!.on('data', (b: Buffer) => { out += b.toString() })
-    child.once('exit', () => { clearTimeout(timer); reject(new Error(`broker exited: ${out}`)) })
+    child.stderr!.on('data', (b: Buffer) => {
+      out += b.toString()
+    })
+    child.once('exit', () => {
+      clearTimeout(timer)
+      reject(new Error(`broker exited: ${out}`))
+    })
   })
-  return { url, kill: async () => { child.kill('SIGKILL'); await exited } }
+  return {
+    url,
+    kill: async () => {
+      child.kill('SIGKILL')
+      await exited
+    },
+  }
 }

@@ -106,7 +106,10 @@ export class RawClient {
   private waiters: Array<() => void> = []
   private readonly parser: ReturnType<typeof mqttPacket.parser>
 
-  private constructor(readonly socket: net.Socket, protocolVersion: 3 | 4 | 5) {
+  private constructor(
+    readonly socket: net.Socket,
+    protocolVersion: 3 | 4 | 5,
+  ) {
     this.parser = mqttPacket.parser({ protocolVersion })
     this.parser.on('packet', (p: Packet) => {
       this.packets.push(p)
@@ -168,7 +171,18 @@ export class RawClient {
   }
 
   async connect(options: Partial<mqttPacket.IConnectPacket> = {}, protocolVersion: 3 | 4 | 5 = 4): Promise<mqttPacket.IConnackPacket> {
-    this.send({ cmd: 'connect', protocolId: protocolVersion === 3 ? 'MQIsdp' : 'MQTT', protocolVersion, clientId: 'raw-' + Math.random().toString(36).slice(2), clean: true, keepalive: 30, ...options }, protocolVersion)
+    this.send(
+      {
+        cmd: 'connect',
+        protocolId: protocolVersion === 3 ? 'MQIsdp' : 'MQTT',
+        protocolVersion,
+        clientId: 'raw-' + Math.random().toString(36).slice(2),
+        clean: true,
+        keepalive: 30,
+        ...options,
+      },
+      protocolVersion,
+    )
     return this.expect('connack')
   }
 }

@@ -12,7 +12,10 @@ import { defer, freePort, until } from './lifecycle.js'
  * Redis Cluster owning every slot. `sentinelFor`: a Sentinel watching that
  * master as `mymaster` instead.
  */
-export async function startRedis(t: TestContext, mode: { cluster?: boolean; sentinelFor?: number } = {}): Promise<{ url: string; port: number; stop(): Promise<void>; start(): Promise<void> }> {
+export async function startRedis(
+  t: TestContext,
+  mode: { cluster?: boolean; sentinelFor?: number } = {},
+): Promise<{ url: string; port: number; stop(): Promise<void>; start(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-redis-'))
   const port = await freePort()
   let child: import('node:child_process').ChildProcess | undefined
@@ -36,8 +39,14 @@ export async function startRedis(t: TestContext, mode: { cluster?: boolean; sent
           resolve()
         }
       })
-      proc.on('error', (err) => { clearTimeout(timer); reject(err) })
-      proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`redis-server exited with ${code}: ${out}`)) })
+      proc.on('error', (err) => {
+        clearTimeout(timer)
+        reject(err)
+      })
+      proc.on('exit', (code) => {
+        clearTimeout(timer)
+        reject(new Error(`redis-server exited with ${code}: ${out}`))
+      })
     })
   }
   const stop = async (): Promise<void> => {
@@ -53,18 +62,25 @@ export async function startRedis(t: TestContext, mode: { cluster?: boolean; sent
     await stop()
     rmSync(dir, { recursive: true, force: true })
   })
-  const cli = (...a: string[]): Promise<string> => new Promise((resolve) => {
-    const c = spawn('redis-cli', ['-p', String(port), ...a])
-    let out = ''
-    c.stdout.on('data', (b: Buffer) => { out += b.toString() })
-    c.once('exit', () => resolve(out))
-  })
+  const cli = (...a: string[]): Promise<string> =>
+    new Promise((resolve) => {
+      const c = spawn('redis-cli', ['-p', String(port), ...a])
+      let out = ''
+      c.stdout.on('data', (b: Buffer) => {
+        out += b.toString()
+      })
+      c.once('exit', () => resolve(out))
+    })
   if (mode.cluster) {
     await cli('cluster', 'addslotsrange', '0', '16383')
     await until(async () => (await cli('cluster', 'info')).includes('cluster_state:ok'), 10000, 'the cluster to own every slot')
   }
   if (mode.sentinelFor !== undefined) {
-    await until(async () => (await cli('sentinel', 'get-master-addr-by-name', 'mymaster')).includes(String(mode.sentinelFor)), 10000, 'the sentinel to know its master')
+    await until(
+      async () => (await cli('sentinel', 'get-master-addr-by-name', 'mymaster')).includes(String(mode.sentinelFor)),
+      10000,
+      'the sentinel to know its master',
+    )
   }
   return { url: `redis://127.0.0.1:${port}`, port, stop, start }
 }

@@ -15,7 +15,10 @@ export interface SinkRequest {
  * A real HTTP server standing in for a webhook endpoint. `respond` decides each
  * answer (default 204); it can be changed while running.
  */
-export async function startSink(t: TestContext, port = 0): Promise<{
+export async function startSink(
+  t: TestContext,
+  port = 0,
+): Promise<{
   url: string
   port: number
   requests: SinkRequest[]
@@ -35,21 +38,33 @@ export async function startSink(t: TestContext, port = 0): Promise<{
     port: 0,
     requests,
     all,
-    respond: (_req: SinkRequest, res: import('node:http').ServerResponse): void => { res.writeHead(204).end() },
+    respond: (_req: SinkRequest, res: import('node:http').ServerResponse): void => {
+      res.writeHead(204).end()
+    },
     ids: () => [...new Set(requests.flatMap((r) => r.body.deliveries.map((d) => d.id)))],
-    waitForIds: (n: number, ms = 20000) => new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`sink got ${sink.ids().length} of ${n} ids`)), ms)
-      const check = (): void => {
-        if (sink.ids().length >= n) { clearTimeout(timer); resolve() } else waiters.push(check)
-      }
-      check()
-    }),
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
+    waitForIds: (n: number, ms = 20000) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`sink got ${sink.ids().length} of ${n} ids`)), ms)
+        const check = (): void => {
+          if (sink.ids().length >= n) {
+            clearTimeout(timer)
+            resolve()
+          } else waiters.push(check)
+        }
+        check()
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
   const server = http.createServer((req, res) => {
     let raw = ''
     req.setEncoding('utf8')
-    req.on('data', (c: string) => { raw += c })
+    req.on('data', (c: string) => {
+      raw += c
+    })
     req.on('end', () => {
       const entry: SinkRequest = { headers: req.headers, raw, body: JSON.parse(raw) as SinkRequest['body'], at: Date.now() }
       all.push(entry)

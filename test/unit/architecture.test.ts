@@ -26,7 +26,10 @@ function sources(dir: string): string[] {
 export function importsOf(file: string, text: string): string[] {
   const out: string[] = []
   const specifiers = /(?:^|[;\s])(?:import|export)\s+(?:type\s+)?(?:[\w*${}\s,]+?\s+from\s+)?['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/g
-  for (const m of text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '').matchAll(specifiers)) {
+  for (const m of text
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/\/\/.*$/gm, '')
+    .matchAll(specifiers)) {
     const spec = (m[1] ?? m[2])!
     out.push(spec.startsWith('.') ? relative(root, resolve(root, dirname(file), spec.replace(/\.js$/, '.ts'))) : spec)
   }
@@ -91,7 +94,17 @@ test('the import scanner sees static, type-only, re-exported and dynamic imports
     "/* import { i } from './i.js' */",
   ].join('\n')
   assert.deepEqual(importsOf('core/x.ts', text), ['core/a.ts', 'b.ts', 'core/c.ts', 'core/d.ts', 'core/e.ts', 'core/f.ts', 'node:fs'])
-  assert.deepEqual(cycles(new Map([['a', ['b']], ['b', ['c']], ['c', ['a', 'c']], ['d', ['a']]])), [['a', 'b', 'c']])
+  assert.deepEqual(
+    cycles(
+      new Map([
+        ['a', ['b']],
+        ['b', ['c']],
+        ['c', ['a', 'c']],
+        ['d', ['a']],
+      ]),
+    ),
+    [['a', 'b', 'c']],
+  )
 })
 
 test('core/ has no import cycle, type-only imports included', () => {
@@ -102,7 +115,8 @@ test('core/ has no import cycle, type-only imports included', () => {
 test('core/ imports nothing from plugins/ and reads no files (node:fs)', () => {
   const bad: string[] = []
   for (const [file, deps] of graph(sources('core'))) {
-    for (const d of deps) if (d.startsWith('plugins/') || d === 'node:fs' || d === 'fs' || d.startsWith('node:fs/') || d === 'fs/promises') bad.push(`${file} -> ${d}`)
+    for (const d of deps)
+      if (d.startsWith('plugins/') || d === 'node:fs' || d === 'fs' || d.startsWith('node:fs/') || d === 'fs/promises') bad.push(`${file} -> ${d}`)
   }
   assert.deepEqual(bad, [])
 })

@@ -14,12 +14,15 @@ test('defaults: TCP 1883 and WebSocket 8083 on loopback', () => {
 })
 
 test('a bad value is named with key, value and reason on one line', () => {
-  assert.throws(() => parseConfig({ limits: { maxPacketSize: -1 } }), (err: HookmqError) => {
-    assert.equal(err.code, 'HOOKMQ_ERR_CONFIG_INVALID')
-    assert.match(err.message, /^config error: limits\.maxPacketSize = -1: /)
-    assert.ok(!err.message.includes('\n'))
-    return true
-  })
+  assert.throws(
+    () => parseConfig({ limits: { maxPacketSize: -1 } }),
+    (err: HookmqError) => {
+      assert.equal(err.code, 'HOOKMQ_ERR_CONFIG_INVALID')
+      assert.match(err.message, /^config error: limits\.maxPacketSize = -1: /)
+      assert.ok(!err.message.includes('\n'))
+      return true
+    },
+  )
 })
 
 test('an unknown key is refused by name', () => {
@@ -46,7 +49,7 @@ test('README config reference matches the schema', () => {
   for (const k of documented) assert.ok(keys.has(k!), `README documents unknown key ${k}`)
 })
 
-test('docs/hookmq.config.schema.json is the schema\'s JSON Schema (npm run docs writes it), and describes what parseConfig accepts', () => {
+test("docs/hookmq.config.schema.json is the schema's JSON Schema (npm run docs writes it), and describes what parseConfig accepts", () => {
   const shipped = JSON.parse(readFileSync(new URL('../../../docs/hookmq.config.schema.json', import.meta.url), 'utf8')) as Record<string, unknown>
   const { title, ...rest } = shipped
   assert.equal(title, 'hookmq.config.json')
@@ -57,6 +60,9 @@ test('docs/hookmq.config.schema.json is the schema\'s JSON Schema (npm run docs 
 })
 
 test('redis: a node timeout shorter than two heartbeats is refused by name', () => {
-  assert.throws(() => parseConfigWith(hookmqConfigSchema, { redis: { heartbeatMs: 1000, nodeTimeoutMs: 1500 } }), /config error: redis\.nodeTimeoutMs = 1500: must be at least twice heartbeatMs/)
+  assert.throws(
+    () => parseConfigWith(hookmqConfigSchema, { redis: { heartbeatMs: 1000, nodeTimeoutMs: 1500 } }),
+    /config error: redis\.nodeTimeoutMs = 1500: must be at least twice heartbeatMs/,
+  )
   assert.equal(parseConfigWith(hookmqConfigSchema, { redis: { heartbeatMs: 1000, nodeTimeoutMs: 2000 } }).redis?.nodeTimeoutMs, 2000)
 })

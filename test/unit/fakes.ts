@@ -49,7 +49,16 @@ export class FakeOutlet implements Outlet {
   sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean, from: Flow | null): boolean {
     this.onSend?.(message)
     if (!this.fits) return false
-    this.sent.push({ topic: message.topic, payload: message.payload.toString(), qos, retain, ids: ids === undefined ? undefined : [...ids], packetId, dup, from })
+    this.sent.push({
+      topic: message.topic,
+      payload: message.payload.toString(),
+      qos,
+      retain,
+      ids: ids === undefined ? undefined : [...ids],
+      packetId,
+      dup,
+      from,
+    })
     return true
   }
 
@@ -83,9 +92,15 @@ export class FakeFlowOwner {
   constructor() {
     const self = this
     this.socket = {
-      pause() { self.paused++ },
-      resume() { self.resumed++ },
-      get writableNeedDrain() { return self.writableNeedDrain },
+      pause() {
+        self.paused++
+      },
+      resume() {
+        self.resumed++
+      },
+      get writableNeedDrain() {
+        return self.writableNeedDrain
+      },
     } as unknown as Duplex
   }
 
@@ -120,10 +135,16 @@ export function sessionContext(over: Partial<SessionContext> = {}): SessionConte
     maxQueued: 1000,
     maxQueuedBytes: 1e9,
     dropNewest: false,
-    onDelivered: (m) => { delivered.push(m.topic) },
+    onDelivered: (m) => {
+      delivered.push(m.topic)
+    },
     onDropped: () => {},
-    onQueueFull: (quota) => { dropped.push(quota) },
-    onStoreError: (err) => { throw err },
+    onQueueFull: (quota) => {
+      dropped.push(quota)
+    },
+    onStoreError: (err) => {
+      throw err
+    },
     queuedTtlMs: undefined,
     ...over,
     dropped,

@@ -20,8 +20,31 @@ function host(hooks: Record<string, unknown> = {}): HookHost {
 test('hooks answer in order: the first that does not pass decides; a hook whose filter does not match is not asked', async () => {
   const h = host()
   const asked: string[] = []
-  await h.install(defineHook({ name: 'late', order: 20, authorizePublish: () => { asked.push('late'); return true } }), 'late', undefined)
-  await h.install(defineHook({ name: 'early', order: 10, filter: { topics: ['secret/#'] }, authorizePublish: () => { asked.push('early'); return false } }), 'early', undefined)
+  await h.install(
+    defineHook({
+      name: 'late',
+      order: 20,
+      authorizePublish: () => {
+        asked.push('late')
+        return true
+      },
+    }),
+    'late',
+    undefined,
+  )
+  await h.install(
+    defineHook({
+      name: 'early',
+      order: 10,
+      filter: { topics: ['secret/#'] },
+      authorizePublish: () => {
+        asked.push('early')
+        return false
+      },
+    }),
+    'early',
+    undefined,
+  )
   assert.equal((await h.authorizePublish(client, msg('secret/x'))).result, 'deny')
   assert.deepEqual(asked, ['early'])
   asked.length = 0
@@ -36,7 +59,17 @@ test('hooks answer in order: the first that does not pass decides; a hook whose 
 test('a throwing decision denies (fails closed) and counts; maxFailures within the window trips the hook: it is not asked again until its back-off', async () => {
   const h = host({ breaker: { maxFailures: 3, windowMs: 10000, backoffMs: 60000 } })
   let calls = 0
-  await h.install(defineHook({ name: 'broken', authorizePublish: () => { calls++; throw new Error('database down') } }), 'broken', undefined)
+  await h.install(
+    defineHook({
+      name: 'broken',
+      authorizePublish: () => {
+        calls++
+        throw new Error('database down')
+      },
+    }),
+    'broken',
+    undefined,
+  )
   for (let i = 0; i < 3; i++) assert.equal((await h.authorizePublish(client, msg('t'))).result, 'deny')
   const s = h.status()[0]!
   assert.equal(s.state, 'tripped')
@@ -54,9 +87,13 @@ test('a decision past its deadline answers its fallback on time', async () => {
   assert.equal(h.status()[0]!.timeouts, 1)
 })
 
-test('a transform\'s answer is checked like a client\'s PUBLISH: an invalid one lets the original through and counts as an error', async () => {
+test("a transform's answer is checked like a client's PUBLISH: an invalid one lets the original through and counts as an error", async () => {
   const h = host()
-  await h.install(defineHook({ name: 'bad', transform: ({ topic }) => (topic === 'wild' ? { topic: 'a/#' } : { payload: Buffer.from('changed') }) }), 'bad', undefined)
+  await h.install(
+    defineHook({ name: 'bad', transform: ({ topic }) => (topic === 'wild' ? { topic: 'a/#' } : { payload: Buffer.from('changed') }) }),
+    'bad',
+    undefined,
+  )
   const original = msg('wild')
   assert.equal(await h.transform(client, original), original)
   assert.equal(h.status()[0]!.errors, 1)

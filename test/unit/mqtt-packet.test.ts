@@ -13,7 +13,9 @@ import { MQTT_PACKET_VERSION, mqtt, ParserBase, readInPlace } from '../../core/m
 const require = createRequire(import.meta.url)
 const entry = require.resolve('mqtt-packet')
 const installed = (JSON.parse(readFileSync(join(dirname(entry), 'package.json'), 'utf8')) as { version: string }).version
-const pinned = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }).dependencies['mqtt-packet']
+const pinned = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }).dependencies[
+  'mqtt-packet'
+]
 
 test('mqtt-packet is pinned to the version whose internals hookmq relies on', () => {
   assert.equal(pinned, MQTT_PACKET_VERSION, 'package.json must pin mqtt-packet exactly (no range)')
@@ -41,7 +43,14 @@ test('the codec tuning applies: number cache off, and parser.js loads its logger
 })
 
 test('readInPlace: a BufferList reads bytes and 16-bit numbers as bl does, across chunk borders, and throws the same error past the end', () => {
-  const bl = require(createRequire(entry).resolve('bl')) as (b?: Buffer) => { append(b: Buffer): void; length: number; _bufs: Buffer[]; readUInt8(i: number): number; readUInt16BE(i: number): number; slice(a: number, b: number): Buffer }
+  const bl = require(createRequire(entry).resolve('bl')) as (b?: Buffer) => {
+    append(b: Buffer): void
+    length: number
+    _bufs: Buffer[]
+    readUInt8(i: number): number
+    readUInt16BE(i: number): number
+    slice(a: number, b: number): Buffer
+  }
   const bytes = Buffer.from(Array.from({ length: 23 }, (_, i) => (i * 37 + 11) & 0xff))
   for (const cuts of [[], [1], [0, 1, 1, 5], [7, 8, 20], [22]]) {
     const theirs = bl()
@@ -56,9 +65,24 @@ test('readInPlace: a BufferList reads bytes and 16-bit numbers as bl does, acros
     assert.notEqual(ours.readUInt8, theirs.readUInt8)
     for (let i = 0; i < bytes.length; i++) assert.equal(ours.readUInt8(i), theirs.readUInt8(i), `byte ${i} with cuts ${cuts.join(',')}`)
     for (let i = 0; i < bytes.length - 1; i++) assert.equal(ours.readUInt16BE(i), theirs.readUInt16BE(i), `uint16 ${i} with cuts ${cuts.join(',')}`)
-    for (const [read, at] of [['readUInt8', bytes.length], ['readUInt16BE', bytes.length - 1], ['readUInt8', -1]] as const) {
-      const expected = (() => { try { theirs[read](at); return 'no error' } catch (e) { return (e as { code?: string }).code } })()
-      assert.throws(() => ours[read](at), (e: { code?: string }) => e.code === expected, `${read}(${at})`)
+    for (const [read, at] of [
+      ['readUInt8', bytes.length],
+      ['readUInt16BE', bytes.length - 1],
+      ['readUInt8', -1],
+    ] as const) {
+      const expected = (() => {
+        try {
+          theirs[read](at)
+          return 'no error'
+        } catch (e) {
+          return (e as { code?: string }).code
+        }
+      })()
+      assert.throws(
+        () => ours[read](at),
+        (e: { code?: string }) => e.code === expected,
+        `${read}(${at})`,
+      )
     }
   }
 })

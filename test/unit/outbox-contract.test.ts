@@ -27,11 +27,15 @@ interface Backend {
 
 const backends: Backend[] = [
   {
-    name: 'memory', durable: false, bounded: true,
+    name: 'memory',
+    durable: false,
+    bounded: true,
     make: async (_t, drops) => (node, limit) => new MemoryOutbox(new Map(limit === undefined ? [] : [[W, limit]]), (w, total) => drops.push([w, total]), node),
   },
   {
-    name: 'redis', durable: true, bounded: false,
+    name: 'redis',
+    durable: true,
+    bounded: false,
     make: async (t) => {
       const server = await startRedis(t)
       const redis = new Redis(server.url)
@@ -46,9 +50,10 @@ const event = (id: string): Delivery => ({ id, event: 'clientConnected', timesta
 const message = (payload: string): Message => newMessage('t/x', Buffer.from(payload), 1, false, 'pub')
 
 /** the deliveries of a body taken with prefix '[' and suffix ']' */
-const deliveries = (batch: Batch | undefined): Delivery[] => batch === undefined ? [] : JSON.parse(String(batch.body)) as Delivery[]
+const deliveries = (batch: Batch | undefined): Delivery[] => (batch === undefined ? [] : (JSON.parse(String(batch.body)) as Delivery[]))
 /** the payloads of a batch's messages ('' for an event) */
-const payloads = (batch: Batch | undefined): string[] => deliveries(batch).map((d) => d.payload === undefined ? '' : Buffer.from(d.payload, 'base64').toString())
+const payloads = (batch: Batch | undefined): string[] =>
+  deliveries(batch).map((d) => (d.payload === undefined ? '' : Buffer.from(d.payload, 'base64').toString()))
 const take = (o: Outbox, max = 100): Promise<Batch | undefined> => o.take(W, max, '[', ']')
 
 for (const b of backends) {
@@ -67,7 +72,8 @@ for (const b of backends) {
       assert.equal(await take(o), undefined)
       await o.push(W, event('e1'))
       const added = o.inlet(W).pushMessage(newMessage('t/m', Buffer.from('m'), 1, true, 'pub'), 'c1', Date.UTC(2024, 0, 2))
-      if (typeof added === 'number') assert.equal(added, 2) // added at once: answers how many wait
+      if (typeof added === 'number')
+        assert.equal(added, 2) // added at once: answers how many wait
       else await added
       await o.push(W, event('e3'))
       await o.push(OTHER, event('o1'))
@@ -76,15 +82,24 @@ for (const b of backends) {
       assert.deepEqual([first.webhook, first.count], [W, 2])
       const [e1, m] = deliveries(first)
       assert.deepEqual(e1, event('e1'))
-      assert.deepEqual({ ...m, id: 'x' }, { id: 'x', event: 'published', timestamp: '2024-01-02T00:00:00.000Z', clientId: 'c1', topic: 't/m', qos: 1, retain: true, payload: 'bQ==' })
+      assert.deepEqual(
+        { ...m, id: 'x' },
+        { id: 'x', event: 'published', timestamp: '2024-01-02T00:00:00.000Z', clientId: 'c1', topic: 't/m', qos: 1, retain: true, payload: 'bQ==' },
+      )
       assert.equal(o.waiting(W), 1)
       const second = await take(o)
-      assert.deepEqual(deliveries(second).map((d) => d.id), ['e3'])
+      assert.deepEqual(
+        deliveries(second).map((d) => d.id),
+        ['e3'],
+      )
       assert.equal(await take(o), undefined)
       assert.equal(o.waiting(W), 0)
       await o.done(first)
       await o.done(second!)
-      assert.deepEqual(deliveries(await o.take(OTHER, 100, '[', ']')).map((d) => d.id), ['o1'])
+      assert.deepEqual(
+        deliveries(await o.take(OTHER, 100, '[', ']')).map((d) => d.id),
+        ['o1'],
+      )
     })
 
     test('done: a delivered batch is gone for good, also for the next start', async (t) => {
@@ -98,7 +113,7 @@ for (const b of backends) {
       assert.equal(await take(again), undefined)
     })
 
-    test('dead: the batch goes to its webhook\'s dead letters; replay puts the same deliveries back in order and announces them', async (t) => {
+    test("dead: the batch goes to its webhook's dead letters; replay puts the same deliveries back in order and announces them", async (t) => {
       const announced: string[] = []
       const o = await started(t, await b.make(t, []), 'n', undefined, (w) => announced.push(w))
       for (const p of ['1', '2', '3']) await o.inlet(W).pushMessage(message(p), 'c', Date.now())
@@ -128,7 +143,16 @@ for (const b of backends) {
       const kept = b.bounded ? ['3', '4', ''] : ['0', '1', '2', '3', '4', '']
       assert.equal(o.waiting(W), kept.length)
       assert.equal(o.dropped(W), b.bounded ? 3 : 0)
-      assert.deepEqual(drops, b.bounded ? [[W, 1], [W, 2], [W, 3]] : [])
+      assert.deepEqual(
+        drops,
+        b.bounded
+          ? [
+              [W, 1],
+              [W, 2],
+              [W, 3],
+            ]
+          : [],
+      )
       assert.equal(o.dropped(OTHER), 0)
       const batch = (await take(o))!
       assert.deepEqual(payloads(batch), kept) // the event has no payload
@@ -155,35 +179,50 @@ for (const b of backends) {
       await a.close()
       const restarted = await started(t, open, 'a')
       assert.equal(restarted.waiting(W) > 0, b.durable)
-      assert.deepEqual(deliveries(await take(restarted)).map((d) => d.id), b.durable ? ids : [])
+      assert.deepEqual(
+        deliveries(await take(restarted)).map((d) => d.id),
+        b.durable ? ids : [],
+      )
       await restarted.close() // taken again and still not settled: the next node claims them
       const announced: string[] = []
       const other = await started(t, open, 'b', undefined, (w) => announced.push(w))
       assert.deepEqual(announced, b.durable ? [W] : [])
       assert.equal(other.waiting(W) > 0, b.durable)
       const recovered = await take(other)
-      assert.deepEqual(deliveries(recovered).map((d) => d.id), b.durable ? ids : [])
+      assert.deepEqual(
+        deliveries(recovered).map((d) => d.id),
+        b.durable ? ids : [],
+      )
       if (recovered) await other.done(recovered)
       assert.equal(await take(other), undefined)
     })
   })
 }
 
-test('a published message\'s delivery: the in-memory outbox\'s bytes parse to exactly what the Redis outbox writes', async (t) => {
-  const [memory, redis] = await Promise.all(backends.map(async (b) => {
-    const o = (await b.make(t, []))('n')
-    await o.start([W])
-    defer(t, () => o.close())
-    return o
-  }))
+test("a published message's delivery: the in-memory outbox's bytes parse to exactly what the Redis outbox writes", async (t) => {
+  const [memory, redis] = await Promise.all(
+    backends.map(async (b) => {
+      const o = (await b.make(t, []))('n')
+      await o.start([W])
+      defer(t, () => o.close())
+      return o
+    }),
+  )
   const binary = Buffer.from([0, 1, 0x7f, 0x80, 0xfe, 0xff, 0x22, 0x5c, 0x0a])
   const cases: Array<[Message, string | null]> = [
     [newMessage('plain', Buffer.from('hello'), 0, false, 'p'), 'client-1'],
     [newMessage('bin/ü/温度', binary, 1, true, 'p'), null],
-    [newMessage('props/"q"\\', Buffer.alloc(0), 2, false, 'p', {
-      contentType: 'text/"plain"', correlationData: Buffer.from([0xff, 0, 1]), responseTopic: 'r/t', payloadFormatIndicator: true,
-      messageExpiryInterval: 60, userProperties: { k: 'v\u0002', many: ['a', 'b'] },
-    }), 'cl"ient\n'],
+    [
+      newMessage('props/"q"\\', Buffer.alloc(0), 2, false, 'p', {
+        contentType: 'text/"plain"',
+        correlationData: Buffer.from([0xff, 0, 1]),
+        responseTopic: 'r/t',
+        payloadFormatIndicator: true,
+        messageExpiryInterval: 60,
+        userProperties: { k: 'v\u0002', many: ['a', 'b'] },
+      }),
+      'cl"ient\n',
+    ],
   ]
   const at = Date.UTC(2024, 4, 5, 6, 7, 8, 9)
   const written: Delivery[][] = []
@@ -193,18 +232,32 @@ test('a published message\'s delivery: the in-memory outbox\'s bytes parse to ex
     await o.done(batch)
     written.push(deliveries(batch))
   }
-  const [fromBytes, fromRedis] = written.map((list) => list.map(({ id, ...rest }) => {
-    assert.match(id, /^n-/)
-    return rest
-  }))
+  const [fromBytes, fromRedis] = written.map((list) =>
+    list.map(({ id, ...rest }) => {
+      assert.match(id, /^n-/)
+      return rest
+    }),
+  )
   assert.equal(fromBytes!.length, cases.length)
   assert.deepEqual(fromBytes, fromRedis)
   const [plain, bin, props] = fromRedis!
-  assert.deepEqual(plain, { event: 'published', timestamp: '2024-05-05T06:07:08.009Z', clientId: 'client-1', topic: 'plain', qos: 0, retain: false, payload: 'aGVsbG8=' })
+  assert.deepEqual(plain, {
+    event: 'published',
+    timestamp: '2024-05-05T06:07:08.009Z',
+    clientId: 'client-1',
+    topic: 'plain',
+    qos: 0,
+    retain: false,
+    payload: 'aGVsbG8=',
+  })
   assert.equal(bin!.clientId, null)
   assert.deepEqual(Buffer.from(String(bin!.payload), 'base64'), binary)
   assert.deepEqual(props!.properties, {
-    contentType: 'text/"plain"', correlationData: Buffer.from([0xff, 0, 1]).toString('base64'), responseTopic: 'r/t', payloadFormatIndicator: true,
-    messageExpiryInterval: 60, userProperties: { k: 'v\u0002', many: ['a', 'b'] },
+    contentType: 'text/"plain"',
+    correlationData: Buffer.from([0xff, 0, 1]).toString('base64'),
+    responseTopic: 'r/t',
+    payloadFormatIndicator: true,
+    messageExpiryInterval: 60,
+    userProperties: { k: 'v\u0002', many: ['a', 'b'] },
   })
 })

@@ -6,7 +6,10 @@ import { PacketReader, wholePackets } from '../../core/packet-reader.js'
 function reader(): { r: PacketReader; got: string[]; errors: string[] } {
   const got: string[] = []
   const errors: string[] = []
-  const r = new PacketReader({ onPacket: (p: Packet) => got.push(p.cmd === 'publish' ? `publish:${p.topic}:${p.payload.toString()}` : p.cmd), onParseError: (e) => errors.push(e.message) })
+  const r = new PacketReader({
+    onPacket: (p: Packet) => got.push(p.cmd === 'publish' ? `publish:${p.topic}:${p.payload.toString()}` : p.cmd),
+    onParseError: (e) => errors.push(e.message),
+  })
   return { r, got, errors }
 }
 
@@ -85,7 +88,9 @@ test('MQTT 5 properties are checked per packet kind', () => {
 test('a CONNECT with bytes after its payload is an error naming its protocol level', () => {
   const seen: Array<[string, number | undefined]> = []
   const r = new PacketReader({ onPacket: () => {}, onParseError: (e, v) => seen.push([e.message, v]) })
-  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'c', clean: true, keepalive: 10 }, { protocolVersion: 5 } as never)
+  const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'c', clean: true, keepalive: 10 }, {
+    protocolVersion: 5,
+  } as never)
   const longer = Buffer.concat([connect, Buffer.from([1, 2])])
   longer[1] = longer[1]! + 2
   r.read(longer)
@@ -115,9 +120,14 @@ test('a sink that stops accepting keeps the rest of the chunk as bytes until res
   const got: string[] = []
   let accepting = true
   const r = new PacketReader({
-    onPacket: (p: Packet) => { got.push(p.cmd === 'publish' ? p.topic : p.cmd); if (got.length % 2 === 1) accepting = false },
+    onPacket: (p: Packet) => {
+      got.push(p.cmd === 'publish' ? p.topic : p.cmd)
+      if (got.length % 2 === 1) accepting = false
+    },
     onParseError: (e) => assert.fail(e.message),
-    get accepting() { return accepting },
+    get accepting() {
+      return accepting
+    },
   })
   const chunk = Buffer.concat([publish('a', '1'), publish('b', '2'), Buffer.from([0xc0, 0]), publish('c', '3')])
   r.read(chunk)

@@ -19,7 +19,17 @@ function hooks(over: Partial<HookRunner>): HookRunner {
 
 test('$SYS is refused before any hook is asked', () => {
   let asked = 0
-  const p = new PublishPipeline(services({}, hooks({ authorizePublish: () => { asked++; return { result: 'allow' } } })))
+  const p = new PublishPipeline(
+    services(
+      {},
+      hooks({
+        authorizePublish: () => {
+          asked++
+          return { result: 'allow' }
+        },
+      }),
+    ),
+  )
   assert.equal(p.decide(client, msg('$SYS/broker/x')), ReasonCode.NotAuthorized)
   assert.equal(asked, 0)
 })
@@ -46,7 +56,7 @@ test('a deny answers its reason code; a transform may change or drop the message
   assert.equal(await slowDeny.decide(client, msg('t')), ReasonCode.NotAuthorized)
 })
 
-test('route: 0x10 with no subscriber, 0 with one; the publisher\'s flow reaches a subscriber that cannot take the message', () => {
+test("route: 0x10 with no subscriber, 0 with one; the publisher's flow reaches a subscriber that cannot take the message", () => {
   const core = services()
   const p = new PublishPipeline(core)
   assert.equal(p.route(msg('r'), client, null), ReasonCode.NoMatchingSubscribers)
@@ -62,7 +72,7 @@ test('route: 0x10 with no subscriber, 0 with one; the publisher\'s flow reaches 
   assert.deepEqual(out.congestedBy, [from])
 })
 
-test('route waits for the retained store and a persistent subscriber\'s write before answering', async () => {
+test("route waits for the retained store and a persistent subscriber's write before answering", async () => {
   const core = services()
   const p = new PublishPipeline(core)
   const store = new DurableMemoryStore()

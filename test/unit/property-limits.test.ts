@@ -14,7 +14,10 @@ function userProperties(n: number, name = 'u'): Record<string, string[]> {
 }
 
 function publish(properties: IPublishPacket['properties'], qos: 0 | 1 = 1, topic = 't'): Buffer {
-  return mqttPacket.generate({ cmd: 'publish', topic, payload: Buffer.from('payload'), qos, retain: false, dup: false, messageId: qos ? 7 : undefined, properties }, { protocolVersion: 5 })
+  return mqttPacket.generate(
+    { cmd: 'publish', topic, payload: Buffer.from('payload'), qos, retain: false, dup: false, messageId: qos ? 7 : undefined, properties },
+    { protocolVersion: 5 },
+  )
 }
 
 /** Property bytes of an encoded PUBLISH with topic 't' and QoS 1 (after the header, topic, id and length). */
@@ -43,7 +46,17 @@ function read(chunks: Buffer[], withLimits: typeof limits | null = limits): { pa
 }
 
 test('scanProperties counts User Properties and finds the Topic Alias without parsing', () => {
-  const b = block(publish({ payloadFormatIndicator: true, messageExpiryInterval: 9, contentType: 'c', responseTopic: 'r', correlationData: Buffer.from('cd'), topicAlias: 300, userProperties: { a: ['1', '2'], b: 'x' } }))
+  const b = block(
+    publish({
+      payloadFormatIndicator: true,
+      messageExpiryInterval: 9,
+      contentType: 'c',
+      responseTopic: 'r',
+      correlationData: Buffer.from('cd'),
+      topicAlias: 300,
+      userProperties: { a: ['1', '2'], b: 'x' },
+    }),
+  )
   assert.deepEqual(scanProperties(b), { userProperties: 3, topicAlias: 300, malformed: false })
   assert.equal(scanProperties(block(publish({ userProperties: userProperties(150000) }))).userProperties, 150000)
   assert.equal(scanProperties(b.subarray(0, b.length - 1)).malformed, true) // cut inside a string
@@ -52,9 +65,20 @@ test('scanProperties counts User Properties and finds the Topic Alias without pa
   assert.deepEqual(scanProperties(Buffer.alloc(0)), { userProperties: 0, topicAlias: undefined, malformed: false })
   // every way a block can end early or hold what is not a property
   const cases: Array<[number[], boolean]> = [
-    [[0x26], true], [[0x26, 0, 0], true], [[0x26, 0, 0, 0, 0], false], [[0x03, 0, 2, 0x61], true], [[0x03, 0, 1, 0x61], false],
-    [[0x0b], true], [[0x0b, 0x80], true], [[0x0b, 0x7f], false], [[0x0b, 0xff, 0xff, 0xff, 0x7f], false], [[0x0b, 0xff, 0xff, 0xff, 0xff, 0x01], true],
-    [[0x23, 0], true], [[0x23, 0, 5], false], [[0x00], true], [[0x02, 0, 0, 0], true],
+    [[0x26], true],
+    [[0x26, 0, 0], true],
+    [[0x26, 0, 0, 0, 0], false],
+    [[0x03, 0, 2, 0x61], true],
+    [[0x03, 0, 1, 0x61], false],
+    [[0x0b], true],
+    [[0x0b, 0x80], true],
+    [[0x0b, 0x7f], false],
+    [[0x0b, 0xff, 0xff, 0xff, 0x7f], false],
+    [[0x0b, 0xff, 0xff, 0xff, 0xff, 0x01], true],
+    [[0x23, 0], true],
+    [[0x23, 0, 5], false],
+    [[0x00], true],
+    [[0x02, 0, 0, 0], true],
   ]
   for (const [bytes, malformed] of cases) assert.equal(scanProperties(Buffer.from(bytes)).malformed, malformed, bytes.join(','))
 })

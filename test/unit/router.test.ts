@@ -31,7 +31,10 @@ test('one matching subscription: delivered once at the lower QoS; the count is a
   assert.equal(router.route(newMessage('t/1', Buffer.from('x'), 2, false, 'p'), null), 1)
   assert.equal(router.route(newMessage('t/2', Buffer.from('y'), 0, false, 'p'), null), 1)
   assert.equal(router.route(newMessage('u/1', Buffer.from('z'), 1, false, 'p'), null), 0)
-  assert.deepEqual(a.outlet.sent.map((s) => `${s.topic}:${s.qos}`), ['t/1:1', 't/2:0'])
+  assert.deepEqual(
+    a.outlet.sent.map((s) => `${s.topic}:${s.qos}`),
+    ['t/1:1', 't/2:0'],
+  )
 })
 
 test('[MQTT-3.3.4-2] [MQTT-3.3.4-3] overlapping subscriptions of one client: one copy, the highest QoS, every subscription identifier, retained as published if one asks', () => {
@@ -44,11 +47,20 @@ test('[MQTT-3.3.4-2] [MQTT-3.3.4-3] overlapping subscriptions of one client: one
   subscribe(router, b.session, sub('s/x', 1, { id: 7 }))
   assert.equal(router.route(newMessage('s/x', Buffer.from('m'), 2, true, 'p'), null), 2)
   assert.equal(a.outlet.sent.length, 1)
-  assert.deepEqual(a.outlet.sent.map((s) => ({ qos: s.qos, retain: s.retain, ids: s.ids?.sort() })), [{ qos: 2, retain: true, ids: [1, 2] }])
-  assert.deepEqual(b.outlet.sent.map((s) => ({ qos: s.qos, retain: s.retain, ids: s.ids })), [{ qos: 1, retain: false, ids: [7] }])
+  assert.deepEqual(
+    a.outlet.sent.map((s) => ({ qos: s.qos, retain: s.retain, ids: s.ids?.sort() })),
+    [{ qos: 2, retain: true, ids: [1, 2] }],
+  )
+  assert.deepEqual(
+    b.outlet.sent.map((s) => ({ qos: s.qos, retain: s.retain, ids: s.ids })),
+    [{ qos: 1, retain: false, ids: [7] }],
+  )
   // the next message is merged afresh (nothing left over from the last one)
   router.route(newMessage('s/y', Buffer.from('n'), 1, false, 'p'), null)
-  assert.deepEqual(a.outlet.sent.slice(1).map((s) => ({ qos: s.qos, ids: s.ids?.sort() })), [{ qos: 1, ids: [1, 2] }])
+  assert.deepEqual(
+    a.outlet.sent.slice(1).map((s) => ({ qos: s.qos, ids: s.ids?.sort() })),
+    [{ qos: 1, ids: [1, 2] }],
+  )
 })
 
 test('[MQTT-3.8.3-3] No Local: not delivered to the client that published it', () => {
@@ -75,7 +87,7 @@ test('a persistent subscriber: route answers the count with the store writes to 
   assert.equal(router.route(newMessage('w', Buffer.from('y'), 0, false, 'pub'), null), 2) // QoS 0 stores nothing
 })
 
-test('the publisher\'s flow control reaches every session a message goes to', () => {
+test("the publisher's flow control reaches every session a message goes to", () => {
   const router = new Router()
   const a = connected('a')
   const b = connected('b')
@@ -94,10 +106,16 @@ test('a shared group: one member per message, round robin, members that are conn
   const members = ['m1', 'm2', 'm3'].map((id) => connected(id))
   for (const m of members) subscribe(router, m.session, sub('$share/g/jobs/#', 1))
   for (let i = 0; i < 6; i++) assert.equal(router.route(newMessage('jobs/1', Buffer.from(String(i)), 1, false, 'p'), null), 1)
-  assert.deepEqual(members.map((m) => m.outlet.sent.length), [2, 2, 2])
+  assert.deepEqual(
+    members.map((m) => m.outlet.sent.length),
+    [2, 2, 2],
+  )
   members[1]!.session.detach()
   for (let i = 0; i < 4; i++) router.route(newMessage('jobs/1', Buffer.from('z'), 1, false, 'p'), null)
-  assert.deepEqual(members.map((m) => m.outlet.sent.length), [4, 2, 4])
+  assert.deepEqual(
+    members.map((m) => m.outlet.sent.length),
+    [4, 2, 4],
+  )
 })
 
 test('a message routed while another is being delivered (a listener publishing) is merged on its own: the first keeps its QoS and identifiers', () => {
@@ -126,7 +144,7 @@ test('a message routed while another is being delivered (a listener publishing) 
   assert.deepEqual(innerOf(b.outlet), [{ qos: 1, ids: [1, 3] }])
 })
 
-test('removing a session\'s last subscription lets the router forget the session', () => {
+test("removing a session's last subscription lets the router forget the session", () => {
   const router = new Router()
   const a = connected('a')
   subscribe(router, a.session, sub('r/1', 1))
@@ -142,7 +160,7 @@ test('removing a session\'s last subscription lets the router forget the session
   assert.equal(router.route(newMessage('r/1', Buffer.from('x'), 1, false, 'p'), null), 0)
 })
 
-test('in a cluster: the router tells of its first and last member of a group, is told the other nodes\' groups (RemoteGroups), and picks one node per group and message, round robin', () => {
+test("in a cluster: the router tells of its first and last member of a group, is told the other nodes' groups (RemoteGroups), and picks one node per group and message, round robin", () => {
   const router = new Router('a')
   const changes: string[] = []
   const remote = router.joinCluster((group, filter, present) => changes.push(`${group} ${filter} ${present}`))
@@ -160,8 +178,14 @@ test('in a cluster: the router tells of its first and last member of a group, is
     return m.shares
   }
   const picks = [publish(), publish(), publish(), publish()]
-  assert.deepEqual(picks.map((s) => s?.['g/job/#']), ['b', 'a', 'b', 'a'])
-  assert.deepEqual(picks.map((s) => s?.['h/job/+']), ['c', 'c', 'c', 'c'])
+  assert.deepEqual(
+    picks.map((s) => s?.['g/job/#']),
+    ['b', 'a', 'b', 'a'],
+  )
+  assert.deepEqual(
+    picks.map((s) => s?.['h/job/+']),
+    ['c', 'c', 'c', 'c'],
+  )
   assert.equal(w1.outlet.sent.length + w2.outlet.sent.length, 2) // only the messages this node picked itself for
   remote.forget('b')
   assert.equal(router.remote?.size, 1)
@@ -171,7 +195,7 @@ test('in a cluster: the router tells of its first and last member of a group, is
   assert.deepEqual(changes, ['g job/# true', 'g job/# false'])
 })
 
-test('on a single node (no joinCluster) shared groups are the router\'s own: no node is picked', () => {
+test("on a single node (no joinCluster) shared groups are the router's own: no node is picked", () => {
   const router = new Router('a')
   const w = connected('w')
   subscribe(router, w.session, sub('$share/g/job/#', 1))

@@ -46,8 +46,17 @@ test('breaker: after its back-off it probes; a success closes it, a failure trip
   assert.equal(b.trips, 3)
 })
 
-test('guard: hook code\'s process refuses exit, kill, abort, chdir, setuid and exitCode with a coded error; the real ones refuse only while hook code runs', () => {
-  for (const call of [() => guardedProcess.exit(0), () => guardedProcess.kill(process.pid), () => guardedProcess.abort(), () => guardedProcess.chdir('/'), () => guardedProcess.setuid?.(0), () => { guardedProcess.exitCode = 3 }]) {
+test("guard: hook code's process refuses exit, kill, abort, chdir, setuid and exitCode with a coded error; the real ones refuse only while hook code runs", () => {
+  for (const call of [
+    () => guardedProcess.exit(0),
+    () => guardedProcess.kill(process.pid),
+    () => guardedProcess.abort(),
+    () => guardedProcess.chdir('/'),
+    () => guardedProcess.setuid?.(0),
+    () => {
+      guardedProcess.exitCode = 3
+    },
+  ]) {
     assert.throws(call, { code: 'HOOKMQ_ERR_HOOK_FORBIDDEN' })
   }
   assert.equal(typeof guardedProcess.hrtime.bigint(), 'bigint') // the rest is the real process
@@ -71,7 +80,7 @@ test('ring: regions are handed out in order, wrap around, and come back once the
   assert.deepEqual([a, b, c], [0, RING_BYTES / 4, RING_BYTES / 2])
   assert.equal(r.take(RING_BYTES / 4 + 4, 4), -1) // no room: the batch brings its own buffer
   r.release(1)
-  assert.equal(r.take(RING_BYTES / 4, 4), 3 * RING_BYTES / 4)
+  assert.equal(r.take(RING_BYTES / 4, 4), (3 * RING_BYTES) / 4)
   assert.equal(r.take(100, 5), 0) // the end is full: wrapped to the start, which batch 1 gave back
   assert.equal(r.take(RING_BYTES / 4, 6), -1) // batch 2's region is still in use
   r.release(3)

@@ -44,7 +44,10 @@ test('config errors never show a secret: URLs with passwords are masked (also wh
 })
 
 test('http.token: required when the endpoint binds beyond loopback (its own host or the global one), optional on loopback', () => {
-  assert.throws(() => parseConfigWith(hookmqConfigSchema, { host: '0.0.0.0', http: {} }), /^.*config error: http\.token = \(missing\): required when the HTTP endpoint binds beyond loopback \(0\.0\.0\.0\)$/)
+  assert.throws(
+    () => parseConfigWith(hookmqConfigSchema, { host: '0.0.0.0', http: {} }),
+    /^.*config error: http\.token = \(missing\): required when the HTTP endpoint binds beyond loopback \(0\.0\.0\.0\)$/,
+  )
   assert.throws(() => parseConfigWith(hookmqConfigSchema, { http: { host: '10.1.2.3' } }), /http\.token = \(missing\): required .*\(10\.1\.2\.3\)/)
   assert.equal(parseConfigWith(hookmqConfigSchema, { host: '0.0.0.0', http: { host: '127.0.0.1' } }).host, '0.0.0.0')
   assert.equal(parseConfigWith(hookmqConfigSchema, { host: '0.0.0.0', http: { token: 't'.repeat(16) } }).http !== false, true)
@@ -59,7 +62,10 @@ test('log lines mask URL passwords in the message and in errors', () => {
     log.warn({ err: 'rediss://:secret@k refused' }, 'as a string')
   })`
   const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
-  const lines = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; err: { message: string; stack: string } | string })
+  const lines = out.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { msg: string; err: { message: string; stack: string } | string })
   assert.equal(lines.length, 2)
   assert.equal(lines[0]!.msg, 'Redis at redis://app:***@h is unreachable')
   assert.equal((lines[0]!.err as { message: string }).message, 'connect to redis://:***@h failed')

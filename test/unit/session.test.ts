@@ -8,7 +8,7 @@ import { FakeFlowOwner, FakeOutlet, sessionContext } from './fakes.js'
 
 const msg = (topic: string, qos: QoS = 1, payload = topic) => newMessage(topic, Buffer.from(payload), qos, false, 'pub')
 
-test('QoS 1 within the client\'s window goes at once with a packet id; beyond it waits, holding the publisher back; each PUBACK lets the next go', () => {
+test("QoS 1 within the client's window goes at once with a packet id; beyond it waits, holding the publisher back; each PUBACK lets the next go", () => {
   const ctx = sessionContext()
   const s = new Session('c', ctx)
   const out = new FakeOutlet('c')
@@ -16,11 +16,17 @@ test('QoS 1 within the client\'s window goes at once with a packet id; beyond it
   s.attach(out, false)
   const from = new FakeFlowOwner().flow()
   for (const t of ['a', 'b', 'c', 'd']) s.deliver(msg(t), 1, false, undefined, from)
-  assert.deepEqual(out.sent.map((x) => x.topic), ['a', 'b'])
+  assert.deepEqual(
+    out.sent.map((x) => x.topic),
+    ['a', 'b'],
+  )
   assert.equal(s.queued, 2)
   assert.deepEqual(out.congestedBy, [from, from])
   assert.equal(s.complete(out.sent[0]!.packetId), true)
-  assert.deepEqual(out.sent.map((x) => x.topic), ['a', 'b', 'c'])
+  assert.deepEqual(
+    out.sent.map((x) => x.topic),
+    ['a', 'b', 'c'],
+  )
   assert.deepEqual(ctx.delivered, ['a'])
   s.complete(out.sent[1]!.packetId)
   assert.equal(s.queued, 0)
@@ -41,17 +47,23 @@ test('offline: QoS 0 is not queued, QoS 1 and 2 are; on resume unacknowledged me
   assert.equal(s.queued, 2)
   const again = new FakeOutlet('c')
   s.attach(again, true)
-  assert.deepEqual(again.sent.map((x) => `${x.topic}:${x.dup}`), ['inflight:true', 'one:false', 'two:false'])
+  assert.deepEqual(
+    again.sent.map((x) => `${x.topic}:${x.dup}`),
+    ['inflight:true', 'one:false', 'two:false'],
+  )
 })
 
-test('the queue\'s bound: dropOldest lets the newest in, dropNewest refuses it; both count the quota', () => {
+test("the queue's bound: dropOldest lets the newest in, dropNewest refuses it; both count the quota", () => {
   for (const dropNewest of [false, true]) {
     const ctx = sessionContext({ maxQueued: 2, dropNewest })
     const s = new Session('c', ctx)
     for (const t of ['1', '2', '3']) s.deliver(msg(t), 1, false, undefined, null)
     const out = new FakeOutlet('c')
     s.attach(out, false)
-    assert.deepEqual(out.sent.map((x) => x.topic), dropNewest ? ['1', '2'] : ['2', '3'])
+    assert.deepEqual(
+      out.sent.map((x) => x.topic),
+      dropNewest ? ['1', '2'] : ['2', '3'],
+    )
     assert.deepEqual(ctx.dropped, ['queued_messages'])
   }
 })
@@ -72,7 +84,10 @@ test('discardUncovered drops what waited only for a subscription that is gone', 
   s.discardUncovered()
   const out = new FakeOutlet('c')
   s.attach(out, false)
-  assert.deepEqual(out.sent.map((x) => x.topic), ['keep/1', 'keep/2'])
+  assert.deepEqual(
+    out.sent.map((x) => x.topic),
+    ['keep/1', 'keep/2'],
+  )
 })
 
 test('QoS 2 outgoing: PUBREC moves it to PUBREL; a failed PUBREC (>= 0x80) ends the exchange', () => {

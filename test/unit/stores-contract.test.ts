@@ -32,21 +32,34 @@ for (const b of backends) {
     test('sessions: save, list, load with queue, in-flight and incoming; delete forgets all', async (t) => {
       const { sessions } = await b.make(t)
       assert.equal(await sessions.load('nobody'), undefined)
-      await sessions.save({ clientId: 'c1', expiryInterval: 60, subscriptions: [{ filter: 'a/#', qos: 1, nl: false, rap: false, rh: 0, id: 7 }],
-        will: { topic: 'w', payload: Buffer.from('bye'), qos: 1, retain: false, delay: 5 } })
+      await sessions.save({
+        clientId: 'c1',
+        expiryInterval: 60,
+        subscriptions: [{ filter: 'a/#', qos: 1, nl: false, rap: false, rh: 0, id: 7 }],
+        will: { topic: 'w', payload: Buffer.from('bye'), qos: 1, retain: false, delay: 5 },
+      })
       await sessions.enqueue('c1', { message: msg('a/1', 'one'), qos: 1, retain: false }, 10)
       await sessions.enqueue('c1', { message: msg('a/2', 'two'), qos: 1, retain: false, subscriptionIds: [7] }, 10)
       await sessions.putInflight('c1', { message: msg('a/0', 'zero', 2), qos: 2, retain: false, packetId: 3, state: 'publish' })
       await sessions.putInflight('c1', { message: msg('a/0', 'zero', 2), qos: 2, retain: false, packetId: 3, state: 'pubrel' })
       await sessions.addIncoming('c1', 9)
-      assert.deepEqual((await sessions.list()).map((s) => s.clientId), ['c1'])
+      assert.deepEqual(
+        (await sessions.list()).map((s) => s.clientId),
+        ['c1'],
+      )
       const s = (await sessions.load('c1'))!
       assert.equal(s.expiryInterval, 60)
       assert.deepEqual(s.subscriptions, [{ filter: 'a/#', qos: 1, nl: false, rap: false, rh: 0, id: 7 }])
       assert.equal(s.will?.payload.toString(), 'bye')
-      assert.deepEqual(s.queue.map((q) => `${q.message.topic}=${q.message.payload}`), ['a/1=one', 'a/2=two'])
+      assert.deepEqual(
+        s.queue.map((q) => `${q.message.topic}=${q.message.payload}`),
+        ['a/1=one', 'a/2=two'],
+      )
       assert.deepEqual(s.queue[1]!.subscriptionIds, [7])
-      assert.deepEqual(s.inflight.map((e) => `${e.packetId}:${e.state}:${e.message.payload}`), ['3:pubrel:zero'])
+      assert.deepEqual(
+        s.inflight.map((e) => `${e.packetId}:${e.state}:${e.message.payload}`),
+        ['3:pubrel:zero'],
+      )
       assert.deepEqual(s.incoming, [9])
       await sessions.dequeue('c1')
       await sessions.deleteInflight('c1', 3)
@@ -62,7 +75,10 @@ for (const b of backends) {
       const { sessions } = await b.make(t)
       await sessions.save({ clientId: 'q', expiryInterval: 60, subscriptions: [] })
       for (let i = 0; i < 5; i++) await sessions.enqueue('q', { message: msg('t', String(i)), qos: 1, retain: false }, 3)
-      assert.deepEqual((await sessions.load('q'))!.queue.map((e) => e.message.payload.toString()), ['2', '3', '4'])
+      assert.deepEqual(
+        (await sessions.load('q'))!.queue.map((e) => e.message.payload.toString()),
+        ['2', '3', '4'],
+      )
     })
 
     test('sessions: the oldest queued entry moves to in flight under its packet id, then moves on to PUBREL', async (t) => {
@@ -72,9 +88,15 @@ for (const b of backends) {
       await sessions.enqueue('m', { message: msg('q/2', 'second'), qos: 1, retain: true }, 10)
       await sessions.dequeueToInflight('m', { message: msg('q/1', 'first', 2), qos: 2, retain: false, subscriptionIds: [4], packetId: 5, state: 'publish' })
       let s = (await sessions.load('m'))!
-      assert.deepEqual(s.queue.map((e) => e.message.payload.toString()), ['second'])
+      assert.deepEqual(
+        s.queue.map((e) => e.message.payload.toString()),
+        ['second'],
+      )
       assert.equal(s.inflight.length, 1)
-      assert.deepEqual([s.inflight[0]!.packetId, s.inflight[0]!.state, s.inflight[0]!.qos, s.inflight[0]!.message.topic, s.inflight[0]!.subscriptionIds], [5, 'publish', 2, 'q/1', [4]])
+      assert.deepEqual(
+        [s.inflight[0]!.packetId, s.inflight[0]!.state, s.inflight[0]!.qos, s.inflight[0]!.message.topic, s.inflight[0]!.subscriptionIds],
+        [5, 'publish', 2, 'q/1', [4]],
+      )
       await sessions.putInflight('m', { ...s.inflight[0]!, state: 'pubrel' })
       s = (await sessions.load('m'))!
       assert.deepEqual([s.inflight[0]!.packetId, s.inflight[0]!.state], [5, 'pubrel'])
@@ -85,7 +107,10 @@ for (const b of backends) {
       await sessions.save({ clientId: 'named', expiryInterval: 60, subscriptions: [], owner: 'alice' })
       await sessions.save({ clientId: 'anon', expiryInterval: 60, subscriptions: [], owner: null })
       await sessions.save({ clientId: 'legacy', expiryInterval: 60, subscriptions: [] })
-      assert.deepEqual([(await sessions.load('named'))!.owner, (await sessions.load('anon'))!.owner, (await sessions.load('legacy'))!.owner], ['alice', null, undefined])
+      assert.deepEqual(
+        [(await sessions.load('named'))!.owner, (await sessions.load('anon'))!.owner, (await sessions.load('legacy'))!.owner],
+        ['alice', null, undefined],
+      )
       const listed = new Map((await sessions.list()).map((s) => [s.clientId, s.owner]))
       assert.deepEqual([listed.get('named'), listed.get('anon'), listed.get('legacy')], ['alice', null, undefined])
     })
@@ -98,8 +123,14 @@ for (const b of backends) {
       const kept = (await sessions.load('r'))!.queue.filter((e) => e.message.topic.startsWith('a/'))
       await sessions.replaceQueue('r', kept)
       let s = (await sessions.load('r'))!
-      assert.deepEqual(s.queue.map((e) => e.message.payload.toString()), ['a/1', 'a/2'])
-      assert.deepEqual(s.inflight.map((e) => e.packetId), [1])
+      assert.deepEqual(
+        s.queue.map((e) => e.message.payload.toString()),
+        ['a/1', 'a/2'],
+      )
+      assert.deepEqual(
+        s.inflight.map((e) => e.packetId),
+        [1],
+      )
       await sessions.replaceQueue('r', [])
       s = (await sessions.load('r'))!
       assert.deepEqual(s.queue, [])
@@ -111,7 +142,11 @@ for (const b of backends) {
       await retained.set(msg('a/b', 'y'))
       await retained.set(msg('a/c/d', 'z'))
       await retained.set(msg('$SYS/up', 's'))
-      const withProps = newMessage('p/q', Buffer.from('p'), 1, true, undefined, { contentType: 'text/plain', correlationData: Buffer.from('cd'), userProperties: { k: 'v' } })
+      const withProps = newMessage('p/q', Buffer.from('p'), 1, true, undefined, {
+        contentType: 'text/plain',
+        correlationData: Buffer.from('cd'),
+        userProperties: { k: 'v' },
+      })
       await retained.set(withProps)
       const expired = newMessage('e', Buffer.from('gone'), 0, true, undefined)
       expired.expiresAt = Date.now() - 1
@@ -140,7 +175,10 @@ for (const b of backends) {
       assert.deepEqual(await topics('+'), ['a'])
       assert.deepEqual(await topics('+/lead'), ['/lead'])
       assert.deepEqual(await topics('trail/+'), ['trail/'])
-      assert.deepEqual(await topics('#'), ['$share-like/x', '/lead', 'a', 'a//c', 'a/b', 'a/b/c', 'a/x/c', 'b/x/c', 'trail/'].filter((x) => !x.startsWith('$')).sort())
+      assert.deepEqual(
+        await topics('#'),
+        ['$share-like/x', '/lead', 'a', 'a//c', 'a/b', 'a/b/c', 'a/x/c', 'b/x/c', 'trail/'].filter((x) => !x.startsWith('$')).sort(),
+      )
       assert.deepEqual(await topics('$share-like/+'), ['$share-like/x'])
       assert.deepEqual(await topics('a/b/c/#'), ['a/b/c'])
       assert.deepEqual(await topics('nothing/#'), [])
@@ -165,7 +203,7 @@ test('Redis retained store: one key per topic, expiring with the message; cleari
   const store = new RedisRetainedStore(redis, 'r:')
   await store.set(msg('x/y/z', 'one'))
   await store.set(newMessage('x/y/ttl', Buffer.from('t'), 0, true, undefined, { messageExpiryInterval: 60 }))
-  assert.equal(await redis.get('r:retained:t:x/y/z') !== null, true)
+  assert.equal((await redis.get('r:retained:t:x/y/z')) !== null, true)
   const ttl = await redis.pttl('r:retained:t:x/y/ttl')
   assert.ok(ttl > 55000 && ttl <= 60000, `the key expires with the message (${ttl} ms)`)
   assert.equal(await redis.pttl('r:retained:t:x/y/z'), -1)

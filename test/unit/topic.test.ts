@@ -11,7 +11,7 @@ const reused = new Matches<string>() // reused like the router's: what one match
 
 function matches(tree: TopicTree<string>, topic: string): string[] {
   tree.match(topic, reused)
-  const out = [...reused.subs.slice(0, reused.subCount) as string[], ...reused.groups.slice(0, reused.groupCount).map((g) => `share:${g!.group}`)].sort()
+  const out = [...(reused.subs.slice(0, reused.subCount) as string[]), ...reused.groups.slice(0, reused.groupCount).map((g) => `share:${g!.group}`)].sort()
   reused.clear()
   return out
 }
@@ -95,7 +95,11 @@ test('retained tree matches filters and skips $ topics for leading wildcards', (
   const tree = new RetainedTree()
   const msg = (topic: string): Message => ({ topic, payload: Buffer.from(topic), qos: 0, retain: true })
   for (const t of ['a', 'a/b', 'a/b/c', 'a/x/c', '$SYS/up', 'b']) tree.set(t, msg(t))
-  const topics = (f: string): string[] => tree.match(f).map((m) => m.topic).sort()
+  const topics = (f: string): string[] =>
+    tree
+      .match(f)
+      .map((m) => m.topic)
+      .sort()
   assert.deepEqual(topics('a/#'), ['a', 'a/b', 'a/b/c', 'a/x/c'])
   assert.deepEqual(topics('a/+/c'), ['a/b/c', 'a/x/c'])
   assert.deepEqual(topics('#'), ['a', 'a/b', 'a/b/c', 'a/x/c', 'b'])
@@ -126,13 +130,21 @@ test('topic tree keeps one subscriber inline and moves to a map for more, both w
 
 test('TopicMemo computes once per topic and forgets everything when full, never holding more than its limit', () => {
   let calls = 0
-  const memo = new TopicMemo((topic: string) => { calls++; return topic.length })
+  const memo = new TopicMemo((topic: string) => {
+    calls++
+    return topic.length
+  })
   assert.equal(memo.get('a/b'), 3)
   assert.equal(memo.get('a/b'), 3)
   assert.equal(calls, 1)
-  const small = new TopicMemo((topic: string) => { calls++; return topic }, 2)
+  const small = new TopicMemo((topic: string) => {
+    calls++
+    return topic
+  }, 2)
   calls = 0
-  small.get('x'); small.get('y'); small.get('x')
+  small.get('x')
+  small.get('y')
+  small.get('x')
   assert.equal(calls, 2) // both remembered
   small.get('z') // full: forgets x and y
   small.get('x')

@@ -45,7 +45,10 @@ test('propertiesProblem: allowed properties pass, an empty list passes', () => {
 })
 
 test('propertiesProblem: a property not allowed in the packet is a protocol error', () => {
-  assert.deepEqual(problem(p(0x11, 0, 0, 0, 1), 'subscribe'), { code: 'HOOKMQ_ERR_PROTOCOL_ERROR', message: 'Session Expiry Interval is not allowed in SUBSCRIBE' })
+  assert.deepEqual(problem(p(0x11, 0, 0, 0, 1), 'subscribe'), {
+    code: 'HOOKMQ_ERR_PROTOCOL_ERROR',
+    message: 'Session Expiry Interval is not allowed in SUBSCRIBE',
+  })
   assert.equal(problem(p(0x0b, 0x01), 'publish')?.code, 'HOOKMQ_ERR_PROTOCOL_ERROR') // [MQTT-3.3.4-6]
   assert.equal(problem(p(0x12, 0, 1, 0x61), 'publish')?.code, 'HOOKMQ_ERR_PROTOCOL_ERROR') // server only
   assert.equal(problem(p(0x18, 0, 0, 0, 5), 'connect')?.message, 'Will Delay Interval is not allowed in CONNECT')

@@ -89,7 +89,6 @@ export function answerCode(v: unknown): number {
   return v === undefined ? UNDEFINED : v === true ? TRUE : v === false ? FALSE : v === null ? NULL : VALUE
 }
 
-
 /**
  * Where a batch's payloads go in the shared ring: regions are handed out in
  * order and given back once the worker has begun (and so copied) their batch.
@@ -150,7 +149,18 @@ export class BatchWriter {
     const client = flat ? (input as PublishShaped).client : undefined
     const known = client === undefined ? undefined : this.known(client)
     if (known?.crosses === false) return -1
-    const b = (this.batch ??= { t: 'calls', seq: ++this.seq, count: 0, at: 0, pack: null, topics: [], inputs: null, properties: null, newClients: null, forget: null })
+    const b = (this.batch ??= {
+      t: 'calls',
+      seq: ++this.seq,
+      count: 0,
+      at: 0,
+      pack: null,
+      topics: [],
+      inputs: null,
+      properties: null,
+      newClients: null,
+      forget: null,
+    })
     const i = b.count++
     if (this.table.length < b.count * TABLE) {
       const bigger = new Int32Array(this.table.length * 2)
@@ -322,7 +332,15 @@ export function batchTable(b: CallBatch, ring: SharedArrayBuffer | undefined, co
 }
 
 /** The input of call `i` (a payload copied out of shared memory: the hook may keep it). */
-export function readInput(b: CallBatch, i: number, table: Int32Array, region: Uint8Array, clients: Map<number, ClientInfo>, inputs: Map<number, unknown> | null, properties: Map<number, unknown> | null): unknown {
+export function readInput(
+  b: CallBatch,
+  i: number,
+  table: Int32Array,
+  region: Uint8Array,
+  clients: Map<number, ClientInfo>,
+  inputs: Map<number, unknown> | null,
+  properties: Map<number, unknown> | null,
+): unknown {
   const o = i * TABLE
   const method = table[o + METHOD]!
   if (method !== AUTHORIZE_PUBLISH && method !== TRANSFORM) return reviveBuffers(inputs?.get(i) as Record<string, unknown>)
@@ -346,4 +364,3 @@ function reviveBuffers(input: Record<string, unknown>): unknown {
   if (Array.isArray(input.args)) for (const a of input.args) reviveBuffers(a as Record<string, unknown>)
   return input
 }
-

@@ -25,7 +25,10 @@ export class Breaker {
   private backoff: number
   private reopenAt = 0
 
-  constructor(private readonly settings: BreakerSettings, private readonly onChange: (state: BreakerState) => void = () => {}) {
+  constructor(
+    private readonly settings: BreakerSettings,
+    private readonly onChange: (state: BreakerState) => void = () => {},
+  ) {
     this.times = new Float64Array(settings.maxFailures)
     this.backoff = settings.backoffMs
   }

@@ -16,14 +16,22 @@ export function forbiddenCall(name: string): HookmqError {
   return new HookmqError('HOOK_FORBIDDEN', `process.${name.includes('(') ? name : name + '()'} is not available to hooks`)
 }
 
-const denials = new Map<PropertyKey, () => never>(FORBIDDEN.map((name) => [name, () => { throw forbiddenCall(name) }]))
+const denials = new Map<PropertyKey, () => never>(
+  FORBIDDEN.map((name) => [
+    name,
+    () => {
+      throw forbiddenCall(name)
+    },
+  ]),
+)
 
 /** Events of the process a hook may not raise (a signal's shutdown, say) nor strip of the broker's listeners. */
 const PROCESS_EVENTS = /^(SIG[A-Z0-9]+|exit|beforeExit|uncaughtException|unhandledRejection)$/
 
 function eventGuard(name: 'emit' | 'removeAllListeners' | 'removeListener' | 'off'): (event?: unknown, ...rest: unknown[]) => unknown {
   return function guardedEvent(this: unknown, event?: unknown, ...rest: unknown[]): unknown {
-    if (typeof event === 'string' && PROCESS_EVENTS.test(event) || (event === undefined && name === 'removeAllListeners')) throw forbiddenCall(`${name}('${String(event ?? '')}')`)
+    if ((typeof event === 'string' && PROCESS_EVENTS.test(event)) || (event === undefined && name === 'removeAllListeners'))
+      throw forbiddenCall(`${name}('${String(event ?? '')}')`)
     return (process[name] as (...a: unknown[]) => unknown).call(process, event, ...rest)
   }
 }

@@ -42,8 +42,10 @@ function post(m: FromWorker, transfer?: ArrayBuffer[]): void {
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
-    case 'load': return void load(m)
-    case 'calls': return runBatch(m)
+    case 'load':
+      return void load(m)
+    case 'calls':
+      return runBatch(m)
     case 'abort':
       for (const id of m.ids) controllers.get(id)?.abort(new hookApi.HookmqError('HOOK_TIMEOUT', 'the call passed its deadline'))
       return
@@ -54,7 +56,8 @@ port.on('message', (m: ToWorker) => {
       else r?.resolve()
       return
     }
-    case 'retire': return void retire(m.ms)
+    case 'retire':
+      return void retire(m.ms)
   }
 })
 
@@ -79,7 +82,13 @@ async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number })
     }
     config = parseHookConfig(def, m.config)
     const log = makeLog({ hook: def.name })
-    setup = await runSetup(def, { name: def.name, config, log, publish: (msg) => request('publish', [wireMessage(msg)]), forward: (w, body) => request('forward', [w, body]) })
+    setup = await runSetup(def, {
+      name: def.name,
+      config,
+      log,
+      publish: (msg) => request('publish', [wireMessage(msg)]),
+      forward: (w, body) => request('forward', [w, body]),
+    })
     post({ t: 'loaded', meta: metaOf(def) })
   } catch (err) {
     post({ t: 'failed', error: serializeError(err, true) })
@@ -88,9 +97,16 @@ async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number })
 
 function metaOf(d: HookDefinition): HookMeta {
   return {
-    name: d.name, order: d.order, timeoutMs: d.timeoutMs, isolation: d.isolation, memoryMb: d.memoryMb, filter: d.filter,
+    name: d.name,
+    order: d.order,
+    timeoutMs: d.timeoutMs,
+    isolation: d.isolation,
+    memoryMb: d.memoryMb,
+    filter: d.filter,
     methods: METHODS.filter((k) => k !== 'event' && typeof d[k] === 'function'),
-    events: Object.entries(d.on ?? {}).filter(([, fn]) => typeof fn === 'function').map(([e]) => e),
+    events: Object.entries(d.on ?? {})
+      .filter(([, fn]) => typeof fn === 'function')
+      .map(([e]) => e),
   }
 }
 
@@ -126,7 +142,10 @@ function runBatch(b: CallBatch): void {
       continue
     }
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
-      (result as Promise<unknown>).then((v) => later(id, v, undefined), (err: unknown) => later(id, undefined, serializeError(err)))
+      ;(result as Promise<unknown>).then(
+        (v) => later(id, v, undefined),
+        (err: unknown) => later(id, undefined, serializeError(err)),
+      )
       continue
     }
     controllers.delete(id)
@@ -151,7 +170,7 @@ class Answers {
   }
 
   error(id: number, e: SerializedError): void {
-    (this.errors ??= []).push([id, e])
+    ;(this.errors ??= []).push([id, e])
   }
 
   /** Posts them; one that cannot cross threads (a function in it, say) becomes that call's error. */
@@ -185,7 +204,7 @@ function runEvent(input: { event: string; args: unknown[] }): void {
   try {
     const r = handler(...input.args, ctx)
     if (r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function') {
-      (r as Promise<unknown>).then(undefined, (err: unknown) => post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } }))
+      ;(r as Promise<unknown>).then(undefined, (err: unknown) => post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } }))
     }
   } catch (err) {
     post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } })
@@ -219,12 +238,12 @@ class WorkerCall implements CallContext<unknown> {
   }
 
   get log(): Logger {
-    return callLog ??= makeLog({ hook: def!.name })
+    return (callLog ??= makeLog({ hook: def!.name }))
   }
 
   get signal(): AbortSignal {
     let c = controllers.get(this.id)
-    if (!c) controllers.set(this.id, c = new AbortController())
+    if (!c) controllers.set(this.id, (c = new AbortController()))
     return c.signal
   }
 
@@ -248,7 +267,12 @@ async function retire(ms: number): Promise<void> {
   if (def && setup) {
     setup.abort()
     let timer: NodeJS.Timeout | undefined
-    await Promise.race([runTeardown(def, setup, makeLog({ hook: def.name })), new Promise((r) => { timer = setTimeout(r, ms) })])
+    await Promise.race([
+      runTeardown(def, setup, makeLog({ hook: def.name })),
+      new Promise((r) => {
+        timer = setTimeout(r, ms)
+      }),
+    ])
     clearTimeout(timer)
   }
   post({ t: 'retired' })
@@ -259,7 +283,7 @@ async function retire(ms: number): Promise<void> {
 /** `ctx.publish`'s message with its payload as bytes. */
 function wireMessage(m: PublishOptions): PublishOptions {
   if (m === null || typeof m !== 'object') return m // the broker refuses it: ctx.publish rejects
-  return { ...m, payload: typeof m.payload === 'string' ? m.payload : m.payload === undefined ? undefined : new Uint8Array(m.payload) as Buffer }
+  return { ...m, payload: typeof m.payload === 'string' ? m.payload : m.payload === undefined ? undefined : (new Uint8Array(m.payload) as Buffer) }
 }
 
 function serializeError(err: unknown, load = false): SerializedError {
@@ -278,21 +302,34 @@ function serializeError(err: unknown, load = false): SerializedError {
   return out
 }
 
-
 /** ctx.log in a worker: records go to the broker's logger, under the hook's name. */
 function makeLog(bindings: Record<string, unknown>): Logger {
-  const at = (level: string) => (a?: unknown, b?: unknown, ...rest: unknown[]): void => {
-    if (LOG_LEVELS[level]! < logLevel) return
-    const [obj, msg] = typeof a === 'string' ? [undefined, [a, b, ...rest].filter((x) => x !== undefined).join(' ')] : [a, typeof b === 'string' ? b : undefined]
-    const record = obj === undefined ? bindings : { ...bindings, ...(obj as object) }
-    try {
-      post({ t: 'log', level, obj: record, msg })
-    } catch {
-      post({ t: 'log', level, obj: JSON.parse(JSON.stringify(record, (_k, v: unknown) => (v instanceof Error ? { message: v.message, stack: v.stack } : v)) as string), msg })
+  const at =
+    (level: string) =>
+    (a?: unknown, b?: unknown, ...rest: unknown[]): void => {
+      if (LOG_LEVELS[level]! < logLevel) return
+      const [obj, msg] =
+        typeof a === 'string' ? [undefined, [a, b, ...rest].filter((x) => x !== undefined).join(' ')] : [a, typeof b === 'string' ? b : undefined]
+      const record = obj === undefined ? bindings : { ...bindings, ...(obj as object) }
+      try {
+        post({ t: 'log', level, obj: record, msg })
+      } catch {
+        post({
+          t: 'log',
+          level,
+          obj: JSON.parse(JSON.stringify(record, (_k, v: unknown) => (v instanceof Error ? { message: v.message, stack: v.stack } : v)) as string),
+          msg,
+        })
+      }
     }
-  }
   const log = {
-    fatal: at('fatal'), error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), trace: at('trace'), silent: () => {},
+    fatal: at('fatal'),
+    error: at('error'),
+    warn: at('warn'),
+    info: at('info'),
+    debug: at('debug'),
+    trace: at('trace'),
+    silent: () => {},
     level: Object.entries(LOG_LEVELS).find(([, n]) => n === logLevel)?.[0] ?? 'info',
     child: (more: Record<string, unknown>) => makeLog({ ...bindings, ...more }),
     isLevelEnabled: (level: string) => (LOG_LEVELS[level] ?? 0) >= logLevel,

@@ -33,7 +33,9 @@ export function takeWorker(memoryMb: number): Worker {
 function refill(memoryMb: number): void {
   if (spare !== undefined) return
   const worker = spawn(memoryMb)
-  worker.on('error', () => { if (spare?.worker === worker) spare = undefined })
+  worker.on('error', () => {
+    if (spare?.worker === worker) spare = undefined
+  })
   spare = { worker, memoryMb }
 }
 

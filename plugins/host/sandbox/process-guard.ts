@@ -13,7 +13,10 @@ import { Watchdog } from './watchdog.js'
 export class ProcessGuard {
   private readonly watchdog: Watchdog
 
-  constructor(private readonly host: HookHost, private readonly log: Logger) {
+  constructor(
+    private readonly host: HookHost,
+    private readonly log: Logger,
+  ) {
     this.watchdog = new Watchdog({
       blockedLoopMs: host.settings.blockedLoopMs,
       log,

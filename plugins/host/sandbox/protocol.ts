@@ -26,7 +26,6 @@ export interface HookMeta {
   evalMs?: number
 }
 
-
 export type CompiledData = Omit<Compiled, 'map'>
 
 /** The exit code of a worker that ended itself for using more than memoryMb. */
@@ -68,7 +67,17 @@ export class WorkerFlags {
 }
 
 export type ToWorker =
-  | { t: 'load'; mode: 'preflight' | 'serve'; compiled: CompiledData; config: unknown; setupMs: number; flags?: SharedArrayBuffer; ring?: SharedArrayBuffer; memoryMb?: number; logLevel?: number }
+  | {
+      t: 'load'
+      mode: 'preflight' | 'serve'
+      compiled: CompiledData
+      config: unknown
+      setupMs: number
+      flags?: SharedArrayBuffer
+      ring?: SharedArrayBuffer
+      memoryMb?: number
+      logLevel?: number
+    }
   | CallBatch
   | { t: 'abort'; ids: number[] }
   | { t: 'reply'; id: number; error?: SerializedError }
@@ -89,7 +98,6 @@ export type FromWorker =
 
 /** pino's level numbers, on both sides of the thread boundary (a worker's ctx.log drops what the broker's level would). */
 export const LOG_LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 }
-
 
 /** An error from the other thread as an Error again (`at`, `code` kept). */
 export function reviveError(e: SerializedError): Error {

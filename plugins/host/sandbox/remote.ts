@@ -2,7 +2,24 @@ import type { Worker } from 'node:worker_threads'
 import { HookmqError, type Logger, type PublishOptions } from '../../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
-import { AUTHENTICATE, AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, BatchWriter, batchTable, EVENT, FALSE, ID, NULL, TABLE, TRANSFORM, TRUE, UNDEFINED, wireProperties, type AnswerBatch, type CallBatch } from './batch.js'
+import {
+  AUTHENTICATE,
+  AUTHORIZE_PUBLISH,
+  AUTHORIZE_SUBSCRIBE,
+  BatchWriter,
+  batchTable,
+  EVENT,
+  FALSE,
+  ID,
+  NULL,
+  TABLE,
+  TRANSFORM,
+  TRUE,
+  UNDEFINED,
+  wireProperties,
+  type AnswerBatch,
+  type CallBatch,
+} from './batch.js'
 import { asBuffer, LOG_LEVELS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
 import { linkWorker } from './worker-link.js'
 
@@ -17,7 +34,12 @@ import { linkWorker } from './worker-link.js'
 // dies (heap limit, crash) is replaced too, with a growing pause when that
 // keeps happening; meanwhile calls answer their fallbacks at once.
 
-const CODES: Record<HookMethod, number> = { authenticate: AUTHENTICATE, authorizePublish: AUTHORIZE_PUBLISH, authorizeSubscribe: AUTHORIZE_SUBSCRIBE, transform: TRANSFORM }
+const CODES: Record<HookMethod, number> = {
+  authenticate: AUTHENTICATE,
+  authorizePublish: AUTHORIZE_PUBLISH,
+  authorizeSubscribe: AUTHORIZE_SUBSCRIBE,
+  transform: TRANSFORM,
+}
 const RETIRE_MS = 5000
 
 export interface RemoteOptions {
@@ -94,10 +116,24 @@ export class RemoteHook implements RemoteCalls {
     this.flags = new WorkerFlags()
     this.writer.reset()
     const { worker, meta } = await linkWorker(
-      { compiled: o.compiled, config: o.config, memoryMb: o.memoryMb, setupMs: o.setupMs, logLevel: LOG_LEVELS[o.log.level] ?? 30, ring: this.writer.ring.buffer, flags: this.flags.buffer },
-      { message: (w, m) => this.onMessage(w, m), lost: (w, reason) => { if (w === this.worker) this.lost(reason) } },
+      {
+        compiled: o.compiled,
+        config: o.config,
+        memoryMb: o.memoryMb,
+        setupMs: o.setupMs,
+        logLevel: LOG_LEVELS[o.log.level] ?? 30,
+        ring: this.writer.ring.buffer,
+        flags: this.flags.buffer,
+      },
+      {
+        message: (w, m) => this.onMessage(w, m),
+        lost: (w, reason) => {
+          if (w === this.worker) this.lost(reason)
+        },
+      },
     )
-    if (this.state !== 'starting') { // retired while it loaded
+    if (this.state !== 'starting') {
+      // retired while it loaded
       void worker.terminate()
       throw new HookmqError('HOOK_WORKER_LOST', 'this version was retired while its worker loaded')
     }
@@ -117,7 +153,15 @@ export class RemoteHook implements RemoteCalls {
       const id = ++this.seq
       const batch = this.enqueue(id, CODES[method], input)
       if (batch === -1) {
-        resolve(fail(reg, method, new HookmqError('HOOK_WORKER_LOST', "the client's user cannot be passed to the hook's worker (not structured-cloneable)"), fallback, started))
+        resolve(
+          fail(
+            reg,
+            method,
+            new HookmqError('HOOK_WORKER_LOST', "the client's user cannot be passed to the hook's worker (not structured-cloneable)"),
+            fallback,
+            started,
+          ),
+        )
         return
       }
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reg, method, check, fallback, started, due: performance.now() + reg.timeoutMs, batch })
@@ -128,7 +172,8 @@ export class RemoteHook implements RemoteCalls {
   /** Why a call cannot be made now (it answers its fallback at once), or undefined. */
   private refusal(reg: Registration): HookmqError | undefined {
     if (this.state === 'retiring' || this.state === 'retired') return new HookmqError('HOOK_WORKER_LOST', 'this version of the hook was retired')
-    if (this.state === 'down' && this.restartAt - performance.now() > reg.timeoutMs) return new HookmqError('HOOK_WORKER_LOST', "the hook's worker is restarting")
+    if (this.state === 'down' && this.restartAt - performance.now() > reg.timeoutMs)
+      return new HookmqError('HOOK_WORKER_LOST', "the hook's worker is restarting")
     return undefined
   }
 
@@ -182,7 +227,15 @@ export class RemoteHook implements RemoteCalls {
       const p = this.pending.get(table[i * TABLE + ID]!)
       if (p === undefined) continue
       this.pending.delete(table[i * TABLE + ID]!)
-      p.resolve(fail(p.reg, p.method, new HookmqError('HOOK_WORKER_LOST', `the call's input cannot be passed to the hook's worker: ${err.message}`), p.fallback, p.started))
+      p.resolve(
+        fail(
+          p.reg,
+          p.method,
+          new HookmqError('HOOK_WORKER_LOST', `the call's input cannot be passed to the hook's worker: ${err.message}`),
+          p.fallback,
+          p.started,
+        ),
+      )
     }
     try {
       this.worker!.postMessage(batch, batch.pack ? [batch.pack] : undefined)
@@ -195,11 +248,16 @@ export class RemoteHook implements RemoteCalls {
     if (m.t === 'req') return this.request(worker, m.id, m.kind, m.args)
     if (this.stale.has(worker)) return // a replaced worker's last words
     switch (m.t) {
-      case 'answers': return this.answers(m)
-      case 'log': return this.workerLog(m.level, m.obj, m.msg)
-      case 'unhandled': return this.unhandled(reviveError(m.error))
-      case 'retired': return void (this.state === 'retiring' && this.retired())
-      case 'memory': return this.lost(`it used ${m.usedMb} MiB (heap and buffers), more than its memoryMb ${this.options.memoryMb}`)
+      case 'answers':
+        return this.answers(m)
+      case 'log':
+        return this.workerLog(m.level, m.obj, m.msg)
+      case 'unhandled':
+        return this.unhandled(reviveError(m.error))
+      case 'retired':
+        return void (this.state === 'retiring' && this.retired())
+      case 'memory':
+        return this.lost(`it used ${m.usedMb} MiB (heap and buffers), more than its memoryMb ${this.options.memoryMb}`)
       default:
     }
   }
@@ -316,12 +374,15 @@ export class RemoteHook implements RemoteCalls {
 
   private restart(): void {
     if (this.state !== 'down') return
-    this.link().then(() => this.options.log.info({ restarts: this.restarts }, 'hook worker restarted'), (err: Error) => {
-      if (this.state !== 'starting') return // retired meanwhile
-      this.options.log.error({ err }, 'hook worker could not be restarted')
-      this.state = 'ready' // (so that lost() takes it for a loss)
-      this.lost(err.message)
-    })
+    this.link().then(
+      () => this.options.log.info({ restarts: this.restarts }, 'hook worker restarted'),
+      (err: Error) => {
+        if (this.state !== 'starting') return // retired meanwhile
+        this.options.log.error({ err }, 'hook worker could not be restarted')
+        this.state = 'ready' // (so that lost() takes it for a loss)
+        this.lost(err.message)
+      },
+    )
   }
 
   private endWorker(): void {
@@ -368,7 +429,9 @@ export class RemoteHook implements RemoteCalls {
       }
     }
     // in a promise: whatever the worker sent, a throw becomes its error, never the broker's
-    Promise.resolve().then(() => (kind === 'publish' ? o.publish(revivePublish(args[0])) : o.forward(String(args[0]), args[1]))).then(() => reply(), reply)
+    Promise.resolve()
+      .then(() => (kind === 'publish' ? o.publish(revivePublish(args[0])) : o.forward(String(args[0]), args[1])))
+      .then(() => reply(), reply)
   }
 
   /** A rejection nobody handled, or a throw outside a call, in the hook's worker: the hook's error. */
@@ -428,7 +491,14 @@ function wireArg(a: unknown): unknown {
   if (a === null || typeof a !== 'object') return a
   const m = a as Record<string, unknown>
   if (!Buffer.isBuffer(m.payload)) return a
-  return { topic: m.topic, payload: new Uint8Array(m.payload), qos: m.qos, retain: m.retain, properties: m.properties === undefined ? undefined : wireProperties(m.properties as Record<string, unknown>), origin: m.origin }
+  return {
+    topic: m.topic,
+    payload: new Uint8Array(m.payload),
+    qos: m.qos,
+    retain: m.retain,
+    properties: m.properties === undefined ? undefined : wireProperties(m.properties as Record<string, unknown>),
+    origin: m.origin,
+  }
 }
 
 function reviveTransform(v: unknown): unknown {
@@ -442,5 +512,5 @@ function reviveTransform(v: unknown): unknown {
 function revivePublish(m: unknown): PublishOptions {
   if (m === null || typeof m !== 'object') throw new HookmqError('TOPIC_NAME_INVALID', 'ctx.publish needs a message: { topic, payload?, qos?, retain? }')
   const o = m as PublishOptions
-  return { ...o, payload: typeof o.payload === 'string' || o.payload === undefined ? o.payload : asBuffer(o.payload) as Buffer }
+  return { ...o, payload: typeof o.payload === 'string' || o.payload === undefined ? o.payload : (asBuffer(o.payload) as Buffer) }
 }

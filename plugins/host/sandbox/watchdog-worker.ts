@@ -35,25 +35,28 @@ let incident = 0
 /** blocked this many times blockedLoopMs, the process ends even when no hook is to blame: it must never hang */
 const FINAL = 5
 
-setInterval(() => {
-  const now = performance.now()
-  const v = progress()
-  if (v !== last) {
-    last = v
-    lastChange = now
-    incident = 0
-    return
-  }
-  // once at blockedLoopMs; again, final, at FINAL times it (nothing on the stack was a hook's, and it is still blocked)
-  const blocked = now - lastChange
-  if (incident < 1 && blocked >= blockedLoopMs) {
-    incident = 1
-    investigate(Math.round(blocked), false)
-  } else if (incident === 1 && blocked >= FINAL * blockedLoopMs) {
-    incident = 2
-    investigate(Math.round(blocked), true)
-  }
-}, Math.max(10, Math.floor(blockedLoopMs / 8)))
+setInterval(
+  () => {
+    const now = performance.now()
+    const v = progress()
+    if (v !== last) {
+      last = v
+      lastChange = now
+      incident = 0
+      return
+    }
+    // once at blockedLoopMs; again, final, at FINAL times it (nothing on the stack was a hook's, and it is still blocked)
+    const blocked = now - lastChange
+    if (incident < 1 && blocked >= blockedLoopMs) {
+      incident = 1
+      investigate(Math.round(blocked), false)
+    } else if (incident === 1 && blocked >= FINAL * blockedLoopMs) {
+      incident = 2
+      investigate(Math.round(blocked), true)
+    }
+  },
+  Math.max(10, Math.floor(blockedLoopMs / 8)),
+)
 
 function investigate(blockedMs: number, final: boolean): void {
   const session = new Session()
@@ -61,9 +64,18 @@ function investigate(blockedMs: number, final: boolean): void {
   const giveUp = setTimeout(() => {
     // not even an inspector evaluation runs (native code): quarantine the hook that was running, from here
     const hook = hooks.get(Atomics.load(runningHook, 0))
-    if (hook?.dir !== undefined) new Quarantine(hook.dir).add(hook.file, { hash: hook.hash, since: Date.now(), reason: `blocked the event loop for ${blockedMs} ms (in native code)`, at: hook.at })
+    if (hook?.dir !== undefined)
+      new Quarantine(hook.dir).add(hook.file, {
+        hash: hook.hash,
+        since: Date.now(),
+        reason: `blocked the event loop for ${blockedMs} ms (in native code)`,
+        at: hook.at,
+      })
     const who = hook ? `hook "${hook.name}" (${hook.file}) blocked` : 'the event loop has been blocked'
-    writeSync(2, `hookmq watchdog: ${who} for ${blockedMs} ms and could not be interrupted; killing the process${hook ? '; it will run quarantined in worker isolation' : ''}\n`)
+    writeSync(
+      2,
+      `hookmq watchdog: ${who} for ${blockedMs} ms and could not be interrupted; killing the process${hook ? '; it will run quarantined in worker isolation' : ''}\n`,
+    )
     process.kill(process.pid, 'SIGKILL')
   }, 2000)
   // runs inside the busy loop (the inspector interrupts it): the report reads its own stack there

@@ -45,7 +45,9 @@ function ensureThread(ms: number, log: Logger): void {
   if (thread !== undefined && thread.ms <= ms) return
   stopThread()
   const beat = new Int32Array(new SharedArrayBuffer(4))
-  const worker = new Worker(new URL('./watchdog-worker.js', import.meta.url), { workerData: { shared: beat.buffer, running: runningHook.buffer, blockedLoopMs: ms } })
+  const worker = new Worker(new URL('./watchdog-worker.js', import.meta.url), {
+    workerData: { shared: beat.buffer, running: runningHook.buffer, blockedLoopMs: ms },
+  })
   worker.unref()
   worker.on('error', (err) => log.error({ err }, 'hook watchdog stopped'))
   const timer = setInterval(bump, Math.max(10, Math.floor(ms / 4)), beat)
@@ -66,7 +68,10 @@ function ensureThread(ms: number, log: Logger): void {
     const stack = new Error().stack ?? ''
     Error.stackTraceLimit = limit
     for (const w of active) w.report(blockedMs, stack) // exits when a hook of that broker is on the stack
-    const top = stack.split('\n').slice(2, 6).map((l) => l.trim())
+    const top = stack
+      .split('\n')
+      .slice(2, 6)
+      .map((l) => l.trim())
     if (!final) {
       firstLook = top.join('\n')
       firstWork = work()
@@ -142,8 +147,10 @@ export class Watchdog {
       if (hook === undefined) continue
       const reason = `blocked the event loop for ${blockedMs} ms`
       quarantine?.add(hook.file, { hash: hook.hash, since: Date.now(), reason, at: hook.at })
-      log.fatal({ hook: hook.name, file: hook.file, at: hook.at, blockedMs, exitCode: EXIT_CODE },
-        `hook "${hook.name}" ${reason} at ${hook.at}: exiting for a restart; it will run quarantined in worker isolation until ${hook.file} changes`)
+      log.fatal(
+        { hook: hook.name, file: hook.file, at: hook.at, blockedMs, exitCode: EXIT_CODE },
+        `hook "${hook.name}" ${reason} at ${hook.at}: exiting for a restart; it will run quarantined in worker isolation until ${hook.file} changes`,
+      )
       exitProcess(EXIT_CODE)
     }
   }

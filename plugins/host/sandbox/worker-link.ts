@@ -61,6 +61,16 @@ export function linkWorker(o: LinkOptions, on: LinkHandlers): Promise<{ worker: 
       if (loading) failLoad(new HookmqError('HOOK_WORKER_LOST', `its worker exited while loading (code ${code})`))
       else on.lost(worker, `its worker exited (code ${code})`)
     })
-    worker.postMessage({ t: 'load', mode: 'serve', compiled: compiledData(o.compiled), config: o.config, setupMs: o.setupMs, flags: o.flags, ring: o.ring, logLevel: o.logLevel, memoryMb: o.memoryMb } satisfies ToWorker)
+    worker.postMessage({
+      t: 'load',
+      mode: 'serve',
+      compiled: compiledData(o.compiled),
+      config: o.config,
+      setupMs: o.setupMs,
+      flags: o.flags,
+      ring: o.ring,
+      logLevel: o.logLevel,
+      memoryMb: o.memoryMb,
+    } satisfies ToWorker)
   })
 }
