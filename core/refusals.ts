@@ -5,9 +5,15 @@ import { throttled, type Logger } from './logger.js'
 // many it stands for, so a flood of bad clients cannot flood the log.
 
 export interface RefusalCounts {
-  /** connections closed for a malformed packet (0x81): codec errors, ill-formed UTF-8 or U+0000, bytes left after a CONNECT, reserved packet types, bad property lengths */
+  /**
+   * connections closed for a malformed packet (0x81): codec errors, ill-formed
+   * UTF-8 or U+0000, bytes left after a CONNECT, reserved packet types, bad property lengths
+   */
   malformedPacket: number
-  /** connections closed for a protocol error (0x82): packet id 0, SUBSCRIBE/UNSUBSCRIBE without filters, a property not allowed or repeated, an acknowledgement out of its flow */
+  /**
+   * connections closed for a protocol error (0x82): packet id 0, SUBSCRIBE/UNSUBSCRIBE
+   * without filters, a property not allowed or repeated, an acknowledgement out of its flow
+   */
   protocolError: number
   /** connections closed because their CONNECT exceeded limits.maxConnectPacketSize */
   connectTooLarge: number
