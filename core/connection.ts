@@ -1,6 +1,5 @@
 import { encodePacket } from './codec.js'
 import { encodeDelivery } from './delivery.js'
-import { Fifo } from './fifo.js'
 import { Flow } from './flow.js'
 import { Intake, type IntakeContext, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
@@ -19,8 +18,6 @@ export type ConnectionState =
   | { kind: 'connected'; session: Session }
   | { kind: 'closing'; session: Session | undefined }
   | { kind: 'closed' }
-
-const MAX_BACKLOG = 1000
 
 /** Packets that need not wait for the PUBLISH packets before them: acknowledgements of what this client receives, and PINGREQ. */
 const ORDER_FREE = new Set(['puback', 'pubrec', 'pubcomp', 'pingreq'])
@@ -96,9 +93,8 @@ export class Connection implements Outlet, IntakeOwner {
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
   private readonly intake: Intake
-  /** packets that arrived while an earlier one's handler was still waiting */
-  private backlog: Fifo<Packet> | null = null
-  private backlogHeld = false
+  /** an earlier packet's handler is still running: the packets after it stay bytes in the intake, and the socket is not read */
+  private waiting = false
   genOpts: { protocolVersion: 3 | 4 | 5 } = GEN_OPTS[4]
 
   /** `openedAt`: when the listener accepted the socket (before a TLS handshake or WebSocket upgrade) */
@@ -135,13 +131,7 @@ export class Connection implements Outlet, IntakeOwner {
   }
 
   onData(buf: Buffer): void {
-    if (!this.isOpen) return
-    this.intake.read(buf)
-    // packets wait as bytes behind one still running: reading on would only pile up more bytes
-    if (this.backlog !== null && !this.backlogHeld && this.intake.holding) {
-      this.backlogHeld = true
-      this.flow.hold()
-    }
+    if (this.isOpen) this.intake.read(buf)
   }
 
   /**
@@ -151,7 +141,7 @@ export class Connection implements Outlet, IntakeOwner {
    * worth (up to 64 KB) of them.
    */
   get accepting(): boolean {
-    return this.backlog === null
+    return !this.waiting
   }
 
   refuseConnect5(): void {
@@ -159,16 +149,8 @@ export class Connection implements Outlet, IntakeOwner {
     this.connectSeen = true
   }
 
-  /** A packet the intake let through. */
+  /** A packet the intake let through (only while accepting: the intake holds the rest while one waits). */
   onPacket(packet: Packet): void {
-    if (this.backlog !== null) {
-      this.backlog.push(packet)
-      if (!this.backlogHeld && this.backlog.length >= MAX_BACKLOG) {
-        this.backlogHeld = true // stop reading until the backlog has been worked off
-        this.flow.hold()
-      }
-      return
-    }
     this.run(packet)
   }
 
@@ -181,49 +163,33 @@ export class Connection implements Outlet, IntakeOwner {
    * that is full; a packet of another kind waits until the PUBLISH packets
    * before it are done.
    */
-  private run(packet: Packet): boolean {
+  private run(packet: Packet): void {
     let result: Promise<void> | void
-    let waitInSocket = this.state.kind === 'authenticating'
     try {
       const order = this.publishOrder
       if (order === null || order.size === 0) result = this.ctx.dispatch(this, packet)
       else if (packet.cmd !== 'publish' && !ORDER_FREE.has(packet.cmd)) result = order.drained().then(() => this.ctx.dispatch(this, packet))
-      else if (order.full) {
-        result = order.room().then(() => this.ctx.dispatch(this, packet))
-        waitInSocket = true
-      } else result = this.ctx.dispatch(this, packet)
+      else if (order.full) result = order.room().then(() => this.ctx.dispatch(this, packet))
+      else result = this.ctx.dispatch(this, packet)
     } catch (err) {
       this.fail(err)
-      return false
+      return
     }
-    if (result === undefined) return true
-    this.backlog ??= new Fifo()
-    if (!this.backlogHeld && waitInSocket) {
-      // what a client sends while its authentication runs, or while as many of its messages as may are deciding, waits in the socket
-      this.backlogHeld = true
-      this.flow.hold()
-    }
+    if (result === undefined) return
+    // what the client sends meanwhile (while its authentication runs, or as many of its messages as may are deciding) waits in the socket
+    this.waiting = true
+    this.flow.hold()
     result.then(
       () => this.drain(),
       (err: unknown) => this.fail(err),
     )
-    return false
   }
 
-  /** Runs the packets that waited, in order, until one has to wait again (its promise calls drain() later). */
+  /** The packet that waited is done: reading goes on, from the packets held as bytes. */
   private drain(): void {
-    const backlog = this.backlog
-    if (backlog === null) return
-    while (backlog.length > 0) {
-      if (!this.isOpen) return
-      if (!this.run(backlog.shift()!)) return // under steady load it may never run empty: the Fifo compacts itself
-    }
-    this.backlog = null
-    if (this.backlogHeld) {
-      this.backlogHeld = false
-      this.flow.release()
-    }
-    this.intake.resume()
+    this.waiting = false
+    this.flow.release()
+    if (this.isOpen) this.intake.resume()
   }
 
   private fail(err: unknown): void {

@@ -55,18 +55,13 @@ export class Intake implements PacketSink {
     return this.conn.accepting
   }
 
-  /** True while whole packets wait as bytes (the connection was not accepting). */
-  get holding(): boolean {
-    return this.reader.holding
-  }
-
   read(buf: Buffer): void {
     this.took(this.reader.read(buf))
   }
 
   /** The connection accepts packets again: those held as bytes are parsed now. */
   resume(): void {
-    if (this.reader.holding) this.took(this.reader.resume())
+    this.took(this.reader.resume())
   }
 
   private took(partial: number): void {

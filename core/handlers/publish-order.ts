@@ -15,8 +15,8 @@ import type { Message } from '../types.js'
 
 /**
  * Messages deciding or waiting for an earlier one, at most: a further PUBLISH
- * waits, parsed, in the connection's backlog (and the connection stops reading)
- * until half of them are done. Decisions in flight keep their messages alive:
+ * waits for room (and the connection stops reading, its later packets kept as
+ * bytes) until half of them are done. Decisions in flight keep their messages alive:
  * more would not go faster, and would cost the garbage collector.
  */
 const MAX_PENDING = 64
