@@ -2,7 +2,6 @@ import type { Redis } from 'ioredis'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
-import * as zod from 'zod'
 import { Broker, createLogger, HookmqError, maskCredentials, parseConfigWith, type BrokerOptions } from '../core/index.js'
 import { redisCluster, type RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore } from './redis/retained.js'
@@ -16,6 +15,7 @@ import { HookHost, type HookStatus } from './host/host.js'
 import { HookFolderLoader } from './host/loader.js'
 import { ProcessGuard } from './host/sandbox/process-guard.js'
 import { Quarantine } from './host/sandbox/quarantine.js'
+import { brokerModules } from './host/compile.js'
 import { checkHookModule } from './host/schemas.js'
 import { version } from './version.js'
 import * as self from './index.js'
@@ -76,7 +76,7 @@ export interface WebhookApi {
 }
 
 /** The modules a hook file's `import ... from 'hookmq' | 'zod'` resolve to. */
-export const hookModules: Record<string, unknown> = { hookmq: self, zod, 'zod/v4': zod }
+export const hookModules = brokerModules(self)
 
 /** The core's options for a hookmq broker, and what is opened for them before the core exists. */
 function coreOptions(options: HookmqOptions): {

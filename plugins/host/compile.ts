@@ -5,6 +5,7 @@ import { createRequire, SourceMap } from 'node:module'
 import { dirname, resolve } from 'node:path'
 import { enterHook, guardedProcess, leaveHook } from './sandbox/guard.js'
 import { HookmqError } from '../../core/errors.js'
+import * as zod from 'zod'
 
 // Compiling and evaluating one hook file. esbuild bundles the file with its
 // relative imports into CommonJS; packages stay external and are required at
@@ -60,8 +61,16 @@ export interface Compiled {
   sourceHash: string
 }
 
-/** The modules a hook file gets from the broker rather than from its folder (see hookModules in plugins/index.ts). */
-export const BROKER_MODULES = ['hookmq', 'hookmq/*', 'zod', 'zod/*']
+/**
+ * What a hook file's imports of the broker resolve to, whatever its folder
+ * holds: `hookmq` (the package entry, or in a hook's worker its hook API) and
+ * the broker's own zod. compile() keeps them (and their subpaths) out of the bundle.
+ */
+export function brokerModules(hookmq: unknown): Record<string, unknown> {
+  return { hookmq, zod, 'zod/v4': zod }
+}
+
+const EXTERNAL = Object.keys(brokerModules(null)).flatMap((name) => [name, `${name}/*`])
 
 export async function compile(file: string): Promise<Compiled> {
   const outfile = file.replace(/\.[cm]?[jt]s$/, '') + '.hookmq-out.js'
@@ -84,7 +93,7 @@ export async function compile(file: string): Promise<Compiled> {
       packages: 'external',
       // what a hook imports of the broker is the running broker's own (evaluate() hands it over), even where
       // the folder's tsconfig maps 'hookmq' to a source path for the editor (paths are applied before `packages`)
-      external: BROKER_MODULES,
+      external: EXTERNAL,
     })
   } catch (err) {
     const first = (err as { errors?: Esbuild.Message[] }).errors?.[0]

@@ -1,8 +1,7 @@
 import { getHeapStatistics } from 'node:v8'
 import { parentPort } from 'node:worker_threads'
-import * as zod from 'zod'
 import type { ClientInfo, Logger, PublishOptions } from '../../../core/index.js'
-import { evaluate, firstFrame, HookLoadError, mapStack, where, withMap, type Compiled } from '../compile.js'
+import { brokerModules, evaluate, firstFrame, HookLoadError, mapStack, where, withMap, type Compiled } from '../compile.js'
 import type { CallContext, HookDefinition } from '../define.js'
 import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
 import { checkHookModule } from '../schemas.js'
@@ -20,7 +19,7 @@ import { HookmqError } from '../../../core/errors.js'
 
 const port = parentPort!
 guardProcess(true)
-const modules: Record<string, unknown> = { hookmq: hookApi, zod, 'zod/v4': zod }
+const modules = brokerModules(hookApi)
 
 let compiled: Compiled | undefined
 let def: HookDefinition | undefined
