@@ -281,13 +281,16 @@ export class Session {
         if (this.persistent) this.track(this.ctx.store.replaceQueue(this.clientId, kept))
       }
     }
+    // in flight to a connected client: sent already, its acknowledgement frees the slot (dropping it would strand the window)
     const inflight = this.inflightMap
-    if (inflight === null) return
-    for (const entry of inflight.values()) {
-      if (entry.state === 'pubrel' || covered(entry.message.topic)) continue
-      inflight.delete(entry.packetId)
-      if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, entry.packetId))
+    if (inflight !== null && this.outlet === null) {
+      for (const entry of inflight.values()) {
+        if (entry.state === 'pubrel' || covered(entry.message.topic)) continue
+        inflight.delete(entry.packetId)
+        if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, entry.packetId))
+      }
     }
+    this.pump() // a connected client's queue may have room now (offline: nothing to do)
   }
 
   track(p: Written): void {

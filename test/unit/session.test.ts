@@ -90,6 +90,26 @@ test('discardUncovered drops what waited only for a subscription that is gone', 
   )
 })
 
+test('discardUncovered on a connected session keeps what is in flight (its acknowledgement frees the window) and sends on what it kept', () => {
+  const s = new Session('c', sessionContext())
+  const out = new FakeOutlet('c')
+  out.sendWindow = 1
+  s.attach(out, false)
+  s.subscriptions.set('keep/#', { filter: 'keep/#', qos: 1, nl: false, rap: false, rh: 0 })
+  for (const t of ['gone/1', 'gone/2', 'keep/1']) s.deliver(msg(t), 1, false, undefined, null)
+  assert.deepEqual(
+    out.sent.map((x) => x.topic),
+    ['gone/1'],
+  ) // the window is full
+  s.discardUncovered()
+  assert.equal(s.inflight.size, 1)
+  assert.equal(s.complete(out.sent[0]!.packetId), true) // the client's PUBACK for it still counts
+  assert.deepEqual(
+    out.sent.map((x) => x.topic),
+    ['gone/1', 'keep/1'],
+  )
+})
+
 test('QoS 2 outgoing: PUBREC moves it to PUBREL; a failed PUBREC (>= 0x80) ends the exchange', () => {
   const s = new Session('c', sessionContext())
   const out = new FakeOutlet('c')
