@@ -42,7 +42,10 @@ export class WebhookPlugin implements BrokerPlugin {
   private readonly matchCache = new TopicMemo<Target[]>((topic) => {
     const found = new Matches<Target>()
     this.tree.match(topic, found)
-    return found.subs.slice(0, found.subCount) as Target[]
+    // a webhook whose filters overlap (s/# and s/+/t) is matched once per filter: it gets the message once
+    const rules: Target[] = []
+    for (let i = 0; i < found.subCount; i++) if (!rules.includes(found.subs[i] as Target)) rules.push(found.subs[i] as Target)
+    return rules
   })
   private readonly anyTopics: boolean
   private broker: Broker | undefined

@@ -163,3 +163,14 @@ test('a slow sink (2 s per request) does not slow MQTT publishing', async (t) =>
   await collect(sub).count(200)
   assert.ok(broker.webhooks.status()[0]!.queued + broker.webhooks.status()[0]!.inFlight > 0)
 })
+
+test('a webhook whose topic filters overlap gets a message once, not once per matching filter', async (t) => {
+  const sink = await startSink(t)
+  const broker = await startBroker(t, { webhooks: [{ name: 'w', url: sink.url, topics: ['s/#', 's/+/t', 's/a/t'], batch: { maxSize: 10, maxWaitMs: 10 } }] })
+  const pub = await connect(t, broker)
+  await pub.publishAsync('s/a/t', 'three filters', { qos: 1 })
+  await pub.publishAsync('s/b', 'one filter', { qos: 1 })
+  await sink.waitForIds(2)
+  const deliveries = sink.requests.flatMap((r) => r.body.deliveries)
+  assert.deepEqual(deliveries.map((d) => d.topic).sort(), ['s/a/t', 's/b'])
+})

@@ -10,6 +10,7 @@ import * as hookApi from './hook-api.js'
 import { answerCode, batchTable, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
 import { LOG_LEVELS, MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
 import { HookmqError } from '../../../core/errors.js'
+import { isPromise } from '../../../core/hooks.js'
 
 // A hook's own thread. It waits for `load` (kept warm until then: a spare
 // worker has this module and zod loaded already), evaluates the hook file,
@@ -135,16 +136,17 @@ function runBatch(b: CallBatch): void {
       }
       const fn = def![METHODS[method] as 'authenticate'] as unknown as (input: unknown, ctx: CallContext<unknown>) => unknown
       result = fn(inputs[i], new WorkerCall(id))
+      if (isPromise(result)) {
+        // (inside the try: a Proxy's `then` can throw, and that is this call's error, not the batch's)
+        result.then(
+          (v) => later(id, v, undefined),
+          (err: unknown) => later(id, undefined, serializeError(err)),
+        )
+        continue
+      }
     } catch (err) {
       out.error(id, serializeError(err))
       controllers.delete(id)
-      continue
-    }
-    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
-      ;(result as Promise<unknown>).then(
-        (v) => later(id, v, undefined),
-        (err: unknown) => later(id, undefined, serializeError(err)),
-      )
       continue
     }
     controllers.delete(id)
@@ -202,8 +204,8 @@ function runEvent(input: { event: string; args: unknown[] }): void {
   const ctx = { config, log: makeLog({ hook: def!.name }), forward: (w: string, body: unknown) => request('forward', [w, body]) }
   try {
     const r = handler(...input.args, ctx)
-    if (r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function') {
-      ;(r as Promise<unknown>).then(undefined, (err: unknown) => post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } }))
+    if (isPromise(r)) {
+      r.then(undefined, (err: unknown) => post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } }))
     }
   } catch (err) {
     post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } })
