@@ -64,13 +64,14 @@ export interface Compiled {
 /**
  * What a hook file's imports of the broker resolve to, whatever its folder
  * holds: `hookmq` (the package entry, or in a hook's worker its hook API) and
- * the broker's own zod. compile() keeps them (and their subpaths) out of the bundle.
+ * the broker's own zod. compile() keeps them out of the bundle.
  */
 export function brokerModules(hookmq: unknown): Record<string, unknown> {
   return { hookmq, zod, 'zod/v4': zod }
 }
 
-const EXTERNAL = Object.keys(brokerModules(null)).flatMap((name) => [name, `${name}/*`])
+/** (exactly these names: what else a hook imports is its folder's, as `packages: 'external'` leaves it) */
+const EXTERNAL = Object.keys(brokerModules(null))
 
 export async function compile(file: string): Promise<Compiled> {
   const outfile = file.replace(/\.[cm]?[jt]s$/, '') + '.hookmq-out.js'

@@ -344,6 +344,11 @@ export class RemoteHook implements RemoteCalls {
   checkProgress(): void {
     this.progress = undefined
     if (this.state !== 'ready') return
+    if (this.pending.size > 0) {
+      // calls have deadlines: expire() answers them (counted as timeouts) and finds a stuck worker; this watch is for events alone
+      if (this.flags.seen < this.sentSeq) this.watchProgress()
+      return
+    }
     const busySince = this.flags.busySince
     if (this.flags.seen < this.progressSeq || (busySince !== 0 && Date.now() - busySince >= this.options.timeoutMs)) {
       this.lost(`it was stuck (what it was sent ${this.options.timeoutMs} ms ago is not begun: synchronous code that does not return?)`)
@@ -397,14 +402,9 @@ export class RemoteHook implements RemoteCalls {
   private failPending(err: HookmqError): void {
     this.writer.discard()
     this.flushScheduled = false
-    const now = performance.now()
     for (const [id, p] of this.pending) {
       this.pending.delete(id)
-      if (p.due <= now) {
-        // past its deadline already (the progress check can fire before the deadline's timer): a timeout, whichever timer saw it first
-        p.reg.stats.timeouts++
-        p.resolve(fail(p.reg, p.method, hookTimeout(p.reg.name, p.method, p.reg.timeoutMs), p.fallback, p.started, false))
-      } else p.resolve(fail(p.reg, p.method, err, p.fallback, p.started, false))
+      p.resolve(fail(p.reg, p.method, err, p.fallback, p.started, false))
     }
     this.disarmDeadline()
     clearTimeout(this.progress)
