@@ -95,7 +95,7 @@ export interface PacketInProgress extends ParsedConnect {
 }
 
 /** The parts of mqtt-packet's Parser this module relies on. */
-export interface ParserInternals {
+interface ParserInternals {
   error: Error | null
   settings: { protocolVersion: number }
   _list: BufferList

@@ -84,7 +84,6 @@ function coreOptions(options: HookmqOptions): {
   full: HookmqConfig
   redis: Redis | undefined
   cluster: RedisCluster | undefined
-  hookConfig: Record<string, unknown>
   objects: Array<{ hook: AnyHook; config?: unknown }>
 } {
   const { hooks, hooksDir, webhooks: webhookInput, redis: redisInput, http: httpInput, ...rest } = options
@@ -139,7 +138,7 @@ function coreOptions(options: HookmqOptions): {
     hooks: hookConfig,
     ...(hooksDir !== undefined ? { hooksDir } : {}),
   }
-  return { core, full, redis, cluster, hookConfig, objects }
+  return { core, full, redis, cluster, objects }
 }
 
 /**

@@ -17,7 +17,8 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   if (packet.qos > 0 && packet.messageId === 0) throw protocolError(`QoS ${packet.qos} PUBLISH with packet identifier 0`) // [MQTT-2.2.1-3]
   if (packet.qos === 0 && packet.dup) throw malformed('DUP set on a QoS 0 PUBLISH') // [MQTT-3.3.1-2]
   const topic = resolveTopic(conn, packet)
-  const problem = checkTopicName(topic, conn.ctx.config.limits)
+  // a topic from an alias was checked on the PUBLISH that set it
+  const problem = topic === packet.topic ? checkTopicName(topic, conn.ctx.config.limits) : undefined
   if (problem !== undefined) throw new HookmqError('TOPIC_NAME_INVALID', problem) // e.g. a wildcard [MQTT-3.3.2-2]
   const qos = packet.qos
   const session = conn.session!

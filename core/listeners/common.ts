@@ -27,7 +27,7 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.') || host === '::ffff:127.0.0.1'
 }
 
-export function formatHost(host: string): string {
+function formatHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host
 }
 

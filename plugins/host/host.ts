@@ -15,7 +15,16 @@ import type { AuthenticateDecision, AuthenticateInput, PublishDecision, Subscrib
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
 import { describeFailure, HookStats, type HookMethod } from './invoke.js'
-import { EVENT_NAMES, checkHookModule, makeTransformCheck, toAuthDecision, toPublishDecision, toSubscribeDecision, type TransformLimits } from './schemas.js'
+import {
+  EVENT_NAMES,
+  checkHookModule,
+  makeTransformCheck,
+  PASS,
+  toAuthDecision,
+  toPublishDecision,
+  toSubscribeDecision,
+  type TransformLimits,
+} from './schemas.js'
 import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
 import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable, type TransformCheck } from './runners.js'
 import { Breaker } from './sandbox/breaker.js'
@@ -171,6 +180,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   authorizePublish(client: ClientInfo, message: Message): PublishDecision | Promise<PublishDecision> {
     if (this.denyAll) return UNLOADED
+    const list = this.lists.authorizePublish
+    if (list.length === 0) return PASS // (transform hooks alone, or defaults.publish deny: no input to build per message)
     const input: PublishInput = {
       client,
       topic: message.topic,
@@ -179,7 +190,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       retain: message.retain,
       properties: message.properties,
     }
-    return firstDecision(this.lists.authorizePublish, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic)
+    return firstDecision(list, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic)
   }
 
   authorizeSubscribe(client: ClientInfo, sub: CoreSubscribeInput): SubscribeDecision | Promise<SubscribeDecision> {

@@ -240,6 +240,3 @@ export function makeTransformCheck(limits: TransformLimits = defaultLimits): (v:
     return r.data
   }
 }
-
-/** The check against the default limits. */
-export const toTransform = makeTransformCheck()

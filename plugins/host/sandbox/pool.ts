@@ -48,7 +48,7 @@ function refill(memoryMb: number): void {
  * call's deadline (the stuck worker is terminated), and this limit is only the
  * last line, far enough away that the deadline comes first.
  */
-export function v8HeapLimitMb(memoryMb: number): number {
+function v8HeapLimitMb(memoryMb: number): number {
   return Math.max(1024, memoryMb * 8)
 }
 
