@@ -274,6 +274,36 @@ export default defineHook({
   await until(() => states.includes('tripped'), 5000, '$SYS to say tripped') // (the retained one may be older)
 })
 
+test("inline: a throw from a replaced version's timer is logged as that version's error, not the end of the process nor the new version's failure", async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'late.ts')
+  const version = (n: number): string => `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'late',
+  authorizePublish({ topic }) {
+    if (topic === 'late') setTimeout(() => { throw new Error('from version ${n}') }, 1500)
+    return true
+  },
+})
+`
+  writeFileSync(file, version(1))
+  writeFileSync(join(dir, 'hookmq.config.json'), JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline' } }))
+  const p = run(t, dir)
+  const c = await client(t, await listening(p))
+  let ended = false
+  void p.exited.then(() => {
+    ended = true
+  })
+  assert.equal(await publishCode(c, 'late'), 0x10) // version 1 leaves a timer behind
+  writeFileSync(file, version(2))
+  await p.record((r) => r.msg === 'hook reloaded')
+  const logged = await p.record((r) => typeof r.msg === 'string' && r.msg.includes('not serving'))
+  assert.match(JSON.stringify(logged.err), /from version 1/)
+  assert.equal(ended, false, p.output())
+  assert.equal(await publishCode(c, 'fine'), 0x10)
+  assert.equal(p.output().includes('"breaker":"tripped"'), false)
+})
+
 test('start-up fails closed: hooks.example/acl.ts with a bad config value stops the CLI with exit code 1 and one line naming the file and the key', async (t) => {
   const dir = hooksFolder(t)
   mkdirSync(join(dir, 'hooks'))

@@ -88,9 +88,14 @@ export class ProcessGuard {
       // a stack getter that throws: nobody to blame
     }
     const m = /([^\s(]+#hookmq-\d+):\d+:\d+/.exec(stack)
-    const script = m ? this.host.scriptOf(m[1]!) : undefined
+    if (m === null) return false
+    // a hook script's frame: a hook's error, even from a version replaced since (its timers can outlive it)
+    const script = this.host.scriptOf(m[1]!)
     const entry = script === undefined ? undefined : this.host.entryOf(script.file)
-    if (entry === undefined) return script !== undefined // a version not serving (loading, retiring): its error, not the process's
+    if (entry === undefined || entry.compiled?.url !== m[1]) {
+      this.log.error({ err, script: m[1] }, `${what} in a hook version that is not serving (loading, retiring or replaced)`)
+      return true
+    }
     entry.stats.errors++
     entry.breaker.failure()
     entry.reportFailure({ what, err })
