@@ -114,7 +114,7 @@ export interface RetainedStore {
  * (`message.node` set to another node's id) is routed locally only.
  */
 export interface MessageBus {
-  publish(message: Message): Promise<void> | void
+  publish(message: Message): Promise<unknown> | void
   /**
    * Returns a function that stops the subscription. The handler answers a
    * promise when store writes follow from the message (a durable bus waits for

@@ -173,8 +173,7 @@ export class HookmqBroker extends Broker {
       defaultTimeoutMs: this.config.hookTimeoutMs,
       revokedSubscriptions: this.config.revokedSubscriptions,
       limits: this.config.limits,
-      forward: (name, body, hook) =>
-        webhooks ? webhooks.forward(name, body, hook) : Promise.reject(new HookmqError('WEBHOOK_UNKNOWN', 'no webhooks are configured')),
+      forward: webhooks === undefined ? undefined : (name, body, hook) => webhooks.forward(name, body, hook), // (none: the host refuses forward())
       modules: hookModules,
       quarantine: hooksDir !== undefined ? new Quarantine(resolve(this.config.hooksDir)) : undefined,
     })

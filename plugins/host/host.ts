@@ -24,6 +24,7 @@ import {
   toPublishDecision,
   toSubscribeDecision,
   type TransformLimits,
+  DENY as FAIL_DENY,
 } from './schemas.js'
 import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
 import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable, type TransformCheck } from './runners.js'
@@ -77,7 +78,6 @@ export interface Entry extends Runnable {
 let watchIds = 0
 
 const FAIL_AUTH: AuthenticateDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'authentication failed' })
-const FAIL_DENY: PublishDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
 const UNLOADED_AUTH: AuthenticateDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.ServerUnavailable, reason: 'hooks failed to load' })
 const UNLOADED: PublishDecision = Object.freeze({ result: 'deny', reasonCode: ReasonCode.NotAuthorized, reason: 'hooks failed to load' })
 

@@ -104,7 +104,7 @@ function denial(d: { deny: string; reasonCode?: number }, codes: ReadonlySet<num
 
 // Answers that need no checking are constants: a decision runs for every message.
 const DENY_LOGIN = Object.freeze({ result: 'deny' as const, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'bad user name or password' })
-const DENY = Object.freeze({ result: 'deny' as const, reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
+export const DENY = Object.freeze({ result: 'deny' as const, reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
 
 /** undefined = pass, true = allow, false = `no`; anything else is checked by `schema` and turned into a decision by `from`. */
 function decision<D, T>(v: unknown, kind: string, no: D, schema: z.ZodType<T>, from: (answer: T) => D): D | typeof PASS | typeof ALLOW {

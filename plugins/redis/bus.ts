@@ -14,7 +14,7 @@ export class RedisBus implements MessageBus {
 
   constructor(private readonly self: ClusterNode) {}
 
-  publish(message: Message): Promise<void> | undefined {
+  publish(message: Message): Promise<unknown> | undefined {
     if (this.self.peers.size === 0) return undefined // nobody reads this node's stream
     if (!this.self.available) return message.qos === 0 ? undefined : Promise.reject(new HookmqError('STORE_UNAVAILABLE', 'Redis is unavailable'))
     const p = this.self.append('m', busMessageToJson(message))

@@ -70,7 +70,7 @@ export class Handover {
   }
 
   /** A 't' entry from `node`: if it asks this node to let a session go, do, and answer. */
-  takeover(node: string, data: string): Promise<void> | undefined {
+  takeover(node: string, data: string): Promise<unknown> | undefined {
     const { c, to } = JSON.parse(data) as { c: string; to: string }
     if (to !== this.self.me) return undefined
     this.broker.sessions.release(c) // writes what it must before the answer below, on the same connection

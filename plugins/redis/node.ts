@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { noop, type Logger } from '../../core/index.js'
+import type { Logger } from '../../core/index.js'
 import { clusterRedis, type ClusterRedis } from './cluster-redis.js'
 import { StreamReader, type EntryHandler } from './streams.js'
 
@@ -53,8 +53,8 @@ export class ClusterNode {
     this.reader = new StreamReader({ redis: this.redis, key: this.key.bind(this), me, log: this.log, handle, available: () => this.available })
   }
 
-  /** appends an entry to this node's stream */
-  append(kind: string, data: string): Promise<void> {
-    return this.redis.xadd(this.stream, 'MAXLEN', '~', this.maxLen, '*', 'k', kind, 'd', data).then(noop)
+  /** appends an entry to this node's stream (its promise as is: a published message's write is waited for, not wrapped) */
+  append(kind: string, data: string): Promise<unknown> {
+    return this.redis.xadd(this.stream, 'MAXLEN', '~', this.maxLen, '*', 'k', kind, 'd', data)
   }
 }
