@@ -16,6 +16,8 @@ const GROUP = 'hookmq'
 export class RedisOutbox implements Outbox {
   private readonly counts = new Map<string, number>()
   private readonly recovering = new Map<string, string>()
+  /** entries this node has taken and not yet settled (a re-read of its pending list after a claim skips them) */
+  private readonly inFlight = new Set<string>()
   private notify: (webhook: string) => void = () => {}
   private heartbeat: NodeJS.Timeout | undefined
   private webhooks: string[] = []
@@ -156,6 +158,7 @@ export class RedisOutbox implements Outbox {
     const refs: string[] = []
     let body = prefix
     for (const [ref, fields] of entries) {
+      if (this.inFlight.has(ref)) continue // taken before and still being sent: not twice
       if (!fields) {
         // deleted meanwhile
         await this.redis.xack(this.stream(webhook), GROUP, ref)
@@ -164,7 +167,9 @@ export class RedisOutbox implements Outbox {
       body += (refs.length === 0 ? '' : ',') + fields[1]!
       refs.push(ref)
     }
-    return refs.length === 0 ? undefined : { webhook, body: body + suffix, count: refs.length, refs }
+    if (refs.length === 0) return from !== undefined ? this.take(webhook, max, prefix, suffix) : undefined // (recovering: read on)
+    for (const ref of refs) this.inFlight.add(ref)
+    return { webhook, body: body + suffix, count: refs.length, refs }
   }
 
   waiting(webhook: string): number {
@@ -176,6 +181,7 @@ export class RedisOutbox implements Outbox {
   }
 
   async done(batch: Batch): Promise<void> {
+    for (const ref of batch.refs) this.inFlight.delete(ref)
     const stream = this.stream(batch.webhook)
     await this.redis
       .multi()
@@ -185,6 +191,7 @@ export class RedisOutbox implements Outbox {
   }
 
   async dead(dead: DeadBatch, batch: Batch): Promise<void> {
+    for (const ref of batch.refs) this.inFlight.delete(ref)
     const stream = this.stream(batch.webhook)
     await this.redis
       .multi()

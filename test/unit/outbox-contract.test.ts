@@ -5,7 +5,7 @@ import { newMessage, type Message } from '../../core/index.js'
 import type { DeadBatch, Delivery } from '../../plugins/webhook/delivery.js'
 import { MemoryOutbox, type Batch, type Outbox } from '../../plugins/webhook/outbox.js'
 import { RedisOutbox } from '../../plugins/webhook/redis-outbox.js'
-import { defer, silent, startRedis } from '../helpers.js'
+import { defer, silent, startRedis, until } from '../helpers.js'
 
 // One contract, both outboxes: the in-memory outbox and the Redis one must
 // answer the same way, except where a capability says otherwise (durable:
@@ -196,6 +196,24 @@ for (const b of backends) {
       if (recovered) await other.done(recovered)
       assert.equal(await take(other), undefined)
     })
+
+    if (b.durable)
+      test("claiming a gone node's deliveries does not take this node's own batch in flight again", async (t) => {
+        const open = await b.make(t, [])
+        const announced: string[] = []
+        const mine = await started(t, open, 'b', undefined, (w) => announced.push(w))
+        await mine.inlet(W).pushMessage(message('mine'), 'c', Date.now())
+        const sending = await take(mine) // in flight: neither done nor dead yet
+        assert.deepEqual(payloads(sending), ['mine'])
+        const gone = await started(t, open, 'a')
+        await gone.inlet(W).pushMessage(message('orphan'), 'c', Date.now())
+        assert.deepEqual(payloads(await take(gone)), ['orphan'])
+        await gone.close() // never settled: b's upkeep claims it
+        await until(() => announced.length > 0, 10000, 'the claim')
+        assert.deepEqual(payloads(await take(mine)), ['orphan'])
+        await mine.done(sending!)
+        assert.equal(await take(mine), undefined)
+      })
   })
 }
 
