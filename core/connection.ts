@@ -5,6 +5,7 @@ import { Intake, type IntakeContext, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
 import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
+import type { DecisionReceiver, PublishDecision } from './hooks.js'
 import type { PublishPipeline } from './pipeline.js'
 import type { CoreServices } from './services.js'
 import type { Outlet, Session } from './session.js'
@@ -53,6 +54,9 @@ export interface PublishQueue {
   /** a QoS 2 message with this packet id waits here */
   has(messageId: number): boolean
   add(decision: Message | number | Promise<Message | number>, qos: QoS, messageId: number): void
+  /** a message whose authorizePublish decision comes to decided() later */
+  awaiting(message: Message, qos: QoS, messageId: number): void
+  decided(decision: PublishDecision, message: Message): void
   /** resolves when every message so far is routed and acknowledged */
   drained(): Promise<void>
   /** resolves when there is room again */
@@ -69,7 +73,7 @@ export interface ListenerInfo {
 }
 
 /** One network connection, whatever the transport, speaking MQTT to one client. */
-export class Connection implements Outlet, IntakeOwner {
+export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
   state: ConnectionState = { kind: 'awaitingConnect' }
   protocolVersion: 3 | 4 | 5 = 4
   readonly client: ClientInfo
@@ -156,6 +160,15 @@ export class Connection implements Outlet, IntakeOwner {
 
   /** PUBLISH packets whose routing waits for an earlier one's decision (made on first use, by the PUBLISH handler) */
   publishOrder: PublishQueue | null = null
+
+  /** The decision on one of its PUBLISHes, given later (the handler made the publish order wait for it). */
+  decided(decision: PublishDecision, message: Message): void {
+    try {
+      this.publishOrder!.decided(decision, message)
+    } catch (err) {
+      this.fail(err) // (routing it threw: as for a packet's handler)
+    }
+  }
 
   /**
    * Runs one packet's handler; an async handler holds later packets back so

@@ -28,6 +28,11 @@ export class Fifo<T> {
     return item
   }
 
+  /** The item `i` places from the oldest (0: the oldest), left in place. */
+  at(i: number): T | undefined {
+    return this.items[this.head + i]
+  }
+
   /** The oldest item, left in place. */
   peek(): T | undefined {
     return this.head === this.items.length ? undefined : this.items[this.head]

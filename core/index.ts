@@ -10,12 +10,14 @@ export type { Session } from './session.js'
 export type { Cluster, LocalGroupChange, RemoteGroups } from './cluster.js'
 export type { Logger } from './logger.js'
 export { createLogger, throttled } from './logger.js'
-export { isPromise, noop, refused } from './hooks.js'
+export { isPromise, LATER, noop, refused } from './hooks.js'
 export type { BrokerEvents, BrokerEventName, BrokerListener } from './events.js'
 export { passThroughHooks } from './hooks.js'
 export type {
   HookRunner,
   HookCatalogue,
+  DecisionReceiver,
+  Later,
   HookName,
   Decision,
   AuthenticateInput,

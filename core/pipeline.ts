@@ -1,6 +1,6 @@
 import { ReasonCode } from './errors.js'
 import type { Flow } from './flow.js'
-import { isPromise, refusalCode, refused, type PublishDecision } from './hooks.js'
+import { isPromise, LATER, refusalCode, refused, type DecisionReceiver, type Later, type PublishDecision } from './hooks.js'
 import { RetainedQuota } from './retained-quota.js'
 import type { CoreServices } from './services.js'
 import type { ClientInfo, Message } from './types.js'
@@ -47,21 +47,27 @@ export class PublishPipeline {
   /**
    * The built-in rules, authorizePublish and transform: the message to route
    * (the same object when unchanged), or the reason code to answer without
-   * routing it (a deny; 0 when a transform dropped it).
+   * routing it (a deny; 0 when a transform dropped it). `into`: given, an
+   * authorizePublish decision that comes later may go to it (the answer is
+   * LATER), which then asks authorized() for the outcome.
    */
-  decide(client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
+  decide(client: ClientInfo, message: Message): Message | number | Promise<Message | number>
+  decide(client: ClientInfo, message: Message, into: DecisionReceiver): Message | number | Promise<Message | number> | Later
+  decide(client: ClientInfo, message: Message, into?: DecisionReceiver): Message | number | Promise<Message | number> | Later {
     if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
     if (this.allowedByDefault && !this.core.hooks.appliesToPublish(message.topic)) return message
-    const d = this.core.hooks.authorizePublish(client, message)
+    const d = this.core.hooks.authorizePublish(client, message, into)
+    if (d === LATER) return d
     if (isPromise(d))
       return d.then(
-        (r) => this.afterAuthorize(r, client, message),
+        (r) => this.authorized(r, client, message),
         () => ReasonCode.NotAuthorized,
       )
-    return this.afterAuthorize(d, client, message)
+    return this.authorized(d, client, message)
   }
 
-  private afterAuthorize(d: PublishDecision, client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
+  /** After the authorizePublish decision: refused, or the transform hooks' outcome. */
+  authorized(d: PublishDecision, client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
     if (refused(d, this.allowedByDefault)) return refusalCode(d)
     return this.transform(client, message)
   }

@@ -2,7 +2,7 @@ import type { IPubrecPacket } from 'mqtt-packet'
 import type { Connection, PublishQueue } from '../connection.js'
 import { ReasonCode } from '../errors.js'
 import { Fifo } from '../fifo.js'
-import { isPromise } from '../hooks.js'
+import { isPromise, type PublishDecision } from '../hooks.js'
 import type { Message } from '../types.js'
 
 // One publisher's messages, routed and acknowledged in the order they arrived
@@ -54,15 +54,50 @@ export class PublishOrder {
     const entry: Entry = { state: PENDING, outcome: 0, code: 0, qos, messageId }
     if (isPromise(decision)) {
       decision.then(
-        (o) => this.decided(entry, o),
-        () => this.decided(entry, ReasonCode.NotAuthorized),
+        (o) => this.settle(entry, o),
+        () => this.settle(entry, ReasonCode.NotAuthorized),
       )
     } else {
       entry.state = DECIDED
       entry.outcome = decision
     }
+    this.push(entry)
+  }
+
+  /** A PUBLISH whose authorizePublish decision will come to decided() (the pipeline answered LATER). */
+  awaiting(message: Message, qos: 0 | 1 | 2, messageId: number): void {
+    this.push({ state: PENDING, outcome: message, code: 0, qos, messageId })
+  }
+
+  /**
+   * The decision on a message given to awaiting(): the outcome is the
+   * pipeline's (a refusal, or the transform hooks' message). A message whose
+   * connection closed meanwhile is no longer here, and the decision is dropped.
+   */
+  decided(decision: PublishDecision, message: Message): void {
+    const q = this.queue
+    let entry: Entry | undefined
+    // answers mostly come in order: the one waited for is at or near the front
+    for (let i = 0; i < q.length; i++) {
+      const e = q.at(i)!
+      if (e.outcome === message && e.state === PENDING) {
+        entry = e
+        break
+      }
+    }
+    if (entry === undefined) return
+    const outcome = this.conn.ctx.pipeline.authorized(decision, this.conn.client, message)
+    if (!isPromise(outcome)) return this.settle(entry, outcome)
+    const e = entry
+    outcome.then(
+      (o) => this.settle(e, o),
+      () => this.settle(e, message), // (a failed transform lets the original through; authorized() answers that already)
+    )
+  }
+
+  private push(entry: Entry): void {
     this.queue.push(entry)
-    if (qos === 2) (this.qos2 ??= new Set()).add(messageId)
+    if (entry.qos === 2) (this.qos2 ??= new Set()).add(entry.messageId)
     if (this.queue.length === 1) this.flush()
   }
 
@@ -93,7 +128,7 @@ export class PublishOrder {
     if (this.queue.length > 0) this.flush()
   }
 
-  private decided(entry: Entry, outcome: Message | number): void {
+  private settle(entry: Entry, outcome: Message | number): void {
     entry.state = DECIDED
     entry.outcome = outcome
     this.flush()

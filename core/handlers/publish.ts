@@ -1,7 +1,7 @@
 import type { IPublishPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { HookmqError, malformed, ReasonCode, protocolError } from '../errors.js'
-import { isPromise } from '../hooks.js'
+import { isPromise, LATER } from '../hooks.js'
 import type { RefusablePublish } from '../packet-reader.js'
 import { acknowledge, ordered, routeFrom } from './publish-order.js'
 import { checkTopicName } from '../topic.js'
@@ -40,7 +40,8 @@ export function handlePublish(conn: Connection, packet: IPublishPacket): void {
   const ctx = conn.ctx
   if (qos > 0) conn.incomingUnacked++
   // refused, not acknowledged and lost: the client may send it again later
-  const decision = qos > 0 && ctx.cluster !== undefined && !ctx.cluster.available ? ReasonCode.QuotaExceeded : ctx.pipeline.decide(conn.client, message)
+  const decision = qos > 0 && ctx.cluster !== undefined && !ctx.cluster.available ? ReasonCode.QuotaExceeded : ctx.pipeline.decide(conn.client, message, conn)
+  if (decision === LATER) return ordered(conn).awaiting(message, qos, messageId) // its decision comes to conn.decided()
   const order = conn.publishOrder
   if (order !== null && order.size > 0) return order.add(decision, qos, messageId) // after the messages still deciding before it
   if (isPromise(decision)) return ordered(conn).add(decision, qos, messageId) // decided later: the next PUBLISH need not wait for it

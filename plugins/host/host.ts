@@ -11,7 +11,7 @@ import type {
   SubscribeInput as CoreSubscribeInput,
 } from '../../core/index.js'
 import { HookmqError, ReasonCode, refused, throttled, TopicMemo } from '../../core/index.js'
-import type { AuthenticateDecision, AuthenticateInput, PublishDecision, SubscribeDecision } from '../../core/index.js'
+import type { AuthenticateDecision, AuthenticateInput, DecisionReceiver, Later, PublishDecision, SubscribeDecision } from '../../core/index.js'
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
 import { describeFailure, HookStats, type HookMethod } from './invoke.js'
@@ -178,7 +178,9 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return firstDecision(this.lists.authenticate, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined)
   }
 
-  authorizePublish(client: ClientInfo, message: Message): PublishDecision | Promise<PublishDecision> {
+  authorizePublish(client: ClientInfo, message: Message): PublishDecision | Promise<PublishDecision>
+  authorizePublish(client: ClientInfo, message: Message, into: DecisionReceiver | undefined): PublishDecision | Promise<PublishDecision> | Later
+  authorizePublish(client: ClientInfo, message: Message, into?: DecisionReceiver): PublishDecision | Promise<PublishDecision> | Later {
     if (this.denyAll) return UNLOADED
     const list = this.lists.authorizePublish
     if (list.length === 0) return PASS // (transform hooks alone, or defaults.publish deny: no input to build per message)
@@ -190,7 +192,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       retain: message.retain,
       properties: message.properties,
     }
-    return firstDecision(list, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic)
+    return firstDecision(list, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic, into, message)
   }
 
   authorizeSubscribe(client: ClientInfo, sub: CoreSubscribeInput): SubscribeDecision | Promise<SubscribeDecision> {

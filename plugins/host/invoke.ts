@@ -1,4 +1,4 @@
-import { HookmqError, isPromise, type Logger } from '../../core/index.js'
+import { HookmqError, isPromise, type DecisionReceiver, type Later, type Logger, type Message } from '../../core/index.js'
 import type { Compiled } from './compile.js'
 import { firstFrame, mapStack, where } from './compile.js'
 import type { CallContext, HookDefinition } from './define.js'
@@ -38,7 +38,16 @@ export type HookMethod = 'authenticate' | 'authorizePublish' | 'authorizeSubscri
 
 /** How a worker-isolated hook is called: the calls cross to its thread, answers come back through settle/fail. */
 export interface RemoteCalls {
-  call<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): Promise<T>
+  /** `into`: the answer (an authorizePublish decision) may go to it with `message`, and the call answers LATER */
+  call<T>(
+    reg: Registration,
+    method: HookMethod,
+    input: unknown,
+    check: (v: unknown) => T,
+    fallback: T,
+    into?: DecisionReceiver,
+    message?: Message,
+  ): T | Promise<T> | Later
   notify(reg: Registration, event: string, args: unknown[]): void
 }
 
@@ -122,11 +131,30 @@ export function hookTimeout(name: string, method: string, ms: number): HookmqErr
 /**
  * Calls `reg.def[method](input)`. `check` turns the raw answer into the typed
  * one (throwing when invalid); `fallback` is what a failure answers, and what a
- * tripped hook answers at once.
+ * tripped hook answers at once. `into`: see RemoteCalls.call (an inline
+ * hook answers at once or in a promise).
  */
-export function invoke<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): T | Promise<T> {
+export function invoke<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): T | Promise<T>
+export function invoke<T>(
+  reg: Registration,
+  method: HookMethod,
+  input: unknown,
+  check: (v: unknown) => T,
+  fallback: T,
+  into: DecisionReceiver | undefined,
+  message: Message | undefined,
+): T | Promise<T> | Later
+export function invoke<T>(
+  reg: Registration,
+  method: HookMethod,
+  input: unknown,
+  check: (v: unknown) => T,
+  fallback: T,
+  into?: DecisionReceiver,
+  message?: Message,
+): T | Promise<T> | Later {
   if (!reg.breaker.admit()) return fallback
-  if (reg.remote !== undefined) return reg.remote.call(reg, method, input, check, fallback)
+  if (reg.remote !== undefined) return reg.remote.call(reg, method, input, check, fallback, into, message)
   const fn = reg.def[method] as (input: unknown, ctx: CallContext<unknown>) => unknown
   const call = callFor(reg)
   const started = begin(reg)

@@ -1,5 +1,5 @@
-import type { ClientInfo, Decision, Message } from '../../core/index.js'
-import { isPromise, matchesFilter, TopicMemo } from '../../core/index.js'
+import type { ClientInfo, Decision, DecisionReceiver, Later, Message } from '../../core/index.js'
+import { isPromise, LATER, matchesFilter, TopicMemo } from '../../core/index.js'
 import type { TransformInput } from './define.js'
 import { invoke, notify, type HookMethod, type Registration } from './invoke.js'
 import { PASS, type TransformPatch } from './schemas.js'
@@ -32,9 +32,10 @@ function serving(e: Runnable, method: string): Runnable | undefined {
 }
 
 /**
- * The first answer that is not "pass" among `list` from `from` on (hooks whose
- * filter does not match `topic` skipped), or PASS. Synchronous while every hook
- * answers synchronously.
+ * The first answer that is not "pass" among `list` (hooks whose filter does not
+ * match `topic` skipped), or PASS. Synchronous while every hook answers
+ * synchronously. `into`: the last hook to ask may give its answer to it later
+ * (a worker-isolated one does: the answer is LATER) instead of in a promise.
  */
 export function firstDecision<D extends Decision<object>>(
   list: Runnable[],
@@ -43,15 +44,50 @@ export function firstDecision<D extends Decision<object>>(
   check: (v: unknown) => D,
   fallback: D,
   topic: string | undefined,
-  from = 0,
-): D | Promise<D> {
+): D | Promise<D>
+export function firstDecision<D extends Decision<object>>(
+  list: Runnable[],
+  method: HookMethod,
+  input: unknown,
+  check: (v: unknown) => D,
+  fallback: D,
+  topic: string | undefined,
+  into: DecisionReceiver | undefined,
+  message: Message,
+): D | Promise<D> | Later
+export function firstDecision<D extends Decision<object>>(
+  list: Runnable[],
+  method: HookMethod,
+  input: unknown,
+  check: (v: unknown) => D,
+  fallback: D,
+  topic: string | undefined,
+  into?: DecisionReceiver,
+  message?: Message,
+): D | Promise<D> | Later {
+  return decideFrom(list, 0, method, input, check, fallback, topic, into, message)
+}
+
+function decideFrom<D extends Decision<object>>(
+  list: Runnable[],
+  from: number,
+  method: HookMethod,
+  input: unknown,
+  check: (v: unknown) => D,
+  fallback: D,
+  topic: string | undefined,
+  into: DecisionReceiver | undefined,
+  message: Message | undefined,
+): D | Promise<D> | Later {
   for (let i = from; i < list.length; i++) {
     const entry = serving(list[i]!, method)
     if (entry === undefined || (topic !== undefined && entry.filter !== null && !entry.filter(topic))) continue
-    const d = invoke(entry, method, input, check, fallback)
+    const last = !hasLater(list, i, topic)
+    const d = invoke(entry, method, input, check, fallback, last ? into : undefined, message)
+    if (d === LATER) return d // its answer, pass or not, is the answer
     if (isPromise(d)) {
-      if (!hasLater(list, i, topic)) return d // its answer, pass or not, is the answer: no promise on top
-      return d.then((r) => (r.result === 'pass' ? firstDecision(list, method, input, check, fallback, topic, i + 1) : r))
+      if (last) return d // its answer, pass or not, is the answer: no promise on top
+      return d.then((r) => (r.result === 'pass' ? (decideFrom(list, i + 1, method, input, check, fallback, topic, undefined, undefined) as D | Promise<D>) : r))
     }
     if (d.result !== 'pass') return d
   }

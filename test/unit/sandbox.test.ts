@@ -3,6 +3,7 @@ import { test } from 'node:test'
 import { Breaker } from '../../plugins/host/sandbox/breaker.js'
 import { enterHook, guardedProcess, guardProcess, leaveHook } from '../../plugins/host/sandbox/guard.js'
 import { Ring, RING_BYTES } from '../../plugins/host/sandbox/batch.js'
+import { CallQueue } from '../../plugins/host/sandbox/call-queue.js'
 
 const settings = { maxFailures: 3, windowMs: 1000, backoffMs: 20, maxBackoffMs: 50 }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -86,4 +87,42 @@ test('ring: regions are handed out in order, wrap around, and come back once the
   r.release(3)
   assert.equal(r.take(RING_BYTES / 4, 6), 100) // after batch 5's region
   assert.equal(r.take(3, 7) % 4, 0) // offsets stay aligned for the call table
+})
+
+test('call queue: calls come out by id in any order, oldest first, across growth and wrap-around; skipped ids leave no call', () => {
+  const q = new CallQueue<{ id: number }>()
+  const expected = new Map<number, { id: number }>()
+  let id = 0
+  // rounds of adding more than the ring holds, then taking out of order, some left over
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 150; i++) {
+      id += i % 17 === 0 ? 2 : 1 // now and then an id is skipped (its input could not cross)
+      const call = { id }
+      q.add(id, call)
+      expected.set(id, call)
+    }
+    const ids = [...expected.keys()]
+    for (let k = 0; k < ids.length; k++) {
+      if (k % 3 === 2) continue // left waiting
+      const i = ids[(k * 7) % ids.length]!
+      const got = q.take(i)
+      if (expected.has(i)) assert.equal(got, expected.get(i))
+      else assert.equal(got, undefined) // taken already
+      expected.delete(i)
+    }
+    assert.equal(q.size, expected.size)
+    assert.equal(q.oldest(), expected.get(Math.min(...expected.keys())))
+  }
+  assert.equal(q.take(id + 1), undefined)
+  assert.equal(q.take(-5), undefined)
+  assert.throws(() => q.add(id, { id }), /not after/)
+  const rest = q.drain()
+  assert.deepEqual(
+    rest.map((c) => c.id),
+    [...expected.keys()].sort((a, b) => a - b),
+  )
+  assert.equal(q.size, 0)
+  assert.equal(q.oldest(), undefined)
+  q.add(id + 10, { id: id + 10 }) // an empty queue starts again at any id
+  assert.equal(q.take(id + 10)?.id, id + 10)
 })

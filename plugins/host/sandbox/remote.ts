@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads'
-import { HookmqError, type Logger, type PublishOptions } from '../../../core/index.js'
+import { HookmqError, LATER, type DecisionReceiver, type Later, type Logger, type Message, type PublishDecision, type PublishOptions } from '../../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
 import {
@@ -21,6 +21,7 @@ import {
   type CallBatch,
 } from './batch.js'
 import { asBuffer, LOG_LEVELS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
+import { CallQueue } from './call-queue.js'
 import { linkWorker } from './worker-link.js'
 
 // A worker-isolated hook, seen from the broker's thread. Calls made in one tick
@@ -55,16 +56,27 @@ export interface RemoteOptions {
   forward(webhook: string, body: unknown): Promise<void>
 }
 
-interface Pending {
-  resolve(v: unknown): void
-  reg: Registration
-  method: HookMethod
-  check(v: unknown): unknown
-  fallback: unknown
-  started: number
-  due: number
-  /** the batch that carries it */
-  batch: number
+class Pending {
+  constructor(
+    readonly id: number,
+    /** where the answer goes: a promise's resolve, or (authorizePublish) a receiver with the message */
+    readonly resolve: ((v: unknown) => void) | null,
+    readonly into: DecisionReceiver | null,
+    readonly message: Message | null,
+    readonly reg: Registration,
+    readonly method: HookMethod,
+    readonly check: (v: unknown) => unknown,
+    readonly fallback: unknown,
+    readonly started: number,
+    readonly due: number,
+    /** the batch that carries it */
+    readonly batch: number,
+  ) {}
+
+  answer(v: unknown): void {
+    if (this.into !== null) this.into.decided(v as PublishDecision, this.message!)
+    else this.resolve!(v)
+  }
 }
 
 export class RemoteHook implements RemoteCalls {
@@ -77,7 +89,7 @@ export class RemoteHook implements RemoteCalls {
   private readonly stale = new WeakSet<Worker>()
   private state: 'starting' | 'ready' | 'down' | 'retiring' | 'retired' = 'starting'
   private flags = new WorkerFlags()
-  private readonly pending = new Map<number, Pending>()
+  private readonly pending = new CallQueue<Pending>()
   private seq = 0
   private sentSeq = 0
   private readonly writer = new BatchWriter()
@@ -145,28 +157,37 @@ export class RemoteHook implements RemoteCalls {
 
   // ---- calls
 
-  call<T>(reg: Registration, method: HookMethod, input: unknown, check: (v: unknown) => T, fallback: T): Promise<T> {
+  call<T>(
+    reg: Registration,
+    method: HookMethod,
+    input: unknown,
+    check: (v: unknown) => T,
+    fallback: T,
+    into?: DecisionReceiver,
+    message?: Message,
+  ): T | Promise<T> | Later {
     const started = begin(reg)
     const refused = this.refusal(reg)
-    if (refused !== undefined) return Promise.resolve(fail(reg, method, refused, fallback, started, false))
+    if (refused !== undefined) return fail(reg, method, refused, fallback, started, false)
+    const id = ++this.seq
+    const batch = this.enqueue(id, CODES[method], input)
+    if (batch === -1) {
+      const err = new HookmqError('HOOK_WORKER_LOST', "the client's user cannot be passed to the hook's worker (not structured-cloneable)")
+      return fail(reg, method, err, fallback, started)
+    }
+    const due = performance.now() + reg.timeoutMs
+    if (into !== undefined) {
+      this.wait(id, new Pending(id, null, into, message!, reg, method, check, fallback, started, due, batch))
+      return LATER
+    }
     return new Promise<T>((resolve) => {
-      const id = ++this.seq
-      const batch = this.enqueue(id, CODES[method], input)
-      if (batch === -1) {
-        resolve(
-          fail(
-            reg,
-            method,
-            new HookmqError('HOOK_WORKER_LOST', "the client's user cannot be passed to the hook's worker (not structured-cloneable)"),
-            fallback,
-            started,
-          ),
-        )
-        return
-      }
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reg, method, check, fallback, started, due: performance.now() + reg.timeoutMs, batch })
-      if (this.deadline === undefined) this.armDeadline()
+      this.wait(id, new Pending(id, resolve as (v: unknown) => void, null, null, reg, method, check, fallback, started, due, batch))
     })
+  }
+
+  private wait(id: number, p: Pending): void {
+    this.pending.add(id, p)
+    if (this.deadline === undefined) this.armDeadline()
   }
 
   /** Why a call cannot be made now (it answers its fallback at once), or undefined. */
@@ -224,10 +245,9 @@ export class RemoteHook implements RemoteCalls {
     for (let i = 0; i < batch.count; i++) {
       if (!bad.has(i)) continue
       this.writer.skip(batch, i)
-      const p = this.pending.get(table[i * TABLE + ID]!)
+      const p = this.pending.take(table[i * TABLE + ID]!)
       if (p === undefined) continue
-      this.pending.delete(table[i * TABLE + ID]!)
-      p.resolve(
+      p.answer(
         fail(
           p.reg,
           p.method,
@@ -268,17 +288,15 @@ export class RemoteHook implements RemoteCalls {
     for (let i = 0; i < ids.length; i++) {
       const code = codes[i]!
       const raw = code === UNDEFINED ? undefined : code === TRUE ? true : code === FALSE ? false : code === NULL ? null : values[v++]
-      const p = this.pending.get(ids[i]!)
+      const p = this.pending.take(ids[i]!)
       if (p === undefined) continue // answered already: it passed its deadline
-      this.pending.delete(ids[i]!)
-      p.resolve(settle(p.reg, p.method, p.method === 'transform' ? reviveTransform(raw) : raw, p.check, p.fallback, p.started))
+      p.answer(settle(p.reg, p.method, p.method === 'transform' ? reviveTransform(raw) : raw, p.check, p.fallback, p.started))
     }
     if (errors !== null) {
       for (const [id, e] of errors) {
-        const p = this.pending.get(id)
+        const p = this.pending.take(id)
         if (p === undefined) continue
-        this.pending.delete(id)
-        p.resolve(fail(p.reg, p.method, reviveError(e), p.fallback, p.started))
+        p.answer(fail(p.reg, p.method, reviveError(e), p.fallback, p.started))
       }
     }
     if (this.pending.size === 0) this.disarmDeadline()
@@ -287,9 +305,9 @@ export class RemoteHook implements RemoteCalls {
   // ---- deadlines and progress
 
   private armDeadline(): void {
-    const first = this.pending.values().next()
-    if (first.done) return
-    this.deadline = setTimeout(onRemoteDeadline, Math.max(0, first.value.due - performance.now()), this)
+    const first = this.pending.oldest()
+    if (first === undefined) return
+    this.deadline = setTimeout(onRemoteDeadline, Math.max(0, first.due - performance.now()), this)
   }
 
   private disarmDeadline(): void {
@@ -303,8 +321,8 @@ export class RemoteHook implements RemoteCalls {
   expire(): void {
     this.deadline = undefined
     const now = performance.now()
-    const first = this.pending.values().next()
-    if (!first.done && !this.lateChecked && now - first.value.due > Math.max(50, this.options.timeoutMs / 4)) {
+    const first = this.pending.oldest()
+    if (first !== undefined && !this.lateChecked && now - first.due > Math.max(50, this.options.timeoutMs / 4)) {
       // this thread was late (blocked, or starved): the answers may be waiting in its queue; read them first
       this.lateChecked = true
       this.deadline = setImmediate(onRemoteDeadline, this)
@@ -315,12 +333,11 @@ export class RemoteHook implements RemoteCalls {
     const seen = this.flags.seen
     const busySince = this.flags.busySince
     let stuck = false
-    for (const [id, p] of this.pending) {
-      if (p.due > now) break
-      this.pending.delete(id)
+    for (let p = this.pending.oldest(); p !== undefined && p.due <= now; p = this.pending.oldest()) {
+      this.pending.take(p.id)
       p.reg.stats.timeouts++
-      p.resolve(fail(p.reg, p.method, hookTimeout(p.reg.name, p.method, p.reg.timeoutMs), p.fallback, p.started))
-      aborted.push(id)
+      p.answer(fail(p.reg, p.method, hookTimeout(p.reg.name, p.method, p.reg.timeoutMs), p.fallback, p.started))
+      aborted.push(p.id)
       // sent and never begun, or its batch is still running synchronously: the thread does not come back
       if (p.batch <= this.sentSeq && (p.batch > seen || (p.batch === seen && busySince !== 0))) stuck = true
     }
@@ -402,10 +419,7 @@ export class RemoteHook implements RemoteCalls {
   private failPending(err: HookmqError): void {
     this.writer.discard()
     this.flushScheduled = false
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id)
-      p.resolve(fail(p.reg, p.method, err, p.fallback, p.started, false))
-    }
+    for (const p of this.pending.drain()) p.answer(fail(p.reg, p.method, err, p.fallback, p.started, false))
     this.disarmDeadline()
     clearTimeout(this.progress)
     this.progress = undefined
