@@ -1,5 +1,14 @@
 import type { Worker } from 'node:worker_threads'
-import { HookmqError, LATER, type DecisionReceiver, type Later, type Logger, type Message, type PublishDecision, type PublishOptions } from '../../../core/index.js'
+import {
+  HookmqError,
+  LATER,
+  type DecisionReceiver,
+  type Later,
+  type Logger,
+  type Message,
+  type PublishDecision,
+  type PublishOptions,
+} from '../../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
 import {
