@@ -4,6 +4,7 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { Delayed } from './netem.js'
 
 // Starting the brokers under test as their own processes, pinned to core 0
 // (the load generator runs on core 1), and reading their CPU time and memory.
@@ -47,8 +48,11 @@ export async function freePort(): Promise<number> {
 /** Options for hookmq: passed to createBroker as JSON. */
 export type HookmqBenchOptions = Record<string, unknown>
 
-export async function startBroker(name: BrokerName, options: HookmqBenchOptions = {}): Promise<RunningBroker> {
+/** `behind`: the broker runs in that network namespace, bound to its address (netem.ts). */
+export async function startBroker(name: BrokerName, options: HookmqBenchOptions = {}, behind?: Delayed): Promise<RunningBroker> {
   const port = await freePort()
+  const host = behind?.host ?? '127.0.0.1'
+  if (behind !== undefined) options = { ...options, host }
   let cmd: string[]
   if (name === 'hookmq') cmd = [process.execPath, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
   else if (baselineDir(name) !== undefined)
@@ -60,14 +64,14 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
     const conf = join(dir, 'mosquitto.conf')
     writeFileSync(
       conf,
-      `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\npersistence false\nlog_dest none\n`,
+      `listener ${port} ${host}\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\npersistence false\nlog_dest none\n`,
     )
     const bin = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'].find((p) => existsSync(p))!
     cmd = [bin, '-c', conf]
   }
-  const full = [...pin, ...cmd]
+  const full = [...(behind === undefined ? [] : ['ip', 'netns', 'exec', behind.netns]), ...pin, ...cmd]
   const child: ChildProcess = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] })
-  await waitListening(port, child)
+  await waitListening(port, child, host)
   const exited = new Promise<void>((r) => child.once('exit', () => r()))
   return {
     name,
@@ -80,12 +84,12 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
   }
 }
 
-async function waitListening(port: number, child: ChildProcess): Promise<void> {
+async function waitListening(port: number, child: ChildProcess, host = '127.0.0.1'): Promise<void> {
   const end = Date.now() + 10000
   for (;;) {
     if (child.exitCode !== null) throw new Error(`broker exited with ${child.exitCode}`)
     const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
+      const s = net.connect(port, host, () => {
         s.destroy()
         resolve(true)
       })

@@ -26,6 +26,7 @@ import {
 import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
 import { amplification } from './amplification.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
+import { delayedLink, delayRelay, kernelHasNetem, netemUnavailable, type Delayed } from './netem.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -73,8 +74,10 @@ type Scenario = {
   nodes?: number
   /** seconds each broker process is left idle after it starts, before the run (and its CPU readings) begin */
   settle?: number
+  /** the broker runs behind a link with this round trip (netem.ts; root only, skipped otherwise) */
+  rttMs?: number
 } & (
-  | { run: (port: number, pid: number, ports: number[]) => Promise<{ value: number; note?: string }>; runAll?: never }
+  | { run: (port: number, pid: number, ports: number[], host: string | undefined) => Promise<{ value: number; note?: string }>; runAll?: never }
   /** measured by its own runner over all brokers at once (memory), which prints its rows */
   | { runAll: (sc: Scenario, list: BrokerName[]) => Promise<void>; run?: never }
 )
@@ -149,6 +152,33 @@ const scenarios: Scenario[] = [
       return { value: r.rate, note: lossNote(r) }
     },
   },
+  // acknowledgements in batches: clients that handle what they received once per millisecond (wire.ts)
+  ...([1, 2] as const).map(
+    (qos): Scenario => ({
+      name: `fan-in-qos${qos} with clients reading every 1 ms`,
+      unit: 'msg/s',
+      higherIsBetter: true,
+      run: async (port) => {
+        const r = await fanIn(port, { publishers: 10, perPublisher: per(qos === 1 ? 20000 : 10000), qos, payload: 64, readEveryMs: 1 })
+        return { value: r.rate, note: lossNote(r) }
+      },
+    }),
+  ),
+  // and behind a real delay (netem.ts: tc netem, or a relaying process where the kernel lacks it; root only; not in --quick)
+  ...(quick ? [] : [1, 5, 20]).flatMap((rttMs) =>
+    ([1, 2] as const).map(
+      (qos): Scenario => ({
+        name: `fan-in-qos${qos} over a ${rttMs} ms round trip`,
+        unit: 'msg/s',
+        higherIsBetter: true,
+        rttMs,
+        run: async (port, _pid, _ports, host) => {
+          const r = await fanIn(port, { publishers: 10, perPublisher: per(qos === 1 ? 20000 : 10000), qos, payload: 64, host })
+          return { value: r.rate, note: lossNote(r) }
+        },
+      }),
+    ),
+  ),
   {
     name: 'fan-out-qos0',
     unit: 'deliveries/s',
@@ -439,6 +469,9 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
+/** whether the kernel has netem: probed at the first delayed scenario */
+let netem: boolean | undefined
+
 async function main(): Promise<void> {
   // the generator on core 1, the brokers on core 0 (see brokers.ts)
   if (existsSync('/usr/bin/taskset')) execFileSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
@@ -456,6 +489,17 @@ async function main(): Promise<void> {
       continue
     }
     const run = sc.run
+    let link: Delayed | undefined
+    if (sc.rttMs !== undefined) {
+      const why = netemUnavailable()
+      if (why !== undefined) {
+        console.log(`\n${sc.name}: skipped, ${why}`)
+        continue
+      }
+      netem ??= kernelHasNetem()
+      if (netem) link = delayedLink(sc.rttMs)
+      else console.log(`\n${sc.name}: this kernel has no netem (sch_netem): the delay is a relaying process (serve-delay.ts) on the generator's core`)
+    }
     const rows = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
     results.set(sc.name, rows)
     for (let rep = 0; rep < reps; rep++) {
@@ -463,18 +507,20 @@ async function main(): Promise<void> {
       for (const b of order) {
         if (sc.redis) await redisServer!.flush()
         const nodes: RunningBroker[] = []
-        for (let k = 0; k < (sc.nodes ?? 1); k++) nodes.push(await startBroker(b, { ...sc.options?.(b), ...(sc.redis ? redisOptions(b, k) : {}) }))
+        for (let k = 0; k < (sc.nodes ?? 1); k++) nodes.push(await startBroker(b, { ...sc.options?.(b), ...(sc.redis ? redisOptions(b, k) : {}) }, link))
         const cpuAll = (): number => nodes.reduce((sum, n) => sum + cpuSeconds(n.pid), 0)
         if (sc.settle) await sleep(sc.settle * 1000)
         try {
           const cpu0 = cpuAll()
           const gen0 = process.cpuUsage()
           const w0 = performance.now()
+          const relay = sc.rttMs !== undefined && link === undefined ? await delayRelay(nodes[0]!.port, sc.rttMs) : undefined
           const { value, note } = await run(
-            nodes[0]!.port,
+            relay?.port ?? nodes[0]!.port,
             nodes[0]!.pid,
             nodes.map((n) => n.port),
-          )
+            link?.host,
+          ).finally(() => relay?.stop())
           const wall = (performance.now() - w0) / 1000
           const gen = process.cpuUsage(gen0)
           rows.get(b)!.push({ value, unit: sc.unit, brokerCpu: (cpuAll() - cpu0) / wall, genCpu: (gen.user + gen.system) / 1e6 / wall, note })
@@ -485,6 +531,7 @@ async function main(): Promise<void> {
         }
       }
     }
+    link?.remove()
     print(sc, rows)
   }
   console.log(`\n${reps} repetition(s), ${quick ? 'quick' : 'full'} mode, ${((Date.now() - t0) / 1000).toFixed(0)} s`)
@@ -526,4 +573,10 @@ function print(sc: Scenario, rows: Map<BrokerName, Row[]>): void {
   console.log(`\n${sc.name}\n${parts.join('\n')}${ratios.length ? '\n  ' + ratios.join(', ') : ''}`)
 }
 
-await main()
+await main().catch(async (err: unknown) => {
+  // what the run started goes with it: a crash must not leave the sink and redis-server running
+  console.error(err)
+  await sink?.close()
+  await redisServer?.stop()
+  process.exit(1)
+})

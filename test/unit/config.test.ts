@@ -10,7 +10,7 @@ test('defaults: TCP 1883 and WebSocket 8083 on loopback', () => {
   assert.equal(c.host, '127.0.0.1')
   assert.equal(c.port, 1883)
   assert.deepEqual(c.ws, { port: 8083, path: '/mqtt' })
-  assert.equal(c.limits.maxInflightMessages, 100)
+  assert.equal(c.limits.maxInflightMessages, 1000)
 })
 
 test('a bad value is named with key, value and reason on one line', () => {

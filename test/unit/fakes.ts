@@ -134,6 +134,7 @@ export function sessionContext(over: Partial<SessionContext> = {}): SessionConte
     store: new MemorySessionStore(),
     maxQueued: 1000,
     maxQueuedBytes: 1e9,
+    maxInflightBytes: 1e9,
     dropNewest: false,
     onDelivered: (m) => {
       delivered.push(m.topic)

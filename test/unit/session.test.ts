@@ -34,6 +34,40 @@ test("QoS 1 within the client's window goes at once with a packet id; beyond it 
   assert.equal(s.complete(9999), false) // an unknown id changes nothing
 })
 
+test('the window is bytes too: unacknowledged messages stop going out at maxInflightBytes (one goes even when larger), and each PUBACK frees its bytes', () => {
+  const ctx = sessionContext({ maxInflightBytes: 25 })
+  const s = new Session('c', ctx)
+  const out = new FakeOutlet('c')
+  s.attach(out, false)
+  // messageSize: topic + payload bytes (+ properties): 't1' + 8 = 10 bytes each
+  for (let i = 1; i <= 5; i++) s.deliver(msg(`t${i}`, 1, 'xxxxxxxx'), 1, false, undefined, null)
+  assert.deepEqual(
+    out.sent.map((x) => x.topic),
+    ['t1', 't2', 't3'],
+    '30 bytes in flight: the third went while 20 < 25, the fourth waits',
+  )
+  s.complete(out.sent[0]!.packetId)
+  assert.deepEqual(
+    out.sent.map((x) => x.topic),
+    ['t1', 't2', 't3', 't4'],
+  )
+  const big = new Session('big', sessionContext({ maxInflightBytes: 4 }))
+  const o2 = new FakeOutlet('big')
+  big.attach(o2, false)
+  big.deliver(msg('large', 1, 'x'.repeat(100)), 1, false, undefined, null)
+  big.deliver(msg('next', 1), 1, false, undefined, null)
+  assert.deepEqual(
+    o2.sent.map((x) => x.topic),
+    ['large'],
+    'a message larger than the bound goes alone',
+  )
+  big.complete(o2.sent[0]!.packetId)
+  assert.deepEqual(
+    o2.sent.map((x) => x.topic),
+    ['large', 'next'],
+  )
+})
+
 test('offline: QoS 0 is not queued, QoS 1 and 2 are; on resume unacknowledged messages go again with DUP [MQTT-4.4.0-1], then the queue', () => {
   const s = new Session('c', sessionContext())
   s.expiryInterval = 60
