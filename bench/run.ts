@@ -237,6 +237,8 @@ const scenarios: Scenario[] = [
       },
     }),
   ),
+  // the same three, interleaved round by round: on this noisy machine a ratio of runs minutes apart moves by 20-40%
+  { name: 'hook isolation cost, interleaved (off, inline, worker each round)', unit: 'msg/s', higherIsBetter: true, runAll: (sc) => isolationCost(sc) },
   {
     name: 'hooks on (acl checks, transform filtered out, inline), bench/#',
     unit: 'msg/s',
@@ -373,6 +375,63 @@ function webhookScenarios(): Scenario[] {
  * connections. Both readings are printed; the settled one is the idle cost.
  * The brokers run side by side (idle ones take no CPU) so the waits overlap.
  */
+/**
+ * Fan-in QoS 0 with hooks off, then acl.ts deciding every message inline,
+ * then in a worker, `max(reps, 5)` rounds; each mode's ratio to hooks off is
+ * taken within its round (runs seconds apart), and the median of those is
+ * printed beside the rates. Also the broker's CPU time per message (all its
+ * threads, from /proc): the broker is saturated in each mode, so messages per
+ * CPU-second is the rate a core of its own would reach, and it does not move
+ * when another tenant takes part of core 0 (the rate does, by up to 2x here).
+ */
+async function isolationCost(sc: Scenario): Promise<void> {
+  const modes = ['off', 'inline', 'worker'] as const
+  const rows = new Map<string, Row[]>(modes.map((m) => [m, []]))
+  const ratios = { inline: [] as number[], worker: [] as number[] }
+  const cpuRatios = { inline: [] as number[], worker: [] as number[] }
+  const usPerMessage = new Map<string, number[]>(modes.map((m) => [m, []]))
+  for (let round = 0; round < Math.max(reps, quick ? 1 : 5); round++) {
+    const rate: Record<string, number> = {}
+    for (const mode of modes) {
+      const b = await startBroker('hookmq', mode === 'off' ? {} : exampleHooks(mode, ['acl.ts']))
+      try {
+        const cpu0 = cpuSeconds(b.pid)
+        const w0 = performance.now()
+        const r = await fanIn(b.port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
+        rate[mode] = r.rate
+        usPerMessage.get(mode)!.push(((cpuSeconds(b.pid) - cpu0) * 1e6) / r.expected)
+        rows
+          .get(mode)!
+          .push({ value: r.rate, unit: sc.unit, brokerCpu: (cpuSeconds(b.pid) - cpu0) / ((performance.now() - w0) / 1000), genCpu: NaN, note: lossNote(r) })
+      } finally {
+        await b.stop()
+      }
+    }
+    ratios.inline.push(rate.inline! / rate.off!)
+    ratios.worker.push(rate.worker! / rate.off!)
+    const us = (m: string): number => usPerMessage.get(m)!.at(-1)!
+    cpuRatios.inline.push(us('off') / us('inline'))
+    cpuRatios.worker.push(us('off') / us('worker'))
+  }
+  console.log(`\n${sc.name}`)
+  for (const mode of modes) {
+    const rs = rows.get(mode)!
+    const each = rs.map((r) => fmt(r.value, sc.unit)).join(' ')
+    const ratio = mode === 'off' ? '' : `  ${median(ratios[mode]).toFixed(2)}x of off (rounds ${ratios[mode].map((x) => x.toFixed(2)).join(' ')})`
+    console.log(
+      `  ${mode.padEnd(7)} ${fmt(median(rs.map((r) => r.value)), sc.unit).padStart(12)} ${sc.unit}  (cpu broker ${median(rs.map((r) => r.brokerCpu)).toFixed(2)})  [${each}]${ratio}`,
+    )
+  }
+  for (const mode of modes) {
+    const us = usPerMessage.get(mode)!
+    const ratio =
+      mode === 'off'
+        ? ''
+        : `  ${median(cpuRatios[mode]).toFixed(2)}x the messages per CPU-second of off (rounds ${cpuRatios[mode].map((x) => x.toFixed(2)).join(' ')})`
+    console.log(`  ${mode.padEnd(7)} ${median(us).toFixed(2).padStart(8)} us of broker CPU per message  [${us.map((x) => x.toFixed(2)).join(' ')}]${ratio}`)
+  }
+}
+
 async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
   const n = quick ? 1000 : 5000
   const settle = quick ? 0 : 40000

@@ -31,8 +31,6 @@ const ORDER_FREE = new Set(['puback', 'pubrec', 'pubcomp', 'pingreq'])
 export interface ConnectionContext extends CoreServices, IntakeContext {
   readonly sessions: SessionManager
   readonly pipeline: PublishPipeline
-  /** connections open now, on every listener */
-  readonly connectionCount: number
   /** runs one packet's handler (handlers/index.ts) */
   dispatch(conn: Connection, packet: Packet): void | Promise<void>
   /** whether a client without credentials that no hook decided may connect on this listener */

@@ -11,6 +11,7 @@ export type { Cluster, LocalGroupChange, RemoteGroups } from './cluster.js'
 export type { Logger } from './logger.js'
 export { createLogger, throttled } from './logger.js'
 export { isPromise, LATER, noop, refused } from './hooks.js'
+export { deniedSubscriptions } from './resume.js'
 export type { BrokerEvents, BrokerEventName, BrokerListener } from './events.js'
 export { passThroughHooks } from './hooks.js'
 export type {

@@ -5,7 +5,7 @@ import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise, refusalCode, refused, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
 import { chooseSession, identityOf } from '../identity.js'
-import { deniedOnResume, revokeOnResume } from '../resume.js'
+import { deniedSubscriptions, revokeOnResume } from '../resume.js'
 import { NEVER_EXPIRES, type Session } from '../session.js'
 import type { OpenRequest } from '../sessions.js'
 import { checkTopicName } from '../topic.js'
@@ -37,10 +37,7 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
   conn.client.id = plan.clientId
   conn.client.username = packet.username
   conn.keepaliveMs = plan.keepalive * 1500 // [MQTT-3.1.2-22] 1.5 times the keep alive
-  if (conn.ctx.connectionCount > conn.ctx.config.limits.maxConnections) {
-    conn.refuse(new HookmqError('QUOTA_EXCEEDED', 'too many connections'))
-    return
-  }
+  // (limits.maxConnections was applied when the socket was accepted: listeners/admission.ts)
   conn.state = { kind: 'authenticating' }
   // (Authentication Data without a method was refused by checkConnect)
   const credentials: Credentials = {
@@ -263,7 +260,7 @@ function openSession(conn: Connection, plan: ConnectPlan, request: OpenRequest):
   const ctx = conn.ctx
   const resumed = request.cleanStart ? undefined : ctx.sessions.sessions.get(request.clientId)
   if (resumed === undefined || resumed.subscriptions.size === 0) return attachSession(conn, plan, request, undefined, [])
-  const denied = deniedOnResume(ctx, conn.client, resumed.subscriptions.values())
+  const denied = deniedSubscriptions(ctx, conn.client, resumed.subscriptions.values())
   if (!isPromise(denied)) return attachSession(conn, plan, request, resumed, denied)
   return denied.then((d) => {
     if (conn.state.kind === 'authenticating') attachSession(conn, plan, request, resumed, d)

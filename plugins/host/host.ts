@@ -9,8 +9,9 @@ import type {
   Message,
   PublishOptions,
   SubscribeInput as CoreSubscribeInput,
+  Subscription,
 } from '../../core/index.js'
-import { HookmqError, ReasonCode, refused, throttled, TopicMemo } from '../../core/index.js'
+import { deniedSubscriptions, HookmqError, ReasonCode, throttled, TopicMemo } from '../../core/index.js'
 import type { AuthenticateDecision, AuthenticateInput, DecisionReceiver, Later, PublishDecision, SubscribeDecision } from '../../core/index.js'
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
@@ -19,6 +20,7 @@ import {
   EVENT_NAMES,
   checkHookModule,
   makeTransformCheck,
+  NOT_A_MESSAGE,
   PASS,
   toAuthDecision,
   toPublishDecision,
@@ -103,9 +105,12 @@ export class HookHost implements HookRunner, BrokerPlugin {
   readonly events = new EventEmitter()
 
   private readonly checkTransform: TransformCheck
+  /** ctx.publish's message: checked as a transform's answer is */
+  private readonly checkMessage: TransformCheck
 
   constructor(readonly options: HostOptions) {
     this.checkTransform = makeTransformCheck(options.limits)
+    this.checkMessage = makeTransformCheck(options.limits, 'message')
   }
 
   get settings(): HookSettings {
@@ -115,12 +120,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
   /** `ctx.publish` of every hook: the message is checked as a transform's answer is (a topic it may publish to, not `$SYS`; a publisher's properties) */
   private readonly publish = (m: PublishOptions): Promise<void> => {
     if (!this.broker) return Promise.reject(new HookmqError('BROKER_STATE', 'broker not started'))
+    if (m === null || typeof m !== 'object') return Promise.reject(new HookmqError('TOPIC_NAME_INVALID', NOT_A_MESSAGE)) // (as from a worker: remote.ts)
     try {
-      this.checkTransform(m)
+      this.checkMessage(m)
     } catch (err) {
-      return Promise.reject(
-        new HookmqError('TOPIC_NAME_INVALID', `ctx.publish: ${(err as Error).message.replace(/^invalid transform answer/, 'invalid message')}`),
-      )
+      return Promise.reject(new HookmqError('TOPIC_NAME_INVALID', `ctx.publish: ${(err as Error).message}`))
     }
     return this.broker.publish(m)
   }
@@ -470,15 +474,19 @@ export class HookHost implements HookRunner, BrokerPlugin {
     if (!broker) return
     this.rechecking = this.rechecking
       .then(async () => {
-        const denied = new Map<string, string[]>() // by client: each session's revocations done at once
+        // by client: each session's subscriptions checked as on resume, its revocations done at once
+        const byClient = new Map<string, { client: ClientInfo; subs: Subscription[] }>()
         for (const { clientId, client, subscription } of broker.subscriptions()) {
-          const c: ClientInfo = client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }
-          const d = await this.authorizeSubscribe(c, { filter: subscription.filter, qos: subscription.qos })
-          if (refused(d, broker.config.defaults.subscribe === 'allow'))
-            (denied.get(clientId) ?? denied.set(clientId, []).get(clientId)!).push(subscription.filter)
+          let e = byClient.get(clientId)
+          if (e === undefined)
+            byClient.set(clientId, (e = { client: client ?? { id: clientId, remoteAddress: '', protocolVersion: 4, listener: '' }, subs: [] }))
+          e.subs.push(subscription)
         }
-        for (const [clientId, filters] of denied) {
-          for (const filter of broker.revokeSubscriptions(clientId, filters, this.options.revokedSubscriptions === 'disconnect')) {
+        const ctx = { config: broker.config, hooks: this }
+        for (const [clientId, { client, subs }] of byClient) {
+          const denied = await deniedSubscriptions(ctx, client, subs)
+          if (denied.length === 0) continue
+          for (const filter of broker.revokeSubscriptions(clientId, denied, this.options.revokedSubscriptions === 'disconnect')) {
             this.options.log.info({ clientId, filter }, 'subscription revoked after a hook reload')
           }
         }

@@ -75,6 +75,9 @@ const subscribeSchema = z.union([z.strictObject({ allow: z.literal(true) }), den
 export const PASS = Object.freeze({ result: 'pass' as const })
 const ALLOW = Object.freeze({ result: 'allow' as const })
 
+/** What ctx.publish answers (a rejection) when given no message at all. */
+export const NOT_A_MESSAGE = 'ctx.publish needs a message: { topic, payload?, qos?, retain? }'
+
 /** Thrown for an answer that fails its schema: counted as the hook's error. */
 export class InvalidAnswer extends HookmqError {
   constructor(message: string) {
@@ -82,8 +85,9 @@ export class InvalidAnswer extends HookmqError {
   }
 }
 
-function invalid(kind: string, issue: z.core.$ZodIssue | undefined): InvalidAnswer {
-  return new InvalidAnswer(`invalid ${kind} answer${issue?.path.length ? ` at ${issue.path.join('.')}` : ''}: ${issue?.message ?? 'unexpected value'}`)
+/** `what`: the thing found invalid ("authorizePublish answer", "message"). */
+function invalid(what: string, issue: z.core.$ZodIssue | undefined): InvalidAnswer {
+  return new InvalidAnswer(`invalid ${what}${issue?.path.length ? ` at ${issue.path.join('.')}` : ''}: ${issue?.message ?? 'unexpected value'}`)
 }
 
 /**
@@ -112,7 +116,7 @@ function decision<D, T>(v: unknown, kind: string, no: D, schema: z.ZodType<T>, f
   if (v === true) return ALLOW
   if (v === false) return no
   const r = schema.safeParse(v)
-  if (!r.success) throw invalid(kind, r.error.issues[0])
+  if (!r.success) throw invalid(`${kind} answer`, r.error.issues[0])
   return from(r.data)
 }
 
@@ -225,18 +229,18 @@ function isPayloadOnly(v: unknown): v is TransformPatch & { payload: string | Bu
  * Throws InvalidAnswer for anything else (a failed transform: the original
  * message goes on, the hook's error is counted).
  */
-export function makeTransformCheck(limits: TransformLimits = defaultLimits): (v: unknown) => TransformPatch | null | undefined {
+export function makeTransformCheck(limits: TransformLimits = defaultLimits, what = 'transform answer'): (v: unknown) => TransformPatch | null | undefined {
   const schema = limits === defaultLimits ? transformSchema : transformSchemaFor(limits)
   return (v) => {
     if (v === undefined || v === null) return v
     if (isPayloadOnly(v)) {
       // the common answer, checked without a schema run per message
       if (tooLarge(v.payload, limits.maxPacketSize))
-        throw new InvalidAnswer(`invalid transform answer at payload: larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
+        throw new InvalidAnswer(`invalid ${what} at payload: larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
       return v
     }
     const r = schema.safeParse(v)
-    if (!r.success) throw invalid('transform', r.error.issues[0])
+    if (!r.success) throw invalid(what, r.error.issues[0])
     return r.data
   }
 }

@@ -98,7 +98,7 @@ export class WebhookPlugin implements BrokerPlugin {
     if (rules.length === 0) return undefined
     const at = Date.now()
     const clientId = client === undefined ? null : client.id
-    let pending: Promise<void> | undefined
+    let pending: Promise<void> | Array<Promise<void>> | undefined // (one write, or the writes of several rules, waited for once)
     for (let i = 0; i < rules.length; i++) {
       const target = rules[i]!
       const written = target.inlet.pushMessage(message, clientId, at)
@@ -109,10 +109,12 @@ export class WebhookPlugin implements BrokerPlugin {
       }
       const p = written.then(target.kick)
       // QoS 0 is not waited for: at most once, and the publisher is never held by the outbox
-      if (message.qos > 0) pending = pending === undefined ? p : Promise.all([pending, p]).then(noop)
-      else p.catch(this.enqueueFailed)
+      if (message.qos === 0) p.catch(this.enqueueFailed)
+      else if (pending === undefined) pending = p
+      else if (Array.isArray(pending)) pending.push(p)
+      else pending = [pending, p]
     }
-    return pending
+    return Array.isArray(pending) ? Promise.all(pending).then(noop) : pending
   }
 
   /** A QoS 0 message or an event that could not be queued (Redis away): not retried; logged every 10 s with a count. */

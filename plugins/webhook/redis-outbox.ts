@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { Logger, Message } from '../../core/index.js'
+import { noop, type Logger, type Message } from '../../core/index.js'
 import { deliveryId, type DeadBatch, type Delivery } from './delivery.js'
 import { messageJson } from './message-json.js'
 import type { Batch, Inlet, Outbox } from './outbox.js'
@@ -121,25 +121,26 @@ export class RedisOutbox implements Outbox {
   }
 
   push(webhook: string, delivery: Delivery): Promise<void> {
-    return this.pushJson(webhook, JSON.stringify(delivery))
+    return this.writer(webhook)(JSON.stringify(delivery))
   }
 
   /** A published message's delivery gets its id and its JSON now: the stream keeps text. */
   inlet(webhook: string): Inlet {
-    return {
-      pushMessage: (message: Message, clientId: string | null, at: number) => this.pushJson(webhook, messageJson(deliveryId(this.node), at, clientId, message)),
-    }
+    const write = this.writer(webhook)
+    return { pushMessage: (message: Message, clientId: string | null, at: number) => write(messageJson(deliveryId(this.node), at, clientId, message)) }
   }
 
-  private pushJson(webhook: string, json: string): Promise<void> {
-    this.counts.set(webhook, (this.counts.get(webhook) ?? 0) + 1)
-    return this.redis.xadd(this.stream(webhook), '*', 'd', json).then(
-      () => undefined,
-      (err: unknown) => {
-        this.counts.set(webhook, (this.counts.get(webhook) ?? 1) - 1)
-        throw err
-      },
-    )
+  /** Appends a delivery's JSON to one webhook's stream (its key and callbacks made once, not per message). */
+  private writer(webhook: string): (json: string) => Promise<void> {
+    const key = this.stream(webhook)
+    const uncount = (err: unknown): never => {
+      this.counts.set(webhook, (this.counts.get(webhook) ?? 1) - 1)
+      throw err
+    }
+    return (json) => {
+      this.counts.set(webhook, (this.counts.get(webhook) ?? 0) + 1)
+      return this.redis.xadd(key, '*', 'd', json).then(noop, uncount)
+    }
   }
 
   async take(webhook: string, max: number, prefix: string, suffix: string): Promise<Batch | undefined> {

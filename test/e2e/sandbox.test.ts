@@ -509,41 +509,51 @@ export default defineHook({ name: 'acl', authorizePublish: ({ client }) => (clie
   assert.equal(await publishCode(ok, 'any'), 0x10)
 })
 
-test("worker isolation: ctx.publish with no topic, or not even a message, is the hook's error, not the broker's end", async (t) => {
-  const dir = hooksFolder(t)
-  writeFileSync(
-    join(dir, 'bad.ts'),
-    `import { defineHook } from 'hookmq'
+for (const mode of ['worker', 'inline'] as const)
+  test(`${mode} isolation: ctx.publish with no topic, or not even a message, is the hook's error (a rejection), not the broker's end`, async (t) => {
+    const dir = hooksFolder(t)
+    writeFileSync(
+      join(dir, 'bad.ts'),
+      `import { defineHook } from 'hookmq'
 export default defineHook({ name: 'bad', async setup(ctx) {
-  await ctx.publish({} as never).catch(() => {})
-  await ctx.publish(null as never).catch(() => {})
+  await ctx.publish({} as never).catch((err) => ctx.publish({ topic: 'bad/empty', payload: String(err.code), retain: true }))
+  let thrown = 'no'
+  try {
+    await ctx.publish(null as never).catch((err) => ctx.publish({ topic: 'bad/null', payload: String(err.code) + ' ' + err.message, retain: true }))
+  } catch {
+    thrown = 'yes' // a throw instead of a rejection
+  }
+  await ctx.publish({ topic: 'bad/thrown', payload: thrown, retain: true })
   await ctx.publish({ topic: 'a/+' }).catch((err) => ctx.publish({ topic: 'bad/wildcard', payload: String(err.code), retain: true }))
   await ctx.publish({ topic: '$SYS/broker/version', payload: 'spoofed', retain: true }).catch((err) => ctx.publish({ topic: 'bad/sys', payload: String(err.code), retain: true }))
   await ctx.publish({ topic: 'ok', properties: { contentType: 'a\\u0000b' } }).catch((err) => ctx.publish({ topic: 'bad/nul', payload: String(err.code), retain: true }))
 } })
 `,
-  )
-  const broker = await startBroker(t, { hooksDir: dir })
-  const sub = await connect(t, broker, { protocolVersion: 5 })
-  assert.equal(broker.hookStatus()[0]!.state, 'loaded') // setup finished: each bad publish was refused to it
-  const inbox = collect(sub)
-  await sub.subscribeAsync('bad/#')
-  const said = new Map<string, string>()
-  while (said.size < 3) {
-    const m = await inbox.next()
-    said.set(m.topic, m.payload.toString())
-  }
-  assert.deepEqual(Object.fromEntries(said), {
-    'bad/wildcard': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
-    'bad/sys': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
-    'bad/nul': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
+    )
+    const broker = await startBroker(t, { hooksDir: dir, hooks: { isolation: mode } })
+    const sub = await connect(t, broker, { protocolVersion: 5 })
+    assert.equal(broker.hookStatus()[0]!.state, 'loaded') // setup finished: each bad publish was refused to it
+    const inbox = collect(sub)
+    await sub.subscribeAsync('bad/#')
+    const said = new Map<string, string>()
+    while (said.size < 6) {
+      const m = await inbox.next()
+      said.set(m.topic, m.payload.toString())
+    }
+    assert.deepEqual(Object.fromEntries(said), {
+      'bad/empty': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
+      'bad/null': 'HOOKMQ_ERR_TOPIC_NAME_INVALID ctx.publish needs a message: { topic, payload?, qos?, retain? }',
+      'bad/thrown': 'no',
+      'bad/wildcard': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
+      'bad/sys': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
+      'bad/nul': 'HOOKMQ_ERR_TOPIC_NAME_INVALID',
+    })
+    await assert.rejects(broker.publish({ topic: 'a/+' }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
+    await assert.rejects(broker.publish({ topic: undefined as unknown as string }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
+    const other = await bystander(t, broker)
+    await other.roundTrip()
+    void sub
   })
-  await assert.rejects(broker.publish({ topic: 'a/+' }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
-  await assert.rejects(broker.publish({ topic: undefined as unknown as string }), { code: 'HOOKMQ_ERR_TOPIC_NAME_INVALID' })
-  const other = await bystander(t, broker)
-  await other.roundTrip()
-  void sub
-})
 
 test('worker isolation: a version whose setup fails leaves no worker behind, and nothing restarts', async (t) => {
   const dir = hooksFolder(t)

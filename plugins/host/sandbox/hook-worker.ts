@@ -201,9 +201,9 @@ class Answers {
 function runEvent(input: { event: string; args: unknown[] }): void {
   const handler = def!.on?.[input.event as keyof NonNullable<HookDefinition['on']>] as ((...a: unknown[]) => unknown) | undefined
   if (!handler) return
-  const ctx = { config, log: makeLog({ hook: def!.name }), forward: (w: string, body: unknown) => request('forward', [w, body]) }
+  eventCtx ??= { config, log: makeLog({ hook: def!.name }), forward: (w: string, body: unknown) => request('forward', [w, body]) }
   try {
-    const r = handler(...input.args, ctx)
+    const r = handler(...input.args, eventCtx)
     if (isPromise(r)) {
       r.then(undefined, (err: unknown) => post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } }))
     }
@@ -211,6 +211,9 @@ function runEvent(input: { event: string; args: unknown[] }): void {
     post({ t: 'unhandled', error: { ...serializeError(err), code: `on.${input.event}` } })
   }
 }
+
+/** the last argument of event handlers (one per worker: its hook's config, a logger, forward) */
+let eventCtx: { config: unknown; log: Logger; forward(webhook: string, body: unknown): Promise<void> } | undefined
 
 let late: Answers | null = null
 

@@ -32,6 +32,7 @@ import {
 import { asBuffer, LOG_LEVELS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
 import { CallQueue } from './call-queue.js'
 import { linkWorker } from './worker-link.js'
+import { NOT_A_MESSAGE } from '../schemas.js'
 
 // A worker-isolated hook, seen from the broker's thread. Calls made in one tick
 // leave together (batch.ts: a table and the payloads in a ring of shared
@@ -51,6 +52,7 @@ const CODES: Record<HookMethod, number> = {
   transform: TRANSFORM,
 }
 const RETIRE_MS = 5000
+const TIMER_SLACK_MS = 5
 
 export interface RemoteOptions {
   compiled: Compiled
@@ -208,7 +210,21 @@ export class RemoteHook implements RemoteCalls {
   }
 
   notify(_reg: Registration, event: string, args: unknown[]): void {
-    if (this.state === 'ready' || this.state === 'starting') this.enqueue(0, EVENT, { event, args: args.map(wireArg) })
+    if (this.state === 'ready' || this.state === 'starting') this.enqueue(0, EVENT, { event, args: args.map(this.wire) })
+  }
+
+  /** the last message wired for an event, and its wired form: a fan-out's `delivered` events carry one message, copied once */
+  private wiredFrom: unknown = undefined
+  private wired: unknown = undefined
+
+  private readonly wire = (a: unknown): unknown => {
+    if (a === this.wiredFrom) return this.wired
+    const w = wireArg(a)
+    if (w !== a) {
+      this.wiredFrom = a
+      this.wired = w
+    }
+    return w
   }
 
   /** Adds a call to this tick's batch; answers the batch's sequence number (-1: its input cannot cross). */
@@ -329,7 +345,10 @@ export class RemoteHook implements RemoteCalls {
   /** The oldest calls passed their deadline: they answer their fallbacks; a stuck worker is replaced. */
   expire(): void {
     this.deadline = undefined
-    const now = performance.now()
+    // a timer fires on the event loop's millisecond clock, read when the turn began: up to a few ms behind
+    // performance.now(), so a call whose deadline timer fired is taken as due with that much slack (else the
+    // stuck-worker check below could replace the worker first, and its call would count as an error, not a timeout)
+    const now = performance.now() + TIMER_SLACK_MS
     const first = this.pending.oldest()
     if (first !== undefined && !this.lateChecked && now - first.due > Math.max(50, this.options.timeoutMs / 4)) {
       // this thread was late (blocked, or starved): the answers may be waiting in its queue; read them first
@@ -533,7 +552,7 @@ function reviveTransform(v: unknown): unknown {
 
 /** ctx.publish's message from a worker: a topic is checked by broker.publish, bytes become a Buffer. */
 function revivePublish(m: unknown): PublishOptions {
-  if (m === null || typeof m !== 'object') throw new HookmqError('TOPIC_NAME_INVALID', 'ctx.publish needs a message: { topic, payload?, qos?, retain? }')
+  if (m === null || typeof m !== 'object') throw new HookmqError('TOPIC_NAME_INVALID', NOT_A_MESSAGE)
   const o = m as PublishOptions
   return { ...o, payload: typeof o.payload === 'string' || o.payload === undefined ? o.payload : (asBuffer(o.payload) as Buffer) }
 }
