@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, fork } from 'node:child_process'
+import { freePort } from './brokers.js'
 
 // A real network delay between the load generator and the broker: the broker
 // runs in a network namespace of its own, reached over a veth pair whose two
@@ -11,7 +12,6 @@ import { execFileSync } from 'node:child_process'
 export interface Delayed {
   netns: string
   host: string
-  rttMs: number
   remove(): void
 }
 
@@ -50,8 +50,6 @@ export function kernelHasNetem(): boolean {
 
 /** A delaying relay in front of `brokerPort` (the kernel has no netem): the port to connect to instead. */
 export async function delayRelay(brokerPort: number, rttMs: number): Promise<{ port: number; stop(): void }> {
-  const { fork } = await import('node:child_process')
-  const { freePort } = await import('./brokers.js')
   const port = await freePort()
   const child = fork(new URL('./serve-delay.js', import.meta.url), [String(port), String(brokerPort), String(rttMs / 2)], {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -103,5 +101,5 @@ export function delayedLink(rttMs: number): Delayed {
     throw err
   }
   process.once('exit', remove)
-  return { netns, host: HOST, rttMs, remove }
+  return { netns, host: HOST, remove }
 }

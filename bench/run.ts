@@ -23,7 +23,7 @@ import {
   type HookmqBenchOptions,
   type RunningBroker,
 } from './brokers.js'
-import { fanIn, fanOut, idleClients, latency, startSink } from './scenarios.js'
+import { fanIn, fanOut, idleClients, latency, startSink, type FanInOptions } from './scenarios.js'
 import { amplification } from './amplification.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
 import { delayedLink, delayRelay, kernelHasNetem, netemUnavailable, type Delayed } from './netem.js'
@@ -114,43 +114,39 @@ function latencyScenario(name: string, warmup: number, settle: number, hooks?: '
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const lossNote = (r: { received: number; expected: number }): string | undefined => (r.received < r.expected ? `LOST ${r.expected - r.received}` : undefined)
 
+/** A scenario's run: fan-in from 10 publishers to one subscriber (QoS 0, 64-byte payloads unless `o` says otherwise); its rate, and any loss. */
+function fanInRun(o: Partial<FanInOptions> & { perPublisher: number }): (port: number) => Promise<{ value: number; note?: string }> {
+  return async (port) => {
+    const r = await fanIn(port, { publishers: 10, qos: 0, payload: 64, ...o })
+    return { value: r.rate, note: lossNote(r) }
+  }
+}
+
 const scenarios: Scenario[] = [
   {
     name: 'generator ceiling (fan-in QoS 0 through a framing-only relay)',
     unit: 'msg/s',
     higherIsBetter: true,
     brokers: ['relay'],
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(50000), qos: 0 }),
   },
   {
     name: 'fan-in-qos0',
     unit: 'msg/s',
     higherIsBetter: true,
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(50000), qos: 0 }),
   },
   {
     name: 'fan-in-qos1',
     unit: 'msg/s',
     higherIsBetter: true,
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 1, payload: 64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(50000), qos: 1 }),
   },
   {
     name: 'fan-in-qos2',
     unit: 'msg/s',
     higherIsBetter: true,
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(20000), qos: 2, payload: 64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(20000), qos: 2 }),
   },
   // acknowledgements in batches: clients that handle what they received once per millisecond (wire.ts)
   ...([1, 2] as const).map(
@@ -158,10 +154,7 @@ const scenarios: Scenario[] = [
       name: `fan-in-qos${qos} with clients reading every 1 ms`,
       unit: 'msg/s',
       higherIsBetter: true,
-      run: async (port) => {
-        const r = await fanIn(port, { publishers: 10, perPublisher: per(qos === 1 ? 20000 : 10000), qos, payload: 64, readEveryMs: 1 })
-        return { value: r.rate, note: lossNote(r) }
-      },
+      run: fanInRun({ perPublisher: per(qos === 1 ? 20000 : 10000), qos, readEveryMs: 1 }),
     }),
   ),
   // and behind a real delay (netem.ts: tc netem, or a relaying process where the kernel lacks it; root only; not in --quick)
@@ -221,10 +214,7 @@ const scenarios: Scenario[] = [
     unit: 'msg/s',
     higherIsBetter: true,
     brokers: allHookmq,
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(50000), qos: 0 }),
   },
   ...(['inline', 'worker'] as const).map(
     (isolation): Scenario => ({
@@ -233,10 +223,7 @@ const scenarios: Scenario[] = [
       higherIsBetter: true,
       brokers: ['hookmq'],
       options: () => exampleHooks(isolation, ['acl.ts']),
-      run: async (port) => {
-        const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-        return { value: r.rate, note: lossNote(r) }
-      },
+      run: fanInRun({ perPublisher: per(50000), qos: 0 }),
     }),
   ),
   // the same three, interleaved round by round: on this noisy machine a ratio of runs minutes apart moves by 20-40%
@@ -247,20 +234,14 @@ const scenarios: Scenario[] = [
     higherIsBetter: true,
     brokers: ['hookmq'],
     options: () => exampleHooks('inline'),
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(50000), qos: 0 }),
   },
   {
     name: 'hooks off, sensors/# JSON',
     unit: 'msg/s',
     higherIsBetter: true,
     brokers: allHookmq,
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(50000), prefix: 'sensors/', body: json64 }),
   },
   {
     name: 'hooks on (acl + JSON transform on every message, inline), sensors/# JSON',
@@ -268,20 +249,14 @@ const scenarios: Scenario[] = [
     higherIsBetter: true,
     brokers: ['hookmq'],
     options: () => exampleHooks('inline'),
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64, prefix: 'sensors/', body: json64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(50000), prefix: 'sensors/', body: json64 }),
   },
   ...[1024, 65536].map(
     (size): Scenario => ({
       name: `fan-in-qos0-${size / 1024}KB`,
       unit: 'msg/s',
       higherIsBetter: true,
-      run: async (port) => {
-        const r = await fanIn(port, { publishers: 10, perPublisher: per(size > 4096 ? 2000 : 20000), qos: 0, payload: size })
-        return { value: r.rate, note: lossNote(r) }
-      },
+      run: fanInRun({ perPublisher: per(size > 4096 ? 2000 : 20000), payload: size }),
     }),
   ),
   {
@@ -289,10 +264,7 @@ const scenarios: Scenario[] = [
     unit: 'msg/s',
     higherIsBetter: true,
     brokers: allHookmq,
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(50000), qos: 0 }),
   },
   ...webhookScenarios(),
   // Redis: a persistent QoS 1 subscriber, so every message is stored before it is acknowledged
@@ -302,10 +274,7 @@ const scenarios: Scenario[] = [
     higherIsBetter: true,
     brokers: [...allHookmq, 'aedes'],
     redis: true,
-    run: async (port) => {
-      const r = await fanIn(port, { publishers: 10, perPublisher: per(10000), qos: 1, payload: 64, persistent: true })
-      return { value: r.rate, note: lossNote(r) }
-    },
+    run: fanInRun({ perPublisher: per(10000), qos: 1, persistent: true }),
   },
   {
     name: 'redis fan-in-qos1 persistent, 2 nodes (publishers on one, subscriber on the other)',
@@ -343,10 +312,7 @@ function webhookScenarios(): Scenario[] {
       higherIsBetter: true,
       brokers: allHookmq,
       options: webhookOptions,
-      run: async (port) => {
-        const r = await fanIn(port, { publishers: 10, perPublisher: per(50000), qos: 0, payload: 64 })
-        return { value: r.rate, note: lossNote(r) }
-      },
+      run: fanInRun({ perPublisher: per(50000), qos: 0 }),
     },
     {
       name: 'webhook forwarding',

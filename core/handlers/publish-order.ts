@@ -52,12 +52,8 @@ export class PublishOrder {
   /** A PUBLISH's decision (or its promise): routed and acknowledged after every earlier one. */
   add(decision: Message | number | Promise<Message | number>, qos: 0 | 1 | 2, messageId: number): void {
     const entry: Entry = { state: PENDING, outcome: 0, code: 0, qos, messageId }
-    if (isPromise(decision)) {
-      decision.then(
-        (o) => this.settle(entry, o),
-        () => this.settle(entry, ReasonCode.NotAuthorized),
-      )
-    } else {
+    if (isPromise(decision)) this.later(entry, decision)
+    else {
       entry.state = DECIDED
       entry.outcome = decision
     }
@@ -87,11 +83,15 @@ export class PublishOrder {
     }
     if (entry === undefined) return
     const outcome = this.conn.ctx.pipeline.authorized(decision, this.conn.client, message)
-    if (!isPromise(outcome)) return this.settle(entry, outcome)
-    const e = entry
+    if (isPromise(outcome)) this.later(entry, outcome)
+    else this.settle(entry, outcome)
+  }
+
+  /** The outcome of `entry` comes in a promise (a failure refuses it). */
+  private later(entry: Entry, outcome: Promise<Message | number>): void {
     outcome.then(
-      (o) => this.settle(e, o),
-      () => this.settle(e, message), // (a failed transform lets the original through; authorized() answers that already)
+      (o) => this.settle(entry, o),
+      () => this.settle(entry, ReasonCode.NotAuthorized),
     )
   }
 

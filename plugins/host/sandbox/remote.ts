@@ -188,16 +188,16 @@ export class RemoteHook implements RemoteCalls {
     }
     const due = performance.now() + reg.timeoutMs
     if (into !== undefined) {
-      this.wait(id, new Pending(id, null, into, message!, reg, method, check, fallback, started, due, batch))
+      this.wait(new Pending(id, null, into, message!, reg, method, check, fallback, started, due, batch))
       return LATER
     }
     return new Promise<T>((resolve) => {
-      this.wait(id, new Pending(id, resolve as (v: unknown) => void, null, null, reg, method, check, fallback, started, due, batch))
+      this.wait(new Pending(id, resolve as (v: unknown) => void, null, null, reg, method, check, fallback, started, due, batch))
     })
   }
 
-  private wait(id: number, p: Pending): void {
-    this.pending.add(id, p)
+  private wait(p: Pending): void {
+    this.pending.add(p.id, p)
     if (this.deadline === undefined) this.armDeadline()
   }
 
