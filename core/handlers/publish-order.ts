@@ -41,6 +41,9 @@ export class PublishOrder {
   private qos2: Set<number> | null = null
   private waiters: Array<() => void> | null = null
   private roomWaiters: Array<() => void> | null = null
+  /** entries taken off the front so far, and where (counted as they) the last decided() found its entry, plus one */
+  private shifted = 0
+  private found = 0
 
   constructor(private readonly conn: Connection) {}
 
@@ -73,11 +76,16 @@ export class PublishOrder {
   decided(decision: PublishDecision, message: Message): void {
     const q = this.queue
     let entry: Entry | undefined
-    // answers mostly come in order: the one waited for is at or near the front
-    for (let i = 0; i < q.length; i++) {
+    // answers mostly come in order: the one waited for is mostly just after the last one found
+    // (decided entries held by a congested subscriber may fill the front)
+    const n = q.length
+    const from = Math.min(Math.max(this.found - this.shifted, 0), n)
+    for (let k = 0; k < n; k++) {
+      const i = from + k < n ? from + k : from + k - n
       const e = q.at(i)!
       if (e.outcome === message && e.state === PENDING) {
         entry = e
+        this.found = this.shifted + i + 1
         break
       }
     }
@@ -139,6 +147,7 @@ export class PublishOrder {
     const q = this.queue
     // a closed connection's messages not yet routed go nowhere: those at QoS 1 and 2 were not acknowledged, the client sends them again
     if (!this.conn.isOpen) {
+      this.shifted += q.length
       while (q.length > 0) q.shift()
       this.qos2 = null
     }
@@ -160,6 +169,7 @@ export class PublishOrder {
         e.code = code
       }
       q.shift()
+      this.shifted++
       if (e.qos === 2) this.qos2!.delete(e.messageId)
       if (!this.conn.isOpen) continue // closed by the acknowledgement before it (a refusal a 3.1.1 client cannot be told)
       if (e.qos !== 0) acknowledge(this.conn, e.qos, e.messageId, e.code)

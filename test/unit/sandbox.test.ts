@@ -2,7 +2,17 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Breaker } from '../../plugins/host/sandbox/breaker.js'
 import { enterHook, guardedProcess, guardProcess, leaveHook } from '../../plugins/host/sandbox/guard.js'
-import { Ring, RING_BYTES } from '../../plugins/host/sandbox/batch.js'
+import {
+  AUTHORIZE_PUBLISH,
+  AUTHORIZE_SUBSCRIBE,
+  BatchWriter,
+  batchTable,
+  batchTopics,
+  readInput,
+  Ring,
+  RING_BYTES,
+  TRANSFORM,
+} from '../../plugins/host/sandbox/batch.js'
 import { CallQueue } from '../../plugins/host/sandbox/call-queue.js'
 
 const settings = { maxFailures: 3, windowMs: 1000, backoffMs: 20, maxBackoffMs: 50 }
@@ -87,6 +97,37 @@ test('ring: regions are handed out in order, wrap around, and come back once the
   r.release(3)
   assert.equal(r.take(RING_BYTES / 4, 6), 100) // after batch 5's region
   assert.equal(r.take(3, 7) % 4, 0) // offsets stay aligned for the call table
+})
+
+test("batch: each call's topic and payload come out as they went in, whatever the topics hold (one string for all topics, split by length)", () => {
+  const w = new BatchWriter()
+  const client = { id: 'c1', remoteAddress: '127.0.0.1', protocolVersion: 4 as const, listener: 'mqtt' }
+  const topics = ['a/b', '', 'émoji/😀/x', 'with\u0000nul/+', 'x'.repeat(5000), 'last']
+  const methods = [AUTHORIZE_PUBLISH, AUTHORIZE_SUBSCRIBE, TRANSFORM, AUTHORIZE_PUBLISH, AUTHORIZE_PUBLISH, TRANSFORM]
+  topics.forEach((topic, i) => {
+    const input =
+      methods[i] === AUTHORIZE_SUBSCRIBE
+        ? { client, filter: 'f/#', qos: 1 }
+        : { client, topic, payload: Buffer.from(`p${i}`), qos: 1, retain: i === 5, properties: undefined }
+    assert.equal(w.add(i + 1, methods[i]!, input), 1)
+  })
+  const b = w.take(0)!
+  const { table, region } = batchTable(b, w.ring.buffer, true)
+  const out = batchTopics(b, table)
+  const clients = new Map([[1, client]])
+  const inputs = new Map(b.inputs)
+  for (let i = 0; i < topics.length; i++) {
+    if (methods[i] === AUTHORIZE_SUBSCRIBE) {
+      assert.equal(out[i], '')
+      continue
+    }
+    assert.equal(out[i], topics[i])
+    const input = readInput(out[i]!, i, table, region, clients, inputs, null) as { topic: string; payload: Buffer; retain: boolean; client: unknown }
+    assert.equal(input.topic, topics[i])
+    assert.equal(input.payload.toString(), `p${i}`)
+    assert.equal(input.retain, i === 5)
+    assert.equal(input.client, client)
+  }
 })
 
 test('call queue: calls come out by id in any order, oldest first, across growth and wrap-around; skipped ids leave no call', () => {

@@ -21,11 +21,13 @@ export function asBuffer(v: unknown): unknown {
 // The calls of one tick as they cross to a hook's worker, in one message of
 // parallel arrays. The per-message calls (authorizePublish, transform) travel
 // flat: a client reference instead of the client (each client crosses once,
-// and again when its user changes), the topic, flags, and the payload as an
+// and again when its user changes), the topic (all of a batch's topics in one
+// string: an array of hundreds of strings costs five times as much to clone), flags, and the payload as an
 // offset into a ring of shared memory the broker writes and the worker copies
 // out of (a batch too large for the ring brings a buffer of its own). Other
-// calls carry their input object. Answers come back as a code each, with the
-// few values that are not true, false, null or undefined beside them.
+// calls carry their input object. Answers come back as a code each (typed
+// arrays: an array of numbers costs six times as much to clone), with the few
+// values that are not true, false, null or undefined beside them.
 
 /** Method codes (`calls.methods`); publish-shaped ones travel flat. */
 export const AUTHENTICATE = 0
@@ -44,13 +46,13 @@ export interface CallBatch {
   count: number
   /**
    * Where the call table (TABLE ints a call: id, method, client reference,
-   * qos | retain << 2, payload offset and length, offsets from `at`) and then
-   * the payloads are: at `at` in the shared ring, or at 0 in `pack`.
+   * qos | retain << 2, payload offset and length, offsets from `at`, topic
+   * length) and then the payloads are: at `at` in the shared ring, or at 0 in `pack`.
    */
   at: number
   pack: ArrayBuffer | null
-  /** one a call ('' when not publish-shaped) */
-  topics: string[]
+  /** the calls' topics one after another, each as long as its TOPIC_LENGTH (none when not publish-shaped) */
+  topics: string
   /** [index, input] of the calls that are not publish-shaped */
   inputs: Array<[number, unknown]> | null
   /** [index, properties] of the publish-shaped calls that have them */
@@ -62,13 +64,14 @@ export interface CallBatch {
 }
 
 /** Ints a call takes in the table, and their places. */
-export const TABLE = 6
+export const TABLE = 7
 export const ID = 0
 export const METHOD = 1
 export const CLIENT = 2
 export const FLAGS = 3
 export const PAYLOAD_AT = 4
 export const PAYLOAD_LENGTH = 5
+export const TOPIC_LENGTH = 6
 
 /** Answer codes; VALUE takes the next of `values`. */
 export const UNDEFINED = 0
@@ -79,8 +82,8 @@ export const NULL = 4
 
 export interface AnswerBatch {
   t: 'answers'
-  ids: number[]
-  codes: number[]
+  ids: Int32Array
+  codes: Uint8Array
   values: unknown[]
   errors: Array<[number, SerializedError]> | null
 }
@@ -134,6 +137,7 @@ export class BatchWriter {
   batch: CallBatch | null = null
   private table = new Int32Array(TABLE * 256)
   private payloads: Buffer[] = []
+  private topics: string[] = []
   private size = 0
   private seq = 0
   private generation = 0
@@ -155,7 +159,7 @@ export class BatchWriter {
       count: 0,
       at: 0,
       pack: null,
-      topics: [],
+      topics: '',
       inputs: null,
       properties: null,
       newClients: null,
@@ -177,16 +181,17 @@ export class BatchWriter {
       t[o + FLAGS] = p.qos | (p.retain ? 4 : 0)
       t[o + PAYLOAD_AT] = this.size
       t[o + PAYLOAD_LENGTH] = p.payload.length
+      t[o + TOPIC_LENGTH] = p.topic.length
       this.payloads.push(p.payload)
       this.size += p.payload.length
-      b.topics.push(p.topic)
+      this.topics.push(p.topic)
       if (p.properties !== undefined) (b.properties ??= []).push([i, wireProperties(p.properties as Record<string, unknown>)])
     } else {
       t[o + CLIENT] = 0
       t[o + FLAGS] = 0
       t[o + PAYLOAD_AT] = 0
       t[o + PAYLOAD_LENGTH] = 0
-      b.topics.push('')
+      t[o + TOPIC_LENGTH] = 0
       ;(b.inputs ??= []).push([i, method === EVENT ? input : wireObject(input)]) // (an event's arguments come wired: RemoteHook.notify)
     }
     return b.seq
@@ -222,6 +227,7 @@ export class BatchWriter {
   discard(): void {
     this.batch = null
     this.payloads = []
+    this.topics = []
     this.size = 0
   }
 
@@ -252,7 +258,9 @@ export class BatchWriter {
     // payload offsets in the table count from the region's start
     const t = new Int32Array(region.buffer, region.byteOffset, b.count * TABLE)
     for (let i = 0; i < b.count; i++) t[i * TABLE + PAYLOAD_AT]! += tableBytes
+    b.topics = this.topics.join('')
     this.payloads = []
+    this.topics = []
     this.size = 0
     if (this.forgotten !== null) {
       b.forget = this.forgotten
@@ -331,9 +339,21 @@ export function batchTable(b: CallBatch, ring: SharedArrayBuffer | undefined, co
   return { table: copy ? view.slice() : view, region: new Uint8Array(buffer, b.at) }
 }
 
+/** The topic of each call of a batch ('' for those not publish-shaped). */
+export function batchTopics(b: CallBatch, table: Int32Array): string[] {
+  const out = new Array<string>(b.count)
+  let at = 0
+  for (let i = 0; i < b.count; i++) {
+    const n = table[i * TABLE + TOPIC_LENGTH]!
+    out[i] = n === 0 ? '' : b.topics.slice(at, at + n)
+    at += n
+  }
+  return out
+}
+
 /** The input of call `i` (a payload copied out of shared memory: the hook may keep it). */
 export function readInput(
-  b: CallBatch,
+  topic: string,
   i: number,
   table: Int32Array,
   region: Uint8Array,
@@ -351,7 +371,7 @@ export function readInput(
   const props = properties?.get(i) as Record<string, unknown> | undefined
   if (props?.correlationData !== undefined) props.correlationData = asBuffer(props.correlationData)
   const ref = table[o + CLIENT]!
-  return { client: ref === 0 ? undefined : clients.get(ref), topic: b.topics[i], payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props }
+  return { client: ref === 0 ? undefined : clients.get(ref), topic, payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props }
 }
 
 function reviveBuffers(input: Record<string, unknown>): unknown {

@@ -7,7 +7,7 @@ import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } fr
 import { checkHookModule } from '../schemas.js'
 import { exitProcess, guardProcess } from './guard.js'
 import * as hookApi from './hook-api.js'
-import { answerCode, batchTable, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
+import { answerCode, batchTable, batchTopics, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
 import { LOG_LEVELS, MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
 import { HookmqError } from '../../../core/errors.js'
 import { isPromise } from '../../../core/hooks.js'
@@ -118,7 +118,8 @@ function runBatch(b: CallBatch): void {
   const objects = b.inputs === null ? null : new Map(b.inputs)
   const props = b.properties === null ? null : new Map(b.properties)
   const inputs = new Array<unknown>(b.count)
-  for (let i = 0; i < b.count; i++) if (table[i * TABLE + METHOD] !== SKIPPED) inputs[i] = readInput(b, i, table, region, clients, objects, props)
+  const topics = batchTopics(b, table)
+  for (let i = 0; i < b.count; i++) if (table[i * TABLE + METHOD] !== SKIPPED) inputs[i] = readInput(topics[i]!, i, table, region, clients, objects, props)
   if (flags) {
     flags.busySince = Date.now()
     flags.seen = b.seq // its table and payloads are copied out: the broker may write over them
@@ -177,9 +178,11 @@ class Answers {
   /** Posts them; one that cannot cross threads (a function in it, say) becomes that call's error. */
   send(): void {
     if (this.ids.length === 0 && this.errors === null) return
-    const m: AnswerBatch = { t: 'answers', ids: this.ids, codes: this.codes, values: this.values, errors: this.errors }
+    const ids = new Int32Array(this.ids)
+    const codes = new Uint8Array(this.codes)
+    const m: AnswerBatch = { t: 'answers', ids, codes, values: this.values, errors: this.errors }
     try {
-      post(m)
+      post(m, [ids.buffer, codes.buffer])
     } catch {
       const again = new Answers()
       again.errors = this.errors
@@ -193,7 +196,7 @@ class Answers {
           again.error(this.ids[i]!, { message: `the answer cannot be passed to the broker: ${(err as Error).message}` })
         }
       }
-      post({ t: 'answers', ids: again.ids, codes: again.codes, values: again.values, errors: again.errors })
+      post({ t: 'answers', ids: new Int32Array(again.ids), codes: new Uint8Array(again.codes), values: again.values, errors: again.errors })
     }
   }
 }

@@ -105,6 +105,9 @@ export class RemoteHook implements RemoteCalls {
   private sentSeq = 0
   private readonly writer = new BatchWriter()
   private flushScheduled = false
+  /** when the batch `clockBatch` began (the deadlines of its calls count from it) */
+  private clock = 0
+  private clockBatch = -1
   private deadline: NodeJS.Timeout | NodeJS.Immediate | undefined = undefined
   /** the deadline fired late once: the queued answers were read before expiring */
   private lateChecked = false
@@ -186,7 +189,12 @@ export class RemoteHook implements RemoteCalls {
       const err = new HookmqError('HOOK_WORKER_LOST', "the client's user cannot be passed to the hook's worker (not structured-cloneable)")
       return fail(reg, method, err, fallback, started)
     }
-    const due = performance.now() + reg.timeoutMs
+    // one clock read a batch: its calls are made within one tick (while the worker is ready; otherwise a read each)
+    if (batch !== this.clockBatch || this.state !== 'ready') {
+      this.clock = performance.now()
+      this.clockBatch = batch
+    }
+    const due = this.clock + reg.timeoutMs
     if (into !== undefined) {
       this.wait(new Pending(id, null, into, message!, reg, method, check, fallback, started, due, batch))
       return LATER
