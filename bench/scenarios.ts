@@ -210,21 +210,27 @@ export async function latency(
   rate: number,
   seconds: number,
   warmup = 1,
-): Promise<{ p50: number; p99: number; max: number; received: number; expected: number }> {
+): Promise<{ p50: number; p99: number; max: number; received: number; expected: number; perSecond: number[] }> {
   const samples: number[] = []
+  /** when each sample was sent, in s from the first counted one */
+  const sentAts: number[] = []
   const skip = rate * warmup
   let seen = 0
   const expected = rate * seconds
+  let started = process.hrtime.bigint()
   const done = waitFor(() => samples.length >= expected, (seconds + warmup) * 1000 + 10000, `latency: ${samples.length}/${expected}`)
   const sub = await subscribe(port, 'lat/t', 0, (buf, start, length) => {
     const sentAt = buf.readBigUInt64BE(start + length - 64)
-    if (++seen > skip) samples.push(Number(process.hrtime.bigint() - sentAt) / 1e6)
+    if (++seen > skip) {
+      samples.push(Number(process.hrtime.bigint() - sentAt) / 1e6)
+      sentAts.push(Number(sentAt - started) / 1e9 - warmup)
+    }
     done.check()
   })
   const pub = await connectClient(port, `lat-pub-${process.pid}-${++run}`)
   const template = encode({ cmd: 'publish', topic: 'lat/t', payload: Buffer.alloc(64), qos: 0, retain: false, dup: false })
   const stampAt = template.length - 64
-  const started = process.hrtime.bigint()
+  started = process.hrtime.bigint()
   const interval = 1e9 / rate
   const total = expected + skip
   let sent = 0
@@ -246,9 +252,23 @@ export async function latency(
   await done.promise
   sub.destroy()
   pub.destroy()
+  // the p99 of each second of sending
+  const windows: number[][] = Array.from({ length: seconds }, () => [])
+  for (let i = 0; i < samples.length; i++) windows[Math.min(seconds - 1, Math.max(0, Math.floor(sentAts[i]!)))]!.push(samples[i]!)
+  const perSecond = windows.map((w) =>
+    quantile(
+      w.sort((a, b) => a - b),
+      0.99,
+    ),
+  )
   samples.sort((a, b) => a - b)
-  const q = (p: number): number => samples[Math.min(samples.length - 1, Math.ceil(samples.length * p) - 1)]!
-  return { p50: q(0.5), p99: q(0.99), max: samples[samples.length - 1]!, received: samples.length, expected }
+  const q = (p: number): number => quantile(samples, p)
+  return { p50: q(0.5), p99: q(0.99), max: samples[samples.length - 1]!, received: samples.length, expected, perSecond }
+}
+
+/** The `p` quantile of sorted values (NaN when none). */
+function quantile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * p) - 1)]!
 }
 
 /** Opens `n` clients that each CONNECT and SUBSCRIBE a unique topic; answers the sockets (to close). */

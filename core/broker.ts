@@ -15,6 +15,7 @@ import { PublishPipeline, type PublishTap } from './pipeline.js'
 import { QuotaRefusals, quotaCounters } from './quota.js'
 import { Refusals } from './refusals.js'
 import { Router } from './router.js'
+import { RetainedFeed } from './retained-feed.js'
 import type { Session } from './session.js'
 import { SessionManager } from './sessions.js'
 import { memoryStores, type Stores } from './stores.js'
@@ -281,18 +282,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   }
 
   /** Sends the retained messages matching a new subscription. */
-  sendRetained(session: Session, sub: Subscription): void {
-    this.stores.retained.match(sub.filter).then(
-      (messages) => {
-        const ids = sub.id === undefined ? undefined : [sub.id] // one array for all of them, as the router shares its own
-        for (const m of messages) {
-          // [MQTT-3.3.1-9] retained messages sent on subscribe keep the retain flag
-          const p = session.deliver(m, m.qos < sub.qos ? m.qos : sub.qos, true, ids, null)
-          if (p !== undefined) session.track(p)
-        }
-      },
-      (err: unknown) => this.log.error({ err }, 'retained lookup failed'),
-    )
+  sendRetained(conn: Connection, session: Session, sub: Subscription): void {
+    new RetainedFeed(conn, session, sub, this.stores.retained.pages(sub.filter), this.log).start()
   }
 
   connectionClosed(conn: Connection, session: Session | undefined): void {

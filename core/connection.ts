@@ -12,6 +12,7 @@ import type { Outlet, Session } from './session.js'
 import type { SessionManager } from './sessions.js'
 import type { Will } from './stores.js'
 import type { ClientInfo, Message, QoS, Subscription } from './types.js'
+import type { RetainedFeed } from './retained-feed.js'
 
 export type ConnectionState =
   | { kind: 'awaitingConnect' }
@@ -35,8 +36,8 @@ export interface ConnectionContext extends CoreServices, IntakeContext {
   dispatch(conn: Connection, packet: Packet): void | Promise<void>
   /** whether a client without credentials that no hook decided may connect on this listener */
   anonymousAllowed(listener: ListenerInfo): boolean
-  /** sends the retained messages matching a new subscription */
-  sendRetained(session: Session, sub: Subscription): void
+  /** sends the retained messages matching a new subscription (core/retained-feed.ts) */
+  sendRetained(conn: Connection, session: Session, sub: Subscription): void
   /** removes subscriptions no longer authorized (`disconnect`: and closes their client with 0x87); answers those removed */
   revokeSubscriptions(clientId: string, filters: readonly string[], disconnect?: boolean): string[]
   clientError(conn: Connection, err: Error): void
@@ -246,6 +247,23 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
 
   caughtUp(): void {
     this.flowState?.caughtUp()
+    const feeds = this.feeds
+    if (feeds !== null) {
+      this.feeds = null
+      for (const f of feeds) f.resume()
+    }
+  }
+
+  /** retained-message feeds waiting for this client to take more */
+  private feeds: RetainedFeed[] | null = null
+
+  get backedUp(): boolean {
+    return this.socket.writableNeedDrain
+  }
+
+  awaitRoom(feed: RetainedFeed): void {
+    const feeds = (this.feeds ??= [])
+    if (!feeds.includes(feed)) feeds.push(feed)
   }
 
   /** No congested subscriber holds this publisher any more: its decided messages go on. */

@@ -31,7 +31,7 @@ export type {
 } from './hooks.js'
 export { identityOf } from './identity.js'
 export type { Identity } from './identity.js'
-export { MemoryBus, MemoryRetainedStore, MemorySessionStore, memoryStores } from './stores.js'
+export { MemoryBus, MemoryRetainedStore, MemorySessionStore, memoryStores, RETAINED_PAGE } from './stores.js'
 export type {
   MessageBus,
   RetainedStore,

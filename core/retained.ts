@@ -74,6 +74,44 @@ export class RetainedTree {
     collect(this.root, filter.split('/'), 0, out, now)
     return out
   }
+
+  /**
+   * The retained messages matching `filter`, `size` at a time: the walk stops
+   * after each page and goes on when the next is asked for (a million of them
+   * are neither found in one go nor held at once). A message stored or cleared
+   * meanwhile may or may not be in a later page.
+   */
+  *pages(filter: string, size: number): Generator<Message[]> {
+    const parts = filter.split('/')
+    let page: Message[] = []
+    // [node, level index in parts, whether it is below a '#' (every descendant matches)]
+    const stack: Array<[Level, number, boolean]> = [[this.root, 0, false]]
+    while (stack.length > 0) {
+      const [node, i, below] = stack.pop()!
+      const now = Date.now()
+      if (below) {
+        push(node.message, page, now)
+        for (const child of node.children.values()) stack.push([child, i, true])
+      } else if (i === parts.length) push(node.message, page, now)
+      else {
+        const part = parts[i]!
+        if (part === '#') {
+          if (i > 0) push(node.message, page, now) // "a/#" matches "a" too
+          for (const [name, child] of node.children) if (!(i === 0 && name.startsWith('$'))) stack.push([child, i, true])
+        } else if (part === '+') {
+          for (const [name, child] of node.children) if (!(i === 0 && name.startsWith('$'))) stack.push([child, i + 1, false]) // [MQTT-4.7.2-1]
+        } else {
+          const child = node.children.get(part)
+          if (child !== undefined) stack.push([child, i + 1, false])
+        }
+      }
+      if (page.length >= size) {
+        yield page
+        page = []
+      }
+    }
+    if (page.length > 0) yield page
+  }
 }
 
 function collect(node: Level, parts: string[], i: number, out: Message[], now: number): void {

@@ -152,6 +152,11 @@ export class Session {
     return stored
   }
 
+  /** A message at `qos` would go out now, not into the queue (the session is connected). */
+  hasRoomNow(qos: QoS): boolean {
+    return qos === 0 || (this.outlet !== null && this.queued === 0 && this.hasRoom(this.outlet))
+  }
+
   /** The client's window has room: fewer messages in flight than it takes, and their bytes under maxInflightBytes. */
   private hasRoom(outlet: Outlet): boolean {
     return this.inflight.size < outlet.sendWindow && this.inflightBytes < this.ctx.maxInflightBytes

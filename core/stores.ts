@@ -100,6 +100,8 @@ export interface RetainedStore {
   set(message: Message): Written
   /** retained messages whose topic matches `filter` */
   match(filter: string): Promise<Message[]>
+  /** the same a page at a time, found as they are asked for (a subscription matching a million is served without holding them all) */
+  pages(filter: string): AsyncIterator<Message[]>
   count(): Promise<number>
   /** what each stored retained message costs (read once at start-up, for the retained quotas) */
   usage?(): Promise<RetainedUsage[]>
@@ -223,6 +225,9 @@ export class MemorySessionStore implements SessionStore {
   async close(): Promise<void> {}
 }
 
+/** retained messages a page holds (RetainedStore.pages) */
+export const RETAINED_PAGE = 500
+
 export class MemoryRetainedStore implements RetainedStore {
   private readonly tree = new RetainedTree()
 
@@ -235,6 +240,10 @@ export class MemoryRetainedStore implements RetainedStore {
 
   async match(filter: string): Promise<Message[]> {
     return this.tree.match(filter)
+  }
+
+  async *pages(filter: string): AsyncGenerator<Message[]> {
+    yield* this.tree.pages(filter, RETAINED_PAGE)
   }
 
   async count(): Promise<number> {

@@ -68,7 +68,7 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     ctx.emitter.emit('subscribed', sub, conn.client)
     // [MQTT-3.3.1-9..11] retained messages per Retain Handling; none for shared subscriptions
     if (sub.rh === 2 || (sub.rh === 1 && !isNew) || sub.filter.startsWith('$share/')) continue
-    ctx.sendRetained(session, sub)
+    ctx.sendRetained(conn, session, sub)
   }
 }
 

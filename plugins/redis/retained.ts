@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { messageSize, type Message, type RetainedStore, type RetainedUsage } from '../../core/index.js'
+import { messageSize, RETAINED_PAGE, type Message, type RetainedStore, type RetainedUsage } from '../../core/index.js'
 import { messageFromJson, messageToJson } from './stores.js'
 
 // The core's retained store on Redis. Keys (under the prefix):
@@ -120,6 +120,13 @@ export class RedisRetainedStore implements RetainedStore {
   }
 
   async match(filter: string): Promise<Message[]> {
+    const out: Message[] = []
+    for (let it = this.pages(filter), r = await it.next(); r.done !== true; r = await it.next()) out.push(...r.value)
+    return out
+  }
+
+  /** The topics the index has under `filter` (branches without a message among them). */
+  private async candidates(filter: string): Promise<string[]> {
     const levels = filter.split('/')
     let frontier = ['']
     const candidates: string[] = []
@@ -127,7 +134,7 @@ export class RedisRetainedStore implements RetainedStore {
       const level = levels[depth]!
       const join = (path: string, child: string): string => (depth === 0 ? child : `${path}/${child}`)
       if (level === '#') {
-        if (depth > 0) candidates.push(...frontier) // 'a/#' matches 'a' too
+        if (depth > 0) for (const f of frontier) candidates.push(f) // 'a/#' matches 'a' too
         let nodes = frontier
         for (let d = depth; nodes.length > 0; d++) {
           // every branch below
@@ -136,7 +143,7 @@ export class RedisRetainedStore implements RetainedStore {
           nodes.forEach((n, i) => {
             for (const k of kids[i]!) if (!(d === 0 && k.startsWith('$'))) next.push(d === 0 ? k : `${n}/${k}`) // [MQTT-4.7.2-1]
           })
-          candidates.push(...next)
+          for (const n of next) candidates.push(n) // (a spread of a million arguments would throw)
           nodes = next
         }
         frontier = []
@@ -149,29 +156,35 @@ export class RedisRetainedStore implements RetainedStore {
         frontier = frontier.map((n) => join(n, level))
       }
     }
-    candidates.push(...frontier)
-    const out: Message[] = []
-    const now = Date.now()
+    for (const f of frontier) candidates.push(f)
+    return candidates
+  }
+
+  /** The messages a page at a time: one MGET of RETAINED_PAGE topics each. */
+  async *pages(filter: string): AsyncGenerator<Message[]> {
+    const candidates = await this.candidates(filter)
     const missing: string[] = []
-    for (let i = 0; i < candidates.length; i += 500) {
-      const chunk = candidates.slice(i, i + 500)
+    for (let i = 0; i < candidates.length; i += RETAINED_PAGE) {
+      const chunk = candidates.slice(i, i + RETAINED_PAGE)
       const found = await this.redis.mget(chunk.map((t) => `${this.prefix}retained:t:${t}`))
+      const now = Date.now()
+      const page: Message[] = []
       for (let j = 0; j < chunk.length; j++) {
         const json = found[j]
         if (json === null || json === undefined)
           missing.push(chunk[j]!) // a branch only, or a message Redis expired
         else {
           const m = messageFromJson(json)
-          if (m.expiresAt === undefined || m.expiresAt > now) out.push(m)
+          if (m.expiresAt === undefined || m.expiresAt > now) page.push(m)
         }
       }
+      if (page.length > 0) yield page
     }
     if (missing.length > 0) {
       // take expired messages out of the index and the count
       const listed = await this.redis.smismember(this.topicsKey, ...missing)
       for (let i = 0; i < missing.length; i++) if (listed[i] === 1) this.clear(missing[i]!, '1').catch(() => {}) // a message set since stays
     }
-    return out
   }
 
   async count(): Promise<number> {
