@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
@@ -116,7 +116,16 @@ export function rssBytes(pid: number): number {
 }
 
 /** A redis-server for the Redis scenarios (AOF, fsync every second), not pinned: both brokers share it alike. */
-export async function startRedisServer(): Promise<{ port: number; flush(): Promise<void>; stop(): Promise<void> } | undefined> {
+export interface BenchRedis {
+  port: number
+  pid: number
+  flush(): Promise<void>
+  /** INFO stats as numbers (total_commands_processed, total_net_input_bytes, ...) */
+  stats(): Promise<Record<string, number>>
+  stop(): Promise<void>
+}
+
+export async function startRedisServer(): Promise<BenchRedis | undefined> {
   const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p))
   if (bin === undefined) return undefined
   const port = await freePort()
@@ -131,8 +140,22 @@ export async function startRedisServer(): Promise<{ port: number; flush(): Promi
       const c = spawn('redis-cli', ['-p', String(port), ...args], { stdio: 'ignore' })
       c.once('exit', () => resolve())
     })
+  const stats = (): Promise<Record<string, number>> =>
+    new Promise((resolve, reject) => {
+      execFile('redis-cli', ['-p', String(port), 'INFO', 'stats'], (err, out) => {
+        if (err) return reject(err)
+        const r: Record<string, number> = {}
+        for (const line of out.split(/\r?\n/)) {
+          const [k, v] = line.split(':')
+          if (k !== undefined && v !== undefined && v !== '' && !Number.isNaN(Number(v))) r[k] = Number(v)
+        }
+        resolve(r)
+      })
+    })
   return {
     port,
+    pid: child.pid!,
+    stats,
     flush: () => cli('FLUSHALL'),
     stop: async () => {
       child.kill('SIGKILL')

@@ -25,6 +25,7 @@ import {
 } from './brokers.js'
 import { fanIn, fanOut, idleClients, latency, startSink, type FanInOptions } from './scenarios.js'
 import { amplification } from './amplification.js'
+import { clusterCost, printClusterCost } from './cluster-cost.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
 import { delayedLink, delayRelay, kernelHasNetem, netemUnavailable, type Delayed } from './netem.js'
 
@@ -228,6 +229,13 @@ const scenarios: Scenario[] = [
   ),
   // the same three, interleaved round by round: on this noisy machine a ratio of runs minutes apart moves by 20-40%
   { name: 'hook isolation cost, interleaved (off, inline, worker each round)', unit: 'msg/s', higherIsBetter: true, runAll: (sc) => isolationCost(sc) },
+  {
+    name: 'cluster cost per message (1-3 nodes on one Redis; node-local and cross-node; QoS 0, QoS 1 persistent)',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    redis: true,
+    runAll: async (sc) => printClusterCost(sc.name, await clusterCost(redisServer!, reps, quick)),
+  },
   {
     name: 'hooks on (acl checks, transform filtered out, inline), bench/#',
     unit: 'msg/s',

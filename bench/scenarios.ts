@@ -71,7 +71,11 @@ export async function fanIn(port: number, o: FanInOptions): Promise<Measured> {
   const expected = o.publishers * o.perPublisher
   let received = 0
   let last = 0
-  const done = waitFor(() => received >= expected, 120000, `fan-in: ${received}/${expected}`)
+  const done = waitFor(
+    () => received >= expected,
+    120000,
+    () => `fan-in: ${received}/${expected}`,
+  )
   const sub = await subscribe(
     o.subPort ?? port,
     `${prefix}#`,
@@ -167,7 +171,11 @@ export async function fanOut(port: number, subscribers: number, messages: number
   const expected = subscribers * messages
   let received = 0
   let last = 0
-  const done = waitFor(() => received >= expected, 120000, `fan-out: ${received}/${expected}`)
+  const done = waitFor(
+    () => received >= expected,
+    120000,
+    () => `fan-out: ${received}/${expected}`,
+  )
   const subs: net.Socket[] = []
   for (let i = 0; i < subscribers; i++) {
     subs.push(
@@ -218,7 +226,11 @@ export async function latency(
   let seen = 0
   const expected = rate * seconds
   let started = process.hrtime.bigint()
-  const done = waitFor(() => samples.length >= expected, (seconds + warmup) * 1000 + 10000, `latency: ${samples.length}/${expected}`)
+  const done = waitFor(
+    () => samples.length >= expected,
+    (seconds + warmup) * 1000 + 10000,
+    () => `latency: ${samples.length}/${expected}`,
+  )
   const sub = await subscribe(port, 'lat/t', 0, (buf, start, length) => {
     const sentAt = buf.readBigUInt64BE(start + length - 64)
     if (++seen > skip) {

@@ -136,14 +136,15 @@ export function pump(
 }
 
 /** Resolves when `cond` holds (checked after each packet via `check`), or rejects after `ms`. */
-export function waitFor(cond: () => boolean, ms: number, what: string): { promise: Promise<void>; check: () => void } {
+/** `what`: said on a timeout (a function: read then, for counts that moved meanwhile) */
+export function waitFor(cond: () => boolean, ms: number, what: string | (() => string)): { promise: Promise<void>; check: () => void } {
   let resolve!: () => void
   let reject!: (e: Error) => void
   const promise = new Promise<void>((res, rej) => {
     resolve = res
     reject = rej
   })
-  const timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)
+  const timer = setTimeout(() => reject(new Error(`timed out: ${typeof what === 'function' ? what() : what}`)), ms)
   const check = (): void => {
     if (cond()) {
       clearTimeout(timer)

@@ -1,4 +1,4 @@
-import type { LocalGroupChange, RemoteGroups } from './cluster.js'
+import type { FilterChange, LocalGroupChange, RemoteGroups } from './cluster.js'
 import type { Flow } from './flow.js'
 import { RemoteGroupTree } from './remote-groups.js'
 import type { Session } from './session.js'
@@ -67,6 +67,14 @@ export class Router {
   /** merge()'s result, reused (a nested route() gets its own); slots past the last merge are undefined */
   private readonly merged: Array<Target | undefined> = []
 
+  /**
+   * In a cluster (watchFilters): how many sessions here hold each plain
+   * filter, so the other nodes are told when one gets its first or loses its
+   * last (they send this node only what matches; plugins/redis/interest.ts).
+   */
+  private filterCounts: Map<string, number> | null = null
+  private onFilterChange: FilterChange | null = null
+
   /** `nodeId`: this node's id, in a cluster what `message.node` and `message.shares` name it by */
   constructor(readonly nodeId = '') {}
 
@@ -88,7 +96,38 @@ export class Router {
     return this.remoteGroups
   }
 
-  add(session: Session, sub: Subscription): boolean {
+  /**
+   * Counts the plain (not shared) filters held here from now on, and calls
+   * `onChange` when one gets its first session or loses its last. Answers those
+   * held now. A promise `onChange` answers for an added filter is what a
+   * SUBACK waits for (add's `announced`).
+   */
+  watchFilters(onChange: FilterChange): string[] {
+    const counts = new Map<string, number>()
+    for (const [session] of this.sessionTargets) for (const f of session.subscriptions.keys()) if (!isShared(f)) counts.set(f, (counts.get(f) ?? 0) + 1)
+    this.filterCounts = counts
+    this.onFilterChange = onChange
+    return [...counts.keys()]
+  }
+
+  /** the plain filters held here (watchFilters) */
+  watchedFilters(): string[] {
+    return this.filterCounts === null ? [] : [...this.filterCounts.keys()]
+  }
+
+  private countFilter(filter: string, delta: 1 | -1, announced?: Array<Promise<unknown>>): void {
+    const counts = this.filterCounts!
+    const n = (counts.get(filter) ?? 0) + delta
+    if (n <= 0) counts.delete(filter)
+    else counts.set(filter, n)
+    if (n === 0 || (n === 1 && delta === 1)) {
+      const p = this.onFilterChange!(filter, n > 0)
+      if (p !== undefined && n > 0) announced?.push(p)
+    }
+  }
+
+  /** `announced`: gets what telling the other nodes of a filter new to this node waits for (a SUBACK waits for it). */
+  add(session: Session, sub: Subscription, announced?: Array<Promise<unknown>>): boolean {
     let target = this.sessionTargets.get(session)
     if (target === undefined) {
       target = { session, mark: 0, qos: 0, retain: false, ids: undefined, refs: 0 }
@@ -100,7 +139,10 @@ export class Router {
     if (shared !== null && typeof shared === 'object') {
       isNew = this.tree.add(shared.filter, session.clientId, entry, shared.group)
       if (isNew) this.countMember(shared.group, shared.filter, 1)
-    } else isNew = this.tree.add(sub.filter, session.clientId, entry)
+    } else {
+      isNew = this.tree.add(sub.filter, session.clientId, entry)
+      if (isNew && this.filterCounts !== null) this.countFilter(sub.filter, 1, announced)
+    }
     if (isNew) target.refs++
     else if (target.refs === 0) this.sessionTargets.delete(session)
     return isNew
@@ -112,7 +154,10 @@ export class Router {
     if (shared !== null && typeof shared === 'object') {
       removed = this.tree.remove(shared.filter, session.clientId, shared.group)
       if (removed) this.countMember(shared.group, shared.filter, -1)
-    } else removed = this.tree.remove(filter, session.clientId)
+    } else {
+      removed = this.tree.remove(filter, session.clientId)
+      if (removed && this.filterCounts !== null) this.countFilter(filter, -1)
+    }
     if (removed) {
       const target = this.sessionTargets.get(session)
       if (target !== undefined && --target.refs === 0) this.sessionTargets.delete(session)
@@ -268,4 +313,9 @@ function pickMember(group: SharedGroup<SubEntry>): SubEntry | undefined {
   const entry = members[group.next % members.length]!
   group.next = (group.next + 1) % members.length
   return entry
+}
+
+function isShared(filter: string): boolean {
+  const shared = parseShared(filter)
+  return shared !== null && typeof shared === 'object'
 }

@@ -20,7 +20,7 @@ export function handleSubscribe(conn: Connection, packet: ISubscribePacket): voi
       apply(conn, packet, settled, id),
     )
   }
-  apply(conn, packet, decisions as Array<SubscribeDecision | number>, id)
+  return apply(conn, packet, decisions as Array<SubscribeDecision | number>, id)
 }
 
 const deny: SubscribeDecision = { result: 'deny', reasonCode: ReasonCode.NotAuthorized }
@@ -35,12 +35,13 @@ function check(conn: Connection, s: ISubscription): SubscribeDecision | Promise<
   return conn.ctx.hooks.authorizeSubscribe(conn.client, { filter: s.topic, qos: s.qos })
 }
 
-function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<SubscribeDecision | number>, id: number | undefined): void {
+function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<SubscribeDecision | number>, id: number | undefined): void | Promise<void> {
   const session = conn.session
   if (session === undefined || !conn.isOpen) return
   const ctx = conn.ctx
   const granted: number[] = []
   const added: Array<{ sub: Subscription; isNew: boolean }> = []
+  const announced: Array<Promise<unknown>> = []
   for (let i = 0; i < packet.subscriptions.length; i++) {
     const s = packet.subscriptions[i]!
     const d = decisions[i]!
@@ -58,11 +59,20 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     const sub: Subscription = { filter: s.topic, qos, nl: s.nl ?? false, rap: s.rap ?? false, rh: (s.rh ?? 0) as 0 | 1 | 2 }
     if (id !== undefined) sub.id = id
     session.subscriptions.set(s.topic, sub) // [MQTT-3.8.4-3] replaces an existing one
-    ctx.router.add(session, sub)
+    ctx.router.add(session, sub, announced)
     added.push({ sub, isNew })
     granted.push(qos)
   }
   if (added.length > 0) session.persist()
+  // in a cluster, a filter new to this node is acknowledged once the other nodes know of it (they send this node only what matches)
+  if (announced.length > 0) return Promise.allSettled(announced).then(() => acknowledge(conn, packet, granted, added))
+  acknowledge(conn, packet, granted, added)
+}
+
+function acknowledge(conn: Connection, packet: ISubscribePacket, granted: number[], added: Array<{ sub: Subscription; isNew: boolean }>): void {
+  const session = conn.session
+  if (session === undefined || !conn.isOpen) return
+  const ctx = conn.ctx
   conn.write({ cmd: 'suback', messageId: packet.messageId ?? 0, granted })
   for (const { sub, isNew } of added) {
     ctx.emitter.emit('subscribed', sub, conn.client)

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, Logger, MessageBus } from '../../core/index.js'
 import { RedisBus } from './bus.js'
 import { GroupSync } from './groups.js'
+import { InterestSync } from './interest.js'
 import { RedisMembership } from './membership.js'
 import { ClusterNode } from './node.js'
 
@@ -17,8 +18,11 @@ import { ClusterNode } from './node.js'
 //   owners                hash client id -> node serving its session
 //   identities            hash client id -> owner of its session (JSON: the identity, or null for anonymous)
 //   groups                hash `<node>\n<group>/<filter>` -> 1 for shared groups with members there
+//   node:<id>:interest    set of the plain filters of that node's sessions; node:<id>:announces (interest.ts)
 //
-// A node appends a message to its stream only while it has peers, and
+// A node appends a message to its stream only while it has peers and one of
+// them can use it (a subscription there matches, a shared group's member
+// there was picked, or it is retained: interest.ts), and
 // acknowledges a QoS ≥ 1 message only once it is there: a node that reads it
 // late (after a restart), or the node that adopts a dead one's sessions from
 // its cursors, still delivers it. Each node reads the others' streams from its
@@ -50,9 +54,10 @@ export interface RedisCluster {
 export function redisCluster(options: RedisClusterOptions): RedisCluster {
   const self = new ClusterNode(options.redis, options.prefix, options.log, options.streamMaxLength)
   const groups = new GroupSync(self)
-  const membership = new RedisMembership(self, groups, options)
-  const bus = new RedisBus(self)
-  return { cluster: membership, bus, plugin: new ClusterLifecycle(self, membership, bus, groups) }
+  const interest = new InterestSync(self, Math.max(30000, 4 * options.nodeTimeoutMs))
+  const membership = new RedisMembership(self, groups, interest, options)
+  const bus = new RedisBus(self, interest)
+  return { cluster: membership, bus, plugin: new ClusterLifecycle(self, membership, bus, groups, interest) }
 }
 
 /** Starts the parts in order (before the listeners open) and stops them; hands each stream entry to its part. */
@@ -64,15 +69,18 @@ class ClusterLifecycle implements BrokerPlugin {
     private readonly membership: RedisMembership,
     private readonly bus: RedisBus,
     private readonly groups: GroupSync,
+    private readonly interest: InterestSync,
   ) {}
 
   async start(broker: Broker): Promise<void> {
     const { self, membership } = this
     self.begin(broker.id, this.handle.bind(this))
     this.groups.attach(broker.router)
+    this.interest.attach(broker.router)
     await self.reader.open()
     await membership.join(broker)
     await this.groups.load()
+    await this.interest.start()
     await membership.beat()
     await membership.awaitPeers()
     self.reader.run()
@@ -83,6 +91,7 @@ class ClusterLifecycle implements BrokerPlugin {
   }
 
   stop(): Promise<void> {
+    this.interest.stop()
     return this.membership.leave()
   }
 
@@ -103,6 +112,8 @@ class ClusterLifecycle implements BrokerPlugin {
       return this.membership.handover.released(node, data) // read nothing further until the session is loaded
     } else if (kind === 'g') {
       this.groups.received(node, data)
+    } else if (kind === 'i' || kind === 'I') {
+      return this.interest.received(node, kind, data)
     }
   }
 }

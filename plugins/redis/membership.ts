@@ -2,6 +2,7 @@ import type { Broker, Cluster, ExistingSession, Identity, Will } from '../../cor
 import { noop } from '../../core/index.js'
 import { sleep } from './cluster-redis.js'
 import { groupField, type GroupSync } from './groups.js'
+import type { InterestSync } from './interest.js'
 import { Handover } from './handover.js'
 import type { ClusterNode } from './node.js'
 import { willToJson } from './stores.js'
@@ -26,6 +27,7 @@ export class RedisMembership implements Cluster {
   constructor(
     private readonly self: ClusterNode,
     private readonly groups: GroupSync,
+    private readonly interest: InterestSync,
     private readonly options: MembershipOptions,
   ) {}
 
@@ -42,6 +44,7 @@ export class RedisMembership implements Cluster {
   forgetPeer(node: string): void {
     this.self.reader.unfollow(node)
     this.groups.forget(node)
+    this.interest.forget(node)
   }
 
   // ---- Cluster ----

@@ -128,3 +128,61 @@ test("node A killed with SIGKILL: another node publishes its clients' wills and 
   await new Promise((r) => setTimeout(r, 300))
   assert.deepEqual(wills, ['w1 is gone']) // once, by one node
 })
+
+// What goes on a node's stream: only what another node can use (plugins/redis/interest.ts)
+
+async function streamLength(url: string, node: string): Promise<number> {
+  const r = new Redis(url)
+  try {
+    return await r.xlen(`hookmq:bus:${node}`)
+  } finally {
+    r.disconnect()
+  }
+}
+
+test('node-local traffic stays off the stream; a filter subscribed on another node is acknowledged once this node knows of it, and matching messages go out from the next publish', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b] = await nodes(t, redis.url, ['a', 'b'])
+  const local = await connect(t, a!)
+  const localGot = received(local)
+  await local.subscribeAsync('loc/#', { qos: 1 })
+  const pub = await connect(t, a!)
+  const before = await streamLength(redis.url, 'a')
+  for (let i = 0; i < 200; i++) await pub.publishAsync('loc/x', `l${i}`, { qos: i % 2 === 0 ? 1 : 0 })
+  await until(() => localGot.length === 200, 5000, 'the local subscriber to have 200')
+  assert.equal(await streamLength(redis.url, 'a'), before, 'no message with no use elsewhere went on the stream')
+  // a subscriber appears on B: from its SUBACK on, A sends what matches, with nothing lost in between
+  const remote = await connect(t, b!)
+  const remoteGot = received(remote)
+  await remote.subscribeAsync('loc/+', { qos: 1 })
+  await pub.publishAsync('loc/x', 'first-after-suback', { qos: 1 })
+  await until(() => remoteGot.includes('first-after-suback'), 5000, 'the first message after the SUBACK on B')
+  const mid = await streamLength(redis.url, 'a')
+  await pub.publishAsync('other/x', 'nobody-elsewhere', { qos: 1 })
+  await pub.publishAsync('other/r', 'retained', { qos: 1, retain: true })
+  assert.equal(await streamLength(redis.url, 'a'), mid + 1, 'a retained message goes on (the others count the retained store); one nobody else wants does not')
+  assert.deepEqual(remoteGot, ['first-after-suback'])
+})
+
+test('a node that keeps no subscription set (an older version in a rolling upgrade) is sent every message', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b] = await nodes(t, redis.url, ['a', 'b'])
+  const pub = await connect(t, a!)
+  await pub.publishAsync('old/x', 'skipped', { qos: 1 })
+  const before = await streamLength(redis.url, 'a')
+  // B as an older node would look: no set kept, and it says to read it anew
+  const r = new Redis(redis.url)
+  defer(t, () => r.disconnect())
+  await r.del('hookmq:node:b:announces')
+  await r.xadd('hookmq:bus:b', '*', 'k', 'I', 'd', '')
+  const s = await connect(t, b!) // (a barrier: A has read B's entry once B's own traffic shows up)
+  await s.subscribeAsync('bar/#')
+  await until(
+    async () => {
+      await pub.publishAsync('old/x', 'sent', { qos: 1 })
+      return (await streamLength(redis.url, 'a')) > before
+    },
+    5000,
+    'A to send B everything',
+  )
+})
