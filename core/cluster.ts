@@ -48,8 +48,8 @@ export interface RemoteGroups {
   forget(node: string): void
 }
 
-/** A shared group got its first member on this node (present) or lost its last. */
-export type LocalGroupChange = (group: string, filter: string, present: boolean) => void
+/** A shared group got its first member on this node (present) or lost its last; a promise: when the other nodes know (a SUBACK waits for it). */
+export type LocalGroupChange = (group: string, filter: string, present: boolean) => Promise<unknown> | void
 
 /** A plain filter got its first session on this node (present) or lost its last; a promise: when the other nodes know (an added filter's SUBACK waits for it). */
 export type FilterChange = (filter: string, present: boolean) => Promise<unknown> | undefined

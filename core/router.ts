@@ -138,7 +138,7 @@ export class Router {
     let isNew: boolean
     if (shared !== null && typeof shared === 'object') {
       isNew = this.tree.add(shared.filter, session.clientId, entry, shared.group)
-      if (isNew) this.countMember(shared.group, shared.filter, 1)
+      if (isNew) this.countMember(shared.group, shared.filter, 1, announced)
     } else {
       isNew = this.tree.add(sub.filter, session.clientId, entry)
       if (isNew && this.filterCounts !== null) this.countFilter(sub.filter, 1, announced)
@@ -170,12 +170,15 @@ export class Router {
     return [...this.groupCounts.keys()]
   }
 
-  private countMember(group: string, filter: string, delta: 1 | -1): void {
+  private countMember(group: string, filter: string, delta: 1 | -1, announced?: Array<Promise<unknown>>): void {
     const key = sharedKey(group, filter)
     const n = (this.groupCounts.get(key) ?? 0) + delta
     if (n <= 0) this.groupCounts.delete(key)
     else this.groupCounts.set(key, n)
-    if (this.onGroupChange !== null && (n === 0 || (n === 1 && delta === 1))) this.onGroupChange(group, filter, n > 0)
+    if (this.onGroupChange !== null && (n === 0 || (n === 1 && delta === 1))) {
+      const p = this.onGroupChange(group, filter, n > 0)
+      if (p !== undefined && n > 0) announced?.push(p)
+    }
   }
 
   /**

@@ -53,8 +53,8 @@ export interface RedisCluster {
 
 export function redisCluster(options: RedisClusterOptions): RedisCluster {
   const self = new ClusterNode(options.redis, options.prefix, options.log, options.streamMaxLength)
-  const groups = new GroupSync(self)
-  const interest = new InterestSync(self, Math.max(30000, 4 * options.nodeTimeoutMs))
+  const interest = new InterestSync(self, Math.max(30000, 4 * options.nodeTimeoutMs), 2 * options.nodeTimeoutMs + options.heartbeatMs)
+  const groups = new GroupSync(self, interest)
   const membership = new RedisMembership(self, groups, interest, options)
   const bus = new RedisBus(self, interest)
   return { cluster: membership, bus, plugin: new ClusterLifecycle(self, membership, bus, groups, interest) }
@@ -84,10 +84,10 @@ class ClusterLifecycle implements BrokerPlugin {
     await membership.beat()
     await membership.awaitPeers()
     self.reader.run()
-    broker.once(
-      'ready',
-      () => void membership.handover.publishLeftWills(self.me).catch((err: unknown) => self.log.error({ err }, 'wills of the last run could not be published')),
-    )
+    broker.once('ready', () => {
+      this.interest.ready().catch((err: unknown) => self.log.warn({ err }, "this node's subscriptions could not be written: the others send it every message"))
+      void membership.handover.publishLeftWills(self.me).catch((err: unknown) => self.log.error({ err }, 'wills of the last run could not be published'))
+    })
   }
 
   stop(): Promise<void> {

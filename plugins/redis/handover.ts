@@ -115,12 +115,14 @@ export class Handover {
     this.host.forgetPeer(dead)
     const m = redis.multi()
     for (const f of await redis.hkeys(key('groups'))) if (isGroupFieldOf(f, dead)) m.hdel(key('groups'), f)
-    m.del(key('node', dead, 'owned'), key('node', dead, 'cursors'), key('node', dead, 'wills'), key('node', dead, 'since')).set(
-      key('node', dead, 'adopted'),
-      me,
-      'EX',
-      3600,
-    )
+    m.del(
+      key('node', dead, 'owned'),
+      key('node', dead, 'cursors'),
+      key('node', dead, 'wills'),
+      key('node', dead, 'since'),
+      key('node', dead, 'interest'),
+      key('node', dead, 'announces'),
+    ).set(key('node', dead, 'adopted'), me, 'EX', 3600)
     await m.exec()
     log.info({ node: dead, sessions: adopted.length }, 'took over the sessions of a dead node')
   }

@@ -13,69 +13,83 @@ import type { ClusterNode } from './node.js'
 // retained store holds).
 //
 //   node:<id>:interest    set of the node's plain filters
-//   node:<id>:announces   '1': the node keeps that set (a node without it, an older
-//                         version in a rolling upgrade, is sent every message)
+//   node:<id>:announces   the `since` of the run that wrote that set: a node whose
+//                         current run did not write it (an older version in a
+//                         rolling upgrade, or a run still restoring its sessions)
+//                         is sent every message
 //   stream entries        'i' {f, on}: a filter got its first session there, or lost
-//                         its last; 'I': read my set anew (start-up, after Redis was away)
+//                         its last; 'I': read my set anew (once the node's sessions
+//                         are restored, and after Redis was away)
 //
 // The order of things, so that nothing a subscriber should get is skipped:
-// - a filter new to a node is acknowledged (SUBACK) once every live node has
-//   read its 'i' entry (their saved cursors passed it; at most ANNOUNCE_WAIT_MS);
-// - a filter's removal, and a node's interest once it is gone, take effect only
-//   after `graceMs`: a session moving to another node (handover, or the adoption
-//   of a dead node's sessions) is announced there before then, so messages keep
-//   going on the stream for it meanwhile; the same holds for this node's own
-//   filters (a session it hands over is read from its stream by the new node);
-// - a node whose set is not known yet (loading, or never kept) gets everything.
+// - a filter (or shared group) new to a node is acknowledged (SUBACK) once every
+//   live node has read its announcement (their saved cursors passed it);
+// - a filter's removal, a shared group's, and a node's interest once it is gone,
+//   take effect only after `graceMs`: a session moving to another node (handover,
+//   or the adoption of a dead node's sessions) is announced there before then, so
+//   messages keep going on the stream for it meanwhile; the same holds for this
+//   node's own filters (a session it hands over is read from its stream);
+// - a node whose set is not known (loading, or not kept) gets everything; so does
+//   every node while this node reloads them after its own Redis connection was lost.
 
-/** the longest a SUBACK waits for the other nodes to read a new filter's announcement */
-const ANNOUNCE_WAIT_MS = 1000
 const POLL_MS = 2
+/** the key of a shared group's grace entry in the tree, beside the node's plain filters */
+const GROUP = '\u0000g'
 
 export class InterestSync {
-  /** (filter, node) for every other node's filters */
+  /** (filter, node) for every other node's plain filters; (filter, node + GROUP) for shared groups within their grace */
   private readonly tree = new TopicTree<string>()
   private readonly found = new Matches<string>()
-  /** each other node's filters, to take them out when it goes or reloads */
+  /** each node's entries in the tree (node or node + GROUP), to take them out when it goes or reloads */
   private readonly byNode = new Map<string, Set<string>>()
   /** nodes whose set is loaded and kept up to date */
   private readonly known = new Set<string>()
-  /** `<node>\n<filter>` removed there, and when: taken out after graceMs */
+  /** `<tree key>\n<filter>` removed, and when: taken out after graceMs */
   private readonly removals = new Map<string, number>()
-  /** this node's announcements that wait for the others to read them: [entry id, resolve] */
-  private waiting: Array<[string, () => void]> = []
+  /** this node's announcements that wait for the others to read them */
+  private waiting: Array<{ id: string; resolve: () => void; until: number }> = []
   private polling = false
-  /** an announcement of this node failed (Redis away): its set is written anew when Redis is back */
-  private stale = false
+  /** this node's set was written by this run (after its sessions were restored) */
+  private published = false
   private router!: Router
   private sweeper: NodeJS.Timeout | undefined = undefined
 
   constructor(
     private readonly self: ClusterNode,
     private readonly graceMs: number,
+    /** the longest a SUBACK waits for a live node to read an announcement */
+    private readonly maxWaitMs: number,
   ) {}
 
-  /** Hears this node's filters come and go (before sessions are loaded). */
+  /** Hears this node's filters come and go (before sessions are restored). */
   attach(router: Router): void {
     this.router = router
     router.watchFilters((filter, present) => this.local(filter, present))
-    this.self.redis.on('ready', () => {
-      if (this.stale) this.publish().catch(noop)
+    this.self.onFollow.push((node) => void this.reload(node))
+    this.self.onReconnect.push(() => {
+      // entries may have been lost either way: write ours anew, and read the others' anew
+      if (this.published) this.publish().catch(noop)
+      for (const n of this.self.peers) void this.reload(n)
     })
   }
 
-  /** Start-up (this node registered): writes this node's set, says so, loads the others'. */
+  /** Start-up (this node registered): loads the others' sets. Its own is written once its sessions are restored (ready). */
   async start(): Promise<void> {
-    await this.publish()
     const { redis, me } = this.self
     for (const n of await redis.smembers(this.self.key('nodes'))) if (n !== me) await this.reload(n)
     this.sweeper = setInterval(() => this.sweep(), Math.max(250, this.graceMs / 4))
     this.sweeper.unref()
   }
 
+  /** The broker restored its sessions: this node's set, in one write, then the word to read it. */
+  ready(): Promise<void> {
+    this.published = true
+    return this.publish()
+  }
+
   stop(): void {
     clearInterval(this.sweeper)
-    for (const [, resolve] of this.waiting) resolve()
+    for (const w of this.waiting) w.resolve()
     this.waiting = []
   }
 
@@ -95,11 +109,15 @@ export class InterestSync {
   received(from: string, kind: string, data: string): Promise<void> | undefined {
     if (kind === 'I') return this.reload(from)
     const { f, on } = JSON.parse(data) as { f: string; on: boolean }
-    if (on) {
-      this.removals.delete(`${from}\n${f}`)
-      this.add(from, f)
-    } else this.removals.set(`${from}\n${f}`, Date.now())
+    if (on) this.add(from, f)
+    else this.removals.set(`${from}\n${f}`, Date.now())
     return undefined
+  }
+
+  /** `node` (this one included) no longer has members of a shared group on `filter`: messages matching it still go on the stream for graceMs. */
+  groupGone(node: string, filter: string): void {
+    this.add(node + GROUP, filter)
+    this.removals.set(`${node + GROUP}\n${filter}`, Date.now())
   }
 
   /** `node` is gone (dead, taken over, left): its filters stop counting after graceMs. */
@@ -107,9 +125,16 @@ export class InterestSync {
     setTimeout(() => {
       if (this.self.peers.has(node)) return // back meanwhile
       this.known.delete(node)
-      for (const f of this.byNode.get(node) ?? []) this.tree.remove(f, node)
-      this.byNode.delete(node)
+      this.drop(node)
     }, this.graceMs).unref()
+  }
+
+  /** What a SUBACK of a filter or group new to this node waits for: its announcement appended, then read by every live node. */
+  announced(appended: Promise<unknown>): Promise<unknown> {
+    return appended.then(
+      (id) => (this.self.peers.size === 0 ? undefined : this.readByPeers(id as string)),
+      noop, // (Redis away: the set is written anew when it is back)
+    )
   }
 
   // ---- this node's side
@@ -118,61 +143,41 @@ export class InterestSync {
   private local(filter: string, present: boolean): Promise<unknown> | undefined {
     const { self } = this
     // a filter gone from here is still sent on for graceMs (a session handed over reads it from this node's stream)
-    const mine = `${self.me}\n${filter}`
     if (present) {
-      this.removals.delete(mine)
+      this.removals.delete(`${self.me}\n${filter}`)
       if (this.byNode.get(self.me)?.delete(filter) === true) this.tree.remove(filter, self.me)
     } else {
       this.add(self.me, filter)
-      this.removals.set(mine, Date.now())
+      this.removals.set(`${self.me}\n${filter}`, Date.now())
     }
-    if (!self.available) {
-      this.stale = true
-      return undefined
-    }
+    if (!this.published) return undefined // restoring: the whole set is written at once when that is done (the others send everything until then)
+    if (!self.available) return undefined // written anew when Redis is back
     const key = self.key('node', self.me, 'interest')
-    ;(present ? self.redis.sadd(key, filter) : self.redis.srem(key, filter)).catch(() => (this.stale = true))
-    const appended = self.append('i', JSON.stringify({ f: filter, on: present })) as Promise<string>
-    if (!present || self.peers.size === 0) {
-      appended.catch(() => (this.stale = true))
+    ;(present ? self.redis.sadd(key, filter) : self.redis.srem(key, filter)).catch(noop)
+    const appended = self.append('i', JSON.stringify({ f: filter, on: present }))
+    if (!present) {
+      appended.catch(noop)
       return undefined
     }
-    return appended.then(
-      (id) => this.readByPeers(id),
-      () => {
-        this.stale = true
-      },
-    )
+    return this.announced(appended)
   }
 
-  /** Writes this node's set anew and tells the others to read it. */
+  /** Writes this node's set anew (one transaction, marked with this run's `since`) and tells the others to read it. */
   private async publish(): Promise<void> {
     const { self } = this
-    this.stale = false
     const key = self.key('node', self.me, 'interest')
     const filters = this.router.watchedFilters()
-    try {
-      await self.redis.del(key)
-      for (let i = 0; i < filters.length; i += 1000) await self.redis.sadd(key, ...filters.slice(i, i + 1000))
-      await self.redis.set(self.key('node', self.me, 'announces'), '1')
-      await self.append('I', '')
-    } catch (err) {
-      this.stale = true
-      throw err
-    }
+    const since = (await self.redis.get(self.key('node', self.me, 'since'))) ?? ''
+    const m = self.redis.multi().del(key)
+    for (let i = 0; i < filters.length; i += 1000) m.sadd(key, ...filters.slice(i, i + 1000))
+    await m.set(self.key('node', self.me, 'announces'), since).exec()
+    await self.append('I', '')
   }
 
-  /** Resolves when every live node's saved cursor of this node's stream has passed `id` (or ANNOUNCE_WAIT_MS went by). */
+  /** Resolves when every live node's saved cursor of this node's stream has passed `id` (a node that leaves meanwhile is not waited for). */
   private readByPeers(id: string): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ANNOUNCE_WAIT_MS)
-      this.waiting.push([
-        id,
-        () => {
-          clearTimeout(timer)
-          resolve()
-        },
-      ])
+      this.waiting.push({ id, resolve, until: Date.now() + this.maxWaitMs })
       if (!this.polling) void this.poll()
     })
   }
@@ -187,18 +192,22 @@ export class InterestSync {
         let upTo: string | undefined // the least cursor of this node's stream among the peers
         if (peers.length > 0 && self.available) {
           const cursors = await Promise.all(peers.map((p) => self.redis.hget(self.key('node', p, 'cursors'), self.me)))
-          for (const c of cursors) if (c === null || upTo === undefined || compareIds(c, upTo) < 0) upTo = c ?? '0-0'
+          for (const c of cursors) if (upTo === undefined || compareIds(c ?? '0-0', upTo) < 0) upTo = c ?? '0-0'
         }
-        const still: Array<[string, () => void]> = []
+        const now = Date.now()
+        const still: typeof this.waiting = []
         for (const w of this.waiting) {
-          if (peers.length === 0 || (upTo !== undefined && compareIds(upTo, w[0]) >= 0)) w[1]()
-          else still.push(w)
+          if (peers.length === 0 || (upTo !== undefined && compareIds(upTo, w.id) >= 0)) w.resolve()
+          else if (now >= w.until) {
+            self.log.warn({ peers }, 'a new subscription was acknowledged before every node read it (a node did not read its stream in time)')
+            w.resolve()
+          } else still.push(w)
         }
         this.waiting = still
         if (still.length > 0) await sleep(POLL_MS)
       }
     } catch {
-      for (const [, resolve] of this.waiting) resolve()
+      for (const w of this.waiting) w.resolve()
       this.waiting = []
     } finally {
       this.polling = false
@@ -208,6 +217,7 @@ export class InterestSync {
   // ---- the others' side
 
   private add(node: string, filter: string): void {
+    this.removals.delete(`${node}\n${filter}`)
     let set = this.byNode.get(node)
     if (set === undefined) this.byNode.set(node, (set = new Set()))
     if (set.has(filter)) return
@@ -215,19 +225,22 @@ export class InterestSync {
     this.tree.add(filter, node, node)
   }
 
+  private drop(node: string): void {
+    for (const f of this.byNode.get(node) ?? []) this.tree.remove(f, node)
+    this.byNode.delete(node)
+  }
+
   /** Reads `node`'s set anew (unknown meanwhile: it gets every message). */
   private async reload(node: string): Promise<void> {
     const { redis } = this.self
     this.known.delete(node)
     try {
-      if ((await redis.exists(this.self.key('node', node, 'announces'))) !== 1) return // keeps no set: sent everything
+      const [marker, since] = await redis.mget(this.self.key('node', node, 'announces'), this.self.key('node', node, 'since'))
+      if (marker === null || marker !== since) return // this run of it keeps no set (yet): sent everything
       const filters = await redis.smembers(this.self.key('node', node, 'interest'))
       const fresh = new Set(filters)
       for (const f of this.byNode.get(node) ?? []) if (!fresh.has(f)) this.removals.set(`${node}\n${f}`, Date.now())
-      for (const f of filters) {
-        this.removals.delete(`${node}\n${f}`)
-        this.add(node, f)
-      }
+      for (const f of filters) this.add(node, f)
       this.known.add(node)
     } catch (err) {
       this.self.log.warn({ err, node }, "a node's subscriptions could not be read: it is sent every message")

@@ -15,6 +15,10 @@ export class ClusterNode {
   reader!: StreamReader
   /** when the Redis connection last became ready */
   readySince = 0
+  /** called when a node's stream is read from now on (a new peer, or one read again) */
+  readonly onFollow: Array<(node: string) => void> = []
+  /** called when the Redis connection is ready again after it was lost */
+  readonly onReconnect: Array<() => void> = []
   /** this node's stream and its XADD trim length, made once (begin) rather than per message */
   private stream = ''
   private maxLen = ''
@@ -26,8 +30,11 @@ export class ClusterNode {
     private readonly streamMaxLength: number,
   ) {
     this.redis = clusterRedis(redis)
+    let connected = this.redis.status === 'ready'
     this.redis.on('ready', () => {
       this.readySince = Date.now()
+      if (connected) for (const fn of this.onReconnect) fn()
+      connected = true
     })
   }
 
@@ -50,7 +57,17 @@ export class ClusterNode {
     this.stream = this.key('bus', me)
     this.maxLen = String(this.streamMaxLength)
     this.readySince = Date.now()
-    this.reader = new StreamReader({ redis: this.redis, key: this.key.bind(this), me, log: this.log, handle, available: () => this.available })
+    this.reader = new StreamReader({
+      redis: this.redis,
+      key: this.key.bind(this),
+      me,
+      log: this.log,
+      handle,
+      available: () => this.available,
+      followed: (node) => {
+        for (const fn of this.onFollow) fn(node)
+      },
+    })
   }
 
   /** appends an entry to this node's stream (its promise as is: a published message's write is waited for, not wrapped) */

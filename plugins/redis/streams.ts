@@ -16,6 +16,8 @@ export interface StreamReaderOptions {
   log: Logger
   handle: EntryHandler
   available: () => boolean
+  /** a node's stream is read from now on (a new node, or one read again) */
+  followed?: (node: string) => void
 }
 
 const READ_BLOCK_MS = 200
@@ -83,6 +85,7 @@ export class StreamReader {
     }
     this.peers.add(node)
     this.dirty.add(node)
+    this.o.followed?.(node)
     await this.save()
     this.o.log.info({ node }, 'cluster node joined')
     this.wake?.()

@@ -163,7 +163,7 @@ test("removing a session's last subscription lets the router forget the session"
 test("in a cluster: the router tells of its first and last member of a group, is told the other nodes' groups (RemoteGroups), and picks one node per group and message, round robin", () => {
   const router = new Router('a')
   const changes: string[] = []
-  const remote = router.joinCluster((group, filter, present) => changes.push(`${group} ${filter} ${present}`))
+  const remote = router.joinCluster((group, filter, present) => void changes.push(`${group} ${filter} ${present}`))
   const w1 = connected('w1')
   const w2 = connected('w2')
   subscribe(router, w1.session, sub('$share/g/job/#', 1))
