@@ -57,9 +57,10 @@ export function encodeDelivery(
     form.expiry = -1
   }
   let buf: Buffer | undefined
-  if (qos === 0) {
-    // the same bytes for every such subscriber: encoded once per message (EMPTY: it cannot be)
-    const slot = (v5 ? 2 : 0) + (retain ? 1 : 0)
+  if (qos === 0 && !retain) {
+    // the same bytes for every such subscriber: encoded once per message (EMPTY: it cannot be). Not with
+    // the retain flag: those go to one subscriber at a time from the retained store, which would keep the bytes
+    const slot = v5 ? 1 : 0
     buf = message.encoded?.[slot]
     if (buf === undefined) {
       buf = encode(conn.ctx, message, message.topic, 0, retain, false, 0, v5, shared === undefined ? undefined : form)

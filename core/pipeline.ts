@@ -118,6 +118,7 @@ export class PublishPipeline {
       if (r !== undefined) (waits ??= []).push(r)
     }
     const routed = b.router.route(message, from) // before the bus: it decides which node's member of a shared group gets it
+    if (message.retain) message.encoded = undefined // the retained store keeps the message: not its encoded copies
     let delivered: boolean
     if (typeof routed === 'number') delivered = routed > 0
     else {

@@ -4,8 +4,16 @@ import type { Message } from './types.js'
 // only the branches its filter can match.
 
 class Level {
-  children = new Map<string, Level>()
+  /** made on first use: most levels are leaves, and an empty Map costs ~200 bytes */
+  children: Map<string, Level> | null = null
   message: Message | undefined = undefined
+}
+
+const NONE: ReadonlyMap<string, Level> = new Map()
+
+/** A level's children (an empty map for a leaf). */
+function kids(node: Level): ReadonlyMap<string, Level> {
+  return node.children ?? NONE
 }
 
 export class RetainedTree {
@@ -19,10 +27,10 @@ export class RetainedTree {
   set(topic: string, message: Message): void {
     let node = this.root
     for (const part of topic.split('/')) {
-      let next = node.children.get(part)
+      let next = node.children?.get(part)
       if (next === undefined) {
         next = new Level()
-        node.children.set(part, next)
+        ;(node.children ??= new Map()).set(part, next)
       }
       node = next
     }
@@ -33,7 +41,7 @@ export class RetainedTree {
   get(topic: string): Message | undefined {
     let node: Level | undefined = this.root
     for (const part of topic.split('/')) {
-      node = node.children.get(part)
+      node = node.children?.get(part)
       if (node === undefined) return undefined
     }
     return node.message
@@ -45,7 +53,7 @@ export class RetainedTree {
     while (stack.length > 0) {
       const node = stack.pop()!
       if (node.message !== undefined) yield node.message
-      for (const child of node.children.values()) stack.push(child)
+      for (const child of kids(node).values()) stack.push(child)
     }
   }
 
@@ -54,7 +62,7 @@ export class RetainedTree {
     const path: Level[] = [this.root]
     let node: Level | undefined = this.root
     for (const part of parts) {
-      node = node.children.get(part)
+      node = node.children?.get(part)
       if (node === undefined) return
       path.push(node)
     }
@@ -63,8 +71,10 @@ export class RetainedTree {
     this.count--
     for (let i = parts.length; i > 0; i--) {
       const n = path[i]!
-      if (n.message !== undefined || n.children.size > 0) break
-      path[i - 1]!.children.delete(parts[i - 1]!)
+      if (n.message !== undefined || (n.children !== null && n.children.size > 0)) break
+      const parent = path[i - 1]!
+      parent.children!.delete(parts[i - 1]!)
+      if (parent.children!.size === 0) parent.children = null
     }
   }
 
@@ -91,17 +101,17 @@ export class RetainedTree {
       const now = Date.now()
       if (below) {
         push(node.message, page, now)
-        for (const child of node.children.values()) stack.push([child, i, true])
+        for (const child of kids(node).values()) stack.push([child, i, true])
       } else if (i === parts.length) push(node.message, page, now)
       else {
         const part = parts[i]!
         if (part === '#') {
           if (i > 0) push(node.message, page, now) // "a/#" matches "a" too
-          for (const [name, child] of node.children) if (!(i === 0 && name.startsWith('$'))) stack.push([child, i, true])
+          for (const [name, child] of kids(node)) if (!(i === 0 && name.startsWith('$'))) stack.push([child, i, true])
         } else if (part === '+') {
-          for (const [name, child] of node.children) if (!(i === 0 && name.startsWith('$'))) stack.push([child, i + 1, false]) // [MQTT-4.7.2-1]
+          for (const [name, child] of kids(node)) if (!(i === 0 && name.startsWith('$'))) stack.push([child, i + 1, false]) // [MQTT-4.7.2-1]
         } else {
-          const child = node.children.get(part)
+          const child = node.children?.get(part)
           if (child !== undefined) stack.push([child, i + 1, false])
         }
       }
@@ -126,18 +136,18 @@ function collect(node: Level, parts: string[], i: number, out: Message[], now: n
     return
   }
   if (part === '+') {
-    for (const [name, child] of node.children) {
+    for (const [name, child] of kids(node)) {
       if (i === 0 && name.startsWith('$')) continue // [MQTT-4.7.2-1]
       collect(child, parts, i + 1, out, now)
     }
     return
   }
-  const child = node.children.get(part)
+  const child = node.children?.get(part)
   if (child !== undefined) collect(child, parts, i + 1, out, now)
 }
 
 function all(node: Level, out: Message[], now: number, skipDollar: boolean): void {
-  for (const [name, child] of node.children) {
+  for (const [name, child] of kids(node)) {
     if (skipDollar && name.startsWith('$')) continue
     push(child.message, out, now)
     all(child, out, now, false)
