@@ -18,6 +18,7 @@ export interface ChartOptions {
 }
 
 const colors: Record<string, string> = { hookmq: '#d62728', aedes: '#1f77b4', mosquitto: '#2ca02c' }
+const hookmqs = ['#d62728', '#ff7f0e', '#8c564b']
 const spare = ['#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#7f7f7f']
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
@@ -84,7 +85,9 @@ export function lineChart(o: ChartOptions): string {
   out.push(`<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">${esc(o.xLabel)} (log scale)</text>`)
   out.push(`<text transform="translate(16 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}${o.logY ? ' (log scale)' : ''}</text>`)
   o.series.forEach((s, i) => {
-    const color = colors[s.name] ?? spare[i % spare.length]!
+    // hookmq variants (hookmq@<dir>) in reds and oranges, after plain hookmq's
+    const variant = o.series.filter((x) => x.name.startsWith('hookmq')).indexOf(s)
+    const color = colors[s.name] ?? (variant >= 0 ? hookmqs[variant % hookmqs.length]! : spare[i % spare.length]!)
     // a break in the line wherever a point is missing (n/a, over the time cap)
     let d = ''
     let pen = false

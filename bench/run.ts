@@ -26,6 +26,7 @@ import {
 import { fanIn, fanOut, idleClients, latency, startSink, type FanInOptions } from './scenarios.js'
 import { amplification } from './amplification.js'
 import { clusterCost, printClusterCost } from './cluster-cost.js'
+import { costCurves } from './curves.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
 import { delayedLink, delayRelay, kernelHasNetem, netemUnavailable, type Delayed } from './netem.js'
 
@@ -229,6 +230,18 @@ const scenarios: Scenario[] = [
   ),
   // the same three, interleaved round by round: on this noisy machine a ratio of runs minutes apart moves by 20-40%
   { name: 'hook isolation cost, interleaved (off, inline, worker each round)', unit: 'msg/s', higherIsBetter: true, runAll: (sc) => isolationCost(sc) },
+  {
+    // idle connections, subscriptions and retained messages up to 1M, fan-out to 10k: tables and SVG plots in bench-results/
+    // (about 6 minutes; left out of --quick unless named: --quick --only=cost)
+    name: 'cost curves (connections, subscriptions, retained, fan-out)',
+    unit: 'msg/s',
+    higherIsBetter: true,
+    runAll: async (_sc, list) => {
+      if (quick && !only?.some((o) => 'cost curves'.startsWith(o))) return
+      const { files } = await costCurves({ quick, brokers: list.filter((b) => b !== 'relay') })
+      console.log(`  written: ${files.join(', ')}`)
+    },
+  },
   {
     name: 'cluster cost per message (1-3 nodes on one Redis; node-local and cross-node; QoS 0, QoS 1 persistent)',
     unit: 'msg/s',
