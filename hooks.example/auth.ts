@@ -2,9 +2,9 @@
 //
 // Users come from this hook's config (`hooks.auth` in hookmq.config.json);
 // passwords are stored as scrypt hashes, never in clear and never logged.
-// Make a hash with:
+// Make a hash with (it asks twice, without echoing; `--stdin` reads a line instead):
 //
-//   node -e "const c=require('crypto'),s=c.randomBytes(16);console.log('scrypt:'+s.toString('hex')+':'+c.scryptSync(process.argv[1],s,32).toString('hex'))" 'the password'
+//   hookmq passwd
 //
 // and put it in the config:
 //

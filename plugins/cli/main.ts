@@ -10,9 +10,20 @@ import { listHookFiles, preflightFile } from '../host/loader.js'
 import type { HookSettings } from '../host/host.js'
 import { HookLoadError, asLoadError, compile, evaluate, where } from '../host/compile.js'
 
+const CHECK_USAGE = `usage: hookmq check [DIR] [--config FILE]
+  compile and preflight every hook file of DIR (default ./hooks), each in a throwaway worker
+  with a time limit, with its config from FILE; prints ok/error per file, exit 1 on any error`
+const WEBHOOKS_USAGE = `usage: hookmq webhooks dead-letters [--replay] [--config FILE] [--redis URL]
+  list the dead letters kept in Redis (--replay: queue them again; a running broker sends them)`
+const PASSWD_USAGE = `usage: hookmq passwd [--stdin]
+  print a password hash for hooks.example/auth.ts ("scrypt:<salt>:<hash>", to put in hooks.auth.users.<name>.password)
+  asks twice on the terminal without echoing; --stdin reads one line from standard input instead`
+
 const USAGE = `usage: hookmq [options]
        hookmq check [DIR]   compile and validate a hooks folder (default ./hooks), exit 1 on any error
        hookmq webhooks dead-letters [--replay] [--config FILE]   list (or queue again) dead letters in Redis
+       hookmq passwd [--stdin]   print a password hash for hooks.example/auth.ts
+       hookmq COMMAND --help     usage of one command
   --config FILE     config file (.json, .ts, .js or .mjs); default ./hookmq.config.json or .ts if present
   --host ADDR       bind address of the listeners (default 127.0.0.1)
   --port N          MQTT TCP port (default 1883)
@@ -25,6 +36,15 @@ const USAGE = `usage: hookmq [options]
   --help, --version`
 
 export async function main(argv: string[]): Promise<void> {
+  const help = { check: CHECK_USAGE, webhooks: WEBHOOKS_USAGE, passwd: PASSWD_USAGE }[argv[0] ?? '']
+  if (help !== undefined && (argv.includes('--help') || argv.includes('-h'))) {
+    process.stdout.write(help + '\n')
+    return
+  }
+  if (argv[0] === 'passwd') {
+    process.exitCode = await passwd(argv.slice(1))
+    return
+  }
   if (argv[0] === 'check') {
     process.exitCode = await check(argv.slice(1))
     return
@@ -69,6 +89,92 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
+  // Mosquitto's users send HUP to reload: it must not end the broker. The main config is not applied live yet:
+  // the file is read and checked again, and what changed is named (it takes effect at the next start)
+  process.on('SIGHUP', () => void reloadRequested(argv, broker))
+}
+
+/** SIGHUP: reads and checks the config again; names the keys that changed (applied at the next start) or the error. */
+async function reloadRequested(argv: string[], broker: Broker): Promise<void> {
+  try {
+    const config = await resolveConfig(argv)
+    if (config === undefined) return
+    const next = parseConfigWith(hookmqConfigSchema, config) as unknown as Record<string, unknown>
+    const running = broker.config as unknown as Record<string, unknown>
+    const changed = Object.keys(next).filter((k) => k in running && JSON.stringify(next[k]) !== JSON.stringify(running[k]))
+    if (changed.length === 0) broker.log.info('SIGHUP: the config file is valid and unchanged (hook files reload by themselves when they change)')
+    else
+      broker.log.warn(
+        { changed },
+        'SIGHUP: the config file is valid; these keys changed and take effect at the next start (the main config is not applied live yet; hook files reload by themselves)',
+      )
+  } catch (err) {
+    broker.log.error(`SIGHUP: the config file is not valid, the running config stays: ${maskCredentials((err as Error).message)}`)
+  }
+}
+
+/** `hookmq passwd [--stdin]`: a scrypt hash as hooks.example/auth.ts reads it; the password is never echoed or printed. */
+async function passwd(argv: string[]): Promise<number> {
+  const unknown = argv.filter((a) => a !== '--stdin')
+  if (unknown.length > 0) {
+    process.stderr.write(`hookmq passwd: unknown argument ${JSON.stringify(unknown[0])} (see hookmq passwd --help)\n`)
+    return 1
+  }
+  let password: string
+  if (argv.includes('--stdin') || !process.stdin.isTTY) {
+    const chunks: Buffer[] = []
+    for await (const c of process.stdin) chunks.push(c as Buffer)
+    password = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0]!
+  } else {
+    try {
+      password = await askHidden('password: ')
+      if ((await askHidden('again: ')) !== password) {
+        process.stderr.write('hookmq passwd: the two do not match\n')
+        return 1
+      }
+    } catch {
+      return 130 // Ctrl-C
+    }
+  }
+  if (password.length === 0) {
+    process.stderr.write('hookmq passwd: empty password\n')
+    return 1
+  }
+  const { randomBytes, scryptSync } = await import('node:crypto')
+  const salt = randomBytes(16)
+  process.stdout.write(`scrypt:${salt.toString('hex')}:${scryptSync(password, salt, 32).toString('hex')}\n`)
+  return 0
+}
+
+/** One line from the terminal, not echoed (raw mode: backspace edits, Ctrl-C gives up). */
+function askHidden(prompt: string): Promise<string> {
+  const stdin = process.stdin
+  process.stderr.write(prompt)
+  stdin.setRawMode(true)
+  stdin.resume()
+  let typed = ''
+  return new Promise((resolve, reject) => {
+    const finish = (): void => {
+      stdin.off('data', onData)
+      stdin.setRawMode(false)
+      stdin.pause()
+      process.stderr.write('\n')
+    }
+    const onData = (buf: Buffer): void => {
+      for (const ch of buf.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') {
+          finish()
+          return resolve(typed)
+        }
+        if (ch === '\u0003') {
+          finish()
+          return reject(new Error('interrupted'))
+        }
+        typed = ch === '\u007f' || ch === '\b' ? typed.slice(0, -1) : typed + ch
+      }
+    }
+    stdin.on('data', onData)
+  })
 }
 
 /** Config file, then CLI flags over it; validated by the one schema. Undefined for --help/--version. */

@@ -136,3 +136,50 @@ test('the CLI logs its listeners (and --http its endpoint), serves clients, and 
   assert.equal(code, 0)
   await client.endAsync(true)
 })
+
+test('hookmq passwd --stdin prints a hash that hooks.example/auth.ts accepts (and only that: the password is not echoed); each command has --help', async () => {
+  const child = spawn(process.execPath, [bin, 'passwd', '--stdin'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+  child.stdin.end('correct horse\n')
+  const code = await new Promise((resolve) => child.on('exit', resolve))
+  assert.equal(code, 0, stderr)
+  assert.ok(!stdout.includes('correct horse') && !stderr.includes('correct horse'))
+  const line = stdout.trim()
+  assert.match(line, /^scrypt:[0-9a-f]{32}:[0-9a-f]{64}$/)
+  // what auth.ts does with it: scrypt the offered password with the salt, compare
+  const [, salt, hash] = line.split(':')
+  const { scryptSync } = await import('node:crypto')
+  assert.equal(scryptSync('correct horse', Buffer.from(salt!, 'hex'), 32).toString('hex'), hash)
+  assert.notEqual(scryptSync('wrong horse', Buffer.from(salt!, 'hex'), 32).toString('hex'), hash)
+  for (const cmd of ['check', 'passwd', 'webhooks']) {
+    const r = await start([cmd, '--help']).done
+    assert.equal(r.code, 0)
+    assert.match(r.stdout, new RegExp(`^usage: hookmq ${cmd}`))
+  }
+})
+
+test('SIGHUP does not end the broker: the config file is checked again and what changed is named (a bad one is reported, the broker keeps serving)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-hup-'))
+  const port = await freePort()
+  const config = join(dir, 'hookmq.config.json')
+  writeFileSync(config, JSON.stringify({ port, ws: false, log: { level: 'info' } }))
+  const b = start(['--config', config], dir)
+  t.after(() => b.child.kill('SIGKILL'))
+  const until = async (re: RegExp): Promise<void> => {
+    for (let i = 0; i < 200 && !re.test(b.stdout()); i++) await new Promise((r) => setTimeout(r, 25))
+    assert.match(b.stdout(), re)
+  }
+  await until(/listening/)
+  writeFileSync(config, JSON.stringify({ port, ws: false, log: { level: 'info' }, limits: { maxConnections: 10 } }))
+  b.child.kill('SIGHUP')
+  await until(/SIGHUP: the config file is valid; these keys changed[^\n]*|"changed":\["limits"\]/)
+  writeFileSync(config, JSON.stringify({ port, ws: false, log: { level: 'info' }, limits: { maxConnections: 'many' } }))
+  b.child.kill('SIGHUP')
+  await until(/SIGHUP: the config file is not valid[^\n]*maxConnections/)
+  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 })
+  await c.endAsync()
+  assert.equal(b.child.exitCode, null)
+})
