@@ -15,6 +15,7 @@ import { PublishPipeline, type PublishTap } from './pipeline.js'
 import { QuotaRefusals, quotaCounters } from './quota.js'
 import { Refusals } from './refusals.js'
 import { Router } from './router.js'
+import { warmUp } from './warmup.js'
 import { RetainedFeed } from './retained-feed.js'
 import type { Session } from './session.js'
 import { SessionManager } from './sessions.js'
@@ -228,6 +229,13 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.state = 'listening'
     for (const p of this.plugins) await p.start?.(this) // a store's connection may be one of them
     await this.sessions.restore()
+    if (this.config.warmup) {
+      // a broker of the same code, on its own loopback port, with nothing of this one's (core/warmup.ts)
+      await warmUp(
+        () => new Broker({ host: '127.0.0.1', port: 0, tcp: true, ws: false, sys: { enabled: false }, warmup: false, logger: createLogger('silent') }),
+        this.log,
+      )
+    }
     this.listeners = await startListeners(this)
     this.sweepTimer = setInterval(() => this.sweep(), 500)
     this.sweepTimer.unref()

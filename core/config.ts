@@ -85,6 +85,12 @@ export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1').describe('bind address of every listener without its own host'),
   port: port.default(1883).describe('MQTT over TCP port (0 picks a free port)'),
   tcp: z.boolean().default(true).describe('open the plain TCP listener'),
+  warmup: z
+    .boolean()
+    .default(true)
+    .describe(
+      'before the listeners open, send a few thousand messages through a throwaway broker on a loopback port, so the first clients meet compiled code (a few hundred ms of start-up)',
+    ),
   ws: z
     .union([z.literal(false), wsSchema])
     .default({ port: 8083, path: '/mqtt' })

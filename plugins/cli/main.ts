@@ -54,6 +54,15 @@ export async function main(argv: string[]): Promise<void> {
     return
   }
   let broker: Broker
+  // a SIGINT/SIGTERM during start-up (the warm-up, a hook folder's first load) stops the broker once it is up, gracefully
+  let early: string | undefined
+  const noteEarly = (signal: string) => (): void => {
+    early ??= signal
+  }
+  const earlyInt = noteEarly('SIGINT')
+  const earlyTerm = noteEarly('SIGTERM')
+  process.on('SIGINT', earlyInt)
+  process.on('SIGTERM', earlyTerm)
   try {
     const config = await resolveConfig(argv)
     if (config === undefined) return
@@ -87,8 +96,11 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
   }
+  process.off('SIGINT', earlyInt)
+  process.off('SIGTERM', earlyTerm)
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
+  if (early !== undefined) stop(early)
   // Mosquitto's users send HUP to reload: it must not end the broker. The main config is not applied live yet:
   // the file is read and checked again, and what changed is named (it takes effect at the next start)
   process.on('SIGHUP', () => void reloadRequested(argv, broker))

@@ -12,7 +12,8 @@ import { defer, silent } from './lifecycle.js'
 
 /** A broker on free ports (TCP and WebSocket), closed after the test. */
 export async function startBroker(t: TestContext, options: HookmqOptions = {}): Promise<HookmqBroker> {
-  const broker = createBroker({ port: 0, ws: { port: 0, path: '/mqtt' }, logger: silent, ...options })
+  // (no warm-up: hundreds of brokers start in the suite; test/e2e/warmup.test.ts has it)
+  const broker = createBroker({ port: 0, ws: { port: 0, path: '/mqtt' }, logger: silent, warmup: false, ...options })
   await broker.listen()
   defer(t, () => broker.close())
   return broker
