@@ -1,6 +1,7 @@
 import { ReasonCode } from './errors.js'
 import type { Flow } from './flow.js'
 import { isPromise, LATER, refusalCode, refused, type DecisionReceiver, type Later, type PublishDecision } from './hooks.js'
+import { DenialLog } from './denials.js'
 import { RetainedQuota } from './retained-quota.js'
 import type { CoreServices } from './services.js'
 import type { ClientInfo, Message } from './types.js'
@@ -22,10 +23,13 @@ export class PublishPipeline {
   taps: PublishTap[] = []
   /** what the retained store holds, broker-wide and per client (limits.maxRetained*) */
   readonly retainedQuota: RetainedQuota
+  /** denied publishes and subscriptions, logged (throttled per client) */
+  readonly denials: DenialLog
   private readonly allowedByDefault: boolean
 
   constructor(private readonly core: CoreServices) {
     this.allowedByDefault = core.config.defaults.publish === 'allow'
+    this.denials = new DenialLog(core.log)
     this.retainedQuota = new RetainedQuota(core.config.limits, core.stores.retained)
     // what the store held before this start counts too (with Redis: what every node stored)
     core.emitter.once('ready', () => {
@@ -68,7 +72,11 @@ export class PublishPipeline {
 
   /** After the authorizePublish decision: refused, or the transform hooks' outcome. */
   authorized(d: PublishDecision, client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
-    if (refused(d, this.allowedByDefault)) return refusalCode(d)
+    if (refused(d, this.allowedByDefault)) {
+      const code = refusalCode(d)
+      this.denials.note(client, 'publish', message.topic, code, d.result === 'deny' ? d.reason : 'no hook allowed it (defaults.publish: deny)')
+      return code
+    }
     return this.transform(client, message)
   }
 

@@ -16,6 +16,7 @@ import {
   startBroker,
   writeHook,
 } from '../helpers.js'
+import { captureLog } from '../log-capture.js'
 
 const aclHook = (prefix: string): string => `
 import { defineHook } from 'hookmq'
@@ -563,4 +564,26 @@ test('an asynchronous authorizePublish under a burst of 3,000 QoS 2 messages: ev
     inbox.messages.map((m) => Number(m.payload.toString())),
     Array.from({ length: 3000 }, (_, i) => i),
   )
+})
+
+test('a denied publish or subscribe is logged at info with client, topic or filter, reason code and reason, at most one line per client and kind every 10 s', async (t) => {
+  const log = captureLog()
+  const deny = defineHook({
+    name: 'no-secrets',
+    authorizePublish: ({ topic }) => (topic.startsWith('secret/') ? { deny: 'secrets are not for you' } : undefined),
+    authorizeSubscribe: ({ filter }) => (filter.startsWith('secret/') ? { deny: 'secrets are not for you', reasonCode: 0x87 } : undefined),
+  })
+  const broker = await startBroker(t, { hooks: [deny], logger: log.logger })
+  const c = await connect(t, broker, { clientId: 'nosy', protocolVersion: 5 })
+  await assert.rejects(c.subscribeAsync('secret/#'), /Not authorized/) // (MQTT.js rejects a refused SUBACK)
+  for (let i = 0; i < 5; i++) await c.publishAsync('secret/x', 'x', { qos: 1 }).catch(() => {})
+  await c.publishAsync('open/x', 'x', { qos: 1 })
+  const sub = await log.find((r) => r.msg === 'subscribe denied')
+  assert.equal(sub.clientId, 'nosy')
+  assert.equal(sub.filter, 'secret/#')
+  assert.equal(sub.reason, 'secrets are not for you')
+  const pub = await log.find((r) => r.msg === 'publish denied')
+  assert.equal(pub.topic, 'secret/x')
+  assert.equal(pub.reasonCode, 0x87)
+  assert.equal(log.records.filter((r) => r.msg === 'publish denied').length, 1, 'five denials within 10 s: one line')
 })
