@@ -78,11 +78,10 @@ export class RetainedTree {
     }
   }
 
+  /** every retained message matching `filter`, at once */
   match(filter: string): Message[] {
-    const out: Message[] = []
-    const now = Date.now()
-    collect(this.root, filter.split('/'), 0, out, now)
-    return out
+    for (const all of this.pages(filter, Infinity)) return all
+    return []
   }
 
   /**
@@ -96,9 +95,9 @@ export class RetainedTree {
     let page: Message[] = []
     // [node, level index in parts, whether it is below a '#' (every descendant matches)]
     const stack: Array<[Level, number, boolean]> = [[this.root, 0, false]]
+    let now = Date.now() // (read again after each page: the walk may pause a while)
     while (stack.length > 0) {
       const [node, i, below] = stack.pop()!
-      const now = Date.now()
       if (below) {
         push(node.message, page, now)
         for (const child of kids(node).values()) stack.push([child, i, true])
@@ -118,39 +117,10 @@ export class RetainedTree {
       if (page.length >= size) {
         yield page
         page = []
+        now = Date.now()
       }
     }
     if (page.length > 0) yield page
-  }
-}
-
-function collect(node: Level, parts: string[], i: number, out: Message[], now: number): void {
-  if (i === parts.length) {
-    push(node.message, out, now)
-    return
-  }
-  const part = parts[i]!
-  if (part === '#') {
-    if (i > 0) push(node.message, out, now) // "a/#" matches "a" too
-    all(node, out, now, i === 0)
-    return
-  }
-  if (part === '+') {
-    for (const [name, child] of kids(node)) {
-      if (i === 0 && name.startsWith('$')) continue // [MQTT-4.7.2-1]
-      collect(child, parts, i + 1, out, now)
-    }
-    return
-  }
-  const child = node.children?.get(part)
-  if (child !== undefined) collect(child, parts, i + 1, out, now)
-}
-
-function all(node: Level, out: Message[], now: number, skipDollar: boolean): void {
-  for (const [name, child] of kids(node)) {
-    if (skipDollar && name.startsWith('$')) continue
-    push(child.message, out, now)
-    all(child, out, now, false)
   }
 }
 
