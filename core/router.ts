@@ -68,11 +68,10 @@ export class Router {
   private readonly merged: Array<Target | undefined> = []
 
   /**
-   * In a cluster (watchFilters): how many sessions here hold each plain
-   * filter, so the other nodes are told when one gets its first or loses its
-   * last (they send this node only what matches; plugins/redis/interest.ts).
+   * In a cluster (watchFilters): told when a plain filter gets its first
+   * session here or loses its last (the tree holds who has it), so the other
+   * nodes send this node only what matches (plugins/redis/interest.ts).
    */
-  private filterCounts: Map<string, number> | null = null
   private onFilterChange: FilterChange | null = null
 
   /** `nodeId`: this node's id, in a cluster what `message.node` and `message.shares` name it by */
@@ -97,33 +96,17 @@ export class Router {
   }
 
   /**
-   * Counts the plain (not shared) filters held here from now on, and calls
-   * `onChange` when one gets its first session or loses its last. Answers those
-   * held now. A promise `onChange` answers for an added filter is what a
-   * SUBACK waits for (add's `announced`).
+   * Calls `onChange` from now on when a plain (not shared) filter gets its
+   * first session here or loses its last. A promise it answers for an added
+   * filter is what a SUBACK waits for (add's `announced`).
    */
-  watchFilters(onChange: FilterChange): string[] {
-    const counts = new Map<string, number>()
-    for (const [session] of this.sessionTargets) for (const f of session.subscriptions.keys()) if (!isShared(f)) counts.set(f, (counts.get(f) ?? 0) + 1)
-    this.filterCounts = counts
+  watchFilters(onChange: FilterChange): void {
     this.onFilterChange = onChange
-    return [...counts.keys()]
   }
 
-  /** the plain filters held here (watchFilters) */
+  /** the plain filters held here */
   watchedFilters(): string[] {
-    return this.filterCounts === null ? [] : [...this.filterCounts.keys()]
-  }
-
-  private countFilter(filter: string, delta: 1 | -1, announced?: Array<Promise<unknown>>): void {
-    const counts = this.filterCounts!
-    const n = (counts.get(filter) ?? 0) + delta
-    if (n <= 0) counts.delete(filter)
-    else counts.set(filter, n)
-    if (n === 0 || (n === 1 && delta === 1)) {
-      const p = this.onFilterChange!(filter, n > 0)
-      if (p !== undefined && n > 0) announced?.push(p)
-    }
+    return this.tree.plainFilters()
   }
 
   /** `announced`: gets what telling the other nodes of a filter new to this node waits for (a SUBACK waits for it). */
@@ -141,7 +124,10 @@ export class Router {
       if (isNew) this.countMember(shared.group, shared.filter, 1, announced)
     } else {
       isNew = this.tree.add(sub.filter, session.clientId, entry)
-      if (isNew && this.filterCounts !== null) this.countFilter(sub.filter, 1, announced)
+      if (isNew && this.onFilterChange !== null && this.tree.holders(sub.filter) === 1) {
+        const p = this.onFilterChange(sub.filter, true)
+        if (p !== undefined) announced?.push(p)
+      }
     }
     if (isNew) target.refs++
     else if (target.refs === 0) this.sessionTargets.delete(session)
@@ -156,7 +142,7 @@ export class Router {
       if (removed) this.countMember(shared.group, shared.filter, -1)
     } else {
       removed = this.tree.remove(filter, session.clientId)
-      if (removed && this.filterCounts !== null) this.countFilter(filter, -1)
+      if (removed && this.onFilterChange !== null && this.tree.holders(filter) === 0) void this.onFilterChange(filter, false)
     }
     if (removed) {
       const target = this.sessionTargets.get(session)
@@ -316,9 +302,4 @@ function pickMember(group: SharedGroup<SubEntry>): SubEntry | undefined {
   const entry = members[group.next % members.length]!
   group.next = (group.next + 1) % members.length
   return entry
-}
-
-function isShared(filter: string): boolean {
-  const shared = parseShared(filter)
-  return shared !== null && typeof shared === 'object'
 }

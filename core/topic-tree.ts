@@ -121,6 +121,27 @@ export class TopicTree<T> {
     return isNew
   }
 
+  /** How many keys hold a plain (not shared) subscription to exactly `filter`. */
+  holders(filter: string): number {
+    let node: Node<T> | undefined = this.root
+    for (const level of filter.split('/')) {
+      node = node.child(level)
+      if (node === undefined) return 0
+    }
+    return node.soloKey !== null ? 1 : (node.subs?.size ?? 0)
+  }
+
+  /** Every filter some key holds a plain subscription to. */
+  plainFilters(): string[] {
+    const out: string[] = []
+    const walk = (node: Node<T>, path: string | null): void => {
+      if (path !== null && (node.soloKey !== null || (node.subs !== null && node.subs.size > 0))) out.push(path)
+      if (node.children !== null) for (const [level, child] of node.children) walk(child, path === null ? level : `${path}/${level}`)
+    }
+    walk(this.root, null)
+    return out
+  }
+
   /** Removes `key`'s subscription to `filter`. Returns true when it existed. */
   remove(filter: string, key: string, group?: string): boolean {
     const path: Node<T>[] = [this.root]

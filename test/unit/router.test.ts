@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { TopicTree } from '../../core/topic-tree.js'
 import { Router } from '../../core/router.js'
 import { Session } from '../../core/session.js'
 import { newMessage, type QoS, type Subscription } from '../../core/types.js'
@@ -204,4 +205,23 @@ test("on a single node (no joinCluster) shared groups are the router's own: no n
   assert.equal(router.route(m, null), 1)
   assert.equal(m.shares, undefined)
   assert.equal(router.remote, null)
+})
+
+test('topic tree: holders counts the plain subscribers of one filter (shared ones apart); plainFilters lists the filters someone holds', () => {
+  const tree = new TopicTree<string>()
+  tree.add('a/b', 'k1', 'v')
+  tree.add('a/b', 'k2', 'v')
+  tree.add('a/+', 'k1', 'v')
+  tree.add('a/c', 'k3', 'v', 'g') // a shared group's member only
+  tree.add('#', 'k1', 'v')
+  assert.equal(tree.holders('a/b'), 2)
+  assert.equal(tree.holders('a/+'), 1)
+  assert.equal(tree.holders('a/c'), 0)
+  assert.equal(tree.holders('a'), 0)
+  assert.deepEqual(tree.plainFilters().sort(), ['#', 'a/+', 'a/b'])
+  tree.remove('a/b', 'k1')
+  assert.equal(tree.holders('a/b'), 1)
+  tree.remove('a/b', 'k2')
+  assert.equal(tree.holders('a/b'), 0)
+  assert.deepEqual(tree.plainFilters().sort(), ['#', 'a/+'])
 })
