@@ -44,8 +44,8 @@ export interface RemoteGroups {
   readonly size: number
   /** `node` has members of the shared group `group` on `filter` (present), or no longer has any */
   set(node: string, group: string, filter: string, present: boolean): void
-  /** `node` is gone: none of its groups is picked any more */
-  forget(node: string): void
+  /** `node` is gone: none of its groups is picked any more; answers their filters */
+  forget(node: string): string[]
 }
 
 /** A shared group got its first member on this node (present) or lost its last; a promise: when the other nodes know (a SUBACK waits for it). */

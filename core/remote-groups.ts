@@ -25,11 +25,14 @@ export class RemoteGroupTree implements RemoteGroups {
     }
   }
 
-  forget(node: string): void {
+  forget(node: string): string[] {
+    const filters: string[] = []
     for (const key of this.byNode.get(node) ?? []) {
       const { group, filter } = splitSharedKey(key)
       this.tree.remove(filter, node, group)
+      filters.push(filter)
     }
     this.byNode.delete(node)
+    return filters
   }
 }

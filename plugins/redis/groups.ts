@@ -32,8 +32,6 @@ export function isGroupFieldOf(field: string, node: string): boolean {
 export class GroupSync {
   private remote!: RemoteGroups
   private router!: Router
-  /** the filters of each other node's groups (to keep sending for them a while when the node goes) */
-  private readonly filters = new Map<string, Set<string>>()
   /** a change of this node's groups could not be written (Redis away): all are written when it is back */
   private stale = false
 
@@ -81,8 +79,12 @@ export class GroupSync {
       const { node, key } = splitGroupField(field)
       if (node === self.me) stored.add(key)
     }
-    for (const key of mine) if (!stored.has(key)) void this.write(splitSharedKey(key).group, splitSharedKey(key).filter, true)
-    for (const key of stored) if (!mine.has(key)) void this.write(splitSharedKey(key).group, splitSharedKey(key).filter, false)
+    const write = (key: string, present: boolean): void => {
+      const { group, filter } = splitSharedKey(key)
+      void this.write(group, filter, present)
+    }
+    for (const key of mine) if (!stored.has(key)) write(key, true)
+    for (const key of stored) if (!mine.has(key)) write(key, false)
   }
 
   /** the other nodes' groups as Redis has them (start-up) */
@@ -97,14 +99,7 @@ export class GroupSync {
 
   private set(node: string, group: string, filter: string, on: boolean): void {
     this.remote.set(node, group, filter, on)
-    let filters = this.filters.get(node)
-    if (on) {
-      if (filters === undefined) this.filters.set(node, (filters = new Set()))
-      filters.add(sharedKey(group, filter))
-    } else {
-      filters?.delete(sharedKey(group, filter))
-      this.interest.groupGone(node, filter)
-    }
+    if (!on) this.interest.groupGone(node, filter)
   }
 
   /** A 'g' entry of `from`'s stream: it gained or lost its members of a group. */
@@ -114,8 +109,6 @@ export class GroupSync {
   }
 
   forget(node: string): void {
-    this.remote.forget(node)
-    for (const key of this.filters.get(node) ?? []) this.interest.groupGone(node, splitSharedKey(key).filter)
-    this.filters.delete(node)
+    for (const filter of this.remote.forget(node)) this.interest.groupGone(node, filter)
   }
 }
