@@ -1,45 +1,31 @@
-import type { Logger } from './logger.js'
+import { throttled, type Logger } from './logger.js'
 import type { ClientInfo } from './types.js'
 
 // Every publish or subscribe the hooks (or the defaults) deny is logged at info,
-// as Mosquitto logs its denials: at most one line per client and kind every 10 s, with
-// how many were not logged since. A client denied a thousand times a second
-// costs a counter, not a log line each.
+// as Mosquitto logs its denials: at most one line per client and kind every 10 s
+// (logger.ts throttled), with how many were not logged since. A client denied a
+// thousand times a second costs a counter, not a log line each.
 
 const EVERY_MS = 10000
 
-interface Seen {
-  last: number
-  suppressed: number
-}
+type Line = (detail: unknown) => void
 
 export class DenialLog {
-  private readonly seen = { publish: new WeakMap<ClientInfo, Seen>(), subscribe: new WeakMap<ClientInfo, Seen>() }
+  private readonly lines = { publish: new WeakMap<ClientInfo, Line>(), subscribe: new WeakMap<ClientInfo, Line>() }
 
   constructor(private readonly log: Logger) {}
 
   /** `what`: 'publish' or 'subscribe'; `target`: the topic or filter. */
   note(client: ClientInfo, what: 'publish' | 'subscribe', target: string, reasonCode: number, reason: string | undefined): void {
-    const now = Date.now()
-    const seen = this.seen[what]
-    let s = seen.get(client)
-    if (s === undefined) seen.set(client, (s = { last: 0, suppressed: 0 }))
-    if (now - s.last < EVERY_MS) {
-      s.suppressed++
-      return
+    const lines = this.lines[what]
+    let line = lines.get(client)
+    if (line === undefined) {
+      line = throttled(
+        (detail, count) => this.log.info({ ...(detail as object), ...(count > 1 ? { deniedSinceLastLine: count - 1 } : {}) }, `${what} denied`),
+        EVERY_MS,
+      )
+      lines.set(client, line)
     }
-    this.log.info(
-      {
-        clientId: client.id,
-        username: client.username,
-        [what === 'publish' ? 'topic' : 'filter']: target,
-        reasonCode,
-        reason,
-        ...(s.suppressed > 0 ? { deniedSinceLastLine: s.suppressed } : {}),
-      },
-      `${what} denied`,
-    )
-    s.last = now
-    s.suppressed = 0
+    line({ clientId: client.id, username: client.username, [what === 'publish' ? 'topic' : 'filter']: target, reasonCode, reason })
   }
 }
