@@ -44,6 +44,8 @@ export class InterestSync {
   private readonly byNode = new Map<string, Set<string>>()
   /** nodes whose set is loaded and kept up to date */
   private readonly known = new Set<string>()
+  /** every peer is known (undefined: to be worked out again; peers or `known` changed) */
+  private allKnown: boolean | undefined = undefined
   /** `<tree key>\n<filter>` removed, and when: taken out after graceMs */
   private readonly removals = new Map<string, number>()
   /** this node's announcements that wait for the others to read them */
@@ -98,7 +100,7 @@ export class InterestSync {
     if (message.retain) return true
     const shares = message.shares
     if (shares !== undefined) for (const k in shares) if (shares[k] !== this.self.me) return true
-    for (const p of this.self.peers) if (!this.known.has(p)) return true
+    if (!(this.allKnown ??= this.everyPeerKnown())) return true
     this.tree.match(message.topic, this.found)
     const any = this.found.subCount > 0
     this.found.clear()
@@ -122,6 +124,7 @@ export class InterestSync {
 
   /** `node` is gone (dead, taken over, left): its filters stop counting after graceMs. */
   forget(node: string): void {
+    this.allKnown = undefined // (it is no longer a peer)
     setTimeout(() => {
       if (this.self.peers.has(node)) return // back meanwhile
       this.known.delete(node)
@@ -135,6 +138,11 @@ export class InterestSync {
       (id) => (this.self.peers.size === 0 ? undefined : this.readByPeers(id as string)),
       noop, // (Redis away: the set is written anew when it is back)
     )
+  }
+
+  private everyPeerKnown(): boolean {
+    for (const p of this.self.peers) if (!this.known.has(p)) return false
+    return true
   }
 
   // ---- this node's side
@@ -234,6 +242,7 @@ export class InterestSync {
   private async reload(node: string): Promise<void> {
     const { redis } = this.self
     this.known.delete(node)
+    this.allKnown = undefined
     try {
       const [marker, since] = await redis.mget(this.self.key('node', node, 'announces'), this.self.key('node', node, 'since'))
       if (marker === null || marker !== since) return // this run of it keeps no set (yet): sent everything
@@ -242,6 +251,7 @@ export class InterestSync {
       for (const f of this.byNode.get(node) ?? []) if (!fresh.has(f)) this.removals.set(`${node}\n${f}`, Date.now())
       for (const f of filters) this.add(node, f)
       this.known.add(node)
+      this.allKnown = undefined
     } catch (err) {
       this.self.log.warn({ err, node }, "a node's subscriptions could not be read: it is sent every message")
     }
