@@ -1,6 +1,8 @@
 import net from 'node:net'
+import type { Packet } from 'mqtt-packet'
 import { encodePacket } from './codec.js'
 import type { Logger } from './logger.js'
+import { mqtt } from './mqtt-packet.js'
 
 // A freshly started process runs its publish path interpreted, then compiles
 // it as it gets hot: at 2,000 msg/s the broker spent 170-200 µs of CPU per
@@ -26,28 +28,25 @@ const PER_ROUND = 100
 export async function warmUp(make: () => WarmBroker, log: Logger): Promise<void> {
   const t0 = performance.now()
   const broker = make()
-  const sockets: net.Socket[] = []
+  const clients: WarmClient[] = []
   let messages = 0
   try {
     await broker.listen()
     const port = broker.addresses[0]!.port
     for (const protocolVersion of [4, 5] as const) {
-      const sub = await client(port, `warmup-sub-${protocolVersion}`, protocolVersion, sockets)
-      const pub = await client(port, `warmup-pub-${protocolVersion}`, protocolVersion, sockets)
-      await exchange(sub, encodePacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'warmup/#', qos: 1 }] }, { protocolVersion }), 0x90)
+      const sub = await WarmClient.connect(port, `warmup-sub-${protocolVersion}`, protocolVersion, clients)
+      const pub = await WarmClient.connect(port, `warmup-pub-${protocolVersion}`, protocolVersion, clients)
+      await sub.exchange({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'warmup/#', qos: 1 }] }, 'suback')
       const payload = Buffer.alloc(64, 0x61)
       for (let round = 0; round < ROUNDS; round++) {
         const qos = round % 2 === 0 ? 0 : 1
         const chunks: Buffer[] = []
         for (let i = 0; i < PER_ROUND; i++)
           chunks.push(
-            encodePacket(
-              { cmd: 'publish', topic: `warmup/${i % 10}`, payload, qos, retain: false, dup: false, messageId: qos === 0 ? undefined : i + 1 },
-              { protocolVersion },
-            ),
+            pub.encode({ cmd: 'publish', topic: `warmup/${i % 10}`, payload, qos, retain: false, dup: false, messageId: qos === 0 ? undefined : i + 1 }),
           )
-        const got = received(sub, PER_ROUND, qos === 1)
-        pub.write(Buffer.concat(chunks))
+        const got = sub.receive(PER_ROUND)
+        pub.socket.write(Buffer.concat(chunks))
         await got
         messages += PER_ROUND
       }
@@ -55,84 +54,70 @@ export async function warmUp(make: () => WarmBroker, log: Logger): Promise<void>
   } catch (err) {
     log.warn({ err }, 'warm-up cut short (nothing depends on it: the first clients meet colder code)')
   } finally {
-    for (const s of sockets) s.destroy()
+    for (const c of clients) c.socket.destroy()
     await broker.close().catch(() => {})
     log.info({ messages, ms: Math.round(performance.now() - t0) }, 'publish path warmed up')
   }
 }
 
-/** A connected raw client (CONNACK read). */
-async function client(port: number, clientId: string, protocolVersion: 4 | 5, sockets: net.Socket[]): Promise<net.Socket> {
-  const s = net.connect(port, '127.0.0.1')
-  sockets.push(s)
-  s.setNoDelay(true)
-  await new Promise<void>((resolve, reject) => {
-    s.once('connect', resolve)
-    s.once('error', reject)
-  })
-  await exchange(s, encodePacket({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId, keepalive: 0 }, { protocolVersion }), 0x20)
-  return s
-}
+/** A raw client of the throwaway broker: packets encoded and parsed by the codec, each handed to the current `onPacket`. */
+class WarmClient {
+  private onPacket: (p: Packet) => void = () => {}
 
-/** Writes `packet`, resolves when a packet of type `answer` (first byte's high nibble) arrives. */
-function exchange(s: net.Socket, packet: Buffer, answer: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('warm-up: no answer')), 2000)
-    const onData = (b: Buffer): void => {
-      if ((b[0]! & 0xf0) !== answer) return
-      clearTimeout(timer)
-      s.off('data', onData)
-      resolve()
-    }
-    s.on('data', onData)
-    s.write(packet)
-  })
-}
+  private constructor(
+    readonly socket: net.Socket,
+    private readonly protocolVersion: 4 | 5,
+  ) {
+    const parser = mqtt.parser({ protocolVersion })
+    parser.on('packet', (p: Packet) => this.onPacket(p))
+    socket.on('data', (b: Buffer) => parser.parse(b))
+  }
 
-/** Resolves once `n` PUBLISH packets arrived on `s` (acknowledging QoS 1 ones). Counts by walking the frames. */
-function received(s: net.Socket, n: number, ack: boolean): Promise<void> {
-  return new Promise((resolve, reject) => {
+  static async connect(port: number, clientId: string, protocolVersion: 4 | 5, all: WarmClient[]): Promise<WarmClient> {
+    const socket = net.connect(port, '127.0.0.1')
+    const c = new WarmClient(socket, protocolVersion)
+    all.push(c)
+    socket.setNoDelay(true)
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve)
+      socket.once('error', reject)
+    })
+    await c.exchange({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean: true, clientId, keepalive: 0 }, 'connack')
+    return c
+  }
+
+  encode(packet: Packet): Buffer {
+    return encodePacket(packet, { protocolVersion: this.protocolVersion })
+  }
+
+  /** Sends `packet`; resolves when a packet of kind `answer` arrives. */
+  exchange(packet: Packet, answer: Packet['cmd']): Promise<void> {
+    return this.until(
+      (p) => p.cmd === answer,
+      () => this.socket.write(this.encode(packet)),
+    )
+  }
+
+  /** Resolves once `n` PUBLISH packets arrived (QoS 1 ones acknowledged). */
+  receive(n: number): Promise<void> {
     let count = 0
-    let rest: Buffer = Buffer.alloc(0)
-    const timer = setTimeout(() => {
-      s.off('data', onData)
-      reject(new Error('warm-up: messages missing'))
-    }, 2000)
-    const onData = (chunk: Buffer): void => {
-      let b = rest.length === 0 ? chunk : Buffer.concat([rest, chunk])
-      const acks: Buffer[] = []
-      for (;;) {
-        if (b.length < 2) break
-        let len = 0
-        let mul = 1
-        let i = 1
-        for (; i < 5 && i < b.length; i++) {
-          len += (b[i]! & 0x7f) * mul
-          mul *= 128
-          if ((b[i]! & 0x80) === 0) break
-        }
-        if (i >= b.length || i === 5) break
-        const end = i + 1 + len
-        if (b.length < end) break
-        if ((b[0]! & 0xf0) === 0x30) {
-          count++
-          if (ack && (b[0]! & 0x06) !== 0) {
-            // the packet id follows the topic
-            const topicLength = b.readUInt16BE(i + 1)
-            const at = i + 3 + topicLength
-            acks.push(Buffer.from([0x40, 2, b[at]!, b[at + 1]!]))
-          }
-        }
-        b = b.subarray(end)
-      }
-      rest = Buffer.from(b)
-      if (acks.length > 0) s.write(Buffer.concat(acks))
-      if (count >= n) {
+    return this.until((p) => {
+      if (p.cmd !== 'publish') return false
+      if (p.qos > 0) this.socket.write(this.encode({ cmd: 'puback', messageId: p.messageId! }))
+      return ++count >= n
+    })
+  }
+
+  private until(done: (p: Packet) => boolean, start?: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('warm-up: no answer in time')), 2000)
+      this.onPacket = (p) => {
+        if (!done(p)) return
         clearTimeout(timer)
-        s.off('data', onData)
+        this.onPacket = () => {}
         resolve()
       }
-    }
-    s.on('data', onData)
-  })
+      start?.()
+    })
+  }
 }
