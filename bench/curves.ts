@@ -380,41 +380,25 @@ async function connections(c: Ctx): Promise<Curve> {
       `left out ${left.map(short).join(', ')}: the file limit is ${c.fdLimit} (RLIMIT_NOFILE, hard limit, not raisable here) for each broker process and the generator; ${short(top)} measured instead`,
     )
   }
-  const points: Point[] = []
-  for (const b of c.brokers) {
-    for (const n of sizes) {
-      let point: Point
-      const sockets: net.Socket[] = []
-      try {
-        point = await withBroker(b, 'connections', async (broker) => {
-          await settle(c, 1000)
-          const rss0 = rssBytes(broker.pid)
-          const cpu0 = cpuSeconds(broker.pid)
-          const gen0 = process.cpuUsage()
-          const t0 = now()
-          await capped(openMany(broker.port, n, `idle-${process.pid}-${n}`, undefined, undefined, 100, sockets), c.cap, `${n} connections`)
-          const seconds = (now() - t0) / 1000
-          const cpu = cpuSeconds(broker.pid) - cpu0
-          const gen = process.cpuUsage(gen0)
-          await settle(c, 2000)
-          const rss1 = rssBytes(broker.pid)
-          return {
-            broker: label(b),
-            size: n,
-            values: { rate: n / seconds, rssKB: (rss1 - rss0) / n / 1024, cpuUs: (cpu / n) * 1e6, seconds },
-            note: `while connecting: broker CPU ${((cpu / seconds) * 100).toFixed(0)}%, generator ${(((gen.user + gen.system) / 1e6 / seconds) * 100).toFixed(0)}%`,
-          }
-        })
-      } catch (err) {
-        point = failed(b, n, err)
-      } finally {
-        closeAll(sockets)
-      }
-      points.push(point)
-      c.log(`  connections ${label(b)} ${short(n)}: ${describe(point)}`)
-      if (point.note?.startsWith('over')) break
+  const points = await perSize(c, 'connections', sizes, async (b, n, broker, sockets) => {
+    await settle(c, 1000)
+    const rss0 = rssBytes(broker.pid)
+    const cpu0 = cpuSeconds(broker.pid)
+    const gen0 = process.cpuUsage()
+    const t0 = now()
+    await capped(openMany(broker.port, n, `idle-${process.pid}-${n}`, undefined, undefined, 100, sockets), c.cap, `${n} connections`)
+    const seconds = (now() - t0) / 1000
+    const cpu = cpuSeconds(broker.pid) - cpu0
+    const gen = process.cpuUsage(gen0)
+    await settle(c, 2000)
+    const rss1 = rssBytes(broker.pid)
+    return {
+      broker: label(b),
+      size: n,
+      values: { rate: n / seconds, rssKB: (rss1 - rss0) / n / 1024, cpuUs: (cpu / n) * 1e6, seconds },
+      note: `while connecting: broker CPU ${((cpu / seconds) * 100).toFixed(0)}%, generator ${(((gen.user + gen.system) / 1e6 / seconds) * 100).toFixed(0)}%`,
     }
-  }
+  })
   return {
     name: 'connections',
     title: 'Idle connections',
@@ -427,6 +411,37 @@ async function connections(c: Ctx): Promise<Curve> {
     points,
     notes,
   }
+}
+
+/**
+ * For each broker and size, a fresh broker measured by `measure` (the sockets
+ * it opens are closed after); a broker's larger sizes are skipped once one
+ * went over the time cap.
+ */
+async function perSize(
+  c: Ctx,
+  curve: CurveName,
+  sizes: number[],
+  measure: (b: BrokerName, n: number, broker: RunningBroker, sockets: net.Socket[]) => Promise<Point>,
+): Promise<Point[]> {
+  const points: Point[] = []
+  for (const b of c.brokers) {
+    for (const n of sizes) {
+      let point: Point
+      const sockets: net.Socket[] = []
+      try {
+        point = await withBroker(b, curve, (broker) => measure(b, n, broker, sockets))
+      } catch (err) {
+        point = failed(b, n, err)
+      } finally {
+        closeAll(sockets)
+      }
+      points.push(point)
+      c.log(`  ${curve} ${label(b)} ${short(n)}: ${describe(point)}`)
+      if (point.note?.startsWith('over')) break
+    }
+  }
+  return points
 }
 
 function failed(b: BrokerName, size: number, err: unknown): Point {
@@ -798,87 +813,71 @@ async function retained(c: Ctx): Promise<Curve> {
 async function fanout(c: Ctx): Promise<Curve> {
   const sizes = (c.quick ? [100, 1000] : [100, 1000, 10000]).filter((n) => n <= c.max && n <= c.fdLimit - 300)
   const rounds = c.quick ? 3 : 7
-  const points: Point[] = []
   const message = encode({ cmd: 'publish', topic: 'fan/t', payload: Buffer.alloc(64, 0x66), qos: 0, retain: false, dup: false })
   const subscribe = subscribePacket(1, ['fan/t'])
-  for (const b of c.brokers) {
-    for (const n of sizes) {
-      let point: Point
-      const sockets: net.Socket[] = []
-      try {
-        point = await withBroker(b, 'fanout', async (broker) => {
-          let got = 0
-          let last = 0
-          const at: number[] = []
-          const subacked: Array<() => void> = []
-          await capped(
-            openMany(
-              broker.port,
-              n,
-              `fan-${process.pid}-${n}`,
-              (i) => (type) => {
-                if (type === SUBACK) subacked[i]?.()
-                else if (type === PUBLISH) {
-                  got++
-                  last = now()
-                  at.push(last)
-                }
-              },
-              (s, i) =>
-                new Promise<void>((resolve) => {
-                  subacked[i] = resolve
-                  s.write(subscribe)
-                }),
-              100,
-              sockets,
-            ),
-            c.cap,
-            `${n} subscribers`,
-          )
-          const pub = await open(broker.port, `fan-pub-${process.pid}-${n}`, undefined)
-          sockets.push(pub)
-          await settle(c, 500)
-          const lasts: number[] = []
-          const halves: number[] = []
-          let short_ = ''
-          for (let r = 0; r < rounds; r++) {
-            got = 0
-            at.length = 0
-            const t0 = now()
-            last = t0
-            pub.write(message)
-            await capped(
-              arrivals(
-                () => got,
-                n,
-                2000,
-                () => last,
-              ),
-              c.cap,
-              'fan-out',
-            )
-            if (got < n) short_ = `only ${got} of ${n} received in a round`
-            lasts.push(last - t0)
-            halves.push(quantile(at, 0.5) - t0)
-            await sleep(200)
+  const points = await perSize(c, 'fanout', sizes, async (b, n, broker, sockets) => {
+    let got = 0
+    let last = 0
+    const at: number[] = []
+    const subacked: Array<() => void> = []
+    await capped(
+      openMany(
+        broker.port,
+        n,
+        `fan-${process.pid}-${n}`,
+        (i) => (type) => {
+          if (type === SUBACK) subacked[i]?.()
+          else if (type === PUBLISH) {
+            got++
+            last = now()
+            at.push(last)
           }
-          return {
-            broker: label(b),
-            size: n,
-            values: { lastMs: median(lasts), halfMs: median(halves), perSubUs: (median(lasts) / n) * 1000 },
-            note: [short_, `rounds ${lasts.map((x) => x.toFixed(1)).join(' ')} ms`].filter(Boolean).join(', '),
-          }
-        })
-      } catch (err) {
-        point = failed(b, n, err)
-      } finally {
-        closeAll(sockets)
-      }
-      points.push(point)
-      c.log(`  fanout ${label(b)} ${short(n)}: ${describe(point)}`)
-      if (point.note?.startsWith('over')) break
+        },
+        (s, i) =>
+          new Promise<void>((resolve) => {
+            subacked[i] = resolve
+            s.write(subscribe)
+          }),
+        100,
+        sockets,
+      ),
+      c.cap,
+      `${n} subscribers`,
+    )
+    const pub = await open(broker.port, `fan-pub-${process.pid}-${n}`, undefined)
+    sockets.push(pub)
+    await settle(c, 500)
+    const lasts: number[] = []
+    const halves: number[] = []
+    let short_ = ''
+    for (let r = 0; r < rounds; r++) {
+      got = 0
+      at.length = 0
+      const t0 = now()
+      last = t0
+      pub.write(message)
+      await capped(
+        arrivals(
+          () => got,
+          n,
+          2000,
+          () => last,
+        ),
+        c.cap,
+        'fan-out',
+      )
+      if (got < n) short_ = `only ${got} of ${n} received in a round`
+      lasts.push(last - t0)
+      halves.push(quantile(at, 0.5) - t0)
+      await sleep(200)
     }
-  }
+    return {
+      broker: label(b),
+      size: n,
+      values: { lastMs: median(lasts), halfMs: median(halves), perSubUs: (median(lasts) / n) * 1000 },
+      note: [short_, `rounds ${lasts.map((x) => x.toFixed(1)).join(' ')} ms`].filter(Boolean).join(', '),
+    }
+  })
   return {
     name: 'fanout',
     title: 'Fan-out of one message',
