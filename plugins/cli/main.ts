@@ -54,6 +54,8 @@ export async function main(argv: string[]): Promise<void> {
     return
   }
   let broker: Broker
+  /** the config file as the broker started with it (what SIGHUP compares a new reading with) */
+  let running: Record<string, unknown>
   // a SIGINT/SIGTERM during start-up (the warm-up, a hook folder's first load) stops the broker once it is up, gracefully
   let early: string | undefined
   const noteEarly = (signal: string) => (): void => {
@@ -66,6 +68,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const config = await resolveConfig(argv)
     if (config === undefined) return
+    running = parseConfigWith(hookmqConfigSchema, config) as unknown as Record<string, unknown>
     const { hooks, ...rest } = config
     broker = createBroker({ ...rest, hooks: hooks as Record<string, unknown> | undefined, hooksDir: config.hooksDir ?? './hooks' } as HookmqOptions)
     await broker.listen()
@@ -103,17 +106,17 @@ export async function main(argv: string[]): Promise<void> {
   if (early !== undefined) stop(early)
   // Mosquitto's users send HUP to reload: it must not end the broker. The main config is not applied live yet:
   // the file is read and checked again, and what changed is named (it takes effect at the next start)
-  process.on('SIGHUP', () => void reloadRequested(argv, broker))
+  process.on('SIGHUP', () => void reloadRequested(argv, running, broker))
 }
 
 /** SIGHUP: reads and checks the config again; names the keys that changed (applied at the next start) or the error. */
-async function reloadRequested(argv: string[], broker: Broker): Promise<void> {
+async function reloadRequested(argv: string[], running: Record<string, unknown>, broker: Broker): Promise<void> {
   try {
     const config = await resolveConfig(argv)
     if (config === undefined) return
     const next = parseConfigWith(hookmqConfigSchema, config) as unknown as Record<string, unknown>
-    const running = broker.config as unknown as Record<string, unknown>
-    const changed = Object.keys(next).filter((k) => k in running && JSON.stringify(next[k]) !== JSON.stringify(running[k]))
+    // every key either side has: one set or removed since the start counts too
+    const changed = [...new Set([...Object.keys(next), ...Object.keys(running)])].filter((k) => JSON.stringify(next[k]) !== JSON.stringify(running[k]))
     if (changed.length === 0) broker.log.info('SIGHUP: the config file is valid and unchanged (hook files reload by themselves when they change)')
     else
       broker.log.warn(

@@ -173,6 +173,8 @@ test('SIGHUP does not end the broker: the config file is checked again and what 
     assert.match(b.stdout(), re)
   }
   await until(/listening/)
+  b.child.kill('SIGHUP')
+  await until(/SIGHUP: the config file is valid and unchanged/) // (compared with the file as the broker started with it)
   writeFileSync(config, JSON.stringify({ port, ws: false, log: { level: 'info' }, limits: { maxConnections: 10 } }))
   b.child.kill('SIGHUP')
   await until(/SIGHUP: the config file is valid; these keys changed[^\n]*|"changed":\["limits"\]/)
