@@ -5,6 +5,7 @@
 // redis-server, and Redis commands and bytes (in + out) per message.
 import { cpuSeconds, startBroker, type BenchRedis, type RunningBroker } from './brokers.js'
 import { fanIn } from './scenarios.js'
+import { median as med } from './stats.js'
 
 export interface ClusterCostRow {
   nodes: number
@@ -70,10 +71,6 @@ export async function clusterCost(redis: BenchRedis, reps: number, quick: boolea
 }
 
 export function printClusterCost(name: string, rows: ClusterCostRow[][]): void {
-  const med = (xs: number[]): number => {
-    const s = [...xs].sort((a, b) => a - b)
-    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-  }
   console.log(`\n${name}`)
   console.log('  nodes traffic qos        msg/s   hookmq CPU-s/M msgs   redis CPU-s/M msgs   Redis cmds/msg   Redis bytes/msg')
   for (const rs of rows) {

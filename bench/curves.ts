@@ -27,6 +27,7 @@ import {
   type RunningBroker,
 } from './brokers.js'
 import { lineChart, short } from './plot.js'
+import { median, quantile } from './stats.js'
 import { CONNACK, Framer, PUBLISH, SUBACK, encode, pump, type OnPacket } from './wire.js'
 
 export type CurveName = 'connections' | 'subscriptions' | 'retained' | 'fanout'
@@ -291,15 +292,6 @@ async function startBystander(port: number, intervalMs = 2): Promise<{ stop(): P
     },
   }
 }
-
-function quantile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(sorted.length * p) - 1))]!
-}
-const median = (xs: number[]): number =>
-  quantile(
-    [...xs].sort((a, b) => a - b),
-    0.5,
-  )
 
 // ---------------------------------------------------------------------------
 // the curves

@@ -26,6 +26,7 @@ import {
 import { fanIn, fanOut, idleClients, latency, startSink, type FanInOptions } from './scenarios.js'
 import { amplification } from './amplification.js'
 import { clusterCost, printClusterCost } from './cluster-cost.js'
+import { median } from './stats.js'
 import { costCurves } from './curves.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
 import { delayedLink, delayRelay, kernelHasNetem, netemUnavailable, type Delayed } from './netem.js'
@@ -524,11 +525,6 @@ async function amplificationRuns(sc: Scenario, list: BrokerName[]): Promise<void
     print({ ...sc, unit: 'ms', name: `  bystander round trip meanwhile, p99 ms` }, pick('p99', first))
     print({ ...sc, unit: 'ms', name: `  bystander round trip meanwhile, max ms` }, pick('max', first))
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
 /** whether the kernel has netem: probed at the first delayed scenario */

@@ -1,4 +1,5 @@
 import type net from 'node:net'
+import { quantile } from './stats.js'
 import { connectClient, encode, packetIdOffset, pump, waitFor, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK } from './wire.js'
 
 // The scenarios. Each takes a broker's port and answers what it measured; the
@@ -276,11 +277,6 @@ export async function latency(
   samples.sort((a, b) => a - b)
   const q = (p: number): number => quantile(samples, p)
   return { p50: q(0.5), p99: q(0.99), max: samples[samples.length - 1]!, received: samples.length, expected, perSecond }
-}
-
-/** The `p` quantile of sorted values (NaN when none). */
-function quantile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * p) - 1)]!
 }
 
 /** Opens `n` clients that each CONNECT and SUBSCRIBE a unique topic; answers the sockets (to close). */

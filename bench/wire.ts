@@ -135,8 +135,10 @@ export function pump(
   })
 }
 
-/** Resolves when `cond` holds (checked after each packet via `check`), or rejects after `ms`. */
-/** `what`: said on a timeout (a function: read then, for counts that moved meanwhile) */
+/**
+ * Resolves when `cond` holds (checked after each packet via `check`), or rejects after `ms`.
+ * `what`: said on a timeout (a function: read then, for counts that moved meanwhile).
+ */
 export function waitFor(cond: () => boolean, ms: number, what: string | (() => string)): { promise: Promise<void>; check: () => void } {
   let resolve!: () => void
   let reject!: (e: Error) => void
