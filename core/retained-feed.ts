@@ -1,5 +1,5 @@
 import type { Logger } from './logger.js'
-import type { Session } from './session.js'
+import type { Outlet, Session } from './session.js'
 import type { Message, Subscription } from './types.js'
 
 // The retained messages of a new subscription, sent a slice at a time and only
@@ -15,8 +15,8 @@ import type { Message, Subscription } from './types.js'
 /** messages sent in one turn of the event loop, at most */
 const SLICE = 256
 
-/** The connection a feed writes to. */
-export interface FeedOutlet {
+/** The connection a feed writes to (the session's outlet while it serves it). */
+export interface FeedOutlet extends Outlet {
   readonly isOpen: boolean
   /** its socket wants a drain */
   readonly backedUp: boolean
@@ -57,7 +57,7 @@ export class RetainedFeed {
     const { session, sub, outlet } = this
     for (let sent = 0; ; ) {
       // the client went away, or the subscription was replaced or removed: the rest is not sent
-      if (!outlet.isOpen || session.outlet !== (outlet as unknown) || session.subscriptions.get(sub.filter) !== sub) return this.stop()
+      if (!outlet.isOpen || session.outlet !== outlet || session.subscriptions.get(sub.filter) !== sub) return this.stop()
       if (this.at === this.page.length) return this.next()
       if (sent === SLICE) return this.resume()
       const m = this.page[this.at]!
