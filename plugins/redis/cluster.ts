@@ -80,7 +80,7 @@ class ClusterLifecycle implements BrokerPlugin {
     await self.reader.open()
     await membership.join(broker)
     await this.groups.load()
-    await this.interest.start()
+    this.interest.start()
     await membership.beat()
     await membership.awaitPeers()
     self.reader.run()

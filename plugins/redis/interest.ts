@@ -75,10 +75,12 @@ export class InterestSync {
     })
   }
 
-  /** Start-up (this node registered): loads the others' sets. Its own is written once its sessions are restored (ready). */
-  async start(): Promise<void> {
-    const { redis, me } = this.self
-    for (const n of await redis.smembers(this.self.key('nodes'))) if (n !== me) await this.reload(n)
+  /**
+   * Start-up. The others' sets are read as their streams are followed (onFollow:
+   * each peer is sent everything until then); this node's own is written once
+   * its sessions are restored (ready).
+   */
+  start(): void {
     this.sweeper = setInterval(() => this.sweep(), Math.max(250, this.graceMs / 4))
     this.sweeper.unref()
   }
