@@ -22,6 +22,7 @@ import { SessionManager } from './sessions.js'
 import { memoryStores, type Stores } from './stores.js'
 import type { BrokerStats } from './services.js'
 import { SysPublisher, type SysSource } from './sys.js'
+import { Tracer } from './trace.js'
 import { newMessage, type ClientInfo, type Message, type MessageProperties, type QoS, type Subscription } from './types.js'
 
 export interface BrokerOptions extends ConfigInput {
@@ -90,6 +91,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   hooks: HookRunner
   readonly cluster: Cluster | undefined
   readonly version: string
+  readonly tracer: Tracer
   /** runs one packet's handler (the connections call it) */
   readonly dispatch = dispatch
   private readonly connections = new Set<Connection>()
@@ -124,6 +126,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')
     this.router = new Router(this.id)
+    this.tracer = new Tracer(this.id)
     this.version = version ?? 'unknown'
     this.fileReader = readFile
     this.pipeline = new PublishPipeline(this)
@@ -188,6 +191,28 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
         out.push({ clientId: s.clientId, client: s.outlet?.client ?? s.lastClient, connected: s.outlet !== null, subscription: sub })
     }
     return out
+  }
+
+  /** The connections whose CONNACK accepted them and that are not closing. */
+  connectedClients(): Connection[] {
+    const out: Connection[] = []
+    for (const c of this.connections) if (c.state.kind === 'connected') out.push(c)
+    return out
+  }
+
+  /** The connection `clientId` has on this node, if connected. */
+  connectionOf(clientId: string): Connection | undefined {
+    const outlet = this.sessions.sessions.get(clientId)?.outlet
+    return outlet instanceof Connection && outlet.state.kind === 'connected' ? outlet : undefined
+  }
+
+  /** Disconnects `clientId` if connected here (MQTT 5: DISCONNECT 0x98 Administrative action); its will is published. */
+  kick(clientId: string, reason = 'disconnected by an administrator'): boolean {
+    const conn = this.connectionOf(clientId)
+    if (conn === undefined) return false
+    this.log.info({ clientId, reason }, 'client kicked')
+    conn.closeWith(ReasonCode.AdministrativeAction, reason)
+    return true
   }
 
   /**

@@ -95,6 +95,11 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
   aliasesOut: Map<string, number> | null = null
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
+  /** bytes read from and written to the socket (for the admin API) */
+  bytesIn = 0
+  bytesOut = 0
+  /** when its CONNACK accepted it (ms since the epoch); 0 before */
+  connectedAt = 0
   private readonly intake: Intake
   /** an earlier packet's handler is still running: the packets after it stay bytes in the intake, and the socket is not read */
   private waiting = false
@@ -134,6 +139,7 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
   }
 
   onData(buf: Buffer): void {
+    this.bytesIn += buf.length
     if (this.isOpen) this.intake.read(buf)
   }
 
@@ -176,6 +182,7 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
    * before it are done.
    */
   private run(packet: Packet): void {
+    if (this.ctx.tracer.active) this.ctx.tracer.packet(this.client, 'in', packet)
     let result: Promise<void> | void
     try {
       const order = this.publishOrder
@@ -214,11 +221,13 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
 
   write(packet: Packet): void {
     if (!this.isOpen && packet.cmd !== 'disconnect' && packet.cmd !== 'connack') return
+    if (this.ctx.tracer.active) this.ctx.tracer.packet(this.client, 'out', packet)
     this.writeBytes(encodePacket(packet, this.genOpts))
   }
 
   /** Writes within one tick leave in one batch (cork until the next tick). False when the socket wants a drain. */
   private writeBytes(buf: Buffer): boolean {
+    this.bytesOut += buf.length
     if (!this.corked) {
       this.corked = true
       this.socket.cork()
@@ -283,6 +292,7 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
       return false
     }
     this.ctx.stats.sent[qos]++
+    if (this.ctx.tracer.active) this.ctx.tracer.delivery(this.client, message.topic, qos, packetId, message.payload.length)
     if (!this.writeBytes(buf)) this.congested(from)
     return true
   }

@@ -33,6 +33,7 @@ export const ReasonCode = {
   TopicAliasInvalid: 0x94,
   PacketTooLarge: 0x95,
   QuotaExceeded: 0x97,
+  AdministrativeAction: 0x98,
   MaximumConnectTime: 0xa0,
   PayloadFormatInvalid: 0x99,
   RetainNotSupported: 0x9a,

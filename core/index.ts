@@ -1,4 +1,7 @@
 export { Broker } from './broker.js'
+export { Tracer } from './trace.js'
+export type { TraceEvent, TraceFilter } from './trace.js'
+export type { Connection } from './connection.js'
 export type { BrokerOptions, BrokerPlugin, PublishOptions, BrokerStats } from './broker.js'
 export { configSchema, parseConfig, parseConfigWith, configReference, HOOK_SETTINGS } from './config.js'
 export type { Config, ConfigInput } from './config.js'

@@ -7,6 +7,7 @@ import type { QuotaName, QuotaRefusals } from './quota.js'
 import type { RefusalCounts, Refusals } from './refusals.js'
 import type { Router } from './router.js'
 import type { Stores } from './stores.js'
+import type { Tracer } from './trace.js'
 
 // What the broker's parts share. The Broker (broker.ts) makes these and hands
 // each part the narrow view it needs; no part imports the Broker back.
@@ -42,4 +43,6 @@ export interface CoreServices {
   readonly refusals: Refusals
   readonly quotas: QuotaRefusals
   readonly stats: BrokerStats
+  /** live trace (core/trace.ts): inactive, one boolean read per packet, while no one watches */
+  readonly tracer: Tracer
 }

@@ -73,6 +73,8 @@ export interface WebhookApi {
   deadLetters(webhook?: string): Promise<DeadBatch[]>
   /** queues dead letters again; answers how many deliveries */
   replay(webhook?: string): Promise<number>
+  /** deletes dead letters; answers how many batches */
+  purge(webhook?: string): Promise<number>
 }
 
 /** The modules a hook file's `import ... from 'hookmq' | 'zod'` resolve to. */
@@ -211,6 +213,7 @@ export class HookmqBroker extends Broker {
       status: () => webhooks?.status() ?? [],
       deadLetters: (name?: string) => webhooks?.deadLetters(name) ?? Promise.resolve([]),
       replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
+      purge: (name?: string) => webhooks?.purge(name) ?? Promise.resolve(0),
     }
     const folder = hooksDir === undefined ? undefined : resolve(this.config.hooksDir)
     this.endpoint =

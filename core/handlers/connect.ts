@@ -278,6 +278,7 @@ function attachSession(conn: Connection, plan: ConnectPlan, request: OpenRequest
   const revoked = present && session === checked && denied.length > 0
   if (revoked) revokeOnResume(ctx, session, denied) // before anything queued is sent
   conn.state = { kind: 'connected', session }
+  conn.connectedAt = Date.now()
   conn.write(connack(conn, plan, present))
   session.attach(conn, present)
   ctx.emitter.emit('clientConnected', conn.client, { sessionPresent: present })

@@ -331,6 +331,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       reportFailure: failureReporter(log, compiled),
       eventContext: { config, log, forward },
       forward,
+      tracer: this.broker?.tracer,
       active: 0,
       spare: undefined,
       retired: false,

@@ -1,4 +1,4 @@
-import { HookmqError, isPromise, type DecisionReceiver, type Later, type Logger, type Message } from '../../core/index.js'
+import { HookmqError, isPromise, type DecisionReceiver, type Later, type Logger, type Message, type Tracer } from '../../core/index.js'
 import type { Compiled } from './compile.js'
 import { firstFrame, mapStack, where } from './compile.js'
 import type { CallContext, HookDefinition } from './define.js'
@@ -76,6 +76,8 @@ export interface Registration {
   /** the last argument of event handlers */
   readonly eventContext: { config: unknown; log: Logger; forward(webhook: string, body: unknown): Promise<void> }
   readonly forward: (webhook: string, body: unknown) => Promise<void>
+  /** the broker's live trace: while it is active, decisions on traced clients and topics are reported to it */
+  readonly tracer: Tracer | undefined
   /** calls running now; a retired version tears down when this reaches 0 */
   active: number
   /** a call context to reuse (see callFor) */

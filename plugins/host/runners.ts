@@ -83,6 +83,16 @@ function decideFrom<D extends Decision<object>>(
     const entry = serving(list[i]!, method)
     if (entry === undefined || (topic !== undefined && entry.filter !== null && !entry.filter(topic))) continue
     const last = !hasLater(list, i, topic)
+    if (entry.tracer?.active === true) {
+      // traced: the answer comes back here (not straight to `into`), to be reported with its time
+      const d = traceDecision(entry, method, input, invoke(entry, method, input, check, fallback), topic, performance.now())
+      if (isPromise(d)) {
+        if (last) return d
+        return d.then((r) => (r.result === 'pass' ? (decideFrom(list, i + 1, method, input, check, fallback, topic, undefined, undefined) as D | Promise<D>) : r))
+      }
+      if (d.result !== 'pass') return d
+      continue
+    }
     const d = invoke(entry, method, input, check, fallback, last ? into : undefined, message)
     if (d === LATER) return d // its answer, pass or not, is the answer
     if (isPromise(d)) {
@@ -92,6 +102,25 @@ function decideFrom<D extends Decision<object>>(
     if (d.result !== 'pass') return d
   }
   return PASS as D
+}
+
+/** Reports a decision (now, or when its promise settles) to the entry's tracer; answers it unchanged. */
+function traceDecision<D extends Decision<object>>(
+  entry: Runnable,
+  method: HookMethod,
+  input: unknown,
+  d: D | Promise<D>,
+  topic: string | undefined,
+  started: number,
+): D | Promise<D> {
+  const i = input as { client?: ClientInfo; filter?: string }
+  const report = (r: D): D => {
+    const reason = (r as { reasonCode?: number }).reasonCode
+    const answer = r.result + (reason !== undefined ? ` 0x${reason.toString(16)}` : '')
+    entry.tracer!.decision(i.client, method, entry.name, entry.version, answer, performance.now() - started, topic ?? i.filter)
+    return r
+  }
+  return isPromise(d) ? d.then(report) : report(d)
 }
 
 /** Checks a transform's answer (schemas.ts makeTransformCheck): null = drop, undefined = unchanged; throws when invalid. */
@@ -117,7 +146,9 @@ export function chainTransforms(
       retain: current.retain,
       properties: current.properties,
     }
-    const patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, check, undefined) // fails open
+    const started = entry.tracer?.active === true ? performance.now() : 0
+    let patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, check, undefined) // fails open
+    if (started !== 0) patch = traceTransform(entry, client, current.topic, patch, started)
     if (isPromise(patch)) {
       const base = current
       return patch.then((p) => (p === null ? null : chainTransforms(list, client, p === undefined ? base : applyPatch(base, p), check, i + 1)))
@@ -126,6 +157,21 @@ export function chainTransforms(
     if (patch !== undefined) current = applyPatch(current, patch)
   }
   return current
+}
+
+function traceTransform(
+  entry: Runnable,
+  client: ClientInfo | undefined,
+  topic: string,
+  patch: TransformPatch | null | undefined | Promise<TransformPatch | null | undefined>,
+  started: number,
+): typeof patch {
+  const report = (p: TransformPatch | null | undefined): TransformPatch | null | undefined => {
+    const answer = p === null ? 'drop' : p === undefined ? 'unchanged' : `changed ${Object.keys(p).join(',')}`
+    entry.tracer!.decision(client, 'transform', entry.name, entry.version, answer, performance.now() - started, topic)
+    return p
+  }
+  return isPromise(patch) ? patch.then(report) : report(patch)
 }
 
 /** Runs every `on.<event>` handler of `list`; none can block or break another. */

@@ -157,6 +157,11 @@ export class WebhookPlugin implements BrokerPlugin {
     return n
   }
 
+  /** deletes dead letters (of one webhook, or all); answers how many batches */
+  purge(webhook?: string): Promise<number> {
+    return this.outbox.purge(webhook)
+  }
+
   status(): WebhookStatus[] {
     return this.configs.map((c) => {
       const d = this.dispatchers.get(c.name)!

@@ -45,6 +45,8 @@ export interface Outbox {
   deadLetters(webhook?: string): Promise<DeadBatch[]>
   /** moves dead letters (of one webhook, or all) back into the outbox; answers how many deliveries */
   replay(webhook?: string): Promise<number>
+  /** deletes dead letters (of one webhook, or all); answers how many batches */
+  purge(webhook?: string): Promise<number>
   /** called when deliveries appear (e.g. recovered at start-up, replayed) */
   onWaiting(fn: (webhook: string) => void): void
   start(webhooks: string[]): Promise<void>
@@ -85,7 +87,7 @@ const NO_REFS: readonly string[] = []
 
 export class MemoryOutbox implements Outbox {
   private readonly queues = new Map<string, MemoryQueue>()
-  private readonly deadList: DeadBatch[] = []
+  private deadList: DeadBatch[] = []
   private notify: (webhook: string) => void = () => {}
   private readonly makeId: () => string
   private readonly writer = new JsonWriter()
@@ -165,6 +167,12 @@ export class MemoryOutbox implements Outbox {
       this.notify(b.webhook)
     }
     return n
+  }
+
+  async purge(webhook?: string): Promise<number> {
+    const before = this.deadList.length
+    this.deadList = this.deadList.filter((b) => webhook !== undefined && b.webhook !== webhook)
+    return before - this.deadList.length
   }
 
   onWaiting(fn: (webhook: string) => void): void {

@@ -209,6 +209,15 @@ export class RedisOutbox implements Outbox {
     return out
   }
 
+  async purge(webhook?: string): Promise<number> {
+    let n = 0
+    for (const w of webhook === undefined ? this.webhooks : [webhook]) {
+      const [[, len], [, deleted]] = (await this.redis.multi().llen(this.deadKey(w)).del(this.deadKey(w)).exec()) as [[null, number], [null, number]]
+      if (deleted > 0) n += len
+    }
+    return n
+  }
+
   async replay(webhook?: string): Promise<number> {
     let n = 0
     for (const w of webhook === undefined ? this.webhooks : [webhook]) {

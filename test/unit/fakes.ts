@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream'
 import { parseConfig, type ConfigInput } from '../../core/config.js'
 import { BrokerEmitter } from '../../core/events.js'
 import { Flow } from '../../core/flow.js'
+import { Tracer } from '../../core/trace.js'
 import { passThroughHooks, type HookRunner } from '../../core/hooks.js'
 import { createLogger } from '../../core/logger.js'
 import { QuotaRefusals, quotaCounters } from '../../core/quota.js'
@@ -160,6 +161,7 @@ export function services(config: ConfigInput = {}, hooks: HookRunner = passThrou
   const quota = quotaCounters()
   return {
     id: 'node-test',
+    tracer: new Tracer('node-test'),
     config: parseConfig(config),
     log,
     emitter: new BrokerEmitter(log),
