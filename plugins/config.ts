@@ -99,14 +99,26 @@ export const hookmqConfigSchema = configSchema
             .min(16, 'at least 16 characters')
             .regex(/^\S+$/, 'no spaces')
             .optional()
-            .describe('bearer token /metrics and /hooks require (`Authorization: Bearer <token>`); required when the endpoint binds beyond loopback'),
+            .describe(
+              'admin bearer token (`Authorization: Bearer <token>`) for /metrics, /hooks, the admin API and the dashboard; without any token the endpoint answers loopback only, and binding it beyond loopback is refused',
+            ),
+          tokens: z
+            .array(
+              z.strictObject({
+                token: z.string().min(16, 'at least 16 characters').regex(/^\S+$/, 'no spaces'),
+                role: z.enum(['read', 'admin']).describe('read: GET only; admin: everything'),
+                name: z.string().optional().describe('who holds it (shown in the log of admin actions)'),
+              }),
+            )
+            .default([])
+            .describe('more tokens, each read-only or admin'),
         }),
       ])
       .default(false)
-      .describe('HTTP endpoint with /health, /live, /metrics (Prometheus) and /hooks, or false'),
+      .describe('HTTP endpoint with /health, /live, /metrics (Prometheus), /hooks, the admin API (/admin/) and the dashboard (/), or false'),
   })
   .superRefine((c, ctx) => {
-    if (c.http === false || c.http.token !== undefined) return
+    if (c.http === false || c.http.token !== undefined || c.http.tokens.length > 0) return
     const host = c.http.host ?? c.host
     if (!isLoopback(host)) ctx.addIssue({ code: 'custom', path: ['http', 'token'], message: `required when the HTTP endpoint binds beyond loopback (${host})` })
   })

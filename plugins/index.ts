@@ -221,7 +221,18 @@ export class HookmqBroker extends Broker {
         ? undefined
         : new HttpEndpoint(
             full.http,
-            { hooks: this.hookStatus, webhooks: this.webhooks.status, hooksProblem: () => host.health(), hooksDir: folder },
+            {
+              hooks: this.hookStatus,
+              webhooks: this.webhooks.status,
+              hooksProblem: () => host.health(),
+              hooksDir: folder,
+              version,
+              admin: {
+                webhooks: this.webhooks,
+                config: () => maskSecrets(full),
+                cluster: cluster === undefined ? undefined : cluster.queries,
+              },
+            },
             this.log.child({ plugin: 'http' }),
           )
     if (this.endpoint) this.use(this.endpoint)
@@ -265,6 +276,17 @@ export class HookmqBroker extends Broker {
 /** Makes a broker: the core with the hook host and the plugins the options configure. The one way the package makes one. */
 export function createBroker(options: HookmqOptions = {}): HookmqBroker {
   return new HookmqBroker(options)
+}
+
+/** A copy of `value` with every secret masked: keys that name one (password, secret, token, key...) and credentials in URLs. */
+export function maskSecrets(value: unknown, key = ''): unknown {
+  if (/pass(word|wd)?$|secret|token|authorization|api[-_]?key|private[-_]?key|^key$|^cert$|^ca$|^pfx$/i.test(key) && value !== undefined && value !== null)
+    return Array.isArray(value) && key === 'tokens' ? value.map((t: unknown) => maskSecrets(t)) : '[masked]'
+  if (typeof value === 'string') return maskCredentials(value)
+  if (Array.isArray(value)) return value.map((v) => maskSecrets(v))
+  if (value !== null && typeof value === 'object' && !Buffer.isBuffer(value))
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, maskSecrets(v, k)]))
+  return Buffer.isBuffer(value) ? '[masked]' : value
 }
 
 /** QUIT, or drop the connection when Redis does not answer within a second. */

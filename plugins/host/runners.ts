@@ -88,7 +88,9 @@ function decideFrom<D extends Decision<object>>(
       const d = traceDecision(entry, method, input, invoke(entry, method, input, check, fallback), topic, performance.now())
       if (isPromise(d)) {
         if (last) return d
-        return d.then((r) => (r.result === 'pass' ? (decideFrom(list, i + 1, method, input, check, fallback, topic, undefined, undefined) as D | Promise<D>) : r))
+        return d.then((r) =>
+          r.result === 'pass' ? (decideFrom(list, i + 1, method, input, check, fallback, topic, undefined, undefined) as D | Promise<D>) : r,
+        )
       }
       if (d.result !== 'pass') return d
       continue

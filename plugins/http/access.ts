@@ -5,6 +5,21 @@ import type { HookStatus } from '../host/host.js'
 
 // Who may read the operator's endpoints, and what they show of the machine.
 
+/** The configured tokens and their roles; a request's role from its `Authorization: Bearer` header (compared in constant time). */
+export class Tokens {
+  private readonly list: Array<{ token: BearerToken; role: 'read' | 'admin' }>
+
+  constructor(tokens: ReadonlyArray<{ token: string; role: 'read' | 'admin' }>) {
+    this.list = tokens.map((t) => ({ token: new BearerToken(t.token), role: t.role }))
+  }
+
+  roleOf(req: http.IncomingMessage): 'read' | 'admin' | undefined {
+    let role: 'read' | 'admin' | undefined
+    for (const t of this.list) if (t.token.allows(req) && role !== 'admin') role = t.role // every token is compared: no early exit
+    return role
+  }
+}
+
 /** Checks `Authorization: Bearer <token>` in constant time (both sides hashed to one length). */
 export class BearerToken {
   private readonly expected: Buffer

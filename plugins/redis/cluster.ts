@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Broker, BrokerPlugin, Cluster, Logger, MessageBus } from '../../core/index.js'
+import { AdminRpc } from './admin-rpc.js'
 import { RedisBus } from './bus.js'
 import { GroupSync } from './groups.js'
 import { InterestSync } from './interest.js'
@@ -49,6 +50,8 @@ export interface RedisCluster {
   cluster: Cluster
   bus: MessageBus
   plugin: BrokerPlugin
+  /** the admin API's questions to every node */
+  queries: AdminRpc
 }
 
 export function redisCluster(options: RedisClusterOptions): RedisCluster {
@@ -57,7 +60,8 @@ export function redisCluster(options: RedisClusterOptions): RedisCluster {
   const groups = new GroupSync(self, interest)
   const membership = new RedisMembership(self, groups, interest, options)
   const bus = new RedisBus(self, interest)
-  return { cluster: membership, bus, plugin: new ClusterLifecycle(self, membership, bus, groups, interest) }
+  const queries = new AdminRpc(self)
+  return { cluster: membership, bus, queries, plugin: new ClusterLifecycle(self, membership, bus, groups, interest, queries) }
 }
 
 /** Starts the parts in order (before the listeners open) and stops them; hands each stream entry to its part. */
@@ -70,6 +74,7 @@ class ClusterLifecycle implements BrokerPlugin {
     private readonly bus: RedisBus,
     private readonly groups: GroupSync,
     private readonly interest: InterestSync,
+    private readonly queries: AdminRpc,
   ) {}
 
   async start(broker: Broker): Promise<void> {
@@ -84,14 +89,16 @@ class ClusterLifecycle implements BrokerPlugin {
     await membership.beat()
     await membership.awaitPeers()
     self.reader.run()
+    await this.queries.start(broker)
     broker.once('ready', () => {
       this.interest.ready().catch((err: unknown) => self.log.warn({ err }, "this node's subscriptions could not be written: the others send it every message"))
       void membership.handover.publishLeftWills(self.me).catch((err: unknown) => self.log.error({ err }, 'wills of the last run could not be published'))
     })
   }
 
-  stop(): Promise<void> {
+  async stop(): Promise<void> {
     this.interest.stop()
+    await this.queries.stop()
     return this.membership.leave()
   }
 
