@@ -9,6 +9,7 @@ import { createBroker, hookModules, type HookmqOptions } from '../index.js'
 import { listHookFiles, preflightFile } from '../host/loader.js'
 import type { HookSettings } from '../host/host.js'
 import { HookLoadError, asLoadError, compile, evaluate, where } from '../host/compile.js'
+import { ADMIN_COMMANDS, ADMIN_USAGE, adminCommand } from './admin.js'
 
 const CHECK_USAGE = `usage: hookmq check [DIR] [--config FILE]
   compile and preflight every hook file of DIR (default ./hooks), each in a throwaway worker
@@ -23,6 +24,11 @@ const USAGE = `usage: hookmq [options]
        hookmq check [DIR]   compile and validate a hooks folder (default ./hooks), exit 1 on any error
        hookmq webhooks dead-letters [--replay] [--config FILE]   list (or queue again) dead letters in Redis
        hookmq passwd [--stdin]   print a password hash for hooks.example/auth.ts
+  a running broker, over its admin API (--url, --token, --json; see each command's --help):
+       hookmq clients | client ID | kick ID | ban ... | bans | unban ID
+       hookmq sessions | session ID [--delete] | subscriptions TOPIC
+       hookmq retained [FILTER] | publish TOPIC [PAYLOAD] | dead-letters [--replay|--purge]
+       hookmq hooks [reload|disable|enable NAME] | reload | trace (--client ID | --topic FILTER)
        hookmq COMMAND --help     usage of one command
   --config FILE     config file (.json, .ts, .js or .mjs); default ./hookmq.config.json or .ts if present
   --host ADDR       bind address of the listeners (default 127.0.0.1)
@@ -36,9 +42,13 @@ const USAGE = `usage: hookmq [options]
   --help, --version`
 
 export async function main(argv: string[]): Promise<void> {
-  const help = { check: CHECK_USAGE, webhooks: WEBHOOKS_USAGE, passwd: PASSWD_USAGE }[argv[0] ?? '']
+  const help = { check: CHECK_USAGE, webhooks: WEBHOOKS_USAGE, passwd: PASSWD_USAGE, ...ADMIN_USAGE }[argv[0] ?? '']
   if (help !== undefined && (argv.includes('--help') || argv.includes('-h'))) {
     process.stdout.write(help + '\n')
+    return
+  }
+  if (ADMIN_COMMANDS.includes(argv[0] ?? '')) {
+    process.exitCode = await adminCommand(argv[0]!, argv.slice(1), async (file) => (await loadConfigFile(file)) as Record<string, unknown>)
     return
   }
   if (argv[0] === 'passwd') {
