@@ -115,6 +115,13 @@ function latencyScenario(name: string, warmup: number, settle: number, hooks?: '
   }
 }
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+/** --quick: one process per broker, started on first use and kept for the run */
+const kept = new Map<BrokerName, Promise<RunningBroker>>()
+function sharedBroker(b: BrokerName): Promise<RunningBroker> {
+  let p = kept.get(b)
+  if (p === undefined) kept.set(b, (p = startBroker(b, {})))
+  return p
+}
 const lossNote = (r: { received: number; expected: number }): string | undefined => (r.received < r.expected ? `LOST ${r.expected - r.received}` : undefined)
 
 /** A scenario's run: fan-in from 10 publishers to one subscriber (QoS 0, 64-byte payloads unless `o` says otherwise); its rate, and any loss. */
@@ -565,7 +572,11 @@ async function main(): Promise<void> {
       for (const b of order) {
         if (sc.redis) await redisServer!.flush()
         const nodes: RunningBroker[] = []
-        for (let k = 0; k < (sc.nodes ?? 1); k++) nodes.push(await startBroker(b, { ...sc.options?.(b), ...(sc.redis ? redisOptions(b, k) : {}) }, link))
+        // --quick: the scenarios that need nothing of their own share one process per broker (starting
+        // three brokers for every scenario was most of a quick run); the others start their own
+        const shared = quick && sc.options === undefined && !sc.redis && sc.nodes === undefined && !sc.settle && sc.rttMs === undefined
+        if (shared) nodes.push(await sharedBroker(b))
+        else for (let k = 0; k < (sc.nodes ?? 1); k++) nodes.push(await startBroker(b, { ...sc.options?.(b), ...(sc.redis ? redisOptions(b, k) : {}) }, link))
         const cpuAll = (): number => nodes.reduce((sum, n) => sum + cpuSeconds(n.pid), 0)
         if (sc.settle) await sleep(sc.settle * 1000)
         try {
@@ -585,14 +596,17 @@ async function main(): Promise<void> {
         } catch (err) {
           rows.get(b)!.push({ value: NaN, unit: sc.unit, brokerCpu: NaN, genCpu: NaN, note: `failed: ${(err as Error).message}` })
         } finally {
-          for (const n of nodes) await n.stop()
+          if (!shared) for (const n of nodes) await n.stop()
         }
       }
     }
     link?.remove()
     print(sc, rows)
   }
-  console.log(`\n${reps} repetition(s), ${quick ? 'quick' : 'full'} mode, ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+  for (const b of kept.values()) await (await b).stop()
+  console.log(
+    `\n${reps} repetition(s), ${quick ? 'quick mode (scenarios without options of their own ran on one process per broker)' : 'full mode'}, ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+  )
   await sink.close()
   await redisServer?.stop()
   process.exit(0)
