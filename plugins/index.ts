@@ -115,6 +115,7 @@ function coreOptions(options: HookmqOptions): {
           sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
           retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
           bus: cluster!.bus,
+          bans: cluster!.bans,
         }
       : undefined)
   // Mosca's Redis TTLs: what offline clients leave behind expires (MQTT 5 expiry intervals take precedence)
