@@ -194,8 +194,10 @@ export class BanList implements Bans {
     }
   }
 
-  /** A ban added at run time is in force: indexed, timed, and its live clients closed. */
+  /** A ban added at run time is in force: indexed, timed, and its live clients closed (once: a store may report this node's own add). */
   private put(ban: Ban): void {
+    const had = this.runtime.get(ban.id)
+    if (had !== undefined && had.createdAt === ban.createdAt && had.expiresAt === ban.expiresAt && had.reason === ban.reason) return
     this.runtime.set(ban.id, ban)
     this.reindex([ban])
     this.kick(ban)

@@ -125,7 +125,12 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.quotas = new QuotaRefusals(this.stats.quota, this.log)
     this.stores = stores ?? memoryStores()
     this.cluster = cluster
-    this.bans = new BanList({ store: this.stores.bans ?? new MemoryBanStore(), log: this.log, live: () => this.connections, flapping: this.config.limits.flapping })
+    this.bans = new BanList({
+      store: this.stores.bans ?? new MemoryBanStore(),
+      log: this.log,
+      live: () => this.connections,
+      flapping: this.config.limits.flapping,
+    })
     this.bans.configure(this.config.bans)
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')

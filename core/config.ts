@@ -248,9 +248,9 @@ export const configSchema = z.strictObject({
         .describe('bytes all connections together may hold for CONNECT packets not yet complete; the connection that would pass it is closed'),
       flapping: z
         .strictObject({
-          connects: z.int().min(2).describe('CONNECTs of one client id ...'),
-          windowSeconds: z.int().min(1).describe('... within this many seconds of the first of them ...'),
-          banSeconds: z.int().min(1).describe('... ban that client id for this long (reason `flapping`)'),
+          connects: z.int().min(2).describe('CONNECTs of one client id that trip the rule'),
+          windowSeconds: z.int().min(1).describe('counted within this many seconds of the first of them'),
+          banSeconds: z.int().min(1).describe('seconds the client id is then banned (reason `flapping`)'),
         })
         .optional()
         .describe('ban a client id that keeps reconnecting (off unless set)'),

@@ -169,11 +169,17 @@ test('configure() replaces the config file bans and closes the clients a new one
   const kicked = once<[IDisconnectPacket]>(target, 'disconnect')
   broker.bans.configure([{ clientId: 'target' }, { address: '10.0.0.0/8', reason: 'lab' }])
   assert.equal((await kicked)[0].reasonCode, 0x98)
-  assert.deepEqual(broker.bans.list().map((b) => [b.kind, b.value, b.by]).sort(), [
-    ['address', '10.0.0.0/8', 'config'],
-    ['clientId', 'runtime', undefined],
-    ['clientId', 'target', 'config'],
-  ])
+  assert.deepEqual(
+    broker.bans
+      .list()
+      .map((b) => [b.kind, b.value, b.by])
+      .sort(),
+    [
+      ['address', '10.0.0.0/8', 'config'],
+      ['clientId', 'runtime', undefined],
+      ['clientId', 'target', 'config'],
+    ],
+  )
   assert.equal(await connackCode(url, { clientId: 'old', protocolVersion: 5 }), 0)
   assert.equal(await connackCode(url, { clientId: 'runtime', protocolVersion: 5 }), 0x8a)
   assert.throws(() => broker.bans.configure([{ address: 'nope' }]), { code: 'HOOKMQ_ERR_BAN_INVALID', message: /bans\[0\]: "nope" is not an IP/ })
@@ -215,5 +221,8 @@ test('while Redis is away the bans known keep applying; changing them is refused
   await redis.start()
   await until(() => broker.cluster?.available === true, 10000, 'Redis back')
   await broker.bans.add({ kind: 'username', value: 'oscar' })
-  assert.deepEqual(broker.bans.list().map((b) => b.value), ['trudy', 'oscar'])
+  assert.deepEqual(
+    broker.bans.list().map((b) => b.value),
+    ['trudy', 'oscar'],
+  )
 })
