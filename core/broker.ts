@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
+import { MemoryBanStore } from './ban-store.js'
+import { BanList } from './bans.js'
 import { parseConfig, type Config, type ConfigInput } from './config.js'
 import type { Cluster } from './cluster.js'
 import { Connection, type ConnectionContext, type ListenerInfo } from './connection.js'
@@ -81,6 +83,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   /** authorize, transform, route: what every published message goes through */
   readonly pipeline: PublishPipeline
   readonly refusals: Refusals
+  /** bans by client id, user name or address (core/bans.ts): add, remove, list, match, configure */
+  readonly bans: BanList
   readonly stats: BrokerStats
   /** bytes held by connections whose CONNECT is still partial (bounded by limits.maxPreLoginBytes) */
   preLoginBytes = 0
@@ -123,6 +127,13 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.quotas = new QuotaRefusals(this.stats.quota, this.log)
     this.stores = stores ?? memoryStores()
     this.cluster = cluster
+    this.bans = new BanList({
+      store: this.stores.bans ?? new MemoryBanStore(),
+      log: this.log,
+      live: () => this.connections,
+      flapping: this.config.limits.flapping,
+    })
+    this.bans.configure(this.config.bans)
     this.hooks = hookRunner ?? passThroughHooks
     this.id = this.config.id ?? randomBytes(6).toString('hex')
     this.router = new Router(this.id)
@@ -253,6 +264,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     if (this.state !== 'new') throw new HookmqError('BROKER_STATE', 'broker.listen() was already called')
     this.state = 'listening'
     for (const p of this.plugins) await p.start?.(this) // a store's connection may be one of them
+    await this.bans.start()
     await this.sessions.restore()
     if (this.config.warmup) {
       // a broker of the same code, on its own loopback port, with nothing of this one's (core/warmup.ts)
@@ -390,7 +402,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     }
     this.sessions.close()
     this.leaveBus()
-    await Promise.all([this.stores.bus.close(), this.stores.sessions.close(), this.stores.retained.close()])
+    await Promise.all([this.stores.bus.close(), this.stores.sessions.close(), this.stores.retained.close(), this.bans.close()])
     this.state = 'closed'
     this.emitter.emit('closed')
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { addressProblem } from './ban-index.js'
 import { HookmqError } from './errors.js'
 import { isSecretKey, maskCredentials } from './secrets.js'
 
@@ -23,6 +24,23 @@ const wsSchema = z.strictObject({
 })
 
 const isolation = z.enum(['inline', 'worker'])
+
+const banSchema = z
+  .strictObject({
+    clientId: z.string().min(1).optional().describe('ban this client id'),
+    username: z.string().min(1).optional().describe('ban this user name'),
+    address: z
+      .string()
+      .refine((a) => addressProblem(a) === undefined, 'not an IP address or a CIDR (such as 10.0.0.0/8 or fd00::/8)')
+      .optional()
+      .describe('ban this IP address or CIDR (an IPv4 ban also matches its IPv4-mapped IPv6 form)'),
+    reason: z.string().optional().describe('why (in the log and the admin API; not told to the client)'),
+    expires: z
+      .union([z.iso.datetime({ offset: true }), z.int().min(0)])
+      .optional()
+      .describe('when it lifts: an ISO 8601 time (`2030-01-01T00:00:00Z`) or ms since the epoch; never when unset'),
+  })
+  .refine((b) => [b.clientId, b.username, b.address].filter((v) => v !== undefined).length === 1, 'give exactly one of clientId, username or address')
 
 /** Keys of `hooks` that are the host's own settings; no hook may take one as its name. */
 export const HOOK_SETTINGS = ['isolation', 'memoryMb', 'blockedLoopMs', 'onStartupFailure', 'preflightMs', 'breaker', 'overrides'] as const
@@ -228,9 +246,21 @@ export const configSchema = z.strictObject({
         .min(65536)
         .default(33554432)
         .describe('bytes all connections together may hold for CONNECT packets not yet complete; the connection that would pass it is closed'),
+      flapping: z
+        .strictObject({
+          connects: z.int().min(2).describe('CONNECTs of one client id that trip the rule'),
+          windowSeconds: z.int().min(1).describe('counted within this many seconds of the first of them'),
+          banSeconds: z.int().min(1).describe('seconds the client id is then banned (reason `flapping`)'),
+        })
+        .optional()
+        .describe('ban a client id that keeps reconnecting (off unless set)'),
     })
     .prefault({})
     .describe('protocol limits'),
+  bans: z
+    .array(banSchema)
+    .default([])
+    .describe('bans of this node (a CONNECT they match is refused with 0x8A, MQTT 3.1.1: 5); those added through the admin API are shared through Redis'),
   sys: z
     .strictObject({
       enabled: z.boolean().default(true).describe('publish $SYS/broker/... topics'),

@@ -21,6 +21,8 @@ export const ReasonCode = {
   NotAuthorized: 0x87,
   ServerUnavailable: 0x88,
   ServerBusy: 0x89,
+  /** CONNACK only (MQTT 5.0 table 3-1); a banned client already connected is disconnected with AdministrativeAction */
+  Banned: 0x8a,
   ServerShuttingDown: 0x8b,
   BadAuthenticationMethod: 0x8c,
   KeepAliveTimeout: 0x8d,
@@ -65,6 +67,8 @@ export const ErrorCode = {
   /** a length the MQTT encoding cannot represent (a string over 65,535 bytes, a packet over 268,435,455): never written */
   NOT_ENCODABLE: ReasonCode.ImplementationSpecificError,
   CONFIG_INVALID: ReasonCode.UnspecifiedError,
+  /** a ban that cannot be added or removed as asked (empty value, bad CIDR, expiry in the past, a ban from the config file) */
+  BAN_INVALID: ReasonCode.UnspecifiedError,
   /** the command line was wrong (unknown flag, missing argument) */
   USAGE: ReasonCode.UnspecifiedError,
   /** a broker method called at the wrong time (use() after listen(), listen() twice) */

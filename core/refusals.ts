@@ -27,6 +27,8 @@ export interface RefusalCounts {
   keepaliveTimeout: number
   /** PUBLISH packets refused (0x97, connection kept) for too many or too large MQTT 5 properties (limits.maxUserProperties / maxPropertyBytes) */
   properties: number
+  /** CONNECT packets refused (0x8A; MQTT 3.1.1: return code 5) because a ban matched their client id, user name or address */
+  banned: number
 }
 
 export type RefusalCause = keyof RefusalCounts
@@ -48,6 +50,7 @@ export class Refusals {
     connectTimeout: 0,
     keepaliveTimeout: 0,
     properties: 0,
+    banned: 0,
   }
   private readonly logs = new Map<RefusalCause, (detail: unknown) => void>()
 

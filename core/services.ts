@@ -1,5 +1,6 @@
 import type { Cluster } from './cluster.js'
 import type { Config } from './config.js'
+import type { BanList } from './bans.js'
 import type { BrokerEmitter } from './events.js'
 import type { HookRunner } from './hooks.js'
 import type { Logger } from './logger.js'
@@ -41,6 +42,8 @@ export interface CoreServices {
   /** the hook runner the core calls (the hook host replaces the allow-all default when it starts) */
   readonly hooks: HookRunner
   readonly refusals: Refusals
+  /** the bans in force (a banned CONNECT is refused before the authenticate hooks) */
+  readonly bans: BanList
   readonly quotas: QuotaRefusals
   readonly stats: BrokerStats
   /** live trace (core/trace.ts): inactive, one boolean read per packet, while no one watches */

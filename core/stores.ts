@@ -1,4 +1,5 @@
 import type { Message, Subscription } from './types.js'
+import type { BanStore } from './ban-store.js'
 import { Fifo } from './fifo.js'
 import { RetainedTree } from './retained.js'
 import { messageSize } from './quota.js'
@@ -130,6 +131,8 @@ export interface Stores {
   sessions: SessionStore
   retained: RetainedStore
   bus: MessageBus
+  /** bans added at run time (core/ban-store.ts); in memory when omitted */
+  bans?: BanStore
 }
 
 type MemorySession = Omit<SessionState, 'queue'> & { queue: Fifo<QueuedEntry> }

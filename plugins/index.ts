@@ -117,6 +117,7 @@ function coreOptions(options: HookmqOptions): {
           sessions: new RedisSessionStore(redis, full.redis!.keyPrefix),
           retained: new RedisRetainedStore(redis, full.redis!.keyPrefix),
           bus: cluster!.bus,
+          bans: cluster!.bans,
         }
       : undefined)
   // Mosca's Redis TTLs: what offline clients leave behind expires (MQTT 5 expiry intervals take precedence)
@@ -229,6 +230,7 @@ export class HookmqBroker extends Broker {
               version,
               admin: {
                 webhooks: this.webhooks,
+                bans: this.bans,
                 config: () => maskSecrets(full),
                 cluster: cluster === undefined ? undefined : cluster.queries,
               },

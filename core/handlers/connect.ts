@@ -39,6 +39,8 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
   conn.keepaliveMs = plan.keepalive * 1500 // [MQTT-3.1.2-22] 1.5 times the keep alive
   // (limits.maxConnections was applied when the socket was accepted: listeners/admission.ts)
   conn.state = { kind: 'authenticating' }
+  const ban = conn.ctx.bans.admit(conn.client, packet.clientId.length > 0) // (an id the broker assigned is not counted for flapping)
+  if (ban !== undefined) return refuseBanned(conn, ban.id)
   // (Authentication Data without a method was refused by checkConnect)
   const credentials: Credentials = {
     password: packet.password,
@@ -228,6 +230,12 @@ function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDec
     return false
   }
   return true
+}
+
+/** CONNACK 0x8A Banned (3.1.1: return code 5, not authorized), before any authenticate hook runs. */
+function refuseBanned(conn: Connection, ban: string): void {
+  conn.ctx.refusals.note('banned', { clientId: conn.client.id, remoteAddress: conn.client.remoteAddress, reason: `ban ${ban}` })
+  conn.closeWith(ReasonCode.Banned, 'banned')
 }
 
 /** 5.0 [MQTT-3.1.3-8] CONNACK 0x85, 3.1.1 [MQTT-3.1.3-9] return code 2: the session of this client id is not this client's. */

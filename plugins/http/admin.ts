@@ -217,9 +217,7 @@ export function adminRoutes(t: AdminTarget): Route[] {
             expiresAt: v.expiresInSeconds !== undefined ? Date.now() + v.expiresInSeconds * 1000 : undefined,
             by: 'admin-api',
           })
-          .catch((err: unknown) => {
-            throw err instanceof HookmqError ? new ApiError(400, err.message) : err
-          })
+          .catch(apiError)
         return { ban }
       },
     },
@@ -229,7 +227,7 @@ export function adminRoutes(t: AdminTarget): Route[] {
       role: 'admin',
       summary: 'lifts a ban',
       async run({ params }) {
-        if (!(await need('bans', t.bans).remove(params.id!))) throw new ApiError(404, `no ban "${params.id}"`)
+        if (!(await need('bans', t.bans).remove(params.id!).catch(apiError))) throw new ApiError(404, `no ban "${params.id}"`)
         return { removed: params.id }
       },
     },
@@ -355,9 +353,7 @@ export function adminRoutes(t: AdminTarget): Route[] {
       body: publishBody,
       async run({ body }) {
         const p = body as z.infer<typeof publishBody>
-        await b.publish({ topic: p.topic, payload: Buffer.from(p.payload, p.encoding), qos: p.qos, retain: p.retain }).catch((err: unknown) => {
-          throw err instanceof HookmqError ? new ApiError(400, err.message) : err
-        })
+        await b.publish({ topic: p.topic, payload: Buffer.from(p.payload, p.encoding), qos: p.qos, retain: p.retain }).catch(apiError)
         return { published: p.topic }
       },
     },
@@ -454,6 +450,12 @@ export function adminRoutes(t: AdminTarget): Route[] {
       },
     },
   ]
+}
+
+/** A broker error as the API answers it: 503 while the store is away, 400 for what was asked wrong. */
+function apiError(err: unknown): never {
+  if (err instanceof HookmqError) throw new ApiError(err.code === 'HOOKMQ_ERR_STORE_UNAVAILABLE' ? 503 : 400, err.message)
+  throw err
 }
 
 function sessionTimes(s: { expiryInterval?: number; disconnectedAt?: number }): { expirySeconds?: number; disconnectedAt?: string } {

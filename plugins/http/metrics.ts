@@ -33,7 +33,7 @@ const REFUSALS: ReadonlyArray<{ name: string; help: string; label: string; read(
   },
   {
     name: 'hookmq_refused_total',
-    help: 'connections and sockets refused: malformed packets, protocol errors, CONNECT size, pre-login bytes, connection limit, connect and keep-alive timeouts',
+    help: 'connections and sockets refused: malformed packets, protocol errors, CONNECT size, pre-login bytes, connection limit, connect and keep-alive timeouts, bans',
     label: 'cause',
     read: (b) => b.stats.refused as unknown as Record<string, number>,
   },

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
-import type { Broker, BrokerPlugin, Cluster, Logger, MessageBus } from '../../core/index.js'
+import type { BanStore, Broker, BrokerPlugin, Cluster, Logger, MessageBus } from '../../core/index.js'
 import { AdminRpc } from './admin-rpc.js'
+import { RedisBanStore } from './bans.js'
 import { RedisBus } from './bus.js'
 import { GroupSync } from './groups.js'
 import { InterestSync } from './interest.js'
@@ -15,11 +16,12 @@ import { ClusterNode } from './node.js'
 //   node:<id>:cursors     hash node -> id of the last entry of that node's stream it handled
 //   node:<id>:adopted     set (for an hour) when another node took over a dead node
 //   node:<id>:since       the id its stream had when the node started: others read it from there
-//   bus:<id>              the node's stream: messages for the others, takeovers, shared-group changes
+//   bus:<id>              the node's stream: messages for the others, takeovers, shared-group changes, ban changes
 //   owners                hash client id -> node serving its session
 //   identities            hash client id -> owner of its session (JSON: the identity, or null for anonymous)
 //   groups                hash `<node>\n<group>/<filter>` -> 1 for shared groups with members there
 //   node:<id>:interest    set of the plain filters of that node's sessions; node:<id>:announces (interest.ts)
+//   bans                  hash ban id -> JSON of a ban added at run time (bans.ts; 'b' stream entries announce changes)
 //
 // A node appends a message to its stream only while it has peers and one of
 // them can use it (a subscription there matches, a shared group's member
@@ -45,10 +47,11 @@ export interface RedisClusterOptions {
   streamMaxLength: number
 }
 
-/** The cluster's three faces, for the broker's `cluster`, `stores.bus` and `use()`. */
+/** The cluster's faces, for the broker's `cluster`, `stores.bus`, `stores.bans` and `use()`. */
 export interface RedisCluster {
   cluster: Cluster
   bus: MessageBus
+  bans: BanStore
   plugin: BrokerPlugin
   /** the admin API's questions to every node */
   queries: AdminRpc
@@ -61,7 +64,8 @@ export function redisCluster(options: RedisClusterOptions): RedisCluster {
   const membership = new RedisMembership(self, groups, interest, options)
   const bus = new RedisBus(self, interest)
   const queries = new AdminRpc(self)
-  return { cluster: membership, bus, queries, plugin: new ClusterLifecycle(self, membership, bus, groups, interest, queries) }
+  const bans = new RedisBanStore(self)
+  return { cluster: membership, bus, bans, queries, plugin: new ClusterLifecycle(self, membership, bus, groups, interest, bans, queries) }
 }
 
 /** Starts the parts in order (before the listeners open) and stops them; hands each stream entry to its part. */
@@ -74,6 +78,7 @@ class ClusterLifecycle implements BrokerPlugin {
     private readonly bus: RedisBus,
     private readonly groups: GroupSync,
     private readonly interest: InterestSync,
+    private readonly bans: RedisBanStore,
     private readonly queries: AdminRpc,
   ) {}
 
@@ -121,6 +126,8 @@ class ClusterLifecycle implements BrokerPlugin {
       this.groups.received(node, data)
     } else if (kind === 'i' || kind === 'I') {
       return this.interest.received(node, kind, data)
+    } else if (kind === 'b') {
+      this.bans.received(data)
     }
   }
 }

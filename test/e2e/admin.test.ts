@@ -303,3 +303,32 @@ test('admin API in a cluster: clients of every node listed with their node; a cl
   assert.deepEqual(kicked.body, { kicked: 'on-b', node: 'admin-b' })
   assert.equal(await code, 0x98)
 })
+
+test('admin API: bans — a ban by client id kicks the live client and refuses its CONNECT with 0x8A; listed; lifted; a bad CIDR is a 400', async (t) => {
+  const broker = await startBroker(t, { http: { port: 0 }, sys: { enabled: false } })
+  const base = broker.httpUrl()!
+  const c = await connect(t, broker, { clientId: 'rogue', protocolVersion: 5 })
+  const code = disconnectCode(c)
+  const added = await api(base, '/admin/bans', { method: 'POST', body: { clientId: 'rogue', reason: 'abuse', expiresInSeconds: 3600 } })
+  assert.equal(added.status, 200)
+  const ban = added.body.ban as { id: string; kind: string; value: string; reason: string; expiresAt: number; by: string }
+  assert.deepEqual([ban.kind, ban.value, ban.reason, ban.by], ['clientId', 'rogue', 'abuse', 'admin-api'])
+  assert.ok(ban.expiresAt > Date.now() + 3500_000)
+  assert.equal(await code, 0x98)
+  const refused = await connect(t, broker, { clientId: 'rogue', protocolVersion: 5, reconnectPeriod: 0 }).then(
+    () => undefined,
+    (err: { code?: number }) => err.code,
+  )
+  assert.equal(refused, 0x8a)
+  assert.deepEqual(
+    ((await api(base, '/admin/bans')).body.bans as Array<{ id: string }>).map((b) => b.id),
+    [ban.id],
+  )
+  assert.equal((await api(base, `/admin/bans/${encodeURIComponent(ban.id)}`, { method: 'DELETE' })).status, 200)
+  assert.deepEqual((await api(base, '/admin/bans')).body.bans, [])
+  await connect(t, broker, { clientId: 'rogue', protocolVersion: 5 })
+  const bad = await api(base, '/admin/bans', { method: 'POST', body: { address: '10.0.0.0/99' } })
+  assert.equal(bad.status, 400)
+  assert.match(bad.body.error!, /10\.0\.0\.0\/99/)
+  assert.equal((await api(base, '/admin/bans', { method: 'POST', body: { clientId: 'a', username: 'b' } })).status, 400)
+})

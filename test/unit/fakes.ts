@@ -1,5 +1,7 @@
 import type { Duplex } from 'node:stream'
 import { parseConfig, type ConfigInput } from '../../core/config.js'
+import { MemoryBanStore } from '../../core/ban-store.js'
+import { BanList } from '../../core/bans.js'
 import { BrokerEmitter } from '../../core/events.js'
 import { Flow } from '../../core/flow.js'
 import { Tracer } from '../../core/trace.js'
@@ -170,6 +172,7 @@ export function services(config: ConfigInput = {}, hooks: HookRunner = passThrou
     cluster: undefined,
     hooks,
     refusals,
+    bans: new BanList({ store: new MemoryBanStore(), log, live: () => [] }),
     quotas: new QuotaRefusals(quota, log),
     stats: { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: refusals.counts, quota, unencodable: 0 },
   }
