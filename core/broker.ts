@@ -105,7 +105,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   constructor(options: BrokerOptions = {}) {
     const { stores, hookRunner, logger, cluster, version, readFile, ...config } = options
     this.config = parseConfig(config)
-    this.log = logger ?? createLogger(this.config.log.level)
+    this.log = logger ?? createLogger(this.config.log.level, this.config.log.format)
     this.refusals = new Refusals(this.log)
     this.stats = {
       received: [0, 0, 0],

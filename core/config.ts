@@ -241,6 +241,10 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
+      format: z
+        .enum(['auto', 'json', 'pretty'])
+        .default('auto')
+        .describe('`pretty`: lines for a human with local times (pino-pretty); `json`: one JSON object a line; `auto`: pretty when stdout is a terminal'),
     })
     .prefault({})
     .describe('logging'),

@@ -103,7 +103,7 @@ function coreOptions(options: HookmqOptions): {
   })
   // commands fail at once while Redis is away (no offline queue): what needs Redis is refused, not left waiting
   const redis = full.redis ? openRedis(full.redis, { enableAutoPipelining: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 }) : undefined
-  const log = rest.logger ?? createLogger(full.log.level)
+  const log = rest.logger ?? createLogger(full.log.level, full.log.format)
   // with Redis configured, sessions and retained messages persist there and the nodes on it form a cluster
   // (unless the embedder brought its own stores)
   const cluster =
