@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { parseConfig, type Config, type ConfigInput } from './config.js'
+import { logDisconnected } from './client-log.js'
 import type { Cluster } from './cluster.js'
 import { Connection, type ConnectionContext, type ListenerInfo } from './connection.js'
 import { HookmqError, ReasonCode } from './errors.js'
@@ -299,6 +300,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     if (this.connections.size === 0) this.onDrained?.()
     if (session === undefined) return
     this.sessions.detach(conn, session)
+    logDisconnected(conn)
     this.emitter.emit('clientDisconnected', conn.client, { reasonCode: conn.closeReason })
   }
 

@@ -1,6 +1,7 @@
 import type { IConnectPacket, IConnackPacket } from 'mqtt-packet'
 import { randomBytes } from 'node:crypto'
 import { encodePacket } from '../codec.js'
+import { logConnected } from '../client-log.js'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise, refusalCode, refused, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
@@ -281,6 +282,7 @@ function attachSession(conn: Connection, plan: ConnectPlan, request: OpenRequest
   conn.write(connack(conn, plan, present))
   session.attach(conn, present)
   ctx.emitter.emit('clientConnected', conn.client, { sessionPresent: present })
+  logConnected(conn, { keepalive: plan.keepalive, cleanStart: plan.cleanStart, sessionPresent: present })
   if (revoked && ctx.config.revokedSubscriptions === 'disconnect') conn.closeWith(ReasonCode.NotAuthorized, `subscription ${denied[0]} is no longer authorized`)
 }
 

@@ -5,9 +5,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { defer } from '../helpers.js'
+import { connect, defer, RawClient, startBroker } from '../helpers.js'
+import { captureLog } from '../log-capture.js'
 
-// What an operator reads in the log: its format (JSON or lines for a human).
+// What an operator reads in the log: its format (JSON or lines for a human),
+// a line per client connect and disconnect (with why).
 
 const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
 
@@ -51,4 +53,70 @@ test('log.format pretty: lines for a human with a local date and time, not JSON;
   const record = JSON.parse(json.split('\n').find((l) => l.includes('"listening"'))!) as { time: number; level: number }
   assert.equal(typeof record.time, 'number')
   assert.equal(record.level, 30)
+})
+
+test('a connect and a disconnect are one info line each: client id, user, address, listener, protocol, keep-alive, clean start, session present; the reason', async (t) => {
+  const log = captureLog()
+  const broker = await startBroker(t, { logger: log.logger })
+  const c = await connect(t, broker, { clientId: 'alice', username: 'al', protocolVersion: 5, keepalive: 30, clean: true })
+  const on = await log.find((r) => r.msg === 'client connected' && r.clientId === 'alice')
+  assert.equal(on.level, 30)
+  assert.equal(on.username, 'al')
+  assert.match(on.remoteAddress as string, /127\.0\.0\.1/)
+  assert.equal(on.listener, 'tcp')
+  assert.equal(on.protocolVersion, 5)
+  assert.equal(on.keepalive, 30)
+  assert.equal(on.cleanStart, true)
+  assert.equal(on.sessionPresent, false)
+  await c.endAsync()
+  const off = await log.find((r) => r.msg === 'client disconnected' && r.clientId === 'alice')
+  assert.equal(off.level, 30)
+  assert.equal(off.username, 'al')
+  assert.equal(off.listener, 'tcp')
+  assert.equal(off.reasonCode, 0)
+  assert.equal(off.reason, 'the client sent DISCONNECT')
+
+  // a persistent session resumed (3.1.1), then taken over by another connection of the same client id
+  const p1 = await connect(t, broker, { clientId: 'bob', protocolVersion: 4, clean: false })
+  await p1.endAsync()
+  await connect(t, broker, { clientId: 'bob', protocolVersion: 4, clean: false })
+  const resumed = await log.find((r) => r.msg === 'client connected' && r.clientId === 'bob' && r.sessionPresent === true)
+  assert.equal(resumed.cleanStart, false)
+  assert.equal(resumed.protocolVersion, 4)
+  await connect(t, broker, { clientId: 'bob', protocolVersion: 4, clean: false })
+  const taken = await log.find((r) => r.msg === 'client disconnected' && r.clientId === 'bob' && r.reasonCode === 0x8e)
+  assert.equal(taken.reason, 'another connection took over this client id')
+})
+
+test('a disconnect line says why: keep-alive timeout, a socket closed without DISCONNECT, a socket error, the server shutting down', async (t) => {
+  const log = captureLog()
+  const broker = await startBroker(t, { logger: log.logger })
+  const silent = await RawClient.open(t, broker)
+  await silent.connect({ clientId: 'quiet', keepalive: 1 })
+  await silent.expectClosed(5000)
+  const timedOut = await log.find((r) => r.msg === 'client disconnected' && r.clientId === 'quiet')
+  assert.equal(timedOut.reasonCode, 0x8d)
+  assert.equal(timedOut.reason, 'keep-alive timeout')
+
+  const gone = await RawClient.open(t, broker)
+  await gone.connect({ clientId: 'gone' })
+  gone.socket.end()
+  const closed = await log.find((r) => r.msg === 'client disconnected' && r.clientId === 'gone')
+  assert.equal(closed.reasonCode, 0x80)
+  assert.equal(closed.reason, 'the client closed the connection without DISCONNECT')
+
+  const reset = await RawClient.open(t, broker)
+  await reset.connect({ clientId: 'reset' })
+  reset.socket.resetAndDestroy()
+  const failed = await log.find((r) => r.msg === 'client disconnected' && r.clientId === 'reset')
+  assert.equal(failed.reasonCode, 0x80)
+  assert.match(failed.reason as string, /^socket error: .*ECONNRESET/)
+
+  await connect(t, broker, { clientId: 'last', protocolVersion: 5 })
+  await broker.close()
+  const shut = await log.find((r) => r.msg === 'client disconnected' && r.clientId === 'last')
+  assert.equal(shut.reasonCode, 0x8b)
+  assert.equal(shut.reason, 'server shutting down')
+  // nothing else was logged for those four as connected
+  assert.equal(log.records.filter((r) => r.msg === 'client connected').length, 4)
 })
