@@ -215,7 +215,8 @@ function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDec
   if (refused(decision, ctx.anonymousAllowed(conn.listener))) {
     const code = refusalCode(decision)
     const reason = decision.result === 'deny' ? (decision.reason ?? 'not authorized') : 'anonymous clients are not allowed on this listener'
-    ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
+    const hook = decision.result === 'deny' ? decision.hook : 'default'
+    ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason, hook }, 'connection refused')
     conn.closeWith(code, reason)
     return false
   }

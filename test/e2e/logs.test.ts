@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { connect, defer, RawClient, startBroker } from '../helpers.js'
+import { connect, defer, hooksFolder, publishCode, RawClient, startBroker, writeHook } from '../helpers.js'
 import { captureLog } from '../log-capture.js'
 
 // What an operator reads in the log: its format (JSON or lines for a human),
-// a line per client connect and disconnect (with why).
+// a line per client connect and disconnect (with why), denials naming the hook.
 
 const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
 
@@ -119,4 +119,49 @@ test('a disconnect line says why: keep-alive timeout, a socket closed without DI
   assert.equal(shut.reason, 'server shutting down')
   // nothing else was logged for those four as connected
   assert.equal(log.records.filter((r) => r.msg === 'client connected').length, 4)
+})
+
+const acl = (reason: string, isolation: 'worker' | 'inline'): string => `
+import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'acl',
+  isolation: '${isolation}',
+  authenticate: ({ username }) => (username === 'mallory' ? { deny: 'not you' } : undefined),
+  authorizePublish: ({ topic }) => (topic.startsWith('secret/') ? { deny: '${reason}' } : undefined),
+  authorizeSubscribe: ({ filter }) => (filter.startsWith('open/') ? true : undefined),
+})
+`
+
+test('a denial names the hook file that denied and its version (worker and inline), or "default" when every hook passed and the default denied', async (t) => {
+  const log = captureLog()
+  const dir = hooksFolder(t)
+  const file = join(dir, 'acl.ts')
+  writeFileSync(file, acl('no secrets', 'worker'))
+  const broker = await startBroker(t, { hooksDir: dir, defaults: { subscribe: 'deny' }, logger: log.logger })
+  const a = await connect(t, broker, { clientId: 'a', protocolVersion: 5 })
+  assert.equal(await publishCode(a, 'secret/x'), 0x87)
+  const pub = await log.find((r) => r.msg === 'publish denied' && r.clientId === 'a')
+  assert.equal(pub.hook, 'acl')
+  assert.equal(pub.hookVersion, 1)
+  assert.equal(pub.reason, 'no secrets')
+  assert.equal((await a.subscribeAsync('open/#'))[0]!.qos, 0)
+  await assert.rejects(a.subscribeAsync('other/#'))
+  const sub = await log.find((r) => r.msg === 'subscribe denied' && r.clientId === 'a')
+  assert.equal(sub.hook, 'default')
+  assert.equal(sub.hookVersion, undefined)
+  assert.equal(sub.filter, 'other/#')
+  assert.equal(sub.reason, 'no hook allowed it (defaults.subscribe: deny)')
+
+  assert.equal((await writeHook(broker, file, acl('still no secrets', 'inline'))).version, 2)
+  const b = await connect(t, broker, { clientId: 'b', protocolVersion: 5 })
+  assert.equal(await publishCode(b, 'secret/y'), 0x87)
+  const pub2 = await log.find((r) => r.msg === 'publish denied' && r.clientId === 'b')
+  assert.equal(pub2.hook, 'acl')
+  assert.equal(pub2.hookVersion, 2)
+  assert.equal(pub2.reason, 'still no secrets')
+
+  await assert.rejects(connect(t, broker, { clientId: 'm', username: 'mallory', protocolVersion: 5 }))
+  const refused = await log.find((r) => r.msg === 'connection refused' && r.clientId === 'm')
+  assert.equal(refused.hook, 'acl')
+  assert.equal(refused.reason, 'not you')
 })
