@@ -246,13 +246,17 @@ export class HookmqBroker extends Broker {
       down = false
     })
     const where = config.cluster?.join(', ') ?? config.sentinels?.join(', ') ?? config.url
+    const mode = config.cluster ? 'cluster' : config.sentinels ? `sentinel (master "${config.sentinelName}")` : 'standalone'
     this.use({
       name: 'redis',
       start: () =>
-        redis.connect().catch((err: Error) => {
-          redis.disconnect() // no reconnecting in the background of a broker that did not start
-          throw new HookmqError('STORE_UNAVAILABLE', maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
-        }),
+        redis.connect().then(
+          () => this.log.info({ redis: maskCredentials(where), mode, keyPrefix: config.keyPrefix }, 'connected to Redis'),
+          (err: Error) => {
+            redis.disconnect() // no reconnecting in the background of a broker that did not start
+            throw new HookmqError('STORE_UNAVAILABLE', maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
+          },
+        ),
       stop: () => quitRedis(redis),
     })
     if (cluster) this.use(cluster.plugin)

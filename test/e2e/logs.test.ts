@@ -5,11 +5,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { connect, defer, hooksFolder, publishCode, RawClient, startBroker, writeHook } from '../helpers.js'
+import { Redis } from 'ioredis'
+import { connect, defer, hooksFolder, publishCode, RawClient, startBroker, startRedis, writeHook } from '../helpers.js'
 import { captureLog } from '../log-capture.js'
 
 // What an operator reads in the log: its format (JSON or lines for a human),
-// a line per client connect and disconnect (with why), denials naming the hook.
+// a line per client connect and disconnect (with why), denials naming the hook,
+// where Redis is.
 
 const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
 
@@ -164,4 +166,20 @@ test('a denial names the hook file that denied and its version (worker and inlin
   const refused = await log.find((r) => r.msg === 'connection refused' && r.clientId === 'm')
   assert.equal(refused.hook, 'acl')
   assert.equal(refused.reason, 'not you')
+})
+
+test('start-up says "connected to Redis": where (password masked), standalone, cluster or sentinel, the key prefix', async (t) => {
+  const redis = await startRedis(t)
+  const admin = new Redis(redis.url)
+  await admin.config('SET', 'requirepass', 's3cret')
+  admin.disconnect()
+  const log = captureLog()
+  const url = redis.url.replace('redis://', 'redis://:s3cret@')
+  await startBroker(t, { ws: false, sys: { enabled: false }, redis: { url }, logger: log.logger })
+  const line = await log.find((r) => r.msg === 'connected to Redis')
+  assert.equal(line.level, 30)
+  assert.equal(line.redis, redis.url.replace('redis://', 'redis://:***@'))
+  assert.equal(line.mode, 'standalone')
+  assert.equal(line.keyPrefix, 'hookmq:')
+  assert.doesNotMatch(JSON.stringify(log.records), /s3cret/)
 })
