@@ -94,6 +94,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   /** runs one packet's handler (the connections call it) */
   readonly dispatch = dispatch
   private readonly connections = new Set<Connection>()
+  /** most connections open at once since start ($SYS clients/maximum) */
+  private peakConnections = 0
   private readonly admission: SocketAdmission
   private listeners: Listener[] = []
   private sweepTimer: NodeJS.Timeout | undefined
@@ -163,7 +165,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
       uptime: Math.floor((Date.now() - this.startedAt) / 1000),
       'clients/connected': this.connectionCount,
       'clients/total': this.sessions.sessions.size,
-      'clients/maximum': this.config.limits.maxConnections,
+      'clients/maximum': this.peakConnections, // the peak since start, as Mosquitto's
       'connections/total': this.stats.connectionsTotal,
       'messages/received': this.stats.received[0] + this.stats.received[1] + this.stats.received[2],
       'messages/sent': this.stats.sent[0] + this.stats.sent[1] + this.stats.sent[2],
@@ -271,6 +273,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     const conn = new Connection(socket, this, listener, remoteAddress, openedAt)
     this.connections.add(conn)
     this.stats.connectionsTotal++
+    if (this.connections.size > this.peakConnections) this.peakConnections = this.connections.size
   }
 
   anonymousAllowed(listener: ListenerInfo): boolean {
@@ -349,7 +352,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     if (this.state === 'closed' || this.state === 'closing') return
     this.state = 'closing'
     clearInterval(this.sweepTimer)
-    this.sys?.stop()
+    await this.sys?.stop()
     for (const conn of this.connections) {
       conn.cleanDisconnect = true // the broker is going away, not the client: no will
       conn.closeWith(ReasonCode.ServerShuttingDown, 'server shutting down')

@@ -233,7 +233,7 @@ export const configSchema = z.strictObject({
     .describe('protocol limits'),
   sys: z
     .strictObject({
-      enabled: z.boolean().default(true).describe('publish $SYS/broker/... topics'),
+      enabled: z.boolean().default(true).describe("publish $SYS/broker/... topics (in a cluster, each node's under $SYS/brokers/<id>/... too)"),
       intervalMs: z.int().min(100).default(10000).describe('how often $SYS topics are published'),
     })
     .prefault({})
