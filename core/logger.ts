@@ -29,8 +29,8 @@ export function createLogger(level: string, format: LogFormat = 'json'): Logger 
 /** pino-pretty, loaded only when chosen (a JSON logger does not carry it); what it writes is what pino made: redacted and masked already. */
 function prettyStream(): PinoPretty.PrettyStream {
   const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty
-  // human times, not epoch; pid and hostname say nothing on one's own terminal; written at once (a crash loses no line)
-  return pretty({ translateTime: 'SYS:standard', ignore: 'pid,hostname', sync: true })
+  // local date and time, not epoch ms; written at once, as pino's own stdout is (a crash loses no line)
+  return pretty({ translateTime: 'SYS:standard', sync: true })
 }
 
 /** An error as a log line shows it, credentials masked; anything thrown (null, a Proxy, an object whose getters throw) is logged, never thrown again. */
