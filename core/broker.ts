@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream'
 import { MemoryBanStore } from './ban-store.js'
 import { BanList } from './bans.js'
 import { parseConfig, type Config, type ConfigInput } from './config.js'
+import { logDisconnected } from './client-log.js'
 import type { Cluster } from './cluster.js'
 import { Connection, type ConnectionContext, type ListenerInfo } from './connection.js'
 import { HookmqError, ReasonCode } from './errors.js'
@@ -99,6 +100,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   /** runs one packet's handler (the connections call it) */
   readonly dispatch = dispatch
   private readonly connections = new Set<Connection>()
+  /** most connections open at once since start ($SYS clients/maximum) */
+  private peakConnections = 0
   private readonly admission: SocketAdmission
   private listeners: Listener[] = []
   private sweepTimer: NodeJS.Timeout | undefined
@@ -111,7 +114,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   constructor(options: BrokerOptions = {}) {
     const { stores, hookRunner, logger, cluster, version, readFile, ...config } = options
     this.config = parseConfig(config)
-    this.log = logger ?? createLogger(this.config.log.level)
+    this.log = logger ?? createLogger(this.config.log.level, this.config.log.format)
     this.refusals = new Refusals(this.log)
     this.stats = {
       received: [0, 0, 0],
@@ -176,7 +179,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
       uptime: Math.floor((Date.now() - this.startedAt) / 1000),
       'clients/connected': this.connectionCount,
       'clients/total': this.sessions.sessions.size,
-      'clients/maximum': this.config.limits.maxConnections,
+      'clients/maximum': this.peakConnections, // the peak since start, as Mosquitto's
       'connections/total': this.stats.connectionsTotal,
       'messages/received': this.stats.received[0] + this.stats.received[1] + this.stats.received[2],
       'messages/sent': this.stats.sent[0] + this.stats.sent[1] + this.stats.sent[2],
@@ -307,6 +310,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     const conn = new Connection(socket, this, listener, remoteAddress, openedAt)
     this.connections.add(conn)
     this.stats.connectionsTotal++
+    if (this.connections.size > this.peakConnections) this.peakConnections = this.connections.size
   }
 
   anonymousAllowed(listener: ListenerInfo): boolean {
@@ -336,6 +340,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     if (this.connections.size === 0) this.onDrained?.()
     if (session === undefined) return
     this.sessions.detach(conn, session)
+    logDisconnected(conn)
     this.emitter.emit('clientDisconnected', conn.client, { reasonCode: conn.closeReason })
   }
 
@@ -384,7 +389,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     if (this.state === 'closed' || this.state === 'closing') return
     this.state = 'closing'
     clearInterval(this.sweepTimer)
-    this.sys?.stop()
+    await this.sys?.stop()
     for (const conn of this.connections) {
       conn.cleanDisconnect = true // the broker is going away, not the client: no will
       conn.closeWith(ReasonCode.ServerShuttingDown, 'server shutting down')

@@ -32,6 +32,23 @@ export interface Cluster {
   willSet(clientId: string, will: Will): void
   /** that client's will is no longer pending on this node */
   willCleared(clientId: string): void
+  /**
+   * $SYS (core/sys.ts): keeps this node's record where the other nodes read it,
+   * for `ttlMs` (it is renewed every sys interval); answers the live records of
+   * every node (this one's included), and whether this node is the one that
+   * publishes the broker-wide $SYS/broker/... now. Without it, each node
+   * publishes its own figures there.
+   */
+  shareSys?(record: SysRecord, ttlMs: number): Promise<{ records: SysRecord[]; publisher: boolean }>
+}
+
+/** One node's $SYS figures, as the other nodes read them. */
+export interface SysRecord {
+  node: string
+  /** keyed relative to $SYS/broker/, as sysSnapshot() gives them */
+  figures: Record<string, string | number>
+  /** the broker-wide peak of connected clients that node has seen */
+  peak: number
 }
 
 /**

@@ -263,7 +263,7 @@ export const configSchema = z.strictObject({
     .describe('bans of this node (a CONNECT they match is refused with 0x8A, MQTT 3.1.1: 5); those added through the admin API are shared through Redis'),
   sys: z
     .strictObject({
-      enabled: z.boolean().default(true).describe('publish $SYS/broker/... topics'),
+      enabled: z.boolean().default(true).describe("publish $SYS/broker/... topics (in a cluster, each node's under $SYS/brokers/<id>/... too)"),
       intervalMs: z.int().min(100).default(10000).describe('how often $SYS topics are published'),
     })
     .prefault({})
@@ -271,6 +271,10 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
+      format: z
+        .enum(['auto', 'json', 'pretty'])
+        .default('auto')
+        .describe('`pretty`: lines for a human with local times (pino-pretty); `json`: one JSON object a line; `auto`: pretty when stdout is a terminal'),
     })
     .prefault({})
     .describe('logging'),

@@ -336,16 +336,17 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
     } else if (wasConnected && this.protocolVersion === 5) {
       this.write({ cmd: 'disconnect', reasonCode: code, properties: text ? { reasonString: text } : undefined })
     }
-    this.beginClose(code)
+    this.beginClose(code, text)
   }
 
-  /** Moves to `closing`, lets queued bytes flush, then closes the socket. */
-  beginClose(reasonCode: number): void {
+  /** Moves to `closing`, lets queued bytes flush, then closes the socket. `why`: for the log (closeText). */
+  beginClose(reasonCode: number, why = 'closed by the broker'): void {
     if (!this.isOpen) return
     const session = this.session
     if (session !== undefined) this.ctx.emitter.emit('clientDisconnecting', this.client, { reasonCode })
     this.state = { kind: 'closing', session }
     this.closeReason = reasonCode
+    this.closeText = why
     this.intake.close()
     this.socket.end()
     const t = setTimeout(() => this.socket.destroy(), 2000)
@@ -353,11 +354,24 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
   }
 
   closeReason = 0
+  /** why the connection closed, in words (the disconnect log line) */
+  closeText = ''
+  /** the first error of the socket */
+  private socketError: Error | undefined = undefined
+
+  /** The socket failed (a reset, a TLS error): told to the clientError listeners; the close that follows names it. */
+  onSocketError(err: Error): void {
+    this.socketError ??= err
+    this.ctx.clientError(this, err)
+  }
 
   onClose(): void {
     if (this.state.kind === 'closed') return
     const session = this.state.kind === 'connected' || this.state.kind === 'closing' ? this.state.session : undefined
-    if (this.state.kind === 'connected') this.closeReason = ReasonCode.UnspecifiedError
+    if (this.state.kind === 'connected') {
+      this.closeReason = ReasonCode.UnspecifiedError
+      this.closeText = this.socketError === undefined ? 'the client closed the connection without DISCONNECT' : `socket error: ${this.socketError.message}`
+    }
     this.state = { kind: 'closed' }
     this.intake.close()
     this.flowState?.releaseAll()
@@ -383,7 +397,7 @@ function onSocketData(this: ConnSocket, buf: Buffer): void {
 }
 
 function onSocketError(this: ConnSocket, err: Error): void {
-  this[CONN].ctx.clientError(this[CONN], err)
+  this[CONN].onSocketError(err)
 }
 
 function onSocketClose(this: ConnSocket): void {

@@ -49,9 +49,10 @@ export interface ExistingSession {
  */
 export type SessionChoice = 'resume' | 'fresh' | 'refuse'
 
+/** `hook`, `hookVersion` on a deny: which hook (and version of it) gave it, when the runner says (the hook host does) */
 export type Decision<Allow extends object = object> =
   | ({ result: 'allow' } & Allow)
-  | { result: 'deny'; reasonCode?: number; reason?: string }
+  | { result: 'deny'; reasonCode?: number; reason?: string; hook?: string; hookVersion?: number }
   | { result: 'pass' }
 
 /** `session`: what to do with an existing session (default: resume one of the same identity, `sessions.identityMismatch` for another's) */

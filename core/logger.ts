@@ -1,10 +1,16 @@
+import { createRequire } from 'node:module'
 import { pino } from 'pino'
+import type PinoPretty from 'pino-pretty'
 import { maskCredentials } from './secrets.js'
 
 export type Logger = pino.Logger
 
-export function createLogger(level: string): Logger {
-  return pino({
+/** `auto`: pretty when stdout is a terminal, JSON otherwise */
+export type LogFormat = 'auto' | 'json' | 'pretty'
+
+/** A logger at `level`: JSON lines on stdout, or lines for a human (pino-pretty) when `format` asks for them. Redaction and masking apply to both. */
+export function createLogger(level: string, format: LogFormat = 'json'): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { name: 'hookmq' },
     redact: { paths: ['password', '*.password', 'secret', '*.secret', 'token', '*.token', 'headers.authorization'], censor: '[redacted]' },
@@ -16,7 +22,15 @@ export function createLogger(level: string): Logger {
         method.apply(this, args)
       },
     },
-  })
+  }
+  return (format === 'auto' ? process.stdout.isTTY === true : format === 'pretty') ? pino(options, prettyStream()) : pino(options)
+}
+
+/** pino-pretty, loaded only when chosen (a JSON logger does not carry it); what it writes is what pino made: redacted and masked already. */
+function prettyStream(): PinoPretty.PrettyStream {
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty
+  // local date and time, not epoch ms; written at once, as pino's own stdout is (a crash loses no line)
+  return pretty({ translateTime: 'SYS:standard', sync: true })
 }
 
 /** An error as a log line shows it, credentials masked; anything thrown (null, a Proxy, an object whose getters throw) is logged, never thrown again. */

@@ -74,7 +74,7 @@ export class PublishPipeline {
   authorized(d: PublishDecision, client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
     if (refused(d, this.allowedByDefault)) {
       const code = refusalCode(d)
-      this.denials.note(client, 'publish', message.topic, code, d.result === 'deny' ? d.reason : 'no hook allowed it (defaults.publish: deny)')
+      this.denials.note(client, 'publish', message.topic, code, d)
       return code
     }
     return this.transform(client, message)

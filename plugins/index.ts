@@ -105,7 +105,7 @@ function coreOptions(options: HookmqOptions): {
   })
   // commands fail at once while Redis is away (no offline queue): what needs Redis is refused, not left waiting
   const redis = full.redis ? openRedis(full.redis, { enableAutoPipelining: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 }) : undefined
-  const log = rest.logger ?? createLogger(full.log.level)
+  const log = rest.logger ?? createLogger(full.log.level, full.log.format)
   // with Redis configured, sessions and retained messages persist there and the nodes on it form a cluster
   // (unless the embedder brought its own stores)
   const cluster =
@@ -262,13 +262,17 @@ export class HookmqBroker extends Broker {
       down = false
     })
     const where = config.cluster?.join(', ') ?? config.sentinels?.join(', ') ?? config.url
+    const mode = config.cluster ? 'cluster' : config.sentinels ? `sentinel (master "${config.sentinelName}")` : 'standalone'
     this.use({
       name: 'redis',
       start: () =>
-        redis.connect().catch((err: Error) => {
-          redis.disconnect() // no reconnecting in the background of a broker that did not start
-          throw new HookmqError('STORE_UNAVAILABLE', maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
-        }),
+        redis.connect().then(
+          () => this.log.info({ redis: maskCredentials(where), mode, keyPrefix: config.keyPrefix }, 'connected to Redis'),
+          (err: Error) => {
+            redis.disconnect() // no reconnecting in the background of a broker that did not start
+            throw new HookmqError('STORE_UNAVAILABLE', maskCredentials(`Redis at ${where} is unreachable: ${lastError || err.message}`))
+          },
+        ),
       stop: () => quitRedis(redis),
     })
     if (cluster) this.use(cluster.plugin)

@@ -1,6 +1,7 @@
 import type { IConnectPacket, IConnackPacket } from 'mqtt-packet'
 import { randomBytes } from 'node:crypto'
 import { encodePacket } from '../codec.js'
+import { logConnected } from '../client-log.js'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise, refusalCode, refused, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
@@ -216,7 +217,8 @@ function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDec
   if (refused(decision, ctx.anonymousAllowed(conn.listener))) {
     const code = refusalCode(decision)
     const reason = decision.result === 'deny' ? (decision.reason ?? 'not authorized') : 'anonymous clients are not allowed on this listener'
-    ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason }, 'connection refused')
+    const hook = decision.result === 'deny' ? decision.hook : 'default'
+    ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason, hook }, 'connection refused')
     conn.closeWith(code, reason)
     return false
   }
@@ -290,6 +292,7 @@ function attachSession(conn: Connection, plan: ConnectPlan, request: OpenRequest
   conn.write(connack(conn, plan, present))
   session.attach(conn, present)
   ctx.emitter.emit('clientConnected', conn.client, { sessionPresent: present })
+  logConnected(conn, { keepalive: plan.keepalive, cleanStart: plan.cleanStart, sessionPresent: present })
   if (revoked && ctx.config.revokedSubscriptions === 'disconnect') conn.closeWith(ReasonCode.NotAuthorized, `subscription ${denied[0]} is no longer authorized`)
 }
 

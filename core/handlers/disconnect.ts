@@ -13,5 +13,5 @@ export function handleDisconnect(conn: Connection, packet: IDisconnectPacket): v
   }
   // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; 0x04 asks for it to be sent
   conn.cleanDisconnect = reasonCode !== ReasonCode.DisconnectWithWill
-  conn.beginClose(reasonCode)
+  conn.beginClose(reasonCode, reasonCode === ReasonCode.DisconnectWithWill ? 'the client sent DISCONNECT (with will)' : 'the client sent DISCONNECT')
 }

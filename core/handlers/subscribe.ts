@@ -47,8 +47,7 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     const d = decisions[i]!
     if (typeof d === 'number' || refused(d, ctx.config.defaults.subscribe === 'allow')) {
       const code = typeof d === 'number' ? d : refusalCode(d)
-      if (typeof d !== 'number')
-        ctx.pipeline.denials.note(conn.client, 'subscribe', s.topic, code, d.result === 'deny' ? d.reason : 'no hook allowed it (defaults.subscribe: deny)')
+      if (typeof d !== 'number') ctx.pipeline.denials.note(conn.client, 'subscribe', s.topic, code, d)
       granted.push(conn.protocolVersion === 5 ? code : 0x80)
       continue
     }

@@ -155,7 +155,7 @@ export function invoke<T>(
   into?: DecisionReceiver,
   message?: Message,
 ): T | Promise<T> | Later {
-  if (!reg.breaker.admit()) return fallback
+  if (!reg.breaker.admit()) return signed(reg, fallback)
   if (reg.remote !== undefined) return reg.remote.call(reg, method, input, check, fallback, into, message)
   const fn = reg.def[method] as (input: unknown, ctx: CallContext<unknown>) => unknown
   const call = callFor(reg)
@@ -213,7 +213,10 @@ export function settle<T>(reg: Registration, method: HookMethod, raw: unknown, c
   } catch (err) {
     return fail(reg, method, err, fallback, started)
   }
-  if ((value as { result?: string } | null)?.result === 'deny') reg.stats.denies++
+  if ((value as { result?: string } | null)?.result === 'deny') {
+    reg.stats.denies++
+    value = signed(reg, value)
+  }
   reg.breaker.success()
   finish(reg, started)
   return value
@@ -228,7 +231,13 @@ export function fail<T>(reg: Registration, method: string, err: unknown, fallbac
     reg.reportFailure({ what: method, err })
   }
   finish(reg, started)
-  return fallback
+  return signed(reg, fallback)
+}
+
+/** A deny, naming the hook version that gave it (the denial log line says which hook denied); any other answer as it is. Made only for a deny. */
+function signed<T>(reg: Registration, answer: T): T {
+  const d = answer as { result?: string } | null | undefined
+  return d?.result === 'deny' ? ({ ...d, hook: reg.name, hookVersion: reg.version } as T) : answer
 }
 
 function finish(reg: Registration, started: number): void {

@@ -111,7 +111,7 @@ const DENY_LOGIN = Object.freeze({ result: 'deny' as const, reasonCode: ReasonCo
 export const DENY = Object.freeze({ result: 'deny' as const, reasonCode: ReasonCode.NotAuthorized, reason: 'not authorized' })
 
 /** undefined = pass, true = allow, false = `no`; anything else is checked by `schema` and turned into a decision by `from`. */
-function decision<D, T>(v: unknown, kind: string, no: D, schema: z.ZodType<T>, from: (answer: T) => D): D | typeof PASS | typeof ALLOW {
+function decision<D, T>(v: unknown, kind: string, no: NoInfer<D>, schema: z.ZodType<T>, from: (answer: T) => D): D | typeof PASS | typeof ALLOW {
   if (v === undefined) return PASS
   if (v === true) return ALLOW
   if (v === false) return no

@@ -16,6 +16,7 @@ import { ClusterNode } from './node.js'
 //   node:<id>:cursors     hash node -> id of the last entry of that node's stream it handled
 //   node:<id>:adopted     set (for an hour) when another node took over a dead node
 //   node:<id>:since       the id its stream had when the node started: others read it from there
+//   node:<id>:sys         its $SYS figures (JSON), expiring a little after the sys interval unless renewed (sys.ts)
 //   bus:<id>              the node's stream: messages for the others, takeovers, shared-group changes, ban changes
 //   owners                hash client id -> node serving its session
 //   identities            hash client id -> owner of its session (JSON: the identity, or null for anonymous)

@@ -1,10 +1,11 @@
-import type { Broker, Cluster, ExistingSession, Identity, Will } from '../../core/index.js'
+import type { Broker, Cluster, ExistingSession, Identity, SysRecord, Will } from '../../core/index.js'
 import { noop } from '../../core/index.js'
 import { sleep } from './cluster-redis.js'
 import { groupField, type GroupSync } from './groups.js'
 import type { InterestSync } from './interest.js'
 import { Handover } from './handover.js'
 import type { ClusterNode } from './node.js'
+import { shareSys } from './sys.js'
 import { willToJson } from './stores.js'
 
 // The cluster's Cluster: which node serves which session (owners, identities,
@@ -97,6 +98,10 @@ export class RedisMembership implements Cluster {
     if (this.available) this.self.redis.hdel(this.self.key('node', this.self.me, 'wills'), clientId).catch(noop)
   }
 
+  shareSys(record: SysRecord, ttlMs: number): Promise<{ records: SysRecord[]; publisher: boolean }> {
+    return shareSys(this.self, record, ttlMs)
+  }
+
   // ---- membership ----
 
   /** Registers this node (its reader open): from here on others find it, and read its stream from where this run starts. */
@@ -128,7 +133,7 @@ export class RedisMembership implements Cluster {
   async leave(): Promise<void> {
     clearInterval(this.timer)
     await this.self.reader?.stop()
-    if (this.available) await this.self.redis.del(this.self.key('node', this.self.me)).catch(noop)
+    if (this.available) await this.self.redis.del(this.self.key('node', this.self.me), this.self.key('node', this.self.me, 'sys')).catch(noop)
   }
 
   /** Heartbeat; finds new peers and dead nodes. */

@@ -72,3 +72,30 @@ test('log lines mask URL passwords in the message and in errors', () => {
   assert.equal(lines[1]!.err, 'rediss://:***@k refused')
   assert.doesNotMatch(out.stdout, /secret/)
 })
+
+test('log lines for a human (log.format pretty) mask and redact as JSON lines do', () => {
+  const logger = new URL('../../core/logger.js', import.meta.url).href
+  const script = `import(${JSON.stringify(logger)}).then(({ createLogger }) => {
+    const log = createLogger('info', 'pretty')
+    log.error({ err: new Error('connect to redis://:secret@h failed'), password: 'hunter2' }, 'Redis at redis://app:secret@h is unreachable')
+  })`
+  const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
+  assert.match(out.stdout, /ERROR \(hookmq\): Redis at redis:\/\/app:\*\*\*@h is unreachable/)
+  assert.match(out.stdout, /connect to redis:\/\/:\*\*\*@h failed/)
+  assert.match(out.stdout, /password: "\[redacted\]"/)
+  assert.doesNotMatch(out.stdout, /secret|hunter2/)
+})
+
+test('a JSON logger does not load pino-pretty; a pretty one does', () => {
+  const logger = new URL('../../core/logger.js', import.meta.url).href
+  const loaded = (format: string): boolean => {
+    const script = `import { createRequire } from 'node:module'
+      const { createLogger } = await import(${JSON.stringify(logger)})
+      createLogger('info', '${format}').info('x')
+      process.stderr.write(String(Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('pino-pretty'))))`
+    return spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }).stderr === 'true'
+  }
+  assert.equal(loaded('json'), false)
+  assert.equal(loaded('auto'), false) // (stdout is a pipe here)
+  assert.equal(loaded('pretty'), true)
+})
