@@ -101,7 +101,6 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   readonly dispatch = dispatch
   private readonly connections = new Set<Connection>()
   /** most connections open at once since start ($SYS clients/maximum) */
-  private peakConnections = 0
   private readonly admission: SocketAdmission
   private listeners: Listener[] = []
   private sweepTimer: NodeJS.Timeout | undefined
@@ -121,6 +120,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
       sent: [0, 0, 0],
       dropped: 0,
       connectionsTotal: 0,
+      clientsConnected: 0,
+      clientsPeak: 0,
       refused: this.refusals.counts,
       quota: quotaCounters(),
       unencodable: 0,
@@ -177,9 +178,9 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     const values: Record<string, string | number> = {
       version: `hookmq ${this.version}`,
       uptime: Math.floor((Date.now() - this.startedAt) / 1000),
-      'clients/connected': this.connectionCount,
+      'clients/connected': this.stats.clientsConnected, // clients, not sockets still before their CONNECT
       'clients/total': this.sessions.sessions.size,
-      'clients/maximum': this.peakConnections, // the peak since start, as Mosquitto's
+      'clients/maximum': this.stats.clientsPeak, // the peak since start, as Mosquitto's
       'connections/total': this.stats.connectionsTotal,
       'messages/received': this.stats.received[0] + this.stats.received[1] + this.stats.received[2],
       'messages/sent': this.stats.sent[0] + this.stats.sent[1] + this.stats.sent[2],
@@ -310,7 +311,6 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     const conn = new Connection(socket, this, listener, remoteAddress, openedAt)
     this.connections.add(conn)
     this.stats.connectionsTotal++
-    if (this.connections.size > this.peakConnections) this.peakConnections = this.connections.size
   }
 
   anonymousAllowed(listener: ListenerInfo): boolean {
@@ -337,6 +337,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
 
   connectionClosed(conn: Connection, session: Session | undefined): void {
     this.connections.delete(conn)
+    if (conn.connectedAt !== 0) this.stats.clientsConnected--
     if (this.connections.size === 0) this.onDrained?.()
     if (session === undefined) return
     this.sessions.detach(conn, session)

@@ -20,6 +20,10 @@ export interface BrokerStats {
   sent: [number, number, number]
   dropped: number
   connectionsTotal: number
+  /** clients connected now (CONNACK sent, not yet closed): what $SYS clients/connected says */
+  clientsConnected: number
+  /** the most clients connected at once since start */
+  clientsPeak: number
   /** connections and sockets refused, by cause (see core/refusals.ts) */
   refused: RefusalCounts
   /** what each quota refused (SUBACK/PUBACK 0x97, retained messages not stored, queued messages dropped) */

@@ -289,6 +289,8 @@ function attachSession(conn: Connection, plan: ConnectPlan, request: OpenRequest
   if (revoked) revokeOnResume(ctx, session, denied) // before anything queued is sent
   conn.state = { kind: 'connected', session }
   conn.connectedAt = Date.now()
+  const stats = conn.ctx.stats
+  if (++stats.clientsConnected > stats.clientsPeak) stats.clientsPeak = stats.clientsConnected
   conn.write(connack(conn, plan, present))
   session.attach(conn, present)
   ctx.emitter.emit('clientConnected', conn.client, { sessionPresent: present })

@@ -437,6 +437,7 @@ export function adminRoutes(t: AdminTarget): Route[] {
           at: Date.now(),
           uptimeSeconds: Math.floor((Date.now() - b.startedAt) / 1000),
           connections: b.connectionCount,
+          clients: b.stats.clientsConnected,
           messagesIn: sum(b.stats.received),
           messagesOut: sum(b.stats.sent),
           dropped: b.stats.dropped,

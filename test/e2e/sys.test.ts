@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
-import { connect, startBroker, startRedis, until } from '../helpers.js'
+import net from 'node:net'
+import { connect, portOf, startBroker, startRedis, until } from '../helpers.js'
 import { nodes } from '../support/cluster.js'
 
 // $SYS topics: on one node, and across the nodes of a cluster.
@@ -24,7 +25,14 @@ test('$SYS/broker/clients/maximum is the peak of connected clients since start (
   const others = await Promise.all([1, 2, 3].map(() => connect(t, broker)))
   await until(() => last(got, '$SYS/broker/clients/connected') === '4', 5000, 'four clients connected')
   for (const c of others) await c.endAsync()
-  await until(() => last(got, '$SYS/broker/clients/connected') === '1', 5000, 'one client connected')
+  // a socket that has not sent CONNECT is not a client
+  const bare = net.connect(portOf(broker), '127.0.0.1')
+  t.after(() => bare.destroy())
+  await new Promise((resolve) => bare.once('connect', resolve))
+  await until(() => broker.connectionCount === 2, 5000, 'the bare socket accepted')
+  const seen = got.length
+  await until(() => got.length > seen + 2, 5000, 'a round of $SYS values with the bare socket open')
+  assert.equal(last(got, '$SYS/broker/clients/connected'), '1')
   assert.equal(last(got, '$SYS/broker/clients/maximum'), '4')
   assert.deepEqual(await broker.stores.retained.match('$SYS/brokers/#'), [])
 })

@@ -174,6 +174,16 @@ export function services(config: ConfigInput = {}, hooks: HookRunner = passThrou
     refusals,
     bans: new BanList({ store: new MemoryBanStore(), log, live: () => [] }),
     quotas: new QuotaRefusals(quota, log),
-    stats: { received: [0, 0, 0], sent: [0, 0, 0], dropped: 0, connectionsTotal: 0, refused: refusals.counts, quota, unencodable: 0 },
+    stats: {
+      received: [0, 0, 0],
+      sent: [0, 0, 0],
+      dropped: 0,
+      connectionsTotal: 0,
+      clientsConnected: 0,
+      clientsPeak: 0,
+      refused: refusals.counts,
+      quota,
+      unencodable: 0,
+    },
   }
 }
