@@ -1,6 +1,6 @@
 export { Broker } from './broker.js'
 export type { BrokerOptions, BrokerPlugin, PublishOptions, BrokerStats, RuleKey } from './broker.js'
-export { RESTART_LIMITS } from './live-limits.js'
+export { LIVE_LIMITS, RESTART_LIMITS } from './live-limits.js'
 export { configSchema, parseConfig, parseConfigWith, configReference, HOOK_SETTINGS } from './config.js'
 export type { Config, ConfigInput } from './config.js'
 export { HookmqError, ReasonCode, ErrorCode } from './errors.js'

@@ -302,7 +302,9 @@ function setLongTimeout(session: Session, field: 'expiryTimer' | 'willTimer', du
 }
 
 /** What a session reads of the limits, per queued or sent message. */
-function queueSettings(limits: CoreServices['config']['limits']): Pick<SessionContext, 'maxQueued' | 'maxQueuedBytes' | 'maxInflightBytes' | 'dropNewest' | 'queuedTtlMs'> {
+function queueSettings(
+  limits: CoreServices['config']['limits'],
+): Pick<SessionContext, 'maxQueued' | 'maxQueuedBytes' | 'maxInflightBytes' | 'dropNewest' | 'queuedTtlMs'> {
   return {
     maxQueued: limits.maxQueuedMessages,
     maxQueuedBytes: limits.maxQueuedBytes,

@@ -142,8 +142,9 @@ export class WebhookPlugin implements BrokerPlugin {
       this.log.warn({ webhook: c.name, dropped }, `webhook removed by a config reload: ${left}`)
     }
     for (const c of changed) {
+      const stats = this.dispatchers.get(c.name)?.stats // (its counters go on)
       this.retire(c.name)
-      this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, this.log, `hookmq/${version}`, this.dispatchers.get(c.name)?.stats))
+      this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, this.log, `hookmq/${version}`, stats))
     }
     this.configs = next
     this.index()
@@ -221,9 +222,14 @@ export class WebhookPlugin implements BrokerPlugin {
     return this.outbox.deadLetters(webhook)
   }
 
+  /** Queues dead letters again: of one webhook, or of every configured one (those of a webhook a reload removed stay dead letters). */
   async replay(webhook?: string): Promise<number> {
-    const n = await this.outbox.replay(webhook)
-    for (const [name, d] of this.dispatchers) if (webhook === undefined || webhook === name) d.kick()
+    let n = 0
+    for (const name of webhook === undefined ? [...this.dispatchers.keys()] : [webhook]) {
+      if (!this.dispatchers.has(name)) continue
+      n += await this.outbox.replay(name)
+      this.dispatchers.get(name)!.kick()
+    }
     return n
   }
 
