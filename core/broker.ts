@@ -13,6 +13,7 @@ import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './even
 import { noop, passThroughHooks, type HookRunner } from './hooks.js'
 import { startListeners, type Listener, type ListenerHost } from './listeners/index.js'
 import { SocketAdmission } from './listeners/admission.js'
+import { changedLimits } from './live-limits.js'
 import { createLogger, type Logger } from './logger.js'
 import { PublishPipeline, type PublishTap } from './pipeline.js'
 import { QuotaRefusals, quotaCounters } from './quota.js'
@@ -43,6 +44,9 @@ export interface BrokerOptions extends ConfigInput {
 }
 
 export type { BrokerStats } from './services.js'
+
+/** Keys of the config read per decision, never copied: a reload replaces them at once (Broker.applyRule). */
+export type RuleKey = 'allowAnonymous' | 'defaults' | 'sessions' | 'revokedSubscriptions'
 
 export interface PublishOptions {
   topic: string
@@ -170,6 +174,31 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.plugins.push(plugin)
     if (plugin.onPublish) this.pipeline.taps = [...this.pipeline.taps, plugin as PublishTap]
     return this
+  }
+
+  /** Whether a plugin's onPublish sees routed messages (from use() on): one with nothing to see (no rule now) turns it off, keeping the publish path short. */
+  tapPublish(plugin: BrokerPlugin, on: boolean): void {
+    const others = this.pipeline.taps.filter((t) => t !== plugin)
+    this.pipeline.taps = on && plugin.onPublish ? [...others, plugin as PublishTap] : others
+  }
+
+  /**
+   * A config reload's limits: the live ones take their new values at once, in
+   * the one object every part reads (core/live-limits.ts). Answers the changed
+   * keys: applied, and those that need a restart (left as they were).
+   */
+  applyLimits(next: Config['limits']): { applied: string[]; restartNeeded: string[] } {
+    const { live, restart } = changedLimits(this.config.limits, next)
+    const limits = this.config.limits as Record<string, unknown>
+    for (const k of live) limits[k] = next[k]
+    if (live.length > 0) this.sessions.limitsChanged()
+    return { applied: live.map((k) => `limits.${k}`), restartNeeded: restart.map((k) => `limits.${k}`) }
+  }
+
+  /** A config reload's value of a key read per decision (no part keeps a copy): replaced at once. */
+  applyRule<K extends RuleKey>(key: K, value: Config[K]): void {
+    this.config[key] = value
+    if (key === 'defaults') this.pipeline.defaultsChanged()
   }
 
   /** What $SYS/broker/... says now (SysPublisher), plugins' values included. */

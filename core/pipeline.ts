@@ -25,7 +25,8 @@ export class PublishPipeline {
   readonly retainedQuota: RetainedQuota
   /** denied publishes and subscriptions, logged (throttled per client) */
   readonly denials: DenialLog
-  private readonly allowedByDefault: boolean
+  /** defaults.publish, read once per change (not per message) */
+  private allowedByDefault: boolean
 
   constructor(private readonly core: CoreServices) {
     this.allowedByDefault = core.config.defaults.publish === 'allow'
@@ -35,6 +36,11 @@ export class PublishPipeline {
     core.emitter.once('ready', () => {
       this.retainedQuota.load().catch((err: unknown) => core.log.error({ err }, 'retained usage could not be read'))
     })
+  }
+
+  /** `config.defaults` was replaced (a config reload): read defaults.publish again. */
+  defaultsChanged(): void {
+    this.allowedByDefault = this.core.config.defaults.publish === 'allow'
   }
 
   /**

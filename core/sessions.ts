@@ -36,13 +36,9 @@ export class SessionManager {
     private readonly core: CoreServices,
     private readonly pipeline: PublishPipeline,
   ) {
-    const limits = core.config.limits
     this.ctx = {
       store: core.stores.sessions,
-      maxQueued: limits.maxQueuedMessages,
-      maxQueuedBytes: limits.maxQueuedBytes,
-      maxInflightBytes: limits.maxInflightBytes,
-      dropNewest: limits.queueOverflow === 'dropNewest',
+      ...queueSettings(core.config.limits),
       onDelivered: (message, client) => {
         if (core.emitter.has('delivered')) core.emitter.emit('delivered', message, client)
       },
@@ -52,8 +48,12 @@ export class SessionManager {
       onQueueFull: (quota, clientId) => core.quotas.refuse(quota, clientId),
       // a store that is away fails every write: one line every 10 s, with a count
       onStoreError: throttled((err, failed) => core.log.error({ err, failed }, 'session store writes failed')),
-      queuedTtlMs: limits.queuedMessageExpiry === undefined ? undefined : limits.queuedMessageExpiry * 1000,
     }
+  }
+
+  /** The queue and inflight limits every session reads, taken again from `config.limits` (a config reload changed them). */
+  limitsChanged(): void {
+    Object.assign(this.ctx, queueSettings(this.core.config.limits))
   }
 
   /** Rebuilds stored persistent sessions and their routes (start-up); in a cluster, only this node's. */
@@ -299,4 +299,17 @@ function setLongTimeout(session: Session, field: 'expiryTimer' | 'willTimer', du
   )
   t.unref()
   session[field] = t
+}
+
+/** What a session reads of the limits, per queued or sent message. */
+function queueSettings(
+  limits: CoreServices['config']['limits'],
+): Pick<SessionContext, 'maxQueued' | 'maxQueuedBytes' | 'maxInflightBytes' | 'dropNewest' | 'queuedTtlMs'> {
+  return {
+    maxQueued: limits.maxQueuedMessages,
+    maxQueuedBytes: limits.maxQueuedBytes,
+    maxInflightBytes: limits.maxInflightBytes,
+    dropNewest: limits.queueOverflow === 'dropNewest',
+    queuedTtlMs: limits.queuedMessageExpiry === undefined ? undefined : limits.queuedMessageExpiry * 1000,
+  }
 }

@@ -2,11 +2,12 @@ import type { Redis } from 'ioredis'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
-import { Broker, createLogger, HookmqError, maskCredentials, parseConfigWith, type BrokerOptions } from '../core/index.js'
+import { Broker, createLogger, HookmqError, maskCredentials, type BrokerOptions } from '../core/index.js'
 import { redisCluster, type RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore } from './redis/retained.js'
 import { RedisSessionStore } from './redis/stores.js'
-import { hookmqConfigSchema, type HookmqConfig, type HookmqConfigInput } from './config.js'
+import type { HookmqConfig, HookmqConfigInput } from './config.js'
+import { ConfigReloader, effectiveConfig, type ReloadResult } from './reload.js'
 import { WebhookPlugin, type WebhookStatus } from './webhook/index.js'
 import { HttpEndpoint } from './http/index.js'
 import type { DeadBatch } from './webhook/delivery.js'
@@ -52,6 +53,7 @@ export { HookHost } from './host/host.js'
 export { hookmqConfigSchema } from './config.js'
 export type { HookmqConfigInput, WebhookConfig, RedisConfig } from './config.js'
 export type { WebhookStatus } from './webhook/index.js'
+export type { ReloadResult } from './reload.js'
 export type { DeadBatch, Delivery } from './webhook/delivery.js'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -65,6 +67,8 @@ export interface HookmqOptions extends Omit<BrokerOptions, 'hooks' | 'hooksDir'>
   hooks?: Record<string, unknown> | Array<AnyHook | { hook: AnyHook; config?: unknown }>
   /** a folder of hook files to load and watch (embedders: none unless given) */
   hooksDir?: string
+  /** where `reload()` with no argument reads the config again (the CLI: the config file and the command line, as at start) */
+  configSource?: () => Promise<HookmqConfigInput>
 }
 
 /** What a broker made by `createBroker` offers about its webhooks. */
@@ -88,14 +92,14 @@ function coreOptions(options: HookmqOptions): {
   cluster: RedisCluster | undefined
   objects: Array<{ hook: AnyHook; config?: unknown }>
 } {
-  const { hooks, hooksDir, webhooks: webhookInput, redis: redisInput, http: httpInput, ...rest } = options
+  const { hooks, hooksDir, webhooks: webhookInput, redis: redisInput, http: httpInput, configSource: _source, ...rest } = options
   const objects = Array.isArray(hooks) ? hooks.map((h) => ('hook' in h && typeof h.hook === 'object' ? h : { hook: h as AnyHook, config: undefined })) : []
   const hookConfig = Array.isArray(hooks)
     ? Object.fromEntries(objects.filter((o) => o.config !== undefined).map((o) => [o.hook.name, o.config]))
     : (hooks ?? {})
   const plain: Record<string, unknown> = { ...rest }
   for (const k of ['stores', 'hookRunner', 'logger']) delete plain[k]
-  const full = parseConfigWith(hookmqConfigSchema, {
+  const full = effectiveConfig({
     ...plain,
     hooks: hookConfig,
     webhooks: webhookInput,
@@ -120,19 +124,9 @@ function coreOptions(options: HookmqOptions): {
           bans: cluster!.bans,
         }
       : undefined)
-  // Mosca's Redis TTLs: what offline clients leave behind expires (MQTT 5 expiry intervals take precedence)
-  const ttl = full.redis?.ttl
-  const limits =
-    ttl === undefined
-      ? rest.limits
-      : {
-          ...rest.limits,
-          persistentSessionExpiry: rest.limits?.persistentSessionExpiry ?? ttl.subscriptions,
-          queuedMessageExpiry: rest.limits?.queuedMessageExpiry ?? ttl.packets,
-        }
   const core: BrokerOptions = {
     ...rest,
-    limits,
+    limits: full.limits, // (with Redis TTLs as limits: effectiveConfig)
     logger: log,
     stores,
     cluster: cluster?.cluster,
@@ -153,22 +147,21 @@ export class HookmqBroker extends Broker {
   readonly hookHost: HookHost
   readonly webhooks: WebhookApi
   private readonly endpoint: HttpEndpoint | undefined
+  private readonly reloader: ConfigReloader
 
   constructor(options: HookmqOptions = {}) {
     const { core, full, redis, cluster, objects } = coreOptions(options)
     super(core)
     const hooksDir = options.hooksDir
     if (redis) this.useRedis(redis, full.redis!, cluster)
-    const webhooks =
-      full.webhooks.length > 0
-        ? new WebhookPlugin(
-            full.webhooks,
-            this.log.child({ plugin: 'webhooks' }),
-            this.id,
-            redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined,
-          )
-        : undefined
-    if (webhooks) this.use(webhooks)
+    // (made without rules too: a config reload may add some; it taps the publish path only while it has topic rules)
+    const webhooks = new WebhookPlugin(
+      full.webhooks,
+      this.log.child({ plugin: 'webhooks' }),
+      this.id,
+      redis ? { client: redis, keyPrefix: full.redis!.keyPrefix } : undefined,
+    )
+    this.use(webhooks)
     const hookLog = this.log.child({ plugin: 'hooks' })
     const host = new HookHost({
       log: hookLog,
@@ -176,7 +169,7 @@ export class HookmqBroker extends Broker {
       defaultTimeoutMs: this.config.hookTimeoutMs,
       revokedSubscriptions: this.config.revokedSubscriptions,
       limits: this.config.limits,
-      forward: webhooks === undefined ? undefined : (name, body, hook) => webhooks.forward(name, body, hook), // (none: the host refuses forward())
+      forward: (name, body, hook) => webhooks.forward(name, body, hook),
       modules: hookModules,
       quarantine: hooksDir !== undefined ? new Quarantine(resolve(this.config.hooksDir)) : undefined,
     })
@@ -205,17 +198,24 @@ export class HookmqBroker extends Broker {
           await loader.stop()
           await guard.stop()
         },
+        (file) => loader.load(file),
       )
     }
     if (options.hookRunner === undefined) this.hooks = host // an embedder's own runner replaces the host's decisions
     this.use(host)
     this.hookHost = host
     this.webhooks = {
-      status: () => webhooks?.status() ?? [],
-      deadLetters: (name?: string) => webhooks?.deadLetters(name) ?? Promise.resolve([]),
-      replay: (name?: string) => webhooks?.replay(name) ?? Promise.resolve(0),
-      purge: (name?: string) => webhooks?.purge(name) ?? Promise.resolve(0),
+      status: () => webhooks.status(),
+      deadLetters: (name?: string) => webhooks.deadLetters(name),
+      replay: (name?: string) => webhooks.replay(name),
+      purge: (name?: string) => webhooks.purge(name),
     }
+    this.reloader = new ConfigReloader(
+      { broker: this, hookHost: host, webhooks, ownLogger: options.logger === undefined },
+      { ...full, limits: { ...this.config.limits } },
+      options.configSource,
+      this.log,
+    )
     const folder = hooksDir === undefined ? undefined : resolve(this.config.hooksDir)
     this.endpoint =
       full.http === false
@@ -231,13 +231,32 @@ export class HookmqBroker extends Broker {
               admin: {
                 webhooks: this.webhooks,
                 bans: this.bans,
-                config: () => maskSecrets(full),
+                config: () => maskSecrets(this.currentConfig),
+                hookControl: host,
+                reload: () => this.reload(),
                 cluster: cluster === undefined ? undefined : cluster.queries,
               },
             },
             this.log.child({ plugin: 'http' }),
           )
     if (this.endpoint) this.use(this.endpoint)
+  }
+
+  /**
+   * Applies a new config to the running broker (with no argument: the config
+   * read again through `configSource`). What can change live takes effect at
+   * once (hook configs, webhooks, most limits, log.level...); what cannot is
+   * named in `restartNeeded`. An invalid config, or a hook config value the hook
+   * refuses, rejects with HOOKMQ_ERR_CONFIG_INVALID and changes nothing.
+   * Reloads run one at a time.
+   */
+  reload(next?: HookmqConfigInput): Promise<ReloadResult> {
+    return this.reloader.reload(next)
+  }
+
+  /** the whole config in force (as reloads left it: a key that needs a restart keeps its old value) */
+  get currentConfig(): HookmqConfig {
+    return this.reloader.current
   }
 
   /** every hook's state: loaded/failed, version, load time, calls, denies, errors, p99 */

@@ -2,10 +2,10 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { HookmqError, maskCredentials, parseConfigWith, type Broker } from '../../core/index.js'
+import { HookmqError, maskCredentials, parseConfigWith } from '../../core/index.js'
 import { version } from '../version.js'
 import { hookmqConfigSchema, type HookmqConfigInput } from '../config.js'
-import { createBroker, hookModules, type HookmqOptions } from '../index.js'
+import { createBroker, hookModules, type HookmqBroker, type HookmqOptions } from '../index.js'
 import { listHookFiles, preflightFile } from '../host/loader.js'
 import type { HookSettings } from '../host/host.js'
 import { HookLoadError, asLoadError, compile, evaluate, where } from '../host/compile.js'
@@ -63,9 +63,7 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = await deadLetters(argv.slice(1))
     return
   }
-  let broker: Broker
-  /** the config file as the broker started with it (what SIGHUP compares a new reading with) */
-  let running: Record<string, unknown>
+  let broker: HookmqBroker
   // a SIGINT/SIGTERM during start-up (the warm-up, a hook folder's first load) stops the broker once it is up, gracefully
   let early: string | undefined
   const noteEarly = (signal: string) => (): void => {
@@ -78,9 +76,13 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const config = await resolveConfig(argv)
     if (config === undefined) return
-    running = parseConfigWith(hookmqConfigSchema, config) as unknown as Record<string, unknown>
     const { hooks, ...rest } = config
-    broker = createBroker({ ...rest, hooks: hooks as Record<string, unknown> | undefined, hooksDir: config.hooksDir ?? './hooks' } as HookmqOptions)
+    broker = createBroker({
+      ...rest,
+      hooks: hooks as Record<string, unknown> | undefined,
+      hooksDir: config.hooksDir ?? './hooks',
+      configSource: () => configAgain(argv),
+    } as HookmqOptions)
     await broker.listen()
   } catch (err) {
     // a mistake in the command line, the config or a hook file names itself; anything else failed starting
@@ -114,28 +116,20 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
   if (early !== undefined) stop(early)
-  // Mosquitto's users send HUP to reload: it must not end the broker. The main config is not applied live yet:
-  // the file is read and checked again, and what changed is named (it takes effect at the next start)
-  process.on('SIGHUP', () => void reloadRequested(argv, running, broker))
+  // Mosquitto's users send HUP to reload: the config file and the command line are read again and applied
+  // (broker.reload: what changes live takes effect at once, the rest is named; an invalid file changes nothing)
+  process.on('SIGHUP', () => {
+    broker.log.info('SIGHUP: reading the config again')
+    // (the broker logs the outcome: what was applied and what needs a restart, or why nothing was)
+    broker.reload().catch(() => {})
+  })
 }
 
-/** SIGHUP: reads and checks the config again; names the keys that changed (applied at the next start) or the error. */
-async function reloadRequested(argv: string[], running: Record<string, unknown>, broker: Broker): Promise<void> {
-  try {
-    const config = await resolveConfig(argv)
-    if (config === undefined) return
-    const next = parseConfigWith(hookmqConfigSchema, config) as unknown as Record<string, unknown>
-    // every key either side has: one set or removed since the start counts too
-    const changed = [...new Set([...Object.keys(next), ...Object.keys(running)])].filter((k) => JSON.stringify(next[k]) !== JSON.stringify(running[k]))
-    if (changed.length === 0) broker.log.info('SIGHUP: the config file is valid and unchanged (hook files reload by themselves when they change)')
-    else
-      broker.log.warn(
-        { changed },
-        'SIGHUP: the config file is valid; these keys changed and take effect at the next start (the main config is not applied live yet; hook files reload by themselves)',
-      )
-  } catch (err) {
-    broker.log.error(`SIGHUP: the config file is not valid, the running config stays: ${maskCredentials((err as Error).message)}`)
-  }
+/** The config as at start: the same file and command line, read again. */
+async function configAgain(argv: string[]): Promise<HookmqConfigInput> {
+  const config = await resolveConfig(argv)
+  if (config === undefined) throw usage('no config (--help or --version)') // (not reached: such a command line starts no broker)
+  return { ...config, hooksDir: config.hooksDir ?? './hooks' }
 }
 
 /** `hookmq passwd [--stdin]`: a scrypt hash as hooks.example/auth.ts reads it; the password is never echoed or printed. */

@@ -87,6 +87,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
   readonly name = 'hooks'
   broker: Broker | undefined
   private entries: Entry[] = []
+  /** the entries not disabled: what every pipeline and event runs */
+  private serving: Entry[] = []
+  /** hook names turned off by setEnabled (kept across reloads of their files) */
+  private readonly disabled = new Set<string>()
   private lists = { authenticate: [] as Entry[], authorizePublish: [] as Entry[], authorizeSubscribe: [] as Entry[], transform: [] as Entry[] }
   private publishPath: Entry[] = []
   private anyUnfiltered = false
@@ -96,6 +100,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private rechecking: Promise<void> = Promise.resolve()
   private readonly starters: Array<(host: HookHost) => Promise<void>> = []
   private readonly stoppers: Array<() => Promise<void>> = []
+  /** loads a hook file again now, as its change would (the folder loader) */
+  private loadFile: ((file: string) => Promise<void>) | undefined
   /** hooks failed to load at start-up with onStartupFailure 'deny': every decision denies until they load */
   private denyAll = false
   /** inline hook versions by the URL of their evaluated script, from evaluation to teardown (for the watchdog) */
@@ -129,10 +135,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return this.broker.publish(m)
   }
 
-  /** Something to run at start (the folder loader), with its stop. */
-  attach(start: (host: HookHost) => Promise<void>, stop: () => Promise<void>): void {
+  /** Something to run at start (the folder loader), with its stop; `loadFile` loads one of its files again now (reloadFile, a config reload). */
+  attach(start: (host: HookHost) => Promise<void>, stop: () => Promise<void>, loadFile?: (file: string) => Promise<void>): void {
     this.starters.push(start)
     this.stoppers.push(stop)
+    if (loadFile) this.loadFile = loadFile
   }
 
   // ---- BrokerPlugin
@@ -409,6 +416,66 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return this.entries.map((e) => e.key)
   }
 
+  /** Every hook by key: its name, whether a version serves (none when its loads all failed), whether its last load failed. */
+  hooks(): Array<{ key: string; name: string; serving: boolean; failing: boolean }> {
+    const out = this.entries.map((e) => ({ key: e.key, name: e.name, serving: true, failing: this.failures.has(e.key) }))
+    for (const [key, f] of this.failures) if (f.name !== undefined && !this.entryOf(key)) out.push({ key, name: f.name, serving: false, failing: true })
+    return out
+  }
+
+  /**
+   * Turns a hook off (every pipeline and event skips it, as if absent; status
+   * shows it disabled) or on again. It stays off across reloads of its file.
+   * False when no hook has that name.
+   */
+  setEnabled(name: string, enabled: boolean): boolean {
+    const hook = this.hooks().find((h) => h.name === name)
+    if (hook === undefined) return false
+    if (enabled !== this.disabled.has(name)) return true
+    if (enabled) this.disabled.delete(name)
+    else this.disabled.add(name)
+    this.rebuild()
+    this.options.log.child({ hook: name })[enabled ? 'info' : 'warn']({ file: this.entryOf(hook.key)?.file }, enabled ? 'hook enabled' : 'hook disabled')
+    if (this.entryOf(hook.key)?.def.authorizeSubscribe) this.recheck() // the subscribe rules changed
+    return true
+  }
+
+  /** Loads a hook's file again now, as a change of it would (an embedded hook: its object, setup again); answers its status after. */
+  async reloadFile(name: string): Promise<HookStatus | undefined> {
+    const hook = this.hooks().find((h) => h.name === name)
+    if (hook === undefined) return undefined
+    await this.reloadKey(hook.key)
+    const now = this.entryOf(hook.key)?.name ?? this.failures.get(hook.key)?.name ?? name // (the file may name itself otherwise now)
+    return this.status().find((s) => s.name === now)
+  }
+
+  /** Loads `key` again now through what loaded it; answers the failure when this load failed (the version serving, if any, goes on). */
+  async reloadKey(key: string): Promise<LoadFailure | undefined> {
+    const before = this.failures.get(key)
+    const entry = this.entryOf(key)
+    if (entry !== undefined && entry.file === undefined) {
+      try {
+        await this.install(entry.def, key, undefined) // embedded: the same object, its config parsed and setup run again
+      } catch (err) {
+        this.failed(key, { message: (err as Error).message }, entry.name)
+      }
+    } else if (entry?.file !== undefined || !key.startsWith('embedded:')) {
+      await this.loadFile?.(key)
+    }
+    const after = this.failures.get(key)
+    return after !== before ? after : undefined
+  }
+
+  /** Forgets the last failed load of `key` (a config reload refused a value and restored the old one: what serves did not fail). */
+  clearFailure(key: string): void {
+    this.failures.delete(key)
+  }
+
+  /** The broker's log level changed: worker-isolated hooks are told (inline ones log through the broker's logger). */
+  logLevelChanged(): void {
+    for (const e of this.entries) e.worker?.logLevelChanged()
+  }
+
   /**
    * The hook version whose script a stack frame's URL names (`file#hookmq-N`):
    * from its evaluation until its teardown has run, whether it serves yet or not
@@ -419,7 +486,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   status(): HookStatus[] {
-    return hookStatus(this.entries, this.failures)
+    return hookStatus(this.entries, this.failures, this.disabled)
   }
 
   private retire(entry: Entry): Promise<void> {
@@ -438,14 +505,15 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   private rebuild(): void {
-    const has = (m: HookMethod): Entry[] => this.entries.filter((e) => typeof e.def[m] === 'function')
+    this.serving = this.disabled.size === 0 ? this.entries : this.entries.filter((e) => !this.disabled.has(e.name))
+    const has = (m: HookMethod): Entry[] => this.serving.filter((e) => typeof e.def[m] === 'function')
     this.lists = {
       authenticate: has('authenticate'),
       authorizePublish: has('authorizePublish'),
       authorizeSubscribe: has('authorizeSubscribe'),
       transform: has('transform'),
     }
-    this.publishPath = this.entries.filter((e) => e.def.authorizePublish || e.def.transform)
+    this.publishPath = this.serving.filter((e) => e.def.authorizePublish || e.def.transform)
     this.anyUnfiltered = this.publishPath.some((e) => e.filter === null)
     this.appliesCache.clear()
     this.syncEventListeners()
@@ -456,10 +524,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const broker = this.broker
     if (!broker) return
     for (const event of EVENT_NAMES) {
-      const handlers = this.entries.filter((e) => typeof e.def.on?.[event] === 'function')
+      const handlers = this.serving.filter((e) => typeof e.def.on?.[event] === 'function')
       const current = this.listening.get(event)
       if (handlers.length > 0 && !current) {
-        const fn = (...args: unknown[]): void => notifyAll(this.entries, event, args)
+        const fn = (...args: unknown[]): void => notifyAll(this.serving, event, args)
         this.listening.set(event, fn)
         broker.on(event, fn as never)
       } else if (handlers.length === 0 && current) {

@@ -25,8 +25,8 @@ export interface StatusEntry extends Pick<Registration, 'name' | 'file' | 'versi
 export interface HookStatus {
   name: string
   file?: string
-  /** loaded; failed: its last load failed (a previous version may still serve); tripped: its breaker is open */
-  state: 'loaded' | 'failed' | 'tripped'
+  /** loaded; failed: its last load failed (a previous version may still serve); tripped: its breaker is open; disabled: turned off (setEnabled), skipped by every pipeline */
+  state: 'loaded' | 'failed' | 'tripped' | 'disabled'
   /** version serving now (0 when none) */
   version: number
   loadedAt?: number
@@ -51,14 +51,18 @@ export interface HookStatus {
   p99Ms: number
 }
 
-export function hookStatus(entries: readonly StatusEntry[], failures: ReadonlyMap<string, LoadFailure & { name?: string }>): HookStatus[] {
+export function hookStatus(
+  entries: readonly StatusEntry[],
+  failures: ReadonlyMap<string, LoadFailure & { name?: string }>,
+  disabled: ReadonlySet<string> = new Set(),
+): HookStatus[] {
   const out: HookStatus[] = entries.map((e) => {
     const failure = failures.get(e.key)
     const b = e.breaker
     return {
       name: e.name,
       file: e.file,
-      state: failure ? ('failed' as const) : b.state === 'tripped' ? ('tripped' as const) : ('loaded' as const),
+      state: disabled.has(e.name) ? 'disabled' : failure ? 'failed' : b.state === 'tripped' ? 'tripped' : 'loaded',
       version: e.version,
       loadedAt: e.loadedAt,
       error: failure,
@@ -81,7 +85,7 @@ export function hookStatus(entries: readonly StatusEntry[], failures: ReadonlyMa
     out.push({
       name: f.name ?? key.replace(/^.*\//, '').replace(/\.[^.]+$/, ''),
       file: f.file ?? key,
-      state: 'failed',
+      state: f.name !== undefined && disabled.has(f.name) ? 'disabled' : 'failed',
       version: 0,
       error: f,
       calls: 0,

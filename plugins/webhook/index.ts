@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { isDeepStrictEqual } from 'node:util'
 import type { Broker, BrokerPlugin, ClientInfo, Logger, Message } from '../../core/index.js'
 import { HookmqError, Matches, noop, throttled, TopicMemo, TopicTree } from '../../core/index.js'
 import { percentile } from '../percentile.js'
@@ -38,7 +39,9 @@ export class WebhookPlugin implements BrokerPlugin {
   readonly name = 'webhooks'
   readonly outbox: Outbox
   private readonly dispatchers = new Map<string, Dispatcher>()
-  private readonly tree = new TopicTree<Target>()
+  /** dispatchers a reload replaced, finishing their batches in flight */
+  private readonly retiring = new Set<Dispatcher>()
+  private tree = new TopicTree<Target>()
   private readonly matchCache = new TopicMemo<Target[]>((topic) => {
     const found = new Matches<Target>()
     this.tree.match(topic, found)
@@ -47,14 +50,14 @@ export class WebhookPlugin implements BrokerPlugin {
     for (let i = 0; i < found.subCount; i++) if (!rules.includes(found.subs[i] as Target)) rules.push(found.subs[i] as Target)
     return rules
   })
-  private readonly anyTopics: boolean
+  private anyTopics = false
   private broker: Broker | undefined
   private nodeId = 'node'
   private lastDropLog = 0
-  private readonly listeners: Array<[string, (...args: unknown[]) => void]> = []
+  private readonly listeners = new Map<string, (...args: unknown[]) => void>()
 
   constructor(
-    private readonly configs: WebhookConfig[],
+    private configs: WebhookConfig[],
     private readonly log: Logger,
     node: string,
     redis?: { client: Redis; keyPrefix: string },
@@ -63,32 +66,100 @@ export class WebhookPlugin implements BrokerPlugin {
     this.outbox = redis
       ? new RedisOutbox(redis.client, redis.keyPrefix, node, log)
       : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total), node)
-    for (const c of configs) {
-      const dispatcher = new Dispatcher(c, this.outbox, log, `hookmq/${version}`)
-      this.dispatchers.set(c.name, dispatcher)
-      const target: Target = { dispatcher, inlet: this.outbox.inlet(c.name), kick: () => dispatcher.kick() }
-      for (const f of c.topics) this.tree.add(f, c.name, target)
-    }
-    this.anyTopics = configs.some((c) => c.topics.length > 0)
+    for (const c of configs) this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, log, `hookmq/${version}`))
+    this.index()
     this.outbox.onWaiting((w) => this.dispatchers.get(w)?.kick())
+  }
+
+  /** The rules as the publish path reads them: a topic tree of targets, resolved once (after a reload: made again). */
+  private index(): void {
+    const tree = new TopicTree<Target>()
+    for (const c of this.configs) {
+      const dispatcher = this.dispatchers.get(c.name)!
+      const target: Target = { dispatcher, inlet: this.outbox.inlet(c.name), kick: () => dispatcher.kick() }
+      for (const f of c.topics) tree.add(f, c.name, target)
+    }
+    this.tree = tree
+    this.matchCache.clear()
+    this.anyTopics = this.configs.some((c) => c.topics.length > 0)
+    this.broker?.tapPublish(this, this.anyTopics)
   }
 
   async start(broker: Broker): Promise<void> {
     this.broker = broker
     await this.outbox.start(this.configs.map((c) => c.name))
-    const events = new Set(this.configs.flatMap((c) => c.events))
-    for (const event of events) {
-      const fn = (...args: unknown[]): void => this.onEvent(event, args)
-      this.listeners.push([event, fn])
-      broker.on(event as 'clientConnected', fn as never)
-    }
+    broker.tapPublish(this, this.anyTopics)
+    this.listen()
     for (const d of this.dispatchers.values()) d.kick()
+  }
+
+  /** Listens to the lifecycle events some webhook forwards, and to no other. */
+  private listen(): void {
+    const events = new Set<string>(this.configs.flatMap((c) => c.events))
+    for (const [event, fn] of this.listeners) {
+      if (events.has(event)) continue
+      this.broker?.off(event as 'clientConnected', fn as never)
+      this.listeners.delete(event)
+    }
+    for (const event of events) {
+      if (this.listeners.has(event)) continue
+      const fn = (...args: unknown[]): void => this.onEvent(event, args)
+      this.listeners.set(event, fn)
+      this.broker?.on(event as 'clientConnected', fn as never)
+    }
   }
 
   async stop(): Promise<void> {
     for (const [event, fn] of this.listeners) this.broker?.off(event as 'clientConnected', fn as never)
-    for (const d of this.dispatchers.values()) d.stop()
+    for (const d of [...this.dispatchers.values(), ...this.retiring]) d.stop()
     await this.outbox.close()
+  }
+
+  /**
+   * A config reload's webhooks. A kept webhook (same name) keeps its queue and
+   * counters; changed settings apply from its next batch (a batch already being
+   * sent finishes with those it was taken with, retries included). A new one
+   * starts. A removed one takes no more: its deliveries waiting in memory are
+   * dropped (logged with their count); in Redis its stream is left as it is.
+   * Resolves when the new webhooks' streams are ready (throws, changing
+   * nothing, when one cannot be made), with the function that applies the
+   * rest at once and answers the names of the webhooks added, changed or removed.
+   */
+  async prepare(next: WebhookConfig[]): Promise<() => string[]> {
+    const prev = new Map(this.configs.map((c) => [c.name, c]))
+    const changed = next.filter((c) => !isDeepStrictEqual(prev.get(c.name), c))
+    for (const c of changed) if (!prev.has(c.name)) await this.outbox.prepare(c.name, c.maxQueue)
+    return () => this.reconfigure(next, changed)
+  }
+
+  private reconfigure(next: WebhookConfig[], changed: WebhookConfig[]): string[] {
+    const removed = this.configs.filter((c) => !next.some((n) => n.name === c.name))
+    for (const c of changed) if (this.dispatchers.has(c.name)) void this.outbox.prepare(c.name, c.maxQueue) // a kept one's bound (at once in memory)
+    for (const c of removed) {
+      this.retire(c.name)
+      const dropped = this.outbox.remove(c.name)
+      const left = this.outbox instanceof RedisOutbox ? 'what waits in its Redis stream stays there' : `${dropped} waiting deliveries dropped`
+      this.log.warn({ webhook: c.name, dropped }, `webhook removed by a config reload: ${left}`)
+    }
+    for (const c of changed) {
+      const stats = this.dispatchers.get(c.name)?.stats // (its counters go on)
+      this.retire(c.name)
+      this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, this.log, `hookmq/${version}`, stats))
+    }
+    this.configs = next
+    this.index()
+    this.listen()
+    for (const c of changed) this.dispatchers.get(c.name)!.kick()
+    return [...changed, ...removed].map((c) => c.name)
+  }
+
+  /** The webhook's dispatcher finishes what it has in flight, then stops. */
+  private retire(name: string): void {
+    const d = this.dispatchers.get(name)
+    if (d === undefined) return
+    this.dispatchers.delete(name)
+    this.retiring.add(d)
+    void d.retire().then(() => this.retiring.delete(d))
   }
 
   /** On the publish path: find matching rules (cached per topic) and enqueue. */
@@ -151,9 +222,14 @@ export class WebhookPlugin implements BrokerPlugin {
     return this.outbox.deadLetters(webhook)
   }
 
+  /** Queues dead letters again: of one webhook, or of every configured one (those of a webhook a reload removed stay dead letters). */
   async replay(webhook?: string): Promise<number> {
-    const n = await this.outbox.replay(webhook)
-    for (const [name, d] of this.dispatchers) if (webhook === undefined || webhook === name) d.kick()
+    let n = 0
+    for (const name of webhook === undefined ? [...this.dispatchers.keys()] : [webhook]) {
+      if (!this.dispatchers.has(name)) continue
+      n += await this.outbox.replay(name)
+      this.dispatchers.get(name)!.kick()
+    }
     return n
   }
 

@@ -50,6 +50,13 @@ export interface Outbox {
   /** called when deliveries appear (e.g. recovered at start-up, replayed) */
   onWaiting(fn: (webhook: string) => void): void
   start(webhooks: string[]): Promise<void>
+  /** a config reload: makes a new webhook ready to take (as start() did the others), or sets a kept one's bound */
+  prepare(webhook: string, maxQueue: number): Promise<void>
+  /**
+   * a config reload removed the webhook: answers the waiting deliveries dropped with it (a durable outbox drops
+   * none: its stream stays, for another node that still has the webhook, or for this one when it comes back)
+   */
+  remove(webhook: string): number
   close(): Promise<void>
 }
 
@@ -60,9 +67,20 @@ class MemoryQueue implements Inlet {
 
   constructor(
     private readonly name: string,
-    private readonly limit: number,
+    private limit: number,
     private readonly onDrop: (webhook: string, total: number) => void,
   ) {}
+
+  /** a new bound; the oldest beyond it go now, counted */
+  bound(limit: number): void {
+    this.limit = limit
+    if (this.items.length <= limit) return
+    while (this.items.length > limit) {
+      this.items.drop()
+      this.dropped++
+    }
+    this.onDrop(this.name, this.dropped)
+  }
 
   pushMessage(message: Message, clientId: string | null, at: number): number {
     this.room()
@@ -180,5 +198,18 @@ export class MemoryOutbox implements Outbox {
   }
 
   async start(): Promise<void> {}
+
+  async prepare(webhook: string, maxQueue: number): Promise<void> {
+    this.limits.set(webhook, maxQueue)
+    this.queues.get(webhook)?.bound(maxQueue)
+  }
+
+  remove(webhook: string): number {
+    const dropped = this.queues.get(webhook)?.items.length ?? 0
+    this.queues.delete(webhook)
+    this.limits.delete(webhook)
+    return dropped
+  }
+
   async close(): Promise<void> {}
 }

@@ -46,7 +46,15 @@ export class RedisOutbox implements Outbox {
   }
 
   async start(webhooks: string[]): Promise<void> {
-    this.webhooks = webhooks
+    this.webhooks = [...webhooks]
+    if (webhooks.length === 0) return // (the upkeep starts with the first webhook a reload adds)
+    await this.upkeep()
+    for (const w of webhooks) await this.open(w)
+    await this.claimOrphans()
+  }
+
+  /** The heartbeat and, every 3 s, claiming a gone node's entries and counting what others added. */
+  private async upkeep(): Promise<void> {
     await this.beat()
     this.heartbeat = setInterval(
       () =>
@@ -57,15 +65,30 @@ export class RedisOutbox implements Outbox {
       3000,
     )
     this.heartbeat.unref()
-    for (const w of webhooks) {
-      await this.redis.xgroup('CREATE', this.stream(w), GROUP, '0', 'MKSTREAM').catch((err: Error) => {
-        if (!err.message.includes('BUSYGROUP')) throw err
-      })
-      const [len, pending] = await Promise.all([this.redis.xlen(this.stream(w)), this.pending(w)])
-      this.counts.set(w, Math.max(0, len - pending.all))
-      if (pending.mine > 0) this.recovering.set(w, '0') // first read our own unacknowledged entries
-    }
-    await this.claimOrphans()
+  }
+
+  /** One webhook's stream and consumer group, made when missing; what waits in it counted. */
+  private async open(w: string): Promise<void> {
+    await this.redis.xgroup('CREATE', this.stream(w), GROUP, '0', 'MKSTREAM').catch((err: Error) => {
+      if (!err.message.includes('BUSYGROUP')) throw err
+    })
+    const [len, pending] = await Promise.all([this.redis.xlen(this.stream(w)), this.pending(w)])
+    this.counts.set(w, Math.max(0, len - pending.all))
+    if (pending.mine > 0) this.recovering.set(w, '0') // first read our own unacknowledged entries
+  }
+
+  async prepare(webhook: string): Promise<void> {
+    if (this.webhooks.includes(webhook)) return // (bounded by Redis memory, not by count)
+    await this.open(webhook)
+    if (this.heartbeat === undefined) await this.upkeep()
+    this.webhooks.push(webhook)
+  }
+
+  remove(webhook: string): number {
+    this.webhooks = this.webhooks.filter((w) => w !== webhook)
+    this.counts.delete(webhook)
+    this.recovering.delete(webhook)
+    return 0
   }
 
   /** Entries added by others (a replay from the CLI, another node) are noticed here. */
@@ -238,6 +261,7 @@ export class RedisOutbox implements Outbox {
   }
 
   async close(): Promise<void> {
+    if (this.heartbeat === undefined) return // (no webhook ever: no heartbeat)
     clearInterval(this.heartbeat)
     await this.redis.del(this.aliveKey(this.node)).catch(() => undefined)
   }

@@ -26,10 +26,12 @@ type Outcome = { kind: 'ok' } | { kind: 'retry'; reason: string; after?: number 
 
 export class Dispatcher {
   inFlight = 0
-  readonly stats: WebhookStats = { delivered: 0, retried: 0, failed: 0, deadLettered: 0, batches: 0, latency: [] }
+  readonly stats: WebhookStats
   private timer: NodeJS.Timeout | undefined
   private taking = false
   private stopped = false
+  /** replaced by a config reload: takes no more batches, finishes those in flight, then stops */
+  private retiring: (() => void) | undefined
   private readonly sleeping = new Set<{ timer: NodeJS.Timeout; wake: () => void }>()
 
   private readonly bodyStart: string
@@ -41,7 +43,10 @@ export class Dispatcher {
     private readonly outbox: Outbox,
     private readonly log: Logger,
     private readonly userAgent: string,
+    /** the counters of the dispatcher this one replaces (a reload changed the webhook's settings) */
+    stats?: WebhookStats,
   ) {
+    this.stats = stats ?? { delivered: 0, retried: 0, failed: 0, deadLettered: 0, batches: 0, latency: [] }
     this.bodyStart = `{"webhook":${JSON.stringify(config.name)},"deliveries":[`
     this.url = new URL(config.url)
     const options = { keepAlive: true, maxSockets: config.concurrency }
@@ -56,7 +61,7 @@ export class Dispatcher {
 
   /** Deliveries were added: send at once when a batch is full, else after maxWaitMs. */
   kick(): void {
-    if (this.stopped) return
+    if (this.stopped || this.retiring) return
     const waiting = this.outbox.waiting(this.config.name)
     if (waiting === 0) return
     if (waiting >= this.config.batch.maxSize || this.config.batch.maxWaitMs === 0) {
@@ -72,7 +77,7 @@ export class Dispatcher {
   }
 
   private flush(): void {
-    if (this.stopped || this.taking || this.inFlight >= this.config.concurrency) return
+    if (this.stopped || this.retiring || this.taking || this.inFlight >= this.config.concurrency) return
     if (this.outbox.waiting(this.config.name) === 0) return
     this.taking = true
     this.outbox.take(this.config.name, this.config.batch.maxSize, this.bodyStart, BODY_END).then(
@@ -83,9 +88,11 @@ export class Dispatcher {
           void this.send(batch).finally(this.batchDone)
         }
         this.kick()
+        this.retired()
       },
       (err: unknown) => {
         this.taking = false
+        this.retired()
         this.log.error({ err, webhook: this.config.name }, 'webhook outbox read failed')
         this.sleep(1000).then(
           () => this.kick(),
@@ -99,6 +106,24 @@ export class Dispatcher {
   private readonly batchDone = (): void => {
     this.inFlight--
     this.kick()
+    this.retired()
+  }
+
+  /**
+   * Replaced (a config reload changed its webhook): takes no more batches; those
+   * in flight finish with the settings they were taken with, retries included.
+   * Resolves when it has stopped.
+   */
+  retire(): Promise<void> {
+    return new Promise((resolve) => {
+      this.retiring = resolve
+      this.retired()
+    })
+  }
+
+  /** A retiring dispatcher with nothing in flight stops. */
+  private retired(): void {
+    if (this.retiring !== undefined && this.inFlight === 0 && !this.taking) this.stop()
   }
 
   /** Sends one batch until it is delivered or dead. */
@@ -199,6 +224,7 @@ export class Dispatcher {
   }
 
   stop(): void {
+    if (this.stopped) return
     this.stopped = true
     this.agent.destroy()
     clearTimeout(this.timer)
@@ -207,6 +233,7 @@ export class Dispatcher {
       s.wake()
     }
     this.sleeping.clear()
+    this.retiring?.()
   }
 }
 

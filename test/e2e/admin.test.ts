@@ -3,7 +3,7 @@ import http from 'node:http'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
-import { collect, connect, hooksFolder, startBroker, startRedis, startSink, until, writeHook } from '../helpers.js'
+import { collect, connect, hooksFolder, publishCode, startBroker, startRedis, startSink, until, writeHook } from '../helpers.js'
 import { nodes } from '../support/cluster.js'
 
 // The admin API (/admin/...) over real HTTP, real MQTT.js clients, a real sink and a real redis-server.
@@ -331,4 +331,47 @@ test('admin API: bans — a ban by client id kicks the live client and refuses i
   assert.equal(bad.status, 400)
   assert.match(bad.body.error!, /10\.0\.0\.0\/99/)
   assert.equal((await api(base, '/admin/bans', { method: 'POST', body: { clientId: 'a', username: 'b' } })).status, 400)
+})
+
+test('admin API: POST /admin/reload applies the config source (a ban from the file kicks at once); hooks disabled, enabled and reloaded by name', async (t) => {
+  const dir = hooksFolder(t)
+  let fileBans: Array<{ clientId: string }> = []
+  const broker = await startBroker(t, {
+    http: { port: 0 },
+    sys: { enabled: false },
+    hooksDir: dir,
+    configSource: async () => ({
+      port: 0,
+      ws: { port: 0, path: '/mqtt' },
+      warmup: false,
+      sys: { enabled: false },
+      http: { port: 0 },
+      hooksDir: dir,
+      bans: fileBans,
+    }),
+  })
+  await writeHook(
+    broker,
+    join(dir, 'acl.ts'),
+    `import { defineHook } from 'hookmq'
+export default defineHook({ name: 'acl', authorizePublish: ({ topic }) => (topic.startsWith('no/') ? { deny: 'no' } : undefined) })
+`,
+  )
+  const base = broker.httpUrl()!
+  const c = await connect(t, broker, { clientId: 'from-file', protocolVersion: 5 })
+  const code = disconnectCode(c)
+  fileBans = [{ clientId: 'from-file' }]
+  const reloaded = await api(base, '/admin/reload', { method: 'POST' })
+  assert.equal(reloaded.status, 200, JSON.stringify(reloaded.body))
+  assert.ok((reloaded.body.applied as string[]).includes('bans'), JSON.stringify(reloaded.body))
+  assert.equal(await code, 0x98)
+
+  const p = await connect(t, broker, { clientId: 'pub', protocolVersion: 5 })
+  assert.equal(await publishCode(p, 'no/x'), 0x87)
+  assert.equal((await api(base, '/admin/hooks/acl/disable', { method: 'POST' })).body.state, 'disabled')
+  assert.equal(await publishCode(p, 'no/x'), 0x10) // allowed (no matching subscribers)
+  assert.equal((await api(base, '/admin/hooks/acl/enable', { method: 'POST' })).body.state, 'loaded')
+  const version = ((await api(base, '/admin/hooks/acl/reload', { method: 'POST' })).body as { version?: number }).version
+  assert.equal(version, 2)
+  assert.equal((await api(base, '/admin/hooks/nope/disable', { method: 'POST' })).status, 404)
 })

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
-import { freePort } from '../helpers.js'
+import { freePort, publishCode } from '../helpers.js'
 
 const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
 
@@ -161,27 +161,77 @@ test('hookmq passwd --stdin prints a hash that hooks.example/auth.ts accepts (an
   }
 })
 
-test('SIGHUP does not end the broker: the config file is checked again and what changed is named (a bad one is reported, the broker keeps serving)', async (t) => {
+test('SIGHUP applies the config file again: a hook config change (acl, in its worker) takes effect without dropping a connected client; a port change is named; a bad file changes nothing', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-hup-'))
+  mkdirSync(join(dir, 'hooks'))
+  copyFileSync(fileURLToPath(new URL('../../../hooks.example/acl.ts', import.meta.url)), join(dir, 'hooks', 'acl.ts'))
   const port = await freePort()
   const config = join(dir, 'hookmq.config.json')
-  writeFileSync(config, JSON.stringify({ port, ws: false, log: { level: 'info' } }))
+  const write = (acl: string[], extra: object = {}): void =>
+    writeFileSync(
+      config,
+      JSON.stringify({
+        port,
+        ws: false,
+        warmup: false,
+        log: { level: 'info' },
+        hooks: { acl: { rules: [{ user: '*', allow: 'both', topics: acl }] } },
+        ...extra,
+      }),
+    )
+  write(['public/#'])
   const b = start(['--config', config], dir)
   t.after(() => b.child.kill('SIGKILL'))
-  const until = async (re: RegExp): Promise<void> => {
-    for (let i = 0; i < 200 && !re.test(b.stdout()); i++) await new Promise((r) => setTimeout(r, 25))
-    assert.match(b.stdout(), re)
+  /** the log records after the `from`th, as JSON */
+  const records = (): Array<Record<string, unknown>> =>
+    b
+      .stdout()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+  const next = async (from: number, match: (r: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
+    for (let i = 0; i < 400; i++) {
+      const found = records().slice(from).find(match)
+      if (found) return found
+      await new Promise((r) => setTimeout(r, 25))
+    }
+    throw new Error(`no such log record; have:\n${b.stdout()}`)
   }
-  await until(/listening/)
+  await next(0, (r) => r.msg === 'listening')
+  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, protocolVersion: 5 })
+  t.after(() => c.end(true))
+  let closed = false
+  c.on('close', () => {
+    closed = true
+  })
+  const puback = (topic: string): Promise<number> => publishCode(c, topic)
+  assert.equal(await puback('other/1'), 0x87)
+
+  let from = records().length
   b.child.kill('SIGHUP')
-  await until(/SIGHUP: the config file is valid and unchanged/) // (compared with the file as the broker started with it)
-  writeFileSync(config, JSON.stringify({ port, ws: false, log: { level: 'info' }, limits: { maxConnections: 10 } }))
+  assert.equal((await next(from, (r) => /^config reloaded/.test(String(r.msg)))).msg, 'config reloaded: unchanged')
+
+  from = records().length
+  write(['public/#', 'other/#'])
   b.child.kill('SIGHUP')
-  await until(/SIGHUP: the config file is valid; these keys changed[^\n]*|"changed":\["limits"\]/)
-  writeFileSync(config, JSON.stringify({ port, ws: false, log: { level: 'info' }, limits: { maxConnections: 'many' } }))
+  const applied = await next(from, (r) => r.msg === 'config reloaded')
+  assert.deepEqual([applied.applied, applied.restartNeeded], [['hooks.acl'], []])
+  assert.equal(await puback('other/1'), 0x10) // allowed (no subscribers): the same connection, the new rules
+  assert.equal(closed, false)
+
+  from = records().length
+  const otherPort = await freePort()
+  write(['public/#', 'other/#'], { port: otherPort })
   b.child.kill('SIGHUP')
-  await until(/SIGHUP: the config file is not valid[^\n]*maxConnections/)
-  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 })
-  await c.endAsync()
+  const restart = await next(from, (r) => r.msg === 'config reloaded')
+  assert.equal(restart.level, 40) // warn
+  assert.deepEqual(restart.restartNeeded, ['port'])
+
+  from = records().length
+  write(['public/#'], { limits: { maxConnections: 'many' } })
+  b.child.kill('SIGHUP')
+  assert.match(String((await next(from, (r) => /config reload refused/.test(String(r.msg)))).msg), /limits\.maxConnections/)
+  assert.equal(await puback('other/1'), 0x10) // (the acl change in that file was not applied either)
+  assert.equal(closed, false)
   assert.equal(b.child.exitCode, null)
 })

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { configJsonSchema, configReference, parseConfig, parseConfigWith } from '../../core/config.js'
 import { HookmqError } from '../../core/errors.js'
+import { LIVE_LIMITS, RESTART_LIMITS } from '../../core/live-limits.js'
 import { hookmqConfigSchema } from '../../plugins/config.js'
 
 test('defaults: TCP 1883 and WebSocket 8083 on loopback', () => {
@@ -65,4 +66,10 @@ test('redis: a node timeout shorter than two heartbeats is refused by name', () 
     /config error: redis\.nodeTimeoutMs = 1500: must be at least twice heartbeatMs/,
   )
   assert.equal(parseConfigWith(hookmqConfigSchema, { redis: { heartbeatMs: 1000, nodeTimeoutMs: 2000 } }).redis?.nodeTimeoutMs, 2000)
+})
+
+test('a config reload: every limit is decided, live or restart-only (a new limit must be placed in core/live-limits.ts)', () => {
+  const keys = Object.keys(parseConfig({}).limits).concat('queuedMessageExpiry') // (optional: no default)
+  for (const k of keys) assert.equal(Number(LIVE_LIMITS.has(k as never)) + Number(RESTART_LIMITS.has(k as never)), 1, `limits.${k}`)
+  assert.equal(LIVE_LIMITS.size + RESTART_LIMITS.size, new Set(keys).size)
 })

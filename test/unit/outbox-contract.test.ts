@@ -214,6 +214,47 @@ for (const b of backends) {
         await mine.done(sending!)
         assert.equal(await take(mine), undefined)
       })
+
+    test('a config reload: a webhook prepared after the start takes deliveries; a removed one drops what waits (a durable outbox keeps it for a node that comes back)', async (t) => {
+      const open = await b.make(t, [])
+      const o = open('n')
+      await o.start([]) // none at start
+      defer(t, () => o.close())
+      const LATER = 'later'
+      await o.prepare(LATER, 10)
+      await o.push(LATER, event('l1'))
+      await o.push(LATER, event('l2'))
+      assert.equal(o.waiting(LATER), 2)
+      const first = await o.take(LATER, 1, '[', ']')
+      assert.deepEqual(
+        deliveries(first).map((d) => d.id),
+        ['l1'],
+      )
+      await o.done(first!)
+      assert.equal(o.remove(LATER), b.durable ? 0 : 1)
+      assert.equal(o.waiting(LATER), 0)
+      await o.close()
+      const again = open('n')
+      await again.start([LATER])
+      defer(t, () => again.close())
+      assert.deepEqual(
+        deliveries(await again.take(LATER, 10, '[', ']')).map((d) => d.id),
+        b.durable ? ['l2'] : [],
+      )
+    })
+
+    if (b.bounded)
+      test("a config reload's lower bound drops the oldest beyond it at once, counted", async (t) => {
+        const drops: Array<[string, number]> = []
+        const o = await started(t, await b.make(t, drops), 'n', 5)
+        for (const id of ['a', 'b', 'c', 'd']) await o.push(W, event(id))
+        await o.prepare(W, 2)
+        assert.deepEqual(drops, [[W, 2]])
+        assert.deepEqual(
+          deliveries(await take(o)).map((d) => d.id),
+          ['c', 'd'],
+        )
+      })
   })
 }
 

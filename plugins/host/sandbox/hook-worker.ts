@@ -58,6 +58,9 @@ port.on('message', (m: ToWorker) => {
     }
     case 'retire':
       return void retire(m.ms)
+    case 'logLevel':
+      logLevel = m.level
+      return
   }
 })
 

@@ -82,6 +82,8 @@ export type ToWorker =
   | { t: 'abort'; ids: number[] }
   | { t: 'reply'; id: number; error?: SerializedError }
   | { t: 'retire'; ms: number }
+  /** the broker's log level changed (a config reload): what the worker's ctx.log drops */
+  | { t: 'logLevel'; level: number }
 
 export type FromWorker =
   /** booted, evaluating the file now (a time limit on evaluation starts here) */

@@ -461,6 +461,11 @@ export class RemoteHook implements RemoteCalls {
     this.progress = undefined
   }
 
+  /** The broker's log level changed: the worker's ctx.log drops what the broker would (a worker started later reads it at start). */
+  logLevelChanged(): void {
+    if (this.state === 'ready') this.worker!.postMessage({ t: 'logLevel', level: LOG_LEVELS[this.options.log.level] ?? 30 } satisfies ToWorker)
+  }
+
   // ---- from the worker
 
   private workerLog(level: string, obj: unknown, msg: string | undefined): void {
