@@ -110,7 +110,7 @@ export const hookmqConfigSchema = configSchema
                 name: z.string().optional().describe('who holds it (shown in the log of admin actions)'),
               }),
             )
-            .default([])
+            .optional()
             .describe('more tokens, each read-only or admin'),
         }),
       ])
@@ -118,7 +118,7 @@ export const hookmqConfigSchema = configSchema
       .describe('HTTP endpoint with /health, /live, /metrics (Prometheus), /hooks, the admin API (/admin/) and the dashboard (/), or false'),
   })
   .superRefine((c, ctx) => {
-    if (c.http === false || c.http.token !== undefined || c.http.tokens.length > 0) return
+    if (c.http === false || c.http.token !== undefined || (c.http.tokens?.length ?? 0) > 0) return
     const host = c.http.host ?? c.host
     if (!isLoopback(host)) ctx.addIssue({ code: 'custom', path: ['http', 'token'], message: `required when the HTTP endpoint binds beyond loopback (${host})` })
   })
