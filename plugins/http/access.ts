@@ -7,16 +7,17 @@ import type { HookStatus } from '../host/host.js'
 
 /** The configured tokens and their roles; a request's role from its `Authorization: Bearer` header (compared in constant time). */
 export class Tokens {
-  private readonly list: Array<{ token: BearerToken; role: 'read' | 'admin' }>
+  private readonly list: Array<{ token: BearerToken; role: 'read' | 'admin'; name: string }>
 
-  constructor(tokens: ReadonlyArray<{ token: string; role: 'read' | 'admin' }>) {
-    this.list = tokens.map((t) => ({ token: new BearerToken(t.token), role: t.role }))
+  constructor(tokens: ReadonlyArray<{ token: string; role: 'read' | 'admin'; name?: string }>) {
+    this.list = tokens.map((t, i) => ({ token: new BearerToken(t.token), role: t.role, name: t.name ?? `token ${i + 1} (${t.role})` }))
   }
 
-  roleOf(req: http.IncomingMessage): 'read' | 'admin' | undefined {
-    let role: 'read' | 'admin' | undefined
-    for (const t of this.list) if (t.token.allows(req) && role !== 'admin') role = t.role // every token is compared: no early exit
-    return role
+  /** the role and name of the token the request carries, if it is one of them */
+  holder(req: http.IncomingMessage): { role: 'read' | 'admin'; name: string } | undefined {
+    let found: { role: 'read' | 'admin'; name: string } | undefined
+    for (const t of this.list) if (t.token.allows(req) && found?.role !== 'admin') found = t // every token is compared: no early exit
+    return found === undefined ? undefined : { role: found.role, name: found.name }
   }
 }
 

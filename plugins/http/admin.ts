@@ -64,6 +64,8 @@ interface Ctx {
   query: Record<string, unknown>
   body: Record<string, unknown>
   role: Role
+  /** who asked: the token's name, or 'loopback' */
+  by: string
   req: http.IncomingMessage
   res: http.ServerResponse
 }
@@ -206,7 +208,7 @@ export function adminRoutes(t: AdminTarget): Route[] {
       role: 'admin',
       summary: 'bans a client id, username, address or CIDR block (and kicks matching clients)',
       body: banBody,
-      async run({ body }) {
+      async run({ body, by }) {
         const v = body as z.infer<typeof banBody>
         const kind = v.clientId !== undefined ? 'clientId' : v.username !== undefined ? 'username' : 'address'
         const ban = await need('bans', t.bans)
@@ -215,7 +217,7 @@ export function adminRoutes(t: AdminTarget): Route[] {
             value: (v.clientId ?? v.username ?? v.address)!,
             reason: v.reason,
             expiresAt: v.expiresInSeconds !== undefined ? Date.now() + v.expiresInSeconds * 1000 : undefined,
-            by: 'admin-api',
+            by: `admin API: ${by}`,
           })
           .catch(apiError)
         return { ban }

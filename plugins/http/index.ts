@@ -61,14 +61,13 @@ export class HttpEndpoint implements BrokerPlugin {
   }
 
   /** The role a request has: from its token, or admin from loopback when no token is configured; undefined: refused (with the status to answer). */
-  private roleOf(req: http.IncomingMessage): { role: Role } | { status: 401 | 403; error: string } {
+  private roleOf(req: http.IncomingMessage): { role: Role; name: string } | { status: 401 | 403; error: string } {
     if (this.tokens === undefined) {
       return isLoopback(req.socket.remoteAddress ?? '')
-        ? { role: 'admin' }
+        ? { role: 'admin', name: 'loopback' }
         : { status: 403, error: 'no http.token is configured: this endpoint answers loopback only' }
     }
-    const role = this.tokens.roleOf(req)
-    return role !== undefined ? { role } : { status: 401, error: 'unauthorized: send Authorization: Bearer <token>' }
+    return this.tokens.holder(req) ?? { status: 401, error: 'unauthorized: send Authorization: Bearer <token>' }
   }
 
   async start(broker: Broker): Promise<void> {
@@ -109,7 +108,7 @@ export class HttpEndpoint implements BrokerPlugin {
       if (found === undefined) return json(res, 404, { error: 'not found', paths: ['/health', '/live', '/metrics', '/hooks', '/admin/openapi.json', '/'] })
       if ('allow' in found) return json(res.setHeader('allow', found.allow.join(', ')), 405, { error: `${method} not allowed here` })
       if (found.route.role === 'admin' && who.role !== 'admin') return json(res, 403, { error: 'this token is read-only' })
-      void this.runRoute(found.route, found.params, url, who.role, req, res)
+      void this.runRoute(found.route, found.params, url, who, req, res)
     })
     const host = this.config.host ?? broker.config.host
     await new Promise<void>((resolve, reject) => {
@@ -151,16 +150,16 @@ export class HttpEndpoint implements BrokerPlugin {
     route: Route,
     params: Record<string, string>,
     url: URL,
-    role: Role,
+    who: { role: Role; name: string },
     req: http.IncomingMessage,
     res: http.ServerResponse,
   ): Promise<void> {
     try {
       const query = parse(route.query, Object.fromEntries(url.searchParams), 'query')
       const body = route.body === undefined ? {} : parse(route.body, await readJson(req), 'body')
-      const out = await route.run({ params, query, body, role, req, res })
+      const out = await route.run({ params, query, body, role: who.role, by: who.name, req, res })
       if (route.stream !== true) json(res, 200, out)
-      if (route.method !== 'GET') this.log.info({ method: route.method, path: url.pathname, role }, 'admin API')
+      if (route.method !== 'GET') this.log.info({ method: route.method, path: url.pathname, by: who.name }, 'admin API')
     } catch (err) {
       if (err instanceof ApiError) return json(res, err.status, { error: err.message })
       this.log.error({ err, path: url.pathname }, 'admin API request failed')

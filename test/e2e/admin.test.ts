@@ -312,7 +312,7 @@ test('admin API: bans — a ban by client id kicks the live client and refuses i
   const added = await api(base, '/admin/bans', { method: 'POST', body: { clientId: 'rogue', reason: 'abuse', expiresInSeconds: 3600 } })
   assert.equal(added.status, 200)
   const ban = added.body.ban as { id: string; kind: string; value: string; reason: string; expiresAt: number; by: string }
-  assert.deepEqual([ban.kind, ban.value, ban.reason, ban.by], ['clientId', 'rogue', 'abuse', 'admin-api'])
+  assert.deepEqual([ban.kind, ban.value, ban.reason, ban.by], ['clientId', 'rogue', 'abuse', 'admin API: loopback'])
   assert.ok(ban.expiresAt > Date.now() + 3500_000)
   assert.equal(await code, 0x98)
   const refused = await connect(t, broker, { clientId: 'rogue', protocolVersion: 5, reconnectPeriod: 0 }).then(
