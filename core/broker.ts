@@ -8,6 +8,7 @@ import type { Cluster } from './cluster.js'
 import { Connection, type ConnectionContext, type ListenerInfo } from './connection.js'
 import { HookmqError, ReasonCode } from './errors.js'
 import { dispatch } from './handlers/index.js'
+import { authExchangeLate } from './handlers/auth.js'
 import { checkTopicName } from './topic.js'
 import { BrokerEmitter, type BrokerEventName, type BrokerListener } from './events.js'
 import { noop, passThroughHooks, type HookRunner } from './hooks.js'
@@ -385,7 +386,9 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     const connectDeadline = this.config.limits.connectTimeoutMs
     this.admission.sweep(now)
     for (const conn of this.connections) {
-      if (conn.state.kind === 'awaitingConnect' && now - conn.openedAt > connectDeadline) {
+      if (conn.authExchange !== undefined && now > conn.authExchange.due && conn.accepting) {
+        authExchangeLate(conn) // the client did not answer AUTH 0x18 in time
+      } else if (conn.state.kind === 'awaitingConnect' && now - conn.openedAt > connectDeadline) {
         this.refusals.note('connectTimeout', { remoteAddress: conn.client.remoteAddress, listener: conn.listener.name, reason: 'no CONNECT in time' })
         conn.closeWith(ReasonCode.MaximumConnectTime, 'no CONNECT in time')
       } else if (conn.state.kind === 'connected' && conn.keepaliveMs > 0 && now - conn.lastSeen > conn.keepaliveMs && conn.accepting) {

@@ -1,5 +1,6 @@
 import { encodePacket } from './codec.js'
 import { encodeDelivery } from './delivery.js'
+import { deliverThroughHooks, type OutboundOrder, type OutboundTarget } from './outbound.js'
 import { Flow } from './flow.js'
 import { Intake, type IntakeContext, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
@@ -13,6 +14,7 @@ import type { SessionManager } from './sessions.js'
 import type { Will } from './stores.js'
 import type { ClientInfo, Message, QoS, Subscription } from './types.js'
 import type { RetainedFeed } from './retained-feed.js'
+import type { AuthExchange } from './handlers/auth.js'
 
 export type ConnectionState =
   | { kind: 'awaitingConnect' }
@@ -72,7 +74,7 @@ export interface ListenerInfo {
 }
 
 /** One network connection, whatever the transport, speaking MQTT to one client. */
-export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
+export class Connection implements Outlet, IntakeOwner, DecisionReceiver, OutboundTarget {
   state: ConnectionState = { kind: 'awaitingConnect' }
   protocolVersion: 3 | 4 | 5 = 4
   readonly client: ClientInfo
@@ -86,6 +88,8 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
   cleanDisconnect = false
   /** the MQTT 5 Authentication Method the client was accepted with (re-authentication uses it) */
   authMethod: string | undefined = undefined
+  /** an enhanced authentication waiting for the client's next AUTH (handlers/auth.ts) */
+  authExchange: AuthExchange | undefined = undefined
   /** client limits from CONNECT (MQTT 5) */
   sendWindow = 65535
   maxOutgoingPacket = 268435455
@@ -282,19 +286,40 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver {
 
   sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean, from: Flow | null): boolean {
     if (!this.isOpen) return true
+    // the deliver hooks (core/outbound.ts): asked only while some are loaded, or an answer of theirs is still coming
+    if (this.outbound !== null || this.ctx.hooks.delivering === true) return deliverThroughHooks(this, message, qos, retain, ids, packetId, dup, from)
+    return this.writePublish(message, qos, retain, ids, packetId, dup, from)
+  }
+
+  /** PUBLISH packets waiting for a deliver hook's answer that comes later (core/outbound.ts); null while none does */
+  outbound: OutboundOrder | null = null
+
+  get buffered(): number {
+    return this.socket.writableLength
+  }
+
+  /** Encodes and writes a PUBLISH (what the deliver hooks let through); false when the client's Maximum Packet Size forbids it. */
+  writePublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean, from: Flow | null): boolean {
     if (qos === 0 && this.socket.writableLength > this.ctx.config.limits.maxClientBufferBytes) {
       this.ctx.stats.dropped++
+      this.ctx.emitter.dropped(message, 'clientBufferFull', this.client.id)
       return true
     }
     const buf = encodeDelivery(this, message, qos, retain, ids, packetId, dup)
     if (buf === undefined) {
       this.ctx.stats.dropped++
+      this.ctx.emitter.dropped(message, 'tooLarge', this.client.id)
       return false
     }
     this.ctx.stats.sent[qos]++
     if (this.ctx.tracer.active) this.ctx.tracer.delivery(this.client, message.topic, qos, packetId, message.payload.length)
     if (!this.writeBytes(buf)) this.congested(from)
     return true
+  }
+
+  /** A QoS 1/2 message handed to sendPublish that was not written after all (a deliver hook skipped it, or too large): done, as if acknowledged. */
+  settled(packetId: number): void {
+    this.session?.complete(packetId)
   }
 
   sendPubrel(packetId: number): void {

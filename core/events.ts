@@ -1,6 +1,31 @@
 import { EventEmitter } from 'node:events'
 import type { Logger } from './logger.js'
-import type { ClientInfo, Message, Subscription } from './types.js'
+import type { ClientInfo, Message, QoS, Subscription } from './types.js'
+
+/**
+ * Why a message did not reach a subscriber (or anyone): its session's queue was
+ * full (`limits.maxQueuedMessages` / `maxQueuedBytes`, the message that
+ * `queueOverflow` gave up), it expired while it waited (Message Expiry Interval,
+ * `limits.queuedMessageExpiry`), the client's socket held more than
+ * `limits.maxClientBufferBytes` (QoS 0), it is larger than the client's Maximum
+ * Packet Size (or MQTT cannot carry it), or nobody subscribes to its topic (a
+ * single node, not retained).
+ */
+export type DropReason = 'queueFull' | 'expired' | 'clientBufferFull' | 'tooLarge' | 'noSubscribers'
+
+/** A session as the session events tell it. */
+export interface SessionEventInfo {
+  clientId: string
+  /** its Session Expiry Interval in seconds (0: ends with its connection) */
+  expiryInterval: number
+}
+
+/** Why a publish or a subscription was refused: the reason code answered, the reason, and the hook that denied it (`default`: no hook allowed it). */
+export interface DenialInfo {
+  reasonCode: number
+  reason: string | undefined
+  hook: string | undefined
+}
 
 /** The lifecycle events, named as Mosca named them, with their payloads. */
 export interface BrokerEvents {
@@ -15,6 +40,18 @@ export interface BrokerEvents {
   delivered: [message: Message, client: ClientInfo]
   subscribed: [subscription: Subscription, client: ClientInfo]
   unsubscribed: [filter: string, client: ClientInfo]
+  /** a CONNECT opened a new session (none was there, or Clean Start discarded it) */
+  sessionCreated: [session: SessionEventInfo, client: ClientInfo]
+  /** a CONNECT resumed the client id's session; `queued`: messages waiting for it */
+  sessionResumed: [session: SessionEventInfo & { queued: number }, client: ClientInfo]
+  /** a disconnected session reached its expiry and ended; `client`: its last connection, when known */
+  sessionExpired: [session: SessionEventInfo & { disconnectedAt: number | undefined }, client: ClientInfo | undefined]
+  /** a message was dropped: for one subscriber (`clientId`), or for all (noSubscribers) */
+  messageDropped: [message: Message, info: { reason: DropReason; clientId: string | undefined }]
+  /** a PUBLISH was refused by the hooks, `defaults.publish` or the broker's own rules ($SYS) */
+  publishDenied: [message: Message, client: ClientInfo, info: DenialInfo]
+  /** a filter of a SUBSCRIBE was refused by the hooks or `defaults.subscribe` */
+  subscribeDenied: [subscription: { filter: string; qos: QoS }, client: ClientInfo, info: DenialInfo]
 }
 
 export type BrokerEventName = keyof BrokerEvents
@@ -67,5 +104,10 @@ export class BrokerEmitter {
 
   emit<E extends BrokerEventName>(event: E, ...args: BrokerEvents[E]): void {
     this.ee.emit(event, ...args)
+  }
+
+  /** `messageDropped`, when anyone listens (the payload is built only then). */
+  dropped(message: Message, reason: DropReason, clientId: string | undefined): void {
+    if (this.ee.listenerCount('messageDropped') > 0) this.ee.emit('messageDropped', message, { reason, clientId })
   }
 }

@@ -1,4 +1,5 @@
 import { ReasonCode } from './errors.js'
+import type { DenialInfo } from './events.js'
 import type { ClientInfo, Message, QoS } from './types.js'
 
 // The typed hook catalogue the core calls through. The plugin host implements
@@ -23,6 +24,15 @@ export interface AuthenticateInput {
   authenticationData?: Buffer
   /** set when a connected client re-authenticates (an AUTH packet, reason 0x19): no password then */
   reauthenticate?: true
+  /**
+   * Multi-step enhanced authentication: absent on the CONNECT (or the AUTH 0x19
+   * that begins a re-authentication); 1, 2, ... on the client's answers (AUTH
+   * 0x18) to the hook's `continue`, with that answer's `state` and the client's
+   * `authenticationData`. Only the hook that answered `continue` is asked.
+   */
+  step?: number
+  /** what the hook's last `continue` answer gave as `state` (its memory of this exchange) */
+  state?: unknown
   /**
    * The session this client id already has, connected or not, on this node or
    * (in a cluster) another; absent when it has none. Compare its owner with the
@@ -55,8 +65,26 @@ export type Decision<Allow extends object = object> =
   | { result: 'deny'; reasonCode?: number; reason?: string; hook?: string; hookVersion?: number }
   | { result: 'pass' }
 
-/** `session`: what to do with an existing session (default: resume one of the same identity, `sessions.identityMismatch` for another's) */
-export type AuthenticateDecision = Decision<{ user?: unknown; authenticationMethod?: string; session?: SessionChoice }>
+/**
+ * `session`: what to do with an existing session (default: resume one of the same identity, `sessions.identityMismatch` for another's);
+ * `authenticationData`: sent back in the CONNACK (or AUTH 0x00 of a re-authentication) that accepts the method.
+ * `continue`: another step of MQTT 5 enhanced authentication: AUTH 0x18 with this Authentication Data goes to
+ * the client; its answer goes to the same hook (`hook`), with `state`.
+ */
+export type AuthenticateDecision =
+  | Decision<{ user?: unknown; authenticationMethod?: string; authenticationData?: Buffer; session?: SessionChoice }>
+  | AuthContinue
+
+/** An authenticate decision that ends the exchange (anything but `continue`). */
+export type FinalAuthDecision = Exclude<AuthenticateDecision, AuthContinue>
+
+export interface AuthContinue {
+  result: 'continue'
+  authenticationData: Buffer
+  state?: unknown
+  /** the hook that continues the exchange (the hook host names it) */
+  hook?: string
+}
 export type PublishDecision = Decision
 export type SubscribeDecision = Decision<{ qos?: QoS }>
 
@@ -71,6 +99,7 @@ export interface HookCatalogue {
   authorizePublish: { kind: 'decision'; input: { client: ClientInfo; message: Message }; output: PublishDecision }
   authorizeSubscribe: { kind: 'decision'; input: { client: ClientInfo; subscription: SubscribeInput }; output: SubscribeDecision }
   transform: { kind: 'transform'; input: { client: ClientInfo | undefined; message: Message }; output: Message | null }
+  deliver: { kind: 'transform'; input: { client: ClientInfo; message: Message; qos: QoS; retain: boolean }; output: Message | null }
 }
 
 export type HookName = keyof HookCatalogue
@@ -92,7 +121,8 @@ export const LATER: unique symbol = Symbol('later')
 export type Later = typeof LATER
 
 export interface HookRunner {
-  authenticate(input: AuthenticateInput): Answer<AuthenticateDecision>
+  /** `continuing`: the hook that answered `continue` at the previous step (only it is asked) */
+  authenticate(input: AuthenticateInput, continuing?: string): Answer<AuthenticateDecision>
   /**
    * `into`: given, a decision that comes later may go to it instead (the call
    * answers LATER); otherwise it comes as a promise.
@@ -104,6 +134,19 @@ export interface HookRunner {
   transform(client: ClientInfo | undefined, message: Message): Answer<Message | null>
   /** false when no publish-path hook (authorizePublish/transform) can apply to `topic` */
   appliesToPublish(topic: string): boolean
+  /**
+   * True while some deliver hook is loaded: the delivery path reads only this
+   * (then appliesToDeliver) before a PUBLISH goes to a subscriber.
+   */
+  readonly delivering?: boolean
+  /** false when no deliver hook can apply to `topic` */
+  appliesToDeliver?(topic: string): boolean
+  /**
+   * The copy of `message` this subscriber gets at `qos`/`retain`: the same
+   * object when unchanged, another (never the shared one changed) when a hook
+   * changed it, or null to skip this subscriber. Fails open.
+   */
+  deliver?(client: ClientInfo, message: Message, qos: QoS, retain: boolean): Answer<Message | null>
 }
 
 const PASS = Object.freeze({ result: 'pass' as const })
@@ -115,6 +158,7 @@ export const passThroughHooks: HookRunner = {
   authorizeSubscribe: () => PASS,
   transform: (_client, message) => message,
   appliesToPublish: () => false,
+  delivering: false,
 }
 
 /**
@@ -129,6 +173,13 @@ export function refused(d: Decision, allowedByDefault: boolean): boolean {
 /** The reason code a refused decision answers: the deny's own, else 0x87 Not authorized. */
 export function refusalCode(d: Decision): number {
   return d.result === 'deny' ? (d.reasonCode ?? ReasonCode.NotAuthorized) : ReasonCode.NotAuthorized
+}
+
+/** What the publishDenied / subscribeDenied events tell of a refused decision (`code`: its refusalCode). */
+export function denialInfo(d: Decision, code: number, what: 'publish' | 'subscribe'): DenialInfo {
+  return d.result === 'deny'
+    ? { reasonCode: code, reason: d.reason, hook: d.hook }
+    : { reasonCode: code, reason: `no hook allowed it (defaults.${what}: deny)`, hook: 'default' }
 }
 
 /** For `.then(noop)` and `.catch(noop)`: a promise's value, or its failure, that nobody needs. */

@@ -22,7 +22,7 @@ export type { Logger, LogFormat } from './logger.js'
 export { createLogger, throttled } from './logger.js'
 export { isPromise, LATER, noop, refused } from './hooks.js'
 export { deniedSubscriptions } from './resume.js'
-export type { BrokerEvents, BrokerEventName, BrokerListener } from './events.js'
+export type { BrokerEvents, BrokerEventName, BrokerListener, DenialInfo, DropReason, SessionEventInfo } from './events.js'
 export { passThroughHooks } from './hooks.js'
 export type {
   HookRunner,
@@ -33,6 +33,8 @@ export type {
   Decision,
   AuthenticateInput,
   AuthenticateDecision,
+  AuthContinue,
+  FinalAuthDecision,
   PublishDecision,
   SubscribeDecision,
   SubscribeInput,

@@ -1,6 +1,6 @@
 import { ReasonCode } from './errors.js'
 import type { Flow } from './flow.js'
-import { isPromise, LATER, refusalCode, refused, type DecisionReceiver, type Later, type PublishDecision } from './hooks.js'
+import { denialInfo, isPromise, LATER, refusalCode, refused, type DecisionReceiver, type Later, type PublishDecision } from './hooks.js'
 import { DenialLog } from './denials.js'
 import { RetainedQuota } from './retained-quota.js'
 import type { CoreServices } from './services.js'
@@ -64,7 +64,12 @@ export class PublishPipeline {
   decide(client: ClientInfo, message: Message): Message | number | Promise<Message | number>
   decide(client: ClientInfo, message: Message, into: DecisionReceiver): Message | number | Promise<Message | number> | Later
   decide(client: ClientInfo, message: Message, into?: DecisionReceiver): Message | number | Promise<Message | number> | Later {
-    if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
+    if (message.topic.startsWith('$SYS')) {
+      // $SYS is the broker's own, before any hook
+      if (this.core.emitter.has('publishDenied'))
+        this.core.emitter.emit('publishDenied', message, client, { reasonCode: ReasonCode.NotAuthorized, reason: "$SYS is the broker's own", hook: undefined })
+      return ReasonCode.NotAuthorized
+    }
     if (this.allowedByDefault && !this.core.hooks.appliesToPublish(message.topic)) return message
     const d = this.core.hooks.authorizePublish(client, message, into)
     if (d === LATER) return d
@@ -81,6 +86,8 @@ export class PublishPipeline {
     if (refused(d, this.allowedByDefault)) {
       const code = refusalCode(d)
       this.denials.note(client, 'publish', message.topic, code, d)
+      const emitter = this.core.emitter
+      if (emitter.has('publishDenied')) emitter.emit('publishDenied', message, client, denialInfo(d, code, 'publish'))
       return code
     }
     return this.transform(client, message)
@@ -139,6 +146,8 @@ export class PublishPipeline {
       delivered = routed.count > 0
       waits = waits === null ? routed.writes : waits.concat(routed.writes)
     }
+    // (in a cluster the bus may carry it to another node's subscribers; a retained message is kept)
+    if (!delivered && !message.retain && b.cluster === undefined) b.emitter.dropped(message, 'noSubscribers', undefined)
     const bus = b.stores.bus.publish(message)
     if (bus !== undefined) (waits ??= []).push(bus)
     if (waits === null) return delivered ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers

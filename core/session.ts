@@ -1,3 +1,4 @@
+import type { DropReason } from './events.js'
 import { Fifo } from './fifo.js'
 import type { Flow } from './flow.js'
 import { messageSize, type QuotaName } from './quota.js'
@@ -38,6 +39,8 @@ export interface SessionContext {
   dropNewest: boolean
   onDelivered(message: Message, client: ClientInfo): void
   onDropped(): void
+  /** a message for this session was not delivered (the messageDropped event) */
+  onMessageDropped(message: Message, reason: DropReason, clientId: string): void
   /** a queued message was dropped because the queue reached a quota */
   onQueueFull(quota: QuotaName, clientId: string): void
   onStoreError(err: unknown): void
@@ -99,7 +102,10 @@ export class Session {
   deliver(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, from: Flow | null): Written {
     const outlet = this.outlet
     if (qos === 0) {
-      if (outlet !== null && !expired(message)) outlet.sendPublish(message, 0, retain, ids, 0, false, from)
+      if (outlet !== null) {
+        if (!expired(message)) outlet.sendPublish(message, 0, retain, ids, 0, false, from)
+        else this.ctx.onMessageDropped(message, 'expired', this.clientId)
+      }
       return undefined // QoS 0 is not queued for offline sessions
     }
     if (outlet !== null && this.queued === 0 && this.hasRoom(outlet)) {
@@ -119,13 +125,15 @@ export class Session {
     const queue = this.queue
     if (queue.length >= max || this.queueBytes + size > maxBytes) {
       if (this.ctx.dropNewest || max === 0 || size > maxBytes) {
-        this.dropped(queue.length >= max ? 'queued_messages' : 'queued_bytes')
+        this.dropped(queue.length >= max ? 'queued_messages' : 'queued_bytes', entry.message)
         return undefined
       }
       while (queue.length > 0 && (queue.length >= max || this.queueBytes + size > maxBytes)) {
-        this.dropped(queue.length >= max ? 'queued_messages' : 'queued_bytes')
-        this.queueBytes -= messageSize(queue.shift()!.message)
+        const quota = queue.length >= max ? 'queued_messages' : 'queued_bytes'
+        const oldest = queue.shift()!.message
+        this.queueBytes -= messageSize(oldest)
         if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
+        this.dropped(quota, oldest)
       }
     }
     queue.push(entry)
@@ -133,9 +141,10 @@ export class Session {
     return this.persistent ? this.ctx.store.enqueue(this.clientId, entry, max) : undefined
   }
 
-  private dropped(quota: QuotaName): void {
+  private dropped(quota: QuotaName, message: Message): void {
     this.ctx.onDropped()
     this.ctx.onQueueFull(quota, this.clientId)
+    this.ctx.onMessageDropped(message, 'queueFull', this.clientId)
   }
 
   /** `fromQueue`: the message is the oldest queued one, which moves to in flight in the store too. */
@@ -239,6 +248,7 @@ export class Session {
       if (expired(q.message) || (q.expiresAt !== undefined && q.expiresAt <= Date.now())) {
         // its own deadline, or the queue's
         if (this.persistent) this.track(this.ctx.store.dequeue(this.clientId))
+        this.ctx.onMessageDropped(q.message, 'expired', this.clientId)
         continue
       }
       this.track(this.send(q.message, q.qos, q.retain, q.subscriptionIds, outlet, null, true))

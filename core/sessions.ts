@@ -45,6 +45,7 @@ export class SessionManager {
       onDropped: () => {
         core.stats.dropped++
       },
+      onMessageDropped: (message, reason, clientId) => core.emitter.dropped(message, reason, clientId),
       onQueueFull: (quota, clientId) => core.quotas.refuse(quota, clientId),
       // a store that is away fails every write: one line every 10 s, with a count
       onStoreError: throttled((err, failed) => core.log.error({ err, failed }, 'session store writes failed')),
@@ -209,6 +210,11 @@ export class SessionManager {
     if (conn.will !== undefined) this.core.cluster?.willSet(clientId, conn.will)
     session.persist()
     if (!session.persistent && wasPersistent) session.track(this.core.stores.sessions.delete(clientId))
+    const emitter = this.core.emitter
+    if (present) {
+      if (emitter.has('sessionResumed'))
+        emitter.emit('sessionResumed', { clientId, expiryInterval: session.expiryInterval, queued: session.queued }, conn.client)
+    } else if (emitter.has('sessionCreated')) emitter.emit('sessionCreated', { clientId, expiryInterval: session.expiryInterval }, conn.client)
     return { session, present }
   }
 
@@ -248,7 +254,11 @@ export class SessionManager {
     if (session.expiryInterval === NEVER_EXPIRES) return
     const due = (session.disconnectedAt ?? Date.now()) + session.expiryInterval * 1000
     setLongTimeout(session, 'expiryTimer', due, () => {
-      if (session.outlet === null) this.end(session)
+      if (session.outlet !== null) return
+      const { disconnectedAt, expiryInterval } = session
+      this.end(session)
+      const emitter = this.core.emitter
+      if (emitter.has('sessionExpired')) emitter.emit('sessionExpired', { clientId: session.clientId, expiryInterval, disconnectedAt }, session.lastClient)
     })
   }
 

@@ -4,7 +4,8 @@ import { encodePacket } from '../codec.js'
 import { logConnected } from '../client-log.js'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
-import { isPromise, refusalCode, refused, type AuthenticateDecision, type AuthenticateInput, type ExistingSession } from '../hooks.js'
+import { isPromise, refusalCode, refused, type ExistingSession, type FinalAuthDecision } from '../hooks.js'
+import { acceptsMethod, afterAuthenticate, authenticateInput, type Credentials } from './auth.js'
 import { chooseSession, identityOf } from '../identity.js'
 import { deniedSubscriptions, revokeOnResume } from '../resume.js'
 import { NEVER_EXPIRES, type Session } from '../session.js'
@@ -24,8 +25,10 @@ interface ConnectPlan {
   keepalive: number
   keepaliveChanged: boolean
   expiryChanged: boolean
-  /** MQTT 5 enhanced authentication asked for (one step: accepted or refused in CONNACK) */
+  /** MQTT 5 enhanced authentication asked for (accepted or refused in CONNACK, after as many AUTH steps as the hook asks) */
   authMethod: string | undefined
+  /** the Authentication Data the accepting hook gave for the CONNACK (the last step of an exchange, e.g. SCRAM's server signature) */
+  authData?: Buffer
 }
 
 export function handleConnect(conn: Connection, packet: IConnectPacket): void | Promise<void> {
@@ -61,42 +64,11 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
   return authenticate(conn, plan, credentials, existing)
 }
 
-type Credentials = Pick<AuthenticateInput, 'password' | 'authenticationMethod' | 'authenticationData' | 'reauthenticate' | 'session'>
-
 function authenticate(conn: Connection, plan: ConnectPlan, credentials: Credentials, existing: ExistingSession | undefined): void | Promise<void> {
   if (conn.state.kind !== 'authenticating') return // closed meanwhile
   const decision = conn.ctx.hooks.authenticate(authenticateInput(conn, { ...credentials, session: existing }))
-  if (isPromise(decision)) {
-    return decision.then(
-      (d) => finishConnect(conn, plan, d, existing),
-      () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }, existing),
-    )
-  }
-  return finishConnect(conn, plan, decision, existing)
-}
-
-/**
- * What the authenticate hooks are asked about this connection's client: at
- * CONNECT, and again at a re-authentication (AUTH; its session then is the
- * connection's own).
- */
-export function authenticateInput(conn: Connection, credentials: Credentials): AuthenticateInput {
-  const own = conn.session
-  return {
-    clientId: conn.client.id,
-    username: conn.client.username,
-    remoteAddress: conn.client.remoteAddress,
-    protocolVersion: conn.protocolVersion,
-    listener: conn.listener.name,
-    certificate: conn.listener.certificate?.(),
-    session: own === undefined ? undefined : { owner: own.owner },
-    ...credentials,
-  }
-}
-
-/** True when the authenticate hooks took the MQTT 5 Authentication Method: an allow that names it. */
-export function acceptsMethod(decision: AuthenticateDecision, method: string): decision is Extract<AuthenticateDecision, { result: 'allow' }> {
-  return decision.result === 'allow' && decision.authenticationMethod === method
+  // a `continue` goes on in AUTH packets (auth.ts) before it comes back here
+  return afterAuthenticate(conn, decision, plan.authMethod, existing, false, (c, d) => finishConnect(c, plan, d, existing))
 }
 
 function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | undefined {
@@ -176,10 +148,11 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
   }
 }
 
-function finishConnect(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision, existing: ExistingSession | undefined): void | Promise<void> {
+function finishConnect(conn: Connection, plan: ConnectPlan, decision: FinalAuthDecision, existing: ExistingSession | undefined): void | Promise<void> {
   if (conn.state.kind !== 'authenticating' || !admitted(conn, plan, decision)) return
   const ctx = conn.ctx
   if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
+  if (decision.result === 'allow' && plan.authMethod !== undefined) plan.authData = decision.authenticationData
   conn.authMethod = plan.authMethod
   const owner = identityOf(conn.client)
   const choice = chooseSession(existing, owner, decision.result === 'allow' ? decision.session : undefined, ctx.config.sessions.identityMismatch)
@@ -212,7 +185,7 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
 }
 
 /** The authenticate hooks' decision (and the default) let the client in; else it is refused here. */
-function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): boolean {
+function admitted(conn: Connection, plan: ConnectPlan, decision: FinalAuthDecision): boolean {
   const ctx = conn.ctx
   if (refused(decision, ctx.anonymousAllowed(conn.listener))) {
     const code = refusalCode(decision)
@@ -314,5 +287,6 @@ function connack(conn: Connection, plan: ConnectPlan, present: boolean): IConnac
   if (plan.keepaliveChanged) properties.serverKeepAlive = plan.keepalive // [MQTT-3.2.2-21]
   if (plan.expiryChanged) properties.sessionExpiryInterval = plan.expiryInterval
   if (plan.authMethod !== undefined) properties.authenticationMethod = plan.authMethod // [MQTT-4.12.0-5]
+  if (plan.authData !== undefined) properties.authenticationData = plan.authData
   return { cmd: 'connack', sessionPresent: present, reasonCode: 0, properties }
 }

@@ -19,6 +19,7 @@ export function dispatch(conn: Connection, packet: Packet): void | Promise<void>
     return handleConnect(conn, packet)
   }
   if (packet.cmd === 'connect') throw protocolError('second CONNECT on one connection') // [MQTT-3.1.0-2]
+  if (conn.state.kind === 'authenticating' && conn.authExchange !== undefined) return duringAuthentication(conn, packet)
   if (conn.state.kind !== 'connected') return
   switch (packet.cmd) {
     case 'publish':
@@ -45,4 +46,11 @@ export function dispatch(conn: Connection, packet: Packet): void | Promise<void>
     default:
       throw protocolError(`${packet.cmd.toUpperCase()} is not sent by clients`)
   }
+}
+
+/** Before CONNACK, in an enhanced authentication exchange: only AUTH and DISCONNECT [MQTT-3.1.2-30]. */
+function duringAuthentication(conn: Connection, packet: Packet): void | Promise<void> {
+  if (packet.cmd === 'auth') return handleAuth(conn, packet)
+  if (packet.cmd === 'disconnect') return conn.beginClose(packet.reasonCode ?? 0, 'the client sent DISCONNECT during authentication')
+  throw protocolError(`${packet.cmd.toUpperCase()} before CONNACK during enhanced authentication`) // [MQTT-3.1.2-30]
 }

@@ -53,8 +53,29 @@ export type AuthenticateAnswer =
   | boolean
   | undefined
   | void
-  | { allow: true; user?: unknown; authenticationMethod?: string; session?: SessionChoice }
+  | {
+      allow: true
+      user?: unknown
+      authenticationMethod?: string
+      /** MQTT 5 enhanced authentication: Authentication Data for the CONNACK (or AUTH 0x00) that accepts the method (e.g. SCRAM's server signature) */
+      authenticationData?: Buffer | Uint8Array | string
+      session?: SessionChoice
+    }
   | DenyAnswer
+  | ContinueAnswer
+
+/**
+ * Another step of MQTT 5 enhanced authentication: the client gets AUTH 0x18
+ * (Continue authentication) with `continue` as Authentication Data; its answer
+ * comes to this hook alone, with `step` (1, 2, ...), its `authenticationData`
+ * and this `state` (copied: a plain value — strings, numbers, arrays, plain
+ * objects — kept by the broker for this connection). At most 10 steps, each
+ * answered within `limits.connectTimeoutMs`, or the client is refused (0x87).
+ */
+export interface ContinueAnswer {
+  continue: Buffer | Uint8Array | string
+  state?: unknown
+}
 
 export interface DenyAnswer {
   deny: string
@@ -105,6 +126,36 @@ export type TransformAnswer =
       properties?: MessageProperties
     }
 
+export interface DeliverInput {
+  /** the subscriber this copy goes to */
+  client: ClientInfo
+  topic: string
+  /** the bytes every subscriber shares: answer a new payload, never change these in place */
+  payload: Buffer
+  /** the QoS this subscriber gets it at (the lower of the message's and its subscription's) */
+  qos: QoS
+  /** the RETAIN flag it goes with (a retained message sent on subscribe, or Retain As Published) */
+  retain: boolean
+  properties: MessageProperties | undefined
+  /** client id of the publisher; undefined for messages the broker or code published */
+  publisher: string | undefined
+}
+
+/**
+ * `undefined`: send it as it is; `{ skip: true }`: not to this subscriber (a
+ * QoS 1/2 message counts as delivered); `{ payload?, properties? }`: this
+ * subscriber's copy with those changed (`properties` replaces them all); the
+ * other subscribers get the original.
+ */
+export type DeliverAnswer =
+  | undefined
+  | void
+  | { skip: true }
+  | {
+      payload?: Buffer | Uint8Array | string
+      properties?: MessageProperties
+    }
+
 /** What event handlers get after the event's own arguments. */
 export interface EventContext<C> {
   readonly config: C
@@ -132,7 +183,7 @@ export interface HookDefinition<S extends z.ZodType = z.ZodType<unknown>> {
   memoryMb?: number
   /** zod schema of this hook's config values */
   config?: S
-  /** limit authorizePublish and transform to these topic filters */
+  /** limit authorizePublish, transform and deliver to these topic filters */
   filter?: { topics: string[] }
   /** runs once per loaded version; may return a teardown function */
   setup?(ctx: HookContext<z.output<S>>): Awaitable<void | (() => Awaitable<void>)>
@@ -142,6 +193,8 @@ export interface HookDefinition<S extends z.ZodType = z.ZodType<unknown>> {
   authorizePublish?(input: PublishInput, ctx: CallContext<z.output<S>>): Awaitable<PublishAnswer>
   authorizeSubscribe?(input: SubscribeInput, ctx: CallContext<z.output<S>>): Awaitable<SubscribeAnswer>
   transform?(input: TransformInput, ctx: CallContext<z.output<S>>): Awaitable<TransformAnswer>
+  /** per subscriber, just before a message is sent to it: change that subscriber's copy, or skip it */
+  deliver?(input: DeliverInput, ctx: CallContext<z.output<S>>): Awaitable<DeliverAnswer>
   /** lifecycle events; each handler gets the event's arguments, then { config, log } */
   on?: EventHandlers<z.output<S>>
 }

@@ -8,6 +8,7 @@ import type {
   Logger,
   Message,
   PublishOptions,
+  QoS,
   SubscribeInput as CoreSubscribeInput,
   Subscription,
 } from '../../core/index.js'
@@ -30,6 +31,7 @@ import {
 } from './schemas.js'
 import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
 import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable, type TransformCheck } from './runners.js'
+import { DeliverHooks } from './deliver.js'
 import { Breaker } from './sandbox/breaker.js'
 import type { HookMeta } from './sandbox/protocol.js'
 import type { Quarantine, QuarantineEntry } from './sandbox/quarantine.js'
@@ -117,6 +119,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   constructor(readonly options: HostOptions) {
     this.checkTransform = makeTransformCheck(options.limits)
     this.checkMessage = makeTransformCheck(options.limits, 'message')
+    this.deliverHooks = new DeliverHooks(options.limits)
   }
 
   get settings(): HookSettings {
@@ -184,9 +187,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   // ---- HookRunner
 
-  authenticate(input: AuthenticateInput): AuthenticateDecision | Promise<AuthenticateDecision> {
+  authenticate(input: AuthenticateInput, continuing?: string): AuthenticateDecision | Promise<AuthenticateDecision> {
     if (this.denyAll) return UNLOADED_AUTH
-    return firstDecision(this.lists.authenticate, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined)
+    // a step of an enhanced authentication goes to the hook that answered `continue` alone (gone: a pass, which fails closed)
+    const list = continuing === undefined ? this.lists.authenticate : this.lists.authenticate.filter((e) => e.name === continuing)
+    return firstDecision(list, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined)
   }
 
   authorizePublish(client: ClientInfo, message: Message): PublishDecision | Promise<PublishDecision>
@@ -220,6 +225,19 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   transform(client: ClientInfo | undefined, message: Message): Message | null | Promise<Message | null> {
     return chainTransforms(this.lists.transform, client, message, this.checkTransform)
+  }
+
+  // ---- the deliver hook point (deliver.ts): `delivering` is all the delivery path reads while no hook has one
+
+  delivering = false
+  private readonly deliverHooks: DeliverHooks
+
+  appliesToDeliver(topic: string): boolean {
+    return this.deliverHooks.appliesTo(topic)
+  }
+
+  deliver(client: ClientInfo, message: Message, qos: QoS, retain: boolean): Message | null | Promise<Message | null> {
+    return this.deliverHooks.deliver(client, message, qos, retain)
   }
 
   appliesToPublish(topic: string): boolean {
@@ -513,6 +531,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
       authorizeSubscribe: has('authorizeSubscribe'),
       transform: has('transform'),
     }
+    this.deliverHooks.set(has('deliver'))
+    this.delivering = this.deliverHooks.list.length > 0
     this.publishPath = this.serving.filter((e) => e.def.authorizePublish || e.def.transform)
     this.anyUnfiltered = this.publishPath.some((e) => e.filter === null)
     this.appliesCache.clear()

@@ -34,7 +34,7 @@ export class HookStats {
   }
 }
 
-export type HookMethod = 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'transform'
+export type HookMethod = 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'transform' | 'deliver'
 
 /** How a worker-isolated hook is called: the calls cross to its thread, answers come back through settle/fail. */
 export interface RemoteCalls {
@@ -213,10 +213,11 @@ export function settle<T>(reg: Registration, method: HookMethod, raw: unknown, c
   } catch (err) {
     return fail(reg, method, err, fallback, started)
   }
-  if ((value as { result?: string } | null)?.result === 'deny') {
+  const result = (value as { result?: string } | null)?.result
+  if (result === 'deny') {
     reg.stats.denies++
     value = signed(reg, value)
-  }
+  } else if (result === 'continue') value = { ...value, hook: reg.name } // an enhanced authentication goes on with this hook alone
   reg.breaker.success()
   finish(reg, started)
   return value

@@ -1,6 +1,6 @@
-import type { ClientInfo, Decision, DecisionReceiver, Later, Message } from '../../core/index.js'
+import type { ClientInfo, DecisionReceiver, Later, Message, QoS } from '../../core/index.js'
 import { isPromise, LATER, matchesFilter, TopicMemo } from '../../core/index.js'
-import type { TransformInput } from './define.js'
+import type { DeliverInput, TransformInput } from './define.js'
 import { invoke, notify, type HookMethod, type Registration } from './invoke.js'
 import { PASS, type TransformPatch } from './schemas.js'
 import { applyPatch } from './lifecycle.js'
@@ -37,7 +37,7 @@ function serving(e: Runnable, method: string): Runnable | undefined {
  * synchronously. `into`: the last hook to ask may give its answer to it later
  * (a worker-isolated one does: the answer is LATER) instead of in a promise.
  */
-export function firstDecision<D extends Decision<object>>(
+export function firstDecision<D extends { result: string }>(
   list: Runnable[],
   method: HookMethod,
   input: unknown,
@@ -45,7 +45,7 @@ export function firstDecision<D extends Decision<object>>(
   fallback: D,
   topic: string | undefined,
 ): D | Promise<D>
-export function firstDecision<D extends Decision<object>>(
+export function firstDecision<D extends { result: string }>(
   list: Runnable[],
   method: HookMethod,
   input: unknown,
@@ -55,7 +55,7 @@ export function firstDecision<D extends Decision<object>>(
   into: DecisionReceiver | undefined,
   message: Message,
 ): D | Promise<D> | Later
-export function firstDecision<D extends Decision<object>>(
+export function firstDecision<D extends { result: string }>(
   list: Runnable[],
   method: HookMethod,
   input: unknown,
@@ -68,7 +68,7 @@ export function firstDecision<D extends Decision<object>>(
   return decideFrom(list, 0, method, input, check, fallback, topic, into, message)
 }
 
-function decideFrom<D extends Decision<object>>(
+function decideFrom<D extends { result: string }>(
   list: Runnable[],
   from: number,
   method: HookMethod,
@@ -107,7 +107,7 @@ function decideFrom<D extends Decision<object>>(
 }
 
 /** Reports a decision (now, or when its promise settles) to the entry's tracer; answers it unchanged. */
-function traceDecision<D extends Decision<object>>(
+function traceDecision<D extends { result: string }>(
   entry: Runnable,
   method: HookMethod,
   input: unknown,
@@ -154,6 +154,45 @@ export function chainTransforms(
     if (isPromise(patch)) {
       const base = current
       return patch.then((p) => (p === null ? null : chainTransforms(list, client, p === undefined ? base : applyPatch(base, p), check, i + 1)))
+    }
+    if (patch === null) return null
+    if (patch !== undefined) current = applyPatch(current, patch)
+  }
+  return current
+}
+
+/**
+ * `message` as subscriber `client` gets it at `qos`/`retain`: through every
+ * deliver hook of `list` whose filter matches, each given the previous output;
+ * null: skipped. The shared message is never changed: a change makes a copy.
+ * Fails open (a failed hook leaves the message as it was).
+ */
+export function chainDeliver(
+  list: Runnable[],
+  client: ClientInfo,
+  message: Message,
+  qos: QoS,
+  retain: boolean,
+  check: TransformCheck,
+  from = 0,
+): Message | null | Promise<Message | null> {
+  let current = message
+  for (let i = from; i < list.length; i++) {
+    const entry = serving(list[i]!, 'deliver')
+    if (entry === undefined || (entry.filter !== null && !entry.filter(current.topic))) continue
+    const input: DeliverInput = {
+      client,
+      topic: current.topic,
+      payload: current.payload,
+      qos,
+      retain,
+      properties: current.properties,
+      publisher: message.origin,
+    }
+    const patch = invoke<TransformPatch | null | undefined>(entry, 'deliver', input, check, undefined) // fails open
+    if (isPromise(patch)) {
+      const base = current
+      return patch.then((p) => (p === null ? null : chainDeliver(list, client, p === undefined ? base : applyPatch(base, p), qos, retain, check, i + 1)))
     }
     if (patch === null) return null
     if (patch !== undefined) current = applyPatch(current, patch)

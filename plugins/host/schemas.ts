@@ -22,6 +22,12 @@ export const EVENT_NAMES = [
   'delivered',
   'subscribed',
   'unsubscribed',
+  'sessionCreated',
+  'sessionResumed',
+  'sessionExpired',
+  'messageDropped',
+  'publishDenied',
+  'subscribeDenied',
 ] as const
 
 const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'expected a function' })
@@ -43,6 +49,7 @@ export const hookModuleSchema = z.strictObject({
   authorizePublish: fn.optional(),
   authorizeSubscribe: fn.optional(),
   transform: fn.optional(),
+  deliver: fn.optional(),
   on: z.partialRecord(z.enum(EVENT_NAMES), fn).optional(),
 })
 
@@ -60,14 +67,21 @@ export function checkHookModule(value: unknown): HookDefinition {
 }
 
 const denySchema = z.strictObject({ deny: z.string(), reasonCode: z.int().min(0x80).max(0xff).optional() })
+/** Authentication Data: bytes (a Buffer, or a Uint8Array as it comes back from a worker) or a string (UTF-8), within a property's 65,535 bytes */
+const authData = z
+  .union([z.instanceof(Uint8Array), z.string()])
+  .transform((v) => (typeof v === 'string' ? Buffer.from(v) : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)))
+  .refine((b) => b.length <= 65535, 'longer than 65,535 bytes')
 const authSchema = z.union([
   z.strictObject({
     allow: z.literal(true),
     user: z.unknown().optional(),
     authenticationMethod: z.string().optional(),
+    authenticationData: authData.optional(),
     session: z.enum(['resume', 'fresh', 'refuse']).optional(),
   }),
   denySchema,
+  z.strictObject({ continue: authData, state: z.unknown().optional() }),
 ])
 const publishSchema = z.union([z.strictObject({ allow: z.literal(true) }), denySchema])
 const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)])
@@ -121,7 +135,11 @@ function decision<D, T>(v: unknown, kind: string, no: NoInfer<D>, schema: z.ZodT
 }
 
 const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision =>
-  'allow' in d ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, session: d.session } : denial(d, CONNACK_CODES)
+  'allow' in d
+    ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, authenticationData: d.authenticationData, session: d.session }
+    : 'continue' in d
+      ? { result: 'continue', authenticationData: d.continue, state: d.state }
+      : denial(d, CONNACK_CODES)
 const fromPublish = (d: z.output<typeof publishSchema>): PublishDecision => ('allow' in d ? ALLOW : denial(d, PUBACK_CODES))
 const fromSubscribe = (d: z.output<typeof subscribeSchema>): SubscribeDecision =>
   'qos' in d ? { result: 'allow', qos: d.qos as QoS } : 'allow' in d ? ALLOW : denial(d, SUBACK_CODES)
@@ -241,6 +259,40 @@ export function makeTransformCheck(limits: TransformLimits = defaultLimits, what
     }
     const r = schema.safeParse(v)
     if (!r.success) throw invalid(what, r.error.issues[0])
+    return r.data
+  }
+}
+
+// ---- deliver answers: a subscriber's copy, checked as a transform's answer is
+
+/** `{ skip: true }` and nothing else */
+function isSkip(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null || (v as { skip?: unknown }).skip !== true) return false
+  for (const k in v) if (k !== 'skip') return false
+  return true
+}
+
+/**
+ * The check of a deliver hook's answer: undefined = send as is, `{ skip: true }`
+ * = null (not to this subscriber), `{ payload?, properties? }` = the changes
+ * for this subscriber's copy, held to the limits a client's PUBLISH is. Throws
+ * InvalidAnswer otherwise (the original goes out: deliver fails open).
+ */
+export function makeDeliverCheck(limits: TransformLimits = defaultLimits): (v: unknown) => TransformPatch | null | undefined {
+  const bytes = z
+    .union([z.instanceof(Uint8Array), z.string()])
+    .refine((p) => !tooLarge(p, limits.maxPacketSize), `larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
+  const schema = z.strictObject({ payload: bytes.optional(), properties: propertiesSchema(limits).optional() })
+  return (v) => {
+    if (v === undefined) return undefined
+    if (isSkip(v)) return null
+    if (isPayloadOnly(v)) {
+      if (tooLarge(v.payload, limits.maxPacketSize))
+        throw new InvalidAnswer(`invalid deliver answer at payload: larger than limits.maxPacketSize (${limits.maxPacketSize} bytes)`)
+      return v
+    }
+    const r = schema.safeParse(v)
+    if (!r.success) throw invalid('deliver answer (undefined, { skip: true } or { payload?, properties? })', r.error.issues[0])
     return r.data
   }
 }

@@ -62,7 +62,7 @@ test('hooks.example: auth, acl, transform and events working together from a hoo
       .hookStatus()
       .map((s) => `${s.name}:${s.state}`)
       .sort(),
-    ['acl:loaded', 'auth:loaded', 'events:loaded', 'transform:loaded', 'webhook:loaded'],
+    ['acl:loaded', 'auth:loaded', 'events:loaded', 'scram:loaded', 'transform:loaded', 'webhook:loaded'],
   )
 
   // auth.ts: wrong password → "bad user name or password"
@@ -120,10 +120,10 @@ test('hookmq check: a good folder passes; a bad one fails naming the file', asyn
   const good = hooksFolder(t)
   for (const f of readdirSync(examples).filter((f) => f.endsWith('.ts'))) copyFileSync(join(examples, f), join(good, f))
   const ok = await run(process.execPath, [bin, 'check', good])
-  assert.match(ok.stdout, /5 hook\(s\) ok, 0 failed/)
+  assert.match(ok.stdout, /6 hook\(s\) ok, 0 failed/)
   // in place, beside its tsconfig.json whose paths map 'hookmq' to the source for editors: the hooks still get the broker's own modules
   const inPlace = await run(process.execPath, [bin, 'check', examples])
-  assert.match(inPlace.stdout, /5 hook\(s\) ok, 0 failed/)
+  assert.match(inPlace.stdout, /6 hook\(s\) ok, 0 failed/)
   const bad = hooksFolder(t)
   copyFileSync(join(examples, 'acl.ts'), join(bad, 'acl.ts'))
   writeFileSync(join(bad, 'broken.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'broken', authorizePublish() { return true }\n`)

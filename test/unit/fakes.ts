@@ -143,6 +143,7 @@ export function sessionContext(over: Partial<SessionContext> = {}): SessionConte
       delivered.push(m.topic)
     },
     onDropped: () => {},
+    onMessageDropped: () => {},
     onQueueFull: (quota) => {
       dropped.push(quota)
     },

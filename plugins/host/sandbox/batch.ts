@@ -29,12 +29,13 @@ export function asBuffer(v: unknown): unknown {
 // arrays: an array of numbers costs six times as much to clone), with the few
 // values that are not true, false, null or undefined beside them.
 
-/** Method codes (`calls.methods`); publish-shaped ones travel flat. */
+/** Method codes (`calls.methods`); publish-shaped ones (authorizePublish, transform, deliver) travel flat. */
 export const AUTHENTICATE = 0
 export const AUTHORIZE_PUBLISH = 1
 export const AUTHORIZE_SUBSCRIBE = 2
 export const TRANSFORM = 3
 export const EVENT = 4
+export const DELIVER = 5
 /** a slot of a call that could not be sent (its input cannot cross threads) */
 export const SKIPPED = -1
 
@@ -53,7 +54,7 @@ export interface CallBatch {
   pack: ArrayBuffer | null
   /** the calls' topics one after another, each as long as its TOPIC_LENGTH (none when not publish-shaped) */
   topics: string
-  /** [index, input] of the calls that are not publish-shaped */
+  /** [index, input] of the calls that are not publish-shaped; of deliver calls, [index, publisher] (when it has one) */
   inputs: Array<[number, unknown]> | null
   /** [index, properties] of the publish-shaped calls that have them */
   properties: Array<[number, unknown]> | null
@@ -149,7 +150,7 @@ export class BatchWriter {
 
   /** Adds a call; answers its batch's sequence number, or -1 when its client's user cannot cross to the worker (the call is not added). */
   add(id: number, method: number, input: unknown): number {
-    const flat = method === AUTHORIZE_PUBLISH || method === TRANSFORM
+    const flat = method === AUTHORIZE_PUBLISH || method === TRANSFORM || method === DELIVER
     const client = flat ? (input as PublishShaped).client : undefined
     const known = client === undefined ? undefined : this.known(client)
     if (known?.crosses === false) return -1
@@ -186,6 +187,7 @@ export class BatchWriter {
       this.size += p.payload.length
       this.topics.push(p.topic)
       if (p.properties !== undefined) (b.properties ??= []).push([i, wireProperties(p.properties as Record<string, unknown>)])
+      if (p.publisher !== undefined) (b.inputs ??= []).push([i, p.publisher])
     } else {
       t[o + CLIENT] = 0
       t[o + FLAGS] = 0
@@ -309,6 +311,8 @@ interface PublishShaped {
   qos: 0 | 1 | 2
   retain: boolean
   properties: object | undefined
+  /** deliver calls: the publisher's client id */
+  publisher?: string
 }
 
 /** An object as it crosses: Buffers at their own size (a view of a larger buffer would copy all of it), three levels down. */
@@ -363,7 +367,7 @@ export function readInput(
 ): unknown {
   const o = i * TABLE
   const method = table[o + METHOD]!
-  if (method !== AUTHORIZE_PUBLISH && method !== TRANSFORM) return reviveBuffers(inputs?.get(i) as Record<string, unknown>)
+  if (method !== AUTHORIZE_PUBLISH && method !== TRANSFORM && method !== DELIVER) return reviveBuffers(inputs?.get(i) as Record<string, unknown>)
   const at = table[o + PAYLOAD_AT]!
   const payload = Buffer.allocUnsafe(table[o + PAYLOAD_LENGTH]!)
   payload.set(region.subarray(at, at + payload.length))
@@ -371,7 +375,9 @@ export function readInput(
   const props = properties?.get(i) as Record<string, unknown> | undefined
   if (props?.correlationData !== undefined) props.correlationData = asBuffer(props.correlationData)
   const ref = table[o + CLIENT]!
-  return { client: ref === 0 ? undefined : clients.get(ref), topic, payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props }
+  const client = ref === 0 ? undefined : clients.get(ref)
+  if (method === DELIVER) return { client, topic, payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props, publisher: inputs?.get(i) }
+  return { client, topic, payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props }
 }
 
 function reviveBuffers(input: Record<string, unknown>): unknown {

@@ -8,7 +8,7 @@ export { asBuffer, type SerializedError } from './batch.js'
 // beyond its input); answers come back the same way.
 
 /** Method names by their code (batch.ts). */
-export const METHODS = ['authenticate', 'authorizePublish', 'authorizeSubscribe', 'transform', 'event'] as const
+export const METHODS = ['authenticate', 'authorizePublish', 'authorizeSubscribe', 'transform', 'event', 'deliver'] as const
 
 /** What the broker learns of a hook from evaluating it in a worker. */
 export interface HookMeta {
@@ -18,7 +18,7 @@ export interface HookMeta {
   isolation?: 'inline' | 'worker'
   memoryMb?: number
   filter?: { topics: string[] }
-  /** which of authenticate, authorizePublish, authorizeSubscribe, transform it has */
+  /** which of authenticate, authorizePublish, authorizeSubscribe, transform, deliver it has */
   methods: string[]
   /** the lifecycle events it handles */
   events: string[]

@@ -16,6 +16,7 @@ import {
   AUTHORIZE_PUBLISH,
   AUTHORIZE_SUBSCRIBE,
   BatchWriter,
+  DELIVER,
   batchTable,
   EVENT,
   FALSE,
@@ -50,6 +51,7 @@ const CODES: Record<HookMethod, number> = {
   authorizePublish: AUTHORIZE_PUBLISH,
   authorizeSubscribe: AUTHORIZE_SUBSCRIBE,
   transform: TRANSFORM,
+  deliver: DELIVER,
 }
 const RETIRE_MS = 5000
 const TIMER_SLACK_MS = 5
@@ -323,7 +325,7 @@ export class RemoteHook implements RemoteCalls {
       const raw = code === UNDEFINED ? undefined : code === TRUE ? true : code === FALSE ? false : code === NULL ? null : values[v++]
       const p = this.pending.take(ids[i]!)
       if (p === undefined) continue // answered already: it passed its deadline
-      p.answer(settle(p.reg, p.method, p.method === 'transform' ? reviveTransform(raw) : raw, p.check, p.fallback, p.started))
+      p.answer(settle(p.reg, p.method, p.method === 'transform' || p.method === 'deliver' ? reviveTransform(raw) : raw, p.check, p.fallback, p.started))
     }
     if (errors !== null) {
       for (const [id, e] of errors) {
