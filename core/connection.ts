@@ -6,7 +6,7 @@ import { Intake, type IntakeContext, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
 import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
-import type { DecisionReceiver, PublishDecision } from './hooks.js'
+import type { DecisionReceiver, ExistingSession, FinalAuthDecision, PublishDecision } from './hooks.js'
 import type { PublishPipeline } from './pipeline.js'
 import type { CoreServices } from './services.js'
 import type { Outlet, Session } from './session.js'
@@ -14,7 +14,6 @@ import type { SessionManager } from './sessions.js'
 import type { Will } from './stores.js'
 import type { ClientInfo, Message, QoS, Subscription } from './types.js'
 import type { RetainedFeed } from './retained-feed.js'
-import type { AuthExchange } from './handlers/auth.js'
 
 export type ConnectionState =
   | { kind: 'awaitingConnect' }
@@ -64,6 +63,23 @@ export interface PublishQueue {
   room(): Promise<void>
   /** the congested subscribers that held this publisher caught up */
   resume(): void
+}
+
+/** An enhanced authentication going on over several steps (Connection.authExchange while the client's next AUTH is awaited; handlers/auth.ts). */
+export interface AuthExchange {
+  readonly method: string
+  readonly reauthenticate: boolean
+  /** at CONNECT: the client id's existing session, as its hooks were told */
+  readonly session: ExistingSession | undefined
+  /** where the last decision goes: the CONNECT's end, or the re-authentication's */
+  readonly finish: (conn: Connection, decision: FinalAuthDecision) => void | Promise<void>
+  /** the hook that answered `continue` (only it is asked again) */
+  hook: string | undefined
+  /** the client's answers so far */
+  step: number
+  state: unknown
+  /** when the client's next AUTH is due (ms since the epoch) */
+  due: number
 }
 
 export interface ListenerInfo {

@@ -1,5 +1,5 @@
 import type { IAuthPacket } from 'mqtt-packet'
-import type { Connection } from '../connection.js'
+import type { AuthExchange, Connection } from '../connection.js'
 import { ReasonCode, protocolError } from '../errors.js'
 import { isPromise, type AuthContinue, type AuthenticateDecision, type AuthenticateInput, type ExistingSession, type FinalAuthDecision } from '../hooks.js'
 
@@ -17,23 +17,6 @@ const RE_AUTHENTICATE = 0x19
 
 /** the most AUTH 0x18 a client may answer in one exchange */
 export const MAX_AUTH_STEPS = 10
-
-/** An enhanced authentication going on over several steps (Connection.authExchange while the client's next AUTH is awaited). */
-export interface AuthExchange {
-  readonly method: string
-  readonly reauthenticate: boolean
-  /** at CONNECT: the client id's existing session, as its hooks were told */
-  readonly session: ExistingSession | undefined
-  /** where the last decision goes: the CONNECT's end, or the re-authentication's */
-  readonly finish: (conn: Connection, decision: FinalAuthDecision) => void | Promise<void>
-  /** the hook that answered `continue` (only it is asked again) */
-  hook: string | undefined
-  /** the client's answers so far */
-  step: number
-  state: unknown
-  /** when the client's next AUTH is due (ms since the epoch) */
-  due: number
-}
 
 export type Credentials = Pick<AuthenticateInput, 'password' | 'authenticationMethod' | 'authenticationData' | 'reauthenticate' | 'session' | 'step' | 'state'>
 
