@@ -7,7 +7,7 @@
 // fresh per run, in alternating order, several repetitions; prints medians,
 // ratios and the CPU time of broker and generator (to show who was saturated).
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdtempSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -91,6 +91,14 @@ function exampleHooks(isolation: 'inline' | 'worker', files = ['acl.ts', 'transf
   const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-hooks-'))
   for (const f of files) copyFileSync(join(examples, f), join(dir, f))
   return { hooksDir: dir, hooks: { isolation, acl: { rules: [{ user: '*', allow: 'both', topics: ['sensors/#', 'bench/#', 'lat/#'] }] } } }
+}
+
+/** A hooks folder with one deliver hook answering every delivery `unchanged` (undefined) or `changed` (a payload of its own). */
+function deliverHook(isolation: 'inline' | 'worker', answer: 'unchanged' | 'changed'): HookmqBenchOptions {
+  const dir = mkdtempSync(join(tmpdir(), 'hookmq-bench-hooks-'))
+  const body = answer === 'unchanged' ? '() => undefined' : "({ payload }) => ({ payload: 'x' + payload.length })"
+  writeFileSync(join(dir, 'deliver.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'deliver', deliver: ${body} })\n`)
+  return { hooksDir: dir, hooks: { isolation } }
 }
 
 const json64 = Buffer.from(JSON.stringify({ celsius: 21.5, humidity: 40, device: 'bench-sensor-01' }).padEnd(64, ' '))
@@ -191,6 +199,27 @@ const scenarios: Scenario[] = [
       return { value: r.rate, note: lossNote(r) }
     },
   },
+  // the same through a deliver hook (issue #16): asked once per subscriber per message; one answering "unchanged",
+  // one giving every subscriber a copy of its own
+  ...(
+    [
+      ['inline', 'unchanged'],
+      ['worker', 'unchanged'],
+      ['inline', 'changed'],
+    ] as const
+  ).map(
+    ([isolation, answer]): Scenario => ({
+      name: `fan-out-qos0 through a deliver hook (${isolation}, ${answer})`,
+      unit: 'deliveries/s',
+      higherIsBetter: true,
+      brokers: ['hookmq'],
+      options: () => deliverHook(isolation, answer),
+      run: async (port) => {
+        const r = await fanOut(port, 100, per(20000), 64)
+        return { value: r.rate, note: lossNote(r) }
+      },
+    }),
+  ),
   // the relay row is the floor: what the generator, the loopback and the scheduler add by themselves.
   // Each broker process idles 10 s first: V8's memory reducer runs its first compacting GC (a 5-12 ms
   // pause) ~8 s after the start-up mark-compact when the allocation rate is low, i.e. inside a window

@@ -265,8 +265,9 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
     return (this.flowState ??= new Flow(this))
   }
 
+  /** messages waiting to be sent: in the session queue, and for a deliver hook's answer */
   get queued(): number {
-    return this.session?.queued ?? 0
+    return (this.session?.queued ?? 0) + (this.outbound?.size ?? 0)
   }
 
   /** A message to this client could not go out at once: hold its publisher (`from`) back. */

@@ -144,9 +144,23 @@ export interface HookRunner {
   /**
    * The copy of `message` this subscriber gets at `qos`/`retain`: the same
    * object when unchanged, another (never the shared one changed) when a hook
-   * changed it, or null to skip this subscriber. Fails open.
+   * changed it, or null to skip this subscriber. Fails open. `slot`: given, an
+   * answer that comes later may go to the receiver `slot.later()` makes for
+   * this delivery (the call then answers LATER) instead of in a promise.
    */
-  deliver?(client: ClientInfo, message: Message, qos: QoS, retain: boolean): Answer<Message | null>
+  deliver?(client: ClientInfo, message: Message, qos: QoS, retain: boolean, slot?: DeliverySlot): Answer<Message | null> | Later
+}
+
+/** Where a deliver answer given later goes: the message asked about, and what to send instead (null: nothing). */
+export interface DeliveryReceiver {
+  readonly message: Message
+  delivered(answer: Message | null): void
+}
+
+/** The delivery being asked about, as it waits for an answer given later (core/outbound.ts). */
+export interface DeliverySlot {
+  /** queues it (in order) and answers the receiver of its answer */
+  later(): DeliveryReceiver
 }
 
 const PASS = Object.freeze({ result: 'pass' as const })

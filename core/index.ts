@@ -28,6 +28,8 @@ export type {
   HookRunner,
   HookCatalogue,
   DecisionReceiver,
+  DeliveryReceiver,
+  DeliverySlot,
   Later,
   HookName,
   Decision,

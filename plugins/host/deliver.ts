@@ -1,4 +1,4 @@
-import type { ClientInfo, Message, QoS } from '../../core/index.js'
+import type { ClientInfo, DeliverySlot, Later, Message, QoS } from '../../core/index.js'
 import { TopicMemo } from '../../core/index.js'
 import { chainDeliver, type Runnable, type TransformCheck } from './runners.js'
 import { makeDeliverCheck, type TransformLimits } from './schemas.js'
@@ -29,7 +29,7 @@ export class DeliverHooks {
     return this.unfiltered || this.applies.get(topic)
   }
 
-  deliver(client: ClientInfo, message: Message, qos: QoS, retain: boolean): Message | null | Promise<Message | null> {
-    return chainDeliver(this.list, client, message, qos, retain, this.check)
+  deliver(client: ClientInfo, message: Message, qos: QoS, retain: boolean, slot: DeliverySlot | undefined): Message | null | Promise<Message | null> | Later {
+    return chainDeliver(this.list, client, message, qos, retain, this.check, slot)
   }
 }

@@ -13,7 +13,7 @@ import type {
   Subscription,
 } from '../../core/index.js'
 import { deniedSubscriptions, HookmqError, ReasonCode, throttled, TopicMemo } from '../../core/index.js'
-import type { AuthenticateDecision, AuthenticateInput, DecisionReceiver, Later, PublishDecision, SubscribeDecision } from '../../core/index.js'
+import type { AuthenticateDecision, AuthenticateInput, DecisionReceiver, DeliverySlot, Later, PublishDecision, SubscribeDecision } from '../../core/index.js'
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
 import { describeFailure, HookStats, type HookMethod } from './invoke.js'
@@ -236,8 +236,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return this.deliverHooks.appliesTo(topic)
   }
 
-  deliver(client: ClientInfo, message: Message, qos: QoS, retain: boolean): Message | null | Promise<Message | null> {
-    return this.deliverHooks.deliver(client, message, qos, retain)
+  deliver(client: ClientInfo, message: Message, qos: QoS, retain: boolean, slot?: DeliverySlot): Message | null | Promise<Message | null> | Later {
+    return this.deliverHooks.deliver(client, message, qos, retain, slot)
   }
 
   appliesToPublish(topic: string): boolean {

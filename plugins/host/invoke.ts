@@ -1,4 +1,4 @@
-import { HookmqError, isPromise, type DecisionReceiver, type Later, type Logger, type Message, type Tracer } from '../../core/index.js'
+import { HookmqError, isPromise, type Later, type Logger, type Tracer } from '../../core/index.js'
 import type { Compiled } from './compile.js'
 import { firstFrame, mapStack, where } from './compile.js'
 import type { CallContext, HookDefinition } from './define.js'
@@ -36,17 +36,26 @@ export class HookStats {
 
 export type HookMethod = 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'transform' | 'deliver'
 
+/**
+ * Where an answer given later goes, with the `target` the call was given: a
+ * Connection (a core DecisionReceiver) with the message, for authorizePublish;
+ * the deliver point's receiver (deliver.ts), for deliver.
+ */
+export interface LaterReceiver {
+  decided(value: unknown, target: unknown): void
+}
+
 /** How a worker-isolated hook is called: the calls cross to its thread, answers come back through settle/fail. */
 export interface RemoteCalls {
-  /** `into`: the answer (an authorizePublish decision) may go to it with `message`, and the call answers LATER */
+  /** `into`: the answer may go to it with `target`, and the call answers LATER */
   call<T>(
     reg: Registration,
     method: HookMethod,
     input: unknown,
     check: (v: unknown) => T,
     fallback: T,
-    into?: DecisionReceiver,
-    message?: Message,
+    into?: LaterReceiver,
+    target?: unknown,
   ): T | Promise<T> | Later
   notify(reg: Registration, event: string, args: unknown[]): void
 }
@@ -143,8 +152,8 @@ export function invoke<T>(
   input: unknown,
   check: (v: unknown) => T,
   fallback: T,
-  into: DecisionReceiver | undefined,
-  message: Message | undefined,
+  into: LaterReceiver | undefined,
+  target: unknown,
 ): T | Promise<T> | Later
 export function invoke<T>(
   reg: Registration,
@@ -152,11 +161,11 @@ export function invoke<T>(
   input: unknown,
   check: (v: unknown) => T,
   fallback: T,
-  into?: DecisionReceiver,
-  message?: Message,
+  into?: LaterReceiver,
+  target?: unknown,
 ): T | Promise<T> | Later {
   if (!reg.breaker.admit()) return signed(reg, fallback)
-  if (reg.remote !== undefined) return reg.remote.call(reg, method, input, check, fallback, into, message)
+  if (reg.remote !== undefined) return reg.remote.call(reg, method, input, check, fallback, into, target)
   const fn = reg.def[method] as (input: unknown, ctx: CallContext<unknown>) => unknown
   const call = callFor(reg)
   const started = begin(reg)

@@ -1,4 +1,4 @@
-import type { ClientInfo, DecisionReceiver, Later, Message, QoS } from '../../core/index.js'
+import type { ClientInfo, DecisionReceiver, DeliveryReceiver, DeliverySlot, Later, Message, QoS } from '../../core/index.js'
 import { isPromise, LATER, matchesFilter, TopicMemo } from '../../core/index.js'
 import type { DeliverInput, TransformInput } from './define.js'
 import { invoke, notify, type HookMethod, type Registration } from './invoke.js'
@@ -165,7 +165,9 @@ export function chainTransforms(
  * `message` as subscriber `client` gets it at `qos`/`retain`: through every
  * deliver hook of `list` whose filter matches, each given the previous output;
  * null: skipped. The shared message is never changed: a change makes a copy.
- * Fails open (a failed hook leaves the message as it was).
+ * Fails open (a failed hook leaves the message as it was). `slot`: when the
+ * last hook to ask runs in a worker (and none changed the message before it),
+ * its answer goes to the receiver the slot makes (LATER), not into a promise.
  */
 export function chainDeliver(
   list: Runnable[],
@@ -174,8 +176,9 @@ export function chainDeliver(
   qos: QoS,
   retain: boolean,
   check: TransformCheck,
+  slot: DeliverySlot | undefined,
   from = 0,
-): Message | null | Promise<Message | null> {
+): Message | null | Promise<Message | null> | Later {
   let current = message
   for (let i = from; i < list.length; i++) {
     const entry = serving(list[i]!, 'deliver')
@@ -189,15 +192,32 @@ export function chainDeliver(
       properties: current.properties,
       publisher: message.origin,
     }
+    if (slot !== undefined && entry.remote !== undefined && current === message && !hasLater(list, i, current.topic)) {
+      const receiver = slot.later()
+      const patch = invoke<TransformPatch | null | undefined>(entry, 'deliver', input, check, undefined, TO_RECEIVER, receiver)
+      if (patch !== LATER) TO_RECEIVER.decided(patch, receiver) // (answered at once: a tripped hook, a worker restarting)
+      return LATER
+    }
     const patch = invoke<TransformPatch | null | undefined>(entry, 'deliver', input, check, undefined) // fails open
     if (isPromise(patch)) {
       const base = current
-      return patch.then((p) => (p === null ? null : chainDeliver(list, client, p === undefined ? base : applyPatch(base, p), qos, retain, check, i + 1)))
+      return patch.then((p) =>
+        p === null ? null : (chainDeliver(list, client, p === undefined ? base : applyPatch(base, p), qos, retain, check, undefined, i + 1) as Message | null),
+      )
     }
     if (patch === null) return null
     if (patch !== undefined) current = applyPatch(current, patch)
   }
   return current
+}
+
+/** A worker's deliver answer, given later, to the core's receiver of it: the message to send, a copy when changed, or null. */
+const TO_RECEIVER = {
+  decided(patch: unknown, receiver: unknown): void {
+    const r = receiver as DeliveryReceiver
+    const p = patch as TransformPatch | null | undefined
+    r.delivered(p === null ? null : p === undefined ? r.message : applyPatch(r.message, p))
+  },
 }
 
 function traceTransform(

@@ -48,14 +48,16 @@ export interface CallBatch {
   /**
    * Where the call table (TABLE ints a call: id, method, client reference,
    * qos | retain << 2, payload offset and length, offsets from `at`, topic
-   * length) and then the payloads are: at `at` in the shared ring, or at 0 in `pack`.
+   * length, publisher) and then the payloads are: at `at` in the shared ring, or at 0 in `pack`.
    */
   at: number
   pack: ArrayBuffer | null
   /** the calls' topics one after another, each as long as its TOPIC_LENGTH (none when not publish-shaped) */
   topics: string
-  /** [index, input] of the calls that are not publish-shaped; of deliver calls, [index, publisher] (when it has one) */
+  /** [index, input] of the calls that are not publish-shaped */
   inputs: Array<[number, unknown]> | null
+  /** the publishers of deliver calls (PUBLISHER in the table: its place here, plus one; a run of one publisher's is one entry) */
+  publishers: string[] | null
   /** [index, properties] of the publish-shaped calls that have them */
   properties: Array<[number, unknown]> | null
   /** clients the worker has not seen (or whose user changed): [reference, client] */
@@ -65,7 +67,7 @@ export interface CallBatch {
 }
 
 /** Ints a call takes in the table, and their places. */
-export const TABLE = 7
+export const TABLE = 8
 export const ID = 0
 export const METHOD = 1
 export const CLIENT = 2
@@ -73,6 +75,7 @@ export const FLAGS = 3
 export const PAYLOAD_AT = 4
 export const PAYLOAD_LENGTH = 5
 export const TOPIC_LENGTH = 6
+export const PUBLISHER = 7
 
 /** Answer codes; VALUE takes the next of `values`. */
 export const UNDEFINED = 0
@@ -162,6 +165,7 @@ export class BatchWriter {
       pack: null,
       topics: '',
       inputs: null,
+      publishers: null,
       properties: null,
       newClients: null,
       forget: null,
@@ -187,13 +191,14 @@ export class BatchWriter {
       this.size += p.payload.length
       this.topics.push(p.topic)
       if (p.properties !== undefined) (b.properties ??= []).push([i, wireProperties(p.properties as Record<string, unknown>)])
-      if (p.publisher !== undefined) (b.inputs ??= []).push([i, p.publisher])
+      t[o + PUBLISHER] = p.publisher === undefined ? 0 : publisherRef(b, p.publisher)
     } else {
       t[o + CLIENT] = 0
       t[o + FLAGS] = 0
       t[o + PAYLOAD_AT] = 0
       t[o + PAYLOAD_LENGTH] = 0
       t[o + TOPIC_LENGTH] = 0
+      t[o + PUBLISHER] = 0
       ;(b.inputs ??= []).push([i, method === EVENT ? input : wireObject(input)]) // (an event's arguments come wired: RemoteHook.notify)
     }
     return b.seq
@@ -284,6 +289,13 @@ export class BatchWriter {
   }
 }
 
+/** `publisher`'s place in the batch's publishers, plus one (a fan-out's deliveries share their publisher: one entry) */
+function publisherRef(b: CallBatch, publisher: string): number {
+  const list = (b.publishers ??= [])
+  if (list.length === 0 || list[list.length - 1] !== publisher) list.push(publisher)
+  return list.length
+}
+
 interface SentClient {
   ref: number
   /** the worker generation that knows it (-1: none) */
@@ -364,6 +376,7 @@ export function readInput(
   clients: Map<number, ClientInfo>,
   inputs: Map<number, unknown> | null,
   properties: Map<number, unknown> | null,
+  publishers: string[] | null = null,
 ): unknown {
   const o = i * TABLE
   const method = table[o + METHOD]!
@@ -376,7 +389,10 @@ export function readInput(
   if (props?.correlationData !== undefined) props.correlationData = asBuffer(props.correlationData)
   const ref = table[o + CLIENT]!
   const client = ref === 0 ? undefined : clients.get(ref)
-  if (method === DELIVER) return { client, topic, payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props, publisher: inputs?.get(i) }
+  if (method === DELIVER) {
+    const pub = table[o + PUBLISHER]!
+    return { client, topic, payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props, publisher: pub === 0 ? undefined : publishers![pub - 1] }
+  }
   return { client, topic, payload, qos: flags & 3, retain: (flags & 4) !== 0, properties: props }
 }
 

@@ -122,7 +122,8 @@ function runBatch(b: CallBatch): void {
   const props = b.properties === null ? null : new Map(b.properties)
   const inputs = new Array<unknown>(b.count)
   const topics = batchTopics(b, table)
-  for (let i = 0; i < b.count; i++) if (table[i * TABLE + METHOD] !== SKIPPED) inputs[i] = readInput(topics[i]!, i, table, region, clients, objects, props)
+  for (let i = 0; i < b.count; i++)
+    if (table[i * TABLE + METHOD] !== SKIPPED) inputs[i] = readInput(topics[i]!, i, table, region, clients, objects, props, b.publishers)
   if (flags) {
     flags.busySince = Date.now()
     flags.seen = b.seq // its table and payloads are copied out: the broker may write over them

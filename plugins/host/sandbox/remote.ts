@@ -1,16 +1,7 @@
 import type { Worker } from 'node:worker_threads'
-import {
-  HookmqError,
-  LATER,
-  type DecisionReceiver,
-  type Later,
-  type Logger,
-  type Message,
-  type PublishDecision,
-  type PublishOptions,
-} from '../../../core/index.js'
+import { HookmqError, LATER, type Later, type Logger, type PublishOptions } from '../../../core/index.js'
 import type { Compiled } from '../compile.js'
-import { begin, fail, hookTimeout, settle, type HookMethod, type RemoteCalls, type Registration } from '../invoke.js'
+import { begin, fail, hookTimeout, settle, type HookMethod, type LaterReceiver, type RemoteCalls, type Registration } from '../invoke.js'
 import {
   AUTHENTICATE,
   AUTHORIZE_PUBLISH,
@@ -72,10 +63,10 @@ export interface RemoteOptions {
 class Pending {
   constructor(
     readonly id: number,
-    /** where the answer goes: a promise's resolve, or (authorizePublish) a receiver with the message */
+    /** where the answer goes: a promise's resolve, or a receiver with its target */
     readonly resolve: ((v: unknown) => void) | null,
-    readonly into: DecisionReceiver | null,
-    readonly message: Message | null,
+    readonly into: LaterReceiver | null,
+    readonly target: unknown,
     readonly reg: Registration,
     readonly method: HookMethod,
     readonly check: (v: unknown) => unknown,
@@ -87,7 +78,7 @@ class Pending {
   ) {}
 
   answer(v: unknown): void {
-    if (this.into !== null) this.into.decided(v as PublishDecision, this.message!)
+    if (this.into !== null) this.into.decided(v, this.target)
     else this.resolve!(v)
   }
 }
@@ -179,8 +170,8 @@ export class RemoteHook implements RemoteCalls {
     input: unknown,
     check: (v: unknown) => T,
     fallback: T,
-    into?: DecisionReceiver,
-    message?: Message,
+    into?: LaterReceiver,
+    target?: unknown,
   ): T | Promise<T> | Later {
     const started = begin(reg)
     const refused = this.refusal(reg)
@@ -198,7 +189,7 @@ export class RemoteHook implements RemoteCalls {
     }
     const due = this.clock + reg.timeoutMs
     if (into !== undefined) {
-      this.wait(new Pending(id, null, into, message!, reg, method, check, fallback, started, due, batch))
+      this.wait(new Pending(id, null, into, target, reg, method, check, fallback, started, due, batch))
       return LATER
     }
     return new Promise<T>((resolve) => {
