@@ -167,10 +167,13 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
    * False while a packet waits for an earlier one: the packets after it stay
    * bytes in the reader (parsed when drain() resumes it), so a publisher whose
    * messages wait for a hook holds a few decoded messages, not a socket read's
-   * worth (up to 64 KB) of them.
+   * worth (up to 64 KB) of them. False too while a congested subscriber holds
+   * it (flow.ts): the rest of a read waits as bytes, not as a read's worth of
+   * messages fanned out to subscribers that cannot take them (or calls to a
+   * deliver hook that is behind).
    */
   get accepting(): boolean {
-    return !this.waiting
+    return !this.waiting && (this.flowState === null || this.flowState.congestion === 0)
   }
 
   refuseConnect5(): void {
@@ -296,9 +299,10 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
     if (!feeds.includes(feed)) feeds.push(feed)
   }
 
-  /** No congested subscriber holds this publisher any more: its decided messages go on. */
+  /** No congested subscriber holds this publisher any more: its decided messages go on, and its packets held as bytes are read. */
   unthrottled(): void {
     this.publishOrder?.resume()
+    if (!this.waiting && this.isOpen) this.intake.resume()
   }
 
   sendPublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean, from: Flow | null): boolean {

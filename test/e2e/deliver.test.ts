@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
-import { collect, connect, hooksFolder, pingRoundTrip, startBroker, until, writeHook } from '../helpers.js'
+import mqttPacket from 'mqtt-packet'
+import { collect, connect, hooksFolder, pingRoundTrip, RawClient, startBroker, until, writeHook } from '../helpers.js'
 
 // The deliver hook point on a real broker, from real hook files, inline and
 // in a worker: per subscriber, just before the PUBLISH is written.
@@ -173,3 +174,35 @@ export default defineHook({
     assert.equal(text(await collect(s).next()), 'plain')
   })
 }
+
+test('worker: a fan-out faster than the hook answers is held back, not lost: every copy arrives, no call times out', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(
+    join(dir, 'tag.ts'),
+    `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'tag', deliver: ({ payload }) => ({ payload: 't' + payload.toString() }) })\n`,
+  )
+  const broker = await startBroker(t, { hooksDir: dir, hooks: { isolation: 'worker' } })
+  const subscribers: MqttClient[] = []
+  for (let i = 0; i < 100; i++) {
+    const s = await connect(t, broker, { protocolVersion: 4, clientId: `fan-${i}` })
+    await s.subscribeAsync('fan/#', { qos: 0 })
+    subscribers.push(s)
+  }
+  // as fast as the socket takes them: all in one write
+  const pub = await RawClient.open(t, broker, 4)
+  assert.equal((await pub.connect()).returnCode, 0)
+  const n = 3000
+  const packets: Buffer[] = []
+  for (let i = 0; i < n; i++)
+    packets.push(mqttPacket.generate({ cmd: 'publish', topic: 'fan/x', payload: Buffer.from(String(i)), qos: 0, retain: false, dup: false }))
+  pub.sendBytes(Buffer.concat(packets))
+  for (const s of subscribers) {
+    const got = await collect(s).count(n, 30000)
+    assert.equal(text(got[0]!), 't0')
+    assert.equal(text(got[n - 1]!), `t${n - 1}`) // in order, none lost
+  }
+  const st = broker.hookStatus()[0]!
+  assert.equal(st.timeouts, 0)
+  assert.equal(st.errors, 0)
+  assert.equal(st.calls, 100 * n)
+})
