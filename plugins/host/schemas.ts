@@ -231,7 +231,7 @@ export type TransformPatch = z.output<typeof transformSchema>
 
 /** `{ payload }` with a string or Buffer and nothing else: what transformSchema would accept unchanged. */
 function isPayloadOnly(v: unknown): v is TransformPatch & { payload: string | Buffer } {
-  if (typeof v !== 'object' || Object.getPrototypeOf(v) !== Object.prototype) return false
+  if (typeof v !== 'object' || v === null || Object.getPrototypeOf(v) !== Object.prototype) return false
   let n = 0
   for (const k in v) {
     if (k !== 'payload') return false
