@@ -167,13 +167,12 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
    * False while a packet waits for an earlier one: the packets after it stay
    * bytes in the reader (parsed when drain() resumes it), so a publisher whose
    * messages wait for a hook holds a few decoded messages, not a socket read's
-   * worth (up to 64 KB) of them. False too while a congested subscriber holds
-   * it (flow.ts): the rest of a read waits as bytes, not as a read's worth of
-   * messages fanned out to subscribers that cannot take them (or calls to a
-   * deliver hook that is behind).
+   * worth (up to 64 KB) of them. False too while a subscriber whose deliver
+   * hooks are behind holds it (flow.ts `parked`): the rest of a read waits as
+   * bytes, not as a read's worth of calls to a hook that is behind.
    */
   get accepting(): boolean {
-    return !this.waiting && (this.flowState === null || this.flowState.congestion === 0)
+    return !this.waiting && (this.flowState === null || this.flowState.parked === 0)
   }
 
   refuseConnect5(): void {
@@ -273,9 +272,9 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
     return (this.session?.queued ?? 0) + (this.outbound?.size ?? 0)
   }
 
-  /** A message to this client could not go out at once: hold its publisher (`from`) back. */
-  congested(from: Flow | null): void {
-    if (from !== null && from !== this.flowState) this.flow.throttle(from)
+  /** A message to this client could not go out at once: hold its publisher (`from`) back (`park`: its deliver hooks are behind; the publisher stops parsing too). */
+  congested(from: Flow | null, park = false): void {
+    if (from !== null && from !== this.flowState) this.flow.throttle(from, park)
   }
 
   caughtUp(): void {

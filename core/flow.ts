@@ -23,7 +23,14 @@ export class Flow {
   private holds = 0
   /** holds from congested subscribers (throttle): while any, the publisher's decided messages wait too */
   congestion = 0
+  /**
+   * of those, holds from subscribers whose deliver hooks are behind: while any,
+   * the publisher's packets already read wait as bytes too (Connection.accepting),
+   * not as a read's worth of hook calls
+   */
+  parked = 0
   private throttled: Flow[] | null = null
+  private parking: Flow[] | null = null
   private timer: NodeJS.Timeout | undefined = undefined
   slow = false
 
@@ -38,9 +45,13 @@ export class Flow {
     if (--this.holds === 0 && this.owner.isOpen) this.owner.socket.resume()
   }
 
-  /** A message to this client could not go out at once: hold `publisher` back until it catches up. */
-  throttle(publisher: Flow): void {
+  /** A message to this client could not go out at once: hold `publisher` back until it catches up (`park`: and stop it parsing). */
+  throttle(publisher: Flow, park = false): void {
     if (this.slow) return
+    if (park && (this.parking === null || !this.parking.includes(publisher))) {
+      ;(this.parking ??= []).push(publisher)
+      publisher.parked++
+    }
     if (this.throttled === null) {
       this.throttled = [publisher]
       this.timer = setTimeout(markSlow, THROTTLE_MS, this)
@@ -63,6 +74,9 @@ export class Flow {
     if (list === null) return
     this.throttled = null
     clearTimeout(this.timer)
+    const parked = this.parking
+    this.parking = null
+    if (parked !== null) for (const p of parked) p.parked--
     for (const p of list) {
       p.release()
       if (--p.congestion === 0) p.owner.unthrottled?.()

@@ -38,8 +38,8 @@ export interface OutboundTarget {
   writePublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number, dup: boolean, from: Flow | null): boolean
   /** a QoS 1/2 message that will not be written after all (skipped, too large): done, as if acknowledged */
   settled(packetId: number): void
-  /** a message to it had to wait: hold the publisher (`from`) back */
-  congested(from: Flow | null): void
+  /** its messages wait for answers: hold the publisher (`from`) back, and stop it parsing (`park`) */
+  congested(from: Flow | null, park: boolean): void
   /** nothing waits any more: release the publishers it held */
   caughtUp(): void
 }
@@ -90,7 +90,7 @@ export function deliverThroughHooks(
     }
     order.enqueue(message, qos, retain, ids, packetId, dup, from).answer(answer)
   }
-  if (order.size > CONGESTED_AT) conn.congested(from)
+  if (order.size > CONGESTED_AT) conn.congested(from, true)
   return true
 }
 
