@@ -122,10 +122,16 @@ function showPayload(payload: Buffer, max = 4096): { payload: string; encoding: 
 export function adminRoutes(t: AdminTarget): Route[] {
   const b = t.broker
   const local = localQueries(b)
-  const everywhere = async <K extends keyof NodeQueries>(method: K, args: Parameters<NodeQueries[K]>) =>
+  const everywhere = async <K extends keyof NodeQueries>(
+    method: K,
+    args: Parameters<NodeQueries[K]>,
+  ): Promise<{ answers: Array<{ node: string; value: Awaited<ReturnType<NodeQueries[K]>> }>; missing: string[] }> =>
     t.cluster !== undefined
       ? t.cluster.ask(method, args)
-      : { answers: [{ node: b.id, value: (local[method] as (...a: unknown[]) => ReturnType<NodeQueries[K]>)(...args) }], missing: [] as string[] }
+      : {
+          answers: [{ node: b.id, value: await (local[method] as (...a: unknown[]) => Awaited<ReturnType<NodeQueries[K]>>)(...args) }],
+          missing: [] as string[],
+        }
   const need = <T>(what: string, v: T | undefined): T => {
     if (v === undefined) throw new ApiError(501, `${what} is not available on this broker`)
     return v
@@ -182,10 +188,21 @@ export function adminRoutes(t: AdminTarget): Route[] {
       run({ query, req, res }) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' })
         res.write(`: tracing ${JSON.stringify(query)} on node ${b.id}\n\n`)
+        // a reader slower than the traffic does not grow this process: past 1 MiB unsent, events are dropped and counted
+        let dropped = 0
         const send = (e: TraceEvent): void => {
+          if (res.writableLength > 1 << 20) {
+            dropped++
+            return
+          }
+          if (dropped > 0) {
+            res.write(`: ${dropped} event(s) dropped: the reader was slower than the traffic\n\n`)
+            dropped = 0
+          }
           res.write(`data: ${JSON.stringify(e)}\n\n`)
         }
-        const stop = b.tracer.watch({ clientId: query.clientId as string | undefined, topic: query.topic as string | undefined }, send)
+        const filter = { clientId: query.clientId as string | undefined, topic: query.topic as string | undefined }
+        const stop = t.cluster !== undefined ? t.cluster.trace(filter, send) : b.tracer.watch(filter, send)
         const ping = setInterval(() => res.write(': ping\n\n'), 15000)
         const end = (): void => {
           clearInterval(ping)
@@ -277,16 +294,14 @@ export function adminRoutes(t: AdminTarget): Route[] {
       method: 'DELETE',
       path: '/admin/sessions/:clientId',
       role: 'admin',
-      summary: 'deletes a stored session (its client, if connected, is kicked first)',
+      summary: 'deletes a session, stored or held by any node (its client, if connected, is kicked first)',
       async run({ params }) {
         const id = params.clientId!
-        const s = await b.stores.sessions.load(id)
-        if (s === undefined && b.sessions.sessions.get(id) === undefined) throw new ApiError(404, `no session "${id}"`)
-        await everywhere('kick', [id, 'session deleted by an administrator'])
-        const live = b.sessions.sessions.get(id)
-        if (live !== undefined && live.outlet === null) b.sessions.end(live)
-        else await b.stores.sessions.delete(id)
-        return { deleted: id }
+        const stored = await b.stores.sessions.load(id)
+        const { answers, missing } = await everywhere('endSession', [id])
+        if (stored === undefined && !answers.some((a) => a.value)) throw new ApiError(404, `no session "${id}"`)
+        await b.stores.sessions.delete(id) // (one no node held: stored only)
+        return { deleted: id, ...(missing.length ? { missingNodes: missing } : {}) }
       },
     },
     {
