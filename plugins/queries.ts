@@ -44,7 +44,6 @@ export interface ClientSummary {
 
 export interface ClientDetail extends ClientSummary {
   keepaliveSeconds: number
-  cleanStart: boolean | undefined
   user: unknown
   subscriptions: Array<{ filter: string; qos: number }>
   inflight: number
@@ -91,7 +90,6 @@ export function localQueries(broker: Broker): NodeQueries {
       return {
         ...summary(c),
         keepaliveSeconds: c.keepaliveMs / 1500, // kept as 1.5 × the keep-alive
-        cleanStart: undefined,
         user: c.client.user,
         subscriptions: [...s.subscriptions.values()].map((sub) => ({ filter: sub.filter, qos: sub.qos })),
         inflight: s.inflight.size,
