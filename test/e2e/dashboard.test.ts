@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { MqttClient } from 'mqtt'
 import { chromium, type Page } from 'playwright-core'
-import { connect, defer, hooksFolder, startBroker, startSink, until, writeHook } from '../helpers.js'
+import { connect, defer, hooksFolder, once, startBroker, startSink, until, writeHook } from '../helpers.js'
 
 // The dashboard (plugins/http/dashboard/) in a real headless browser: Debian's
 // chromium driven by playwright-core, against a real broker, real MQTT.js
@@ -42,8 +42,10 @@ async function openPage(t: TestContext): Promise<{ page: Page; problems: string[
   return { page, problems, shot: async (name) => void (await page.screenshot({ path: join(dir, `${name}.png`) })) }
 }
 
-function disconnectCode(c: MqttClient): Promise<number | undefined> {
-  return new Promise((resolve) => c.once('disconnect', (p) => resolve(p.reasonCode)))
+/** The reason code of the DISCONNECT the client gets (MQTT 5), within 10 s. */
+async function disconnectCode(c: MqttClient): Promise<number | undefined> {
+  const [packet] = await once<[{ reasonCode?: number }]>(c, 'disconnect', 10000)
+  return packet.reasonCode
 }
 
 test('dashboard: without the token it shows the unauthorized state and no data; the page is served with a strict CSP', async (t) => {

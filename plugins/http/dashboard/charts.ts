@@ -2,12 +2,14 @@ import uPlot from 'uplot'
 import { h, num } from './dom.js'
 import type { Stats } from './types.js'
 
-// The live charts: /admin/stats sampled each second, the last five minutes shown.
+// The live charts: /admin/stats sampled each second, up to the last five minutes shown.
 // Counters become rates (per second, from the difference of two samples; a
 // counter that went back, as after a restart, reads 0); gauges are drawn as
 // they are. Hovering a chart shows that second's values in its header.
 
 const KEEP = 300
+/** seconds the x axis spans at least (it grows to KEEP as samples come) */
+const MIN_SPAN = 60
 
 type Value = (s: Stats, prev: Stats | undefined) => number | null
 
@@ -96,7 +98,10 @@ class Chart {
         height: 104,
         legend: { show: false },
         cursor: { drag: { x: false, y: false }, points: { size: 6 } },
-        scales: { x: { time: true, range: (_u, _min, max) => [max - KEEP, max] }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] } },
+        scales: {
+          x: { time: true, range: (_u, min, max) => [Math.min(max - MIN_SPAN, Math.max(min, max - KEEP)), max] },
+          y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] },
+        },
         axes: [
           { ...axis, size: 20, space: 70, values: (_u, ticks) => ticks.map(timeOfDay) },
           { ...axis, size: 38, values: (_u, ticks) => ticks.map((t) => compact(t)) },

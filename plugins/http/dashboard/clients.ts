@@ -51,7 +51,7 @@ export class ClientsView implements View {
           cell: (c) => [
             button('Trace', () => this.trace(c.clientId), { kind: 'ghost', ariaLabel: `Trace ${c.clientId}` }),
             button('Kick', () => void this.kick(c.clientId), { kind: 'danger', ariaLabel: `Kick ${c.clientId}` }),
-            button('Ban', () => void this.ban('clientId', c.clientId), { kind: 'danger', ariaLabel: `Ban ${c.clientId}` }),
+            button('Ban', () => void this.ban('clientId', c.clientId), { kind: 'danger ban-action', ariaLabel: `Ban ${c.clientId}` }),
           ],
         },
       ],
@@ -91,7 +91,7 @@ export class ClientsView implements View {
         this.prefix,
         this.count,
         h('span', { class: 'grow' }),
-        button('Add ban…', () => void this.ban('clientId', ''), { kind: 'ghost' }),
+        button('Add ban…', () => void this.ban('clientId', ''), { kind: 'ghost ban-action' }),
       ),
       h('div', { class: 'split' }, h('div', { class: 'scroll' }, this.table.el), this.detail),
       h('h3', {}, 'Bans'),
@@ -154,6 +154,7 @@ export class ClientsView implements View {
   }
 
   private async refreshBans(): Promise<void> {
+    if (this.el.classList.contains('no-bans')) return // a broker does not gain them while it runs
     try {
       const { bans } = await this.api.get<{ bans: Ban[] }>('/admin/bans')
       this.bans.update(bans)
@@ -164,6 +165,7 @@ export class ClientsView implements View {
       this.bansNote.textContent = 'Bans are not available on this broker (the API answered 501).'
       this.bansNote.hidden = false
       this.bansBox.hidden = true
+      this.el.classList.add('no-bans')
     }
   }
 

@@ -26,11 +26,8 @@ export function append(el: Element, children: Child[]): void {
   }
 }
 
-export function button(
-  label: string,
-  onClick: () => void,
-  options: { kind?: 'danger' | 'primary' | 'ghost'; title?: string; ariaLabel?: string } = {},
-): HTMLButtonElement {
+/** `kind`: CSS classes besides btn (danger, primary, ghost) */
+export function button(label: string, onClick: () => void, options: { kind?: string; title?: string; ariaLabel?: string } = {}): HTMLButtonElement {
   return h('button', { type: 'button', class: `btn ${options.kind ?? ''}`, title: options.title, 'aria-label': options.ariaLabel, onclick: onClick }, label)
 }
 

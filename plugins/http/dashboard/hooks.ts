@@ -19,7 +19,7 @@ export class HooksView implements View {
         { title: 'Hook', class: 'mono', cell: (x) => h('span', {}, x.name, x.file !== undefined ? h('div', { class: 'muted small' }, x.file) : null) },
         { title: 'State', cell: (x) => [badge(x.state, STATE_TONE[x.state] ?? 'muted'), x.quarantined ? badge('quarantined', 'warn') : null] },
         { title: 'Version', class: 'num', cell: (x) => (x.version > 0 ? `v${x.version}` : '–') },
-        { title: 'Runs', cell: (x) => x.isolation ?? '–' },
+        { title: 'Isolation', cell: (x) => x.isolation ?? '–' },
         { title: 'Loaded', cell: (x) => when(x.loadedAt) },
         { title: 'Calls', class: 'num', cell: (x) => num(x.calls) },
         { title: 'Denies', class: 'num', cell: (x) => num(x.denies) },
