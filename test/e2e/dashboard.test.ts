@@ -138,23 +138,22 @@ test('dashboard: with the token it shows live charts and a connected client, kic
     .getByText(/Kicked dash-kick/)
     .waitFor()
 
-  // bans: listed and added when the broker has them, a clear note when it answers 501
-  const bans = await fetch(`${base}/admin/bans`, { headers: { authorization: `Bearer ${TOKEN}` } })
-  if (bans.status === 501) {
-    await page.getByText('Bans are not available on this broker').waitFor()
-  } else {
-    assert.equal(bans.status, 200)
-    const gone = disconnectCode(banned)
-    await page.getByRole('button', { name: 'Ban dash-ban' }).click()
-    const dialog = page.getByRole('dialog', { name: 'Ban' })
-    assert.equal(await dialog.getByLabel('ban value').inputValue(), 'dash-ban')
-    await dialog.getByRole('button', { name: 'Ban' }).click()
-    assert.equal(await gone, 0x98)
-    await page
-      .getByRole('table', { name: 'bans' })
-      .getByRole('row', { name: /dash-ban/ })
-      .waitFor()
-  }
+  // ban: from the client's row, in a dialog; the client is disconnected (0x98), the ban listed, then lifted
+  const gone = disconnectCode(banned)
+  await page.getByRole('button', { name: 'Ban dash-ban' }).click()
+  const dialog = page.getByRole('dialog', { name: 'Ban' })
+  assert.equal(await dialog.getByLabel('ban value').inputValue(), 'dash-ban')
+  await dialog.getByLabel('Reason').fill('testing the dashboard')
+  await dialog.getByRole('button', { name: 'Ban' }).click()
+  assert.equal(await gone, 0x98)
+  const bans = page.getByRole('table', { name: 'bans' })
+  await bans.getByRole('row', { name: /client id.*dash-ban.*testing the dashboard/ }).waitFor()
+  await clients.getByRole('row', { name: /dash-ban/ }).waitFor({ state: 'detached' })
+  await shot('bans')
+  await page.getByRole('button', { name: 'Lift ban dash-ban' }).click()
+  await bans.getByText('No ban is in force.').waitFor()
+  const left = await fetch(`${base}/admin/bans`, { headers: { authorization: `Bearer ${TOKEN}` } })
+  assert.deepEqual(((await left.json()) as { bans: unknown[] }).bans, [])
 
   // webhooks: the failed delivery is a dead letter; Replay queues it again and the sink receives it
   await page.getByRole('tab', { name: 'Webhooks' }).click()
@@ -214,5 +213,4 @@ test('dashboard: with the token it shows live charts and a connected client, kic
   await until(() => !broker.tracer.active, 5000, 'the trace stream closed')
 
   assert.deepEqual(problems, [])
-  await banned.endAsync()
 })

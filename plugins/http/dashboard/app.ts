@@ -133,7 +133,7 @@ class Dashboard {
     const show = (s: Stats): void => {
       node.textContent = s.node
       uptime.textContent = duration(s.uptimeSeconds)
-      figures.textContent = `${plural(s.connections, 'client')} · ${plural(s.subscriptions, 'subscription')}`
+      figures.textContent = `${plural(s.clients ?? s.connections, 'client')} · ${plural(s.subscriptions, 'subscription')}`
       state.textContent = 'live'
       state.className = 'state ok'
       charts.push(s)

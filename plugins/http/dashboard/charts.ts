@@ -39,7 +39,8 @@ const rate =
   }
 
 export const CHARTS: ChartSpec[] = [
-  { title: 'Connections', unit: '', series: [{ label: 'clients', color: '#4ea1ff', value: gauge('connections') }] },
+  // clients: CONNACK sent (sockets still before their CONNECT are not counted); older brokers only tell connections
+  { title: 'Connections', unit: '', series: [{ label: 'clients', color: '#4ea1ff', value: (s) => s.clients ?? s.connections }] },
   {
     title: 'Messages',
     unit: 'per second',

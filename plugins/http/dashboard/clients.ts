@@ -8,6 +8,7 @@ import { act, type View } from './view.js'
 
 const PROTOCOLS: Record<number, string> = { 3: '3.1', 4: '3.1.1', 5: '5.0' }
 const PAGE = 200
+const KINDS: Record<Ban['kind'], string> = { clientId: 'client id', username: 'username', address: 'address' }
 
 export class ClientsView implements View {
   readonly title = 'Clients'
@@ -61,7 +62,7 @@ export class ClientsView implements View {
     )
     this.bans = new Table<Ban>(
       [
-        { title: 'Kind', cell: (b) => b.kind },
+        { title: 'Kind', cell: (b) => KINDS[b.kind] ?? b.kind },
         { title: 'Value', class: 'mono', cell: (b) => b.value },
         { title: 'Reason', class: 'wrap', cell: (b) => b.reason ?? '' },
         { title: 'By', cell: (b) => b.by ?? '' },
@@ -123,18 +124,13 @@ export class ClientsView implements View {
       c = await this.api.get<ClientDetail>(`/admin/clients/${encodeURIComponent(id)}`)
     } catch (err) {
       if (!(err instanceof ApiError) || err.status !== 404) throw err
-      this.detail.replaceChildren(h('h3', {}, id), h('p', { class: 'muted' }, 'Not connected any more.'))
+      this.detail.replaceChildren(this.detailHead(id), h('p', { class: 'muted' }, 'Not connected any more.'))
       this.detail.hidden = false
       return
     }
     const row = (k: string, v: string): HTMLElement[] => [h('dt', {}, k), h('dd', {}, v)]
     this.detail.replaceChildren(
-      h(
-        'div',
-        { class: 'detail-head' },
-        h('h3', { class: 'mono' }, c.clientId),
-        button('×', () => this.select(c.clientId), { kind: 'ghost', ariaLabel: 'close detail' }),
-      ),
+      this.detailHead(c.clientId),
       h(
         'dl',
         {},
@@ -151,6 +147,15 @@ export class ClientsView implements View {
       h('ul', { class: 'subs mono' }, ...c.subscriptions.map((s) => h('li', {}, s.filter, ' ', badge(`QoS ${s.qos}`, 'muted')))),
     )
     this.detail.hidden = false
+  }
+
+  private detailHead(clientId: string): HTMLElement {
+    return h(
+      'div',
+      { class: 'detail-head' },
+      h('h3', { class: 'mono' }, clientId),
+      button('×', () => this.select(clientId), { kind: 'ghost', ariaLabel: 'close detail' }),
+    )
   }
 
   private async refreshBans(): Promise<void> {
@@ -216,7 +221,7 @@ export class ClientsView implements View {
     if (form.get('expires') !== '') body.expiresInSeconds = Number(form.get('expires'))
     await act(async () => {
       await this.api.post('/admin/bans', body)
-      toast(`Banned ${String(form.get('kind'))} ${String(form.get('value'))}`)
+      toast(`Banned ${KINDS[form.get('kind') as Ban['kind']]} ${String(form.get('value'))}`)
       await this.refresh()
     })
   }

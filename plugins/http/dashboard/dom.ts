@@ -131,6 +131,7 @@ export function toast(message: string, tone: 'ok' | 'bad' = 'ok'): void {
   toasts ??= document.body.appendChild(h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' }))
   const t = h('div', { class: `toast ${tone}` }, message)
   toasts.append(t)
+  while (toasts.childElementCount > 3) toasts.firstElementChild!.remove()
   setTimeout(() => t.remove(), tone === 'bad' ? 8000 : 4000)
 }
 

@@ -5,7 +5,10 @@ export interface Stats {
   node: string
   at: number
   uptimeSeconds: number
+  /** sockets */
   connections: number
+  /** clients that were sent a CONNACK */
+  clients?: number
   messagesIn: number
   messagesOut: number
   dropped: number
