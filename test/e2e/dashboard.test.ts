@@ -82,7 +82,7 @@ test('dashboard: without the token it shows the unauthorized state and no data; 
   assert.deepEqual(problems, [])
 })
 
-test('dashboard: with the token it shows live charts and a connected client, kicks it (0x98), replays a dead letter to the sink, shows hooks with file:line, browses and clears retained messages, traces a client', async (t) => {
+test('dashboard: with the token it shows live charts and a connected client, kicks one client (0x98) and bans another, replays a dead letter to the sink, disables, enables and reloads a hook and shows its error with file:line, browses and clears retained messages, traces a client', async (t) => {
   const sink = await startSink(t)
   let failing = true
   sink.respond = (_req, res) => void res.writeHead(failing ? 500 : 204).end()
@@ -170,10 +170,19 @@ test('dashboard: with the token it shows live charts and a connected client, kic
   )
   await dead.getByText('No dead letter.').waitFor()
 
-  // hooks: loaded, then a broken save shows as failed with file:line (version 1 still serving)
+  // hooks: disabled (its deny stops) and enabled again; a broken save shows as failed with file:line (version 1 still
+  // serving), and Reload loads the file again
   await page.getByRole('tab', { name: 'Hooks', exact: true }).click()
   const hooks = page.getByRole('table', { name: 'hooks' })
   await hooks.getByRole('row', { name: /acl.*loaded.*v1/ }).waitFor()
+  await assert.rejects(tracer.publishAsync('dash/secret', 'x', { qos: 1 }))
+  await page.getByRole('button', { name: 'Disable acl' }).click()
+  await page.getByRole('dialog').getByRole('button', { name: 'Disable' }).click()
+  await hooks.getByRole('row', { name: /acl.*disabled.*v1/ }).waitFor()
+  await tracer.publishAsync('dash/secret', 'x', { qos: 1 })
+  await page.getByRole('button', { name: 'Enable acl' }).click()
+  await hooks.getByRole('row', { name: /acl.*loaded.*v1/ }).waitFor()
+  await assert.rejects(tracer.publishAsync('dash/secret', 'x', { qos: 1 }))
   const broken = await writeHook(
     broker,
     acl,
@@ -183,6 +192,11 @@ test('dashboard: with the token it shows live charts and a connected client, kic
   await hooks
     .getByRole('row', { name: /acl.*failed.*v1/ })
     .getByText('acl.ts:5')
+    .waitFor()
+  await page.getByRole('button', { name: 'Reload acl' }).click()
+  await page
+    .getByRole('status')
+    .getByText(/acl did not load: .*\(v1 still serving\)/)
     .waitFor()
   await shot('hooks')
 

@@ -57,7 +57,9 @@ export class HooksView implements View {
     if (action === 'disable' && !(await confirmDialog('Disable hook', `Disable "${name}"? It is skipped, as if absent, until enabled.`, 'Disable'))) return
     await act(async () => {
       const r = await this.api.post<HookRow>(`/admin/hooks/${encodeURIComponent(name)}/${action}`)
-      toast(action === 'reload' ? `Reloaded ${name}: ${r.state}${r.version ? ` v${r.version}` : ''}` : `${name}: ${action}d`)
+      if (action !== 'reload') toast(`${name}: ${action}d`)
+      else if (r.state !== 'failed') toast(`Reloaded ${name}: v${r.version} ${r.state}`)
+      else toast(`${name} did not load: ${r.error?.message ?? 'failed'}${r.version > 0 ? ` (v${r.version} still serving)` : ''}`, 'bad')
       await this.refresh()
     })
   }
