@@ -30,7 +30,7 @@ export class TraceView implements View {
   private readonly toggle = h('button', { type: 'submit', class: 'btn primary' }, 'Start')
   private readonly status = h('span', { class: 'muted', role: 'status' }, 'Not tracing.')
   private readonly body = h('tbody')
-  private readonly empty = h('tr', { class: 'empty' }, h('td', { colspan: 8 }, 'Events appear here as they happen.'))
+  private readonly empty = h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'Events appear here as they happen.'))
   private running: AbortController | undefined
   private count = 0
 
@@ -49,7 +49,7 @@ export class TraceView implements View {
       if (this.running !== undefined) this.stop()
       else this.start()
     })
-    const head = ['Time', 'Dir', 'Client', 'Packet', 'Topic / filters', 'QoS', 'Bytes', 'Reason / decision']
+    const head = ['Time', 'Dir', 'Client', 'Node', 'Packet', 'Topic / filters', 'QoS', 'Bytes', 'Reason / decision']
     this.body.append(this.empty)
     this.el = h(
       'div',
@@ -80,6 +80,8 @@ export class TraceView implements View {
     this.mode.disabled = this.target.disabled = true
     this.status.textContent = 'Connecting…'
     const q = new URLSearchParams({ [this.mode.value]: value })
+    let tracing = ''
+    let lost = 0
     void act(async () => {
       try {
         await this.api.stream(
@@ -87,8 +89,15 @@ export class TraceView implements View {
           controller.signal,
           (e) => this.add(e as TraceEvent),
           (comment) => {
-            if (comment.startsWith('tracing'))
-              this.status.textContent = `Tracing ${this.mode.value === 'clientId' ? 'client' : 'topic'} ${value} (${comment.replace(/^tracing .* on node /, 'node ')})`
+            const dropped = /^(\d+) event/.exec(comment)
+            if (comment.startsWith('tracing')) {
+              tracing = `Tracing ${this.mode.value === 'clientId' ? 'client' : 'topic'} ${value} (${comment.replace(/^tracing .* on node /, 'node ')})`
+              this.status.textContent = tracing
+            } else if (dropped !== null) {
+              // the server drops what a slow reader cannot take, and says how many
+              lost += Number(dropped[1])
+              this.status.textContent = `${tracing} · ${num(lost)} events dropped: the page read slower than the traffic`
+            }
           },
         )
         if (this.running === controller) this.status.textContent = 'The broker ended the trace.'
@@ -136,6 +145,7 @@ export class TraceView implements View {
       h('td', { class: 'mono' }, clock(e.at)),
       h('td', {}, ARROWS[e.dir] ?? e.dir),
       h('td', { class: 'mono' }, e.clientId),
+      h('td', { class: 'mono muted' }, e.node),
       h('td', {}, e.type),
       h('td', { class: 'mono wrap' }, e.topic ?? (e.filters !== undefined ? e.filters.join(', ') + granted : '')),
       h('td', { class: 'num' }, e.qos ?? ''),
