@@ -566,3 +566,11 @@ export class AdminRouter {
     }
   }
 }
+
+/** The OpenAPI description without a broker (npm run docs writes it to docs/admin-api.openapi.json). */
+export function adminApiDescription(version: string): object {
+  const none = undefined as unknown as AdminTarget['broker']
+  return new AdminRouter(adminRoutes({ broker: none, hooks: () => [], webhooks: undefined as unknown as AdminTarget['webhooks'], config: () => ({}) })).openapi(
+    version,
+  )
+}
