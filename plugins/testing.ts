@@ -186,6 +186,7 @@ export async function loadHook(file: string | URL, options: LoadHookOptions = {}
 
 class LoadedHook implements TestHook {
   readonly on: TestEvents
+  private closed = false
 
   constructor(
     private readonly def: HookDefinition,
@@ -210,7 +211,7 @@ class LoadedHook implements TestHook {
     return this.host.entryOf(this.key)?.config
   }
 
-  authenticate(input: TestAuthenticateInput = {}): Promise<AuthenticateDecision> {
+  async authenticate(input: TestAuthenticateInput = {}): Promise<AuthenticateDecision> {
     this.has('authenticate')
     const { password, authenticationData, ...rest } = input
     const full: AuthenticateInput = {
@@ -222,18 +223,18 @@ class LoadedHook implements TestHook {
       ...(password !== undefined ? { password: bytes(password) } : {}),
       ...(authenticationData !== undefined ? { authenticationData: bytes(authenticationData) } : {}),
     }
-    return Promise.resolve(this.host.authenticate(full))
+    return this.host.authenticate(full)
   }
 
-  authorizePublish(input: TestPublishInput): Promise<PublishDecision> {
+  async authorizePublish(input: TestPublishInput): Promise<PublishDecision> {
     this.has('authorizePublish')
     const client = clientOf(input.client ?? {})
-    return Promise.resolve(this.host.authorizePublish(client, messageOf(input, client)))
+    return this.host.authorizePublish(client, messageOf(input, client))
   }
 
-  authorizeSubscribe(input: TestSubscribeInput): Promise<SubscribeDecision> {
+  async authorizeSubscribe(input: TestSubscribeInput): Promise<SubscribeDecision> {
     this.has('authorizeSubscribe')
-    return Promise.resolve(this.host.authorizeSubscribe(clientOf(input.client ?? {}), { filter: input.filter, qos: input.qos ?? 0 }))
+    return this.host.authorizeSubscribe(clientOf(input.client ?? {}), { filter: input.filter, qos: input.qos ?? 0 })
   }
 
   async transform(input: TestPublishInput): Promise<TestMessage | null> {
@@ -244,12 +245,14 @@ class LoadedHook implements TestHook {
   }
 
   close(): Promise<void> {
+    this.closed = true
     return this.host.stop().then(() => this.broker.close())
   }
 
   /** Runs the handler through the host's choke point (notify), then waits for what it returned. */
   private async event(event: BrokerEventName, args: unknown[]): Promise<void> {
     const handler = this.def.on?.[event] as ((...a: unknown[]) => unknown) | undefined
+    this.open()
     const entry = this.host.entryOf(this.key)
     if (handler === undefined || entry === undefined) throw new HookmqError('USAGE', `hook "${this.def.name}" has no on.${event} handler`)
     const shapes = EVENT_ARGS[event] as readonly ArgKind[]
@@ -261,7 +264,12 @@ class LoadedHook implements TestHook {
     if (isPromise(returned)) await returned.then(undefined, () => undefined) // (a rejection is already in `failures`)
   }
 
+  private open(): void {
+    if (this.closed) throw new HookmqError('USAGE', `hook "${this.def.name}" is closed`)
+  }
+
   private has(method: HookMethod): void {
+    this.open()
     if (typeof this.def[method] !== 'function') throw new HookmqError('USAGE', `hook "${this.def.name}" has no ${method}`)
   }
 }

@@ -119,7 +119,9 @@ async function build(file: string, outfile: string): Promise<string | { where: s
 
 /** `node --test` over `args`; answers its exit code. A SIGINT or SIGTERM is passed on and its end awaited, so the compiled files are removed. */
 function nodeTest(args: string[]): Promise<number> {
-  const child = spawn(process.execPath, ['--enable-source-maps', '--test', ...args], { stdio: 'inherit' })
+  // (run from a test of node:test itself, NODE_TEST_CONTEXT would make it report to that runner, not print)
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env
+  const child = spawn(process.execPath, ['--enable-source-maps', '--test', ...args], { stdio: 'inherit', env })
   const pass = (signal: NodeJS.Signals): void => void child.kill(signal)
   process.on('SIGINT', pass)
   process.on('SIGTERM', pass)
