@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { test, type TestContext } from 'node:test'
@@ -347,4 +347,24 @@ test('loadHook: setup runs (its ctx.publish is listed), teardown on close; a dea
   })
   writeFileSync(join(dir, 'broken.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({\n  name: 'broken',,\n})\n`)
   await assert.rejects(loadHook(join(dir, 'broken.ts')), { code: 'HOOKMQ_ERR_HOOK_LOAD_FAILED', message: new RegExp(`^${join(dir, 'broken.ts')}:3:\\d+: `) })
+})
+
+test('the package ships what a hooks folder points to: dist/hook-types whole, hookmq/testing, hooks.example and its tests', async () => {
+  const pack = spawn('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] })
+  let out = ''
+  pack.stdout.on('data', (b: Buffer) => (out += b.toString()))
+  await new Promise((resolve) => pack.on('close', resolve))
+  const shipped = new Set((JSON.parse(out) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path))
+  const types = (readdirSync(join(root, 'dist/hook-types'), { recursive: true }) as string[])
+    .map((f) => `dist/hook-types/${f}`)
+    .filter((f) => statSync(join(root, f)).isFile())
+  assert.ok(types.length > 200)
+  assert.deepEqual(
+    types.filter((f) => !shipped.has(f)),
+    [],
+  )
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, string>> }
+  for (const target of Object.values(pkg.exports['./testing']!)) assert.ok(shipped.has(target.replace(/^\.\//, '')), target)
+  assert.equal((JSON.parse(readFileSync(join(examples, 'tsconfig.json'), 'utf8')) as { extends: string }).extends, '../dist/hook-types/tsconfig.json')
+  for (const f of readdirSync(examples)) assert.ok(shipped.has(`hooks.example/${f}`), f)
 })
