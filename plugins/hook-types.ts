@@ -30,6 +30,7 @@ export type {
   ClientInfo,
   Decision,
   ExistingSession,
+  Identity,
   Logger,
   Message,
   MessageProperties,
