@@ -22,11 +22,15 @@ test('acl: allow rules, a deny rule that wins, and a deny when no rule matches',
     result: 'deny',
     reasonCode: 0x87,
     reason: 'publish to public/announcements is denied',
+    hook: 'acl', // (the broker's log and audit name the hook that denied)
+    hookVersion: 1,
   })
   assert.deepEqual(await acl.authorizePublish({ client: alice, topic: 'private/x', payload: 'hi' }), {
     result: 'deny',
     reasonCode: 0x87,
     reason: 'no rule allows publish to private/x',
+    hook: 'acl',
+    hookVersion: 1,
   })
   // %c is the client id, %u the user name (users/%u/# may be read, not written)
   assert.deepEqual(await acl.authorizePublish({ client: alice, topic: 'clients/alice-phone/battery' }), { result: 'allow' })

@@ -18,7 +18,7 @@ test('auth: the right password lets in and names the user; a wrong one or an unk
   const ok = await auth.authenticate({ clientId: 'alice-phone', username: 'alice', password: 'wonderland' })
   assert.equal(ok.result, 'allow')
   assert.deepEqual(ok.result === 'allow' && ok.user, { name: 'alice' })
-  const bad = { result: 'deny', reasonCode: 0x86, reason: 'bad user name or password' }
+  const bad = { result: 'deny', reasonCode: 0x86, reason: 'bad user name or password', hook: 'auth', hookVersion: 1 }
   assert.deepEqual(await auth.authenticate({ username: 'alice', password: 'rabbit' }), bad)
   assert.deepEqual(await auth.authenticate({ username: 'alice' }), bad)
   assert.deepEqual(await auth.authenticate({ username: 'bob', password: 'wonderland' }), bad)

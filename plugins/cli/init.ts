@@ -72,6 +72,8 @@ test('a client publishes and subscribes under clients/<its id>/ only', async (t)
     result: 'deny',
     reasonCode: 0x87,
     reason: 'only clients/sensor-1/# is yours',
+    hook: 'own-topics',
+    hookVersion: 1,
   })
   assert.deepEqual(await hook.authorizeSubscribe({ client, filter: 'clients/sensor-1/#' }), { result: 'allow' })
   assert.equal((await hook.authorizeSubscribe({ client, filter: 'clients/#' })).result, 'deny')

@@ -158,7 +158,7 @@ import { answer } from 'local-thing'
 
 test('passes', async () => {
   const hook = await loadHook(new URL('./deny.ts', import.meta.url))
-  assert.deepEqual(await hook.authorizePublish({ topic: 'a' }), { result: 'deny', reasonCode: 0x97, reason: 'never' })
+  assert.deepEqual(await hook.authorizePublish({ topic: 'a' }), { result: 'deny', reasonCode: 0x97, reason: 'never', hook: 'deny', hookVersion: 1 })
   assert.equal(answer, 42)
   await hook.close()
 })
@@ -328,7 +328,7 @@ test('loadHook: setup runs (its ctx.publish is listed), teardown on close; a dea
   )
 
   const started = Date.now()
-  assert.deepEqual(await hook.authorizePublish({ topic: 'slow' }), { result: 'deny', reasonCode: 0x87, reason: 'not authorized' })
+  assert.deepEqual(await hook.authorizePublish({ topic: 'slow' }), { result: 'deny', reasonCode: 0x87, reason: 'not authorized', hook: 'life', hookVersion: 1 })
   assert.ok(Date.now() - started >= 90)
   assert.equal(hook.failures[0]?.code, 'HOOKMQ_ERR_HOOK_TIMEOUT')
 
