@@ -57,6 +57,8 @@ export interface HostOptions {
   quarantine?: Quarantine
   /** the broker's limits: a transform's answer is checked against them as a client's PUBLISH is (default: the defaults) */
   limits?: TransformLimits
+  /** told of every failed call (the log reports them at most once a second): hookmq/testing lists them */
+  onFailure?: (hook: string, failure: { what: string; err: unknown }) => void
 }
 
 /** An inline hook version's evaluated script, as the watchdog asks for it. */
@@ -335,7 +337,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       filter: compileFilter(def.filter?.topics),
       stats: new HookStats(),
       breaker: new Breaker(this.settings.breaker, (state) => log[state === 'tripped' ? 'warn' : 'info']({ breaker: state }, `hook breaker ${state}`)),
-      reportFailure: failureReporter(log, compiled),
+      reportFailure: failureReporter(log, compiled, def.name, this.options.onFailure),
       eventContext: { config, log, forward },
       forward,
       tracer: this.broker?.tracer,
@@ -590,8 +592,13 @@ function inWorker(): never {
 }
 
 /** Logs a hook's failed calls at the hook's own file and line; at most one line a second, with the count of the others. */
-function failureReporter(log: Logger, compiled: Compiled | undefined): (f: { what: string; err: unknown }) => void {
-  return throttled((f, count) => {
+function failureReporter(
+  log: Logger,
+  compiled: Compiled | undefined,
+  name: string,
+  onFailure: HostOptions['onFailure'],
+): (f: { what: string; err: unknown }) => void {
+  const report = throttled((f, count) => {
     const { what, err } = f as { what: string; err: unknown }
     const d = describeFailure(err, compiled)
     log.error(
@@ -599,4 +606,9 @@ function failureReporter(log: Logger, compiled: Compiled | undefined): (f: { wha
       `hook ${what} failed${d.at ? ` at ${d.at}` : ''}: ${d.message}`,
     )
   }, 1000)
+  if (onFailure === undefined) return report
+  return (f) => {
+    onFailure(name, f)
+    report(f)
+  }
 }

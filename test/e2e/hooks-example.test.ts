@@ -121,7 +121,7 @@ test('hookmq check: a good folder passes; a bad one fails naming the file', asyn
   for (const f of readdirSync(examples).filter((f) => f.endsWith('.ts'))) copyFileSync(join(examples, f), join(good, f))
   const ok = await run(process.execPath, [bin, 'check', good])
   assert.match(ok.stdout, /5 hook\(s\) ok, 0 failed/)
-  // in place, beside its tsconfig.json whose paths map 'hookmq' to the source for editors: the hooks still get the broker's own modules
+  // in place, beside its tsconfig.json (hookmq's declarations for hooks folders, type-checked) and its *.test.ts files (not hooks)
   const inPlace = await run(process.execPath, [bin, 'check', examples])
   assert.match(inPlace.stdout, /5 hook\(s\) ok, 0 failed/)
   const bad = hooksFolder(t)
