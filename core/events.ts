@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import type { AuditRecord } from './audit.js'
 import type { Logger } from './logger.js'
 import type { ClientInfo, Message, Subscription } from './types.js'
 
@@ -15,6 +16,8 @@ export interface BrokerEvents {
   delivered: [message: Message, client: ClientInfo]
   subscribed: [subscription: Subscription, client: ClientInfo]
   unsubscribed: [filter: string, client: ClientInfo]
+  /** an enforced authenticate/authorize decision: every deny, and every allow with audit.allows (core/audit.ts) */
+  audit: [record: AuditRecord]
 }
 
 export type BrokerEventName = keyof BrokerEvents

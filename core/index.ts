@@ -21,6 +21,8 @@ export type { Cluster, FilterChange, LocalGroupChange, RemoteGroups, SysRecord }
 export type { Logger, LogFormat } from './logger.js'
 export { createLogger, throttled } from './logger.js'
 export { isPromise, LATER, noop, refused } from './hooks.js'
+export { DecisionAudit, deciderOf } from './audit.js'
+export type { AuditRecord, AuditSettings, Decided, DecisionKind, DecisionWatcher } from './audit.js'
 export { deniedSubscriptions } from './resume.js'
 export type { BrokerEvents, BrokerEventName, BrokerListener } from './events.js'
 export { passThroughHooks } from './hooks.js'

@@ -65,14 +65,15 @@ type Credentials = Pick<AuthenticateInput, 'password' | 'authenticationMethod' |
 
 function authenticate(conn: Connection, plan: ConnectPlan, credentials: Credentials, existing: ExistingSession | undefined): void | Promise<void> {
   if (conn.state.kind !== 'authenticating') return // closed meanwhile
-  const decision = conn.ctx.hooks.authenticate(authenticateInput(conn, { ...credentials, session: existing }))
+  const input = authenticateInput(conn, { ...credentials, session: existing })
+  const decision = conn.ctx.hooks.authenticate(input)
   if (isPromise(decision)) {
     return decision.then(
-      (d) => finishConnect(conn, plan, d, existing),
-      () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }, existing),
+      (d) => finishConnect(conn, plan, d, existing, input),
+      () => finishConnect(conn, plan, { result: 'deny', reason: 'authentication failed' }, existing, input),
     )
   }
-  return finishConnect(conn, plan, decision, existing)
+  return finishConnect(conn, plan, decision, existing, input)
 }
 
 /**
@@ -176,8 +177,14 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
   }
 }
 
-function finishConnect(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision, existing: ExistingSession | undefined): void | Promise<void> {
-  if (conn.state.kind !== 'authenticating' || !admitted(conn, plan, decision)) return
+function finishConnect(
+  conn: Connection,
+  plan: ConnectPlan,
+  decision: AuthenticateDecision,
+  existing: ExistingSession | undefined,
+  input: AuthenticateInput,
+): void | Promise<void> {
+  if (conn.state.kind !== 'authenticating' || !admitted(conn, plan, decision, input)) return
   const ctx = conn.ctx
   if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
   conn.authMethod = plan.authMethod
@@ -211,14 +218,16 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: Authentica
   )
 }
 
-/** The authenticate hooks' decision (and the default) let the client in; else it is refused here. */
-function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision): boolean {
+/** The authenticate hooks' decision (and the default) let the client in; else it is refused here. Either way audited (audit.ts). */
+function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDecision, input: AuthenticateInput): boolean {
   const ctx = conn.ctx
+  const audit = ctx.pipeline.audit
   if (refused(decision, ctx.anonymousAllowed(conn.listener))) {
     const code = refusalCode(decision)
     const reason = decision.result === 'deny' ? (decision.reason ?? 'not authorized') : 'anonymous clients are not allowed on this listener'
     const hook = decision.result === 'deny' ? decision.hook : 'default'
     ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason, hook }, 'connection refused')
+    audit.authenticate(input, decision, false, code, reason)
     conn.closeWith(code, reason)
     return false
   }
@@ -229,8 +238,10 @@ function admitted(conn: Connection, plan: ConnectPlan, decision: AuthenticateDec
       'connection refused: authentication method not supported',
     )
     conn.closeWith(ReasonCode.BadAuthenticationMethod, `authentication method "${plan.authMethod}" is not supported`)
+    audit.authenticate(input, decision, false, ReasonCode.BadAuthenticationMethod, 'authentication method not supported')
     return false
   }
+  if (audit.authenticateAllows) audit.authenticate(input, decision, true, ReasonCode.Success)
   return true
 }
 

@@ -47,10 +47,11 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     const d = decisions[i]!
     if (typeof d === 'number' || refused(d, ctx.config.defaults.subscribe === 'allow')) {
       const code = typeof d === 'number' ? d : refusalCode(d)
-      if (typeof d !== 'number') ctx.pipeline.denials.note(conn.client, 'subscribe', s.topic, code, d)
+      if (typeof d !== 'number') ctx.pipeline.audit.subscribe(conn.client, { filter: s.topic, qos: s.qos }, d, false, code)
       granted.push(conn.protocolVersion === 5 ? code : 0x80)
       continue
     }
+    if (ctx.pipeline.audit.subscribeAllows) ctx.pipeline.audit.subscribe(conn.client, { filter: s.topic, qos: s.qos }, d, true, ReasonCode.Success)
     const isNew = !session.subscriptions.has(s.topic)
     if (isNew && overQuota(conn, session.subscriptions.size)) {
       granted.push(conn.protocolVersion === 5 ? ReasonCode.QuotaExceeded : 0x80) // [MQTT-3.9.3-1] one code per filter, in order

@@ -15,7 +15,7 @@ import { deniedSubscriptions, HookmqError, ReasonCode, throttled, TopicMemo } fr
 import type { AuthenticateDecision, AuthenticateInput, DecisionReceiver, Later, PublishDecision, SubscribeDecision } from '../../core/index.js'
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
-import { describeFailure, HookStats, type HookMethod } from './invoke.js'
+import { describeFailure, HookStats } from './invoke.js'
 import {
   EVENT_NAMES,
   checkHookModule,
@@ -35,6 +35,9 @@ import type { HookMeta } from './sandbox/protocol.js'
 import type { Quarantine, QuarantineEntry } from './sandbox/quarantine.js'
 import { RemoteHook } from './sandbox/remote.js'
 import { hookStatus, hookSys, type HookStatus, type LoadFailure } from './status.js'
+import { pipelines, roleOf, type CanarySplit, type MethodLists, type Role } from './rollout.js'
+import { RolloutWatch, type RolloutReport } from './rollout-watch.js'
+import type { ShadowStats } from './shadow.js'
 
 // The plugin host: owns the registrations, swaps versions atomically, and
 // runs hooks through the runner of their composition rule (runners.ts). A
@@ -76,6 +79,10 @@ export interface Entry extends Runnable {
   readonly setup: SetupResult | undefined
   readonly worker: RemoteHook | undefined
   readonly quarantined: QuarantineEntry | undefined
+  /** rollout: serve (everyone), shadow (compared, never enforced) or canary (its `share` of client ids) */
+  readonly role: Role
+  readonly share: number
+  readonly shadow: ShadowStats | undefined
 }
 
 /** ids that name an inline file hook to the watchdog */
@@ -93,7 +100,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private serving: Entry[] = []
   /** hook names turned off by setEnabled (kept across reloads of their files) */
   private readonly disabled = new Set<string>()
-  private lists = { authenticate: [] as Entry[], authorizePublish: [] as Entry[], authorizeSubscribe: [] as Entry[], transform: [] as Entry[] }
+  private lists: MethodLists<Entry> = { authenticate: [], authorizePublish: [], authorizeSubscribe: [], transform: [] }
+  /** the lists of a client a canary serves (undefined: no canary, every client meets `lists`) */
+  private split: CanarySplit<MethodLists<Entry>> | undefined
+  /** shadows, hooks.record and the audit's wish for signed allows (rollout-watch.ts) */
+  readonly rollout: RolloutWatch
   private publishPath: Entry[] = []
   private anyUnfiltered = false
   private readonly appliesCache = new TopicMemo<boolean>((topic) => this.publishPath.some((e) => e.filter!(topic)))
@@ -119,6 +130,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   constructor(readonly options: HostOptions) {
     this.checkTransform = makeTransformCheck(options.limits)
     this.checkMessage = makeTransformCheck(options.limits, 'message')
+    this.rollout = new RolloutWatch(this.checkTransform, () => this.entries)
   }
 
   get settings(): HookSettings {
@@ -148,6 +160,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   async start(broker: Broker): Promise<void> {
     this.broker = broker
+    this.rollout.start(broker, this.settings.record, this.options.log)
     for (const start of this.starters) await start(this)
     this.syncEventListeners()
     if (this.failures.size > 0) await this.startedWithFailures()
@@ -178,6 +191,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.entries = []
     this.rebuild()
     await Promise.all(all.map((e) => this.retire(e)))
+    await this.rollout.stop()
   }
 
   sys(): Record<string, string | number> {
@@ -188,14 +202,15 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   authenticate(input: AuthenticateInput): AuthenticateDecision | Promise<AuthenticateDecision> {
     if (this.denyAll) return UNLOADED_AUTH
-    return firstDecision(this.lists.authenticate, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined)
+    const lists = this.split === undefined ? this.lists : this.split.for(input.clientId)
+    return firstDecision(lists.authenticate, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined)
   }
 
   authorizePublish(client: ClientInfo, message: Message): PublishDecision | Promise<PublishDecision>
   authorizePublish(client: ClientInfo, message: Message, into: DecisionReceiver | undefined): PublishDecision | Promise<PublishDecision> | Later
   authorizePublish(client: ClientInfo, message: Message, into?: DecisionReceiver): PublishDecision | Promise<PublishDecision> | Later {
     if (this.denyAll) return UNLOADED
-    const list = this.lists.authorizePublish
+    const list = (this.split === undefined ? this.lists : this.split.for(client.id)).authorizePublish
     if (list.length === 0) return PASS // (transform hooks alone, or defaults.publish deny: no input to build per message)
     const input: PublishInput = {
       client,
@@ -211,7 +226,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   authorizeSubscribe(client: ClientInfo, sub: CoreSubscribeInput): SubscribeDecision | Promise<SubscribeDecision> {
     if (this.denyAll) return UNLOADED
     return firstDecision(
-      this.lists.authorizeSubscribe,
+      (this.split === undefined ? this.lists : this.split.for(client.id)).authorizeSubscribe,
       'authorizeSubscribe',
       { client, filter: sub.filter, qos: sub.qos },
       toSubscribeDecision,
@@ -221,7 +236,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   transform(client: ClientInfo | undefined, message: Message): Message | null | Promise<Message | null> {
-    return chainTransforms(this.lists.transform, client, message, this.checkTransform)
+    const lists = this.split === undefined || client === undefined ? this.lists : this.split.for(client.id)
+    const out = chainTransforms(lists.transform, client, message, this.checkTransform)
+    if (this.rollout.shadowTransforms) this.rollout.transformed(client, message, out) // (compared later, never applied)
+    return out
   }
 
   appliesToPublish(topic: string): boolean {
@@ -244,7 +262,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
    * it declared there): inline (evaluated here) or in a worker of its own.
    */
   async load(compiled: Compiled, meta: HookMeta, key: string): Promise<void> {
-    this.checkName(meta.name, key)
+    this.checkName(meta.name, key, roleOf(meta, compiled.file).role)
     const quarantined = this.options.quarantine?.get(compiled.file, compiled.sourceHash)
     if (quarantined === undefined) this.options.quarantine?.clear(compiled.file)
     if (this.isolationOf(meta.name, meta.isolation, quarantined !== undefined) === 'inline') {
@@ -285,7 +303,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
    * in, retire the previous version of the same key. Throws (changing nothing) on any failure.
    */
   async install(def: HookDefinition, key: string, file: string | undefined, compiled?: Compiled): Promise<void> {
-    this.checkName(def.name, key)
+    this.checkName(def.name, key, roleOf(def, file).role)
     const config = parseHookConfig(def, configOf(this.options.hookConfig, def.name))
     const log = this.options.log.child({ hook: def.name })
     // no closure made in this scope may outlive it: it would keep `old` (and so every version) alive
@@ -294,8 +312,9 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.swapIn(def, key, file, config, setup, compiled, undefined, undefined)
   }
 
-  private checkName(name: string, key: string): void {
-    const clash = this.entries.find((e) => e.name === name && e.key !== key)
+  /** Names are unique, but for a canary beside its stable version (rollout.ts). */
+  private checkName(name: string, key: string, role: Role): void {
+    const clash = this.entries.find((e) => e.name === name && e.key !== key && !paired(e.role, role))
     if (clash) throw new HookmqError('HOOK_LOAD_FAILED', `hook name "${name}" is already used by ${clash.file ?? 'an embedded hook'}`)
   }
 
@@ -316,6 +335,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const old = this.entries.find((e) => e.key === key)
     const log = this.options.log.child({ hook: def.name })
     const forward = makeForward(this.options.forward, def.name)
+    const { role, share, ignored } = roleOf(def, file)
+    if (ignored !== undefined) log.warn({ file }, ignored)
     const entry: Entry = {
       key,
       name: def.name,
@@ -346,6 +367,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
       retired: false,
       onIdle: undefined,
       successor: undefined,
+      role,
+      share,
+      shadow: this.rollout.statsFor(def, log),
+      signAllows: this.rollout.signAllows,
     }
     if (worker) worker.reg = entry
     if (old) old.successor = entry
@@ -353,7 +378,13 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.failures.delete(key)
     this.rebuild()
     log.info(
-      { version: entry.version, file, isolation: entry.isolation, ...(quarantined ? { quarantined: quarantined.reason } : {}) },
+      {
+        version: entry.version,
+        file,
+        isolation: entry.isolation,
+        ...(role !== 'serve' ? { rollout: def.rollout } : {}),
+        ...(quarantined ? { quarantined: quarantined.reason } : {}),
+      },
       old ? 'hook reloaded' : 'hook loaded',
     )
     if (quarantined)
@@ -491,6 +522,21 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return hookStatus(this.entries, this.failures, this.disabled)
   }
 
+  /** hooks.record's file and counts; undefined when not recording */
+  recording(): ReturnType<RolloutWatch['recording']> {
+    return this.rollout.recording()
+  }
+
+  /** A hook's rollout: its shadow's comparison, its canary and stable versions; undefined when no hook has that name. */
+  rolloutOf(name: string): RolloutReport | undefined {
+    return this.rollout.report(name)
+  }
+
+  /** Promotes a hook's canary: its file takes the stable file's place (rollout-watch.ts); undefined when it has no canary file. */
+  promote(name: string): Promise<RolloutReport | undefined> {
+    return this.rollout.promote(name, this.loadFile)
+  }
+
   private retire(entry: Entry): Promise<void> {
     entry.retired = true
     entry.setup?.abort()
@@ -508,13 +554,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   private rebuild(): void {
     this.serving = this.disabled.size === 0 ? this.entries : this.entries.filter((e) => !this.disabled.has(e.name))
-    const has = (m: HookMethod): Entry[] => this.serving.filter((e) => typeof e.def[m] === 'function')
-    this.lists = {
-      authenticate: has('authenticate'),
-      authorizePublish: has('authorizePublish'),
-      authorizeSubscribe: has('authorizeSubscribe'),
-      transform: has('transform'),
-    }
+    const p = pipelines(this.serving)
+    this.lists = p.lists
+    this.split = p.split
+    this.rollout.shadowsChanged(p.shadows)
     this.publishPath = this.serving.filter((e) => e.def.authorizePublish || e.def.transform)
     this.anyUnfiltered = this.publishPath.some((e) => e.filter === null)
     this.appliesCache.clear()
@@ -571,6 +614,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 }
 
+/** A canary and a stable version may share a name; nothing else may. */
+function paired(a: Role, b: Role): boolean {
+  return (a === 'canary' && b === 'serve') || (a === 'serve' && b === 'canary')
+}
+
 function byOrder(a: Entry, b: Entry): number {
   return a.order - b.order || (a.file ?? a.name).localeCompare(b.file ?? b.name)
 }
@@ -581,7 +629,14 @@ function makeForward(forward: HostOptions['forward'], hook: string): (webhook: s
 
 /** A worker-isolated hook's definition as this thread sees it: what it declared, its methods as markers (they run in the worker). */
 function remoteDef(meta: HookMeta): HookDefinition {
-  const def: Record<string, unknown> = { name: meta.name, order: meta.order, timeoutMs: meta.timeoutMs, filter: meta.filter, isolation: 'worker' }
+  const def: Record<string, unknown> = {
+    name: meta.name,
+    order: meta.order,
+    timeoutMs: meta.timeoutMs,
+    filter: meta.filter,
+    rollout: meta.rollout,
+    isolation: 'worker',
+  }
   for (const m of meta.methods) def[m] = inWorker
   if (meta.events.length > 0) def.on = Object.fromEntries(meta.events.map((e) => [e, inWorker]))
   return def as unknown as HookDefinition

@@ -78,6 +78,8 @@ export interface Registration {
   readonly forward: (webhook: string, body: unknown) => Promise<void>
   /** the broker's live trace: while it is active, decisions on traced clients and topics are reported to it */
   readonly tracer: Tracer | undefined
+  /** name this version on its allows too (audit records of allows, the record file, shadow comparisons want to know who allowed) */
+  signAllows: boolean
   /** calls running now; a retired version tears down when this reaches 0 */
   active: number
   /** a call context to reuse (see callFor) */
@@ -213,10 +215,11 @@ export function settle<T>(reg: Registration, method: HookMethod, raw: unknown, c
   } catch (err) {
     return fail(reg, method, err, fallback, started)
   }
-  if ((value as { result?: string } | null)?.result === 'deny') {
+  const result = (value as { result?: string } | null)?.result
+  if (result === 'deny') {
     reg.stats.denies++
     value = signed(reg, value)
-  }
+  } else if (result === 'allow' && reg.signAllows) value = { ...value, hook: reg.name, hookVersion: reg.version }
   reg.breaker.success()
   finish(reg, started)
   return value

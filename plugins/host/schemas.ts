@@ -22,6 +22,7 @@ export const EVENT_NAMES = [
   'delivered',
   'subscribed',
   'unsubscribed',
+  'audit',
 ] as const
 
 const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'expected a function' })
@@ -37,6 +38,12 @@ export const hookModuleSchema = z.strictObject({
   memoryMb: z.int().min(16).max(65536).optional(),
   config: z.custom<z.ZodType>((v) => v instanceof z.ZodType, { message: 'expected a zod schema (import { z } from "zod")' }).optional(),
   filter: z.strictObject({ topics: z.array(z.string().min(1)).min(1) }).optional(),
+  rollout: z
+    .union([
+      z.strictObject({ mode: z.literal('shadow'), sample: z.number().gt(0).max(1).optional() }),
+      z.strictObject({ canary: z.number().min(0).max(1) }),
+    ])
+    .optional(),
   setup: fn.optional(),
   teardown: fn.optional(),
   authenticate: fn.optional(),

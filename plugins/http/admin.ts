@@ -17,6 +17,11 @@ export type Role = 'read' | 'admin'
 export interface HookControl {
   setEnabled(name: string, enabled: boolean): boolean
   reloadFile(name: string): Promise<HookStatus | undefined>
+  /** a hook's shadow comparison and canary split (plugins/host/rollout-watch.ts) */
+  rolloutOf?(name: string): unknown
+  promote?(name: string): Promise<unknown>
+  /** hooks.record's file and counts, undefined when not recording */
+  recording?(): unknown
 }
 
 export interface BanApi {
@@ -394,6 +399,7 @@ export function adminRoutes(t: AdminTarget): Route[] {
         },
       }),
     ),
+    ...rolloutRoutes(t, need),
     {
       method: 'GET',
       path: '/admin/webhooks',
@@ -471,6 +477,51 @@ export function adminRoutes(t: AdminTarget): Route[] {
 }
 
 /** A broker error as the API answers it: 503 while the store is away, 400 for what was asked wrong. */
+/** Shadow and canary rollout, and the decision record (README: Shadow and canary rollout, Record and replay). */
+function rolloutRoutes(t: AdminTarget, need: <T>(what: string, v: T | undefined) => T): Route[] {
+  /** the host's method `m`, bound (501 when the host has none) */
+  const control = <K extends 'rolloutOf' | 'promote' | 'recording'>(m: K): NonNullable<HookControl[K]> => {
+    const c = need('hook control', t.hookControl)
+    const fn = need(m, c[m]) as (...args: unknown[]) => unknown
+    return ((...args: unknown[]) => fn.apply(c, args)) as NonNullable<HookControl[K]>
+  }
+  return [
+    {
+      method: 'GET',
+      path: '/admin/hooks/:name/rollout',
+      role: 'read',
+      summary: "a hook's rollout: its shadow's agreements and last disagreements with what was enforced, its canary's share and counts beside the stable version's",
+      run({ params }) {
+        const r = control('rolloutOf')(params.name!)
+        if (r === undefined) throw new ApiError(404, `no hook named "${params.name}"`)
+        return r
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/hooks/:name/promote',
+      role: 'admin',
+      summary: "promotes a hook's canary: <name>.canary.ts replaces the stable file (as a rename by hand would), which serves every client",
+      async run({ params }) {
+        const r = await control('promote')(params.name!).catch(apiError)
+        if (r === undefined) throw new ApiError(404, `no canary file of a hook named "${params.name}"`)
+        return r
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/record',
+      role: 'read',
+      summary: 'hooks.record: the file, records written, skipped (slow disk), rotations',
+      run() {
+        const r = control('recording')()
+        if (r === undefined) throw new ApiError(404, 'hooks.record is not configured')
+        return r
+      },
+    },
+  ]
+}
+
 function apiError(err: unknown): never {
   if (err instanceof HookmqError) throw new ApiError(err.code === 'HOOKMQ_ERR_STORE_UNAVAILABLE' ? 503 : 400, err.message)
   throw err
