@@ -183,6 +183,6 @@ export class DecisionAudit {
 /** Which hook (and version) a decision names: a deny or an allow the host signed; `default` when none decided. */
 export function deciderOf(d: Decision, allowed: boolean): { hook: string; hookVersion?: number } {
   const signed = d as { hook?: string; hookVersion?: number }
-  if (d.result === 'pass' || (allowed !== (d.result === 'allow')) || signed.hook === undefined) return { hook: 'default' }
+  if (d.result === 'pass' || allowed !== (d.result === 'allow') || signed.hook === undefined) return { hook: 'default' }
   return { hook: signed.hook, hookVersion: signed.hookVersion }
 }

@@ -69,7 +69,8 @@ export class PublishPipeline {
   decide(client: ClientInfo, message: Message, into: DecisionReceiver): Message | number | Promise<Message | number> | Later
   decide(client: ClientInfo, message: Message, into?: DecisionReceiver): Message | number | Promise<Message | number> | Later {
     if (message.topic.startsWith('$SYS')) return ReasonCode.NotAuthorized // $SYS is the broker's own, before any hook
-    if (this.allowedByDefault && !this.core.hooks.appliesToPublish(message.topic)) return this.audit.publishAllows ? this.authorized(PASS, client, message) : message
+    if (this.allowedByDefault && !this.core.hooks.appliesToPublish(message.topic))
+      return this.audit.publishAllows ? this.authorized(PASS, client, message) : message
     const d = this.core.hooks.authorizePublish(client, message, into)
     if (d === LATER) return d
     if (isPromise(d))

@@ -13,6 +13,7 @@ import { ADMIN_COMMANDS, ADMIN_USAGE, adminCommand } from './admin.js'
 import { checkTypes, type TypeProblem } from './typecheck.js'
 import { init, INIT_USAGE } from './init.js'
 import { runTests, TEST_USAGE } from './run-tests.js'
+import { replay, REPLAY_USAGE } from './replay.js'
 
 const CHECK_USAGE = `usage: hookmq check [DIR] [--config FILE]
   type-check the TypeScript files of DIR (default ./hooks) as an editor does (its tsconfig.json, or
@@ -29,6 +30,7 @@ const USAGE = `usage: hookmq [options]
        hookmq init [DIR]    make a typed hooks folder (default ./hooks): tsconfig.json, types, an example hook and its test
        hookmq check [DIR]   type-check, compile and validate a hooks folder (default ./hooks), exit 1 on any error
        hookmq test [DIR]    run the folder's *.test.ts files (node:test, hookmq/testing), exit 1 when one fails
+       hookmq replay DIR FILE [--fail-on-diff]   decide recorded decisions (hooks.record) again with a hooks folder
        hookmq webhooks dead-letters [--replay] [--config FILE]   list (or queue again) dead letters in Redis
        hookmq passwd [--stdin]   print a password hash for hooks.example/auth.ts
   a running broker, over its admin API (--url, --token, --json; see each command's --help):
@@ -49,7 +51,15 @@ const USAGE = `usage: hookmq [options]
   --help, --version`
 
 export async function main(argv: string[]): Promise<void> {
-  const help = { init: INIT_USAGE, test: TEST_USAGE, check: CHECK_USAGE, webhooks: WEBHOOKS_USAGE, passwd: PASSWD_USAGE, ...ADMIN_USAGE }[argv[0] ?? '']
+  const help = {
+    init: INIT_USAGE,
+    test: TEST_USAGE,
+    check: CHECK_USAGE,
+    replay: REPLAY_USAGE,
+    webhooks: WEBHOOKS_USAGE,
+    passwd: PASSWD_USAGE,
+    ...ADMIN_USAGE,
+  }[argv[0] ?? '']
   if (help !== undefined && (argv.includes('--help') || argv.includes('-h'))) {
     process.stdout.write(help + '\n')
     return
@@ -60,6 +70,10 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (argv[0] === 'passwd') {
     process.exitCode = await passwd(argv.slice(1))
+    return
+  }
+  if (argv[0] === 'replay') {
+    process.exitCode = await replay(argv.slice(1), loadConfigFile)
     return
   }
   if (argv[0] === 'init' || argv[0] === 'test') {

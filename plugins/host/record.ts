@@ -1,4 +1,4 @@
-import { createWriteStream, existsSync, mkdirSync, renameSync, statSync, type WriteStream } from 'node:fs'
+import { createWriteStream, fstatSync, mkdirSync, openSync, renameSync, type WriteStream } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import type { Broker, ClientInfo, Config, Decided, Logger, MessageProperties } from '../../core/index.js'
 import { deciderOf, isLoopback } from '../../core/index.js'
@@ -81,9 +81,11 @@ export class Recorder {
     log.info({ file: this.file, sample: settings.sample, maxBytes: settings.maxBytes }, 'recording decisions')
   }
 
+  /** Opens the file now (a rotation renames what this opened, whatever its stream still has to write). */
   private open(): void {
-    this.bytes = existsSync(this.file) ? statSync(this.file).size : 0
-    const stream = createWriteStream(this.file, { flags: 'a' })
+    const fd = openSync(this.file, 'a')
+    this.bytes = fstatSync(fd).size
+    const stream = createWriteStream(this.file, { fd })
     stream.on('error', (err) => {
       if (this.stream !== stream) return
       this.stats.error = err.message
@@ -161,7 +163,16 @@ export class Recorder {
       return { ...base, client, filter: d.subscription.filter, qos: d.subscription.qos, default: defaults.subscribe, outcome }
     }
     const m = d.message
-    const r: DecisionRecord = { ...base, client, topic: m.topic, qos: m.qos, retain: m.retain, payloadSize: m.payload.length, default: defaults.publish, outcome }
+    const r: DecisionRecord = {
+      ...base,
+      client,
+      topic: m.topic,
+      qos: m.qos,
+      retain: m.retain,
+      payloadSize: m.payload.length,
+      default: defaults.publish,
+      outcome,
+    }
     const n = this.settings.payloadBytes
     if (n > 0) r.payload = m.payload.subarray(0, n).toString('base64')
     if (m.properties !== undefined) r.properties = plainProperties(m.properties)

@@ -139,5 +139,10 @@ export function pipelines<E extends RolledOut>(serving: readonly E[]): Pipelines
 
 function byMethod<E extends RolledOut>(list: readonly E[]): MethodLists<E> {
   const has = (m: keyof MethodLists<E>): E[] => list.filter((e) => typeof e.def[m] === 'function')
-  return { authenticate: has('authenticate'), authorizePublish: has('authorizePublish'), authorizeSubscribe: has('authorizeSubscribe'), transform: has('transform') }
+  return {
+    authenticate: has('authenticate'),
+    authorizePublish: has('authorizePublish'),
+    authorizeSubscribe: has('authorizeSubscribe'),
+    transform: has('transform'),
+  }
 }

@@ -39,10 +39,7 @@ export const hookModuleSchema = z.strictObject({
   config: z.custom<z.ZodType>((v) => v instanceof z.ZodType, { message: 'expected a zod schema (import { z } from "zod")' }).optional(),
   filter: z.strictObject({ topics: z.array(z.string().min(1)).min(1) }).optional(),
   rollout: z
-    .union([
-      z.strictObject({ mode: z.literal('shadow'), sample: z.number().gt(0).max(1).optional() }),
-      z.strictObject({ canary: z.number().min(0).max(1) }),
-    ])
+    .union([z.strictObject({ mode: z.literal('shadow'), sample: z.number().gt(0).max(1).optional() }), z.strictObject({ canary: z.number().min(0).max(1) })])
     .optional(),
   setup: fn.optional(),
   teardown: fn.optional(),

@@ -127,7 +127,14 @@ export class ShadowRunner {
 
   /** The enforced transforms' outcome for `message` (now or later): queued for the shadow transforms. */
   transformed(client: ClientInfo | undefined, message: Message, out: Message | null | Promise<Message | null>): void {
-    const input: TransformInput = { client, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, properties: message.properties }
+    const input: TransformInput = {
+      client,
+      topic: message.topic,
+      payload: message.payload,
+      qos: message.qos,
+      retain: message.retain,
+      properties: message.properties,
+    }
     if (isPromise(out)) out.then((enforced) => this.push({ kind: 'transform', input, message, enforced }), noop)
     else this.push({ kind: 'transform', input, message, enforced: out })
   }

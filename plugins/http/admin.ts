@@ -490,7 +490,8 @@ function rolloutRoutes(t: AdminTarget, need: <T>(what: string, v: T | undefined)
       method: 'GET',
       path: '/admin/hooks/:name/rollout',
       role: 'read',
-      summary: "a hook's rollout: its shadow's agreements and last disagreements with what was enforced, its canary's share and counts beside the stable version's",
+      summary:
+        "a hook's rollout: its shadow's agreements and last disagreements with what was enforced, its canary's share and counts beside the stable version's",
       run({ params }) {
         const r = control('rolloutOf')(params.name!)
         if (r === undefined) throw new ApiError(404, `no hook named "${params.name}"`)
