@@ -1,6 +1,5 @@
 import type { Config } from './config.js'
 import { DenialLog } from './denials.js'
-import type { BrokerEmitter } from './events.js'
 import type { AuthenticateDecision, AuthenticateInput, Decision, PublishDecision, SubscribeDecision, SubscribeInput } from './hooks.js'
 import { throttled, type Logger } from './logger.js'
 import type { ClientInfo, Message } from './types.js'
@@ -52,6 +51,12 @@ export interface DecisionWatcher {
 
 export type AuditSettings = Config['audit']
 
+/** Where records go: the broker's emitter (named structurally: events.ts names AuditRecord, and core/ has no import cycle). */
+interface AuditSink {
+  has(event: 'audit'): boolean
+  emit(event: 'audit', record: AuditRecord): void
+}
+
 export class DecisionAudit {
   readonly denials: DenialLog
   /** records made (denies always, allows with audit.allows) and records not emitted for being over audit.maxPerSecond */
@@ -69,7 +74,7 @@ export class DecisionAudit {
 
   constructor(
     private readonly node: string,
-    private readonly emitter: BrokerEmitter,
+    private readonly emitter: AuditSink,
     log: Logger,
     private settings: AuditSettings,
   ) {

@@ -103,6 +103,8 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private lists: MethodLists<Entry> = { authenticate: [], authorizePublish: [], authorizeSubscribe: [], transform: [] }
   /** the lists of a client a canary serves (undefined: no canary, every client meets `lists`) */
   private split: CanarySplit<MethodLists<Entry>> | undefined
+  /** a canary or a shadow has a transform: the transform path looks at them (one check otherwise) */
+  private transformsRolledOut = false
   /** shadows, hooks.record and the audit's wish for signed allows (rollout-watch.ts) */
   readonly rollout: RolloutWatch
   private publishPath: Entry[] = []
@@ -236,6 +238,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   transform(client: ClientInfo | undefined, message: Message): Message | null | Promise<Message | null> {
+    if (!this.transformsRolledOut) return chainTransforms(this.lists.transform, client, message, this.checkTransform)
     const lists = this.split === undefined || client === undefined ? this.lists : this.split.for(client.id)
     const out = chainTransforms(lists.transform, client, message, this.checkTransform)
     if (this.rollout.shadowTransforms) this.rollout.transformed(client, message, out) // (compared later, never applied)
@@ -558,6 +561,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.lists = p.lists
     this.split = p.split
     this.rollout.shadowsChanged(p.shadows)
+    this.transformsRolledOut = p.split !== undefined || p.shadows.transform.length > 0
     this.publishPath = this.serving.filter((e) => e.def.authorizePublish || e.def.transform)
     this.anyUnfiltered = this.publishPath.some((e) => e.filter === null)
     this.appliesCache.clear()
