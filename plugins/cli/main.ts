@@ -14,6 +14,7 @@ import { checkTypes, type TypeProblem } from './typecheck.js'
 import { init, INIT_USAGE } from './init.js'
 import { runTests, TEST_USAGE } from './run-tests.js'
 import { replay, REPLAY_USAGE } from './replay.js'
+import { roleOf } from '../host/rollout.js'
 
 const CHECK_USAGE = `usage: hookmq check [DIR] [--config FILE]
   type-check the TypeScript files of DIR (default ./hooks) as an editor does (its tsconfig.json, or
@@ -341,9 +342,10 @@ async function check(argv: string[]): Promise<number> {
     let problems: Array<TypeProblem | HookLoadError> = types
     try {
       const { meta } = await preflightFile(file, hookConfig, hookConfig)
-      const other = names.get(meta.name)
+      const slot = roleOf(meta, file).role === 'canary' ? `${meta.name}#canary` : meta.name // (a canary shares its stable version's name)
+      const other = names.get(slot)
       if (other) throw new HookLoadError(`hook name "${meta.name}" is already used by ${other}`, file)
-      names.set(meta.name, file)
+      names.set(slot, file)
       if (types.length === 0) {
         ok++
         say(`ok    ${file} (${meta.name})`)

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { test, type TestContext } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import { inCanary } from '../../plugins/host/rollout.js'
@@ -198,4 +200,25 @@ test('a canary file must declare its share; a canary with no stable version serv
   const clash = await writeHook(broker, join(dir, 'other.canary.ts'), CANARY)
   assert.equal(clash.kind, 'failed')
   assert.match(clash.error!.message, /already used/)
+})
+
+test('hookmq check passes a canary beside its stable version and fails a canary file that declares no share', async (t) => {
+  const bin = fileURLToPath(new URL('../../../bin/hookmq.js', import.meta.url))
+  const check = (dir: string): Promise<{ code: number | null; out: string }> => {
+    const child = spawn(process.execPath, [bin, 'check', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()))
+    return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out })))
+  }
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'acl.ts'), STABLE)
+  writeFileSync(join(dir, 'acl.canary.ts'), CANARY)
+  writeFileSync(join(dir, 'acl-next.ts'), SHADOW_DENY_ALL)
+  const ok = await check(dir)
+  assert.equal(ok.code, 0, ok.out)
+  assert.match(ok.out, /3 hook\(s\) ok, 0 failed/)
+  writeFileSync(join(dir, 'acl.canary.ts'), STABLE)
+  const bad = await check(dir)
+  assert.equal(bad.code, 1, bad.out)
+  assert.match(bad.out, /^error .*acl\.canary\.ts: a <name>\.canary\.ts file must declare rollout/m)
 })
