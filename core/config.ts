@@ -98,7 +98,7 @@ const hooksSchema = z
       .describe('per hook name: `isolation`, `memoryMb` and `timeoutMs` over what the hook file says'),
     record: z
       .strictObject({
-        file: z.string().min(1).describe('JSONL file the records are appended to (for `hookmq replay`)'),
+        file: z.string().min(1).describe('JSONL file the records are appended to (for `hookmq replay`; relative to the working directory)'),
         sample: z.number().min(0).max(1).default(0.01).describe('share of decisions recorded (0..1)'),
         maxBytes: z
           .int()

@@ -43,6 +43,7 @@ export type {
   HookDefinition,
   PublishAnswer,
   PublishInput,
+  Rollout,
   SubscribeAnswer,
   SubscribeInput as HookSubscribeInput,
   TransformAnswer,
