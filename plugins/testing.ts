@@ -290,6 +290,7 @@ const EVENT_ARGS: { [E in BrokerEventName]: Kinds<BrokerEvents[E]> } = {
   delivered: ['message', 'client'],
   subscribed: ['as is', 'client'],
   unsubscribed: ['as is', 'client'],
+  audit: ['as is'],
 }
 
 function clientOf(c: TestClient): ClientInfo {
