@@ -44,7 +44,11 @@ import type { Redis } from 'ioredis'
 import { z } from 'zod'
 
 const config = z.object({
-  maxDelaySeconds: z.number().positive().max(30 * 86400).default(3600),
+  maxDelaySeconds: z
+    .number()
+    .positive()
+    .max(30 * 86400)
+    .default(3600),
   maxPending: z.number().int().positive().default(10_000),
   redisUrl: z.string().optional(),
   key: z.string().min(1).default('hookmq:delayed'),

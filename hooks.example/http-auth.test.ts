@@ -113,7 +113,15 @@ test('http-auth: with "acl", publish and subscribe are asked (and cached) too; a
   t.after(() => hook.close())
   const client = { id: 'phone', username: 'alice', user: { name: 'alice' } }
   assert.deepEqual(await hook.authorizePublish({ client, topic: 'users/alice/status', qos: 1 }), { result: 'allow' })
-  assert.deepEqual(svc.state.requests.at(-1), { action: 'publish', clientId: 'phone', username: 'alice', user: { name: 'alice' }, topic: 'users/alice/status', qos: 1, retain: false })
+  assert.deepEqual(svc.state.requests.at(-1), {
+    action: 'publish',
+    clientId: 'phone',
+    username: 'alice',
+    user: { name: 'alice' },
+    topic: 'users/alice/status',
+    qos: 1,
+    retain: false,
+  })
   assert.deepEqual(await hook.authorizePublish({ client, topic: 'users/alice/status', qos: 1 }), { result: 'allow' })
   assert.equal(svc.state.requests.length, 1)
   assert.deepEqual(await hook.authorizePublish({ client, topic: 'users/bob/status' }), deny(0x87, 'not authorized'))

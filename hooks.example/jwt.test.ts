@@ -75,7 +75,8 @@ test('jwt (JWKS URL): keys fetched once and cached; a token of a new key fetches
   const hook = await loadHook(file, { config: { jwksUrl: jwks.url, audience: 'mqtt', jwks: { cooldownMs: 0 } } })
   t.after(() => hook.close())
   const claims = { sub: 'd-1', aud: 'mqtt', exp: now() + 60 }
-  for (let i = 0; i < 3; i++) assert.equal((await hook.authenticate({ password: await sign(claims, k1.privateKey, { alg: 'RS256', kid: 'k1' }) })).result, 'allow')
+  for (let i = 0; i < 3; i++)
+    assert.equal((await hook.authenticate({ password: await sign(claims, k1.privateKey, { alg: 'RS256', kid: 'k1' }) })).result, 'allow')
   assert.equal(jwks.state.fetches, 1)
   // the issuer rotates to k2
   const k2 = await rsaKey('k2')
@@ -112,11 +113,9 @@ test('jwt (public key, token as user name): the topics claim is the client ACL',
   const { publicKey, privateKey } = await generateKeyPair('ES256')
   const hook = await loadHook(file, { config: { publicKey: await exportSPKI(publicKey), token: 'username', topicsClaim: 'mqtt' } })
   t.after(() => hook.close())
-  const token = await sign(
-    { sub: 'd-17', exp: now() + 60, mqtt: { publish: ['devices/d-17/#'], subscribe: ['commands/d-17/+'] } },
-    privateKey,
-    { alg: 'ES256' },
-  )
+  const token = await sign({ sub: 'd-17', exp: now() + 60, mqtt: { publish: ['devices/d-17/#'], subscribe: ['commands/d-17/+'] } }, privateKey, {
+    alg: 'ES256',
+  })
   const login = await hook.authenticate({ username: token })
   assert.equal(login.result, 'allow')
   const client = { id: 'd-17-a', user: login.result === 'allow' ? login.user : undefined }

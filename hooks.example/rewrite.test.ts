@@ -61,7 +61,10 @@ test('rewrite: a rewritten topic the broker refuses (too many levels) is a faile
 
 test('rewrite: bad rules are refused when the hook loads, naming the rule', async () => {
   const load = (rules: unknown) => loadHook(new URL('./rewrite.ts', import.meta.url), { config: { rules } })
-  await assert.rejects(load([{ from: 'other/+', to: 'x/{1}' }]), { code: 'HOOKMQ_ERR_HOOK_LOAD_FAILED', message: /"other\/\+" is outside this hook's filter \(legacy\/#\)/ })
+  await assert.rejects(load([{ from: 'other/+', to: 'x/{1}' }]), {
+    code: 'HOOKMQ_ERR_HOOK_LOAD_FAILED',
+    message: /"other\/\+" is outside this hook's filter \(legacy\/#\)/,
+  })
   await assert.rejects(load([{ from: 'legacy/+', to: 'x/{2}' }]), { message: /"x\/\{2\}": \{2\} but "legacy\/\+" has 1 wildcard/ })
   await assert.rejects(load([{ from: 'legacy/+', to: 'x/+' }]), { message: /a topic name has no wildcards/ })
   await assert.rejects(load([{ from: 'legacy/#/x', to: 'x' }]), { message: /"#" must be the last level/ })

@@ -32,13 +32,11 @@ import { z } from 'zod'
 /** the topics this hook is called for; every rule's `from` must lie under one of them */
 const FILTER = ['legacy/#']
 
-const rule = z
-  .object({ from: z.string().min(1), to: z.string().min(1) })
-  .check((ctx) => {
-    const { from, to } = ctx.value
-    const problem = checkRule(from, to)
-    if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value })
-  })
+const rule = z.object({ from: z.string().min(1), to: z.string().min(1) }).check((ctx) => {
+  const { from, to } = ctx.value
+  const problem = checkRule(from, to)
+  if (problem !== undefined) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value })
+})
 type Rule = z.infer<typeof rule>
 
 export default defineHook({
