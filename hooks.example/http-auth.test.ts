@@ -131,6 +131,14 @@ test('http-auth: with "acl", publish and subscribe are asked (and cached) too; a
   assert.deepEqual(await hook.authorizePublish({ client, topic: 'users/alice/other' }), deny(0x80, 'auth service unavailable'))
 })
 
+test('http-auth: without a "url" every login is refused with 0x88, and the log says why', async (t) => {
+  const hook = await loadHook(file)
+  t.after(() => hook.close())
+  assert.ok(hook.logs.some((l) => l.level === 'warn' && l.msg === 'hooks.http-auth has no url: every login is refused (0x88) until it does'))
+  assert.deepEqual(await hook.authenticate({ username: 'alice', password: 'x' }), deny(0x88, 'auth service not configured'))
+  assert.deepEqual(await hook.authenticate({ clientId: 'anonymous' }), deny(0x88, 'auth service not configured'))
+})
+
 test('http-auth: without "acl" it decides logins only', async (t) => {
   const svc = await service(t)
   const hook = await loadHook(file, { config: { url: svc.login } })

@@ -20,8 +20,8 @@
 //   other 4xx       denied: "bad user name or password" (0x86, 3.1.1 code 4)
 //   anything else,  denied: "server unavailable" (0x88, 3.1.1 code 3): the
 //   no answer       service, not the client, is at fault; the client should try
-//   within          again later. Fails closed: never a login.
-//   `timeoutMs`
+//   within          again later. Fails closed: never a login (also without a
+//   `timeoutMs`     "url": every login is refused, and the log says why).
 //
 // With "acl": POST `acl.url` with JSON
 //   { "action": "publish" | "subscribe", "clientId", "username", "user", "topic", "qos", "retain" }
@@ -49,7 +49,7 @@ const cacheConfig = z
   .prefault({})
 
 const config = z.object({
-  url: z.url({ protocol: /^https?$/ }),
+  url: z.url({ protocol: /^https?$/ }).optional(),
   headers: z.record(z.string(), z.string()).default({}),
   password: z.enum(['base64', 'utf8']).default('base64'),
   // below this hook's deadline (timeoutMs, 3000): a service that does not answer is a 0x88, not a timed-out call (0x87)
@@ -64,7 +64,8 @@ export default defineHook({
   timeoutMs: 3000,
   config,
 
-  setup({ config }) {
+  setup({ config, log }) {
+    if (config.url === undefined) log.warn('hooks.http-auth has no url: every login is refused (0x88) until it does')
     hmacKey = randomBytes(32)
     logins = new Cache(config.cache.maxEntries)
     acls = new Cache(config.acl?.cache.maxEntries ?? 1)
@@ -72,6 +73,8 @@ export default defineHook({
 
   authenticate(input, { config, log }) {
     if (input.reauthenticate || input.authenticationMethod !== undefined) return undefined // MQTT 5 enhanced auth: not ours
+    const url = config.url
+    if (url === undefined) return { deny: 'auth service not configured', reasonCode: 0x88 }
     const password = input.password === undefined ? null : config.password === 'base64' ? input.password.toString('base64') : input.password.toString('utf8')
     const body = {
       clientId: input.clientId,
@@ -82,7 +85,7 @@ export default defineHook({
       listener: input.listener,
     }
     const key = createHmac('sha256', hmacKey).update(JSON.stringify(body)).digest('base64')
-    return logins.get(key, config.cache, () => ask(config.url, body, config, log, LOGIN))
+    return logins.get(key, config.cache, () => ask(url, body, config, log, LOGIN))
   },
 
   authorizePublish({ client, topic, qos, retain }, { config, log }) {

@@ -135,8 +135,15 @@ test('jwt (public key, token as user name): the topics claim is the client ACL',
   assert.deepEqual(outcome(await hook.authenticate({ username: bad })), denied(0x86))
 })
 
-test('jwt: exactly one key source is required', async () => {
-  await assert.rejects(loadHook(file, { config: {} }), { code: 'HOOKMQ_ERR_HOOK_LOAD_FAILED', message: /set exactly one of jwksUrl, publicKey, secret/ })
-  await assert.rejects(loadHook(file, { config: { secret, jwksUrl: 'https://id.test/jwks' } }), { message: /set exactly one/ })
+test('jwt: without a key source every token is refused with 0x88 (and the log says why); two key sources fail the load', async (t) => {
+  const hook = await loadHook(file)
+  t.after(() => hook.close())
+  assert.ok(hook.logs.some((l) => l.level === 'warn' && l.msg?.startsWith('hooks.jwt sets none of jwksUrl, publicKey, secret')))
+  assert.deepEqual(outcome(await hook.authenticate({ password: await hs({ sub: 'x', exp: now() + 60 }) })), denied(0x88))
+  assert.deepEqual(await hook.authenticate({ username: 'alice', password: 'not a token' }), { result: 'pass' })
+  await assert.rejects(loadHook(file, { config: { secret, jwksUrl: 'https://id.test/jwks' } }), {
+    code: 'HOOKMQ_ERR_HOOK_LOAD_FAILED',
+    message: /set only one of jwksUrl, publicKey, secret/,
+  })
   await assert.rejects(loadHook(file, { config: { secret: 'short' } }), { message: /at least 32 characters/ })
 })

@@ -6,7 +6,8 @@
 //   npm install jose@5
 //
 // The client sends the token as its MQTT password (or, with "token": "username",
-// as its user name). Keys come from exactly one of:
+// as its user name). Keys come from one of (with none, every token is refused
+// with 0x88 and the log says why):
 //   "jwksUrl"    the issuer's JWKS (https://issuer/.well-known/jwks.json): fetched
 //                on first use, kept `jwks.cacheMaxAgeMs`, fetched again at once for
 //                a token signed by a key it does not know (key rotation; at most
@@ -93,7 +94,7 @@ const config = z
       })
       .prefault({}),
   })
-  .refine((c) => [c.jwksUrl, c.publicKey, c.secret].filter((k) => k !== undefined).length === 1, 'set exactly one of jwksUrl, publicKey, secret')
+  .refine((c) => [c.jwksUrl, c.publicKey, c.secret].filter((k) => k !== undefined).length <= 1, 'set only one of jwksUrl, publicKey, secret')
 
 type Config = z.output<typeof config>
 type Keys = KeyObject | ReturnType<typeof createRemoteJWKSet>
@@ -107,18 +108,20 @@ export default defineHook({
   timeoutMs: 3000,
   config,
 
-  setup({ config }) {
+  setup({ config, log }) {
     if (config.jwksUrl !== undefined) {
       const { timeoutMs, cacheMaxAgeMs, cooldownMs } = config.jwks
       keys = createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: timeoutMs, cacheMaxAge: cacheMaxAgeMs, cooldownDuration: cooldownMs })
     } else if (config.publicKey !== undefined) keys = createPublicKey(config.publicKey)
-    else keys = createSecretKey(Buffer.from(config.secret!))
+    else if (config.secret !== undefined) keys = createSecretKey(Buffer.from(config.secret))
+    else log.warn('hooks.jwt sets none of jwksUrl, publicKey, secret: every token is refused (0x88) until it does')
   },
 
   async authenticate(input, { config, log }) {
     if (input.reauthenticate || input.authenticationMethod !== undefined) return undefined // MQTT 5 enhanced auth: not ours
     const token = config.token === 'password' ? input.password?.toString('utf8') : input.username
     if (token === undefined || !JWT.test(token)) return undefined // no token: another hook may know this client
+    if (keys === undefined) return { deny: 'no key to check tokens with', reasonCode: 0x88 }
     let claims: JWTPayload
     try {
       claims = await verify(token, config)
