@@ -40,7 +40,6 @@
 // client publishing at QoS 1/2 is disconnected for those: it cannot be told.)
 import { randomUUID } from 'node:crypto'
 import { defineHook, type HookContext, type Logger, type MessageProperties, type PublishOptions, type QoS } from 'hookmq'
-import type { Redis } from 'ioredis'
 import { z } from 'zod'
 
 const config = z.object({
@@ -166,6 +165,18 @@ class MemoryStore implements Store {
   }
 }
 
+/** The ioredis calls this hook makes (typed here, so that a hooks folder type-checks without ioredis). */
+interface Redis {
+  connect(): Promise<void>
+  disconnect(): void
+  on(event: 'error', listener: (err: Error) => void): unknown
+  zadd(key: string, score: number, member: string): Promise<unknown>
+  zrangebyscore(key: string, min: string, max: number, limit: 'LIMIT', offset: number, count: number): Promise<string[]>
+  zrange(key: string, start: number, stop: number, scores: 'WITHSCORES'): Promise<string[]>
+  zcard(key: string): Promise<number>
+  pipeline(): { zrem(key: string, member: string): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> }
+}
+
 class RedisStore implements Store {
   constructor(
     private readonly redis: Redis,
@@ -199,7 +210,9 @@ class RedisStore implements Store {
 /** ioredis, loaded only when a Redis URL is configured; connected within 2 s or not (it keeps trying). */
 async function openRedis(c: Config, log: Logger): Promise<Redis | undefined> {
   if (c.redisUrl === undefined) return undefined
-  const { Redis } = await import('ioredis')
+  // required here, not imported above: without "redisUrl" the hook needs no ioredis, to run or to type-check
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Redis } = require('ioredis') as { Redis: new (url: string, options: object) => Redis }
   // no offline queue: while Redis is away a command fails at once, and the message waits in memory
   const redis = new Redis(c.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
   let lastError = 0
