@@ -16,8 +16,9 @@
 //
 // Without "redisUrl", waiting messages are kept in this hook's memory: they are
 // lost when the broker restarts, when this hook is reloaded (file edit, config
-// change) and when its worker is replaced. With "redisUrl" they wait in a Redis
-// sorted set (`key`, scored by due time) and survive all of that: on load the
+// change) and when its worker is replaced. With "redisUrl" (a plain Redis, not
+// a Cluster) they wait in a sorted set (`key`, default "hooks:delayed", scored
+// by due time) and survive all of that: on load the
 // hook picks up what is due, and every `pollMs` it looks for what has come due.
 // Several broker nodes may share the set: each message is published by one node
 // only, the one whose ZREM removes it (a node that dies between its ZREM and its
@@ -50,7 +51,7 @@ const config = z.object({
     .default(3600),
   maxPending: z.number().int().positive().default(10_000),
   redisUrl: z.string().optional(),
-  key: z.string().min(1).default('hookmq:delayed'),
+  key: z.string().min(1).default('hooks:delayed'),
   pollMs: z.number().int().min(50).max(60_000).default(1000),
 })
 type Config = z.output<typeof config>
