@@ -1,6 +1,7 @@
 // Writes what is derived from the zod config schema (run: npm run docs): the
 // configuration table in README.md, and docs/hookmq.config.schema.json (the
-// JSON Schema of hookmq.config.json, for editors: "$schema" in the file).
+// JSON Schema of hookmq.config.json, for editors: "$schema" in the file), and
+// docs/admin-api.openapi.json.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { configJsonSchema, configReference } from '../dist/core/config.js'
 import { hookmqConfigSchema } from '../dist/plugins/config.js'
@@ -21,3 +22,7 @@ writeFileSync(
   new URL('../docs/hookmq.config.schema.json', import.meta.url),
   JSON.stringify({ ...configJsonSchema(hookmqConfigSchema), title: 'hookmq.config.json' }, null, 2) + '\n',
 )
+// and the admin API's OpenAPI description (served at /admin/openapi.json too)
+const { adminApiDescription } = await import('../dist/plugins/http/admin.js')
+const { version } = await import('../dist/plugins/version.js')
+writeFileSync(new URL('../docs/admin-api.openapi.json', import.meta.url), JSON.stringify(adminApiDescription(version), null, 2) + '\n')

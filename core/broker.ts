@@ -47,7 +47,7 @@ export interface BrokerOptions extends ConfigInput {
 export type { BrokerStats } from './services.js'
 
 /** Keys of the config read per decision, never copied: a reload replaces them at once (Broker.applyRule). */
-export type RuleKey = 'allowAnonymous' | 'defaults' | 'sessions' | 'revokedSubscriptions'
+export type RuleKey = 'allowAnonymous' | 'defaults' | 'sessions' | 'revokedSubscriptions' | 'audit'
 
 export interface PublishOptions {
   topic: string
@@ -200,6 +200,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   applyRule<K extends RuleKey>(key: K, value: Config[K]): void {
     this.config[key] = value
     if (key === 'defaults') this.pipeline.defaultsChanged()
+    if (key === 'audit') this.pipeline.audit.configure(this.config.audit)
   }
 
   /** What $SYS/broker/... says now (SysPublisher), plugins' values included. */

@@ -43,7 +43,7 @@ const banSchema = z
   .refine((b) => [b.clientId, b.username, b.address].filter((v) => v !== undefined).length === 1, 'give exactly one of clientId, username or address')
 
 /** Keys of `hooks` that are the host's own settings; no hook may take one as its name. */
-export const HOOK_SETTINGS = ['isolation', 'memoryMb', 'blockedLoopMs', 'onStartupFailure', 'preflightMs', 'breaker', 'overrides'] as const
+export const HOOK_SETTINGS = ['isolation', 'memoryMb', 'blockedLoopMs', 'onStartupFailure', 'preflightMs', 'breaker', 'overrides', 'record'] as const
 
 const hooksSchema = z
   .object({
@@ -96,6 +96,22 @@ const hooksSchema = z
       )
       .default({})
       .describe('per hook name: `isolation`, `memoryMb` and `timeoutMs` over what the hook file says'),
+    record: z
+      .strictObject({
+        file: z.string().min(1).describe('JSONL file the records are appended to (for `hookmq replay`; relative to the working directory)'),
+        sample: z.number().min(0).max(1).default(0.01).describe('share of decisions recorded (0..1)'),
+        maxBytes: z
+          .int()
+          .min(1024)
+          .default(100 * 1024 * 1024)
+          .describe('past this size the file is rotated to `<file>.1` (the previous `.1` is replaced): at most twice this on disk'),
+        payloadBytes: z.int().min(0).default(0).describe('bytes of each publish payload recorded (base64); 0: none'),
+        user: z.boolean().default(false).describe("record `client.user` (what the authenticate hook attached: it may hold a login's claims)"),
+      })
+      .optional()
+      .describe(
+        'record the inputs and outcomes of authenticate/authorizePublish/authorizeSubscribe decisions, sampled, never a password or authentication data (read at start-up)',
+      ),
   })
   .catchall(z.unknown())
 
@@ -147,6 +163,20 @@ export const configSchema = z.strictObject({
     })
     .prefault({})
     .describe('answers when every hook passes'),
+  audit: z
+    .strictObject({
+      allows: z
+        .boolean()
+        .default(false)
+        .describe('make an audit record of every allow too (every deny of authenticate, authorizePublish and authorizeSubscribe makes one)'),
+      maxPerSecond: z
+        .int()
+        .min(1)
+        .default(1000)
+        .describe('audit records emitted per second at most (the `audit` event, webhooks with the `decision` event); those over it are counted as dropped'),
+    })
+    .prefault({})
+    .describe('audit records of enforced decisions: the `audit` event, webhook event `decision`, hookmq_audit_* metrics'),
   revokedSubscriptions: z
     .enum(['remove', 'disconnect'])
     .default('remove')

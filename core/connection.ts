@@ -6,7 +6,7 @@ import { Intake, type IntakeContext, type IntakeOwner } from './intake.js'
 import type { Packet } from 'mqtt-packet'
 import type { Duplex } from 'node:stream'
 import { HookmqError, ReasonCode, v3ConnackCode } from './errors.js'
-import type { DecisionReceiver, ExistingSession, FinalAuthDecision, PublishDecision } from './hooks.js'
+import type { AuthenticateInput, DecisionReceiver, FinalAuthDecision, PublishDecision } from './hooks.js'
 import type { PublishPipeline } from './pipeline.js'
 import type { CoreServices } from './services.js'
 import type { Outlet, Session } from './session.js'
@@ -68,11 +68,10 @@ export interface PublishQueue {
 /** An enhanced authentication going on over several steps (Connection.authExchange while the client's next AUTH is awaited; handlers/auth.ts). */
 export interface AuthExchange {
   readonly method: string
-  readonly reauthenticate: boolean
-  /** at CONNECT: the client id's existing session, as its hooks were told */
-  readonly session: ExistingSession | undefined
-  /** where the last decision goes: the CONNECT's end, or the re-authentication's */
-  readonly finish: (conn: Connection, decision: FinalAuthDecision) => void | Promise<void>
+  /** where the last decision goes, with what its step was asked: the CONNECT's end, or the re-authentication's */
+  readonly finish: (conn: Connection, decision: FinalAuthDecision, input: AuthenticateInput) => void | Promise<void>
+  /** what the last step was asked (the CONNECT's or AUTH 0x19's input, then each AUTH 0x18's): its `reauthenticate` and `session` (at CONNECT, the client id's existing session) go on to the next */
+  input: AuthenticateInput
   /** the hook that answered `continue` (only it is asked again) */
   hook: string | undefined
   /** the client's answers so far */

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import type { AuditRecord, DenialInfo } from './audit.js'
 import type { Logger } from './logger.js'
 import type { ClientInfo, Message, QoS, Subscription } from './types.js'
 
@@ -18,13 +19,6 @@ export interface SessionEventInfo {
   clientId: string
   /** its Session Expiry Interval in seconds (0: ends with its connection) */
   expiryInterval: number
-}
-
-/** Why a publish or a subscription was refused: the reason code answered, the reason, and the hook that denied it (`default`: no hook allowed it). */
-export interface DenialInfo {
-  reasonCode: number
-  reason: string | undefined
-  hook: string | undefined
 }
 
 /** The lifecycle events, named as Mosca named them, with their payloads. */
@@ -52,6 +46,8 @@ export interface BrokerEvents {
   publishDenied: [message: Message, client: ClientInfo, info: DenialInfo]
   /** a filter of a SUBSCRIBE was refused by the hooks or `defaults.subscribe` */
   subscribeDenied: [subscription: { filter: string; qos: QoS }, client: ClientInfo, info: DenialInfo]
+  /** an enforced authenticate/authorize decision: every deny, and every allow with audit.allows (core/audit.ts) */
+  audit: [record: AuditRecord]
 }
 
 export type BrokerEventName = keyof BrokerEvents

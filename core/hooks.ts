@@ -1,5 +1,4 @@
 import { ReasonCode } from './errors.js'
-import type { DenialInfo } from './events.js'
 import type { ClientInfo, Message, QoS } from './types.js'
 
 // The typed hook catalogue the core calls through. The plugin host implements
@@ -187,13 +186,6 @@ export function refused(d: Decision, allowedByDefault: boolean): boolean {
 /** The reason code a refused decision answers: the deny's own, else 0x87 Not authorized. */
 export function refusalCode(d: Decision): number {
   return d.result === 'deny' ? (d.reasonCode ?? ReasonCode.NotAuthorized) : ReasonCode.NotAuthorized
-}
-
-/** What the publishDenied / subscribeDenied events tell of a refused decision (`code`: its refusalCode). */
-export function denialInfo(d: Decision, code: number, what: 'publish' | 'subscribe'): DenialInfo {
-  return d.result === 'deny'
-    ? { reasonCode: code, reason: d.reason, hook: d.hook }
-    : { reasonCode: code, reason: `no hook allowed it (defaults.${what}: deny)`, hook: 'default' }
 }
 
 /** For `.then(noop)` and `.catch(noop)`: a promise's value, or its failure, that nobody needs. */

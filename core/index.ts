@@ -20,9 +20,11 @@ export type { Session } from './session.js'
 export type { Cluster, FilterChange, LocalGroupChange, RemoteGroups, SysRecord } from './cluster.js'
 export type { Logger, LogFormat } from './logger.js'
 export { createLogger, throttled } from './logger.js'
-export { isPromise, LATER, noop, refused } from './hooks.js'
+export { isPromise, LATER, noop, refused, refusalCode } from './hooks.js'
+export { DecisionAudit, deciderOf } from './audit.js'
+export type { AuditRecord, AuditSettings, Decided, DecisionKind, DecisionWatcher, DenialInfo } from './audit.js'
 export { deniedSubscriptions } from './resume.js'
-export type { BrokerEvents, BrokerEventName, BrokerListener, DenialInfo, DropReason, SessionEventInfo } from './events.js'
+export type { BrokerEvents, BrokerEventName, BrokerListener, DropReason, SessionEventInfo } from './events.js'
 export { passThroughHooks } from './hooks.js'
 export type {
   HookRunner,

@@ -1,7 +1,8 @@
 import { ReasonCode } from './errors.js'
 import type { Flow } from './flow.js'
-import { denialInfo, isPromise, LATER, refusalCode, refused, type DecisionReceiver, type Later, type PublishDecision } from './hooks.js'
-import { DenialLog } from './denials.js'
+import { isPromise, LATER, refusalCode, refused, type DecisionReceiver, type Later, type PublishDecision } from './hooks.js'
+import { DecisionAudit } from './audit.js'
+import type { DenialLog } from './denials.js'
 import { RetainedQuota } from './retained-quota.js'
 import type { CoreServices } from './services.js'
 import type { ClientInfo, Message } from './types.js'
@@ -23,6 +24,8 @@ export class PublishPipeline {
   taps: PublishTap[] = []
   /** what the retained store holds, broker-wide and per client (limits.maxRetained*) */
   readonly retainedQuota: RetainedQuota
+  /** every enforced decision's way out: the denial log, audit records, the hook host's watcher (audit.ts) */
+  readonly audit: DecisionAudit
   /** denied publishes and subscriptions, logged (throttled per client) */
   readonly denials: DenialLog
   /** defaults.publish, read once per change (not per message) */
@@ -30,7 +33,8 @@ export class PublishPipeline {
 
   constructor(private readonly core: CoreServices) {
     this.allowedByDefault = core.config.defaults.publish === 'allow'
-    this.denials = new DenialLog(core.log)
+    this.audit = new DecisionAudit(core.id, core.emitter, core.log, core.config.audit)
+    this.denials = this.audit.denials
     this.retainedQuota = new RetainedQuota(core.config.limits, core.stores.retained)
     // what the store held before this start counts too (with Redis: what every node stored)
     core.emitter.once('ready', () => {
@@ -66,11 +70,11 @@ export class PublishPipeline {
   decide(client: ClientInfo, message: Message, into?: DecisionReceiver): Message | number | Promise<Message | number> | Later {
     if (message.topic.startsWith('$SYS')) {
       // $SYS is the broker's own, before any hook
-      if (this.core.emitter.has('publishDenied'))
-        this.core.emitter.emit('publishDenied', message, client, { reasonCode: ReasonCode.NotAuthorized, reason: "$SYS is the broker's own", hook: undefined })
+      this.audit.publishRefused(client, message, ReasonCode.NotAuthorized, "$SYS is the broker's own")
       return ReasonCode.NotAuthorized
     }
-    if (this.allowedByDefault && !this.core.hooks.appliesToPublish(message.topic)) return message
+    if (this.allowedByDefault && !this.core.hooks.appliesToPublish(message.topic))
+      return this.audit.publishAllows ? this.authorized(PASS, client, message) : message
     const d = this.core.hooks.authorizePublish(client, message, into)
     if (d === LATER) return d
     if (isPromise(d))
@@ -85,11 +89,10 @@ export class PublishPipeline {
   authorized(d: PublishDecision, client: ClientInfo, message: Message): Message | number | Promise<Message | number> {
     if (refused(d, this.allowedByDefault)) {
       const code = refusalCode(d)
-      this.denials.note(client, 'publish', message.topic, code, d)
-      const emitter = this.core.emitter
-      if (emitter.has('publishDenied')) emitter.emit('publishDenied', message, client, denialInfo(d, code, 'publish'))
+      this.audit.publish(client, message, d, false, code)
       return code
     }
+    if (this.audit.publishAllows) this.audit.publish(client, message, d, true, ReasonCode.Success)
     return this.transform(client, message)
   }
 
@@ -167,6 +170,8 @@ export class PublishPipeline {
     return Promise.all(routed.writes).then(routed.count > 0 ? success : noSubscribers)
   }
 }
+
+const PASS: PublishDecision = Object.freeze({ result: 'pass' })
 
 function success(): number {
   return ReasonCode.Success

@@ -5,7 +5,16 @@ import { checkTopicFilter, configSchema, isLoopback } from '../core/index.js'
 // plugins' keys. The CLI, the config file and createBroker all go through it.
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
-export const WEBHOOK_EVENTS = ['clientConnected', 'clientDisconnected', 'clientError', 'keepaliveTimeout', 'subscribed', 'unsubscribed', 'delivered'] as const
+export const WEBHOOK_EVENTS = [
+  'clientConnected',
+  'clientDisconnected',
+  'clientError',
+  'keepaliveTimeout',
+  'subscribed',
+  'unsubscribed',
+  'delivered',
+  'decision',
+] as const
 
 const topicFilter = z.string().refine((f) => checkTopicFilter(f, { maxTopicLength: 65535, maxTopicLevels: 1024 }) === undefined, 'not a valid topic filter')
 
@@ -13,7 +22,10 @@ export const webhookSchema = z.strictObject({
   name: z.string().regex(NAME, 'letters, digits, "_", "-" and "." only').describe('name of the webhook (in payloads, metrics and ctx.forward)'),
   url: z.url({ protocol: /^https?$/ }).describe('where deliveries are POSTed'),
   topics: z.array(topicFilter).default([]).describe('topic filters of published messages to forward'),
-  events: z.array(z.enum(WEBHOOK_EVENTS)).default([]).describe('lifecycle events to forward'),
+  events: z
+    .array(z.enum(WEBHOOK_EVENTS))
+    .default([])
+    .describe('lifecycle events to forward; `decision`: the audit records (every deny, and allows with audit.allows)'),
   headers: z.record(z.string(), z.string()).default({}).describe('extra HTTP headers'),
   secret: z.string().min(1).optional().describe('HMAC-SHA256 key for the X-Hookmq-Signature header'),
   batch: z

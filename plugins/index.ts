@@ -46,6 +46,7 @@ export type {
   HookDefinition,
   PublishAnswer,
   PublishInput,
+  Rollout,
   SubscribeAnswer,
   SubscribeInput as HookSubscribeInput,
   TransformAnswer,

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { matchesFilter, splitSharedKey, type Broker, type Connection } from '../core/index.js'
+import { matchesFilter, splitSharedKey, type Broker, type Connection, type TraceEvent, type TraceFilter } from '../core/index.js'
 
 // What one node answers about its own clients, for the admin API: on a single
 // node it asks itself; in a cluster (plugins/redis/admin-rpc.ts) every node is
@@ -18,6 +18,8 @@ export interface NodeQueries {
   client(clientId: string): ClientDetail | undefined
   kick(clientId: string, reason: string): boolean
   subscribers(topic: string): SubscriberRow[]
+  /** ends the session `clientId` has on this node (its client, if connected, is disconnected first); true if there was one */
+  endSession(clientId: string): Promise<boolean>
 }
 
 /** Asks every live node (this one included) and gathers the answers; a node that does not answer in time is named in `missing`. */
@@ -25,7 +27,9 @@ export interface ClusterQueries {
   ask<K extends keyof NodeQueries>(
     method: K,
     args: Parameters<NodeQueries[K]>,
-  ): Promise<{ answers: Array<{ node: string; value: ReturnType<NodeQueries[K]> }>; missing: string[] }>
+  ): Promise<{ answers: Array<{ node: string; value: Awaited<ReturnType<NodeQueries[K]>> }>; missing: string[] }>
+  /** traces on every node (the others' events come through Redis); answers the function that stops it */
+  trace(filter: TraceFilter, send: (event: TraceEvent) => void): () => void
 }
 
 export interface ClientSummary {
@@ -40,7 +44,6 @@ export interface ClientSummary {
 
 export interface ClientDetail extends ClientSummary {
   keepaliveSeconds: number
-  cleanStart: boolean | undefined
   user: unknown
   subscriptions: Array<{ filter: string; qos: number }>
   inflight: number
@@ -87,7 +90,6 @@ export function localQueries(broker: Broker): NodeQueries {
       return {
         ...summary(c),
         keepaliveSeconds: c.keepaliveMs / 1500, // kept as 1.5 × the keep-alive
-        cleanStart: undefined,
         user: c.client.user,
         subscriptions: [...s.subscriptions.values()].map((sub) => ({ filter: sub.filter, qos: sub.qos })),
         inflight: s.inflight.size,
@@ -98,6 +100,17 @@ export function localQueries(broker: Broker): NodeQueries {
       }
     },
     kick: (clientId, reason) => broker.kick(clientId, reason),
+    async endSession(clientId) {
+      const session = broker.sessions.sessions.get(clientId)
+      if (session === undefined) return false
+      if (broker.kick(clientId, 'session deleted by an administrator')) {
+        // its connection closes (and, for a persistent session, saves it once more): end it after that
+        const until = Date.now() + 3000
+        while (session.outlet !== null && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+      }
+      if (broker.sessions.sessions.get(clientId) === session) broker.sessions.end(session)
+      return true
+    },
     subscribers(topic) {
       const out: SubscriberRow[] = []
       for (const row of broker.subscriptions()) {

@@ -61,6 +61,7 @@ const LIVE: { [K in keyof HookmqConfig]?: Live } = {
   },
   allowAnonymous: (to, next) => () => to.broker.applyRule('allowAnonymous', next.allowAnonymous),
   defaults: (to, next) => () => to.broker.applyRule('defaults', next.defaults),
+  audit: (to, next) => () => to.broker.applyRule('audit', next.audit),
   sessions: (to, next) => () => to.broker.applyRule('sessions', next.sessions),
   revokedSubscriptions: (to, next) => () => {
     to.broker.applyRule('revokedSubscriptions', next.revokedSubscriptions)
@@ -72,7 +73,7 @@ const LIVE: { [K in keyof HookmqConfig]?: Live } = {
 }
 
 /** Hook settings only read at start-up: kept as they are until a restart. */
-const HOOK_SETTINGS_AT_START = ['blockedLoopMs', 'onStartupFailure'] as const
+const HOOK_SETTINGS_AT_START = ['blockedLoopMs', 'onStartupFailure', 'record'] as const
 
 /**
  * `hooks` and `hookTimeoutMs`: each hook whose value changed is loaded again

@@ -1,7 +1,7 @@
 import type { IAuthPacket } from 'mqtt-packet'
 import type { AuthExchange, Connection } from '../connection.js'
 import { ReasonCode, protocolError } from '../errors.js'
-import { isPromise, type AuthContinue, type AuthenticateDecision, type AuthenticateInput, type ExistingSession, type FinalAuthDecision } from '../hooks.js'
+import { isPromise, type AuthContinue, type AuthenticateDecision, type AuthenticateInput, type FinalAuthDecision } from '../hooks.js'
 
 // AUTH, and MQTT 5 enhanced authentication over several steps. A hook that
 // answers `continue` sends the client AUTH 0x18 with its data; the client's
@@ -47,24 +47,23 @@ export function acceptsMethod(decision: FinalAuthDecision, method: string): deci
 const FAILED: FinalAuthDecision = { result: 'deny', reason: 'authentication failed' }
 
 /**
- * Goes on from an authenticate decision (or its promise): a `continue` starts
- * or goes on with an exchange (AUTH 0x18 to the client), any other decision
- * goes to `finish`. `method`: the CONNECT's Authentication Method (none: a
- * `continue` fails closed).
+ * Goes on from the authenticate decision on `input` (or its promise): a
+ * `continue` starts an exchange (AUTH 0x18 to the client), any other decision
+ * goes to `finish` with `input`. Without an Authentication Method in `input`
+ * a `continue` fails closed.
  */
 export function afterAuthenticate(
   conn: Connection,
+  input: AuthenticateInput,
   decision: AuthenticateDecision | Promise<AuthenticateDecision>,
-  method: string | undefined,
-  session: ExistingSession | undefined,
-  reauthenticate: boolean,
   finish: AuthExchange['finish'],
 ): void | Promise<void> {
   const go = (d: AuthenticateDecision): void | Promise<void> => {
-    if (d.result !== 'continue') return finish(conn, d)
+    if (d.result !== 'continue') return finish(conn, d, input)
+    const method = input.authenticationMethod
     if (method === undefined)
-      return finish(conn, { result: 'deny', reason: 'an authenticate hook answered continue to a CONNECT without an Authentication Method' })
-    const ex: AuthExchange = { method, reauthenticate, session, finish, hook: undefined, step: 0, state: undefined, due: 0 }
+      return finish(conn, { result: 'deny', reason: 'an authenticate hook answered continue to a CONNECT without an Authentication Method' }, input)
+    const ex: AuthExchange = { method, finish, input, hook: undefined, step: 0, state: undefined, due: 0 }
     return challenge(conn, d, ex)
   }
   return isPromise(decision) ? decision.then(go, () => go(FAILED)) : go(decision)
@@ -73,7 +72,7 @@ export function afterAuthenticate(
 /** AUTH 0x18 to the client with the hook's data; its answer is awaited (handleAuth) until `due`. */
 function challenge(conn: Connection, d: AuthContinue, ex: AuthExchange): void | Promise<void> {
   if (!conn.isOpen) return
-  if (ex.step >= MAX_AUTH_STEPS) return ex.finish(conn, { result: 'deny', reason: `more than ${MAX_AUTH_STEPS} authentication steps` })
+  if (ex.step >= MAX_AUTH_STEPS) return ex.finish(conn, { result: 'deny', reason: `more than ${MAX_AUTH_STEPS} authentication steps` }, ex.input)
   ex.hook = d.hook
   ex.state = d.state
   ex.due = Date.now() + conn.ctx.config.limits.connectTimeoutMs
@@ -88,13 +87,14 @@ function step(conn: Connection, ex: AuthExchange, packet: IAuthPacket): void | P
   const input = authenticateInput(conn, {
     authenticationMethod: ex.method,
     authenticationData: packet.properties?.authenticationData,
-    reauthenticate: ex.reauthenticate ? true : undefined,
-    session: ex.session,
+    reauthenticate: ex.input.reauthenticate,
+    session: ex.input.session,
     step: ex.step,
     state: ex.state,
   })
+  ex.input = input
   const d = conn.ctx.hooks.authenticate(input, ex.hook)
-  const go = (r: AuthenticateDecision): void | Promise<void> => (r.result === 'continue' ? challenge(conn, r, ex) : ex.finish(conn, r))
+  const go = (r: AuthenticateDecision): void | Promise<void> => (r.result === 'continue' ? challenge(conn, r, ex) : ex.finish(conn, r, input))
   return isPromise(d) ? d.then(go, () => go(FAILED)) : go(d)
 }
 
@@ -112,11 +112,8 @@ export function handleAuth(conn: Connection, packet: IAuthPacket): void | Promis
     throw protocolError(`AUTH with reason 0x${packet.reasonCode.toString(16)}: only re-authentication (0x19) or 0x18 in an exchange is expected`)
   if (method !== conn.authMethod) throw protocolError('re-authentication must use the Authentication Method of CONNECT') // [MQTT-4.12.1-1]
   if (ex !== undefined) throw protocolError('AUTH 0x19 while a re-authentication is going on')
-  const session = conn.session
-  const decision = conn.ctx.hooks.authenticate(
-    authenticateInput(conn, { authenticationMethod: method, authenticationData: packet.properties?.authenticationData, reauthenticate: true }),
-  )
-  return afterAuthenticate(conn, decision, method, session === undefined ? undefined : { owner: session.owner }, true, finishReauthentication)
+  const input = authenticateInput(conn, { authenticationMethod: method, authenticationData: packet.properties?.authenticationData, reauthenticate: true })
+  return afterAuthenticate(conn, input, conn.ctx.hooks.authenticate(input), finishReauthentication)
 }
 
 function finishReauthentication(conn: Connection, decision: FinalAuthDecision): void {

@@ -4,7 +4,7 @@ import { encodePacket } from '../codec.js'
 import { logConnected } from '../client-log.js'
 import type { Connection } from '../connection.js'
 import { HookmqError, ReasonCode, protocolError } from '../errors.js'
-import { isPromise, refusalCode, refused, type ExistingSession, type FinalAuthDecision } from '../hooks.js'
+import { isPromise, refusalCode, refused, type AuthenticateInput, type ExistingSession, type FinalAuthDecision } from '../hooks.js'
 import { acceptsMethod, afterAuthenticate, authenticateInput, type Credentials } from './auth.js'
 import { chooseSession, identityOf } from '../identity.js'
 import { deniedSubscriptions, revokeOnResume } from '../resume.js'
@@ -66,9 +66,9 @@ export function handleConnect(conn: Connection, packet: IConnectPacket): void | 
 
 function authenticate(conn: Connection, plan: ConnectPlan, credentials: Credentials, existing: ExistingSession | undefined): void | Promise<void> {
   if (conn.state.kind !== 'authenticating') return // closed meanwhile
-  const decision = conn.ctx.hooks.authenticate(authenticateInput(conn, { ...credentials, session: existing }))
-  // a `continue` goes on in AUTH packets (auth.ts) before it comes back here
-  return afterAuthenticate(conn, decision, plan.authMethod, existing, false, (c, d) => finishConnect(c, plan, d, existing))
+  const input = authenticateInput(conn, { ...credentials, session: existing })
+  // a `continue` goes on in AUTH packets (auth.ts) before it comes back here, with the input of its last step
+  return afterAuthenticate(conn, input, conn.ctx.hooks.authenticate(input), (c, d, last) => finishConnect(c, plan, d, existing, last))
 }
 
 function checkConnect(conn: Connection, packet: IConnectPacket): ConnectPlan | undefined {
@@ -148,8 +148,15 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
   }
 }
 
-function finishConnect(conn: Connection, plan: ConnectPlan, decision: FinalAuthDecision, existing: ExistingSession | undefined): void | Promise<void> {
-  if (conn.state.kind !== 'authenticating' || !admitted(conn, plan, decision)) return
+/** `input`: what the deciding step was asked (the CONNECT's, or an exchange's last AUTH): audited with the decision. */
+function finishConnect(
+  conn: Connection,
+  plan: ConnectPlan,
+  decision: FinalAuthDecision,
+  existing: ExistingSession | undefined,
+  input: AuthenticateInput,
+): void | Promise<void> {
+  if (conn.state.kind !== 'authenticating' || !admitted(conn, plan, decision, input)) return
   const ctx = conn.ctx
   if (decision.result === 'allow' && decision.user !== undefined) conn.client.user = decision.user
   if (decision.result === 'allow' && plan.authMethod !== undefined) plan.authData = decision.authenticationData
@@ -184,14 +191,16 @@ function finishConnect(conn: Connection, plan: ConnectPlan, decision: FinalAuthD
   )
 }
 
-/** The authenticate hooks' decision (and the default) let the client in; else it is refused here. */
-function admitted(conn: Connection, plan: ConnectPlan, decision: FinalAuthDecision): boolean {
+/** The authenticate hooks' final decision (and the default) let the client in; else it is refused here. Either way audited, once per login (audit.ts). */
+function admitted(conn: Connection, plan: ConnectPlan, decision: FinalAuthDecision, input: AuthenticateInput): boolean {
   const ctx = conn.ctx
+  const audit = ctx.pipeline.audit
   if (refused(decision, ctx.anonymousAllowed(conn.listener))) {
     const code = refusalCode(decision)
     const reason = decision.result === 'deny' ? (decision.reason ?? 'not authorized') : 'anonymous clients are not allowed on this listener'
     const hook = decision.result === 'deny' ? decision.hook : 'default'
     ctx.log.info({ clientId: plan.clientId, remoteAddress: conn.client.remoteAddress, reason, hook }, 'connection refused')
+    audit.authenticate(input, decision, false, code, reason)
     conn.closeWith(code, reason)
     return false
   }
@@ -202,8 +211,10 @@ function admitted(conn: Connection, plan: ConnectPlan, decision: FinalAuthDecisi
       'connection refused: authentication method not supported',
     )
     conn.closeWith(ReasonCode.BadAuthenticationMethod, `authentication method "${plan.authMethod}" is not supported`)
+    audit.authenticate(input, decision, false, ReasonCode.BadAuthenticationMethod, 'authentication method not supported')
     return false
   }
+  if (audit.authenticateAllows) audit.authenticate(input, decision, true, ReasonCode.Success)
   return true
 }
 

@@ -1,7 +1,7 @@
 import type { ISubscribePacket, ISubscription } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { ReasonCode, protocolError } from '../errors.js'
-import { denialInfo, isPromise, refusalCode, refused, type SubscribeDecision } from '../hooks.js'
+import { isPromise, refusalCode, refused, type SubscribeDecision } from '../hooks.js'
 import { checkTopicFilter, parseShared } from '../topic.js'
 import type { QoS, Subscription } from '../types.js'
 
@@ -47,14 +47,11 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     const d = decisions[i]!
     if (typeof d === 'number' || refused(d, ctx.config.defaults.subscribe === 'allow')) {
       const code = typeof d === 'number' ? d : refusalCode(d)
-      if (typeof d !== 'number') {
-        ctx.pipeline.denials.note(conn.client, 'subscribe', s.topic, code, d)
-        if (ctx.emitter.has('subscribeDenied'))
-          ctx.emitter.emit('subscribeDenied', { filter: s.topic, qos: s.qos }, conn.client, denialInfo(d, code, 'subscribe'))
-      }
+      if (typeof d !== 'number') ctx.pipeline.audit.subscribe(conn.client, { filter: s.topic, qos: s.qos }, d, false, code)
       granted.push(conn.protocolVersion === 5 ? code : 0x80)
       continue
     }
+    if (ctx.pipeline.audit.subscribeAllows) ctx.pipeline.audit.subscribe(conn.client, { filter: s.topic, qos: s.qos }, d, true, ReasonCode.Success)
     const isNew = !session.subscriptions.has(s.topic)
     if (isNew && overQuota(conn, session.subscriptions.size)) {
       granted.push(conn.protocolVersion === 5 ? ReasonCode.QuotaExceeded : 0x80) // [MQTT-3.9.3-1] one code per filter, in order

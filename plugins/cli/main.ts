@@ -10,10 +10,17 @@ import { listHookFiles, preflightFile } from '../host/loader.js'
 import type { HookSettings } from '../host/host.js'
 import { HookLoadError, asLoadError, compile, evaluate, where } from '../host/compile.js'
 import { ADMIN_COMMANDS, ADMIN_USAGE, adminCommand } from './admin.js'
+import { checkTypes, type TypeProblem } from './typecheck.js'
+import { init, INIT_USAGE } from './init.js'
+import { runTests, TEST_USAGE } from './run-tests.js'
+import { replay, REPLAY_USAGE } from './replay.js'
+import { roleOf } from '../host/rollout.js'
 
 const CHECK_USAGE = `usage: hookmq check [DIR] [--config FILE]
-  compile and preflight every hook file of DIR (default ./hooks), each in a throwaway worker
-  with a time limit, with its config from FILE; prints ok/error per file, exit 1 on any error`
+  type-check the TypeScript files of DIR (default ./hooks) as an editor does (its tsconfig.json, or
+  hookmq's declarations for hooks folders; needs the typescript package, skipped without it), then
+  compile and preflight every hook file, each in a throwaway worker with a time limit, with its
+  config from FILE; prints ok or error file:line:column: message per file, exit 1 on any error`
 const WEBHOOKS_USAGE = `usage: hookmq webhooks dead-letters [--replay] [--config FILE] [--redis URL]
   list the dead letters kept in Redis (--replay: queue them again; a running broker sends them)`
 const PASSWD_USAGE = `usage: hookmq passwd [--stdin]
@@ -21,7 +28,10 @@ const PASSWD_USAGE = `usage: hookmq passwd [--stdin]
   asks twice on the terminal without echoing; --stdin reads one line from standard input instead`
 
 const USAGE = `usage: hookmq [options]
-       hookmq check [DIR]   compile and validate a hooks folder (default ./hooks), exit 1 on any error
+       hookmq init [DIR]    make a typed hooks folder (default ./hooks): tsconfig.json, types, an example hook and its test
+       hookmq check [DIR]   type-check, compile and validate a hooks folder (default ./hooks), exit 1 on any error
+       hookmq test [DIR]    run the folder's *.test.ts files (node:test, hookmq/testing), exit 1 when one fails
+       hookmq replay DIR FILE [--fail-on-diff]   decide recorded decisions (hooks.record) again with a hooks folder
        hookmq webhooks dead-letters [--replay] [--config FILE]   list (or queue again) dead letters in Redis
        hookmq passwd [--stdin]   print a password hash for hooks.example/auth.ts
   a running broker, over its admin API (--url, --token, --json; see each command's --help):
@@ -42,7 +52,15 @@ const USAGE = `usage: hookmq [options]
   --help, --version`
 
 export async function main(argv: string[]): Promise<void> {
-  const help = { check: CHECK_USAGE, webhooks: WEBHOOKS_USAGE, passwd: PASSWD_USAGE, ...ADMIN_USAGE }[argv[0] ?? '']
+  const help = {
+    init: INIT_USAGE,
+    test: TEST_USAGE,
+    check: CHECK_USAGE,
+    replay: REPLAY_USAGE,
+    webhooks: WEBHOOKS_USAGE,
+    passwd: PASSWD_USAGE,
+    ...ADMIN_USAGE,
+  }[argv[0] ?? '']
   if (help !== undefined && (argv.includes('--help') || argv.includes('-h'))) {
     process.stdout.write(help + '\n')
     return
@@ -53,6 +71,14 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (argv[0] === 'passwd') {
     process.exitCode = await passwd(argv.slice(1))
+    return
+  }
+  if (argv[0] === 'replay') {
+    process.exitCode = await replay(argv.slice(1), loadConfigFile)
+    return
+  }
+  if (argv[0] === 'init' || argv[0] === 'test') {
+    process.exitCode = argv[0] === 'init' ? init(argv.slice(1)) : await runTests(argv.slice(1))
     return
   }
   if (argv[0] === 'check') {
@@ -306,22 +332,35 @@ async function check(argv: string[]): Promise<number> {
     return 1
   }
   let failures = 0
+  let ok = 0
+  const say = (line: string): boolean => process.stdout.write(line + '\n')
+  const typeErrors = checkTypes(dir, say)
   const names = new Map<string, string>()
   for (const file of listHookFiles(dir)) {
+    const types = typeErrors.get(file) ?? []
+    typeErrors.delete(file) // (a file that does not compile says so once, not again as type errors)
+    let problems: Array<TypeProblem | HookLoadError> = types
     try {
       const { meta } = await preflightFile(file, hookConfig, hookConfig)
-      const other = names.get(meta.name)
+      const slot = roleOf(meta, file).role === 'canary' ? `${meta.name}#canary` : meta.name // (a canary shares its stable version's name)
+      const other = names.get(slot)
       if (other) throw new HookLoadError(`hook name "${meta.name}" is already used by ${other}`, file)
-      names.set(meta.name, file)
-      process.stdout.write(`ok    ${file} (${meta.name})\n`)
+      names.set(slot, file)
+      if (types.length === 0) {
+        ok++
+        say(`ok    ${file} (${meta.name})`)
+        continue
+      }
     } catch (err) {
-      failures++
-      const e = asLoadError(err, file)
-      process.stdout.write(`error ${where(e, file)}: ${e.message}\n`)
+      problems = [asLoadError(err, file)]
     }
+    failures++
+    for (const e of problems) say(`error ${where(e, file)}: ${e.message}`)
   }
-  process.stdout.write(`${names.size} hook(s) ok, ${failures} failed\n`)
-  return failures > 0 ? 1 : 0
+  const elsewhere = [...typeErrors.values()].flat() // helpers, tests, the tsconfig.json
+  for (const p of elsewhere) say(`error ${where(p)}: ${p.message}`)
+  say(`${ok} hook(s) ok, ${failures} failed${elsewhere.length > 0 ? `; ${elsewhere.length} type error(s) in other files` : ''}`)
+  return failures > 0 || elsewhere.length > 0 ? 1 : 0
 }
 
 /** `hookmq webhooks dead-letters [--replay] [--config FILE]`: the dead letters kept in Redis. */

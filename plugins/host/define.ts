@@ -185,6 +185,8 @@ export interface HookDefinition<S extends z.ZodType = z.ZodType<unknown>> {
   config?: S
   /** limit authorizePublish, transform and deliver to these topic filters */
   filter?: { topics: string[] }
+  /** try this version on live traffic before it enforces (README: Shadow and canary rollout) */
+  rollout?: Rollout
   /** runs once per loaded version; may return a teardown function */
   setup?(ctx: HookContext<z.output<S>>): Awaitable<void | (() => Awaitable<void>)>
   /** runs when this version is replaced or removed, after its running calls finish */
@@ -198,6 +200,14 @@ export interface HookDefinition<S extends z.ZodType = z.ZodType<unknown>> {
   /** lifecycle events; each handler gets the event's arguments, then { config, log } */
   on?: EventHandlers<z.output<S>>
 }
+
+/**
+ * `{ mode: 'shadow' }`: its decisions and transforms run after the enforced ones (a share `sample` of
+ * them, default all), are compared and counted, never enforced or applied. `{ canary: 0.1 }` in a
+ * `<name>.canary.ts` file beside the hook of the same `name`: this version serves that share of client
+ * ids (a hash of the id: the same clients every time), the other version the rest.
+ */
+export type Rollout = { mode: 'shadow'; sample?: number } | { canary: number }
 
 /** Declares a hook. Default-export it from a file in the hooks folder, or pass it to createBroker({ hooks }). */
 export function defineHook<S extends z.ZodType = z.ZodType<unknown>>(hook: HookDefinition<S>): HookDefinition<S> {

@@ -16,7 +16,7 @@ import { deniedSubscriptions, HookmqError, ReasonCode, throttled, TopicMemo } fr
 import type { AuthenticateDecision, AuthenticateInput, DecisionReceiver, DeliverySlot, Later, PublishDecision, SubscribeDecision } from '../../core/index.js'
 import { evaluate, HookLoadError, where, type Compiled } from './compile.js'
 import type { HookDefinition, PublishInput } from './define.js'
-import { describeFailure, HookStats, type HookMethod } from './invoke.js'
+import { describeFailure, HookStats } from './invoke.js'
 import {
   EVENT_NAMES,
   checkHookModule,
@@ -37,6 +37,9 @@ import type { HookMeta } from './sandbox/protocol.js'
 import type { Quarantine, QuarantineEntry } from './sandbox/quarantine.js'
 import { RemoteHook } from './sandbox/remote.js'
 import { hookStatus, hookSys, type HookStatus, type LoadFailure } from './status.js'
+import { pipelines, roleOf, type CanarySplit, type MethodLists, type Role } from './rollout.js'
+import { RolloutWatch, type RolloutReport } from './rollout-watch.js'
+import type { ShadowStats } from './shadow.js'
 
 // The plugin host: owns the registrations, swaps versions atomically, and
 // runs hooks through the runner of their composition rule (runners.ts). A
@@ -59,6 +62,8 @@ export interface HostOptions {
   quarantine?: Quarantine
   /** the broker's limits: a transform's answer is checked against them as a client's PUBLISH is (default: the defaults) */
   limits?: TransformLimits
+  /** told of every failed call (the log reports them at most once a second): hookmq/testing lists them */
+  onFailure?: (hook: string, failure: { what: string; err: unknown }) => void
 }
 
 /** An inline hook version's evaluated script, as the watchdog asks for it. */
@@ -76,6 +81,10 @@ export interface Entry extends Runnable {
   readonly setup: SetupResult | undefined
   readonly worker: RemoteHook | undefined
   readonly quarantined: QuarantineEntry | undefined
+  /** rollout: serve (everyone), shadow (compared, never enforced) or canary (its `share` of client ids) */
+  readonly role: Role
+  readonly share: number
+  readonly shadow: ShadowStats | undefined
 }
 
 /** ids that name an inline file hook to the watchdog */
@@ -93,7 +102,13 @@ export class HookHost implements HookRunner, BrokerPlugin {
   private serving: Entry[] = []
   /** hook names turned off by setEnabled (kept across reloads of their files) */
   private readonly disabled = new Set<string>()
-  private lists = { authenticate: [] as Entry[], authorizePublish: [] as Entry[], authorizeSubscribe: [] as Entry[], transform: [] as Entry[] }
+  private lists: MethodLists<Entry> = { authenticate: [], authorizePublish: [], authorizeSubscribe: [], transform: [], deliver: [] }
+  /** the lists of a client a canary serves (undefined: no canary, every client meets `lists`) */
+  private split: CanarySplit<MethodLists<Entry>> | undefined
+  /** a canary or a shadow has a transform: the transform path looks at them (one check otherwise) */
+  private transformsRolledOut = false
+  /** shadows, hooks.record and the audit's wish for signed allows (rollout-watch.ts) */
+  readonly rollout: RolloutWatch
   private publishPath: Entry[] = []
   private anyUnfiltered = false
   private readonly appliesCache = new TopicMemo<boolean>((topic) => this.publishPath.some((e) => e.filter!(topic)))
@@ -120,6 +135,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.checkTransform = makeTransformCheck(options.limits)
     this.checkMessage = makeTransformCheck(options.limits, 'message')
     this.deliverHooks = new DeliverHooks(options.limits)
+    this.rollout = new RolloutWatch(this.checkTransform, () => this.entries)
   }
 
   get settings(): HookSettings {
@@ -149,6 +165,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   async start(broker: Broker): Promise<void> {
     this.broker = broker
+    this.rollout.start(broker, this.settings.record, this.options.log)
     for (const start of this.starters) await start(this)
     this.syncEventListeners()
     if (this.failures.size > 0) await this.startedWithFailures()
@@ -179,6 +196,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.entries = []
     this.rebuild()
     await Promise.all(all.map((e) => this.retire(e)))
+    await this.rollout.stop()
   }
 
   sys(): Record<string, string | number> {
@@ -189,8 +207,9 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   authenticate(input: AuthenticateInput, continuing?: string): AuthenticateDecision | Promise<AuthenticateDecision> {
     if (this.denyAll) return UNLOADED_AUTH
+    const lists = this.split === undefined ? this.lists : this.split.for(input.clientId)
     // a step of an enhanced authentication goes to the hook that answered `continue` alone (gone: a pass, which fails closed)
-    const list = continuing === undefined ? this.lists.authenticate : this.lists.authenticate.filter((e) => e.name === continuing)
+    const list = continuing === undefined ? lists.authenticate : lists.authenticate.filter((e) => e.name === continuing)
     return firstDecision(list, 'authenticate', input, toAuthDecision, FAIL_AUTH, undefined)
   }
 
@@ -198,7 +217,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   authorizePublish(client: ClientInfo, message: Message, into: DecisionReceiver | undefined): PublishDecision | Promise<PublishDecision> | Later
   authorizePublish(client: ClientInfo, message: Message, into?: DecisionReceiver): PublishDecision | Promise<PublishDecision> | Later {
     if (this.denyAll) return UNLOADED
-    const list = this.lists.authorizePublish
+    const list = (this.split === undefined ? this.lists : this.split.for(client.id)).authorizePublish
     if (list.length === 0) return PASS // (transform hooks alone, or defaults.publish deny: no input to build per message)
     const input: PublishInput = {
       client,
@@ -214,7 +233,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
   authorizeSubscribe(client: ClientInfo, sub: CoreSubscribeInput): SubscribeDecision | Promise<SubscribeDecision> {
     if (this.denyAll) return UNLOADED
     return firstDecision(
-      this.lists.authorizeSubscribe,
+      (this.split === undefined ? this.lists : this.split.for(client.id)).authorizeSubscribe,
       'authorizeSubscribe',
       { client, filter: sub.filter, qos: sub.qos },
       toSubscribeDecision,
@@ -224,7 +243,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 
   transform(client: ClientInfo | undefined, message: Message): Message | null | Promise<Message | null> {
-    return chainTransforms(this.lists.transform, client, message, this.checkTransform)
+    if (!this.transformsRolledOut) return chainTransforms(this.lists.transform, client, message, this.checkTransform)
+    const lists = this.split === undefined || client === undefined ? this.lists : this.split.for(client.id)
+    const out = chainTransforms(lists.transform, client, message, this.checkTransform)
+    if (this.rollout.shadowTransforms) this.rollout.transformed(client, message, out) // (compared later, never applied)
+    return out
   }
 
   // ---- the deliver hook point (deliver.ts): `delivering` is all the delivery path reads while no hook has one
@@ -260,7 +283,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
    * it declared there): inline (evaluated here) or in a worker of its own.
    */
   async load(compiled: Compiled, meta: HookMeta, key: string): Promise<void> {
-    this.checkName(meta.name, key)
+    this.checkName(meta.name, key, roleOf(meta, compiled.file).role)
     const quarantined = this.options.quarantine?.get(compiled.file, compiled.sourceHash)
     if (quarantined === undefined) this.options.quarantine?.clear(compiled.file)
     if (this.isolationOf(meta.name, meta.isolation, quarantined !== undefined) === 'inline') {
@@ -301,7 +324,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
    * in, retire the previous version of the same key. Throws (changing nothing) on any failure.
    */
   async install(def: HookDefinition, key: string, file: string | undefined, compiled?: Compiled): Promise<void> {
-    this.checkName(def.name, key)
+    this.checkName(def.name, key, roleOf(def, file).role)
     const config = parseHookConfig(def, configOf(this.options.hookConfig, def.name))
     const log = this.options.log.child({ hook: def.name })
     // no closure made in this scope may outlive it: it would keep `old` (and so every version) alive
@@ -310,8 +333,9 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.swapIn(def, key, file, config, setup, compiled, undefined, undefined)
   }
 
-  private checkName(name: string, key: string): void {
-    const clash = this.entries.find((e) => e.name === name && e.key !== key)
+  /** Names are unique, but for a canary beside its stable version (rollout.ts). */
+  private checkName(name: string, key: string, role: Role): void {
+    const clash = this.entries.find((e) => e.name === name && e.key !== key && !paired(e.role, role))
     if (clash) throw new HookmqError('HOOK_LOAD_FAILED', `hook name "${name}" is already used by ${clash.file ?? 'an embedded hook'}`)
   }
 
@@ -332,6 +356,9 @@ export class HookHost implements HookRunner, BrokerPlugin {
     const old = this.entries.find((e) => e.key === key)
     const log = this.options.log.child({ hook: def.name })
     const forward = makeForward(this.options.forward, def.name)
+    const { role, share, ignored } = roleOf(def, file)
+    if (ignored !== undefined) log.warn({ file }, ignored)
+    if (role === 'shadow' && typeof def.deliver === 'function') log.warn({ file }, "a shadow's deliver is never called: deliver hooks are not shadowed")
     const entry: Entry = {
       key,
       name: def.name,
@@ -353,7 +380,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
       filter: compileFilter(def.filter?.topics),
       stats: new HookStats(),
       breaker: new Breaker(this.settings.breaker, (state) => log[state === 'tripped' ? 'warn' : 'info']({ breaker: state }, `hook breaker ${state}`)),
-      reportFailure: failureReporter(log, compiled),
+      reportFailure: failureReporter(log, compiled, def.name, this.options.onFailure),
       eventContext: { config, log, forward },
       forward,
       tracer: this.broker?.tracer,
@@ -362,6 +389,10 @@ export class HookHost implements HookRunner, BrokerPlugin {
       retired: false,
       onIdle: undefined,
       successor: undefined,
+      role,
+      share,
+      shadow: this.rollout.statsFor(def, log),
+      signAllows: this.rollout.signAllows,
     }
     if (worker) worker.reg = entry
     if (old) old.successor = entry
@@ -369,7 +400,13 @@ export class HookHost implements HookRunner, BrokerPlugin {
     this.failures.delete(key)
     this.rebuild()
     log.info(
-      { version: entry.version, file, isolation: entry.isolation, ...(quarantined ? { quarantined: quarantined.reason } : {}) },
+      {
+        version: entry.version,
+        file,
+        isolation: entry.isolation,
+        ...(role !== 'serve' ? { rollout: def.rollout } : {}),
+        ...(quarantined ? { quarantined: quarantined.reason } : {}),
+      },
       old ? 'hook reloaded' : 'hook loaded',
     )
     if (quarantined)
@@ -507,6 +544,21 @@ export class HookHost implements HookRunner, BrokerPlugin {
     return hookStatus(this.entries, this.failures, this.disabled)
   }
 
+  /** hooks.record's file and counts; undefined when not recording */
+  recording(): ReturnType<RolloutWatch['recording']> {
+    return this.rollout.recording()
+  }
+
+  /** A hook's rollout: its shadow's comparison, its canary and stable versions; undefined when no hook has that name. */
+  rolloutOf(name: string): RolloutReport | undefined {
+    return this.rollout.report(name)
+  }
+
+  /** Promotes a hook's canary: its file takes the stable file's place (rollout-watch.ts); undefined when it has no canary file. */
+  promote(name: string): Promise<RolloutReport | undefined> {
+    return this.rollout.promote(name, this.loadFile)
+  }
+
   private retire(entry: Entry): Promise<void> {
     entry.retired = true
     entry.setup?.abort()
@@ -524,15 +576,14 @@ export class HookHost implements HookRunner, BrokerPlugin {
 
   private rebuild(): void {
     this.serving = this.disabled.size === 0 ? this.entries : this.entries.filter((e) => !this.disabled.has(e.name))
-    const has = (m: HookMethod): Entry[] => this.serving.filter((e) => typeof e.def[m] === 'function')
-    this.lists = {
-      authenticate: has('authenticate'),
-      authorizePublish: has('authorizePublish'),
-      authorizeSubscribe: has('authorizeSubscribe'),
-      transform: has('transform'),
-    }
-    this.deliverHooks.set(has('deliver'))
-    this.delivering = this.deliverHooks.list.length > 0
+    const p = pipelines(this.serving)
+    this.lists = p.lists
+    this.split = p.split
+    this.rollout.shadowsChanged(p.shadows)
+    this.transformsRolledOut = p.split !== undefined || p.shadows.transform.length > 0
+    const canaries = p.split === undefined ? [] : this.serving.filter((e) => e.role === 'canary' && typeof e.def.deliver === 'function')
+    this.deliverHooks.set(p.lists.deliver, p.split, canaries)
+    this.delivering = this.deliverHooks.active
     this.publishPath = this.serving.filter((e) => e.def.authorizePublish || e.def.transform)
     this.anyUnfiltered = this.publishPath.some((e) => e.filter === null)
     this.appliesCache.clear()
@@ -589,6 +640,11 @@ export class HookHost implements HookRunner, BrokerPlugin {
   }
 }
 
+/** A canary and a stable version may share a name; nothing else may. */
+function paired(a: Role, b: Role): boolean {
+  return (a === 'canary' && b === 'serve') || (a === 'serve' && b === 'canary')
+}
+
 function byOrder(a: Entry, b: Entry): number {
   return a.order - b.order || (a.file ?? a.name).localeCompare(b.file ?? b.name)
 }
@@ -599,7 +655,14 @@ function makeForward(forward: HostOptions['forward'], hook: string): (webhook: s
 
 /** A worker-isolated hook's definition as this thread sees it: what it declared, its methods as markers (they run in the worker). */
 function remoteDef(meta: HookMeta): HookDefinition {
-  const def: Record<string, unknown> = { name: meta.name, order: meta.order, timeoutMs: meta.timeoutMs, filter: meta.filter, isolation: 'worker' }
+  const def: Record<string, unknown> = {
+    name: meta.name,
+    order: meta.order,
+    timeoutMs: meta.timeoutMs,
+    filter: meta.filter,
+    rollout: meta.rollout,
+    isolation: 'worker',
+  }
   for (const m of meta.methods) def[m] = inWorker
   if (meta.events.length > 0) def.on = Object.fromEntries(meta.events.map((e) => [e, inWorker]))
   return def as unknown as HookDefinition
@@ -610,8 +673,13 @@ function inWorker(): never {
 }
 
 /** Logs a hook's failed calls at the hook's own file and line; at most one line a second, with the count of the others. */
-function failureReporter(log: Logger, compiled: Compiled | undefined): (f: { what: string; err: unknown }) => void {
-  return throttled((f, count) => {
+function failureReporter(
+  log: Logger,
+  compiled: Compiled | undefined,
+  name: string,
+  onFailure: HostOptions['onFailure'],
+): (f: { what: string; err: unknown }) => void {
+  const report = throttled((f, count) => {
     const { what, err } = f as { what: string; err: unknown }
     const d = describeFailure(err, compiled)
     log.error(
@@ -619,4 +687,9 @@ function failureReporter(log: Logger, compiled: Compiled | undefined): (f: { wha
       `hook ${what} failed${d.at ? ` at ${d.at}` : ''}: ${d.message}`,
     )
   }, 1000)
+  if (onFailure === undefined) return report
+  return (f) => {
+    onFailure(name, f)
+    report(f)
+  }
 }

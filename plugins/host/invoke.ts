@@ -87,6 +87,8 @@ export interface Registration {
   readonly forward: (webhook: string, body: unknown) => Promise<void>
   /** the broker's live trace: while it is active, decisions on traced clients and topics are reported to it */
   readonly tracer: Tracer | undefined
+  /** name this version on its allows too (audit records of allows, the record file, shadow comparisons want to know who allowed) */
+  signAllows: boolean
   /** calls running now; a retired version tears down when this reaches 0 */
   active: number
   /** a call context to reuse (see callFor) */
@@ -226,7 +228,8 @@ export function settle<T>(reg: Registration, method: HookMethod, raw: unknown, c
   if (result === 'deny') {
     reg.stats.denies++
     value = signed(reg, value)
-  } else if (result === 'continue') value = { ...value, hook: reg.name } // an enhanced authentication goes on with this hook alone
+  } else if (result === 'allow' && reg.signAllows) value = { ...value, hook: reg.name, hookVersion: reg.version }
+  else if (result === 'continue') value = { ...value, hook: reg.name } // an enhanced authentication goes on with this hook alone
   reg.breaker.success()
   finish(reg, started)
   return value

@@ -22,6 +22,7 @@ export const EVENT_NAMES = [
   'delivered',
   'subscribed',
   'unsubscribed',
+  'audit',
   'sessionCreated',
   'sessionResumed',
   'sessionExpired',
@@ -43,6 +44,9 @@ export const hookModuleSchema = z.strictObject({
   memoryMb: z.int().min(16).max(65536).optional(),
   config: z.custom<z.ZodType>((v) => v instanceof z.ZodType, { message: 'expected a zod schema (import { z } from "zod")' }).optional(),
   filter: z.strictObject({ topics: z.array(z.string().min(1)).min(1) }).optional(),
+  rollout: z
+    .union([z.strictObject({ mode: z.literal('shadow'), sample: z.number().gt(0).max(1).optional() }), z.strictObject({ canary: z.number().min(0).max(1) })])
+    .optional(),
   setup: fn.optional(),
   teardown: fn.optional(),
   authenticate: fn.optional(),
@@ -136,7 +140,9 @@ function decision<D, T>(v: unknown, kind: string, no: NoInfer<D>, schema: z.ZodT
 
 const fromAuth = (d: z.output<typeof authSchema>): AuthenticateDecision =>
   'allow' in d
-    ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, authenticationData: d.authenticationData, session: d.session }
+    ? d.authenticationData === undefined
+      ? { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, session: d.session }
+      : { result: 'allow', user: d.user, authenticationMethod: d.authenticationMethod, authenticationData: d.authenticationData, session: d.session } // (the key only when given: an allow keeps its shape)
     : 'continue' in d
       ? { result: 'continue', authenticationData: d.continue, state: d.state }
       : denial(d, CONNACK_CODES)

@@ -1,6 +1,8 @@
 import type { Registration } from './invoke.js'
 import type { BreakerState } from './sandbox/breaker.js'
 import type { QuarantineEntry } from './sandbox/quarantine.js'
+import type { Role } from './rollout.js'
+import type { ShadowReport, ShadowStats } from './shadow.js'
 
 // What the host tells of its hooks: HookStatus for broker.hookStatus(), /hooks
 // and /metrics; $SYS values (states and counters, never error text: it can
@@ -20,6 +22,9 @@ export interface StatusEntry extends Pick<Registration, 'name' | 'file' | 'versi
   readonly key: string
   readonly quarantined: QuarantineEntry | undefined
   readonly worker: { readonly restarts: number; readonly workerState: NonNullable<HookStatus['worker']> } | undefined
+  readonly role?: Role
+  readonly share?: number
+  readonly shadow?: ShadowStats | undefined
 }
 
 export interface HookStatus {
@@ -44,6 +49,8 @@ export interface HookStatus {
   workerRestarts?: number
   /** its worker now: ready, starting (loading), down (replaced, waiting to restart) */
   worker?: 'starting' | 'ready' | 'down' | 'retiring' | 'retired'
+  /** a shadow (its comparison with what was enforced) or a canary (the share of client ids it serves): rollout.ts */
+  rollout?: ({ mode: 'shadow' } & ShadowReport) | { canary: number }
   calls: number
   denies: number
   errors: number
@@ -73,6 +80,8 @@ export function hookStatus(
       shortCircuited: b.shortCircuited,
       ...(e.quarantined ? { quarantined: { since: e.quarantined.since, reason: e.quarantined.reason, at: e.quarantined.at } } : {}),
       ...(e.worker ? { workerRestarts: e.worker.restarts, worker: e.worker.workerState } : {}),
+      ...(e.role === 'shadow' && e.shadow ? { rollout: { mode: 'shadow' as const, ...e.shadow.report() } } : {}),
+      ...(e.role === 'canary' ? { rollout: { canary: e.share! } } : {}),
       calls: e.stats.calls,
       denies: e.stats.denies,
       errors: e.stats.errors,
@@ -102,7 +111,7 @@ export function hookStatus(
 export function hookSys(status: readonly HookStatus[]): Record<string, string | number> {
   const out: Record<string, string | number> = {}
   for (const s of status) {
-    const p = `hooks/${s.name}/`
+    const p = s.rollout !== undefined && 'canary' in s.rollout ? `hooks/${s.name}/canary/` : `hooks/${s.name}/` // (a canary shares its name)
     out[p + 'state'] = s.state
     out[p + 'version'] = s.version
     out[p + 'calls'] = s.calls

@@ -17,6 +17,11 @@ export type Role = 'read' | 'admin'
 export interface HookControl {
   setEnabled(name: string, enabled: boolean): boolean
   reloadFile(name: string): Promise<HookStatus | undefined>
+  /** a hook's shadow comparison and canary split (plugins/host/rollout-watch.ts) */
+  rolloutOf?(name: string): unknown
+  promote?(name: string): Promise<unknown>
+  /** hooks.record's file and counts, undefined when not recording */
+  recording?(): unknown
 }
 
 export interface BanApi {
@@ -122,10 +127,16 @@ function showPayload(payload: Buffer, max = 4096): { payload: string; encoding: 
 export function adminRoutes(t: AdminTarget): Route[] {
   const b = t.broker
   const local = localQueries(b)
-  const everywhere = async <K extends keyof NodeQueries>(method: K, args: Parameters<NodeQueries[K]>) =>
+  const everywhere = async <K extends keyof NodeQueries>(
+    method: K,
+    args: Parameters<NodeQueries[K]>,
+  ): Promise<{ answers: Array<{ node: string; value: Awaited<ReturnType<NodeQueries[K]>> }>; missing: string[] }> =>
     t.cluster !== undefined
       ? t.cluster.ask(method, args)
-      : { answers: [{ node: b.id, value: (local[method] as (...a: unknown[]) => ReturnType<NodeQueries[K]>)(...args) }], missing: [] as string[] }
+      : {
+          answers: [{ node: b.id, value: await (local[method] as (...a: unknown[]) => Awaited<ReturnType<NodeQueries[K]>>)(...args) }],
+          missing: [] as string[],
+        }
   const need = <T>(what: string, v: T | undefined): T => {
     if (v === undefined) throw new ApiError(501, `${what} is not available on this broker`)
     return v
@@ -182,10 +193,21 @@ export function adminRoutes(t: AdminTarget): Route[] {
       run({ query, req, res }) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' })
         res.write(`: tracing ${JSON.stringify(query)} on node ${b.id}\n\n`)
+        // a reader slower than the traffic does not grow this process: past 1 MiB unsent, events are dropped and counted
+        let dropped = 0
         const send = (e: TraceEvent): void => {
+          if (res.writableLength > 1 << 20) {
+            dropped++
+            return
+          }
+          if (dropped > 0) {
+            res.write(`: ${dropped} event(s) dropped: the reader was slower than the traffic\n\n`)
+            dropped = 0
+          }
           res.write(`data: ${JSON.stringify(e)}\n\n`)
         }
-        const stop = b.tracer.watch({ clientId: query.clientId as string | undefined, topic: query.topic as string | undefined }, send)
+        const filter = { clientId: query.clientId as string | undefined, topic: query.topic as string | undefined }
+        const stop = t.cluster !== undefined ? t.cluster.trace(filter, send) : b.tracer.watch(filter, send)
         const ping = setInterval(() => res.write(': ping\n\n'), 15000)
         const end = (): void => {
           clearInterval(ping)
@@ -277,16 +299,14 @@ export function adminRoutes(t: AdminTarget): Route[] {
       method: 'DELETE',
       path: '/admin/sessions/:clientId',
       role: 'admin',
-      summary: 'deletes a stored session (its client, if connected, is kicked first)',
+      summary: 'deletes a session, stored or held by any node (its client, if connected, is kicked first)',
       async run({ params }) {
         const id = params.clientId!
-        const s = await b.stores.sessions.load(id)
-        if (s === undefined && b.sessions.sessions.get(id) === undefined) throw new ApiError(404, `no session "${id}"`)
-        await everywhere('kick', [id, 'session deleted by an administrator'])
-        const live = b.sessions.sessions.get(id)
-        if (live !== undefined && live.outlet === null) b.sessions.end(live)
-        else await b.stores.sessions.delete(id)
-        return { deleted: id }
+        const stored = await b.stores.sessions.load(id)
+        const { answers, missing } = await everywhere('endSession', [id])
+        if (stored === undefined && !answers.some((a) => a.value)) throw new ApiError(404, `no session "${id}"`)
+        await b.stores.sessions.delete(id) // (one no node held: stored only)
+        return { deleted: id, ...(missing.length ? { missingNodes: missing } : {}) }
       },
     },
     {
@@ -379,6 +399,7 @@ export function adminRoutes(t: AdminTarget): Route[] {
         },
       }),
     ),
+    ...rolloutRoutes(t, need),
     {
       method: 'GET',
       path: '/admin/webhooks',
@@ -456,6 +477,52 @@ export function adminRoutes(t: AdminTarget): Route[] {
 }
 
 /** A broker error as the API answers it: 503 while the store is away, 400 for what was asked wrong. */
+/** Shadow and canary rollout, and the decision record (README: Shadow and canary rollout, Record and replay). */
+function rolloutRoutes(t: AdminTarget, need: <T>(what: string, v: T | undefined) => T): Route[] {
+  /** the host's method `m`, bound (501 when the host has none) */
+  const control = <K extends 'rolloutOf' | 'promote' | 'recording'>(m: K): NonNullable<HookControl[K]> => {
+    const c = need('hook control', t.hookControl)
+    const fn = need(m, c[m]) as (...args: unknown[]) => unknown
+    return ((...args: unknown[]) => fn.apply(c, args)) as NonNullable<HookControl[K]>
+  }
+  return [
+    {
+      method: 'GET',
+      path: '/admin/hooks/:name/rollout',
+      role: 'read',
+      summary:
+        "a hook's rollout: its shadow's agreements and last disagreements with what was enforced, its canary's share and counts beside the stable version's",
+      run({ params }) {
+        const r = control('rolloutOf')(params.name!)
+        if (r === undefined) throw new ApiError(404, `no hook named "${params.name}"`)
+        return r
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/hooks/:name/promote',
+      role: 'admin',
+      summary: "promotes a hook's canary: <name>.canary.ts replaces the stable file (as a rename by hand would), which serves every client",
+      async run({ params }) {
+        const r = await control('promote')(params.name!).catch(apiError)
+        if (r === undefined) throw new ApiError(404, `no canary file of a hook named "${params.name}"`)
+        return r
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/record',
+      role: 'read',
+      summary: 'hooks.record: the file, records written, skipped (slow disk), rotations',
+      run() {
+        const r = control('recording')()
+        if (r === undefined) throw new ApiError(404, 'hooks.record is not configured')
+        return r
+      },
+    },
+  ]
+}
+
 function apiError(err: unknown): never {
   if (err instanceof HookmqError) throw new ApiError(err.code === 'HOOKMQ_ERR_STORE_UNAVAILABLE' ? 503 : 400, err.message)
   throw err
@@ -550,4 +617,12 @@ export class AdminRouter {
       paths,
     }
   }
+}
+
+/** The OpenAPI description without a broker (npm run docs writes it to docs/admin-api.openapi.json). */
+export function adminApiDescription(version: string): object {
+  const none = undefined as unknown as AdminTarget['broker']
+  return new AdminRouter(adminRoutes({ broker: none, hooks: () => [], webhooks: undefined as unknown as AdminTarget['webhooks'], config: () => ({}) })).openapi(
+    version,
+  )
 }

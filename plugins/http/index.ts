@@ -44,6 +44,9 @@ const STATIC_TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
 }
 const MAX_BODY = 1 << 20
+/** The dashboard's own files only: no inline script or style, no other origin (the API is same-origin) */
+const DASHBOARD_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 export class HttpEndpoint implements BrokerPlugin {
   readonly name = 'http'
@@ -175,7 +178,14 @@ export class HttpEndpoint implements BrokerPlugin {
     if (!/^[\w.-]+$/.test(name) || !existsSync(file)) return json(res, 404, { error: 'not found' })
     const type = STATIC_TYPES[name.slice(name.lastIndexOf('.'))] ?? 'application/octet-stream'
     res
-      .writeHead(200, { 'content-type': type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', 'x-frame-options': 'DENY' })
+      .writeHead(200, {
+        'content-type': type,
+        'cache-control': 'no-cache',
+        'content-security-policy': DASHBOARD_CSP,
+        'referrer-policy': 'no-referrer',
+        'x-content-type-options': 'nosniff',
+        'x-frame-options': 'DENY',
+      })
       .end(readFileSync(file))
   }
 

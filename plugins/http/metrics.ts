@@ -102,7 +102,7 @@ export function createMetrics(client: PromClient, src: MetricSources): { content
   }
   const perHook = (kind: 'counter' | 'gauge', name: string, help: string, value: (h: HookStatus) => number): void =>
     series(kind, name, help, ['hook'], (set) => {
-      for (const h of hooks) set({ hook: h.name }, value(h))
+      for (const h of hooks) set({ hook: h.rollout !== undefined && 'canary' in h.rollout ? `${h.name}#canary` : h.name }, value(h)) // (a canary shares its name)
     })
   const perWebhook = (kind: 'counter' | 'gauge', name: string, help: string, value: (w: WebhookStatus) => number): void =>
     series(kind, name, help, ['webhook'], (set) => {
@@ -138,6 +138,11 @@ export function createMetrics(client: PromClient, src: MetricSources): { content
       for (const [value, n] of Object.entries(r.read(b))) set({ [r.label]: value }, n)
     })
   }
+  series('counter', 'hookmq_audit_records_total', 'audit records of enforced decisions: every deny, and every allow with audit.allows', ['decision'], (set) => {
+    set({ decision: 'allow' }, b.pipeline.audit.counts.allow)
+    set({ decision: 'deny' }, b.pipeline.audit.counts.deny)
+  })
+  series('counter', 'hookmq_audit_dropped_total', 'audit records not emitted: over audit.maxPerSecond', [], (set) => set({}, b.pipeline.audit.counts.dropped))
   if (b.cluster !== undefined)
     gauge('hookmq_redis_available', '1 while Redis answers (persistent sessions and QoS 1/2 need it)', () => (b.cluster!.available ? 1 : 0))
 

@@ -98,19 +98,19 @@ export class WebhookPlugin implements BrokerPlugin {
     const events = new Set<string>(this.configs.flatMap((c) => c.events))
     for (const [event, fn] of this.listeners) {
       if (events.has(event)) continue
-      this.broker?.off(event as 'clientConnected', fn as never)
+      this.broker?.off(brokerEvent(event), fn as never)
       this.listeners.delete(event)
     }
     for (const event of events) {
       if (this.listeners.has(event)) continue
       const fn = (...args: unknown[]): void => this.onEvent(event, args)
       this.listeners.set(event, fn)
-      this.broker?.on(event as 'clientConnected', fn as never)
+      this.broker?.on(brokerEvent(event), fn as never)
     }
   }
 
   async stop(): Promise<void> {
-    for (const [event, fn] of this.listeners) this.broker?.off(event as 'clientConnected', fn as never)
+    for (const [event, fn] of this.listeners) this.broker?.off(brokerEvent(event), fn as never)
     for (const d of [...this.dispatchers.values(), ...this.retiring]) d.stop()
     await this.outbox.close()
   }
@@ -271,6 +271,11 @@ export class WebhookPlugin implements BrokerPlugin {
     this.lastDropLog = now
     this.log.warn({ webhook, dropped: total }, 'webhook outbox full: oldest deliveries dropped')
   }
+}
+
+/** The broker event a webhook event name forwards: `decision` is the audit record (core/audit.ts). */
+function brokerEvent(event: string): 'clientConnected' {
+  return (event === 'decision' ? 'audit' : event) as 'clientConnected'
 }
 
 function redactUrl(url: string): string {

@@ -375,3 +375,53 @@ export default defineHook({ name: 'acl', authorizePublish: ({ topic }) => (topic
   assert.equal(version, 2)
   assert.equal((await api(base, '/admin/hooks/nope/disable', { method: 'POST' })).status, 404)
 })
+
+test('admin API in a cluster: a trace through node A follows a client on node B; a session held by B is deleted through A; Redis dead letters listed, replayed and purged', async (t) => {
+  const redis = await startRedis(t)
+  const sink = await startSink(t)
+  let failing = true
+  sink.respond = (_req, res) => {
+    res.writeHead(failing ? 500 : 204).end()
+  }
+  const webhooks = [
+    { name: 'audit', url: sink.url, topics: ['m/#'], batch: { maxSize: 1, maxWaitMs: 0 }, retry: { maxAttempts: 1, minDelayMs: 1, maxDelayMs: 1 } },
+  ]
+  const [a, b] = await nodes(t, redis.url, ['trace-a', 'trace-b'], { http: { port: 0 }, webhooks })
+  const base = a!.httpUrl()!
+  const onB = await connect(t, b!, { clientId: 'far', protocolVersion: 5 })
+  const trace = traceEvents(`${base}/admin/trace?clientId=far`, 2)
+  await trace.opened
+  await until(() => b!.tracer.active, 3000, 'the trace to start on node B')
+  await onB.publishAsync('m/1', 'x', { qos: 1 })
+  await trace.done
+  trace.close()
+  assert.deepEqual(
+    trace.events.slice(0, 2).map((e) => `${String(e.node)} ${String(e.dir)} ${String(e.type)}`),
+    ['trace-b in publish', 'trace-b out puback'],
+  )
+  await until(() => !b!.tracer.active, 3000, 'the trace to end on node B')
+
+  // a persistent session that node B holds, offline
+  const p = await connect(t, b!, { clientId: 'kept', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
+  await p.subscribeAsync('k/#', { qos: 1 })
+  await p.endAsync()
+  await until(async () => (await api(base, '/admin/sessions/kept')).status === 200, 3000, 'the stored session')
+  assert.equal((await api(base, '/admin/sessions/kept', { method: 'DELETE' })).status, 200)
+  assert.equal(b!.sessions.sessions.has('kept'), false)
+  assert.equal((await api(base, '/admin/sessions/kept')).status, 404)
+  const back = await connect(t, b!, { clientId: 'kept', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
+  assert.equal(back.connected, true)
+  assert.deepEqual((await api(base, '/admin/subscriptions?topic=k/1')).body.subscribers, []) // a new session: its subscription went with the old one
+
+  // dead letters kept in Redis
+  await until(async () => ((await api(base, '/admin/webhooks/dead-letters')).body.deadLetters as unknown[]).length >= 1, 5000, 'a dead letter in Redis')
+  failing = false
+  const before = sink.requests.length
+  assert.equal((await api(base, '/admin/webhooks/dead-letters/replay', { method: 'POST' })).body.requeued, 1)
+  await until(() => sink.requests.length > before, 5000, 'the replayed delivery')
+  failing = true
+  await onB.publishAsync('m/2', 'y', { qos: 1 })
+  await until(async () => ((await api(base, '/admin/webhooks/dead-letters')).body.deadLetters as unknown[]).length === 1, 5000, 'a second dead letter')
+  assert.deepEqual((await api(base, '/admin/webhooks/dead-letters', { method: 'DELETE' })).body, { purged: 1 })
+  assert.deepEqual((await api(base, '/admin/webhooks/dead-letters')).body.deadLetters, [])
+})

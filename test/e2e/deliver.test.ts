@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
+import { inCanary } from '../../plugins/host/rollout.js'
 import { collect, connect, hooksFolder, pingRoundTrip, RawClient, startBroker, until, writeHook } from '../helpers.js'
 
 // The deliver hook point on a real broker, from real hook files, inline and
@@ -215,4 +216,28 @@ export default defineHook({
   assert.equal(st.timeouts, 0)
   assert.equal(st.errors, 0)
   assert.equal(st.calls, 100 * n)
+})
+
+test('a canary deliver hook serves the subscribers in its share (by their client id), the stable version the others; a shadow deliver is never called', async (t) => {
+  const dir = hooksFolder(t)
+  const tagger = (version: string, rollout = ''): string => `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'tag',${rollout}
+  deliver: ({ payload }) => ({ payload: '${version}:' + payload.toString() }),
+})
+`
+  writeFileSync(join(dir, 'tag.ts'), tagger('stable'))
+  writeFileSync(join(dir, 'tag.canary.ts'), tagger('canary', '\n  rollout: { canary: 0.5 },'))
+  writeFileSync(join(dir, 'shadow.ts'), tagger('shadow', '\n  rollout: { mode: "shadow" },').replace("name: 'tag'", "name: 'tag-next'"))
+  const broker = await startBroker(t, { hooksDir: dir, hooks: { isolation: 'inline' } })
+  const ids = Array.from({ length: 40 }, (_, i) => `sub-${i}`)
+  const inside = ids.find((id) => inCanary('tag', id, 0.5))!
+  const outside = ids.find((id) => !inCanary('tag', id, 0.5))!
+  const subs = [await connect(t, broker, { protocolVersion: 5, clientId: inside }), await connect(t, broker, { protocolVersion: 5, clientId: outside })]
+  for (const s of subs) await sub(s, 'news/#')
+  const pub = await connect(t, broker, { protocolVersion: 5, clientId: 'pub' })
+  await pub.publishAsync('news/1', 'hello', { qos: 1 })
+  assert.equal(text(await collect(subs[0]!).next()), 'canary:hello')
+  assert.equal(text(await collect(subs[1]!).next()), 'stable:hello')
+  assert.equal(broker.hookStatus().find((h) => h.name === 'tag-next')!.calls, 0)
 })

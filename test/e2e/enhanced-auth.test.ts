@@ -6,7 +6,8 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { IAuthPacket, IConnackPacket, Packet } from 'mqtt-packet'
-import { hooksFolder, RawClient, startBroker, urlOf } from '../helpers.js'
+import type { AuditRecord } from '../../plugins/index.js'
+import { hooksFolder, RawClient, startBroker, until, urlOf } from '../helpers.js'
 
 // MQTT 5 enhanced authentication over several steps (AUTH 0x18 both ways),
 // at CONNECT and at re-authentication, through real hook files; and
@@ -272,4 +273,60 @@ export default defineHook({ name: 'forever', authenticate: ({ authenticationMeth
   const refused = await plain.connect({ username: 'no-method' }, 5)
   assert.equal(refused.reasonCode, 0x87)
   assert.ok(!plain.packets.some((p: Packet) => p.cmd === 'auth'))
+})
+
+test('a multi-step login is audited once, with its final decision; a shadow is asked its last step, and a shadow that answers continue has passed', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'stepper.ts'), STEPPER)
+  // the same hook as a shadow: given the last step (its data, step and the enforcing hook's state), it decides as the enforcing one did
+  writeFileSync(join(dir, 'stepper-next.ts'), STEPPER.replace("name: 'stepper',", "name: 'stepper-next',\n  rollout: { mode: 'shadow' },"))
+  writeFileSync(
+    join(dir, 'more.ts'),
+    `import { defineHook } from 'hookmq'
+export default defineHook({ name: 'more', rollout: { mode: 'shadow' }, authenticate: () => ({ continue: 'more' }) })
+`,
+  )
+  const broker = await startBroker(t, {
+    hooksDir: dir,
+    audit: { allows: true },
+    hooks: { isolation: 'inline', stepper: { steps: 2 }, 'stepper-next': { steps: 2 } },
+  })
+  const records: AuditRecord[] = []
+  broker.on('audit', (r) => records.push(r))
+  const login = async (clientId: string, answers: string[]): Promise<number> => {
+    const raw = await RawClient.open(t, broker, 5)
+    raw.send(
+      {
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 5,
+        clientId,
+        clean: true,
+        keepalive: 30,
+        properties: { authenticationMethod: 'STEP', authenticationData: Buffer.from('hello') },
+      },
+      5,
+    )
+    for (const a of answers) {
+      assert.equal((await raw.expect('auth')).reasonCode, 0x18)
+      auth(raw, a)
+    }
+    return (await raw.expect('connack')).reasonCode!
+  }
+  assert.equal(await login('good', ['answer-1', 'answer-2']), 0)
+  assert.equal(await login('bad', ['wrong']), 0x87)
+
+  type ShadowStatus = { agree: number; disagree: number; passed: number; failed: number }
+  const shadowOf = (name: string): ShadowStatus => broker.hookStatus().find((h) => h.name === name)!.rollout as never
+  const counts = (s: ShadowStatus): ShadowStatus => ({ agree: s.agree, disagree: s.disagree, passed: s.passed, failed: s.failed })
+  await until(() => shadowOf('stepper-next').agree + shadowOf('more').passed === 4, 5000, 'the shadows to run on both logins')
+  assert.deepEqual(counts(shadowOf('stepper-next')), { agree: 2, disagree: 0, passed: 0, failed: 0 })
+  assert.deepEqual(counts(shadowOf('more')), { agree: 0, disagree: 0, passed: 2, failed: 0 }) // its continue took no step
+  assert.deepEqual(
+    records.map((r) => [r.kind, r.clientId, r.decision, r.hook, r.reasonCode, r.reason]),
+    [
+      ['authenticate', 'good', 'allow', 'stepper', 0, undefined],
+      ['authenticate', 'bad', 'deny', 'stepper', 0x87, 'wrong answer'],
+    ],
+  )
 })

@@ -106,6 +106,7 @@ function metaOf(d: HookDefinition): HookMeta {
     isolation: d.isolation,
     memoryMb: d.memoryMb,
     filter: d.filter,
+    rollout: d.rollout,
     methods: METHODS.filter((k) => k !== 'event' && typeof d[k] === 'function'),
     events: Object.entries(d.on ?? {})
       .filter(([, fn]) => typeof fn === 'function')

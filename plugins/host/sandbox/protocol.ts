@@ -18,6 +18,7 @@ export interface HookMeta {
   isolation?: 'inline' | 'worker'
   memoryMb?: number
   filter?: { topics: string[] }
+  rollout?: { mode: 'shadow'; sample?: number } | { canary: number }
   /** which of authenticate, authorizePublish, authorizeSubscribe, transform, deliver it has */
   methods: string[]
   /** the lifecycle events it handles */
