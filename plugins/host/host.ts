@@ -30,7 +30,7 @@ import {
   DENY as FAIL_DENY,
 } from './schemas.js'
 import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from './lifecycle.js'
-import { chainTransforms, compileFilter, firstDecision, notifyAll, type Runnable, type TransformCheck } from './runners.js'
+import { chainTransforms, compileFilter, firstDecision, messageInput, notifyAll, type Runnable, type TransformCheck } from './runners.js'
 import { DeliverHooks } from './deliver.js'
 import { Breaker } from './sandbox/breaker.js'
 import type { HookMeta } from './sandbox/protocol.js'
@@ -219,14 +219,7 @@ export class HookHost implements HookRunner, BrokerPlugin {
     if (this.denyAll) return UNLOADED
     const list = (this.split === undefined ? this.lists : this.split.for(client.id)).authorizePublish
     if (list.length === 0) return PASS // (transform hooks alone, or defaults.publish deny: no input to build per message)
-    const input: PublishInput = {
-      client,
-      topic: message.topic,
-      payload: message.payload,
-      qos: message.qos,
-      retain: message.retain,
-      properties: message.properties,
-    }
+    const input: PublishInput = messageInput(client, message)
     return firstDecision(list, 'authorizePublish', input, toPublishDecision, FAIL_DENY, message.topic, into, message)
   }
 

@@ -125,6 +125,14 @@ function traceDecision<D extends { result: string }>(
   return isPromise(d) ? d.then(report) : report(d)
 }
 
+/** What a publish or transform hook is given of `message` (one shape for every caller). */
+export function messageInput<C extends ClientInfo | undefined>(
+  client: C,
+  message: Message,
+): { client: C; topic: string; payload: Buffer; qos: Message['qos']; retain: boolean; properties: Message['properties'] } {
+  return { client, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, properties: message.properties }
+}
+
 /** Checks a transform's answer (schemas.ts makeTransformCheck): null = drop, undefined = unchanged; throws when invalid. */
 export type TransformCheck = (v: unknown) => TransformPatch | null | undefined
 
@@ -140,14 +148,7 @@ export function chainTransforms(
   for (let i = from; i < list.length; i++) {
     const entry = serving(list[i]!, 'transform')
     if (entry === undefined || (entry.filter !== null && !entry.filter(current.topic))) continue
-    const input: TransformInput = {
-      client,
-      topic: current.topic,
-      payload: current.payload,
-      qos: current.qos,
-      retain: current.retain,
-      properties: current.properties,
-    }
+    const input: TransformInput = messageInput(client, current)
     const started = entry.tracer?.active === true ? performance.now() : 0
     let patch = invoke<TransformPatch | null | undefined>(entry, 'transform', input, check, undefined) // fails open
     if (started !== 0) patch = traceTransform(entry, client, current.topic, patch, started)

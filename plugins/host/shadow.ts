@@ -3,7 +3,7 @@ import { deciderOf, isPromise, throttled } from '../../core/index.js'
 import type { PublishInput, TransformInput } from './define.js'
 import { invoke, type HookMethod } from './invoke.js'
 import { applyPatch } from './lifecycle.js'
-import type { Runnable, TransformCheck } from './runners.js'
+import { messageInput, type Runnable, type TransformCheck } from './runners.js'
 import { toAuthDecision, toPublishDecision, toSubscribeDecision, type TransformPatch } from './schemas.js'
 
 // Shadow hooks (rollout: { mode: 'shadow' }): each enforced decision of a kind
@@ -127,14 +127,7 @@ export class ShadowRunner {
 
   /** The enforced transforms' outcome for `message` (now or later): queued for the shadow transforms. */
   transformed(client: ClientInfo | undefined, message: Message, out: Message | null | Promise<Message | null>): void {
-    const input: TransformInput = {
-      client,
-      topic: message.topic,
-      payload: message.payload,
-      qos: message.qos,
-      retain: message.retain,
-      properties: message.properties,
-    }
+    const input: TransformInput = messageInput(client, message)
     if (isPromise(out)) out.then((enforced) => this.push({ kind: 'transform', input, message, enforced }), noop)
     else this.push({ kind: 'transform', input, message, enforced: out })
   }
