@@ -6,22 +6,7 @@
 // package entry (plugins/index.ts).
 
 export * from './host/sandbox/hook-api.js'
-export type {
-  AuthenticateAnswer,
-  Awaitable,
-  CallContext,
-  DenyAnswer,
-  EventContext,
-  EventHandlers,
-  HookContext,
-  HookDefinition,
-  PublishAnswer,
-  PublishInput,
-  SubscribeAnswer,
-  SubscribeInput as HookSubscribeInput,
-  TransformAnswer,
-  TransformInput,
-} from './host/define.js'
+export type * from './host/author-types.js'
 export type {
   AuthenticateDecision,
   AuthenticateInput,

@@ -32,26 +32,7 @@ export { version } from './version.js'
 export function defineConfig(config: HookmqConfigInput): HookmqConfigInput {
   return config
 }
-export type {
-  AuthenticateAnswer,
-  Awaitable,
-  CallContext,
-  ContinueAnswer,
-  DeliverAnswer,
-  DeliverInput,
-  DenyAnswer,
-  EventContext,
-  EventHandlers,
-  HookContext,
-  HookDefinition,
-  PublishAnswer,
-  PublishInput,
-  Rollout,
-  SubscribeAnswer,
-  SubscribeInput as HookSubscribeInput,
-  TransformAnswer,
-  TransformInput,
-} from './host/define.js'
+export type * from './host/author-types.js'
 export type { HookStatus, LoadFailure } from './host/host.js'
 export { HookHost } from './host/host.js'
 export { hookmqConfigSchema } from './config.js'
