@@ -126,17 +126,14 @@ export type TransformAnswer =
       properties?: MessageProperties
     }
 
-export interface DeliverInput {
-  /** the subscriber this copy goes to */
-  client: ClientInfo
-  topic: string
-  /** the bytes every subscriber shares: answer a new payload, never change these in place */
-  payload: Buffer
-  /** the QoS this subscriber gets it at (the lower of the message's and its subscription's) */
-  qos: QoS
-  /** the RETAIN flag it goes with (a retained message sent on subscribe, or Retain As Published) */
-  retain: boolean
-  properties: MessageProperties | undefined
+/**
+ * A publish's fields as one subscriber gets them: `client` is the subscriber
+ * this copy goes to; `payload` the bytes every subscriber shares (answer a new
+ * payload, never change these in place); `qos` the lower of the message's and
+ * its subscription's; `retain` the flag it goes with (a retained message sent
+ * on subscribe, or Retain As Published).
+ */
+export interface DeliverInput extends PublishInput {
   /** client id of the publisher; undefined for messages the broker or code published */
   publisher: string | undefined
 }
