@@ -1,9 +1,10 @@
 import type * as Esbuild from 'esbuild'
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { constants } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { listFolder } from '../host/loader.js'
 
 // `hookmq test [DIR]`: the folder's *.test.ts files run by node:test. Each is
 // compiled by esbuild (its relative imports bundled in, packages left to
@@ -21,14 +22,7 @@ const TEST_FILE = /\.test\.(ts|mts|js|mjs)$/
 
 /** Every test file below `dir` (node_modules and dot-folders skipped, as for hook files). */
 export function listTestFiles(dir: string): string[] {
-  const out: string[] = []
-  for (const name of readdirSync(dir)) {
-    if (name === 'node_modules' || name.startsWith('.')) continue
-    const path = join(dir, name)
-    if (statSync(path).isDirectory()) out.push(...listTestFiles(path))
-    else if (TEST_FILE.test(name)) out.push(path)
-  }
-  return out.sort()
+  return listFolder(dir, (path) => TEST_FILE.test(path))
 }
 
 /** What a test's imports of the broker's own modules are: this package's files ('zod': where this package finds it). */

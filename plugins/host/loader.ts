@@ -27,12 +27,17 @@ export function isHookFile(path: string): boolean {
 
 /** Every hook file below `dir` (node_modules and dot-folders skipped). */
 export function listHookFiles(dir: string): string[] {
+  return listFolder(dir, isHookFile)
+}
+
+/** Every file below `dir` that `wanted` takes, sorted (node_modules and dot-folders skipped: what a hooks folder's walk skips). */
+export function listFolder(dir: string, wanted: (path: string) => boolean): string[] {
   const out: string[] = []
   for (const name of readdirSync(dir)) {
     if (name === 'node_modules' || name.startsWith('.')) continue
     const path = join(dir, name)
-    if (statSync(path).isDirectory()) out.push(...listHookFiles(path))
-    else if (isHookFile(path)) out.push(path)
+    if (statSync(path).isDirectory()) out.push(...listFolder(path, wanted))
+    else if (wanted(path)) out.push(path)
   }
   return out.sort()
 }
