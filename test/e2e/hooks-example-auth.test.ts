@@ -1,26 +1,13 @@
 import assert from 'node:assert/strict'
-import { copyFileSync, symlinkSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload, type KeyLike } from 'jose'
-import { connect, defer, hooksFolder, publishCode, RawClient, startBroker } from '../helpers.js'
+import { connect, exampleFolder, defer, publishCode, RawClient, startBroker } from '../helpers.js'
 
 // hooks.example/jwt.ts and http-auth.ts loaded from a hooks folder (with the
 // node_modules they require) by a real broker, against a real JWKS endpoint
 // and a real HTTP auth service, with MQTT.js and raw MQTT 3.1.1 / 5 clients.
-
-const root = fileURLToPath(new URL('../../../', import.meta.url))
-
-/** A hooks folder holding these example files and a node_modules (jose) as a user's would. */
-function folder(t: TestContext, files: string[]): string {
-  const dir = hooksFolder(t)
-  for (const f of files) copyFileSync(join(root, 'hooks.example', f), join(dir, f))
-  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir')
-  return dir
-}
 
 /** A real HTTP server; `handle` answers (changeable); `requests` counts them. */
 async function httpServer(t: TestContext) {
@@ -58,7 +45,7 @@ test('hooks.example/jwt.ts: a token from the JWKS logs in as its subject (acl.ts
     void exportJWK(publicKey).then((jwk) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [{ ...jwk, kid: 'k1' }] })))
   const sign = (claims: JWTPayload, key: KeyLike = privateKey): Promise<string> => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(key)
   const broker = await startBroker(t, {
-    hooksDir: folder(t, ['jwt.ts', 'acl.ts']),
+    hooksDir: exampleFolder(t, ['jwt.ts', 'acl.ts']),
     hooks: {
       jwt: { jwksUrl: `${jwks.url}/jwks.json`, issuer: 'https://id.test/', audience: 'mqtt', topicsClaim: 'mqtt', jwks: { timeoutMs: 500, cooldownMs: 0 } },
       acl: { rules: [{ user: '*', allow: 'both', topics: ['users/%u/#'] }] },
@@ -108,7 +95,7 @@ test('hooks.example/http-auth.ts: the service decides logins and publishes, answ
     res.writeHead(401).end()
   }
   const broker = await startBroker(t, {
-    hooksDir: folder(t, ['http-auth.ts']),
+    hooksDir: exampleFolder(t, ['http-auth.ts']),
     hooks: { 'http-auth': { url: `${svc.url}/login`, timeoutMs: 500, acl: { url: `${svc.url}/acl` } } },
   })
   const alice = await connect(t, broker, { protocolVersion: 5, clientId: 'phone', username: 'alice', password: 'wonderland' })

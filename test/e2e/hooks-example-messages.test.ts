@@ -1,29 +1,16 @@
 import assert from 'node:assert/strict'
-import { copyFileSync, symlinkSync } from 'node:fs'
-import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
-import { fileURLToPath } from 'node:url'
+import { test } from 'node:test'
 import { Redis } from 'ioredis'
 import mqtt from 'mqtt'
-import { brokerProcess, collect, connect, defer, hooksFolder, pingRoundTrip, publishCode, RawClient, startBroker, startRedis } from '../helpers.js'
+import { brokerProcess, collect, connect, defer, exampleFolder, pingRoundTrip, publishCode, RawClient, startBroker, startRedis } from '../helpers.js'
 
 // hooks.example/rate-limit.ts, rewrite.ts and delayed.ts loaded from a hooks
 // folder by a real broker, with MQTT.js and raw MQTT 3.1.1 clients; delayed.ts
 // with a real redis-server across a killed broker process and across two nodes.
 
-const root = fileURLToPath(new URL('../../../', import.meta.url))
-
-/** A hooks folder holding these example files and a node_modules (ioredis) as a user's would. */
-function folder(t: TestContext, files: string[]): string {
-  const dir = hooksFolder(t)
-  for (const f of files) copyFileSync(join(root, 'hooks.example', f), join(dir, f))
-  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir')
-  return dir
-}
-
 test('hooks.example/rate-limit.ts: over its burst an MQTT 5 publisher gets PUBACK 0x97, a 3.1.1 one is disconnected, QoS 0 is dropped', async (t) => {
   const broker = await startBroker(t, {
-    hooksDir: folder(t, ['rate-limit.ts']),
+    hooksDir: exampleFolder(t, ['rate-limit.ts']),
     hooks: { 'rate-limit': { default: { messagesPerSecond: 0.1, burstMessages: 3 }, users: { bridge: {} } } },
   })
   const v5 = await connect(t, broker, { protocolVersion: 5 })
@@ -58,7 +45,7 @@ test('hooks.example/rate-limit.ts: over its burst an MQTT 5 publisher gets PUBAC
 
 test('hooks.example/rewrite.ts: a message on a legacy topic reaches the new topic only', async (t) => {
   const broker = await startBroker(t, {
-    hooksDir: folder(t, ['rewrite.ts']),
+    hooksDir: exampleFolder(t, ['rewrite.ts']),
     hooks: { rewrite: { rules: [{ from: 'legacy/+/temp', to: 'sensors/{1}/temperature' }] } },
   })
   const sub = await connect(t, broker, { protocolVersion: 5 })
@@ -79,7 +66,7 @@ test('hooks.example/rewrite.ts: a message on a legacy topic reaches the new topi
 
 test('hooks.example/delayed.ts with acl.ts: $delayed/<s>/<topic> arrives on <topic> after the delay, for the topics the ACL allows under $delayed/+/', async (t) => {
   const broker = await startBroker(t, {
-    hooksDir: folder(t, ['delayed.ts', 'acl.ts']),
+    hooksDir: exampleFolder(t, ['delayed.ts', 'acl.ts']),
     hooks: {
       delayed: { maxDelaySeconds: 60 },
       acl: { rules: [{ user: '*', allow: 'both', topics: ['public/#', '$delayed/+/public/#'] }] },
@@ -103,7 +90,7 @@ test('hooks.example/delayed.ts with acl.ts: $delayed/<s>/<topic> arrives on <top
 
 test('hooks.example/delayed.ts with Redis: a message accepted before the broker process is killed is published by the next broker, once', async (t) => {
   const redis = await startRedis(t)
-  const dir = folder(t, ['delayed.ts'])
+  const dir = exampleFolder(t, ['delayed.ts'])
   const hooks = { delayed: { redisUrl: redis.url, key: 'test:delayed', pollMs: 200 } }
   const first = await brokerProcess(t, { port: 0, ws: false, sys: { enabled: false }, hooksDir: dir, hooks })
   const pub = await mqtt.connectAsync(first.url, { reconnectPeriod: 0, protocolVersion: 5 })
@@ -127,8 +114,8 @@ test('hooks.example/delayed.ts with Redis: a message accepted before the broker 
 test('hooks.example/delayed.ts with Redis: two nodes sharing the sorted set publish each message once', async (t) => {
   const redis = await startRedis(t)
   const hooks = { delayed: { redisUrl: redis.url, pollMs: 50 } }
-  const a = await startBroker(t, { hooksDir: folder(t, ['delayed.ts']), hooks })
-  const b = await startBroker(t, { hooksDir: folder(t, ['delayed.ts']), hooks })
+  const a = await startBroker(t, { hooksDir: exampleFolder(t, ['delayed.ts']), hooks })
+  const b = await startBroker(t, { hooksDir: exampleFolder(t, ['delayed.ts']), hooks })
   // (two brokers that do not share their subscribers: a message published by both would reach both)
   const subA = await connect(t, a, { protocolVersion: 5 })
   const subB = await connect(t, b, { protocolVersion: 5 })

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
@@ -27,6 +27,15 @@ export function urlOf(broker: Broker, listener = 'tcp'): string {
 
 export function portOf(broker: Broker, listener = 'tcp'): number {
   return broker.addresses.find((l) => l.name === listener)!.port
+}
+
+/** A temporary hooks folder holding these hooks.example files and a node_modules (this repository's), as a user's folder would. */
+export function exampleFolder(t: TestContext, files: string[]): string {
+  const dir = hooksFolder(t)
+  const root = fileURLToPath(new URL('../../../', import.meta.url))
+  for (const f of files) copyFileSync(join(root, 'hooks.example', f), join(dir, f))
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir')
+  return dir
 }
 
 /** A temporary hooks folder, removed after the test. */
