@@ -83,19 +83,11 @@ function decideFrom<D extends { result: string }>(
     const entry = serving(list[i]!, method)
     if (entry === undefined || (topic !== undefined && entry.filter !== null && !entry.filter(topic))) continue
     const last = !hasLater(list, i, topic)
-    if (entry.tracer?.active === true) {
-      // traced: the answer comes back here (not straight to `into`), to be reported with its time
-      const d = traceDecision(entry, method, input, invoke(entry, method, input, check, fallback), topic, performance.now())
-      if (isPromise(d)) {
-        if (last) return d
-        return d.then((r) =>
-          r.result === 'pass' ? (decideFrom(list, i + 1, method, input, check, fallback, topic, undefined, undefined) as D | Promise<D>) : r,
-        )
-      }
-      if (d.result !== 'pass') return d
-      continue
-    }
-    const d = invoke(entry, method, input, check, fallback, last ? into : undefined, message)
+    // traced: the answer comes back here (not straight to `into`), to be reported with its time
+    const traced = entry.tracer?.active === true
+    const started = traced ? performance.now() : 0
+    let d = invoke(entry, method, input, check, fallback, last && !traced ? into : undefined, message)
+    if (traced && d !== LATER) d = traceDecision(entry, method, input, d, topic, started)
     if (d === LATER) return d // its answer, pass or not, is the answer
     if (isPromise(d)) {
       if (last) return d // its answer, pass or not, is the answer: no promise on top
