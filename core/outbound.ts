@@ -32,6 +32,8 @@ export interface OutboundTarget {
   }
   /** bytes waiting on the socket */
   readonly buffered: number
+  /** the socket wants a drain (its 'drain' will say it caught up) */
+  readonly backedUp: boolean
   /** its deliveries through the deliver hooks (made on the first; null again once no deliver hook is loaded and none waits) */
   outbound: OutboundOrder | null
   /** encodes and writes a PUBLISH; false when the client's Maximum Packet Size forbade it */
@@ -210,6 +212,7 @@ export class OutboundOrder implements DeliverySlot {
     } finally {
       this.flushing = false
     }
-    if (this.queue.length === 0 && conn.isOpen) conn.caughtUp()
+    // nothing waits for an answer: the publishers it held go on, unless the socket itself is full (its drain releases them then)
+    if (this.queue.length === 0 && conn.isOpen && !conn.backedUp) conn.caughtUp()
   }
 }
