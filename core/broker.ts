@@ -20,7 +20,7 @@ import { PublishPipeline, type PublishTap } from './pipeline.js'
 import { QuotaRefusals, quotaCounters } from './quota.js'
 import { Refusals } from './refusals.js'
 import { Router } from './router.js'
-import { warmUp } from './warmup.js'
+import { twinConfig, warmUp } from './warmup.js'
 import { RetainedFeed } from './retained-feed.js'
 import type { Session } from './session.js'
 import { SessionManager } from './sessions.js'
@@ -114,9 +114,12 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   private readonly plugins: BrokerPlugin[] = []
   private readonly leaveBus: () => void
   private readonly fileReader: ((path: string) => Buffer) | undefined
+  /** the config part of the options this broker was made with: its warm-up twin is made of the same */
+  private readonly configInput: ConfigInput
 
   constructor(options: BrokerOptions = {}) {
     const { stores, hookRunner, logger, cluster, version, readFile, ...config } = options
+    this.configInput = config
     this.config = parseConfig(config)
     this.log = logger ?? createLogger(this.config.log.level, this.config.log.format)
     this.refusals = new Refusals(this.log)
@@ -151,7 +154,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     this.fileReader = readFile
     this.pipeline = new PublishPipeline(this)
     this.sessions = new SessionManager(this, this.pipeline)
-    this.leaveBus = this.stores.bus.subscribe((message) => (message.node !== this.id ? this.pipeline.routeLocal(message) : undefined))
+    this.leaveBus = this.stores.bus.subscribe((message) => (message.node !== this.id ? this.pipeline.routeLocal(message) : undefined), this.id)
   }
 
   on<E extends BrokerEventName>(event: E, fn: BrokerListener<E>): this {
@@ -302,11 +305,8 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     await this.bans.start()
     await this.sessions.restore()
     if (this.config.warmup) {
-      // a broker of the same code, on its own loopback port, with nothing of this one's (core/warmup.ts)
-      await warmUp(
-        () => new Broker({ host: '127.0.0.1', port: 0, tcp: true, ws: false, sys: { enabled: false }, warmup: false, logger: createLogger('silent') }),
-        this.log,
-      )
+      // a broker of the same code and shape, on its own loopback port, with nothing of this one's (core/warmup.ts)
+      await warmUp(() => this.warmupTwin(), this.log)
     }
     this.listeners = await startListeners(this)
     this.sweepTimer = setInterval(() => this.sweep(), 500)
@@ -315,6 +315,18 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     for (const l of this.listeners) this.log.info({ listener: l.name, url: l.address().url }, 'listening')
     this.emitter.emit('ready')
     return this
+  }
+
+  /**
+   * The throwaway broker core/warmup.ts runs traffic through before the
+   * listeners open: of this broker's own class and config keys, so that the
+   * code V8 optimizes for the twin's objects holds for this broker's (a twin
+   * of another shape had its code thrown away by the first real message), and
+   * with none of this broker's listeners, stores, hooks, plugins or $SYS.
+   * A subclass that adds state of its own makes its own twin.
+   */
+  protected warmupTwin(): Broker {
+    return new Broker({ ...twinConfig(this.configInput), logger: createLogger('silent'), readFile: this.fileReader, version: this.version })
   }
 
   /** Client sockets open on every listener (see SocketAdmission). */

@@ -121,9 +121,11 @@ export interface MessageBus {
   /**
    * Returns a function that stops the subscription. The handler answers a
    * promise when store writes follow from the message (a durable bus waits for
-   * them before it counts the message as handled).
+   * them before it counts the message as handled). `node`, the subscribing
+   * node's id, lets a bus skip handing a node its own messages (the handler
+   * ignores them anyway).
    */
-  subscribe(handler: (message: Message) => unknown): () => void
+  subscribe(handler: (message: Message) => unknown, node?: string): () => void
   close(): Promise<void>
 }
 
@@ -270,17 +272,19 @@ export class MemoryRetainedStore implements RetainedStore {
 
 /** An in-process bus: brokers in one process that share it behave as one cluster. */
 export class MemoryBus implements MessageBus {
-  private handlers: Array<(message: Message) => unknown> = []
+  private handlers: Array<{ handler: (message: Message) => unknown; node: string | undefined }> = []
 
+  /** to every other node's handler: a broker alone on its bus makes no call per message */
   publish(message: Message): void {
     const hs = this.handlers
-    for (let i = 0; i < hs.length; i++) hs[i]!(message)
+    for (let i = 0; i < hs.length; i++) if (hs[i]!.node !== message.node) hs[i]!.handler(message)
   }
 
-  subscribe(handler: (message: Message) => unknown): () => void {
-    this.handlers = [...this.handlers, handler]
+  subscribe(handler: (message: Message) => unknown, node?: string): () => void {
+    const entry = { handler, node }
+    this.handlers = [...this.handlers, entry]
     return () => {
-      this.handlers = this.handlers.filter((h) => h !== handler)
+      this.handlers = this.handlers.filter((h) => h !== entry)
     }
   }
 

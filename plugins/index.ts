@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { openRedis } from './redis/connect.js'
 import { Broker, createLogger, HookmqError, maskCredentials, type BrokerOptions } from '../core/index.js'
+import { twinConfig } from '../core/warmup.js'
 import { redisCluster, type RedisCluster } from './redis/cluster.js'
 import { RedisRetainedStore } from './redis/retained.js'
 import { RedisSessionStore } from './redis/stores.js'
@@ -133,10 +134,13 @@ export class HookmqBroker extends Broker {
   readonly webhooks: WebhookApi
   private readonly endpoint: HttpEndpoint | undefined
   private readonly reloader: ConfigReloader
+  /** as given: the warm-up twin is made of them */
+  private readonly options: HookmqOptions
 
   constructor(options: HookmqOptions = {}) {
     const { core, full, redis, cluster, objects } = coreOptions(options)
     super(core)
+    this.options = options
     const hooksDir = options.hooksDir
     if (redis) this.useRedis(redis, full.redis!, cluster)
     // (made without rules too: a config reload may add some; it taps the publish path only while it has topic rules)
@@ -242,6 +246,22 @@ export class HookmqBroker extends Broker {
   /** the whole config in force (as reloads left it: a key that needs a restart keeps its old value) */
   get currentConfig(): HookmqConfig {
     return this.reloader.current
+  }
+
+  /** A hookmq broker of the same config keys with an empty hook host and none of this one's hooks, webhooks, Redis, HTTP or listeners (core/warmup.ts). */
+  protected override warmupTwin(): Broker {
+    const {
+      hooks: _hooks,
+      hooksDir: _dir,
+      webhooks: _webhooks,
+      redis: _redis,
+      http: _http,
+      configSource: _source,
+      stores: _stores,
+      hookRunner: _runner,
+      ...rest
+    } = this.options
+    return new HookmqBroker({ ...twinConfig(rest), hooks: {}, http: false, logger: createLogger('silent') })
   }
 
   /** every hook's state: loaded/failed, version, load time, calls, denies, errors, p99 */

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { WARMUP_MESSAGES } from '../../core/warmup.js'
 import { defineHook } from '../../plugins/index.js'
-import { collect, connect, startBroker } from '../helpers.js'
+import { collect, connect, hooksFolder, startBroker, startSink, until } from '../helpers.js'
 import { captureLog } from '../log-capture.js'
 
-// The start-up warm-up (core/warmup.ts) runs a throwaway broker of the same code:
-// nothing of it reaches the real broker's hooks, events, counters or stores.
+// The start-up warm-up (core/warmup.ts) runs a throwaway twin broker of the same
+// class and config keys: nothing of it reaches the real broker's hooks, hook
+// files, webhooks, events, counters or stores.
 
 test('with warmup on, the broker starts and serves, and its hooks, events, counters and retained store saw nothing of the warm-up', async (t) => {
   const calls: string[] = []
@@ -29,7 +33,8 @@ test('with warmup on, the broker starts and serves, and its hooks, events, count
   const log = captureLog()
   const broker = await startBroker(t, { warmup: true, hooks: [spy], logger: log.logger })
   const warmed = await log.find((r) => r.msg === 'publish path warmed up')
-  assert.equal(warmed.messages, 4000) // every round went through the throwaway broker
+  assert.equal(warmed.messages, WARMUP_MESSAGES) // every phase went through the throwaway broker
+  assert.ok(WARMUP_MESSAGES > 10000)
   const startMs = performance.now() - t0
   broker.on('clientConnected', (c) => events.push(c.id))
   assert.equal(calls.length, 0, calls.join())
@@ -48,4 +53,38 @@ test('with warmup on, the broker starts and serves, and its hooks, events, count
   assert.ok(calls.includes('subscribe warmup/#') && calls.includes('publish warmup/1'))
   assert.equal(calls.filter((c) => c === 'authenticate').length, 2)
   assert.ok(startMs < 5000, `start-up took ${startMs} ms`)
+})
+
+test("the warm-up twin runs none of the real broker's hook files and forwards nothing to its webhooks", async (t) => {
+  const sink = await startSink(t)
+  const dir = hooksFolder(t)
+  writeFileSync(
+    join(dir, 'acl.ts'),
+    `import { defineHook } from 'hookmq'
+export default defineHook({ name: 'acl', authorizePublish: () => undefined, authorizeSubscribe: () => undefined })
+`,
+  )
+  const log = captureLog()
+  const broker = await startBroker(t, {
+    warmup: true,
+    hooksDir: dir,
+    webhooks: [{ name: 'all', url: sink.url, topics: ['#'], batch: { maxSize: 1, maxWaitMs: 1 } }],
+    logger: log.logger,
+  })
+  const warmed = await log.find((r) => r.msg === 'publish path warmed up')
+  assert.equal(warmed.messages, WARMUP_MESSAGES)
+  const acl = () => broker.hookStatus().find((h) => h.name === 'acl')
+  assert.equal(acl()?.state, 'loaded') // it was loaded while the twin ran
+  assert.equal(acl()!.calls, 0)
+  await new Promise((r) => setTimeout(r, 200))
+  assert.equal(sink.all.length, 0)
+  // the real broker's own traffic goes through both
+  const c = await connect(t, broker, { clientId: 'real' })
+  await c.publishAsync('real/t', 'x', { qos: 1 })
+  await until(() => sink.requests.length === 1)
+  assert.deepEqual(
+    sink.requests[0]!.body.deliveries.map((d) => d.topic),
+    ['real/t'],
+  )
+  assert.ok(acl()!.calls >= 1)
 })
