@@ -46,13 +46,26 @@ export const WARMUP_MESSAGES = 2 * (CHURN * 2 + ROUNDS * PER_ROUND + PAIRS * PAC
 /**
  * The config of a broker's warm-up twin: the same keys (an object with other
  * keys has another shape in V8), one TCP listener on a loopback port of its
- * own and no other, no $SYS, no bans, no warm-up of its own.
+ * own and no other, no $SYS, no bans, no warm-up of its own, and nothing of
+ * the broker's policy that would refuse the warm-up's clients: every client,
+ * publish and subscribe allowed, every limit at its default.
  */
 export function twinConfig<T extends ConfigInput>(input: T): T {
-  const twin: Record<string, unknown> = { ...input, host: '127.0.0.1', port: 0, tcp: true, ws: false, warmup: false, sys: { ...input.sys, enabled: false } }
+  const twin: Record<string, unknown> = {
+    ...input,
+    host: '127.0.0.1',
+    port: 0,
+    tcp: true,
+    ws: false,
+    warmup: false,
+    sys: { ...input.sys, enabled: false },
+    defaults: { authenticate: 'allow', publish: 'allow', subscribe: 'allow' },
+  }
   for (const key of ['tls', 'wss'] as const) if (key in input) twin[key] = undefined
+  if ('allowAnonymous' in input) twin.allowAnonymous = true
   if ('bans' in input) twin.bans = []
   if ('id' in input) twin.id = 'warmup'
+  if (input.limits !== undefined) twin.limits = Object.fromEntries(Object.keys(input.limits).map((k) => [k, undefined]))
   return twin as T
 }
 

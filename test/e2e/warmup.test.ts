@@ -88,3 +88,19 @@ export default defineHook({ name: 'acl', authorizePublish: () => undefined, auth
   )
   assert.ok(acl()!.calls >= 1)
 })
+
+test("a broker whose policy would refuse the warm-up's clients (no anonymous clients, deny by default, tight limits) is warmed up in full, and its policy holds for real clients", async (t) => {
+  const log = captureLog()
+  const broker = await startBroker(t, {
+    warmup: true,
+    allowAnonymous: false,
+    defaults: { authenticate: 'deny', publish: 'deny', subscribe: 'deny' },
+    limits: { maxConnections: 3, maxTopicLevels: 2, flapping: { connects: 2, windowSeconds: 60, banSeconds: 60 } },
+    bans: [{ address: '127.0.0.1' }],
+    logger: log.logger,
+  })
+  const warmed = await log.find((r) => r.msg === 'publish path warmed up')
+  assert.equal(warmed.messages, WARMUP_MESSAGES)
+  assert.equal(log.records.filter((r) => /warm-up cut short/.test(String(r.msg))).length, 0)
+  await assert.rejects(connect(t, broker, { clientId: 'anon', reconnectPeriod: 0 }))
+})
