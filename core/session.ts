@@ -3,7 +3,7 @@ import { Fifo } from './fifo.js'
 import type { Flow } from './flow.js'
 import { messageSize, type QuotaName } from './quota.js'
 import { matchesFilter, parseShared } from './topic.js'
-import type { Message, QoS, Subscription, ClientInfo } from './types.js'
+import { keep, type Message, type QoS, type Subscription, type ClientInfo } from './types.js'
 import type { OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will, Written } from './stores.js'
 
 /** The connection serving a session (a Connection; the session and its manager see only this). */
@@ -136,6 +136,7 @@ export class Session {
         this.dropped(quota, oldest)
       }
     }
+    keep(entry.message) // (not a view of the read it came in: ownBytes)
     queue.push(entry)
     this.queueBytes += size
     return this.persistent ? this.ctx.store.enqueue(this.clientId, entry, max) : undefined
@@ -150,6 +151,7 @@ export class Session {
   /** `fromQueue`: the message is the oldest queued one, which moves to in flight in the store too. */
   private send(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, outlet: Outlet, from: Flow | null, fromQueue = false): Written {
     const packetId = this.allocateId()
+    keep(message) // in flight until acknowledged: not a view of the read it came in (ownBytes)
     const entry: OutgoingEntry = { message, qos, retain, subscriptionIds: ids, packetId, state: 'publish' }
     this.inflight.set(packetId, entry)
     this.inflightBytes += messageSize(message)

@@ -1,4 +1,4 @@
-import type { Message, Subscription } from './types.js'
+import { keep, type Message, type Subscription } from './types.js'
 import type { BanStore } from './ban-store.js'
 import { Fifo } from './fifo.js'
 import { RetainedTree } from './retained.js'
@@ -239,7 +239,10 @@ export class MemoryRetainedStore implements RetainedStore {
   set(message: Message): Written {
     // [MQTT-3.3.1-6] an empty payload clears; so does a message that has already expired
     if (message.payload.length === 0 || (message.expiresAt !== undefined && message.expiresAt <= Date.now())) this.tree.delete(message.topic)
-    else this.tree.set(message.topic, message)
+    else {
+      keep(message) // (not a view of the read it came in: ownBytes)
+      this.tree.set(message.topic, message)
+    }
     return undefined
   }
 

@@ -11,6 +11,7 @@ import { deniedSubscriptions, revokeOnResume } from '../resume.js'
 import { NEVER_EXPIRES, type Session } from '../session.js'
 import type { OpenRequest } from '../sessions.js'
 import { checkTopicName } from '../topic.js'
+import { ownBytes } from '../types.js'
 
 // CONNECT, as a list of steps: check the packet, settle limits, look up the
 // client id's session, authenticate, decide what happens to that session (its
@@ -140,7 +141,7 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
   const { willDelayInterval, ...properties } = w.properties ?? {}
   return {
     topic: w.topic,
-    payload: typeof w.payload === 'string' ? Buffer.from(w.payload) : w.payload,
+    payload: typeof w.payload === 'string' ? Buffer.from(w.payload) : ownBytes(w.payload), // kept for the connection's life: not a view of its read
     qos: w.qos ?? 0,
     retain: w.retain ?? false,
     properties: Object.keys(properties).length > 0 ? properties : undefined,

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import mqttPacket from 'mqtt-packet'
+import { RawClient, connect, startBroker, until } from '../helpers.js'
+
+// A payload is parsed as a view of the socket read it came in. A message kept
+// beyond that read (retained, queued for a session, in flight, a will) must not
+// keep the read's other bytes alive: every limit counts the payload, not the
+// read, so 16-byte messages sent beside 60 KB of junk each grew the broker by
+// 60 KB (5,000 retained ones: +306 MB). Each kept payload is checked to hold a
+// buffer of about its own size.
+
+const junk = mqttPacket.generate({ cmd: 'publish', topic: 'junk', payload: Buffer.alloc(60000, 1), qos: 0, retain: false, dup: false })
+const small = (topic: string, qos: 0 | 1, retain: boolean, messageId?: number): Buffer =>
+  mqttPacket.generate({ cmd: 'publish', topic, payload: Buffer.alloc(16, 2), qos, retain, dup: false, messageId })
+
+/** at most its own bytes and a little more */
+function ownSized(payload: Buffer): boolean {
+  return payload.buffer.byteLength <= payload.length + 1024
+}
+
+test('a retained message, a queued one, one in flight and a will that came in one read with 60 KB of other packets keep only their own bytes', async (t) => {
+  const broker = await startBroker(t)
+  // a persistent session gone offline (queue), and one that never acknowledges (in flight)
+  const offline = await connect(t, broker, { clientId: 'offline', clean: false })
+  await offline.subscribeAsync('k/#', { qos: 1 })
+  await offline.endAsync()
+  const lazy = await RawClient.open(t, broker)
+  await lazy.connect({ clientId: 'lazy' })
+  lazy.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'k/#', qos: 1 }] })
+  await lazy.expect('suback')
+
+  const raw = await RawClient.open(t, broker)
+  // the will: the CONNECT and 60 KB of packets after it in one write
+  raw.sendBytes(
+    Buffer.concat([
+      mqttPacket.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clientId: 'pub',
+        clean: true,
+        keepalive: 30,
+        will: { topic: 'k/will', payload: Buffer.alloc(16, 3), qos: 1, retain: false },
+      }),
+      junk,
+    ]),
+  )
+  await raw.expect('connack')
+  raw.sendBytes(Buffer.concat([junk, small('k/retained', 0, true)]))
+  raw.sendBytes(Buffer.concat([junk, small('k/queued', 1, false, 7)]))
+  await raw.expect('puback')
+
+  await until(async () => (await broker.stores.retained.match('k/retained')).length === 1)
+  const [retained] = await broker.stores.retained.match('k/retained')
+  assert.equal(retained!.payload.length, 16)
+  assert.ok(ownSized(retained!.payload), `the retained payload holds a buffer of ${retained!.payload.buffer.byteLength} bytes`)
+
+  const queued = (await broker.stores.sessions.load('offline'))!.queue.map((q) => q.message)
+  assert.deepEqual(
+    queued.map((m) => m.topic),
+    ['k/queued'], // (the retained one was published at QoS 0: not queued)
+  )
+  assert.ok(ownSized(queued[0]!.payload), `the queued payload holds a buffer of ${queued[0]!.payload.buffer.byteLength} bytes`)
+
+  const inflight = [...broker.sessions.sessions.get('lazy')!.inflight.values()].map((e) => e.message)
+  assert.deepEqual(
+    inflight.map((m) => m.topic),
+    ['k/queued'],
+  )
+  assert.ok(ownSized(inflight[0]!.payload), `the in-flight payload holds a buffer of ${inflight[0]!.payload.buffer.byteLength} bytes`)
+
+  const will = broker.sessions.sessions.get('pub')!.will!
+  assert.equal(will.payload.length, 16)
+  assert.ok(ownSized(will.payload), `the will payload holds a buffer of ${will.payload.buffer.byteLength} bytes`)
+})
