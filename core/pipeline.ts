@@ -142,7 +142,7 @@ export class PublishPipeline {
       if (r !== undefined) (waits ??= []).push(r)
     }
     const routed = b.router.route(message, from) // before the bus: it decides which node's member of a shared group gets it
-    if (message.retain) message.encoded = undefined // the retained store keeps the message: not its encoded copies
+    message.encoded = undefined // a cache for this fan-out only: a message kept (retained, queued, in flight) would keep its bytes and the pooled slab they sit in
     let delivered: boolean
     if (typeof routed === 'number') delivered = routed > 0
     else {
@@ -166,6 +166,7 @@ export class PublishPipeline {
   routeLocal(message: Message): number | Promise<number> {
     if (message.retain) this.retainedQuota.observe(message) // the other node stored it
     const routed = this.core.router.route(message, null)
+    message.encoded = undefined // (as in route)
     if (typeof routed === 'number') return routed > 0 ? ReasonCode.Success : ReasonCode.NoMatchingSubscribers
     return Promise.all(routed.writes).then(routed.count > 0 ? success : noSubscribers)
   }

@@ -106,7 +106,10 @@ export function encodeMessageProperties(p: MessageProperties): Buffer {
       else throw notEncodable('correlationData: not binary')
     }
     if (p.userProperties != null) writeUserProperties(p.userProperties)
-    return Buffer.from(out.subarray(0, pos))
+    // a copy of its own size, not a slice of Node's pooled 8 KB slabs: the block is cached on the message, which may be kept
+    const block = Buffer.allocUnsafeSlow(pos)
+    block.set(out.subarray(0, pos))
+    return block
   } finally {
     if (out.length > SMALL * 16) out = Buffer.allocUnsafeSlow(SMALL) // a big block does not stay held
   }

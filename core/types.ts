@@ -92,10 +92,12 @@ export function ownBytes(bytes: Buffer): Buffer {
   return own
 }
 
-/** Makes `message` fit to be kept beyond the read it came in: its payload its own (ownBytes). Once per message: the copy is kept. */
+/** Makes `message` fit to be kept beyond the read it came in: its payload and Correlation Data its own (ownBytes). Once per message: the copies are kept. */
 export function keep(message: Message): void {
   const p = message.payload
   if (p.buffer.byteLength - p.length > PINNED_SLACK) message.payload = ownBytes(p)
+  const props = message.properties
+  if (props?.correlationData !== undefined && Buffer.isBuffer(props.correlationData)) props.correlationData = ownBytes(props.correlationData)
 }
 
 /**

@@ -74,3 +74,45 @@ test('a retained message, a queued one, one in flight and a will that came in on
   assert.equal(will.payload.length, 16)
   assert.ok(ownSized(will.payload), `the will payload holds a buffer of ${will.payload.buffer.byteLength} bytes`)
 })
+
+test('MQTT 5: a kept message holds no view of its read in its Correlation Data, and neither its property block nor its encoded copies sit in shared slabs', async (t) => {
+  const broker = await startBroker(t)
+  // one subscriber at QoS 0 (the fan-out caches the bytes it is sent), one at QoS 1 that never acknowledges (keeps the message in flight)
+  const live = await connect(t, broker, { clientId: 'live5', protocolVersion: 5 })
+  await live.subscribeAsync('k5/#', { qos: 0 })
+  const lazy = await RawClient.open(t, broker, 5)
+  await lazy.connect({ clientId: 'lazy5' }, 5)
+  lazy.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'k5/#', qos: 1 }] }, 5)
+  await lazy.expect('suback')
+  const raw = await RawClient.open(t, broker, 5)
+  await raw.connect({ clientId: 'pub5' }, 5)
+  const junk5 = mqttPacket.generate(
+    { cmd: 'publish', topic: 'junk', payload: Buffer.alloc(60000, 1), qos: 0, retain: false, dup: false },
+    { protocolVersion: 5 },
+  )
+  const withProps = mqttPacket.generate(
+    {
+      cmd: 'publish',
+      topic: 'k5/t',
+      payload: Buffer.alloc(16, 2),
+      qos: 1,
+      messageId: 3,
+      retain: false,
+      dup: false,
+      properties: { correlationData: Buffer.alloc(8, 4), userProperties: { a: 'b' } },
+    },
+    { protocolVersion: 5 },
+  )
+  raw.sendBytes(Buffer.concat([junk5, withProps]))
+  await raw.expect('puback')
+  await until(() => broker.sessions.sessions.get('lazy5')!.inflight.size === 1)
+  const [entry] = [...broker.sessions.sessions.get('lazy5')!.inflight.values()]
+  const m = entry!.message
+  assert.ok(ownSized(m.payload), `payload: ${m.payload.buffer.byteLength} bytes`)
+  const cd = m.properties!.correlationData!
+  assert.equal(cd.length, 8)
+  assert.ok(ownSized(cd), `correlation data: ${cd.buffer.byteLength} bytes`)
+  assert.ok(m.propertyBlock, 'the property block was encoded for the MQTT 5 subscribers')
+  assert.ok(ownSized(m.propertyBlock), `property block: ${m.propertyBlock.buffer.byteLength} bytes`)
+  assert.equal(m.encoded, undefined) // the fan-out's cache is not kept
+})
