@@ -97,7 +97,11 @@ export function keep(message: Message): void {
   const p = message.payload
   if (p.buffer.byteLength - p.length > PINNED_SLACK) message.payload = ownBytes(p)
   const props = message.properties
-  if (props?.correlationData !== undefined && Buffer.isBuffer(props.correlationData)) props.correlationData = ownBytes(props.correlationData)
+  if (props?.correlationData !== undefined && Buffer.isBuffer(props.correlationData)) {
+    const own = ownBytes(props.correlationData)
+    // a new properties object: the one given may be a caller's own (broker.publish), frozen or kept by it
+    if (own !== props.correlationData) message.properties = { ...props, correlationData: own }
+  }
 }
 
 /**

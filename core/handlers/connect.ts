@@ -139,9 +139,11 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
   const problem = checkTopicName(w.topic, conn.ctx.config.limits)
   if (problem !== undefined) throw new HookmqError('TOPIC_NAME_INVALID', `will topic: ${problem}`)
   const { willDelayInterval, ...properties } = w.properties ?? {}
+  // kept for the connection's life and its will delay: not a view of the read the CONNECT came in (ownBytes)
+  if (properties.correlationData !== undefined && Buffer.isBuffer(properties.correlationData)) properties.correlationData = ownBytes(properties.correlationData)
   return {
     topic: w.topic,
-    payload: typeof w.payload === 'string' ? Buffer.from(w.payload) : ownBytes(w.payload), // kept for the connection's life: not a view of its read
+    payload: typeof w.payload === 'string' ? Buffer.from(w.payload) : ownBytes(w.payload),
     qos: w.qos ?? 0,
     retain: w.retain ?? false,
     properties: Object.keys(properties).length > 0 ? properties : undefined,

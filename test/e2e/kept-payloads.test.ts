@@ -116,3 +116,49 @@ test('MQTT 5: a kept message holds no view of its read in its Correlation Data, 
   assert.ok(ownSized(m.propertyBlock), `property block: ${m.propertyBlock.buffer.byteLength} bytes`)
   assert.equal(m.encoded, undefined) // the fan-out's cache is not kept
 })
+
+test("MQTT 5: a will's Correlation Data, kept for the connection's life, holds no view of the read its CONNECT came in", async (t) => {
+  const broker = await startBroker(t)
+  const raw = await RawClient.open(t, broker, 5)
+  const junk5 = mqttPacket.generate(
+    { cmd: 'publish', topic: 'junk', payload: Buffer.alloc(60000, 1), qos: 0, retain: false, dup: false },
+    { protocolVersion: 5 },
+  )
+  const connectPacket = mqttPacket.generate(
+    {
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 5,
+      clientId: 'will5',
+      clean: true,
+      keepalive: 30,
+      will: { topic: 'k5/will', payload: Buffer.alloc(16, 3), qos: 1, retain: false, properties: { correlationData: Buffer.alloc(8, 5) } },
+    },
+    { protocolVersion: 5 },
+  )
+  raw.sendBytes(Buffer.concat([connectPacket, junk5]))
+  await raw.expect('connack')
+  const will = broker.sessions.sessions.get('will5')!.will!
+  assert.ok(ownSized(will.payload), `will payload: ${will.payload.buffer.byteLength} bytes`)
+  const cd = will.properties!.correlationData!
+  assert.deepEqual(cd, Buffer.alloc(8, 5))
+  assert.ok(ownSized(cd), `will correlation data: ${cd.buffer.byteLength} bytes`)
+})
+
+test("broker.publish: the caller's properties object is neither changed nor needed writable when the message is kept", async (t) => {
+  const broker = await startBroker(t)
+  const sub = await connect(t, broker, { clientId: 'frozen-sub', protocolVersion: 5 })
+  const got: string[] = []
+  sub.on('message', (topic, _payload, packet) => got.push(`${topic} ${packet.properties?.correlationData?.toString()}`))
+  await sub.subscribeAsync('f/#', { qos: 1 })
+  // a short Buffer.from() is a slice of Node's shared pool: far larger than itself, so keeping it copies it
+  const properties = Object.freeze({ contentType: 'json', correlationData: Buffer.from('req-1') })
+  assert.ok(!ownSized(properties.correlationData))
+  await broker.publish({ topic: 'f/retained', payload: 'r', qos: 1, retain: true, properties })
+  await broker.publish({ topic: 'f/queued', payload: 'q', qos: 1, properties })
+  await until(() => got.length === 2)
+  assert.deepEqual(got.sort(), ['f/queued req-1', 'f/retained req-1'])
+  assert.equal(properties.correlationData.toString(), 'req-1')
+  const [retained] = await broker.stores.retained.match('f/retained')
+  assert.ok(ownSized(retained!.properties!.correlationData!))
+})
