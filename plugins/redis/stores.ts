@@ -17,9 +17,21 @@ export function messageToJson(m: Message): string {
 
 /** The object messageToJson writes, for records that carry a message inside (encoded once, not as a string in a string). */
 export function messageToObject(m: Message): MessageJson {
-  const p = m.properties
-  const properties = p === undefined ? undefined : { ...p, correlationData: p.correlationData?.toString('base64') }
-  return { t: m.topic, p: m.payload.toString('base64'), q: m.qos, r: m.retain, pr: properties, e: m.expiresAt, o: m.origin }
+  return { t: m.topic, p: m.payload.toString('base64'), q: m.qos, r: m.retain, pr: propertiesToObject(m.properties), e: m.expiresAt, o: m.origin }
+}
+
+type PropertiesJson = Record<string, unknown> & { correlationData?: string }
+
+/** MQTT 5 properties as JSON: the correlation data (binary) in base64 */
+function propertiesToObject(p: Message['properties']): PropertiesJson | undefined {
+  return p === undefined ? undefined : { ...p, correlationData: p.correlationData?.toString('base64') }
+}
+
+function propertiesFromObject(pr: PropertiesJson | undefined): Message['properties'] {
+  if (pr === undefined) return undefined
+  const properties = { ...pr, correlationData: pr.correlationData === undefined ? undefined : Buffer.from(pr.correlationData, 'base64') }
+  if (properties.correlationData === undefined) delete properties.correlationData
+  return properties as Message['properties']
 }
 
 export interface MessageJson {
@@ -27,7 +39,7 @@ export interface MessageJson {
   p: string
   q: 0 | 1 | 2
   r: boolean
-  pr?: Record<string, unknown> & { correlationData?: string }
+  pr?: PropertiesJson
   e?: number
   o?: string
 }
@@ -37,23 +49,20 @@ export function messageFromJson(s: string): Message {
 }
 
 export function messageFromObject(j: MessageJson): Message {
-  const properties =
-    j.pr === undefined ? undefined : { ...j.pr, correlationData: j.pr.correlationData === undefined ? undefined : Buffer.from(j.pr.correlationData, 'base64') }
-  if (properties !== undefined && properties.correlationData === undefined) delete properties.correlationData
-  const m = newMessage(j.t, Buffer.from(j.p, 'base64'), j.q, j.r, j.o, properties as Message['properties'])
+  const m = newMessage(j.t, Buffer.from(j.p, 'base64'), j.q, j.r, j.o, propertiesFromObject(j.pr))
   m.expiresAt = j.e
   return m
 }
 
 /** A will as stored: its payload in base64 (inside a session record, or on its own in a node's wills hash). */
-type WillJson = Omit<Will, 'payload'> & { payload: string }
+type WillJson = Omit<Will, 'payload' | 'properties'> & { payload: string; properties?: PropertiesJson }
 
 function willToObject(will: Will): WillJson {
-  return { ...will, payload: will.payload.toString('base64') }
+  return { ...will, payload: will.payload.toString('base64'), properties: propertiesToObject(will.properties) }
 }
 
 function willFromObject(j: WillJson): Will {
-  return { ...j, payload: Buffer.from(j.payload, 'base64') }
+  return { ...j, payload: Buffer.from(j.payload, 'base64'), properties: propertiesFromObject(j.properties) }
 }
 
 export function willToJson(will: Will): string {

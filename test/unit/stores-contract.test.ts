@@ -36,7 +36,14 @@ for (const b of backends) {
         clientId: 'c1',
         expiryInterval: 60,
         subscriptions: [{ filter: 'a/#', qos: 1, nl: false, rap: false, rh: 0, id: 7 }],
-        will: { topic: 'w', payload: Buffer.from('bye'), qos: 1, retain: false, delay: 5 },
+        will: {
+          topic: 'w',
+          payload: Buffer.from('bye'),
+          qos: 1,
+          retain: false,
+          delay: 5,
+          properties: { contentType: 'text', correlationData: Buffer.from([0, 1, 2, 255]) },
+        },
       })
       await sessions.enqueue('c1', { message: msg('a/1', 'one'), qos: 1, retain: false }, 10)
       await sessions.enqueue('c1', { message: msg('a/2', 'two'), qos: 1, retain: false, subscriptionIds: [7] }, 10)
@@ -51,6 +58,7 @@ for (const b of backends) {
       assert.equal(s.expiryInterval, 60)
       assert.deepEqual(s.subscriptions, [{ filter: 'a/#', qos: 1, nl: false, rap: false, rh: 0, id: 7 }])
       assert.equal(s.will?.payload.toString(), 'bye')
+      assert.deepEqual(s.will?.properties, { contentType: 'text', correlationData: Buffer.from([0, 1, 2, 255]) }) // (binary survives storage)
       assert.deepEqual(
         s.queue.map((q) => `${q.message.topic}=${q.message.payload}`),
         ['a/1=one', 'a/2=two'],
