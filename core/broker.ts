@@ -308,7 +308,14 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
       // a broker of the same code and shape, on its own loopback port, with nothing of this one's (core/warmup.ts)
       await warmUp(() => this.warmupTwin(), this.log)
     }
+    if (this.stopping) return this // close() came while it started: nothing is opened
     this.listeners = await startListeners(this)
+    if (this.stopping) {
+      // (close() found no listener to close)
+      await Promise.all(this.listeners.map((l) => l.close()))
+      this.listeners = []
+      return this
+    }
     this.sweepTimer = setInterval(() => this.sweep(), 500)
     this.sweepTimer.unref()
     if (this.config.sys.enabled) this.sys = new SysPublisher(this, this.config.sys.intervalMs)
@@ -430,6 +437,11 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
   }
 
   private onDrained: (() => void) | undefined
+
+  /** close() was called */
+  private get stopping(): boolean {
+    return this.state === 'closing' || this.state === 'closed'
+  }
 
   async close(): Promise<void> {
     if (this.state === 'closed' || this.state === 'closing') return

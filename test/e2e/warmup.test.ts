@@ -3,7 +3,8 @@ import { test } from 'node:test'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { WARMUP_MESSAGES } from '../../core/warmup.js'
-import { defineHook } from '../../plugins/index.js'
+import { createLogger } from '../../core/index.js'
+import { createBroker, defineHook } from '../../plugins/index.js'
 import { collect, connect, hooksFolder, startBroker, startSink, until } from '../helpers.js'
 import { captureLog } from '../log-capture.js'
 
@@ -103,4 +104,13 @@ test("a broker whose policy would refuse the warm-up's clients (no anonymous cli
   assert.equal(warmed.messages, WARMUP_MESSAGES)
   assert.equal(log.records.filter((r) => /warm-up cut short/.test(String(r.msg))).length, 0)
   await assert.rejects(connect(t, broker, { clientId: 'anon', reconnectPeriod: 0 }))
+})
+
+test('close() while the warm-up runs: listen() then opens no listener', async () => {
+  const broker = createBroker({ port: 0, ws: false, warmup: true, logger: createLogger('silent') })
+  const listening = broker.listen()
+  await new Promise((r) => setTimeout(r, 50))
+  await broker.close()
+  await listening
+  assert.deepEqual(broker.addresses, [])
 })
