@@ -123,7 +123,7 @@ export const configSchema = z.strictObject({
     .boolean()
     .default(true)
     .describe(
-      'before the listeners open, send about 12,000 messages through a throwaway twin broker on a loopback port, so the first clients meet compiled code (about 0.3 s of start-up)',
+      'before the listeners open, send about 12,000 messages through a throwaway twin broker on a loopback port, so the first clients meet compiled code (about half a second of start-up)',
     ),
   ws: z
     .union([z.literal(false), wsSchema])
