@@ -11,6 +11,8 @@ import { RawClient, connect, startBroker, until } from '../helpers.js'
 // buffer of about its own size.
 
 const junk = mqttPacket.generate({ cmd: 'publish', topic: 'junk', payload: Buffer.alloc(60000, 1), qos: 0, retain: false, dup: false })
+/** the same junk, as MQTT 5 */
+const junk5 = mqttPacket.generate({ cmd: 'publish', topic: 'junk', payload: Buffer.alloc(60000, 1), qos: 0, retain: false, dup: false }, { protocolVersion: 5 })
 const small = (topic: string, qos: 0 | 1, retain: boolean, messageId?: number): Buffer =>
   mqttPacket.generate({ cmd: 'publish', topic, payload: Buffer.alloc(16, 2), qos, retain, dup: false, messageId })
 
@@ -86,10 +88,6 @@ test('MQTT 5: a kept message holds no view of its read in its Correlation Data, 
   await lazy.expect('suback')
   const raw = await RawClient.open(t, broker, 5)
   await raw.connect({ clientId: 'pub5' }, 5)
-  const junk5 = mqttPacket.generate(
-    { cmd: 'publish', topic: 'junk', payload: Buffer.alloc(60000, 1), qos: 0, retain: false, dup: false },
-    { protocolVersion: 5 },
-  )
   const withProps = mqttPacket.generate(
     {
       cmd: 'publish',
@@ -120,10 +118,6 @@ test('MQTT 5: a kept message holds no view of its read in its Correlation Data, 
 test("MQTT 5: a will's Correlation Data, kept for the connection's life, holds no view of the read its CONNECT came in", async (t) => {
   const broker = await startBroker(t)
   const raw = await RawClient.open(t, broker, 5)
-  const junk5 = mqttPacket.generate(
-    { cmd: 'publish', topic: 'junk', payload: Buffer.alloc(60000, 1), qos: 0, retain: false, dup: false },
-    { protocolVersion: 5 },
-  )
   const connectPacket = mqttPacket.generate(
     {
       cmd: 'connect',
