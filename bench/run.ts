@@ -258,7 +258,7 @@ const scenarios: Scenario[] = [
     brokers: ['hookmq'],
     options: () => stuckHookFolder(200),
     run: async (port) => {
-      const { samples } = await stuckToFallback(port, quick ? 3 : 5)
+      const { samples } = await stuckToFallback(port, quick ? 2 : 5)
       return { value: median(samples), note: `each: ${samples.map((x) => x.toFixed(0)).join(' ')}` }
     },
   },
