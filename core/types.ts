@@ -44,6 +44,8 @@ export interface Message {
   propertyBlock?: Buffer | null
   /** messageSize (quota.ts), counted once for every queue and window it enters. A cache like `encoded`. */
   size?: number
+  /** keep() made its payload and Correlation Data its own: the first session, queue or store that keeps it does, the others find it done */
+  kept?: boolean
 }
 
 export interface SubscriptionOptions {
@@ -92,16 +94,20 @@ export function ownBytes(bytes: Buffer): Buffer {
   return own
 }
 
-/** Makes `message` fit to be kept beyond the read it came in: its payload and Correlation Data its own (ownBytes). Once per message: the copies are kept. */
+/** Makes `message` fit to be kept beyond the read it came in: its payload and Correlation Data its own (ownBytes). Checked once per message, however many keep it. */
 export function keep(message: Message): void {
-  const p = message.payload
-  if (p.buffer.byteLength - p.length > PINNED_SLACK) message.payload = ownBytes(p)
-  const props = message.properties
-  if (props?.correlationData !== undefined && Buffer.isBuffer(props.correlationData)) {
-    const own = ownBytes(props.correlationData)
-    // a new properties object: the one given may be a caller's own (broker.publish), frozen or kept by it
-    if (own !== props.correlationData) message.properties = { ...props, correlationData: own }
-  }
+  if (message.kept === true) return
+  message.kept = true
+  message.payload = ownBytes(message.payload)
+  message.properties = ownProperties(message.properties)
+}
+
+/** `props`, or a copy of it whose Correlation Data is its own (ownBytes): never changed in place, as a caller's (broker.publish) may be frozen or kept by it. */
+export function ownProperties<P extends { correlationData?: unknown }>(props: P | undefined): P | undefined {
+  const cd = props?.correlationData
+  if (!Buffer.isBuffer(cd)) return props
+  const own = ownBytes(cd)
+  return own === cd ? props : { ...props!, correlationData: own }
 }
 
 /**
@@ -124,5 +130,6 @@ export function newMessage(topic: string, payload: Buffer, qos: QoS, retain: boo
     encoded: undefined,
     propertyBlock: undefined,
     size: undefined,
+    kept: false,
   }
 }

@@ -11,7 +11,7 @@ import { deniedSubscriptions, revokeOnResume } from '../resume.js'
 import { NEVER_EXPIRES, type Session } from '../session.js'
 import type { OpenRequest } from '../sessions.js'
 import { checkTopicName } from '../topic.js'
-import { ownBytes } from '../types.js'
+import { ownBytes, ownProperties } from '../types.js'
 
 // CONNECT, as a list of steps: check the packet, settle limits, look up the
 // client id's session, authenticate, decide what happens to that session (its
@@ -139,14 +139,13 @@ function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] 
   const problem = checkTopicName(w.topic, conn.ctx.config.limits)
   if (problem !== undefined) throw new HookmqError('TOPIC_NAME_INVALID', `will topic: ${problem}`)
   const { willDelayInterval, ...properties } = w.properties ?? {}
-  // kept for the connection's life and its will delay: not a view of the read the CONNECT came in (ownBytes)
-  if (properties.correlationData !== undefined && Buffer.isBuffer(properties.correlationData)) properties.correlationData = ownBytes(properties.correlationData)
   return {
     topic: w.topic,
+    // kept for the connection's life and its will delay: not views of the read the CONNECT came in (ownBytes)
     payload: typeof w.payload === 'string' ? Buffer.from(w.payload) : ownBytes(w.payload),
     qos: w.qos ?? 0,
     retain: w.retain ?? false,
-    properties: Object.keys(properties).length > 0 ? properties : undefined,
+    properties: Object.keys(properties).length > 0 ? ownProperties(properties) : undefined,
     delay: willDelayInterval ?? 0,
   }
 }
