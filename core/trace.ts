@@ -1,37 +1,14 @@
 import type { Packet } from 'mqtt-packet'
 import { matchesFilter } from './topic.js'
 import type { ClientInfo } from './types.js'
+import type { TraceEvent } from './trace-event.js'
+
+export type { TraceEvent }
 
 // Live trace: the packets in and out of the clients an operator watches (by
 // client id, or every client's PUBLISH on a topic filter) and the hook
 // decisions on them. While no one watches, `active` is false and the one check
 // a connection makes per packet is all it costs.
-
-export interface TraceEvent {
-  /** ms since the epoch */
-  at: number
-  node: string
-  clientId: string
-  /** 'in': from the client; 'out': to it; 'hook': a hook's decision */
-  dir: 'in' | 'out' | 'hook'
-  /** packet type (connect, publish, suback...) or the hook point (authenticate, authorizePublish...) */
-  type: string
-  topic?: string
-  qos?: number
-  packetId?: number
-  /** payload bytes of a PUBLISH */
-  payloadBytes?: number
-  /** reason code (MQTT 5) or return code (3.1.1), when the packet has one */
-  reasonCode?: number
-  /** SUBSCRIBE/SUBACK: the filters, the granted codes */
-  filters?: string[]
-  granted?: number[]
-  /** a hook's decision */
-  hook?: string
-  version?: number
-  answer?: string
-  ms?: number
-}
 
 export interface TraceFilter {
   /** one client id */

@@ -9,23 +9,13 @@ import { deliveryId, fromEvent, type DeadBatch, type Delivery } from './delivery
 import { MemoryOutbox, type Inlet, type Outbox } from './outbox.js'
 import { RedisOutbox } from './redis-outbox.js'
 import { Dispatcher } from './sender.js'
+import type { WebhookStatus } from './status.js'
+
+export type { WebhookStatus }
 
 // Webhook forwarding: rules match published messages (a topic tree compiled
 // once) and lifecycle events; matches are enqueued in the outbox on the
 // publish path and sent by one dispatcher per webhook, off that path.
-
-export interface WebhookStatus {
-  name: string
-  url: string
-  queued: number
-  inFlight: number
-  delivered: number
-  retried: number
-  failed: number
-  deadLettered: number
-  dropped: number
-  p99LatencyMs: number
-}
 
 /** A rule as the publish path sees it: resolved once, no lookups per message. */
 interface Target {

@@ -1,5 +1,10 @@
-// The admin API's answers as the page reads them (the server's own types live
-// with Node's in plugins/; test/e2e/dashboard.test.ts holds the two together).
+// The admin API's answers as the page reads them. Where the server's type is
+// the JSON itself and lives in a file with no imports, the page reads that one;
+// the others live with Node's types in plugins/ (test/e2e/dashboard.test.ts
+// holds the two together).
+
+export type { TraceEvent } from '../../../core/trace-event.js'
+export type { WebhookStatus as WebhookRow } from '../../webhook/status.js'
 
 export interface Stats {
   node: string
@@ -66,19 +71,6 @@ export interface HookRow {
   p99Ms: number
 }
 
-export interface WebhookRow {
-  name: string
-  url: string
-  queued: number
-  inFlight: number
-  delivered: number
-  retried: number
-  failed: number
-  deadLettered: number
-  dropped: number
-  p99LatencyMs: number
-}
-
 export interface DeadLetter {
   id: string
   webhook: string
@@ -99,23 +91,4 @@ export interface RetainedRow {
 
 export interface RetainedMessage extends RetainedRow {
   properties: Record<string, unknown>
-}
-
-export interface TraceEvent {
-  at: number
-  node: string
-  clientId: string
-  dir: 'in' | 'out' | 'hook'
-  type: string
-  topic?: string
-  qos?: number
-  packetId?: number
-  payloadBytes?: number
-  reasonCode?: number
-  filters?: string[]
-  granted?: number[]
-  hook?: string
-  version?: number
-  answer?: string
-  ms?: number
 }
