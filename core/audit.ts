@@ -69,7 +69,7 @@ interface AuditSink {
 }
 
 export class DecisionAudit {
-  readonly denials: DenialLog
+  private readonly denials: DenialLog
   /** records made (denies always, allows with audit.allows) and records not emitted for being over audit.maxPerSecond */
   readonly counts = { allow: 0, deny: 0, dropped: 0 }
   // whether the allow path of each kind calls in: one boolean read there

@@ -2,7 +2,6 @@ import { ReasonCode } from './errors.js'
 import type { Flow } from './flow.js'
 import { isPromise, LATER, refusalCode, refused, type DecisionReceiver, type Later, type PublishDecision } from './hooks.js'
 import { DecisionAudit } from './audit.js'
-import type { DenialLog } from './denials.js'
 import { RetainedQuota } from './retained-quota.js'
 import type { CoreServices } from './services.js'
 import type { ClientInfo, Message } from './types.js'
@@ -26,15 +25,12 @@ export class PublishPipeline {
   readonly retainedQuota: RetainedQuota
   /** every enforced decision's way out: the denial log, audit records, the hook host's watcher (audit.ts) */
   readonly audit: DecisionAudit
-  /** denied publishes and subscriptions, logged (throttled per client) */
-  readonly denials: DenialLog
   /** defaults.publish, read once per change (not per message) */
   private allowedByDefault: boolean
 
   constructor(private readonly core: CoreServices) {
     this.allowedByDefault = core.config.defaults.publish === 'allow'
     this.audit = new DecisionAudit(core.id, core.emitter, core.log, core.config.audit)
-    this.denials = this.audit.denials
     this.retainedQuota = new RetainedQuota(core.config.limits, core.stores.retained)
     // what the store held before this start counts too (with Redis: what every node stored)
     core.emitter.once('ready', () => {
