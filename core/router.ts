@@ -65,7 +65,7 @@ export class Router {
   private readonly sessionTargets = new Map<Session, Target>()
   private seq = 0
   /** merge()'s result, reused (a nested route() gets its own); slots past the last merge are undefined */
-  private readonly merged: Array<Target | undefined> = []
+  private readonly merged: Array<Target | undefined> = Array.of<Target | undefined>(undefined) // born holding objects, as Matches' arrays
 
   /**
    * In a cluster (watchFilters): told when a plain filter gets its first

@@ -21,9 +21,13 @@ export interface SharedGroup<T> {
  * emptied with `length = 0` gives its storage back and grows it again on the next push).
  */
 export class Matches<T> {
-  readonly subs: Array<T | undefined> = []
+  // Both born holding objects (one empty slot): an empty literal starts as an
+  // array of small integers and changes kind at its first entry, and code that
+  // V8 compiled on the warm-up twin's Matches (changed long before) was thrown
+  // away at this broker's first message (core/warmup.ts).
+  readonly subs: Array<T | undefined> = Array.of<T | undefined>(undefined)
   subCount = 0
-  readonly groups: Array<SharedGroup<T> | undefined> = []
+  readonly groups: Array<SharedGroup<T> | undefined> = Array.of<SharedGroup<T> | undefined>(undefined)
   groupCount = 0
 
   sub(i: number): T {

@@ -22,10 +22,13 @@ import { mqtt } from './mqtt-packet.js'
 // - messages many to a read (the per-message code);
 // - messages one to a read from a few clients at once, as steady traffic
 //   comes (the per-read code: socket reads and writes, ticks, timers);
-// MQTT 3.1.1 and 5, QoS 0 and 1. The twin must be of the real broker's shape:
-// a twin of another class or config left V8's code guarding objects of the
-// wrong maps, thrown away by the first real message. It takes a few hundred
-// milliseconds of start-up, and nothing of it is seen by the real broker.
+// MQTT 3.1.1 and 5, QoS 0 and 1, one pass each, each on a twin of its own.
+// The twin must be of the real broker's shape: a twin of another class or
+// config left V8's code guarding objects of the wrong maps, thrown away by the
+// first real message. So must the real broker's own objects that the code
+// touches (see Matches and perQos: arrays born of another kind). Traced with
+// --trace-deopt, the first real message now throws nothing away. It takes
+// about 0.45 s of start-up, and nothing of it is seen by the real broker.
 
 /** The broker class, given by the caller (broker.ts imports this file). */
 interface WarmBroker {
@@ -71,15 +74,36 @@ export function twinConfig<T extends ConfigInput>(input: T): T {
 
 export async function warmUp(make: () => WarmBroker, log: Logger): Promise<void> {
   const t0 = performance.now()
-  const broker = make()
   const clients: WarmClient[] = []
   let messages = 0
+  const twins: WarmBroker[] = []
+  const twin = async (): Promise<number> => {
+    const t = make()
+    twins.push(t)
+    await t.listen()
+    return t.addresses[0]!.port
+  }
   try {
-    await broker.listen()
-    const port = broker.addresses[0]!.port
     const payload = Buffer.alloc(64, 0x61)
+    let port = await twin()
     // each phase on topics of its own, and its clients gone before the next: a subscriber left unread would hold the next phase's publishers (core/flow.ts)
     for (const v of [4, 5] as const) {
+      if (v === 5) {
+        // Between the two passes a second twin starts and the first closes, so
+        // that what the real broker does next (start, and one day close) comes
+        // while the code is still being compiled, not after:
+        // - closing writes again fields that starting wrote once (the hook
+        //   host's pipelines, timers); V8 folds a field written once into its
+        //   compiled code as a constant, so a close after the warm-up threw
+        //   away the publish path's code (handlePublish, route, sendPublish) for
+        //   every broker of the class, the real one's too;
+        // - starting a listener takes paths of Node's (a DNS lookup answered on
+        //   the next tick, with more arguments than the traffic's) that, met
+        //   first by the real broker's listen, threw nextTick and the tick loop
+        //   back to the interpreter.
+        port = await twin()
+        await twins[0]!.close()
+      }
       // clients that come and go
       for (let i = 0; i < CHURN; i++) {
         const c = await WarmClient.connect(port, `warmup-churn-${v}-${i}`, v, clients)
@@ -143,7 +167,7 @@ export async function warmUp(make: () => WarmBroker, log: Logger): Promise<void>
     log.warn({ err }, 'warm-up cut short (nothing depends on it: the first clients meet colder code)')
   } finally {
     for (const c of clients) c.socket.destroy()
-    await broker.close().catch(() => {})
+    await Promise.all(twins.map((t) => t.close().catch(() => {})))
     log.info({ messages, ms: Math.round(performance.now() - t0) }, 'publish path warmed up')
   }
 }

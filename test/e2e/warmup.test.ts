@@ -3,7 +3,8 @@ import { test } from 'node:test'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { WARMUP_MESSAGES } from '../../core/warmup.js'
-import { createLogger } from '../../core/index.js'
+import net from 'node:net'
+import { Broker, createLogger } from '../../core/index.js'
 import { createBroker, defineHook } from '../../plugins/index.js'
 import { collect, connect, hooksFolder, startBroker, startSink, until } from '../helpers.js'
 import { captureLog } from '../log-capture.js'
@@ -113,4 +114,38 @@ test('close() while the warm-up runs: listen() then opens no listener', async ()
   await broker.close()
   await listening
   assert.deepEqual(broker.addresses, [])
+})
+
+test('every twin the warm-up starts (one per pass: the first is closed between them) is closed, with its port, before listen() resolves', async (t) => {
+  const twins: Broker[] = []
+  class Watched extends Broker {
+    protected override warmupTwin(): Broker {
+      const twin = super.warmupTwin()
+      twins.push(twin)
+      return twin
+    }
+  }
+  const broker = new Watched({ port: 0, ws: false, warmup: true, logger: createLogger('silent') })
+  t.after(() => broker.close())
+  const ports: number[] = []
+  const listening = broker.listen()
+  // each twin's port, read while it serves
+  for (let i = 0; i < 2; i++) {
+    await until(() => twins.length > i && twins[i]!.addresses.length > 0, 5000)
+    ports.push(twins[i]!.addresses[0]!.port)
+  }
+  await listening
+  assert.equal(twins.length, 2)
+  assert.deepEqual(
+    twins.map((b) => b.phase),
+    ['closed', 'closed'],
+  )
+  for (const port of ports) {
+    const refused = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => resolve(s.destroy() && false))
+      s.once('error', () => resolve(true))
+    })
+    assert.ok(refused, `a twin's port ${port} still accepts`)
+  }
 })
