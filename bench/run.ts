@@ -23,7 +23,7 @@ import {
   type HookmqBenchOptions,
   type RunningBroker,
 } from './brokers.js'
-import { fanIn, fanOut, idleClients, latency, startSink, type FanInOptions } from './scenarios.js'
+import { fanIn, fanOut, idleClients, latency, startSink, subscribeOneByOne, type FanInOptions } from './scenarios.js'
 import { amplification } from './amplification.js'
 import { clusterCost, printClusterCost } from './cluster-cost.js'
 import { median } from './stats.js'
@@ -357,6 +357,19 @@ const scenarios: Scenario[] = [
     redis: true,
     run: fanInRun({ perPublisher: fewer(per(10000)), qos: 1, persistent: true }),
   },
+  // (each SUBSCRIBE once rewrote the whole session, every filter in it: quadratic; not in --quick, which keeps under a minute)
+  ...(quick
+    ? []
+    : [
+        {
+          name: 'redis persistent session subscribing 10,000 filters one per SUBSCRIBE (100 in flight)',
+          unit: 'sub/s',
+          higherIsBetter: true,
+          brokers: [...allHookmq, 'aedes'],
+          redis: true,
+          run: async (port: number) => ({ value: (await subscribeOneByOne(port, 10000)).rate }),
+        } satisfies Scenario,
+      ]),
   {
     name: 'redis fan-in-qos1 persistent, 2 nodes (publishers on one, subscriber on the other)',
     unit: 'msg/s',

@@ -304,6 +304,47 @@ export async function idleClients(port: number, n: number): Promise<net.Socket[]
   return sockets
 }
 
+/**
+ * One persistent session (clean start off) subscribing `n` filters, one per
+ * SUBSCRIBE, `inFlight` unanswered at a time, as a gateway subscribing its
+ * devices' topics does; answers SUBSCRIBEs answered per second.
+ */
+export async function subscribeOneByOne(port: number, n: number, inFlight = 100): Promise<{ rate: number }> {
+  let acked = 0
+  const done = waitFor(
+    () => acked >= n,
+    120000,
+    () => `SUBACKs: ${acked}/${n}`,
+  )
+  let sent = 0
+  let s!: net.Socket
+  const more = (): void => {
+    const chunks: Buffer[] = []
+    while (sent < n && sent - acked < inFlight) {
+      sent++
+      chunks.push(encode({ cmd: 'subscribe', messageId: (sent % 65535) + 1, subscriptions: [{ topic: `gw/${run}/${sent}/cmd`, qos: 1 }] }))
+    }
+    if (chunks.length > 0) s.write(Buffer.concat(chunks))
+  }
+  s = await connectClient(
+    port,
+    `gw-${process.pid}-${++run}`,
+    (type) => {
+      if (type !== SUBACK) return
+      acked++
+      done.check()
+      more()
+    },
+    false,
+  )
+  const t0 = process.hrtime.bigint()
+  more()
+  await done.promise
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  s.destroy()
+  return { rate: n / seconds }
+}
+
 /** A local webhook endpoint counting deliveries, in its own process (see serve-sink.ts). */
 export async function startSink(): Promise<{ url: string; count: () => Promise<number>; lastAt: () => Promise<number>; close(): Promise<void> }> {
   const { fork } = await import('node:child_process')

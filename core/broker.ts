@@ -284,7 +284,7 @@ export class Broker implements ConnectionContext, ListenerHost, SysSource {
     if (revoked.length === 0) return revoked
     for (const f of revoked) this.router.remove(session, f)
     session.discardUncovered() // what waited for them alone is not delivered after all
-    session.persist()
+    session.persistSubscriptions([], revoked)
     const conn = session.outlet
     if (conn !== null) {
       for (const f of revoked) this.emitter.emit('unsubscribed', f, conn.client)

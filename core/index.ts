@@ -53,6 +53,7 @@ export type {
   RetainedStore,
   RetainedUsage,
   SessionStore,
+  SubscriptionChange,
   Written,
   SessionState,
   StoredSession,

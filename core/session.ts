@@ -273,6 +273,14 @@ export class Session {
     if (this.persistent) this.track(this.ctx.store.save(this.toStored()))
   }
 
+  /** After SUBSCRIBE, UNSUBSCRIBE or a revocation: only the subscriptions that changed are written, where the store can (SessionStore.updateSubscriptions). */
+  persistSubscriptions(set: Subscription[], removed: string[]): void {
+    if (!this.persistent || (set.length === 0 && removed.length === 0)) return
+    const store = this.ctx.store
+    if (store.updateSubscriptions === undefined) return this.persist()
+    this.track(store.updateSubscriptions({ clientId: this.clientId, expiryInterval: this.expiryInterval, disconnectedAt: this.disconnectedAt, set, removed }))
+  }
+
   toStored(): StoredSession {
     return {
       clientId: this.clientId,

@@ -65,11 +65,27 @@ export type QueuedEntry = SessionState['queue'][number]
  */
 export type Written = Promise<void> | undefined
 
+/** A persistent session's subscriptions changed (SessionStore.updateSubscriptions); its expiry is given for stores whose keys expire. */
+export interface SubscriptionChange {
+  clientId: string
+  expiryInterval: number
+  disconnectedAt?: number
+  set: Subscription[]
+  removed: string[]
+}
+
 export interface SessionStore {
   load(clientId: string): Promise<SessionState | undefined>
   /** every stored session (for restoring routes at start-up) */
   list(): Promise<StoredSession[]>
   save(session: StoredSession): Written
+  /**
+   * Only the subscriptions changed: `set` are added or replace the one of
+   * their filter, `removed` are gone. A store without it is sent the whole
+   * session (save) instead, which for a client subscribing one filter at a
+   * time rewrites every subscription each time.
+   */
+  updateSubscriptions?(change: SubscriptionChange): Written
   /** forget the session with its queue, in-flight and incoming state */
   delete(clientId: string): Written
   /** append to the queue; when it then holds more than `max`, the oldest go */
@@ -137,7 +153,9 @@ export interface Stores {
   bans?: BanStore
 }
 
-type MemorySession = Omit<SessionState, 'queue'> & { queue: Fifo<QueuedEntry> }
+type MemorySession = Omit<SessionState, 'queue' | 'subscriptions'> & { queue: Fifo<QueuedEntry>; subscriptions: Map<string, Subscription> }
+
+const byFilter = (subs: Subscription[]): Map<string, Subscription> => new Map(subs.map((sub) => [sub.filter, sub]))
 
 export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, MemorySession>()
@@ -145,14 +163,20 @@ export class MemorySessionStore implements SessionStore {
   async load(clientId: string): Promise<SessionState | undefined> {
     const s = this.sessions.get(clientId)
     if (!s) return undefined
-    return { ...s, subscriptions: [...s.subscriptions], inflight: s.inflight.map((e) => ({ ...e })), queue: s.queue.toArray(), incoming: [...s.incoming] }
+    return {
+      ...s,
+      subscriptions: [...s.subscriptions.values()],
+      inflight: s.inflight.map((e) => ({ ...e })),
+      queue: s.queue.toArray(),
+      incoming: [...s.incoming],
+    }
   }
 
   async list(): Promise<StoredSession[]> {
     return [...this.sessions.values()].map((s) => ({
       clientId: s.clientId,
       expiryInterval: s.expiryInterval,
-      subscriptions: [...s.subscriptions],
+      subscriptions: [...s.subscriptions.values()],
       disconnectedAt: s.disconnectedAt,
       will: s.will,
       owner: s.owner,
@@ -161,8 +185,17 @@ export class MemorySessionStore implements SessionStore {
 
   save(session: StoredSession): Written {
     const cur = this.sessions.get(session.clientId)
-    if (cur) Object.assign(cur, session, { subscriptions: [...session.subscriptions] })
-    else this.sessions.set(session.clientId, { ...session, subscriptions: [...session.subscriptions], inflight: [], queue: new Fifo(), incoming: [] })
+    if (cur) Object.assign(cur, session, { subscriptions: byFilter(session.subscriptions) })
+    else this.sessions.set(session.clientId, { ...session, subscriptions: byFilter(session.subscriptions), inflight: [], queue: new Fifo(), incoming: [] })
+    return undefined
+  }
+
+  updateSubscriptions(change: SubscriptionChange): Written {
+    const subs = this.sessions.get(change.clientId)?.subscriptions
+    if (subs !== undefined) {
+      for (const sub of change.set) subs.set(sub.filter, sub)
+      for (const filter of change.removed) subs.delete(filter)
+    }
     return undefined
   }
 

@@ -65,7 +65,10 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     added.push({ sub, isNew })
     granted.push(qos)
   }
-  if (added.length > 0) session.persist()
+  session.persistSubscriptions(
+    added.map((a) => a.sub),
+    [],
+  )
   // in a cluster, a filter new to this node is acknowledged once the other nodes know of it (they send this node only what matches)
   if (announced.length > 0) return Promise.allSettled(announced).then(() => acknowledge(conn, packet, granted, added))
   acknowledge(conn, packet, granted, added)

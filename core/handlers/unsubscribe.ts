@@ -8,14 +8,16 @@ export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket):
   const session = conn.session!
   const ctx = conn.ctx
   const granted: number[] = []
+  const removed: string[] = []
   for (const filter of packet.unsubscriptions) {
     const existed = session.subscriptions.delete(filter)
     if (existed) {
+      removed.push(filter)
       ctx.router.remove(session, filter)
       ctx.emitter.emit('unsubscribed', filter, conn.client)
     }
     granted.push(existed ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted)
   }
-  session.persist()
+  session.persistSubscriptions([], removed)
   conn.write({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted }) // reason codes only go to MQTT 5 clients
 }

@@ -1,10 +1,22 @@
-import type { Redis } from 'ioredis'
-import type { Message, OutgoingEntry, QueuedEntry, SessionState, SessionStore, StoredSession, Will } from '../../core/index.js'
+import type { ChainableCommander, Redis } from 'ioredis'
+import type {
+  Message,
+  OutgoingEntry,
+  QueuedEntry,
+  SessionState,
+  SessionStore,
+  StoredSession,
+  Subscription,
+  SubscriptionChange,
+  Will,
+} from '../../core/index.js'
 import { newMessage } from '../../core/index.js'
 
 // The core's session store on Redis, and how messages and wills are written
 // as JSON there (retained messages: retained.ts). Keys (under the prefix):
-//   session:<id>            JSON of the session (expiry, subscriptions, will, owner; no owner: stored before owners were recorded)
+//   session:<id>            JSON of the session (expiry, will, owner; no owner: stored before owners were recorded;
+//                           subscriptions too in records written before they had a key of their own)
+//   session:<id>:subs       hash filter -> subscription (JSON): a SUBSCRIBE writes its own filters, not every one
 //   session:<id>:queue      list of queued entries (JSON), oldest first
 //   session:<id>:inflight   hash packet id -> entry (JSON)
 //   session:<id>:incoming   set of QoS 2 packet ids awaiting PUBREL
@@ -73,11 +85,22 @@ export function willFromJson(s: string): Will {
   return willFromObject(JSON.parse(s) as WillJson)
 }
 
-/** A session record as stored (meta key): the will in its stored form. */
-function sessionFromJson(s: string): StoredSession {
-  const stored = JSON.parse(s) as Omit<StoredSession, 'will'> & { will?: WillJson }
-  return { ...stored, will: stored.will ? willFromObject(stored.will) : undefined }
+/**
+ * A session record as stored (meta key, the will in its stored form) with its
+ * subscriptions hash; a record written before that hash existed carries its
+ * subscriptions itself (the hash's, written since, win).
+ */
+function sessionFromJson(s: string, subs: Record<string, string>): StoredSession {
+  const stored = JSON.parse(s) as Omit<StoredSession, 'will' | 'subscriptions'> & { will?: WillJson; subscriptions?: Subscription[] }
+  const byFilter = new Map((stored.subscriptions ?? []).map((sub) => [sub.filter, sub]))
+  for (const json of Object.values(subs)) {
+    const sub = JSON.parse(json) as Subscription
+    byFilter.set(sub.filter, sub)
+  }
+  return { ...stored, subscriptions: [...byFilter.values()], will: stored.will ? willFromObject(stored.will) : undefined }
 }
+
+const subscriptionFields = (subs: Subscription[]): string[] => subs.flatMap((sub) => [sub.filter, JSON.stringify(sub)])
 
 /** `m`: the message (as a JSON string in records written before it was embedded) */
 interface EntryJson {
@@ -106,6 +129,16 @@ function entryFromJson(s: string): OutgoingEntry & { expiresAt?: number } {
 
 /** Keys outlive the session's expiry by this much, so that a node that is running ends it (and publishes a will) first. */
 const KEY_GRACE_MS = 60_000
+
+/** A session's keys expire as it does (plus KEY_GRACE_MS) while it is offline with an expiry, and never otherwise. */
+function expire(m: ChainableCommander, keys: string[], session: { disconnectedAt?: number; expiryInterval: number }): void {
+  if (session.disconnectedAt !== undefined && session.expiryInterval !== 0xffffffff) {
+    const left = session.disconnectedAt + session.expiryInterval * 1000 - Date.now() + KEY_GRACE_MS
+    for (const k of keys) m.pexpire(k, Math.max(1, left))
+  } else {
+    for (const k of keys) m.persist(k)
+  }
+}
 
 const DEQUEUE_TO_INFLIGHT = `
 local v = redis.call('LPOP', KEYS[1])
@@ -137,15 +170,16 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async load(clientId: string): Promise<SessionState | undefined> {
-    const [[, meta], [, queue], [, inflight], [, incoming]] = (await this.redis
+    const [[, meta], [, queue], [, inflight], [, incoming], [, subs]] = (await this.redis
       .multi()
       .get(this.key(clientId))
       .lrange(this.key(clientId, ':queue'), 0, -1)
       .hgetall(this.key(clientId, ':inflight'))
       .smembers(this.key(clientId, ':incoming'))
+      .hgetall(this.key(clientId, ':subs'))
       .exec())! as Array<[Error | null, unknown]>
     if (meta === null || meta === undefined) return undefined
-    const stored = sessionFromJson(meta as string)
+    const stored = sessionFromJson(meta as string, subs as Record<string, string>)
     // an entry moved from the queue keeps its queued JSON: its packet id is the field
     const entries = Object.entries(inflight as Record<string, string>)
       .map(([id, json]) => {
@@ -171,34 +205,45 @@ export class RedisSessionStore implements SessionStore {
     for (let i = 0; i < ids.length; i += 1000) metas.push(...(await this.redis.mget(ids.slice(i, i + 1000).map((id) => this.key(id)))))
     const gone = ids.filter((_, i) => metas[i] === null) // expired in Redis (see save)
     if (gone.length > 0) await this.redis.srem(`${this.prefix}sessions`, ...gone)
-    for (const meta of metas) {
-      if (meta === null) continue
-      out.push(sessionFromJson(meta))
+    const live = ids.flatMap((id, i) => (metas[i] === null ? [] : [{ id, meta: metas[i]! }]))
+    for (let i = 0; i < live.length; i += 1000) {
+      const batch = live.slice(i, i + 1000)
+      const p = this.redis.pipeline()
+      for (const { id } of batch) p.hgetall(this.key(id, ':subs'))
+      const subs = (await p.exec())! as Array<[Error | null, Record<string, string>]>
+      batch.forEach(({ meta }, k) => out.push(sessionFromJson(meta, subs[k]![1] ?? {})))
     }
     return out
   }
 
   async save(session: StoredSession): Promise<void> {
+    const { subscriptions, ...rest } = session
     const will = session.will ? willToObject(session.will) : undefined
     const id = session.clientId
+    const subsKey = this.key(id, ':subs')
     const m = this.redis
       .multi()
-      .set(this.key(id), JSON.stringify({ ...session, will }))
-      .sadd(`${this.prefix}sessions`, id)
-    const keys = [this.key(id), this.key(id, ':queue'), this.key(id, ':inflight'), this.key(id, ':incoming')]
-    if (session.disconnectedAt !== undefined && session.expiryInterval !== 0xffffffff) {
-      const left = session.disconnectedAt + session.expiryInterval * 1000 - Date.now() + KEY_GRACE_MS
-      for (const k of keys) m.pexpire(k, Math.max(1, left))
-    } else {
-      for (const k of keys) m.persist(k)
-    }
+      .set(this.key(id), JSON.stringify({ ...rest, will }))
+      .del(subsKey)
+    if (subscriptions.length > 0) m.hset(subsKey, ...subscriptionFields(subscriptions))
+    m.sadd(`${this.prefix}sessions`, id)
+    expire(m, [this.key(id), this.key(id, ':queue'), this.key(id, ':inflight'), this.key(id, ':incoming'), subsKey], session)
+    await m.exec()
+  }
+
+  async updateSubscriptions(change: SubscriptionChange): Promise<void> {
+    const key = this.key(change.clientId, ':subs')
+    const m = this.redis.multi()
+    if (change.set.length > 0) m.hset(key, ...subscriptionFields(change.set))
+    if (change.removed.length > 0) m.hdel(key, ...change.removed)
+    expire(m, [key], change) // (a revocation may reach an offline session, whose keys expire)
     await m.exec()
   }
 
   async delete(clientId: string): Promise<void> {
     await this.redis
       .multi()
-      .del(this.key(clientId), this.key(clientId, ':queue'), this.key(clientId, ':inflight'), this.key(clientId, ':incoming'))
+      .del(this.key(clientId), this.key(clientId, ':queue'), this.key(clientId, ':inflight'), this.key(clientId, ':incoming'), this.key(clientId, ':subs'))
       .srem(`${this.prefix}sessions`, clientId)
       .exec()
   }

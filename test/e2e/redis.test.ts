@@ -186,3 +186,28 @@ test('with Redis: a will delay and a session expiry running when the broker is k
   const [ack] = await new Promise<[mqtt.IConnackPacket]>((resolve) => back.once('connect', (p) => resolve([p])))
   assert.equal(ack.sessionPresent, false) // it expired while the broker was down and restarting
 })
+
+test('with Redis: a persistent session subscribing and unsubscribing one filter at a time keeps exactly what is left across SIGKILL', async (t) => {
+  const redis = await startRedis(t)
+  const config = { port: 0, ws: false, sys: { enabled: false }, id: 'node-s', redis: { url: redis.url } }
+  const first = await brokerProcess(t, config)
+  const opts = { clientId: 'one-by-one', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 }
+  const sub = await mqtt.connectAsync(first.url, opts)
+  for (const f of ['s/a', 's/b', 's/c']) await sub.subscribeAsync(f, { qos: 1 }) // (each SUBSCRIBE writes its own filter: plugins/redis/stores.ts)
+  await sub.subscribeAsync('s/b', { qos: 0 }) // replaces s/b's
+  await sub.unsubscribeAsync('s/a')
+  await sub.endAsync()
+  await first.kill()
+  const second = await brokerProcess(t, config)
+  const got: string[] = []
+  const back = mqtt.connect(second.url, opts)
+  defer(t, () => back.endAsync(true))
+  back.on('message', (topic, _p, packet) => got.push(`${topic}:${packet.qos}`))
+  await new Promise((resolve) => back.once('connect', resolve))
+  const pub = await mqtt.connectAsync(second.url, { reconnectPeriod: 0 })
+  defer(t, () => pub.endAsync(true))
+  for (const topic of ['s/a', 's/b', 's/c']) await pub.publishAsync(topic, 'x', { qos: 1 })
+  await until(() => got.length >= 2, 5000, `2 messages (have ${got.join()})`)
+  await new Promise((r) => setTimeout(r, 200)) // (s/a would have come by now)
+  assert.deepEqual(got.sort(), ['s/b:0', 's/c:1'])
+})

@@ -79,6 +79,22 @@ for (const b of backends) {
       assert.deepEqual(await sessions.list(), [])
     })
 
+    test('sessions: updateSubscriptions adds, replaces and removes filters alone; a later save is the whole set again', async (t) => {
+      const { sessions } = await b.make(t)
+      const sub = (filter: string, qos: 0 | 1 | 2 = 1) => ({ filter, qos, nl: false, rap: false, rh: 0 as const })
+      await sessions.save({ clientId: 'u1', expiryInterval: 60, subscriptions: [sub('a'), sub('b')] })
+      assert.ok(sessions.updateSubscriptions, 'both stores write a change alone')
+      await sessions.updateSubscriptions({ clientId: 'u1', expiryInterval: 60, set: [sub('c', 0), sub('a', 2)], removed: ['b'] })
+      await sessions.updateSubscriptions({ clientId: 'u1', expiryInterval: 60, set: [], removed: ['not-there'] })
+      const filters = (subs: Array<{ filter: string; qos: number }>) => subs.map((x) => `${x.filter}:${x.qos}`).sort()
+      assert.deepEqual(filters((await sessions.load('u1'))!.subscriptions), ['a:2', 'c:0'])
+      assert.deepEqual(filters((await sessions.list()).find((x) => x.clientId === 'u1')!.subscriptions), ['a:2', 'c:0'])
+      await sessions.save({ clientId: 'u1', expiryInterval: 60, subscriptions: [sub('d')] })
+      assert.deepEqual(filters((await sessions.load('u1'))!.subscriptions), ['d:1'])
+      await sessions.delete('u1')
+      assert.equal(await sessions.load('u1'), undefined)
+    })
+
     test('sessions: the queue keeps the newest `max` entries', async (t) => {
       const { sessions } = await b.make(t)
       await sessions.save({ clientId: 'q', expiryInterval: 60, subscriptions: [] })
@@ -219,4 +235,34 @@ test('Redis retained store: one key per topic, expiring with the message; cleari
   await store.set(msg('x/y/ttl', ''))
   assert.deepEqual((await redis.keys('r:*')).sort(), []) // index pruned to nothing
   assert.equal(await store.count(), 0)
+})
+
+test('Redis session store: subscriptions in a hash of their own, expiring with the session; records from before it still load theirs', async (t) => {
+  const server = await startRedis(t)
+  const redis = new Redis(server.url)
+  redis.on('error', () => {})
+  defer(t, () => redis.quit())
+  const store = new RedisSessionStore(redis, 's:')
+  const sub = (filter: string) => ({ filter, qos: 1 as const, nl: false, rap: false, rh: 0 as const })
+  // a record written before subscriptions had a key of their own
+  await redis.set('s:session:old', JSON.stringify({ clientId: 'old', expiryInterval: 60, subscriptions: [sub('x'), sub('y')], owner: null }))
+  await redis.sadd('s:sessions', 'old')
+  assert.deepEqual((await store.load('old'))!.subscriptions.map((x) => x.filter).sort(), ['x', 'y'])
+  await store.updateSubscriptions({ clientId: 'old', expiryInterval: 60, set: [sub('z')], removed: [] })
+  assert.deepEqual((await store.list())[0]!.subscriptions.map((x) => x.filter).sort(), ['x', 'y', 'z'])
+  // a SUBSCRIBE writes its own filter, not the session again
+  await store.save({ clientId: 'c', expiryInterval: 60, subscriptions: [sub('a')] })
+  const meta = await redis.get('s:session:c')
+  await store.updateSubscriptions({ clientId: 'c', expiryInterval: 60, set: [sub('b')], removed: [] })
+  assert.equal(await redis.get('s:session:c'), meta)
+  assert.deepEqual(Object.keys(await redis.hgetall('s:session:c:subs')).sort(), ['a', 'b'])
+  assert.equal(await redis.pttl('s:session:c:subs'), -1) // connected: no expiry
+  // offline with an expiry: a revocation leaves the hash expiring with the session's other keys
+  await store.save({ clientId: 'c', expiryInterval: 60, disconnectedAt: Date.now(), subscriptions: [sub('a'), sub('b')] })
+  await store.updateSubscriptions({ clientId: 'c', expiryInterval: 60, disconnectedAt: Date.now(), set: [], removed: ['a'] })
+  const ttl = await redis.pttl('s:session:c:subs')
+  assert.ok(ttl > 100_000 && ttl <= 120_000, `the hash expires with the session (+ a minute's grace): ${ttl} ms`)
+  await store.delete('c')
+  await store.delete('old')
+  assert.deepEqual((await redis.keys('s:session:*')).sort(), [])
 })
