@@ -317,28 +317,27 @@ export async function subscribeOneByOne(port: number, n: number, inFlight = 100)
     () => `SUBACKs: ${acked}/${n}`,
   )
   let sent = 0
-  let s!: net.Socket
-  const more = (): void => {
+  const more = (socket: net.Socket): void => {
     const chunks: Buffer[] = []
     while (sent < n && sent - acked < inFlight) {
       sent++
       chunks.push(encode({ cmd: 'subscribe', messageId: (sent % 65535) + 1, subscriptions: [{ topic: `gw/${run}/${sent}/cmd`, qos: 1 }] }))
     }
-    if (chunks.length > 0) s.write(Buffer.concat(chunks))
+    if (chunks.length > 0) socket.write(Buffer.concat(chunks))
   }
-  s = await connectClient(
+  const s: net.Socket = await connectClient(
     port,
     `gw-${process.pid}-${++run}`,
     (type) => {
       if (type !== SUBACK) return
       acked++
       done.check()
-      more()
+      more(s) // (a SUBACK comes only after the first SUBSCRIBEs, sent below)
     },
     false,
   )
   const t0 = process.hrtime.bigint()
-  more()
+  more(s)
   await done.promise
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   s.destroy()
