@@ -3,6 +3,18 @@ import type { Identity } from './identity.js'
 import type { Will } from './stores.js'
 
 /**
+ * The identity a claim records with the client id, in the same step: `owner`
+ * opens the session, and `seen` is the session's owner as the CONNECT found it
+ * before authenticating (undefined: none). When another identity was recorded
+ * meanwhile (its CONNECT came between), the claim fails with
+ * CLIENT_ID_TAKEN and changes nothing: the check and the claim are one.
+ */
+export interface ClaimIdentity {
+  owner: Identity
+  seen: ExistingSession | undefined
+}
+
+/**
  * What the core asks of a cluster of nodes sharing one state (the Redis plugin
  * gives one). Without it the broker is a single node and its memory is the
  * truth; with it, a session lives on one node at a time, which this interface
@@ -21,7 +33,7 @@ export interface Cluster {
    * is closed (0x8E) and handed over first; then `load` reads what is stored of
    * it, before this node handles anything the old node sent after letting it go.
    */
-  claim(clientId: string, load: () => Promise<void>): Promise<void>
+  claim(clientId: string, load: () => Promise<void>, identity?: ClaimIdentity): Promise<void>
   /** the session of `clientId` no longer lives on this node */
   released(clientId: string): void
   /** the owner of the session `clientId` has on any node; undefined when no node has one */

@@ -73,6 +73,8 @@ export const ErrorCode = {
   USAGE: ReasonCode.UnspecifiedError,
   /** a broker method called at the wrong time (use() after listen(), listen() twice) */
   BROKER_STATE: ReasonCode.UnspecifiedError,
+  /** in a cluster, another identity's CONNECT took the client id while this one was being accepted (Cluster.claim) */
+  CLIENT_ID_TAKEN: ReasonCode.ClientIdentifierNotValid,
   /** a store (Redis) cannot be reached: what needs it is refused */
   STORE_UNAVAILABLE: ReasonCode.ServerUnavailable,
   /** ctx.forward to a webhook that is not configured */

@@ -17,7 +17,7 @@ export { checkTopicFilter, checkTopicName, matchesFilter, sharedKey, splitShared
 export { Matches, TopicTree } from './topic-tree.js'
 export { Router } from './router.js'
 export type { Session } from './session.js'
-export type { Cluster, FilterChange, LocalGroupChange, RemoteGroups, SysRecord } from './cluster.js'
+export type { ClaimIdentity, Cluster, FilterChange, LocalGroupChange, RemoteGroups, SysRecord } from './cluster.js'
 export type { Logger, LogFormat } from './logger.js'
 export { createLogger, throttled } from './logger.js'
 export { isPromise, LATER, noop, refused, refusalCode } from './hooks.js'

@@ -1,4 +1,5 @@
 import { PendingClaims, type PendingClaim } from './claims.js'
+import type { ClaimIdentity } from './cluster.js'
 import { ReasonCode } from './errors.js'
 import { noop, type ExistingSession } from './hooks.js'
 import { owns, type Identity } from './identity.js'
@@ -96,21 +97,25 @@ export class SessionManager {
    * whichever node has it, then load what was stored (or, on clean start, drop
    * it). The claim goes to open() (or abandon()); undefined without a cluster.
    */
-  async prepare(clientId: string, cleanStart: boolean): Promise<PendingClaim | undefined> {
+  async prepare(clientId: string, cleanStart: boolean, identity?: ClaimIdentity): Promise<PendingClaim | undefined> {
     const cluster = this.core.cluster
     if (cluster === undefined || !cluster.available) return undefined
     const claim = this.claiming.add(clientId)
     try {
-      await cluster.claim(clientId, async () => {
-        if (this.sessions.has(clientId)) return
-        const store = this.core.stores.sessions
-        if (cleanStart) {
-          await store.delete(clientId)
-          return
-        }
-        const state = await store.load(clientId)
-        if (state !== undefined) this.adopt(state)
-      })
+      await cluster.claim(
+        clientId,
+        async () => {
+          if (this.sessions.has(clientId)) return
+          const store = this.core.stores.sessions
+          if (cleanStart) {
+            await store.delete(clientId)
+            return
+          }
+          const state = await store.load(clientId)
+          if (state !== undefined) this.adopt(state)
+        },
+        identity,
+      )
     } catch (err) {
       this.abandon(claim)
       throw err

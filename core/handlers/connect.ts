@@ -181,12 +181,14 @@ function finishConnect(
     conn.closeWith(ReasonCode.ServerUnavailable, 'the session store is unavailable')
     return
   }
-  return ctx.sessions.prepare(plan.clientId, request.cleanStart).then(
+  return ctx.sessions.prepare(plan.clientId, request.cleanStart, { owner, seen: existing }).then(
     (claim) => {
       if (conn.state.kind === 'authenticating') return openSession(conn, plan, { ...request, claim })
       ctx.sessions.abandon(claim)
     },
     (err: unknown) => {
+      if (err instanceof HookmqError && err.code === 'HOOKMQ_ERR_CLIENT_ID_TAKEN')
+        return refuseClientId(conn, plan.clientId, 'another identity took the client id while this connection was accepted')
       ctx.log.warn({ err, clientId: plan.clientId }, 'session could not be taken over; connection refused')
       conn.closeWith(ReasonCode.ServerUnavailable, 'the session could not be loaded')
     },

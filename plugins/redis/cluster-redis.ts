@@ -6,7 +6,16 @@ import { messageFromObject, messageToObject, type MessageJson } from './stores.j
 // atomically, and how stream entries are written.
 
 // claim: make ARGV[2] the owner of client ARGV[1]; answers the previous owner when it is another live node
+// claim: client ARGV[1] becomes node ARGV[2]'s (KEYS[1]); with an identity
+// (ARGV[5], JSON) it is recorded (KEYS[2]) in the same step, unless another
+// identity than the one the CONNECT saw (ARGV[4], '' for none) or its own was
+// recorded meanwhile: then nothing changes and the answer is -1
 const CLAIM = `
+if ARGV[5] ~= '' then
+  local cur = redis.call('HGET', KEYS[2], ARGV[1])
+  if cur and cur ~= ARGV[4] and cur ~= ARGV[5] then return -1 end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+end
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', ARGV[3] .. ARGV[2] .. ':owned', ARGV[1])
@@ -38,8 +47,20 @@ if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1`
 
+/** hookmqClaim's answer when another identity took the client id meanwhile */
+export const CLAIM_IDENTITY_CHANGED = -1
+
 export type ClusterRedis = Redis & {
-  hookmqClaim(owners: string, clientId: string, node: string, nodePrefix: string): Promise<string | null>
+  /** the node that had the client id (to be asked to let it go), null when none, CLAIM_IDENTITY_CHANGED when refused */
+  hookmqClaim(
+    owners: string,
+    identities: string,
+    clientId: string,
+    node: string,
+    nodePrefix: string,
+    seen: string,
+    owner: string,
+  ): Promise<string | number | null>
   hookmqMoveIfOwner(owners: string, clientId: string, from: string, to: string, nodePrefix: string): Promise<number>
   hookmqRelease(owners: string, identities: string, clientId: string, node: string, nodePrefix: string): Promise<number>
   hookmqSetOwner(owners: string, identities: string, clientId: string, node: string, identity: string): Promise<number>
@@ -49,7 +70,7 @@ export type ClusterRedis = Redis & {
 export function clusterRedis(redis: Redis): ClusterRedis {
   const r = redis as ClusterRedis
   if (typeof r.hookmqClaim !== 'function') {
-    r.defineCommand('hookmqClaim', { numberOfKeys: 1, lua: CLAIM })
+    r.defineCommand('hookmqClaim', { numberOfKeys: 2, lua: CLAIM })
     r.defineCommand('hookmqMoveIfOwner', { numberOfKeys: 1, lua: MOVE_IF_OWNER })
     r.defineCommand('hookmqRelease', { numberOfKeys: 2, lua: RELEASE })
     r.defineCommand('hookmqSetOwner', { numberOfKeys: 2, lua: SET_OWNER })

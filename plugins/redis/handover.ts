@@ -1,6 +1,6 @@
-import type { Broker, Session } from '../../core/index.js'
-import { Router } from '../../core/index.js'
-import { busMessageFromJson, compareIds } from './cluster-redis.js'
+import type { Broker, ClaimIdentity, Session } from '../../core/index.js'
+import { HookmqError, Router } from '../../core/index.js'
+import { busMessageFromJson, CLAIM_IDENTITY_CHANGED, compareIds } from './cluster-redis.js'
 import { isGroupFieldOf } from './groups.js'
 import type { ClusterNode } from './node.js'
 import { willFromJson } from './stores.js'
@@ -38,10 +38,13 @@ export class Handover {
    * session is loaded while the reader waits, so what that node publishes after
    * letting go reaches it here.
    */
-  async claim(clientId: string, load: () => Promise<void>): Promise<void> {
+  async claim(clientId: string, load: () => Promise<void>, identity?: ClaimIdentity): Promise<void> {
     const { redis, me } = this.self
-    const old = await redis.hookmqClaim(this.self.key('owners'), clientId, me, this.self.key('node', ''))
-    if (old === null || old === undefined) return load()
+    const seen = identity?.seen?.owner === undefined ? '' : JSON.stringify(identity.seen.owner)
+    const owner = identity === undefined ? '' : JSON.stringify(identity.owner)
+    const old = await redis.hookmqClaim(this.self.key('owners'), this.self.key('identities'), clientId, me, this.self.key('node', ''), seen, owner)
+    if (old === CLAIM_IDENTITY_CHANGED) throw new HookmqError('CLIENT_ID_TAKEN', `client id ${clientId}: another identity's session was opened meanwhile`)
+    if (typeof old !== 'string') return load()
     await this.self.reader.follow(old)
     await new Promise<void>((resolve, reject) => {
       let finished = false

@@ -1,4 +1,4 @@
-import type { Broker, Cluster, ExistingSession, Identity, SysRecord, Will } from '../../core/index.js'
+import type { Broker, ClaimIdentity, Cluster, ExistingSession, Identity, SysRecord, Will } from '../../core/index.js'
 import { noop } from '../../core/index.js'
 import { sleep } from './cluster-redis.js'
 import { groupField, type GroupSync } from './groups.js'
@@ -67,8 +67,8 @@ export class RedisMembership implements Cluster {
     return mine
   }
 
-  claim(clientId: string, load: () => Promise<void>): Promise<void> {
-    return this.handover.claim(clientId, load)
+  claim(clientId: string, load: () => Promise<void>, identity?: ClaimIdentity): Promise<void> {
+    return this.handover.claim(clientId, load, identity)
   }
 
   released(clientId: string): void {

@@ -82,6 +82,38 @@ test("cluster: a clean session is protected too: mallory on B cannot take over a
   await bystanderWorks(t, a, b)
 })
 
+test("cluster: alice's identity is recorded with her claim, before her CONNACK; a claim by mallory that checked before it is refused and changes nothing", async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis.url, 'a')
+  const b = await node(t, redis.url, 'b')
+  const alice = await connect(t, a, { clientId: 'alice-race', clean: true, ...as('alice') })
+  let aliceClosed = false
+  alice.on('close', () => {
+    aliceClosed = true
+  })
+  // read at once, on the other node: no window after the CONNACK in which the client id looks free
+  assert.deepEqual(await b.cluster!.sessionOwner('alice-race'), { owner: 'alice' })
+  // mallory's CONNECT on B found no session (it checked before alice's claim) and claims now
+  let loaded = false
+  await assert.rejects(
+    b.cluster!.claim(
+      'alice-race',
+      async () => {
+        loaded = true
+      },
+      { owner: 'mallory', seen: undefined },
+    ),
+    (err: Error & { code?: string }) => err.code === 'HOOKMQ_ERR_CLIENT_ID_TAKEN',
+  )
+  assert.equal(loaded, false)
+  assert.deepEqual(await a.cluster!.sessionOwner('alice-race'), { owner: 'alice' })
+  await pingRoundTrip(alice)
+  assert.equal(aliceClosed, false)
+  // the same claim by alice herself (a reconnect on B) goes through, and takes her connection over
+  await b.cluster!.claim('alice-race', async () => {}, { owner: 'alice', seen: undefined })
+  await until(() => aliceClosed, 5000, "alice's connection on A to be taken over")
+})
+
 test('cluster: sessions.identityMismatch "fresh" on node B discards alice\'s session on node A and closes her connection there (0x8E)', async (t) => {
   const redis = await startRedis(t)
   const a = await node(t, redis.url, 'a', { sessions: { identityMismatch: 'fresh' } })
