@@ -157,13 +157,67 @@ export default defineHook({
   assert.equal(await publishCode(c, 'alloc'), 0x87) // the call fails closed when its worker dies
   await until(() => broker.hookStatus()[0]!.workerRestarts! > restarts, 5000, 'the allocating worker to be replaced')
   await until(() => broker.hookStatus()[0]!.worker === 'ready', 5000, 'a new worker')
-  assert.equal(await publishCode(c, 'grow'), 0x87) // stopped at its deadline, long before V8's limit: the broker lives
+  assert.equal(await publishCode(c, 'grow'), 0x87) // stopped by the memory watch (or its deadline), long before V8's limit: the broker lives
   await until(() => broker.hookStatus()[0]!.workerRestarts! > restarts + 1, 5000, 'the growing worker to be replaced')
   await until(() => broker.hookStatus()[0]!.worker === 'ready', 5000, 'a new worker') // (the bystander's publish asks this hook too)
   await other.roundTrip()
   assert.equal(await publishCode(c, 'keep'), 0x10)
   const grown = (process.memoryUsage().rss - rss0) / 1048576
   assert.ok(grown < 200, `the process grew by ${grown.toFixed(0)} MiB while 150 MiB of payloads were kept by a 64 MiB hook`)
+})
+
+test('worker isolation: allocating in synchronous code that never returns (an array pushed, a Map filled; in a call with a 60 s deadline, in its own timer, at its top level) stops that thread past memoryMb, never the broker', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'runaway.ts')
+  // past V8's largest table (about 1 GiB: a second or so) or the thread's heap limit, each of these aborted the whole process (nodejs/node#47224)
+  writeFileSync(
+    file,
+    `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'runaway',
+  memoryMb: 64,
+  timeoutMs: 60000,
+  authorizePublish({ topic }) {
+    if (topic === 'push') { const a: number[] = []; while (true) a.push(1) }
+    if (topic === 'map') { const m = new Map<number, number>(); let i = 0; while (true) m.set(i++, i) }
+    if (topic === 'timer') setTimeout(() => { const a: number[] = []; while (true) a.push(1) }, 0)
+    return true
+  },
+})
+`,
+  )
+  const log = captureLog()
+  const broker = await startBroker(t, { hooksDir: dir, hooks: { preflightMs: 60000 }, logger: log.logger })
+  const other = await bystander(t, broker)
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  const status = () => broker.hookStatus()[0]!
+  const replaced = async (before: number, what: string): Promise<void> => {
+    await until(() => (status().workerRestarts ?? 0) > before, 20000, `the worker of ${what} to be replaced`)
+    await until(() => status().worker === 'ready', 20000, `a new worker after ${what}`) // (the bystander's publish asks this hook too)
+  }
+  for (const topic of ['push', 'map']) {
+    const before = status().workerRestarts ?? 0
+    const t0 = Date.now()
+    assert.equal(await publishCode(c, topic), 0x87, topic) // the call fails closed
+    assert.ok(Date.now() - t0 < 20000, `${topic}: answered after ${Date.now() - t0} ms, not at the 60 s deadline`)
+    await replaced(before, topic)
+    await other.roundTrip()
+  }
+  const before = status().workerRestarts ?? 0
+  assert.equal(await publishCode(c, 'timer'), 0x10) // the call itself answered; the loop runs in the hook's own timer
+  await replaced(before, 'timer')
+  const logged = await log.find((r) => /hook worker replaced: in synchronous code it grew the process by \d+ MiB, more than 64 MiB/.test(String(r.msg)))
+  assert.equal(logged.file, file)
+  await other.roundTrip()
+  const change = await writeHook(
+    broker,
+    file,
+    `import { defineHook } from 'hookmq'\n\nconst a: number[] = []\nwhile (true) a.push(1)\nexport default defineHook({ name: 'runaway' })\n`,
+  )
+  assert.equal(change.kind, 'failed')
+  assert.match(change.error!.message, /its top level grew the process by \d+ MiB, more than 128 MiB/)
+  assert.equal(await publishCode(c, 'fine'), 0x10) // the previous version serves
+  await other.roundTrip()
 })
 
 for (const mode of MODES) {

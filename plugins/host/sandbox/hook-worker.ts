@@ -6,6 +6,7 @@ import type { CallContext, HookDefinition } from '../define.js'
 import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
 import { checkHookModule } from '../schemas.js'
 import { exitProcess, guardProcess } from './guard.js'
+import { BEAT_MS } from './memory-watch.js'
 import * as hookApi from './hook-api.js'
 import { answerCode, batchTable, batchTopics, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
 import { LOG_LEVELS, MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
@@ -71,6 +72,7 @@ async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number })
   logLevel = m.logLevel ?? 30
   flags = m.flags ? new WorkerFlags(m.flags) : undefined
   ring = m.ring
+  if (flags) beat(flags)
   if (m.memoryMb !== undefined) watchMemory(m.memoryMb)
   try {
     compiled = withMap(m.compiled)
@@ -347,6 +349,12 @@ function makeLog(bindings: Record<string, unknown>): Logger {
     isLevelEnabled: (level: string) => (LOG_LEVELS[level] ?? 0) >= logLevel,
   }
   return log as unknown as Logger
+}
+
+/** The heartbeat the broker's memory watch reads (memory-watch.ts): quiet while this thread is in synchronous code. */
+function beat(f: WorkerFlags): void {
+  f.beat = Date.now()
+  setInterval(() => (f.beat = Date.now()), BEAT_MS).unref()
 }
 
 /**

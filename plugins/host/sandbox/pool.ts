@@ -1,7 +1,8 @@
 import { Worker } from 'node:worker_threads'
 import type { Compiled } from '../compile.js'
 import { HookLoadError } from '../compile.js'
-import type { CompiledData, FromWorker, HookMeta, SerializedError } from './protocol.js'
+import { WorkerFlags, type CompiledData, type FromWorker, type HookMeta, type SerializedError } from './protocol.js'
+import { watchThread } from './memory-watch.js'
 
 // Hook workers, and the preflight: every new version of a hook file is first
 // evaluated in a throwaway worker with a time limit, so that a loop, a throw or
@@ -45,8 +46,9 @@ function refill(memoryMb: number): void {
  * in a loop) abort the whole process instead of ending the worker
  * (nodejs/node#47224). So memoryMb is enforced by the worker's own watch
  * (heap and Buffers, every 100 ms), a runaway synchronous allocation by the
- * call's deadline (the stuck worker is terminated), and this limit is only the
- * last line, far enough away that the deadline comes first.
+ * broker thread's watch (memory-watch.ts: the process's growth while the
+ * thread runs, every 25 ms), and this limit is only the last line, far enough
+ * away that the watches come first.
  */
 function v8HeapLimitMb(memoryMb: number): number {
   return Math.max(1024, memoryMb * 8)
@@ -83,12 +85,27 @@ export function workerFailure(err: Error): string {
  */
 export async function preflight(compiled: Compiled, hookConfig: Record<string, unknown>, ms: number, memoryMb: number): Promise<HookMeta> {
   const worker = takeWorker(memoryMb)
+  const flags = new WorkerFlags()
+  let unwatch = (): void => {}
   try {
     return await new Promise<HookMeta>((resolve, reject) => {
       // the limit counts from the start of the evaluation (a thread may take a while to boot on a busy machine)
       const limit = (what: string, after: number): NodeJS.Timeout => setTimeout(() => reject(new HookLoadError(what, compiled.file)), after)
       let timer = limit(`its worker did not start within ${BOOT_MS} ms`, BOOT_MS)
       const done = (): void => clearTimeout(timer)
+      unwatch = watchThread({
+        flags: () => flags,
+        memoryMb,
+        overrun: (grownMb, budgetMb) => {
+          done()
+          reject(
+            new HookLoadError(
+              `its top level grew the process by ${grownMb} MiB, more than ${budgetMb} MiB (hooks.memoryMb); evaluated in a throwaway worker, which was stopped`,
+              compiled.file,
+            ),
+          )
+        },
+      })
       worker.on('message', (m: FromWorker) => {
         if (m.t === 'evaluating') {
           done()
@@ -109,9 +126,10 @@ export async function preflight(compiled: Compiled, hookConfig: Record<string, u
         done()
         reject(new HookLoadError(`evaluating it ended its worker (exit code ${code})`, compiled.file))
       })
-      worker.postMessage({ t: 'load', mode: 'preflight', compiled: compiledData(compiled), config: hookConfig, setupMs: 0 })
+      worker.postMessage({ t: 'load', mode: 'preflight', compiled: compiledData(compiled), config: hookConfig, setupMs: 0, flags: flags.buffer })
     })
   } finally {
+    unwatch()
     worker.removeAllListeners()
     worker.on('error', () => {})
     void worker.terminate()

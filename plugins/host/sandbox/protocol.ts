@@ -33,29 +33,30 @@ export type CompiledData = Omit<Compiled, 'map'>
 export const MEMORY_EXIT = 75
 
 /**
- * What a worker shares with the broker, in 16 bytes of shared memory: when its
- * current synchronous batch began (0: idle; advisory, read to find it stuck)
- * and the last batch it began (an atomic store after it copied the batch out of
+ * What a worker shares with the broker, in 24 bytes of shared memory: when its
+ * current synchronous batch began (0: idle; advisory, read to find it stuck),
+ * the last batch it began (an atomic store after it copied the batch out of
  * the ring: the broker's atomic load then orders its writes of the next batch
- * after those reads).
+ * after those reads), and its event loop's heartbeat (Date.now() every
+ * BEAT_MS; advisory: memory-watch.ts reads a quiet one as synchronous code).
  */
 export class WorkerFlags {
   readonly buffer: SharedArrayBuffer
-  private readonly busy: Float64Array
+  private readonly times: Float64Array
   private readonly seenSeq: BigInt64Array
 
-  constructor(buffer = new SharedArrayBuffer(16)) {
+  constructor(buffer = new SharedArrayBuffer(24)) {
     this.buffer = buffer
-    this.busy = new Float64Array(buffer, 0, 1)
+    this.times = new Float64Array(buffer, 0, 3) // [busySince, (seen), beat]
     this.seenSeq = new BigInt64Array(buffer, 8, 1)
   }
 
   get busySince(): number {
-    return this.busy[0]!
+    return this.times[0]!
   }
 
   set busySince(ms: number) {
-    this.busy[0] = ms
+    this.times[0] = ms
   }
 
   get seen(): number {
@@ -64,6 +65,14 @@ export class WorkerFlags {
 
   set seen(seq: number) {
     Atomics.store(this.seenSeq, 0, BigInt(seq))
+  }
+
+  get beat(): number {
+    return this.times[2]!
+  }
+
+  set beat(ms: number) {
+    this.times[2] = ms
   }
 }
 

@@ -2,7 +2,8 @@ import type { Worker } from 'node:worker_threads'
 import { HookmqError } from '../../../core/index.js'
 import type { Compiled } from '../compile.js'
 import { BOOT_MS, compiledData, loadError, takeWorker, workerFailure } from './pool.js'
-import type { FromWorker, HookMeta, ToWorker } from './protocol.js'
+import { WorkerFlags, type FromWorker, type HookMeta, type ToWorker } from './protocol.js'
+import { watchThread } from './memory-watch.js'
 
 // Starting a hook's worker: a fresh thread (a warm spare when there is one)
 // evaluates the file, checks it and its config and runs setup, within the
@@ -30,15 +31,31 @@ export interface LinkHandlers {
 /** The worker once loaded, with what its hook declared; rejects (the worker ended) when loading fails. */
 export function linkWorker(o: LinkOptions, on: LinkHandlers): Promise<{ worker: Worker; meta: HookMeta }> {
   const worker = takeWorker(o.memoryMb)
+  const flags = new WorkerFlags(o.flags)
   return new Promise((resolve, reject) => {
     let loading = true
     const failLoad = (err: Error): void => {
       if (!loading) return
       loading = false
       clearTimeout(timer)
+      unwatch()
       void worker.terminate()
       reject(err)
     }
+    // for its whole life: its top level and setup, its calls, its own timers
+    const unwatch = watchThread({
+      flags: () => flags,
+      memoryMb: o.memoryMb,
+      overrun: (grownMb, budgetMb) => {
+        const what = `in synchronous code it grew the process by ${grownMb} MiB, more than ${budgetMb} MiB (memoryMb); its thread was stopped`
+        if (loading) failLoad(new HookmqError('HOOK_WORKER_LOST', what))
+        else {
+          void worker.terminate()
+          on.lost(worker, what)
+        }
+      },
+    })
+    worker.once('exit', unwatch)
     const expire = (): void => failLoad(new HookmqError('HOOK_TIMEOUT', `evaluating the file and running setup did not finish within ${o.setupMs} ms`))
     let timer = setTimeout(expire, o.setupMs + BOOT_MS) // until it starts evaluating: its boot
     worker.on('message', (m: FromWorker) => {

@@ -1,0 +1,127 @@
+import { memoryUsage } from 'node:process'
+import type { WorkerFlags } from './protocol.js'
+
+// A hook's thread that allocates without ever returning (one array pushed in a
+// loop, a Map filled without end) is not stopped by its heap limit: past the
+// limit V8 aborts the whole process rather than the worker
+// (nodejs/node#47224), and an array or Map that outgrows V8's largest table
+// (about 1 GiB) ends the process at any limit. The worker's own memory check
+// (hook-worker.ts) cannot run while its thread is in that loop, and the call's
+// deadline may be seconds away: at hundreds of MB a second, too late. So the
+// broker's thread looks, every TICK_MS, at each hook thread that has been in
+// synchronous code a while (a batch of calls still running, or its event loop's
+// heartbeat gone quiet: top level, setup, its own timers) and at how much the
+// process's resident memory grew since that run began, less what the broker's
+// own thread holds (its heap and buffers: a burst of traffic is not blamed on
+// a hook). Grown past the hook's budget, the thread is ended there.
+
+/** how often the broker's thread looks */
+const TICK_MS = 25
+/** a heartbeat older than this: the thread is in synchronous code (hook-worker.ts beats every BEAT_MS) */
+export const BEAT_MS = 50
+const QUIET_MS = 3 * BEAT_MS
+/** the most one synchronous run may grow the process by, whatever memoryMb says: V8's largest table is about 1 GiB */
+const CEILING_BYTES = 768 * 1024 * 1024
+/** what was read at each tick, the last second of it, to find what it was when a run began */
+const HISTORY = Math.ceil(1000 / TICK_MS)
+
+export interface Watched {
+  /** the thread's flags (busySince, heartbeat) */
+  flags(): WorkerFlags
+  /** what one synchronous run may grow the process by, in MiB (memoryMb) */
+  readonly memoryMb: number
+  /** the run grew the process by `grownMb`: end the thread (once; the entry is no longer watched) */
+  overrun(grownMb: number, budgetMb: number): void
+}
+
+interface Entry {
+  readonly w: Watched
+  /** the run being measured: when it began (0: none) */
+  since: number
+  /** resident memory before it began */
+  base: number
+}
+
+const entries = new Set<Entry>()
+const times = new Float64Array(HISTORY)
+const rsses = new Float64Array(HISTORY)
+let next = 0
+let timer: NodeJS.Timeout | undefined
+
+/** Watches a hook's thread until the returned function is called. */
+export function watchThread(w: Watched): () => void {
+  const e: Entry = { w, since: 0, base: 0 }
+  entries.add(e)
+  if (timer === undefined) {
+    times.fill(0)
+    record(Date.now(), elsewhere())
+    timer = setInterval(tick, TICK_MS)
+    timer.unref()
+  }
+  return () => {
+    entries.delete(e)
+    if (entries.size === 0 && timer !== undefined) {
+      clearInterval(timer)
+      timer = undefined
+    }
+  }
+}
+
+/** When the thread's current synchronous run began, or 0 when it is not in one (or not for long). */
+export function runningSince(flags: WorkerFlags, now: number): number {
+  const busy = flags.busySince
+  if (busy !== 0 && now - busy >= TICK_MS) return busy
+  const beat = flags.beat
+  return beat !== 0 && now - beat > QUIET_MS ? beat : 0
+}
+
+function tick(): void {
+  const now = Date.now()
+  const rss = elsewhere()
+  for (const e of entries) {
+    const since = runningSince(e.w.flags(), now)
+    if (since === 0) {
+      e.since = 0
+      continue
+    }
+    if (since !== e.since) {
+      e.since = since
+      e.base = before(since)
+    }
+    const budget = Math.min(e.w.memoryMb * 1048576, CEILING_BYTES)
+    if (rss - e.base > budget) {
+      entries.delete(e)
+      e.w.overrun(Math.round((rss - e.base) / 1048576), Math.round(budget / 1048576))
+    }
+  }
+  record(now, rss)
+  if (entries.size === 0 && timer !== undefined) {
+    clearInterval(timer)
+    timer = undefined
+  }
+}
+
+/** The process's resident memory less the broker thread's heap and buffers: mostly its other threads'. */
+function elsewhere(): number {
+  const m = memoryUsage()
+  return m.rss - m.heapTotal - m.external
+}
+
+function record(now: number, rss: number): void {
+  times[next] = now
+  rsses[next] = rss
+  next = (next + 1) % HISTORY
+}
+
+/** What was read last at or before `t` (the oldest kept when `t` is older still). */
+function before(t: number): number {
+  let best = -1
+  let oldest = -1
+  for (let i = 0; i < HISTORY; i++) {
+    const at = times[i]!
+    if (at === 0) continue
+    if (oldest === -1 || at < times[oldest]!) oldest = i
+    if (at <= t && (best === -1 || at > times[best]!)) best = i
+  }
+  return rsses[best !== -1 ? best : oldest]!
+}
