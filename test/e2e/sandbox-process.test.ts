@@ -132,6 +132,42 @@ test('inline: a synchronous loop in a call ends the process (exit 70) within blo
   assert.equal(JSON.parse(readFileSync(join(dir, '.hookmq', 'quarantine.json'), 'utf8'))['stuck.ts'], undefined)
 })
 
+test('inline: a call allocating in a loop ends the process (exit 70) as soon as it has grown the process past hooks.memoryMb, long before blockedLoopMs and before V8 would abort it; that version is quarantined', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'hoard.ts')
+  // one array pushed in a loop: past V8's largest table (about 1 GiB, about a second) a fatal error would end the process with no quarantine
+  writeFileSync(
+    file,
+    `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'hoard',
+  authorizePublish({ topic }) {
+    if (topic === 'grow') { const a: number[] = []; while (true) a.push(1) }
+    return true
+  },
+})
+`,
+  )
+  writeFileSync(
+    join(dir, 'hookmq.config.json'),
+    JSON.stringify({ port: 0, ws: false, hooksDir: dir, hooks: { isolation: 'inline', blockedLoopMs: 60000, memoryMb: 64 } }),
+  )
+  const first = run(t, dir)
+  const c = await client(t, await listening(first))
+  assert.equal(await publishCode(c, 'fine'), 0x10)
+  const sent = performance.now()
+  c.publish('grow', 'x', { qos: 1 })
+  const { code, at } = await first.exited
+  assert.equal(code, 70)
+  assert.ok(at - sent < 20000, `exited ${Math.round(at - sent)} ms after the call (blockedLoopMs 60 s)`)
+  const fatal = await first.record((r) => r.level === 60)
+  assert.equal(fatal.hook, 'hoard')
+  assert.match(String(fatal.at), /hoard\.ts:5:\d+$/)
+  assert.match(String(fatal.msg), /grew the process by \d+ MiB in \d+ ms of synchronous code/)
+  const q = JSON.parse(readFileSync(join(dir, '.hookmq', 'quarantine.json'), 'utf8')) as Record<string, { reason: string }>
+  assert.match(q['hoard.ts']!.reason, /grew the process/)
+})
+
 test('inline: a top level that loops only on the main thread (its check in a worker passed) ends the process (exit 70); that version is quarantined and the restarted broker serves with it in a worker', async (t) => {
   const dir = hooksFolder(t)
   writeFileSync(join(dir, 'good.ts'), `import { defineHook } from 'hookmq'\nexport default defineHook({ name: 'good', authorizePublish: () => undefined })\n`)

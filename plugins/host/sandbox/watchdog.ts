@@ -2,9 +2,12 @@ import { Worker } from 'node:worker_threads'
 import type { Logger } from '../../../core/index.js'
 import { exitProcess, runningHook } from './guard.js'
 import type { Quarantine } from './quarantine.js'
+import { BEAT_MS, blockedReason } from './watchdog-beat.js'
 
 // The watchdog of inline hooks, which share the broker's thread and so cannot
 // be interrupted: when one blocks the event loop longer than `blockedLoopMs`,
+// or blocks it while the process grows past `hooks.memoryMb` (a runaway
+// allocation that would otherwise meet a fatal V8 limit within a second),
 // the process logs the hook, its file and line, records the version in the
 // quarantine (it runs in a worker on the next start, until the file changes)
 // and exits with EXIT_CODE, for a supervisor to restart it. The watching
@@ -30,6 +33,8 @@ export interface WatchdogOptions {
   quarantine: Quarantine | undefined
   /** a count of the broker's work (packets in and out, connections): moving, the thread is busy, not stuck */
   work?: () => number
+  /** the thread blocked and the process grown past this (MiB): ended without waiting for blockedLoopMs */
+  memoryMb: number
 }
 
 /** A frame of a hook's evaluated code in a stack: its script URL (`file#hookmq-N`), 1-based line and column. */
@@ -39,20 +44,24 @@ const REPORT = Symbol.for('hookmq.watchdog')
 
 /** One watching thread per process, shared by every broker's watchdog in it (the shortest blockedLoopMs wins). */
 const active = new Set<Watchdog>()
-let thread: { worker: Worker; timer: NodeJS.Timeout; ms: number } | undefined
+let thread: { worker: Worker; timer: NodeJS.Timeout; ms: number; memoryMb: number } | undefined
 
-function ensureThread(ms: number, log: Logger): void {
-  if (thread !== undefined && thread.ms <= ms) return
+function ensureThread(ms: number, memoryMb: number, log: Logger): void {
+  if (thread !== undefined && thread.ms <= ms && thread.memoryMb <= memoryMb) return
+  if (thread !== undefined) {
+    ms = Math.min(ms, thread.ms)
+    memoryMb = Math.min(memoryMb, thread.memoryMb)
+  }
   stopThread()
   const beat = new Int32Array(new SharedArrayBuffer(4))
   const worker = new Worker(new URL('./watchdog-worker.js', import.meta.url), {
-    workerData: { shared: beat.buffer, running: runningHook.buffer, blockedLoopMs: ms },
+    workerData: { shared: beat.buffer, running: runningHook.buffer, blockedLoopMs: ms, memoryMb },
   })
   worker.unref()
   worker.on('error', (err) => log.error({ err }, 'hook watchdog stopped'))
-  const timer = setInterval(bump, Math.max(10, Math.floor(ms / 4)), beat)
+  const timer = setInterval(bump, Math.min(BEAT_MS, Math.max(10, Math.floor(ms / 4))), beat)
   timer.unref()
-  thread = { worker, timer, ms }
+  thread = { worker, timer, ms, memoryMb }
   for (const w of active) w.renote()
   let firstLook = ''
   let firstWork = 0
@@ -61,13 +70,13 @@ function ensureThread(ms: number, log: Logger): void {
     for (const w of active) n += w.work()
     return n
   }
-  ;(globalThis as Record<symbol, unknown>)[REPORT] = (blockedMs: number, final: boolean): string => {
+  ;(globalThis as Record<symbol, unknown>)[REPORT] = (blockedMs: number, final: boolean, grownMb = 0): string => {
     // evaluated by the inspector on top of whatever holds the thread: this stack shows it
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 200
     const stack = new Error().stack ?? ''
     Error.stackTraceLimit = limit
-    for (const w of active) w.report(blockedMs, stack) // exits when a hook of that broker is on the stack
+    for (const w of active) w.report(blockedMs, grownMb, stack) // exits when a hook of that broker is on the stack
     const top = stack
       .split('\n')
       .slice(2, 6)
@@ -75,7 +84,7 @@ function ensureThread(ms: number, log: Logger): void {
     if (!final) {
       firstLook = top.join('\n')
       firstWork = work()
-      log.warn({ blockedMs, stack: top }, 'event loop blocked, not in a hook')
+      log.warn({ blockedMs, grownMb, stack: top }, 'event loop blocked, not in a hook')
       return 'warned'
     }
     // a hang stays where it is and gets nothing done; a thread found elsewhere than at the first look, or
@@ -102,7 +111,7 @@ export class Watchdog {
 
   start(): void {
     active.add(this)
-    ensureThread(this.options.blockedLoopMs, this.options.log)
+    ensureThread(this.options.blockedLoopMs, this.options.memoryMb, this.options.log)
   }
 
   async stop(): Promise<void> {
@@ -140,15 +149,15 @@ export class Watchdog {
   }
 
   /** Runs on the blocked thread itself (an inspector evaluation): ends the process when one of this broker's hooks is on the stack. */
-  report(blockedMs: number, stack: string): void {
+  report(blockedMs: number, grownMb: number, stack: string): void {
     const { log, quarantine } = this.options
     for (const m of stack.matchAll(HOOK_FRAME)) {
       const hook = this.options.locate(m[1]!, Number(m[2]), Number(m[3]))
       if (hook === undefined) continue
-      const reason = `blocked the event loop for ${blockedMs} ms`
+      const reason = blockedReason(blockedMs, grownMb)
       quarantine?.add(hook.file, { hash: hook.hash, since: Date.now(), reason, at: hook.at })
       log.fatal(
-        { hook: hook.name, file: hook.file, at: hook.at, blockedMs, exitCode: EXIT_CODE },
+        { hook: hook.name, file: hook.file, at: hook.at, blockedMs, grownMb, exitCode: EXIT_CODE },
         `hook "${hook.name}" ${reason} at ${hook.at}: exiting for a restart; it will run quarantined in worker isolation until ${hook.file} changes`,
       )
       exitProcess(EXIT_CODE)
