@@ -95,12 +95,13 @@ export async function preflight(compiled: Compiled, hookConfig: Record<string, u
       const done = (): void => clearTimeout(timer)
       unwatch = watchThread({
         flags: () => flags,
-        memoryMb,
+        // the ceiling, not memoryMb: the hook's own memoryMb is not known before its top level ran
+        memoryMb: Infinity,
         overrun: (grownMb, budgetMb) => {
           done()
           reject(
             new HookLoadError(
-              `its top level grew the process by ${grownMb} MiB, more than ${budgetMb} MiB (hooks.memoryMb); evaluated in a throwaway worker, which was stopped`,
+              `its top level grew the process by ${grownMb} MiB, more than ${budgetMb} MiB, in synchronous code (V8 would have ended the broker); evaluated in a throwaway worker, which was stopped`,
               compiled.file,
             ),
           )
