@@ -58,7 +58,7 @@ const hooksSchema = z
       .max(65536)
       .default(128)
       .describe(
-        'memory (heap and Buffers) a worker-isolated hook may use, in MiB, unless the hook sets `memoryMb`: past it, its worker is replaced (also when one synchronous run grows the process that much). For inline hooks: a blocked event loop that grew the process by this much counts as blocked past `blockedLoopMs`',
+        'memory (heap and Buffers) a worker-isolated hook may use, in MiB, unless the hook sets `memoryMb`: past it, its worker is replaced (also when one synchronous run grows the process that much).',
       ),
     blockedLoopMs: z
       .int()

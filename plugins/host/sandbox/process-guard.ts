@@ -19,7 +19,6 @@ export class ProcessGuard {
   ) {
     this.watchdog = new Watchdog({
       blockedLoopMs: host.settings.blockedLoopMs,
-      memoryMb: host.settings.memoryMb,
       log,
       quarantine: host.options.quarantine,
       work: () => {

@@ -4,9 +4,17 @@
 /** the broker's thread shows it is alive at least this often */
 export const BEAT_MS = 50
 
+/**
+ * A blocked thread that grew the process by this much (MiB) is ended without
+ * waiting for blockedLoopMs: V8 ends the whole process when one array or Map
+ * outgrows its largest table (about 1 GiB). Far above what a top level or a
+ * call builds in one go; not hooks.memoryMb, which inline hooks are not held to.
+ */
+export const BLOCKED_GROWTH_MB = 512
+
 /** Why a blocked thread is ended: the time it was blocked, and what the process grew by meanwhile when that was the trigger. */
 export function blockedReason(blockedMs: number, grownMb: number): string {
   return grownMb > 0
-    ? `grew the process by ${grownMb} MiB in ${blockedMs} ms of synchronous code (more than hooks.memoryMb)`
+    ? `grew the process by ${grownMb} MiB in ${blockedMs} ms of synchronous code (the watchdog ends a blocked thread past ${BLOCKED_GROWTH_MB} MiB)`
     : `blocked the event loop for ${blockedMs} ms`
 }

@@ -2,26 +2,21 @@ import { writeSync } from 'node:fs'
 import { Session } from 'node:inspector'
 import { parentPort, workerData } from 'node:worker_threads'
 import { Quarantine } from './quarantine.js'
-import { BEAT_MS, blockedReason } from './watchdog-beat.js'
+import { BEAT_MS, BLOCKED_GROWTH_MB, blockedReason } from './watchdog-beat.js'
 
 // The watchdog's own thread. The broker's thread bumps a counter in shared
 // memory every BEAT_MS (at most a quarter of `blockedLoopMs`), and counts every hook call it
 // begins; when neither moves that long, the event loop is blocked (a turn of
 // the loop that reads a flood of packets can keep timers waiting for seconds:
 // calls still beginning mean it is busy, not stuck); so it is, sooner, when
-// neither moves while the process grows past `memoryMb`. Then this thread connects to the broker's
+// neither moves while the process grows past BLOCKED_GROWTH_MB. Then this thread connects to the broker's
 // thread through the inspector and has it evaluate the watchdog's report
 // (watchdog.ts): an inspector evaluation runs even inside a busy loop, on top
 // of the stuck frames, so the report reads from its own stack which hook
 // holds the thread, and logs, records the quarantine and exits. If even that
 // does not come back, the process is killed: it must never hang silently.
 
-const { shared, running, blockedLoopMs, memoryMb } = workerData as {
-  shared: SharedArrayBuffer
-  running: SharedArrayBuffer
-  blockedLoopMs: number
-  memoryMb: number
-}
+const { shared, running, blockedLoopMs } = workerData as { shared: SharedArrayBuffer; running: SharedArrayBuffer; blockedLoopMs: number }
 const beat = new Int32Array(shared)
 const runningHook = new Int32Array(running)
 /** inline hooks by watch id: whom to quarantine when the thread cannot be interrupted */
@@ -66,9 +61,9 @@ setInterval(
     // FINAL times blockedLoopMs (nothing on the stack was a hook's, and it is still blocked)
     const blocked = now - lastChange
     const grownMb = blocked >= QUIET_MS ? Math.round((rss - rssAtChange) / 1048576) : 0
-    if (incident < 1 && (blocked >= blockedLoopMs || grownMb > memoryMb)) {
+    if (incident < 1 && (blocked >= blockedLoopMs || grownMb > BLOCKED_GROWTH_MB)) {
       incident = 1
-      investigate(Math.round(blocked), false, grownMb > memoryMb ? grownMb : 0)
+      investigate(Math.round(blocked), false, grownMb > BLOCKED_GROWTH_MB ? grownMb : 0)
     } else if (incident === 1 && blocked >= FINAL * blockedLoopMs) {
       incident = 2
       investigate(Math.round(blocked), true, 0)

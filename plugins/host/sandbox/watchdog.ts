@@ -6,7 +6,7 @@ import { BEAT_MS, blockedReason } from './watchdog-beat.js'
 
 // The watchdog of inline hooks, which share the broker's thread and so cannot
 // be interrupted: when one blocks the event loop longer than `blockedLoopMs`,
-// or blocks it while the process grows past `hooks.memoryMb` (a runaway
+// or blocks it while the process grows past BLOCKED_GROWTH_MB (a runaway
 // allocation that would otherwise meet a fatal V8 limit within a second),
 // the process logs the hook, its file and line, records the version in the
 // quarantine (it runs in a worker on the next start, until the file changes)
@@ -33,8 +33,6 @@ export interface WatchdogOptions {
   quarantine: Quarantine | undefined
   /** a count of the broker's work (packets in and out, connections): moving, the thread is busy, not stuck */
   work?: () => number
-  /** the thread blocked and the process grown past this (MiB): ended without waiting for blockedLoopMs */
-  memoryMb: number
 }
 
 /** A frame of a hook's evaluated code in a stack: its script URL (`file#hookmq-N`), 1-based line and column. */
@@ -44,24 +42,20 @@ const REPORT = Symbol.for('hookmq.watchdog')
 
 /** One watching thread per process, shared by every broker's watchdog in it (the shortest blockedLoopMs wins). */
 const active = new Set<Watchdog>()
-let thread: { worker: Worker; timer: NodeJS.Timeout; ms: number; memoryMb: number } | undefined
+let thread: { worker: Worker; timer: NodeJS.Timeout; ms: number } | undefined
 
-function ensureThread(ms: number, memoryMb: number, log: Logger): void {
-  if (thread !== undefined && thread.ms <= ms && thread.memoryMb <= memoryMb) return
-  if (thread !== undefined) {
-    ms = Math.min(ms, thread.ms)
-    memoryMb = Math.min(memoryMb, thread.memoryMb)
-  }
+function ensureThread(ms: number, log: Logger): void {
+  if (thread !== undefined && thread.ms <= ms) return
   stopThread()
   const beat = new Int32Array(new SharedArrayBuffer(4))
   const worker = new Worker(new URL('./watchdog-worker.js', import.meta.url), {
-    workerData: { shared: beat.buffer, running: runningHook.buffer, blockedLoopMs: ms, memoryMb },
+    workerData: { shared: beat.buffer, running: runningHook.buffer, blockedLoopMs: ms },
   })
   worker.unref()
   worker.on('error', (err) => log.error({ err }, 'hook watchdog stopped'))
   const timer = setInterval(bump, Math.min(BEAT_MS, Math.max(10, Math.floor(ms / 4))), beat)
   timer.unref()
-  thread = { worker, timer, ms, memoryMb }
+  thread = { worker, timer, ms }
   for (const w of active) w.renote()
   let firstLook = ''
   let firstWork = 0
@@ -111,7 +105,7 @@ export class Watchdog {
 
   start(): void {
     active.add(this)
-    ensureThread(this.options.blockedLoopMs, this.options.memoryMb, this.options.log)
+    ensureThread(this.options.blockedLoopMs, this.options.log)
   }
 
   async stop(): Promise<void> {
