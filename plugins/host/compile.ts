@@ -1,6 +1,6 @@
 import type * as Esbuild from 'esbuild'
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync, type Stats } from 'node:fs'
 import { createRequire, SourceMap } from 'node:module'
 import { dirname, resolve } from 'node:path'
 import { enterHook, guardedProcess, leaveHook } from './sandbox/guard.js'
@@ -73,28 +73,29 @@ export function brokerModules(hookmq: unknown): Record<string, unknown> {
 /** (exactly these names: what else a hook imports is its folder's, as `packages: 'external'` leaves it) */
 const EXTERNAL = Object.keys(brokerModules(null))
 
+/** the largest hook file compiled: a hook is code, not data (a symlink to a device or a huge file would be read without end) */
+const MAX_SOURCE_BYTES = 8 * 1024 * 1024
+
 export async function compile(file: string): Promise<Compiled> {
+  let st: Stats
+  try {
+    st = statSync(file) // (through a symlink: what would be read)
+  } catch (err) {
+    throw new HookLoadError(`cannot be read: ${(err as Error).message}`, file)
+  }
+  // a FIFO blocks the read (and the broker's shutdown) until a writer comes; a device (/dev/zero) never ends
+  if (!st.isFile()) throw new HookLoadError('not a regular file (a FIFO, a device, a socket?): not read', file)
+  if (st.size > MAX_SOURCE_BYTES) throw new HookLoadError(`${st.size} bytes: a hook file may have at most ${MAX_SOURCE_BYTES} (8 MiB)`, file)
   const outfile = file.replace(/\.[cm]?[jt]s$/, '') + '.hookmq-out.js'
   // loaded with the first hook file: a broker without hook files does not carry esbuild
   const esbuild = await import('esbuild')
   let result: Esbuild.BuildResult<{ write: false; metafile: true }>
   try {
-    result = await esbuild.build({
-      entryPoints: [file],
-      outfile,
-      bundle: true,
-      write: false,
-      format: 'cjs',
-      platform: 'node',
-      target: 'node20',
-      sourcemap: 'external',
-      sourcesContent: false,
-      metafile: true,
-      logLevel: 'silent',
-      packages: 'external',
-      // what a hook imports of the broker is the running broker's own (evaluate() hands it over), even where
-      // the folder's tsconfig maps 'hookmq' to a source path for the editor (paths are applied before `packages`)
-      external: EXTERNAL,
+    result = await bundle(esbuild, file, outfile).catch(async (err: Error) => {
+      // esbuild's process died (killed, out of memory): every later build would fail until it is started again
+      if (!/The service (is no longer running|was stopped)/.test(err.message ?? '')) throw err
+      await esbuild.stop()
+      return bundle(esbuild, file, outfile)
     })
   } catch (err) {
     const first = (err as { errors?: Esbuild.Message[] }).errors?.[0]
@@ -106,6 +107,26 @@ export async function compile(file: string): Promise<Compiled> {
   const mapFile = result.outputFiles.find((f) => f.path.endsWith('.map'))
   const inputs = Object.keys(result.metafile.inputs).map((p) => resolve(p))
   return withMap({ file, code: js.text, mapJson: mapFile?.text, inputs, sourceHash: hashSources(inputs) })
+}
+
+function bundle(esbuild: typeof Esbuild, file: string, outfile: string): Promise<Esbuild.BuildResult<{ write: false; metafile: true }>> {
+  return esbuild.build({
+    entryPoints: [file],
+    outfile,
+    bundle: true,
+    write: false,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    sourcemap: 'external',
+    sourcesContent: false,
+    metafile: true,
+    logLevel: 'silent',
+    packages: 'external',
+    // what a hook imports of the broker is the running broker's own (evaluate() hands it over), even where
+    // the folder's tsconfig maps 'hookmq' to a source path for the editor (paths are applied before `packages`)
+    external: EXTERNAL,
+  })
 }
 
 /** A compilation received as plain data (in a worker): its source map made usable again. */

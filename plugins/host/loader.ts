@@ -12,10 +12,13 @@ import type { HookMeta } from './sandbox/protocol.js'
 // window, further events only mark the file, and at the window's end it is
 // loaded again if it changed since (chokidar swallows a second change of one
 // path within 50 ms, so the window is longer and compares mtime, size and
-// inode). A deletion waits for the window: an editor's atomic save may be an
-// unlink followed by an add, and a rule must not vanish in between.
+// inode). A deletion takes effect only once the file has stayed away for
+// REMOVE_MS: an editor's atomic save may be an unlink followed by an add, a
+// burst of such saves leaves the file missing at any given moment, and an
+// authorization rule must not vanish (failing open) in between.
 
 const QUIET_MS = 60
+const REMOVE_MS = 500
 
 /** A hook file: .ts .mts .js .mjs, not a helper (_x, .x), declaration or test. */
 export function isHookFile(path: string): boolean {
@@ -36,7 +39,13 @@ export function listFolder(dir: string, wanted: (path: string) => boolean): stri
   for (const name of readdirSync(dir)) {
     if (name === 'node_modules' || name.startsWith('.')) continue
     const path = join(dir, name)
-    if (statSync(path).isDirectory()) out.push(...listFolder(path, wanted))
+    let folder = false
+    try {
+      folder = statSync(path).isDirectory()
+    } catch {
+      // a dangling or looping symlink: not a folder; a hook file of that name fails its load with the reason, anything else is not looked at
+    }
+    if (folder) out.push(...listFolder(path, wanted))
     else if (wanted(path)) out.push(path)
   }
   return out.sort()
@@ -71,6 +80,9 @@ export class HookFolderLoader {
   private readonly chains = new Map<string, Promise<void>>()
   /** hook file → the source files bundled into its loaded version */
   private readonly inputs = new Map<string, string[]>()
+  /** hook file → when it was last seen missing with no event since saying it is back */
+  private readonly goneSince = new Map<string, number>()
+  private readonly removals = new Map<string, NodeJS.Timeout>()
   private stopped = false
 
   constructor(
@@ -97,13 +109,17 @@ export class HookFolderLoader {
   async stop(): Promise<void> {
     this.stopped = true
     for (const t of this.timers.values()) clearTimeout(t)
+    for (const t of this.removals.values()) clearTimeout(t)
     await this.watcher?.close()
     await Promise.all(this.chains.values())
   }
 
   /** A path changed: reload it if it is a hook, and every hook that bundles it. */
   private changed(path: string, removed = false): void {
-    if (isHookFile(path) && path.startsWith(this.dir)) this.schedule(path, removed)
+    if (isHookFile(path) && path.startsWith(this.dir)) {
+      if (!removed) this.goneSince.delete(path) // back (the removal, if it was waiting, finds it here)
+      this.schedule(path, removed)
+    }
     for (const [hook, inputs] of this.inputs) if (hook !== path && inputs.includes(path)) this.schedule(hook, false)
   }
 
@@ -147,11 +163,13 @@ export class HookFolderLoader {
 
   private async loadNow(file: string): Promise<void> {
     if (!existsSync(file)) {
+      if (!this.goneForGood(file)) return
       this.prints.delete(file)
       this.inputs.delete(file)
       await this.host.remove(file)
       return
     }
+    this.goneSince.delete(file)
     // an editor truncates before it writes: an empty file is most often one half-saved (a hook file is never empty)
     if (statSize(file) === 0) await new Promise((r) => setTimeout(r, QUIET_MS))
     this.prints.set(file, fingerprint(file))
@@ -168,10 +186,34 @@ export class HookFolderLoader {
       }
       await this.host.load(compiled, loaded.meta, file)
     } catch (err) {
+      if (!existsSync(file)) return void this.load(file) // gone while it loaded (a save in progress): not a failure; the removal path decides
       const e = err instanceof HookLoadError ? err : compiled ? located(err, compiled) : new HookLoadError((err as Error).message ?? String(err), file)
       if (compiled && !this.inputs.has(file)) this.inputs.set(file, compiled.inputs)
       this.host.failed(file, { message: e.message, file: e.file ?? file, line: e.line, column: e.column }, name)
     }
+  }
+
+  /** Whether a missing file has stayed away REMOVE_MS (no event said it came back); if not yet, it is looked at again then. */
+  private goneForGood(file: string): boolean {
+    const now = performance.now()
+    let since = this.goneSince.get(file)
+    if (since === undefined) this.goneSince.set(file, (since = now))
+    if (now - since >= REMOVE_MS) {
+      this.goneSince.delete(file)
+      return true
+    }
+    if (!this.removals.has(file))
+      this.removals.set(
+        file,
+        setTimeout(
+          () => {
+            this.removals.delete(file)
+            if (!this.stopped && !existsSync(file)) void this.load(file) // (back: its add event loaded it)
+          },
+          REMOVE_MS - (now - since),
+        ),
+      )
+    return false
   }
 }
 

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { defineHook } from '../../plugins/index.js'
@@ -93,6 +95,91 @@ test("editors' atomic saves and bursts of saves: the last content wins", async (
   const c = await connect(t, broker, { protocolVersion: 5 })
   assert.equal(await publishCode(c, 'z/1'), 0x10)
   assert.equal(await publishCode(c, 'x/1'), 0x87)
+})
+
+test('a burst of saves that each unlink the file and write it again never leaves the ACL out (a deletion counts once the file stayed away 500 ms)', async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'acl.ts')
+  writeFileSync(file, aclHook('a/'))
+  const broker = await startBroker(t, { hooksDir: dir })
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  let allowed = 0
+  let denied = 0
+  let stop = false
+  const pump = (async () => {
+    while (!stop) {
+      const code = await publishCode(c, 'private/x')
+      if (code === 0x87) denied++
+      else allowed++
+    }
+  })()
+  for (let i = 0; i < 40; i++) {
+    unlinkSync(file)
+    await sleep(30)
+    writeFileSync(file, aclHook('a/') + `// save ${i}\n`)
+    await sleep(20)
+  }
+  await sleep(700) // the burst's last quiet windows and waiting removals
+  await broker.hookHost.settled()
+  stop = true
+  await pump
+  assert.equal(allowed, 0, `${allowed} publishes to private/x were allowed during the saves (${denied} denied)`)
+  assert.ok(denied > 10)
+  assert.equal(broker.hookStatus().find((s) => s.name === 'acl')?.state, 'loaded')
+  const t0 = performance.now()
+  let change = nextChange(broker, file)
+  unlinkSync(file)
+  while ((await change).kind !== 'removed') change = nextChange(broker, file) // (a load the burst began may end first)
+  assert.ok(performance.now() - t0 >= 450, 'removed only once it stayed away')
+  assert.equal(await publishCode(c, 'private/x'), 0x10)
+})
+
+test('a hook file that is not a regular file (a FIFO, a symlink to /dev/zero) fails its load at once, without reading it; a dangling symlink does not stop start-up; the others serve', async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(join(dir, 'acl.ts'), aclHook('a/'))
+  symlinkSync(join(dir, 'nowhere.ts'), join(dir, 'dangling.ts'))
+  symlinkSync(join(dir, 'nowhere.json'), join(dir, 'notes.json'))
+  const broker = await startBroker(t, { hooksDir: dir })
+  assert.deepEqual(
+    broker.hookStatus().map((s) => `${s.name}:${s.state}`),
+    ['acl:loaded'],
+  )
+  const zero = join(dir, 'zero.ts')
+  const failed = nextChange(broker, zero)
+  symlinkSync('/dev/zero', zero)
+  const change = await failed
+  assert.equal(change.kind, 'failed')
+  assert.match(change.error!.message, /not a regular file/)
+  const fifo = join(dir, 'fifo.ts')
+  const fifoFailed = nextChange(broker, fifo)
+  execFileSync('mkfifo', [fifo])
+  assert.match((await fifoFailed).error!.message, /not a regular file/)
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'b/1'), 0x87)
+  assert.equal(await publishCode(c, 'a/1'), 0x10)
+})
+
+test("esbuild's process killed: the next save still compiles (its service is started again)", async (t) => {
+  const dir = hooksFolder(t)
+  const file = join(dir, 'acl.ts')
+  writeFileSync(file, aclHook('a/'))
+  const broker = await startBroker(t, { hooksDir: dir })
+  const children = readdirSync('/proc').filter((p) => {
+    if (!/^\d+$/.test(p)) return false
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('esbuild')
+    } catch {
+      return false
+    }
+  })
+  assert.equal(children.length, 1, 'one esbuild service process')
+  process.kill(Number(children[0]), 'SIGKILL')
+  await sleep(200)
+  assert.equal((await writeHook(broker, file, aclHook('b/'))).kind, 'loaded')
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'b/1'), 0x10)
+  assert.equal(await publishCode(c, 'a/1'), 0x87)
 })
 
 test('editing a helper module reloads the hook that imports it; helpers and subfolders are not loaded as hooks', async (t) => {
