@@ -220,6 +220,51 @@ export default defineHook({
   await other.roundTrip()
 })
 
+test("worker isolation: a hook logging in a loop sends the broker at most 1,000 lines a second and says how many it dropped; one calling ctx.publish in a loop without awaiting has every message delivered, in order, at the broker's pace", async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(
+    join(dir, 'noisy.ts'),
+    `import { defineHook } from 'hookmq'
+const long = 'x'.repeat(100000)
+let publish: ((m: { topic: string; payload: string }) => Promise<void>) | undefined
+export default defineHook({
+  name: 'noisy',
+  setup(ctx) {
+    publish = ctx.publish
+  },
+  authorizePublish({ topic }, ctx) {
+    if (topic === 'log') for (let i = 0; i < 50000; i++) ctx.log.info('line ' + i + ' ' + long)
+    if (topic === 'flood') for (let i = 0; i < 5000; i++) publish!({ topic: 'flooded', payload: String(i) }).catch(() => {})
+    return true
+  },
+})
+`,
+  )
+  const log = captureLog()
+  const broker = await startBroker(t, { hooksDir: dir, logger: log.logger })
+  const other = await bystander(t, broker)
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  assert.equal(await publishCode(c, 'log'), 0x10)
+  await new Promise((r) => setTimeout(r, 1100))
+  assert.equal(await publishCode(c, 'log'), 0x10) // a new second: its first line says what the last dropped
+  const dropped = await log.find((r) => typeof r.dropped === 'number')
+  const lines = log.records.filter((r) => typeof r.msg === 'string' && r.msg.startsWith('line '))
+  assert.ok(lines.length <= 2000, `${lines.length} lines reached the broker`)
+  assert.ok((dropped.dropped as number) >= 49000 - 1000, `dropped ${String(dropped.dropped)}`)
+  assert.ok((lines[0]!.msg as string).length < 20000, 'a long line is cut')
+  await other.roundTrip()
+  const sub = await connect(t, broker, { protocolVersion: 5 })
+  await sub.subscribeAsync('flooded', { qos: 0 })
+  const inbox = collect(sub)
+  assert.equal(await publishCode(c, 'flood'), 0x10)
+  await until(() => inbox.messages.length >= 5000, 20000, 'the 5,000 messages the hook published')
+  assert.deepEqual(
+    inbox.messages.map((m) => m.payload.toString()),
+    Array.from({ length: 5000 }, (_, i) => String(i)),
+  )
+  await other.roundTrip()
+})
+
 for (const mode of MODES) {
   test(`${mode}: a storm of failing calls and unhandled rejections trips the breaker: decisions deny at once, transforms pass, events are skipped; it probes after its back-off; a new version resets it`, async (t) => {
     const dir = hooksFolder(t)

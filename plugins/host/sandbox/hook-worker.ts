@@ -12,6 +12,7 @@ import { answerCode, batchTable, batchTopics, EVENT, ID, METHOD, readInput, SKIP
 import { LOG_LEVELS, MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
 import { HookmqError } from '../../../core/errors.js'
 import { isPromise } from '../../../core/hooks.js'
+import { Fifo } from '../../../core/fifo.js'
 
 // A hook's own thread. It waits for `load` (kept warm until then: a spare
 // worker has this module and zod loaded already), evaluates the hook file,
@@ -53,6 +54,7 @@ port.on('message', (m: ToWorker) => {
     case 'reply': {
       const r = requests.get(m.id)
       requests.delete(m.id)
+      sendWaiting()
       if (m.error) r?.reject(reviveError(m.error))
       else r?.resolve()
       return
@@ -268,12 +270,34 @@ class WorkerCall implements CallContext<unknown> {
 
 let callLog: Logger | undefined
 
+/**
+ * ctx.publish / ctx.forward calls sent to the broker's thread and not yet
+ * answered, at most: the rest wait here, in this thread's memory (its memoryMb
+ * counts them), so a loop that does not await them floods this worker, not the
+ * broker.
+ */
+const MAX_REQUESTS_SENT = 256
+const waiting = new Fifo<{ id: number; kind: 'publish' | 'forward'; args: unknown[] }>()
+let sent = 0
+
 function request(kind: 'publish' | 'forward', args: unknown[]): Promise<void> {
   const id = ++requestSeq
   return new Promise<void>((resolve, reject) => {
     requests.set(id, { resolve, reject })
-    post({ t: 'req', id, kind, args })
+    if (sent < MAX_REQUESTS_SENT) {
+      sent++
+      post({ t: 'req', id, kind, args })
+    } else waiting.push({ id, kind, args })
   })
+}
+
+/** An answer came: the next waiting request may go. */
+function sendWaiting(): void {
+  sent--
+  const next = waiting.shift()
+  if (next === undefined) return
+  sent++
+  post({ t: 'req', id: next.id, kind: next.kind, args: next.args })
 }
 
 async function retire(ms: number): Promise<void> {
@@ -317,13 +341,52 @@ function serializeError(err: unknown, load = false): SerializedError {
 }
 
 /** ctx.log in a worker: records go to the broker's logger, under the hook's name. */
+/**
+ * What a worker's log may send the broker's thread: lines a second, and bytes
+ * of one line's message (longer ones are cut). Past the lines, the rest of the
+ * second is dropped and counted, and one line says so. A hook logging in a loop
+ * would otherwise queue messages on the broker's thread without bound.
+ */
+const LOG_LINES_PER_S = 1000
+const LOG_MSG_CHARS = 16384
+let logWindow = 0
+let logLines = 0
+let logDropped = 0
+
+/** Whether one more line may go now; says how many were dropped when a new second begins. */
+function logAllowed(): boolean {
+  const now = Date.now()
+  if (now - logWindow >= 1000) {
+    logWindow = now
+    logLines = 0
+    if (logDropped > 0) {
+      const dropped = logDropped
+      logDropped = 0
+      logLines++
+      post({
+        t: 'log',
+        level: 'warn',
+        obj: { hook: def?.name, dropped },
+        msg: `${dropped} log lines of this hook dropped: more than ${LOG_LINES_PER_S} a second`,
+      })
+    }
+  }
+  if (logLines >= LOG_LINES_PER_S) {
+    logDropped++
+    return false
+  }
+  logLines++
+  return true
+}
+
 function makeLog(bindings: Record<string, unknown>): Logger {
   const at =
     (level: string) =>
     (a?: unknown, b?: unknown, ...rest: unknown[]): void => {
-      if (LOG_LEVELS[level]! < logLevel) return
-      const [obj, msg] =
+      if (LOG_LEVELS[level]! < logLevel || !logAllowed()) return
+      const [obj, whole] =
         typeof a === 'string' ? [undefined, [a, b, ...rest].filter((x) => x !== undefined).join(' ')] : [a, typeof b === 'string' ? b : undefined]
+      const msg = whole !== undefined && whole.length > LOG_MSG_CHARS ? `${whole.slice(0, LOG_MSG_CHARS)}... (${whole.length} characters)` : whole
       const record = obj === undefined ? bindings : { ...bindings, ...(obj as object) }
       try {
         post({ t: 'log', level, obj: record, msg })
