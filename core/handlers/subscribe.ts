@@ -1,6 +1,6 @@
 import type { ISubscribePacket, ISubscription } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
-import { ReasonCode, protocolError } from '../errors.js'
+import { HookmqError, ReasonCode, protocolError } from '../errors.js'
 import { isPromise, refusalCode, refused, type SubscribeDecision } from '../hooks.js'
 import { checkTopicFilter, parseShared } from '../topic.js'
 import type { QoS, Subscription } from '../types.js'
@@ -8,12 +8,23 @@ import type { QoS, Subscription } from '../types.js'
 // SUBSCRIBE: check each filter, ask the authorizeSubscribe hooks, record the
 // granted subscriptions, answer SUBACK, then send matching retained messages.
 
+/** topic filters one SUBSCRIBE may carry, or limits.maxSubscriptionsPerClient when that is larger; past it the connection is closed (0x97) */
+export const MAX_FILTERS_PER_PACKET = 10000
+
 export function handleSubscribe(conn: Connection, packet: ISubscribePacket): void | Promise<void> {
   // (a filter with ill-formed UTF-8 or U+0000 never gets here: the reader closed the connection [MQTT-1.5.4-1/2])
   if (packet.messageId === 0) throw protocolError('SUBSCRIBE with packet identifier 0') // [MQTT-2.2.1-3]
   if (packet.subscriptions.length === 0) throw protocolError('SUBSCRIBE without a topic filter') // [MQTT-3.8.3-3] (3.1.1), [MQTT-3.8.3-2] (5.0)
   const id = packet.properties?.subscriptionIdentifier
   if (id === 0) throw protocolError('Subscription Identifier of 0') // 5.0 section 3.8.2.1.2: 1 to 268,435,455 (no conformance statement of its own)
+  // more filters in one packet than the client may hold: each would be decided, routed and fed retained messages
+  // (one 1 MiB SUBSCRIBE repeating '#' 262,125 times held the broker 30 s and ended it out of memory)
+  // (within that, new filters past the quota get 0x97 each, in their place [MQTT-3.9.3-1])
+  const max = Math.max(conn.ctx.config.limits.maxSubscriptionsPerClient, MAX_FILTERS_PER_PACKET)
+  if (packet.subscriptions.length > max) {
+    conn.ctx.quotas.refuse('subscriptions', conn.client.id)
+    throw new HookmqError('QUOTA_EXCEEDED', `a SUBSCRIBE with ${packet.subscriptions.length} topic filters, more than the ${max} one packet may carry`)
+  }
   const decisions: Array<SubscribeDecision | Promise<SubscribeDecision> | number> = packet.subscriptions.map((s) => check(conn, s))
   if (decisions.some((d) => typeof d === 'object' && isPromise(d))) {
     return Promise.all(decisions.map((d) => (typeof d === 'number' ? d : Promise.resolve(d).catch(() => deny)))).then((settled) =>
@@ -41,6 +52,8 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
   const ctx = conn.ctx
   const granted: number[] = []
   const added: Array<{ sub: Subscription; isNew: boolean }> = []
+  /** filter -> its entry in `added`: a filter repeated in one packet replaces its earlier copy [MQTT-3.8.4-3], fed retained messages once */
+  let seen: Map<string, number> | undefined
   const announced: Array<Promise<unknown>> = []
   for (let i = 0; i < packet.subscriptions.length; i++) {
     const s = packet.subscriptions[i]!
@@ -62,7 +75,12 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     if (id !== undefined) sub.id = id
     session.subscriptions.set(s.topic, sub) // [MQTT-3.8.4-3] replaces an existing one
     ctx.router.add(session, sub, announced)
-    added.push({ sub, isNew })
+    if (packet.subscriptions.length > 1) seen ??= new Map()
+    const earlier = seen?.get(s.topic)
+    if (earlier === undefined) {
+      seen?.set(s.topic, added.length)
+      added.push({ sub, isNew })
+    } else added[earlier] = { sub, isNew: added[earlier]!.isNew }
     granted.push(qos)
   }
   session.persistSubscriptions(

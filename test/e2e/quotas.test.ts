@@ -49,6 +49,28 @@ test('[MQTT-3.9.3-1] subscriptions per client: each new filter beyond maxSubscri
   await bystander(t, broker)
 })
 
+test('one SUBSCRIBE repeating a filter: one SUBACK code per copy, the last copy stands, its retained messages sent once; past 10,000 filters in one packet (or maxSubscriptionsPerClient if larger) the connection is closed with 0x97', async (t) => {
+  const broker = await startBroker(t)
+  for (let i = 0; i < 3; i++) await broker.publish({ topic: `r/${i}`, payload: `kept ${i}`, qos: 1, retain: true })
+  const raw = await RawClient.open(t, broker, 5)
+  await raw.connect({ clientId: 'repeats' }, 5)
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [0, 1, 0, 1, 1].map((qos) => ({ topic: 'r/#', qos: qos as 0 | 1, rh: 0 })) }, 5)
+  assert.deepEqual((await raw.expect('suback')).granted, [0, 1, 0, 1, 1])
+  for (let i = 0; i < 3; i++) assert.equal((await raw.expect('publish')).qos, 1) // the last copy's QoS
+  await new Promise((r) => setTimeout(r, 200))
+  assert.equal(raw.packets.filter((p) => p.cmd === 'publish').length, 0, 'retained messages sent once, not once per copy')
+  assert.equal(broker.sessions.sessions.get('repeats')!.subscriptions.get('r/#')!.qos, 1)
+
+  const flood = await RawClient.open(t, broker, 5)
+  await flood.connect({ clientId: 'flood' }, 5)
+  flood.send({ cmd: 'subscribe', messageId: 1, subscriptions: Array.from({ length: 10001 }, () => ({ topic: '#', qos: 0 as const })) }, 5)
+  const d = await flood.expect('disconnect')
+  assert.equal(d.reasonCode, 0x97)
+  await flood.expectClosed()
+  assert.equal(broker.sessions.sessions.get('flood')?.subscriptions.size ?? 0, 0)
+  await bystander(t, broker)
+})
+
 /** Sends `packets` SUBSCRIBEs of `per` filters each as fast as the socket takes them; answers the SUBACK codes by value (the connection stays open). */
 async function subscribeFlood(t: TestContext, url: string, packets: number, per: number): Promise<Map<number, number>> {
   const { hostname, port } = new URL(url)
