@@ -244,7 +244,17 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
     if (!this.isOpen && packet.cmd !== 'disconnect' && packet.cmd !== 'connack') return
     if (this.ctx.tracer.active) this.ctx.tracer.packet(this.client, 'out', packet)
     this.writeBytes(encodePacket(packet, this.genOpts))
+    // answers to what the client sends (PINGRESP, PUBACK, PUBCOMP, SUBACK...) pile up while it does not read: past
+    // maxClientBufferBytes waiting, it is not read either until its socket drains (a client streaming PINGREQs
+    // without reading grew the broker by gigabytes)
+    if (!this.answersHeld && this.socket.writableLength > this.ctx.config.limits.maxClientBufferBytes && this.isOpen) {
+      this.answersHeld = true
+      this.flow.hold()
+    }
   }
+
+  /** reading stopped until the socket drains: the answers waiting on it passed maxClientBufferBytes */
+  private answersHeld = false
 
   /** Writes within one tick leave in one batch (cork until the next tick). False when the socket wants a drain. */
   private writeBytes(buf: Buffer): boolean {
@@ -277,6 +287,10 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
   }
 
   caughtUp(): void {
+    if (this.answersHeld && !this.socket.writableNeedDrain) {
+      this.answersHeld = false
+      this.flowState!.release()
+    }
     this.flowState?.caughtUp()
     const feeds = this.feeds
     if (feeds !== null) {

@@ -130,3 +130,40 @@ test('[MQTT-3.3.2-17] [MQTT-3.3.2-18] User Properties up to the bound are forwar
   assert.deepEqual({ ...(await collect(sub).next()).packet.properties?.userProperties }, { k: values })
   assert.equal(broker.stats.refused.properties, 0)
 })
+
+test('a client that sends PINGREQs (or PUBRELs) without reading is not read either once its answers pass maxClientBufferBytes: the broker holds a bounded backlog, the client is held by TCP', async (t) => {
+  const broker = await startBroker(t, { limits: { maxClientBufferBytes: 65536 } })
+  const other = await bystander(t, broker)
+  for (const packet of [Buffer.from([0xc0, 0]), Buffer.from([0x62, 2, 0, 7])]) {
+    const raw = await v5(t, broker)
+    raw.socket.pause() // reads nothing more: every answer waits on the broker's side
+    const chunk = Buffer.alloc(packet.length * 32768)
+    for (let i = 0; i < 32768; i++) packet.copy(chunk, i * packet.length)
+    // what waits on the broker's side of the sockets (the connections are the broker's own: read here, not changed)
+    const conns = (broker as unknown as { connections: Set<{ socket: { writableLength: number } }> }).connections
+    let most = 0
+    const sample = setInterval(() => {
+      let n = 0
+      for (const c of conns) n += c.socket.writableLength
+      most = Math.max(most, n)
+    }, 20)
+    let accepted = 0
+    const deadline = Date.now() + 3000
+    while (Date.now() < deadline && accepted < 64 * 1024 * 1024) {
+      if (raw.socket.write(chunk)) accepted += chunk.length
+      else {
+        const drained = await Promise.race([new Promise((r) => raw.socket.once('drain', () => r(true))), new Promise((r) => setTimeout(r, 500, false))])
+        if (!drained) break
+        accepted += chunk.length
+      }
+    }
+    clearInterval(sample)
+    // unheld, the broker read on and queued every answer (a run grew it by gigabytes)
+    assert.ok(
+      most < 4 * 65536,
+      `${most} bytes waited on the broker's side while ${(accepted / 1048576).toFixed(1)} MB were taken from a client that reads nothing`,
+    )
+    await other.roundTrip()
+    raw.socket.destroy()
+  }
+})
