@@ -108,6 +108,7 @@ interface ParserInternals {
   _emitError(err: Error): void
   _parseNum(): number
   _parseHeader(): boolean | undefined
+  _parseLength(): boolean
   _parseConnect(): PacketInProgress | undefined
   _parseProperties(): object | false
   _resetState(): void

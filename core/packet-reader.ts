@@ -1,6 +1,6 @@
 import type { IPublishPacket, Packet } from 'mqtt-packet'
 import { ParserBase, readInPlace, type PacketInProgress } from './mqtt-packet.js'
-import { malformed } from './errors.js'
+import { HookmqError, malformed } from './errors.js'
 import { scanProperties, type PropertyLimits } from './properties.js'
 import { connectProblem, propertiesProblem, stringProblem } from './wire-rules.js'
 
@@ -63,6 +63,21 @@ class WireParser extends ParserBase {
     return super._parseHeader()
   }
 
+  // a length its packet type cannot have: PUBACK, PUBREC, PUBREL, PUBCOMP carry a packet identifier [MQTT-2.2.1-5]; PINGREQ has no body (3.12)
+  override _parseLength(): boolean {
+    if (!super._parseLength()) return false
+    const { cmd, length } = this.packet
+    if (length < 2 && (cmd === 'puback' || cmd === 'pubrec' || cmd === 'pubrel' || cmd === 'pubcomp')) {
+      this._emitError(malformed(`${cmd} of ${length} bytes, without a packet identifier`))
+      return false
+    }
+    if (length !== 0 && cmd === 'pingreq') {
+      this._emitError(malformed(`pingreq with a body of ${length} bytes`))
+      return false
+    }
+    return true
+  }
+
   // replaces mqtt-packet's: the bytes are checked before decoding (it would turn ill-formed UTF-8 into U+FFFD)
   _parseString(): string | null {
     const length = this._parseNum()
@@ -85,7 +100,7 @@ class WireParser extends ParserBase {
 
   override _parseProperties(): object | false {
     const start = this._pos
-    if (this.limits !== null && this.packet.cmd === 'publish') {
+    if (this.limits !== null) {
       const bounded = this.boundedProperties(this.limits)
       if (bounded !== undefined) return bounded
     }
@@ -105,7 +120,12 @@ class WireParser extends ParserBase {
     return result
   }
 
-  /** A PUBLISH's block over the limits, skipped (answering only its Topic Alias), or false when malformed; undefined: parse it. */
+  /**
+   * A PUBLISH's block over the limits, skipped (answering only its Topic
+   * Alias), or false when malformed; undefined: parse it. Any other packet's
+   * block over the limits ends the connection (0x97): parsing a 1 MiB block of
+   * User Properties on a SUBSCRIBE or a PUBACK took 100 ms a packet.
+   */
   private boundedProperties(limits: PropertyLimits): object | false | undefined {
     const list = this._list
     let at = this._pos
@@ -134,6 +154,10 @@ class WireParser extends ParserBase {
           ? `${scan.userProperties} user properties, more than the ${limits.maxUserProperties} allowed`
           : undefined
     if (reason === undefined) return undefined
+    if (this.packet.cmd !== 'publish') {
+      this._emitError(new HookmqError('QUOTA_EXCEEDED', `${this.packet.cmd ?? 'packet'} with ${reason}`))
+      return false
+    }
     this._pos = at + length
     ;(this.packet as unknown as RefusablePublish).refusedProperties = reason
     return scan.topicAlias === undefined ? {} : { topicAlias: scan.topicAlias } // the alias still maps its topic

@@ -197,6 +197,7 @@ export interface ParsedConnect {
   length: number
   username?: string | undefined
   password?: Buffer | undefined
+  will?: { qos?: number } | undefined
 }
 
 /**
@@ -207,6 +208,8 @@ export function connectProblem(packet: ParsedConnect, end: number): HookmqError 
   // a field whose flag is 0 is still there (a user name with the User Name Flag 0 [MQTT-3.1.2-18],
   // a password with the Password Flag 0 [MQTT-3.1.2-20]), or anything else after the payload
   if (end !== packet.length) return malformed(`${packet.length - end} bytes left over after the CONNECT payload`)
+  // [MQTT-3.1.2-12] (5.0: a Malformed Packet), [MQTT-3.1.2-14] (3.1.1): the Will QoS is 0, 1 or 2
+  if (packet.will?.qos === 3) return malformed('Will QoS 3')
   // [MQTT-3.1.2-22] 3.1.1 (and 3.1): no password without a user name; MQTT 5 allows it
   if (packet.protocolVersion !== 5 && packet.password !== undefined && packet.username === undefined) {
     return malformed('Password Flag set without the User Name Flag')

@@ -29,6 +29,12 @@ export async function startWs(host: ListenerHost, name: 'ws' | 'wss', address: s
   wss.on('connection', (ws, req) => {
     const socket = req.socket as tls.TLSSocket
     const info = { name, loopback: isLoopback(address), certificate: files ? () => peerCertificate(socket) : undefined }
+    // [MQTT-6.0.0-1] MQTT goes in binary frames: a text frame closes the connection (this listener runs before the stream's, which then pushes into a destroyed stream)
+    ws.on('message', (_data, isBinary) => {
+      if (isBinary) return
+      ws.close(1003, 'MQTT is sent in binary frames')
+      stream.destroy()
+    })
     const stream = createWebSocketStream(ws)
     host.accept(stream, info, req.socket.remoteAddress ?? '', req.socket)
   })

@@ -98,3 +98,20 @@ test('[security] a non-loopback listener refuses anonymous clients unless allowA
   const c = await connect(t, open)
   assert.equal(c.connected, true)
 })
+
+test('[MQTT-6.0.0-1] a CONNECT sent in a WebSocket text frame closes the connection (1003) without a CONNACK', async (t) => {
+  const { WebSocket } = await import('ws')
+  const mqttPacket = (await import('mqtt-packet')).default
+  const broker = await startBroker(t, { ws: { port: 0, path: '/mqtt' } })
+  const url = broker.addresses.find((a) => a.name === 'ws')!.url
+  const ws = new WebSocket(url, 'mqtt')
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))
+  const got: Buffer[] = []
+  ws.on('message', (data) => got.push(data as Buffer))
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)))
+  ws.send(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'texty', keepalive: 30 }), { binary: false })
+  assert.equal(await closed, 1003)
+  assert.equal(got.length, 0, 'no CONNACK')
+  const c = await connect(t, broker)
+  await pingRoundTrip(c)
+})

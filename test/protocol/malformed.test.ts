@@ -242,3 +242,49 @@ test('[MQTT-3.3.2-14] a Response Topic holding a wildcard: DISCONNECT 0x82, not 
   assert.equal(collect(watcher).messages.length, 1)
   await check()
 })
+
+test('[MQTT-3.1.2-12] an MQTT 5 CONNECT with Will QoS 3: CONNACK 0x81; [MQTT-3.1.2-14] in 3.1.1: closed without CONNACK', async (t) => {
+  const broker = await startBroker(t)
+  const check = await bystanders(t, broker)
+  const raw5 = await RawClient.open(t, broker, 5)
+  raw5.sendBytes(connectBytes(5, { flags: 0x1e, rest: [...props(), ...str('will/t'), ...str('bye')] }))
+  assert.equal((await raw5.expect('connack')).reasonCode, 0x81)
+  await raw5.expectClosed()
+  const raw4 = await RawClient.open(t, broker, 4)
+  raw4.sendBytes(connectBytes(4, { flags: 0x1e, rest: [...str('will/t'), ...str('bye')] }))
+  await expectClosedSilently(raw4)
+  await check()
+})
+
+test('[MQTT-2.2.1-5] a PUBACK, PUBREC, PUBREL or PUBCOMP without its packet identifier, and a PINGREQ with a body: DISCONNECT 0x81', async (t) => {
+  const broker = await startBroker(t)
+  const check = await bystanders(t, broker)
+  for (const [first, body] of [
+    [0x40, []],
+    [0x50, [0]],
+    [0x62, []],
+    [0x70, [0]],
+    [0xc0, [1, 2, 3]],
+  ] as Array<[number, number[]]>) {
+    const raw = await v5(t, broker)
+    raw.sendBytes(frame(first, body))
+    await expectDisconnect(raw, 0x81)
+  }
+  await check()
+})
+
+test('User Properties past maxUserProperties on a packet other than PUBLISH (SUBSCRIBE, PUBACK) close the connection with 0x97, unparsed', async (t) => {
+  const broker = await startBroker(t, { limits: { maxUserProperties: 2 } })
+  const check = await bystanders(t, broker)
+  const user = (n: number): number[] => Array.from({ length: n }, (_, i) => [0x26, ...str(`k${i}`), ...str('v')]).flat()
+  const sub = await v5(t, broker)
+  sub.sendBytes(frame(0x82, [0, 1, ...props(...user(3)), ...str('a/b'), 0]))
+  await expectDisconnect(sub, 0x97)
+  const ack = await v5(t, broker)
+  ack.sendBytes(frame(0x40, [0, 9, 0x10, ...props(...user(3))]))
+  await expectDisconnect(ack, 0x97)
+  const fine = await v5(t, broker)
+  fine.sendBytes(frame(0x82, [0, 1, ...props(...user(2)), ...str('a/b'), 0]))
+  assert.deepEqual((await fine.expect('suback')).granted, [0])
+  await check()
+})

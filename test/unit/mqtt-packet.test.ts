@@ -24,7 +24,7 @@ test('mqtt-packet is pinned to the version whose internals hookmq relies on', ()
 
 test('the parser internals packet-reader.ts subclasses are there', () => {
   const proto = ParserBase.prototype as unknown as Record<string, unknown>
-  for (const m of ['_parseHeader', '_parseNum', '_parseString', '_parseConnect', '_parseProperties', '_emitError', 'parse']) {
+  for (const m of ['_parseHeader', '_parseLength', '_parseNum', '_parseString', '_parseConnect', '_parseProperties', '_emitError', 'parse']) {
     assert.equal(typeof proto[m], 'function', `Parser.prototype.${m}`)
   }
   const parser = new ParserBase().parser({ protocolVersion: 4 })
