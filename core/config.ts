@@ -222,6 +222,13 @@ export const configSchema = z.strictObject({
         .min(1)
         .default(10000)
         .describe('subscriptions one session may hold; each filter beyond gets SUBACK 0x97 (3.1.1: 0x80)'),
+      maxSubscriptionBytesPerClient: z
+        .int()
+        .min(1024)
+        .default(4194304)
+        .describe(
+          'characters of topic filters one session may hold (10,000 filters of 65,000 characters each held about 1 GB); a new filter past it gets SUBACK 0x97 (3.1.1: 0x80), counted as the subscriptions quota',
+        ),
       maxRetainedMessages: z.int().min(0).default(1000000).describe('retained messages held broker-wide (with Redis: across the nodes, approximately)'),
       maxRetainedBytes: z.int().min(0).default(1073741824).describe('bytes (topic + payload + properties) of the retained messages held broker-wide'),
       maxRetainedMessagesPerClient: z.int().min(0).default(10000).describe('retained messages one client (by client id) may have set'),
@@ -246,7 +253,9 @@ export const configSchema = z.strictObject({
         .max(268435455)
         .default(65536)
         .describe('largest MQTT 5 property block (Property Length) of one PUBLISH, in bytes; larger: refused as for maxUserProperties'),
-      topicAliasMaximum: z.int().min(0).max(65535).default(100).describe('topic aliases an MQTT 5 client may set'),
+      topicAliasMaximum: z.int().min(0).max(65535).default(100).describe(
+        'topic aliases an MQTT 5 client may set, and the most the broker sets towards one (fewer when the client allows fewer, and no more once they hold 64 KiB of topics)',
+      ),
       maxKeepalive: z.int().min(1).max(65535).default(65535).describe('longest keep-alive granted, in seconds (MQTT 5 Server Keep Alive)'),
       maxSessionExpiryInterval: seconds
         .default(0xffffffff)

@@ -112,6 +112,7 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
   aliasesIn: Map<number, string> | null = null
   /** outbound topic aliases (MQTT 5), made on first use: topic -> alias */
   aliasesOut: Map<string, number> | null = null
+  aliasCharsOut = 0
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
   /** bytes read from and written to the socket (for the admin API) */

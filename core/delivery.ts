@@ -27,7 +27,12 @@ export interface DeliveryTarget {
   readonly topicAliasMaxOut: number
   /** outbound topic aliases, made on first use: topic -> alias */
   aliasesOut: Map<string, number> | null
+  /** characters of the topics in aliasesOut (at most ALIAS_CHARS_OUT) */
+  aliasCharsOut: number
 }
+
+/** the topics one connection's outbound aliases may keep, in characters: past it, topics go unaliased (65,535 aliases of 60 KB topics held 3.1 GB) */
+const ALIAS_CHARS_OUT = 65536
 
 /** reused for every delivery with properties of its own (nothing holds it across calls) */
 const form: PublishProperties = { shared: EMPTY, expiry: -1, alias: 0, ids: undefined }
@@ -100,9 +105,10 @@ function encodeForClient(
     if (alias !== undefined) {
       form.alias = alias
       topic = ''
-    } else if (map.size < conn.topicAliasMaxOut) {
+    } else if (map.size < conn.topicAliasMaxOut && conn.aliasCharsOut + topic.length <= ALIAS_CHARS_OUT) {
       form.alias = map.size + 1
       map.set(topic, form.alias)
+      conn.aliasCharsOut += topic.length
       newAlias = true
     }
   }
@@ -111,7 +117,10 @@ function encodeForClient(
   form.ids = undefined
   form.alias = 0
   if (buf === undefined || buf.length > conn.maxOutgoingPacket) {
-    if (newAlias) conn.aliasesOut!.delete(message.topic) // the client never learnt it
+    if (newAlias) {
+      conn.aliasesOut!.delete(message.topic) // the client never learnt it
+      conn.aliasCharsOut -= message.topic.length
+    }
     return undefined
   }
   return buf

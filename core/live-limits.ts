@@ -19,6 +19,7 @@ export const LIVE_LIMITS: ReadonlySet<keyof Limits> = new Set<keyof Limits>([
   'maxQueuedBytes',
   'queueOverflow',
   'maxSubscriptionsPerClient',
+  'maxSubscriptionBytesPerClient',
   'maxRetainedMessages',
   'maxRetainedBytes',
   'maxRetainedMessagesPerClient',

@@ -354,6 +354,8 @@ function expired(message: Message): boolean {
 export class Subscriptions {
   private one: Subscription | undefined = undefined
   private map: Map<string, Subscription> | null = null
+  /** characters of the filters held (limits.maxSubscriptionBytesPerClient) */
+  chars = 0
 
   get size(): number {
     return this.map !== null ? this.map.size : this.one === undefined ? 0 : 1
@@ -370,6 +372,7 @@ export class Subscriptions {
 
   set(filter: string, sub: Subscription): void {
     if (this.map === null && (this.one === undefined || this.one.filter === filter)) {
+      if (this.one === undefined) this.chars += filter.length
       this.one = sub
       return
     }
@@ -377,19 +380,25 @@ export class Subscriptions {
       this.map = new Map([[this.one!.filter, this.one!]])
       this.one = undefined
     }
+    if (!this.map.has(filter)) this.chars += filter.length
     this.map.set(filter, sub)
   }
 
   delete(filter: string): boolean {
-    if (this.map !== null) return this.map.delete(filter)
-    if (this.one === undefined || this.one.filter !== filter) return false
-    this.one = undefined
+    if (this.map !== null) {
+      if (!this.map.delete(filter)) return false
+    } else {
+      if (this.one === undefined || this.one.filter !== filter) return false
+      this.one = undefined
+    }
+    this.chars -= filter.length
     return true
   }
 
   clear(): void {
     this.one = undefined
     this.map = null
+    this.chars = 0
   }
 
   /** a copy: safe to change the set while going through it */

@@ -130,7 +130,8 @@ function readClientLimits(conn: Connection, packet: IConnectPacket): void {
   if (p.maximumPacketSize === 0) throw protocolError('Maximum Packet Size of 0')
   conn.sendWindow = Math.min(conn.ctx.config.limits.maxInflightMessages, p.receiveMaximum ?? 65535)
   if (p.maximumPacketSize !== undefined) conn.maxOutgoingPacket = p.maximumPacketSize
-  conn.topicAliasMaxOut = p.topicAliasMaximum ?? 0
+  // no more than the broker lets a client hold the other way: each alias keeps its topic for the connection's life
+  conn.topicAliasMaxOut = Math.min(p.topicAliasMaximum ?? 0, conn.ctx.config.limits.topicAliasMaximum)
 }
 
 function readWill(conn: Connection, packet: IConnectPacket): Connection['will'] {

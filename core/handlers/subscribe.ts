@@ -66,7 +66,7 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     }
     if (ctx.pipeline.audit.subscribeAllows) ctx.pipeline.audit.subscribe(conn.client, { filter: s.topic, qos: s.qos }, d, true, ReasonCode.Success)
     const isNew = !session.subscriptions.has(s.topic)
-    if (isNew && overQuota(conn, session.subscriptions.size)) {
+    if (isNew && overQuota(conn, session.subscriptions.size, session.subscriptions.chars + s.topic.length)) {
       granted.push(conn.protocolVersion === 5 ? ReasonCode.QuotaExceeded : 0x80) // [MQTT-3.9.3-1] one code per filter, in order
       continue
     }
@@ -105,9 +105,10 @@ function acknowledge(conn: Connection, packet: ISubscribePacket, granted: number
   }
 }
 
-/** A new filter beyond limits.maxSubscriptionsPerClient is refused (and counted); replacing one costs nothing. */
-function overQuota(conn: Connection, held: number): boolean {
-  if (held < conn.ctx.config.limits.maxSubscriptionsPerClient) return false
+/** A new filter beyond limits.maxSubscriptionsPerClient, or past maxSubscriptionBytesPerClient, is refused (and counted); replacing one costs nothing. */
+function overQuota(conn: Connection, held: number, chars: number): boolean {
+  const limits = conn.ctx.config.limits
+  if (held < limits.maxSubscriptionsPerClient && chars <= limits.maxSubscriptionBytesPerClient) return false
   conn.ctx.quotas.refuse('subscriptions', conn.client.id)
   return true
 }

@@ -49,6 +49,20 @@ test('[MQTT-3.9.3-1] subscriptions per client: each new filter beyond maxSubscri
   await bystander(t, broker)
 })
 
+test('subscription bytes per client: a new filter past maxSubscriptionBytesPerClient gets SUBACK 0x97; replacing one is free, unsubscribing frees its bytes', async (t) => {
+  const broker = await startBroker(t, { limits: { maxSubscriptionBytesPerClient: 1024 } })
+  const raw = await RawClient.open(t, broker, 5)
+  await raw.connect({ clientId: 'wide' }, 5)
+  const f = (c: string): string => `${c}/${'x'.repeat(398)}` // 400 characters
+  assert.deepEqual(await suback(raw, 1, [f('a'), f('b'), f('c')], 5), [0, 0, 0x97])
+  assert.deepEqual(await suback(raw, 2, [f('a')], 5, 1), [1]) // a replacement
+  raw.send({ cmd: 'unsubscribe', messageId: 3, unsubscriptions: [f('b')] }, 5)
+  await raw.expect('unsuback')
+  assert.deepEqual(await suback(raw, 4, [f('c')], 5), [0])
+  assert.equal(broker.stats.quota.subscriptions, 1)
+  await bystander(t, broker)
+})
+
 test('one SUBSCRIBE repeating a filter: one SUBACK code per copy, the last copy stands, its retained messages sent once; past 10,000 filters in one packet (or maxSubscriptionsPerClient if larger) the connection is closed with 0x97', async (t) => {
   const broker = await startBroker(t)
   for (let i = 0; i < 3; i++) await broker.publish({ topic: `r/${i}`, payload: `kept ${i}`, qos: 1, retain: true })

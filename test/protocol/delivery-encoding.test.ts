@@ -189,3 +189,44 @@ test('(MQTT 1.5.4) a message MQTT cannot represent (topic over 65,535 bytes) is 
   )
   assert.equal(broker.stats.unencodable, 5) // 3 clients x the long topic, 2 MQTT 5 clients x the long property
 })
+
+test('outbound topic aliases: no more than limits.topicAliasMaximum whatever the client allows, and none once the aliased topics hold 64 KiB', async (t) => {
+  const broker = await startBroker(t, { limits: { topicAliasMaximum: 3 } })
+  const w = await Wire.open(t, broker, 5, { properties: { topicAliasMaximum: 65535 } }, [{ topic: 'al/#', qos: 0 }])
+  const pub = await connect(t, broker, { protocolVersion: 5 })
+  const topics = ['al/1', 'al/2', 'al/3', 'al/4', 'al/5']
+  for (let round = 0; round < 2; round++) for (const topic of topics) await pub.publishAsync(topic, 'x', { qos: 1 })
+  await until(() => w.publishes().length === 10, 3000, 'ten messages')
+  const second = w
+    .publishes()
+    .slice(5)
+    .map((x) => x.packet)
+  assert.deepEqual(
+    second.map((p) => [p.topic, p.properties?.topicAlias]),
+    [
+      ['', 1],
+      ['', 2],
+      ['', 3],
+      ['al/4', undefined],
+      ['al/5', undefined],
+    ],
+  )
+
+  const wide = await startBroker(t, { limits: { topicAliasMaximum: 100 } })
+  const w2 = await Wire.open(t, wide, 5, { properties: { topicAliasMaximum: 100 } }, [{ topic: '#', qos: 0 }])
+  const pub2 = await connect(t, wide, { protocolVersion: 5 })
+  const long = [0, 1, 2].map((i) => `${i}/${'x'.repeat(30000)}`)
+  for (let round = 0; round < 2; round++) for (const topic of long) await pub2.publishAsync(topic, 'x', { qos: 1 })
+  await until(() => w2.publishes().length === 6, 3000, 'six messages')
+  assert.deepEqual(
+    w2
+      .publishes()
+      .slice(3)
+      .map((x) => [x.packet.topic.length, x.packet.properties?.topicAlias]),
+    [
+      [0, 1],
+      [0, 2],
+      [30002, undefined], // a third would pass 64 KiB of aliased topics
+    ],
+  )
+})
