@@ -187,7 +187,7 @@ export class HookmqBroker extends Broker {
           await loader.stop()
           await guard.stop()
         },
-        (file) => loader.load(file),
+        (file) => loader.load(file, true),
       )
     }
     if (options.hookRunner === undefined) this.hooks = host // an embedder's own runner replaces the host's decisions

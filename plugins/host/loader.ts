@@ -150,10 +150,10 @@ export class HookFolderLoader {
     })
   }
 
-  /** Loads (or unloads, when gone) one file, after any load of it still running. */
-  load(file: string): Promise<void> {
+  /** Loads (or unloads, when gone) one file, after any load of it still running; `now`: a file found missing is removed at once (the caller removed it: a promotion), not after REMOVE_MS. */
+  load(file: string, now = false): Promise<void> {
     const prev = this.chains.get(file) ?? Promise.resolve()
-    const next = prev.then(() => (this.stopped ? undefined : this.loadNow(file)))
+    const next = prev.then(() => (this.stopped ? undefined : this.loadNow(file, now)))
     this.chains.set(file, next)
     void next.finally(() => {
       if (this.chains.get(file) === next) this.chains.delete(file)
@@ -161,9 +161,10 @@ export class HookFolderLoader {
     return next
   }
 
-  private async loadNow(file: string): Promise<void> {
+  private async loadNow(file: string, now = false): Promise<void> {
     if (!existsSync(file)) {
-      if (!this.goneForGood(file)) return
+      if (!now && !this.goneForGood(file)) return
+      this.goneSince.delete(file)
       this.prints.delete(file)
       this.inputs.delete(file)
       await this.host.remove(file)
