@@ -253,9 +253,14 @@ export const configSchema = z.strictObject({
         .max(268435455)
         .default(65536)
         .describe('largest MQTT 5 property block (Property Length) of one PUBLISH, in bytes; larger: refused as for maxUserProperties'),
-      topicAliasMaximum: z.int().min(0).max(65535).default(100).describe(
-        'topic aliases an MQTT 5 client may set, and the most the broker sets towards one (fewer when the client allows fewer, and no more once they hold 64 KiB of topics)',
-      ),
+      topicAliasMaximum: z
+        .int()
+        .min(0)
+        .max(65535)
+        .default(100)
+        .describe(
+          'topic aliases an MQTT 5 client may set, and the most the broker sets towards one (fewer when the client allows fewer, and no more once they hold 64 KiB of topics)',
+        ),
       maxKeepalive: z.int().min(1).max(65535).default(65535).describe('longest keep-alive granted, in seconds (MQTT 5 Server Keep Alive)'),
       maxSessionExpiryInterval: seconds
         .default(0xffffffff)
