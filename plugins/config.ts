@@ -46,6 +46,13 @@ export const webhookSchema = z.strictObject({
   timeoutMs: z.int().min(1).default(5000).describe('timeout of one request'),
   concurrency: z.int().min(1).max(64).default(4).describe('requests in flight at once (1: strictly ordered)'),
   maxQueue: z.int().min(1).default(100000).describe('in-memory outbox bound; the oldest deliveries go first'),
+  maxQueueBytes: z
+    .int()
+    .min(65536)
+    .default(134217728)
+    .describe(
+      'in-memory outbox bound in bytes (the deliveries as kept: topic, payload, properties, client id); the oldest go first. A dead endpoint with 20 KB bodies held 3.9 GB under maxQueue alone. (With Redis the stream holds the deliveries, in Redis: neither bound applies)',
+    ),
 })
 
 const redisUrl = z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')

@@ -16,6 +16,8 @@ export class ByteQueue {
   private readPos = 0
   private writePos = CHUNK // forces a first chunk
   length = 0
+  /** bytes of the records held */
+  bytes = 0
 
   /** Appends a published message (fields copied: the message itself is not retained). */
   pushMessage(m: Message, clientId: string | null, at: number): void {
@@ -51,6 +53,7 @@ export class ByteQueue {
     u32(buf, start, p - start)
     this.writePos = p
     this.length++
+    this.bytes += p - start
   }
 
   /** Appends a delivery that is already JSON (events, custom deliveries, replays). */
@@ -63,6 +66,7 @@ export class ByteQueue {
     buf.write(json, this.writePos + 5, 'utf8')
     this.writePos += size
     this.length++
+    this.bytes += size
   }
 
   /**
@@ -113,7 +117,9 @@ export class ByteQueue {
       buf = this.chunks[this.readChunk]!
     }
     this.recordStart = this.readPos
-    this.readPos += buf.readUInt32LE(this.readPos)
+    const size = buf.readUInt32LE(this.readPos)
+    this.readPos += size
+    this.bytes -= size
     this.length--
     if (this.readChunk > 0 && this.readChunk * 2 >= this.chunks.length) {
       // let read chunks go

@@ -55,7 +55,12 @@ export class WebhookPlugin implements BrokerPlugin {
     this.nodeId = node
     this.outbox = redis
       ? new RedisOutbox(redis.client, redis.keyPrefix, node, log)
-      : new MemoryOutbox(new Map(configs.map((c) => [c.name, c.maxQueue])), (w, total) => this.dropped(w, total), node)
+      : new MemoryOutbox(
+          new Map(configs.map((c) => [c.name, c.maxQueue])),
+          (w, total) => this.dropped(w, total),
+          node,
+          new Map(configs.map((c) => [c.name, c.maxQueueBytes])),
+        )
     for (const c of configs) this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, log, `hookmq/${version}`))
     this.index()
     this.outbox.onWaiting((w) => this.dispatchers.get(w)?.kick())
@@ -118,13 +123,13 @@ export class WebhookPlugin implements BrokerPlugin {
   async prepare(next: WebhookConfig[]): Promise<() => string[]> {
     const prev = new Map(this.configs.map((c) => [c.name, c]))
     const changed = next.filter((c) => !isDeepStrictEqual(prev.get(c.name), c))
-    for (const c of changed) if (!prev.has(c.name)) await this.outbox.prepare(c.name, c.maxQueue)
+    for (const c of changed) if (!prev.has(c.name)) await this.outbox.prepare(c.name, c.maxQueue, c.maxQueueBytes)
     return () => this.reconfigure(next, changed)
   }
 
   private reconfigure(next: WebhookConfig[], changed: WebhookConfig[]): string[] {
     const removed = this.configs.filter((c) => !next.some((n) => n.name === c.name))
-    for (const c of changed) if (this.dispatchers.has(c.name)) void this.outbox.prepare(c.name, c.maxQueue) // a kept one's bound (at once in memory)
+    for (const c of changed) if (this.dispatchers.has(c.name)) void this.outbox.prepare(c.name, c.maxQueue, c.maxQueueBytes) // a kept one's bound (at once in memory)
     for (const c of removed) {
       this.retire(c.name)
       const dropped = this.outbox.remove(c.name)

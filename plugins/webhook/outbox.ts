@@ -51,7 +51,7 @@ export interface Outbox {
   onWaiting(fn: (webhook: string) => void): void
   start(webhooks: string[]): Promise<void>
   /** a config reload: makes a new webhook ready to take (as start() did the others), or sets a kept one's bound */
-  prepare(webhook: string, maxQueue: number): Promise<void>
+  prepare(webhook: string, maxQueue: number, maxQueueBytes?: number): Promise<void>
   /**
    * a config reload removed the webhook: answers the waiting deliveries dropped with it (a durable outbox drops
    * none: its stream stays, for another node that still has the webhook, or for this one when it comes back)
@@ -60,7 +60,7 @@ export interface Outbox {
   close(): Promise<void>
 }
 
-/** One webhook's bounded queue: the oldest delivery goes when it is full, counted. */
+/** One webhook's bounded queue, in deliveries and in bytes: the oldest delivery goes when it is full, counted. */
 class MemoryQueue implements Inlet {
   readonly items = new ByteQueue()
   dropped = 0
@@ -68,36 +68,38 @@ class MemoryQueue implements Inlet {
   constructor(
     private readonly name: string,
     private limit: number,
+    private byteLimit: number,
     private readonly onDrop: (webhook: string, total: number) => void,
   ) {}
 
   /** a new bound; the oldest beyond it go now, counted */
-  bound(limit: number): void {
+  bound(limit: number, byteLimit: number): void {
     this.limit = limit
-    if (this.items.length <= limit) return
-    while (this.items.length > limit) {
-      this.items.drop()
-      this.dropped++
-    }
-    this.onDrop(this.name, this.dropped)
+    this.byteLimit = byteLimit
+    this.trim(0)
   }
 
   pushMessage(message: Message, clientId: string | null, at: number): number {
-    this.room()
+    this.trim(1)
     this.items.pushMessage(message, clientId, at)
+    this.trim(0)
     return this.items.length
   }
 
   pushJson(json: string): void {
-    this.room()
+    this.trim(1)
     this.items.pushJson(json)
+    this.trim(0)
   }
 
-  private room(): void {
-    if (this.items.length < this.limit) return
-    this.items.drop()
-    this.dropped++
-    this.onDrop(this.name, this.dropped)
+  /** Drops the oldest until `room` more deliveries fit the count and what is held fits the bytes (the newest always stays). */
+  private trim(room: number): void {
+    const before = this.dropped
+    while (this.items.length > 0 && (this.items.length + room > this.limit || (room === 0 && this.items.length > 1 && this.items.bytes > this.byteLimit))) {
+      this.items.drop()
+      this.dropped++
+    }
+    if (this.dropped !== before) this.onDrop(this.name, this.dropped)
   }
 }
 
@@ -110,11 +112,12 @@ export class MemoryOutbox implements Outbox {
   private readonly makeId: () => string
   private readonly writer = new JsonWriter()
 
-  /** `limits`: each webhook's bound (none: unbounded); `onDrop` hears of each delivery dropped, with the webhook's total */
+  /** `limits`: each webhook's bound in deliveries and bytes (none: unbounded); `onDrop` hears of deliveries dropped, with the webhook's total */
   constructor(
     private readonly limits: Map<string, number>,
     private readonly onDrop: (webhook: string, total: number) => void,
     node: string,
+    private readonly byteLimits = new Map<string, number>(),
   ) {
     this.makeId = () => deliveryId(node)
   }
@@ -122,7 +125,7 @@ export class MemoryOutbox implements Outbox {
   private queue(webhook: string): MemoryQueue {
     let q = this.queues.get(webhook)
     if (!q) {
-      q = new MemoryQueue(webhook, this.limits.get(webhook) ?? Infinity, this.onDrop)
+      q = new MemoryQueue(webhook, this.limits.get(webhook) ?? Infinity, this.byteLimits.get(webhook) ?? Infinity, this.onDrop)
       this.queues.set(webhook, q)
     }
     return q
@@ -199,15 +202,17 @@ export class MemoryOutbox implements Outbox {
 
   async start(): Promise<void> {}
 
-  async prepare(webhook: string, maxQueue: number): Promise<void> {
+  async prepare(webhook: string, maxQueue: number, maxQueueBytes = Infinity): Promise<void> {
     this.limits.set(webhook, maxQueue)
-    this.queues.get(webhook)?.bound(maxQueue)
+    this.byteLimits.set(webhook, maxQueueBytes)
+    this.queues.get(webhook)?.bound(maxQueue, maxQueueBytes)
   }
 
   remove(webhook: string): number {
     const dropped = this.queues.get(webhook)?.items.length ?? 0
     this.queues.delete(webhook)
     this.limits.delete(webhook)
+    this.byteLimits.delete(webhook)
     return dropped
   }
 

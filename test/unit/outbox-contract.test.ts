@@ -320,3 +320,25 @@ test("a published message's delivery: the in-memory outbox's bytes parse to exac
     userProperties: { k: 'v\u0002', many: ['a', 'b'] },
   })
 })
+
+test('the in-memory outbox is bounded in bytes too (maxQueueBytes): the oldest deliveries go, counted; the newest always stays; what it holds is counted back to 0 as they leave', async () => {
+  const drops: Array<[string, number]> = []
+  const o = new MemoryOutbox(new Map([['big', 1000]]), (w, total) => drops.push([w, total]), 'n', new Map([['big', 100000]]))
+  const inlet = o.inlet('big')
+  const payload = Buffer.alloc(20000, 0x61)
+  for (let i = 0; i < 10; i++) inlet.pushMessage(newMessage(`t/${i}`, payload, 1, false, 'c'), 'c', Date.now())
+  assert.ok(o.waiting('big') >= 4 && o.waiting('big') <= 5, `${o.waiting('big')} kept of 10 deliveries of 20 KB under 100,000 bytes`)
+  assert.equal(o.dropped('big'), 10 - o.waiting('big'))
+  assert.equal(drops.at(-1)![1], o.dropped('big'))
+  const batch = (await o.take('big', 100, '[', ']'))!
+  const kept = (JSON.parse(batch.body.toString()) as Array<{ topic: string }>).map((d) => d.topic)
+  assert.deepEqual(
+    kept,
+    Array.from({ length: kept.length }, (_, i) => `t/${10 - kept.length + i}`),
+  ) // the newest
+  inlet.pushMessage(newMessage('huge', Buffer.alloc(300000), 1, false, 'c'), 'c', Date.now())
+  assert.equal(o.waiting('big'), 1) // larger than the bound alone: it stays, the only one
+  await o.prepare('big', 1000, 1000000)
+  for (let i = 0; i < 3; i++) inlet.pushMessage(newMessage(`u/${i}`, payload, 1, false, 'c'), 'c', Date.now())
+  assert.equal(o.waiting('big'), 4) // a raised bound, at once
+})
