@@ -246,7 +246,9 @@ export const configSchema = z.strictObject({
         .min(0)
         .max(1000000)
         .default(256)
-        .describe('most MQTT 5 User Properties in one PUBLISH; more: PUBACK/PUBREC 0x97 (QoS 1/2) or dropped (QoS 0), checked before they are parsed'),
+        .describe(
+          'most MQTT 5 User Properties in one PUBLISH; more: PUBACK/PUBREC 0x97 (QoS 1/2) or dropped (QoS 0), checked before they are parsed. More in any other packet (CONNECT, SUBSCRIBE, PUBACK...) closes the connection with 0x97, unparsed',
+        ),
       maxPropertyBytes: z
         .int()
         .min(0)

@@ -122,9 +122,10 @@ class WireParser extends ParserBase {
 
   /**
    * A PUBLISH's block over the limits, skipped (answering only its Topic
-   * Alias), or false when malformed; undefined: parse it. Any other packet's
-   * block over the limits ends the connection (0x97): parsing a 1 MiB block of
-   * User Properties on a SUBSCRIBE or a PUBACK took 100 ms a packet.
+   * Alias), or false when malformed; undefined: parse it. Any other packet
+   * with more User Properties than allowed ends the connection (0x97): parsing
+   * a 1 MiB block of them on a SUBSCRIBE or a PUBACK took 100 ms a packet. (Its
+   * size alone is not held against it: Authentication Data may be large.)
    */
   private boundedProperties(limits: PropertyLimits): object | false | undefined {
     const list = this._list
@@ -140,21 +141,22 @@ class WireParser extends ParserBase {
       this._emitError(malformed('Malformed properties: longer than the packet'))
       return false
     }
+    const publish = this.packet.cmd === 'publish'
     // every User Property takes at least 5 bytes: a shorter block cannot hold too many
-    if (length <= limits.maxPropertyBytes && length < 5 * (limits.maxUserProperties + 1)) return undefined
+    if ((!publish || length <= limits.maxPropertyBytes) && length < 5 * (limits.maxUserProperties + 1)) return undefined
     const scan = scanProperties(list.slice(at, at + length))
     if (scan.malformed) {
       this._emitError(malformed('Malformed properties'))
       return false
     }
     const reason =
-      length > limits.maxPropertyBytes
+      publish && length > limits.maxPropertyBytes
         ? `properties of ${length} bytes, more than the ${limits.maxPropertyBytes} allowed`
         : scan.userProperties > limits.maxUserProperties
           ? `${scan.userProperties} user properties, more than the ${limits.maxUserProperties} allowed`
           : undefined
     if (reason === undefined) return undefined
-    if (this.packet.cmd !== 'publish') {
+    if (!publish) {
       this._emitError(new HookmqError('QUOTA_EXCEEDED', `${this.packet.cmd ?? 'packet'} with ${reason}`))
       return false
     }
