@@ -220,6 +220,60 @@ export default defineHook({
   await other.roundTrip()
 })
 
+test("worker isolation: the memory watch blames no healthy hook for another's memory: one busy 800 ms while another grows 300 MiB in its own timers is not stopped; four top levels building 50 MiB tables each at once all load", async (t) => {
+  const dir = hooksFolder(t)
+  writeFileSync(
+    join(dir, 'busy.ts'),
+    `import { defineHook } from 'hookmq'
+export default defineHook({
+  name: 'busy',
+  memoryMb: 64,
+  timeoutMs: 5000,
+  authorizePublish({ topic }) {
+    if (topic === 'go') { const t = Date.now(); let x = 0; while (Date.now() - t < 800) x++ }
+    return true
+  },
+})
+`,
+  )
+  writeFileSync(
+    join(dir, 'grower.ts'),
+    `import { defineHook } from 'hookmq'
+const keep: Buffer[] = []
+export default defineHook({
+  name: 'grower',
+  memoryMb: 1024,
+  authorizeSubscribe({ filter }) {
+    if (filter === 'grow') { let i = 0; const step = () => { keep.push(Buffer.alloc(1 << 20, 1)); if (++i < 300) setTimeout(step, 1) }; step() }
+    return true
+  },
+})
+`,
+  )
+  for (const n of ['t1', 't2', 't3', 't4'])
+    writeFileSync(
+      join(dir, `${n}.ts`),
+      `import { defineHook } from 'hookmq'
+const table: Buffer[] = []
+for (let i = 0; i < 50; i++) table.push(Buffer.alloc(1 << 20, 1))
+const t = Date.now(); while (Date.now() - t < 600) {}
+export default defineHook({ name: '${n}', memoryMb: 128, authorizeSubscribe() { return table.length > 0 } })
+`,
+    )
+  const broker = await startBroker(t, { hooksDir: dir })
+  assert.deepEqual(
+    broker
+      .hookStatus()
+      .map((h) => `${h.name}:${h.state}`)
+      .sort(),
+    ['busy:loaded', 'grower:loaded', 't1:loaded', 't2:loaded', 't3:loaded', 't4:loaded'],
+  )
+  const c = await connect(t, broker, { protocolVersion: 5 })
+  await c.subscribeAsync('grow', { qos: 1 })
+  assert.equal(await publishCode(c, 'go'), 0x10)
+  assert.equal(broker.hookStatus().find((h) => h.name === 'busy')!.workerRestarts ?? 0, 0)
+})
+
 test("worker isolation: a hook logging in a loop sends the broker at most 1,000 lines a second and says how many it dropped; one calling ctx.publish in a loop without awaiting has every message delivered, in order, at the broker's pace", async (t) => {
   const dir = hooksFolder(t)
   writeFileSync(

@@ -13,7 +13,13 @@ import type { WorkerFlags } from './protocol.js'
 // heartbeat gone quiet: top level, setup, its own timers) and at how much the
 // process's resident memory grew since that run began, less what the broker's
 // own thread holds (its heap and buffers: a burst of traffic is not blamed on
-// a hook). Grown past the hook's budget, the thread is ended there.
+// a hook) and less what the other hook threads say at their beats they grew
+// by. What is left is shared among the threads in synchronous code at the time
+// (four top levels building a table each at start-up are four shares). A
+// thread whose share passes its budget is ended there. The budget is its
+// memoryMb while it runs alone; while several do, whose growth it is cannot be
+// told (a new thread's memory before its first beat, buffers freed late), so
+// then only the ceiling applies: what must never happen is V8's fatal error.
 
 /** how often the broker's thread looks */
 const TICK_MS = 25
@@ -24,6 +30,7 @@ const QUIET_MS = 3 * BEAT_MS
 const CEILING_BYTES = 768 * 1024 * 1024
 /** what was read at each tick, the last second of it, to find what it was when a run began */
 const HISTORY = Math.ceil(1000 / TICK_MS)
+const NONE = { rss: 0, reported: 0 }
 
 export interface Watched {
   /** the thread's flags (busySince, heartbeat) */
@@ -38,23 +45,24 @@ interface Entry {
   readonly w: Watched
   /** the run being measured: when it began (0: none) */
   since: number
-  /** resident memory before it began */
-  base: number
+  /** what was read before it began */
+  base: { rss: number; reported: number }
 }
 
 const entries = new Set<Entry>()
 const times = new Float64Array(HISTORY)
 const rsses = new Float64Array(HISTORY)
+const reports = new Float64Array(HISTORY)
 let next = 0
 let timer: NodeJS.Timeout | undefined
 
 /** Watches a hook's thread until the returned function is called. */
 export function watchThread(w: Watched): () => void {
-  const e: Entry = { w, since: 0, base: 0 }
+  const e: Entry = { w, since: 0, base: NONE }
   entries.add(e)
   if (timer === undefined) {
     times.fill(0)
-    record(Date.now(), elsewhere())
+    record(Date.now(), elsewhere(), reported())
     timer = setInterval(tick, TICK_MS)
     timer.unref()
   }
@@ -78,23 +86,31 @@ export function runningSince(flags: WorkerFlags, now: number): number {
 function tick(): void {
   const now = Date.now()
   const rss = elsewhere()
+  const told = reported()
+  let running = 0
   for (const e of entries) {
     const since = runningSince(e.w.flags(), now)
     if (since === 0) {
       e.since = 0
       continue
     }
+    running++
     if (since !== e.since) {
       e.since = since
       e.base = before(since)
     }
-    const budget = Math.min(e.w.memoryMb * 1048576, CEILING_BYTES)
-    if (rss - e.base > budget) {
+  }
+  for (const e of entries) {
+    if (e.since === 0) continue
+    // the growth no thread owns to (another's shrinking is not counted: its pages may stay resident), shared
+    const share = (rss - e.base.rss - Math.max(0, told - e.base.reported)) / running
+    const budget = running === 1 ? Math.min(e.w.memoryMb * 1048576, CEILING_BYTES) : CEILING_BYTES
+    if (share > budget) {
       entries.delete(e)
-      e.w.overrun(Math.round((rss - e.base) / 1048576), Math.round(budget / 1048576))
+      e.w.overrun(Math.round(share / 1048576), Math.round(budget / 1048576))
     }
   }
-  record(now, rss)
+  record(now, rss, told)
   if (entries.size === 0 && timer !== undefined) {
     clearInterval(timer)
     timer = undefined
@@ -107,14 +123,22 @@ function elsewhere(): number {
   return m.rss - m.heapTotal - m.external
 }
 
-function record(now: number, rss: number): void {
+/** What the watched threads said they held at their last beats (stale for one in synchronous code: its growth is not in it). */
+function reported(): number {
+  let n = 0
+  for (const e of entries) n += e.w.flags().mem
+  return n
+}
+
+function record(now: number, rss: number, told: number): void {
   times[next] = now
   rsses[next] = rss
+  reports[next] = told
   next = (next + 1) % HISTORY
 }
 
 /** What was read last at or before `t` (the oldest kept when `t` is older still). */
-function before(t: number): number {
+function before(t: number): { rss: number; reported: number } {
   let best = -1
   let oldest = -1
   for (let i = 0; i < HISTORY; i++) {
@@ -123,5 +147,6 @@ function before(t: number): number {
     if (oldest === -1 || at < times[oldest]!) oldest = i
     if (at <= t && (best === -1 || at > times[best]!)) best = i
   }
-  return rsses[best !== -1 ? best : oldest]!
+  const i = best !== -1 ? best : oldest
+  return { rss: rsses[i]!, reported: reports[i]! }
 }

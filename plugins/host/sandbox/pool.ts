@@ -130,9 +130,9 @@ export async function preflight(compiled: Compiled, hookConfig: Record<string, u
       worker.postMessage({ t: 'load', mode: 'preflight', compiled: compiledData(compiled), config: hookConfig, setupMs: 0, flags: flags.buffer })
     })
   } finally {
-    unwatch()
     worker.removeAllListeners()
     worker.on('error', () => {})
-    void worker.terminate()
+    // watched until its thread is gone: what its top level grew by after its last beat is still resident until then
+    void worker.terminate().then(unwatch, unwatch)
   }
 }

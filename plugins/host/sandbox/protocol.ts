@@ -33,21 +33,22 @@ export type CompiledData = Omit<Compiled, 'map'>
 export const MEMORY_EXIT = 75
 
 /**
- * What a worker shares with the broker, in 24 bytes of shared memory: when its
+ * What a worker shares with the broker, in 32 bytes of shared memory: when its
  * current synchronous batch began (0: idle; advisory, read to find it stuck),
  * the last batch it began (an atomic store after it copied the batch out of
  * the ring: the broker's atomic load then orders its writes of the next batch
- * after those reads), and its event loop's heartbeat (Date.now() every
- * BEAT_MS; advisory: memory-watch.ts reads a quiet one as synchronous code).
+ * after those reads), its event loop's heartbeat (Date.now() every BEAT_MS;
+ * advisory: memory-watch.ts reads a quiet one as synchronous code) and the
+ * memory its heap and buffers held at that beat.
  */
 export class WorkerFlags {
   readonly buffer: SharedArrayBuffer
   private readonly times: Float64Array
   private readonly seenSeq: BigInt64Array
 
-  constructor(buffer = new SharedArrayBuffer(24)) {
+  constructor(buffer = new SharedArrayBuffer(32)) {
     this.buffer = buffer
-    this.times = new Float64Array(buffer, 0, 3) // [busySince, (seen), beat]
+    this.times = new Float64Array(buffer, 0, 4) // [busySince, (seen), beat, mem]
     this.seenSeq = new BigInt64Array(buffer, 8, 1)
   }
 
@@ -73,6 +74,15 @@ export class WorkerFlags {
 
   set beat(ms: number) {
     this.times[2] = ms
+  }
+
+  /** bytes of its heap (committed) and buffers at its last beat */
+  get mem(): number {
+    return this.times[3]!
+  }
+
+  set mem(bytes: number) {
+    this.times[3] = bytes
   }
 }
 
