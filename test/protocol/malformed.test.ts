@@ -288,3 +288,11 @@ test('User Properties past maxUserProperties on a packet other than PUBLISH (SUB
   assert.deepEqual((await fine.expect('suback')).granted, [0])
   await check()
 })
+
+test('a property block over maxPropertyBytes on a CONNECT is not held against it (Authentication Data may be large): the method is answered, not the size', async (t) => {
+  const broker = await startBroker(t, { limits: { maxConnectPacketSize: 262144 } })
+  const raw = await RawClient.open(t, broker, 5)
+  const data = Array.from({ length: 65535 }, () => 7)
+  raw.sendBytes(connectBytes(5, { properties: props(0x15, ...str('big-token'), 0x16, 0xff, 0xff, ...data) }))
+  assert.equal((await raw.expect('connack')).reasonCode, 0x8c) // no hook takes the method [MQTT-4.12.0-1]; not 0x97
+})
