@@ -17,8 +17,9 @@ import type { WorkerFlags } from './protocol.js'
 // by. What is left is shared among the threads in synchronous code at the time
 // (four top levels building a table each at start-up are four shares). A
 // thread whose share passes its budget is ended there. The budget is its
-// memoryMb while it runs alone; while several do, whose growth it is cannot be
-// told (a new thread's memory before its first beat, buffers freed late), so
+// memoryMb while it runs alone and no hook thread started or ended since its
+// run began; otherwise whose growth it is cannot be told (a new thread's
+// memory before its first beat, an ended one's memory the allocator keeps), so
 // then only the ceiling applies: what must never happen is V8's fatal error.
 
 /** how often the broker's thread looks */
@@ -30,7 +31,7 @@ const QUIET_MS = 3 * BEAT_MS
 const CEILING_BYTES = 768 * 1024 * 1024
 /** what was read at each tick, the last second of it, to find what it was when a run began */
 const HISTORY = Math.ceil(1000 / TICK_MS)
-const NONE = { rss: 0, reported: 0 }
+const NONE = { rss: 0, reported: 0, epoch: 0 }
 
 export interface Watched {
   /** the thread's flags (busySince, heartbeat) */
@@ -46,13 +47,16 @@ interface Entry {
   /** the run being measured: when it began (0: none) */
   since: number
   /** what was read before it began */
-  base: { rss: number; reported: number }
+  base: { rss: number; reported: number; epoch: number }
 }
 
 const entries = new Set<Entry>()
 const times = new Float64Array(HISTORY)
 const rsses = new Float64Array(HISTORY)
 const reports = new Float64Array(HISTORY)
+const epochs = new Float64Array(HISTORY)
+/** counts the hook threads watched and unwatched: a run during which it moved cannot be told apart from them */
+let epoch = 0
 let next = 0
 let timer: NodeJS.Timeout | undefined
 
@@ -60,6 +64,7 @@ let timer: NodeJS.Timeout | undefined
 export function watchThread(w: Watched): () => void {
   const e: Entry = { w, since: 0, base: NONE }
   entries.add(e)
+  epoch++
   if (timer === undefined) {
     times.fill(0)
     record(Date.now(), elsewhere(), reported())
@@ -67,7 +72,7 @@ export function watchThread(w: Watched): () => void {
     timer.unref()
   }
   return () => {
-    entries.delete(e)
+    if (entries.delete(e)) epoch++
     if (entries.size === 0 && timer !== undefined) {
       clearInterval(timer)
       timer = undefined
@@ -104,9 +109,10 @@ function tick(): void {
     if (e.since === 0) continue
     // the growth no thread owns to (another's shrinking is not counted: its pages may stay resident), shared
     const share = (rss - e.base.rss - Math.max(0, told - e.base.reported)) / running
-    const budget = running === 1 ? Math.min(e.w.memoryMb * 1048576, CEILING_BYTES) : CEILING_BYTES
+    const budget = running === 1 && e.base.epoch === epoch ? Math.min(e.w.memoryMb * 1048576, CEILING_BYTES) : CEILING_BYTES
     if (share > budget) {
       entries.delete(e)
+      epoch++
       e.w.overrun(Math.round(share / 1048576), Math.round(budget / 1048576))
     }
   }
@@ -134,11 +140,12 @@ function record(now: number, rss: number, told: number): void {
   times[next] = now
   rsses[next] = rss
   reports[next] = told
+  epochs[next] = epoch
   next = (next + 1) % HISTORY
 }
 
 /** What was read last at or before `t` (the oldest kept when `t` is older still). */
-function before(t: number): { rss: number; reported: number } {
+function before(t: number): { rss: number; reported: number; epoch: number } {
   let best = -1
   let oldest = -1
   for (let i = 0; i < HISTORY; i++) {
@@ -148,5 +155,5 @@ function before(t: number): { rss: number; reported: number } {
     if (at <= t && (best === -1 || at > times[best]!)) best = i
   }
   const i = best !== -1 ? best : oldest
-  return { rss: rsses[i]!, reported: reports[i]! }
+  return { rss: rsses[i]!, reported: reports[i]!, epoch: epochs[i]! }
 }
