@@ -112,6 +112,7 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
   aliasesIn: Map<number, string> | null = null
   /** outbound topic aliases (MQTT 5), made on first use: topic -> alias */
   aliasesOut: Map<string, number> | null = null
+  /** characters of the topics in aliasesOut (delivery.ts bounds them) */
   aliasCharsOut = 0
   /** inbound QoS 1/2 PUBLISH not yet acknowledged (MQTT 5 Receive Maximum) */
   incomingUnacked = 0
@@ -244,18 +245,16 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
   write(packet: Packet): void {
     if (!this.isOpen && packet.cmd !== 'disconnect' && packet.cmd !== 'connack') return
     if (this.ctx.tracer.active) this.ctx.tracer.packet(this.client, 'out', packet)
-    this.writeBytes(encodePacket(packet, this.genOpts))
     // answers to what the client sends (PINGRESP, PUBACK, PUBCOMP, SUBACK...) pile up while it does not read: past
     // maxClientBufferBytes waiting, it is not read either until its socket drains (a client streaming PINGREQs
-    // without reading grew the broker by gigabytes)
-    if (!this.answersHeld && this.socket.writableLength > this.ctx.config.limits.maxClientBufferBytes && this.isOpen) {
-      this.answersHeld = true
-      this.flow.hold()
+    // without reading grew the broker by gigabytes). Looked at only once the socket wants a drain.
+    if (!this.writeBytes(encodePacket(packet, this.genOpts)) && !this.answersHeld && this.isOpen) {
+      if (this.socket.writableLength > this.ctx.config.limits.maxClientBufferBytes) {
+        this.answersHeld = true
+        this.flow.hold()
+      }
     }
   }
-
-  /** reading stopped until the socket drains: the answers waiting on it passed maxClientBufferBytes */
-  private answersHeld = false
 
   /** Writes within one tick leave in one batch (cork until the next tick). False when the socket wants a drain. */
   private writeBytes(buf: Buffer): boolean {
@@ -271,6 +270,8 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
   private corked = false
 
   private flowState: Flow | null = null
+  /** reading stopped until the socket drains: the answers waiting on it passed maxClientBufferBytes */
+  private answersHeld = false
 
   /** flow control state, made on first use */
   get flow(): Flow {

@@ -380,8 +380,9 @@ export class Subscriptions {
       this.map = new Map([[this.one!.filter, this.one!]])
       this.one = undefined
     }
-    if (!this.map.has(filter)) this.chars += filter.length
+    const held = this.map.size
     this.map.set(filter, sub)
+    if (this.map.size !== held) this.chars += filter.length
   }
 
   delete(filter: string): boolean {

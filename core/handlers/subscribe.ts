@@ -9,7 +9,7 @@ import type { QoS, Subscription } from '../types.js'
 // granted subscriptions, answer SUBACK, then send matching retained messages.
 
 /** topic filters one SUBSCRIBE may carry, or limits.maxSubscriptionsPerClient when that is larger; past it the connection is closed (0x97) */
-export const MAX_FILTERS_PER_PACKET = 10000
+const MAX_FILTERS_PER_PACKET = 10000
 
 export function handleSubscribe(conn: Connection, packet: ISubscribePacket): void | Promise<void> {
   // (a filter with ill-formed UTF-8 or U+0000 never gets here: the reader closed the connection [MQTT-1.5.4-1/2])
@@ -80,7 +80,7 @@ function apply(conn: Connection, packet: ISubscribePacket, decisions: Array<Subs
     if (earlier === undefined) {
       seen?.set(s.topic, added.length)
       added.push({ sub, isNew })
-    } else added[earlier] = { sub, isNew: added[earlier]!.isNew }
+    } else added[earlier]!.sub = sub
     granted.push(qos)
   }
   session.persistSubscriptions(
