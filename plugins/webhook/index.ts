@@ -55,12 +55,7 @@ export class WebhookPlugin implements BrokerPlugin {
     this.nodeId = node
     this.outbox = redis
       ? new RedisOutbox(redis.client, redis.keyPrefix, node, log)
-      : new MemoryOutbox(
-          new Map(configs.map((c) => [c.name, c.maxQueue])),
-          (w, total) => this.dropped(w, total),
-          node,
-          new Map(configs.map((c) => [c.name, c.maxQueueBytes])),
-        )
+      : new MemoryOutbox(new Map(configs.map((c) => [c.name, { count: c.maxQueue, bytes: c.maxQueueBytes }])), (w, total) => this.dropped(w, total), node)
     for (const c of configs) this.dispatchers.set(c.name, new Dispatcher(c, this.outbox, log, `hookmq/${version}`))
     this.index()
     this.outbox.onWaiting((w) => this.dispatchers.get(w)?.kick())

@@ -60,46 +60,52 @@ export interface Outbox {
   close(): Promise<void>
 }
 
-/** One webhook's bounded queue, in deliveries and in bytes: the oldest delivery goes when it is full, counted. */
+/** A webhook's in-memory bound: deliveries, and bytes of them as kept. */
+export interface QueueBound {
+  count: number
+  bytes: number
+}
+
+const UNBOUNDED: QueueBound = { count: Infinity, bytes: Infinity }
+
+/** One webhook's bounded queue: the oldest delivery goes when it is full, counted. */
 class MemoryQueue implements Inlet {
   readonly items = new ByteQueue()
   dropped = 0
 
   constructor(
     private readonly name: string,
-    private limit: number,
-    private byteLimit: number,
+    private limit: QueueBound,
     private readonly onDrop: (webhook: string, total: number) => void,
   ) {}
 
   /** a new bound; the oldest beyond it go now, counted */
-  bound(limit: number, byteLimit: number): void {
+  bound(limit: QueueBound): void {
     this.limit = limit
-    this.byteLimit = byteLimit
-    this.trim(0)
+    this.trim()
   }
 
   pushMessage(message: Message, clientId: string | null, at: number): number {
-    this.trim(1)
     this.items.pushMessage(message, clientId, at)
-    this.trim(0)
+    this.trim()
     return this.items.length
   }
 
   pushJson(json: string): void {
-    this.trim(1)
     this.items.pushJson(json)
-    this.trim(0)
+    this.trim()
   }
 
-  /** Drops the oldest until `room` more deliveries fit the count and what is held fits the bytes (the newest always stays). */
-  private trim(room: number): void {
-    const before = this.dropped
-    while (this.items.length > 0 && (this.items.length + room > this.limit || (room === 0 && this.items.length > 1 && this.items.bytes > this.byteLimit))) {
-      this.items.drop()
+  /** Drops the oldest while over the bound (the newest always stays, however large). */
+  private trim(): void {
+    const items = this.items
+    const { count, bytes } = this.limit
+    if (items.length <= count && items.bytes <= bytes) return
+    while (items.length > count || (items.length > 1 && items.bytes > bytes)) {
+      items.drop()
       this.dropped++
     }
-    if (this.dropped !== before) this.onDrop(this.name, this.dropped)
+    this.onDrop(this.name, this.dropped)
   }
 }
 
@@ -112,12 +118,11 @@ export class MemoryOutbox implements Outbox {
   private readonly makeId: () => string
   private readonly writer = new JsonWriter()
 
-  /** `limits`: each webhook's bound in deliveries and bytes (none: unbounded); `onDrop` hears of deliveries dropped, with the webhook's total */
+  /** `limits`: each webhook's bound (none: unbounded); `onDrop` hears of deliveries dropped, with the webhook's total */
   constructor(
-    private readonly limits: Map<string, number>,
+    private readonly limits: Map<string, QueueBound>,
     private readonly onDrop: (webhook: string, total: number) => void,
     node: string,
-    private readonly byteLimits = new Map<string, number>(),
   ) {
     this.makeId = () => deliveryId(node)
   }
@@ -125,7 +130,7 @@ export class MemoryOutbox implements Outbox {
   private queue(webhook: string): MemoryQueue {
     let q = this.queues.get(webhook)
     if (!q) {
-      q = new MemoryQueue(webhook, this.limits.get(webhook) ?? Infinity, this.byteLimits.get(webhook) ?? Infinity, this.onDrop)
+      q = new MemoryQueue(webhook, this.limits.get(webhook) ?? UNBOUNDED, this.onDrop)
       this.queues.set(webhook, q)
     }
     return q
@@ -203,16 +208,15 @@ export class MemoryOutbox implements Outbox {
   async start(): Promise<void> {}
 
   async prepare(webhook: string, maxQueue: number, maxQueueBytes = Infinity): Promise<void> {
-    this.limits.set(webhook, maxQueue)
-    this.byteLimits.set(webhook, maxQueueBytes)
-    this.queues.get(webhook)?.bound(maxQueue, maxQueueBytes)
+    const bound = { count: maxQueue, bytes: maxQueueBytes }
+    this.limits.set(webhook, bound)
+    this.queues.get(webhook)?.bound(bound)
   }
 
   remove(webhook: string): number {
     const dropped = this.queues.get(webhook)?.items.length ?? 0
     this.queues.delete(webhook)
     this.limits.delete(webhook)
-    this.byteLimits.delete(webhook)
     return dropped
   }
 

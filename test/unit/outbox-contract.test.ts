@@ -30,7 +30,8 @@ const backends: Backend[] = [
     name: 'memory',
     durable: false,
     bounded: true,
-    make: async (_t, drops) => (node, limit) => new MemoryOutbox(new Map(limit === undefined ? [] : [[W, limit]]), (w, total) => drops.push([w, total]), node),
+    make: async (_t, drops) => (node, limit) =>
+      new MemoryOutbox(new Map(limit === undefined ? [] : [[W, { count: limit, bytes: Infinity }]]), (w, total) => drops.push([w, total]), node),
   },
   {
     name: 'redis',
@@ -323,7 +324,7 @@ test("a published message's delivery: the in-memory outbox's bytes parse to exac
 
 test('the in-memory outbox is bounded in bytes too (maxQueueBytes): the oldest deliveries go, counted; the newest always stays; what it holds is counted back to 0 as they leave', async () => {
   const drops: Array<[string, number]> = []
-  const o = new MemoryOutbox(new Map([['big', 1000]]), (w, total) => drops.push([w, total]), 'n', new Map([['big', 100000]]))
+  const o = new MemoryOutbox(new Map([['big', { count: 1000, bytes: 100000 }]]), (w, total) => drops.push([w, total]), 'n')
   const inlet = o.inlet('big')
   const payload = Buffer.alloc(20000, 0x61)
   for (let i = 0; i < 10; i++) inlet.pushMessage(newMessage(`t/${i}`, payload, 1, false, 'c'), 'c', Date.now())
