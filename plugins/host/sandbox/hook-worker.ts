@@ -6,7 +6,7 @@ import type { CallContext, HookDefinition } from '../define.js'
 import { configOf, parseHookConfig, runSetup, runTeardown, type SetupResult } from '../lifecycle.js'
 import { checkHookModule } from '../schemas.js'
 import { exitProcess, guardProcess } from './guard.js'
-import { BEAT_MS } from './memory-watch.js'
+import { BEAT_MS } from './watchdog-beat.js'
 import * as hookApi from './hook-api.js'
 import { answerCode, batchTable, batchTopics, EVENT, ID, METHOD, readInput, SKIPPED, TABLE, VALUE, type AnswerBatch, type CallBatch } from './batch.js'
 import { LOG_LEVELS, MEMORY_EXIT, METHODS, reviveError, WorkerFlags, type FromWorker, type HookMeta, type SerializedError, type ToWorker } from './protocol.js'
@@ -74,8 +74,7 @@ async function load(m: Extract<ToWorker, { t: 'load' }> & { logLevel?: number })
   logLevel = m.logLevel ?? 30
   flags = m.flags ? new WorkerFlags(m.flags) : undefined
   ring = m.ring
-  if (flags) beat(flags)
-  if (m.memoryMb !== undefined) watchMemory(m.memoryMb)
+  watchMemory(flags, m.memoryMb)
   try {
     compiled = withMap(m.compiled)
     post({ t: 'evaluating' })
@@ -340,7 +339,6 @@ function serializeError(err: unknown, load = false): SerializedError {
   return out
 }
 
-/** ctx.log in a worker: records go to the broker's logger, under the hook's name. */
 /**
  * What a worker's log may send the broker's thread: lines a second, and bytes
  * of one line's message (longer ones are cut). Past the lines, the rest of the
@@ -379,6 +377,7 @@ function logAllowed(): boolean {
   return true
 }
 
+/** ctx.log in a worker: records go to the broker's logger, under the hook's name. */
 function makeLog(bindings: Record<string, unknown>): Logger {
   const at =
     (level: string) =>
@@ -414,30 +413,29 @@ function makeLog(bindings: Record<string, unknown>): Logger {
   return log as unknown as Logger
 }
 
-/** The heartbeat the broker's memory watch reads (memory-watch.ts): quiet while this thread is in synchronous code; with what this thread holds, so that its growth is not laid at another's door. */
-function beat(f: WorkerFlags): void {
-  const tick = (): void => {
-    f.beat = Date.now()
-    const s = getHeapStatistics()
-    f.mem = s.total_physical_size + s.external_memory
-  }
-  tick()
-  setInterval(tick, BEAT_MS).unref()
-}
-
 /**
- * The heap limit (resourceLimits) does not count Buffers, which live outside
- * the heap: a hook keeping payloads would grow the process without bound.
- * Heap and buffers together past `memoryMb` end this worker (the broker starts
- * another).
+ * One look every BEAT_MS at this thread's memory. The heap limit
+ * (resourceLimits) does not count Buffers, which live outside the heap: a hook
+ * keeping payloads would grow the process without bound, so heap and buffers
+ * together past `memoryMb` end this worker (the broker starts another). And the
+ * heartbeat the broker's memory watch reads (memory-watch.ts): quiet while this
+ * thread is in synchronous code, with what it holds, so that its growth is not
+ * laid at another thread's door.
  */
-function watchMemory(memoryMb: number): void {
-  const limit = memoryMb * 1024 * 1024
-  setInterval(() => {
+function watchMemory(f: WorkerFlags | undefined, memoryMb: number | undefined): void {
+  if (f === undefined && memoryMb === undefined) return
+  const limit = memoryMb === undefined ? Infinity : memoryMb * 1024 * 1024
+  const look = (): void => {
     const s = getHeapStatistics()
+    if (f !== undefined) {
+      f.beat = Date.now()
+      f.mem = s.total_physical_size + s.external_memory
+    }
     const used = s.used_heap_size + s.external_memory
     if (used <= limit) return
     post({ t: 'memory', usedMb: Math.round(used / 1048576) })
     exitProcess(MEMORY_EXIT)
-  }, 100).unref()
+  }
+  look()
+  setInterval(look, BEAT_MS).unref()
 }

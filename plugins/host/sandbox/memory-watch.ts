@@ -1,5 +1,6 @@
 import { memoryUsage } from 'node:process'
 import type { WorkerFlags } from './protocol.js'
+import { QUIET_MS } from './watchdog-beat.js'
 
 // A hook's thread that allocates without ever returning (one array pushed in a
 // loop, a Map filled without end) is not stopped by its heap limit: past the
@@ -24,9 +25,6 @@ import type { WorkerFlags } from './protocol.js'
 
 /** how often the broker's thread looks */
 const TICK_MS = 25
-/** a heartbeat older than this: the thread is in synchronous code (hook-worker.ts beats every BEAT_MS) */
-export const BEAT_MS = 50
-const QUIET_MS = 3 * BEAT_MS
 /** the most one synchronous run may grow the process by, whatever memoryMb says: V8's largest table is about 1 GiB */
 const CEILING_BYTES = 768 * 1024 * 1024
 /** what was read at each tick, the last second of it, to find what it was when a run began */
@@ -34,8 +32,8 @@ const HISTORY = Math.ceil(1000 / TICK_MS)
 const NONE = { rss: 0, reported: 0, epoch: 0 }
 
 export interface Watched {
-  /** the thread's flags (busySince, heartbeat) */
-  flags(): WorkerFlags
+  /** the thread's flags (busySince, heartbeat, memory) */
+  readonly flags: WorkerFlags
   /** what one synchronous run may grow the process by, in MiB (memoryMb) */
   readonly memoryMb: number
   /** the run grew the process by `grownMb`: end the thread (once; the entry is no longer watched) */
@@ -73,15 +71,12 @@ export function watchThread(w: Watched): () => void {
   }
   return () => {
     if (entries.delete(e)) epoch++
-    if (entries.size === 0 && timer !== undefined) {
-      clearInterval(timer)
-      timer = undefined
-    }
+    stopWhenIdle()
   }
 }
 
 /** When the thread's current synchronous run began, or 0 when it is not in one (or not for long). */
-export function runningSince(flags: WorkerFlags, now: number): number {
+function runningSince(flags: WorkerFlags, now: number): number {
   const busy = flags.busySince
   if (busy !== 0 && now - busy >= TICK_MS) return busy
   const beat = flags.beat
@@ -94,7 +89,7 @@ function tick(): void {
   const told = reported()
   let running = 0
   for (const e of entries) {
-    const since = runningSince(e.w.flags(), now)
+    const since = runningSince(e.w.flags, now)
     if (since === 0) {
       e.since = 0
       continue
@@ -117,10 +112,13 @@ function tick(): void {
     }
   }
   record(now, rss, told)
-  if (entries.size === 0 && timer !== undefined) {
-    clearInterval(timer)
-    timer = undefined
-  }
+  stopWhenIdle()
+}
+
+function stopWhenIdle(): void {
+  if (entries.size > 0 || timer === undefined) return
+  clearInterval(timer)
+  timer = undefined
 }
 
 /** The process's resident memory less the broker thread's heap and buffers: mostly its other threads'. */
@@ -132,7 +130,7 @@ function elsewhere(): number {
 /** What the watched threads said they held at their last beats (stale for one in synchronous code: its growth is not in it). */
 function reported(): number {
   let n = 0
-  for (const e of entries) n += e.w.flags().mem
+  for (const e of entries) n += e.w.flags.mem
   return n
 }
 

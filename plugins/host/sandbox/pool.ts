@@ -45,7 +45,7 @@ function refill(memoryMb: number): void {
  * heap limit is best effort: some allocations past it (one large array growing
  * in a loop) abort the whole process instead of ending the worker
  * (nodejs/node#47224). So memoryMb is enforced by the worker's own watch
- * (heap and Buffers, every 100 ms), a runaway synchronous allocation by the
+ * (heap and Buffers, every 50 ms), a runaway synchronous allocation by the
  * broker thread's watch (memory-watch.ts: the process's growth while the
  * thread runs, every 25 ms), and this limit is only the last line, far enough
  * away that the watches come first.
@@ -94,7 +94,7 @@ export async function preflight(compiled: Compiled, hookConfig: Record<string, u
       let timer = limit(`its worker did not start within ${BOOT_MS} ms`, BOOT_MS)
       const done = (): void => clearTimeout(timer)
       unwatch = watchThread({
-        flags: () => flags,
+        flags,
         // the ceiling, not memoryMb: the hook's own memoryMb is not known before its top level ran
         memoryMb: Infinity,
         overrun: (grownMb, budgetMb) => {

@@ -43,21 +43,21 @@ export const MEMORY_EXIT = 75
  */
 export class WorkerFlags {
   readonly buffer: SharedArrayBuffer
-  private readonly times: Float64Array
+  private readonly slots: Float64Array
   private readonly seenSeq: BigInt64Array
 
   constructor(buffer = new SharedArrayBuffer(32)) {
     this.buffer = buffer
-    this.times = new Float64Array(buffer, 0, 4) // [busySince, (seen), beat, mem]
+    this.slots = new Float64Array(buffer, 0, 4) // [busySince, (seen), beat, mem]
     this.seenSeq = new BigInt64Array(buffer, 8, 1)
   }
 
   get busySince(): number {
-    return this.times[0]!
+    return this.slots[0]!
   }
 
   set busySince(ms: number) {
-    this.times[0] = ms
+    this.slots[0] = ms
   }
 
   get seen(): number {
@@ -69,20 +69,20 @@ export class WorkerFlags {
   }
 
   get beat(): number {
-    return this.times[2]!
+    return this.slots[2]!
   }
 
   set beat(ms: number) {
-    this.times[2] = ms
+    this.slots[2] = ms
   }
 
   /** bytes of its heap (committed) and buffers at its last beat */
   get mem(): number {
-    return this.times[3]!
+    return this.slots[3]!
   }
 
   set mem(bytes: number) {
-    this.times[3] = bytes
+    this.slots[3] = bytes
   }
 }
 

@@ -1,8 +1,12 @@
-// What the watchdog's two sides (watchdog.ts on the broker's thread,
-// watchdog-worker.ts in its own) agree on.
+// How a thread shows it is alive, for those who watch it: the watchdog of
+// inline hooks (watchdog.ts on the broker's thread, watchdog-worker.ts in its
+// own) and the broker's memory watch of hook threads (memory-watch.ts, fed by
+// hook-worker.ts).
 
-/** the broker's thread shows it is alive at least this often */
+/** a watched thread beats at least this often */
 export const BEAT_MS = 50
+/** no beat for this long: the thread is in synchronous code */
+export const QUIET_MS = 3 * BEAT_MS
 
 /**
  * A blocked thread that grew the process by this much (MiB) is ended without

@@ -2,7 +2,7 @@ import { writeSync } from 'node:fs'
 import { Session } from 'node:inspector'
 import { parentPort, workerData } from 'node:worker_threads'
 import { Quarantine } from './quarantine.js'
-import { BEAT_MS, BLOCKED_GROWTH_MB, blockedReason } from './watchdog-beat.js'
+import { BLOCKED_GROWTH_MB, blockedReason, QUIET_MS } from './watchdog-beat.js'
 
 // The watchdog's own thread. The broker's thread bumps a counter in shared
 // memory every BEAT_MS (at most a quarter of `blockedLoopMs`), and counts every hook call it
@@ -30,8 +30,6 @@ const REPORT = `globalThis[Symbol.for('hookmq.watchdog')]`
 
 /** how often this thread looks */
 const TICK_MS = 25
-/** no progress this long: the broker's thread is in synchronous code (it beats every BEAT_MS at most) */
-const QUIET_MS = 3 * BEAT_MS
 
 /** both counters: the timer's beats and the hook calls begun */
 const progress = (): number => (Atomics.load(beat, 0) + Atomics.load(runningHook, 1)) | 0

@@ -31,20 +31,18 @@ export interface LinkHandlers {
 /** The worker once loaded, with what its hook declared; rejects (the worker ended) when loading fails. */
 export function linkWorker(o: LinkOptions, on: LinkHandlers): Promise<{ worker: Worker; meta: HookMeta }> {
   const worker = takeWorker(o.memoryMb)
-  const flags = new WorkerFlags(o.flags)
   return new Promise((resolve, reject) => {
     let loading = true
     const failLoad = (err: Error): void => {
       if (!loading) return
       loading = false
       clearTimeout(timer)
-      unwatch()
       void worker.terminate()
       reject(err)
     }
-    // for its whole life: its top level and setup, its calls, its own timers
+    // for its whole life (until its thread is gone: what it grew by stays resident until then): top level, setup, calls, its own timers
     const unwatch = watchThread({
-      flags: () => flags,
+      flags: new WorkerFlags(o.flags),
       memoryMb: o.memoryMb,
       overrun: (grownMb, budgetMb) => {
         const what = `in synchronous code it grew the process by ${grownMb} MiB, more than ${budgetMb} MiB (memoryMb); its thread was stopped`
