@@ -1,4 +1,4 @@
-import { getHeapStatistics } from 'node:v8'
+import { memoryUsage } from 'node:process'
 import { parentPort } from 'node:worker_threads'
 import type { ClientInfo, Logger, PublishOptions } from '../../../core/index.js'
 import { brokerModules, evaluate, firstFrame, HookLoadError, mapStack, where, withMap, type Compiled } from '../compile.js'
@@ -426,12 +426,15 @@ function watchMemory(f: WorkerFlags | undefined, memoryMb: number | undefined): 
   if (f === undefined && memoryMb === undefined) return
   const limit = memoryMb === undefined ? Infinity : memoryMb * 1024 * 1024
   const look = (): void => {
-    const s = getHeapStatistics()
+    // this thread's own figures (rss aside); Buffers counted as allocated (arrayBuffers: V8's external count
+    // lags until a collection, and a table of Buffers built at the top level would be nobody's)
+    const m = memoryUsage()
+    const buffers = Math.max(m.external, m.arrayBuffers)
     if (f !== undefined) {
       f.beat = Date.now()
-      f.mem = s.total_physical_size + s.external_memory
+      f.mem = m.heapTotal + buffers
     }
-    const used = s.used_heap_size + s.external_memory
+    const used = m.heapUsed + buffers
     if (used <= limit) return
     post({ t: 'memory', usedMb: Math.round(used / 1048576) })
     exitProcess(MEMORY_EXIT)

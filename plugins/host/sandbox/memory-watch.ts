@@ -1,6 +1,6 @@
 import { memoryUsage } from 'node:process'
 import type { WorkerFlags } from './protocol.js'
-import { QUIET_MS } from './watchdog-beat.js'
+import { BEAT_MS, QUIET_MS } from './watchdog-beat.js'
 
 // A hook's thread that allocates without ever returning (one array pushed in a
 // loop, a Map filled without end) is not stopped by its heap limit: past the
@@ -15,8 +15,9 @@ import { QUIET_MS } from './watchdog-beat.js'
 // process's resident memory grew since that run began, less what the broker's
 // own thread holds (its heap and buffers: a burst of traffic is not blamed on
 // a hook) and less what the other hook threads say at their beats they grew
-// by. What is left is shared among the threads in synchronous code at the time
-// (four top levels building a table each at start-up are four shares). A
+// by. What is left is shared among the threads that may be in synchronous code
+// at the time, a beat late (four top levels building a table each at start-up
+// are four shares). A
 // thread whose share passes its budget is ended there. The budget is its
 // memoryMb while it runs alone and no hook thread started or ended since its
 // run began; otherwise whose growth it is cannot be told (a new thread's
@@ -83,18 +84,24 @@ function runningSince(flags: WorkerFlags, now: number): number {
   return beat !== 0 && now - beat > QUIET_MS ? beat : 0
 }
 
+/** Whether the thread may be in synchronous code: a beat late by more than a look's worth (not yet enough to blame it, enough not to blame another for what it grows). */
+function maybeRunning(flags: WorkerFlags, now: number): boolean {
+  return flags.busySince !== 0 || (flags.beat !== 0 && now - flags.beat > BEAT_MS + TICK_MS)
+}
+
 function tick(): void {
   const now = Date.now()
   const rss = elsewhere()
   const told = reported()
+  /** threads that may be in synchronous code: what no beat reports is shared among them */
   let running = 0
   for (const e of entries) {
+    if (maybeRunning(e.w.flags, now)) running++
     const since = runningSince(e.w.flags, now)
     if (since === 0) {
       e.since = 0
       continue
     }
-    running++
     if (since !== e.since) {
       e.since = since
       e.base = before(since)
@@ -124,7 +131,7 @@ function stopWhenIdle(): void {
 /** The process's resident memory less the broker thread's heap and buffers: mostly its other threads'. */
 function elsewhere(): number {
   const m = memoryUsage()
-  return m.rss - m.heapTotal - m.external
+  return m.rss - m.heapTotal - Math.max(m.external, m.arrayBuffers) // (V8's external count lags behind new Buffers until a collection)
 }
 
 /** What the watched threads said they held at their last beats (stale for one in synchronous code: its growth is not in it). */
