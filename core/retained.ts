@@ -1,35 +1,41 @@
 import type { Message } from './types.js'
 
 // Retained messages in a trie of topic levels, so a wildcard subscribe visits
-// only the branches its filter can match.
+// only the branches its filter can match. What it holds per topic is the
+// store's choice (MemoryRetainedStore keeps a compact record, not a Message).
 
-class Level {
-  /** made on first use: most levels are leaves, and an empty Map costs ~200 bytes */
-  children: Map<string, Level> | null = null
-  message: Message | undefined = undefined
+/** what the tree needs of a stored value: when it expires */
+interface Expiring {
+  readonly expiresAt?: number | undefined
 }
 
-const NONE: ReadonlyMap<string, Level> = new Map()
+class Level<V> {
+  /** made on first use: most levels are leaves, and an empty Map costs ~200 bytes */
+  children: Map<string, Level<V>> | null = null
+  message: V | undefined = undefined
+}
+
+const NONE: ReadonlyMap<string, never> = new Map<string, never>()
 
 /** A level's children (an empty map for a leaf). */
-function kids(node: Level): ReadonlyMap<string, Level> {
+function kids<V>(node: Level<V>): ReadonlyMap<string, Level<V>> {
   return node.children ?? NONE
 }
 
-export class RetainedTree {
-  private readonly root = new Level()
+export class RetainedTree<V extends Expiring = Message> {
+  private readonly root = new Level<V>()
   private count = 0
 
   get size(): number {
     return this.count
   }
 
-  set(topic: string, message: Message): void {
+  set(topic: string, message: V): void {
     let node = this.root
     for (const part of topic.split('/')) {
       let next = node.children?.get(part)
       if (next === undefined) {
-        next = new Level()
+        next = new Level<V>()
         ;(node.children ??= new Map()).set(part, next)
       }
       node = next
@@ -38,8 +44,8 @@ export class RetainedTree {
     node.message = message
   }
 
-  get(topic: string): Message | undefined {
-    let node: Level | undefined = this.root
+  get(topic: string): V | undefined {
+    let node: Level<V> | undefined = this.root
     for (const part of topic.split('/')) {
       node = node.children?.get(part)
       if (node === undefined) return undefined
@@ -48,8 +54,8 @@ export class RetainedTree {
   }
 
   /** every retained message, expired ones included */
-  *messages(): Generator<Message> {
-    const stack: Level[] = [this.root]
+  *messages(): Generator<V> {
+    const stack: Array<Level<V>> = [this.root]
     while (stack.length > 0) {
       const node = stack.pop()!
       if (node.message !== undefined) yield node.message
@@ -59,8 +65,8 @@ export class RetainedTree {
 
   delete(topic: string): void {
     const parts = topic.split('/')
-    const path: Level[] = [this.root]
-    let node: Level | undefined = this.root
+    const path: Array<Level<V>> = [this.root]
+    let node: Level<V> | undefined = this.root
     for (const part of parts) {
       node = node.children?.get(part)
       if (node === undefined) return
@@ -79,7 +85,7 @@ export class RetainedTree {
   }
 
   /** every retained message matching `filter`, at once */
-  match(filter: string): Message[] {
+  match(filter: string): V[] {
     for (const all of this.pages(filter, Infinity)) return all
     return []
   }
@@ -90,11 +96,11 @@ export class RetainedTree {
    * are neither found in one go nor held at once). A message stored or cleared
    * meanwhile may or may not be in a later page.
    */
-  *pages(filter: string, size: number): Generator<Message[]> {
+  *pages(filter: string, size: number): Generator<V[]> {
     const parts = filter.split('/')
-    let page: Message[] = []
+    let page: V[] = []
     // [node, level index in parts, whether it is below a '#' (every descendant matches)]
-    const stack: Array<[Level, number, boolean]> = [[this.root, 0, false]]
+    const stack: Array<[Level<V>, number, boolean]> = [[this.root, 0, false]]
     let now = Date.now() // (read again after each page: the walk may pause a while)
     while (stack.length > 0) {
       const [node, i, below] = stack.pop()!
@@ -124,6 +130,6 @@ export class RetainedTree {
   }
 }
 
-function push(message: Message | undefined, out: Message[], now: number): void {
+function push<V extends Expiring>(message: V | undefined, out: V[], now: number): void {
   if (message !== undefined && (message.expiresAt === undefined || message.expiresAt > now)) out.push(message)
 }

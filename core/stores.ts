@@ -1,4 +1,4 @@
-import { keep, type Message, type Subscription } from './types.js'
+import { newMessage, ownBytes, ownProperties, type Message, type MessageProperties, type QoS, type Subscription } from './types.js'
 import type { BanStore } from './ban-store.js'
 import { Fifo } from './fifo.js'
 import { RetainedTree } from './retained.js'
@@ -266,25 +266,77 @@ export class MemorySessionStore implements SessionStore {
 /** retained messages a page holds (RetainedStore.pages) */
 export const RETAINED_PAGE = 500
 
+/** payloads up to this many bytes are kept as a string (Kept.bytes) */
+const SMALL_PAYLOAD = 1024
+
+/**
+ * A retained message as the memory store keeps it. A Message has fifteen
+ * fields, most of them caches for routing, and its payload a Buffer: a typed
+ * array and its ArrayBuffer, about 200 bytes of heap before the bytes. Kept,
+ * a small payload is a one-byte string instead (16 bytes before them; the
+ * Buffer is made again for each delivery) and only what a delivery needs
+ * stays. That is less to hold, and less for the young-generation collector to
+ * copy: a bulk load of a million retained messages left them for the first
+ * collections after it, which stalled every client (`Performance` in README).
+ */
+class Kept {
+  constructor(
+    readonly topic: string,
+    /** small payloads as latin1 (one char per byte: the same bytes back), larger ones a Buffer of their own */
+    readonly bytes: string | Buffer,
+    readonly qos: QoS,
+    readonly properties: MessageProperties | undefined,
+    readonly expiresAt: number | undefined,
+    readonly origin: string | undefined,
+  ) {}
+
+  static of(m: Message): Kept {
+    const p = m.payload
+    const bytes = p.length <= SMALL_PAYLOAD ? p.toString('latin1') : ownBytes(p)
+    return new Kept(m.topic, bytes, m.qos, ownProperties(m.properties), m.expiresAt, m.origin)
+  }
+
+  message(): Message {
+    const b = this.bytes
+    const m = newMessage(this.topic, typeof b === 'string' ? latin1Bytes(b) : b, this.qos, true, this.origin, this.properties)
+    m.expiresAt = this.expiresAt
+    m.kept = true
+    return m
+  }
+}
+
+/**
+ * `s`'s bytes in a Buffer of their own (Buffer.from would cut them from a
+ * shared 8 KB slab, which keep() would copy again). Short ones copied in a
+ * loop: Buffer#write crosses into C++, ~290 ns for 16 bytes against ~40.
+ */
+function latin1Bytes(s: string): Buffer {
+  const b = Buffer.allocUnsafeSlow(s.length)
+  if (s.length > 128) b.write(s, 'latin1')
+  else for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i)
+  return b
+}
+
+function message(k: Kept): Message {
+  return k.message()
+}
+
 export class MemoryRetainedStore implements RetainedStore {
-  private readonly tree = new RetainedTree()
+  private readonly tree = new RetainedTree<Kept>()
 
   set(message: Message): Written {
     // [MQTT-3.3.1-6] an empty payload clears; so does a message that has already expired
     if (message.payload.length === 0 || (message.expiresAt !== undefined && message.expiresAt <= Date.now())) this.tree.delete(message.topic)
-    else {
-      keep(message) // (not a view of the read it came in: ownBytes)
-      this.tree.set(message.topic, message)
-    }
+    else this.tree.set(message.topic, Kept.of(message))
     return undefined
   }
 
   async match(filter: string): Promise<Message[]> {
-    return this.tree.match(filter)
+    return this.tree.match(filter).map(message)
   }
 
   async *pages(filter: string): AsyncGenerator<Message[]> {
-    yield* this.tree.pages(filter, RETAINED_PAGE)
+    for (const page of this.tree.pages(filter, RETAINED_PAGE)) yield page.map(message)
   }
 
   async count(): Promise<number> {
@@ -293,13 +345,13 @@ export class MemoryRetainedStore implements RetainedStore {
 
   async usage(): Promise<RetainedUsage[]> {
     const out: RetainedUsage[] = []
-    for (const m of this.tree.messages()) out.push({ topic: m.topic, bytes: messageSize(m), origin: m.origin, expiresAt: m.expiresAt })
+    for (const k of this.tree.messages()) out.push({ topic: k.topic, bytes: messageSize(k.message()), origin: k.origin, expiresAt: k.expiresAt })
     return out
   }
 
   clearExpired(topic: string): Written {
-    const m = this.tree.get(topic)
-    if (m?.expiresAt !== undefined && m.expiresAt <= Date.now()) this.tree.delete(topic)
+    const k = this.tree.get(topic)
+    if (k?.expiresAt !== undefined && k.expiresAt <= Date.now()) this.tree.delete(topic)
     return undefined
   }
 

@@ -189,6 +189,33 @@ for (const b of backends) {
       assert.equal(await retained.count(), 3) // a/c/d, $SYS/up, p/q: the expired one was never kept
     })
 
+    test('retained: payloads come back byte for byte (every byte value, either side of 1 KiB), with their expiry, origin and QoS, each match a copy of its own', async (t) => {
+      const { retained } = await b.make(t)
+      const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+      const sizes = [1, 255, 256, 1023, 1024, 1025, 70000]
+      const expiresAt = Date.now() + 60000
+      for (const n of sizes) {
+        const payload = Buffer.alloc(n)
+        for (let i = 0; i < n; i += 256) every.copy(payload, i, 0, Math.min(256, n - i))
+        const m = newMessage(`bin/${n}`, payload, 1, true, `client-${n}`)
+        m.expiresAt = expiresAt
+        await retained.set(m)
+      }
+      const got = new Map((await retained.match('bin/+')).map((m) => [m.topic, m]))
+      for (const n of sizes) {
+        const m = got.get(`bin/${n}`)!
+        assert.equal(m.payload.length, n, `bin/${n}`)
+        for (let i = 0; i < n; i++) if (m.payload[i] !== i % 256) assert.fail(`bin/${n}: byte ${i} is ${m.payload[i]}`)
+        assert.equal(m.qos, 1)
+        assert.equal(m.retain, true)
+        assert.equal(m.origin, `client-${n}`)
+        assert.ok(m.expiresAt !== undefined && Math.abs(m.expiresAt - expiresAt) <= 1000, `bin/${n}: expiresAt ${m.expiresAt}`)
+      }
+      // a subscriber's copy changed in place (a deliver hook may) leaves the store's alone
+      got.get('bin/1')!.payload[0] = 0xff
+      assert.equal((await retained.match('bin/1'))[0]!.payload[0], 0)
+    })
+
     test('retained: wildcards at every depth, empty levels, parents and children, clearing prunes only what is empty', async (t) => {
       const { retained } = await b.make(t)
       for (const topic of ['a', 'a/b', 'a/b/c', 'a/x/c', 'b/x/c', '/lead', 'trail/', 'a//c', '$share-like/x']) await retained.set(msg(topic, topic))
