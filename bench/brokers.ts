@@ -26,11 +26,28 @@ export interface RunningBroker {
   name: BrokerName
   port: number
   pid: number
+  /** a Node broker whose serve script collects its garbage on SIGUSR2 (collect.ts) */
+  collects?: boolean
   stop(): Promise<void>
 }
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const pin = existsSync('/usr/bin/taskset') ? ['taskset', '-c', '0'] : []
+
+/**
+ * Node's flags for hookmq (this checkout's and a baseline's alike, so that they
+ * differ only in code): those `npm start` passes (package.json), or
+ * HOOKMQ_NODE_FLAGS when set (empty: none, as an embedder that passes none).
+ */
+export const hookmqNodeFlags: string[] = (
+  process.env.HOOKMQ_NODE_FLAGS ??
+  (JSON.parse(readFileSync(join(here, '..', '..', 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+    .split(' ')
+    .filter((a) => a.startsWith('--'))
+    .join(' ')
+)
+  .split(' ')
+  .filter(Boolean)
 
 export function hasMosquitto(): boolean {
   return ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'].some((p) => existsSync(p))
@@ -54,9 +71,9 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
   const host = behind?.host ?? '127.0.0.1'
   if (behind !== undefined) options = { ...options, host }
   let cmd: string[]
-  if (name === 'hookmq') cmd = [process.execPath, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
+  if (name === 'hookmq') cmd = [process.execPath, ...hookmqNodeFlags, join(here, 'serve-hookmq.js'), String(port), JSON.stringify(options)]
   else if (baselineDir(name) !== undefined)
-    cmd = [process.execPath, join(baselineDir(name)!, 'dist', 'bench', 'serve-hookmq.js'), String(port), JSON.stringify(options)]
+    cmd = [process.execPath, ...hookmqNodeFlags, join(baselineDir(name)!, 'dist', 'bench', 'serve-hookmq.js'), String(port), JSON.stringify(options)]
   else if (name === 'aedes') cmd = [process.execPath, join(here, 'serve-aedes.js'), String(port), JSON.stringify(options)]
   else if (name === 'relay') cmd = [process.execPath, join(here, 'serve-relay.js'), String(port)]
   else {
@@ -73,10 +90,13 @@ export async function startBroker(name: BrokerName, options: HookmqBenchOptions 
   const child: ChildProcess = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] })
   await waitListening(port, child, host)
   const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  // (a baseline's older serve script would be ended by the signal: asked only where the script answers it)
+  const script = cmd.find((a) => a.endsWith('.js'))
   return {
     name,
     port,
     pid: child.pid!,
+    collects: script !== undefined && readFileSync(script, 'utf8').includes('SIGUSR2'),
     stop: async () => {
       child.kill('SIGKILL')
       await exited
@@ -109,6 +129,20 @@ export function cpuSeconds(pid: number): number {
 }
 
 /** Resident set size in bytes. */
+/**
+ * The broker's RSS once its garbage is collected (Node brokers: a full
+ * collection on SIGUSR2, then 300 ms). Otherwise a Node broker's RSS before
+ * clients came holds its start-up garbage, which the first collections they
+ * cause free: 5,000 idle clients came out at -4 KB each.
+ */
+export async function collectedRss(r: RunningBroker): Promise<number> {
+  if (r.collects === true) {
+    process.kill(r.pid, 'SIGUSR2')
+    await new Promise((done) => setTimeout(done, 300))
+  }
+  return rssBytes(r.pid)
+}
+
 export function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = /VmRSS:\s+(\d+)/.exec(status)

@@ -17,8 +17,10 @@ import { fileURLToPath } from 'node:url'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
 import {
   baselineDir,
+  collectedRss,
   cpuSeconds,
   hasMosquitto,
+  hookmqNodeFlags,
   rssBytes,
   startBroker,
   isHookmq,
@@ -374,7 +376,7 @@ async function connections(c: Ctx): Promise<Curve> {
   }
   const points = await perSize(c, 'connections', sizes, async (b, n, broker, sockets) => {
     await settle(c, 1000)
-    const rss0 = rssBytes(broker.pid)
+    const rss0 = await collectedRss(broker)
     const cpu0 = cpuSeconds(broker.pid)
     const gen0 = process.cpuUsage()
     const t0 = now()
@@ -383,7 +385,7 @@ async function connections(c: Ctx): Promise<Curve> {
     const cpu = cpuSeconds(broker.pid) - cpu0
     const gen = process.cpuUsage(gen0)
     await settle(c, 2000)
-    const rss1 = rssBytes(broker.pid)
+    const rss1 = await collectedRss(broker)
     return {
       broker: label(b),
       size: n,
@@ -397,7 +399,7 @@ async function connections(c: Ctx): Promise<Curve> {
     xLabel: 'connections',
     metrics: [
       { key: 'rate', label: 'connect rate (100 connecting at once)', unit: 'conn/s' },
-      { key: 'rssKB', label: 'broker RSS per connection', unit: 'KB', perUnit: true },
+      { key: 'rssKB', label: 'broker RSS per connection (Node brokers: after a full collection, before and after)', unit: 'KB', perUnit: true },
       { key: 'cpuUs', label: 'broker CPU per connection (CONNECT to CONNACK)', unit: 'µs', perUnit: true },
     ],
     points,
@@ -958,11 +960,11 @@ function plots(curve: Curve, dir: string): string[] {
 }
 
 /** Writes curves.json, curves.md (the tables) and one SVG per figure to `dir`; answers the files. */
-export function render(curves: Curve[], meta: { date: string; seconds: number; quick: boolean }, dir: string): string[] {
+export function render(curves: Curve[], meta: { date: string; seconds: number; quick: boolean; nodeFlags?: string[] }, dir: string): string[] {
   const json = join(dir, 'curves.json')
   writeFileSync(json, JSON.stringify({ meta, curves }, null, 2) + '\n')
   const md = join(dir, 'curves.md')
-  const title = `# Cost curves (${meta.date}, ${meta.quick ? 'quick' : 'full'}, ${meta.seconds.toFixed(0)} s)`
+  const title = `# Cost curves (${meta.date}, ${meta.quick ? 'quick' : 'full'}, ${meta.seconds.toFixed(0)} s; hookmq's Node flags: ${meta.nodeFlags?.join(' ') || 'none'})`
   writeFileSync(md, `${title}\n\n${curves.map(tables).join('\n\n')}\n`)
   return [json, md, ...curves.flatMap((curve) => plots(curve, dir))]
 }
@@ -1032,6 +1034,7 @@ async function run(c: Ctx, dir: string, only: CurveName[], started: number, port
     date: new Date().toISOString(),
     seconds,
     quick,
+    nodeFlags: hookmqNodeFlags,
     hookmq: gitState(),
     hookmqLimits,
     fileLimit: c.fdLimit,

@@ -13,8 +13,10 @@ import { basename, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
   baselineDir,
+  collectedRss,
   cpuSeconds,
   hasMosquitto,
+  hookmqNodeFlags,
   isHookmq,
   rssBytes,
   startBroker,
@@ -505,7 +507,8 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
     const running = await Promise.all(order.map((b) => startBroker(b)))
     try {
       await sleep(Math.max(settle, 500))
-      const before = running.map((r) => rssBytes(r.pid))
+      const before: number[] = []
+      for (const r of running) before.push(await collectedRss(r))
       const sockets: Array<{ destroy(): void }> = []
       const soon: number[] = []
       for (const r of running) {
@@ -514,17 +517,17 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
         soon.push(rssBytes(r.pid))
       }
       await sleep(settle)
-      running.forEach((r, i) => {
+      for (const [i, r] of running.entries()) {
         const row = (after: number): Row => ({ value: (after - before[i]!) / n / 1024, unit: sc.unit, brokerCpu: NaN, genCpu: NaN, note: `${n} clients` })
-        settled.get(r.name)!.push(row(rssBytes(r.pid)))
+        settled.get(r.name)!.push(row(await collectedRss(r)))
         early.get(r.name)!.push(row(soon[i]!))
-      })
+      }
       for (const s of sockets) s.destroy()
     } finally {
       for (const r of running) await r.stop()
     }
   }
-  if (settle > 0) print({ ...sc, name: `${sc.name} (settled: RSS read after ${settle / 1000} s idle, before and after)` }, settled)
+  if (settle > 0) print({ ...sc, name: `${sc.name} (settled: RSS read after ${settle / 1000} s idle and a full collection, before and after)` }, settled)
   print(
     {
       ...sc,
@@ -657,7 +660,7 @@ async function main(): Promise<void> {
   }
   for (const b of kept.values()) await (await b).stop()
   console.log(
-    `\n${reps} repetition(s), ${quick ? 'quick mode (scenarios without options of their own ran on one process per broker)' : 'full mode'}, ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+    `\n${reps} repetition(s), ${quick ? 'quick mode (scenarios without options of their own ran on one process per broker)' : 'full mode'}, ${((Date.now() - t0) / 1000).toFixed(0)} s; hookmq ran with Node flags: ${hookmqNodeFlags.join(' ') || 'none'}`,
   )
   await sink.close()
   await redisServer?.stop()

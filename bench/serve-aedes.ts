@@ -3,6 +3,9 @@
 import net from 'node:net'
 import { createRequire } from 'node:module'
 import { Aedes } from 'aedes'
+import { collectOnSignal } from './collect.js'
+
+collectOnSignal() // SIGUSR2 (brokers.ts collectedRss)
 
 const port = Number(process.argv[2])
 const options = JSON.parse(process.argv[3] ?? '{}') as { redis?: { port: number }; host?: string }
