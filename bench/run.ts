@@ -29,7 +29,7 @@ import { fanIn, fanOut, idleClients, latency, startSink, subscribeOneByOne, type
 import { amplification } from './amplification.js'
 import { clusterCost, printClusterCost } from './cluster-cost.js'
 import { median } from './stats.js'
-import { costCurves } from './curves.js'
+import { costCurves, fileLimit } from './curves.js'
 import { stuckHookFolder, stuckToFallback } from './sandbox.js'
 import { delayedLink, delayRelay, kernelHasNetem, netemUnavailable, type Delayed } from './netem.js'
 
@@ -502,30 +502,12 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
   const settle = quick ? 0 : 40000
   const settled = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
   const early = new Map<BrokerName, Row[]>(list.map((b) => [b, []]))
+  // every broker of a group holds its n clients at once: as many per group as the file limit lets this process open
+  // (four brokers of 5,000 clients each, with a baseline, ended the run at EMFILE under a limit of 20,000)
+  const perGroup = Math.max(1, Math.min(list.length, Math.floor((fileLimit() - 1000) / n)))
   for (let rep = 0; rep < reps; rep++) {
     const order = rep % 2 === 0 ? list : [...list].reverse()
-    const running = await Promise.all(order.map((b) => startBroker(b)))
-    try {
-      await sleep(Math.max(settle, 500))
-      const before: number[] = []
-      for (const r of running) before.push(await collectedRss(r))
-      const sockets: Array<{ destroy(): void }> = []
-      const soon: number[] = []
-      for (const r of running) {
-        sockets.push(...(await idleClients(r.port, n)))
-        await sleep(500)
-        soon.push(rssBytes(r.pid))
-      }
-      await sleep(settle)
-      for (const [i, r] of running.entries()) {
-        const row = (after: number): Row => ({ value: (after - before[i]!) / n / 1024, unit: sc.unit, brokerCpu: NaN, genCpu: NaN, note: `${n} clients` })
-        settled.get(r.name)!.push(row(await collectedRss(r)))
-        early.get(r.name)!.push(row(soon[i]!))
-      }
-      for (const s of sockets) s.destroy()
-    } finally {
-      for (const r of running) await r.stop()
-    }
+    for (let g = 0; g < order.length; g += perGroup) await memoryRound(order.slice(g, g + perGroup), n, settle, sc, settled, early)
   }
   if (settle > 0) print({ ...sc, name: `${sc.name} (settled: RSS read after ${settle / 1000} s idle and a full collection, before and after)` }, settled)
   print(
@@ -535,6 +517,39 @@ async function memory(sc: Scenario, list: BrokerName[]): Promise<void> {
     },
     early,
   )
+}
+
+/** One round of memory(): `group` started together, n idle clients on each, RSS before and after. */
+async function memoryRound(
+  group: BrokerName[],
+  n: number,
+  settle: number,
+  sc: Scenario,
+  settled: Map<BrokerName, Row[]>,
+  early: Map<BrokerName, Row[]>,
+): Promise<void> {
+  const running = await Promise.all(group.map((b) => startBroker(b)))
+  try {
+    await sleep(Math.max(settle, 500))
+    const before: number[] = []
+    for (const r of running) before.push(await collectedRss(r))
+    const sockets: Array<{ destroy(): void }> = []
+    const soon: number[] = []
+    for (const r of running) {
+      sockets.push(...(await idleClients(r.port, n)))
+      await sleep(500)
+      soon.push(rssBytes(r.pid))
+    }
+    await sleep(settle)
+    for (const [i, r] of running.entries()) {
+      const row = (after: number): Row => ({ value: (after - before[i]!) / n / 1024, unit: sc.unit, brokerCpu: NaN, genCpu: NaN, note: `${n} clients` })
+      settled.get(r.name)!.push(row(await collectedRss(r)))
+      early.get(r.name)!.push(row(soon[i]!))
+    }
+    for (const s of sockets) s.destroy()
+  } finally {
+    for (const r of running) await r.stop()
+  }
 }
 
 /**
