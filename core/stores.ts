@@ -1,4 +1,4 @@
-import { newMessage, ownBytes, ownProperties, type Message, type MessageProperties, type QoS, type Subscription } from './types.js'
+import { keep, newMessage, ownProperties, type Message, type MessageProperties, type QoS, type Subscription } from './types.js'
 import type { BanStore } from './ban-store.js'
 import { Fifo } from './fifo.js'
 import { RetainedTree } from './retained.js'
@@ -292,8 +292,9 @@ class Kept {
 
   static of(m: Message): Kept {
     const p = m.payload
-    const bytes = p.length <= SMALL_PAYLOAD ? p.toString('latin1') : ownBytes(p)
-    return new Kept(m.topic, bytes, m.qos, ownProperties(m.properties), m.expiresAt, m.origin)
+    if (p.length <= SMALL_PAYLOAD) return new Kept(m.topic, p.toString('latin1'), m.qos, ownProperties(m.properties), m.expiresAt, m.origin)
+    keep(m) // a large payload is held as the message's own bytes, copied once for the store and any queue that keeps it too
+    return new Kept(m.topic, m.payload, m.qos, m.properties, m.expiresAt, m.origin)
   }
 
   message(): Message {
