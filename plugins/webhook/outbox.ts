@@ -96,16 +96,19 @@ class MemoryQueue implements Inlet {
     this.trim()
   }
 
-  /** Drops the oldest while over the bound (the newest always stays, however large). */
+  /** Drops the oldest while over the bound (the newest always stays, however large), and reports it if any went. */
   private trim(): void {
-    const items = this.items
-    const { count, bytes } = this.limit
-    if (items.length <= count && items.bytes <= bytes) return
-    while (items.length > count || (items.length > 1 && items.bytes > bytes)) {
-      items.drop()
+    if (!this.over()) return
+    do {
+      this.items.drop()
       this.dropped++
-    }
+    } while (this.over())
     this.onDrop(this.name, this.dropped)
+  }
+
+  private over(): boolean {
+    const { length, bytes } = this.items
+    return length > this.limit.count || (length > 1 && bytes > this.limit.bytes)
   }
 }
 

@@ -337,8 +337,10 @@ test('the in-memory outbox is bounded in bytes too (maxQueueBytes): the oldest d
     kept,
     Array.from({ length: kept.length }, (_, i) => `t/${10 - kept.length + i}`),
   ) // the newest
+  const reported = drops.length
   inlet.pushMessage(newMessage('huge', Buffer.alloc(300000), 1, false, 'c'), 'c', Date.now())
   assert.equal(o.waiting('big'), 1) // larger than the bound alone: it stays, the only one
+  assert.equal(drops.length, reported) // and nothing was dropped, so no drop is reported
   await o.prepare('big', 1000, 1000000)
   for (let i = 0; i < 3; i++) inlet.pushMessage(newMessage(`u/${i}`, payload, 1, false, 'c'), 'c', Date.now())
   assert.equal(o.waiting('big'), 4) // a raised bound, at once
