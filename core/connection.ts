@@ -248,11 +248,10 @@ export class Connection implements Outlet, IntakeOwner, DecisionReceiver, Outbou
     // answers to what the client sends (PINGRESP, PUBACK, PUBCOMP, SUBACK...) pile up while it does not read: past
     // maxClientBufferBytes waiting, it is not read either until its socket drains (a client streaming PINGREQs
     // without reading grew the broker by gigabytes). Looked at only once the socket wants a drain.
-    if (!this.writeBytes(encodePacket(packet, this.genOpts)) && !this.answersHeld && this.isOpen) {
-      if (this.socket.writableLength > this.ctx.config.limits.maxClientBufferBytes) {
-        this.answersHeld = true
-        this.flow.hold()
-      }
+    const room = this.writeBytes(encodePacket(packet, this.genOpts))
+    if (!room && !this.answersHeld && this.isOpen && this.socket.writableLength > this.ctx.config.limits.maxClientBufferBytes) {
+      this.answersHeld = true
+      this.flow.hold()
     }
   }
 
